@@ -1,0 +1,48 @@
+# `make run` starts the worker; `make test` runs the whole suite. Both install and build what is
+# missing or stale first, and nothing more.
+SHELL := /bin/bash
+BIN := node_modules/.bin
+SOURCES := $(shell find src gen tests -name '*.ts' 2>/dev/null)
+TEST_FILES = $(shell find dist/tests -name '*.test.js' | sort)
+ARGS ?=
+
+.PHONY: run test build generate lint check-generated system-deps clean
+
+run: system-deps dist/.built
+	node dist/src/main.js $(ARGS)
+
+test: system-deps dist/.built lint check-generated
+	node --test --test-concurrency=1 $(TEST_FILES)
+
+build: dist/.built
+
+node_modules/.installed: package.json package-lock.json
+	# npm ci refuses this lock file (npm leaves the other platforms' optional buf binaries out of it),
+	# so install from it without rewriting it.
+	npm install --no-audit --no-fund --no-save
+	@touch $@
+
+dist/.built: node_modules/.installed tsconfig.json $(SOURCES)
+	rm -rf dist
+	$(BIN)/tsc -p tsconfig.json
+	@touch $@
+
+# What the worker needs from the machine: a Python 3 with pip (pkg.install drives the host's pip).
+system-deps:
+	@command -v python3 >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3; }
+	@python3 -m pip --version >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-pip; }
+
+generate: node_modules/.installed
+	$(BIN)/buf generate
+
+lint: node_modules/.installed
+	$(BIN)/buf lint
+
+# gen/ is committed; the build fails when it differs from what the protos generate now.
+check-generated: node_modules/.installed
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(BIN)/buf generate -o "$$tmp" && \
+	diff -r gen "$$tmp/gen" >/dev/null || { echo "gen/ is stale: run 'make generate' and commit gen/"; exit 1; }
+
+clean:
+	rm -rf dist node_modules .worker-data

@@ -1,0 +1,138 @@
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+
+/** The worker's configuration, read and validated once at startup. */
+export interface WorkerConfig {
+  workerId: string;
+  grpcAddr: string;
+  httpAddr: string;
+  publicUrl: string | undefined;
+  advertiseAddr: string | undefined;
+  dataDir: string;
+  maxSessions: number;
+  coordinatorAddr: string | undefined;
+  pipIndexUrl: string | undefined;
+  maxMessageBytes: number;
+  logLevel: string;
+  sessionIdleSeconds: number;
+  maxTaskTimeoutSeconds: number;
+  maxOutputBytes: number;
+  taskHistory: number;
+  python: string;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Parser<T> = (raw: string, name: string) => T;
+
+const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'];
+
+const text: Parser<string> = (raw, name) => {
+  if (raw.trim() === '') throw new ConfigError(`${name} must not be empty`);
+  return raw.trim();
+};
+
+const integer =
+  (min: number, max: number): Parser<number> =>
+  (raw, name) => {
+    if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`${name} must be a whole number, got '${raw}'`);
+    const value = Number(raw);
+    if (value < min || value > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${value}`);
+    return value;
+  };
+
+const hostPort: Parser<string> = (raw, name) => {
+  const match = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d+)$/.exec(raw.trim());
+  if (!match || Number(match[2]) > 65535) throw new ConfigError(`${name} must be host:port (port 0-65535), got '${raw}'`);
+  return raw.trim();
+};
+
+const url =
+  (protocols: string[]): Parser<string> =>
+  (raw, name) => {
+    let parsed: URL;
+    try {
+      parsed = new URL(raw.trim());
+    } catch {
+      throw new ConfigError(`${name} must be a URL, got '${raw}'`);
+    }
+    if (!protocols.includes(parsed.protocol)) throw new ConfigError(`${name} must use ${protocols.join(' or ')}, got '${raw}'`);
+    return raw.trim();
+  };
+
+const oneOf =
+  (choices: string[]): Parser<string> =>
+  (raw, name) => {
+    if (!choices.includes(raw.trim())) throw new ConfigError(`${name} must be one of ${choices.join(', ')}, got '${raw}'`);
+    return raw.trim();
+  };
+
+interface Setting<T> {
+  env: string;
+  help: string;
+  parse: Parser<T>;
+  fallback: () => T;
+}
+
+function setting<T>(env: string, help: string, parse: Parser<T>, fallback: () => T): Setting<T> {
+  return { env, help, parse, fallback };
+}
+
+const none = () => undefined;
+
+/** Every setting: its environment variable, its flag (derived from the variable) and its default. */
+const SETTINGS = {
+  workerId: setting('WORKER_ID', 'id given to clients and the coordinator', text, () => `worker-${hostname()}`),
+  grpcAddr: setting('WORKER_GRPC_ADDR', 'gRPC listen address (port 0: any free port)', hostPort, () => '0.0.0.0:50052'),
+  httpAddr: setting('WORKER_HTTP_ADDR', 'HTTP listen address (artifact uploads)', hostPort, () => '0.0.0.0:50053'),
+  publicUrl: setting<string | undefined>('WORKER_PUBLIC_URL', 'base of the upload URLs handed out', url(['http:', 'https:']), none),
+  advertiseAddr: setting<string | undefined>('WORKER_ADVERTISE_ADDR', 'address sent to the coordinator', hostPort, none),
+  dataDir: setting('WORKER_DATA_DIR', 'workspaces, checkpoints, artifacts', (raw, name) => resolve(text(raw, name)), () => resolve('.worker-data')),
+  maxSessions: setting('WORKER_MAX_SESSIONS', 'capacity: sessions at once', integer(1, 100_000), () => 10),
+  coordinatorAddr: setting<string | undefined>('COORDINATOR_ADDR', 'coordinator address; unset runs standalone', hostPort, none),
+  pipIndexUrl: setting<string | undefined>('WORKER_PIP_INDEX_URL', 'package index for pkg.install', url(['http:', 'https:', 'file:']), none),
+  maxMessageBytes: setting('WORKER_MAX_MESSAGE_MB', 'largest gRPC message either way, in MB', (raw, name) => integer(1, 2047)(raw, name) * 1024 * 1024, () => 64 * 1024 * 1024),
+  logLevel: setting('WORKER_LOG_LEVEL', 'log level', oneOf(LOG_LEVELS), () => 'info'),
+  sessionIdleSeconds: setting('WORKER_SESSION_IDLE_SECONDS', 'destroy sessions idle this long (0: never)', integer(0, 10_000_000), () => 3600),
+  maxTaskTimeoutSeconds: setting('WORKER_MAX_TASK_TIMEOUT_SECONDS', 'longest any task may run', integer(1, 10_000_000), () => 300),
+  maxOutputBytes: setting('WORKER_MAX_OUTPUT_BYTES', 'stdout/stderr kept in a task result, per stream', integer(1024, 1024 * 1024 * 1024), () => 1024 * 1024),
+  taskHistory: setting('WORKER_TASK_HISTORY', 'finished tasks kept queryable per session', integer(1, 100_000), () => 100),
+  python: setting('WORKER_PYTHON', 'Python interpreter sessions are based on', text, () => 'python3'),
+} satisfies { [K in keyof WorkerConfig]: Setting<WorkerConfig[K]> };
+
+/** `WORKER_GRPC_ADDR` → `grpc-addr`, `COORDINATOR_ADDR` → `coordinator-addr`. */
+export function flagName(envName: string): string {
+  return envName.replace(/^WORKER_/, '').toLowerCase().replace(/_/g, '-');
+}
+
+export function usage(): string {
+  const rows = Object.values(SETTINGS).map((s) => `  --${flagName(s.env).padEnd(26)} ${s.env.padEnd(32)} ${s.help}`);
+  return ['Usage: codegen-worker [flags]', 'Each flag may instead be set by its environment variable; a flag wins.', '', ...rows].join('\n');
+}
+
+/** Reads flags (winning) and environment variables; throws ConfigError naming the bad value. */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): WorkerConfig {
+  const options = Object.fromEntries(Object.values(SETTINGS).map((s) => [flagName(s.env), { type: 'string' as const }]));
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean' } }, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message}\n\n${usage()}`);
+  }
+  if (values.help) throw new ConfigError(usage());
+
+  const config: Record<string, unknown> = {};
+  for (const [key, s] of Object.entries(SETTINGS) as [string, Setting<unknown>][]) {
+    const flag = values[flagName(s.env)];
+    const raw = typeof flag === 'string' ? flag : env[s.env];
+    const name = typeof flag === 'string' ? `--${flagName(s.env)}` : s.env;
+    config[key] = raw === undefined || raw === '' ? s.fallback() : s.parse(raw, name);
+  }
+  return config as unknown as WorkerConfig;
+}
+
+/** The documented configuration, for the README and `--help`. */
+export const configurationTable = SETTINGS;

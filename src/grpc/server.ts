@@ -1,0 +1,31 @@
+import { createServer, type Server } from 'nice-grpc';
+import { ArtifactServiceDefinition } from '../../gen/codegen/v1/artifact_service.js';
+import { SessionManagementDefinition } from '../../gen/codegen/v1/session_management.js';
+import { TaskExecutionDefinition } from '../../gen/codegen/v1/task_execution.js';
+import type { Logger } from '../logger.js';
+import type { TaskRunnerDeps } from '../tasks/runTask.js';
+import { artifactService } from './artifactService.js';
+import { mapErrorsMiddleware } from './mapErrors.js';
+import { sessionManagementService } from './sessionManagementService.js';
+import { taskExecutionService } from './taskExecutionService.js';
+
+export interface GrpcServerOptions {
+  address: string;
+  workerId: string;
+  maxMessageBytes: number;
+  tasks: TaskRunnerDeps;
+  logger: Logger;
+}
+
+/** Starts the worker's gRPC services; resolves with the server and the port it listens on. */
+export async function startGrpcServer(options: GrpcServerOptions): Promise<{ server: Server; port: number }> {
+  const server = createServer({
+    'grpc.max_receive_message_length': options.maxMessageBytes,
+    'grpc.max_send_message_length': options.maxMessageBytes,
+  }).use(mapErrorsMiddleware(options.logger));
+  server.add(SessionManagementDefinition, sessionManagementService(options.tasks.pool, options.workerId));
+  server.add(TaskExecutionDefinition, taskExecutionService(options.tasks));
+  server.add(ArtifactServiceDefinition, artifactService());
+  const port = await server.listen(options.address);
+  return { server, port };
+}

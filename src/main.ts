@@ -1,0 +1,84 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ConfigError, loadConfig, type WorkerConfig } from './config.js';
+import { startGrpcServer } from './grpc/server.js';
+import { createLogger, type Logger } from './logger.js';
+import { PythonUnavailableError, resolvePythonInterpreter } from './sandbox/pythonInterpreter.js';
+import { startIdleReaper } from './sessions/idleReaper.js';
+import { SessionPool } from './sessions/sessionPool.js';
+import { LocalWorkspaceStore } from './storage/workspaceStore.js';
+
+async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> {
+  await mkdir(join(config.dataDir, 'sessions'), { recursive: true });
+  const interpreter = await resolvePythonInterpreter(config.python);
+  if (interpreter.pipVersion === undefined) logger.warn('the host Python has no pip: pkg.install will fail', { python: interpreter.executable });
+
+  const store = new LocalWorkspaceStore(config.dataDir);
+  const stale = await store.removeStale();
+  if (stale > 0) logger.info('removed workspaces left by an earlier run', { count: stale });
+
+  const pool = new SessionPool({
+    maxSessions: config.maxSessions,
+    taskHistory: config.taskHistory,
+    dataDir: config.dataDir,
+    pipIndexUrl: config.pipIndexUrl,
+    interpreter,
+    store,
+    logger,
+  });
+  const stopReaper = startIdleReaper(pool, config.sessionIdleSeconds, logger);
+  const { server, port } = await startGrpcServer({
+    address: config.grpcAddr,
+    workerId: config.workerId,
+    maxMessageBytes: config.maxMessageBytes,
+    tasks: { pool, limits: { maxOutputBytes: config.maxOutputBytes, maxMessageBytes: config.maxMessageBytes }, maxTimeoutSeconds: config.maxTaskTimeoutSeconds },
+    logger,
+  });
+  logger.info('worker listening', {
+    worker_id: config.workerId,
+    grpc_address: config.grpcAddr,
+    port,
+    data_dir: config.dataDir,
+    python: interpreter.executable,
+    python_version: interpreter.version,
+    max_sessions: config.maxSessions,
+  });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) process.exit(1); // a second signal: stop at once
+    stopping = true;
+    logger.info('shutting down', { signal });
+    stopReaper();
+    pool.stopAccepting();
+    await pool.destroyAll('worker shutting down');
+    server.forceShutdown();
+    logger.info('worker stopped');
+    process.exit(0);
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void shutdown(signal));
+}
+
+async function main(): Promise<void> {
+  let config: WorkerConfig;
+  try {
+    config = loadConfig(process.argv.slice(2), process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`codegen-worker: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger(config.logLevel);
+  try {
+    await startWorker(config, logger);
+  } catch (err) {
+    const message = err instanceof PythonUnavailableError ? err.message : `cannot start: ${(err as Error).stack ?? String(err)}`;
+    logger.error(message);
+    process.stderr.write(`codegen-worker: ${message}\n`);
+    process.exit(1);
+  }
+}
+
+await main();

@@ -1,0 +1,71 @@
+import { lstat, mkdir, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/** Where one session lives on disk. */
+export interface SessionDirectories {
+  root: string;
+  workspace: string;
+  environment: string;
+}
+
+/** Session workspaces on disk; the one place that lays them out and removes them. */
+export interface WorkspaceStore {
+  create(sessionId: string): Promise<SessionDirectories>;
+  remove(sessionId: string): Promise<void>;
+  /** Bytes of file content under the session's workspace. */
+  diskUsage(sessionId: string): Promise<number>;
+  /** Removes what an earlier run of the worker left (its sessions died with it); returns how many. */
+  removeStale(): Promise<number>;
+}
+
+/** Workspaces under `<data dir>/sessions/<session id>/{workspace,env}`. */
+export class LocalWorkspaceStore implements WorkspaceStore {
+  private readonly sessionsDir: string;
+
+  constructor(dataDir: string) {
+    this.sessionsDir = join(dataDir, 'sessions');
+  }
+
+  directories(sessionId: string): SessionDirectories {
+    const root = join(this.sessionsDir, sessionId);
+    return { root, workspace: join(root, 'workspace'), environment: join(root, 'env') };
+  }
+
+  async create(sessionId: string): Promise<SessionDirectories> {
+    const dirs = this.directories(sessionId);
+    await mkdir(dirs.workspace, { recursive: true });
+    return dirs;
+  }
+
+  async remove(sessionId: string): Promise<void> {
+    await rm(this.directories(sessionId).root, { recursive: true, force: true, maxRetries: 3 });
+  }
+
+  async diskUsage(sessionId: string): Promise<number> {
+    return directorySize(this.directories(sessionId).workspace);
+  }
+
+  async removeStale(): Promise<number> {
+    const names = await readdir(this.sessionsDir).catch(() => [] as string[]);
+    await Promise.all(names.map((name) => rm(join(this.sessionsDir, name), { recursive: true, force: true })));
+    return names.length;
+  }
+}
+
+async function directorySize(dir: string): Promise<number> {
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch {
+    return 0;
+  }
+  const sizes = await Promise.all(
+    entries.map(async (name) => {
+      const path = join(dir, name);
+      const st = await lstat(path).catch(() => undefined);
+      if (!st) return 0;
+      return st.isDirectory() ? directorySize(path) : st.size;
+    }),
+  );
+  return sizes.reduce((a, b) => a + b, 0);
+}

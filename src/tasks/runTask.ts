@@ -1,0 +1,123 @@
+import { randomBytes } from 'node:crypto';
+import { SessionState, TaskStatus } from '../../gen/codegen/v1/common.js';
+import { errors } from '../errors.js';
+import { stateName } from '../sessions/session.js';
+import type { SessionPool } from '../sessions/sessionPool.js';
+import { nonNegative } from '../sessions/sessionConfig.js';
+import { TOOLS } from '../tools/index.js';
+import type { ToolLimits, ToolOutcome } from '../tools/tool.js';
+import { EventQueue } from './eventQueue.js';
+import { abortKindOf, TaskAbort } from './taskAbort.js';
+import type { TaskEvent } from './taskEvents.js';
+
+export interface TaskRunnerDeps {
+  pool: SessionPool;
+  limits: ToolLimits;
+  maxTimeoutSeconds: number;
+}
+
+export interface TaskInput {
+  taskId: string;
+  sessionId: string;
+  toolName: string;
+  arguments: Record<string, string>;
+  constraints?: { timeoutSeconds: number; maxMemoryMb: number; maxCpuPercent: number } | undefined;
+}
+
+/** Task ids the worker makes for requests without one: unguessable, URL-safe. */
+export function newTaskId(): string {
+  return `task-${randomBytes(12).toString('base64url')}`;
+}
+
+/** The smallest positive of the task's, the session's and the worker's timeouts. */
+function effectiveTimeoutSeconds(...candidates: number[]): number {
+  return Math.min(...candidates.filter((s) => s > 0));
+}
+
+const RUNNABLE_STATES = new Set([SessionState.SESSION_STATE_READY, SessionState.SESSION_STATE_ACTIVE]);
+
+/**
+ * Runs one task: checks the request, registers the task, runs the tool under an AbortSignal
+ * (CancelTask, the timeout, the client going away and DestroySession all abort it), and yields
+ * its events as they happen, ending with one result. Request errors are thrown before any
+ * result; a timeout or cancellation yields its result and then throws its status.
+ */
+export async function* runTask(deps: TaskRunnerDeps, input: TaskInput, callSignal: AbortSignal): AsyncGenerator<TaskEvent, void, undefined> {
+  const session = deps.pool.get(input.sessionId);
+  if (!deps.pool.isAccepting) throw errors.shuttingDown();
+  if (!RUNNABLE_STATES.has(session.state)) throw errors.invalidSessionState(session.id, stateName(session.state), 'run a task');
+  const tool = TOOLS.get(input.toolName);
+  if (!tool) throw errors.invalidArgument(`unknown tool '${input.toolName}'; this worker offers ${[...TOOLS.keys()].join(', ')}`);
+  const constraints = input.constraints;
+  const timeoutSeconds = effectiveTimeoutSeconds(
+    nonNegative('constraints.timeout_seconds', constraints?.timeoutSeconds ?? 0),
+    session.config.limits.timeoutSeconds,
+    deps.maxTimeoutSeconds,
+  );
+  nonNegative('constraints.max_memory_mb', constraints?.maxMemoryMb ?? 0);
+  nonNegative('constraints.max_cpu_percent', constraints?.maxCpuPercent ?? 0);
+  const args = tool.parse(input.arguments);
+
+  const record = session.tasks.start(input.taskId, tool.name);
+  const logger = session.logger.child({ task_id: input.taskId, tool: tool.name });
+  const { signal } = record.controller;
+  session.touch();
+  logger.info('task started', { timeout_seconds: timeoutSeconds });
+
+  const abortOnCallEnd = () => record.controller.abort(new TaskAbort('client_gone', 'the client went away'));
+  if (callSignal.aborted) abortOnCallEnd();
+  callSignal.addEventListener('abort', abortOnCallEnd, { once: true });
+  const timer = setTimeout(() => record.controller.abort(new TaskAbort('timeout', `exceeded its ${timeoutSeconds} s timeout`)), timeoutSeconds * 1000);
+
+  const queue = new EventQueue<TaskEvent>();
+  let toolEnded = false;
+  const running = (async () => {
+    try {
+      return await tool.run(args, { session, signal, emit: (event) => queue.push(event), limits: deps.limits });
+    } finally {
+      toolEnded = true;
+      queue.close();
+    }
+  })();
+  running.catch(() => undefined); // awaited below; this only keeps an early exit from leaving it unhandled
+
+  let finalStatus: TaskStatus | undefined;
+  try {
+    yield* queue;
+    let outcome: ToolOutcome | undefined;
+    try {
+      outcome = await running;
+    } catch (err) {
+      if (abortKindOf(signal) === undefined) throw err;
+    }
+    const abortKind = abortKindOf(signal);
+    const outputs = outcome?.outputs ?? {};
+    const exitCode = outcome?.exitCode ?? 0;
+    if (abortKind === 'timeout') {
+      finalStatus = TaskStatus.STATUS_TIMEOUT;
+      yield { kind: 'result', status: finalStatus, outputs, exitCode, error: `task ${(signal.reason as TaskAbort).message}` };
+      throw errors.taskTimeout(timeoutSeconds);
+    }
+    if (abortKind !== undefined) {
+      finalStatus = TaskStatus.STATUS_CANCELLED;
+      const why = (signal.reason as TaskAbort).message;
+      yield { kind: 'result', status: finalStatus, outputs, exitCode, error: `task ${why}` };
+      throw errors.taskCancelled(why);
+    }
+    finalStatus = outcome!.ok ? TaskStatus.STATUS_SUCCESS : TaskStatus.STATUS_FAILURE;
+    yield { kind: 'result', status: finalStatus, outputs, exitCode, error: outcome!.error ?? '' };
+    if (outcome!.callError) throw outcome!.callError;
+  } finally {
+    clearTimeout(timer);
+    callSignal.removeEventListener('abort', abortOnCallEnd);
+    // Left early (the client went away mid-stream): stop the tool and wait until it has ended.
+    if (!toolEnded && !signal.aborted) abortOnCallEnd();
+    queue.close();
+    await running.catch(() => undefined);
+    const abortKind = abortKindOf(signal);
+    const status = finalStatus ?? (abortKind === 'timeout' ? TaskStatus.STATUS_TIMEOUT : abortKind ? TaskStatus.STATUS_CANCELLED : TaskStatus.STATUS_FAILURE);
+    session.tasks.finish(record, status);
+    session.touch();
+    logger.info('task finished', { status: TaskStatus[status], duration_ms: Date.now() - record.startTimeMs });
+  }
+}

@@ -1,0 +1,82 @@
+import { TaskStatus } from '../../gen/codegen/v1/common.js';
+import { errors } from '../errors.js';
+import { TaskAbort, type TaskAbortKind } from './taskAbort.js';
+
+export interface TaskRecord {
+  readonly taskId: string;
+  readonly toolName: string;
+  readonly startTimeMs: number;
+  endTimeMs: number;
+  status: TaskStatus;
+  /** Aborting it stops the task and every process it started. */
+  readonly controller: AbortController;
+  /** Settles once the task has fully ended (its processes are gone). */
+  readonly ended: Promise<void>;
+}
+
+export type CancelOutcome = 'canceled' | 'not_found' | 'already_finished';
+
+/**
+ * One session's tasks: those running, and a bounded history of finished ones (oldest dropped
+ * first) so GetTaskStatus can still answer for recent tasks.
+ */
+export class TaskRegistry {
+  private readonly running = new Map<string, TaskRecord & { markEnded: () => void }>();
+  private readonly finished = new Map<string, TaskRecord>();
+
+  constructor(
+    private readonly sessionId: string,
+    private readonly historyLimit: number,
+  ) {}
+
+  start(taskId: string, toolName: string): TaskRecord {
+    if (this.running.has(taskId)) throw errors.taskAlreadyRunning(taskId, this.sessionId);
+    let markEnded!: () => void;
+    const ended = new Promise<void>((resolve) => (markEnded = resolve));
+    const record = { taskId, toolName, startTimeMs: Date.now(), endTimeMs: 0, status: TaskStatus.STATUS_RUNNING, controller: new AbortController(), ended, markEnded };
+    this.running.set(taskId, record);
+    return record;
+  }
+
+  finish(record: TaskRecord, status: TaskStatus): void {
+    const live = this.running.get(record.taskId);
+    if (live !== record) return;
+    this.running.delete(record.taskId);
+    record.status = status;
+    record.endTimeMs = Date.now();
+    this.finished.delete(record.taskId); // a reused id moves to the newest place
+    this.finished.set(record.taskId, record);
+    while (this.finished.size > this.historyLimit) this.finished.delete(this.finished.keys().next().value!);
+    live.markEnded();
+  }
+
+  get(taskId: string): TaskRecord | undefined {
+    return this.running.get(taskId) ?? this.finished.get(taskId);
+  }
+
+  cancel(taskId: string): CancelOutcome {
+    const record = this.running.get(taskId);
+    if (record) {
+      record.controller.abort(new TaskAbort('cancelled', 'cancelled by CancelTask'));
+      return 'canceled';
+    }
+    return this.finished.has(taskId) ? 'already_finished' : 'not_found';
+  }
+
+  get activeCount(): number {
+    return this.running.size;
+  }
+
+  /** Task ids, most recent first: running ones, then finished ones. */
+  recentTaskIds(): string[] {
+    const byStart = (a: TaskRecord, b: TaskRecord) => b.startTimeMs - a.startTimeMs;
+    return [...[...this.running.values()].sort(byStart), ...[...this.finished.values()].reverse()].map((r) => r.taskId);
+  }
+
+  /** Aborts every running task and waits until each has ended. */
+  async abortAll(kind: TaskAbortKind, message: string): Promise<void> {
+    const records = [...this.running.values()];
+    for (const record of records) record.controller.abort(new TaskAbort(kind, message));
+    await Promise.all(records.map((r) => r.ended));
+  }
+}

@@ -1,0 +1,36 @@
+import { errors, WorkerError } from '../errors.js';
+
+/** Turns a filesystem error on a workspace path into the tool error a client can act on. */
+export function toFileError(path: string, err: unknown): Error {
+  if (err instanceof WorkerError) return err;
+  switch ((err as NodeJS.ErrnoException).code) {
+    case 'ENOENT':
+      return errors.fileNotFound(path);
+    case 'EACCES':
+    case 'EPERM':
+    case 'EROFS':
+      return errors.permissionDenied(path, (err as Error).message);
+    case 'ENOTDIR':
+      return errors.invalidPath(path, 'a part of it is a file, not a directory');
+    case 'EISDIR':
+      return errors.invalidArgument(`${JSON.stringify(path)} is a directory`);
+    case 'ELOOP':
+      return errors.invalidPath(path, 'it changed into a symlink while being used');
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return errors.tooLarge(`no space left for ${JSON.stringify(path)}: the disk or the session's disk limit is full`);
+    default:
+      return err as Error;
+  }
+}
+
+/**
+ * The worker runs with more rights than the code in a session; the fs tools honour the file's
+ * own permission bits as the session's code would see them, so a file made read-only stays so.
+ */
+export function requireMode(path: string, mode: number, bit: 0o400 | 0o200): void {
+  if ((mode & bit) === 0) {
+    const what = bit === 0o200 ? 'read-only' : 'not readable';
+    throw errors.permissionDenied(path, `the file is ${what} (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); change its mode first`);
+  }
+}

@@ -1,0 +1,63 @@
+import { readFileSync } from 'node:fs';
+import { ClientError, Status } from 'nice-grpc';
+import type { LogEntry, ProgressUpdate, TaskExecutionClient, TaskRequest, TaskResponse, TaskResult } from '../../gen/codegen/v1/task_execution.js';
+
+export interface TaskRun {
+  messages: TaskResponse[];
+  logs: LogEntry[];
+  progress: ProgressUpdate[];
+  result: TaskResult | undefined;
+  /** The call's status code (OK when it ended normally). */
+  code: Status;
+  error: ClientError | undefined;
+}
+
+/** Runs ExecuteTask to its end and gathers what the stream carried. */
+export async function runTask(client: TaskExecutionClient, request: Partial<TaskRequest>, signal?: AbortSignal): Promise<TaskRun> {
+  const run: TaskRun = { messages: [], logs: [], progress: [], result: undefined, code: Status.OK, error: undefined };
+  try {
+    for await (const message of client.executeTask(request, { signal })) {
+      run.messages.push(message);
+      const payload = message.payload;
+      if (payload?.$case === 'log') run.logs.push(payload.value);
+      if (payload?.$case === 'progress') run.progress.push(payload.value);
+      if (payload?.$case === 'result') run.result = payload.value;
+    }
+  } catch (err) {
+    if (!(err instanceof ClientError)) throw err;
+    run.code = err.code;
+    run.error = err;
+  }
+  return run;
+}
+
+/** Runs a tool and insists it succeeded; returns its outputs. */
+export async function runTool(client: TaskExecutionClient, sessionId: string, toolName: string, args: Record<string, string>): Promise<Record<string, string>> {
+  const run = await runTask(client, { sessionId, toolName, arguments: args });
+  if (run.code !== Status.OK || run.result?.status !== 1) {
+    throw new Error(`${toolName} failed: code ${Status[run.code]} ${run.error?.details ?? ''} result ${JSON.stringify(run.result)}`);
+  }
+  return run.result.outputs;
+}
+
+/** The gRPC status code a unary call ends with (OK when it succeeds). */
+export async function statusOf(call: Promise<unknown>): Promise<Status> {
+  try {
+    await call;
+    return Status.OK;
+  } catch (err) {
+    if (err instanceof ClientError) return err.code;
+    throw err;
+  }
+}
+
+/** Whether a process still runs (a zombie awaiting its reaper does not count). */
+export function isAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}

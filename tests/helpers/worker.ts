@@ -1,0 +1,88 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createChannel, createClient, type Channel } from 'nice-grpc';
+import { ArtifactServiceDefinition, type ArtifactServiceClient } from '../../gen/codegen/v1/artifact_service.js';
+import { SessionManagementDefinition, type SessionManagementClient } from '../../gen/codegen/v1/session_management.js';
+import { TaskExecutionDefinition, type TaskExecutionClient } from '../../gen/codegen/v1/task_execution.js';
+
+const MAIN = new URL('../../src/main.js', import.meta.url).pathname;
+
+export interface RunningWorker {
+  address: string;
+  dataDir: string;
+  process: ChildProcess;
+  sessions: SessionManagementClient;
+  tasks: TaskExecutionClient;
+  artifacts: ArtifactServiceClient;
+  /** Every log line the worker printed so far, parsed. */
+  logs: Record<string, unknown>[];
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  env?: Record<string, string>;
+  args?: string[];
+}
+
+/** Starts a real worker process on a free loopback port with its own data directory. */
+export async function startWorker(options: StartOptions = {}): Promise<RunningWorker> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'codegen-worker-test-'));
+  const child = spawn(process.execPath, [MAIN, '--grpc-addr', '127.0.0.1:0', '--data-dir', dataDir, '--http-addr', '127.0.0.1:0', ...(options.args ?? [])], {
+    env: { ...process.env, WORKER_LOG_LEVEL: 'debug', ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Record<string, unknown>[] = [];
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const port = await new Promise<number>((resolve, reject) => {
+    let buffered = '';
+    const timer = setTimeout(() => reject(new Error(`worker did not start in 20 s: ${stderr}`)), 20_000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`worker exited with ${code} before listening: ${stderr}`));
+    });
+    child.stdout!.on('data', (d: Buffer) => {
+      buffered += d.toString();
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) !== -1) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        try {
+          const entry = JSON.parse(line) as Record<string, unknown>;
+          logs.push(entry);
+          if (entry.message === 'worker listening') {
+            clearTimeout(timer);
+            resolve(entry.port as number);
+          }
+        } catch {
+          // not a log line
+        }
+      }
+    });
+  });
+  const address = `127.0.0.1:${port}`;
+  const channel: Channel = createChannel(address, undefined, {
+    'grpc.max_receive_message_length': 256 * 1024 * 1024,
+    'grpc.max_send_message_length': 256 * 1024 * 1024,
+  });
+  return {
+    address,
+    dataDir,
+    process: child,
+    sessions: createClient(SessionManagementDefinition, channel),
+    tasks: createClient(TaskExecutionDefinition, channel),
+    artifacts: createClient(ArtifactServiceDefinition, channel),
+    logs,
+    async stop() {
+      channel.close();
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
