@@ -26,6 +26,11 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/** `--help` was asked for: print the usage and exit 0. */
+export class HelpRequested extends Error {
+  override name = 'HelpRequested';
+}
+
 type Parser<T> = (raw: string, name: string) => T;
 
 const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'];
@@ -103,9 +108,10 @@ const SETTINGS = {
   python: setting('WORKER_PYTHON', 'Python interpreter sessions are based on', text, () => 'python3'),
 } satisfies { [K in keyof WorkerConfig]: Setting<WorkerConfig[K]> };
 
-/** `WORKER_GRPC_ADDR` → `grpc-addr`, `COORDINATOR_ADDR` → `coordinator-addr`. */
+/** `WORKER_GRPC_ADDR` → `grpc-addr`, `COORDINATOR_ADDR` → `coordinator-addr`, `WORKER_ID` → `worker-id`. */
 export function flagName(envName: string): string {
-  return envName.replace(/^WORKER_/, '').toLowerCase().replace(/_/g, '-');
+  const name = envName === 'WORKER_ID' ? envName : envName.replace(/^WORKER_/, '');
+  return name.toLowerCase().replace(/_/g, '-');
 }
 
 export function usage(): string {
@@ -122,7 +128,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): WorkerConfig
   } catch (err) {
     throw new ConfigError(`${(err as Error).message}\n\n${usage()}`);
   }
-  if (values.help) throw new ConfigError(usage());
+  if (values.help) throw new HelpRequested(usage());
 
   const config: Record<string, unknown> = {};
   for (const [key, s] of Object.entries(SETTINGS) as [string, Setting<unknown>][]) {

@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ConfigError, loadConfig, type WorkerConfig } from './config.js';
+import { ConfigError, HelpRequested, loadConfig, type WorkerConfig } from './config.js';
 import { startGrpcServer } from './grpc/server.js';
 import { createLogger, type Logger } from './logger.js';
 import { PythonUnavailableError, resolvePythonInterpreter } from './sandbox/pythonInterpreter.js';
@@ -64,6 +64,10 @@ async function main(): Promise<void> {
   try {
     config = loadConfig(process.argv.slice(2), process.env);
   } catch (err) {
+    if (err instanceof HelpRequested) {
+      process.stdout.write(`${err.message}\n`);
+      process.exit(0);
+    }
     if (err instanceof ConfigError) {
       process.stderr.write(`codegen-worker: ${err.message}\n`);
       process.exit(2);

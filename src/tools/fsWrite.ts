@@ -1,6 +1,7 @@
 import { constants } from 'node:fs';
-import { lstat, mkdir, open } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { chmod, lstat, mkdir, open, rename, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join } from 'node:path';
 import { errors } from '../errors.js';
 import { resolveWorkspacePath } from '../storage/workspacePath.js';
 import { checkArguments, parseEncoding } from './arguments.js';
@@ -9,7 +10,11 @@ import { defineTool } from './tool.js';
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-/** Writes a file in the workspace, creating parent directories. */
+/**
+ * Writes a file in the workspace, creating parent directories. The bytes go to a temporary file
+ * beside the target that is then renamed over it, so code running in the session never sees a
+ * half-written file; an existing file keeps its mode.
+ */
 export const fsWrite = defineTool({
   name: 'fs.write',
   parse(args) {
@@ -21,19 +26,22 @@ export const fsWrite = defineTool({
   async run({ path, bytes }, { session }) {
     const target = await resolveWorkspacePath(session.sandbox.workspace, path);
     if (target === session.sandbox.workspace) throw errors.invalidPath(path, 'it names the workspace root, not a file');
+    const temporary = join(dirname(target), `.${basename(target)}.${randomBytes(6).toString('hex')}.fs-write`);
     try {
       const existing = await lstat(target).catch(() => undefined);
       if (existing?.isDirectory()) throw errors.invalidArgument(`${JSON.stringify(path)} is a directory; fs.write writes files`);
       if (existing) requireMode(path, existing.mode, 0o200);
       await mkdir(dirname(target), { recursive: true });
-      // O_NOFOLLOW: the path was resolved through its symlinks already; one appearing now is refused.
-      const file = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
+      const file = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
       try {
         await file.writeFile(bytes);
       } finally {
         await file.close();
       }
+      if (existing) await chmod(temporary, existing.mode & 0o7777);
+      await rename(temporary, target);
     } catch (err) {
+      await rm(temporary, { force: true }).catch(() => undefined);
       throw toFileError(path, err);
     }
     return { ok: true, exitCode: 0, outputs: { path, bytes_written: String(bytes.length) } };

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { ClientError, Status } from 'nice-grpc';
-import type { LogEntry, ProgressUpdate, TaskExecutionClient, TaskRequest, TaskResponse, TaskResult } from '../../gen/codegen/v1/task_execution.js';
+import type { LogEntry, ProgressUpdate, TaskExecutionClient, TaskResponse, TaskResult } from '../../gen/codegen/v1/task_execution.js';
 
 export interface TaskRun {
   messages: TaskResponse[];
@@ -13,7 +13,9 @@ export interface TaskRun {
 }
 
 /** Runs ExecuteTask to its end and gathers what the stream carried. */
-export async function runTask(client: TaskExecutionClient, request: Partial<TaskRequest>, signal?: AbortSignal): Promise<TaskRun> {
+export type TaskRequestInput = Parameters<TaskExecutionClient['executeTask']>[0];
+
+export async function runTask(client: TaskExecutionClient, request: TaskRequestInput, signal?: AbortSignal): Promise<TaskRun> {
   const run: TaskRun = { messages: [], logs: [], progress: [], result: undefined, code: Status.OK, error: undefined };
   try {
     for await (const message of client.executeTask(request, { signal })) {
@@ -59,5 +61,14 @@ export function isAlive(pid: number): boolean {
     return state !== 'Z' && state !== 'X';
   } catch {
     return false;
+  }
+}
+
+/** Polls until the condition holds (or fails the test after timeoutMs). */
+export async function waitFor(condition: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
   }
 }
