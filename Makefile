@@ -27,10 +27,12 @@ dist/.built: node_modules/.installed tsconfig.json $(SOURCES)
 	$(BIN)/tsc -p tsconfig.json
 	@touch $@
 
-# What the worker needs from the machine: a Python 3 with pip (pkg.install drives the host's pip).
+# What the worker needs from the machine: a Python 3 with pip (pkg.install drives the host's
+# pip) and bubblewrap (the sandbox); setpriv and prlimit come with util-linux.
 system-deps:
 	@command -v python3 >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3; }
 	@python3 -m pip --version >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-pip; }
+	@command -v bwrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq bubblewrap; }
 
 generate: node_modules/.installed
 	$(BIN)/buf generate

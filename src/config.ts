@@ -20,6 +20,11 @@ export interface WorkerConfig {
   maxOutputBytes: number;
   taskHistory: number;
   python: string;
+  sandbox: 'bwrap' | 'none';
+  allowNetwork: boolean;
+  maxProcesses: number;
+  maxTaskOutputBytes: number;
+  defaultMemoryMb: number;
 }
 
 export class ConfigError extends Error {
@@ -68,6 +73,13 @@ const url =
     return raw.trim();
   };
 
+const bool: Parser<boolean> = (raw, name) => {
+  const value = raw.trim().toLowerCase();
+  if (['true', '1', 'yes'].includes(value)) return true;
+  if (['false', '0', 'no'].includes(value)) return false;
+  throw new ConfigError(`${name} must be true or false, got '${raw}'`);
+};
+
 const oneOf =
   (choices: string[]): Parser<string> =>
   (raw, name) => {
@@ -106,6 +118,11 @@ const SETTINGS = {
   maxOutputBytes: setting('WORKER_MAX_OUTPUT_BYTES', 'stdout/stderr kept in a task result, per stream', integer(1024, 1024 * 1024 * 1024), () => 1024 * 1024),
   taskHistory: setting('WORKER_TASK_HISTORY', 'finished tasks kept queryable per session', integer(1, 100_000), () => 100),
   python: setting('WORKER_PYTHON', 'Python interpreter sessions are based on', text, () => 'python3'),
+  sandbox: setting('WORKER_SANDBOX', 'bwrap (isolate user code) or none (no isolation: trusted code only)', oneOf(['bwrap', 'none']) as Parser<'bwrap' | 'none'>, () => 'bwrap' as const),
+  allowNetwork: setting('WORKER_ALLOW_NETWORK', 'let user code reach the network (pkg.install always reaches the index)', bool, () => false),
+  maxProcesses: setting('WORKER_MAX_PROCESSES', 'processes one session may run at once', integer(8, 100_000), () => 256),
+  maxTaskOutputBytes: setting('WORKER_MAX_TASK_OUTPUT_MB', 'output a task may print before it is killed, in MB', (raw, name) => integer(1, 100_000)(raw, name) * 1024 * 1024, () => 64 * 1024 * 1024),
+  defaultMemoryMb: setting('WORKER_DEFAULT_MEMORY_MB', 'memory limit of sessions that set none (0: none)', integer(0, 10_000_000), () => 2048),
 } satisfies { [K in keyof WorkerConfig]: Setting<WorkerConfig[K]> };
 
 /** `WORKER_GRPC_ADDR` → `grpc-addr`, `COORDINATOR_ADDR` → `coordinator-addr`, `WORKER_ID` → `worker-id`. */

@@ -4,6 +4,7 @@ import { ConfigError, HelpRequested, loadConfig, type WorkerConfig } from './con
 import { startGrpcServer } from './grpc/server.js';
 import { createLogger, type Logger } from './logger.js';
 import { PythonUnavailableError, resolvePythonInterpreter } from './sandbox/pythonInterpreter.js';
+import { SandboxHost, SandboxUnavailableError } from './sandbox/sandboxHost.js';
 import { startIdleReaper } from './sessions/idleReaper.js';
 import { SessionPool } from './sessions/sessionPool.js';
 import { LocalWorkspaceStore } from './storage/workspaceStore.js';
@@ -17,12 +18,24 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
   const stale = await store.removeStale();
   if (stale > 0) logger.info('removed workspaces left by an earlier run', { count: stale });
 
+  const sandboxHost = await SandboxHost.create({
+    mode: config.sandbox,
+    allowNetwork: config.allowNetwork,
+    interpreter,
+    pipIndexUrl: config.pipIndexUrl,
+    dataDir: config.dataDir,
+    maxProcesses: config.maxProcesses,
+    maxTaskOutputBytes: config.maxTaskOutputBytes,
+    logger,
+  });
+  logger.info('sandbox ready', sandboxHost.describe());
+  if (config.sandbox === 'none') logger.warn('WORKER_SANDBOX=none: user code runs WITHOUT isolation and can reach this host; use only for trusted code');
+
   const pool = new SessionPool({
     maxSessions: config.maxSessions,
     taskHistory: config.taskHistory,
-    dataDir: config.dataDir,
-    pipIndexUrl: config.pipIndexUrl,
-    interpreter,
+    defaultMemoryMb: config.defaultMemoryMb,
+    sandboxHost,
     store,
     logger,
   });
@@ -78,7 +91,7 @@ async function main(): Promise<void> {
   try {
     await startWorker(config, logger);
   } catch (err) {
-    const message = err instanceof PythonUnavailableError ? err.message : `cannot start: ${(err as Error).stack ?? String(err)}`;
+    const message = err instanceof PythonUnavailableError || err instanceof SandboxUnavailableError ? err.message : `cannot start: ${(err as Error).stack ?? String(err)}`;
     logger.error(message);
     process.stderr.write(`codegen-worker: ${message}\n`);
     process.exit(1);

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { TaskStatus } from '../gen/codegen/v1/common.js';
-import { isAlive, runTask, waitFor } from './helpers/tasks.js';
+import { processesMarked, runTask, waitFor } from './helpers/tasks.js';
 import { startWorker, type RunningWorker } from './helpers/worker.js';
 
 let worker: RunningWorker;
@@ -14,7 +15,7 @@ before(async () => {
 after(async () => worker?.stop());
 
 // Starts a child, and a grandchild that leaves the process group and the tree (setsid + double
-// fork), prints their pids, then sleeps: what must all be gone when the task ends.
+// fork), then sleeps: all of which must be gone when the task ends.
 const SPAWNER = `
 import os, subprocess, sys, time
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -22,27 +23,32 @@ r, w = os.pipe()
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
-        os.write(w, str(os.getpid()).encode()); os.close(w)
+        os.write(w, b"up"); os.close(w)
         time.sleep(60); os._exit(0)
     os._exit(0)
 os.close(w)
-daemon = int(os.read(r, 32))
-print("pids", os.getpid(), child.pid, daemon, flush=True)
+os.read(r, 2)
+print("tree started", flush=True)
 time.sleep(60)
 `;
 
-/** Runs SPAWNER and resolves with its pids as soon as it prints them, and the whole run. */
+/** A session whose every process carries a mark the test can find on the host. */
+async function markedSession(workspaceId: string) {
+  const mark = randomBytes(8).toString('hex');
+  const { sessionId } = await worker.sessions.createSession({ workspaceId, config: { env: { CODEGEN_TEST_MARK: mark } } });
+  return { sessionId, marked: () => processesMarked('CODEGEN_TEST_MARK', mark) };
+}
+
+/** Runs SPAWNER; `started` resolves once the whole tree runs, `done` with how the call ended. */
 function spawnTree(sessionId: string, taskId: string, timeoutSeconds = 0, signal?: AbortSignal) {
-  let resolvePids!: (pids: number[]) => void;
-  const pids = new Promise<number[]>((resolve) => (resolvePids = resolve));
+  let markStarted!: () => void;
+  const started = new Promise<void>((resolve) => (markStarted = resolve));
   const done = (async () => {
-    const messages = [];
     let result;
     let code = Status.OK;
     try {
       for await (const m of worker.tasks.executeTask({ sessionId, taskId, toolName: 'run.python', arguments: { code: SPAWNER }, constraints: { timeoutSeconds } }, { signal })) {
-        messages.push(m);
-        if (m.payload?.$case === 'log' && m.payload.value.message.startsWith('pids ')) resolvePids(m.payload.value.message.split(' ').slice(1).map(Number));
+        if (m.payload?.$case === 'log' && m.payload.value.message === 'tree started') markStarted();
         if (m.payload?.$case === 'result') result = m.payload.value;
       }
     } catch (err) {
@@ -50,66 +56,66 @@ function spawnTree(sessionId: string, taskId: string, timeoutSeconds = 0, signal
     }
     return { result, code, endedAt: Date.now() };
   })();
-  return { pids, done };
+  return { started, done };
 }
 
 test('CancelTask ends a sleeping task and its whole process tree within 2 s', async () => {
-  const { sessionId } = await worker.sessions.createSession({ workspaceId: 'cancel' });
-  const { pids, done } = spawnTree(sessionId, 'sleeper');
-  const tree = await pids;
-  assert.equal(tree.length, 3);
-  assert.ok(tree.every(isAlive), 'the tree runs before the cancel');
+  const { sessionId, marked } = await markedSession('cancel');
+  const { started, done } = spawnTree(sessionId, 'sleeper');
+  await started;
+  assert.ok(marked().length >= 3, `the tree runs before the cancel (${marked().length} processes)`);
   const cancelledAt = Date.now();
   assert.deepEqual(await worker.tasks.cancelTask({ sessionId, taskId: 'sleeper' }), { cancelled: true, state: 'canceled' });
   const { result, code, endedAt } = await done;
   assert.ok(endedAt - cancelledAt < 2000, `ended ${endedAt - cancelledAt} ms after CancelTask`);
   assert.equal(code, Status.CANCELLED);
   assert.equal(result?.status, TaskStatus.STATUS_CANCELLED);
-  for (const pid of tree) assert.equal(isAlive(pid), false, `process ${pid} outlived the task`);
+  assert.deepEqual(marked(), [], 'no process of the task outlived it');
   await worker.sessions.destroySession({ sessionId });
 });
 
 test('a 1 s timeout ends a sleeping task and its whole process tree within 2 s of the timeout', async () => {
-  const { sessionId } = await worker.sessions.createSession({ workspaceId: 'timeout' });
+  const { sessionId, marked } = await markedSession('timeout');
   const startedAt = Date.now();
-  const { pids, done } = spawnTree(sessionId, 'sleeper', 1);
-  const tree = await pids;
+  const { started, done } = spawnTree(sessionId, 'sleeper', 1);
+  await started;
   const { result, code, endedAt } = await done;
   assert.ok(endedAt - startedAt < 3000, `ended ${endedAt - startedAt - 1000} ms after its 1 s timeout`);
   assert.equal(code, Status.DEADLINE_EXCEEDED);
   assert.equal(result?.status, TaskStatus.STATUS_TIMEOUT);
-  assert.match(result?.outputs.stdout ?? '', /^pids /);
-  for (const pid of tree) assert.equal(isAlive(pid), false, `process ${pid} outlived the task`);
+  assert.equal(result?.outputs.killed_by, 'timeout');
+  assert.equal(result?.outputs.stdout, 'tree started\n');
+  assert.deepEqual(marked(), [], 'no process of the task outlived it');
   await worker.sessions.destroySession({ sessionId });
 });
 
 test('a client that goes away cancels its task; nothing it started keeps running', async () => {
-  const { sessionId } = await worker.sessions.createSession({ workspaceId: 'gone' });
+  const { sessionId, marked } = await markedSession('gone');
   const client = new AbortController();
-  const { pids, done } = spawnTree(sessionId, 'orphan', 0, client.signal);
-  const tree = await pids;
+  const { started, done } = spawnTree(sessionId, 'orphan', 0, client.signal);
+  await started;
   client.abort();
   await done;
   await waitFor(async () => (await worker.tasks.getTaskStatus({ sessionId, taskId: 'orphan' })).status === TaskStatus.STATUS_CANCELLED, 2000);
-  await waitFor(() => tree.every((pid) => !isAlive(pid)), 2000);
+  await waitFor(() => marked().length === 0, 2000);
   await worker.sessions.destroySession({ sessionId });
 });
 
 test('background processes a finished task left behind are ended with it', async () => {
-  const { sessionId } = await worker.sessions.createSession({ workspaceId: 'leftovers' });
-  const run = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'import subprocess, sys\np = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])\nprint(p.pid)' } });
+  const { sessionId, marked } = await markedSession('leftovers');
+  const run = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'import subprocess, sys\nsubprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])\nprint("left one running")' } });
   assert.equal(run.result?.status, TaskStatus.STATUS_SUCCESS);
-  assert.equal(isAlive(Number(run.result?.outputs.stdout)), false);
+  assert.deepEqual(marked(), []);
   await worker.sessions.destroySession({ sessionId });
 });
 
 test('DestroySession cancels running tasks and kills their processes', async () => {
-  const { sessionId } = await worker.sessions.createSession({ workspaceId: 'destroy' });
-  const { pids, done } = spawnTree(sessionId, 'busy');
-  const tree = await pids;
+  const { sessionId, marked } = await markedSession('destroy');
+  const { started, done } = spawnTree(sessionId, 'busy');
+  await started;
   await worker.sessions.destroySession({ sessionId });
   const { result, code } = await done;
   assert.equal(code, Status.CANCELLED);
   assert.equal(result?.status, TaskStatus.STATUS_CANCELLED);
-  for (const pid of tree) assert.equal(isAlive(pid), false);
+  assert.deepEqual(marked(), []);
 });

@@ -24,7 +24,8 @@ test('20 sessions each running 5 run.python tasks at once all succeed, and GetCa
     Array.from({ length: 5 }, (_, t) => runTask(worker.tasks, { sessionId, taskId: `t${t}`, toolName: 'run.python', arguments: { code: code(s, t) }, constraints: { timeoutSeconds: 120 } })),
   );
 
-  await waitFor(async () => (await worker.sessions.getCapacity({})).sessions.every((s) => s.activeTasks === 5), 60_000);
+  // Registered (activeTasks) comes a moment before running (processes to measure).
+  await waitFor(async () => (await worker.sessions.getCapacity({})).sessions.every((s) => s.activeTasks === 5 && (s.usage?.memoryBytes ?? 0) > 0), 60_000);
   capacity = await worker.sessions.getCapacity({});
   assert.deepEqual([capacity.activeSessions, capacity.availableSessions], [20, 0]);
   assert.equal(capacity.sessions.length, 20);

@@ -53,8 +53,11 @@ async function allPids(): Promise<number[]> {
   return names.filter((n) => /^\d+$/.test(n)).map(Number);
 }
 
-/** Live (non-zombie) processes of one task: the tree under rootPid and everything marked. */
-export async function listTaskProcesses(rootPid: number | undefined, marker: string): Promise<ProcStat[]> {
+/**
+ * Live (non-zombie) processes of one task: the tree under rootPid and, unless `treeOnly`,
+ * everything marked (which costs reading every process's environment).
+ */
+export async function listTaskProcesses(rootPid: number | undefined, marker: string, treeOnly = false): Promise<ProcStat[]> {
   const needle = `${TASK_MARKER_VARIABLE}=${marker}\0`;
   const stats = (await Promise.all((await allPids()).map(readStat))).filter((s): s is ProcStat => s !== undefined);
   const children = new Map<number, ProcStat[]>();
@@ -65,8 +68,10 @@ export async function listTaskProcesses(rootPid: number | undefined, marker: str
   }
   const found = new Map<number, ProcStat>();
   const queue = stats.filter((s) => s.pid === rootPid);
-  const markedChecks = await Promise.all(stats.map(async (s) => ((await hasMarker(s.pid, needle)) ? s : undefined)));
-  for (const s of markedChecks) if (s) queue.push(s);
+  if (!treeOnly) {
+    const markedChecks = await Promise.all(stats.map(async (s) => ((await hasMarker(s.pid, needle)) ? s : undefined)));
+    for (const s of markedChecks) if (s) queue.push(s);
+  }
   while (queue.length > 0) {
     const s = queue.pop()!;
     if (found.has(s.pid) || s.pid === process.pid) continue;
@@ -106,9 +111,9 @@ export interface ProcessUsage {
 
 const PAGE_SIZE = 4096;
 
-/** Resident memory and CPU share (averaged over each process's life) of a task's processes. */
-export async function measureTaskProcesses(rootPid: number | undefined, marker: string): Promise<ProcessUsage> {
-  const live = await listTaskProcesses(rootPid, marker);
+/** Resident memory and CPU share (averaged over each process's life) of the processes under rootPids. */
+export async function measureProcessTrees(rootPids: number[]): Promise<ProcessUsage> {
+  const live = (await Promise.all(rootPids.map((pid) => listTaskProcesses(pid, '', true)))).flat();
   if (live.length === 0) return { memoryBytes: 0, cpuPercent: 0 };
   const uptimeSeconds = Number((await readFile('/proc/uptime', 'latin1')).split(' ')[0]);
   let memoryBytes = 0;

@@ -12,6 +12,8 @@ export interface PythonInterpreter {
   version: string;
   /** e.g. "python3.11": the folder name under lib/ */
   libName: string;
+  /** The installation's prefix (sys.base_prefix): what a sandbox must show for Python to run. */
+  prefix: string;
   /** The host pip's version, or undefined when the host has no pip (pkg.install then fails). */
   pipVersion: string | undefined;
 }
@@ -24,7 +26,7 @@ try:
 except Exception:
     pip = None
 print(json.dumps({"executable": sys.executable, "version": "%d.%d.%d" % sys.version_info[:3],
-                  "libName": "python%d.%d" % sys.version_info[:2], "pip": pip}))
+                  "libName": "python%d.%d" % sys.version_info[:2], "prefix": sys.base_prefix, "pip": pip}))
 `;
 
 export class PythonUnavailableError extends Error {
@@ -38,7 +40,7 @@ export async function resolvePythonInterpreter(command: string): Promise<PythonI
   } catch (err) {
     throw new PythonUnavailableError(`cannot run the Python interpreter '${command}' (set WORKER_PYTHON): ${(err as Error).message}`);
   }
-  const probe = JSON.parse(stdout) as { executable: string; version: string; libName: string; pip: string | null };
+  const probe = JSON.parse(stdout) as { executable: string; version: string; libName: string; prefix: string; pip: string | null };
   if (!probe.executable) throw new PythonUnavailableError(`'${command}' did not report its executable path`);
-  return { executable: await realpath(probe.executable), version: probe.version, libName: probe.libName, pipVersion: probe.pip ?? undefined };
+  return { executable: await realpath(probe.executable), version: probe.version, libName: probe.libName, prefix: await realpath(probe.prefix), pipVersion: probe.pip ?? undefined };
 }

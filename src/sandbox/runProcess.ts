@@ -21,6 +21,8 @@ export interface RunOptions {
   signal: AbortSignal;
   /** Bytes of each stream kept for the result; lines keep flowing to onLine past it. */
   maxCaptureBytes: number;
+  /** Bytes of output (both streams) after which the process is killed; 0 for no limit. */
+  maxOutputBytes?: number;
   /** Called for each output line as it arrives; reading pauses until it resolves (backpressure). */
   onLine: (source: OutputSource, line: string) => void | Promise<void>;
   /** Called once the process runs, with what identifies its processes (for usage sampling). */
@@ -42,6 +44,8 @@ export interface ProcessResult {
   exitCode: number;
   stdout: CapturedOutput;
   stderr: CapturedOutput;
+  /** The process was killed for printing more than maxOutputBytes. */
+  outputLimitExceeded: boolean;
 }
 
 /** Longest line passed to onLine; longer runs without a newline are passed in pieces. */
@@ -49,13 +53,14 @@ const MAX_LINE_CHARS = 64 * 1024;
 
 const SIGNAL_NUMBERS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGILL: 4, SIGTRAP: 5, SIGABRT: 6, SIGBUS: 7, SIGFPE: 8, SIGKILL: 9, SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15, SIGXCPU: 24, SIGXFSZ: 25 };
 
-async function pump(stream: Readable, source: OutputSource, options: RunOptions): Promise<CapturedOutput> {
+async function pump(stream: Readable, source: OutputSource, options: RunOptions, counted: (bytes: number) => void): Promise<CapturedOutput> {
   const decoder = new StringDecoder('utf8');
   const kept: Buffer[] = [];
   let keptBytes = 0;
   let truncated = false;
   let pending = '';
   for await (const chunk of stream as AsyncIterable<Buffer>) {
+    counted(chunk.length);
     if (keptBytes < options.maxCaptureBytes) {
       const room = options.maxCaptureBytes - keptBytes;
       kept.push(chunk.length <= room ? chunk : chunk.subarray(0, room));
@@ -102,13 +107,22 @@ export async function runProcess(spec: ProcessSpec, options: RunOptions): Promis
 
   const kill = () => void killTaskProcesses(child.pid, marker);
   options.signal.addEventListener('abort', kill, { once: true });
+  let outputBytes = 0;
+  let outputLimitExceeded = false;
+  const counted = (bytes: number) => {
+    outputBytes += bytes;
+    if (options.maxOutputBytes && outputBytes > options.maxOutputBytes && !outputLimitExceeded) {
+      outputLimitExceeded = true;
+      kill();
+    }
+  };
   try {
     child.stdin.on('error', () => undefined); // the process may exit without reading its input
     child.stdin.end(spec.stdin ?? '');
     if (child.pid !== undefined) options.onStart?.({ pid: child.pid, marker });
 
-    const stdout = pump(child.stdout, 'stdout', options);
-    const stderr = pump(child.stderr, 'stderr', options);
+    const stdout = pump(child.stdout, 'stdout', options, counted);
+    const stderr = pump(child.stderr, 'stderr', options, counted);
     for (const pumping of [stdout, stderr]) pumping.catch(() => undefined); // awaited below; never unhandled
     const { code, signal } = await exited;
     // Whatever the process left running (background children) dies with it; that also closes
@@ -116,7 +130,7 @@ export async function runProcess(spec: ProcessSpec, options: RunOptions): Promis
     await killTaskProcesses(child.pid, marker);
     const [out, err] = await Promise.all([stdout, stderr]);
     const exitCode = code ?? 128 + (signal ? (SIGNAL_NUMBERS[signal] ?? 0) : 0);
-    return { exitCode, stdout: out, stderr: err };
+    return { exitCode, stdout: out, stderr: err, outputLimitExceeded };
   } catch (err) {
     await killTaskProcesses(child.pid, marker);
     throw err;

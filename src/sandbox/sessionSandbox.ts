@@ -1,96 +1,151 @@
-import { access, constants, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { access, chown, constants, mkdtemp, readFile, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errors } from '../errors.js';
-import { measureTaskProcesses, type ProcessUsage } from './processTree.js';
+import type { Cgroup } from './cgroups.js';
+import { unmountWorkspaceQuota } from './diskQuota.js';
+import { confine, type Mount } from './launcher.js';
+import { measureProcessTrees, type ProcessUsage } from './processTree.js';
 import type { PythonEnvironment } from './pythonEnvironment.js';
-import type { PythonInterpreter } from './pythonInterpreter.js';
 import { runProcess, type ProcessResult, type RunOptions, type RunningProcess } from './runProcess.js';
+import type { SandboxHost } from './sandboxHost.js';
 
-export interface SandboxSettings {
-  interpreter: PythonInterpreter;
-  pipIndexUrl: string | undefined;
-  pipCacheDir: string;
+/** A session's limits (0: none). */
+export interface SessionLimits {
+  maxMemoryMb: number;
+  maxCpuPercent: number;
+  maxDiskMb: number;
 }
 
-export interface PipInstallResult extends ProcessResult {
+/** What one task may narrow (0: the session's). */
+export interface TaskLimits {
+  maxMemoryMb?: number | undefined;
+  maxCpuPercent?: number | undefined;
+}
+
+export type KilledBy = 'memory' | 'cpu' | 'disk' | 'output';
+
+export interface SandboxedResult extends ProcessResult {
+  /** Which limit ended the process, when one did. */
+  killedBy: KilledBy | undefined;
+}
+
+export interface PipInstallResult extends SandboxedResult {
   /** pip's `--report`: what the requirements resolved to and were installed. */
   report: { install?: { requested?: boolean; metadata?: { name?: string; version?: string } }[] } | undefined;
 }
 
+export interface SessionSandboxParts {
+  workspace: string;
+  environment: PythonEnvironment;
+  env: Record<string, string>;
+  /** Host uid of the session's code; undefined when the worker is not root. */
+  owner: { uid: number; gid: number } | undefined;
+  /** Host uid pip runs as (it owns the environment and the shared wheel cache). */
+  installer: { uid: number; gid: number } | undefined;
+  cgroup: Cgroup | undefined;
+  limits: SessionLimits;
+  quota: boolean;
+}
+
 const SYSTEM_PATH = '/usr/local/bin:/usr/bin:/bin';
+/** Where things are inside an isolating sandbox. */
+const INSIDE = { workspace: '/workspace', env: '/env', pipCache: '/pip-cache', pipReport: '/pip-report' };
+
+function smallestPositive(...values: (number | undefined)[]): number | undefined {
+  const positive = values.filter((v): v is number => v !== undefined && v > 0);
+  return positive.length > 0 ? Math.min(...positive) : undefined;
+}
 
 /**
- * Where one session's processes run: its workspace as the working directory, its own Python
- * environment, and only the environment variables the session was given plus what Python needs.
- * The only way the domain starts processes.
+ * Where one session's processes run, and the only way the domain starts any: its workspace as
+ * the working directory, its own Python environment, its own uid, cgroup and limits, and, with
+ * bubblewrap, nothing else of the host. Each call is a fresh process in a fresh sandbox.
  */
 export class SessionSandbox {
   private readonly live = new Set<RunningProcess>();
+  private taskCounter = 0;
+  private lastCpuSample = { at: process.hrtime.bigint(), ns: 0 };
 
   constructor(
-    readonly workspace: string,
-    readonly environment: PythonEnvironment,
-    private readonly sessionEnv: Record<string, string>,
-    private readonly settings: SandboxSettings,
+    private readonly host: SandboxHost,
+    private readonly parts: SessionSandboxParts,
+    private readonly release: () => void,
   ) {}
 
-  /** Runs `code` in a fresh interpreter, cwd = workspace (which is thus on sys.path). */
-  async runPython(code: string, options: RunOptions): Promise<ProcessResult> {
-    await this.requirePython();
-    return this.track(options, (opts) =>
-      runProcess(
-        {
-          executable: this.environment.python,
-          args: ['-u', '-'],
-          cwd: this.workspace,
-          env: {
-            PATH: `${join(this.environment.root, 'bin')}:${SYSTEM_PATH}`,
-            HOME: this.workspace,
-            LANG: 'C.UTF-8',
-            VIRTUAL_ENV: this.environment.root,
-            PYTHONUNBUFFERED: '1',
-            ...this.sessionEnv,
-          },
-          stdin: code,
-        },
-        opts,
-      ),
-    );
+  get workspace(): string {
+    return this.parts.workspace;
   }
 
-  /** Installs requirements into the session's environment with the host's pip. */
+  get environment(): PythonEnvironment {
+    return this.parts.environment;
+  }
+
+  /** Who new workspace files must belong to, so the session's code can change them. */
+  get owner(): { uid: number; gid: number } | undefined {
+    return this.parts.owner;
+  }
+
+  private get isolate(): boolean {
+    return this.host.options.mode === 'bwrap';
+  }
+
+  /** Runs `code` in a fresh interpreter, cwd = workspace (which is thus on sys.path). */
+  async runPython(code: string, options: RunOptions, taskLimits: TaskLimits): Promise<SandboxedResult> {
+    await this.requirePython();
+    const envDir = this.isolate ? INSIDE.env : this.parts.environment.root;
+    const workspace = this.isolate ? INSIDE.workspace : this.parts.workspace;
+    const env = {
+      PATH: `${envDir}/bin:${SYSTEM_PATH}`,
+      HOME: this.isolate ? '/tmp' : workspace,
+      USER: 'sandbox',
+      LANG: 'C.UTF-8',
+      VIRTUAL_ENV: envDir,
+      PYTHONUNBUFFERED: '1',
+      ...this.parts.env,
+    };
+    const mounts: Mount[] = [
+      ...this.interpreterMounts(),
+      { host: this.parts.workspace, inside: INSIDE.workspace, writable: true },
+      { host: this.parts.environment.root, inside: INSIDE.env, writable: false },
+    ];
+    const python = join(envDir, 'bin', 'python');
+    return this.run([python, '-u', '-'], workspace, env, mounts, this.host.options.allowNetwork, this.parts.owner, taskLimits, { ...options, stdin: code });
+  }
+
+  /** Installs requirements into the session's environment with the host's pip, confined like user code but with network. */
   async pipInstall(requirements: string[], options: RunOptions): Promise<PipInstallResult> {
     await this.requirePython();
-    if (this.settings.interpreter.pipVersion === undefined) {
-      throw errors.pythonNotFound(`the host interpreter ${this.settings.interpreter.executable} has no pip, which pkg.install needs`);
-    }
-    const scratch = await mkdtemp(join(tmpdir(), 'codegen-pip-'));
+    const interpreter = this.host.options.interpreter;
+    if (interpreter.pipVersion === undefined) throw errors.pythonNotFound(`the host interpreter ${interpreter.executable} has no pip, which pkg.install needs`);
+    const scratch = await mkdtemp(join(this.host.options.dataDir, 'pip-report-'));
     try {
-      const reportPath = join(scratch, 'report.json');
-      const index = this.settings.pipIndexUrl ? ['--index-url', this.settings.pipIndexUrl] : [];
-      const result = await this.track(options, (opts) =>
-        runProcess(
-          {
-            executable: this.settings.interpreter.executable,
-            args: ['-m', 'pip', '--python', this.environment.python, 'install', '--no-input', '--progress-bar', 'off', '--report', reportPath, ...index, ...requirements],
-            cwd: this.workspace,
-            env: {
-              PATH: SYSTEM_PATH,
-              HOME: scratch,
-              LANG: 'C.UTF-8',
-              // Only the worker's configured index counts: no host pip.conf, no PIP_* variables.
-              PIP_CONFIG_FILE: '/dev/null',
-              PIP_DISABLE_PIP_VERSION_CHECK: '1',
-              PIP_CACHE_DIR: this.settings.pipCacheDir,
-              PYTHONUNBUFFERED: '1',
-              ...proxyVariables(),
-            },
-          },
-          opts,
-        ),
-      );
-      const report = await readFile(reportPath, 'utf8').then(
+      if (this.parts.installer) await chown(scratch, this.parts.installer.uid, this.parts.installer.gid);
+      const envDir = this.isolate ? INSIDE.env : this.parts.environment.root;
+      const reportDir = this.isolate ? INSIDE.pipReport : scratch;
+      const cacheDir = join(this.host.options.dataDir, 'pip-cache');
+      const index = this.host.options.pipIndexUrl ? ['--index-url', this.host.options.pipIndexUrl] : [];
+      const command = [interpreter.executable, '-m', 'pip', '--python', `${envDir}/bin/python`, 'install', '--no-input', '--progress-bar', 'off', '--report', `${reportDir}/report.json`, ...index, ...requirements];
+      const env = {
+        PATH: SYSTEM_PATH,
+        HOME: this.isolate ? '/tmp' : scratch,
+        LANG: 'C.UTF-8',
+        // Only the worker's configured index counts: no host pip.conf, no PIP_* variables.
+        PIP_CONFIG_FILE: '/dev/null',
+        PIP_DISABLE_PIP_VERSION_CHECK: '1',
+        PIP_CACHE_DIR: this.isolate ? INSIDE.pipCache : cacheDir,
+        PYTHONUNBUFFERED: '1',
+        ...proxyVariables(),
+      };
+      const mounts: Mount[] = [
+        ...this.interpreterMounts(),
+        { host: this.parts.workspace, inside: INSIDE.workspace, writable: false },
+        { host: this.parts.environment.root, inside: INSIDE.env, writable: true },
+        { host: cacheDir, inside: INSIDE.pipCache, writable: true },
+        { host: scratch, inside: INSIDE.pipReport, writable: true },
+      ];
+      const cwd = this.isolate ? INSIDE.workspace : this.parts.workspace;
+      const result = await this.run(command, cwd, env, mounts, true, this.parts.installer, {}, options);
+      const report = await readFile(join(scratch, 'report.json'), 'utf8').then(
         (raw) => JSON.parse(raw) as PipInstallResult['report'],
         () => undefined,
       );
@@ -100,33 +155,101 @@ export class SessionSandbox {
     }
   }
 
-  /** Memory and CPU of the session's processes that are running now. */
+  /**
+   * Memory and CPU of the session's processes running now: from the session's cgroup (CPU as
+   * the share used since the previous reading), else from /proc.
+   */
   async usage(): Promise<ProcessUsage> {
-    const samples = await Promise.all([...this.live].map((p) => measureTaskProcesses(p.pid, p.marker)));
-    return samples.reduce((a, b) => ({ memoryBytes: a.memoryBytes + b.memoryBytes, cpuPercent: a.cpuPercent + b.cpuPercent }), { memoryBytes: 0, cpuPercent: 0 });
+    const group = this.parts.cgroup;
+    if (!group) return measureProcessTrees([...this.live].map((p) => p.pid));
+    const [memoryBytes, cpuNs] = await Promise.all([group.memoryBytes(), group.cpuUsageNs()]);
+    const now = process.hrtime.bigint();
+    const elapsedNs = Number(now - this.lastCpuSample.at);
+    const cpuPercent = elapsedNs > 0 ? (100 * Math.max(cpuNs - this.lastCpuSample.ns, 0)) / elapsedNs : 0;
+    this.lastCpuSample = { at: now, ns: cpuNs };
+    return { memoryBytes: this.live.size > 0 ? memoryBytes : 0, cpuPercent };
   }
 
-  private async track<T>(options: RunOptions, run: (options: RunOptions) => Promise<T>): Promise<T> {
+  /** Ends every process of the session and gives back what the sandbox holds (cgroup, mount, uid). */
+  async dispose(): Promise<void> {
+    await this.parts.cgroup?.destroy().catch(() => undefined);
+    if (this.parts.quota) await unmountWorkspaceQuota(this.parts.workspace);
+    this.release();
+  }
+
+  private async run(
+    command: string[],
+    cwd: string,
+    env: Record<string, string>,
+    mounts: Mount[],
+    network: boolean,
+    owner: { uid: number; gid: number } | undefined,
+    taskLimits: TaskLimits,
+    options: RunOptions & { stdin?: string },
+  ): Promise<SandboxedResult> {
+    const memoryMb = smallestPositive(taskLimits.maxMemoryMb, this.parts.limits.maxMemoryMb);
+    const cpuPercent = smallestPositive(taskLimits.maxCpuPercent, this.parts.limits.maxCpuPercent);
+    const controllers = this.host.cgroups?.controllers ?? [];
+    const taskGroup = await this.parts.cgroup?.child(`task-${++this.taskCounter}`, {
+      memoryBytes: memoryMb ? memoryMb * 1024 * 1024 : undefined,
+      cpuPercent,
+    });
+    const spec = confine(command, cwd, env, {
+      isolate: this.isolate,
+      network,
+      mounts,
+      owner,
+      cgroup: taskGroup,
+      rlimits: {
+        addressSpaceBytes: memoryMb && !controllers.includes('memory') ? memoryMb * 1024 * 1024 : undefined,
+        processes: !controllers.includes('pids') && owner ? this.host.options.maxProcesses : undefined,
+      },
+    });
     let running: RunningProcess | undefined;
     try {
-      return await run({
-        ...options,
-        onStart: (p) => {
-          running = p;
-          this.live.add(p);
-          options.onStart?.(p);
+      const result = await runProcess(
+        { ...spec, stdin: options.stdin },
+        {
+          ...options,
+          maxOutputBytes: this.host.options.maxTaskOutputBytes,
+          onStart: (p) => {
+            running = p;
+            this.live.add(p);
+            options.onStart?.(p);
+          },
         },
-      });
+      );
+      return { ...result, killedBy: await this.killedBy(result, taskGroup) };
     } finally {
       if (running) this.live.delete(running);
+      await taskGroup?.destroy().catch(() => undefined);
     }
+  }
+
+  private async killedBy(result: ProcessResult, group: Cgroup | undefined): Promise<KilledBy | undefined> {
+    if (result.outputLimitExceeded) return 'output';
+    if (result.exitCode === 0) return undefined;
+    if (group && (await group.oomKills()) > 0) return 'memory';
+    if (!group && /\bMemoryError\b/.test(result.stderr.text)) return 'memory';
+    if (result.exitCode === 128 + 24) return 'cpu'; // SIGXCPU
+    if (this.parts.quota) {
+      const fs = await statfs(this.parts.workspace).catch(() => undefined);
+      if (fs && fs.bavail * fs.bsize < 64 * 1024) return 'disk';
+    }
+    return undefined;
+  }
+
+  /** The interpreter's installation, read-only at its own path (the environment links to it). */
+  private interpreterMounts(): Mount[] {
+    const prefix = this.host.options.interpreter.prefix;
+    return prefix === '/usr' || prefix.startsWith('/usr/') ? [] : [{ host: prefix, inside: prefix, writable: false }];
   }
 
   private async requirePython(): Promise<void> {
     try {
-      await access(this.environment.python, constants.X_OK);
+      await access(this.parts.environment.python, constants.X_OK);
     } catch {
-      throw errors.pythonNotFound(`the session's interpreter ${this.environment.python} is missing or not executable; create a new session`);
+      throw errors.pythonNotFound(`the session's interpreter ${this.parts.environment.python} is missing or not executable; create a new session`);
     }
   }
 }

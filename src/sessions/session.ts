@@ -52,6 +52,11 @@ export class Session {
     this.settledState = SessionState.SESSION_STATE_READY;
   }
 
+  /** Ends every process of the session and releases its sandbox. */
+  async disposeSandbox(): Promise<void> {
+    await this.sandboxRef?.dispose();
+  }
+
   touch(): void {
     this.lastActivityMs = Date.now();
   }

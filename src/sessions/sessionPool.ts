@@ -1,11 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { SessionState, type SessionConfig } from '../../gen/codegen/v1/common.js';
 import { errors, WorkerError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { createPythonEnvironment } from '../sandbox/pythonEnvironment.js';
-import type { PythonInterpreter } from '../sandbox/pythonInterpreter.js';
-import { SessionSandbox } from '../sandbox/sessionSandbox.js';
+import type { SandboxHost } from '../sandbox/sandboxHost.js';
 import type { WorkspaceStore } from '../storage/workspaceStore.js';
 import { Session, stateName } from './session.js';
 import { effectiveSessionConfig } from './sessionConfig.js';
@@ -13,9 +10,9 @@ import { effectiveSessionConfig } from './sessionConfig.js';
 export interface SessionPoolOptions {
   maxSessions: number;
   taskHistory: number;
-  dataDir: string;
-  pipIndexUrl: string | undefined;
-  interpreter: PythonInterpreter;
+  /** Memory limit of sessions that set none, in MB (0: none). */
+  defaultMemoryMb: number;
+  sandboxHost: SandboxHost;
   store: WorkspaceStore;
   logger: Logger;
 }
@@ -56,12 +53,12 @@ export class SessionPool {
     this.sessions.set(id, session); // holds the capacity slot while CREATING
     try {
       const dirs = await this.options.store.create(id);
-      const environment = await createPythonEnvironment(dirs.environment, this.options.interpreter);
+      const limits = config.limits;
       session.ready(
-        new SessionSandbox(dirs.workspace, environment, config.env, {
-          interpreter: this.options.interpreter,
-          pipIndexUrl: this.options.pipIndexUrl,
-          pipCacheDir: join(this.options.dataDir, 'pip-cache'),
+        await this.options.sandboxHost.createSession(id, dirs, config.env, {
+          maxMemoryMb: limits.maxMemoryMb || this.options.defaultMemoryMb,
+          maxCpuPercent: limits.maxCpuPercent,
+          maxDiskMb: limits.maxDiskMb,
         }),
       );
     } catch (err) {
@@ -72,6 +69,7 @@ export class SessionPool {
       throw errors.initializationFailed(`could not create the workspace or Python environment: ${(err as Error).message}`);
     }
     logger.info('session created', { workspace_id: input.workspaceId, user_id: input.userId });
+    if (this.options.sandboxHost.options.mode === 'none') logger.warn('session runs WITHOUT a sandbox (WORKER_SANDBOX=none): its code can reach the host');
     return session;
   }
 
@@ -99,6 +97,7 @@ export class SessionPool {
     session.settledState = SessionState.SESSION_STATE_TERMINATING;
     try {
       await session.tasks.abortAll('session_destroyed', `session ${reason}`);
+      await session.disposeSandbox();
       await this.options.store.remove(sessionId);
     } finally {
       this.sessions.delete(sessionId);

@@ -73,7 +73,8 @@ export async function* runTask(deps: TaskRunnerDeps, input: TaskInput, callSigna
   let toolEnded = false;
   const running = (async () => {
     try {
-      return await tool.run(args, { session, signal, emit: (event) => queue.push(event), limits: deps.limits });
+      const narrowed = { maxMemoryMb: constraints?.maxMemoryMb ?? 0, maxCpuPercent: constraints?.maxCpuPercent ?? 0 };
+      return await tool.run(args, { session, signal, emit: (event) => queue.push(event), limits: deps.limits, constraints: narrowed });
     } finally {
       toolEnded = true;
       queue.close();
@@ -95,7 +96,7 @@ export async function* runTask(deps: TaskRunnerDeps, input: TaskInput, callSigna
     const exitCode = outcome?.exitCode ?? 0;
     if (abortKind === 'timeout') {
       finalStatus = TaskStatus.STATUS_TIMEOUT;
-      yield { kind: 'result', status: finalStatus, outputs, exitCode, error: `task ${(signal.reason as TaskAbort).message}` };
+      yield { kind: 'result', status: finalStatus, outputs: { ...outputs, killed_by: 'timeout' }, exitCode, error: `task ${(signal.reason as TaskAbort).message}` };
       throw errors.taskTimeout(timeoutSeconds);
     }
     if (abortKind !== undefined) {

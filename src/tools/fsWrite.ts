@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
-import { chmod, lstat, mkdir, open, rename, rm } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, open, rename, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { errors } from '../errors.js';
 import { resolveWorkspacePath } from '../storage/workspacePath.js';
 import { checkArguments, parseEncoding } from './arguments.js';
@@ -24,6 +24,7 @@ export const fsWrite = defineTool({
     return { path, bytes: Buffer.from(contents, enc === 'base64' ? 'base64' : 'utf8') };
   },
   async run({ path, bytes }, { session }) {
+    const owner = session.sandbox.owner;
     const target = await resolveWorkspacePath(session.sandbox.workspace, path);
     if (target === session.sandbox.workspace) throw errors.invalidPath(path, 'it names the workspace root, not a file');
     const temporary = join(dirname(target), `.${basename(target)}.${randomBytes(6).toString('hex')}.fs-write`);
@@ -31,7 +32,15 @@ export const fsWrite = defineTool({
       const existing = await lstat(target).catch(() => undefined);
       if (existing?.isDirectory()) throw errors.invalidArgument(`${JSON.stringify(path)} is a directory; fs.write writes files`);
       if (existing) requireMode(path, existing.mode, 0o200);
-      await mkdir(dirname(target), { recursive: true });
+      const firstCreated = await mkdir(dirname(target), { recursive: true });
+      // What fs.write creates belongs to the session's uid, so its code can change it.
+      if (owner && firstCreated) {
+        let dir = firstCreated;
+        for (const segment of ['', ...relative(firstCreated, dirname(target)).split('/').filter(Boolean)]) {
+          dir = join(dir, segment);
+          await chown(dir, owner.uid, owner.gid);
+        }
+      }
       const file = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
       try {
         await file.writeFile(bytes);
@@ -39,6 +48,7 @@ export const fsWrite = defineTool({
         await file.close();
       }
       if (existing) await chmod(temporary, existing.mode & 0o7777);
+      if (owner) await chown(temporary, existing?.uid ?? owner.uid, existing?.gid ?? owner.gid);
       await rename(temporary, target);
     } catch (err) {
       await rm(temporary, { force: true }).catch(() => undefined);

@@ -1,5 +1,6 @@
 import { LogLevel } from '../../gen/codegen/v1/common.js';
-import type { ProcessResult, RunOptions } from '../sandbox/runProcess.js';
+import type { RunOptions } from '../sandbox/runProcess.js';
+import type { SandboxedResult } from '../sandbox/sessionSandbox.js';
 import type { ToolContext } from './tool.js';
 
 /**
@@ -23,10 +24,11 @@ export function streamingRunOptions(ctx: ToolContext, source?: string, observe?:
   };
 }
 
-/** stdout, stderr and their truncation flags, as result outputs. */
-export function capturedOutputs(result: ProcessResult): Record<string, string> {
+/** stdout, stderr, their truncation flags and the limit that ended the process, as result outputs. */
+export function capturedOutputs(result: SandboxedResult): Record<string, string> {
   const outputs: Record<string, string> = { stdout: result.stdout.text, stderr: result.stderr.text };
   if (result.stdout.truncated) outputs.stdout_truncated = 'true';
   if (result.stderr.truncated) outputs.stderr_truncated = 'true';
+  if (result.killedBy) outputs.killed_by = result.killedBy;
   return outputs;
 }

@@ -8,14 +8,15 @@ export const runPython = defineTool({
   parse: (args) => checkArguments('run.python', args, ['code']),
   async run({ code }, ctx) {
     await ctx.emit({ kind: 'progress', percentComplete: 0, stage: 'starting', message: 'starting the Python interpreter' });
-    const result = await ctx.session.sandbox.runPython(code, streamingRunOptions(ctx));
-    const ok = result.exitCode === 0;
-    await ctx.emit({ kind: 'progress', percentComplete: 100, stage: 'completed', message: `python exited with code ${result.exitCode}` });
+    const result = await ctx.session.sandbox.runPython(code, streamingRunOptions(ctx), ctx.constraints);
+    const ok = result.exitCode === 0 && result.killedBy === undefined;
+    const ending = result.killedBy ? `python was stopped by its ${result.killedBy} limit (exit code ${result.exitCode})` : `python exited with code ${result.exitCode}`;
+    await ctx.emit({ kind: 'progress', percentComplete: 100, stage: 'completed', message: ending });
     return {
       ok,
       exitCode: result.exitCode,
       outputs: { ...capturedOutputs(result), exit_code: String(result.exitCode) },
-      ...(ok ? {} : { error: `python exited with code ${result.exitCode}` }),
+      ...(ok ? {} : { error: ending }),
     };
   },
 });

@@ -17,6 +17,8 @@ export interface ToolContext {
   /** Sends a progress or log event to the client; resolves when the stream has room. */
   emit(event: Exclude<TaskEvent, { kind: 'result' }>): Promise<void>;
   limits: ToolLimits;
+  /** The task's own narrowing of the session's limits (0: the session's). */
+  constraints: { maxMemoryMb: number; maxCpuPercent: number };
 }
 
 /** How a tool ended in its own terms. */

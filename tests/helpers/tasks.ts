@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { ClientError, Status } from 'nice-grpc';
 import type { LogEntry, ProgressUpdate, TaskExecutionClient, TaskResponse, TaskResult } from '../../gen/codegen/v1/task_execution.js';
 
@@ -71,4 +71,22 @@ export async function waitFor(condition: () => Promise<boolean> | boolean, timeo
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * Live host processes whose environment holds `name=value`: a session created with that in its
+ * env marks every process its code starts, whatever pid namespace it runs in.
+ */
+export function processesMarked(name: string, value: string): number[] {
+  const needle = `${name}=${value}\0`;
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .map(Number)
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/environ`, 'latin1').includes(needle) && isAlive(pid);
+      } catch {
+        return false;
+      }
+    });
 }

@@ -1,0 +1,105 @@
+import { lstatSync, readlinkSync } from 'node:fs';
+import type { Cgroup } from './cgroups.js';
+import type { ProcessSpec } from './runProcess.js';
+
+/** A directory shown inside the sandbox. */
+export interface Mount {
+  host: string;
+  inside: string;
+  writable: boolean;
+}
+
+export interface Confinement {
+  /** bwrap: namespaces, a minimal read-only root, an unprivileged uid. none: the host as is. */
+  isolate: boolean;
+  network: boolean;
+  mounts: Mount[];
+  /** Host uid/gid the code runs as (root workers isolating); undefined: the worker's own, or a user namespace's. */
+  owner: { uid: number; gid: number } | undefined;
+  cgroup: Cgroup | undefined;
+  /** Fallbacks where cgroups are missing, and backstops where they are not. */
+  rlimits: { addressSpaceBytes?: number | undefined; processes?: number | undefined; fileSizeBytes?: number | undefined };
+}
+
+// Joins the cgroups (as root, before dropping privileges), then becomes the next command.
+const JOIN_CGROUPS = 'for f in $CODEGEN_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; unset CODEGEN_CGROUP_PROCS; exec "$@"';
+
+/** The sandbox's private /tmp (RAM, charged to its memory cgroup). */
+const TMP_BYTES = 256 * 1024 * 1024;
+
+/** What of the host's root Python and the C library need, read-only. Resolved once. */
+function systemMounts(): string[] {
+  const args: string[] = ['--ro-bind', '/usr', '/usr'];
+  for (const top of ['/bin', '/lib', '/lib64', '/sbin', '/lib32', '/libx32']) {
+    try {
+      const st = lstatSync(top);
+      if (st.isSymbolicLink()) args.push('--symlink', readlinkSync(top), top);
+      else if (st.isDirectory()) args.push('--ro-bind', top, top);
+    } catch {
+      // not on this host
+    }
+  }
+  // Directories bwrap makes for a mount's parents are 0700 unless made first: keep them traversable.
+  args.push('--perms', '0755', '--dir', '/etc');
+  for (const file of ['/etc/debian_version', '/etc/os-release', '/etc/ld.so.cache', '/etc/localtime', '/etc/mime.types', '/etc/nsswitch.conf', '/etc/hosts', '/etc/ssl', '/etc/ca-certificates']) {
+    args.push('--ro-bind-try', file, file);
+  }
+  return args;
+}
+
+let systemMountArgs: string[] | undefined;
+
+/** Drops to the session's uid inside the sandbox: no capabilities, no way to regain any. */
+function dropPrivileges(owner: { uid: number; gid: number }): string[] {
+  return ['setpriv', `--reuid=${owner.uid}`, `--regid=${owner.gid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--'];
+}
+
+/**
+ * The command line that starts `command` confined: join the cgroups and apply rlimits (as the
+ * worker), then, isolating, enter bubblewrap's namespaces with only the given mounts and drop to
+ * the session's uid there. A root worker runs bubblewrap as root (so it can mount what the
+ * session's uid could not reach) without a user namespace, so files the code writes belong to
+ * the session's uid on the host too; a non-root worker runs it in a user namespace instead.
+ */
+export function confine(command: string[], cwd: string, env: Record<string, string>, confinement: Confinement): ProcessSpec {
+  const chain: string[] = [];
+  const limits = confinement.rlimits;
+  const prlimit = [
+    limits.addressSpaceBytes ? `--as=${limits.addressSpaceBytes}` : undefined,
+    limits.processes ? `--nproc=${limits.processes}` : undefined,
+    limits.fileSizeBytes ? `--fsize=${limits.fileSizeBytes}` : undefined,
+  ].filter((a): a is string => a !== undefined);
+  if (prlimit.length > 0) chain.push('prlimit', ...prlimit, '--');
+
+  let processCwd = cwd;
+  if (confinement.isolate) {
+    systemMountArgs ??= systemMounts();
+    chain.push('bwrap');
+    if (confinement.owner) chain.push('--unshare-ipc', '--unshare-pid', '--unshare-uts', '--unshare-cgroup-try');
+    else chain.push('--unshare-all', '--uid', '1000', '--gid', '1000', '--cap-drop', 'ALL');
+    if (!confinement.network) chain.push('--unshare-net');
+    chain.push('--die-with-parent', '--new-session', '--hostname', 'sandbox');
+    chain.push(...systemMountArgs, '--proc', '/proc', '--dev', '/dev', '--perms', '1777', '--size', String(TMP_BYTES), '--tmpfs', '/tmp');
+    if (confinement.network) chain.push('--ro-bind-try', '/etc/resolv.conf', '/etc/resolv.conf');
+    for (const m of confinement.mounts) {
+      // As for /etc above: parents made traversable first (else 0700, unreachable by the session's uid).
+      const parents = m.inside.split('/').slice(1, -1).map((_, i, parts) => `/${parts.slice(0, i + 1).join('/')}`);
+      for (const dir of parents) chain.push('--perms', '0755', '--dir', dir);
+      chain.push(m.writable ? '--bind' : '--ro-bind', m.host, m.inside);
+    }
+    chain.push('--chdir', cwd, '--');
+    if (confinement.owner) chain.push(...dropPrivileges(confinement.owner));
+    processCwd = '/';
+  }
+  chain.push(...command);
+
+  if (confinement.cgroup) {
+    return {
+      executable: '/bin/sh',
+      args: ['-c', JOIN_CGROUPS, 'codegen-launch', ...chain],
+      cwd: processCwd,
+      env: { ...env, CODEGEN_CGROUP_PROCS: confinement.cgroup.procsFiles.join(' ') },
+    };
+  }
+  return { executable: chain[0]!, args: chain.slice(1), cwd: processCwd, env };
+}

@@ -1,0 +1,142 @@
+import { chown, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../logger.js';
+import { setUpCgroups, type Cgroup, type CgroupSupport } from './cgroups.js';
+import { mountWorkspaceQuota, unmountStaleQuotas, unmountWorkspaceQuota } from './diskQuota.js';
+import { createPythonEnvironment } from './pythonEnvironment.js';
+import type { PythonInterpreter } from './pythonInterpreter.js';
+import { SessionSandbox, type SessionLimits } from './sessionSandbox.js';
+
+export type SandboxMode = 'bwrap' | 'none';
+
+export interface SandboxHostOptions {
+  mode: SandboxMode;
+  allowNetwork: boolean;
+  interpreter: PythonInterpreter;
+  pipIndexUrl: string | undefined;
+  dataDir: string;
+  /** Processes one session may have at once. */
+  maxProcesses: number;
+  /** Output (both streams) a task may print before it is killed. */
+  maxTaskOutputBytes: number;
+  logger: Logger;
+}
+
+export class SandboxUnavailableError extends Error {
+  override name = 'SandboxUnavailableError';
+}
+
+/** Host uids: the installer (pip) uses BASE_UID, session n uses BASE_UID + n. */
+const BASE_UID = 200_000;
+
+/**
+ * The worker's side of the sandbox: what the host offers (root, cgroups, bubblewrap), the uids
+ * handed to sessions, and the making and unmaking of each session's sandbox.
+ */
+export class SandboxHost {
+  private readonly usedSlots = new Set<number>();
+
+  private constructor(
+    readonly options: SandboxHostOptions,
+    readonly cgroups: CgroupSupport | undefined,
+    readonly isRoot: boolean,
+  ) {}
+
+  static async create(options: SandboxHostOptions): Promise<SandboxHost> {
+    const isRoot = process.getuid?.() === 0;
+    await mkdir(join(options.dataDir, 'pip-cache'), { recursive: true });
+    await unmountStaleQuotas(join(options.dataDir, 'sessions'));
+    const cgroups = isRoot ? await setUpCgroups() : undefined;
+    const host = new SandboxHost(options, cgroups, isRoot);
+    if (isRoot && options.mode === 'bwrap') await chown(join(options.dataDir, 'pip-cache'), BASE_UID, BASE_UID);
+    await host.selfCheck();
+    return host;
+  }
+
+  /** One line for the startup log: what is isolated and what is limited, and how. */
+  describe(): Record<string, unknown> {
+    const controllers = this.cgroups?.controllers ?? [];
+    return {
+      sandbox: this.options.mode,
+      network_for_user_code: this.options.allowNetwork,
+      cgroups: this.cgroups ? `${this.cgroups.version} (${controllers.join(', ')})` : 'none',
+      memory_limit: controllers.includes('memory') ? 'cgroup' : 'RLIMIT_AS',
+      cpu_limit: controllers.includes('cpu') ? 'cgroup cpu quota' : 'NOT ENFORCED (no writable cpu cgroup)',
+      process_limit: controllers.includes('pids') ? 'cgroup pids' : this.isRoot ? 'RLIMIT_NPROC (per-session uid)' : 'NOT ENFORCED',
+      disk_limit: this.isRoot ? 'size-capped tmpfs workspace' : 'NOT ENFORCED (needs root)',
+      session_uids: this.isRoot && this.options.mode === 'bwrap' ? `${BASE_UID + 1}+` : 'the worker\'s own',
+    };
+  }
+
+  /** Makes a session's sandbox: owner uid, capped workspace, Python environment, cgroup. */
+  async createSession(sessionId: string, dirs: { workspace: string; environment: string }, env: Record<string, string>, limits: SessionLimits): Promise<SessionSandbox> {
+    const slot = this.takeSlot();
+    // Own uids only where the sandbox hides the host: without it, the code must reach host paths.
+    const ownUids = this.isRoot && this.options.mode === 'bwrap';
+    const owner = ownUids ? { uid: BASE_UID + slot, gid: BASE_UID + slot } : undefined;
+    const installer = ownUids ? { uid: BASE_UID, gid: BASE_UID } : undefined;
+    let cgroup: Cgroup | undefined;
+    let quota = false;
+    try {
+      if (limits.maxDiskMb > 0) {
+        if (!this.isRoot) throw new Error('max_disk_mb needs a worker running as root to enforce it');
+        await mountWorkspaceQuota(dirs.workspace, limits.maxDiskMb, owner);
+        quota = true;
+      }
+      if (owner) await chown(dirs.workspace, owner.uid, owner.gid);
+      const environment = await createPythonEnvironment(dirs.environment, this.options.interpreter);
+      if (installer) await chownTree(dirs.environment, installer.uid, installer.gid);
+      cgroup = await this.cgroups?.root.child(sessionId, {
+        memoryBytes: limits.maxMemoryMb * 1024 * 1024,
+        cpuPercent: limits.maxCpuPercent,
+        maxProcesses: this.options.maxProcesses,
+      });
+      return new SessionSandbox(this, { workspace: dirs.workspace, environment, env, owner, installer, cgroup, limits, quota }, () => this.usedSlots.delete(slot));
+    } catch (err) {
+      this.usedSlots.delete(slot);
+      await cgroup?.destroy().catch(() => undefined);
+      if (quota) await unmountWorkspaceQuota(dirs.workspace);
+      throw err;
+    }
+  }
+
+  private takeSlot(): number {
+    let slot = 1;
+    while (this.usedSlots.has(slot)) slot++;
+    this.usedSlots.add(slot);
+    return slot;
+  }
+
+  /** Proves the sandbox runs Python (and, isolating, hides the host) before any session is made. */
+  private async selfCheck(): Promise<void> {
+    const scratch = await mkdtemp(join(this.options.dataDir, 'self-check-'));
+    try {
+      await mkdir(join(scratch, 'workspace'));
+      const sandbox = await this.createSession('self-check', { workspace: join(scratch, 'workspace'), environment: join(scratch, 'env') }, {}, { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0 });
+      try {
+        const probe = 'import os\nprint(6 * 7, os.path.exists("/etc/shadow"), os.getuid())';
+        const result = await sandbox.runPython(probe, { signal: AbortSignal.timeout(30_000), maxCaptureBytes: 4096, onLine: () => undefined }, {});
+        const expected = this.options.mode === 'bwrap' ? '42 False' : '42';
+        if (result.exitCode !== 0 || !result.stdout.text.startsWith(expected)) {
+          throw new SandboxUnavailableError(
+            `the ${this.options.mode} sandbox does not work on this host (exit ${result.exitCode}: ${(result.stderr.text || result.stdout.text).trim()}). ` +
+              (this.options.mode === 'bwrap' ? 'Install bubblewrap (`make run` does) or, knowing that code then runs unisolated, set WORKER_SANDBOX=none.' : ''),
+          );
+        }
+      } finally {
+        await sandbox.dispose();
+      }
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }
+}
+
+async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  await chown(dir, uid, gid);
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) await chownTree(path, uid, gid);
+    else if (!entry.isSymbolicLink()) await chown(path, uid, gid);
+  }
+}
