@@ -9,7 +9,15 @@ export interface Mount {
   writable: boolean;
 }
 
+/** Absolute paths of the host programs confinement uses, resolved once at startup. */
+export interface HostTools {
+  bwrap: string | undefined;
+  setpriv: string;
+  prlimit: string;
+}
+
 export interface Confinement {
+  tools: HostTools;
   /** bwrap: namespaces, a minimal read-only root, an unprivileged uid. none: the host as is. */
   isolate: boolean;
   network: boolean;
@@ -50,8 +58,8 @@ function systemMounts(): string[] {
 let systemMountArgs: string[] | undefined;
 
 /** Drops to the session's uid inside the sandbox: no capabilities, no way to regain any. */
-function dropPrivileges(owner: { uid: number; gid: number }): string[] {
-  return ['setpriv', `--reuid=${owner.uid}`, `--regid=${owner.gid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--'];
+function dropPrivileges(setpriv: string, owner: { uid: number; gid: number }): string[] {
+  return [setpriv, `--reuid=${owner.uid}`, `--regid=${owner.gid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--'];
 }
 
 /**
@@ -69,12 +77,13 @@ export function confine(command: string[], cwd: string, env: Record<string, stri
     limits.processes ? `--nproc=${limits.processes}` : undefined,
     limits.fileSizeBytes ? `--fsize=${limits.fileSizeBytes}` : undefined,
   ].filter((a): a is string => a !== undefined);
-  if (prlimit.length > 0) chain.push('prlimit', ...prlimit, '--');
+  if (prlimit.length > 0) chain.push(confinement.tools.prlimit, ...prlimit, '--');
 
   let processCwd = cwd;
   if (confinement.isolate) {
     systemMountArgs ??= systemMounts();
-    chain.push('bwrap');
+    if (!confinement.tools.bwrap) throw new Error('bubblewrap is not installed');
+    chain.push(confinement.tools.bwrap);
     if (confinement.owner) chain.push('--unshare-ipc', '--unshare-pid', '--unshare-uts', '--unshare-cgroup-try');
     else chain.push('--unshare-all', '--uid', '1000', '--gid', '1000', '--cap-drop', 'ALL');
     if (!confinement.network) chain.push('--unshare-net');
@@ -88,7 +97,7 @@ export function confine(command: string[], cwd: string, env: Record<string, stri
       chain.push(m.writable ? '--bind' : '--ro-bind', m.host, m.inside);
     }
     chain.push('--chdir', cwd, '--');
-    if (confinement.owner) chain.push(...dropPrivileges(confinement.owner));
+    if (confinement.owner) chain.push(...dropPrivileges(confinement.tools.setpriv, confinement.owner));
     processCwd = '/';
   }
   chain.push(...command);

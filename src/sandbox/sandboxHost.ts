@@ -1,8 +1,9 @@
-import { chown, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { access, chown, constants, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { delimiter, join } from 'node:path';
 import type { Logger } from '../logger.js';
 import { setUpCgroups, type Cgroup, type CgroupSupport } from './cgroups.js';
 import { mountWorkspaceQuota, unmountStaleQuotas, unmountWorkspaceQuota } from './diskQuota.js';
+import type { HostTools } from './launcher.js';
 import { createPythonEnvironment } from './pythonEnvironment.js';
 import type { PythonInterpreter } from './pythonInterpreter.js';
 import { SessionSandbox, type SessionLimits } from './sessionSandbox.js';
@@ -40,14 +41,20 @@ export class SandboxHost {
     readonly options: SandboxHostOptions,
     readonly cgroups: CgroupSupport | undefined,
     readonly isRoot: boolean,
+    readonly tools: HostTools,
   ) {}
 
   static async create(options: SandboxHostOptions): Promise<SandboxHost> {
     const isRoot = process.getuid?.() === 0;
+    const bwrap = await findOnPath('bwrap');
+    if (options.mode === 'bwrap' && !bwrap) {
+      throw new SandboxUnavailableError('bubblewrap (bwrap) is not installed: install the Debian package bubblewrap (`make run` does) or, knowing that code then runs unisolated, set WORKER_SANDBOX=none');
+    }
+    const tools = { bwrap, setpriv: (await findOnPath('setpriv')) ?? 'setpriv', prlimit: (await findOnPath('prlimit')) ?? 'prlimit' };
     await mkdir(join(options.dataDir, 'pip-cache'), { recursive: true });
     await unmountStaleQuotas(join(options.dataDir, 'sessions'));
     const cgroups = isRoot ? await setUpCgroups() : undefined;
-    const host = new SandboxHost(options, cgroups, isRoot);
+    const host = new SandboxHost(options, cgroups, isRoot, tools);
     if (isRoot && options.mode === 'bwrap') await chown(join(options.dataDir, 'pip-cache'), BASE_UID, BASE_UID);
     await host.selfCheck();
     return host;
@@ -130,6 +137,14 @@ export class SandboxHost {
       await rm(scratch, { recursive: true, force: true });
     }
   }
+}
+
+async function findOnPath(name: string): Promise<string | undefined> {
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(delimiter)) {
+    const candidate = join(dir, name);
+    if (await access(candidate, constants.X_OK).then(() => true, () => false)) return candidate;
+  }
+  return undefined;
 }
 
 async function chownTree(dir: string, uid: number, gid: number): Promise<void> {

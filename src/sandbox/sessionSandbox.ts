@@ -195,6 +195,7 @@ export class SessionSandbox {
       cpuPercent,
     });
     const spec = confine(command, cwd, env, {
+      tools: this.host.tools,
       isolate: this.isolate,
       network,
       mounts,
