@@ -26,6 +26,7 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
     dataDir: config.dataDir,
     maxProcesses: config.maxProcesses,
     maxTaskOutputBytes: config.maxTaskOutputBytes,
+    warmInterpreter: config.warmInterpreter,
     logger,
   });
   logger.info('sandbox ready', sandboxHost.describe());

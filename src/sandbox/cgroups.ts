@@ -26,6 +26,10 @@ export interface Cgroup {
   cpuUsageNs(): Promise<number>;
   /** Memory of the group's processes (anonymous/RSS, not file cache), in bytes. */
   memoryBytes(): Promise<number>;
+  /** Moves a (host) process into the group. */
+  addProcess(pid: number): Promise<void>;
+  /** Kills every process in the group, keeping the group. */
+  killProcesses(): Promise<void>;
   /** Kills every process in the group and removes it. */
   destroy(): Promise<void>;
 }
@@ -120,6 +124,14 @@ class CgroupV1 implements Cgroup {
     return new CgroupV1(name, dirs);
   }
 
+  async addProcess(pid: number): Promise<void> {
+    for (const file of this.procsFiles) await writeFile(file, String(pid));
+  }
+
+  async killProcesses(): Promise<void> {
+    await killProcsIn(this.procsFiles);
+  }
+
   async oomKills(): Promise<number> {
     return this.dirs.memory ? readKeyed(join(this.dirs.memory, 'memory.oom_control'), 'oom_kill') : 0;
   }
@@ -160,6 +172,15 @@ class CgroupV2 implements Cgroup {
     if (limits.cpuPercent) await writeFile(join(dir, 'cpu.max'), `${Math.max(1000, Math.round((limits.cpuPercent * CPU_PERIOD_US) / 100))} ${CPU_PERIOD_US}`);
     if (limits.maxProcesses) await writeFile(join(dir, 'pids.max'), String(limits.maxProcesses));
     return new CgroupV2(name, dir);
+  }
+
+  async addProcess(pid: number): Promise<void> {
+    await writeFile(join(this.dir, 'cgroup.procs'), String(pid));
+  }
+
+  async killProcesses(): Promise<void> {
+    await writeFile(join(this.dir, 'cgroup.kill'), '1').catch(() => undefined);
+    await killProcsIn(this.procsFiles);
   }
 
   async oomKills(): Promise<number> {

@@ -1,5 +1,5 @@
 import { access, chown, constants, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import type { Logger } from '../logger.js';
 import { setUpCgroups, type Cgroup, type CgroupSupport } from './cgroups.js';
 import { mountWorkspaceQuota, unmountStaleQuotas, unmountWorkspaceQuota } from './diskQuota.js';
@@ -20,6 +20,8 @@ export interface SandboxHostOptions {
   maxProcesses: number;
   /** Output (both streams) a task may print before it is killed. */
   maxTaskOutputBytes: number;
+  /** Keep a warm interpreter per session and fork each run.python call from it. */
+  warmInterpreter: boolean;
   logger: Logger;
 }
 
@@ -98,7 +100,8 @@ export class SandboxHost {
         cpuPercent: limits.maxCpuPercent,
         maxProcesses: this.options.maxProcesses,
       });
-      return new SessionSandbox(this, { workspace: dirs.workspace, environment, env, owner, installer, cgroup, limits, quota }, () => this.usedSlots.delete(slot));
+      const controlDir = join(dirname(dirs.workspace), 'ctl');
+      return new SessionSandbox(this, { workspace: dirs.workspace, environment, env, owner, installer, cgroup, limits, quota, controlDir }, () => this.usedSlots.delete(slot));
     } catch (err) {
       this.usedSlots.delete(slot);
       await cgroup?.destroy().catch(() => undefined);

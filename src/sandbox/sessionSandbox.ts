@@ -1,5 +1,7 @@
+import { randomBytes } from 'node:crypto';
 import { access, chown, constants, mkdtemp, readFile, rm, statfs } from 'node:fs/promises';
-import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { errors } from '../errors.js';
 import type { Cgroup } from './cgroups.js';
 import { unmountWorkspaceQuota } from './diskQuota.js';
@@ -8,6 +10,8 @@ import { measureProcessTrees, type ProcessUsage } from './processTree.js';
 import type { PythonEnvironment } from './pythonEnvironment.js';
 import { runProcess, type ProcessResult, type RunOptions, type RunningProcess } from './runProcess.js';
 import type { SandboxHost } from './sandboxHost.js';
+import { WarmInterpreter, WarmUnavailableError } from './warmInterpreter.js';
+import { ZYGOTE_SOURCE } from './zygote.js';
 
 /** A session's limits (0: none). */
 export interface SessionLimits {
@@ -45,11 +49,15 @@ export interface SessionSandboxParts {
   cgroup: Cgroup | undefined;
   limits: SessionLimits;
   quota: boolean;
+  /** Where the warm interpreter's socket lives (host path). */
+  controlDir: string;
 }
 
 const SYSTEM_PATH = '/usr/local/bin:/usr/bin:/bin';
 /** Where things are inside an isolating sandbox. */
-const INSIDE = { workspace: '/workspace', env: '/env', pipCache: '/pip-cache', pipReport: '/pip-report' };
+const INSIDE = { workspace: '/workspace', env: '/env', pipCache: '/pip-cache', pipReport: '/pip-report', control: '/run/codegen' };
+/** Unix socket paths longer than this do not fit in sockaddr_un. */
+const MAX_SOCKET_PATH = 100;
 
 function smallestPositive(...values: (number | undefined)[]): number | undefined {
   const positive = values.filter((v): v is number => v !== undefined && v > 0);
@@ -65,6 +73,7 @@ export class SessionSandbox {
   private readonly live = new Set<RunningProcess>();
   private taskCounter = 0;
   private lastCpuSample = { at: process.hrtime.bigint(), ns: 0 };
+  private warm: { startedAt: number; promise: Promise<WarmInterpreter | undefined> } | undefined;
 
   constructor(
     private readonly host: SandboxHost,
@@ -109,7 +118,68 @@ export class SessionSandbox {
       { host: this.parts.environment.root, inside: INSIDE.env, writable: false },
     ];
     const python = join(envDir, 'bin', 'python');
+    if (this.canWarm) {
+      const warm = await this.warmInterpreter(python, workspace, env, mounts);
+      if (warm) {
+        try {
+          return await this.inTaskGroup(taskLimits, options, (group, opts) => warm.run(code, opts, group!));
+        } catch (err) {
+          if (!(err instanceof WarmUnavailableError)) throw err;
+        }
+      }
+    }
     return this.run([python, '-u', '-'], workspace, env, mounts, this.host.options.allowNetwork, this.parts.owner, taskLimits, { ...options, stdin: code });
+  }
+
+  /** Warm calls need task cgroups: they are how a forked child is limited, measured and killed. */
+  private get canWarm(): boolean {
+    const controllers = this.host.cgroups?.controllers ?? [];
+    return this.host.options.warmInterpreter && this.parts.cgroup !== undefined && controllers.includes('memory') && controllers.includes('pids');
+  }
+
+  /**
+   * The session's warm interpreter, started on first use and again if it died; concurrent first
+   * calls share one start. Undefined (run cold) when it cannot start, retried after a minute.
+   */
+  private async warmInterpreter(python: string, cwd: string, env: Record<string, string>, mounts: Mount[]): Promise<WarmInterpreter | undefined> {
+    const current = this.warm;
+    if (current) {
+      const warm = await current.promise;
+      if (warm?.alive) return warm;
+      if (warm === undefined && Date.now() - current.startedAt < 60_000) return undefined;
+      if (this.warm !== current) return this.warmInterpreter(python, cwd, env, mounts);
+    }
+    const attempt = {
+      startedAt: Date.now(),
+      promise: this.startWarm(python, cwd, env, mounts).catch((err: Error) => {
+        this.host.options.logger.warn('warm interpreter unavailable; running cold', { error: err.message });
+        return undefined;
+      }),
+    };
+    this.warm = attempt;
+    return attempt.promise;
+  }
+
+  private async startWarm(python: string, cwd: string, env: Record<string, string>, mounts: Mount[]): Promise<WarmInterpreter> {
+    const preferred = join(this.parts.controlDir, 'io.sock');
+    const socketHost = preferred.length <= MAX_SOCKET_PATH ? preferred : join(tmpdir(), `codegen-${randomBytes(6).toString('hex')}`, 'io.sock');
+    const socketInside = this.isolate ? `${INSIDE.control}/io.sock` : socketHost;
+    const launch = confine([python, '-u', '-c', ZYGOTE_SOURCE, socketInside], cwd, env, {
+      tools: this.host.tools,
+      isolate: this.isolate,
+      network: this.host.options.allowNetwork,
+      mounts: [...mounts, { host: dirname(socketHost), inside: INSIDE.control, writable: false }],
+      owner: this.parts.owner,
+      cgroup: this.parts.cgroup,
+      rlimits: {},
+    });
+    return WarmInterpreter.start(socketHost, this.parts.owner, launch, this.host.options.logger);
+  }
+
+  private async stopWarm(): Promise<void> {
+    const warm = this.warm;
+    this.warm = undefined;
+    await (await warm?.promise)?.close();
   }
 
   /** Installs requirements into the session's environment with the host's pip, confined like user code but with network. */
@@ -151,6 +221,8 @@ export class SessionSandbox {
       );
       return { ...result, report };
     } finally {
+      // New packages may bring .pth files, which only an interpreter start reads.
+      await this.stopWarm();
       await rm(scratch, { recursive: true, force: true });
     }
   }
@@ -172,12 +244,14 @@ export class SessionSandbox {
 
   /** Ends every process of the session and gives back what the sandbox holds (cgroup, mount, uid). */
   async dispose(): Promise<void> {
+    await this.stopWarm();
     await this.parts.cgroup?.destroy().catch(() => undefined);
     if (this.parts.quota) await unmountWorkspaceQuota(this.parts.workspace);
     this.release();
   }
 
-  private async run(
+  /** A cold start: a new process (and, isolating, a new sandbox) for this one call. */
+  private run(
     command: string[],
     cwd: string,
     env: Record<string, string>,
@@ -187,29 +261,44 @@ export class SessionSandbox {
     taskLimits: TaskLimits,
     options: RunOptions & { stdin?: string },
   ): Promise<SandboxedResult> {
+    const controllers = this.host.cgroups?.controllers ?? [];
+    return this.inTaskGroup(taskLimits, options, (group, opts, memoryMb) => {
+      const spec = confine(command, cwd, env, {
+        tools: this.host.tools,
+        isolate: this.isolate,
+        network,
+        mounts,
+        owner,
+        cgroup: group,
+        rlimits: {
+          addressSpaceBytes: memoryMb && !controllers.includes('memory') ? memoryMb * 1024 * 1024 : undefined,
+          processes: !controllers.includes('pids') && owner ? this.host.options.maxProcesses : undefined,
+        },
+      });
+      return runProcess({ ...spec, stdin: options.stdin }, opts);
+    });
+  }
+
+  /**
+   * Runs one call in its own cgroup (a child of the session's, narrowed by the task's limits),
+   * tracked for usage, and says which limit ended it, if one did. The group, and whatever is
+   * left in it, is gone when this returns.
+   */
+  private async inTaskGroup(
+    taskLimits: TaskLimits,
+    options: RunOptions,
+    start: (group: Cgroup | undefined, options: RunOptions, memoryMb: number | undefined) => Promise<ProcessResult>,
+  ): Promise<SandboxedResult> {
     const memoryMb = smallestPositive(taskLimits.maxMemoryMb, this.parts.limits.maxMemoryMb);
     const cpuPercent = smallestPositive(taskLimits.maxCpuPercent, this.parts.limits.maxCpuPercent);
-    const controllers = this.host.cgroups?.controllers ?? [];
-    const taskGroup = await this.parts.cgroup?.child(`task-${++this.taskCounter}`, {
+    const group = await this.parts.cgroup?.child(`task-${++this.taskCounter}`, {
       memoryBytes: memoryMb ? memoryMb * 1024 * 1024 : undefined,
       cpuPercent,
     });
-    const spec = confine(command, cwd, env, {
-      tools: this.host.tools,
-      isolate: this.isolate,
-      network,
-      mounts,
-      owner,
-      cgroup: taskGroup,
-      rlimits: {
-        addressSpaceBytes: memoryMb && !controllers.includes('memory') ? memoryMb * 1024 * 1024 : undefined,
-        processes: !controllers.includes('pids') && owner ? this.host.options.maxProcesses : undefined,
-      },
-    });
     let running: RunningProcess | undefined;
     try {
-      const result = await runProcess(
-        { ...spec, stdin: options.stdin },
+      const result = await start(
+        group,
         {
           ...options,
           maxOutputBytes: this.host.options.maxTaskOutputBytes,
@@ -219,11 +308,12 @@ export class SessionSandbox {
             options.onStart?.(p);
           },
         },
+        memoryMb,
       );
-      return { ...result, killedBy: await this.killedBy(result, taskGroup) };
+      return { ...result, killedBy: await this.killedBy(result, group) };
     } finally {
       if (running) this.live.delete(running);
-      await taskGroup?.destroy().catch(() => undefined);
+      await group?.destroy().catch(() => undefined);
     }
   }
 

@@ -1,0 +1,72 @@
+import type { Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
+import type { CapturedOutput, OutputSource, RunOptions } from './runProcess.js';
+
+/** Longest line passed to onLine; longer runs without a newline are passed in pieces. */
+const MAX_LINE_CHARS = 64 * 1024;
+
+const SIGNAL_NUMBERS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGILL: 4, SIGTRAP: 5, SIGABRT: 6, SIGBUS: 7, SIGFPE: 8, SIGKILL: 9, SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15, SIGXCPU: 24, SIGXFSZ: 25 };
+
+/** The exit code a shell would report: the code, or 128+N for a process killed by signal N. */
+export function exitCodeOf(code: number | null, signal: NodeJS.Signals | string | null): number {
+  return code ?? 128 + (signal ? (SIGNAL_NUMBERS[signal] ?? 0) : 0);
+}
+
+async function pump(stream: Readable, source: OutputSource, options: RunOptions, counted: (bytes: number) => void): Promise<CapturedOutput> {
+  const decoder = new StringDecoder('utf8');
+  const kept: Buffer[] = [];
+  let keptBytes = 0;
+  let truncated = false;
+  let pending = '';
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    counted(chunk.length);
+    if (keptBytes < options.maxCaptureBytes) {
+      const room = options.maxCaptureBytes - keptBytes;
+      kept.push(chunk.length <= room ? chunk : chunk.subarray(0, room));
+      keptBytes += Math.min(chunk.length, room);
+      if (chunk.length > room) truncated = true;
+    } else if (chunk.length > 0) {
+      truncated = true;
+    }
+    pending += decoder.write(chunk);
+    let newline: number;
+    while ((newline = pending.indexOf('\n')) !== -1) {
+      await options.onLine(source, pending.slice(0, newline).replace(/\r$/, ''));
+      pending = pending.slice(newline + 1);
+    }
+    while (pending.length >= MAX_LINE_CHARS) {
+      await options.onLine(source, pending.slice(0, MAX_LINE_CHARS));
+      pending = pending.slice(MAX_LINE_CHARS);
+    }
+  }
+  pending += decoder.end();
+  if (pending.length > 0) await options.onLine(source, pending);
+  return { text: Buffer.concat(kept).toString('utf8'), truncated };
+}
+
+export interface CapturedStreams {
+  stdout: CapturedOutput;
+  stderr: CapturedOutput;
+  outputLimitExceeded: boolean;
+}
+
+/**
+ * Reads a process's two output streams to their end: each line to onLine as it arrives (reading
+ * pauses while onLine is pending), the first maxCaptureBytes of each kept, and `overLimit`
+ * called once when both together pass maxOutputBytes.
+ */
+export async function captureOutput(stdout: Readable, stderr: Readable, options: RunOptions, overLimit: () => void): Promise<CapturedStreams> {
+  let outputBytes = 0;
+  let outputLimitExceeded = false;
+  const counted = (bytes: number) => {
+    outputBytes += bytes;
+    if (options.maxOutputBytes && outputBytes > options.maxOutputBytes && !outputLimitExceeded) {
+      outputLimitExceeded = true;
+      overLimit();
+    }
+  };
+  const out = pump(stdout, 'stdout', options, counted);
+  const err = pump(stderr, 'stderr', options, counted);
+  err.catch(() => undefined); // awaited below; never unhandled
+  return { stdout: await out, stderr: await err, outputLimitExceeded };
+}

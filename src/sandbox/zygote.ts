@@ -1,0 +1,178 @@
+/**
+ * The warm interpreter kept in each session's sandbox. It never runs user code itself: per call
+ * it forks a child, which waits until the worker has put it in the task's cgroup, connects its
+ * stdout and stderr to the worker's socket, and runs the code as `python -` would, so every call
+ * starts from the same clean state without paying for an interpreter start.
+ *
+ * Protocol, JSON lines: worker → zygote on stdin: {op:"run",id,token,code} | {op:"go",id} |
+ * {op:"kill",id}; zygote → worker on stdout: {ev:"ready"} | {ev:"forked",id,pid} |
+ * {ev:"exit",id,code,signal,connected} (connected: the child had connected its streams, so
+ * the worker waits for them).
+ */
+export const ZYGOTE_SOURCE = String.raw`
+import atexit, builtins, ctypes, json, os, selectors, signal, socket, sys, traceback, types
+
+SOCKET = sys.argv[1]
+ctl_in, ctl_out = os.dup(0), os.dup(1)
+devnull = os.open(os.devnull, os.O_RDONLY)
+os.dup2(devnull, 0)
+os.close(devnull)
+try:
+    ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come back to us
+except Exception:
+    pass
+wake_r, wake_w = os.pipe()
+os.set_blocking(wake_w, False)
+signal.set_wakeup_fd(wake_w)
+signal.signal(signal.SIGCHLD, lambda *_: None)
+children = {}   # pid -> id
+gates = {}      # id -> write end of the child's go pipe
+pids = {}       # id -> pid
+connected = {}  # pid -> read end of the pipe the child writes to once its streams are connected
+
+def send(message):
+    os.write(ctl_out, (json.dumps(message) + "\n").encode())
+
+def connect(token, stream):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(SOCKET)
+    s.sendall(("%s %s\n" % (token, stream)).encode())
+    return s
+
+def child(request, gate, told):
+    code = 1
+    try:
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for fd in (ctl_in, ctl_out, wake_r, wake_w):
+            os.close(fd)
+        if os.read(gate, 1) != b"g":
+            os._exit(1)
+        os.close(gate)
+        out, err = connect(request["token"], "stdout"), connect(request["token"], "stderr")
+        os.write(told, b"c")
+        os.close(told)
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        out.close()
+        err.close()
+        sys.argv = ["-"]
+        main = types.ModuleType("__main__")
+        main.__builtins__ = builtins
+        sys.modules["__main__"] = main
+        try:
+            exec(compile(request["code"], "<stdin>", "exec"), main.__dict__)
+            code = 0
+        except SystemExit as e:
+            if e.code is None:
+                code = 0
+            elif isinstance(e.code, int):
+                code = e.code & 0xFF
+            else:
+                print(e.code, file=sys.stderr)
+                code = 1
+        except BaseException:
+            etype, value, tb = sys.exc_info()
+            value.__traceback__ = tb.tb_next  # as python - would show it: without this frame
+            sys.excepthook(etype, value, value.__traceback__)
+            code = 1
+        try:
+            import threading
+            threading._shutdown()
+        except Exception:
+            pass
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)
+
+def handle(request):
+    op = request["op"]
+    if op == "run":
+        gate_r, gate_w = os.pipe()
+        told_r, told_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(gate_w)
+            os.close(told_r)
+            child(request, gate_r, told_w)
+        os.close(gate_r)
+        os.close(told_w)
+        os.set_blocking(told_r, False)
+        connected[pid] = told_r
+        children[pid] = request["id"]
+        gates[request["id"]] = gate_w
+        pids[request["id"]] = pid
+        send({"ev": "forked", "id": request["id"], "pid": pid})
+    elif op == "go":
+        gate = gates.pop(request["id"], None)
+        if gate is not None:
+            os.write(gate, b"g")
+            os.close(gate)
+    elif op == "kill":
+        pid = pids.get(request["id"])
+        if pid is not None:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+def reap():
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        task = children.pop(pid, None)
+        if task is None:
+            continue  # an orphan of some task, re-parented here
+        told = connected.pop(pid)
+        try:
+            streams = os.read(told, 1) == b"c"
+        except BlockingIOError:
+            streams = False
+        os.close(told)
+        gate = gates.pop(task, None)
+        if gate is not None:
+            os.close(gate)
+        pids.pop(task, None)
+        if os.WIFSIGNALED(status):
+            send({"ev": "exit", "id": task, "code": None, "signal": os.WTERMSIG(status), "connected": streams})
+        else:
+            send({"ev": "exit", "id": task, "code": os.WEXITSTATUS(status), "signal": None, "connected": streams})
+
+selector = selectors.DefaultSelector()
+selector.register(ctl_in, selectors.EVENT_READ, "ctl")
+selector.register(wake_r, selectors.EVENT_READ, "wake")
+buffered = b""
+send({"ev": "ready"})
+while True:
+    for key, _ in selector.select():
+        if key.data == "wake":
+            try:
+                os.read(wake_r, 4096)
+            except BlockingIOError:
+                pass
+            reap()
+            continue
+        chunk = os.read(ctl_in, 1 << 20)
+        if not chunk:
+            for pid in list(children):
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            os._exit(0)
+        buffered += chunk
+        while b"\n" in buffered:
+            line, buffered = buffered.split(b"\n", 1)
+            handle(json.loads(line))
+    reap()
+`;
