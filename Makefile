@@ -2,17 +2,21 @@
 # missing or stale first, and nothing more.
 SHELL := /bin/bash
 BIN := node_modules/.bin
-SOURCES := $(shell find src gen tests -name '*.ts' 2>/dev/null)
+SOURCES := $(shell find src gen tests bench -name '*.ts' 2>/dev/null)
 TEST_FILES = $(shell find dist/tests -name '*.test.js' | sort)
 ARGS ?=
 
-.PHONY: run test build generate lint check-generated system-deps clean
+.PHONY: run test bench build generate lint check-generated system-deps clean
 
 run: system-deps dist/.built
 	node dist/src/main.js $(ARGS)
 
 test: system-deps dist/.built lint check-generated
 	node --test --test-concurrency=1 $(TEST_FILES)
+
+# Hot paths against same-run baselines; writes bench/results.json and bench/results.md.
+bench: system-deps dist/.built
+	node dist/bench/run.js
 
 build: dist/.built
 

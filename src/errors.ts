@@ -1,15 +1,13 @@
-import { Status } from 'nice-grpc';
+import { ServerError, Status } from 'nice-grpc';
 
 /**
- * A failure the client should see, carrying its gRPC status code. Domain code throws these;
- * the gRPC layer turns them into call statuses in one place (grpc/mapErrors.ts).
+ * A failure the client should see, carrying its gRPC status code and a message a person can act
+ * on. It is nice-grpc's ServerError, so a call ends with exactly this status wherever it is
+ * thrown; anything else thrown is mapped to INTERNAL in one place (grpc/mapErrors.ts).
  */
-export class WorkerError extends Error {
-  constructor(
-    readonly code: Status,
-    message: string,
-  ) {
-    super(message);
+export class WorkerError extends ServerError {
+  constructor(code: Status, message: string) {
+    super(code, message);
     this.name = 'WorkerError';
   }
 }
@@ -49,5 +47,6 @@ export const errors = {
 
   // Worker-wide
   shuttingDown: () => new WorkerError(Status.UNAVAILABLE, 'worker is shutting down; retry on another worker'),
+  internal: (detail: string) => new WorkerError(Status.INTERNAL, `internal error: ${detail}`),
   unimplemented: (what: string) => new WorkerError(Status.UNIMPLEMENTED, `${what} is not implemented by this worker yet`),
 } as const;

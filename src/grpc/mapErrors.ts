@@ -1,21 +1,38 @@
 import { isAbortError } from 'abort-controller-x';
-import { ServerError, Status, type CallContext, type ServerMiddlewareCall } from 'nice-grpc';
-import { WorkerError } from '../errors.js';
+import { ServerError, Status } from 'nice-grpc';
 import type { Logger } from '../logger.js';
 
 /**
  * The one place domain errors become call statuses: a WorkerError keeps its code and message;
  * anything unexpected is logged and answered INTERNAL, so the worker never crashes on a call.
  */
-export function mapErrorsMiddleware(logger: Logger) {
-  return async function* mapErrors<Request, Response>(call: ServerMiddlewareCall<Request, Response>, context: CallContext) {
-    try {
-      return yield* call.next(call.request, context);
-    } catch (err) {
-      if (err instanceof ServerError || isAbortError(err)) throw err;
-      if (err instanceof WorkerError) throw new ServerError(err.code, err.message);
-      logger.error('unexpected error in call', { method: call.method.path, error: (err as Error).stack ?? String(err) });
-      throw new ServerError(Status.INTERNAL, `internal error: ${(err as Error).message ?? String(err)}`);
-    }
-  };
+export function toServerError(err: unknown, method: string, logger: Logger): unknown {
+  if (err instanceof ServerError || isAbortError(err)) return err; // WorkerErrors included
+  logger.error('unexpected error in call', { method, error: (err as Error).stack ?? String(err) });
+  return new ServerError(Status.INTERNAL, `internal error: ${(err as Error).message ?? String(err)}`);
+}
+
+type Methods = Record<string, (...args: never[]) => unknown>;
+
+/**
+ * Wraps every unary method of a service implementation so its errors go through toServerError.
+ * Streaming methods are passed through: a wrapper (or a middleware) would add a generator layer
+ * to every streamed message, so they map their own errors.
+ */
+export function withMappedErrors<T extends object>(definition: { name: string; methods: Record<string, { responseStream: boolean }> }, implementation: T, logger: Logger): T {
+  const wrapped: Methods = {};
+  for (const [name, method] of Object.entries(implementation as Methods)) {
+    const path = `${definition.name}/${name}`;
+    const isStreaming = definition.methods[name]?.responseStream === true;
+    wrapped[name] = isStreaming
+      ? method
+      : async (...args: never[]) => {
+          try {
+            return await (method as (...a: never[]) => Promise<unknown>).apply(implementation, args);
+          } catch (err) {
+            throw toServerError(err, path, logger);
+          }
+        };
+  }
+  return wrapped as T;
 }

@@ -5,7 +5,7 @@ import { TaskExecutionDefinition } from '../../gen/codegen/v1/task_execution.js'
 import type { Logger } from '../logger.js';
 import type { TaskRunnerDeps } from '../tasks/runTask.js';
 import { artifactService } from './artifactService.js';
-import { mapErrorsMiddleware } from './mapErrors.js';
+import { withMappedErrors } from './mapErrors.js';
 import { sessionManagementService } from './sessionManagementService.js';
 import { taskExecutionService } from './taskExecutionService.js';
 
@@ -22,10 +22,13 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<{ ser
   const server = createServer({
     'grpc.max_receive_message_length': options.maxMessageBytes,
     'grpc.max_send_message_length': options.maxMessageBytes,
-  }).use(mapErrorsMiddleware(options.logger));
-  server.add(SessionManagementDefinition, sessionManagementService(options.tasks.pool, options.workerId));
-  server.add(TaskExecutionDefinition, taskExecutionService(options.tasks));
-  server.add(ArtifactServiceDefinition, artifactService());
+    // channelz (grpc-js's introspection service) is not served, so its per-call bookkeeping is off.
+    'grpc.enable_channelz': 0,
+  });
+  const { logger } = options;
+  server.add(SessionManagementDefinition, withMappedErrors(SessionManagementDefinition, sessionManagementService(options.tasks.pool, options.workerId), logger));
+  server.add(TaskExecutionDefinition, withMappedErrors(TaskExecutionDefinition, taskExecutionService(options.tasks), logger));
+  server.add(ArtifactServiceDefinition, withMappedErrors(ArtifactServiceDefinition, artifactService(), logger));
   const port = await server.listen(options.address);
   return { server, port };
 }

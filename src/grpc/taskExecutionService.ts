@@ -17,10 +17,12 @@ function toTaskResponse(taskId: string, event: TaskEvent): TaskResponse {
 /** TaskExecution: a thin adapter from the wire to the task runner and each session's registry. */
 export function taskExecutionService(deps: TaskRunnerDeps): TaskExecutionServiceImplementation {
   return {
-    async *executeTask(request, context) {
+    // Returns the task's own generator (no extra layer per streamed message); its errors are
+    // WorkerErrors (ServerErrors) already.
+    executeTask(request, context) {
       const taskId = request.taskId || newTaskId();
       const input = { taskId, sessionId: request.sessionId, toolName: request.toolName, arguments: request.arguments, constraints: request.constraints };
-      for await (const event of runTask(deps, input, context.signal)) yield toTaskResponse(taskId, event);
+      return runTask(deps, input, context.signal, (event) => toTaskResponse(taskId, event));
     },
 
     async cancelTask(request) {

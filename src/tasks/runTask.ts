@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { SessionState, TaskStatus } from '../../gen/codegen/v1/common.js';
-import { errors } from '../errors.js';
+import { isAbortError } from 'abort-controller-x';
+import { errors, WorkerError } from '../errors.js';
 import { stateName } from '../sessions/session.js';
 import type { SessionPool } from '../sessions/sessionPool.js';
 import { nonNegative } from '../sessions/sessionConfig.js';
@@ -39,10 +40,10 @@ const RUNNABLE_STATES = new Set([SessionState.SESSION_STATE_READY, SessionState.
 /**
  * Runs one task: checks the request, registers the task, runs the tool under an AbortSignal
  * (CancelTask, the timeout, the client going away and DestroySession all abort it), and yields
- * its events as they happen, ending with one result. Request errors are thrown before any
- * result; a timeout or cancellation yields its result and then throws its status.
+ * its events as they happen (as `encode` makes them), ending with one result. Request errors are
+ * thrown before any result; a timeout or cancellation yields its result and then throws its status.
  */
-export async function* runTask(deps: TaskRunnerDeps, input: TaskInput, callSignal: AbortSignal): AsyncGenerator<TaskEvent, void, undefined> {
+export async function* runTask<M>(deps: TaskRunnerDeps, input: TaskInput, callSignal: AbortSignal, encode: (event: TaskEvent) => M): AsyncGenerator<M, void, undefined> {
   const session = deps.pool.get(input.sessionId);
   if (!deps.pool.isAccepting) throw errors.shuttingDown();
   if (!RUNNABLE_STATES.has(session.state)) throw errors.invalidSessionState(session.id, stateName(session.state), 'run a task');
@@ -59,32 +60,35 @@ export async function* runTask(deps: TaskRunnerDeps, input: TaskInput, callSigna
   const args = tool.parse(input.arguments);
 
   const record = session.tasks.start(input.taskId, tool.name);
-  const logger = session.logger.child({ task_id: input.taskId, tool: tool.name });
+  // Context passed per line rather than through a child logger: cheaper on this hot path.
+  const context = { task_id: input.taskId, tool: tool.name };
   const { signal } = record.controller;
   session.touch();
-  logger.info('task started', { timeout_seconds: timeoutSeconds });
+  if (session.logger.isDebugEnabled()) session.logger.debug('task started', { ...context, timeout_seconds: timeoutSeconds });
 
   const abortOnCallEnd = () => record.controller.abort(new TaskAbort('client_gone', 'the client went away'));
   if (callSignal.aborted) abortOnCallEnd();
   callSignal.addEventListener('abort', abortOnCallEnd, { once: true });
   const timer = setTimeout(() => record.controller.abort(new TaskAbort('timeout', `exceeded its ${timeoutSeconds} s timeout`)), timeoutSeconds * 1000);
 
-  const queue = new EventQueue<TaskEvent>();
+  // Tools that stream hand their events through a bounded queue; the others need none.
+  const queue = tool.streams ? new EventQueue<TaskEvent>() : undefined;
   let toolEnded = false;
   const running = (async () => {
     try {
       const narrowed = { maxMemoryMb: constraints?.maxMemoryMb ?? 0, maxCpuPercent: constraints?.maxCpuPercent ?? 0 };
-      return await tool.run(args, { session, signal, emit: (event) => queue.push(event), limits: deps.limits, constraints: narrowed });
+      const emit = queue ? (event: TaskEvent) => queue.push(event) : async () => undefined;
+      return await tool.run(args, { session, signal, emit, limits: deps.limits, constraints: narrowed });
     } finally {
       toolEnded = true;
-      queue.close();
+      queue?.close();
     }
   })();
   running.catch(() => undefined); // awaited below; this only keeps an early exit from leaving it unhandled
 
   let finalStatus: TaskStatus | undefined;
   try {
-    yield* queue;
+    if (queue) for await (const event of queue) yield encode(event);
     let outcome: ToolOutcome | undefined;
     try {
       outcome = await running;
@@ -96,29 +100,35 @@ export async function* runTask(deps: TaskRunnerDeps, input: TaskInput, callSigna
     const exitCode = outcome?.exitCode ?? 0;
     if (abortKind === 'timeout') {
       finalStatus = TaskStatus.STATUS_TIMEOUT;
-      yield { kind: 'result', status: finalStatus, outputs: { ...outputs, killed_by: 'timeout' }, exitCode, error: `task ${(signal.reason as TaskAbort).message}` };
+      yield encode({ kind: 'result', status: finalStatus, outputs: { ...outputs, killed_by: 'timeout' }, exitCode, error: `task ${(signal.reason as TaskAbort).message}` });
       throw errors.taskTimeout(timeoutSeconds);
     }
     if (abortKind !== undefined) {
       finalStatus = TaskStatus.STATUS_CANCELLED;
       const why = (signal.reason as TaskAbort).message;
-      yield { kind: 'result', status: finalStatus, outputs, exitCode, error: `task ${why}` };
+      yield encode({ kind: 'result', status: finalStatus, outputs, exitCode, error: `task ${why}` });
       throw errors.taskCancelled(why);
     }
     finalStatus = outcome!.ok ? TaskStatus.STATUS_SUCCESS : TaskStatus.STATUS_FAILURE;
-    yield { kind: 'result', status: finalStatus, outputs, exitCode, error: outcome!.error ?? '' };
+    yield encode({ kind: 'result', status: finalStatus, outputs, exitCode, error: outcome!.error ?? '' });
     if (outcome!.callError) throw outcome!.callError;
+  } catch (err) {
+    if (err instanceof WorkerError || isAbortError(err)) throw err;
+    session.logger.error('unexpected error in a task', { ...context, error: (err as Error).stack ?? String(err) });
+    throw errors.internal((err as Error).message ?? String(err));
   } finally {
     clearTimeout(timer);
     callSignal.removeEventListener('abort', abortOnCallEnd);
     // Left early (the client went away mid-stream): stop the tool and wait until it has ended.
     if (!toolEnded && !signal.aborted) abortOnCallEnd();
-    queue.close();
+    queue?.close();
     await running.catch(() => undefined);
     const abortKind = abortKindOf(signal);
     const status = finalStatus ?? (abortKind === 'timeout' ? TaskStatus.STATUS_TIMEOUT : abortKind ? TaskStatus.STATUS_CANCELLED : TaskStatus.STATUS_FAILURE);
     session.tasks.finish(record, status);
     session.touch();
-    logger.info('task finished', { status: TaskStatus[status], duration_ms: Date.now() - record.startTimeMs });
+    // Successes are the bulk at high rates: debug; anything else an operator wants to see.
+    const level = status === TaskStatus.STATUS_SUCCESS ? 'debug' : 'info';
+    if (session.logger.isLevelEnabled(level)) session.logger.log(level, 'task finished', { ...context, status: TaskStatus[status], duration_ms: Date.now() - record.startTimeMs });
   }
 }

@@ -16,6 +16,7 @@ interface ListedEntry {
 /** Lists a workspace directory, sorted by name, directories with a trailing `/`. */
 export const fsList = defineTool({
   name: 'fs.list',
+  streams: false,
   parse: (args) => checkArguments('fs.list', args, ['path']),
   async run({ path }, { session }) {
     const target = await resolveWorkspacePath(session.sandbox.workspace, path);

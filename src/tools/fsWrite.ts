@@ -8,7 +8,12 @@ import { checkArguments, parseEncoding } from './arguments.js';
 import { requireMode, toFileError } from './fileErrors.js';
 import { defineTool } from './tool.js';
 
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+/** Standard base64 with padding; checked without a backtracking regex (contents may be huge). */
+function isBase64(text: string): boolean {
+  if (text.length % 4 !== 0) return false;
+  const body = text.endsWith('==') ? text.slice(0, -2) : text.endsWith('=') ? text.slice(0, -1) : text;
+  return !/[^A-Za-z0-9+/]/.test(body);
+}
 
 /**
  * Writes a file in the workspace, creating parent directories. The bytes go to a temporary file
@@ -17,10 +22,11 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
  */
 export const fsWrite = defineTool({
   name: 'fs.write',
+  streams: false,
   parse(args) {
     const { path, contents, encoding } = checkArguments('fs.write', args, ['path', 'contents'], ['encoding']);
     const enc = parseEncoding('fs.write', encoding);
-    if (enc === 'base64' && !BASE64.test(contents)) throw errors.invalidArgument('fs.write contents are not valid base64');
+    if (enc === 'base64' && !isBase64(contents)) throw errors.invalidArgument('fs.write contents are not valid base64');
     return { path, bytes: Buffer.from(contents, enc === 'base64' ? 'base64' : 'utf8') };
   },
   async run({ path, bytes }, { session }) {

@@ -38,6 +38,8 @@ export interface ToolOutcome {
  */
 export interface Tool<Args = unknown> {
   name: string;
+  /** Whether run() emits progress or log events (they then flow through a bounded queue). */
+  streams: boolean;
   parse(args: Record<string, string>): Args;
   run(args: Args, ctx: ToolContext): Promise<ToolOutcome>;
 }

@@ -1,0 +1,235 @@
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { createChannel, createClient } from 'nice-grpc';
+import { TaskStatus } from '../gen/codegen/v1/common.js';
+import { TaskExecutionDefinition, type TaskExecutionClient } from '../gen/codegen/v1/task_execution.js';
+import { servePackageIndex } from '../tests/helpers/packageIndex.js';
+import { runTask } from '../tests/helpers/tasks.js';
+import { startWorker, type RunningWorker } from '../tests/helpers/worker.js';
+
+/**
+ * `make bench`: the worker's hot paths against baselines measured in the same run, as ratios.
+ * Prints a table and writes bench/results.json.
+ */
+
+const exec = promisify(execFile);
+
+interface Row {
+  scenario: string;
+  unit: string;
+  median: number;
+  p95: number;
+  baseline: string;
+  baselineMedian: number;
+  /** ours / baseline (for throughput: ours / baseline of the rate) */
+  ratio: number;
+  target: string;
+  met: boolean | null;
+}
+
+const rows: Row[] = [];
+
+function quantile(values: number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+const median = (v: number[]) => quantile(v, 0.5);
+const p95 = (v: number[]) => quantile(v, 0.95);
+
+async function timed(n: number, fn: (i: number) => Promise<unknown>): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const start = performance.now();
+    await fn(i);
+    out.push(performance.now() - start);
+  }
+  return out;
+}
+
+function record(row: Omit<Row, 'median' | 'p95' | 'baselineMedian' | 'ratio'> & { ours: number[]; base: number[]; ratio?: number }): void {
+  const ratio = row.ratio ?? median(row.ours) / median(row.base);
+  const { ours, base, ...rest } = row;
+  rows.push({ ...rest, median: median(ours), p95: p95(ours), baselineMedian: median(base), ratio });
+  const r = rows.at(-1)!;
+  process.stderr.write(`  ${r.scenario}: ${r.median.toFixed(2)} ${r.unit} (p95 ${r.p95.toFixed(2)}), baseline ${r.baselineMedian.toFixed(2)}, ratio ${r.ratio.toFixed(3)}\n`);
+}
+
+async function realPython(): Promise<string> {
+  return (await exec('python3', ['-c', 'import os, sys; print(os.path.realpath(sys.executable))'])).stdout.trim();
+}
+
+function spawnOnce(command: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.resume();
+    child.stderr.resume();
+    child.once('error', reject);
+    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${command} exited ${code}`))));
+  });
+}
+
+async function echoThroughput(client: TaskExecutionClient, sessionId: string, streams: number, perStream: number): Promise<number> {
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: streams }, async (_, s) => {
+      for (let i = 0; i < perStream; i++) {
+        for await (const m of client.executeTask({ sessionId, taskId: `e-${s}-${i}`, toolName: 'echo', arguments: { message: 'ping' } })) {
+          if (m.payload?.$case === 'result' && m.payload.value.status !== TaskStatus.STATUS_SUCCESS) throw new Error('echo failed');
+        }
+      }
+    }),
+  );
+  return (streams * perStream) / ((performance.now() - start) / 1000);
+}
+
+async function startBareEcho(): Promise<{ port: number; stop: () => void }> {
+  const child = spawn(process.execPath, [new URL('./bareEchoServer.js', import.meta.url).pathname], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve) => {
+    child.stdout!.once('data', (d: Buffer) => resolve((JSON.parse(d.toString()) as { port: number }).port));
+  });
+  return { port, stop: () => child.kill('SIGKILL') };
+}
+
+async function rssBytes(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
+}
+
+async function main(): Promise<void> {
+  const python = await realPython();
+  const scratch = await mkdtemp(join(tmpdir(), 'codegen-bench-'));
+  const index = await servePackageIndex([{ name: 'benchpkg', version: '1.0.0', files: { 'benchpkg/__init__.py': 'VALUE = 1\n' } }]);
+  const worker: RunningWorker = await startWorker({ env: { WORKER_MAX_SESSIONS: '300', WORKER_LOG_LEVEL: 'info', WORKER_PIP_INDEX_URL: index.url, WORKER_SESSION_IDLE_SECONDS: '0' } });
+  try {
+    process.stderr.write('session create\n');
+    const created: string[] = [];
+    const create = await timed(30, async () => created.push((await worker.sessions.createSession({ workspaceId: 'bench' })).sessionId));
+    for (const sessionId of created) await worker.sessions.destroySession({ sessionId });
+    const venvBare = await timed(10, (i) => spawnOnce(python, ['-m', 'venv', '--without-pip', join(scratch, `bare-${i}`)]));
+    const venvPip = await timed(2, (i) => spawnOnce(python, ['-m', 'venv', join(scratch, `pip-${i}`)]));
+    record({ scenario: 'session create', unit: 'ms', ours: create, base: venvBare, baseline: `python -m venv --without-pip (${median(venvBare).toFixed(0)} ms); with pip ${median(venvPip).toFixed(0)} ms`, target: 'p50 ≤ 10 ms', met: median(create) <= 10 });
+
+    process.stderr.write('run.python round trip\n');
+    const { sessionId } = await worker.sessions.createSession({ workspaceId: 'bench' });
+    const runPrint = async () => {
+      const run = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'print(1)' } });
+      if (run.result?.outputs.stdout !== '1\n') throw new Error(`run.python failed: ${JSON.stringify(run.result)}`);
+    };
+    await timed(3, runPrint);
+    const roundTrip = await timed(50, runPrint);
+    const bareSpawn = await timed(50, () => spawnOnce(python, ['-c', 'print(1)']));
+    record({ scenario: 'run.python print(1), sandboxed, over gRPC', unit: 'ms', ours: roundTrip, base: bareSpawn, baseline: 'Node spawning python -c "print(1)"', target: 'ratio < 1.0 (aim ≤ 0.25)', met: median(roundTrip) / median(bareSpawn) < 1 });
+
+    process.stderr.write('echo throughput\n');
+    const bare = await startBareEcho();
+    const bareClient = createClient(TaskExecutionDefinition, createChannel(`127.0.0.1:${bare.port}`));
+    await echoThroughput(bareClient, sessionId, 64, 5);
+    await echoThroughput(worker.tasks, sessionId, 64, 5);
+    const oursRates: number[] = [];
+    const bareRates: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      bareRates.push(await echoThroughput(bareClient, sessionId, 64, 40));
+      oursRates.push(await echoThroughput(worker.tasks, sessionId, 64, 40));
+    }
+    bare.stop();
+    record({ scenario: 'echo, 64 concurrent streams', unit: 'tasks/s', ours: oursRates, base: bareRates, baseline: 'bare @grpc/grpc-js streaming echo', target: '≥ 0.9× bare', met: median(oursRates) / median(bareRates) >= 0.9 });
+
+    for (const mb of [1, 32]) {
+      process.stderr.write(`fs.write + fs.read ${mb} MB\n`);
+      const bytes = Buffer.alloc(mb * 1024 * 1024, 7);
+      const b64 = bytes.toString('base64');
+      const n = mb === 1 ? 10 : 4;
+      const ours = await timed(n, async () => {
+        const w = await runTask(worker.tasks, { sessionId, toolName: 'fs.write', arguments: { path: 'blob.bin', contents: b64, encoding: 'base64' } });
+        const r = await runTask(worker.tasks, { sessionId, toolName: 'fs.read', arguments: { path: 'blob.bin', encoding: 'base64' } });
+        if (w.result?.status !== TaskStatus.STATUS_SUCCESS || r.result?.outputs.contents?.length !== b64.length) throw new Error('fs round trip failed');
+      });
+      const base = await timed(n, async () => {
+        await writeFile(join(scratch, 'blob.bin'), bytes);
+        await readFile(join(scratch, 'blob.bin'));
+      });
+      record({ scenario: `fs.write + fs.read ${mb} MB (base64)`, unit: 'ms', ours, base, baseline: 'Node writeFile + readFile of the bytes', target: 'reported', met: null });
+    }
+
+    process.stderr.write('pkg.install of a cached package\n');
+    const install = async (id: string) => {
+      const run = await runTask(worker.tasks, { sessionId: id, toolName: 'pkg.install', arguments: { requirements: 'benchpkg' } });
+      if (run.result?.status !== TaskStatus.STATUS_SUCCESS) throw new Error(`pkg.install failed: ${JSON.stringify(run.result)}`);
+    };
+    await install(sessionId);
+    const cached = await timed(5, async () => {
+      const fresh = (await worker.sessions.createSession({ workspaceId: 'bench' })).sessionId;
+      const start = performance.now();
+      await install(fresh);
+      const took = performance.now() - start;
+      await worker.sessions.destroySession({ sessionId: fresh });
+      return took;
+    });
+    const pipCache = join(scratch, 'pip-cache');
+    const plainPip = (i: number) => spawnOnce(python, ['-m', 'pip', 'install', '--no-input', '--disable-pip-version-check', '--cache-dir', pipCache, '--index-url', index.url, '--target', join(scratch, `target-${i}`), 'benchpkg']);
+    await plainPip(-1);
+    const plain = await timed(5, plainPip);
+    record({ scenario: 'pkg.install, package cached by another session', unit: 'ms', ours: cached, base: plain, baseline: 'plain pip install --target (warm cache)', target: '≤ 300 ms', met: median(cached) <= 300 });
+
+    process.stderr.write('100 concurrent run.python tasks\n');
+    const sessions = await Promise.all(Array.from({ length: 10 }, async () => (await worker.sessions.createSession({ workspaceId: 'bench' })).sessionId));
+    await Promise.all(sessions.map((id) => runTask(worker.tasks, { sessionId: id, toolName: 'run.python', arguments: { code: 'pass' } })));
+    const concurrent: number[] = [];
+    let failures = 0;
+    await Promise.all(
+      Array.from({ length: 100 }, async (_, i) => {
+        const start = performance.now();
+        const run = await runTask(worker.tasks, { sessionId: sessions[i % 10]!, toolName: 'run.python', arguments: { code: 'print(1)' } });
+        if (run.result?.outputs.stdout !== '1\n') failures++;
+        concurrent.push(performance.now() - start);
+      }),
+    );
+    const bareConcurrent: number[] = [];
+    await Promise.all(
+      Array.from({ length: 100 }, async () => {
+        const start = performance.now();
+        await spawnOnce(python, ['-c', 'print(1)']);
+        bareConcurrent.push(performance.now() - start);
+      }),
+    );
+    rows.push({ scenario: `100 concurrent run.python (${100 - failures}/100 succeeded)`, unit: 'ms', median: median(concurrent), p95: p95(concurrent), baseline: '100 concurrent bare spawns, p95', baselineMedian: p95(bareConcurrent), ratio: p95(concurrent) / p95(bareConcurrent), target: 'all succeed; p95 reported', met: failures === 0 });
+    process.stderr.write(`  p95 ${p95(concurrent).toFixed(1)} ms vs ${p95(bareConcurrent).toFixed(1)} ms\n`);
+    for (const id of [...sessions, sessionId]) await worker.sessions.destroySession({ sessionId: id });
+
+    process.stderr.write('200 idle sessions\n');
+    const pid = worker.process.pid!;
+    global.gc?.();
+    await new Promise((r) => setTimeout(r, 500));
+    const before = await rssBytes(pid);
+    const idle: string[] = [];
+    for (let i = 0; i < 200; i++) idle.push((await worker.sessions.createSession({ workspaceId: `idle-${i}` })).sessionId);
+    await new Promise((r) => setTimeout(r, 500));
+    const perSession = ((await rssBytes(pid)) - before) / 200;
+    for (const id of idle) await worker.sessions.destroySession({ sessionId: id });
+    rows.push({ scenario: '200 idle sessions: worker RSS per session', unit: 'MB', median: perSession / 1024 / 1024, p95: perSession / 1024 / 1024, baseline: 'the 2 MB target', baselineMedian: 2, ratio: perSession / (2 * 1024 * 1024), target: '≤ 2 MB', met: perSession <= 2 * 1024 * 1024 });
+    process.stderr.write(`  ${(perSession / 1024).toFixed(0)} kB per session\n`);
+
+    rows.push({ scenario: 'checkpoint / restore throughput', unit: 'MB/s', median: NaN, p95: NaN, baseline: 'zip -r / unzip', baselineMedian: NaN, ratio: NaN, target: 'checkpoint issue not landed yet', met: null });
+  } finally {
+    await worker.stop();
+    await index.close();
+    await rm(scratch, { recursive: true, force: true });
+  }
+
+  const machine = { cpus: cpus().length, cpu_model: cpus()[0]?.model ?? '', memory_gb: Math.round(totalmem() / 1024 ** 3), kernel: release(), node: process.version, python: (await exec(python, ['--version'])).stdout.trim() };
+  const fmt = (v: number) => (Number.isNaN(v) ? 'n/a' : v >= 100 ? v.toFixed(0) : v.toFixed(2));
+  const table = [
+    '| scenario | p50 | p95 | baseline | baseline p50 | ratio | target | met |',
+    '|---|---|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.scenario} | ${fmt(r.median)} ${r.unit} | ${fmt(r.p95)} ${r.unit} | ${r.baseline} | ${fmt(r.baselineMedian)} ${r.unit} | ${Number.isNaN(r.ratio) ? 'n/a' : r.ratio.toFixed(3)} | ${r.target} | ${r.met === null ? '–' : r.met ? 'yes' : 'no'} |`),
+  ].join('\n');
+  const machineLine = `${machine.cpus} × ${machine.cpu_model}, ${machine.memory_gb} GB, Linux ${machine.kernel}, Node ${machine.node}, ${machine.python}`;
+  process.stdout.write(`\n${table}\n\nMachine: ${machineLine}\n`);
+  await writeFile(new URL('../../bench/results.json', import.meta.url), `${JSON.stringify({ date: new Date().toISOString(), machine, rows }, null, 2)}\n`);
+  await writeFile(new URL('../../bench/results.md', import.meta.url), `${table}\n\nMachine: ${machineLine}\n`);
+}
+
+await main();
