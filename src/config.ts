@@ -26,6 +26,7 @@ export interface WorkerConfig {
   maxTaskOutputBytes: number;
   defaultMemoryMb: number;
   warmInterpreter: boolean;
+  spareSessions: number;
 }
 
 export class ConfigError extends Error {
@@ -123,6 +124,7 @@ const SETTINGS = {
   allowNetwork: setting('WORKER_ALLOW_NETWORK', 'let user code reach the network (pkg.install always reaches the index)', bool, () => false),
   maxProcesses: setting('WORKER_MAX_PROCESSES', 'processes one session may run at once', integer(8, 100_000), () => 256),
   maxTaskOutputBytes: setting('WORKER_MAX_TASK_OUTPUT_MB', 'output a task may print before it is killed, in MB', (raw, name) => integer(1, 100_000)(raw, name) * 1024 * 1024, () => 64 * 1024 * 1024),
+  spareSessions: setting('WORKER_SPARE_SESSIONS', 'sessions kept made ahead, so CreateSession is quick (0: none)', integer(0, 1000), () => 4),
   warmInterpreter: setting('WORKER_WARM_INTERPRETER', 'fork run.python calls from a warm interpreter per session', bool, () => true),
   defaultMemoryMb: setting('WORKER_DEFAULT_MEMORY_MB', 'memory limit of sessions that set none (0: none)', integer(0, 10_000_000), () => 2048),
 } satisfies { [K in keyof WorkerConfig]: Setting<WorkerConfig[K]> };

@@ -36,6 +36,7 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
     maxSessions: config.maxSessions,
     taskHistory: config.taskHistory,
     defaultMemoryMb: config.defaultMemoryMb,
+    spareSessions: config.spareSessions,
     sandboxHost,
     store,
     logger,
@@ -66,6 +67,7 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
     stopReaper();
     pool.stopAccepting();
     await pool.destroyAll('worker shutting down');
+    await sandboxHost.close();
     server.forceShutdown();
     logger.info('worker stopped');
     process.exit(0);

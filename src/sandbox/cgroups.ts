@@ -1,5 +1,5 @@
-import { access, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { access, mkdir, readdir, readFile, rename as fsRename, rmdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 
 /**
  * Control groups for sessions and their tasks: memory, CPU quota and process-count limits the
@@ -20,6 +20,10 @@ export interface Cgroup {
   /** The cgroup.procs files a process writes its pid to, to join this group. */
   readonly procsFiles: string[];
   child(name: string, limits: CgroupLimits): Promise<Cgroup>;
+  /** Sets (or tightens) the group's limits. */
+  setLimits(limits: CgroupLimits): Promise<void>;
+  /** Renames the group in place (processes and limits stay). */
+  rename(name: string): Promise<Cgroup>;
   /** OOM kills inside this group so far. */
   oomKills(): Promise<number>;
   /** CPU time used by the group, in nanoseconds. */
@@ -111,6 +115,13 @@ class CgroupV1 implements Cgroup {
       dirs[controller] = join(dir, name);
       await mkdir(dirs[controller]!, { recursive: true });
     }
+    const group = new CgroupV1(name, dirs);
+    await group.setLimits(limits);
+    return group;
+  }
+
+  async setLimits(limits: CgroupLimits): Promise<void> {
+    const dirs = this.dirs;
     if (dirs.memory && limits.memoryBytes) {
       await writeFile(join(dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
       const swap = join(dirs.memory, 'memory.memsw.limit_in_bytes');
@@ -121,6 +132,14 @@ class CgroupV1 implements Cgroup {
       await writeFile(join(dirs.cpu, 'cpu.cfs_quota_us'), String(Math.max(1000, Math.round((limits.cpuPercent * CPU_PERIOD_US) / 100))));
     }
     if (dirs.pids && limits.maxProcesses) await writeFile(join(dirs.pids, 'pids.max'), String(limits.maxProcesses));
+  }
+
+  async rename(name: string): Promise<Cgroup> {
+    const dirs: Partial<Record<V1Controller, string>> = {};
+    for (const [controller, dir] of Object.entries(this.dirs) as [V1Controller, string][]) {
+      dirs[controller] = join(dirname(dir), name);
+      await fsRename(dir, dirs[controller]!);
+    }
     return new CgroupV1(name, dirs);
   }
 
@@ -165,12 +184,24 @@ class CgroupV2 implements Cgroup {
     await mkdir(dir, { recursive: true });
     // Children get the controllers only when a group's subtree_control lists them.
     await writeFile(join(dir, 'cgroup.subtree_control'), '+memory +cpu +pids').catch(() => undefined);
+    const group = new CgroupV2(name, dir);
+    await group.setLimits(limits);
+    return group;
+  }
+
+  async setLimits(limits: CgroupLimits): Promise<void> {
+    const dir = this.dir;
     if (limits.memoryBytes) {
       await writeFile(join(dir, 'memory.max'), String(limits.memoryBytes));
       await writeFile(join(dir, 'memory.swap.max'), '0').catch(() => undefined);
     }
     if (limits.cpuPercent) await writeFile(join(dir, 'cpu.max'), `${Math.max(1000, Math.round((limits.cpuPercent * CPU_PERIOD_US) / 100))} ${CPU_PERIOD_US}`);
     if (limits.maxProcesses) await writeFile(join(dir, 'pids.max'), String(limits.maxProcesses));
+  }
+
+  async rename(name: string): Promise<Cgroup> {
+    const dir = join(dirname(this.dir), name);
+    await fsRename(this.dir, dir);
     return new CgroupV2(name, dir);
   }
 

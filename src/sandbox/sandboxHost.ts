@@ -1,10 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import { access, chown, constants, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { delimiter, dirname, join } from 'node:path';
 import type { Logger } from '../logger.js';
 import { setUpCgroups, type Cgroup, type CgroupSupport } from './cgroups.js';
 import { mountWorkspaceQuota, unmountStaleQuotas, unmountWorkspaceQuota } from './diskQuota.js';
 import type { HostTools } from './launcher.js';
-import { createPythonEnvironment } from './pythonEnvironment.js';
+import { createPythonEnvironment, pythonEnvironmentAt } from './pythonEnvironment.js';
 import type { PythonInterpreter } from './pythonInterpreter.js';
 import { SessionSandbox, type SessionLimits } from './sessionSandbox.js';
 
@@ -23,6 +24,14 @@ export interface SandboxHostOptions {
   /** Keep a warm interpreter per session and fork each run.python call from it. */
   warmInterpreter: boolean;
   logger: Logger;
+}
+
+/** A sandbox made ahead of its session (see SandboxHost.prepare). */
+export interface PreparedSandbox {
+  slot: number;
+  owner: { uid: number; gid: number } | undefined;
+  installer: { uid: number; gid: number } | undefined;
+  cgroup: Cgroup | undefined;
 }
 
 export class SandboxUnavailableError extends Error {
@@ -77,37 +86,67 @@ export class SandboxHost {
     };
   }
 
-  /** Makes a session's sandbox: owner uid, capped workspace, Python environment, cgroup. */
-  async createSession(sessionId: string, dirs: { workspace: string; environment: string }, env: Record<string, string>, limits: SessionLimits): Promise<SessionSandbox> {
+  /**
+   * The slow part of making a session's sandbox, done ahead of time for spare sessions: an owner
+   * uid, the workspace handed to it, the Python environment, and an unlimited cgroup.
+   */
+  async prepare(dirs: { workspace: string; environment: string }): Promise<PreparedSandbox> {
     const slot = this.takeSlot();
     // Own uids only where the sandbox hides the host: without it, the code must reach host paths.
     const ownUids = this.isRoot && this.options.mode === 'bwrap';
     const owner = ownUids ? { uid: BASE_UID + slot, gid: BASE_UID + slot } : undefined;
     const installer = ownUids ? { uid: BASE_UID, gid: BASE_UID } : undefined;
     let cgroup: Cgroup | undefined;
-    let quota = false;
     try {
-      if (limits.maxDiskMb > 0) {
-        if (!this.isRoot) throw new Error('max_disk_mb needs a worker running as root to enforce it');
-        await mountWorkspaceQuota(dirs.workspace, limits.maxDiskMb, owner);
-        quota = true;
-      }
       if (owner) await chown(dirs.workspace, owner.uid, owner.gid);
-      const environment = await createPythonEnvironment(dirs.environment, this.options.interpreter);
+      await createPythonEnvironment(dirs.environment, this.options.interpreter);
       if (installer) await chownTree(dirs.environment, installer.uid, installer.gid);
-      cgroup = await this.cgroups?.root.child(sessionId, {
-        memoryBytes: limits.maxMemoryMb * 1024 * 1024,
-        cpuPercent: limits.maxCpuPercent,
-        maxProcesses: this.options.maxProcesses,
-      });
-      const controlDir = join(dirname(dirs.workspace), 'ctl');
-      return new SessionSandbox(this, { workspace: dirs.workspace, environment, env, owner, installer, cgroup, limits, quota, controlDir }, () => this.usedSlots.delete(slot));
+      cgroup = await this.cgroups?.root.child(`spare-${randomBytes(6).toString('hex')}`, { maxProcesses: this.options.maxProcesses });
+      return { slot, owner, installer, cgroup };
     } catch (err) {
       this.usedSlots.delete(slot);
       await cgroup?.destroy().catch(() => undefined);
-      if (quota) await unmountWorkspaceQuota(dirs.workspace);
       throw err;
     }
+  }
+
+  /** Makes a prepared sandbox the session's: its name, limits and (if capped) workspace mount. */
+  async activate(prepared: PreparedSandbox, sessionId: string, dirs: { workspace: string; environment: string }, env: Record<string, string>, limits: SessionLimits): Promise<SessionSandbox> {
+    let quota = false;
+    try {
+      const cgroup = await prepared.cgroup?.rename(sessionId);
+      prepared.cgroup = cgroup;
+      await cgroup?.setLimits({ memoryBytes: limits.maxMemoryMb * 1024 * 1024, cpuPercent: limits.maxCpuPercent });
+      if (limits.maxDiskMb > 0) {
+        if (!this.isRoot) throw new Error('max_disk_mb needs a worker running as root to enforce it');
+        await mountWorkspaceQuota(dirs.workspace, limits.maxDiskMb, prepared.owner);
+        quota = true;
+      }
+      const environment = pythonEnvironmentAt(dirs.environment, this.options.interpreter);
+      const controlDir = join(dirname(dirs.workspace), 'ctl');
+      const parts = { workspace: dirs.workspace, environment, env, owner: prepared.owner, installer: prepared.installer, cgroup, limits, quota, controlDir };
+      return new SessionSandbox(this, parts, () => this.usedSlots.delete(prepared.slot));
+    } catch (err) {
+      if (quota) await unmountWorkspaceQuota(dirs.workspace);
+      await this.discard(prepared);
+      throw err;
+    }
+  }
+
+  /** Gives back what a prepared sandbox holds that was never activated. */
+  async discard(prepared: PreparedSandbox): Promise<void> {
+    this.usedSlots.delete(prepared.slot);
+    await prepared.cgroup?.destroy().catch(() => undefined);
+  }
+
+  /** Removes the worker's cgroup subtree (at shutdown, after every session is gone). */
+  async close(): Promise<void> {
+    await this.cgroups?.root.destroy().catch(() => undefined);
+  }
+
+  /** prepare() then activate(): a session's sandbox made on the spot. */
+  async createSession(sessionId: string, dirs: { workspace: string; environment: string }, env: Record<string, string>, limits: SessionLimits): Promise<SessionSandbox> {
+    return this.activate(await this.prepare(dirs), sessionId, dirs, env, limits);
   }
 
   private takeSlot(): number {

@@ -3,6 +3,7 @@ import { SessionState, type SessionConfig } from '../../gen/codegen/v1/common.js
 import { errors, WorkerError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { SandboxHost } from '../sandbox/sandboxHost.js';
+import { SpareSessions } from './spareSessions.js';
 import type { WorkspaceStore } from '../storage/workspaceStore.js';
 import { Session, stateName } from './session.js';
 import { effectiveSessionConfig } from './sessionConfig.js';
@@ -14,6 +15,8 @@ export interface SessionPoolOptions {
   defaultMemoryMb: number;
   sandboxHost: SandboxHost;
   store: WorkspaceStore;
+  /** Sessions kept made ahead (0: none). */
+  spareSessions: number;
   logger: Logger;
 }
 
@@ -38,8 +41,12 @@ function newSessionId(): string {
 export class SessionPool {
   private readonly sessions = new Map<string, Session>();
   private accepting = true;
+  private readonly spares: SpareSessions;
 
-  constructor(private readonly options: SessionPoolOptions) {}
+  constructor(private readonly options: SessionPoolOptions) {
+    this.spares = new SpareSessions(options.store, options.sandboxHost, options.spareSessions, options.logger);
+    this.spares.refill();
+  }
 
   async create(input: CreateSessionInput): Promise<Session> {
     if (!this.accepting) throw errors.shuttingDown();
@@ -52,10 +59,10 @@ export class SessionPool {
     const session = new Session(id, input.workspaceId, input.userId, config, logger, this.options.taskHistory, () => this.options.store.diskUsage(id));
     this.sessions.set(id, session); // holds the capacity slot while CREATING
     try {
-      const dirs = await this.options.store.create(id);
+      const { dirs, prepared } = await this.spares.take(id);
       const limits = config.limits;
       session.ready(
-        await this.options.sandboxHost.createSession(id, dirs, config.env, {
+        await this.options.sandboxHost.activate(prepared, id, dirs, config.env, {
           maxMemoryMb: limits.maxMemoryMb || this.options.defaultMemoryMb,
           maxCpuPercent: limits.maxCpuPercent,
           maxDiskMb: limits.maxDiskMb,
@@ -114,8 +121,9 @@ export class SessionPool {
     return this.accepting;
   }
 
-  /** Destroys every session; used at shutdown. */
+  /** Destroys every session and the spares; used at shutdown. */
   async destroyAll(reason: string): Promise<void> {
+    await this.spares.drain();
     await Promise.all(
       this.list().map((s) =>
         this.destroy(s.id, reason).catch((err: unknown) => {

@@ -1,4 +1,4 @@
-import { lstat, mkdir, readdir, rm } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rename as fsRename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** Where one session lives on disk. */
@@ -11,6 +11,8 @@ export interface SessionDirectories {
 /** Session workspaces on disk; the one place that lays them out and removes them. */
 export interface WorkspaceStore {
   create(sessionId: string): Promise<SessionDirectories>;
+  /** Moves directories made under one name (a spare's) to another (the session's). */
+  rename(from: string, to: string): Promise<SessionDirectories>;
   remove(sessionId: string): Promise<void>;
   /** Bytes of file content under the session's workspace. */
   diskUsage(sessionId: string): Promise<number>;
@@ -35,6 +37,11 @@ export class LocalWorkspaceStore implements WorkspaceStore {
     const dirs = this.directories(sessionId);
     await mkdir(dirs.workspace, { recursive: true });
     return dirs;
+  }
+
+  async rename(from: string, to: string): Promise<SessionDirectories> {
+    await fsRename(this.directories(from).root, this.directories(to).root);
+    return this.directories(to);
   }
 
   async remove(sessionId: string): Promise<void> {
