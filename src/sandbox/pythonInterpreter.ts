@@ -16,17 +16,25 @@ export interface PythonInterpreter {
   prefix: string;
   /** The host pip's version, or undefined when the host has no pip (pkg.install then fails). */
   pipVersion: string | undefined;
+  /** pip's `__pip-runner__.py`: runs the host's pip under another interpreter (what `pip --python` does). */
+  pipRunner: string | undefined;
 }
 
 const PROBE = `
-import json, sys
+import json, os, sys
 try:
     from importlib.metadata import version
     pip = version("pip")
 except Exception:
     pip = None
+try:
+    import importlib.util
+    runner = os.path.join(os.path.dirname(importlib.util.find_spec("pip").origin), "__pip-runner__.py")
+    runner = runner if os.path.exists(runner) else None
+except Exception:
+    runner = None
 print(json.dumps({"executable": sys.executable, "version": "%d.%d.%d" % sys.version_info[:3],
-                  "libName": "python%d.%d" % sys.version_info[:2], "prefix": sys.base_prefix, "pip": pip}))
+                  "libName": "python%d.%d" % sys.version_info[:2], "prefix": sys.base_prefix, "pip": pip, "runner": runner}))
 `;
 
 export class PythonUnavailableError extends Error {
@@ -40,7 +48,7 @@ export async function resolvePythonInterpreter(command: string): Promise<PythonI
   } catch (err) {
     throw new PythonUnavailableError(`cannot run the Python interpreter '${command}' (set WORKER_PYTHON): ${(err as Error).message}`);
   }
-  const probe = JSON.parse(stdout) as { executable: string; version: string; libName: string; prefix: string; pip: string | null };
+  const probe = JSON.parse(stdout) as { executable: string; version: string; libName: string; prefix: string; pip: string | null; runner: string | null };
   if (!probe.executable) throw new PythonUnavailableError(`'${command}' did not report its executable path`);
-  return { executable: await realpath(probe.executable), version: probe.version, libName: probe.libName, prefix: await realpath(probe.prefix), pipVersion: probe.pip ?? undefined };
+  return { executable: await realpath(probe.executable), version: probe.version, libName: probe.libName, prefix: await realpath(probe.prefix), pipVersion: probe.pip ?? undefined, pipRunner: probe.runner ? await realpath(probe.runner) : undefined };
 }

@@ -194,7 +194,11 @@ export class SessionSandbox {
       const reportDir = this.isolate ? INSIDE.pipReport : scratch;
       const cacheDir = join(this.host.options.dataDir, 'pip-cache');
       const index = this.host.options.pipIndexUrl ? ['--index-url', this.host.options.pipIndexUrl] : [];
-      const command = [interpreter.executable, '-m', 'pip', '--python', `${envDir}/bin/python`, 'install', '--no-input', '--progress-bar', 'off', '--report', `${reportDir}/report.json`, ...index, ...requirements];
+      // pip's runner under the session's interpreter skips starting the host interpreter first
+      // (what `pip --python` does itself), when the sandbox shows it.
+      const visible = (path: string) => path.startsWith('/usr/') || path.startsWith(`${interpreter.prefix}/`);
+      const pip = interpreter.pipRunner && (!this.isolate || visible(interpreter.pipRunner)) ? [`${envDir}/bin/python`, interpreter.pipRunner] : [interpreter.executable, '-m', 'pip', '--python', `${envDir}/bin/python`];
+      const command = [...pip, 'install', '--no-input', '--progress-bar', 'off', '--report', `${reportDir}/report.json`, ...index, ...requirements];
       const env = {
         PATH: SYSTEM_PATH,
         HOME: this.isolate ? '/tmp' : scratch,
@@ -291,9 +295,12 @@ export class SessionSandbox {
   ): Promise<SandboxedResult> {
     const memoryMb = smallestPositive(taskLimits.maxMemoryMb, this.parts.limits.maxMemoryMb);
     const cpuPercent = smallestPositive(taskLimits.maxCpuPercent, this.parts.limits.maxCpuPercent);
+    // The session's own limits already hold its task groups (cgroups are hierarchical): a task
+    // group gets limits only where the task narrows them.
+    const session = this.parts.limits;
     const group = await this.parts.cgroup?.child(`task-${++this.taskCounter}`, {
-      memoryBytes: memoryMb ? memoryMb * 1024 * 1024 : undefined,
-      cpuPercent,
+      memoryBytes: memoryMb && memoryMb !== session.maxMemoryMb ? memoryMb * 1024 * 1024 : undefined,
+      cpuPercent: cpuPercent !== session.maxCpuPercent ? cpuPercent : undefined,
     });
     let running: RunningProcess | undefined;
     try {
@@ -313,7 +320,9 @@ export class SessionSandbox {
       return { ...result, killedBy: await this.killedBy(result, group) };
     } finally {
       if (running) this.live.delete(running);
-      await group?.destroy().catch(() => undefined);
+      // Nothing of the task may outlive it; removing the empty group can wait.
+      await group?.killProcesses().catch(() => undefined);
+      void group?.destroy().catch(() => undefined);
     }
   }
 

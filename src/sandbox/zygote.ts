@@ -10,7 +10,7 @@
  * the worker waits for them).
  */
 export const ZYGOTE_SOURCE = String.raw`
-import atexit, builtins, ctypes, json, os, selectors, signal, socket, sys, traceback, types
+import atexit, builtins, ctypes, json, os, selectors, signal, socket, sys, threading, traceback, types
 
 SOCKET = sys.argv[1]
 ctl_in, ctl_out = os.dup(0), os.dup(1)
@@ -78,8 +78,7 @@ def child(request, gate, told):
             sys.excepthook(etype, value, value.__traceback__)
             code = 1
         try:
-            import threading
-            threading._shutdown()
+            threading._shutdown()  # join non-daemon threads, as interpreter exit does
         except Exception:
             pass
         atexit._run_exitfuncs()
