@@ -27,6 +27,9 @@ export interface WorkerConfig {
   defaultMemoryMb: number;
   warmInterpreter: boolean;
   spareSessions: number;
+  checkpointStore: string | undefined;
+  s3Endpoint: string | undefined;
+  checkpointsPerSession: number;
 }
 
 export class ConfigError extends Error {
@@ -124,6 +127,9 @@ const SETTINGS = {
   allowNetwork: setting('WORKER_ALLOW_NETWORK', 'let user code reach the network (pkg.install always reaches the index)', bool, () => false),
   maxProcesses: setting('WORKER_MAX_PROCESSES', 'processes one session may run at once', integer(8, 100_000), () => 256),
   maxTaskOutputBytes: setting('WORKER_MAX_TASK_OUTPUT_MB', 'output a task may print before it is killed, in MB', (raw, name) => integer(1, 100_000)(raw, name) * 1024 * 1024, () => 64 * 1024 * 1024),
+  checkpointStore: setting<string | undefined>('WORKER_CHECKPOINT_STORE', 's3://bucket/prefix for checkpoints (unset: the data directory)', url(['s3:']), none),
+  s3Endpoint: setting<string | undefined>('WORKER_S3_ENDPOINT', 'endpoint of an S3-compatible store (credentials: the usual AWS_* variables)', url(['http:', 'https:']), none),
+  checkpointsPerSession: setting('WORKER_CHECKPOINTS_PER_SESSION', 'newest checkpoints kept per session', integer(1, 100_000), () => 10),
   spareSessions: setting('WORKER_SPARE_SESSIONS', 'sessions kept made ahead, so CreateSession is quick (0: none)', integer(0, 1000), () => 4),
   warmInterpreter: setting('WORKER_WARM_INTERPRETER', 'fork run.python calls from a warm interpreter per session', bool, () => true),
   defaultMemoryMb: setting('WORKER_DEFAULT_MEMORY_MB', 'memory limit of sessions that set none (0: none)', integer(0, 10_000_000), () => 2048),

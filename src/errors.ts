@@ -45,6 +45,11 @@ export const errors = {
   packageInstallFailed: (detail: string) => new WorkerError(Status.INTERNAL, `package install failed: ${detail}`),
   tooLarge: (what: string) => new WorkerError(Status.RESOURCE_EXHAUSTED, what),
 
+  // Checkpoint errors
+  checkpointNotFound: (checkpointId: string) => new WorkerError(Status.NOT_FOUND, `checkpoint not found: '${checkpointId}' does not exist in the checkpoint store (never made, or removed by retention)`),
+  archiveFailed: (detail: string) => new WorkerError(Status.INTERNAL, `archive failed: ${detail}`),
+  checkpointCorrupted: (checkpointId: string) => new WorkerError(Status.INTERNAL, `checkpoint corrupted: the archive of ${checkpointId} does not match its checksum; nothing was restored`),
+
   // Worker-wide
   shuttingDown: () => new WorkerError(Status.UNAVAILABLE, 'worker is shutting down; retry on another worker'),
   internal: (detail: string) => new WorkerError(Status.INTERNAL, `internal error: ${detail}`),

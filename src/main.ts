@@ -5,7 +5,9 @@ import { startGrpcServer } from './grpc/server.js';
 import { createLogger, type Logger } from './logger.js';
 import { PythonUnavailableError, resolvePythonInterpreter } from './sandbox/pythonInterpreter.js';
 import { SandboxHost, SandboxUnavailableError } from './sandbox/sandboxHost.js';
+import { Checkpoints } from './sessions/checkpoints.js';
 import { startIdleReaper } from './sessions/idleReaper.js';
+import { LocalCheckpointStore, parseS3Url, S3CheckpointStore } from './storage/checkpointStore.js';
 import { SessionPool } from './sessions/sessionPool.js';
 import { LocalWorkspaceStore } from './storage/workspaceStore.js';
 
@@ -41,11 +43,17 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
     store,
     logger,
   });
+  const checkpointStore = config.checkpointStore
+    ? new S3CheckpointStore(parseS3Url(config.checkpointStore, config.s3Endpoint), join(config.dataDir, 'checkpoint-scratch'))
+    : new LocalCheckpointStore(join(config.dataDir, 'checkpoints'));
+  await mkdir(join(config.dataDir, 'checkpoints'), { recursive: true });
+  const checkpoints = new Checkpoints({ store: checkpointStore, pool, keepPerSession: config.checkpointsPerSession, logger });
   const stopReaper = startIdleReaper(pool, config.sessionIdleSeconds, logger);
   const { server, port } = await startGrpcServer({
     address: config.grpcAddr,
     workerId: config.workerId,
     maxMessageBytes: config.maxMessageBytes,
+    checkpoints,
     tasks: { pool, limits: { maxOutputBytes: config.maxOutputBytes, maxMessageBytes: config.maxMessageBytes }, maxTimeoutSeconds: config.maxTaskTimeoutSeconds },
     logger,
   });
@@ -54,6 +62,7 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
     grpc_address: config.grpcAddr,
     port,
     data_dir: config.dataDir,
+    checkpoint_store: checkpointStore.urlOf('checkpoint-<id>'),
     python: interpreter.executable,
     python_version: interpreter.version,
     max_sessions: config.maxSessions,

@@ -3,6 +3,7 @@ import { ArtifactServiceDefinition } from '../../gen/codegen/v1/artifact_service
 import { SessionManagementDefinition } from '../../gen/codegen/v1/session_management.js';
 import { TaskExecutionDefinition } from '../../gen/codegen/v1/task_execution.js';
 import type { Logger } from '../logger.js';
+import type { Checkpoints } from '../sessions/checkpoints.js';
 import type { TaskRunnerDeps } from '../tasks/runTask.js';
 import { artifactService } from './artifactService.js';
 import { withMappedErrors } from './mapErrors.js';
@@ -14,6 +15,7 @@ export interface GrpcServerOptions {
   workerId: string;
   maxMessageBytes: number;
   tasks: TaskRunnerDeps;
+  checkpoints: Checkpoints;
   logger: Logger;
 }
 
@@ -26,7 +28,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<{ ser
     'grpc.enable_channelz': 0,
   });
   const { logger } = options;
-  server.add(SessionManagementDefinition, withMappedErrors(SessionManagementDefinition, sessionManagementService(options.tasks.pool, options.workerId), logger));
+  server.add(SessionManagementDefinition, withMappedErrors(SessionManagementDefinition, sessionManagementService(options.tasks.pool, options.checkpoints, options.workerId), logger));
   server.add(TaskExecutionDefinition, withMappedErrors(TaskExecutionDefinition, taskExecutionService(options.tasks), logger));
   server.add(ArtifactServiceDefinition, withMappedErrors(ArtifactServiceDefinition, artifactService(), logger));
   const port = await server.listen(options.address);

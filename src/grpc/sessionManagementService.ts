@@ -1,6 +1,7 @@
 import type { ResourceMetrics } from '../../gen/codegen/v1/common.js';
 import type { SessionManagementServiceImplementation } from '../../gen/codegen/v1/session_management.js';
-import { errors } from '../errors.js';
+import type { Checkpoints } from '../sessions/checkpoints.js';
+import type { CheckpointRecord } from '../storage/checkpointStore.js';
 import type { Session } from '../sessions/session.js';
 import type { SessionPool } from '../sessions/sessionPool.js';
 
@@ -9,7 +10,17 @@ async function usageOf(session: Session): Promise<ResourceMetrics> {
 }
 
 /** SessionManagement: a thin adapter from the wire to the session pool. */
-export function sessionManagementService(pool: SessionPool, workerId: string): SessionManagementServiceImplementation {
+function metadataOf(record: CheckpointRecord) {
+  return {
+    sessionId: record.sessionId,
+    createdAtMs: record.createdAtMs,
+    checksumSha256: record.checksumSha256,
+    installedPackages: record.installedPackages,
+    modifiedFiles: record.modifiedFiles,
+  };
+}
+
+export function sessionManagementService(pool: SessionPool, checkpoints: Checkpoints, workerId: string): SessionManagementServiceImplementation {
   return {
     async createSession(request) {
       const session = await pool.create({ workspaceId: request.workspaceId, userId: request.userId, config: request.config });
@@ -17,13 +28,10 @@ export function sessionManagementService(pool: SessionPool, workerId: string): S
     },
 
     async destroySession(request) {
-      if (request.createCheckpoint) {
-        pool.get(request.sessionId);
-        // Refused before anything is destroyed, so asking for a checkpoint never loses the workspace.
-        throw errors.unimplemented('DestroySession with create_checkpoint (checkpoints)');
-      }
+      // A checkpoint asked for is made first; if it fails, nothing is destroyed.
+      const checkpoint = request.createCheckpoint ? await checkpoints.checkpoint(request.sessionId, false) : undefined;
       await pool.destroy(request.sessionId);
-      return { success: true, checkpointId: '' };
+      return { success: true, checkpointId: checkpoint?.checkpointId ?? '' };
     },
 
     async getSessionStatus(request) {
@@ -43,12 +51,14 @@ export function sessionManagementService(pool: SessionPool, workerId: string): S
       };
     },
 
-    async checkpointSession() {
-      throw errors.unimplemented('CheckpointSession');
+    async checkpointSession(request) {
+      const record = await checkpoints.checkpoint(request.sessionId, request.incremental);
+      return { checkpointId: record.checkpointId, sizeBytes: record.sizeBytes, storageUrl: record.storageUrl, metadata: metadataOf(record) };
     },
 
-    async restoreSession() {
-      throw errors.unimplemented('RestoreSession');
+    async restoreSession(request) {
+      const { session, record } = await checkpoints.restore(request.checkpointId);
+      return { sessionId: session.id, workerId, state: session.state, checkpointMetadata: metadataOf(record) };
     },
 
     async getCapacity() {

@@ -94,6 +94,11 @@ export class SessionSandbox {
     return this.parts.owner;
   }
 
+  /** Who owns the environment (pip's uid), for files put there from outside. */
+  get installer(): { uid: number; gid: number } | undefined {
+    return this.parts.installer;
+  }
+
   private get isolate(): boolean {
     return this.host.options.mode === 'bwrap';
   }

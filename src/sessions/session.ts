@@ -1,6 +1,7 @@
 import { SessionState } from '../../gen/codegen/v1/common.js';
 import type { Logger } from '../logger.js';
 import type { SessionSandbox } from '../sandbox/sessionSandbox.js';
+import type { Tree } from '../storage/fileTree.js';
 import { TaskRegistry } from '../tasks/taskRegistry.js';
 import type { EffectiveSessionConfig } from './sessionConfig.js';
 
@@ -21,6 +22,10 @@ export class Session {
   readonly tasks: TaskRegistry;
   readonly artifacts: string[] = [];
   lastCheckpointId = '';
+  /** The files as created or restored: what modified_files of a full checkpoint is measured from. */
+  baselineTree: Tree = new Map();
+  /** The session's previous checkpoint: the parent of an incremental one. */
+  lastCheckpoint: { id: string; tree: Tree } | undefined;
   /** name → version of what pkg.install put in the environment. */
   readonly installedPackages = new Map<string, string>();
   private sandboxRef: SessionSandbox | undefined;

@@ -24,11 +24,13 @@ export interface RunningWorker {
 export interface StartOptions {
   env?: Record<string, string>;
   args?: string[];
+  /** Reuse this data directory (kept at stop) instead of a fresh one (removed at stop). */
+  dataDir?: string;
 }
 
 /** Starts a real worker process on a free loopback port with its own data directory. */
 export async function startWorker(options: StartOptions = {}): Promise<RunningWorker> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'codegen-worker-test-'));
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'codegen-worker-test-')));
   const child = spawn(process.execPath, [MAIN, '--grpc-addr', '127.0.0.1:0', '--data-dir', dataDir, '--http-addr', '127.0.0.1:0', ...(options.args ?? [])], {
     env: { ...process.env, WORKER_LOG_LEVEL: 'debug', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -82,7 +84,7 @@ export async function startWorker(options: StartOptions = {}): Promise<RunningWo
         child.kill('SIGTERM');
         await exited;
       }
-      await rm(dataDir, { recursive: true, force: true });
+      if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -1,0 +1,168 @@
+import { randomBytes } from 'node:crypto';
+import { readdir, rm } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { SessionState } from '../../gen/codegen/v1/common.js';
+import { errors, WorkerError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { extractArchive, openArchive, sha256Of, writeArchive, type OpenedArchive } from '../storage/checkpointArchive.js';
+import type { CheckpointRecord, CheckpointStore, FetchedArchive } from '../storage/checkpointStore.js';
+import { diffTrees, scanTree, type Tree } from '../storage/fileTree.js';
+import type { Session } from './session.js';
+import { stateName } from './session.js';
+import type { SessionPool } from './sessionPool.js';
+
+export interface CheckpointsOptions {
+  store: CheckpointStore;
+  pool: SessionPool;
+  /** Newest checkpoints kept per session (plus the parents they need). */
+  keepPerSession: number;
+  logger: Logger;
+}
+
+function isDiskFull(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+/** What a session's checkpoint covers: its workspace, and its environment minus the links to the host interpreter. */
+async function sessionTree(session: Session): Promise<Tree> {
+  const workspace = await scanTree(session.sandbox.workspace, 'workspace/');
+  const env = await scanTree(session.sandbox.environment.root, 'env/');
+  const tree: Tree = new Map();
+  for (const [path, entry] of [...workspace, ...env]) {
+    if (path === 'env/pyvenv.cfg') continue; // remade for the interpreter of the restoring worker
+    if (entry.type === 'symlink') {
+      const top = path.split('/')[0]!;
+      const resolved = posix.normalize(posix.join(posix.dirname(path), entry.target!));
+      // Links out of the session (the environment's to the interpreter, or ones the code made) are not restorable.
+      if (entry.target!.startsWith('/') || !(resolved === top || resolved.startsWith(`${top}/`))) continue;
+    }
+    tree.set(path, entry);
+  }
+  return tree;
+}
+
+async function installedPackages(session: Session): Promise<string[]> {
+  const names = await readdir(session.sandbox.environment.sitePackages).catch(() => [] as string[]);
+  return names
+    .map((n) => /^(.+)-([^-]+)\.dist-info$/.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => `${m[1]}==${m[2]}`)
+    .sort();
+}
+
+const workspacePaths = (paths: string[]) => paths.filter((p) => p.startsWith('workspace/')).map((p) => p.slice('workspace/'.length));
+
+/**
+ * Checkpoints and restores: a zip of the session's workspace and environment in the checkpoint
+ * store, full or incremental (what changed since the session's previous checkpoint, naming it as
+ * parent), checked against its checksum and every entry before a restore extracts anything.
+ */
+export class Checkpoints {
+  constructor(private readonly options: CheckpointsOptions) {}
+
+  async checkpoint(sessionId: string, incremental: boolean): Promise<CheckpointRecord> {
+    const session = this.options.pool.get(sessionId);
+    if (session.state !== SessionState.SESSION_STATE_READY) {
+      const why = session.state === SessionState.SESSION_STATE_ACTIVE ? 'checkpoint while tasks run' : 'checkpoint';
+      throw errors.invalidSessionState(sessionId, stateName(session.state), why);
+    }
+    session.settledState = SessionState.SESSION_STATE_CHECKPOINTING;
+    const scratch = await this.options.store.scratchDir();
+    const checkpointId = `checkpoint-${randomBytes(12).toString('base64url')}`;
+    const temporary = join(scratch, `${checkpointId}.zip.partial`);
+    try {
+      const tree = await sessionTree(session);
+      const parent = incremental ? session.lastCheckpoint : undefined;
+      const { changed, deleted } = diffTrees(parent?.tree ?? new Map(), tree);
+      const sinceBaseline = diffTrees(session.baselineTree, tree);
+      const record: CheckpointRecord = {
+        checkpointId,
+        sessionId: session.id,
+        createdAtMs: Date.now(),
+        checksumSha256: '',
+        installedPackages: await installedPackages(session),
+        modifiedFiles: parent ? workspacePaths([...changed, ...deleted]).sort() : workspacePaths([...sinceBaseline.changed, ...sinceBaseline.deleted]).sort(),
+        workspaceId: session.workspaceId,
+        userId: session.userId,
+        config: session.config,
+        parentCheckpointId: parent?.id ?? '',
+        sizeBytes: 0,
+        storageUrl: this.options.store.urlOf(checkpointId),
+      };
+      const roots = { workspace: session.sandbox.workspace, env: session.sandbox.environment.root };
+      const written = await writeArchive(temporary, roots, tree, parent ? changed : [...tree.keys()], parent ? deleted : [], { ...record, checksumSha256: undefined });
+      record.checksumSha256 = written.sha256;
+      record.sizeBytes = written.size;
+      await this.options.store.save(record, temporary);
+      session.lastCheckpoint = { id: checkpointId, tree };
+      session.lastCheckpointId = checkpointId;
+      session.logger.info('checkpoint created', { checkpoint_id: checkpointId, size_bytes: written.size, incremental: parent !== undefined });
+      await this.applyRetention(session.id).catch((err: Error) => session.logger.warn('checkpoint retention failed', { error: err.message }));
+      return record;
+    } catch (err) {
+      await rm(temporary, { force: true });
+      if (err instanceof WorkerError) throw err;
+      if (isDiskFull(err)) throw errors.tooLarge(`disk full: no space left to write checkpoint of session '${sessionId}'; nothing was kept`);
+      throw errors.archiveFailed(`could not write the checkpoint: ${(err as Error).message}`);
+    } finally {
+      if (session.settledState === SessionState.SESSION_STATE_CHECKPOINTING) session.settledState = SessionState.SESSION_STATE_READY;
+    }
+  }
+
+  /** A new session with the checkpoint's workspace, packages, workspace_id, user_id and config. */
+  async restore(checkpointId: string): Promise<{ session: Session; record: CheckpointRecord }> {
+    const record = await this.options.store.record(checkpointId);
+    if (!record) throw errors.checkpointNotFound(checkpointId);
+    const chain = [record];
+    while (chain[0]!.parentCheckpointId) {
+      const parent = await this.options.store.record(chain[0]!.parentCheckpointId);
+      if (!parent) throw errors.archiveFailed(`checkpoint ${chain[0]!.checkpointId} needs its parent ${chain[0]!.parentCheckpointId}, which is gone`);
+      chain.unshift(parent);
+    }
+    const fetched: FetchedArchive[] = [];
+    try {
+      // Everything is checked before anything is extracted.
+      const archives: OpenedArchive[] = [];
+      for (const link of chain) {
+        const archive = await this.options.store.fetch(link.checkpointId).catch((err: Error) => {
+          throw errors.archiveFailed(`checkpoint ${link.checkpointId} cannot be read: ${err.message}`);
+        });
+        fetched.push(archive);
+        if ((await sha256Of(archive.path)) !== link.checksumSha256) throw errors.checkpointCorrupted(link.checkpointId);
+        archives.push(await openArchive(archive.path));
+      }
+      const session = await this.options.pool.create({ workspaceId: record.workspaceId, userId: record.userId, config: record.config as never });
+      try {
+        const roots = { workspace: session.sandbox.workspace, env: session.sandbox.environment.root };
+        const owners = { workspace: session.sandbox.owner, env: session.sandbox.installer };
+        for (const archive of archives) await extractArchive(archive, roots, owners);
+        const tree = await sessionTree(session);
+        session.baselineTree = tree;
+        session.lastCheckpoint = { id: record.checkpointId, tree };
+        session.lastCheckpointId = record.checkpointId;
+      } catch (err) {
+        await this.options.pool.destroy(session.id, 'restore failed').catch(() => undefined);
+        if (err instanceof WorkerError) throw err;
+        if (isDiskFull(err)) throw errors.tooLarge(`disk full: no space left to restore checkpoint ${checkpointId}`);
+        throw errors.archiveFailed(`could not extract checkpoint ${checkpointId}: ${(err as Error).message}`);
+      }
+      session.logger.info('session restored', { checkpoint_id: checkpointId, chain: chain.length });
+      return { session, record };
+    } finally {
+      for (const archive of fetched) await archive.release();
+    }
+  }
+
+  /** Keeps the session's newest checkpoints and every parent they need; removes the rest. */
+  private async applyRetention(sessionId: string): Promise<void> {
+    const all = await this.options.store.list();
+    const byId = new Map(all.map((r) => [r.checkpointId, r]));
+    const mine = all.filter((r) => r.sessionId === sessionId).sort((a, b) => b.createdAtMs - a.createdAtMs);
+    const keep = new Set<string>();
+    for (const record of mine.slice(0, this.options.keepPerSession)) {
+      for (let r: CheckpointRecord | undefined = record; r && !keep.has(r.checkpointId); r = byId.get(r.parentCheckpointId)) keep.add(r.checkpointId);
+    }
+    for (const record of mine) if (!keep.has(record.checkpointId)) await this.options.store.remove(record.checkpointId);
+  }
+}

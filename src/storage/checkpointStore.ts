@@ -1,0 +1,184 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { pathToFileURL } from 'node:url';
+import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, NoSuchKey, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { writeJsonAtomically } from './checkpointArchive.js';
+
+/** What is recorded beside each checkpoint archive. */
+export interface CheckpointRecord {
+  checkpointId: string;
+  sessionId: string;
+  createdAtMs: number;
+  checksumSha256: string;
+  installedPackages: string[];
+  modifiedFiles: string[];
+  workspaceId: string;
+  userId: string;
+  config: unknown;
+  parentCheckpointId: string;
+  sizeBytes: number;
+  storageUrl: string;
+}
+
+/** A local copy of an archive, removed by release() when it was fetched from elsewhere. */
+export interface FetchedArchive {
+  path: string;
+  release(): Promise<void>;
+}
+
+/**
+ * Where checkpoints live. save() makes an archive and its record visible together or not at
+ * all: the archive goes first, the record (what makes a checkpoint exist) last.
+ */
+export interface CheckpointStore {
+  urlOf(checkpointId: string): string;
+  /** A local directory for archives being written (on the same filesystem where that matters). */
+  scratchDir(): Promise<string>;
+  save(record: CheckpointRecord, archive: string): Promise<void>;
+  record(checkpointId: string): Promise<CheckpointRecord | undefined>;
+  fetch(checkpointId: string): Promise<FetchedArchive>;
+  list(): Promise<CheckpointRecord[]>;
+  remove(checkpointId: string): Promise<void>;
+}
+
+/** Checkpoint ids are ours (`checkpoint-` and URL-safe characters): anything else is unknown. */
+export function isCheckpointId(id: string): boolean {
+  return /^checkpoint-[A-Za-z0-9_-]{8,64}$/.test(id);
+}
+
+/** `<data dir>/checkpoints/<id>.zip` and `<id>.json`. */
+export class LocalCheckpointStore implements CheckpointStore {
+  constructor(private readonly dir: string) {}
+
+  urlOf(checkpointId: string): string {
+    return pathToFileURL(join(this.dir, `${checkpointId}.zip`)).href;
+  }
+
+  async scratchDir(): Promise<string> {
+    await mkdir(join(this.dir, '.incoming'), { recursive: true });
+    return join(this.dir, '.incoming');
+  }
+
+  async save(record: CheckpointRecord, archive: string): Promise<void> {
+    await rename(archive, join(this.dir, `${record.checkpointId}.zip`));
+    await writeJsonAtomically(join(this.dir, `${record.checkpointId}.json`), record);
+    const dir = await open(this.dir, 'r');
+    await dir.sync();
+    await dir.close();
+  }
+
+  async record(checkpointId: string): Promise<CheckpointRecord | undefined> {
+    if (!isCheckpointId(checkpointId)) return undefined;
+    return readFile(join(this.dir, `${checkpointId}.json`), 'utf8').then(
+      (raw) => JSON.parse(raw) as CheckpointRecord,
+      () => undefined,
+    );
+  }
+
+  async fetch(checkpointId: string): Promise<FetchedArchive> {
+    return { path: join(this.dir, `${checkpointId}.zip`), release: async () => undefined };
+  }
+
+  async list(): Promise<CheckpointRecord[]> {
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    const records = await Promise.all(names.filter((n) => n.endsWith('.json')).map((n) => this.record(n.slice(0, -5))));
+    return records.filter((r): r is CheckpointRecord => r !== undefined);
+  }
+
+  async remove(checkpointId: string): Promise<void> {
+    await rm(join(this.dir, `${checkpointId}.json`), { force: true });
+    await rm(join(this.dir, `${checkpointId}.zip`), { force: true });
+  }
+}
+
+export interface S3Location {
+  bucket: string;
+  prefix: string;
+  endpoint: string | undefined;
+}
+
+/** `s3://bucket/prefix/<id>.zip` and `<id>.json` on any S3-compatible store. */
+export class S3CheckpointStore implements CheckpointStore {
+  private readonly client: S3Client;
+
+  constructor(
+    private readonly location: S3Location,
+    private readonly localScratch: string,
+  ) {
+    this.client = new S3Client({
+      region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+      ...(location.endpoint ? { endpoint: location.endpoint, forcePathStyle: true } : {}),
+      // Many S3-compatible servers do not speak the SDK's newer default checksums.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
+  }
+
+  private key(name: string): string {
+    return this.location.prefix ? `${this.location.prefix}/${name}` : name;
+  }
+
+  urlOf(checkpointId: string): string {
+    return `s3://${this.location.bucket}/${this.key(`${checkpointId}.zip`)}`;
+  }
+
+  async scratchDir(): Promise<string> {
+    await mkdir(this.localScratch, { recursive: true });
+    return this.localScratch;
+  }
+
+  async save(record: CheckpointRecord, archive: string): Promise<void> {
+    const { size } = await stat(archive);
+    await this.client.send(new PutObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${record.checkpointId}.zip`), Body: createReadStream(archive), ContentLength: size, ContentType: 'application/zip' }));
+    await this.client.send(new PutObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${record.checkpointId}.json`), Body: JSON.stringify(record, null, 2), ContentType: 'application/json' }));
+    await rm(archive, { force: true });
+  }
+
+  async record(checkpointId: string): Promise<CheckpointRecord | undefined> {
+    if (!isCheckpointId(checkpointId)) return undefined;
+    try {
+      const object = await this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${checkpointId}.json`) }));
+      return JSON.parse(await object.Body!.transformToString()) as CheckpointRecord;
+    } catch (err) {
+      if (err instanceof NoSuchKey || (err as { name?: string }).name === 'NoSuchKey' || (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return undefined;
+      throw err;
+    }
+  }
+
+  async fetch(checkpointId: string): Promise<FetchedArchive> {
+    const dir = await mkdtemp(join(await this.scratchDir(), 'fetch-'));
+    const path = join(dir, `${checkpointId}.zip`);
+    const object = await this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${checkpointId}.zip`) }));
+    await pipeline(object.Body as Readable, createWriteStream(path));
+    return { path, release: () => rm(dir, { recursive: true, force: true }) };
+  }
+
+  async list(): Promise<CheckpointRecord[]> {
+    const ids: string[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.location.bucket, Prefix: this.location.prefix ? `${this.location.prefix}/` : undefined, ContinuationToken: token }));
+      for (const object of page.Contents ?? []) {
+        const name = object.Key?.split('/').pop() ?? '';
+        if (name.endsWith('.json')) ids.push(name.slice(0, -5));
+      }
+      token = page.NextContinuationToken;
+    } while (token);
+    const records = await Promise.all(ids.map((id) => this.record(id)));
+    return records.filter((r): r is CheckpointRecord => r !== undefined);
+  }
+
+  async remove(checkpointId: string): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${checkpointId}.json`) }));
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${checkpointId}.zip`) }));
+  }
+}
+
+/** `s3://bucket/prefix` → its parts. */
+export function parseS3Url(url: string, endpoint: string | undefined): S3Location {
+  const parsed = new URL(url);
+  return { bucket: parsed.hostname, prefix: parsed.pathname.replace(/^\/+|\/+$/g, ''), endpoint };
+}
