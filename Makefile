@@ -16,6 +16,7 @@ test: system-deps dist/.built lint check-generated
 
 # Hot paths against same-run baselines; writes bench/results.json and bench/results.md.
 bench: system-deps dist/.built
+	@command -v zip >/dev/null 2>&1 && command -v unzip >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq zip unzip; }
 	node dist/bench/run.js
 
 build: dist/.built
