@@ -30,6 +30,11 @@ export interface WorkerConfig {
   checkpointStore: string | undefined;
   s3Endpoint: string | undefined;
   checkpointsPerSession: number;
+  urlSecret: string | undefined;
+  downloadUrlTtlSeconds: number;
+  uploadUrlTtlSeconds: number;
+  maxArtifactBytes: number;
+  artifactRetentionHours: number;
 }
 
 export class ConfigError extends Error {
@@ -130,6 +135,11 @@ const SETTINGS = {
   checkpointStore: setting<string | undefined>('WORKER_CHECKPOINT_STORE', 's3://bucket/prefix for checkpoints (unset: the data directory)', url(['s3:']), none),
   s3Endpoint: setting<string | undefined>('WORKER_S3_ENDPOINT', 'endpoint of an S3-compatible store (credentials: the usual AWS_* variables)', url(['http:', 'https:']), none),
   checkpointsPerSession: setting('WORKER_CHECKPOINTS_PER_SESSION', 'newest checkpoints kept per session', integer(1, 100_000), () => 10),
+  urlSecret: setting<string | undefined>('WORKER_URL_SECRET', 'HMAC secret for upload/download URLs (unset: generated once into the data directory)', text, none),
+  uploadUrlTtlSeconds: setting('WORKER_UPLOAD_URL_TTL_SECONDS', 'how long an upload URL stays valid', integer(1, 7 * 24 * 3600), () => 3600),
+  downloadUrlTtlSeconds: setting('WORKER_DOWNLOAD_URL_TTL_SECONDS', 'how long an artifact download URL stays valid', integer(1, 365 * 24 * 3600), () => 7 * 24 * 3600),
+  maxArtifactBytes: setting('WORKER_MAX_ARTIFACT_MB', 'largest artifact, in MB', (raw, name) => integer(1, 1_000_000)(raw, name) * 1024 * 1024, () => 1024 * 1024 * 1024),
+  artifactRetentionHours: setting('WORKER_ARTIFACT_RETENTION_HOURS', 'artifacts are kept this long, their sessions gone or not', integer(1, 100_000), () => 7 * 24),
   spareSessions: setting('WORKER_SPARE_SESSIONS', 'sessions kept made ahead, so CreateSession is quick (0: none)', integer(0, 1000), () => 4),
   warmInterpreter: setting('WORKER_WARM_INTERPRETER', 'fork run.python calls from a warm interpreter per session', bool, () => true),
   defaultMemoryMb: setting('WORKER_DEFAULT_MEMORY_MB', 'memory limit of sessions that set none (0: none)', integer(0, 10_000_000), () => 2048),

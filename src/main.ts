@@ -8,6 +8,10 @@ import { SandboxHost, SandboxUnavailableError } from './sandbox/sandboxHost.js';
 import { Checkpoints } from './sessions/checkpoints.js';
 import { startIdleReaper } from './sessions/idleReaper.js';
 import { LocalCheckpointStore, parseS3Url, S3CheckpointStore } from './storage/checkpointStore.js';
+import { Artifacts } from './artifacts/artifacts.js';
+import { UrlSigner } from './artifacts/urlSigner.js';
+import { startArtifactHttpServer } from './http/artifactHttpServer.js';
+import { LocalArtifactStore, S3ArtifactStore } from './storage/artifactStore.js';
 import { SessionPool } from './sessions/sessionPool.js';
 import { LocalWorkspaceStore } from './storage/workspaceStore.js';
 
@@ -48,12 +52,25 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
     : new LocalCheckpointStore(join(config.dataDir, 'checkpoints'));
   await mkdir(join(config.dataDir, 'checkpoints'), { recursive: true });
   const checkpoints = new Checkpoints({ store: checkpointStore, pool, keepPerSession: config.checkpointsPerSession, logger });
+  const signer = await UrlSigner.load(config.urlSecret, config.dataDir);
+  await mkdir(join(config.dataDir, 'artifacts'), { recursive: true });
+  let publicUrl = config.publicUrl;
+  const localArtifacts = new LocalArtifactStore(join(config.dataDir, 'artifacts'), signer, () => publicUrl!, config.downloadUrlTtlSeconds * 1000);
+  const artifactStore = config.checkpointStore ? new S3ArtifactStore(parseS3Url(config.checkpointStore, config.s3Endpoint)) : localArtifacts;
+  const http = await startArtifactHttpServer(config.httpAddr, localArtifacts, signer, logger);
+  publicUrl ??= `http://127.0.0.1:${http.port}`;
+  const artifacts = new Artifacts({ store: artifactStore, pool, maxBytes: config.maxArtifactBytes, uploadTtlMs: config.uploadUrlTtlSeconds * 1000 });
+  const sweepArtifacts = setInterval(() => {
+    artifactStore.sweep(config.artifactRetentionHours * 3600 * 1000).catch((err: Error) => logger.warn('artifact retention failed', { error: err.message }));
+  }, 3600 * 1000);
+  sweepArtifacts.unref();
   const stopReaper = startIdleReaper(pool, config.sessionIdleSeconds, logger);
   const { server, port } = await startGrpcServer({
     address: config.grpcAddr,
     workerId: config.workerId,
     maxMessageBytes: config.maxMessageBytes,
     checkpoints,
+    artifacts,
     tasks: { pool, limits: { maxOutputBytes: config.maxOutputBytes, maxMessageBytes: config.maxMessageBytes }, maxTimeoutSeconds: config.maxTaskTimeoutSeconds },
     logger,
   });
@@ -61,6 +78,8 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
     worker_id: config.workerId,
     grpc_address: config.grpcAddr,
     port,
+    http_port: http.port,
+    public_url: publicUrl,
     data_dir: config.dataDir,
     checkpoint_store: checkpointStore.urlOf('checkpoint-<id>'),
     python: interpreter.executable,
@@ -78,6 +97,7 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
     await pool.destroyAll('worker shutting down');
     await sandboxHost.close();
     server.forceShutdown();
+    http.server.close();
     logger.info('worker stopped');
     process.exit(0);
   };

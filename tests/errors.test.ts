@@ -251,12 +251,3 @@ describe('tool errors', () => {
     });
   });
 });
-
-describe('not yet implemented', () => {
-  test('artifacts answer UNIMPLEMENTED', async () => {
-    await withSession(async (sessionId) => {
-      assert.equal(await statusOf(worker.artifacts.getUploadURL({ sessionId })), Status.UNIMPLEMENTED);
-      assert.equal(await statusOf(worker.sessions.getSessionStatus({ sessionId })), Status.OK);
-    });
-  });
-});

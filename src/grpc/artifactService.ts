@@ -1,14 +1,14 @@
 import type { ArtifactServiceImplementation } from '../../gen/codegen/v1/artifact_service.js';
-import { errors } from '../errors.js';
+import type { Artifacts } from '../artifacts/artifacts.js';
 
-/** ArtifactService: answered UNIMPLEMENTED until upload URLs land (artifacts issue). */
-export function artifactService(): ArtifactServiceImplementation {
+/** ArtifactService: a thin adapter from the wire to the artifacts domain. */
+export function artifactService(artifacts: Artifacts): ArtifactServiceImplementation {
   return {
-    async getUploadURL() {
-      throw errors.unimplemented('GetUploadURL');
+    async getUploadURL(request) {
+      return artifacts.uploadUrl(request.sessionId, request.artifactName, request.contentType, request.sizeBytes);
     },
-    async recordArtifact() {
-      throw errors.unimplemented('RecordArtifact');
+    async recordArtifact(request) {
+      return artifacts.record(request);
     },
   };
 }

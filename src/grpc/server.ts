@@ -3,6 +3,7 @@ import { ArtifactServiceDefinition } from '../../gen/codegen/v1/artifact_service
 import { SessionManagementDefinition } from '../../gen/codegen/v1/session_management.js';
 import { TaskExecutionDefinition } from '../../gen/codegen/v1/task_execution.js';
 import type { Logger } from '../logger.js';
+import type { Artifacts } from '../artifacts/artifacts.js';
 import type { Checkpoints } from '../sessions/checkpoints.js';
 import type { TaskRunnerDeps } from '../tasks/runTask.js';
 import { artifactService } from './artifactService.js';
@@ -16,6 +17,7 @@ export interface GrpcServerOptions {
   maxMessageBytes: number;
   tasks: TaskRunnerDeps;
   checkpoints: Checkpoints;
+  artifacts: Artifacts;
   logger: Logger;
 }
 
@@ -30,7 +32,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<{ ser
   const { logger } = options;
   server.add(SessionManagementDefinition, withMappedErrors(SessionManagementDefinition, sessionManagementService(options.tasks.pool, options.checkpoints, options.workerId), logger));
   server.add(TaskExecutionDefinition, withMappedErrors(TaskExecutionDefinition, taskExecutionService(options.tasks), logger));
-  server.add(ArtifactServiceDefinition, withMappedErrors(ArtifactServiceDefinition, artifactService(), logger));
+  server.add(ArtifactServiceDefinition, withMappedErrors(ArtifactServiceDefinition, artifactService(options.artifacts), logger));
   const port = await server.listen(options.address);
   return { server, port };
 }

@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
-import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, NoSuchKey, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { writeJsonAtomically } from './checkpointArchive.js';
+import { createS3Client, isMissingObject } from './s3Client.js';
 
 /** What is recorded beside each checkpoint archive. */
 export interface CheckpointRecord {
@@ -108,13 +109,7 @@ export class S3CheckpointStore implements CheckpointStore {
     private readonly location: S3Location,
     private readonly localScratch: string,
   ) {
-    this.client = new S3Client({
-      region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
-      ...(location.endpoint ? { endpoint: location.endpoint, forcePathStyle: true } : {}),
-      // Many S3-compatible servers do not speak the SDK's newer default checksums.
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-    });
+    this.client = createS3Client(location);
   }
 
   private key(name: string): string {
@@ -143,7 +138,7 @@ export class S3CheckpointStore implements CheckpointStore {
       const object = await this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${checkpointId}.json`) }));
       return JSON.parse(await object.Body!.transformToString()) as CheckpointRecord;
     } catch (err) {
-      if (err instanceof NoSuchKey || (err as { name?: string }).name === 'NoSuchKey' || (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return undefined;
+      if (isMissingObject(err)) return undefined;
       throw err;
     }
   }

@@ -1,0 +1,51 @@
+import { Status } from 'nice-grpc';
+import type { ArtifactMetadata } from '../../gen/codegen/v1/artifact_service.js';
+import { errors, WorkerError } from '../errors.js';
+import type { SessionPool } from '../sessions/sessionPool.js';
+import { newArtifactId, type ArtifactRecord, type ArtifactStore } from '../storage/artifactStore.js';
+
+export interface ArtifactsOptions {
+  store: ArtifactStore;
+  pool: SessionPool;
+  maxBytes: number;
+  uploadTtlMs: number;
+}
+
+/** What RecordArtifact states about an uploaded artifact: the wire's ArtifactMetadata. */
+export type ArtifactFacts = ArtifactMetadata;
+
+const sameFacts = (record: ArtifactRecord, facts: ArtifactFacts) =>
+  record.sessionId === facts.sessionId && record.artifactName === facts.artifactName && record.artifactType === facts.artifactType && record.sizeBytes === facts.sizeBytes && record.checksumSha256 === facts.checksumSha256.toLowerCase() && JSON.stringify(record.metadata) === JSON.stringify(facts.metadata);
+
+/** Upload URLs and recorded artifacts of sessions. */
+export class Artifacts {
+  constructor(private readonly options: ArtifactsOptions) {}
+
+  async uploadUrl(sessionId: string, artifactName: string, contentType: string, sizeBytes: number): Promise<{ uploadUrl: string; artifactId: string; expiresAtMs: number }> {
+    this.options.pool.get(sessionId);
+    if (!artifactName) throw errors.invalidArgument('artifact_name is required');
+    if (!(sizeBytes > 0)) throw errors.invalidArgument(`size_bytes must be positive, got ${sizeBytes}`);
+    if (sizeBytes > this.options.maxBytes) throw errors.invalidArgument(`size_bytes ${sizeBytes} is over this worker's artifact limit of ${this.options.maxBytes} bytes (WORKER_MAX_ARTIFACT_MB)`);
+    const grant = { artifactId: newArtifactId(), sessionId, maxBytes: sizeBytes, contentType, expiresAtMs: Date.now() + this.options.uploadTtlMs };
+    return { uploadUrl: await this.options.store.uploadUrl(grant), artifactId: grant.artifactId, expiresAtMs: grant.expiresAtMs };
+  }
+
+  /** Checks the stored bytes against the facts, keeps the record, and lists the artifact on its session. */
+  async record(facts: ArtifactFacts): Promise<{ artifactId: string; storageUrl: string; recordedAtMs: number }> {
+    const session = this.options.pool.get(facts.sessionId);
+    const existing = await this.options.store.record(facts.artifactId);
+    if (existing) {
+      if (!sameFacts(existing, facts)) throw new WorkerError(Status.ALREADY_EXISTS, `artifact ${facts.artifactId} is already recorded with other facts`);
+      return { artifactId: existing.artifactId, storageUrl: this.options.store.storageUrl(existing), recordedAtMs: existing.recordedAtMs };
+    }
+    const uploaded = await this.options.store.uploaded(facts.artifactId);
+    if (!uploaded) throw new WorkerError(Status.NOT_FOUND, `nothing was uploaded for artifact ${facts.artifactId}: PUT the bytes to its upload URL first`);
+    if (uploaded.sessionId !== undefined && uploaded.sessionId !== facts.sessionId) throw errors.invalidArgument(`artifact ${facts.artifactId} was uploaded for another session`);
+    if (uploaded.sizeBytes !== facts.sizeBytes) throw errors.invalidArgument(`size_bytes ${facts.sizeBytes} does not match the ${uploaded.sizeBytes} bytes uploaded`);
+    if (uploaded.sha256 !== facts.checksumSha256.toLowerCase()) throw errors.invalidArgument(`checksum_sha256 does not match the uploaded bytes (${uploaded.sha256})`);
+    const record: ArtifactRecord = { ...facts, checksumSha256: uploaded.sha256, recordedAtMs: Date.now() };
+    await this.options.store.saveRecord(record);
+    if (!session.artifacts.includes(record.artifactId)) session.artifacts.push(record.artifactId);
+    return { artifactId: record.artifactId, storageUrl: this.options.store.storageUrl(record), recordedAtMs: record.recordedAtMs };
+  }
+}

@@ -1,0 +1,33 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/**
+ * HMAC-SHA256 signatures for the URLs the worker hands out: whatever the fields say (artifact,
+ * session, size, content type, expiry, method) cannot be changed without the signature failing.
+ */
+export class UrlSigner {
+  constructor(private readonly secret: Buffer) {}
+
+  /** The secret from WORKER_URL_SECRET, else one generated once and kept in the data directory. */
+  static async load(configured: string | undefined, dataDir: string): Promise<UrlSigner> {
+    if (configured) return new UrlSigner(Buffer.from(configured, 'utf8'));
+    const file = join(dataDir, 'url-secret');
+    const existing = await readFile(file).catch(() => undefined);
+    if (existing && existing.length >= 32) return new UrlSigner(existing);
+    const secret = randomBytes(32);
+    await writeFile(file, secret, { mode: 0o600, flag: 'w' });
+    await chmod(file, 0o600);
+    return new UrlSigner(secret);
+  }
+
+  sign(fields: string[]): string {
+    return createHmac('sha256', this.secret).update(fields.join('\n')).digest('hex');
+  }
+
+  verify(fields: string[], signature: string): boolean {
+    const expected = Buffer.from(this.sign(fields), 'hex');
+    const given = Buffer.from(signature, 'hex');
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  }
+}

@@ -1,0 +1,68 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pipeline } from 'node:stream/promises';
+import type { UrlSigner } from '../artifacts/urlSigner.js';
+import type { Logger } from '../logger.js';
+import { ARTIFACT_ID, downloadFields, uploadFields, type LocalArtifactStore, type UploadGrant } from '../storage/artifactStore.js';
+
+function reply(res: ServerResponse, status: number, message: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(status, { 'content-type': 'application/json', connection: 'close' });
+  res.end(JSON.stringify({ error: status >= 400 ? message : undefined, message }));
+}
+
+/**
+ * The worker's HTTP endpoint for artifacts: one PUT per signed upload URL, streamed to disk, and
+ * signed GETs of recorded artifacts. A bad or expired signature is 403, a body over the signed
+ * size 413, an unknown path 404; in none of those cases is anything stored.
+ */
+export async function startArtifactHttpServer(address: string, store: LocalArtifactStore, signer: UrlSigner, logger: Logger): Promise<{ server: Server; port: number }> {
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://worker');
+    const artifactId = /^\/artifacts\/([^/]+)$/.exec(url.pathname)?.[1];
+    if (!artifactId || !ARTIFACT_ID.test(artifactId)) return reply(res, 404, 'no such path');
+    const param = (name: string) => url.searchParams.get(name) ?? '';
+    const expires = Number(param('expires'));
+
+    if (req.method === 'PUT') {
+      const grant: UploadGrant = { artifactId, sessionId: param('session'), maxBytes: Number(param('size')), contentType: param('type'), expiresAtMs: expires };
+      if (!signer.verify(uploadFields(grant), param('signature'))) return reply(res, 403, 'bad signature: this URL was not issued by this worker, or was changed');
+      if (!(expires > Date.now())) return reply(res, 403, 'expired: ask for a new upload URL');
+      if (grant.contentType && (req.headers['content-type'] ?? '') !== grant.contentType) return reply(res, 403, `content-type must be ${grant.contentType}, as signed`);
+      const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
+      if (declared !== undefined && declared > grant.maxBytes) return reply(res, 413, `body of ${declared} bytes is over the ${grant.maxBytes} bytes this URL allows`);
+      const outcome = await store.receive(grant, req, declared);
+      if (outcome === 'stored') return reply(res, 200, 'stored');
+      if (outcome === 'exists') return reply(res, 409, 'already uploaded: an upload URL takes one PUT');
+      if (outcome === 'too_large') return reply(res, 413, `body is over the ${grant.maxBytes} bytes this URL allows`);
+      return reply(res, 400, 'upload incomplete: nothing was stored');
+    }
+
+    if (req.method === 'GET') {
+      if (!signer.verify(downloadFields(artifactId, expires), param('signature'))) return reply(res, 403, 'bad signature');
+      if (!(expires > Date.now())) return reply(res, 403, 'expired');
+      const opened = await store.open(artifactId);
+      if (!opened) return reply(res, 404, 'no such artifact');
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': opened.size, 'x-checksum-sha256': opened.record.checksumSha256 });
+      await pipeline(opened.stream, res);
+      return;
+    }
+    return reply(res, 405, 'PUT or GET');
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: Error) => {
+      logger.error('artifact request failed', { error: err.stack ?? String(err) });
+      reply(res, 500, 'internal error');
+    });
+  });
+  const [host, port] = [address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, ''), Number(address.slice(address.lastIndexOf(':') + 1))];
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, resolve);
+  });
+  return { server, port: (server.address() as AddressInfo).port };
+}

@@ -1,0 +1,240 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type { UrlSigner } from '../artifacts/urlSigner.js';
+import { writeJsonAtomically } from './checkpointArchive.js';
+import { createS3Client, isMissingObject } from './s3Client.js';
+import type { S3Location } from './checkpointStore.js';
+
+/** What a signed upload URL allows: one PUT of at most maxBytes of contentType until expiresAtMs. */
+export interface UploadGrant {
+  artifactId: string;
+  sessionId: string;
+  maxBytes: number;
+  contentType: string;
+  expiresAtMs: number;
+}
+
+/** A recorded artifact. */
+export interface ArtifactRecord {
+  artifactId: string;
+  sessionId: string;
+  artifactName: string;
+  artifactType: string;
+  sizeBytes: number;
+  checksumSha256: string;
+  metadata: Record<string, string>;
+  recordedAtMs: number;
+}
+
+export interface UploadedBytes {
+  sizeBytes: number;
+  sha256: string;
+  sessionId: string | undefined;
+}
+
+/** Artifact bytes and records, behind one interface for the local directory and S3. */
+export interface ArtifactStore {
+  uploadUrl(grant: UploadGrant): Promise<string>;
+  /** What was uploaded for an artifact, or undefined when nothing was. */
+  uploaded(artifactId: string): Promise<UploadedBytes | undefined>;
+  record(artifactId: string): Promise<ArtifactRecord | undefined>;
+  saveRecord(record: ArtifactRecord): Promise<void>;
+  /** Where a coordinator reads the artifact. */
+  storageUrl(record: ArtifactRecord): string;
+  /** Removes artifacts (recorded or not) older than the given age; returns how many. */
+  sweep(olderThanMs: number): Promise<number>;
+}
+
+export const ARTIFACT_ID = /^artifact-[A-Za-z0-9_-]{16,64}$/;
+
+export function newArtifactId(): string {
+  return `artifact-${randomBytes(16).toString('base64url')}`;
+}
+
+/** The fields an upload URL signs, in order. */
+export function uploadFields(grant: UploadGrant): string[] {
+  return ['PUT', grant.artifactId, grant.sessionId, String(grant.maxBytes), grant.contentType, String(grant.expiresAtMs)];
+}
+
+export function downloadFields(artifactId: string, expiresAtMs: number): string[] {
+  return ['GET', artifactId, String(expiresAtMs)];
+}
+
+export type UploadOutcome = 'stored' | 'exists' | 'too_large' | 'incomplete';
+
+/**
+ * `<data dir>/artifacts/<id>.bin` (the bytes), `<id>.upload.json` (size, sha256 and session of
+ * what was uploaded) and `<id>.json` (the record). Uploads arrive through the worker's HTTP
+ * endpoint (http/artifactHttpServer.ts) at URLs this store signs.
+ */
+export class LocalArtifactStore implements ArtifactStore {
+  constructor(
+    private readonly dir: string,
+    private readonly signer: UrlSigner,
+    private readonly publicUrl: () => string,
+    private readonly downloadTtlMs: number,
+  ) {}
+
+  private path(artifactId: string, suffix: string): string {
+    return join(this.dir, `${artifactId}${suffix}`);
+  }
+
+  async uploadUrl(grant: UploadGrant): Promise<string> {
+    const url = new URL(`/artifacts/${grant.artifactId}`, this.publicUrl());
+    url.searchParams.set('session', grant.sessionId);
+    url.searchParams.set('size', String(grant.maxBytes));
+    url.searchParams.set('type', grant.contentType);
+    url.searchParams.set('expires', String(grant.expiresAtMs));
+    url.searchParams.set('signature', this.signer.sign(uploadFields(grant)));
+    return url.href;
+  }
+
+  /**
+   * Streams an upload to a temporary file, hashing it, and keeps it only when it arrived whole
+   * and within its size; nothing is left behind otherwise.
+   */
+  async receive(grant: UploadGrant, body: Readable, declaredLength: number | undefined): Promise<UploadOutcome> {
+    await mkdir(join(this.dir, '.incoming'), { recursive: true });
+    if (await stat(this.path(grant.artifactId, '.bin')).then(() => true, () => false)) return 'exists';
+    const temporary = join(this.dir, '.incoming', `${grant.artifactId}.${randomBytes(6).toString('hex')}`);
+    const hash = createHash('sha256');
+    let received = 0;
+    let tooLarge = false;
+    const counter = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        received += chunk.length;
+        if (received > grant.maxBytes) {
+          tooLarge = true;
+          done(new Error('upload larger than allowed'));
+          return;
+        }
+        hash.update(chunk);
+        done(null, chunk);
+      },
+    });
+    try {
+      await pipeline(body, counter, createWriteStream(temporary, { flags: 'wx', mode: 0o600 }));
+      if (declaredLength !== undefined && received !== declaredLength) throw new Error('upload ended early');
+      if ((body as { complete?: boolean }).complete === false) throw new Error('upload ended early');
+    } catch {
+      await rm(temporary, { force: true });
+      return tooLarge ? 'too_large' : 'incomplete';
+    }
+    await writeJsonAtomically(this.path(grant.artifactId, '.upload.json'), { sizeBytes: received, sha256: hash.digest('hex'), sessionId: grant.sessionId });
+    await rename(temporary, this.path(grant.artifactId, '.bin'));
+    return 'stored';
+  }
+
+  async uploaded(artifactId: string): Promise<UploadedBytes | undefined> {
+    if (!ARTIFACT_ID.test(artifactId)) return undefined;
+    if (!(await stat(this.path(artifactId, '.bin')).then(() => true, () => false))) return undefined;
+    return readFile(this.path(artifactId, '.upload.json'), 'utf8').then(
+      (raw) => JSON.parse(raw) as UploadedBytes,
+      () => undefined,
+    );
+  }
+
+  async record(artifactId: string): Promise<ArtifactRecord | undefined> {
+    if (!ARTIFACT_ID.test(artifactId)) return undefined;
+    return readFile(this.path(artifactId, '.json'), 'utf8').then(
+      (raw) => JSON.parse(raw) as ArtifactRecord,
+      () => undefined,
+    );
+  }
+
+  async saveRecord(record: ArtifactRecord): Promise<void> {
+    await writeJsonAtomically(this.path(record.artifactId, '.json'), record);
+  }
+
+  storageUrl(record: ArtifactRecord): string {
+    const expires = Date.now() + this.downloadTtlMs;
+    const url = new URL(`/artifacts/${record.artifactId}`, this.publicUrl());
+    url.searchParams.set('expires', String(expires));
+    url.searchParams.set('signature', this.signer.sign(downloadFields(record.artifactId, expires)));
+    return url.href;
+  }
+
+  /** The stored bytes of a recorded artifact, for the download endpoint. */
+  async open(artifactId: string): Promise<{ stream: Readable; size: number; record: ArtifactRecord } | undefined> {
+    const record = await this.record(artifactId);
+    if (!record) return undefined;
+    const { size } = await stat(this.path(artifactId, '.bin'));
+    return { stream: createReadStream(this.path(artifactId, '.bin')), size, record };
+  }
+
+  async sweep(olderThanMs: number): Promise<number> {
+    const cutoff = Date.now() - olderThanMs;
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    let removed = 0;
+    for (const name of names.filter((n) => n.endsWith('.bin'))) {
+      const id = name.slice(0, -4);
+      const st = await stat(join(this.dir, name)).catch(() => undefined);
+      if (!st || st.mtimeMs > cutoff) continue;
+      for (const suffix of ['.json', '.upload.json', '.bin']) await rm(this.path(id, suffix), { force: true });
+      removed++;
+    }
+    return removed;
+  }
+}
+
+/** Artifacts as objects `<prefix>/artifacts/<id>` (+ `.json` records) in an S3-compatible store. */
+export class S3ArtifactStore implements ArtifactStore {
+  private readonly client: S3Client;
+
+  constructor(private readonly location: S3Location) {
+    this.client = createS3Client(location);
+  }
+
+  private key(name: string): string {
+    return [this.location.prefix, 'artifacts', name].filter(Boolean).join('/');
+  }
+
+  /** The store's own presigned PUT (it signs the exact length and type, so at most = exactly). */
+  async uploadUrl(grant: UploadGrant): Promise<string> {
+    const command = new PutObjectCommand({ Bucket: this.location.bucket, Key: this.key(grant.artifactId), ContentType: grant.contentType || undefined, ContentLength: grant.maxBytes, Metadata: { session: grant.sessionId } });
+    return getSignedUrl(this.client, command, { expiresIn: Math.max(1, Math.ceil((grant.expiresAtMs - Date.now()) / 1000)) });
+  }
+
+  async uploaded(artifactId: string): Promise<UploadedBytes | undefined> {
+    if (!ARTIFACT_ID.test(artifactId)) return undefined;
+    try {
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.location.bucket, Key: this.key(artifactId) }));
+      const object = await this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(artifactId) }));
+      const hash = createHash('sha256');
+      await pipeline(object.Body as Readable, hash);
+      return { sizeBytes: head.ContentLength ?? 0, sha256: hash.digest('hex'), sessionId: head.Metadata?.session };
+    } catch (err) {
+      if (isMissingObject(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async record(artifactId: string): Promise<ArtifactRecord | undefined> {
+    if (!ARTIFACT_ID.test(artifactId)) return undefined;
+    try {
+      const object = await this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${artifactId}.json`) }));
+      return JSON.parse(await object.Body!.transformToString()) as ArtifactRecord;
+    } catch (err) {
+      if (isMissingObject(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async saveRecord(record: ArtifactRecord): Promise<void> {
+    await this.client.send(new PutObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${record.artifactId}.json`), Body: JSON.stringify(record, null, 2), ContentType: 'application/json' }));
+  }
+
+  storageUrl(record: ArtifactRecord): string {
+    return `s3://${this.location.bucket}/${this.key(record.artifactId)}`;
+  }
+
+  async sweep(): Promise<number> {
+    return 0; // object lifetimes belong to the bucket's lifecycle rules
+  }
+}

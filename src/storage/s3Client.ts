@@ -1,0 +1,19 @@
+import { S3Client } from '@aws-sdk/client-s3';
+import type { S3Location } from './checkpointStore.js';
+
+/** One S3 client setup for every store: the usual AWS credentials, path style for other endpoints. */
+export function createS3Client(location: S3Location): S3Client {
+  return new S3Client({
+    region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    ...(location.endpoint ? { endpoint: location.endpoint, forcePathStyle: true } : {}),
+    // Many S3-compatible servers do not speak the SDK's newer default checksums.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+}
+
+/** Whether an S3 error says the object is not there. */
+export function isMissingObject(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404;
+}
