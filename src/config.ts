@@ -35,6 +35,7 @@ export interface WorkerConfig {
   uploadUrlTtlSeconds: number;
   maxArtifactBytes: number;
   artifactRetentionHours: number;
+  shutdownGraceSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -140,10 +141,17 @@ const SETTINGS = {
   downloadUrlTtlSeconds: setting('WORKER_DOWNLOAD_URL_TTL_SECONDS', 'how long an artifact download URL stays valid', integer(1, 365 * 24 * 3600), () => 7 * 24 * 3600),
   maxArtifactBytes: setting('WORKER_MAX_ARTIFACT_MB', 'largest artifact, in MB', (raw, name) => integer(1, 1_000_000)(raw, name) * 1024 * 1024, () => 1024 * 1024 * 1024),
   artifactRetentionHours: setting('WORKER_ARTIFACT_RETENTION_HOURS', 'artifacts are kept this long, their sessions gone or not', integer(1, 100_000), () => 7 * 24),
+  shutdownGraceSeconds: setting('WORKER_SHUTDOWN_GRACE_SECONDS', 'on SIGTERM/SIGINT, how long running tasks may finish', integer(0, 3600), () => 30),
   spareSessions: setting('WORKER_SPARE_SESSIONS', 'sessions kept made ahead, so CreateSession is quick (0: none)', integer(0, 1000), () => 4),
   warmInterpreter: setting('WORKER_WARM_INTERPRETER', 'fork run.python calls from a warm interpreter per session', bool, () => true),
   defaultMemoryMb: setting('WORKER_DEFAULT_MEMORY_MB', 'memory limit of sessions that set none (0: none)', integer(0, 10_000_000), () => 2048),
 } satisfies { [K in keyof WorkerConfig]: Setting<WorkerConfig[K]> };
+
+/** `host:port` or `[v6]:port` → [host, port]. */
+export function splitHostPort(address: string): [string, number] {
+  const colon = address.lastIndexOf(':');
+  return [address.slice(0, colon).replace(/^\[|\]$/g, ''), Number(address.slice(colon + 1))];
+}
 
 /** `WORKER_GRPC_ADDR` → `grpc-addr`, `COORDINATOR_ADDR` → `coordinator-addr`, `WORKER_ID` → `worker-id`. */
 export function flagName(envName: string): string {

@@ -1,12 +1,17 @@
 import { mkdir } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, HelpRequested, loadConfig, type WorkerConfig } from './config.js';
+import { ConfigError, HelpRequested, loadConfig, splitHostPort, type WorkerConfig } from './config.js';
 import { startGrpcServer } from './grpc/server.js';
 import { createLogger, type Logger } from './logger.js';
 import { PythonUnavailableError, resolvePythonInterpreter } from './sandbox/pythonInterpreter.js';
 import { SandboxHost, SandboxUnavailableError } from './sandbox/sandboxHost.js';
 import { Checkpoints } from './sessions/checkpoints.js';
+import { Registration } from './coordinator/registration.js';
 import { startIdleReaper } from './sessions/idleReaper.js';
+import { SUPPORTED_LANGUAGES } from './sessions/sessionConfig.js';
+import { TOOLS } from './tools/index.js';
+import { WORKER_VERSION } from './version.js';
 import { LocalCheckpointStore, parseS3Url, S3CheckpointStore } from './storage/checkpointStore.js';
 import { Artifacts } from './artifacts/artifacts.js';
 import { UrlSigner } from './artifacts/urlSigner.js';
@@ -87,17 +92,41 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
     max_sessions: config.maxSessions,
   });
 
+  const [grpcHost] = splitHostPort(config.grpcAddr);
+  const registration = config.coordinatorAddr
+    ? new Registration({
+        coordinatorAddr: config.coordinatorAddr,
+        workerId: config.workerId,
+        maxSessions: config.maxSessions,
+        grpcAddress: config.advertiseAddr ?? `${grpcHost === '0.0.0.0' || grpcHost === '::' ? hostname() : grpcHost}:${port}`,
+        metadata: { version: WORKER_VERSION, hostname: hostname(), languages: SUPPORTED_LANGUAGES.join(','), python_version: interpreter.version, tools: [...TOOLS.keys()].join(',') },
+        sessionIds: () => pool.list().map((s) => s.id),
+        logger,
+      })
+    : undefined;
+  registration?.start();
+
   let stopping = false;
   const shutdown = async (signal: string) => {
-    if (stopping) process.exit(1); // a second signal: stop at once
+    if (stopping) {
+      // A second signal: cancel everything and go now.
+      logger.warn('second signal: stopping at once', { signal });
+      setTimeout(() => process.exit(1), 2000).unref();
+      await pool.destroyAll('worker stopped at once');
+      process.exit(1);
+    }
     stopping = true;
-    logger.info('shutting down', { signal });
+    logger.info('shutting down', { signal, grace_seconds: config.shutdownGraceSeconds });
     stopReaper();
-    pool.stopAccepting();
+    pool.stopAccepting(); // new sessions and tasks: UNAVAILABLE from now on
+    await registration?.stop();
+    const idle = await pool.waitForIdle(config.shutdownGraceSeconds * 1000);
+    if (!idle) logger.warn('tasks still running after the grace time are cancelled');
     await pool.destroyAll('worker shutting down');
     await sandboxHost.close();
+    await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 5000))]);
     server.forceShutdown();
-    http.server.close();
+    await new Promise((resolve) => http.server.close(resolve));
     logger.info('worker stopped');
     process.exit(0);
   };

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import type { UrlSigner } from '../artifacts/urlSigner.js';
+import { splitHostPort } from '../config.js';
 import type { Logger } from '../logger.js';
 import { ARTIFACT_ID, downloadFields, uploadFields, type LocalArtifactStore, type UploadGrant } from '../storage/artifactStore.js';
 
@@ -59,7 +60,7 @@ export async function startArtifactHttpServer(address: string, store: LocalArtif
       reply(res, 500, 'internal error');
     });
   });
-  const [host, port] = [address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, ''), Number(address.slice(address.lastIndexOf(':') + 1))];
+  const [host, port] = splitHostPort(address);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, resolve);

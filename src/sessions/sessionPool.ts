@@ -121,6 +121,16 @@ export class SessionPool {
     return this.accepting;
   }
 
+  /** Resolves true once no session runs a task, false if `ms` pass first. */
+  async waitForIdle(ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    while (this.list().some((s) => s.tasks.activeCount > 0)) {
+      if (Date.now() >= deadline) return false;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return true;
+  }
+
   /** Destroys every session and the spares; used at shutdown. */
   async destroyAll(reason: string): Promise<void> {
     await this.spares.drain();

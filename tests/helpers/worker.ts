@@ -2,10 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createChannel, createClient, type Channel } from 'nice-grpc';
-import { ArtifactServiceDefinition, type ArtifactServiceClient } from '../../gen/codegen/v1/artifact_service.js';
-import { SessionManagementDefinition, type SessionManagementClient } from '../../gen/codegen/v1/session_management.js';
-import { TaskExecutionDefinition, type TaskExecutionClient } from '../../gen/codegen/v1/task_execution.js';
+import { createWorkerClient, type WorkerClient } from '../../src/client/index.js';
 
 const MAIN = new URL('../../src/main.js', import.meta.url).pathname;
 
@@ -13,9 +10,9 @@ export interface RunningWorker {
   address: string;
   dataDir: string;
   process: ChildProcess;
-  sessions: SessionManagementClient;
-  tasks: TaskExecutionClient;
-  artifacts: ArtifactServiceClient;
+  sessions: WorkerClient['sessions'];
+  tasks: WorkerClient['tasks'];
+  artifacts: WorkerClient['artifacts'];
   /** Every log line the worker printed so far, parsed. */
   logs: Record<string, unknown>[];
   stop(): Promise<void>;
@@ -65,20 +62,18 @@ export async function startWorker(options: StartOptions = {}): Promise<RunningWo
     });
   });
   const address = `127.0.0.1:${port}`;
-  const channel: Channel = createChannel(address, undefined, {
-    'grpc.max_receive_message_length': 256 * 1024 * 1024,
-    'grpc.max_send_message_length': 256 * 1024 * 1024,
-  });
+  // The project's own typed client (src/client), as coordinators use it.
+  const client = createWorkerClient(address, { maxMessageBytes: 256 * 1024 * 1024 });
   return {
     address,
     dataDir,
     process: child,
-    sessions: createClient(SessionManagementDefinition, channel),
-    tasks: createClient(TaskExecutionDefinition, channel),
-    artifacts: createClient(ArtifactServiceDefinition, channel),
+    sessions: client.sessions,
+    tasks: client.tasks,
+    artifacts: client.artifacts,
     logs,
     async stop() {
-      channel.close();
+      client.close();
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((resolve) => child.once('exit', resolve));
         child.kill('SIGTERM');

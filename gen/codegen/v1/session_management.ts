@@ -1705,7 +1705,7 @@ export const SessionManagementDefinition = {
       requestStream: false,
       responseType: SessionStatusResponse as typeof SessionStatusResponse,
       responseStream: false,
-      options: {},
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
     },
     checkpointSession: {
       name: "CheckpointSession",
@@ -1729,7 +1729,7 @@ export const SessionManagementDefinition = {
       requestStream: false,
       responseType: SessionCapacity as typeof SessionCapacity,
       responseStream: false,
-      options: {},
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
     },
   },
 } as const;

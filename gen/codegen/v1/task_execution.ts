@@ -1508,7 +1508,7 @@ export const TaskExecutionDefinition = {
       requestStream: false,
       responseType: CancelResponse as typeof CancelResponse,
       responseStream: false,
-      options: {},
+      options: { idempotencyLevel: "IDEMPOTENT" },
     },
     getTaskStatus: {
       name: "GetTaskStatus",
@@ -1516,7 +1516,7 @@ export const TaskExecutionDefinition = {
       requestStream: false,
       responseType: StatusResponse as typeof StatusResponse,
       responseStream: false,
-      options: {},
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
     },
   },
 } as const;

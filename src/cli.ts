@@ -1,0 +1,168 @@
+#!/usr/bin/env node
+import { readFile } from 'node:fs/promises';
+import { Command, Option } from 'commander';
+import { ClientError, Status } from 'nice-grpc';
+import { createWorkerClient, runTask, SessionState, TaskStatus, type WorkerClient } from './client/index.js';
+
+/** `codegen-worker`: a command-line client of a worker, for people (and, with --json, scripts). */
+const program = new Command('codegen-worker')
+  .description('talk to a CodeGen-MCP worker')
+  .option('-a, --address <host:port>', 'the worker', process.env.WORKER_ADDRESS ?? 'localhost:50052')
+  .option('--json', 'print JSON (one object per line) instead of text')
+  .showHelpAfterError();
+
+interface Globals {
+  address: string;
+  json?: boolean;
+}
+
+const globals = () => program.opts<Globals>();
+
+function pairs(values: string[] | undefined): Record<string, string> {
+  return Object.fromEntries((values ?? []).map((v) => {
+    const eq = v.indexOf('=');
+    if (eq < 1) throw new Error(`expected key=value, got '${v}'`);
+    return [v.slice(0, eq), v.slice(eq + 1)];
+  }));
+}
+
+function print(value: unknown, text: string): void {
+  process.stdout.write(globals().json ? `${JSON.stringify(value)}\n` : `${text}\n`);
+}
+
+async function withClient<T>(fn: (client: WorkerClient) => Promise<T>): Promise<T> {
+  const client = createWorkerClient(globals().address);
+  try {
+    return await fn(client);
+  } finally {
+    client.close();
+  }
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+program
+  .command('create')
+  .description('create a session')
+  .requiredOption('-w, --workspace <id>', 'workspace id')
+  .option('-u, --user <id>', 'user id', '')
+  .option('-e, --env <key=value>', 'environment variable for the session (repeatable)', collect)
+  .option('--memory <mb>', 'memory limit in MB', Number)
+  .option('--timeout <seconds>', 'task timeout in seconds', Number)
+  .action(async (opts: { workspace: string; user: string; env?: string[]; memory?: number; timeout?: number }) =>
+    withClient(async ({ sessions }) => {
+      const created = await sessions.createSession({ workspaceId: opts.workspace, userId: opts.user, config: { env: pairs(opts.env), limits: { maxMemoryMb: opts.memory ?? 0, timeoutSeconds: opts.timeout ?? 0 } } });
+      print(created, created.sessionId);
+    }),
+  );
+
+program
+  .command('run')
+  .description('run a tool in a session, showing its output and progress as they happen')
+  .argument('<session>', 'session id')
+  .argument('<tool>', 'echo, fs.write, fs.read, fs.list, run.python or pkg.install')
+  .option('--arg <key=value>', 'tool argument (repeatable)', collect)
+  .option('-c, --code <python>', 'for run.python: the code')
+  .option('-f, --file <path>', 'for run.python: a local file holding the code')
+  .option('--timeout <seconds>', 'task timeout', Number)
+  .action(async (sessionId: string, tool: string, opts: { arg?: string[]; code?: string; file?: string; timeout?: number }) =>
+    withClient(async ({ tasks }) => {
+      const args = pairs(opts.arg);
+      if (opts.code !== undefined) args.code = opts.code;
+      if (opts.file !== undefined) args.code = await readFile(opts.file, 'utf8');
+      const json = globals().json;
+      const bar = !json && process.stderr.isTTY;
+      let result;
+      try {
+        result = await runTask(tasks, { sessionId, toolName: tool, arguments: args, constraints: { timeoutSeconds: opts.timeout ?? 0, maxMemoryMb: 0, maxCpuPercent: 0 } }, {
+          onLog: (log) => {
+            if (json) process.stdout.write(`${JSON.stringify({ log })}\n`);
+            else (log.source === 'stderr' ? process.stderr : process.stdout).write(`${log.message}\n`);
+          },
+          onProgress: (progress) => {
+            if (json) process.stdout.write(`${JSON.stringify({ progress })}\n`);
+            else if (bar) {
+              const filled = Math.round(progress.percentComplete / 5);
+              process.stderr.write(`\r[${'#'.repeat(filled)}${' '.repeat(20 - filled)}] ${String(progress.percentComplete).padStart(3)}% ${progress.stage}\x1b[K${progress.percentComplete >= 100 ? '\n' : ''}`);
+            }
+          },
+        });
+      } catch (err) {
+        if (err instanceof ClientError) {
+          process.stderr.write(`${Status[err.code]}: ${err.details}\n`);
+          process.exitCode = 1;
+          return;
+        }
+        throw err;
+      }
+      if (json) process.stdout.write(`${JSON.stringify({ result })}\n`);
+      else if (tool !== 'run.python') for (const [key, value] of Object.entries(result.outputs)) process.stdout.write(`${key}: ${value}\n`);
+      if (result.status !== TaskStatus.STATUS_SUCCESS) {
+        if (!json) process.stderr.write(`${TaskStatus[result.status]}${result.error ? `: ${result.error}` : ''}\n`);
+        process.exitCode = result.exitCode || 1;
+      }
+    }),
+  );
+
+program
+  .command('status')
+  .description("a session's status")
+  .argument('<session>', 'session id')
+  .action(async (sessionId: string) =>
+    withClient(async ({ sessions }) => {
+      const status = await sessions.getSessionStatus({ sessionId });
+      print(status, `${status.sessionId} ${SessionState[status.state]} tasks=${status.activeTasks} disk=${status.usage?.diskBytes ?? 0}B memory=${status.usage?.memoryBytes ?? 0}B last_checkpoint=${status.lastCheckpointId || '-'}`);
+    }),
+  );
+
+program
+  .command('capacity')
+  .description("the worker's capacity")
+  .action(async () =>
+    withClient(async ({ sessions }) => {
+      const capacity = await sessions.getCapacity({});
+      print(capacity, [`${capacity.activeSessions}/${capacity.totalSessions} sessions (${capacity.availableSessions} available)`, ...capacity.sessions.map((s) => `  ${s.sessionId} ${s.workspaceId} ${SessionState[s.state]} tasks=${s.activeTasks}`)].join('\n'));
+    }),
+  );
+
+program
+  .command('checkpoint')
+  .description('checkpoint a session')
+  .argument('<session>', 'session id')
+  .option('-i, --incremental', 'only what changed since the previous checkpoint')
+  .action(async (sessionId: string, opts: { incremental?: boolean }) =>
+    withClient(async ({ sessions }) => {
+      const checkpoint = await sessions.checkpointSession({ sessionId, incremental: opts.incremental ?? false });
+      print(checkpoint, `${checkpoint.checkpointId} ${checkpoint.sizeBytes} bytes ${checkpoint.storageUrl}`);
+    }),
+  );
+
+program
+  .command('restore')
+  .description('restore a checkpoint into a new session')
+  .argument('<checkpoint>', 'checkpoint id')
+  .action(async (checkpointId: string) =>
+    withClient(async ({ sessions }) => {
+      const restored = await sessions.restoreSession({ checkpointId });
+      print(restored, restored.sessionId);
+    }),
+  );
+
+program
+  .command('destroy')
+  .description('destroy a session')
+  .argument('<session>', 'session id')
+  .addOption(new Option('--checkpoint', 'checkpoint it first'))
+  .action(async (sessionId: string, opts: { checkpoint?: boolean }) =>
+    withClient(async ({ sessions }) => {
+      const destroyed = await sessions.destroySession({ sessionId, createCheckpoint: opts.checkpoint ?? false });
+      print(destroyed, destroyed.checkpointId ? `destroyed (checkpoint ${destroyed.checkpointId})` : 'destroyed');
+    }),
+  );
+
+try {
+  await program.parseAsync();
+} catch (err) {
+  process.stderr.write(`${err instanceof ClientError ? `${Status[err.code]}: ${err.details}` : (err as Error).message}\n`);
+  process.exitCode = 1;
+}
