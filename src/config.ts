@@ -184,6 +184,3 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): WorkerConfig
   }
   return config as unknown as WorkerConfig;
 }
-
-/** The documented configuration, for the README and `--help`. */
-export const configurationTable = SETTINGS;

@@ -53,5 +53,4 @@ export const errors = {
   // Worker-wide
   shuttingDown: () => new WorkerError(Status.UNAVAILABLE, 'worker is shutting down; retry on another worker'),
   internal: (detail: string) => new WorkerError(Status.INTERNAL, `internal error: ${detail}`),
-  unimplemented: (what: string) => new WorkerError(Status.UNIMPLEMENTED, `${what} is not implemented by this worker yet`),
 } as const;
