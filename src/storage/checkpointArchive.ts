@@ -151,15 +151,19 @@ export interface Owners {
 /** Applies an opened (checked) archive to the roots: its deletions, then its entries. */
 export async function extractArchive(archive: OpenedArchive, roots: ArchiveRoots, owners: Owners): Promise<void> {
   const ownerOf = (path: string) => (path.startsWith('workspace/') ? owners.workspace : owners.env);
-  for (const path of archive.deleted) await rm(hostPath(roots, path), { recursive: true, force: true });
-  for (const entry of archive.entries) {
+  const made = new Set<string>();
+  const ensureDir = async (dir: string) => {
+    if (made.has(dir)) return;
+    await mkdir(dir, { recursive: true });
+    made.add(dir);
+  };
+  const place = async (entry: ArchiveEntry) => {
     const target = hostPath(roots, entry.path);
-    const owner = ownerOf(entry.path);
     if (entry.kind === 'directory') {
-      await mkdir(target, { recursive: true });
+      await ensureDir(target);
       if (entry.mode) await chmod(target, entry.mode);
     } else {
-      await mkdir(dirname(target), { recursive: true });
+      await ensureDir(dirname(target));
       await rm(target, { recursive: true, force: true });
       if (entry.kind === 'symlink') {
         await symlink((await entry.file.buffer()).toString('utf8'), target);
@@ -168,9 +172,25 @@ export async function extractArchive(archive: OpenedArchive, roots: ArchiveRoots
         await chmod(target, entry.mode || 0o644);
       }
     }
+    const owner = ownerOf(entry.path);
     if (owner) await lchown(target, owner.uid, owner.gid);
-  }
+  };
+
+  for (const path of archive.deleted) await rm(hostPath(roots, path), { recursive: true, force: true });
+  // Directories first, then files several at a time (each a separate read of the archive), then
+  // symlinks, so no file is written through a link made by the same archive.
+  for (const entry of archive.entries.filter((e) => e.kind === 'directory')) await place(entry);
+  const files = archive.entries.filter((e) => e.kind === 'file');
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: EXTRACT_CONCURRENCY }, async () => {
+      while (next < files.length) await place(files[next++]!);
+    }),
+  );
+  for (const entry of archive.entries.filter((e) => e.kind === 'symlink')) await place(entry);
 }
+
+const EXTRACT_CONCURRENCY = 8;
 
 /** Writes a JSON file atomically: temporary name, fsync, rename. */
 export async function writeJsonAtomically(file: string, value: unknown): Promise<void> {
