@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { test } from 'node:test';
+import { rmSync } from 'node:fs';
+import { after, test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { statusOf, waitFor } from './helpers/tasks.js';
 import { startWorker } from './helpers/worker.js';
 
 const MAIN = new URL('../src/main.js', import.meta.url).pathname;
+
+after(() => rmSync('/tmp/codegen-config-test', { recursive: true, force: true }));
 
 function startWith(args: string[], env: Record<string, string> = {}) {
   return spawnSync(process.execPath, [MAIN, '--data-dir', '/tmp/codegen-config-test', ...args], {

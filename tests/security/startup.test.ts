@@ -3,11 +3,14 @@ import { spawnSync } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { rmSync } from 'node:fs';
+import { after, test } from 'node:test';
 import { waitFor } from '../helpers/tasks.js';
 import { startWorker } from '../helpers/worker.js';
 
 const MAIN = new URL('../../src/main.js', import.meta.url).pathname;
+
+after(() => rmSync(join(tmpdir(), 'codegen-startup-test'), { recursive: true, force: true }));
 const PYTHON = spawnSync('python3', ['-c', 'import sys, os; print(os.path.realpath(sys.executable))'], { encoding: 'utf8' }).stdout.trim();
 
 function start(env: Record<string, string>) {
