@@ -14,6 +14,34 @@ export interface TaskRecord {
   readonly ended: Promise<void>;
 }
 
+/** A running task's record; the `ended` promise is made only when someone waits for it. */
+class LiveTask implements TaskRecord {
+  readonly startTimeMs = Date.now();
+  endTimeMs = 0;
+  status = TaskStatus.STATUS_RUNNING;
+  readonly controller = new AbortController();
+  private waiting: { promise: Promise<void>; resolve: () => void } | undefined;
+
+  constructor(
+    readonly taskId: string,
+    readonly toolName: string,
+  ) {}
+
+  get ended(): Promise<void> {
+    if (this.endTimeMs > 0) return Promise.resolve();
+    if (!this.waiting) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.waiting = { promise, resolve };
+    }
+    return this.waiting.promise;
+  }
+
+  markEnded(): void {
+    this.waiting?.resolve();
+  }
+}
+
 export type CancelOutcome = 'canceled' | 'not_found' | 'already_finished';
 
 /**
@@ -21,7 +49,7 @@ export type CancelOutcome = 'canceled' | 'not_found' | 'already_finished';
  * first) so GetTaskStatus can still answer for recent tasks.
  */
 export class TaskRegistry {
-  private readonly running = new Map<string, TaskRecord & { markEnded: () => void }>();
+  private readonly running = new Map<string, LiveTask>();
   private readonly finished = new Map<string, TaskRecord>();
 
   constructor(
@@ -31,9 +59,7 @@ export class TaskRegistry {
 
   start(taskId: string, toolName: string): TaskRecord {
     if (this.running.has(taskId)) throw errors.taskAlreadyRunning(taskId, this.sessionId);
-    let markEnded!: () => void;
-    const ended = new Promise<void>((resolve) => (markEnded = resolve));
-    const record = { taskId, toolName, startTimeMs: Date.now(), endTimeMs: 0, status: TaskStatus.STATUS_RUNNING, controller: new AbortController(), ended, markEnded };
+    const record = new LiveTask(taskId, toolName);
     this.running.set(taskId, record);
     return record;
   }
