@@ -86,7 +86,7 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
     http_port: http.port,
     public_url: publicUrl,
     data_dir: config.dataDir,
-    checkpoint_store: checkpointStore.urlOf('checkpoint-<id>'),
+    checkpoint_store: config.checkpointStore ?? join(config.dataDir, 'checkpoints'),
     python: interpreter.executable,
     python_version: interpreter.version,
     max_sessions: config.maxSessions,
