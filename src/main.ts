@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, HelpRequested, loadConfig, splitHostPort, type WorkerConfig } from './config.js';
@@ -56,6 +56,8 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
     ? new S3CheckpointStore(parseS3Url(config.checkpointStore, config.s3Endpoint), join(config.dataDir, 'checkpoint-scratch'))
     : new LocalCheckpointStore(join(config.dataDir, 'checkpoints'));
   await mkdir(join(config.dataDir, 'checkpoints'), { recursive: true });
+  // Checkpoints and uploads an earlier run was writing when it died were never visible: drop them.
+  for (const incoming of ['checkpoints/.incoming', 'artifacts/.incoming', 'checkpoint-scratch']) await rm(join(config.dataDir, incoming), { recursive: true, force: true });
   const checkpoints = new Checkpoints({ store: checkpointStore, pool, keepPerSession: config.checkpointsPerSession, logger });
   const signer = await UrlSigner.load(config.urlSecret, config.dataDir);
   await mkdir(join(config.dataDir, 'artifacts'), { recursive: true });

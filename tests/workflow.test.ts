@@ -115,3 +115,15 @@ test('the session environment is its own: packages of one session are not visibl
   await worker.sessions.destroySession({ sessionId: a.sessionId });
   await worker.sessions.destroySession({ sessionId: b.sessionId });
 });
+
+test('two pkg.install tasks at once in one session both succeed (pip runs one at a time per environment)', async () => {
+  const { sessionId } = await worker.sessions.createSession({ workspaceId: 'parallel-pip' });
+  const [a, b] = await Promise.all([
+    runTask(worker.tasks, { sessionId, toolName: 'pkg.install', arguments: { requirements: 'tinydep' } }),
+    runTask(worker.tasks, { sessionId, toolName: 'pkg.install', arguments: { requirements: 'tinyrequests' } }),
+  ]);
+  assert.equal(a.result?.status, TaskStatus.STATUS_SUCCESS, JSON.stringify(a.result));
+  assert.equal(b.result?.status, TaskStatus.STATUS_SUCCESS, JSON.stringify(b.result));
+  assert.equal((await runTool(worker.tasks, sessionId, 'run.python', { code: 'import tinyrequests, tinydep; print(tinydep.ANSWER)' })).stdout, '42\n');
+  await worker.sessions.destroySession({ sessionId });
+});

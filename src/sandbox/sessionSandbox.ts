@@ -74,6 +74,7 @@ export class SessionSandbox {
   private taskCounter = 0;
   private lastCpuSample = { at: process.hrtime.bigint(), ns: 0 };
   private warm: { startedAt: number; promise: Promise<WarmInterpreter | undefined> } | undefined;
+  private pipQueue: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly host: SandboxHost,
@@ -189,6 +190,20 @@ export class SessionSandbox {
 
   /** Installs requirements into the session's environment with the host's pip, confined like user code but with network. */
   async pipInstall(requirements: string[], options: RunOptions): Promise<PipInstallResult> {
+    // One pip at a time per environment: two writing the same site-packages would corrupt it.
+    const previous = this.pipQueue;
+    let release!: () => void;
+    this.pipQueue = new Promise<void>((resolve) => (release = resolve));
+    try {
+      await previous;
+      options.signal.throwIfAborted();
+      return await this.pipInstallNow(requirements, options);
+    } finally {
+      release();
+    }
+  }
+
+  private async pipInstallNow(requirements: string[], options: RunOptions): Promise<PipInstallResult> {
     await this.requirePython();
     const interpreter = this.host.options.interpreter;
     if (interpreter.pipVersion === undefined) throw errors.pythonNotFound(`the host interpreter ${interpreter.executable} has no pip, which pkg.install needs`);
