@@ -8,7 +8,9 @@ import { nonNegative } from '../sessions/sessionConfig.js';
 import { TOOLS } from '../tools/index.js';
 import type { ToolLimits, ToolOutcome } from '../tools/tool.js';
 import { EventQueue } from './eventQueue.js';
-import { abortKindOf, TaskAbort } from './taskAbort.js';
+import { TaskAbort } from './taskAbort.js';
+
+const NEVER_ABORTED = new AbortController().signal;
 import type { TaskEvent } from './taskEvents.js';
 
 export interface TaskRunnerDeps {
@@ -62,14 +64,17 @@ export async function* runTask<M>(deps: TaskRunnerDeps, input: TaskInput, callSi
   const record = session.tasks.start(input.taskId, tool.name);
   // Context passed per line rather than through a child logger: cheaper on this hot path.
   const context = { task_id: input.taskId, tool: tool.name };
-  const { signal } = record.controller;
+  // Tools that start no process (echo, fs.*) finish at disk speed: they get no timer and no
+  // client-gone listener, and their record's AbortController is only made if CancelTask asks.
+  const instant = !tool.streams;
+  const signal = instant ? NEVER_ABORTED : record.controller.signal;
   session.touch();
   if (session.logger.isDebugEnabled()) session.logger.debug('task started', { ...context, timeout_seconds: timeoutSeconds });
 
   const abortOnCallEnd = () => record.controller.abort(new TaskAbort('client_gone', 'the client went away'));
   if (callSignal.aborted) abortOnCallEnd();
-  callSignal.addEventListener('abort', abortOnCallEnd, { once: true });
-  const timer = setTimeout(() => record.controller.abort(new TaskAbort('timeout', `exceeded its ${timeoutSeconds} s timeout`)), timeoutSeconds * 1000);
+  if (!instant) callSignal.addEventListener('abort', abortOnCallEnd, { once: true });
+  const timer = instant ? undefined : setTimeout(() => record.controller.abort(new TaskAbort('timeout', `exceeded its ${timeoutSeconds} s timeout`)), timeoutSeconds * 1000);
 
   // Tools that stream hand their events through a bounded queue; the others need none.
   const queue = tool.streams ? new EventQueue<TaskEvent>() : undefined;
@@ -93,19 +98,19 @@ export async function* runTask<M>(deps: TaskRunnerDeps, input: TaskInput, callSi
     try {
       outcome = await running;
     } catch (err) {
-      if (abortKindOf(signal) === undefined) throw err;
+      if (record.abortReason === undefined) throw err;
     }
-    const abortKind = abortKindOf(signal);
+    const abortKind = record.abortReason?.kind;
     const outputs = outcome?.outputs ?? {};
     const exitCode = outcome?.exitCode ?? 0;
     if (abortKind === 'timeout') {
       finalStatus = TaskStatus.STATUS_TIMEOUT;
-      yield encode({ kind: 'result', status: finalStatus, outputs: { ...outputs, killed_by: 'timeout' }, exitCode, error: `task ${(signal.reason as TaskAbort).message}` });
+      yield encode({ kind: 'result', status: finalStatus, outputs: { ...outputs, killed_by: 'timeout' }, exitCode, error: `task ${record.abortReason!.message}` });
       throw errors.taskTimeout(timeoutSeconds);
     }
     if (abortKind !== undefined) {
       finalStatus = TaskStatus.STATUS_CANCELLED;
-      const why = (signal.reason as TaskAbort).message;
+      const why = record.abortReason!.message;
       yield encode({ kind: 'result', status: finalStatus, outputs, exitCode, error: `task ${why}` });
       throw errors.taskCancelled(why);
     }
@@ -120,10 +125,10 @@ export async function* runTask<M>(deps: TaskRunnerDeps, input: TaskInput, callSi
     clearTimeout(timer);
     callSignal.removeEventListener('abort', abortOnCallEnd);
     // Left early (the client went away mid-stream): stop the tool and wait until it has ended.
-    if (!toolEnded && !signal.aborted) abortOnCallEnd();
+    if (!toolEnded && record.abortReason === undefined) abortOnCallEnd();
     queue?.close();
     await running.catch(() => undefined);
-    const abortKind = abortKindOf(signal);
+    const abortKind = record.abortReason?.kind;
     const status = finalStatus ?? (abortKind === 'timeout' ? TaskStatus.STATUS_TIMEOUT : abortKind ? TaskStatus.STATUS_CANCELLED : TaskStatus.STATUS_FAILURE);
     session.tasks.finish(record, status);
     session.touch();

@@ -10,7 +10,3 @@ export class TaskAbort extends Error {
     super(message);
   }
 }
-
-export function abortKindOf(signal: AbortSignal): TaskAbortKind | undefined {
-  return signal.aborted && signal.reason instanceof TaskAbort ? signal.reason.kind : undefined;
-}

@@ -8,8 +8,10 @@ export interface TaskRecord {
   readonly startTimeMs: number;
   endTimeMs: number;
   status: TaskStatus;
-  /** Aborting it stops the task and every process it started. */
+  /** Aborting it stops the task and every process it started (made on first use). */
   readonly controller: AbortController;
+  /** Why the task was stopped early, if it was. */
+  readonly abortReason: TaskAbort | undefined;
   /** Settles once the task has fully ended (its processes are gone). */
   readonly ended: Promise<void>;
 }
@@ -19,13 +21,22 @@ class LiveTask implements TaskRecord {
   readonly startTimeMs = Date.now();
   endTimeMs = 0;
   status = TaskStatus.STATUS_RUNNING;
-  readonly controller = new AbortController();
+  private controllerRef: AbortController | undefined;
   private waiting: { promise: Promise<void>; resolve: () => void } | undefined;
 
   constructor(
     readonly taskId: string,
     readonly toolName: string,
   ) {}
+
+  get controller(): AbortController {
+    return (this.controllerRef ??= new AbortController());
+  }
+
+  get abortReason(): TaskAbort | undefined {
+    const signal = this.controllerRef?.signal;
+    return signal?.aborted && signal.reason instanceof TaskAbort ? signal.reason : undefined;
+  }
 
   get ended(): Promise<void> {
     if (this.endTimeMs > 0) return Promise.resolve();
