@@ -142,7 +142,7 @@ const SETTINGS = {
   maxArtifactBytes: setting('WORKER_MAX_ARTIFACT_MB', 'largest artifact, in MB', (raw, name) => integer(1, 1_000_000)(raw, name) * 1024 * 1024, () => 1024 * 1024 * 1024),
   artifactRetentionHours: setting('WORKER_ARTIFACT_RETENTION_HOURS', 'artifacts are kept this long, their sessions gone or not', integer(1, 100_000), () => 7 * 24),
   shutdownGraceSeconds: setting('WORKER_SHUTDOWN_GRACE_SECONDS', 'on SIGTERM/SIGINT, how long running tasks may finish', integer(0, 3600), () => 30),
-  spareSessions: setting('WORKER_SPARE_SESSIONS', 'sessions kept made ahead, so CreateSession is quick (0: none)', integer(0, 1000), () => 4),
+  spareSessions: setting('WORKER_SPARE_SESSIONS', 'sessions kept made ahead, so CreateSession is quick (0: none)', integer(0, 1000), () => 8),
   warmInterpreter: setting('WORKER_WARM_INTERPRETER', 'fork run.python calls from a warm interpreter per session', bool, () => true),
   defaultMemoryMb: setting('WORKER_DEFAULT_MEMORY_MB', 'memory limit of sessions that set none (0: none)', integer(0, 10_000_000), () => 2048),
 } satisfies { [K in keyof WorkerConfig]: Setting<WorkerConfig[K]> };

@@ -111,10 +111,8 @@ class CgroupV1 implements Cgroup {
 
   async child(name: string, limits: CgroupLimits): Promise<Cgroup> {
     const dirs: Partial<Record<V1Controller, string>> = {};
-    for (const [controller, dir] of Object.entries(this.dirs) as [V1Controller, string][]) {
-      dirs[controller] = join(dir, name);
-      await mkdir(dirs[controller]!, { recursive: true });
-    }
+    for (const [controller, dir] of Object.entries(this.dirs) as [V1Controller, string][]) dirs[controller] = join(dir, name);
+    await Promise.all(Object.values(dirs).map((dir) => mkdir(dir, { recursive: true })));
     const group = new CgroupV1(name, dirs);
     await group.setLimits(limits);
     return group;
@@ -122,24 +120,30 @@ class CgroupV1 implements Cgroup {
 
   async setLimits(limits: CgroupLimits): Promise<void> {
     const dirs = this.dirs;
-    if (dirs.memory && limits.memoryBytes) {
-      await writeFile(join(dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
-      const swap = join(dirs.memory, 'memory.memsw.limit_in_bytes');
-      if (await exists(swap)) await writeFile(swap, String(limits.memoryBytes));
-    }
-    if (dirs.cpu && limits.cpuPercent) {
-      await writeFile(join(dirs.cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
-      await writeFile(join(dirs.cpu, 'cpu.cfs_quota_us'), String(Math.max(1000, Math.round((limits.cpuPercent * CPU_PERIOD_US) / 100))));
-    }
-    if (dirs.pids && limits.maxProcesses) await writeFile(join(dirs.pids, 'pids.max'), String(limits.maxProcesses));
+    const memory = async (memoryDir: string, bytes: number) => {
+      await writeFile(join(memoryDir, 'memory.limit_in_bytes'), String(bytes));
+      const swap = join(memoryDir, 'memory.memsw.limit_in_bytes');
+      if (await exists(swap)) await writeFile(swap, String(bytes));
+    };
+    const cpu = async (cpuDir: string, percent: number) => {
+      await writeFile(join(cpuDir, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
+      await writeFile(join(cpuDir, 'cpu.cfs_quota_us'), String(Math.max(1000, Math.round((percent * CPU_PERIOD_US) / 100))));
+    };
+    // One controller's files do not wait for another's.
+    await Promise.all([
+      dirs.memory && limits.memoryBytes ? memory(dirs.memory, limits.memoryBytes) : undefined,
+      dirs.cpu && limits.cpuPercent ? cpu(dirs.cpu, limits.cpuPercent) : undefined,
+      dirs.pids && limits.maxProcesses ? writeFile(join(dirs.pids, 'pids.max'), String(limits.maxProcesses)) : undefined,
+    ]);
   }
 
   async rename(name: string): Promise<Cgroup> {
     const dirs: Partial<Record<V1Controller, string>> = {};
-    for (const [controller, dir] of Object.entries(this.dirs) as [V1Controller, string][]) {
+    const moves = (Object.entries(this.dirs) as [V1Controller, string][]).map(([controller, dir]) => {
       dirs[controller] = join(dirname(dir), name);
-      await fsRename(dir, dirs[controller]!);
-    }
+      return fsRename(dir, dirs[controller]!);
+    });
+    await Promise.all(moves);
     return new CgroupV1(name, dirs);
   }
 

@@ -21,15 +21,14 @@ export function pythonEnvironmentAt(root: string, interpreter: PythonInterpreter
  */
 export async function createPythonEnvironment(root: string, interpreter: PythonInterpreter): Promise<PythonEnvironment> {
   const env = pythonEnvironmentAt(root, interpreter);
-  await mkdir(join(root, 'bin'), { recursive: true });
-  await mkdir(env.sitePackages, { recursive: true });
   const [major, minor] = interpreter.version.split('.');
-  await Promise.all(
-    ['python', `python${major}`, `python${major}.${minor}`].map((name) => symlink(interpreter.executable, join(root, 'bin', name))),
-  );
-  await writeFile(
-    join(root, 'pyvenv.cfg'),
-    `home = ${dirname(interpreter.executable)}\ninclude-system-site-packages = false\nversion = ${interpreter.version}\nexecutable = ${interpreter.executable}\n`,
-  );
+  await Promise.all([
+    mkdir(join(root, 'bin'), { recursive: true }).then(() =>
+      Promise.all(['python', `python${major}`, `python${major}.${minor}`].map((name) => symlink(interpreter.executable, join(root, 'bin', name)))),
+    ),
+    mkdir(env.sitePackages, { recursive: true }).then(() =>
+      writeFile(join(root, 'pyvenv.cfg'), `home = ${dirname(interpreter.executable)}\ninclude-system-site-packages = false\nversion = ${interpreter.version}\nexecutable = ${interpreter.executable}\n`),
+    ),
+  ]);
   return env;
 }
