@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { access, chown, constants, mkdtemp, readFile, rm, statfs } from 'node:fs/promises';
+import { access, chown, constants, mkdtemp, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { readJsonFile } from '../storage/jsonFile.js';
 import { errors } from '../errors.js';
 import type { Cgroup } from './cgroups.js';
 import { unmountWorkspaceQuota } from './diskQuota.js';
@@ -239,10 +240,7 @@ export class SessionSandbox {
       ];
       const cwd = this.isolate ? INSIDE.workspace : this.parts.workspace;
       const result = await this.run(command, cwd, env, mounts, true, this.parts.installer, {}, options);
-      const report = await readFile(join(scratch, 'report.json'), 'utf8').then(
-        (raw) => JSON.parse(raw) as PipInstallResult['report'],
-        () => undefined,
-      );
+      const report = await readJsonFile<PipInstallResult['report']>(join(scratch, 'report.json'));
       return { ...result, report };
     } finally {
       // New packages may bring .pth files, which only an interpreter start reads.

@@ -1,14 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { UrlSigner } from '../artifacts/urlSigner.js';
-import { writeJsonAtomically } from './checkpointArchive.js';
-import { createS3Client, isMissingObject } from './s3Client.js';
+import { readJsonFile, writeJsonAtomically } from './jsonFile.js';
+import { createS3Client, isMissingObject, readJsonObject, writeJsonObject } from './s3Client.js';
 import type { S3Location } from './checkpointStore.js';
 
 /** What a signed upload URL allows: one PUT of at most maxBytes of contentType until expiresAtMs. */
@@ -134,18 +134,12 @@ export class LocalArtifactStore implements ArtifactStore {
   async uploaded(artifactId: string): Promise<UploadedBytes | undefined> {
     if (!ARTIFACT_ID.test(artifactId)) return undefined;
     if (!(await stat(this.path(artifactId, '.bin')).then(() => true, () => false))) return undefined;
-    return readFile(this.path(artifactId, '.upload.json'), 'utf8').then(
-      (raw) => JSON.parse(raw) as UploadedBytes,
-      () => undefined,
-    );
+    return readJsonFile<UploadedBytes>(this.path(artifactId, '.upload.json'));
   }
 
   async record(artifactId: string): Promise<ArtifactRecord | undefined> {
     if (!ARTIFACT_ID.test(artifactId)) return undefined;
-    return readFile(this.path(artifactId, '.json'), 'utf8').then(
-      (raw) => JSON.parse(raw) as ArtifactRecord,
-      () => undefined,
-    );
+    return readJsonFile<ArtifactRecord>(this.path(artifactId, '.json'));
   }
 
   async saveRecord(record: ArtifactRecord): Promise<void> {
@@ -204,11 +198,15 @@ export class S3ArtifactStore implements ArtifactStore {
   async uploaded(artifactId: string): Promise<UploadedBytes | undefined> {
     if (!ARTIFACT_ID.test(artifactId)) return undefined;
     try {
-      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.location.bucket, Key: this.key(artifactId) }));
+      // One GET gives the size, the session and (streamed through a hash) the checksum.
       const object = await this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(artifactId) }));
       const hash = createHash('sha256');
-      await pipeline(object.Body as Readable, hash);
-      return { sizeBytes: head.ContentLength ?? 0, sha256: hash.digest('hex'), sessionId: head.Metadata?.session };
+      let sizeBytes = 0;
+      for await (const chunk of object.Body as Readable) {
+        hash.update(chunk as Buffer);
+        sizeBytes += (chunk as Buffer).length;
+      }
+      return { sizeBytes, sha256: hash.digest('hex'), sessionId: object.Metadata?.session };
     } catch (err) {
       if (isMissingObject(err)) return undefined;
       throw err;
@@ -217,17 +215,11 @@ export class S3ArtifactStore implements ArtifactStore {
 
   async record(artifactId: string): Promise<ArtifactRecord | undefined> {
     if (!ARTIFACT_ID.test(artifactId)) return undefined;
-    try {
-      const object = await this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${artifactId}.json`) }));
-      return JSON.parse(await object.Body!.transformToString()) as ArtifactRecord;
-    } catch (err) {
-      if (isMissingObject(err)) return undefined;
-      throw err;
-    }
+    return readJsonObject<ArtifactRecord>(this.client, this.location.bucket, this.key(`${artifactId}.json`));
   }
 
   async saveRecord(record: ArtifactRecord): Promise<void> {
-    await this.client.send(new PutObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${record.artifactId}.json`), Body: JSON.stringify(record, null, 2), ContentType: 'application/json' }));
+    await writeJsonObject(this.client, this.location.bucket, this.key(`${record.artifactId}.json`), record);
   }
 
   storageUrl(record: ArtifactRecord): string {

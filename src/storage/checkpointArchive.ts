@@ -1,7 +1,7 @@
 import { ZipArchive, type ArchiverError, type EntryData } from 'archiver';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, lchown, mkdir, open, rename, rm, symlink } from 'node:fs/promises';
+import { chmod, lchown, mkdir, open, rm, symlink } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -191,16 +191,3 @@ export async function extractArchive(archive: OpenedArchive, roots: ArchiveRoots
 }
 
 const EXTRACT_CONCURRENCY = 8;
-
-/** Writes a JSON file atomically: temporary name, fsync, rename. */
-export async function writeJsonAtomically(file: string, value: unknown): Promise<void> {
-  const temporary = `${file}.tmp-${process.pid}`;
-  const handle = await open(temporary, 'w', 0o600);
-  try {
-    await handle.writeFile(JSON.stringify(value, null, 2));
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temporary, file);
-}

@@ -1,12 +1,12 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { writeJsonAtomically } from './checkpointArchive.js';
-import { createS3Client, isMissingObject } from './s3Client.js';
+import { readJsonFile, writeJsonAtomically } from './jsonFile.js';
+import { createS3Client, readJsonObject, writeJsonObject } from './s3Client.js';
 
 /** What is recorded beside each checkpoint archive. */
 export interface CheckpointRecord {
@@ -73,10 +73,7 @@ export class LocalCheckpointStore implements CheckpointStore {
 
   async record(checkpointId: string): Promise<CheckpointRecord | undefined> {
     if (!isCheckpointId(checkpointId)) return undefined;
-    return readFile(join(this.dir, `${checkpointId}.json`), 'utf8').then(
-      (raw) => JSON.parse(raw) as CheckpointRecord,
-      () => undefined,
-    );
+    return readJsonFile<CheckpointRecord>(join(this.dir, `${checkpointId}.json`));
   }
 
   async fetch(checkpointId: string): Promise<FetchedArchive> {
@@ -128,19 +125,13 @@ export class S3CheckpointStore implements CheckpointStore {
   async save(record: CheckpointRecord, archive: string): Promise<void> {
     const { size } = await stat(archive);
     await this.client.send(new PutObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${record.checkpointId}.zip`), Body: createReadStream(archive), ContentLength: size, ContentType: 'application/zip' }));
-    await this.client.send(new PutObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${record.checkpointId}.json`), Body: JSON.stringify(record, null, 2), ContentType: 'application/json' }));
+    await writeJsonObject(this.client, this.location.bucket, this.key(`${record.checkpointId}.json`), record);
     await rm(archive, { force: true });
   }
 
   async record(checkpointId: string): Promise<CheckpointRecord | undefined> {
     if (!isCheckpointId(checkpointId)) return undefined;
-    try {
-      const object = await this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${checkpointId}.json`) }));
-      return JSON.parse(await object.Body!.transformToString()) as CheckpointRecord;
-    } catch (err) {
-      if (isMissingObject(err)) return undefined;
-      throw err;
-    }
+    return readJsonObject<CheckpointRecord>(this.client, this.location.bucket, this.key(`${checkpointId}.json`));
   }
 
   async fetch(checkpointId: string): Promise<FetchedArchive> {

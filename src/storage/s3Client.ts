@@ -1,4 +1,4 @@
-import { S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { S3Location } from './checkpointStore.js';
 
 /** One S3 client setup for every store: the usual AWS credentials, path style for other endpoints. */
@@ -16,4 +16,19 @@ export function createS3Client(location: S3Location): S3Client {
 export function isMissingObject(err: unknown): boolean {
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
   return e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404;
+}
+
+/** A JSON object's value, or undefined when there is no such object. */
+export async function readJsonObject<T>(client: S3Client, bucket: string, key: string): Promise<T | undefined> {
+  try {
+    const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    return JSON.parse(await object.Body!.transformToString()) as T;
+  } catch (err) {
+    if (isMissingObject(err)) return undefined;
+    throw err;
+  }
+}
+
+export async function writeJsonObject(client: S3Client, bucket: string, key: string, value: unknown): Promise<void> {
+  await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: JSON.stringify(value, null, 2), ContentType: 'application/json' }));
 }
