@@ -3,16 +3,21 @@
 SHELL := /bin/bash
 BIN := node_modules/.bin
 SOURCES := $(shell find src gen tests bench -name '*.ts' 2>/dev/null)
-TEST_FILES = $(shell find dist/tests -name '*.test.js' | sort)
+UNIT_FILES = $(shell find dist/tests/unit -name '*.test.js' | sort)
+TEST_FILES = $(UNIT_FILES) $(shell find dist/tests -name '*.test.js' -not -path 'dist/tests/unit/*' | sort)
 ARGS ?=
 
-.PHONY: run test bench build generate lint check-generated system-deps clean
+.PHONY: run test test-unit bench build generate lint check-generated system-deps clean
 
 run: system-deps dist/.built
 	node dist/src/main.js $(ARGS)
 
 test: system-deps dist/.built lint check-generated
 	node --test --test-concurrency=1 $(TEST_FILES)
+
+# The fast tier: pure logic, no root, no bubblewrap, no Python.
+test-unit: dist/.built
+	node --test $(UNIT_FILES)
 
 # Hot paths against same-run baselines; writes bench/results.json and bench/results.md.
 bench: system-deps dist/.built
@@ -33,11 +38,14 @@ dist/.built: node_modules/.installed tsconfig.json $(SOURCES)
 	@touch $@
 
 # What the worker needs from the machine: a Python 3 with pip (pkg.install drives the host's
-# pip) and bubblewrap (the sandbox); setpriv and prlimit come with util-linux.
+# pip) and bubblewrap (the sandbox); setpriv, prlimit and flock come with util-linux. The
+# security tests build a small shared library with cc.
 system-deps:
 	@command -v python3 >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3; }
 	@python3 -m pip --version >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-pip; }
 	@command -v bwrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq bubblewrap; }
+	@command -v flock >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq util-linux; }
+	@command -v cc >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq gcc libc6-dev; }
 
 generate: node_modules/.installed
 	$(BIN)/buf generate

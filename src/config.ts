@@ -36,6 +36,7 @@ export interface WorkerConfig {
   maxArtifactBytes: number;
   artifactRetentionHours: number;
   shutdownGraceSeconds: number;
+  uidBase: number | undefined;
 }
 
 export class ConfigError extends Error {
@@ -144,6 +145,7 @@ const SETTINGS = {
   shutdownGraceSeconds: setting('WORKER_SHUTDOWN_GRACE_SECONDS', 'on SIGTERM/SIGINT, how long running tasks may finish', integer(0, 3600), () => 30),
   spareSessions: setting('WORKER_SPARE_SESSIONS', 'sessions kept made ahead, so CreateSession is quick (0: none)', integer(0, 1000), () => 8),
   warmInterpreter: setting('WORKER_WARM_INTERPRETER', 'fork run.python calls from a warm interpreter per session', bool, () => true),
+  uidBase: setting<number | undefined>('WORKER_UID_BASE', 'first host uid of this worker\'s range (100000 uids; unset: claim a free range)', integer(1000, 4_294_000_000), none),
   defaultMemoryMb: setting('WORKER_DEFAULT_MEMORY_MB', 'memory limit of sessions that set none (0: none)', integer(0, 10_000_000), () => 2048),
 } satisfies { [K in keyof WorkerConfig]: Setting<WorkerConfig[K]> };
 

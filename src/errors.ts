@@ -12,6 +12,11 @@ export class WorkerError extends ServerError {
   }
 }
 
+/** Client input for a message: JSON-quoted, cut to `max` characters with an ellipsis. */
+export function quoted(value: string, max = 64): string {
+  return JSON.stringify(value.length > max ? `${value.slice(0, max)}…` : value);
+}
+
 /** Every client-visible failure, named once, with the code the reference's tables give it. */
 export const errors = {
   // Session errors

@@ -6,6 +6,10 @@ import { startGrpcServer } from './grpc/server.js';
 import { createLogger, type Logger } from './logger.js';
 import { PythonUnavailableError, resolvePythonInterpreter } from './sandbox/pythonInterpreter.js';
 import { SandboxHost, SandboxUnavailableError } from './sandbox/sandboxHost.js';
+import { unmountStaleQuotas } from './sandbox/diskQuota.js';
+import { HostLock } from './sandbox/hostLock.js';
+import { findOnPath } from './sandbox/hostTools.js';
+import { UidRangeError } from './sandbox/uidRange.js';
 import { Checkpoints } from './sessions/checkpoints.js';
 import { Registration } from './coordinator/registration.js';
 import { startIdleReaper } from './sessions/idleReaper.js';
@@ -20,12 +24,34 @@ import { LocalArtifactStore, S3ArtifactStore } from './storage/artifactStore.js'
 import { SessionPool } from './sessions/sessionPool.js';
 import { LocalWorkspaceStore } from './storage/workspaceStore.js';
 
+/** Time past the grace period a shutdown may take (destroying sessions, closing servers). */
+const SHUTDOWN_SLACK_SECONDS = 10;
+
+/** Startup refused for a reason the operator can act on: printed as its message alone. */
+class StartupRefused extends Error {
+  override name = 'StartupRefused';
+}
+
+/** One worker per data directory: a kernel lock taken before anything in it is touched. */
+async function lockDataDirectory(dataDir: string): Promise<HostLock> {
+  await mkdir(dataDir, { recursive: true });
+  const claim = await HostLock.acquire(join(dataDir, 'worker.lock'), (await findOnPath('flock')) ?? 'flock', `worker data directory ${dataDir}`);
+  if (!claim.acquired) {
+    const holder = claim.holder ? `worker process ${claim.holder.pid}` : 'another worker process';
+    throw new StartupRefused(`WORKER_DATA_DIR ${dataDir} is in use by ${holder}; give each worker its own data directory`);
+  }
+  return claim.lock;
+}
+
 async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> {
+  const dataLock = await lockDataDirectory(config.dataDir);
   await mkdir(join(config.dataDir, 'sessions'), { recursive: true });
   const interpreter = await resolvePythonInterpreter(config.python);
   if (interpreter.pipVersion === undefined) logger.warn('the host Python has no pip: pkg.install will fail', { python: interpreter.executable });
 
   const store = new LocalWorkspaceStore(config.dataDir);
+  // Sessions of an earlier run died with it: their quota mounts go first, then their trees.
+  await unmountStaleQuotas(join(config.dataDir, 'sessions'));
   const stale = await store.removeStale();
   if (stale > 0) logger.info('removed workspaces left by an earlier run', { count: stale });
 
@@ -38,6 +64,7 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
     maxProcesses: config.maxProcesses,
     maxTaskOutputBytes: config.maxTaskOutputBytes,
     warmInterpreter: config.warmInterpreter,
+    uidBase: config.uidBase,
     logger,
   });
   logger.info('sandbox ready', sandboxHost.describe());
@@ -119,6 +146,11 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
     }
     stopping = true;
     logger.info('shutting down', { signal, grace_seconds: config.shutdownGraceSeconds });
+    // Whatever hangs (a session's files, the coordinator), the worker is gone a little after the grace time.
+    setTimeout(() => {
+      logger.error('shutdown did not finish in time: exiting now');
+      process.exit(1);
+    }, (config.shutdownGraceSeconds + SHUTDOWN_SLACK_SECONDS) * 1000).unref();
     stopReaper();
     pool.stopAccepting(); // new sessions and tasks: UNAVAILABLE from now on
     await registration?.stop();
@@ -129,6 +161,7 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
     await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 5000))]);
     server.forceShutdown();
     await new Promise((resolve) => http.server.close(resolve));
+    dataLock.release();
     logger.info('worker stopped');
     process.exit(0);
   };
@@ -154,7 +187,8 @@ async function main(): Promise<void> {
   try {
     await startWorker(config, logger);
   } catch (err) {
-    const message = err instanceof PythonUnavailableError || err instanceof SandboxUnavailableError ? err.message : `cannot start: ${(err as Error).stack ?? String(err)}`;
+    const known = [PythonUnavailableError, SandboxUnavailableError, UidRangeError, StartupRefused].some((type) => err instanceof type);
+    const message = known ? (err as Error).message : `cannot start: ${(err as Error).stack ?? String(err)}`;
     logger.error(message);
     process.stderr.write(`codegen-worker: ${message}\n`);
     process.exit(1);

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, realpath } from 'node:fs/promises';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -18,12 +18,19 @@ export async function unmountWorkspaceQuota(dir: string): Promise<void> {
   await run('umount', ['-l', dir]).catch(() => undefined);
 }
 
-/** Unmounts quotas an earlier run left under `root`. */
-export async function unmountStaleQuotas(root: string): Promise<void> {
-  const mounts = await readFile('/proc/mounts', 'utf8').catch(() => '');
-  const stale = mounts
+/** Mount points (as the kernel names them: no links) strictly below `root`, deepest last. */
+export async function mountsBelow(root: string): Promise<string[]> {
+  const real = await realpath(root).catch(() => root);
+  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  // Field 5 is the mount point, with space, tab, newline and backslash escaped as octal.
+  const points = mountinfo
     .split('\n')
-    .map((line) => line.split(' ')[1] ?? '')
-    .filter((point) => point.startsWith(`${root}/`));
-  for (const point of stale.reverse()) await unmountWorkspaceQuota(point);
+    .map((line) => (line.split(' ')[4] ?? '').replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))))
+    .filter((point) => point.startsWith(`${real}/`));
+  return [...new Set(points)];
+}
+
+/** Unmounts quotas an earlier run left under `root` (a worker killed with them mounted). */
+export async function unmountStaleQuotas(root: string): Promise<void> {
+  for (const point of (await mountsBelow(root)).reverse()) await unmountWorkspaceQuota(point);
 }

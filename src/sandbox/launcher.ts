@@ -14,6 +14,8 @@ export interface HostTools {
   bwrap: string | undefined;
   setpriv: string;
   prlimit: string;
+  /** coreutils env: sets the session's environment as the very last step. */
+  env: string;
 }
 
 export interface Confinement {
@@ -30,7 +32,15 @@ export interface Confinement {
 }
 
 // Joins the cgroups (as root, before dropping privileges), then becomes the next command.
+// It runs with LAUNCHER_ENV only: nothing of the session's reaches it.
 const JOIN_CGROUPS = 'for f in $CODEGEN_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; unset CODEGEN_CGROUP_PROCS; exec "$@"';
+
+/**
+ * The whole environment of the privileged part of a launch (sh, prlimit, bwrap, setpriv, all
+ * root). Fixed: a variable the session chose (LD_PRELOAD, LD_DEBUG_OUTPUT, …) would be consumed
+ * by the dynamic loader of a root process.
+ */
+export const LAUNCHER_ENV: Readonly<Record<string, string>> = Object.freeze({ PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' });
 
 /** The sandbox's private /tmp (RAM, charged to its memory cgroup). */
 const TMP_BYTES = 256 * 1024 * 1024;
@@ -68,6 +78,9 @@ function dropPrivileges(setpriv: string, owner: { uid: number; gid: number }): s
  * the session's uid there. A root worker runs bubblewrap as root (so it can mount what the
  * session's uid could not reach) without a user namespace, so files the code writes belong to
  * the session's uid on the host too; a non-root worker runs it in a user namespace instead.
+ *
+ * `env` is the environment of `command` alone: `env -i` applies it as the last step, after the
+ * privilege drop and inside the namespaces. Everything before runs with LAUNCHER_ENV.
  */
 export function confine(command: string[], cwd: string, env: Record<string, string>, confinement: Confinement): ProcessSpec {
   const chain: string[] = [];
@@ -100,15 +113,15 @@ export function confine(command: string[], cwd: string, env: Record<string, stri
     if (confinement.owner) chain.push(...dropPrivileges(confinement.tools.setpriv, confinement.owner));
     processCwd = '/';
   }
-  chain.push(...command);
+  chain.push(confinement.tools.env, '-i', '--', ...Object.entries(env).map(([name, value]) => `${name}=${value}`), ...command);
 
   if (confinement.cgroup) {
     return {
       executable: '/bin/sh',
       args: ['-c', JOIN_CGROUPS, 'codegen-launch', ...chain],
       cwd: processCwd,
-      env: { ...env, CODEGEN_CGROUP_PROCS: confinement.cgroup.procsFiles.join(' ') },
+      env: { ...LAUNCHER_ENV, CODEGEN_CGROUP_PROCS: confinement.cgroup.procsFiles.join(' ') },
     };
   }
-  return { executable: chain[0]!, args: chain.slice(1), cwd: processCwd, env };
+  return { executable: chain[0]!, args: chain.slice(1), cwd: processCwd, env: { ...LAUNCHER_ENV } };
 }

@@ -18,7 +18,7 @@ async function pump(stream: Readable, source: OutputSource, options: RunOptions,
   let keptBytes = 0;
   let truncated = false;
   let pending = '';
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
+  for await (const chunk of endAtClose(stream)) {
     counted(chunk.length);
     if (keptBytes < options.maxCaptureBytes) {
       const room = options.maxCaptureBytes - keptBytes;
@@ -42,6 +42,16 @@ async function pump(stream: Readable, source: OutputSource, options: RunOptions,
   pending += decoder.end();
   if (pending.length > 0) await options.onLine(source, pending);
   return { text: Buffer.concat(kept).toString('utf8'), truncated };
+}
+
+/** The stream's chunks; a stream cut off (destroyed, reset) ends there instead of failing. */
+async function* endAtClose(stream: Readable): AsyncGenerator<Buffer> {
+  try {
+    yield* stream as AsyncIterable<Buffer>;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ERR_STREAM_PREMATURE_CLOSE' && code !== 'ECONNRESET' && code !== 'EPIPE') throw err;
+  }
 }
 
 export interface CapturedStreams {

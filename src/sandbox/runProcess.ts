@@ -9,6 +9,8 @@ export interface ProcessSpec {
   cwd: string;
   /** The whole environment of the process: nothing of the worker's own is added. */
   env: Record<string, string>;
+  /** The task marker the process's descendants carry (TASK_MARKER_VARIABLE); made here when absent. */
+  marker?: string;
   /** Written to stdin, which is then closed. */
   stdin?: string;
 }
@@ -47,6 +49,11 @@ export interface ProcessResult {
   outputLimitExceeded: boolean;
 }
 
+/** A fresh value for TASK_MARKER_VARIABLE. */
+export function newTaskMarker(): string {
+  return randomBytes(12).toString('hex');
+}
+
 /**
  * Runs one process to its end, streaming its output line by line. The process gets its own
  * session (so its group can be signalled as one) and a marker in its environment; when it
@@ -54,7 +61,7 @@ export interface ProcessResult {
  */
 export async function runProcess(spec: ProcessSpec, options: RunOptions): Promise<ProcessResult> {
   options.signal.throwIfAborted();
-  const marker = randomBytes(12).toString('hex');
+  const marker = spec.marker ?? newTaskMarker();
   const child = spawn(spec.executable, spec.args, {
     cwd: spec.cwd,
     env: { ...spec.env, [TASK_MARKER_VARIABLE]: marker },

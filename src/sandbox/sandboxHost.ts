@@ -1,13 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { access, chown, constants, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { delimiter, dirname, join } from 'node:path';
+import { chown, lstat, mkdir, mkdtemp, readdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { Logger } from '../logger.js';
+import { removeTree } from '../storage/removeTree.js';
 import { setUpCgroups, type Cgroup, type CgroupSupport } from './cgroups.js';
-import { mountWorkspaceQuota, unmountStaleQuotas, unmountWorkspaceQuota } from './diskQuota.js';
+import { mountWorkspaceQuota, unmountWorkspaceQuota } from './diskQuota.js';
+import { findOnPath } from './hostTools.js';
 import type { HostTools } from './launcher.js';
 import { createPythonEnvironment, pythonEnvironmentAt } from './pythonEnvironment.js';
 import type { PythonInterpreter } from './pythonInterpreter.js';
 import { SessionSandbox, type SessionLimits } from './sessionSandbox.js';
+import { claimUidRange, type UidRange } from './uidRange.js';
 
 export type SandboxMode = 'bwrap' | 'none';
 
@@ -23,6 +26,8 @@ export interface SandboxHostOptions {
   maxTaskOutputBytes: number;
   /** Keep a warm interpreter per session and fork each run.python call from it. */
   warmInterpreter: boolean;
+  /** First uid of this worker's range (WORKER_UID_BASE); undefined: claim a free one. */
+  uidBase: number | undefined;
   logger: Logger;
 }
 
@@ -38,9 +43,6 @@ export class SandboxUnavailableError extends Error {
   override name = 'SandboxUnavailableError';
 }
 
-/** Host uids: the installer (pip) uses BASE_UID, session n uses BASE_UID + n. */
-const BASE_UID = 200_000;
-
 /**
  * The worker's side of the sandbox: what the host offers (root, cgroups, bubblewrap), the uids
  * handed to sessions, and the making and unmaking of each session's sandbox.
@@ -53,6 +55,8 @@ export class SandboxHost {
     readonly cgroups: CgroupSupport | undefined,
     readonly isRoot: boolean,
     readonly tools: HostTools,
+    /** Host uids of this worker's sessions (root workers isolating only). */
+    private readonly uids: UidRange | undefined,
   ) {}
 
   static async create(options: SandboxHostOptions): Promise<SandboxHost> {
@@ -61,14 +65,21 @@ export class SandboxHost {
     if (options.mode === 'bwrap' && !bwrap) {
       throw new SandboxUnavailableError('bubblewrap (bwrap) is not installed: install the Debian package bubblewrap (`make run` does) or, knowing that code then runs unisolated, set WORKER_SANDBOX=none');
     }
-    const tools = { bwrap, setpriv: (await findOnPath('setpriv')) ?? 'setpriv', prlimit: (await findOnPath('prlimit')) ?? 'prlimit' };
-    await mkdir(join(options.dataDir, 'pip-cache'), { recursive: true });
-    await unmountStaleQuotas(join(options.dataDir, 'sessions'));
-    const cgroups = isRoot ? await setUpCgroups() : undefined;
-    const host = new SandboxHost(options, cgroups, isRoot, tools);
-    if (isRoot && options.mode === 'bwrap') await chown(join(options.dataDir, 'pip-cache'), BASE_UID, BASE_UID);
-    await host.selfCheck();
-    return host;
+    const tools = { bwrap, setpriv: (await findOnPath('setpriv')) ?? 'setpriv', prlimit: (await findOnPath('prlimit')) ?? 'prlimit', env: (await findOnPath('env')) ?? '/usr/bin/env' };
+    const uids = isRoot && options.mode === 'bwrap' ? await claimUidRange((await findOnPath('flock')) ?? 'flock', options.uidBase) : undefined;
+    try {
+      // Scratch space of pkg.install steps; what an earlier run left there is dropped.
+      await removeTree(join(options.dataDir, 'scratch'));
+      await mkdir(join(options.dataDir, 'scratch'), { recursive: true });
+      await preparePipCache(join(options.dataDir, 'pip-cache'), uids ? { uid: uids.base, gid: uids.base } : undefined);
+      const cgroups = isRoot ? await setUpCgroups() : undefined;
+      const host = new SandboxHost(options, cgroups, isRoot, tools, uids);
+      await host.selfCheck();
+      return host;
+    } catch (err) {
+      uids?.lock.release();
+      throw err;
+    }
   }
 
   /** One line for the startup log: what is isolated and what is limited, and how. */
@@ -82,7 +93,7 @@ export class SandboxHost {
       cpu_limit: controllers.includes('cpu') ? 'cgroup cpu quota' : 'NOT ENFORCED (no writable cpu cgroup)',
       process_limit: controllers.includes('pids') ? 'cgroup pids' : this.isRoot ? 'RLIMIT_NPROC (per-session uid)' : 'NOT ENFORCED',
       disk_limit: this.isRoot ? 'size-capped tmpfs workspace' : 'NOT ENFORCED (needs root)',
-      session_uids: this.isRoot && this.options.mode === 'bwrap' ? `${BASE_UID + 1}+` : 'the worker\'s own',
+      session_uids: this.uids ? `${this.uids.base + 1}-${this.uids.base + this.uids.size - 1} (claimed for this worker; pip's fetching step: ${this.uids.base})` : "the worker's own",
     };
   }
 
@@ -93,15 +104,15 @@ export class SandboxHost {
   async prepare(dirs: { workspace: string; environment: string }): Promise<PreparedSandbox> {
     const slot = this.takeSlot();
     // Own uids only where the sandbox hides the host: without it, the code must reach host paths.
-    const ownUids = this.isRoot && this.options.mode === 'bwrap';
-    const owner = ownUids ? { uid: BASE_UID + slot, gid: BASE_UID + slot } : undefined;
-    const installer = ownUids ? { uid: BASE_UID, gid: BASE_UID } : undefined;
+    const uids = this.uids;
+    const owner = uids ? { uid: uids.base + slot, gid: uids.base + slot } : undefined;
+    const installer = uids ? { uid: uids.base, gid: uids.base } : undefined;
     let cgroup: Cgroup | undefined;
     try {
       // The three parts do not depend on each other: made side by side.
       const made = await Promise.all([
         owner ? chown(dirs.workspace, owner.uid, owner.gid) : undefined,
-        createPythonEnvironment(dirs.environment, this.options.interpreter).then(() => (installer ? chownTree(dirs.environment, installer.uid, installer.gid) : undefined)),
+        createPythonEnvironment(dirs.environment, this.options.interpreter).then(() => (owner ? chownTree(dirs.environment, owner.uid, owner.gid) : undefined)),
         this.cgroups?.root.child(`spare-${randomBytes(6).toString('hex')}`, { maxProcesses: this.options.maxProcesses }).then((group) => (cgroup = group)),
       ]);
       return { slot, owner, installer, cgroup: made[2] };
@@ -141,9 +152,10 @@ export class SandboxHost {
     await prepared.cgroup?.destroy().catch(() => undefined);
   }
 
-  /** Removes the worker's cgroup subtree (at shutdown, after every session is gone). */
+  /** Removes the worker's cgroup subtree and gives its uids back (at shutdown, after every session is gone). */
   async close(): Promise<void> {
     await this.cgroups?.root.destroy().catch(() => undefined);
+    this.uids?.lock.release();
   }
 
   /** prepare() then activate(): a session's sandbox made on the spot. */
@@ -154,6 +166,7 @@ export class SandboxHost {
   private takeSlot(): number {
     let slot = 1;
     while (this.usedSlots.has(slot)) slot++;
+    if (this.uids && slot >= this.uids.size) throw new Error(`no free session uid: all ${this.uids.size - 1} of this worker's are in use`);
     this.usedSlots.add(slot);
     return slot;
   }
@@ -178,17 +191,20 @@ export class SandboxHost {
         await sandbox.dispose();
       }
     } finally {
-      await rm(scratch, { recursive: true, force: true });
+      await removeTree(scratch);
     }
   }
 }
 
-async function findOnPath(name: string): Promise<string | undefined> {
-  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(delimiter)) {
-    const candidate = join(dir, name);
-    if (await access(candidate, constants.X_OK).then(() => true, () => false)) return candidate;
-  }
-  return undefined;
+/**
+ * The shared pip cache belongs to the fetching uid (the only writer). One left by a run with
+ * other uids is dropped rather than re-owned: it is only a cache.
+ */
+async function preparePipCache(dir: string, installer: { uid: number; gid: number } | undefined): Promise<void> {
+  const st = await lstat(dir).catch(() => undefined);
+  if (st && (!st.isDirectory() || (installer && st.uid !== installer.uid))) await removeTree(dir);
+  await mkdir(dir, { recursive: true });
+  if (installer) await chown(dir, installer.uid, installer.gid);
 }
 
 async function chownTree(dir: string, uid: number, gid: number): Promise<void> {

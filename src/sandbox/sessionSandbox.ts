@@ -1,15 +1,17 @@
 import { randomBytes } from 'node:crypto';
-import { access, chown, constants, mkdtemp, rm, statfs } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { readJsonFile } from '../storage/jsonFile.js';
+import { basename, dirname, join } from 'node:path';
+import { openRegularFileNoFollow, openTrustedDirectory, type Owner } from '../storage/beneath.js';
+import { namesIn } from '../storage/fileTree.js';
+import { removeTree } from '../storage/removeTree.js';
 import { errors } from '../errors.js';
 import type { Cgroup } from './cgroups.js';
 import { unmountWorkspaceQuota } from './diskQuota.js';
 import { confine, type Mount } from './launcher.js';
-import { measureProcessTrees, type ProcessUsage } from './processTree.js';
+import { measureProcessTrees, TASK_MARKER_VARIABLE, type ProcessUsage } from './processTree.js';
 import type { PythonEnvironment } from './pythonEnvironment.js';
-import { runProcess, type ProcessResult, type RunOptions, type RunningProcess } from './runProcess.js';
+import { newTaskMarker, runProcess, type ProcessResult, type RunOptions, type RunningProcess } from './runProcess.js';
 import type { SandboxHost } from './sandboxHost.js';
 import { WarmInterpreter, WarmUnavailableError } from './warmInterpreter.js';
 import { ZYGOTE_SOURCE } from './zygote.js';
@@ -45,7 +47,7 @@ export interface SessionSandboxParts {
   env: Record<string, string>;
   /** Host uid of the session's code; undefined when the worker is not root. */
   owner: { uid: number; gid: number } | undefined;
-  /** Host uid pip runs as (it owns the environment and the shared wheel cache). */
+  /** Host uid the fetching step of pkg.install runs as (it owns the shared pip cache). */
   installer: { uid: number; gid: number } | undefined;
   cgroup: Cgroup | undefined;
   limits: SessionLimits;
@@ -56,7 +58,7 @@ export interface SessionSandboxParts {
 
 const SYSTEM_PATH = '/usr/local/bin:/usr/bin:/bin';
 /** Where things are inside an isolating sandbox. */
-const INSIDE = { workspace: '/workspace', env: '/env', pipCache: '/pip-cache', pipReport: '/pip-report', control: '/run/codegen' };
+const INSIDE = { workspace: '/workspace', env: '/env', pipCache: '/pip-cache', pipReport: '/pip-report', wheels: '/wheels', control: '/run/codegen' };
 /** Unix socket paths longer than this do not fit in sockaddr_un. */
 const MAX_SOCKET_PATH = 100;
 
@@ -94,11 +96,6 @@ export class SessionSandbox {
   /** Who new workspace files must belong to, so the session's code can change them. */
   get owner(): { uid: number; gid: number } | undefined {
     return this.parts.owner;
-  }
-
-  /** Who owns the environment (pip's uid), for files put there from outside. */
-  get installer(): { uid: number; gid: number } | undefined {
-    return this.parts.installer;
   }
 
   private get isolate(): boolean {
@@ -189,8 +186,19 @@ export class SessionSandbox {
     await (await warm?.promise)?.close();
   }
 
-  /** Installs requirements into the session's environment with the host's pip, confined like user code but with network. */
-  async pipInstall(requirements: string[], options: RunOptions): Promise<PipInstallResult> {
+  /**
+   * Installs requirements into the session's environment, in two steps that never mix powers:
+   *
+   * 1. fetch: the worker's installer uid, with network and the shared pip cache, downloads the
+   *    wheels of `fromIndex` (plain names of the index) and their dependencies. It sees neither
+   *    the workspace nor the environment, and `--only-binary=:all:` means it runs no package's
+   *    code: nothing the session controls reaches a process that can write what other sessions
+   *    read.
+   * 2. install: the session's own uid, with the session's network policy and no shared cache,
+   *    installs from those wheels (and, with WORKER_ALLOW_NETWORK, the index), building local
+   *    paths, URLs and source distributions: code the session controls runs with its powers.
+   */
+  async pipInstall(requirements: { all: string[]; fromIndex: string[] }, options: RunOptions): Promise<PipInstallResult> {
     // One pip at a time per environment: two writing the same site-packages would corrupt it.
     const previous = this.pipQueue;
     let release!: () => void;
@@ -204,49 +212,85 @@ export class SessionSandbox {
     }
   }
 
-  private async pipInstallNow(requirements: string[], options: RunOptions): Promise<PipInstallResult> {
+  private async pipInstallNow(requirements: { all: string[]; fromIndex: string[] }, options: RunOptions): Promise<PipInstallResult> {
     await this.requirePython();
     const interpreter = this.host.options.interpreter;
-    if (interpreter.pipVersion === undefined) throw errors.pythonNotFound(`the host interpreter ${interpreter.executable} has no pip, which pkg.install needs`);
-    const scratch = await mkdtemp(join(this.host.options.dataDir, 'pip-report-'));
+    if (interpreter.pipVersion === undefined) throw errors.pythonNotFound('the host interpreter has no pip, which pkg.install needs');
+    const wheels = await this.scratchDirectory('pip-wheels-', this.parts.installer);
+    const reports = await this.scratchDirectory('pip-report-', this.parts.owner);
     try {
-      if (this.parts.installer) await chown(scratch, this.parts.installer.uid, this.parts.installer.gid);
-      const envDir = this.isolate ? INSIDE.env : this.parts.environment.root;
-      const reportDir = this.isolate ? INSIDE.pipReport : scratch;
-      const cacheDir = join(this.host.options.dataDir, 'pip-cache');
-      const index = this.host.options.pipIndexUrl ? ['--index-url', this.host.options.pipIndexUrl] : [];
-      // pip's runner under the session's interpreter skips starting the host interpreter first
-      // (what `pip --python` does itself), when the sandbox shows it.
-      const visible = (path: string) => path.startsWith('/usr/') || path.startsWith(`${interpreter.prefix}/`);
-      const pip = interpreter.pipRunner && (!this.isolate || visible(interpreter.pipRunner)) ? [`${envDir}/bin/python`, interpreter.pipRunner] : [interpreter.executable, '-m', 'pip', '--python', `${envDir}/bin/python`];
-      const command = [...pip, 'install', '--no-input', '--progress-bar', 'off', '--report', `${reportDir}/report.json`, ...index, ...requirements];
-      const env = {
-        PATH: SYSTEM_PATH,
-        HOME: this.isolate ? '/tmp' : scratch,
-        LANG: 'C.UTF-8',
-        // Only the worker's configured index counts: no host pip.conf, no PIP_* variables.
-        PIP_CONFIG_FILE: '/dev/null',
-        PIP_DISABLE_PIP_VERSION_CHECK: '1',
-        PIP_CACHE_DIR: this.isolate ? INSIDE.pipCache : cacheDir,
-        PYTHONUNBUFFERED: '1',
-        ...proxyVariables(),
-      };
-      const mounts: Mount[] = [
-        ...this.interpreterMounts(),
-        { host: this.parts.workspace, inside: INSIDE.workspace, writable: false },
-        { host: this.parts.environment.root, inside: INSIDE.env, writable: true },
-        { host: cacheDir, inside: INSIDE.pipCache, writable: true },
-        { host: scratch, inside: INSIDE.pipReport, writable: true },
-      ];
-      const cwd = this.isolate ? INSIDE.workspace : this.parts.workspace;
-      const result = await this.run(command, cwd, env, mounts, true, this.parts.installer, {}, options);
-      const report = await readJsonFile<PipInstallResult['report']>(join(scratch, 'report.json'));
-      return { ...result, report };
+      const fetched = requirements.fromIndex.length > 0 ? await this.pipFetch(requirements.fromIndex, wheels, options) : undefined;
+      if (fetched && fetched.exitCode !== 0 && !this.host.options.allowNetwork) {
+        const hint = 'pkg.install: the index has no wheel for one of these packages (or it is missing). Packages are installed from wheels; building one from source runs as the session\'s own code, which needs WORKER_ALLOW_NETWORK=true to fetch it.';
+        return { ...fetched, stderr: { ...fetched.stderr, text: `${fetched.stderr.text}${hint}\n` }, report: undefined };
+      }
+      const result = await this.pipInstallFrom(requirements.all, wheels, reports, options);
+      return { ...result, report: await readPipReport(join(reports, 'report.json')) };
     } finally {
       // New packages may bring .pth files, which only an interpreter start reads.
       await this.stopWarm();
-      await rm(scratch, { recursive: true, force: true });
+      await Promise.all([removeTree(wheels), removeTree(reports)]);
     }
+  }
+
+  /** Step 1 of pipInstall: the wheels of index packages into `wheels`, as the installer. */
+  private pipFetch(requirements: string[], wheels: string, options: RunOptions): Promise<SandboxedResult> {
+    const interpreter = this.host.options.interpreter;
+    const cacheDir = join(this.host.options.dataDir, 'pip-cache');
+    const wheelsDir = this.isolate ? INSIDE.wheels : wheels;
+    const command = [interpreter.executable, '-I', '-m', 'pip', 'download', '--no-input', '--progress-bar', 'off', '--only-binary=:all:', '--dest', wheelsDir, ...this.indexOptions(), '--', ...requirements];
+    const env = { ...this.pipEnv(), PIP_CACHE_DIR: this.isolate ? INSIDE.pipCache : cacheDir };
+    const mounts: Mount[] = [...this.interpreterMounts(), { host: cacheDir, inside: INSIDE.pipCache, writable: true }, { host: wheels, inside: INSIDE.wheels, writable: true }];
+    return this.run(command, this.isolate ? '/tmp' : wheels, env, mounts, true, this.parts.installer, {}, options);
+  }
+
+  /** Step 2 of pipInstall: everything into the environment, as the session. */
+  private pipInstallFrom(requirements: string[], wheels: string, reports: string, options: RunOptions): Promise<SandboxedResult> {
+    const interpreter = this.host.options.interpreter;
+    const envDir = this.isolate ? INSIDE.env : this.parts.environment.root;
+    const wheelsDir = this.isolate ? INSIDE.wheels : wheels;
+    const reportDir = this.isolate ? INSIDE.pipReport : reports;
+    // pip's runner under the session's interpreter skips starting the host interpreter first
+    // (what `pip --python` does itself), when the sandbox shows it.
+    const visible = (path: string) => path.startsWith('/usr/') || path.startsWith(`${interpreter.prefix}/`);
+    const pip = interpreter.pipRunner && (!this.isolate || visible(interpreter.pipRunner)) ? [`${envDir}/bin/python`, interpreter.pipRunner] : [interpreter.executable, '-m', 'pip', '--python', `${envDir}/bin/python`];
+    const sources = this.host.options.allowNetwork ? [...this.indexOptions(), '--find-links', wheelsDir] : ['--no-index', '--find-links', wheelsDir];
+    const command = [...pip, 'install', '--no-input', '--progress-bar', 'off', '--no-cache-dir', '--report', `${reportDir}/report.json`, ...sources, '--', ...requirements];
+    const env = { ...this.pipEnv(), PATH: `${envDir}/bin:${SYSTEM_PATH}` };
+    const mounts: Mount[] = [
+      ...this.interpreterMounts(),
+      { host: this.parts.workspace, inside: INSIDE.workspace, writable: true },
+      { host: this.parts.environment.root, inside: INSIDE.env, writable: true },
+      { host: wheels, inside: INSIDE.wheels, writable: false },
+      { host: reports, inside: INSIDE.pipReport, writable: true },
+    ];
+    const cwd = this.isolate ? INSIDE.workspace : this.parts.workspace;
+    return this.run(command, cwd, env, mounts, this.host.options.allowNetwork, this.parts.owner, {}, options);
+  }
+
+  private indexOptions(): string[] {
+    return this.host.options.pipIndexUrl ? ['--index-url', this.host.options.pipIndexUrl] : [];
+  }
+
+  private pipEnv(): Record<string, string> {
+    return {
+      PATH: SYSTEM_PATH,
+      HOME: '/tmp',
+      LANG: 'C.UTF-8',
+      // Only the worker's configured index counts: no host pip.conf, no PIP_* variables.
+      PIP_CONFIG_FILE: '/dev/null',
+      PIP_DISABLE_PIP_VERSION_CHECK: '1',
+      PYTHONUNBUFFERED: '1',
+      ...proxyVariables(),
+    };
+  }
+
+  /** A fresh directory in the data directory, handed to `owner` (removed by the caller). */
+  private async scratchDirectory(prefix: string, owner: Owner | undefined): Promise<string> {
+    const dir = await mkdtemp(join(this.host.options.dataDir, 'scratch', prefix));
+    if (owner) await chown(dir, owner.uid, owner.gid);
+    await chmod(dir, 0o755); // what one step writes, the next (another uid) reads
+    return dir;
   }
 
   /**
@@ -285,7 +329,8 @@ export class SessionSandbox {
   ): Promise<SandboxedResult> {
     const controllers = this.host.cgroups?.controllers ?? [];
     return this.inTaskGroup(taskLimits, options, (group, opts, memoryMb) => {
-      const spec = confine(command, cwd, env, {
+      const marker = newTaskMarker();
+      const spec = confine(command, cwd, { ...env, [TASK_MARKER_VARIABLE]: marker }, {
         tools: this.host.tools,
         isolate: this.isolate,
         network,
@@ -297,7 +342,7 @@ export class SessionSandbox {
           processes: !controllers.includes('pids') && owner ? this.host.options.maxProcesses : undefined,
         },
       });
-      return runProcess({ ...spec, stdin: options.stdin }, opts);
+      return runProcess({ ...spec, marker, stdin: options.stdin }, opts);
     });
   }
 
@@ -363,11 +408,10 @@ export class SessionSandbox {
     return prefix === '/usr' || prefix.startsWith('/usr/') ? [] : [{ host: prefix, inside: prefix, writable: false }];
   }
 
+  /** The environment's bin/python is there (looked at without following anything the session made). */
   private async requirePython(): Promise<void> {
-    try {
-      await access(this.parts.environment.python, constants.X_OK);
-    } catch {
-      throw errors.pythonNotFound(`the session's interpreter ${this.parts.environment.python} is missing or not executable; create a new session`);
+    if (!(await namesIn(this.parts.environment.root, ['bin'])).includes('python')) {
+      throw errors.pythonNotFound("the session's interpreter (bin/python of its environment) is missing; create a new session");
     }
   }
 }
@@ -376,4 +420,38 @@ export class SessionSandbox {
 function proxyVariables(): Record<string, string> {
   const names = ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy'];
   return Object.fromEntries(names.filter((n) => process.env[n] !== undefined).map((n) => [n, process.env[n]!]));
+}
+
+/** Largest pip report read back: it is written by the session's own pip, so untrusted. */
+const MAX_REPORT_BYTES = 4 * 1024 * 1024;
+
+/** pip's `--report`, read defensively: a regular file (no link followed), bounded, shape checked. */
+async function readPipReport(file: string): Promise<PipInstallResult['report']> {
+  const dir = await openTrustedDirectory(dirname(file)).catch(() => undefined);
+  if (!dir) return undefined;
+  try {
+    const handle = await openRegularFileNoFollow(dir, [basename(file)]);
+    if (!handle) return undefined;
+    try {
+      const { size } = await handle.stat();
+      if (size > MAX_REPORT_BYTES) return undefined;
+      const parsed = JSON.parse(await handle.readFile('utf8')) as unknown;
+      const install = (parsed as { install?: unknown } | null)?.install;
+      if (!Array.isArray(install)) return undefined;
+      return {
+        install: install.map((item: unknown) => {
+          const { requested, metadata } = (item ?? {}) as { requested?: unknown; metadata?: { name?: unknown; version?: unknown } };
+          const name = typeof metadata?.name === 'string' ? metadata.name.slice(0, 200) : undefined;
+          const version = typeof metadata?.version === 'string' ? metadata.version.slice(0, 100) : undefined;
+          return { requested: requested === true, metadata: { name, version } };
+        }),
+      };
+    } catch {
+      return undefined;
+    } finally {
+      await handle.close();
+    }
+  } finally {
+    await dir.close();
+  }
 }

@@ -6,8 +6,9 @@ import { dirname } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import type { Logger } from '../logger.js';
 import type { Cgroup } from './cgroups.js';
-import { captureOutput, exitCodeOf } from './outputCapture.js';
+import { captureOutput } from './outputCapture.js';
 import type { ProcessResult, ProcessSpec, RunOptions } from './runProcess.js';
+import { LineSplitter, parseZygoteEvent, ZygoteProtocolError, type ZygoteEvent } from './zygoteProtocol.js';
 
 interface Deferred<T> {
   promise: Promise<T>;
@@ -23,33 +24,77 @@ function deferred<T>(): Deferred<T> {
   return { promise, resolve, reject };
 }
 
-interface PendingRun {
-  forked: Deferred<number>;
-  exit: Deferred<{ code: number | null; signal: number | null; connected: boolean }>;
-  streams: { stdout: Deferred<Readable>; stderr: Deferred<Readable> };
+interface ExitInfo {
+  code: number | null;
+  signal: number | null;
+  connected: boolean;
 }
 
-type ZygoteEvent = { ev: 'ready' } | { ev: 'forked'; id: number; pid: number } | { ev: 'exit'; id: number; code: number | null; signal: number | null; connected: boolean };
+interface PendingRun {
+  forked: Deferred<number>;
+  exit: Deferred<ExitInfo>;
+  streams: { stdout: Deferred<Socket>; stderr: Deferred<Socket> };
+}
 
 /** The warm interpreter could not take the call (it is not running); nothing of the call ran. */
 export class WarmUnavailableError extends Error {
   override name = 'WarmUnavailableError';
 }
 
-/** The host pid of a process that is `nsPid` in its own pid namespace, searched below `ancestor`. */
-async function hostPidBelow(ancestor: number, nsPid: number, depth: number): Promise<number | undefined> {
-  const children = (await readFile(`/proc/${ancestor}/task/${ancestor}/children`, 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean).map(Number);
+/** Bytes queued for the zygote's stdin past which it counts as not listening. */
+const MAX_PENDING_INPUT = 64 * 1024 * 1024;
+/** How long a child's output may take to end after the child and its task group are gone. */
+const STREAM_DRAIN_MS = 2000;
+const KILLED: ExitInfo = { code: null, signal: 9, connected: false };
+
+interface ProcStatus {
+  uid: number;
+  ppid: number;
+  nspid: number[];
+}
+
+async function procStatus(pid: number): Promise<ProcStatus | undefined> {
+  const text = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  const field = (name: string) => new RegExp(`^${name}:\\s+(.*)$`, 'm').exec(text)?.[1]?.trim().split(/\s+/).map(Number) ?? [];
+  return { uid: field('Uid')[0] ?? -1, ppid: field('PPid')[0] ?? -1, nspid: field('NSpid') };
+}
+
+/** The host pid of the child of `parent` that is `nsPid` in its own pid namespace. */
+async function childByNamespacePid(parent: number, nsPid: number): Promise<number | undefined> {
+  const children = (await readFile(`/proc/${parent}/task/${parent}/children`, 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean).map(Number);
   for (const pid of children) {
-    const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-    const nspid = /^NSpid:\s+(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/).map(Number);
-    if (nspid && nspid[nspid.length - 1] === nsPid) return pid;
-  }
-  if (depth <= 1) return undefined;
-  for (const pid of children) {
-    const found = await hostPidBelow(pid, nsPid, depth - 1);
-    if (found !== undefined) return found;
+    const status = await procStatus(pid);
+    if (status?.nspid[status.nspid.length - 1] === nsPid) return pid;
   }
   return undefined;
+}
+
+/** The host pid of a process that is `nsPid` in its own pid namespace, searched below `ancestor`. */
+async function hostPidBelow(ancestor: number, nsPid: number, depth: number): Promise<number | undefined> {
+  const found = await childByNamespacePid(ancestor, nsPid);
+  if (found !== undefined || depth <= 1) return found;
+  const children = (await readFile(`/proc/${ancestor}/task/${ancestor}/children`, 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean).map(Number);
+  for (const pid of children) {
+    const below = await hostPidBelow(pid, nsPid, depth - 1);
+    if (below !== undefined) return below;
+  }
+  return undefined;
+}
+
+/** Resolves with `value` once `signal` aborts (never, if it does not). */
+function onAbort<T>(signal: AbortSignal, value: () => Promise<T>): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const fire = () => value().then(resolve, reject);
+    if (signal.aborted) fire();
+    else signal.addEventListener('abort', fire, { once: true });
+  });
+}
+
+function emptyStream(): Readable {
+  const stream = new PassThrough();
+  stream.end();
+  return stream;
 }
 
 /**
@@ -57,6 +102,11 @@ async function hostPidBelow(ancestor: number, nsPid: number, depth: number): Pro
  * its stdin to fork one fresh child per call. Each child joins the task's cgroup before it runs
  * anything, so limits, usage and killing work as for a cold process; its output arrives over a
  * Unix socket the worker listens on, one connection per stream.
+ *
+ * The zygote is the session's (its uid, its imports): nothing it says is believed unchecked
+ * (zygoteProtocol.ts), a pid it names is used only if it is its own child running as the
+ * session's uid, and no wait on it outlasts the task's AbortSignal. A zygote that breaks the
+ * protocol is killed; its calls fail and the next call starts a new one.
  */
 export class WarmInterpreter {
   private readonly pending = new Map<number, PendingRun>();
@@ -68,6 +118,8 @@ export class WarmInterpreter {
     private readonly process: ChildProcess,
     private readonly server: Server,
     private readonly socketPath: string,
+    private readonly owner: { uid: number; gid: number } | undefined,
+    private readonly logger: Logger,
     private zygoteHostPid: number,
   ) {}
 
@@ -91,30 +143,31 @@ export class WarmInterpreter {
     if (owner) await chown(socketPath, owner.uid, owner.gid);
 
     const child = spawn(launch.executable, launch.args, { cwd: launch.cwd, env: launch.env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
-    instance = new WarmInterpreter(child, server, socketPath, 0);
+    instance = new WarmInterpreter(child, server, socketPath, owner, logger, 0);
     const ready = deferred<void>();
-    let buffered = '';
+    const lines = new LineSplitter();
     child.stdout!.setEncoding('utf8');
     child.stdout!.on('data', (text: string) => {
-      buffered += text;
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) !== -1) {
-        const event = JSON.parse(buffered.slice(0, newline)) as ZygoteEvent;
-        buffered = buffered.slice(newline + 1);
-        if (event.ev === 'ready') ready.resolve();
-        else instance!.onEvent(event);
+      try {
+        for (const line of lines.push(text)) {
+          const event = parseZygoteEvent(line);
+          if (event.ev === 'ready') ready.resolve();
+          else instance!.onEvent(event);
+        }
+      } catch (err) {
+        const broken = err instanceof ZygoteProtocolError ? err : new ZygoteProtocolError(String(err));
+        ready.reject(broken);
+        instance!.breakOff(broken);
       }
     });
     child.stderr!.setEncoding('utf8');
     let stderr = '';
-    child.stderr!.on('data', (text: string) => {
-      stderr = (stderr + text).slice(-4096);
-      logger.debug('warm interpreter stderr', { text });
-    });
+    child.stderr!.on('data', (text: string) => (stderr = (stderr + text).slice(-4096)));
     child.stdin!.on('error', () => undefined);
-    child.once('exit', (code, signal) => {
-      instance!.fail(new Error(`the warm interpreter exited (${exitCodeOf(code, signal)}): ${stderr.trim()}`));
-      ready.reject(new Error(`the warm interpreter did not start (${exitCodeOf(code, signal)}): ${stderr.trim()}`));
+    child.once('exit', () => {
+      const why = `the warm interpreter exited: ${stderr.trim().slice(-500)}`;
+      instance!.fail(new Error(why));
+      ready.reject(new Error(why));
     });
     const timer = setTimeout(() => ready.reject(new Error('the warm interpreter did not start within 20 s')), 20_000);
     try {
@@ -142,42 +195,67 @@ export class WarmInterpreter {
       this.send({ op: 'kill', id });
       void group.killProcesses();
     };
+    const sockets: Socket[] = [];
     try {
       this.send({ op: 'run', id, token, code });
-      const nsPid = await run.forked.promise.catch((err: Error) => {
+      // Aborted before the child is placed: nothing of the code ran; the abort is the outcome.
+      const forked = await Promise.race([run.forked.promise.then((pid) => ({ pid })), onAbort(options.signal, async () => undefined)]).catch((err: Error) => {
         throw new WarmUnavailableError(err.message);
       });
-      const hostPid = (await hostPidBelow(this.zygoteHostPid, nsPid, 1)) ?? nsPid;
-      await group.addProcess(hostPid);
-      options.onStart?.({ pid: hostPid, marker: '' });
-      if (options.signal.aborted) kill();
-      options.signal.addEventListener('abort', kill, { once: true });
+      if (!forked) {
+        this.send({ op: 'kill', id });
+        options.signal.throwIfAborted();
+      }
+      await group.addProcess(await this.ownChild(forked!.pid));
+      options.onStart?.({ pid: forked!.pid, marker: '' });
+      // From here on, an abort ends the child whatever the zygote does (or does not) say.
+      const killed = onAbort(options.signal, async () => {
+        kill();
+        await group.killProcesses();
+        return KILLED;
+      });
       this.send({ op: 'go', id });
 
+      const exit = Promise.race([run.exit.promise, killed]);
       // A child killed before it connected never sends its streams: they end empty.
-      const empty = () => {
-        const stream = new PassThrough();
-        stream.end();
-        return stream;
-      };
-      void run.exit.promise.then(({ connected }) => {
-        if (connected) return;
-        run.streams.stdout.resolve(empty());
-        run.streams.stderr.resolve(empty());
-      });
-      const [stdout, stderr] = await Promise.all([run.streams.stdout.promise, run.streams.stderr.promise]);
-      const capture = captureOutput(stdout, stderr, options, kill);
+      const connected = Promise.all([run.streams.stdout.promise, run.streams.stderr.promise]);
+      const streams = await Promise.race([connected, exit.then((e) => (e.connected ? connected : undefined))]);
+      if (streams) sockets.push(...streams);
+      const capture = captureOutput(streams?.[0] ?? emptyStream(), streams?.[1] ?? emptyStream(), options, kill);
       capture.catch(() => undefined);
-      const exit = await run.exit.promise;
-      // What the code left running dies with it, which also closes the sockets it held.
+      const ended = await exit;
+      // What the code left running dies with it, which also closes the sockets it held; a
+      // stream something else keeps open is cut after a short wait.
       await group.killProcesses();
-      const { stdout: out, stderr: err, outputLimitExceeded } = await capture;
-      return { exitCode: exit.code ?? 128 + (exit.signal ?? 0), stdout: out, stderr: err, outputLimitExceeded };
+      const drained = setTimeout(() => sockets.forEach((s) => s.destroy()), STREAM_DRAIN_MS);
+      try {
+        const { stdout: out, stderr: err, outputLimitExceeded } = await capture;
+        return { exitCode: ended.code ?? 128 + (ended.signal ?? 0), stdout: out, stderr: err, outputLimitExceeded };
+      } finally {
+        clearTimeout(drained);
+      }
     } finally {
-      options.signal.removeEventListener('abort', kill);
       this.pending.delete(id);
       this.byToken.delete(token);
+      for (const socket of sockets) socket.destroy();
     }
+  }
+
+  /**
+   * The host pid of the zygote's child that is `nsPid` in the sandbox, checked to run as the
+   * session's uid: a zygote naming any other process breaks the protocol (it would otherwise
+   * have the worker move, and later kill, a process of the host). The check and the move are
+   * microseconds apart; a pid reused in between would need the whole pid space cycled.
+   */
+  private async ownChild(nsPid: number): Promise<number> {
+    const hostPid = await childByNamespacePid(this.zygoteHostPid, nsPid);
+    const status = hostPid === undefined ? undefined : await procStatus(hostPid);
+    if (hostPid === undefined || !status || status.ppid !== this.zygoteHostPid || (this.owner && status.uid !== this.owner.uid)) {
+      const broken = new ZygoteProtocolError(`it named pid ${nsPid}, which is not a child of its own`);
+      this.breakOff(broken);
+      throw new WarmUnavailableError(broken.message);
+    }
+    return hostPid;
   }
 
   async close(): Promise<void> {
@@ -193,11 +271,16 @@ export class WarmInterpreter {
   }
 
   private send(message: object): void {
-    this.process.stdin?.write(`${JSON.stringify(message)}\n`);
+    const stdin = this.process.stdin;
+    if (!stdin || this.dead) return;
+    if (stdin.writableLength > MAX_PENDING_INPUT) {
+      this.breakOff(new ZygoteProtocolError('it stopped reading its input'));
+      return;
+    }
+    stdin.write(`${JSON.stringify(message)}\n`);
   }
 
-  private onEvent(event: ZygoteEvent): void {
-    if (event.ev === 'ready') return;
+  private onEvent(event: Exclude<ZygoteEvent, { ev: 'ready' }>): void {
     const run = this.pending.get(event.id);
     if (!run) return;
     if (event.ev === 'forked') run.forked.resolve(event.pid);
@@ -206,6 +289,7 @@ export class WarmInterpreter {
 
   private accept(socket: Socket): void {
     let header = '';
+    socket.on('error', () => undefined);
     const onData = (chunk: Buffer) => {
       header += chunk.toString('latin1');
       const newline = header.indexOf('\n');
@@ -226,14 +310,21 @@ export class WarmInterpreter {
       run.streams[stream].resolve(socket);
     };
     socket.on('data', onData);
-    socket.on('error', () => undefined);
+  }
+
+  /** The zygote broke the protocol: logged, killed; its calls fail. */
+  private breakOff(err: ZygoteProtocolError): void {
+    if (this.dead) return;
+    this.logger.warn('warm interpreter broke its protocol; it is stopped', { error: err.message });
+    this.fail(err);
+    void this.close();
   }
 
   private fail(err: Error): void {
     this.dead = true;
     for (const run of this.pending.values()) {
       run.forked.reject(err);
-      run.exit.resolve({ code: null, signal: 9, connected: false });
+      run.exit.resolve(KILLED);
     }
   }
 }

@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { readdir, rm } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { join, posix, relative } from 'node:path';
 import { SessionState } from '../../gen/codegen/v1/common.js';
 import { errors, WorkerError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { extractArchive, openArchive, sha256Of, writeArchive, type OpenedArchive } from '../storage/checkpointArchive.js';
 import type { CheckpointRecord, CheckpointStore, FetchedArchive } from '../storage/checkpointStore.js';
-import { diffTrees, scanTree, type Tree } from '../storage/fileTree.js';
+import { diffTrees, namesIn, scanTree, type Tree } from '../storage/fileTree.js';
 import type { Session } from './session.js';
 import { stateName } from './session.js';
 import type { SessionPool } from './sessionPool.js';
@@ -43,7 +43,8 @@ async function sessionTree(session: Session): Promise<Tree> {
 }
 
 async function installedPackages(session: Session): Promise<string[]> {
-  const names = await readdir(session.sandbox.environment.sitePackages).catch(() => [] as string[]);
+  const env = session.sandbox.environment;
+  const names = await namesIn(env.root, relative(env.root, env.sitePackages).split('/'));
   return names
     .map((n) => /^(.+)-([^-]+)\.dist-info$/.exec(n))
     .filter((m): m is RegExpExecArray => m !== null)
@@ -135,7 +136,7 @@ export class Checkpoints {
       const session = await this.options.pool.create({ workspaceId: record.workspaceId, userId: record.userId, config: record.config as never });
       try {
         const roots = { workspace: session.sandbox.workspace, env: session.sandbox.environment.root };
-        const owners = { workspace: session.sandbox.owner, env: session.sandbox.installer };
+        const owners = { workspace: session.sandbox.owner, env: session.sandbox.owner };
         for (const archive of archives) await extractArchive(archive, roots, owners);
         const tree = await sessionTree(session);
         session.baselineTree = tree;

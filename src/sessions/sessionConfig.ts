@@ -1,5 +1,5 @@
 import type { SessionConfig } from '../../gen/codegen/v1/common.js';
-import { errors } from '../errors.js';
+import { errors, quoted } from '../errors.js';
 
 export const SUPPORTED_LANGUAGES = ['python'] as const;
 
@@ -15,6 +15,24 @@ export function nonNegative(name: string, value: number): number {
   return value;
 }
 
+/** What a session's environment may hold: it is passed on every process start (execve's limits). */
+export const ENV_LIMITS = { variables: 128, nameChars: 128, valueBytes: 32 * 1024, totalBytes: 128 * 1024 } as const;
+
+function checkEnv(env: Record<string, string>): void {
+  const entries = Object.entries(env);
+  if (entries.length > ENV_LIMITS.variables) throw errors.invalidArgument(`config.env has ${entries.length} variables; at most ${ENV_LIMITS.variables} are allowed`);
+  let total = 0;
+  for (const [name, value] of entries) {
+    if (name.length > ENV_LIMITS.nameChars) throw errors.invalidArgument(`config.env name ${quoted(name)} is ${name.length} characters long; at most ${ENV_LIMITS.nameChars} are allowed`);
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw errors.invalidArgument(`config.env name ${quoted(name)} is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)`);
+    if (value.includes('\0')) throw errors.invalidArgument(`config.env value of ${quoted(name)} contains a NUL byte`);
+    const bytes = Buffer.byteLength(value, 'utf8');
+    if (bytes > ENV_LIMITS.valueBytes) throw errors.invalidArgument(`config.env value of ${quoted(name)} is ${bytes} bytes; at most ${ENV_LIMITS.valueBytes} are allowed`);
+    total += name.length + 1 + bytes;
+  }
+  if (total > ENV_LIMITS.totalBytes) throw errors.invalidArgument(`config.env holds ${total} bytes in all; at most ${ENV_LIMITS.totalBytes} are allowed`);
+}
+
 /** Validates a CreateSession config and applies defaults; INVALID_ARGUMENT names the bad value. */
 export function effectiveSessionConfig(config: SessionConfig | undefined): EffectiveSessionConfig {
   const language = config?.language || 'python';
@@ -23,10 +41,7 @@ export function effectiveSessionConfig(config: SessionConfig | undefined): Effec
   }
   const limits = config?.limits;
   const env = config?.env ?? {};
-  for (const [name, value] of Object.entries(env)) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw errors.invalidArgument(`config.env name '${name}' is not a valid environment variable name`);
-    if (value.includes('\0')) throw errors.invalidArgument(`config.env value of '${name}' contains a NUL byte`);
-  }
+  checkEnv(env);
   return {
     language: language as EffectiveSessionConfig['language'],
     limits: {

@@ -1,13 +1,15 @@
 import { ZipArchive, type ArchiverError, type EntryData } from 'archiver';
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, lchown, mkdir, open, rm, symlink } from 'node:fs/promises';
-import { dirname, join, posix } from 'node:path';
-import { Transform } from 'node:stream';
+import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { lchown, mkdir, open as openFile, symlink, type FileHandle } from 'node:fs/promises';
+import { posix } from 'node:path';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import unzipper from 'unzipper';
 import { errors } from '../errors.js';
+import { at, errnoOf, inDirectoryNoFollow, openRegularFileNoFollow, openTrustedDirectory, type Owner } from './beneath.js';
 import type { Tree } from './fileTree.js';
+import { removeEntry } from './removeTree.js';
 
 /**
  * The checkpoint archive: a zip of `workspace/...` and `env/...` entries (files with their modes,
@@ -25,9 +27,50 @@ const METADATA = 'checkpoint.json';
 const S_IFLNK = 0o120000;
 const S_IFMT = 0o170000;
 
-function hostPath(roots: ArchiveRoots, path: string): string {
-  const [top, ...rest] = path.split('/');
-  return join(top === 'workspace' ? roots.workspace : roots.env, ...rest);
+/** The session's two trees, open: every path below them is opened from these descriptors (storage/beneath.ts). */
+interface OpenRoots {
+  workspace: FileHandle;
+  env: FileHandle;
+}
+
+async function openRoots(roots: ArchiveRoots): Promise<OpenRoots> {
+  const workspace = await openTrustedDirectory(roots.workspace);
+  const env = await openTrustedDirectory(roots.env).catch(async (err: unknown) => {
+    await workspace.close();
+    throw err;
+  });
+  return { workspace, env };
+}
+
+async function closeRoots(open: OpenRoots): Promise<void> {
+  await Promise.all([open.workspace.close(), open.env.close()]);
+}
+
+/** `workspace/a/b` → the workspace's descriptor and ['a', 'b']. */
+function locate(open: OpenRoots, path: string): { root: FileHandle; segments: string[] } {
+  const [top, ...segments] = path.split('/');
+  return { root: top === 'workspace' ? open.workspace : open.env, segments };
+}
+
+/**
+ * A file's bytes as a stream opened only when the archive reads it (thousands of files would
+ * not all fit in open descriptors), at most `size` bytes: what the scan saw, not a file the
+ * session keeps growing. Gone or changed into something else by then: an empty entry.
+ */
+function lazyFile(open: OpenRoots, path: string, size: number): Readable {
+  return Readable.from(
+    (async function* () {
+      const { root, segments } = locate(open, path);
+      const file = await openRegularFileNoFollow(root, segments);
+      if (!file || size === 0) return void (await file?.close());
+      try {
+        yield* file.createReadStream({ start: 0, end: size - 1, autoClose: false });
+      } finally {
+        await file.close();
+      }
+    })(),
+    { objectMode: false },
+  );
 }
 
 /**
@@ -35,6 +78,15 @@ function hostPath(roots: ArchiveRoots, path: string): string {
  * hashing it as it is written, and fsyncs it. Returns its sha256 and size.
  */
 export async function writeArchive(file: string, roots: ArchiveRoots, tree: Tree, include: string[], deleted: string[], metadata: object): Promise<{ sha256: string; size: number }> {
+  const open = await openRoots(roots);
+  try {
+    return await writeArchiveFrom(file, open, tree, include, deleted, metadata);
+  } finally {
+    await closeRoots(open);
+  }
+}
+
+async function writeArchiveFrom(file: string, roots: OpenRoots, tree: Tree, include: string[], deleted: string[], metadata: object): Promise<{ sha256: string; size: number }> {
   // Level 1: checkpoints are written while the session waits; speed over the last few percent.
   const archive = new ZipArchive({ zlib: { level: 1 } });
   const hash = createHash('sha256');
@@ -55,7 +107,7 @@ export async function writeArchive(file: string, roots: ArchiveRoots, tree: Tree
     const entry = tree.get(path)!;
     if (entry.type === 'directory') archive.append('', { name: `${path}/`, mode: entry.mode, type: 'directory' } as EntryData);
     else if (entry.type === 'symlink') archive.symlink(path, entry.target!, entry.mode || 0o777);
-    else archive.append(createReadStream(hostPath(roots, path)), { name: path, mode: entry.mode, date: new Date(entry.mtimeMs) });
+    else archive.append(lazyFile(roots, path, entry.size), { name: path, mode: entry.mode, date: new Date(entry.mtimeMs) });
   }
   archive.append(JSON.stringify(deleted), { name: DELETED });
   archive.append(JSON.stringify(metadata, null, 2), { name: METADATA });
@@ -66,7 +118,7 @@ export async function writeArchive(file: string, roots: ArchiveRoots, tree: Tree
     archive.abort();
     throw err;
   }
-  const handle = await open(file, 'r');
+  const handle = await openFile(file, 'r');
   await handle.sync();
   await handle.close();
   return { sha256: hash.digest('hex'), size };
@@ -144,39 +196,63 @@ export async function openArchive(file: string): Promise<OpenedArchive> {
 }
 
 export interface Owners {
-  workspace: { uid: number; gid: number } | undefined;
-  env: { uid: number; gid: number } | undefined;
+  workspace: Owner | undefined;
+  env: Owner | undefined;
 }
 
-/** Applies an opened (checked) archive to the roots: its deletions, then its entries. */
+/**
+ * Applies an opened (checked) archive to the roots: its deletions, then its entries. Every path
+ * is made from the roots' descriptors without following a link (storage/beneath.ts), so a link
+ * in the tree (made by the archive or by the session) never carries a write elsewhere.
+ */
 export async function extractArchive(archive: OpenedArchive, roots: ArchiveRoots, owners: Owners): Promise<void> {
+  const open = await openRoots(roots);
+  try {
+    await extractInto(archive, open, owners);
+  } finally {
+    await closeRoots(open);
+  }
+}
+
+async function extractInto(archive: OpenedArchive, roots: OpenRoots, owners: Owners): Promise<void> {
   const ownerOf = (path: string) => (path.startsWith('workspace/') ? owners.workspace : owners.env);
-  const made = new Set<string>();
-  const ensureDir = async (dir: string) => {
-    if (made.has(dir)) return;
-    await mkdir(dir, { recursive: true });
-    made.add(dir);
+  const inParent = <T>(path: string, work: (dir: FileHandle, name: string) => Promise<T>) => {
+    const { root, segments } = locate(roots, path);
+    return inDirectoryNoFollow(root, segments.slice(0, -1), (dir) => work(dir, segments[segments.length - 1]!), { owner: ownerOf(path) });
   };
   const place = async (entry: ArchiveEntry) => {
-    const target = hostPath(roots, entry.path);
-    if (entry.kind === 'directory') {
-      await ensureDir(target);
-      if (entry.mode) await chmod(target, entry.mode);
-    } else {
-      await ensureDir(dirname(target));
-      await rm(target, { recursive: true, force: true });
-      if (entry.kind === 'symlink') {
-        await symlink((await entry.file.buffer()).toString('utf8'), target);
-      } else {
-        await pipeline(entry.file.stream(), createWriteStream(target, { flags: 'wx', mode: entry.mode || 0o644 }));
-        await chmod(target, entry.mode || 0o644);
-      }
-    }
     const owner = ownerOf(entry.path);
-    if (owner) await lchown(target, owner.uid, owner.gid);
+    await inParent(entry.path, async (dir, name) => {
+      if (entry.kind === 'directory') {
+        await mkdir(at(dir, name), { mode: 0o755 }).catch((err: unknown) => {
+          if (errnoOf(err) !== 'EEXIST') throw err;
+        });
+        await inDirectoryNoFollow(dir, [name], async (made) => {
+          if (entry.mode) await made.chmod(entry.mode);
+          if (owner) await made.chown(owner.uid, owner.gid);
+        });
+        return;
+      }
+      await removeEntry(dir, name);
+      if (entry.kind === 'symlink') {
+        await symlink((await entry.file.buffer()).toString('utf8'), at(dir, name));
+        if (owner) await lchown(at(dir, name), owner.uid, owner.gid);
+        return;
+      }
+      const file = await openFile(at(dir, name), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, entry.mode || 0o644);
+      try {
+        await file.chmod(entry.mode || 0o644);
+        if (owner) await file.chown(owner.uid, owner.gid);
+      } catch (err) {
+        await file.close();
+        throw err;
+      }
+      // The stream owns the descriptor from here and closes it when done.
+      await pipeline(entry.file.stream(), file.createWriteStream());
+    });
   };
 
-  for (const path of archive.deleted) await rm(hostPath(roots, path), { recursive: true, force: true });
+  for (const path of archive.deleted) await inParent(path, (dir, name) => removeEntry(dir, name));
   // Directories first, then files several at a time (each a separate read of the archive), then
   // symlinks, so no file is written through a link made by the same archive.
   for (const entry of archive.entries.filter((e) => e.kind === 'directory')) await place(entry);

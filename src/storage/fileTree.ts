@@ -1,5 +1,7 @@
-import { lstat, readdir, readlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import type { Stats } from 'node:fs';
+import { lstat, readdir, readlink, type FileHandle } from 'node:fs/promises';
+import { errors } from '../errors.js';
+import { at, inDirectoryNoFollow, openChildDirectory, openTrustedDirectory } from './beneath.js';
 
 /** What a checkpoint remembers of one path, to tell later whether it changed. */
 export interface TreeEntry {
@@ -13,32 +15,80 @@ export interface TreeEntry {
 /** Every path under a root (relative, '/'-separated), without following symlinks. */
 export type Tree = Map<string, TreeEntry>;
 
-export async function scanTree(root: string, prefix = ''): Promise<Tree> {
-  const tree: Tree = new Map();
-  const walk = async (dir: string, rel: string): Promise<void> => {
-    let names: string[];
-    try {
-      names = await readdir(dir);
-    } catch {
-      return;
-    }
-    for (const name of names.sort()) {
-      const path = join(dir, name);
+/** Directory levels the worker descends in a session's tree; deeper levels only the session uses. */
+export const MAX_TREE_DEPTH = 256;
+
+/** The entries of an open directory with their lstat; entries gone meanwhile are left out. */
+export async function listDirectory(dir: FileHandle): Promise<{ name: string; st: Stats }[]> {
+  const names = await readdir(`/proc/self/fd/${dir.fd}`).catch(() => [] as string[]);
+  const entries = await Promise.all(names.sort().map(async (name) => ({ name, st: await lstat(at(dir, name)).catch(() => undefined) })));
+  return entries.filter((e): e is { name: string; st: Stats } => e.st !== undefined);
+}
+
+/**
+ * Visits every entry under the directory at `rootPath` (a path the worker trusts), depth first,
+ * names sorted. Each directory is opened from its parent's descriptor without following links
+ * (storage/beneath.ts), so the session changing the tree meanwhile can hide entries from the
+ * walk but never lead it outside. `tooDeep` is called for a directory at MAX_TREE_DEPTH, whose
+ * contents are not visited.
+ */
+export async function walkTree(rootPath: string, visit: (relPath: string, st: Stats, dir: FileHandle, name: string) => Promise<void> | void, tooDeep: (relPath: string) => void = () => undefined): Promise<void> {
+  const root = await openTrustedDirectory(rootPath).catch(() => undefined);
+  if (!root) return;
+  const walk = async (dir: FileHandle, rel: string, depth: number): Promise<void> => {
+    for (const { name, st } of await listDirectory(dir)) {
       const relPath = rel ? `${rel}/${name}` : name;
-      const st = await lstat(path).catch(() => undefined);
-      if (!st) continue;
-      if (st.isSymbolicLink()) {
-        tree.set(`${prefix}${relPath}`, { type: 'symlink', size: 0, mtimeMs: st.mtimeMs, mode: st.mode & 0o7777, target: await readlink(path) });
-      } else if (st.isDirectory()) {
-        tree.set(`${prefix}${relPath}`, { type: 'directory', size: 0, mtimeMs: 0, mode: st.mode & 0o7777 });
-        await walk(path, relPath);
-      } else if (st.isFile()) {
-        tree.set(`${prefix}${relPath}`, { type: 'file', size: st.size, mtimeMs: st.mtimeMs, mode: st.mode & 0o7777 });
+      await visit(relPath, st, dir, name);
+      if (!st.isDirectory()) continue;
+      if (depth + 1 >= MAX_TREE_DEPTH) {
+        tooDeep(relPath);
+        continue;
+      }
+      const child = await openChildDirectory(dir, name).catch(() => undefined); // gone or swapped meanwhile
+      if (!child) continue;
+      try {
+        await walk(child, relPath, depth + 1);
+      } finally {
+        await child.close();
       }
     }
   };
-  await walk(root, '');
+  try {
+    await walk(root, '', 0);
+  } finally {
+    await root.close();
+  }
+}
+
+/** The tree under `root` for a checkpoint; refuses trees nested deeper than MAX_TREE_DEPTH. */
+export async function scanTree(root: string, prefix = ''): Promise<Tree> {
+  const tree: Tree = new Map();
+  await walkTree(
+    root,
+    async (relPath, st, dir, name) => {
+      if (st.isSymbolicLink()) {
+        const target = await readlink(at(dir, name)).catch(() => undefined);
+        if (target !== undefined) tree.set(`${prefix}${relPath}`, { type: 'symlink', size: 0, mtimeMs: st.mtimeMs, mode: st.mode & 0o7777, target });
+      } else if (st.isDirectory()) {
+        tree.set(`${prefix}${relPath}`, { type: 'directory', size: 0, mtimeMs: 0, mode: st.mode & 0o7777 });
+      } else if (st.isFile()) {
+        tree.set(`${prefix}${relPath}`, { type: 'file', size: st.size, mtimeMs: st.mtimeMs, mode: st.mode & 0o7777 });
+      }
+    },
+    (relPath) => {
+      throw errors.tooLarge(`${JSON.stringify(`${prefix}${relPath}`.slice(0, 200))}… nests directories deeper than ${MAX_TREE_DEPTH} levels, more than a checkpoint holds`);
+    },
+  );
   return tree;
+}
+
+/** Bytes of what is under `root` (directories nested past MAX_TREE_DEPTH are not counted). */
+export async function treeSize(root: string): Promise<number> {
+  let bytes = 0;
+  await walkTree(root, (_relPath, st) => {
+    if (!st.isDirectory()) bytes += st.size;
+  });
+  return bytes;
 }
 
 function same(a: TreeEntry, b: TreeEntry): boolean {
@@ -53,4 +103,17 @@ export function diffTrees(before: Tree, now: Tree): { changed: string[]; deleted
   });
   const deleted = [...before.keys()].filter((path) => !now.has(path));
   return { changed: changed.map(([path]) => path), deleted };
+}
+
+/** Names in the directory `segments` below `root`, reached without following links; [] when there is none. */
+export async function namesIn(root: string, segments: string[]): Promise<string[]> {
+  const top = await openTrustedDirectory(root).catch(() => undefined);
+  if (!top) return [];
+  try {
+    return await inDirectoryNoFollow(top, segments, (dir) => readdir(`/proc/self/fd/${dir.fd}`));
+  } catch {
+    return [];
+  } finally {
+    await top.close();
+  }
 }

@@ -1,5 +1,7 @@
-import { lstat, mkdir, readdir, rename as fsRename, rm } from 'node:fs/promises';
+import { mkdir, readdir, rename as fsRename } from 'node:fs/promises';
 import { join } from 'node:path';
+import { treeSize } from './fileTree.js';
+import { removeTree } from './removeTree.js';
 
 /** Where one session lives on disk. */
 export interface SessionDirectories {
@@ -16,7 +18,10 @@ export interface WorkspaceStore {
   remove(sessionId: string): Promise<void>;
   /** Bytes of file content under the session's workspace. */
   diskUsage(sessionId: string): Promise<number>;
-  /** Removes what an earlier run of the worker left (its sessions died with it); returns how many. */
+  /**
+   * Removes what an earlier run of the worker left (its sessions died with it); returns how many.
+   * Quota mounts left on them must be gone first.
+   */
   removeStale(): Promise<number>;
 }
 
@@ -45,34 +50,16 @@ export class LocalWorkspaceStore implements WorkspaceStore {
   }
 
   async remove(sessionId: string): Promise<void> {
-    await rm(this.directories(sessionId).root, { recursive: true, force: true, maxRetries: 3 });
+    await removeTree(this.directories(sessionId).root);
   }
 
   async diskUsage(sessionId: string): Promise<number> {
-    return directorySize(this.directories(sessionId).workspace);
+    return treeSize(this.directories(sessionId).workspace);
   }
 
   async removeStale(): Promise<number> {
     const names = await readdir(this.sessionsDir).catch(() => [] as string[]);
-    await Promise.all(names.map((name) => rm(join(this.sessionsDir, name), { recursive: true, force: true })));
+    await Promise.all(names.map((name) => removeTree(join(this.sessionsDir, name))));
     return names.length;
   }
-}
-
-async function directorySize(dir: string): Promise<number> {
-  let entries: string[];
-  try {
-    entries = await readdir(dir);
-  } catch {
-    return 0;
-  }
-  const sizes = await Promise.all(
-    entries.map(async (name) => {
-      const path = join(dir, name);
-      const st = await lstat(path).catch(() => undefined);
-      if (!st) return 0;
-      return st.isDirectory() ? directorySize(path) : st.size;
-    }),
-  );
-  return sizes.reduce((a, b) => a + b, 0);
 }

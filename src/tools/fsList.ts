@@ -1,7 +1,7 @@
-import { lstat, readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat, readdir } from 'node:fs/promises';
 import { errors } from '../errors.js';
-import { resolveWorkspacePath } from '../storage/workspacePath.js';
+import { at, errnoOf } from '../storage/beneath.js';
+import { inWorkspace, workspaceSegments } from '../storage/workspacePath.js';
 import { checkArguments } from './arguments.js';
 import { toFileError } from './fileErrors.js';
 import { defineTool } from './tool.js';
@@ -17,23 +17,30 @@ interface ListedEntry {
 export const fsList = defineTool({
   name: 'fs.list',
   streams: false,
-  parse: (args) => checkArguments('fs.list', args, ['path']),
-  async run({ path }, { session }) {
-    const target = await resolveWorkspacePath(session.sandbox.workspace, path);
+  parse(args) {
+    const { path } = checkArguments('fs.list', args, ['path']);
+    return { path, segments: workspaceSegments(path) };
+  },
+  async run({ path, segments }, { session }) {
     let entries: ListedEntry[];
     try {
-      if (!(await stat(target)).isDirectory()) throw errors.invalidArgument(`${JSON.stringify(path)} is a file; use fs.read`);
-      const names = await readdir(target);
-      entries = (
-        await Promise.all(
+      entries = await inWorkspace(session.sandbox.workspace, async (tree) => {
+        const dir = await tree.directory(segments).catch((err: unknown) => {
+          if (errnoOf(err) === 'ENOTDIR') throw errors.invalidArgument(`${JSON.stringify(path)} is not a directory (a file, or a file on the way); use fs.read for files`);
+          throw err;
+        });
+        // The descriptor's own listing, and each entry looked up in it: never a path the session could redirect.
+        const names = await readdir(`/proc/self/fd/${dir.fd}`);
+        const listed = await Promise.all(
           names.map(async (name): Promise<ListedEntry | undefined> => {
-            const st = await lstat(join(target, name)).catch(() => undefined); // gone meanwhile
+            const st = await lstat(at(dir, name)).catch(() => undefined); // gone meanwhile
             if (!st) return undefined;
             const type = st.isDirectory() ? 'directory' : st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : 'other';
             return { name, type, size: st.size, modified_ms: Math.floor(st.mtimeMs) };
           }),
-        )
-      ).filter((e): e is ListedEntry => e !== undefined);
+        );
+        return listed.filter((e): e is ListedEntry => e !== undefined);
+      });
     } catch (err) {
       throw toFileError(path, err);
     }

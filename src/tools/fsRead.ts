@@ -1,9 +1,9 @@
-import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { errors } from '../errors.js';
-import { resolveWorkspacePath } from '../storage/workspacePath.js';
+import { openChildForReading } from '../storage/beneath.js';
+import { inWorkspace, workspaceSegments } from '../storage/workspacePath.js';
 import { checkArguments, parseEncoding } from './arguments.js';
-import { requireMode, toFileError } from './fileErrors.js';
+import { requireMode, requireRegularFile, toFileError } from './fileErrors.js';
 import { defineTool } from './tool.js';
 
 // Room left in a message for everything but the contents.
@@ -15,26 +15,32 @@ export const fsRead = defineTool({
   streams: false,
   parse(args) {
     const { path, encoding } = checkArguments('fs.read', args, ['path'], ['encoding']);
-    return { path, encoding: parseEncoding('fs.read', encoding) };
+    return { path, segments: workspaceSegments(path), encoding: parseEncoding('fs.read', encoding) };
   },
-  async run({ path, encoding }, { session, limits }) {
-    const target = await resolveWorkspacePath(session.sandbox.workspace, path);
+  async run({ path, segments, encoding }, { session, limits }) {
     let bytes: Buffer;
     try {
-      const file = await open(target, constants.O_RDONLY | constants.O_NOFOLLOW);
-      try {
-        const st = await file.stat();
-        if (st.isDirectory()) throw errors.invalidArgument(`${JSON.stringify(path)} is a directory; use fs.list`);
-        if (!st.isFile()) throw errors.invalidArgument(`${JSON.stringify(path)} is not a regular file`);
-        requireMode(path, st.mode, 0o400);
-        const encodedSize = encoding === 'base64' ? Math.ceil(st.size / 3) * 4 : st.size;
-        if (encodedSize > limits.maxMessageBytes - MESSAGE_OVERHEAD) {
-          throw errors.tooLarge(`${JSON.stringify(path)} is ${st.size} bytes, too large for one message (limit ${limits.maxMessageBytes} bytes, WORKER_MAX_MESSAGE_MB); read it with run.python in parts`);
+      bytes = await inWorkspace(session.sandbox.workspace, async (tree) => {
+        const found = await tree.locate(segments);
+        if (!found || found.stat?.isDirectory()) throw errors.invalidArgument(`${JSON.stringify(path)} is a directory; use fs.list`);
+        if (!found.stat) throw errors.fileNotFound(path);
+        requireRegularFile(path, found.stat);
+        // The entry may have changed since: only what is opened, without following a link and
+        // without blocking on a FIFO, and then checked, is read.
+        const file = await openChildForReading(found.dir, found.name);
+        try {
+          const st = await file.stat();
+          requireRegularFile(path, st);
+          requireMode(path, st.mode, 0o400);
+          const encodedSize = encoding === 'base64' ? Math.ceil(st.size / 3) * 4 : st.size;
+          if (encodedSize > limits.maxMessageBytes - MESSAGE_OVERHEAD) {
+            throw errors.tooLarge(`${JSON.stringify(path)} is ${st.size} bytes, too large for one message (limit ${limits.maxMessageBytes} bytes, WORKER_MAX_MESSAGE_MB); read it with run.python in parts`);
+          }
+          return await readUpTo(file, st.size);
+        } finally {
+          await file.close();
         }
-        bytes = await file.readFile();
-      } finally {
-        await file.close();
-      }
+      });
     } catch (err) {
       throw toFileError(path, err);
     }
@@ -51,3 +57,15 @@ export const fsRead = defineTool({
     return { ok: true, exitCode: 0, outputs: { path, contents, size: String(bytes.length), encoding } };
   },
 });
+
+/** The file's first `size` bytes (fewer if it shrank): a file the session keeps growing is not followed. */
+async function readUpTo(file: FileHandle, size: number): Promise<Buffer> {
+  const buffer = Buffer.allocUnsafe(size);
+  let filled = 0;
+  while (filled < size) {
+    const { bytesRead } = await file.read(buffer, filled, size - filled, filled);
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  return buffer.subarray(0, filled);
+}

@@ -1,24 +1,8 @@
 import { errors } from '../errors.js';
+import { canonicalName, isIndexRequirement, parseRequirements } from './requirements.js';
 import { checkArguments } from './arguments.js';
 import { capturedOutputs, streamingRunOptions } from './processOutput.js';
 import { defineTool, type ToolContext } from './tool.js';
-
-/** PEP 503 normalised project name. */
-function canonicalName(name: string): string {
-  return name.toLowerCase().replace(/[-_.]+/g, '-');
-}
-
-function parseRequirements(text: string): string[] {
-  const requirements = text
-    .split(/\r?\n/)
-    .map((line) => line.replace(/(^|\s)#.*$/, '').trim())
-    .filter((line) => line !== '');
-  for (const line of requirements) {
-    if (line.startsWith('-')) throw errors.invalidArgument(`pkg.install takes requirement specifiers only, not pip options: '${line}'`);
-  }
-  if (requirements.length === 0) throw errors.invalidArgument('pkg.install requirements list no packages');
-  return requirements;
-}
 
 /** pip's output lines that mark a stage of the install, and how far along it is. */
 const STAGES: [RegExp, number, string][] = [
@@ -48,7 +32,7 @@ export const pkgInstall = defineTool({
   },
   async run(requirements, ctx) {
     await ctx.emit({ kind: 'progress', percentComplete: 0, stage: 'starting', message: `installing ${requirements.join(', ')}` });
-    const result = await ctx.session.sandbox.pipInstall(requirements, streamingRunOptions(ctx, 'pip', progressFrom(ctx)));
+    const result = await ctx.session.sandbox.pipInstall({ all: requirements, fromIndex: requirements.filter(isIndexRequirement) }, streamingRunOptions(ctx, 'pip', progressFrom(ctx)));
     const outputs = capturedOutputs(result);
     if (result.exitCode !== 0) {
       const reason = result.stderr.text.trim().split('\n').filter((l) => l.startsWith('ERROR')).pop() ?? `pip exited with code ${result.exitCode}`;

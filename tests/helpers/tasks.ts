@@ -90,3 +90,35 @@ export function processesMarked(name: string, value: string): number[] {
       }
     });
 }
+
+/** runTask, but one that has not answered within `ms` ends DEADLINE_EXCEEDED (the call is cancelled), so a hang fails a test instead of hanging it. */
+export async function runTaskWithin(client: TaskExecutionClient, request: TaskRequestInput, ms: number): Promise<TaskRun> {
+  try {
+    return await runTask(client, request, AbortSignal.timeout(ms));
+  } catch (err) {
+    if ((err as Error).name !== 'AbortError') throw err;
+    const error = new ClientError('/codegen.v1.TaskExecution/ExecuteTask', Status.DEADLINE_EXCEEDED, `no answer within ${ms} ms`);
+    return { messages: [], logs: [], progress: [], result: undefined, code: Status.DEADLINE_EXCEEDED, error };
+  }
+}
+
+/** A bounded call to one tool: its status, result and everything it printed. */
+export interface ToolCall {
+  code: Status;
+  details: string;
+  result: TaskResult | undefined;
+  /** Streamed log lines, the result's stdout, stderr and error, and the status details. */
+  text: string;
+}
+
+export async function callTool(client: TaskExecutionClient, sessionId: string, toolName: string, args: Record<string, string>, ms = 30_000): Promise<ToolCall> {
+  const run = await runTaskWithin(client, { sessionId, toolName, arguments: args }, ms);
+  const details = run.error?.details ?? '';
+  const outputs = run.result?.outputs ?? {};
+  const text = [...run.logs.map((l) => l.message), outputs.stdout ?? '', outputs.stderr ?? '', run.result?.error ?? '', details].join('\n');
+  return { code: run.code, details, result: run.result, text };
+}
+
+export function describeCall(c: ToolCall, max = 1500): string {
+  return `code ${Status[c.code]} ${c.details.slice(0, 300)} result ${JSON.stringify(c.result)?.slice(0, max)}`;
+}

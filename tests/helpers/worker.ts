@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createWorkerClient, type WorkerClient } from '../../src/client/index.js';
+import { processesMarked } from './tasks.js';
 
 const MAIN = new URL('../../src/main.js', import.meta.url).pathname;
 
@@ -82,4 +83,28 @@ export async function startWorker(options: StartOptions = {}): Promise<RunningWo
       if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Stops a worker: SIGTERM, then SIGKILL if it is still there after `graceMs`; then the usual
+ * cleanup, and any process still carrying `sweep` (a session env mark: name and value) is killed.
+ */
+export async function stopHard(w: RunningWorker | undefined, graceMs = 5_000, sweep?: [string, string]): Promise<void> {
+  if (!w) return;
+  const child = w.process;
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(timer);
+  }
+  await w.stop();
+  for (const pid of sweep ? processesMarked(...sweep) : []) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
 }
