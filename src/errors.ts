@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { ServerError, Status } from 'nice-grpc';
 
 /**
@@ -7,9 +8,29 @@ import { ServerError, Status } from 'nice-grpc';
  */
 export class WorkerError extends ServerError {
   constructor(code: Status, message: string) {
-    super(code, message);
+    super(code, capMessage(message));
     this.name = 'WorkerError';
   }
+}
+
+/** Longest status message, in bytes: a default client refuses larger trailers. */
+export const MAX_MESSAGE_BYTES = 1024;
+
+function capMessage(message: string): string {
+  if (Buffer.byteLength(message, 'utf8') <= MAX_MESSAGE_BYTES) return message;
+  let cut = message.slice(0, MAX_MESSAGE_BYTES - 3);
+  while (Buffer.byteLength(cut, 'utf8') > MAX_MESSAGE_BYTES - 3) cut = cut.slice(0, -1);
+  return `${cut}…`;
+}
+
+/**
+ * What a client may learn of an unexpected failure: its errno code and system call (ENOSPC,
+ * open), never its message (which carries host paths). The log keeps the whole error.
+ */
+export function faultOf(err: unknown): string {
+  const { code, syscall } = (err ?? {}) as NodeJS.ErrnoException;
+  if (typeof code === 'string') return syscall ? `${code} in ${syscall}` : code;
+  return (err as Error | undefined)?.name ?? 'an unexpected error';
 }
 
 /** Client input for a message: JSON-quoted, cut to `max` characters with an ellipsis. */
@@ -21,41 +42,49 @@ export function quoted(value: string, max = 64): string {
 export const errors = {
   // Session errors
   sessionNotFound: (sessionId: string) =>
-    new WorkerError(Status.NOT_FOUND, `session not found: '${sessionId}' does not exist on this worker (destroyed, expired or never created)`),
+    new WorkerError(Status.NOT_FOUND, `session not found: ${quoted(sessionId)} does not exist on this worker (destroyed, expired or never created)`),
   capacityExceeded: (max: number) =>
     new WorkerError(Status.RESOURCE_EXHAUSTED, `capacity exceeded: this worker already runs its maximum of ${max} sessions; destroy one or use another worker`),
   invalidSessionState: (sessionId: string, state: string, operation: string) =>
-    new WorkerError(Status.FAILED_PRECONDITION, `invalid session state: cannot ${operation} while session '${sessionId}' is ${state}`),
+    new WorkerError(Status.FAILED_PRECONDITION, `invalid session state: cannot ${operation} while session ${quoted(sessionId)} is ${state}`),
   initializationFailed: (detail: string) =>
     new WorkerError(Status.INTERNAL, `session initialization failed: ${detail}`),
 
   // Task errors
   taskNotFound: (taskId: string, sessionId: string) =>
-    new WorkerError(Status.NOT_FOUND, `task not found: no task '${taskId}' in session '${sessionId}' (unknown, or dropped from the bounded task history)`),
+    new WorkerError(Status.NOT_FOUND, `task not found: no task ${quoted(taskId)} in session ${quoted(sessionId)} (unknown, or dropped from the bounded task history)`),
   taskTimeout: (seconds: number) =>
     new WorkerError(Status.DEADLINE_EXCEEDED, `task timeout: the task exceeded its ${seconds} s timeout and was stopped`),
   taskCancelled: (why: string) => new WorkerError(Status.CANCELLED, `task cancelled: ${why}`),
   taskAlreadyRunning: (taskId: string, sessionId: string) =>
-    new WorkerError(Status.ALREADY_EXISTS, `task '${taskId}' is already running in session '${sessionId}'; use another task_id`),
+    new WorkerError(Status.ALREADY_EXISTS, `task ${quoted(taskId)} is already running in session ${quoted(sessionId)}; use another task_id`),
   invalidArgument: (message: string) => new WorkerError(Status.INVALID_ARGUMENT, `invalid argument: ${message}`),
 
   // Tool errors
   invalidPath: (path: string, why: string) =>
-    new WorkerError(Status.INVALID_ARGUMENT, `invalid path ${JSON.stringify(path)}: ${why}`),
-  fileNotFound: (path: string) => new WorkerError(Status.NOT_FOUND, `file not found: ${JSON.stringify(path)} does not exist in the workspace`),
+    new WorkerError(Status.INVALID_ARGUMENT, `invalid path ${quoted(path, 200)}: ${why}`),
+  fileNotFound: (path: string) => new WorkerError(Status.NOT_FOUND, `file not found: ${quoted(path, 200)} does not exist in the workspace`),
   permissionDenied: (path: string, why: string) =>
-    new WorkerError(Status.PERMISSION_DENIED, `permission denied for ${JSON.stringify(path)}: ${why}`),
+    new WorkerError(Status.PERMISSION_DENIED, `permission denied for ${quoted(path, 200)}: ${why}`),
   pythonNotFound: (detail: string) =>
     new WorkerError(Status.FAILED_PRECONDITION, `python not found: ${detail}`),
   packageInstallFailed: (detail: string) => new WorkerError(Status.INTERNAL, `package install failed: ${detail}`),
   tooLarge: (what: string) => new WorkerError(Status.RESOURCE_EXHAUSTED, what),
 
   // Checkpoint errors
-  checkpointNotFound: (checkpointId: string) => new WorkerError(Status.NOT_FOUND, `checkpoint not found: '${checkpointId}' does not exist in the checkpoint store (never made, or removed by retention)`),
+  checkpointNotFound: (checkpointId: string) => new WorkerError(Status.NOT_FOUND, `checkpoint not found: ${quoted(checkpointId)} does not exist in the checkpoint store (never made, or removed by retention)`),
   archiveFailed: (detail: string) => new WorkerError(Status.INTERNAL, `archive failed: ${detail}`),
-  checkpointCorrupted: (checkpointId: string) => new WorkerError(Status.INTERNAL, `checkpoint corrupted: the archive of ${checkpointId} does not match its checksum; nothing was restored`),
+  checkpointDamaged: (code: Status.NOT_FOUND | Status.INTERNAL, checkpointId: string, what: string) =>
+    new WorkerError(code, `checkpoint ${quoted(checkpointId)} cannot be restored: ${what}; nothing was restored`),
+  checkpointCorrupted: (checkpointId: string) => new WorkerError(Status.INTERNAL, `checkpoint corrupted: the archive of ${quoted(checkpointId)} does not match its checksum; nothing was restored`),
 
   // Worker-wide
   shuttingDown: () => new WorkerError(Status.UNAVAILABLE, 'worker is shutting down; retry on another worker'),
-  internal: (detail: string) => new WorkerError(Status.INTERNAL, `internal error: ${detail}`),
+  /** An unexpected failure: its kind only; the log has the rest under `ref`. */
+  internal: (err: unknown, ref: string) => new WorkerError(Status.INTERNAL, `internal error (${faultOf(err)}); reference ${ref} in the worker's log`),
 } as const;
+
+/** A short id tying a client's INTERNAL status to the log line with the details. */
+export function newErrorRef(): string {
+  return randomBytes(4).toString('hex');
+}

@@ -3,6 +3,9 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, HelpRequested, loadConfig, splitHostPort, type WorkerConfig } from './config.js';
 import { startGrpcServer } from './grpc/server.js';
+import { listenRefused, prepareDataDirectory, StartupRefused } from './startupChecks.js';
+import { faultOf } from './errors.js';
+import { setLogger } from '@grpc/grpc-js';
 import { createLogger, type Logger } from './logger.js';
 import { PythonUnavailableError, resolvePythonInterpreter } from './sandbox/pythonInterpreter.js';
 import { SandboxHost, SandboxUnavailableError } from './sandbox/sandboxHost.js';
@@ -24,17 +27,15 @@ import { LocalArtifactStore, S3ArtifactStore } from './storage/artifactStore.js'
 import { SessionPool } from './sessions/sessionPool.js';
 import { LocalWorkspaceStore } from './storage/workspaceStore.js';
 
+/** The longest startup may take before the worker gives up. */
+const STARTUP_LIMIT_SECONDS = 120;
+
 /** Time past the grace period a shutdown may take (destroying sessions, closing servers). */
 const SHUTDOWN_SLACK_SECONDS = 10;
 
-/** Startup refused for a reason the operator can act on: printed as its message alone. */
-class StartupRefused extends Error {
-  override name = 'StartupRefused';
-}
-
 /** One worker per data directory: a kernel lock taken before anything in it is touched. */
 async function lockDataDirectory(dataDir: string): Promise<HostLock> {
-  await mkdir(dataDir, { recursive: true });
+  await prepareDataDirectory(dataDir);
   const claim = await HostLock.acquire(join(dataDir, 'worker.lock'), (await findOnPath('flock')) ?? 'flock', `worker data directory ${dataDir}`);
   if (!claim.acquired) {
     const holder = claim.holder ? `worker process ${claim.holder.pid}` : 'another worker process';
@@ -91,7 +92,9 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
   let publicUrl = config.publicUrl;
   const localArtifacts = new LocalArtifactStore(join(config.dataDir, 'artifacts'), signer, () => publicUrl!, config.downloadUrlTtlSeconds * 1000);
   const artifactStore = config.checkpointStore ? new S3ArtifactStore(parseS3Url(config.checkpointStore, config.s3Endpoint)) : localArtifacts;
-  const http = await startArtifactHttpServer(config.httpAddr, localArtifacts, signer, logger);
+  const http = await startArtifactHttpServer(config.httpAddr, localArtifacts, signer, logger).catch((err: unknown) => {
+    throw listenRefused('WORKER_HTTP_ADDR', config.httpAddr, err);
+  });
   publicUrl ??= `http://127.0.0.1:${http.port}`;
   const artifacts = new Artifacts({ store: artifactStore, pool, maxBytes: config.maxArtifactBytes, uploadTtlMs: config.uploadUrlTtlSeconds * 1000 });
   const sweepArtifacts = setInterval(() => {
@@ -99,7 +102,7 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
   }, 3600 * 1000);
   sweepArtifacts.unref();
   const stopReaper = startIdleReaper(pool, config.sessionIdleSeconds, logger);
-  const { server, port } = await startGrpcServer({
+  const grpcListening = startGrpcServer({
     address: config.grpcAddr,
     workerId: config.workerId,
     maxMessageBytes: config.maxMessageBytes,
@@ -107,6 +110,9 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
     artifacts,
     tasks: { pool, limits: { maxOutputBytes: config.maxOutputBytes, maxMessageBytes: config.maxMessageBytes }, maxTimeoutSeconds: config.maxTaskTimeoutSeconds },
     logger,
+  });
+  const { server, port } = await grpcListening.catch((err: unknown) => {
+    throw listenRefused('WORKER_GRPC_ADDR', config.grpcAddr, err);
   });
   logger.info('worker listening', {
     worker_id: config.workerId,
@@ -184,14 +190,23 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
+  // grpc-js's own messages (e.g. a bind failure, said again below in terms of its setting) go to the log.
+  setLogger({ error: (...args: unknown[]) => logger.debug('grpc-js', { message: args.map(String).join(' ') }) });
+  const refuse = (message: string) => {
+    logger.error(message);
+    process.stderr.write(`codegen-worker: ${message.split('\n')[0]}\n`);
+    process.exit(1);
+  };
+  // Whatever a broken host does (a hung filesystem, a stuck interpreter), startup ends.
+  const watchdog = setTimeout(() => refuse(`startup did not finish within ${STARTUP_LIMIT_SECONDS} s; the log says how far it got`), STARTUP_LIMIT_SECONDS * 1000);
+  watchdog.unref();
   try {
     await startWorker(config, logger);
+    clearTimeout(watchdog);
   } catch (err) {
     const known = [PythonUnavailableError, SandboxUnavailableError, UidRangeError, StartupRefused].some((type) => err instanceof type);
-    const message = known ? (err as Error).message : `cannot start: ${(err as Error).stack ?? String(err)}`;
-    logger.error(message);
-    process.stderr.write(`codegen-worker: ${message}\n`);
-    process.exit(1);
+    if (!known) logger.error('cannot start', { error: (err as Error).stack ?? String(err) });
+    refuse(known ? (err as Error).message : `cannot start (${faultOf(err)}); the log has the details`);
   }
 }
 

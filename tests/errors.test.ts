@@ -40,7 +40,7 @@ describe('session errors', () => {
     assert.equal(await statusOf(worker.tasks.cancelTask({ sessionId, taskId: 't' })), Status.NOT_FOUND);
     const run = await runTask(worker.tasks, { sessionId, toolName: 'echo', arguments: { message: 'x' } });
     assert.equal(run.code, Status.NOT_FOUND);
-    assert.match(run.error!.details, /session not found: 'session-doesnotexist000000'/);
+    assert.match(run.error!.details, /session not found: "session-doesnotexist000000"/);
     assert.equal(run.result, undefined, 'request errors end the call without a result');
   });
 
@@ -73,7 +73,7 @@ describe('session errors', () => {
     const destroying = worker.sessions.destroySession({ sessionId });
     const late = await runTask(worker.tasks, { sessionId, toolName: 'echo', arguments: { message: 'too late' } });
     assert.equal(late.code, Status.FAILED_PRECONDITION, late.error?.details);
-    assert.match(late.error!.details, /invalid session state: cannot run a task while session '.*' is TERMINATING/);
+    assert.match(late.error!.details, /invalid session state: cannot run a task while session ".*" is TERMINATING/);
     assert.equal((await destroying).success, true);
     assert.equal((await sleeper).result?.status, TaskStatus.STATUS_CANCELLED, 'destroy cancels running tasks');
   });
@@ -97,7 +97,7 @@ describe('session errors', () => {
     assert.equal(await statusOf(worker.sessions.createSession({ workspaceId: '' })), Status.INVALID_ARGUMENT);
     const err = await worker.sessions.createSession({ workspaceId: 'w', config: { language: 'cobol' } }).catch((e: unknown) => e);
     assert.equal((err as { code: Status }).code, Status.INVALID_ARGUMENT);
-    assert.match((err as Error).message, /'cobol' is not supported.*supported: python/);
+    assert.match((err as Error).message, /"cobol" is not supported.*supported: python/);
     assert.equal(await statusOf(worker.sessions.createSession({ workspaceId: 'w', config: { limits: { maxMemoryMb: -1 } } })), Status.INVALID_ARGUMENT);
     assert.equal(await statusOf(worker.sessions.createSession({ workspaceId: 'w', config: { env: { 'A=B': 'x' } } })), Status.INVALID_ARGUMENT);
   });
@@ -157,7 +157,7 @@ describe('task errors', () => {
         ['run.python', {}, /run.python requires 'code'/],
         ['fs.write', { path: 'a' }, /fs.write requires 'contents'/],
         ['echo', { message: 'x', extra: 'y' }, /echo does not take 'extra'/],
-        ['no.such.tool', {}, /unknown tool 'no.such.tool'; this worker offers echo, fs.write/],
+        ['no.such.tool', {}, /unknown tool "no.such.tool"; this worker offers echo, fs.write/],
         ['fs.read', { path: 'a', encoding: 'latin1' }, /encoding must be 'utf-8' or 'base64'/],
         ['fs.write', { path: 'a', contents: '!!!', encoding: 'base64' }, /not valid base64/],
         ['pkg.install', { requirements: '--index-url http://evil/' }, /not pip options/],

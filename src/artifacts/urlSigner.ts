@@ -21,8 +21,9 @@ export class UrlSigner {
     return new UrlSigner(secret);
   }
 
+  /** The fields are encoded as a JSON array: no field can spill into another, whatever it holds. */
   sign(fields: string[]): string {
-    return createHmac('sha256', this.secret).update(fields.join('\n')).digest('hex');
+    return createHmac('sha256', this.secret).update(JSON.stringify(fields)).digest('hex');
   }
 
   verify(fields: string[], signature: string): boolean {

@@ -1,5 +1,6 @@
 import { isAbortError } from 'abort-controller-x';
-import { ServerError, Status } from 'nice-grpc';
+import { ServerError } from 'nice-grpc';
+import { errors, newErrorRef } from '../errors.js';
 import type { Logger } from '../logger.js';
 
 /**
@@ -8,8 +9,9 @@ import type { Logger } from '../logger.js';
  */
 export function toServerError(err: unknown, method: string, logger: Logger): unknown {
   if (err instanceof ServerError || isAbortError(err)) return err; // WorkerErrors included
-  logger.error('unexpected error in call', { method, error: (err as Error).stack ?? String(err) });
-  return new ServerError(Status.INTERNAL, `internal error: ${(err as Error).message ?? String(err)}`);
+  const ref = newErrorRef();
+  logger.error('unexpected error in call', { method, ref, error: (err as Error).stack ?? String(err) });
+  return errors.internal(err, ref);
 }
 
 type Methods = Record<string, (...args: never[]) => unknown>;

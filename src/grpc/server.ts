@@ -10,6 +10,7 @@ import { artifactService } from './artifactService.js';
 import { withMappedErrors } from './mapErrors.js';
 import { sessionManagementService } from './sessionManagementService.js';
 import { taskExecutionService } from './taskExecutionService.js';
+import { tolerantDefinition } from './tolerantDefinition.js';
 
 export interface GrpcServerOptions {
   address: string;
@@ -30,9 +31,9 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<{ ser
     'grpc.enable_channelz': 0,
   });
   const { logger } = options;
-  server.add(SessionManagementDefinition, withMappedErrors(SessionManagementDefinition, sessionManagementService(options.tasks.pool, options.checkpoints, options.workerId), logger));
-  server.add(TaskExecutionDefinition, withMappedErrors(TaskExecutionDefinition, taskExecutionService(options.tasks), logger));
-  server.add(ArtifactServiceDefinition, withMappedErrors(ArtifactServiceDefinition, artifactService(options.artifacts), logger));
+  server.add(tolerantDefinition(SessionManagementDefinition), withMappedErrors(SessionManagementDefinition, sessionManagementService(options.tasks.pool, options.checkpoints, options.workerId), logger));
+  server.add(tolerantDefinition(TaskExecutionDefinition), withMappedErrors(TaskExecutionDefinition, taskExecutionService(options.tasks), logger));
+  server.add(tolerantDefinition(ArtifactServiceDefinition), withMappedErrors(ArtifactServiceDefinition, artifactService(options.artifacts), logger));
   const port = await server.listen(options.address);
   return { server, port };
 }

@@ -4,6 +4,7 @@ import type { Checkpoints } from '../sessions/checkpoints.js';
 import type { CheckpointRecord } from '../storage/checkpointStore.js';
 import type { Session } from '../sessions/session.js';
 import type { SessionPool } from '../sessions/sessionPool.js';
+import { checkLength, checkRequest, REQUEST_LIMITS } from './checkRequest.js';
 
 async function usageOf(session: Session): Promise<ResourceMetrics> {
   return session.usage();
@@ -23,11 +24,14 @@ function metadataOf(record: CheckpointRecord) {
 export function sessionManagementService(pool: SessionPool, checkpoints: Checkpoints, workerId: string): SessionManagementServiceImplementation {
   return {
     async createSession(request) {
+      checkRequest(request, { workspaceId: 'name', userId: 'name' });
+      if (request.config?.language) checkLength('config.language', request.config.language, REQUEST_LIMITS.nameChars);
       const session = await pool.create({ workspaceId: request.workspaceId, userId: request.userId, config: request.config });
       return { sessionId: session.id, workerId, state: session.state, createdAtMs: session.createdAtMs };
     },
 
     async destroySession(request) {
+      checkRequest(request, { sessionId: 'id' });
       // A checkpoint asked for is made first; if it fails, nothing is destroyed.
       const checkpoint = request.createCheckpoint ? await checkpoints.checkpoint(request.sessionId, false) : undefined;
       await pool.destroy(request.sessionId);
@@ -35,6 +39,7 @@ export function sessionManagementService(pool: SessionPool, checkpoints: Checkpo
     },
 
     async getSessionStatus(request) {
+      checkRequest(request, { sessionId: 'id' });
       const session = pool.get(request.sessionId);
       return {
         sessionId: session.id,
@@ -52,16 +57,19 @@ export function sessionManagementService(pool: SessionPool, checkpoints: Checkpo
     },
 
     async checkpointSession(request) {
+      checkRequest(request, { sessionId: 'id' });
       const record = await checkpoints.checkpoint(request.sessionId, request.incremental);
       return { checkpointId: record.checkpointId, sizeBytes: record.sizeBytes, storageUrl: record.storageUrl, metadata: metadataOf(record) };
     },
 
     async restoreSession(request) {
+      checkRequest(request, { checkpointId: 'id' });
       const { session, record } = await checkpoints.restore(request.checkpointId);
       return { sessionId: session.id, workerId, state: session.state, checkpointMetadata: metadataOf(record) };
     },
 
-    async getCapacity() {
+    async getCapacity(request) {
+      checkRequest(request, {});
       const capacity = pool.capacity();
       const sessions = pool.list();
       const usages = await Promise.all(sessions.map(usageOf));

@@ -2,10 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join, posix, relative } from 'node:path';
 import { SessionState } from '../../gen/codegen/v1/common.js';
-import { errors, WorkerError } from '../errors.js';
+import { Status } from 'nice-grpc';
+import { errors, faultOf, quoted, WorkerError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { extractArchive, openArchive, sha256Of, writeArchive, type OpenedArchive } from '../storage/checkpointArchive.js';
-import type { CheckpointRecord, CheckpointStore, FetchedArchive } from '../storage/checkpointStore.js';
+import { MissingArchiveError, type CheckpointRecord, type CheckpointStore, type FetchedArchive } from '../storage/checkpointStore.js';
+import { DamagedRecordError } from '../storage/jsonFile.js';
 import { diffTrees, namesIn, scanTree, type Tree } from '../storage/fileTree.js';
 import type { Session } from './session.js';
 import { stateName } from './session.js';
@@ -51,6 +53,9 @@ async function installedPackages(session: Session): Promise<string[]> {
     .map((m) => `${m[1]}==${m[2]}`)
     .sort();
 }
+
+/** Incremental checkpoints one restore applies at most. */
+const MAX_CHAIN = 1000;
 
 const workspacePaths = (paths: string[]) => paths.filter((p) => p.startsWith('workspace/')).map((p) => p.slice('workspace/'.length));
 
@@ -104,8 +109,9 @@ export class Checkpoints {
     } catch (err) {
       await rm(temporary, { force: true });
       if (err instanceof WorkerError) throw err;
-      if (isDiskFull(err)) throw errors.tooLarge(`disk full: no space left to write checkpoint of session '${sessionId}'; nothing was kept`);
-      throw errors.archiveFailed(`could not write the checkpoint: ${(err as Error).message}`);
+      if (isDiskFull(err)) throw errors.tooLarge(`disk full: no space left to write checkpoint of session ${quoted(sessionId)}; nothing was kept`);
+      session.logger.error('checkpoint failed', { error: (err as Error).stack ?? String(err) });
+      throw errors.archiveFailed(`could not write the checkpoint (${faultOf(err)}); nothing was kept`);
     } finally {
       if (session.settledState === SessionState.SESSION_STATE_CHECKPOINTING) session.settledState = SessionState.SESSION_STATE_READY;
     }
@@ -113,21 +119,16 @@ export class Checkpoints {
 
   /** A new session with the checkpoint's workspace, packages, workspace_id, user_id and config. */
   async restore(checkpointId: string): Promise<{ session: Session; record: CheckpointRecord }> {
-    const record = await this.options.store.record(checkpointId);
-    if (!record) throw errors.checkpointNotFound(checkpointId);
-    const chain = [record];
-    while (chain[0]!.parentCheckpointId) {
-      const parent = await this.options.store.record(chain[0]!.parentCheckpointId);
-      if (!parent) throw errors.archiveFailed(`checkpoint ${chain[0]!.checkpointId} needs its parent ${chain[0]!.parentCheckpointId}, which is gone`);
-      chain.unshift(parent);
-    }
+    const chain = await this.chainOf(checkpointId);
+    const record = chain[chain.length - 1]!;
     const fetched: FetchedArchive[] = [];
     try {
       // Everything is checked before anything is extracted.
       const archives: OpenedArchive[] = [];
       for (const link of chain) {
-        const archive = await this.options.store.fetch(link.checkpointId).catch((err: Error) => {
-          throw errors.archiveFailed(`checkpoint ${link.checkpointId} cannot be read: ${err.message}`);
+        const archive = await this.options.store.fetch(link.checkpointId).catch((err: unknown) => {
+          if (err instanceof MissingArchiveError) throw errors.checkpointDamaged(Status.NOT_FOUND, link.checkpointId, 'its archive is missing from the checkpoint store');
+          throw errors.archiveFailed(`the archive of checkpoint ${quoted(link.checkpointId)} cannot be fetched (${faultOf(err)})`);
         });
         fetched.push(archive);
         if ((await sha256Of(archive.path)) !== link.checksumSha256) throw errors.checkpointCorrupted(link.checkpointId);
@@ -145,14 +146,35 @@ export class Checkpoints {
       } catch (err) {
         await this.options.pool.destroy(session.id, 'restore failed').catch(() => undefined);
         if (err instanceof WorkerError) throw err;
-        if (isDiskFull(err)) throw errors.tooLarge(`disk full: no space left to restore checkpoint ${checkpointId}`);
-        throw errors.archiveFailed(`could not extract checkpoint ${checkpointId}: ${(err as Error).message}`);
+        if (isDiskFull(err)) throw errors.tooLarge(`disk full: no space left to restore checkpoint ${quoted(checkpointId)}; nothing was kept`);
+        throw errors.archiveFailed(`could not extract checkpoint ${quoted(checkpointId)} (${faultOf(err)}); nothing was kept`);
       }
       session.logger.info('session restored', { checkpoint_id: checkpointId, chain: chain.length });
       return { session, record };
     } finally {
       for (const archive of fetched) await archive.release();
     }
+  }
+
+  /**
+   * The checkpoint and its parents, oldest first; each missing or damaged link is refused with
+   * what is wrong with which checkpoint.
+   */
+  private async chainOf(checkpointId: string): Promise<CheckpointRecord[]> {
+    if (!checkpointId) throw errors.invalidArgument('checkpoint_id is required');
+    const chain: CheckpointRecord[] = [];
+    for (let id = checkpointId; id; id = chain[0]!.parentCheckpointId) {
+      const child = chain[0];
+      if (chain.some((r) => r.checkpointId === id) || chain.length >= MAX_CHAIN) throw errors.checkpointDamaged(Status.INTERNAL, checkpointId, 'its chain of parents loops or is too long');
+      const link = await this.options.store.record(id).catch((err: unknown) => {
+        if (err instanceof DamagedRecordError) throw errors.checkpointDamaged(Status.INTERNAL, id, `its record is damaged (${err.message})`);
+        throw errors.archiveFailed(`the record of checkpoint ${quoted(id)} cannot be read (${faultOf(err)})`);
+      });
+      if (!link && !child) throw errors.checkpointNotFound(id);
+      if (!link) throw errors.checkpointDamaged(Status.NOT_FOUND, child!.checkpointId, `its parent ${quoted(id)} is no longer in the checkpoint store`);
+      chain.unshift(link);
+    }
+    return chain;
   }
 
   /** Keeps the session's newest checkpoints and every parent they need; removes the rest. */

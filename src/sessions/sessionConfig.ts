@@ -37,7 +37,7 @@ function checkEnv(env: Record<string, string>): void {
 export function effectiveSessionConfig(config: SessionConfig | undefined): EffectiveSessionConfig {
   const language = config?.language || 'python';
   if (!(SUPPORTED_LANGUAGES as readonly string[]).includes(language)) {
-    throw errors.invalidArgument(`config.language '${language}' is not supported by this worker; supported: ${SUPPORTED_LANGUAGES.join(', ')}`);
+    throw errors.invalidArgument(`config.language ${quoted(language)} is not supported by this worker; supported: ${SUPPORTED_LANGUAGES.join(', ')}`);
   }
   const limits = config?.limits;
   const env = config?.env ?? {};

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { SessionState, type SessionConfig } from '../../gen/codegen/v1/common.js';
-import { errors, WorkerError } from '../errors.js';
+import { errors, faultOf, WorkerError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { SandboxHost } from '../sandbox/sandboxHost.js';
 import { SpareSessions } from './spareSessions.js';
@@ -72,8 +72,8 @@ export class SessionPool {
       session.settledState = SessionState.SESSION_STATE_FAILED;
       this.sessions.delete(id);
       await this.options.store.remove(id).catch(() => undefined);
-      logger.error('session initialization failed', { error: (err as Error).message });
-      throw errors.initializationFailed(`could not create the workspace or Python environment: ${(err as Error).message}`);
+      logger.error('session initialization failed', { error: (err as Error).stack ?? String(err) });
+      throw errors.initializationFailed(`could not create the workspace or Python environment (${faultOf(err)})`);
     }
     logger.info('session created', { workspace_id: input.workspaceId, user_id: input.userId });
     if (this.options.sandboxHost.options.mode === 'none') logger.warn('session runs WITHOUT a sandbox (WORKER_SANDBOX=none): its code can reach the host');

@@ -1,13 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { UrlSigner } from '../artifacts/urlSigner.js';
-import { readJsonFile, writeJsonAtomically } from './jsonFile.js';
+import { hasFields, readJsonFile, writeJsonAtomically } from './jsonFile.js';
 import { createS3Client, isMissingObject, readJsonObject, writeJsonObject } from './s3Client.js';
 import type { S3Location } from './checkpointStore.js';
 
@@ -50,6 +50,9 @@ export interface ArtifactStore {
   /** Removes artifacts (recorded or not) older than the given age; returns how many. */
   sweep(olderThanMs: number): Promise<number>;
 }
+
+const isArtifactRecord = hasFields({ artifactId: 'string', sessionId: 'string', artifactName: 'string', sizeBytes: 'number', checksumSha256: 'string', metadata: 'object', recordedAtMs: 'number' });
+const isUploadedBytes = hasFields({ sizeBytes: 'number', sha256: 'string' });
 
 export const ARTIFACT_ID = /^artifact-[A-Za-z0-9_-]{16,64}$/;
 
@@ -101,6 +104,15 @@ export class LocalArtifactStore implements ArtifactStore {
    */
   async receive(grant: UploadGrant, body: Readable, declaredLength: number | undefined): Promise<UploadOutcome> {
     await mkdir(join(this.dir, '.incoming'), { recursive: true });
+    // One PUT per URL: the first to create the claim receives; any other at the same time, or
+    // after it succeeded, is told so. A failed upload gives the claim back.
+    const claim = await open(this.path(grant.artifactId, '.claim'), 'wx', 0o600).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'EEXIST') return undefined;
+      throw err;
+    });
+    if (!claim) return 'exists';
+    await claim.close();
+    // Stored before claims existed: as taken.
     if (await stat(this.path(grant.artifactId, '.bin')).then(() => true, () => false)) return 'exists';
     const temporary = join(this.dir, '.incoming', `${grant.artifactId}.${randomBytes(6).toString('hex')}`);
     const hash = createHash('sha256');
@@ -122,24 +134,26 @@ export class LocalArtifactStore implements ArtifactStore {
       await pipeline(body, counter, createWriteStream(temporary, { flags: 'wx', mode: 0o600 }));
       if (declaredLength !== undefined && received !== declaredLength) throw new Error('upload ended early');
       if ((body as { complete?: boolean }).complete === false) throw new Error('upload ended early');
+      await writeJsonAtomically(this.path(grant.artifactId, '.upload.json'), { sizeBytes: received, sha256: hash.digest('hex'), sessionId: grant.sessionId });
+      await rename(temporary, this.path(grant.artifactId, '.bin'));
+      return 'stored';
     } catch {
       await rm(temporary, { force: true });
+      await rm(this.path(grant.artifactId, '.upload.json'), { force: true });
+      await rm(this.path(grant.artifactId, '.claim'), { force: true });
       return tooLarge ? 'too_large' : 'incomplete';
     }
-    await writeJsonAtomically(this.path(grant.artifactId, '.upload.json'), { sizeBytes: received, sha256: hash.digest('hex'), sessionId: grant.sessionId });
-    await rename(temporary, this.path(grant.artifactId, '.bin'));
-    return 'stored';
   }
 
   async uploaded(artifactId: string): Promise<UploadedBytes | undefined> {
     if (!ARTIFACT_ID.test(artifactId)) return undefined;
     if (!(await stat(this.path(artifactId, '.bin')).then(() => true, () => false))) return undefined;
-    return readJsonFile<UploadedBytes>(this.path(artifactId, '.upload.json'));
+    return readJsonFile<UploadedBytes>(this.path(artifactId, '.upload.json'), isUploadedBytes);
   }
 
   async record(artifactId: string): Promise<ArtifactRecord | undefined> {
     if (!ARTIFACT_ID.test(artifactId)) return undefined;
-    return readJsonFile<ArtifactRecord>(this.path(artifactId, '.json'));
+    return readJsonFile<ArtifactRecord>(this.path(artifactId, '.json'), isArtifactRecord);
   }
 
   async saveRecord(record: ArtifactRecord): Promise<void> {
@@ -170,7 +184,7 @@ export class LocalArtifactStore implements ArtifactStore {
       const id = name.slice(0, -4);
       const st = await stat(join(this.dir, name)).catch(() => undefined);
       if (!st || st.mtimeMs > cutoff) continue;
-      for (const suffix of ['.json', '.upload.json', '.bin']) await rm(this.path(id, suffix), { force: true });
+      for (const suffix of ['.json', '.upload.json', '.bin', '.claim']) await rm(this.path(id, suffix), { force: true });
       removed++;
     }
     return removed;
@@ -215,7 +229,7 @@ export class S3ArtifactStore implements ArtifactStore {
 
   async record(artifactId: string): Promise<ArtifactRecord | undefined> {
     if (!ARTIFACT_ID.test(artifactId)) return undefined;
-    return readJsonObject<ArtifactRecord>(this.client, this.location.bucket, this.key(`${artifactId}.json`));
+    return readJsonObject<ArtifactRecord>(this.client, this.location.bucket, this.key(`${artifactId}.json`), isArtifactRecord);
   }
 
   async saveRecord(record: ArtifactRecord): Promise<void> {

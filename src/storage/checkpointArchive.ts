@@ -6,7 +6,7 @@ import { posix } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import unzipper from 'unzipper';
-import { errors } from '../errors.js';
+import { errors, faultOf, quoted } from '../errors.js';
 import { at, errnoOf, inDirectoryNoFollow, openRegularFileNoFollow, openTrustedDirectory, type Owner } from './beneath.js';
 import type { Tree } from './fileTree.js';
 import { removeEntry } from './removeTree.js';
@@ -148,10 +148,10 @@ function checkPath(path: string): string {
   const clean = path.replace(/\/+$/, '');
   const parts = clean.split('/');
   if (clean.includes('\0') || clean.includes('\\') || clean.startsWith('/') || parts.includes('..') || parts.includes('.') || parts.includes('')) {
-    throw errors.invalidArgument(`checkpoint archive entry ${JSON.stringify(path)} would land outside the session`);
+    throw errors.invalidArgument(`checkpoint archive entry ${quoted(path, 200)} would land outside the session`);
   }
   if (!(parts[0] === 'workspace' || parts[0] === 'env') || parts.length < 2) {
-    throw errors.invalidArgument(`checkpoint archive entry ${JSON.stringify(path)} is not under workspace/ or env/`);
+    throw errors.invalidArgument(`checkpoint archive entry ${quoted(path, 200)} is not under workspace/ or env/`);
   }
   return clean;
 }
@@ -161,7 +161,7 @@ function checkLink(path: string, target: string): void {
   const [top] = path.split('/');
   const resolved = posix.normalize(posix.join(posix.dirname(path), target));
   if (target.startsWith('/') || target.includes('\0') || !(resolved === top || resolved.startsWith(`${top}/`))) {
-    throw errors.invalidArgument(`checkpoint archive symlink ${JSON.stringify(path)} points outside the session (${JSON.stringify(target)})`);
+    throw errors.invalidArgument(`checkpoint archive symlink ${quoted(path, 200)} points outside the session (${quoted(target, 200)})`);
   }
 }
 
@@ -174,14 +174,19 @@ export async function openArchive(file: string): Promise<OpenedArchive> {
   try {
     directory = await unzipper.Open.file(file);
   } catch (err) {
-    throw errors.invalidArgument(`the checkpoint archive cannot be read: ${(err as Error).message}`);
+    throw errors.invalidArgument(`the checkpoint archive cannot be read as a zip (${faultOf(err)})`);
   }
   const entries: ArchiveEntry[] = [];
   let deleted: string[] = [];
   for (const file of directory.files) {
     if (file.path === METADATA) continue;
     if (file.path === DELETED) {
-      const list = JSON.parse((await file.buffer()).toString('utf8')) as unknown;
+      let list: unknown;
+      try {
+        list = JSON.parse((await file.buffer()).toString('utf8'));
+      } catch {
+        throw errors.invalidArgument('checkpoint deletion list is not valid JSON');
+      }
       if (!Array.isArray(list) || !list.every((p) => typeof p === 'string')) throw errors.invalidArgument('checkpoint deletion list is malformed');
       deleted = (list as string[]).map(checkPath);
       continue;

@@ -5,8 +5,8 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { readJsonFile, writeJsonAtomically } from './jsonFile.js';
-import { createS3Client, readJsonObject, writeJsonObject } from './s3Client.js';
+import { hasFields, readJsonFile, writeJsonAtomically } from './jsonFile.js';
+import { createS3Client, isMissingObject, readJsonObject, writeJsonObject } from './s3Client.js';
 
 /** What is recorded beside each checkpoint archive. */
 export interface CheckpointRecord {
@@ -24,6 +24,13 @@ export interface CheckpointRecord {
   storageUrl: string;
 }
 
+const isCheckpointRecord = hasFields({ checkpointId: 'string', sessionId: 'string', createdAtMs: 'number', checksumSha256: 'string', installedPackages: 'object', modifiedFiles: 'object', workspaceId: 'string', userId: 'string', parentCheckpointId: 'string', sizeBytes: 'number' });
+
+/** A checkpoint's record is there but its archive is not (removed from the store from outside). */
+export class MissingArchiveError extends Error {
+  override name = 'MissingArchiveError';
+}
+
 /** A local copy of an archive, removed by release() when it was fetched from elsewhere. */
 export interface FetchedArchive {
   path: string;
@@ -39,8 +46,11 @@ export interface CheckpointStore {
   /** A local directory for archives being written (on the same filesystem where that matters). */
   scratchDir(): Promise<string>;
   save(record: CheckpointRecord, archive: string): Promise<void>;
+  /** Undefined when there is none; DamagedRecordError when it cannot be read as one. */
   record(checkpointId: string): Promise<CheckpointRecord | undefined>;
+  /** MissingArchiveError when the archive is gone. */
   fetch(checkpointId: string): Promise<FetchedArchive>;
+  /** Every readable record (damaged ones are left out). */
   list(): Promise<CheckpointRecord[]>;
   remove(checkpointId: string): Promise<void>;
 }
@@ -73,17 +83,18 @@ export class LocalCheckpointStore implements CheckpointStore {
 
   async record(checkpointId: string): Promise<CheckpointRecord | undefined> {
     if (!isCheckpointId(checkpointId)) return undefined;
-    return readJsonFile<CheckpointRecord>(join(this.dir, `${checkpointId}.json`));
+    return readJsonFile<CheckpointRecord>(join(this.dir, `${checkpointId}.json`), isCheckpointRecord);
   }
 
   async fetch(checkpointId: string): Promise<FetchedArchive> {
-    return { path: join(this.dir, `${checkpointId}.zip`), release: async () => undefined };
+    const path = join(this.dir, `${checkpointId}.zip`);
+    if (!(await stat(path).then((st) => st.isFile(), () => false))) throw new MissingArchiveError(checkpointId);
+    return { path, release: async () => undefined };
   }
 
   async list(): Promise<CheckpointRecord[]> {
     const names = await readdir(this.dir).catch(() => [] as string[]);
-    const records = await Promise.all(names.filter((n) => n.endsWith('.json')).map((n) => this.record(n.slice(0, -5))));
-    return records.filter((r): r is CheckpointRecord => r !== undefined);
+    return readableRecords(names.filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -5)), (id) => this.record(id));
   }
 
   async remove(checkpointId: string): Promise<void> {
@@ -131,15 +142,23 @@ export class S3CheckpointStore implements CheckpointStore {
 
   async record(checkpointId: string): Promise<CheckpointRecord | undefined> {
     if (!isCheckpointId(checkpointId)) return undefined;
-    return readJsonObject<CheckpointRecord>(this.client, this.location.bucket, this.key(`${checkpointId}.json`));
+    return readJsonObject<CheckpointRecord>(this.client, this.location.bucket, this.key(`${checkpointId}.json`), isCheckpointRecord);
   }
 
   async fetch(checkpointId: string): Promise<FetchedArchive> {
     const dir = await mkdtemp(join(await this.scratchDir(), 'fetch-'));
-    const path = join(dir, `${checkpointId}.zip`);
-    const object = await this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${checkpointId}.zip`) }));
-    await pipeline(object.Body as Readable, createWriteStream(path));
-    return { path, release: () => rm(dir, { recursive: true, force: true }) };
+    const release = () => rm(dir, { recursive: true, force: true });
+    try {
+      const path = join(dir, `${checkpointId}.zip`);
+      const object = await this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${checkpointId}.zip`) })).catch((err: unknown) => {
+        throw isMissingObject(err) ? new MissingArchiveError(checkpointId) : err;
+      });
+      await pipeline(object.Body as Readable, createWriteStream(path));
+      return { path, release };
+    } catch (err) {
+      await release();
+      throw err;
+    }
   }
 
   async list(): Promise<CheckpointRecord[]> {
@@ -153,14 +172,18 @@ export class S3CheckpointStore implements CheckpointStore {
       }
       token = page.NextContinuationToken;
     } while (token);
-    const records = await Promise.all(ids.map((id) => this.record(id)));
-    return records.filter((r): r is CheckpointRecord => r !== undefined);
+    return readableRecords(ids, (id) => this.record(id));
   }
 
   async remove(checkpointId: string): Promise<void> {
     await this.client.send(new DeleteObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${checkpointId}.json`) }));
     await this.client.send(new DeleteObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${checkpointId}.zip`) }));
   }
+}
+
+async function readableRecords(ids: string[], read: (id: string) => Promise<CheckpointRecord | undefined>): Promise<CheckpointRecord[]> {
+  const records = await Promise.all(ids.map((id) => read(id).catch(() => undefined)));
+  return records.filter((r): r is CheckpointRecord => r !== undefined);
 }
 
 /** `s3://bucket/prefix` → its parts. */

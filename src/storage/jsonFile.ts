@@ -13,10 +13,36 @@ export async function writeJsonAtomically(file: string, value: unknown): Promise
   await rename(temporary, file);
 }
 
-/** A JSON file's value, or undefined when it is missing or unreadable. */
-export async function readJsonFile<T>(file: string): Promise<T | undefined> {
-  return readFile(file, 'utf8').then(
-    (raw) => JSON.parse(raw) as T,
-    () => undefined,
-  );
+/** A stored record that exists but cannot be what it should be (not JSON, or the wrong shape). */
+export class DamagedRecordError extends Error {
+  override name = 'DamagedRecordError';
+}
+
+/** Parses a stored record, checking its shape; DamagedRecordError saying what is wrong. */
+export function parseRecord<T>(raw: string, isValid: (value: unknown) => boolean): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    throw new DamagedRecordError('it is not valid JSON');
+  }
+  if (!isValid(value)) throw new DamagedRecordError('it lacks fields it must have');
+  return value as T;
+}
+
+/** A JSON file's value; undefined when there is no such file, DamagedRecordError when it is not a valid one. */
+export async function readJsonFile<T>(file: string, isValid: (value: unknown) => boolean): Promise<T | undefined> {
+  let raw: string;
+  try {
+    raw = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  return parseRecord<T>(raw, isValid);
+}
+
+/** A checker of records: every named field has the given typeof. */
+export function hasFields(fields: Record<string, 'string' | 'number' | 'object' | 'boolean'>): (value: unknown) => boolean {
+  return (value) => typeof value === 'object' && value !== null && Object.entries(fields).every(([name, type]) => typeof (value as Record<string, unknown>)[name] === type);
 }

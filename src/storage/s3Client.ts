@@ -1,5 +1,6 @@
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { S3Location } from './checkpointStore.js';
+import { parseRecord } from './jsonFile.js';
 
 /** One S3 client setup for every store: the usual AWS credentials, path style for other endpoints. */
 export function createS3Client(location: S3Location): S3Client {
@@ -18,15 +19,17 @@ export function isMissingObject(err: unknown): boolean {
   return e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404;
 }
 
-/** A JSON object's value, or undefined when there is no such object. */
-export async function readJsonObject<T>(client: S3Client, bucket: string, key: string): Promise<T | undefined> {
+/** A JSON object's value; undefined when there is no such object, DamagedRecordError when it is not a valid one. */
+export async function readJsonObject<T>(client: S3Client, bucket: string, key: string, isValid: (value: unknown) => boolean): Promise<T | undefined> {
+  let raw: string;
   try {
     const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    return JSON.parse(await object.Body!.transformToString()) as T;
+    raw = await object.Body!.transformToString();
   } catch (err) {
     if (isMissingObject(err)) return undefined;
     throw err;
   }
+  return parseRecord<T>(raw, isValid);
 }
 
 export async function writeJsonObject(client: S3Client, bucket: string, key: string, value: unknown): Promise<void> {

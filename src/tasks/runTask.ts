@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { SessionState, TaskStatus } from '../../gen/codegen/v1/common.js';
 import { isAbortError } from 'abort-controller-x';
-import { errors, WorkerError } from '../errors.js';
+import { errors, newErrorRef, quoted, WorkerError } from '../errors.js';
 import { stateName } from '../sessions/session.js';
 import type { SessionPool } from '../sessions/sessionPool.js';
 import { nonNegative } from '../sessions/sessionConfig.js';
@@ -50,7 +50,7 @@ export async function* runTask<M>(deps: TaskRunnerDeps, input: TaskInput, callSi
   if (!deps.pool.isAccepting) throw errors.shuttingDown();
   if (!RUNNABLE_STATES.has(session.state)) throw errors.invalidSessionState(session.id, stateName(session.state), 'run a task');
   const tool = TOOLS.get(input.toolName);
-  if (!tool) throw errors.invalidArgument(`unknown tool '${input.toolName}'; this worker offers ${[...TOOLS.keys()].join(', ')}`);
+  if (!tool) throw errors.invalidArgument(`unknown tool ${quoted(input.toolName)}; this worker offers ${[...TOOLS.keys()].join(', ')}`);
   const constraints = input.constraints;
   const timeoutSeconds = effectiveTimeoutSeconds(
     nonNegative('constraints.timeout_seconds', constraints?.timeoutSeconds ?? 0),
@@ -119,8 +119,9 @@ export async function* runTask<M>(deps: TaskRunnerDeps, input: TaskInput, callSi
     if (outcome!.callError) throw outcome!.callError;
   } catch (err) {
     if (err instanceof WorkerError || isAbortError(err)) throw err;
-    session.logger.error('unexpected error in a task', { ...context, error: (err as Error).stack ?? String(err) });
-    throw errors.internal((err as Error).message ?? String(err));
+    const ref = newErrorRef();
+    session.logger.error('unexpected error in a task', { ...context, ref, error: (err as Error).stack ?? String(err) });
+    throw errors.internal(err, ref);
   } finally {
     clearTimeout(timer);
     callSignal.removeEventListener('abort', abortOnCallEnd);

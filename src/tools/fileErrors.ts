@@ -1,5 +1,5 @@
 import type { Stats } from 'node:fs';
-import { errors, WorkerError } from '../errors.js';
+import { errors, quoted, WorkerError } from '../errors.js';
 import { OutsideTreeError } from '../storage/beneath.js';
 
 /** Turns a filesystem error on a workspace path into the tool error a client can act on. */
@@ -12,21 +12,21 @@ export function toFileError(path: string, err: unknown): Error {
     case 'EACCES':
     case 'EPERM':
     case 'EROFS':
-      return errors.permissionDenied(path, (err as Error).message);
+      return errors.permissionDenied(path, 'the session may not do this to it');
     case 'ENOTDIR':
       return errors.invalidPath(path, 'a part of it is a file, not a directory');
     case 'EISDIR':
-      return errors.invalidArgument(`${JSON.stringify(path)} is a directory`);
+      return errors.invalidArgument(`${quoted(path, 200)} is a directory`);
     case 'ELOOP':
       return errors.invalidPath(path, 'it changed into a symlink while being used, or links loop');
     case 'ENXIO':
       // open(2) of a socket file
-      return errors.invalidArgument(`${JSON.stringify(path)} is not a regular file`);
+      return errors.invalidArgument(`${quoted(path, 200)} is not a regular file`);
     case 'ENAMETOOLONG':
       return errors.invalidPath(path, 'a name in it is too long');
     case 'ENOSPC':
     case 'EDQUOT':
-      return errors.tooLarge(`no space left for ${JSON.stringify(path)}: the disk or the session's disk limit is full`);
+      return errors.tooLarge(`no space left for ${quoted(path, 200)}: the disk or the session's disk limit is full`);
     default:
       return err as Error;
   }
@@ -45,5 +45,5 @@ export function requireMode(path: string, mode: number, bit: 0o400 | 0o200): voi
 
 /** FIFOs, sockets and devices are refused: reading or replacing them is not what fs tools do. */
 export function requireRegularFile(path: string, st: Stats): void {
-  if (!st.isFile()) throw errors.invalidArgument(`${JSON.stringify(path)} is not a regular file`);
+  if (!st.isFile()) throw errors.invalidArgument(`${quoted(path, 200)} is not a regular file`);
 }

@@ -1,5 +1,5 @@
 import type { FileHandle } from 'node:fs/promises';
-import { errors } from '../errors.js';
+import { errors, quoted } from '../errors.js';
 import { openChildForReading } from '../storage/beneath.js';
 import { inWorkspace, workspaceSegments } from '../storage/workspacePath.js';
 import { checkArguments, parseEncoding } from './arguments.js';
@@ -22,7 +22,7 @@ export const fsRead = defineTool({
     try {
       bytes = await inWorkspace(session.sandbox.workspace, async (tree) => {
         const found = await tree.locate(segments);
-        if (!found || found.stat?.isDirectory()) throw errors.invalidArgument(`${JSON.stringify(path)} is a directory; use fs.list`);
+        if (!found || found.stat?.isDirectory()) throw errors.invalidArgument(`${quoted(path, 200)} is a directory; use fs.list`);
         if (!found.stat) throw errors.fileNotFound(path);
         requireRegularFile(path, found.stat);
         // The entry may have changed since: only what is opened, without following a link and
@@ -34,7 +34,7 @@ export const fsRead = defineTool({
           requireMode(path, st.mode, 0o400);
           const encodedSize = encoding === 'base64' ? Math.ceil(st.size / 3) * 4 : st.size;
           if (encodedSize > limits.maxMessageBytes - MESSAGE_OVERHEAD) {
-            throw errors.tooLarge(`${JSON.stringify(path)} is ${st.size} bytes, too large for one message (limit ${limits.maxMessageBytes} bytes, WORKER_MAX_MESSAGE_MB); read it with run.python in parts`);
+            throw errors.tooLarge(`${quoted(path, 200)} is ${st.size} bytes, too large for one message (limit ${limits.maxMessageBytes} bytes, WORKER_MAX_MESSAGE_MB); read it with run.python in parts`);
           }
           return await readUpTo(file, st.size);
         } finally {
@@ -51,7 +51,7 @@ export const fsRead = defineTool({
       try {
         contents = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
       } catch {
-        throw errors.invalidArgument(`${JSON.stringify(path)} is not valid UTF-8 text; read it with encoding=base64`);
+        throw errors.invalidArgument(`${quoted(path, 200)} is not valid UTF-8 text; read it with encoding=base64`);
       }
     }
     return { ok: true, exitCode: 0, outputs: { path, contents, size: String(bytes.length), encoding } };

@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { errors } from '../errors.js';
+import { errors, quoted } from '../errors.js';
 import { at } from '../storage/beneath.js';
 import { inWorkspace, workspaceSegments } from '../storage/workspacePath.js';
 import { checkArguments, parseEncoding } from './arguments.js';
@@ -38,7 +38,7 @@ export const fsWrite = defineTool({
     try {
       await inWorkspace(session.sandbox.workspace, async (tree) => {
         const found = await tree.locate(segments, { owner });
-        if (!found || found.stat?.isDirectory()) throw errors.invalidArgument(`${JSON.stringify(path)} is a directory; fs.write writes files`);
+        if (!found || found.stat?.isDirectory()) throw errors.invalidArgument(`${quoted(path, 200)} is a directory; fs.write writes files`);
         const { dir, name, stat: existing } = found;
         if (existing) {
           requireRegularFile(path, existing);
