@@ -66,6 +66,13 @@ const integer =
     return value;
   };
 
+/** Uid ranges are whole blocks of 100000, so two workers' ranges either coincide (and one is refused) or are disjoint. */
+const uidBase: Parser<number> = (raw, name) => {
+  const value = integer(100_000, 4_294_800_000)(raw, name);
+  if (value % 100_000 !== 0) throw new ConfigError(`${name} must be a multiple of 100000 (uid ranges are whole blocks), got ${value}`);
+  return value;
+};
+
 const hostPort: Parser<string> = (raw, name) => {
   const match = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d+)$/.exec(raw.trim());
   if (!match || Number(match[2]) > 65535) throw new ConfigError(`${name} must be host:port (port 0-65535), got '${raw}'`);
@@ -145,7 +152,7 @@ const SETTINGS = {
   shutdownGraceSeconds: setting('WORKER_SHUTDOWN_GRACE_SECONDS', 'on SIGTERM/SIGINT, how long running tasks may finish', integer(0, 3600), () => 30),
   spareSessions: setting('WORKER_SPARE_SESSIONS', 'sessions kept made ahead, so CreateSession is quick (0: none)', integer(0, 1000), () => 8),
   warmInterpreter: setting('WORKER_WARM_INTERPRETER', 'fork run.python calls from a warm interpreter per session', bool, () => true),
-  uidBase: setting<number | undefined>('WORKER_UID_BASE', 'first host uid of this worker\'s range (100000 uids; unset: claim a free range)', integer(1000, 4_294_000_000), none),
+  uidBase: setting<number | undefined>('WORKER_UID_BASE', 'first host uid of this worker\'s range of 100000 (a multiple of 100000; unset: claim a free range)', uidBase, none),
   defaultMemoryMb: setting('WORKER_DEFAULT_MEMORY_MB', 'memory limit of sessions that set none (0: none)', integer(0, 10_000_000), () => 2048),
 } satisfies { [K in keyof WorkerConfig]: Setting<WorkerConfig[K]> };
 

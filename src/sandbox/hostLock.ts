@@ -31,6 +31,9 @@ export class HostLock {
     const child = spawn(flock, ['--nonblock', '--conflict-exit-code', String(HELD_ELSEWHERE), file, '/bin/sh', '-c', 'echo locked; exec cat >/dev/null'], {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: { ...LAUNCHER_ENV },
+      // Its own process group: a Ctrl-C to the worker's group must not drop the lock while the
+      // worker is still shutting down. It ends with the worker's end of the pipe.
+      detached: true,
     });
     child.stdin!.on('error', () => undefined);
     let stderr = '';

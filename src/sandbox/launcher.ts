@@ -27,8 +27,10 @@ export interface Confinement {
   /** Host uid/gid the code runs as (root workers isolating); undefined: the worker's own, or a user namespace's. */
   owner: { uid: number; gid: number } | undefined;
   cgroup: Cgroup | undefined;
+  /** A compiled seccomp filter bubblewrap loads (sandbox/seccomp.ts); undefined: none. */
+  seccomp?: Buffer | undefined;
   /** Fallbacks where cgroups are missing, and backstops where they are not. */
-  rlimits: { addressSpaceBytes?: number | undefined; processes?: number | undefined; fileSizeBytes?: number | undefined };
+  rlimits: { addressSpaceBytes?: number | undefined; processes?: number | undefined; fileSizeBytes?: number | undefined; openFiles?: number | undefined };
 }
 
 // Joins the cgroups (as root, before dropping privileges), then becomes the next command.
@@ -41,6 +43,9 @@ const JOIN_CGROUPS = 'for f in $CODEGEN_CGROUP_PROCS; do echo $$ > "$f" || exit 
  * by the dynamic loader of a root process.
  */
 export const LAUNCHER_ENV: Readonly<Record<string, string>> = Object.freeze({ PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' });
+
+/** The descriptor a launched process finds its seccomp filter on (see ProcessSpec.filter). */
+export const SECCOMP_FD = 3;
 
 /** The sandbox's private /tmp (RAM, charged to its memory cgroup). */
 const TMP_BYTES = 256 * 1024 * 1024;
@@ -89,6 +94,7 @@ export function confine(command: string[], cwd: string, env: Record<string, stri
     limits.addressSpaceBytes ? `--as=${limits.addressSpaceBytes}` : undefined,
     limits.processes ? `--nproc=${limits.processes}` : undefined,
     limits.fileSizeBytes ? `--fsize=${limits.fileSizeBytes}` : undefined,
+    limits.openFiles ? `--nofile=${limits.openFiles}` : undefined,
   ].filter((a): a is string => a !== undefined);
   if (prlimit.length > 0) chain.push(confinement.tools.prlimit, ...prlimit, '--');
 
@@ -109,19 +115,23 @@ export function confine(command: string[], cwd: string, env: Record<string, stri
       for (const dir of parents) chain.push('--perms', '0755', '--dir', dir);
       chain.push(m.writable ? '--bind' : '--ro-bind', m.host, m.inside);
     }
+    // The filter reaches bwrap on descriptor 3 (runProcess and the warm interpreter pass `filter`).
+    if (confinement.seccomp) chain.push('--seccomp', String(SECCOMP_FD));
     chain.push('--chdir', cwd, '--');
     if (confinement.owner) chain.push(...dropPrivileges(confinement.tools.setpriv, confinement.owner));
     processCwd = '/';
   }
   chain.push(confinement.tools.env, '-i', '--', ...Object.entries(env).map(([name, value]) => `${name}=${value}`), ...command);
 
+  const filter = confinement.isolate ? confinement.seccomp : undefined;
   if (confinement.cgroup) {
     return {
       executable: '/bin/sh',
       args: ['-c', JOIN_CGROUPS, 'codegen-launch', ...chain],
       cwd: processCwd,
       env: { ...LAUNCHER_ENV, CODEGEN_CGROUP_PROCS: confinement.cgroup.procsFiles.join(' ') },
+      filter,
     };
   }
-  return { executable: chain[0]!, args: chain.slice(1), cwd: processCwd, env: { ...LAUNCHER_ENV } };
+  return { executable: chain[0]!, args: chain.slice(1), cwd: processCwd, env: { ...LAUNCHER_ENV }, filter };
 }

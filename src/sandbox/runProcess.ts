@@ -1,4 +1,5 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { Writable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { captureOutput, exitCodeOf } from './outputCapture.js';
 import { killTaskProcesses, TASK_MARKER_VARIABLE } from './processTree.js';
@@ -13,6 +14,21 @@ export interface ProcessSpec {
   marker?: string;
   /** Written to stdin, which is then closed. */
   stdin?: string;
+  /** Bytes the process reads on descriptor 3 (a seccomp filter for bubblewrap). */
+  filter?: Buffer | undefined;
+}
+
+/** spawn's stdio for a spec: descriptor 3 added when the spec has a filter to hand over. */
+export function stdioOf(spec: ProcessSpec): ('pipe' | 'ignore')[] {
+  return spec.filter ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'];
+}
+
+/** Writes the spec's filter to descriptor 3 of the started child, and closes it. */
+export function handOverFilter(spec: ProcessSpec, child: ChildProcess): void {
+  if (!spec.filter) return;
+  const pipe = child.stdio[3] as Writable | null;
+  pipe?.on('error', () => undefined);
+  pipe?.end(spec.filter);
 }
 
 export type OutputSource = 'stdout' | 'stderr';
@@ -65,9 +81,10 @@ export async function runProcess(spec: ProcessSpec, options: RunOptions): Promis
   const child = spawn(spec.executable, spec.args, {
     cwd: spec.cwd,
     env: { ...spec.env, [TASK_MARKER_VARIABLE]: marker },
-    stdio: ['pipe', 'pipe', 'pipe'],
+    stdio: stdioOf(spec),
     detached: true,
-  });
+  }) as ChildProcessWithoutNullStreams;
+  handOverFilter(spec, child);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
     child.once('exit', (code, signal) => resolve({ code, signal }));
     child.once('error', reject);

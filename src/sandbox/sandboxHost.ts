@@ -10,6 +10,7 @@ import type { HostTools } from './launcher.js';
 import { createPythonEnvironment, pythonEnvironmentAt } from './pythonEnvironment.js';
 import type { PythonInterpreter } from './pythonInterpreter.js';
 import { SessionSandbox, type SessionLimits } from './sessionSandbox.js';
+import { sandboxSeccompProgram } from './seccomp.js';
 import { claimUidRange, type UidRange } from './uidRange.js';
 
 export type SandboxMode = 'bwrap' | 'none';
@@ -49,12 +50,15 @@ export class SandboxUnavailableError extends Error {
  */
 export class SandboxHost {
   private readonly usedSlots = new Set<number>();
+  private lastSlot = 0;
 
   private constructor(
     readonly options: SandboxHostOptions,
     readonly cgroups: CgroupSupport | undefined,
     readonly isRoot: boolean,
     readonly tools: HostTools,
+    /** The seccomp filter every sandboxed process gets (undefined on an architecture without one). */
+    readonly seccomp: Buffer | undefined,
     /** Host uids of this worker's sessions (root workers isolating only). */
     private readonly uids: UidRange | undefined,
   ) {}
@@ -73,7 +77,7 @@ export class SandboxHost {
       await mkdir(join(options.dataDir, 'scratch'), { recursive: true });
       await preparePipCache(join(options.dataDir, 'pip-cache'), uids ? { uid: uids.base, gid: uids.base } : undefined);
       const cgroups = isRoot ? await setUpCgroups() : undefined;
-      const host = new SandboxHost(options, cgroups, isRoot, tools, uids);
+      const host = new SandboxHost(options, cgroups, isRoot, tools, sandboxSeccompProgram(), uids);
       await host.selfCheck();
       return host;
     } catch (err) {
@@ -93,6 +97,7 @@ export class SandboxHost {
       cpu_limit: controllers.includes('cpu') ? 'cgroup cpu quota' : 'NOT ENFORCED (no writable cpu cgroup)',
       process_limit: controllers.includes('pids') ? 'cgroup pids' : this.isRoot ? 'RLIMIT_NPROC (per-session uid)' : 'NOT ENFORCED',
       disk_limit: this.isRoot ? 'size-capped tmpfs workspace' : 'NOT ENFORCED (needs root)',
+      syscall_filter: this.seccomp ? 'seccomp (keyrings, bpf, io_uring, userfaultfd, perf events, namespaces refused)' : `NONE (no filter for ${process.arch})`,
       session_uids: this.uids ? `${this.uids.base + 1}-${this.uids.base + this.uids.size - 1} (claimed for this worker; pip's fetching step: ${this.uids.base})` : "the worker's own",
     };
   }
@@ -163,12 +168,21 @@ export class SandboxHost {
     return this.activate(await this.prepare(dirs), sessionId, dirs, env, limits);
   }
 
+  /**
+   * The next free slot after the last one given, round the range: a uid comes back to a new
+   * session only after every other one has been used, so nothing a session left with its uid
+   * (in the kernel or on disk) meets the next session for a long while.
+   */
   private takeSlot(): number {
-    let slot = 1;
-    while (this.usedSlots.has(slot)) slot++;
-    if (this.uids && slot >= this.uids.size) throw new Error(`no free session uid: all ${this.uids.size - 1} of this worker's are in use`);
-    this.usedSlots.add(slot);
-    return slot;
+    const size = this.uids?.size ?? Number.MAX_SAFE_INTEGER;
+    for (let tried = 1; tried < size; tried++) {
+      const slot = (this.lastSlot % (size - 1)) + 1;
+      this.lastSlot = slot;
+      if (this.usedSlots.has(slot)) continue;
+      this.usedSlots.add(slot);
+      return slot;
+    }
+    throw new Error(`no free session uid: all ${size - 1} of this worker's are in use`);
   }
 
   /** Proves the sandbox runs Python (and, isolating, hides the host) before any session is made. */

@@ -13,6 +13,7 @@ import { measureProcessTrees, TASK_MARKER_VARIABLE, type ProcessUsage } from './
 import type { PythonEnvironment } from './pythonEnvironment.js';
 import { newTaskMarker, runProcess, type ProcessResult, type RunOptions, type RunningProcess } from './runProcess.js';
 import type { SandboxHost } from './sandboxHost.js';
+import { sandboxSeccompProgram } from './seccomp.js';
 import { WarmInterpreter, WarmUnavailableError } from './warmInterpreter.js';
 import { ZYGOTE_SOURCE } from './zygote.js';
 
@@ -59,6 +60,8 @@ export interface SessionSandboxParts {
 const SYSTEM_PATH = '/usr/local/bin:/usr/bin:/bin';
 /** Where things are inside an isolating sandbox. */
 const INSIDE = { workspace: '/workspace', env: '/env', pipCache: '/pip-cache', pipReport: '/pip-report', wheels: '/wheels', control: '/run/codegen' };
+/** Open files per sandboxed process: far below the worker's own, so no session can use up the host's. */
+const SANDBOX_OPEN_FILES = 4096;
 /** Unix socket paths longer than this do not fit in sockaddr_un. */
 const MAX_SOCKET_PATH = 100;
 
@@ -175,7 +178,8 @@ export class SessionSandbox {
       mounts: [...mounts, { host: dirname(socketHost), inside: INSIDE.control, writable: false }],
       owner: this.parts.owner,
       cgroup: this.parts.cgroup,
-      rlimits: {},
+      rlimits: { openFiles: SANDBOX_OPEN_FILES },
+      seccomp: this.host.seccomp,
     });
     return WarmInterpreter.start(socketHost, this.parts.owner, launch, this.host.options.logger);
   }
@@ -238,7 +242,12 @@ export class SessionSandbox {
     const interpreter = this.host.options.interpreter;
     const cacheDir = join(this.host.options.dataDir, 'pip-cache');
     const wheelsDir = this.isolate ? INSIDE.wheels : wheels;
-    const command = [interpreter.executable, '-I', '-m', 'pip', 'download', '--no-input', '--progress-bar', 'off', '--only-binary=:all:', '--dest', wheelsDir, ...this.indexOptions(), '--', ...requirements];
+    // No package code may run here: --only-binary keeps pip from choosing source builds, and a
+    // filter forbidding exec stops the one it cannot refuse (a wheel's dependency given by URL
+    // is built to read its metadata, always in a subprocess).
+    const noExec = sandboxSeccompProgram({ denyExec: true });
+    const launch = noExec ? ['-c', WITHOUT_EXEC, noExec.toString('hex')] : ['-m', 'pip'];
+    const command = [interpreter.executable, '-I', ...launch, 'download', '--no-input', '--progress-bar', 'off', '--only-binary=:all:', '--dest', wheelsDir, ...this.indexOptions(), '--', ...requirements];
     const env = { ...this.pipEnv(), PIP_CACHE_DIR: this.isolate ? INSIDE.pipCache : cacheDir };
     const mounts: Mount[] = [...this.interpreterMounts(), { host: cacheDir, inside: INSIDE.pipCache, writable: true }, { host: wheels, inside: INSIDE.wheels, writable: true }];
     return this.run(command, this.isolate ? '/tmp' : wheels, env, mounts, true, this.parts.installer, {}, options);
@@ -308,6 +317,13 @@ export class SessionSandbox {
     return { memoryBytes: this.live.size > 0 ? memoryBytes : 0, cpuPercent };
   }
 
+  /** Bytes in use on a capped workspace (its own filesystem, so no walk); undefined when uncapped. */
+  async quotaUsedBytes(): Promise<number | undefined> {
+    if (!this.parts.quota) return undefined;
+    const fs = await statfs(this.parts.workspace);
+    return (fs.blocks - fs.bfree) * fs.bsize;
+  }
+
   /** Ends every process of the session and gives back what the sandbox holds (cgroup, mount, uid). */
   async dispose(): Promise<void> {
     await this.stopWarm();
@@ -340,7 +356,9 @@ export class SessionSandbox {
         rlimits: {
           addressSpaceBytes: memoryMb && !controllers.includes('memory') ? memoryMb * 1024 * 1024 : undefined,
           processes: !controllers.includes('pids') && owner ? this.host.options.maxProcesses : undefined,
+          openFiles: SANDBOX_OPEN_FILES,
         },
+        seccomp: this.host.seccomp,
       });
       return runProcess({ ...spec, marker, stdin: options.stdin }, opts);
     });
@@ -415,6 +433,23 @@ export class SessionSandbox {
     }
   }
 }
+
+/**
+ * Runs pip (argv after the filter) with a seccomp filter (hex, argv[1]) installed first: the
+ * fetch step's no-exec rule, which bubblewrap cannot apply (it would forbid starting pip).
+ */
+const WITHOUT_EXEC = String.raw`
+import ctypes, runpy, sys
+program = ctypes.create_string_buffer(bytes.fromhex(sys.argv[1]))
+class Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+fprog = Fprog(len(program.raw) // 8, ctypes.cast(program, ctypes.c_void_p))
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+    sys.exit("pkg.install: cannot forbid exec in the fetch step (errno %d)" % ctypes.get_errno())
+sys.argv = ["pip"] + sys.argv[2:]
+runpy.run_module("pip", run_name="__main__", alter_sys=True)
+`;
 
 /** Proxy settings are how a host reaches its package index, so pip keeps them. */
 function proxyVariables(): Record<string, string> {

@@ -28,8 +28,14 @@ export interface UidRange {
  */
 export async function claimUidRange(flock: string, base: number | undefined): Promise<UidRange> {
   const candidates = base !== undefined ? [base] : Array.from({ length: RANGES }, (_, i) => FIRST_BASE + i * UID_RANGE_SIZE);
+  const taken = await hostUidRanges();
   let lastHolder: LockHolder | undefined;
   for (const candidate of candidates) {
+    const clash = taken.find(([first, last]) => first < candidate + UID_RANGE_SIZE && last >= candidate);
+    if (clash) {
+      if (base !== undefined) throw new UidRangeError(`WORKER_UID_BASE ${base}: the uids ${base}-${base + UID_RANGE_SIZE - 1} overlap uids this host already gives out (${clash[2]}); choose another block`);
+      continue;
+    }
     const claim = await HostLock.acquire(join(UID_LOCK_DIR, `uids-${candidate}.lock`), flock, `uids ${candidate}-${candidate + UID_RANGE_SIZE - 1}`);
     if (claim.acquired) {
       await killProcessesOfUids(candidate, candidate + UID_RANGE_SIZE - 1);
@@ -41,6 +47,29 @@ export async function claimUidRange(flock: string, base: number | undefined): Pr
     throw new UidRangeError(`WORKER_UID_BASE ${base}: the uids ${base}-${base + UID_RANGE_SIZE - 1} are in use by another worker${lastHolder ? ` (pid ${lastHolder.pid})` : ''}; give each worker on a host its own base`);
   }
   throw new UidRangeError(`no free uid range for session uids: ${RANGES} workers already run on this host`);
+}
+
+/**
+ * Uids the host already gives out: users in /etc/passwd (above the system ones) and the
+ * subordinate ranges of /etc/subuid and /etc/subgid (rootless containers). A session must
+ * never be given one of them, nor their processes be killed as leftovers.
+ */
+async function hostUidRanges(): Promise<[number, number, string][]> {
+  const ranges: [number, number, string][] = [];
+  for (const line of (await readFile('/etc/passwd', 'utf8').catch(() => '')).split('\n')) {
+    const [user, , uid] = line.split(':');
+    const id = Number(uid);
+    if (user && Number.isInteger(id) && id >= 1000 && id < 65534) ranges.push([id, id, `user ${user} in /etc/passwd`]);
+  }
+  for (const file of ['/etc/subuid', '/etc/subgid']) {
+    for (const line of (await readFile(file, 'utf8').catch(() => '')).split('\n')) {
+      const [user, start, count] = line.split(':');
+      const first = Number(start);
+      const size = Number(count);
+      if (user && Number.isInteger(first) && Number.isInteger(size) && size > 0) ranges.push([first, first + size - 1, `${user}'s subordinate ids in ${file}`]);
+    }
+  }
+  return ranges;
 }
 
 /** SIGKILLs every process whose real uid is in [first, last]. */

@@ -2,12 +2,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chown, mkdir, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
 import { dirname } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import type { Logger } from '../logger.js';
 import type { Cgroup } from './cgroups.js';
 import { captureOutput } from './outputCapture.js';
-import type { ProcessResult, ProcessSpec, RunOptions } from './runProcess.js';
+import { handOverFilter, stdioOf, type ProcessResult, type ProcessSpec, type RunOptions } from './runProcess.js';
 import { LineSplitter, parseZygoteEvent, ZygoteProtocolError, type ZygoteEvent } from './zygoteProtocol.js';
 
 interface Deferred<T> {
@@ -34,6 +35,8 @@ interface PendingRun {
   forked: Deferred<number>;
   exit: Deferred<ExitInfo>;
   streams: { stdout: Deferred<Socket>; stderr: Deferred<Socket> };
+  /** Streams already connected (a second connection for one is refused). */
+  connected: Set<string>;
 }
 
 /** The warm interpreter could not take the call (it is not running); nothing of the call ran. */
@@ -46,6 +49,12 @@ const MAX_PENDING_INPUT = 64 * 1024 * 1024;
 /** How long a child's output may take to end after the child and its task group are gone. */
 const STREAM_DRAIN_MS = 2000;
 const KILLED: ExitInfo = { code: null, signal: 9, connected: false };
+/** How long a connection to the output socket may take to say which run and stream it is. */
+const HEADER_MS = 5000;
+/** Connections one zygote's socket holds at most (two per run in flight). */
+const MAX_CONNECTIONS = 64;
+
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface ProcStatus {
   uid: number;
@@ -113,6 +122,10 @@ export class WarmInterpreter {
   private readonly byToken = new Map<string, PendingRun>();
   private nextId = 1;
   private dead = false;
+  /** Whether the zygote has said ready (once; again is a breach). */
+  started = false;
+  /** Events about runs no longer waiting (late but legitimate after a kill), bounded. */
+  private strayEvents = 0;
 
   private constructor(
     private readonly process: ChildProcess,
@@ -127,6 +140,7 @@ export class WarmInterpreter {
     return !this.dead;
   }
 
+
   /**
    * Starts the zygote. `launch` is the confined command for `python -u -c <zygote> <socket>`,
    * given the socket path as the zygote will see it.
@@ -136,23 +150,28 @@ export class WarmInterpreter {
     await rm(socketPath, { force: true });
     let instance: WarmInterpreter | undefined;
     const server = createServer((socket) => instance?.accept(socket));
+    server.maxConnections = MAX_CONNECTIONS;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(socketPath, resolve);
     });
     if (owner) await chown(socketPath, owner.uid, owner.gid);
 
-    const child = spawn(launch.executable, launch.args, { cwd: launch.cwd, env: launch.env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    const child = spawn(launch.executable, launch.args, { cwd: launch.cwd, env: launch.env, stdio: stdioOf(launch), detached: true });
+    handOverFilter(launch, child);
     instance = new WarmInterpreter(child, server, socketPath, owner, logger, 0);
     const ready = deferred<void>();
     const lines = new LineSplitter();
     child.stdout!.setEncoding('utf8');
     child.stdout!.on('data', (text: string) => {
+      if (!instance!.alive) return;
       try {
         for (const line of lines.push(text)) {
           const event = parseZygoteEvent(line);
+          if (event.ev !== 'ready') instance!.onEvent(event);
+          else if (!instance!.started) instance!.started = true;
+          else throw new ZygoteProtocolError('it said ready twice');
           if (event.ev === 'ready') ready.resolve();
-          else instance!.onEvent(event);
         }
       } catch (err) {
         const broken = err instanceof ZygoteProtocolError ? err : new ZygoteProtocolError(String(err));
@@ -164,6 +183,10 @@ export class WarmInterpreter {
     let stderr = '';
     child.stderr!.on('data', (text: string) => (stderr = (stderr + text).slice(-4096)));
     child.stdin!.on('error', () => undefined);
+    child.once('error', (err) => {
+      instance!.fail(err);
+      ready.reject(err);
+    });
     child.once('exit', () => {
       const why = `the warm interpreter exited: ${stderr.trim().slice(-500)}`;
       instance!.fail(new Error(why));
@@ -188,7 +211,7 @@ export class WarmInterpreter {
     if (this.dead) throw new WarmUnavailableError('the warm interpreter is not running');
     const id = this.nextId++;
     const token = randomBytes(16).toString('hex');
-    const run: PendingRun = { forked: deferred(), exit: deferred(), streams: { stdout: deferred(), stderr: deferred() } };
+    const run: PendingRun = { forked: deferred(), exit: deferred(), streams: { stdout: deferred(), stderr: deferred() }, connected: new Set() };
     this.pending.set(id, run);
     this.byToken.set(token, run);
     const kill = () => {
@@ -217,9 +240,18 @@ export class WarmInterpreter {
       this.send({ op: 'go', id });
 
       const exit = Promise.race([run.exit.promise, killed]);
-      // A child killed before it connected never sends its streams: they end empty.
+      // A child killed before it connected never sends its streams: they end empty. One said to
+      // have connected gets a moment to show it; a zygote claiming what did not happen is cut off.
       const connected = Promise.all([run.streams.stdout.promise, run.streams.stderr.promise]);
-      const streams = await Promise.race([connected, exit.then((e) => (e.connected ? connected : undefined))]);
+      const streams = await Promise.race([
+        connected,
+        exit.then(async (e) => {
+          if (!e.connected) return undefined;
+          const late = await Promise.race([connected, delay(STREAM_DRAIN_MS).then(() => undefined)]);
+          if (!late) this.breakOff(new ZygoteProtocolError("it said a child's streams connected, and they did not"));
+          return late;
+        }),
+      ]);
       if (streams) sockets.push(...streams);
       const capture = captureOutput(streams?.[0] ?? emptyStream(), streams?.[1] ?? emptyStream(), options, kill);
       capture.catch(() => undefined);
@@ -268,6 +300,8 @@ export class WarmInterpreter {
     }
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     await rm(this.socketPath, { force: true });
+    // A socket directory of its own (paths too long for the session's control dir) goes too.
+    if (this.socketPath.startsWith(`${tmpdir()}/codegen-`)) await rm(dirname(this.socketPath), { recursive: true, force: true });
   }
 
   private send(message: object): void {
@@ -282,14 +316,26 @@ export class WarmInterpreter {
 
   private onEvent(event: Exclude<ZygoteEvent, { ev: 'ready' }>): void {
     const run = this.pending.get(event.id);
-    if (!run) return;
+    if (!run) {
+      // A run the worker gave up on may still be reported, at most twice (forked, exit): more,
+      // or about runs never asked for, is a zygote flooding the worker's event loop.
+      if (event.id >= this.nextId || ++this.strayEvents > 2 * (this.nextId - 1)) throw new ZygoteProtocolError('it reported runs it was not asked for');
+      return;
+    }
     if (event.ev === 'forked') run.forked.resolve(event.pid);
     else run.exit.resolve({ code: event.code, signal: event.signal, connected: event.connected });
   }
 
   private accept(socket: Socket): void {
-    let header = '';
     socket.on('error', () => undefined);
+    // Connections are only for runs waiting for their streams, and must name one at once.
+    if (this.byToken.size === 0) {
+      socket.destroy();
+      return;
+    }
+    const deadline = setTimeout(() => socket.destroy(), HEADER_MS);
+    socket.once('close', () => clearTimeout(deadline));
+    let header = '';
     const onData = (chunk: Buffer) => {
       header += chunk.toString('latin1');
       const newline = header.indexOf('\n');
@@ -299,12 +345,14 @@ export class WarmInterpreter {
       }
       socket.off('data', onData);
       socket.pause();
+      clearTimeout(deadline);
       const [token, stream] = header.slice(0, newline).split(' ');
       const run = this.byToken.get(token ?? '');
-      if (!run || (stream !== 'stdout' && stream !== 'stderr')) {
+      if (!run || (stream !== 'stdout' && stream !== 'stderr') || run.connected.has(stream)) {
         socket.destroy();
         return;
       }
+      run.connected.add(stream);
       const rest = Buffer.from(header.slice(newline + 1), 'latin1');
       if (rest.length > 0) socket.unshift(rest);
       run.streams[stream].resolve(socket);

@@ -69,9 +69,15 @@ export class Session {
   async usage(): Promise<SessionUsage> {
     const [processes, diskBytes] = await Promise.all([
       this.sandboxRef?.usage() ?? { memoryBytes: 0, cpuPercent: 0 },
-      this.measureDisk().catch(() => 0),
+      this.diskBytes(),
     ]);
     return { ...processes, diskBytes };
+  }
+
+  /** A capped workspace says what it holds; another is measured (bounded walk). */
+  private async diskBytes(): Promise<number> {
+    const capped = await this.sandboxRef?.quotaUsedBytes().catch(() => undefined);
+    return capped ?? this.measureDisk().catch(() => 0);
   }
 }
 

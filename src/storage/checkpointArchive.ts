@@ -103,17 +103,26 @@ async function writeArchiveFrom(file: string, roots: OpenRoots, tree: Tree, incl
   written.catch(() => undefined);
   archive.on('warning', (err: ArchiverError) => archive.emit('error', err));
 
-  for (const path of include) {
-    const entry = tree.get(path)!;
-    if (entry.type === 'directory') archive.append('', { name: `${path}/`, mode: entry.mode, type: 'directory' } as EntryData);
-    else if (entry.type === 'symlink') archive.symlink(path, entry.target!, entry.mode || 0o777);
-    else archive.append(lazyFile(roots, path, entry.size), { name: path, mode: entry.mode, date: new Date(entry.mtimeMs) });
-  }
-  archive.append(JSON.stringify(deleted), { name: DELETED });
-  archive.append(JSON.stringify(metadata, null, 2), { name: METADATA });
-  // A failing output (disk full) stops the pipeline; finalize() would then wait forever.
+  // The pipeline failing (disk full) or a source failing ends the whole write.
+  const failed = new Promise<never>((_, reject) => {
+    written.catch(reject);
+    archive.on('error', reject);
+  });
+  failed.catch(() => undefined);
   try {
-    await Promise.all([archive.finalize(), written]);
+    // One entry at a time: archiver starts reading every appended source at once, and a
+    // workspace of many thousand files would otherwise hold as many descriptors.
+    for (const path of include) {
+      const entry = tree.get(path)!;
+      const done = new Promise<void>((resolve) => archive.once('entry', () => resolve()));
+      if (entry.type === 'directory') archive.append('', { name: `${path}/`, mode: entry.mode, type: 'directory' } as EntryData);
+      else if (entry.type === 'symlink') archive.symlink(path, entry.target!, entry.mode || 0o777);
+      else archive.append(lazyFile(roots, path, entry.size).on('error', (err) => archive.emit('error', err)), { name: path, mode: entry.mode, date: new Date(entry.mtimeMs) });
+      await Promise.race([done, failed]);
+    }
+    archive.append(JSON.stringify(deleted), { name: DELETED });
+    archive.append(JSON.stringify(metadata, null, 2), { name: METADATA });
+    await Promise.race([Promise.all([archive.finalize(), written]), failed]);
   } catch (err) {
     archive.abort();
     throw err;

@@ -15,14 +15,24 @@ export interface TreeEntry {
 /** Every path under a root (relative, '/'-separated), without following symlinks. */
 export type Tree = Map<string, TreeEntry>;
 
+/** Entries one checkpoint may hold: each costs the worker memory while it is written. */
+export const MAX_CHECKPOINT_ENTRIES = 500_000;
+
 /** Directory levels the worker descends in a session's tree; deeper levels only the session uses. */
 export const MAX_TREE_DEPTH = 256;
 
+/** lstat calls one walk keeps in flight: a huge directory must not fill the libuv threadpool's queue ahead of other requests. */
+const LSTAT_BATCH = 32;
+
 /** The entries of an open directory with their lstat; entries gone meanwhile are left out. */
 export async function listDirectory(dir: FileHandle): Promise<{ name: string; st: Stats }[]> {
-  const names = await readdir(`/proc/self/fd/${dir.fd}`).catch(() => [] as string[]);
-  const entries = await Promise.all(names.sort().map(async (name) => ({ name, st: await lstat(at(dir, name)).catch(() => undefined) })));
-  return entries.filter((e): e is { name: string; st: Stats } => e.st !== undefined);
+  const names = (await readdir(`/proc/self/fd/${dir.fd}`).catch(() => [] as string[])).sort();
+  const entries: { name: string; st: Stats }[] = [];
+  for (let i = 0; i < names.length; i += LSTAT_BATCH) {
+    const batch = await Promise.all(names.slice(i, i + LSTAT_BATCH).map(async (name) => ({ name, st: await lstat(at(dir, name)).catch(() => undefined) })));
+    for (const entry of batch) if (entry.st) entries.push({ name: entry.name, st: entry.st });
+  }
+  return entries;
 }
 
 /**
@@ -66,6 +76,7 @@ export async function scanTree(root: string, prefix = ''): Promise<Tree> {
   await walkTree(
     root,
     async (relPath, st, dir, name) => {
+      if (tree.size >= MAX_CHECKPOINT_ENTRIES) throw errors.tooLarge(`the session holds more than ${MAX_CHECKPOINT_ENTRIES} files and directories, more than a checkpoint holds`);
       if (st.isSymbolicLink()) {
         const target = await readlink(at(dir, name)).catch(() => undefined);
         if (target !== undefined) tree.set(`${prefix}${relPath}`, { type: 'symlink', size: 0, mtimeMs: st.mtimeMs, mode: st.mode & 0o7777, target });
@@ -82,14 +93,26 @@ export async function scanTree(root: string, prefix = ''): Promise<Tree> {
   return tree;
 }
 
-/** Bytes of what is under `root` (directories nested past MAX_TREE_DEPTH are not counted). */
+/** Entries a size measurement visits at most; past it the size is a lower bound. */
+const MAX_MEASURED_ENTRIES = 100_000;
+
+/**
+ * Bytes of what is under `root`, a lower bound for trees past MAX_MEASURED_ENTRIES entries or
+ * MAX_TREE_DEPTH levels: usage reports must stay cheap whatever a session holds.
+ */
 export async function treeSize(root: string): Promise<number> {
   let bytes = 0;
+  let entries = 0;
   await walkTree(root, (_relPath, st) => {
+    if (++entries > MAX_MEASURED_ENTRIES) throw new MeasuredEnough();
     if (!st.isDirectory()) bytes += st.size;
+  }).catch((err: unknown) => {
+    if (!(err instanceof MeasuredEnough)) throw err;
   });
   return bytes;
 }
+
+class MeasuredEnough extends Error {}
 
 function same(a: TreeEntry, b: TreeEntry): boolean {
   return a.type === b.type && a.size === b.size && a.mtimeMs === b.mtimeMs && a.mode === b.mode && a.target === b.target;

@@ -1,6 +1,6 @@
-import { lstat, readdir } from 'node:fs/promises';
 import { errors, quoted } from '../errors.js';
-import { at, errnoOf } from '../storage/beneath.js';
+import { errnoOf } from '../storage/beneath.js';
+import { listDirectory } from '../storage/fileTree.js';
 import { inWorkspace, workspaceSegments } from '../storage/workspacePath.js';
 import { checkArguments } from './arguments.js';
 import { toFileError } from './fileErrors.js';
@@ -30,16 +30,10 @@ export const fsList = defineTool({
           throw err;
         });
         // The descriptor's own listing, and each entry looked up in it: never a path the session could redirect.
-        const names = await readdir(`/proc/self/fd/${dir.fd}`);
-        const listed = await Promise.all(
-          names.map(async (name): Promise<ListedEntry | undefined> => {
-            const st = await lstat(at(dir, name)).catch(() => undefined); // gone meanwhile
-            if (!st) return undefined;
-            const type = st.isDirectory() ? 'directory' : st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : 'other';
-            return { name, type, size: st.size, modified_ms: Math.floor(st.mtimeMs) };
-          }),
-        );
-        return listed.filter((e): e is ListedEntry => e !== undefined);
+        return (await listDirectory(dir)).map(({ name, st }): ListedEntry => {
+          const type = st.isDirectory() ? 'directory' : st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : 'other';
+          return { name, type, size: st.size, modified_ms: Math.floor(st.mtimeMs) };
+        });
       });
     } catch (err) {
       throw toFileError(path, err);

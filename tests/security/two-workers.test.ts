@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Status } from 'nice-grpc';
-import { callTool, describeCall } from '../helpers/tasks.js';
+import { callTool, describeCall, runTaskWithin } from '../helpers/tasks.js';
 import { startWorker, stopHard, type RunningWorker } from '../helpers/worker.js';
 
 // "workers share uids and data directories": two workers on one host must never hand the same
@@ -27,9 +28,9 @@ interface SecondRun {
  * Starts a second worker on `dataDir` and waits up to 15 s for it to exit. One still running
  * then (or already serving) is stopped: SIGTERM, SIGKILL after 5 s.
  */
-async function runSecondWorker(dataDir: string, grpcAddr = '127.0.0.1:0'): Promise<SecondRun> {
+async function runSecondWorker(dataDir: string, grpcAddr = '127.0.0.1:0', env: Record<string, string> = {}): Promise<SecondRun> {
   const child = spawn(process.execPath, [MAIN, '--grpc-addr', grpcAddr, '--http-addr', '127.0.0.1:0', '--data-dir', dataDir], {
-    env: { ...process.env, WORKER_LOG_LEVEL: 'info' },
+    env: { ...process.env, WORKER_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const run: SecondRun = { code: null, signal: null, listening: false, stderr: '', stdout: '' };
@@ -142,5 +143,30 @@ test("a second worker on a data directory in use and on A's port leaves A's sess
     assert.deepEqual(problems, [], problems.join('\n'));
   } finally {
     await stopHard(a);
+  }
+});
+
+test('uid ranges are whole blocks: a configured base off the grid, or one another worker holds, is refused; its sessions live on', async () => {
+  let a: RunningWorker | undefined;
+  const scratch = mkdtempSync(join(tmpdir(), 'codegen-uid-block-'));
+  try {
+    a = await startWorker({ env: { WORKER_UID_BASE: '3000000', WORKER_SPARE_SESSIONS: '0' } });
+    const { sessionId } = await a.sessions.createSession({ workspaceId: 'a' }, { deadline: 15_000 });
+    // A task running in A while others try to start on the same uids.
+    const long = runTaskWithin(a.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'import time, os\ntime.sleep(6)\nprint("survived", os.getuid())' } }, 60_000);
+    await new Promise((r) => setTimeout(r, 1000));
+
+    const offGrid = await runSecondWorker(join(scratch, 'b'), '127.0.0.1:0', { WORKER_UID_BASE: '3000001' });
+    assert.notEqual(offGrid.code, 0, `a base off the grid must be refused: ${offGrid.stderr}`);
+    assert.match(offGrid.stderr, /WORKER_UID_BASE must be a multiple of 100000/);
+    const taken = await runSecondWorker(join(scratch, 'c'), '127.0.0.1:0', { WORKER_UID_BASE: '3000000' });
+    assert.notEqual(taken.code, 0, `a base in use must be refused: ${taken.stderr}`);
+    assert.match(taken.stderr, new RegExp(`WORKER_UID_BASE 3000000: the uids 3000000-3099999 are in use by another worker \\(pid ${a.process.pid}\\)`));
+
+    const survived = await long;
+    assert.match(survived.result?.outputs.stdout ?? '', /^survived 300000\d\n$/, `A's task: ${JSON.stringify(survived.result)}`);
+  } finally {
+    await stopHard(a);
+    rmSync(scratch, { recursive: true, force: true });
   }
 });

@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Status } from 'nice-grpc';
+import { callTool, runTaskWithin, statusOf } from '../helpers/tasks.js';
+import { startWorker, stopHard, type RunningWorker } from '../helpers/worker.js';
+
+// GetSessionStatus (and GetCapacity, which coordinators poll) measures each session's disk use.
+// Walking a workspace lstat()ed every entry of a directory at once, so a session with a few
+// hundred thousand empty files queued that many requests on libuv's 4 threadpool threads ahead
+// of every other session's file work (53 s for one fs.read). A capped workspace is now measured
+// by statfs, and walks keep 32 requests in flight and stop at 100000 entries.
+
+const FILES = 300_000;
+let worker: RunningWorker;
+before(async () => {
+  worker = await startWorker({ env: { WORKER_SPARE_SESSIONS: '1' } });
+});
+after(async () => {
+  await stopHard(worker, 3_000);
+});
+
+test("another session's fs.read is not starved by GetSessionStatus of a wide directory", async (t) => {
+  const victim = (await worker.sessions.createSession({ workspaceId: 'victim' }, { deadline: 10_000 })).sessionId;
+  await runTaskWithin(worker.tasks, { sessionId: victim, toolName: 'fs.write', arguments: { path: 'keep.txt', contents: 'x' } }, 10_000);
+  const attacker = (await worker.sessions.createSession({ workspaceId: 'wide', config: { language: 'python', env: {}, limits: { maxDiskMb: 16, maxMemoryMb: 0, maxCpuPercent: 0, timeoutSeconds: 0 } } }, { deadline: 10_000 })).sessionId;
+  const made = await callTool(worker.tasks, attacker, 'run.python', { code: `import os\nos.mkdir("w")\nfor i in range(${FILES}):\n    os.close(os.open(f"w/{i}", os.O_CREAT | os.O_WRONLY))\nprint("ok")` }, 300_000);
+  assert.equal(made.code, Status.OK, made.details);
+
+  const read = async () => {
+    const s = Date.now();
+    const r = await runTaskWithin(worker.tasks, { sessionId: victim, toolName: 'fs.read', arguments: { path: 'keep.txt' } }, 60_000);
+    assert.equal(r.code, Status.OK);
+    return Date.now() - s;
+  };
+  const quiet = await read();
+  const statuses = Array.from({ length: 4 }, () => statusOf(worker.sessions.getSessionStatus({ sessionId: attacker }, { deadline: 120_000 })));
+  await new Promise((r) => setTimeout(r, 200));
+  const busy = await read();
+  const s0 = Date.now();
+  await Promise.all(statuses);
+  t.diagnostic(`victim fs.read: ${quiet} ms quiet, ${busy} ms while 4 GetSessionStatus walk ${FILES} entries (they took ~${Date.now() - s0 + 200} ms more)`);
+  // A liveness bound, generous on a loaded machine: starved, it took 53 s.
+  assert.ok(busy < 10_000, `victim fs.read took ${busy} ms`);
+});
