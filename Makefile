@@ -47,8 +47,10 @@ system-deps:
 	@command -v flock >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq util-linux; }
 	@command -v cc >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq gcc libc6-dev; }
 
+# The TypeScript of the protos, and the protos as a FileDescriptorSet for server reflection.
 generate: node_modules/.installed
 	$(BIN)/buf generate
+	$(BIN)/buf build -o gen/codegen.binpb --as-file-descriptor-set
 
 lint: node_modules/.installed
 	$(BIN)/buf lint
@@ -56,7 +58,7 @@ lint: node_modules/.installed
 # gen/ is committed; the build fails when it differs from what the protos generate now.
 check-generated: node_modules/.installed
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	$(BIN)/buf generate -o "$$tmp" && \
+	$(BIN)/buf generate -o "$$tmp" && $(BIN)/buf build -o "$$tmp/gen/codegen.binpb" --as-file-descriptor-set && \
 	diff -r gen "$$tmp/gen" >/dev/null || { echo "gen/ is stale: run 'make generate' and commit gen/"; exit 1; }
 
 clean:

@@ -141,6 +141,27 @@ async function main(): Promise<void> {
     bare.stop();
     record({ scenario: 'echo, 64 concurrent streams', unit: 'tasks/s', ours: oursRates, base: bareRates, baseline: 'bare @grpc/grpc-js streaming echo', target: '≥ 0.9× bare', met: median(oursRates) / median(bareRates) >= 0.9 });
 
+    process.stderr.write('echo with a token and call metrics, against neither\n');
+    // Two more workers, alike but for these: what authentication and per-call observation cost.
+    const unguarded = await startWorker({ env: { WORKER_OBSERVE_CALLS: 'false', WORKER_SPARE_SESSIONS: '1', WORKER_LOG_LEVEL: 'info' } });
+    const guarded = await startWorker({ env: { WORKER_AUTH_TOKEN: 'bench-token', WORKER_SPARE_SESSIONS: '1', WORKER_LOG_LEVEL: 'info' }, client: { token: 'bench-token' } });
+    try {
+      const plainSession = (await unguarded.sessions.createSession({ workspaceId: 'bench' })).sessionId;
+      const guardedSession = (await guarded.sessions.createSession({ workspaceId: 'bench' })).sessionId;
+      await echoThroughput(unguarded.tasks, plainSession, 64, 5);
+      await echoThroughput(guarded.tasks, guardedSession, 64, 5);
+      const plainRates: number[] = [];
+      const guardedRates: number[] = [];
+      for (let round = 0; round < 5; round++) {
+        plainRates.push(await echoThroughput(unguarded.tasks, plainSession, 64, 40));
+        guardedRates.push(await echoThroughput(guarded.tasks, guardedSession, 64, 40));
+      }
+      record({ scenario: 'echo with WORKER_AUTH_TOKEN and call metrics/access log on', unit: 'tasks/s', ours: guardedRates, base: plainRates, baseline: 'the same worker with neither (WORKER_OBSERVE_CALLS=false)', target: 'reported (their cost)', met: null });
+    } finally {
+      await unguarded.stop();
+      await guarded.stop();
+    }
+
     for (const mb of [1, 32]) {
       process.stderr.write(`fs.write + fs.read ${mb} MB\n`);
       const bytes = Buffer.alloc(mb * 1024 * 1024, 7);

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFile } from 'node:fs/promises';
+import { credentials } from '@grpc/grpc-js';
 import { Command, Option } from 'commander';
 import { ClientError, Status } from 'nice-grpc';
 import { createWorkerClient, runTask, SessionState, TaskStatus, type WorkerClient } from './client/index.js';
@@ -9,11 +10,19 @@ const program = new Command('codegen-worker')
   .description('talk to a CodeGen-MCP worker')
   .option('-a, --address <host:port>', 'the worker', process.env.WORKER_ADDRESS ?? 'localhost:50052')
   .option('--json', 'print JSON (one object per line) instead of text')
+  .option('--token <token>', "the worker's WORKER_AUTH_TOKEN (default: $WORKER_AUTH_TOKEN)", process.env.WORKER_AUTH_TOKEN)
+  .option('--tls-ca <file>', 'reach the worker over TLS, trusting this CA (PEM)')
+  .option('--tls-cert <file>', 'client certificate (PEM), for a worker asking for one (mTLS)')
+  .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
   .showHelpAfterError();
 
 interface Globals {
   address: string;
   json?: boolean;
+  token?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 const globals = () => program.opts<Globals>();
@@ -31,7 +40,10 @@ function print(value: unknown, text: string): void {
 }
 
 async function withClient<T>(fn: (client: WorkerClient) => Promise<T>): Promise<T> {
-  const client = createWorkerClient(globals().address);
+  const { address, token, tlsCa, tlsCert, tlsKey } = globals();
+  const read = async (file: string | undefined) => (file ? readFile(file) : null);
+  const tls = tlsCa || tlsCert ? credentials.createSsl(await read(tlsCa), await read(tlsKey), await read(tlsCert)) : undefined;
+  const client = createWorkerClient(address, { token, credentials: tls });
   try {
     return await fn(client);
   } finally {

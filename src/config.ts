@@ -37,6 +37,17 @@ export interface WorkerConfig {
   artifactRetentionHours: number;
   shutdownGraceSeconds: number;
   uidBase: number | undefined;
+  authToken: string | undefined;
+  authTokenFile: string | undefined;
+  insecure: boolean;
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+  tlsClientCa: string | undefined;
+  coordinatorAuthToken: string | undefined;
+  coordinatorTlsCa: string | undefined;
+  coordinatorTlsCert: string | undefined;
+  coordinatorTlsKey: string | undefined;
+  observeCalls: boolean;
 }
 
 export class ConfigError extends Error {
@@ -122,8 +133,8 @@ const none = () => undefined;
 /** Every setting: its environment variable, its flag (derived from the variable) and its default. */
 const SETTINGS = {
   workerId: setting('WORKER_ID', 'id given to clients and the coordinator', text, () => `worker-${hostname()}`),
-  grpcAddr: setting('WORKER_GRPC_ADDR', 'gRPC listen address (port 0: any free port)', hostPort, () => '0.0.0.0:50052'),
-  httpAddr: setting('WORKER_HTTP_ADDR', 'HTTP listen address (artifact uploads)', hostPort, () => '0.0.0.0:50053'),
+  grpcAddr: setting('WORKER_GRPC_ADDR', 'gRPC listen address (port 0: any free port); off loopback it needs a token or mTLS', hostPort, () => '127.0.0.1:50052'),
+  httpAddr: setting('WORKER_HTTP_ADDR', 'HTTP listen address (artifacts, health, metrics)', hostPort, () => '127.0.0.1:50053'),
   publicUrl: setting<string | undefined>('WORKER_PUBLIC_URL', 'base of the upload URLs handed out', url(['http:', 'https:']), none),
   advertiseAddr: setting<string | undefined>('WORKER_ADVERTISE_ADDR', 'address sent to the coordinator', hostPort, none),
   dataDir: setting('WORKER_DATA_DIR', 'workspaces, checkpoints, artifacts', (raw, name) => resolve(text(raw, name)), () => resolve('.worker-data')),
@@ -153,6 +164,17 @@ const SETTINGS = {
   spareSessions: setting('WORKER_SPARE_SESSIONS', 'sessions kept made ahead, so CreateSession is quick (0: none)', integer(0, 1000), () => 8),
   warmInterpreter: setting('WORKER_WARM_INTERPRETER', 'fork run.python calls from a warm interpreter per session', bool, () => true),
   uidBase: setting<number | undefined>('WORKER_UID_BASE', 'first host uid of this worker\'s range of 100000 (a multiple of 100000; unset: claim a free range)', uidBase, none),
+  authToken: setting<string | undefined>('WORKER_AUTH_TOKEN', 'every gRPC call must carry authorization: Bearer <token> (health checks exempt)', text, none),
+  authTokenFile: setting<string | undefined>('WORKER_AUTH_TOKEN_FILE', 'a file holding WORKER_AUTH_TOKEN (a mounted secret)', text, none),
+  insecure: setting('WORKER_INSECURE', 'allow listening off loopback with neither a token nor mTLS (warns)', bool, () => false),
+  tlsCert: setting<string | undefined>('WORKER_TLS_CERT', 'PEM certificate (chain): serve gRPC and HTTP over TLS; re-read when it changes', text, none),
+  tlsKey: setting<string | undefined>('WORKER_TLS_KEY', "PEM private key of WORKER_TLS_CERT", text, none),
+  tlsClientCa: setting<string | undefined>('WORKER_TLS_CLIENT_CA', 'PEM CA bundle: require client certificates it signed (mTLS)', text, none),
+  coordinatorAuthToken: setting<string | undefined>('COORDINATOR_AUTH_TOKEN', 'bearer token sent to the coordinator', text, none),
+  coordinatorTlsCa: setting<string | undefined>('COORDINATOR_TLS_CA', "PEM CA bundle: reach the coordinator over TLS, trusting it", text, none),
+  coordinatorTlsCert: setting<string | undefined>('COORDINATOR_TLS_CERT', 'PEM client certificate for the coordinator (mTLS)', text, none),
+  coordinatorTlsKey: setting<string | undefined>('COORDINATOR_TLS_KEY', 'PEM private key of COORDINATOR_TLS_CERT', text, none),
+  observeCalls: setting('WORKER_OBSERVE_CALLS', 'count every gRPC call for /metrics and log it (the access log; off: task and process metrics only)', bool, () => true),
   defaultMemoryMb: setting('WORKER_DEFAULT_MEMORY_MB', 'memory limit of sessions that set none (0: none)', integer(0, 10_000_000), () => 2048),
 } satisfies { [K in keyof WorkerConfig]: Setting<WorkerConfig[K]> };
 
@@ -191,5 +213,25 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): WorkerConfig
     const name = typeof flag === 'string' ? `--${flagName(s.env)}` : s.env;
     config[key] = raw === undefined || raw === '' ? s.fallback() : s.parse(raw, name);
   }
-  return config as unknown as WorkerConfig;
+  const checked = config as unknown as WorkerConfig;
+  checkSecurity(checked);
+  return checked;
+}
+
+/** Whether a listen address only takes connections from this host. */
+export function isLoopback(address: string): boolean {
+  const [host] = splitHostPort(address);
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+/** Settings that only make sense together, and the refusal to serve the network unauthenticated. */
+function checkSecurity(config: WorkerConfig): void {
+  if (config.authToken && config.authTokenFile) throw new ConfigError('WORKER_AUTH_TOKEN and WORKER_AUTH_TOKEN_FILE are both set: give one');
+  if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) throw new ConfigError('WORKER_TLS_CERT and WORKER_TLS_KEY go together: give both or neither');
+  if (config.tlsClientCa && !config.tlsCert) throw new ConfigError('WORKER_TLS_CLIENT_CA (mTLS) needs WORKER_TLS_CERT and WORKER_TLS_KEY');
+  if (Boolean(config.coordinatorTlsCert) !== Boolean(config.coordinatorTlsKey)) throw new ConfigError('COORDINATOR_TLS_CERT and COORDINATOR_TLS_KEY go together: give both or neither');
+  const guarded = Boolean(config.authToken || config.authTokenFile || config.tlsClientCa);
+  if (!guarded && !config.insecure && !isLoopback(config.grpcAddr)) {
+    throw new ConfigError(`WORKER_GRPC_ADDR ${config.grpcAddr} is not a loopback address, and nothing would stop anyone who reaches it from running code: set WORKER_AUTH_TOKEN (or WORKER_TLS_CLIENT_CA for mTLS), or WORKER_INSECURE=true to accept that`);
+  }
 }

@@ -1,11 +1,12 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, HelpRequested, loadConfig, splitHostPort, type WorkerConfig } from './config.js';
+import { ConfigError, HelpRequested, isLoopback, loadConfig, splitHostPort, type WorkerConfig } from './config.js';
 import { startGrpcServer } from './grpc/server.js';
 import { listenRefused, prepareDataDirectory, StartupRefused } from './startupChecks.js';
 import { faultOf } from './errors.js';
-import { setLogger } from '@grpc/grpc-js';
+import { credentials, setLogger, type ChannelCredentials } from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
 import { createLogger, type Logger } from './logger.js';
 import { PythonUnavailableError, resolvePythonInterpreter } from './sandbox/pythonInterpreter.js';
 import { SandboxHost, SandboxUnavailableError } from './sandbox/sandboxHost.js';
@@ -22,7 +23,13 @@ import { WORKER_VERSION } from './version.js';
 import { LocalCheckpointStore, parseS3Url, S3CheckpointStore } from './storage/checkpointStore.js';
 import { Artifacts } from './artifacts/artifacts.js';
 import { UrlSigner } from './artifacts/urlSigner.js';
-import { startArtifactHttpServer } from './http/artifactHttpServer.js';
+import { artifactRoutes } from './http/artifactRequests.js';
+import { startHttpServer } from './http/httpServer.js';
+import { opsRoutes } from './http/opsRequests.js';
+import { serverCredentials } from './grpc/serverCredentials.js';
+import { metrics, registry } from './telemetry/metrics.js';
+import { startTracing, stopTracing, tracingEnabled } from './telemetry/tracing.js';
+import { stateName } from './sessions/session.js';
 import { LocalArtifactStore, S3ArtifactStore } from './storage/artifactStore.js';
 import { SessionPool } from './sessions/sessionPool.js';
 import { LocalWorkspaceStore } from './storage/workspaceStore.js';
@@ -44,8 +51,33 @@ async function lockDataDirectory(dataDir: string): Promise<HostLock> {
   return claim.lock;
 }
 
+/** WORKER_AUTH_TOKEN, or the content of WORKER_AUTH_TOKEN_FILE (a mounted secret, trailing newline dropped). */
+async function readAuthToken(config: WorkerConfig): Promise<string | undefined> {
+  if (!config.authTokenFile) return config.authToken;
+  const token = (await readFile(config.authTokenFile, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    throw new StartupRefused(`WORKER_AUTH_TOKEN_FILE ${config.authTokenFile} cannot be read (${err.code ?? err.message})`);
+  })).trim();
+  if (!token) throw new StartupRefused(`WORKER_AUTH_TOKEN_FILE ${config.authTokenFile} is empty`);
+  return token;
+}
+
+/** TLS to the coordinator when COORDINATOR_TLS_CA is set (with a client certificate when given). */
+function coordinatorCredentials(config: WorkerConfig): ChannelCredentials | undefined {
+  if (!config.coordinatorTlsCa) return undefined;
+  const read = (file: string | undefined) => (file ? readFileSync(file) : null);
+  return credentials.createSsl(read(config.coordinatorTlsCa), read(config.coordinatorTlsKey), read(config.coordinatorTlsCert));
+}
+
+/** Sessions by state and the capacity, read when /metrics is scraped. */
+function updateSessionGauges(pool: SessionPool, maxSessions: number): void {
+  metrics.sessions.reset();
+  for (const session of pool.list()) metrics.sessions.inc({ state: stateName(session.state) });
+  metrics.capacity.set(maxSessions);
+}
+
 async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> {
   const dataLock = await lockDataDirectory(config.dataDir);
+  await startTracing('codegen-mcp-worker', { 'service.instance.id': config.workerId, 'service.version': WORKER_VERSION });
   await mkdir(join(config.dataDir, 'sessions'), { recursive: true });
   const interpreter = await resolvePythonInterpreter(config.python);
   if (interpreter.pipVersion === undefined) logger.warn('the host Python has no pip: pkg.install will fail', { python: interpreter.executable });
@@ -92,10 +124,20 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
   let publicUrl = config.publicUrl;
   const localArtifacts = new LocalArtifactStore(join(config.dataDir, 'artifacts'), signer, () => publicUrl!, config.downloadUrlTtlSeconds * 1000);
   const artifactStore = config.checkpointStore ? new S3ArtifactStore(parseS3Url(config.checkpointStore, config.s3Endpoint)) : localArtifacts;
-  const http = await startArtifactHttpServer(config.httpAddr, localArtifacts, signer, logger).catch((err: unknown) => {
+  const tls = config.tlsCert && config.tlsKey ? { cert: config.tlsCert, key: config.tlsKey } : undefined;
+  let draining = false;
+  let serving = false;
+  const ops = {
+    ready: () => serving && !draining,
+    metrics: async () => {
+      updateSessionGauges(pool, config.maxSessions);
+      return { contentType: registry.contentType, body: await registry.metrics() };
+    },
+  };
+  const http = await startHttpServer(config.httpAddr, [artifactRoutes(localArtifacts, signer), ...opsRoutes(ops)], tls, logger).catch((err: unknown) => {
     throw listenRefused('WORKER_HTTP_ADDR', config.httpAddr, err);
   });
-  publicUrl ??= `http://127.0.0.1:${http.port}`;
+  publicUrl ??= `${tls ? 'https' : 'http'}://127.0.0.1:${http.port}`;
   const artifacts = new Artifacts({ store: artifactStore, pool, maxBytes: config.maxArtifactBytes, uploadTtlMs: config.uploadUrlTtlSeconds * 1000 });
   const sweepArtifacts = setInterval(() => {
     artifactStore.sweep(config.artifactRetentionHours * 3600 * 1000).catch((err: Error) => logger.warn('artifact retention failed', { error: err.message }));
@@ -104,6 +146,9 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
   const stopReaper = startIdleReaper(pool, config.sessionIdleSeconds, logger);
   const grpcListening = startGrpcServer({
     address: config.grpcAddr,
+    credentials: serverCredentials(tls ? { ...tls, clientCa: config.tlsClientCa } : undefined),
+    authToken: await readAuthToken(config),
+    observe: config.observeCalls,
     workerId: config.workerId,
     maxMessageBytes: config.maxMessageBytes,
     checkpoints,
@@ -111,9 +156,14 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
     tasks: { pool, limits: { maxOutputBytes: config.maxOutputBytes, maxMessageBytes: config.maxMessageBytes }, maxTimeoutSeconds: config.maxTaskTimeoutSeconds },
     logger,
   });
-  const { server, port } = await grpcListening.catch((err: unknown) => {
+  const grpc = await grpcListening.catch((err: unknown) => {
     throw listenRefused('WORKER_GRPC_ADDR', config.grpcAddr, err);
   });
+  const { server, port } = grpc;
+  serving = true;
+  if (config.insecure && !isLoopback(config.grpcAddr) && !config.authToken && !config.authTokenFile && !config.tlsClientCa) {
+    logger.warn('WORKER_INSECURE=true: the gRPC API listens off loopback with no token and no client certificates; anyone who reaches it can run code here', { grpc_address: config.grpcAddr });
+  }
   logger.info('worker listening', {
     worker_id: config.workerId,
     grpc_address: config.grpcAddr,
@@ -125,6 +175,9 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
     python: interpreter.executable,
     python_version: interpreter.version,
     max_sessions: config.maxSessions,
+    tls: tls ? (config.tlsClientCa ? 'mTLS' : 'TLS') : 'off',
+    auth: config.authToken || config.authTokenFile ? 'bearer token' : 'none',
+    tracing: tracingEnabled() ? 'OTLP' : 'off',
   });
 
   const [grpcHost] = splitHostPort(config.grpcAddr);
@@ -136,6 +189,8 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
         grpcAddress: config.advertiseAddr ?? `${grpcHost === '0.0.0.0' || grpcHost === '::' ? hostname() : grpcHost}:${port}`,
         metadata: { version: WORKER_VERSION, hostname: hostname(), languages: SUPPORTED_LANGUAGES.join(','), python_version: interpreter.version, tools: [...TOOLS.keys()].join(',') },
         sessionIds: () => pool.list().map((s) => s.id),
+        token: config.coordinatorAuthToken,
+        credentials: coordinatorCredentials(config),
         logger,
       })
     : undefined;
@@ -151,6 +206,9 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
       process.exit(1);
     }
     stopping = true;
+    // Health and readiness say so at once, while tasks still drain.
+    draining = true;
+    grpc.setServing(false);
     logger.info('shutting down', { signal, grace_seconds: config.shutdownGraceSeconds });
     // Whatever hangs (a session's files, the coordinator), the worker is gone a little after the grace time.
     setTimeout(() => {
@@ -164,9 +222,11 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
     if (!idle) logger.warn('tasks still running after the grace time are cancelled');
     await pool.destroyAll('worker shutting down');
     await sandboxHost.close();
+    grpc.endWatches();
     await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 5000))]);
     server.forceShutdown();
-    await new Promise((resolve) => http.server.close(resolve));
+    await http.close();
+    await stopTracing();
     dataLock.release();
     logger.info('worker stopped');
     process.exit(0);

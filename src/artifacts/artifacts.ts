@@ -2,6 +2,7 @@ import { Status } from 'nice-grpc';
 import type { ArtifactMetadata } from '../../gen/codegen/v1/artifact_service.js';
 import { errors, quoted, WorkerError } from '../errors.js';
 import type { SessionPool } from '../sessions/sessionPool.js';
+import { metrics } from '../telemetry/metrics.js';
 import { newArtifactId, type ArtifactRecord, type ArtifactStore } from '../storage/artifactStore.js';
 
 export interface ArtifactsOptions {
@@ -60,6 +61,7 @@ export class Artifacts {
     if (uploaded.sha256 !== facts.checksumSha256.toLowerCase()) throw errors.invalidArgument(`checksum_sha256 does not match the uploaded bytes (${uploaded.sha256})`);
     const record: ArtifactRecord = { ...facts, checksumSha256: uploaded.sha256, recordedAtMs: Date.now() };
     await this.options.store.saveRecord(record);
+    metrics.artifactBytes.inc(record.sizeBytes);
     if (!session.artifacts.includes(record.artifactId)) session.artifacts.push(record.artifactId);
     return { artifactId: record.artifactId, storageUrl: this.options.store.storageUrl(record), recordedAtMs: record.recordedAtMs };
   }

@@ -1,4 +1,4 @@
-import { createChannel, createClientFactory, type Channel, type ChannelOptions } from 'nice-grpc';
+import { createChannel, createClientFactory, Metadata, type Channel, type ChannelCredentials, type ChannelOptions } from 'nice-grpc';
 import { deadlineMiddleware } from 'nice-grpc-client-middleware-deadline';
 import { retryMiddleware } from 'nice-grpc-client-middleware-retry';
 import { ArtifactServiceDefinition, type ArtifactServiceClient } from '../../gen/codegen/v1/artifact_service.js';
@@ -8,6 +8,10 @@ import { TaskExecutionDefinition, type TaskExecutionClient } from '../../gen/cod
 export interface WorkerClientOptions {
   /** Largest message either way, bytes (default 64 MiB, the worker's default). */
   maxMessageBytes?: number;
+  /** The worker's WORKER_AUTH_TOKEN: sent as `authorization: Bearer <token>` on every call. */
+  token?: string | undefined;
+  /** TLS (and client certificates) for a worker serving TLS; plaintext otherwise. */
+  credentials?: ChannelCredentials | undefined;
   /** Extra grpc-js channel options. */
   channelOptions?: ChannelOptions;
 }
@@ -36,8 +40,14 @@ export interface WorkerClient {
  */
 export function createWorkerClient(address: string, options: WorkerClientOptions = {}): WorkerClient {
   const max = options.maxMessageBytes ?? 64 * 1024 * 1024;
-  const channel = createChannel(address, undefined, { 'grpc.max_receive_message_length': max, 'grpc.max_send_message_length': max, ...options.channelOptions });
+  const channel = createChannel(address, options.credentials, { 'grpc.max_receive_message_length': max, 'grpc.max_send_message_length': max, ...options.channelOptions });
+  const token = options.token;
   const factory = createClientFactory()
+    .use(async function* bearer(call, callOptions) {
+      if (!token) return yield* call.next(call.request, callOptions);
+      const metadata = Metadata(callOptions.metadata).set('authorization', `Bearer ${token}`);
+      return yield* call.next(call.request, { ...callOptions, metadata });
+    })
     .use(retryMiddleware)
     .use(deadlineMiddleware)
     .use(async function* defaultRetries(call, callOptions) {

@@ -1,6 +1,8 @@
-import { createChannel, createClient, type Channel } from 'nice-grpc';
+import { createChannel, createClientFactory, Metadata, type Channel, type ChannelCredentials, type ClientMiddleware } from 'nice-grpc';
 import { WorkerLifecycleDefinition, type WorkerLifecycleClient } from '../../gen/codegen/v1/worker_lifecycle.js';
 import type { Logger } from '../logger.js';
+import { metrics } from '../telemetry/metrics.js';
+import { endSpan, startClientSpan } from '../telemetry/tracing.js';
 
 export interface RegistrationOptions {
   coordinatorAddr: string;
@@ -10,7 +12,29 @@ export interface RegistrationOptions {
   metadata: Record<string, string>;
   /** The live session ids, read at send time. */
   sessionIds: () => string[];
+  /** COORDINATOR_AUTH_TOKEN, sent as a bearer token. */
+  token: string | undefined;
+  /** TLS to the coordinator (COORDINATOR_TLS_CA, client certificate); plaintext when undefined. */
+  credentials: ChannelCredentials | undefined;
   logger: Logger;
+}
+
+/** Each call to the coordinator carries the token and, when tracing, its span's traceparent. */
+function coordinatorCalls(token: string | undefined): ClientMiddleware {
+  return async function* call(call, options) {
+    const traced = startClientSpan(call.method.path);
+    const metadata = Metadata(options.metadata);
+    if (token) metadata.set('authorization', `Bearer ${token}`);
+    for (const [key, value] of Object.entries(traced?.headers ?? {})) metadata.set(key, value);
+    try {
+      const result = yield* call.next(call.request, { ...options, metadata });
+      endSpan(traced?.span);
+      return result;
+    } catch (err) {
+      endSpan(traced?.span, (err as Error).message);
+      throw err;
+    }
+  };
 }
 
 const DEFAULT_HEARTBEAT_SECONDS = 10;
@@ -43,8 +67,9 @@ export class Registration {
   private intervalMs = 0;
 
   constructor(private readonly options: RegistrationOptions) {
-    this.channel = createChannel(options.coordinatorAddr);
-    this.client = createClient(WorkerLifecycleDefinition, this.channel);
+    this.channel = createChannel(options.coordinatorAddr, options.credentials);
+    this.client = createClientFactory().use(coordinatorCalls(options.token)).create(WorkerLifecycleDefinition, this.channel);
+    metrics.registered.set(0);
   }
 
   start(): void {
@@ -87,6 +112,7 @@ export class Registration {
         if (response.success) {
           const seconds = response.heartbeatIntervalSeconds > 0 ? response.heartbeatIntervalSeconds : DEFAULT_HEARTBEAT_SECONDS;
           log.info('registered with the coordinator', { coordinator: this.options.coordinatorAddr, heartbeat_interval_seconds: seconds });
+          metrics.registered.set(1);
           return seconds * 1000;
         }
         log.warn('the coordinator refused the registration', { message: response.message });
@@ -116,6 +142,8 @@ export class Registration {
         );
         if (!response.acknowledged) {
           log.warn('heartbeat not acknowledged; registering again', { message: response.message });
+          metrics.heartbeatFailures.inc();
+          metrics.registered.set(0);
           return;
         }
         failures = 0;
@@ -123,8 +151,12 @@ export class Registration {
       } catch (err) {
         if (signal.aborted) return;
         failures++;
+        metrics.heartbeatFailures.inc();
         log.warn('heartbeat failed', { error: (err as Error).message, consecutive_failures: failures });
-        if (failures >= MAX_HEARTBEAT_FAILURES) return;
+        if (failures >= MAX_HEARTBEAT_FAILURES) {
+          metrics.registered.set(0);
+          return;
+        }
       }
     }
   }

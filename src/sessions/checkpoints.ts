@@ -11,6 +11,7 @@ import { DamagedRecordError } from '../storage/jsonFile.js';
 import { diffTrees, namesIn, scanTree, type Tree } from '../storage/fileTree.js';
 import type { Session } from './session.js';
 import { stateName } from './session.js';
+import { metrics, secondsSince } from '../telemetry/metrics.js';
 import type { SessionPool } from './sessionPool.js';
 
 export interface CheckpointsOptions {
@@ -74,6 +75,7 @@ export class Checkpoints {
       throw errors.invalidSessionState(sessionId, stateName(session.state), why);
     }
     session.settledState = SessionState.SESSION_STATE_CHECKPOINTING;
+    const started = performance.now();
     const scratch = await this.options.store.scratchDir();
     const checkpointId = `checkpoint-${randomBytes(12).toString('base64url')}`;
     const temporary = join(scratch, `${checkpointId}.zip.partial`);
@@ -104,6 +106,8 @@ export class Checkpoints {
       session.lastCheckpoint = { id: checkpointId, tree };
       session.lastCheckpointId = checkpointId;
       session.logger.info('checkpoint created', { checkpoint_id: checkpointId, size_bytes: written.size, incremental: parent !== undefined });
+      metrics.checkpointSeconds.observe({ operation: 'checkpoint' }, secondsSince(started));
+      metrics.checkpointBytes.inc({ operation: 'checkpoint' }, written.size);
       await this.applyRetention(session.id).catch((err: Error) => session.logger.warn('checkpoint retention failed', { error: err.message }));
       return record;
     } catch (err) {
@@ -119,6 +123,7 @@ export class Checkpoints {
 
   /** A new session with the checkpoint's workspace, packages, workspace_id, user_id and config. */
   async restore(checkpointId: string): Promise<{ session: Session; record: CheckpointRecord }> {
+    const started = performance.now();
     const chain = await this.chainOf(checkpointId);
     const record = chain[chain.length - 1]!;
     const fetched: FetchedArchive[] = [];
@@ -150,6 +155,8 @@ export class Checkpoints {
         throw errors.archiveFailed(`could not extract checkpoint ${quoted(checkpointId)} (${faultOf(err)}); nothing was kept`);
       }
       session.logger.info('session restored', { checkpoint_id: checkpointId, chain: chain.length });
+      metrics.checkpointSeconds.observe({ operation: 'restore' }, secondsSince(started));
+      metrics.checkpointBytes.inc({ operation: 'restore' }, chain.reduce((bytes, link) => bytes + link.sizeBytes, 0));
       return { session, record };
     } finally {
       for (const archive of fetched) await archive.release();

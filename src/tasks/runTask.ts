@@ -8,6 +8,7 @@ import { nonNegative } from '../sessions/sessionConfig.js';
 import { TOOLS } from '../tools/index.js';
 import type { ToolLimits, ToolOutcome } from '../tools/tool.js';
 import { EventQueue } from './eventQueue.js';
+import { metrics } from '../telemetry/metrics.js';
 import { TaskAbort } from './taskAbort.js';
 
 const NEVER_ABORTED = new AbortController().signal;
@@ -92,6 +93,7 @@ export async function* runTask<M>(deps: TaskRunnerDeps, input: TaskInput, callSi
   running.catch(() => undefined); // awaited below; this only keeps an early exit from leaving it unhandled
 
   let finalStatus: TaskStatus | undefined;
+  let killedBy: string | undefined;
   try {
     if (queue) for await (const event of queue) yield encode(event);
     let outcome: ToolOutcome | undefined;
@@ -102,6 +104,7 @@ export async function* runTask<M>(deps: TaskRunnerDeps, input: TaskInput, callSi
     }
     const abortKind = record.abortReason?.kind;
     const outputs = outcome?.outputs ?? {};
+    killedBy = abortKind === 'timeout' ? 'timeout' : outputs.killed_by;
     const exitCode = outcome?.exitCode ?? 0;
     if (abortKind === 'timeout') {
       finalStatus = TaskStatus.STATUS_TIMEOUT;
@@ -133,6 +136,9 @@ export async function* runTask<M>(deps: TaskRunnerDeps, input: TaskInput, callSi
     const status = finalStatus ?? (abortKind === 'timeout' ? TaskStatus.STATUS_TIMEOUT : abortKind ? TaskStatus.STATUS_CANCELLED : TaskStatus.STATUS_FAILURE);
     session.tasks.finish(record, status);
     session.touch();
+    metrics.tasks.inc({ tool: tool.name, status: TaskStatus[status] ?? String(status) });
+    metrics.taskSeconds.observe({ tool: tool.name }, (Date.now() - record.startTimeMs) / 1000);
+    if (killedBy) metrics.killed.inc({ limit: killedBy });
     // Successes are the bulk at high rates: debug; anything else an operator wants to see.
     const level = status === TaskStatus.STATUS_SUCCESS ? 'debug' : 'info';
     if (session.logger.isLevelEnabled(level)) session.logger.log(level, 'task finished', { ...context, status: TaskStatus[status], duration_ms: Date.now() - record.startTimeMs });

@@ -1,4 +1,5 @@
 import { errors } from '../errors.js';
+import { metrics, secondsSince } from '../telemetry/metrics.js';
 import { canonicalName, isIndexRequirement, parseRequirements } from './requirements.js';
 import { checkArguments } from './arguments.js';
 import { capturedOutputs, streamingRunOptions } from './processOutput.js';
@@ -32,7 +33,9 @@ export const pkgInstall = defineTool({
   },
   async run(requirements, ctx) {
     await ctx.emit({ kind: 'progress', percentComplete: 0, stage: 'starting', message: `installing ${requirements.join(', ')}` });
+    const started = performance.now();
     const result = await ctx.session.sandbox.pipInstall({ all: requirements, fromIndex: requirements.filter(isIndexRequirement) }, streamingRunOptions(ctx, 'pip', progressFrom(ctx)));
+    metrics.pkgInstallSeconds.observe({ outcome: result.exitCode === 0 ? 'installed' : 'failed' }, secondsSince(started));
     const outputs = capturedOutputs(result);
     if (result.exitCode !== 0) {
       const reason = result.stderr.text.trim().split('\n').filter((l) => l.startsWith('ERROR')).pop() ?? `pip exited with code ${result.exitCode}`;

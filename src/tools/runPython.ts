@@ -1,3 +1,4 @@
+import { metrics, secondsSince } from '../telemetry/metrics.js';
 import { checkArguments } from './arguments.js';
 import { capturedOutputs, streamingRunOptions } from './processOutput.js';
 import { defineTool } from './tool.js';
@@ -9,7 +10,9 @@ export const runPython = defineTool({
   parse: (args) => checkArguments('run.python', args, ['code']),
   async run({ code }, ctx) {
     await ctx.emit({ kind: 'progress', percentComplete: 0, stage: 'starting', message: 'starting the Python interpreter' });
-    const result = await ctx.session.sandbox.runPython(code, streamingRunOptions(ctx), ctx.constraints);
+    const started = performance.now();
+    const options = { ...streamingRunOptions(ctx), onStart: () => metrics.runPythonStartSeconds.observe(secondsSince(started)) };
+    const result = await ctx.session.sandbox.runPython(code, options, ctx.constraints);
     const ok = result.exitCode === 0 && result.killedBy === undefined;
     const ending = result.killedBy ? `python was stopped by its ${result.killedBy} limit (exit code ${result.exitCode})` : `python exited with code ${result.exitCode}`;
     await ctx.emit({ kind: 'progress', percentComplete: 100, stage: 'completed', message: ending });

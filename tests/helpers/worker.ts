@@ -2,13 +2,15 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createWorkerClient, type WorkerClient } from '../../src/client/index.js';
+import { createWorkerClient, type WorkerClient, type WorkerClientOptions } from '../../src/client/index.js';
 import { processesMarked } from './tasks.js';
 
 const MAIN = new URL('../../src/main.js', import.meta.url).pathname;
 
 export interface RunningWorker {
   address: string;
+  /** The HTTP endpoint's port (artifacts, health, metrics). */
+  httpPort: number;
   dataDir: string;
   process: ChildProcess;
   sessions: WorkerClient['sessions'];
@@ -24,6 +26,8 @@ export interface StartOptions {
   args?: string[];
   /** Reuse this data directory (kept at stop) instead of a fresh one (removed at stop). */
   dataDir?: string;
+  /** How the test's client reaches the worker (a token, TLS). */
+  client?: Pick<WorkerClientOptions, 'token' | 'credentials'>;
 }
 
 /** Starts a real worker process on a free loopback port with its own data directory. */
@@ -35,6 +39,7 @@ export async function startWorker(options: StartOptions = {}): Promise<RunningWo
   });
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
+  let httpPort = 0;
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const port = await new Promise<number>((resolve, reject) => {
     let buffered = '';
@@ -54,6 +59,7 @@ export async function startWorker(options: StartOptions = {}): Promise<RunningWo
           logs.push(entry);
           if (entry.message === 'worker listening') {
             clearTimeout(timer);
+            httpPort = entry.http_port as number;
             resolve(entry.port as number);
           }
         } catch {
@@ -64,9 +70,10 @@ export async function startWorker(options: StartOptions = {}): Promise<RunningWo
   });
   const address = `127.0.0.1:${port}`;
   // The project's own typed client (src/client), as coordinators use it.
-  const client = createWorkerClient(address, { maxMessageBytes: 256 * 1024 * 1024 });
+  const client = createWorkerClient(address, { maxMessageBytes: 256 * 1024 * 1024, ...options.client });
   return {
     address,
+    httpPort,
     dataDir,
     process: child,
     sessions: client.sessions,

@@ -1,28 +1,16 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import type { UrlSigner } from '../artifacts/urlSigner.js';
-import { splitHostPort } from '../config.js';
-import type { Logger } from '../logger.js';
+import { reply, type Route } from './httpServer.js';
 import { ARTIFACT_ID, downloadFields, uploadFields, type LocalArtifactStore, type UploadGrant } from '../storage/artifactStore.js';
 
-function reply(res: ServerResponse, status: number, message: string): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  res.writeHead(status, { 'content-type': 'application/json', connection: 'close' });
-  res.end(JSON.stringify({ error: status >= 400 ? message : undefined, message }));
-}
-
 /**
- * The worker's HTTP endpoint for artifacts: one PUT per signed upload URL, streamed to disk, and
+ * Artifacts on the worker's HTTP endpoint: one PUT per signed upload URL, streamed to disk, and
  * signed GETs of recorded artifacts. A bad or expired signature is 403, a body over the signed
  * size 413, an unknown path 404; in none of those cases is anything stored.
  */
-export async function startArtifactHttpServer(address: string, store: LocalArtifactStore, signer: UrlSigner, logger: Logger): Promise<{ server: Server; port: number }> {
-  const handle = async (req: IncomingMessage, res: ServerResponse) => {
-    const url = new URL(req.url ?? '/', 'http://worker');
+export function artifactRoutes(store: LocalArtifactStore, signer: UrlSigner): Route {
+  const handle = async (req: IncomingMessage, res: ServerResponse, url: URL) => {
     const artifactId = /^\/artifacts\/([^/]+)$/.exec(url.pathname)?.[1];
     if (!artifactId || !ARTIFACT_ID.test(artifactId)) return reply(res, 404, 'no such path');
     const param = (name: string) => url.searchParams.get(name) ?? '';
@@ -54,16 +42,5 @@ export async function startArtifactHttpServer(address: string, store: LocalArtif
     return reply(res, 405, 'PUT or GET');
   };
 
-  const server = createServer((req, res) => {
-    handle(req, res).catch((err: Error) => {
-      logger.error('artifact request failed', { error: err.stack ?? String(err) });
-      reply(res, 500, 'internal error');
-    });
-  });
-  const [host, port] = splitHostPort(address);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, resolve);
-  });
-  return { server, port: (server.address() as AddressInfo).port };
+  return { prefix: '/artifacts/', handle };
 }

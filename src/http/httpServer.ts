@@ -1,0 +1,71 @@
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from '../logger.js';
+import { splitHostPort } from '../config.js';
+
+export type Handler = (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void> | void;
+
+/** One route: requests whose path starts with `prefix` go to `handle`. */
+export interface Route {
+  prefix: string;
+  handle: Handler;
+}
+
+export interface TlsFiles {
+  cert: string;
+  key: string;
+}
+
+/** A JSON answer that closes the connection (clients of error paths often do not read bodies). */
+export function reply(res: ServerResponse, status: number, message: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(status, { 'content-type': 'application/json', connection: 'close' });
+  res.end(JSON.stringify({ error: status >= 400 ? message : undefined, message }));
+}
+
+/**
+ * The worker's HTTP endpoint (artifacts, health, metrics), over TLS when given certificate
+ * files, which are re-read when they change (rotation without a restart). A request no route
+ * takes is 404; a handler that fails is 500 with nothing of the failure in the answer.
+ */
+export async function startHttpServer(address: string, routes: Route[], tls: TlsFiles | undefined, logger: Logger): Promise<{ server: Server; port: number; close(): Promise<void> }> {
+  const dispatch = (req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://worker');
+    const route = routes.find((r) => url.pathname === r.prefix || url.pathname.startsWith(r.prefix.endsWith('/') ? r.prefix : `${r.prefix}/`));
+    if (!route) return reply(res, 404, 'no such path');
+    Promise.resolve(route.handle(req, res, url)).catch((err: Error) => {
+      logger.error('HTTP request failed', { path: url.pathname, error: err.stack ?? String(err) });
+      reply(res, 500, 'internal error');
+    });
+  };
+  const read = (files: TlsFiles) => ({ cert: readFileSync(files.cert), key: readFileSync(files.key) });
+  const secure = tls ? createHttpsServer(read(tls), dispatch) : undefined;
+  const server: Server = secure ?? createHttpServer(dispatch);
+  if (tls && secure) {
+    const reload = () => {
+      try {
+        secure.setSecureContext(read(tls));
+        logger.info('TLS certificate reloaded for the HTTP endpoint', { cert: tls.cert });
+      } catch (err) {
+        logger.warn('could not reload the TLS certificate; the previous one stays', { error: (err as Error).message });
+      }
+    };
+    for (const file of [tls.cert, tls.key]) watchFile(file, { interval: 1000 }, reload).unref();
+  }
+  const [host, port] = splitHostPort(address);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, resolve);
+  });
+  const close = async () => {
+    if (tls) for (const file of [tls.cert, tls.key]) unwatchFile(file);
+    server.closeAllConnections?.();
+    await new Promise((resolve) => server.close(resolve));
+  };
+  return { server, port: (server.address() as AddressInfo).port, close };
+}
