@@ -48,6 +48,7 @@ export interface WorkerConfig {
   coordinatorTlsCert: string | undefined;
   coordinatorTlsKey: string | undefined;
   observeCalls: boolean;
+  defaultDiskMb: number;
 }
 
 export class ConfigError extends Error {
@@ -175,6 +176,7 @@ const SETTINGS = {
   coordinatorTlsCert: setting<string | undefined>('COORDINATOR_TLS_CERT', 'PEM client certificate for the coordinator (mTLS)', text, none),
   coordinatorTlsKey: setting<string | undefined>('COORDINATOR_TLS_KEY', 'PEM private key of COORDINATOR_TLS_CERT', text, none),
   observeCalls: setting('WORKER_OBSERVE_CALLS', 'count every gRPC call for /metrics and log it (the access log; off: task and process metrics only)', bool, () => true),
+  defaultDiskMb: setting('WORKER_DEFAULT_DISK_MB', 'disk limit (workspace and environment) of sessions that set none, in MB (0: none)', integer(0, 100_000_000), () => 10240),
   defaultMemoryMb: setting('WORKER_DEFAULT_MEMORY_MB', 'memory limit of sessions that set none (0: none)', integer(0, 10_000_000), () => 2048),
 } satisfies { [K in keyof WorkerConfig]: Setting<WorkerConfig[K]> };
 

@@ -10,7 +10,6 @@ import { readFileSync } from 'node:fs';
 import { createLogger, type Logger } from './logger.js';
 import { PythonUnavailableError, resolvePythonInterpreter } from './sandbox/pythonInterpreter.js';
 import { SandboxHost, SandboxUnavailableError } from './sandbox/sandboxHost.js';
-import { unmountStaleQuotas } from './sandbox/diskQuota.js';
 import { HostLock } from './sandbox/hostLock.js';
 import { findOnPath } from './sandbox/hostTools.js';
 import { UidRangeError } from './sandbox/uidRange.js';
@@ -83,10 +82,6 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
   if (interpreter.pipVersion === undefined) logger.warn('the host Python has no pip: pkg.install will fail', { python: interpreter.executable });
 
   const store = new LocalWorkspaceStore(config.dataDir);
-  // Sessions of an earlier run died with it: their quota mounts go first, then their trees.
-  await unmountStaleQuotas(join(config.dataDir, 'sessions'));
-  const stale = await store.removeStale();
-  if (stale > 0) logger.info('removed workspaces left by an earlier run', { count: stale });
 
   const sandboxHost = await SandboxHost.create({
     mode: config.sandbox,
@@ -107,11 +102,15 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
     maxSessions: config.maxSessions,
     taskHistory: config.taskHistory,
     defaultMemoryMb: config.defaultMemoryMb,
+    defaultDiskMb: config.defaultDiskMb,
     spareSessions: config.spareSessions,
     sandboxHost,
     store,
     logger,
   });
+  const adoption = await pool.adoptAll();
+  if (adoption.adopted + adoption.quarantined > 0) logger.info('sessions of an earlier run adopted', { adopted: adoption.adopted, quarantined: adoption.quarantined, tasks_cut_off: adoption.tasksCutOff });
+  pool.startSpares();
   const checkpointStore = config.checkpointStore
     ? new S3CheckpointStore(parseS3Url(config.checkpointStore, config.s3Endpoint), join(config.dataDir, 'checkpoint-scratch'))
     : new LocalCheckpointStore(join(config.dataDir, 'checkpoints'));
@@ -202,7 +201,7 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
       // A second signal: cancel everything and go now.
       logger.warn('second signal: stopping at once', { signal });
       setTimeout(() => process.exit(1), 2000).unref();
-      await pool.destroyAll('worker stopped at once');
+      await pool.suspendAll('worker stopped at once');
       process.exit(1);
     }
     stopping = true;
@@ -220,7 +219,8 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
     await registration?.stop();
     const idle = await pool.waitForIdle(config.shutdownGraceSeconds * 1000);
     if (!idle) logger.warn('tasks still running after the grace time are cancelled');
-    await pool.destroyAll('worker shutting down');
+    // Sessions stay on disk for the next start to adopt.
+    await pool.suspendAll('worker shutting down');
     await sandboxHost.close();
     grpc.endWatches();
     await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 5000))]);

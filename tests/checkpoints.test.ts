@@ -214,7 +214,8 @@ test('disk full while checkpointing: RESOURCE_EXHAUSTED and no partial checkpoin
   const dataDir = await mkdtemp(join(tmpdir(), 'codegen-full-'));
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'codegen-test-full', dataDir]);
   try {
-    const small = await startWorker({ dataDir, env: { WORKER_SPARE_SESSIONS: '0' } });
+    // Sessions without disk images here: what fills up is the data directory itself.
+    const small = await startWorker({ dataDir, env: { WORKER_SPARE_SESSIONS: '0', WORKER_DEFAULT_DISK_MB: '0' } });
     try {
       const { sessionId } = await small.sessions.createSession({ workspaceId: 'full' });
       await py(sessionId, 'import os\nopen("big", "wb").write(os.urandom(30 << 20))', small);

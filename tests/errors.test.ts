@@ -15,7 +15,8 @@ let index: PackageIndex;
 
 before(async () => {
   index = await servePackageIndex([{ name: 'okpkg', version: '1.0.0', files: { 'okpkg/__init__.py': '' } }]);
-  worker = await startWorker({ env: { WORKER_MAX_SESSIONS: '3', WORKER_PIP_INDEX_URL: index.url } });
+  // No spares and no disk images: the initialization test swaps the sessions directory for a file.
+  worker = await startWorker({ env: { WORKER_MAX_SESSIONS: '3', WORKER_PIP_INDEX_URL: index.url, WORKER_SPARE_SESSIONS: '0', WORKER_DEFAULT_DISK_MB: '0' } });
 });
 
 after(async () => {
@@ -221,7 +222,7 @@ describe('tool errors', () => {
 
   test("python not found → FAILED_PRECONDITION (the session's interpreter is gone)", async () => {
     await withSession(async (sessionId) => {
-      await rm(join(worker.dataDir, 'sessions', sessionId, 'env', 'bin', 'python'));
+      await rm(join(worker.dataDir, 'sessions', sessionId, 'disk', 'env', 'bin', 'python'));
       const run = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'print(1)' } });
       assert.equal(run.code, Status.FAILED_PRECONDITION);
       assert.match(run.error!.details, /python not found/);

@@ -62,7 +62,10 @@ export class Artifacts {
     const record: ArtifactRecord = { ...facts, checksumSha256: uploaded.sha256, recordedAtMs: Date.now() };
     await this.options.store.saveRecord(record);
     metrics.artifactBytes.inc(record.sizeBytes);
-    if (!session.artifacts.includes(record.artifactId)) session.artifacts.push(record.artifactId);
+    if (!session.artifacts.includes(record.artifactId)) {
+      session.artifacts.push(record.artifactId);
+      await session.persist();
+    }
     return { artifactId: record.artifactId, storageUrl: this.options.store.storageUrl(record), recordedAtMs: record.recordedAtMs };
   }
 }

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { chown, lstat, mkdir, mkdtemp, readdir } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { chown, lstat, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from '../logger.js';
 import { removeTree } from '../storage/removeTree.js';
+import { sessionLayout, type SessionDirectories } from '../storage/workspaceStore.js';
 import { setUpCgroups, type Cgroup, type CgroupSupport } from './cgroups.js';
-import { mountWorkspaceQuota, unmountWorkspaceQuota } from './diskQuota.js';
+import { makeDiskImage, mountDiskImage, probeDiskImages, unmountDiskImage, usedBytes } from './diskImage.js';
 import { findOnPath } from './hostTools.js';
 import type { HostTools } from './launcher.js';
 import { createPythonEnvironment, pythonEnvironmentAt } from './pythonEnvironment.js';
@@ -38,6 +39,9 @@ export interface PreparedSandbox {
   owner: { uid: number; gid: number } | undefined;
   installer: { uid: number; gid: number } | undefined;
   cgroup: Cgroup | undefined;
+  /** The size of its disk image, MB (0: none), and what the empty filesystem uses itself. */
+  diskMb: number;
+  diskBaselineBytes: number;
 }
 
 export class SandboxUnavailableError extends Error {
@@ -61,6 +65,8 @@ export class SandboxHost {
     readonly seccomp: Buffer | undefined,
     /** Host uids of this worker's sessions (root workers isolating only). */
     private readonly uids: UidRange | undefined,
+    /** Why sessions cannot have disk images here; undefined when they can. */
+    private readonly diskImageProblem: string | undefined,
   ) {}
 
   static async create(options: SandboxHostOptions): Promise<SandboxHost> {
@@ -77,7 +83,8 @@ export class SandboxHost {
       await mkdir(join(options.dataDir, 'scratch'), { recursive: true });
       await preparePipCache(join(options.dataDir, 'pip-cache'), uids ? { uid: uids.base, gid: uids.base } : undefined);
       const cgroups = isRoot ? await setUpCgroups() : undefined;
-      const host = new SandboxHost(options, cgroups, isRoot, tools, sandboxSeccompProgram(), uids);
+      const diskImageProblem = isRoot ? await probeDiskImages(join(options.dataDir, 'scratch')) : 'it needs a worker running as root';
+      const host = new SandboxHost(options, cgroups, isRoot, tools, sandboxSeccompProgram(), uids, diskImageProblem);
       await host.selfCheck();
       return host;
     } catch (err) {
@@ -96,65 +103,133 @@ export class SandboxHost {
       memory_limit: controllers.includes('memory') ? 'cgroup' : 'RLIMIT_AS',
       cpu_limit: controllers.includes('cpu') ? 'cgroup cpu quota' : 'NOT ENFORCED (no writable cpu cgroup)',
       process_limit: controllers.includes('pids') ? 'cgroup pids' : this.isRoot ? 'RLIMIT_NPROC (per-session uid)' : 'NOT ENFORCED',
-      disk_limit: this.isRoot ? 'size-capped tmpfs workspace' : 'NOT ENFORCED (needs root)',
+      disk_limit: this.diskImageProblem === undefined ? 'an ext4 image per session on the data directory, loop-mounted (workspace and environment)' : `NOT ENFORCED (${this.diskImageProblem})`,
       syscall_filter: this.seccomp ? 'seccomp (keyrings, bpf, io_uring, userfaultfd, perf events, namespaces refused)' : `NONE (no filter for ${process.arch})`,
       session_uids: this.uids ? `${this.uids.base + 1}-${this.uids.base + this.uids.size - 1} (claimed for this worker; pip's fetching step: ${this.uids.base})` : "the worker's own",
     };
   }
 
+  /** Whether sessions can have disk limits here (root, mkfs.ext4, loop devices; probed at start-up). */
+  get diskLimits(): boolean {
+    return this.diskImageProblem === undefined;
+  }
+
   /**
    * The slow part of making a session's sandbox, done ahead of time for spare sessions: an owner
-   * uid, the workspace handed to it, the Python environment, and an unlimited cgroup.
+   * uid, the session's disk (an image of `diskMb`, or a plain directory for 0), the workspace
+   * handed to the uid, the Python environment, and an unlimited cgroup.
    */
-  async prepare(dirs: { workspace: string; environment: string }): Promise<PreparedSandbox> {
+  async prepare(dirs: SessionDirectories, diskMb: number): Promise<PreparedSandbox> {
     const slot = this.takeSlot();
-    // Own uids only where the sandbox hides the host: without it, the code must reach host paths.
     const uids = this.uids;
+    // Own uids only where the sandbox hides the host: without it, the code must reach host paths.
     const owner = uids ? { uid: uids.base + slot, gid: uids.base + slot } : undefined;
     const installer = uids ? { uid: uids.base, gid: uids.base } : undefined;
-    let cgroup: Cgroup | undefined;
+    const prepared: PreparedSandbox = { slot, owner, installer, cgroup: undefined, diskMb: 0, diskBaselineBytes: 0 };
     try {
-      // The three parts do not depend on each other: made side by side.
-      const made = await Promise.all([
-        owner ? chown(dirs.workspace, owner.uid, owner.gid) : undefined,
-        createPythonEnvironment(dirs.environment, this.options.interpreter).then(() => (owner ? chownTree(dirs.environment, owner.uid, owner.gid) : undefined)),
-        this.cgroups?.root.child(`spare-${randomBytes(6).toString('hex')}`, { maxProcesses: this.options.maxProcesses }).then((group) => (cgroup = group)),
-      ]);
-      return { slot, owner, installer, cgroup: made[2] };
+      // The disk first (it holds the rest); then the environment and the cgroup side by side.
+      await this.makeDisk(prepared, dirs, diskMb);
+      const [, cgroup] = await Promise.all([this.layOut(dirs, owner), this.cgroups?.root.child(`spare-${randomBytes(6).toString('hex')}`, { maxProcesses: this.options.maxProcesses })]);
+      prepared.cgroup = cgroup;
+      return prepared;
     } catch (err) {
-      this.usedSlots.delete(slot);
-      await cgroup?.destroy().catch(() => undefined);
+      await this.discard(prepared, dirs);
       throw err;
     }
   }
 
-  /** Makes a prepared sandbox the session's: its name, limits and (if capped) workspace mount. */
-  async activate(prepared: PreparedSandbox, sessionId: string, dirs: { workspace: string; environment: string }, env: Record<string, string>, limits: SessionLimits): Promise<SessionSandbox> {
-    let quota = false;
+  /** Makes a prepared sandbox the session's: its name, its limits, a disk of the size asked for. */
+  async activate(prepared: PreparedSandbox, sessionId: string, dirs: SessionDirectories, env: Record<string, string>, limits: SessionLimits): Promise<SessionSandbox> {
     try {
+      if (limits.maxDiskMb !== prepared.diskMb) await this.reshapeDisk(prepared, dirs, limits.maxDiskMb);
       const cgroup = await prepared.cgroup?.rename(sessionId);
       prepared.cgroup = cgroup;
       await cgroup?.setLimits({ memoryBytes: limits.maxMemoryMb * 1024 * 1024, cpuPercent: limits.maxCpuPercent });
-      if (limits.maxDiskMb > 0) {
-        if (!this.isRoot) throw new Error('max_disk_mb needs a worker running as root to enforce it');
-        await mountWorkspaceQuota(dirs.workspace, limits.maxDiskMb, prepared.owner);
-        quota = true;
-      }
-      const environment = pythonEnvironmentAt(dirs.environment, this.options.interpreter);
-      const controlDir = join(dirname(dirs.workspace), 'ctl');
-      const parts = { workspace: dirs.workspace, environment, env, owner: prepared.owner, installer: prepared.installer, cgroup, limits, quota, controlDir };
-      return new SessionSandbox(this, parts, () => this.usedSlots.delete(prepared.slot));
+      return this.sandboxOf(prepared, dirs, env, limits);
     } catch (err) {
-      if (quota) await unmountWorkspaceQuota(dirs.workspace);
-      await this.discard(prepared);
+      await this.discard(prepared, dirs);
       throw err;
     }
   }
 
-  /** Gives back what a prepared sandbox holds that was never activated. */
-  async discard(prepared: PreparedSandbox): Promise<void> {
+  /**
+   * The sandbox of a session an earlier run of the worker left: its disk mounted again, its uid
+   * claimed again (or, when this run has another uid block, a new uid given its files), a cgroup
+   * with its limits. Its warm interpreter starts on first use.
+   */
+  async adopt(sessionId: string, dirs: SessionDirectories, env: Record<string, string>, limits: SessionLimits, persisted: { uid: number | undefined; diskBaselineBytes: number }): Promise<SessionSandbox> {
+    const uids = this.uids;
+    const wanted = uids && persisted.uid !== undefined ? persisted.uid - uids.base : undefined;
+    const slot = wanted !== undefined && wanted > 0 && wanted < uids!.size && !this.usedSlots.has(wanted) ? wanted : this.takeSlot();
+    this.usedSlots.add(slot);
+    const owner = uids ? { uid: uids.base + slot, gid: uids.base + slot } : undefined;
+    const prepared: PreparedSandbox = { slot, owner, installer: uids ? { uid: uids.base, gid: uids.base } : undefined, cgroup: undefined, diskMb: limits.maxDiskMb, diskBaselineBytes: persisted.diskBaselineBytes };
+    try {
+      if (limits.maxDiskMb > 0) await mountDiskImage(dirs.diskImage, dirs.disk);
+      if (owner && owner.uid !== persisted.uid) {
+        this.options.logger.info('session files given a new uid (this run has another uid block)', { session_id: sessionId, uid: owner.uid });
+        await Promise.all([chownTree(dirs.workspace, owner.uid, owner.gid), chownTree(dirs.environment, owner.uid, owner.gid)]);
+      }
+      prepared.cgroup = await this.cgroups?.root.child(sessionId, { maxProcesses: this.options.maxProcesses, memoryBytes: limits.maxMemoryMb * 1024 * 1024, cpuPercent: limits.maxCpuPercent });
+      return this.sandboxOf(prepared, dirs, env, limits);
+    } catch (err) {
+      await this.discard(prepared, dirs);
+      throw err;
+    }
+  }
+
+  /** Gives back what a prepared sandbox holds that was never activated (its directories stay). */
+  async discard(prepared: PreparedSandbox, dirs: SessionDirectories): Promise<void> {
     this.usedSlots.delete(prepared.slot);
     await prepared.cgroup?.destroy().catch(() => undefined);
+    if (prepared.diskMb > 0) await unmountDiskImage(dirs.disk);
+  }
+
+  private sandboxOf(prepared: PreparedSandbox, dirs: SessionDirectories, env: Record<string, string>, limits: SessionLimits): SessionSandbox {
+    const parts = {
+      workspace: dirs.workspace,
+      environment: pythonEnvironmentAt(dirs.environment, this.options.interpreter),
+      env,
+      owner: prepared.owner,
+      installer: prepared.installer,
+      cgroup: prepared.cgroup,
+      limits,
+      disk: prepared.diskMb > 0 ? { mountPoint: dirs.disk, mb: prepared.diskMb, baselineBytes: prepared.diskBaselineBytes } : undefined,
+      scratch: dirs.scratch,
+      controlDir: join(dirs.root, 'ctl'),
+    };
+    return new SessionSandbox(this, parts, () => this.usedSlots.delete(prepared.slot));
+  }
+
+  /** The session's disk: an image of `mb` mounted on dirs.disk (nothing for 0). */
+  private async makeDisk(prepared: PreparedSandbox, dirs: SessionDirectories, mb: number): Promise<void> {
+    if (mb <= 0) return;
+    if (this.diskImageProblem !== undefined) throw new Error(`this worker cannot give sessions a disk limit (${this.diskImageProblem})`);
+    await makeDiskImage(dirs.diskImage, dirs.disk, mb);
+    prepared.diskMb = mb;
+    prepared.diskBaselineBytes = await usedBytes(dirs.disk);
+  }
+
+  /** A spare made with another disk size: its disk made again at the size asked for. */
+  private async reshapeDisk(prepared: PreparedSandbox, dirs: SessionDirectories, mb: number): Promise<void> {
+    if (prepared.diskMb > 0) {
+      await unmountDiskImage(dirs.disk);
+      await rm(dirs.diskImage, { force: true });
+      prepared.diskMb = 0;
+    } else {
+      for (const dir of [dirs.workspace, dirs.environment, dirs.scratch]) await removeTree(dir);
+    }
+    await this.makeDisk(prepared, dirs, mb);
+    await this.layOut(dirs, prepared.owner);
+  }
+
+  /** workspace/ (the session's), .scratch/ and the Python environment (the session's) on its disk. */
+  private async layOut(dirs: SessionDirectories, owner: { uid: number; gid: number } | undefined): Promise<void> {
+    await Promise.all([mkdir(dirs.workspace), mkdir(dirs.scratch, { mode: 0o755 })]);
+    await Promise.all([
+      owner ? chown(dirs.workspace, owner.uid, owner.gid) : undefined,
+      createPythonEnvironment(dirs.environment, this.options.interpreter).then(() => (owner ? chownTree(dirs.environment, owner.uid, owner.gid) : undefined)),
+    ]);
   }
 
   /** Removes the worker's cgroup subtree and gives its uids back (at shutdown, after every session is gone). */
@@ -164,8 +239,8 @@ export class SandboxHost {
   }
 
   /** prepare() then activate(): a session's sandbox made on the spot. */
-  async createSession(sessionId: string, dirs: { workspace: string; environment: string }, env: Record<string, string>, limits: SessionLimits): Promise<SessionSandbox> {
-    return this.activate(await this.prepare(dirs), sessionId, dirs, env, limits);
+  async createSession(sessionId: string, dirs: SessionDirectories, env: Record<string, string>, limits: SessionLimits): Promise<SessionSandbox> {
+    return this.activate(await this.prepare(dirs, limits.maxDiskMb), sessionId, dirs, env, limits);
   }
 
   /**
@@ -189,8 +264,9 @@ export class SandboxHost {
   private async selfCheck(): Promise<void> {
     const scratch = await mkdtemp(join(this.options.dataDir, 'self-check-'));
     try {
-      await mkdir(join(scratch, 'workspace'));
-      const sandbox = await this.createSession('self-check', { workspace: join(scratch, 'workspace'), environment: join(scratch, 'env') }, {}, { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0 });
+      const dirs = sessionLayout(scratch);
+      await mkdir(dirs.disk);
+      const sandbox = await this.createSession('self-check', dirs, {}, { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0 });
       try {
         const probe = 'import os\nprint(6 * 7, os.path.exists("/etc/shadow"), os.getuid())';
         const result = await sandbox.runPython(probe, { signal: AbortSignal.timeout(30_000), maxCaptureBytes: 4096, onLine: () => undefined }, {});

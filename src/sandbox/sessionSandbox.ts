@@ -7,7 +7,7 @@ import { namesIn } from '../storage/fileTree.js';
 import { removeTree } from '../storage/removeTree.js';
 import { errors } from '../errors.js';
 import type { Cgroup } from './cgroups.js';
-import { unmountWorkspaceQuota } from './diskQuota.js';
+import { unmountDiskImage, usedBytes } from './diskImage.js';
 import { confine, type Mount } from './launcher.js';
 import { measureProcessTrees, TASK_MARKER_VARIABLE, type ProcessUsage } from './processTree.js';
 import type { PythonEnvironment } from './pythonEnvironment.js';
@@ -52,7 +52,10 @@ export interface SessionSandboxParts {
   installer: { uid: number; gid: number } | undefined;
   cgroup: Cgroup | undefined;
   limits: SessionLimits;
-  quota: boolean;
+  /** The session's own disk (a mounted image of diskMb), when it has a disk limit. */
+  disk: { mountPoint: string; mb: number; baselineBytes: number } | undefined;
+  /** Where pkg.install's steps keep their scratch directories (on the session's disk). */
+  scratch: string;
   /** Where the warm interpreter's socket lives (host path). */
   controlDir: string;
 }
@@ -220,8 +223,15 @@ export class SessionSandbox {
     await this.requirePython();
     const interpreter = this.host.options.interpreter;
     if (interpreter.pipVersion === undefined) throw errors.pythonNotFound('the host interpreter has no pip, which pkg.install needs');
-    const wheels = await this.scratchDirectory('pip-wheels-', this.parts.installer);
-    const reports = await this.scratchDirectory('pip-report-', this.parts.owner);
+    const made = await Promise.allSettled([this.scratchDirectory('pip-wheels-', this.parts.installer), this.scratchDirectory('pip-report-', this.parts.owner)]);
+    const failed = made.find((m): m is PromiseRejectedResult => m.status === 'rejected');
+    if (failed) {
+      await Promise.all(made.map((m) => (m.status === 'fulfilled' ? removeTree(m.value) : undefined)));
+      const code = (failed.reason as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT') throw errors.tooLarge("pkg.install: no space left on the session's disk (its max_disk_mb is full)");
+      throw failed.reason;
+    }
+    const [wheels, reports] = made.map((m) => (m as PromiseFulfilledResult<string>).value) as [string, string];
     try {
       const fetched = requirements.fromIndex.length > 0 ? await this.pipFetch(requirements.fromIndex, wheels, options) : undefined;
       if (fetched && fetched.exitCode !== 0 && !this.host.options.allowNetwork) {
@@ -296,7 +306,7 @@ export class SessionSandbox {
 
   /** A fresh directory in the data directory, handed to `owner` (removed by the caller). */
   private async scratchDirectory(prefix: string, owner: Owner | undefined): Promise<string> {
-    const dir = await mkdtemp(join(this.host.options.dataDir, 'scratch', prefix));
+    const dir = await mkdtemp(join(this.parts.scratch, prefix));
     if (owner) await chown(dir, owner.uid, owner.gid);
     await chmod(dir, 0o755); // what one step writes, the next (another uid) reads
     return dir;
@@ -317,18 +327,27 @@ export class SessionSandbox {
     return { memoryBytes: this.live.size > 0 ? memoryBytes : 0, cpuPercent };
   }
 
-  /** Bytes in use on a capped workspace (its own filesystem, so no walk); undefined when uncapped. */
-  async quotaUsedBytes(): Promise<number | undefined> {
-    if (!this.parts.quota) return undefined;
-    const fs = await statfs(this.parts.workspace);
-    return (fs.blocks - fs.bfree) * fs.bsize;
+  /** The session's disk limit in MB (0: none). */
+  get diskMb(): number {
+    return this.parts.disk?.mb ?? 0;
+  }
+
+  /** What the session's empty filesystem uses itself (not the session's bytes). */
+  get diskBaselineBytes(): number {
+    return this.parts.disk?.baselineBytes ?? 0;
+  }
+
+  /** Bytes the session holds on its own disk (no walk: its filesystem says); undefined without one. */
+  async diskUsedBytes(): Promise<number | undefined> {
+    if (!this.parts.disk) return undefined;
+    return Math.max((await usedBytes(this.parts.disk.mountPoint)) - this.parts.disk.baselineBytes, 0);
   }
 
   /** Ends every process of the session and gives back what the sandbox holds (cgroup, mount, uid). */
   async dispose(): Promise<void> {
     await this.stopWarm();
     await this.parts.cgroup?.destroy().catch(() => undefined);
-    if (this.parts.quota) await unmountWorkspaceQuota(this.parts.workspace);
+    if (this.parts.disk) await unmountDiskImage(this.parts.disk.mountPoint);
     this.release();
   }
 
@@ -413,9 +432,11 @@ export class SessionSandbox {
     if (group && (await group.oomKills()) > 0) return 'memory';
     if (!group && /\bMemoryError\b/.test(result.stderr.text)) return 'memory';
     if (result.exitCode === 128 + 24) return 'cpu'; // SIGXCPU
-    if (this.parts.quota) {
+    if (this.parts.disk) {
+      // Full, as near as a filesystem gets: the write that failed may have wanted more than is left.
       const fs = await statfs(this.parts.workspace).catch(() => undefined);
-      if (fs && fs.bavail * fs.bsize < 64 * 1024) return 'disk';
+      const nearlyFull = Math.max(2 * 1024 * 1024, this.parts.disk.mb * 1024 * 1024 * 0.02);
+      if (fs && fs.bavail * fs.bsize < nearlyFull) return 'disk';
     }
     return undefined;
   }

@@ -103,8 +103,7 @@ export class Checkpoints {
       record.checksumSha256 = written.sha256;
       record.sizeBytes = written.size;
       await this.options.store.save(record, temporary);
-      session.lastCheckpoint = { id: checkpointId, tree };
-      session.lastCheckpointId = checkpointId;
+      await session.rememberCheckpoint(checkpointId, tree);
       session.logger.info('checkpoint created', { checkpoint_id: checkpointId, size_bytes: written.size, incremental: parent !== undefined });
       metrics.checkpointSeconds.observe({ operation: 'checkpoint' }, secondsSince(started));
       metrics.checkpointBytes.inc({ operation: 'checkpoint' }, written.size);
@@ -145,9 +144,8 @@ export class Checkpoints {
         const owners = { workspace: session.sandbox.owner, env: session.sandbox.owner };
         for (const archive of archives) await extractArchive(archive, roots, owners);
         const tree = await sessionTree(session);
-        session.baselineTree = tree;
-        session.lastCheckpoint = { id: record.checkpointId, tree };
-        session.lastCheckpointId = record.checkpointId;
+        await session.rememberBaseline(tree);
+        await session.rememberCheckpoint(record.checkpointId, tree);
       } catch (err) {
         await this.options.pool.destroy(session.id, 'restore failed').catch(() => undefined);
         if (err instanceof WorkerError) throw err;

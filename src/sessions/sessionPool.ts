@@ -2,17 +2,22 @@ import { randomBytes } from 'node:crypto';
 import { SessionState, type SessionConfig } from '../../gen/codegen/v1/common.js';
 import { errors, faultOf, WorkerError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { unmountDiskImage } from '../sandbox/diskImage.js';
 import type { SandboxHost } from '../sandbox/sandboxHost.js';
-import { SpareSessions } from './spareSessions.js';
+import type { SessionLimits } from '../sandbox/sessionSandbox.js';
 import type { WorkspaceStore } from '../storage/workspaceStore.js';
 import { Session, stateName } from './session.js';
-import { effectiveSessionConfig } from './sessionConfig.js';
+import { effectiveSessionConfig, type EffectiveSessionConfig } from './sessionConfig.js';
+import { cutOff, parseSessionRecord, type SessionRecord } from './sessionRecord.js';
+import { SpareSessions } from './spareSessions.js';
 
 export interface SessionPoolOptions {
   maxSessions: number;
   taskHistory: number;
   /** Memory limit of sessions that set none, in MB (0: none). */
   defaultMemoryMb: number;
+  /** Disk limit of sessions that set none, in MB (0: none). */
+  defaultDiskMb: number;
   sandboxHost: SandboxHost;
   store: WorkspaceStore;
   /** Sessions kept made ahead (0: none). */
@@ -32,19 +37,33 @@ export interface Capacity {
   available: number;
 }
 
+/** What an adoption at start-up found. */
+export interface Adopted {
+  adopted: number;
+  quarantined: number;
+  tasksCutOff: number;
+}
+
 /** Session ids: `session-` and 128 random bits, URL-safe. */
 function newSessionId(): string {
   return `session-${randomBytes(16).toString('base64url')}`;
 }
 
-/** The worker's sessions: capacity, creation, lookup and destruction. */
+/**
+ * The worker's sessions: capacity, creation, lookup and destruction, and their life across
+ * runs of the worker: adopted at start-up from their records, left on disk at shutdown.
+ */
 export class SessionPool {
   private readonly sessions = new Map<string, Session>();
   private accepting = true;
   private readonly spares: SpareSessions;
 
   constructor(private readonly options: SessionPoolOptions) {
-    this.spares = new SpareSessions(options.store, options.sandboxHost, options.spareSessions, options.logger);
+    this.spares = new SpareSessions(options.store, options.sandboxHost, options.spareSessions, this.diskMbOf(0), options.logger);
+  }
+
+  /** Starts making spare sessions (after adoption, so they do not take adopted sessions' uids). */
+  startSpares(): void {
     this.spares.refill();
   }
 
@@ -52,31 +71,27 @@ export class SessionPool {
     if (!this.accepting) throw errors.shuttingDown();
     if (!input.workspaceId) throw errors.invalidArgument('workspace_id is required');
     const config = effectiveSessionConfig(input.config);
+    if (config.limits.maxDiskMb > 0 && !this.options.sandboxHost.diskLimits) throw errors.invalidArgument('config.limits.max_disk_mb: this worker cannot enforce disk limits (see its sandbox ready log line)');
     if (this.sessions.size >= this.options.maxSessions) throw errors.capacityExceeded(this.options.maxSessions);
 
     const id = newSessionId();
-    const logger = this.options.logger.child({ session_id: id });
-    const session = new Session(id, input.workspaceId, input.userId, config, logger, this.options.taskHistory, () => this.options.store.diskUsage(id));
+    const session = this.newSession(id, input.workspaceId, input.userId, config);
     this.sessions.set(id, session); // holds the capacity slot while CREATING
     try {
-      const { dirs, prepared } = await this.spares.take(id);
-      const limits = config.limits;
-      session.ready(
-        await this.options.sandboxHost.activate(prepared, id, dirs, config.env, {
-          maxMemoryMb: limits.maxMemoryMb || this.options.defaultMemoryMb,
-          maxCpuPercent: limits.maxCpuPercent,
-          maxDiskMb: limits.maxDiskMb,
-        }),
-      );
+      const limits = this.limitsOf(config);
+      const { dirs, prepared } = await this.spares.take(id, limits.maxDiskMb);
+      session.ready(await this.options.sandboxHost.activate(prepared, id, dirs, config.env, limits));
+      await session.persist();
     } catch (err) {
       session.settledState = SessionState.SESSION_STATE_FAILED;
       this.sessions.delete(id);
+      await session.disposeSandbox().catch(() => undefined);
       await this.options.store.remove(id).catch(() => undefined);
-      logger.error('session initialization failed', { error: (err as Error).stack ?? String(err) });
+      session.logger.error('session initialization failed', { error: (err as Error).stack ?? String(err) });
       throw errors.initializationFailed(`could not create the workspace or Python environment (${faultOf(err)})`);
     }
-    logger.info('session created', { workspace_id: input.workspaceId, user_id: input.userId });
-    if (this.options.sandboxHost.options.mode === 'none') logger.warn('session runs WITHOUT a sandbox (WORKER_SANDBOX=none): its code can reach the host');
+    session.logger.info('session created', { workspace_id: input.workspaceId, user_id: input.userId, disk_mb: session.sandbox.diskMb });
+    if (this.options.sandboxHost.options.mode === 'none') session.logger.warn('session runs WITHOUT a sandbox (WORKER_SANDBOX=none): its code can reach the host');
     return session;
   }
 
@@ -95,7 +110,7 @@ export class SessionPool {
     return { total: this.options.maxSessions, active, available: Math.max(this.options.maxSessions - active, 0) };
   }
 
-  /** Cancels the session's running tasks, waits for them to end, then removes its workspace. */
+  /** Cancels the session's running tasks, waits for them to end, then removes its files. */
   async destroy(sessionId: string, reason = 'destroyed by DestroySession'): Promise<void> {
     const session = this.get(sessionId);
     if (session.settledState === SessionState.SESSION_STATE_TERMINATING) {
@@ -103,6 +118,8 @@ export class SessionPool {
     }
     session.settledState = SessionState.SESSION_STATE_TERMINATING;
     try {
+      // A restart in the middle finishes the destruction rather than bringing the session back.
+      await session.persist();
       await session.tasks.abortAll('session_destroyed', `session ${reason}`);
       await session.disposeSandbox();
       await this.options.store.remove(sessionId);
@@ -131,7 +148,23 @@ export class SessionPool {
     return true;
   }
 
-  /** Destroys every session and the spares; used at shutdown. */
+  /**
+   * Shutdown: the spares go; each session's running tasks are cancelled, its record written, its
+   * processes ended and its disk unmounted. Its files stay for the next start to adopt.
+   */
+  async suspendAll(reason: string): Promise<void> {
+    await this.spares.drain();
+    await Promise.all(
+      this.list().map(async (session) => {
+        await session.tasks.abortAll('shutdown', reason);
+        await session.persist();
+        await session.disposeSandbox();
+        this.sessions.delete(session.id);
+      }),
+    );
+  }
+
+  /** Destroys every session and the spares (a second signal: nothing is kept). */
   async destroyAll(reason: string): Promise<void> {
     await this.spares.drain();
     await Promise.all(
@@ -141,5 +174,89 @@ export class SessionPool {
         }),
       ),
     );
+  }
+
+  /**
+   * Takes back every session an earlier run of the worker left in the data directory: READY,
+   * with its files, packages, limits, checkpoints, artifacts and task history; tasks that were
+   * running are FAILURE. Spares it left are removed; a destroy it was doing is finished; a
+   * session whose record or files are damaged is moved aside (quarantine) and logged.
+   */
+  async adoptAll(): Promise<Adopted> {
+    const found: Adopted = { adopted: 0, quarantined: 0, tasksCutOff: 0 };
+    const names = await this.options.store.names();
+    await Promise.all(
+      names.map(async (name) => {
+        if (name.startsWith('.')) return this.removeLeft(name);
+        try {
+          const record = parseSessionRecord((await this.options.store.readRecord(name)) ?? '', name);
+          if (record.state === 'TERMINATING') return await this.removeLeft(name);
+          found.tasksCutOff += await this.adopt(record);
+          found.adopted++;
+        } catch (err) {
+          found.quarantined++;
+          await this.quarantine(name, err);
+        }
+      }),
+    );
+    return found;
+  }
+
+  private async adopt(record: SessionRecord): Promise<number> {
+    const session = this.newSession(record.id, record.workspaceId, record.userId, record.config, record);
+    const now = Date.now();
+    const tasks = record.tasks.map((t) => cutOff(t, now));
+    const cut = tasks.filter((t, i) => t !== record.tasks[i]);
+    for (const task of cut) session.logger.warn('task cut off: the worker restarted during the task', { task_id: task.taskId, tool: task.toolName });
+    session.tasks.restore(tasks);
+    session.artifacts.push(...record.artifacts);
+    session.lastCheckpointId = record.lastCheckpointId;
+    await session.loadTrees();
+    const dirs = this.options.store.directories(record.id);
+    const limits = { ...this.limitsOf(record.config), maxDiskMb: record.diskMb };
+    session.ready(await this.options.sandboxHost.adopt(record.id, dirs, record.config.env, limits, { uid: record.uid, diskBaselineBytes: record.diskBaselineBytes }));
+    this.sessions.set(record.id, session);
+    await session.persist();
+    session.logger.info('session adopted from an earlier run', { workspace_id: record.workspaceId, tasks_cut_off: cut.length });
+    return cut.length;
+  }
+
+  /** Unmounts and moves aside a session that cannot be adopted, keeping it for a person to look at. */
+  private async quarantine(name: string, err: unknown): Promise<void> {
+    const dirs = this.options.store.directories(name);
+    await unmountDiskImage(dirs.disk).catch(() => undefined);
+    const aside = await this.options.store.quarantine(name).catch(() => undefined);
+    this.options.logger.warn('session could not be adopted; moved aside', { session_id: name.slice(0, 80), reason: (err as Error).message, quarantined_to: aside });
+  }
+
+  /** Removes what an earlier run left that is no session to adopt (a spare, a half-destroyed session). */
+  private async removeLeft(name: string): Promise<void> {
+    await unmountDiskImage(this.options.store.directories(name).disk).catch(() => undefined);
+    await this.options.store.remove(name).catch((err: Error) => this.options.logger.warn('could not remove what an earlier run left', { name, error: err.message }));
+  }
+
+  private newSession(id: string, workspaceId: string, userId: string, config: EffectiveSessionConfig, persisted?: SessionRecord): Session {
+    return new Session({
+      id,
+      workspaceId,
+      userId,
+      config,
+      logger: this.options.logger.child({ session_id: id }),
+      taskHistory: this.options.taskHistory,
+      store: this.options.store,
+      createdAtMs: persisted?.createdAtMs,
+      lastActivityMs: persisted?.lastActivityMs,
+    });
+  }
+
+  private limitsOf(config: EffectiveSessionConfig): SessionLimits {
+    const limits = config.limits;
+    return { maxMemoryMb: limits.maxMemoryMb || this.options.defaultMemoryMb, maxCpuPercent: limits.maxCpuPercent, maxDiskMb: this.diskMbOf(limits.maxDiskMb) };
+  }
+
+  /** The disk a session gets: its own limit, else the default, and none where images cannot be made. */
+  private diskMbOf(asked: number): number {
+    if (!this.options.sandboxHost.diskLimits) return 0;
+    return asked || this.options.defaultDiskMb;
   }
 }

@@ -9,9 +9,10 @@ interface Spare {
 }
 
 /**
- * A few sessions made ahead (directories, Python environment, uid, cgroup), so CreateSession
- * only names one and sets its limits. Refilled in the background, one at a time; when they run
- * out, a session is made on the spot.
+ * A few sessions made ahead (directories, disk, Python environment, uid, cgroup), so
+ * CreateSession only names one and sets its limits. Refilled in the background, one at a time;
+ * when they run out, a session is made on the spot. Spares get the disk size sessions last asked
+ * for, so a fleet whose sessions share a size takes them ready made.
  */
 export class SpareSessions {
   private readonly spares: Spare[] = [];
@@ -22,21 +23,29 @@ export class SpareSessions {
     private readonly store: WorkspaceStore,
     private readonly sandboxHost: SandboxHost,
     private readonly size: number,
+    private diskMb: number,
     private readonly logger: Logger,
   ) {}
 
-  /** Directories and a prepared sandbox for `sessionId`, from a spare when there is one. */
-  async take(sessionId: string): Promise<{ dirs: SessionDirectories; prepared: PreparedSandbox }> {
+  /** Directories and a prepared sandbox for `sessionId`, from a spare when there is one (one of `diskMb` first). */
+  async take(sessionId: string, diskMb: number): Promise<{ dirs: SessionDirectories; prepared: PreparedSandbox }> {
+    if (diskMb !== this.diskMb) {
+      // The next spares are made at the size asked for now; those of the old size go first.
+      this.diskMb = diskMb;
+      this.spares.sort((a, b) => Number(b.prepared.diskMb !== diskMb) - Number(a.prepared.diskMb !== diskMb));
+    }
     try {
+      const matching = this.spares.findIndex((s) => s.prepared.diskMb === diskMb);
+      const order = matching >= 0 ? [this.spares.splice(matching, 1)[0]!] : [];
       // A spare whose directories went missing (removed from outside) is dropped; the next is tried.
-      for (let spare = this.spares.shift(); spare; spare = this.spares.shift()) {
+      for (let spare = order.shift() ?? this.spares.shift(); spare; spare = this.spares.shift()) {
         try {
           return { dirs: await this.store.rename(spare.name, sessionId), prepared: spare.prepared };
         } catch {
           await this.discard(spare);
         }
       }
-      const made = await this.make();
+      const made = await this.make(diskMb);
       try {
         return { dirs: await this.store.rename(made.name, sessionId), prepared: made.prepared };
       } catch (err) {
@@ -52,7 +61,7 @@ export class SpareSessions {
   refill(): void {
     if (this.refilling || this.stopped) return;
     this.refilling = (async () => {
-      while (!this.stopped && this.spares.length < this.size) this.spares.push(await this.make());
+      while (!this.stopped && this.spares.length < this.size) this.spares.push(await this.make(this.diskMb));
     })()
       .catch((err: Error) => {
         this.logger.warn('could not prepare a spare session', { error: err.message });
@@ -67,11 +76,11 @@ export class SpareSessions {
     await Promise.all(this.spares.splice(0).map((spare) => this.discard(spare)));
   }
 
-  private async make(): Promise<Spare> {
+  private async make(diskMb: number): Promise<Spare> {
     const name = `.spare-${randomBytes(8).toString('hex')}`;
     const dirs = await this.store.create(name);
     try {
-      return { name, prepared: await this.sandboxHost.prepare(dirs) };
+      return { name, prepared: await this.sandboxHost.prepare(dirs, diskMb) };
     } catch (err) {
       await this.store.remove(name).catch(() => undefined);
       throw err;
@@ -79,7 +88,7 @@ export class SpareSessions {
   }
 
   private async discard(spare: Spare): Promise<void> {
-    await this.sandboxHost.discard(spare.prepared);
+    await this.sandboxHost.discard(spare.prepared, this.store.directories(spare.name));
     await this.store.remove(spare.name).catch(() => undefined);
   }
 }

@@ -1,17 +1,23 @@
 import { open, readFile, rename } from 'node:fs/promises';
 
-/** Writes a JSON file atomically: temporary name, fsync, rename. */
-export async function writeJsonAtomically(file: string, value: unknown): Promise<void> {
-  const temporary = `${file}.tmp-${process.pid}`;
+/**
+ * Writes a JSON file atomically: temporary name, then rename, so a reader (or a restart) sees
+ * the old content or the new, never half. `durable` (the default) fsyncs first, so it also
+ * survives the host going down; frequent small updates may skip that.
+ */
+export async function writeJsonAtomically(file: string, value: unknown, durable = true): Promise<void> {
+  const temporary = `${file}.tmp-${process.pid}-${(temporaryCount = (temporaryCount + 1) % 1_000_000)}`;
   const handle = await open(temporary, 'w', 0o600);
   try {
-    await handle.writeFile(JSON.stringify(value, null, 2));
-    await handle.sync();
+    await handle.writeFile(JSON.stringify(value));
+    if (durable) await handle.sync();
   } finally {
     await handle.close();
   }
   await rename(temporary, file);
 }
+
+let temporaryCount = 0;
 
 /** A stored record that exists but cannot be what it should be (not JSON, or the wrong shape). */
 export class DamagedRecordError extends Error {

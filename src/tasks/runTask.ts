@@ -70,6 +70,9 @@ export async function* runTask<M>(deps: TaskRunnerDeps, input: TaskInput, callSi
   const instant = !tool.streams;
   const signal = instant ? NEVER_ABORTED : record.controller.signal;
   session.touch();
+  // A task that starts a process is on disk before it does: a worker killed meanwhile is
+  // followed by one that reports it FAILURE, not unknown.
+  if (!instant) await session.persist(false);
   if (session.logger.isDebugEnabled()) session.logger.debug('task started', { ...context, timeout_seconds: timeoutSeconds });
 
   const abortOnCallEnd = () => record.controller.abort(new TaskAbort('client_gone', 'the client went away'));

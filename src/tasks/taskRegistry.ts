@@ -1,5 +1,6 @@
 import { TaskStatus } from '../../gen/codegen/v1/common.js';
 import { errors } from '../errors.js';
+import type { PersistedTask } from '../sessions/sessionRecord.js';
 import { TaskAbort, type TaskAbortKind } from './taskAbort.js';
 
 export interface TaskRecord {
@@ -62,6 +63,8 @@ export type CancelOutcome = 'canceled' | 'not_found' | 'already_finished';
 export class TaskRegistry {
   private readonly running = new Map<string, LiveTask>();
   private readonly finished = new Map<string, TaskRecord>();
+  /** Called after every start and finish (the session persists its record). */
+  onChange: () => void = () => undefined;
 
   constructor(
     private readonly sessionId: string,
@@ -72,7 +75,18 @@ export class TaskRegistry {
     if (this.running.has(taskId)) throw errors.taskAlreadyRunning(taskId, this.sessionId);
     const record = new LiveTask(taskId, toolName);
     this.running.set(taskId, record);
+    this.onChange();
     return record;
+  }
+
+  /** Every task known, running or finished, as kept on disk. */
+  snapshot(): PersistedTask[] {
+    return [...this.finished.values(), ...this.running.values()].map((t) => ({ taskId: t.taskId, toolName: t.toolName, status: t.status, startTimeMs: t.startTimeMs, endTimeMs: t.endTimeMs }));
+  }
+
+  /** Tasks of an earlier run of the worker, all finished (see sessionRecord.cutOff). */
+  restore(tasks: PersistedTask[]): void {
+    for (const task of tasks.slice(-this.historyLimit)) this.finished.set(task.taskId, { ...task, controller: new AbortController(), abortReason: undefined, ended: Promise.resolve() });
   }
 
   finish(record: TaskRecord, status: TaskStatus): void {
@@ -85,6 +99,7 @@ export class TaskRegistry {
     this.finished.set(record.taskId, record);
     while (this.finished.size > this.historyLimit) this.finished.delete(this.finished.keys().next().value!);
     live.markEnded();
+    this.onChange();
   }
 
   get(taskId: string): TaskRecord | undefined {

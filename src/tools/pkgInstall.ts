@@ -43,7 +43,6 @@ export const pkgInstall = defineTool({
     }
 
     const installedNow = (result.report?.install ?? []).filter((item) => item.metadata?.name);
-    for (const item of installedNow) ctx.session.installedPackages.set(canonicalName(item.metadata!.name!), item.metadata!.version ?? '');
     // Named by what each requirement resolved to: pip's report for what it installed now,
     // the requirement's own name for what was already there.
     const requestedNow = installedNow.filter((item) => item.requested).map((item) => item.metadata!.name!);

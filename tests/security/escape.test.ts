@@ -77,7 +77,7 @@ print("ESCAPED env" if found else "BLOCKED env", found, sorted(os.environ))
 });
 
 test("another session's files are not reachable", async () => {
-  const victimWorkspace = join(worker.dataDir, 'sessions', victim, 'workspace', 'private.txt');
+  const victimWorkspace = join(worker.dataDir, 'sessions', victim, 'disk', 'workspace', 'private.txt');
   await attempt(TRY('other session', `print(open(${JSON.stringify(victimWorkspace)}).read())`));
   await attempt(`
 import os

@@ -80,7 +80,7 @@ async function buildProbeLibrary(): Promise<{ path: string; bytes: Buffer }> {
 }
 
 function workspaceOf(w: RunningWorker, sessionId: string): string {
-  return join(w.dataDir, 'sessions', sessionId, 'workspace');
+  return join(w.dataDir, 'sessions', sessionId, 'disk', 'workspace');
 }
 
 test('LD_PRELOAD from config.env is never loaded by a root process', async () => {

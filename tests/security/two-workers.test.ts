@@ -92,7 +92,7 @@ test('two workers on one host hand out distinct uids and say which range is thei
 /** What is wrong with A's session after B tried its data directory: the host directory, the file, the code. */
 async function damageTo(a: RunningWorker, sessionId: string): Promise<string[]> {
   const problems: string[] = [];
-  const workspace = join(a.dataDir, 'sessions', sessionId, 'workspace');
+  const workspace = join(a.dataDir, 'sessions', sessionId, 'disk', 'workspace');
   if (!existsSync(workspace)) problems.push(`its workspace directory ${workspace} is gone from the host`);
   const read = await callTool(a.tasks, sessionId, 'fs.read', { path: 'keep.txt' });
   if (read.code !== Status.OK || read.result?.outputs.contents !== 'still here') problems.push(`fs.read keep.txt: ${describeCall(read)}`);

@@ -1,0 +1,79 @@
+import { TaskStatus } from '../../gen/codegen/v1/common.js';
+import { parseRecord } from '../storage/jsonFile.js';
+import { effectiveSessionConfig, type EffectiveSessionConfig } from './sessionConfig.js';
+
+/**
+ * What is kept of a session on disk (`session.json`), written atomically on every change, so a
+ * worker that stops (SIGTERM, kill -9, the host going down) adopts it again at its next start:
+ * the same id, files, packages, limits, checkpoint chain, artifacts and task history.
+ */
+export interface SessionRecord {
+  version: 1;
+  id: string;
+  workspaceId: string;
+  userId: string;
+  config: EffectiveSessionConfig;
+  createdAtMs: number;
+  lastActivityMs: number;
+  /** Host uid of the session's files (undefined: the worker's own). */
+  uid: number | undefined;
+  /** The size of the session's disk image, MB (0: none), and what its empty filesystem used. */
+  diskMb: number;
+  diskBaselineBytes: number;
+  lastCheckpointId: string;
+  artifacts: string[];
+  tasks: PersistedTask[];
+  /** TERMINATING: destroy was under way; a restart finishes it. */
+  state: 'READY' | 'TERMINATING';
+}
+
+export interface PersistedTask {
+  taskId: string;
+  toolName: string;
+  status: TaskStatus;
+  startTimeMs: number;
+  endTimeMs: number;
+}
+
+const isTask = (t: unknown): t is PersistedTask => {
+  const task = t as Partial<PersistedTask> | null;
+  return typeof task === 'object' && task !== null && typeof task.taskId === 'string' && typeof task.toolName === 'string' && typeof task.status === 'number' && typeof task.startTimeMs === 'number' && typeof task.endTimeMs === 'number';
+};
+
+function isSessionRecord(value: unknown): boolean {
+  const r = value as Partial<SessionRecord> | null;
+  return (
+    typeof r === 'object' &&
+    r !== null &&
+    r.version === 1 &&
+    typeof r.id === 'string' &&
+    typeof r.workspaceId === 'string' &&
+    typeof r.userId === 'string' &&
+    typeof r.config === 'object' &&
+    typeof r.createdAtMs === 'number' &&
+    typeof r.lastActivityMs === 'number' &&
+    (r.uid === undefined || Number.isInteger(r.uid)) &&
+    typeof r.diskMb === 'number' &&
+    typeof r.diskBaselineBytes === 'number' &&
+    typeof r.lastCheckpointId === 'string' &&
+    Array.isArray(r.artifacts) &&
+    r.artifacts.every((a) => typeof a === 'string') &&
+    Array.isArray(r.tasks) &&
+    r.tasks.every(isTask) &&
+    (r.state === 'READY' || r.state === 'TERMINATING')
+  );
+}
+
+/** A record read back: parsed, shape-checked, its config validated again; DamagedRecordError otherwise. */
+export function parseSessionRecord(raw: string, expectedId: string): SessionRecord {
+  const record = parseRecord<SessionRecord>(raw, isSessionRecord);
+  if (record.id !== expectedId) throw new Error(`it names session ${record.id.slice(0, 80)}, not the directory's`);
+  // The config goes through the same checks as a CreateSession's (it may be older than them).
+  record.config = effectiveSessionConfig({ language: record.config.language, limits: record.config.limits, env: record.config.env });
+  return record;
+}
+
+/** A task that was running when the worker went away: it ended then, failed. */
+export function cutOff(task: PersistedTask, at: number): PersistedTask {
+  return task.status === TaskStatus.STATUS_RUNNING ? { ...task, status: TaskStatus.STATUS_FAILURE, endTimeMs: Math.max(at, task.startTimeMs) } : task;
+}
