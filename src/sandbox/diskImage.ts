@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
-import { mkdir, open, readFile, realpath, rm, statfs } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, mkdir, open, readFile, realpath, rename, rm, stat, statfs } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { LAUNCHER_ENV } from './launcher.js';
 
@@ -34,18 +34,37 @@ async function runTool(command: string, args: string[]): Promise<void> {
   }
 }
 
-/** Makes a sparse image of `megabytes` usable space at `file` and mounts it on `mountPoint`. */
-export async function makeDiskImage(file: string, mountPoint: string, megabytes: number): Promise<void> {
-  const { bytes, mkfs } = layout(megabytes);
-  const handle = await open(file, 'wx', 0o600);
-  try {
-    await handle.truncate(bytes);
-  } finally {
-    await handle.close();
-  }
-  // Lazy initialisation: a sparse image of any size formats in tens of milliseconds.
-  await runTool('mkfs.ext4', ['-q', '-F', '-m', '0', '-i', '8192', ...mkfs, '-E', 'lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0', file]);
+/**
+ * Makes a sparse image of `megabytes` usable space at `file` and mounts it on `mountPoint`. The
+ * first image of a size is formatted into `templates` (mkfs: ~35 ms); later ones are sparse copies
+ * of it (~7 ms), which keeps spare sessions coming as fast as they are taken.
+ */
+export async function makeDiskImage(file: string, mountPoint: string, megabytes: number, templates: string): Promise<void> {
+  const template = join(templates, `ext4-${megabytes}mb.img`);
+  if (!(await stat(template).then((st) => st.isFile(), () => false))) await makeTemplate(template, megabytes);
+  await runTool('cp', ['--sparse=always', '--no-preserve=all', template, file]);
+  await chmod(file, 0o600);
   await mountDiskImage(file, mountPoint);
+}
+
+/** Formats an image of `megabytes` at `template` (written aside, then renamed: never half made). */
+async function makeTemplate(template: string, megabytes: number): Promise<void> {
+  await mkdir(dirname(template), { recursive: true });
+  const partial = `${template}.${process.pid}.${Math.random().toString(36).slice(2)}`;
+  const { bytes, mkfs } = layout(megabytes);
+  try {
+    const handle = await open(partial, 'wx', 0o600);
+    try {
+      await handle.truncate(bytes);
+    } finally {
+      await handle.close();
+    }
+    // Lazy initialisation: a sparse image of any size formats in tens of milliseconds.
+    await runTool('mkfs.ext4', ['-q', '-F', '-m', '0', '-i', '8192', ...mkfs, '-E', 'lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0', partial]);
+    await rename(partial, template);
+  } finally {
+    await rm(partial, { force: true });
+  }
 }
 
 /** Mounts an image made by makeDiskImage, unless it is mounted there already (a worker killed with it mounted). */
@@ -75,7 +94,7 @@ export async function probeDiskImages(scratch: string): Promise<string | undefin
   const file = join(scratch, 'probe.img');
   const mountPoint = join(scratch, 'probe');
   try {
-    await makeDiskImage(file, mountPoint, 8);
+    await makeDiskImage(file, mountPoint, 8, join(scratch, 'probe-templates'));
     await unmountDiskImage(mountPoint);
     return undefined;
   } catch (err) {
@@ -84,6 +103,7 @@ export async function probeDiskImages(scratch: string): Promise<string | undefin
   } finally {
     await rm(file, { force: true });
     await rm(mountPoint, { recursive: true, force: true });
+    await rm(join(scratch, 'probe-templates'), { recursive: true, force: true });
   }
 }
 

@@ -205,7 +205,7 @@ export class SandboxHost {
   private async makeDisk(prepared: PreparedSandbox, dirs: SessionDirectories, mb: number): Promise<void> {
     if (mb <= 0) return;
     if (this.diskImageProblem !== undefined) throw new Error(`this worker cannot give sessions a disk limit (${this.diskImageProblem})`);
-    await makeDiskImage(dirs.diskImage, dirs.disk, mb);
+    await makeDiskImage(dirs.diskImage, dirs.disk, mb, join(this.options.dataDir, 'scratch', 'disk-templates'));
     prepared.diskMb = mb;
     prepared.diskBaselineBytes = await usedBytes(dirs.disk);
   }

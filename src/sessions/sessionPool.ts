@@ -81,7 +81,7 @@ export class SessionPool {
       const limits = this.limitsOf(config);
       const { dirs, prepared } = await this.spares.take(id, limits.maxDiskMb);
       session.ready(await this.options.sandboxHost.activate(prepared, id, dirs, config.env, limits));
-      await session.persist();
+      await session.persist(false);
     } catch (err) {
       session.settledState = SessionState.SESSION_STATE_FAILED;
       this.sessions.delete(id);

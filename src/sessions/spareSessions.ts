@@ -57,12 +57,22 @@ export class SpareSessions {
     }
   }
 
-  /** Fills up to the target size in the background. */
+  /** Fills up to the target size in the background, two at a time (a disk's mount waits on I/O more than on the CPU). */
   refill(): void {
     if (this.refilling || this.stopped) return;
-    this.refilling = (async () => {
-      while (!this.stopped && this.spares.length < this.size) this.spares.push(await this.make(this.diskMb));
-    })()
+    let making = 0;
+    const maker = async () => {
+      while (!this.stopped && this.spares.length + making < this.size) {
+        making++;
+        try {
+          this.spares.push(await this.make(this.diskMb));
+        } finally {
+          making--;
+        }
+      }
+    };
+    this.refilling = Promise.all([maker(), maker()])
+      .then(() => undefined)
       .catch((err: Error) => {
         this.logger.warn('could not prepare a spare session', { error: err.message });
       })
