@@ -2,7 +2,7 @@ import type { TaskExecutionServiceImplementation, TaskResponse } from '../../gen
 import { errors } from '../errors.js';
 import { checkLength, checkRequest, REQUEST_LIMITS } from './checkRequest.js';
 import { newTaskId, runTask, type TaskRunnerDeps } from '../tasks/runTask.js';
-import type { TaskEvent } from '../tasks/taskEvents.js';
+import type { TaskEvent } from '../tools/taskEvents.js';
 
 function toTaskResponse(taskId: string, event: TaskEvent): TaskResponse {
   switch (event.kind) {

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
-import type { UrlSigner } from '../artifacts/urlSigner.js';
+import type { UrlSigner } from '../storage/urlSigner.js';
 import { reply, type Route } from './httpServer.js';
 import { ARTIFACT_ID, downloadFields, uploadFields, type LocalArtifactStore, type UploadGrant } from '../storage/artifactStore.js';
 

@@ -3,7 +3,7 @@ import type { Logger } from '../logger.js';
 import type { SessionSandbox } from '../sandbox/sessionSandbox.js';
 import type { Tree, TreeEntry } from '../storage/fileTree.js';
 import type { WorkspaceStore } from '../storage/workspaceStore.js';
-import { TaskRegistry } from '../tasks/taskRegistry.js';
+import { TaskRegistry } from './taskRegistry.js';
 import type { EffectiveSessionConfig } from './sessionConfig.js';
 import type { SessionRecord } from './sessionRecord.js';
 

@@ -6,10 +6,10 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import type { UrlSigner } from '../artifacts/urlSigner.js';
+import type { UrlSigner } from './urlSigner.js';
 import { hasFields, readJsonFile, writeJsonAtomically } from './jsonFile.js';
 import { createS3Client, isMissingObject, readJsonObject, writeJsonObject } from './s3Client.js';
-import type { S3Location } from './checkpointStore.js';
+import type { S3Location } from './s3Client.js';
 
 /** What a signed upload URL allows: one PUT of at most maxBytes of contentType until expiresAtMs. */
 export interface UploadGrant {

@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { hasFields, readJsonFile, writeJsonAtomically } from './jsonFile.js';
-import { createS3Client, isMissingObject, readJsonObject, writeJsonObject } from './s3Client.js';
+import { createS3Client, isMissingObject, readJsonObject, writeJsonObject, type S3Location } from './s3Client.js';
 
 /** What is recorded beside each checkpoint archive. */
 export interface CheckpointRecord {
@@ -103,12 +103,6 @@ export class LocalCheckpointStore implements CheckpointStore {
   }
 }
 
-export interface S3Location {
-  bucket: string;
-  prefix: string;
-  endpoint: string | undefined;
-}
-
 /** `s3://bucket/prefix/<id>.zip` and `<id>.json` on any S3-compatible store. */
 export class S3CheckpointStore implements CheckpointStore {
   private readonly client: S3Client;
@@ -184,10 +178,4 @@ export class S3CheckpointStore implements CheckpointStore {
 async function readableRecords(ids: string[], read: (id: string) => Promise<CheckpointRecord | undefined>): Promise<CheckpointRecord[]> {
   const records = await Promise.all(ids.map((id) => read(id).catch(() => undefined)));
   return records.filter((r): r is CheckpointRecord => r !== undefined);
-}
-
-/** `s3://bucket/prefix` → its parts. */
-export function parseS3Url(url: string, endpoint: string | undefined): S3Location {
-  const parsed = new URL(url);
-  return { bucket: parsed.hostname, prefix: parsed.pathname.replace(/^\/+|\/+$/g, ''), endpoint };
 }

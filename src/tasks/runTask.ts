@@ -9,10 +9,10 @@ import { TOOLS } from '../tools/index.js';
 import type { ToolLimits, ToolOutcome } from '../tools/tool.js';
 import { EventQueue } from './eventQueue.js';
 import { metrics } from '../telemetry/metrics.js';
-import { TaskAbort } from './taskAbort.js';
+import { TaskAbort } from '../sessions/taskAbort.js';
 
 const NEVER_ABORTED = new AbortController().signal;
-import type { TaskEvent } from './taskEvents.js';
+import type { TaskEvent } from '../tools/taskEvents.js';
 
 export interface TaskRunnerDeps {
   pool: SessionPool;

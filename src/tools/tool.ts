@@ -1,6 +1,6 @@
 import type { WorkerError } from '../errors.js';
 import type { Session } from '../sessions/session.js';
-import type { TaskEvent } from '../tasks/taskEvents.js';
+import type { TaskEvent } from './taskEvents.js';
 
 export interface ToolLimits {
   /** Bytes of stdout/stderr kept in a result, per stream. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { UrlSigner } from '../../src/artifacts/urlSigner.js';
+import { UrlSigner } from '../../src/storage/urlSigner.js';
 
 test('signed fields cannot move into one another: a newline or separator in one field is not a field boundary', () => {
   const signer = new UrlSigner(Buffer.alloc(32, 7));

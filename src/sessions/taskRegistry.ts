@@ -1,6 +1,6 @@
 import { TaskStatus } from '../../gen/codegen/v1/common.js';
 import { errors } from '../errors.js';
-import type { PersistedTask } from '../sessions/sessionRecord.js';
+import type { PersistedTask } from './sessionRecord.js';
 import { TaskAbort, type TaskAbortKind } from './taskAbort.js';
 
 export interface TaskRecord {
