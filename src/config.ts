@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { isLoopback } from './address.js';
 
 /** The worker's configuration, read and validated once at startup. */
 export interface WorkerConfig {
@@ -180,12 +181,6 @@ const SETTINGS = {
   defaultMemoryMb: setting('WORKER_DEFAULT_MEMORY_MB', 'memory limit of sessions that set none (0: none)', integer(0, 10_000_000), () => 2048),
 } satisfies { [K in keyof WorkerConfig]: Setting<WorkerConfig[K]> };
 
-/** `host:port` or `[v6]:port` → [host, port]. */
-export function splitHostPort(address: string): [string, number] {
-  const colon = address.lastIndexOf(':');
-  return [address.slice(0, colon).replace(/^\[|\]$/g, ''), Number(address.slice(colon + 1))];
-}
-
 /** `WORKER_GRPC_ADDR` → `grpc-addr`, `COORDINATOR_ADDR` → `coordinator-addr`, `WORKER_ID` → `worker-id`. */
 export function flagName(envName: string): string {
   const name = envName === 'WORKER_ID' ? envName : envName.replace(/^WORKER_/, '');
@@ -218,12 +213,6 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): WorkerConfig
   const checked = config as unknown as WorkerConfig;
   checkSecurity(checked);
   return checked;
-}
-
-/** Whether a listen address only takes connections from this host. */
-export function isLoopback(address: string): boolean {
-  const [host] = splitHostPort(address);
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
 
 /** Settings that only make sense together, and the refusal to serve the network unauthenticated. */

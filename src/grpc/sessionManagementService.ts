@@ -1,16 +1,10 @@
-import type { ResourceMetrics } from '../../gen/codegen/v1/common.js';
 import type { SessionManagementServiceImplementation } from '../../gen/codegen/v1/session_management.js';
 import type { Checkpoints } from '../sessions/checkpoints.js';
 import type { CheckpointRecord } from '../storage/checkpointStore.js';
-import type { Session } from '../sessions/session.js';
 import type { SessionPool } from '../sessions/sessionPool.js';
 import { checkLength, checkRequest, REQUEST_LIMITS } from './checkRequest.js';
 
-async function usageOf(session: Session): Promise<ResourceMetrics> {
-  return session.usage();
-}
-
-/** SessionManagement: a thin adapter from the wire to the session pool. */
+/** A checkpoint's record as the API's CheckpointMetadata. */
 function metadataOf(record: CheckpointRecord) {
   return {
     sessionId: record.sessionId,
@@ -21,6 +15,11 @@ function metadataOf(record: CheckpointRecord) {
   };
 }
 
+/**
+ * SessionManagement: a thin adapter from the wire to the session pool and checkpoints. One short
+ * handler per RPC (check the request, call the domain, shape the reply), kept together as the
+ * service they implement, so the function is as long as the service is wide.
+ */
 export function sessionManagementService(pool: SessionPool, checkpoints: Checkpoints, workerId: string): SessionManagementServiceImplementation {
   return {
     async createSession(request) {
@@ -48,7 +47,7 @@ export function sessionManagementService(pool: SessionPool, checkpoints: Checkpo
         state: session.state,
         createdAtMs: session.createdAtMs,
         lastActivityMs: session.lastActivityMs,
-        usage: await usageOf(session),
+        usage: await session.usage(),
         activeTasks: session.tasks.activeCount,
         recentTasks: session.tasks.recentTaskIds(),
         lastCheckpointId: session.lastCheckpointId,
@@ -72,7 +71,7 @@ export function sessionManagementService(pool: SessionPool, checkpoints: Checkpo
       checkRequest(request, {});
       const capacity = pool.capacity();
       const sessions = pool.list();
-      const usages = await Promise.all(sessions.map(usageOf));
+      const usages = await Promise.all(sessions.map((s) => s.usage()));
       return {
         totalSessions: capacity.total,
         activeSessions: capacity.active,

@@ -1,6 +1,7 @@
 import { lstatSync, readlinkSync } from 'node:fs';
 import type { Cgroup } from './cgroups.js';
-import type { ProcessSpec } from './runProcess.js';
+import type { ProcessSpec } from './processSpec.js';
+import type { Owner } from '../storage/owner.js';
 
 /** A directory shown inside the sandbox. */
 export interface Mount {
@@ -25,7 +26,7 @@ export interface Confinement {
   network: boolean;
   mounts: Mount[];
   /** Host uid/gid the code runs as (root workers isolating); undefined: the worker's own, or a user namespace's. */
-  owner: { uid: number; gid: number } | undefined;
+  owner: Owner | undefined;
   cgroup: Cgroup | undefined;
   /** A compiled seccomp filter bubblewrap loads (sandbox/seccomp.ts); undefined: none. */
   seccomp?: Buffer | undefined;
@@ -73,7 +74,7 @@ function systemMounts(): string[] {
 let systemMountArgs: string[] | undefined;
 
 /** Drops to the session's uid inside the sandbox: no capabilities, no way to regain any. */
-function dropPrivileges(setpriv: string, owner: { uid: number; gid: number }): string[] {
+function dropPrivileges(setpriv: string, owner: Owner): string[] {
   return [setpriv, `--reuid=${owner.uid}`, `--regid=${owner.gid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--'];
 }
 

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
-import type { CapturedOutput, OutputSource, RunOptions } from './runProcess.js';
+import type { CapturedOutput, OutputSource, RunOptions } from './processSpec.js';
 
 /** Longest line passed to onLine; longer runs without a newline are passed in pieces. */
 const MAX_LINE_CHARS = 64 * 1024;

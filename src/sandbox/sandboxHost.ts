@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { chown, lstat, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Logger } from '../logger.js';
 import { removeTree } from '../storage/removeTree.js';
 import { sessionLayout, type SessionDirectories } from '../storage/workspaceStore.js';
 import { setUpCgroups, type Cgroup, type CgroupSupport } from './cgroups.js';
@@ -9,35 +8,17 @@ import { makeDiskImage, mountDiskImage, probeDiskImages, unmountDiskImage, usedB
 import { findOnPath } from './hostTools.js';
 import type { HostTools } from './launcher.js';
 import { createPythonEnvironment, pythonEnvironmentAt } from './pythonEnvironment.js';
-import type { PythonInterpreter } from './pythonInterpreter.js';
+import type { SandboxContext, SandboxHostOptions } from './sandboxContext.js';
 import { SessionSandbox, type SessionLimits } from './sessionSandbox.js';
 import { sandboxSeccompProgram } from './seccomp.js';
 import { claimUidRange, type UidRange } from './uidRange.js';
-
-export type SandboxMode = 'bwrap' | 'none';
-
-export interface SandboxHostOptions {
-  mode: SandboxMode;
-  allowNetwork: boolean;
-  interpreter: PythonInterpreter;
-  pipIndexUrl: string | undefined;
-  dataDir: string;
-  /** Processes one session may have at once. */
-  maxProcesses: number;
-  /** Output (both streams) a task may print before it is killed. */
-  maxTaskOutputBytes: number;
-  /** Keep a warm interpreter per session and fork each run.python call from it. */
-  warmInterpreter: boolean;
-  /** First uid of this worker's range (WORKER_UID_BASE); undefined: claim a free one. */
-  uidBase: number | undefined;
-  logger: Logger;
-}
+import type { Owner } from '../storage/owner.js';
 
 /** A sandbox made ahead of its session (see SandboxHost.prepare). */
 export interface PreparedSandbox {
   slot: number;
-  owner: { uid: number; gid: number } | undefined;
-  installer: { uid: number; gid: number } | undefined;
+  owner: Owner | undefined;
+  installer: Owner | undefined;
   cgroup: Cgroup | undefined;
   /** The size of its disk image, MB (0: none), and what the empty filesystem uses itself. */
   diskMb: number;
@@ -52,7 +33,7 @@ export class SandboxUnavailableError extends Error {
  * The worker's side of the sandbox: what the host offers (root, cgroups, bubblewrap), the uids
  * handed to sessions, and the making and unmaking of each session's sandbox.
  */
-export class SandboxHost {
+export class SandboxHost implements SandboxContext {
   private readonly usedSlots = new Set<number>();
   private lastSlot = 0;
 
@@ -79,11 +60,11 @@ export class SandboxHost {
     const uids = isRoot && options.mode === 'bwrap' ? await claimUidRange((await findOnPath('flock')) ?? 'flock', options.uidBase) : undefined;
     try {
       // Scratch space of pkg.install steps; what an earlier run left there is dropped.
-      await removeTree(join(options.dataDir, 'scratch'));
-      await mkdir(join(options.dataDir, 'scratch'), { recursive: true });
-      await preparePipCache(join(options.dataDir, 'pip-cache'), uids ? { uid: uids.base, gid: uids.base } : undefined);
+      await removeTree(options.dirs.scratch);
+      await mkdir(options.dirs.scratch, { recursive: true });
+      await preparePipCache(options.dirs.pipCache, uids ? { uid: uids.base, gid: uids.base } : undefined);
       const cgroups = isRoot ? await setUpCgroups() : undefined;
-      const diskImageProblem = isRoot ? await probeDiskImages(join(options.dataDir, 'scratch')) : 'it needs a worker running as root';
+      const diskImageProblem = isRoot ? await probeDiskImages(options.dirs.scratch) : 'it needs a worker running as root';
       const host = new SandboxHost(options, cgroups, isRoot, tools, sandboxSeccompProgram(), uids, diskImageProblem);
       await host.selfCheck();
       return host;
@@ -205,7 +186,7 @@ export class SandboxHost {
   private async makeDisk(prepared: PreparedSandbox, dirs: SessionDirectories, mb: number): Promise<void> {
     if (mb <= 0) return;
     if (this.diskImageProblem !== undefined) throw new Error(`this worker cannot give sessions a disk limit (${this.diskImageProblem})`);
-    await makeDiskImage(dirs.diskImage, dirs.disk, mb, join(this.options.dataDir, 'scratch', 'disk-templates'));
+    await makeDiskImage(dirs.diskImage, dirs.disk, mb, this.options.dirs.diskTemplates);
     prepared.diskMb = mb;
     prepared.diskBaselineBytes = await usedBytes(dirs.disk);
   }
@@ -224,7 +205,7 @@ export class SandboxHost {
   }
 
   /** workspace/ (the session's), .scratch/ and the Python environment (the session's) on its disk. */
-  private async layOut(dirs: SessionDirectories, owner: { uid: number; gid: number } | undefined): Promise<void> {
+  private async layOut(dirs: SessionDirectories, owner: Owner | undefined): Promise<void> {
     await Promise.all([mkdir(dirs.workspace), mkdir(dirs.scratch, { mode: 0o755 })]);
     await Promise.all([
       owner ? chown(dirs.workspace, owner.uid, owner.gid) : undefined,
@@ -262,7 +243,7 @@ export class SandboxHost {
 
   /** Proves the sandbox runs Python (and, isolating, hides the host) before any session is made. */
   private async selfCheck(): Promise<void> {
-    const scratch = await mkdtemp(join(this.options.dataDir, 'self-check-'));
+    const scratch = await mkdtemp(join(this.options.dirs.scratch, 'self-check-'));
     try {
       const dirs = sessionLayout(scratch);
       await mkdir(dirs.disk);
@@ -290,7 +271,7 @@ export class SandboxHost {
  * The shared pip cache belongs to the fetching uid (the only writer). One left by a run with
  * other uids is dropped rather than re-owned: it is only a cache.
  */
-async function preparePipCache(dir: string, installer: { uid: number; gid: number } | undefined): Promise<void> {
+async function preparePipCache(dir: string, installer: Owner | undefined): Promise<void> {
   const st = await lstat(dir).catch(() => undefined);
   if (st && (!st.isDirectory() || (installer && st.uid !== installer.uid))) await removeTree(dir);
   await mkdir(dir, { recursive: true });

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { chmod, chown, mkdtemp, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { openRegularFileNoFollow, openTrustedDirectory, type Owner } from '../storage/beneath.js';
+import { openRegularFileNoFollow, openTrustedDirectory } from '../storage/beneath.js';
+import type { Owner } from '../storage/owner.js';
 import { namesIn } from '../storage/fileTree.js';
 import { removeTree } from '../storage/removeTree.js';
 import { errors } from '../errors.js';
@@ -11,11 +12,13 @@ import { unmountDiskImage, usedBytes } from './diskImage.js';
 import { confine, type Mount } from './launcher.js';
 import { measureProcessTrees, TASK_MARKER_VARIABLE, type ProcessUsage } from './processTree.js';
 import type { PythonEnvironment } from './pythonEnvironment.js';
-import { newTaskMarker, runProcess, type ProcessResult, type RunOptions, type RunningProcess } from './runProcess.js';
-import type { SandboxHost } from './sandboxHost.js';
+import { newTaskMarker, runProcess } from './runProcess.js';
+import type { ProcessResult, RunOptions, RunningProcess } from './processSpec.js';
+import type { SandboxContext } from './sandboxContext.js';
 import { sandboxSeccompProgram } from './seccomp.js';
 import { WarmInterpreter, WarmUnavailableError } from './warmInterpreter.js';
 import { ZYGOTE_SOURCE } from './zygote.js';
+import { smallestPositive } from '../limits.js';
 
 /** A session's limits (0: none). */
 export interface SessionLimits {
@@ -47,9 +50,9 @@ export interface SessionSandboxParts {
   environment: PythonEnvironment;
   env: Record<string, string>;
   /** Host uid of the session's code; undefined when the worker is not root. */
-  owner: { uid: number; gid: number } | undefined;
+  owner: Owner | undefined;
   /** Host uid the fetching step of pkg.install runs as (it owns the shared pip cache). */
-  installer: { uid: number; gid: number } | undefined;
+  installer: Owner | undefined;
   cgroup: Cgroup | undefined;
   limits: SessionLimits;
   /** The session's own disk (a mounted image of diskMb), when it has a disk limit. */
@@ -68,11 +71,6 @@ const SANDBOX_OPEN_FILES = 4096;
 /** Unix socket paths longer than this do not fit in sockaddr_un. */
 const MAX_SOCKET_PATH = 100;
 
-function smallestPositive(...values: (number | undefined)[]): number | undefined {
-  const positive = values.filter((v): v is number => v !== undefined && v > 0);
-  return positive.length > 0 ? Math.min(...positive) : undefined;
-}
-
 /**
  * Where one session's processes run, and the only way the domain starts any: its workspace as
  * the working directory, its own Python environment, its own uid, cgroup and limits, and, with
@@ -86,7 +84,7 @@ export class SessionSandbox {
   private pipQueue: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly host: SandboxHost,
+    private readonly host: SandboxContext,
     private readonly parts: SessionSandboxParts,
     private readonly release: () => void,
   ) {}
@@ -100,7 +98,7 @@ export class SessionSandbox {
   }
 
   /** Who new workspace files must belong to, so the session's code can change them. */
-  get owner(): { uid: number; gid: number } | undefined {
+  get owner(): Owner | undefined {
     return this.parts.owner;
   }
 
@@ -250,7 +248,7 @@ export class SessionSandbox {
   /** Step 1 of pipInstall: the wheels of index packages into `wheels`, as the installer. */
   private pipFetch(requirements: string[], wheels: string, options: RunOptions): Promise<SandboxedResult> {
     const interpreter = this.host.options.interpreter;
-    const cacheDir = join(this.host.options.dataDir, 'pip-cache');
+    const cacheDir = this.host.options.dirs.pipCache;
     const wheelsDir = this.isolate ? INSIDE.wheels : wheels;
     // No package code may run here: --only-binary keeps pip from choosing source builds, and a
     // filter forbidding exec stops the one it cannot refuse (a wheel's dependency given by URL
@@ -358,7 +356,7 @@ export class SessionSandbox {
     env: Record<string, string>,
     mounts: Mount[],
     network: boolean,
-    owner: { uid: number; gid: number } | undefined,
+    owner: Owner | undefined,
     taskLimits: TaskLimits,
     options: RunOptions & { stdin?: string },
   ): Promise<SandboxedResult> {

@@ -8,8 +8,10 @@ import { PassThrough, type Readable } from 'node:stream';
 import type { Logger } from '../logger.js';
 import type { Cgroup } from './cgroups.js';
 import { captureOutput } from './outputCapture.js';
-import { handOverFilter, stdioOf, type ProcessResult, type ProcessSpec, type RunOptions } from './runProcess.js';
+import { handOverFilter, stdioOf } from './runProcess.js';
+import type { ProcessResult, ProcessSpec, RunOptions } from './processSpec.js';
 import { LineSplitter, parseZygoteEvent, ZygoteProtocolError, type ZygoteEvent } from './zygoteProtocol.js';
+import type { Owner } from '../storage/owner.js';
 
 interface Deferred<T> {
   promise: Promise<T>;
@@ -131,7 +133,7 @@ export class WarmInterpreter {
     private readonly process: ChildProcess,
     private readonly server: Server,
     private readonly socketPath: string,
-    private readonly owner: { uid: number; gid: number } | undefined,
+    private readonly owner: Owner | undefined,
     private readonly logger: Logger,
     private zygoteHostPid: number,
   ) {}
@@ -145,7 +147,7 @@ export class WarmInterpreter {
    * Starts the zygote. `launch` is the confined command for `python -u -c <zygote> <socket>`,
    * given the socket path as the zygote will see it.
    */
-  static async start(socketPath: string, owner: { uid: number; gid: number } | undefined, launch: ProcessSpec, logger: Logger): Promise<WarmInterpreter> {
+  static async start(socketPath: string, owner: Owner | undefined, launch: ProcessSpec, logger: Logger): Promise<WarmInterpreter> {
     await mkdir(dirname(socketPath), { recursive: true, mode: 0o755 });
     await rm(socketPath, { force: true });
     let instance: WarmInterpreter | undefined;

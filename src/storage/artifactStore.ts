@@ -10,6 +10,7 @@ import type { UrlSigner } from './urlSigner.js';
 import { hasFields, readJsonFile, writeJsonAtomically } from './jsonFile.js';
 import { createS3Client, isMissingObject, readJsonObject, writeJsonObject } from './s3Client.js';
 import type { S3Location } from './s3Client.js';
+import { INCOMING } from './dataDirectory.js';
 
 /** What a signed upload URL allows: one PUT of at most maxBytes of contentType until expiresAtMs. */
 export interface UploadGrant {
@@ -103,7 +104,7 @@ export class LocalArtifactStore implements ArtifactStore {
    * and within its size; nothing is left behind otherwise.
    */
   async receive(grant: UploadGrant, body: Readable, declaredLength: number | undefined): Promise<UploadOutcome> {
-    await mkdir(join(this.dir, '.incoming'), { recursive: true });
+    await mkdir(join(this.dir, INCOMING), { recursive: true });
     // One PUT per URL: the first to create the claim receives; any other at the same time, or
     // after it succeeded, is told so. A failed upload gives the claim back.
     const claim = await open(this.path(grant.artifactId, '.claim'), 'wx', 0o600).catch((err: NodeJS.ErrnoException) => {

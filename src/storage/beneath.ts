@@ -1,6 +1,7 @@
 import { constants } from 'node:fs';
 import { lstat, mkdir, open, readlink, type FileHandle } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
+import type { Owner } from './owner.js';
 
 /**
  * File work on a tree a less trusted party can change while the worker works in it (a session's
@@ -49,7 +50,6 @@ export function openChildForReading(dir: FileHandle, name: string): Promise<File
   return open(at(dir, name), O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
 }
 
-export type Owner = { uid: number; gid: number };
 
 /** Errno of a failed fs call, or undefined. */
 export function errnoOf(err: unknown): string | undefined {

@@ -7,7 +7,8 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import unzipper from 'unzipper';
 import { errors, faultOf, quoted } from '../errors.js';
-import { at, errnoOf, inDirectoryNoFollow, openRegularFileNoFollow, openTrustedDirectory, type Owner } from './beneath.js';
+import { at, errnoOf, inDirectoryNoFollow, openRegularFileNoFollow, openTrustedDirectory } from './beneath.js';
+import type { Owner } from './owner.js';
 import type { Tree } from './fileTree.js';
 import { removeEntry } from './removeTree.js';
 

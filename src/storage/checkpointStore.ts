@@ -7,6 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { hasFields, readJsonFile, writeJsonAtomically } from './jsonFile.js';
 import { createS3Client, isMissingObject, readJsonObject, writeJsonObject, type S3Location } from './s3Client.js';
+import { INCOMING } from './dataDirectory.js';
 
 /** What is recorded beside each checkpoint archive. */
 export interface CheckpointRecord {
@@ -69,8 +70,8 @@ export class LocalCheckpointStore implements CheckpointStore {
   }
 
   async scratchDir(): Promise<string> {
-    await mkdir(join(this.dir, '.incoming'), { recursive: true });
-    return join(this.dir, '.incoming');
+    await mkdir(join(this.dir, INCOMING), { recursive: true });
+    return join(this.dir, INCOMING);
   }
 
   async save(record: CheckpointRecord, archive: string): Promise<void> {

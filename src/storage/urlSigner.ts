@@ -1,6 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 
 /**
  * HMAC-SHA256 signatures for the URLs the worker hands out: whatever the fields say (artifact,
@@ -9,10 +8,9 @@ import { join } from 'node:path';
 export class UrlSigner {
   constructor(private readonly secret: Buffer) {}
 
-  /** The secret from WORKER_URL_SECRET, else one generated once and kept in the data directory. */
-  static async load(configured: string | undefined, dataDir: string): Promise<UrlSigner> {
+  /** The secret from WORKER_URL_SECRET, else one generated once and kept in `file`. */
+  static async load(configured: string | undefined, file: string): Promise<UrlSigner> {
     if (configured) return new UrlSigner(Buffer.from(configured, 'utf8'));
-    const file = join(dataDir, 'url-secret');
     const existing = await readFile(file).catch(() => undefined);
     if (existing && existing.length >= 32) return new UrlSigner(existing);
     const secret = randomBytes(32);

@@ -51,13 +51,10 @@ export function sessionLayout(root: string): SessionDirectories {
 }
 
 export class LocalWorkspaceStore implements WorkspaceStore {
-  private readonly sessionsDir: string;
-  private readonly quarantineDir: string;
-
-  constructor(dataDir: string) {
-    this.sessionsDir = join(dataDir, 'sessions');
-    this.quarantineDir = join(dataDir, 'quarantine');
-  }
+  constructor(
+    private readonly sessionsDir: string,
+    private readonly quarantineDir: string,
+  ) {}
 
   directories(sessionId: string): SessionDirectories {
     return sessionLayout(join(this.sessionsDir, sessionId));

@@ -16,7 +16,7 @@ interface ListedEntry {
 /** Lists a workspace directory, sorted by name, directories with a trailing `/`. */
 export const fsList = defineTool({
   name: 'fs.list',
-  streams: false,
+  kind: 'instant',
   parse(args) {
     const { path } = checkArguments('fs.list', args, ['path']);
     return { path, segments: workspaceSegments(path) };

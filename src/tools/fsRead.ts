@@ -12,7 +12,7 @@ const MESSAGE_OVERHEAD = 64 * 1024;
 /** Reads a file of the workspace, as UTF-8 text or base64. */
 export const fsRead = defineTool({
   name: 'fs.read',
-  streams: false,
+  kind: 'instant',
   parse(args) {
     const { path, encoding } = checkArguments('fs.read', args, ['path'], ['encoding']);
     return { path, segments: workspaceSegments(path), encoding: parseEncoding('fs.read', encoding) };

@@ -23,7 +23,7 @@ function isBase64(text: string): boolean {
  */
 export const fsWrite = defineTool({
   name: 'fs.write',
-  streams: false,
+  kind: 'instant',
   parse(args) {
     const { path, contents, encoding } = checkArguments('fs.write', args, ['path', 'contents'], ['encoding']);
     const segments = workspaceSegments(path);

@@ -26,7 +26,7 @@ function progressFrom(ctx: ToolContext) {
 /** Installs packages into the session's environment from the worker's package index. */
 export const pkgInstall = defineTool({
   name: 'pkg.install',
-  streams: true,
+  kind: 'process',
   parse(args) {
     const { requirements } = checkArguments('pkg.install', args, ['requirements']);
     return parseRequirements(requirements);

@@ -1,5 +1,5 @@
 import { LogLevel } from '../../gen/codegen/v1/common.js';
-import type { RunOptions } from '../sandbox/runProcess.js';
+import type { RunOptions } from '../sandbox/processSpec.js';
 import type { SandboxedResult } from '../sandbox/sessionSandbox.js';
 import type { ToolContext } from './tool.js';
 

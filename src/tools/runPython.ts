@@ -6,7 +6,7 @@ import { defineTool } from './tool.js';
 /** Runs Python code in a fresh interpreter in the session's environment, streaming its output. */
 export const runPython = defineTool({
   name: 'run.python',
-  streams: true,
+  kind: 'process',
   parse: (args) => checkArguments('run.python', args, ['code']),
   async run({ code }, ctx) {
     await ctx.emit({ kind: 'progress', percentComplete: 0, stage: 'starting', message: 'starting the Python interpreter' });

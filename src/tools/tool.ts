@@ -9,16 +9,20 @@ export interface ToolLimits {
   maxMessageBytes: number;
 }
 
-/** What a tool gets while it runs. */
-export interface ToolContext {
+/** What every tool gets while it runs. */
+export interface InstantToolContext {
   session: Session;
+  limits: ToolLimits;
+  /** The task's own narrowing of the session's limits (0: the session's). */
+  constraints: { maxMemoryMb: number; maxCpuPercent: number };
+}
+
+/** What a process tool gets besides: the task's signal, and a way to stream events. */
+export interface ToolContext extends InstantToolContext {
   /** Aborted on cancel, timeout, the client going away or the session being destroyed. */
   signal: AbortSignal;
   /** Sends a progress or log event to the client; resolves when the stream has room. */
   emit(event: Exclude<TaskEvent, { kind: 'result' }>): Promise<void>;
-  limits: ToolLimits;
-  /** The task's own narrowing of the session's limits (0: the session's). */
-  constraints: { maxMemoryMb: number; maxCpuPercent: number };
 }
 
 /** How a tool ended in its own terms. */
@@ -31,18 +35,36 @@ export interface ToolOutcome {
   callError?: WorkerError;
 }
 
-/**
- * A tool: parse() checks the arguments before anything runs (INVALID_ARGUMENT), run() does the
- * work. Request errors (file not found, invalid path) are thrown as WorkerError and end the call
- * with their code and no result.
- */
-export interface Tool<Args = unknown> {
+interface ToolBase<Args> {
   name: string;
-  /** Whether run() emits progress or log events (they then flow through a bounded queue). */
-  streams: boolean;
+  /** Checks the arguments before anything runs; throws INVALID_ARGUMENT. */
   parse(args: Record<string, string>): Args;
+}
+
+/**
+ * A tool that starts no process and does bounded work at disk speed (echo, fs.*). It runs
+ * without a timer, a client-gone listener or an abort signal: it is over before they could act.
+ */
+export interface InstantTool<Args> extends ToolBase<Args> {
+  kind: 'instant';
+  run(args: Args, ctx: InstantToolContext): Promise<ToolOutcome>;
+}
+
+/**
+ * A tool that starts processes or may be slow (run.python, pkg.install). It runs under the task's
+ * signal, so CancelTask, the timeout, the client going away and DestroySession all stop it, and
+ * its events flow to the client through a bounded queue. The kind to choose when in doubt.
+ */
+export interface ProcessTool<Args> extends ToolBase<Args> {
+  kind: 'process';
   run(args: Args, ctx: ToolContext): Promise<ToolOutcome>;
 }
+
+/**
+ * A tool: parse() checks the arguments, run() does the work. Request errors (file not found,
+ * invalid path) are thrown as WorkerError and end the call with their code and no result.
+ */
+export type Tool<Args = unknown> = InstantTool<Args> | ProcessTool<Args>;
 
 export function defineTool<Args>(tool: Tool<Args>): Tool<unknown> {
   return tool as Tool<unknown>;

@@ -1,0 +1,50 @@
+// What a process run is: the spec of what to start, how its output is handled, and what comes
+// back. Shared by runProcess and the output capture it drives.
+
+export interface ProcessSpec {
+  executable: string;
+  args: string[];
+  cwd: string;
+  /** The whole environment of the process: nothing of the worker's own is added. */
+  env: Record<string, string>;
+  /** The task marker the process's descendants carry (TASK_MARKER_VARIABLE); made here when absent. */
+  marker?: string;
+  /** Written to stdin, which is then closed. */
+  stdin?: string;
+  /** Bytes the process reads on descriptor 3 (a seccomp filter for bubblewrap). */
+  filter?: Buffer | undefined;
+}
+
+export type OutputSource = 'stdout' | 'stderr';
+
+export interface RunOptions {
+  /** Aborting ends the process and everything it started. */
+  signal: AbortSignal;
+  /** Bytes of each stream kept for the result; lines keep flowing to onLine past it. */
+  maxCaptureBytes: number;
+  /** Bytes of output (both streams) after which the process is killed; 0 for no limit. */
+  maxOutputBytes?: number;
+  /** Called for each output line as it arrives; reading pauses until it resolves (backpressure). */
+  onLine: (source: OutputSource, line: string) => void | Promise<void>;
+  /** Called once the process runs, with what identifies its processes (for usage sampling). */
+  onStart?: (running: RunningProcess) => void;
+}
+
+export interface RunningProcess {
+  pid: number;
+  marker: string;
+}
+
+export interface CapturedOutput {
+  text: string;
+  truncated: boolean;
+}
+
+export interface ProcessResult {
+  /** The exit code; 128+N for a process killed by signal N. */
+  exitCode: number;
+  stdout: CapturedOutput;
+  stderr: CapturedOutput;
+  /** The process was killed for printing more than maxOutputBytes. */
+  outputLimitExceeded: boolean;
+}

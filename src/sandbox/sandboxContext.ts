@@ -1,0 +1,36 @@
+import type { Logger } from '../logger.js';
+import type { CgroupSupport } from './cgroups.js';
+import type { HostTools } from './launcher.js';
+import type { PythonInterpreter } from './pythonInterpreter.js';
+
+export type SandboxMode = 'bwrap' | 'none';
+
+export interface SandboxHostOptions {
+  mode: SandboxMode;
+  allowNetwork: boolean;
+  interpreter: PythonInterpreter;
+  pipIndexUrl: string | undefined;
+  /** The worker's directories the sandbox uses (see storage/dataDirectory.ts). */
+  dirs: { scratch: string; pipCache: string; diskTemplates: string };
+  /** Processes one session may have at once. */
+  maxProcesses: number;
+  /** Output (both streams) a task may print before it is killed. */
+  maxTaskOutputBytes: number;
+  /** Keep a warm interpreter per session and fork each run.python call from it. */
+  warmInterpreter: boolean;
+  /** First uid of this worker's range (WORKER_UID_BASE); undefined: claim a free one. */
+  uidBase: number | undefined;
+  logger: Logger;
+}
+
+/**
+ * What a session's sandbox needs of the host it runs on: the worker's sandbox settings and what
+ * the host offers. SandboxHost provides it; a SessionSandbox sees nothing else of the host.
+ */
+export interface SandboxContext {
+  readonly options: SandboxHostOptions;
+  readonly cgroups: CgroupSupport | undefined;
+  readonly tools: HostTools;
+  /** The seccomp filter every sandboxed process gets (undefined on an architecture without one). */
+  readonly seccomp: Buffer | undefined;
+}

@@ -1,0 +1,53 @@
+import { join } from 'node:path';
+
+/** Where a store keeps what it is still writing: never visible, dropped at the next start. */
+export const INCOMING = '.incoming';
+
+/**
+ * What the worker keeps under WORKER_DATA_DIR, and the one place its names are spelled:
+ *
+ *     worker.lock          the kernel lock that makes a data directory one worker's
+ *     url-secret           the key of signed artifact URLs (when WORKER_URL_SECRET is not set)
+ *     sessions/<id>/       each session: record, trees, disk image, workspace, environment
+ *     quarantine/          sessions that could not be adopted, kept for a person to look at
+ *     checkpoints/         the local checkpoint store (archives and records)
+ *     checkpoint-scratch/  archives fetched from S3 while a restore reads them
+ *     artifacts/           the local artifact store
+ *     pip-cache/           the shared pip cache (owned by the installer uid)
+ *     scratch/             the worker's own scratch space, emptied at start (disk templates)
+ */
+export interface DataDirectory {
+  root: string;
+  lock: string;
+  urlSecret: string;
+  sessions: string;
+  quarantine: string;
+  checkpoints: string;
+  checkpointScratch: string;
+  artifacts: string;
+  pipCache: string;
+  scratch: string;
+  diskTemplates: string;
+}
+
+export function dataDirectory(root: string): DataDirectory {
+  const scratch = join(root, 'scratch');
+  return {
+    root,
+    lock: join(root, 'worker.lock'),
+    urlSecret: join(root, 'url-secret'),
+    sessions: join(root, 'sessions'),
+    quarantine: join(root, 'quarantine'),
+    checkpoints: join(root, 'checkpoints'),
+    checkpointScratch: join(root, 'checkpoint-scratch'),
+    artifacts: join(root, 'artifacts'),
+    pipCache: join(root, 'pip-cache'),
+    scratch,
+    diskTemplates: join(scratch, 'disk-templates'),
+  };
+}
+
+/** What an earlier run was writing when it died: never visible to a client, so removed at start. */
+export function unfinishedWrites(dirs: DataDirectory): string[] {
+  return [join(dirs.checkpoints, INCOMING), join(dirs.artifacts, INCOMING), dirs.checkpointScratch];
+}

@@ -1,0 +1,290 @@
+// The worker assembled: its parts made in order, each from the ones before it, and taken down
+// in reverse on a signal. main.ts reads the configuration and calls startWorker.
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { setTimeout as delay } from 'node:timers/promises';
+import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
+import { isLoopback, splitHostPort } from './address.js';
+import { Artifacts } from './artifacts/artifacts.js';
+import type { WorkerConfig } from './config.js';
+import { Registration } from './coordinator/registration.js';
+import { serverCredentials } from './grpc/serverCredentials.js';
+import { startGrpcServer, type GrpcServer } from './grpc/server.js';
+import { artifactRoutes } from './http/artifactRequests.js';
+import { startHttpServer } from './http/httpServer.js';
+import { opsRoutes } from './http/opsRequests.js';
+import type { Logger } from './logger.js';
+import { HostLock } from './sandbox/hostLock.js';
+import { findOnPath } from './sandbox/hostTools.js';
+import { resolvePythonInterpreter, type PythonInterpreter } from './sandbox/pythonInterpreter.js';
+import { SandboxHost } from './sandbox/sandboxHost.js';
+import { Checkpoints } from './sessions/checkpoints.js';
+import { startIdleReaper } from './sessions/idleReaper.js';
+import { stateName } from './sessions/session.js';
+import { SUPPORTED_LANGUAGES } from './sessions/sessionConfig.js';
+import { SessionPool } from './sessions/sessionPool.js';
+import { listenRefused, prepareDataDirectory, StartupRefused } from './startupChecks.js';
+import { LocalArtifactStore, S3ArtifactStore, type ArtifactStore } from './storage/artifactStore.js';
+import { LocalCheckpointStore, S3CheckpointStore } from './storage/checkpointStore.js';
+import { dataDirectory, unfinishedWrites, type DataDirectory } from './storage/dataDirectory.js';
+import { parseS3Url } from './storage/s3Client.js';
+import { UrlSigner } from './storage/urlSigner.js';
+import { LocalWorkspaceStore } from './storage/workspaceStore.js';
+import { metrics, registry } from './telemetry/metrics.js';
+import { startTracing, stopTracing, tracingEnabled } from './telemetry/tracing.js';
+import { TOOLS } from './tools/index.js';
+import { WORKER_VERSION } from './version.js';
+
+/** Time past the grace period a shutdown may take (destroying sessions, closing servers). */
+const SHUTDOWN_SLACK_SECONDS = 10;
+
+/** One worker per data directory: a kernel lock taken before anything in it is touched. */
+async function lockDataDirectory(dirs: DataDirectory): Promise<HostLock> {
+  await prepareDataDirectory(dirs.root);
+  const claim = await HostLock.acquire(dirs.lock, (await findOnPath('flock')) ?? 'flock', `worker data directory ${dirs.root}`);
+  if (!claim.acquired) {
+    const holder = claim.holder ? `worker process ${claim.holder.pid}` : 'another worker process';
+    throw new StartupRefused(`WORKER_DATA_DIR ${dirs.root} is in use by ${holder}; give each worker its own data directory`);
+  }
+  return claim.lock;
+}
+
+/** WORKER_AUTH_TOKEN, or the content of WORKER_AUTH_TOKEN_FILE (a mounted secret, trailing newline dropped). */
+async function readAuthToken(config: WorkerConfig): Promise<string | undefined> {
+  if (!config.authTokenFile) return config.authToken;
+  const token = (
+    await readFile(config.authTokenFile, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      throw new StartupRefused(`WORKER_AUTH_TOKEN_FILE ${config.authTokenFile} cannot be read (${err.code ?? err.message})`);
+    })
+  ).trim();
+  if (!token) throw new StartupRefused(`WORKER_AUTH_TOKEN_FILE ${config.authTokenFile} is empty`);
+  return token;
+}
+
+/** TLS to the coordinator when COORDINATOR_TLS_CA is set (with a client certificate when given). */
+function coordinatorCredentials(config: WorkerConfig): ChannelCredentials | undefined {
+  if (!config.coordinatorTlsCa) return undefined;
+  const read = (file: string | undefined) => (file ? readFileSync(file) : null);
+  return credentials.createSsl(read(config.coordinatorTlsCa), read(config.coordinatorTlsKey), read(config.coordinatorTlsCert));
+}
+
+/** Sessions by state and the capacity, read when /metrics is scraped. */
+function updateSessionGauges(pool: SessionPool, maxSessions: number): void {
+  metrics.sessions.reset();
+  for (const session of pool.list()) metrics.sessions.inc({ state: stateName(session.state) });
+  metrics.capacity.set(maxSessions);
+}
+
+async function startSandbox(config: WorkerConfig, dirs: DataDirectory, interpreter: PythonInterpreter, logger: Logger): Promise<SandboxHost> {
+  const sandboxHost = await SandboxHost.create({
+    mode: config.sandbox,
+    allowNetwork: config.allowNetwork,
+    interpreter,
+    pipIndexUrl: config.pipIndexUrl,
+    dirs,
+    maxProcesses: config.maxProcesses,
+    maxTaskOutputBytes: config.maxTaskOutputBytes,
+    warmInterpreter: config.warmInterpreter,
+    uidBase: config.uidBase,
+    logger,
+  });
+  logger.info('sandbox ready', sandboxHost.describe());
+  if (config.sandbox === 'none') logger.warn('WORKER_SANDBOX=none: user code runs WITHOUT isolation and can reach this host; use only for trusted code');
+  return sandboxHost;
+}
+
+/** The session pool, with the sessions an earlier run left adopted and spares being made. */
+async function startSessions(config: WorkerConfig, dirs: DataDirectory, sandboxHost: SandboxHost, logger: Logger): Promise<SessionPool> {
+  await mkdir(dirs.sessions, { recursive: true });
+  const pool = new SessionPool({
+    maxSessions: config.maxSessions,
+    taskHistory: config.taskHistory,
+    defaultMemoryMb: config.defaultMemoryMb,
+    defaultDiskMb: config.defaultDiskMb,
+    spareSessions: config.spareSessions,
+    sandboxHost,
+    store: new LocalWorkspaceStore(dirs.sessions, dirs.quarantine),
+    logger,
+  });
+  const adoption = await pool.adoptAll();
+  if (adoption.adopted + adoption.quarantined > 0) logger.info('sessions of an earlier run adopted', { adopted: adoption.adopted, quarantined: adoption.quarantined, tasks_cut_off: adoption.tasksCutOff });
+  pool.startSpares();
+  return pool;
+}
+
+interface Stores {
+  checkpoints: Checkpoints;
+  signer: UrlSigner;
+  /** Serves the upload and download URLs of the local store (and uploads to it). */
+  localArtifacts: LocalArtifactStore;
+  /** Where artifacts are kept: the local store, or S3 beside the checkpoints. */
+  artifactStore: ArtifactStore;
+  /** The base of the worker's own URLs, known once the HTTP server listens. */
+  publicUrl: { value: string | undefined };
+}
+
+async function openStores(config: WorkerConfig, dirs: DataDirectory, pool: SessionPool, logger: Logger): Promise<Stores> {
+  const s3 = config.checkpointStore ? parseS3Url(config.checkpointStore, config.s3Endpoint) : undefined;
+  await Promise.all([mkdir(dirs.checkpoints, { recursive: true }), mkdir(dirs.artifacts, { recursive: true })]);
+  for (const unfinished of unfinishedWrites(dirs)) await rm(unfinished, { recursive: true, force: true });
+  const checkpointStore = s3 ? new S3CheckpointStore(s3, dirs.checkpointScratch) : new LocalCheckpointStore(dirs.checkpoints);
+  const checkpoints = new Checkpoints({ store: checkpointStore, pool, keepPerSession: config.checkpointsPerSession, logger });
+  const signer = await UrlSigner.load(config.urlSecret, dirs.urlSecret);
+  const publicUrl = { value: config.publicUrl };
+  const localArtifacts = new LocalArtifactStore(dirs.artifacts, signer, () => publicUrl.value!, config.downloadUrlTtlSeconds * 1000);
+  const artifactStore = s3 ? new S3ArtifactStore(s3) : localArtifacts;
+  return { checkpoints, signer, localArtifacts, artifactStore, publicUrl };
+}
+
+/** Drops artifacts past WORKER_ARTIFACT_RETENTION_HOURS, hourly. */
+function sweepArtifactsHourly(store: ArtifactStore, retentionHours: number, logger: Logger): void {
+  const sweep = setInterval(() => {
+    store.sweep(retentionHours * 3600 * 1000).catch((err: Error) => logger.warn('artifact retention failed', { error: err.message }));
+  }, 3600 * 1000);
+  sweep.unref();
+}
+
+function startRegistration(config: WorkerConfig, port: number, interpreter: PythonInterpreter, pool: SessionPool, logger: Logger): Registration | undefined {
+  if (!config.coordinatorAddr) return undefined;
+  const [grpcHost] = splitHostPort(config.grpcAddr);
+  const registration = new Registration({
+    coordinatorAddr: config.coordinatorAddr,
+    workerId: config.workerId,
+    maxSessions: config.maxSessions,
+    grpcAddress: config.advertiseAddr ?? `${grpcHost === '0.0.0.0' || grpcHost === '::' ? hostname() : grpcHost}:${port}`,
+    metadata: { version: WORKER_VERSION, hostname: hostname(), languages: SUPPORTED_LANGUAGES.join(','), python_version: interpreter.version, tools: [...TOOLS.keys()].join(',') },
+    sessionIds: () => pool.list().map((s) => s.id),
+    token: config.coordinatorAuthToken,
+    credentials: coordinatorCredentials(config),
+    logger,
+  });
+  registration.start();
+  return registration;
+}
+
+/** The line an operator looks for: where the worker listens and how it is set up. */
+function logListening(config: WorkerConfig, where: { grpcPort: number; httpPort: number; publicUrl: string | undefined; checkpointStore: string; interpreter: PythonInterpreter; tls: string }, logger: Logger): void {
+  logger.info('worker listening', {
+    worker_id: config.workerId,
+    grpc_address: config.grpcAddr,
+    port: where.grpcPort,
+    http_port: where.httpPort,
+    public_url: where.publicUrl,
+    data_dir: config.dataDir,
+    checkpoint_store: where.checkpointStore,
+    python: where.interpreter.executable,
+    python_version: where.interpreter.version,
+    max_sessions: config.maxSessions,
+    tls: where.tls,
+    auth: config.authToken || config.authTokenFile ? 'bearer token' : 'none',
+    tracing: tracingEnabled() ? 'OTLP' : 'off',
+  });
+}
+
+/** What a running worker is made of, as its shutdown takes it apart. */
+interface RunningWorker {
+  config: WorkerConfig;
+  logger: Logger;
+  dataLock: HostLock;
+  sandboxHost: SandboxHost;
+  pool: SessionPool;
+  grpc: GrpcServer;
+  http: { close(): Promise<void> };
+  registration: Registration | undefined;
+  stopReaper: () => void;
+  /** Marks the worker draining: readiness fails from then on. */
+  drain(): void;
+}
+
+/**
+ * SIGTERM and SIGINT: stop taking work, let tasks finish within the grace time, then suspend
+ * every session (kept on disk for the next start) and exit. A second signal suspends at once.
+ */
+function stopOnSignals(worker: RunningWorker): void {
+  const { config, logger, pool } = worker;
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) {
+      logger.warn('second signal: stopping at once', { signal });
+      setTimeout(() => process.exit(1), 2000).unref();
+      await pool.suspendAll('worker stopped at once');
+      process.exit(1);
+    }
+    stopping = true;
+    // Health and readiness say so at once, while tasks still drain.
+    worker.drain();
+    worker.grpc.setServing(false);
+    logger.info('shutting down', { signal, grace_seconds: config.shutdownGraceSeconds });
+    // Whatever hangs (a session's files, the coordinator), the worker is gone a little after the grace time.
+    setTimeout(() => {
+      logger.error('shutdown did not finish in time: exiting now');
+      process.exit(1);
+    }, (config.shutdownGraceSeconds + SHUTDOWN_SLACK_SECONDS) * 1000).unref();
+    worker.stopReaper();
+    pool.stopAccepting(); // new sessions and tasks: UNAVAILABLE from now on
+    await worker.registration?.stop();
+    if (!(await pool.waitForIdle(config.shutdownGraceSeconds * 1000))) logger.warn('tasks still running after the grace time are cancelled');
+    await pool.suspendAll('worker shutting down');
+    await worker.sandboxHost.close();
+    worker.grpc.endWatches();
+    await Promise.race([worker.grpc.server.shutdown(), delay(5000)]);
+    worker.grpc.server.forceShutdown();
+    await worker.http.close();
+    await stopTracing();
+    worker.dataLock.release();
+    logger.info('worker stopped');
+    process.exit(0);
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void shutdown(signal));
+}
+
+/** Starts the worker: the data directory locked, the sandbox checked, sessions adopted, then serving. */
+export async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> {
+  const dirs = dataDirectory(config.dataDir);
+  const dataLock = await lockDataDirectory(dirs);
+  await startTracing('codegen-mcp-worker', { 'service.instance.id': config.workerId, 'service.version': WORKER_VERSION });
+  const interpreter = await resolvePythonInterpreter(config.python);
+  if (interpreter.pipVersion === undefined) logger.warn('the host Python has no pip: pkg.install will fail', { python: interpreter.executable });
+  const sandboxHost = await startSandbox(config, dirs, interpreter, logger);
+  const pool = await startSessions(config, dirs, sandboxHost, logger);
+  const stores = await openStores(config, dirs, pool, logger);
+
+  const tls = config.tlsCert && config.tlsKey ? { cert: config.tlsCert, key: config.tlsKey } : undefined;
+  const health = { serving: false, draining: false };
+  const ops = {
+    ready: () => health.serving && !health.draining,
+    metrics: async () => {
+      updateSessionGauges(pool, config.maxSessions);
+      return { contentType: registry.contentType, body: await registry.metrics() };
+    },
+  };
+  const http = await startHttpServer(config.httpAddr, [artifactRoutes(stores.localArtifacts, stores.signer), ...opsRoutes(ops)], tls, logger).catch((err: unknown) => {
+    throw listenRefused('WORKER_HTTP_ADDR', config.httpAddr, err);
+  });
+  stores.publicUrl.value ??= `${tls ? 'https' : 'http'}://127.0.0.1:${http.port}`;
+  const artifacts = new Artifacts({ store: stores.artifactStore, pool, maxBytes: config.maxArtifactBytes, uploadTtlMs: config.uploadUrlTtlSeconds * 1000 });
+  sweepArtifactsHourly(stores.artifactStore, config.artifactRetentionHours, logger);
+  const stopReaper = startIdleReaper(pool, config.sessionIdleSeconds, logger);
+  const grpc = await startGrpcServer({
+    address: config.grpcAddr,
+    credentials: serverCredentials(tls ? { ...tls, clientCa: config.tlsClientCa } : undefined),
+    authToken: await readAuthToken(config),
+    observe: config.observeCalls,
+    workerId: config.workerId,
+    maxMessageBytes: config.maxMessageBytes,
+    checkpoints: stores.checkpoints,
+    artifacts,
+    tasks: { pool, limits: { maxOutputBytes: config.maxOutputBytes, maxMessageBytes: config.maxMessageBytes }, maxTimeoutSeconds: config.maxTaskTimeoutSeconds },
+    logger,
+  }).catch((err: unknown) => {
+    throw listenRefused('WORKER_GRPC_ADDR', config.grpcAddr, err);
+  });
+  health.serving = true;
+  if (config.insecure && !isLoopback(config.grpcAddr) && !config.authToken && !config.authTokenFile && !config.tlsClientCa) {
+    logger.warn('WORKER_INSECURE=true: the gRPC API listens off loopback with no token and no client certificates; anyone who reaches it can run code here', { grpc_address: config.grpcAddr });
+  }
+  logListening(config, { grpcPort: grpc.port, httpPort: http.port, publicUrl: stores.publicUrl.value, checkpointStore: config.checkpointStore ?? dirs.checkpoints, interpreter, tls: tls ? (config.tlsClientCa ? 'mTLS' : 'TLS') : 'off' }, logger);
+  const registration = startRegistration(config, grpc.port, interpreter, pool, logger);
+  stopOnSignals({ config, logger, dataLock, sandboxHost, pool, grpc, http, registration, stopReaper, drain: () => (health.draining = true) });
+}
