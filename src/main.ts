@@ -235,6 +235,10 @@ async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> 
 }
 
 async function main(): Promise<void> {
+  if (process.argv.slice(2).includes('--version')) {
+    process.stdout.write(`${WORKER_VERSION}\n`);
+    process.exit(0);
+  }
   let config: WorkerConfig;
   try {
     config = loadConfig(process.argv.slice(2), process.env);
