@@ -7,12 +7,12 @@ UNIT_FILES = $(shell find dist/tests/unit -name '*.test.js' | sort)
 TEST_FILES = $(UNIT_FILES) $(shell find dist/tests -name '*.test.js' -not -path 'dist/tests/unit/*' | sort)
 ARGS ?=
 
-.PHONY: run test test-unit bench build generate lint check-generated system-deps clean
+.PHONY: run test test-unit bench build client-package generate lint check-generated system-deps clean
 
 run: system-deps dist/.built
 	node dist/src/main.js $(ARGS)
 
-test: system-deps dist/.built lint check-generated
+test: system-deps dist/.built client/.built lint check-generated
 	node --test --test-concurrency=1 $(TEST_FILES)
 
 # The fast tier: pure logic, no root, no bubblewrap, no Python.
@@ -35,6 +35,19 @@ node_modules/.installed: package.json package-lock.json
 dist/.built: node_modules/.installed tsconfig.json $(SOURCES)
 	rm -rf dist
 	$(BIN)/tsc -p tsconfig.json
+	@touch $@
+
+# The client as its own npm package in client/ (codegen-mcp-worker-client): the typed client, the
+# CLI and the generated code they import, compiled on their own into client/dist, with only the
+# client's dependencies. `cd client && npm pack` (or npm publish) runs this first.
+CLIENT_SOURCES := $(shell find src/client gen -name '*.ts' 2>/dev/null) src/cli.ts src/version.ts
+
+client-package: client/.built
+
+client/.built: node_modules/.installed tsconfig.json client/tsconfig.json client/package.json $(CLIENT_SOURCES)
+	@[ "$$(node -p 'require("./package.json").version')" = "$$(node -p 'require("./client/package.json").version')" ] || { echo "client/package.json's version differs from package.json's: make them the same"; exit 1; }
+	rm -rf client/dist
+	$(BIN)/tsc -p client/tsconfig.json
 	@touch $@
 
 # What the worker needs from the machine: a Python 3 with pip (pkg.install drives the host's
@@ -62,4 +75,4 @@ check-generated: node_modules/.installed
 	diff -r gen "$$tmp/gen" >/dev/null || { echo "gen/ is stale: run 'make generate' and commit gen/"; exit 1; }
 
 clean:
-	rm -rf dist node_modules .worker-data
+	rm -rf dist node_modules .worker-data client/dist client/.built

@@ -1,16 +1,23 @@
 #!/usr/bin/env node
 import { readFile } from 'node:fs/promises';
-import { credentials } from '@grpc/grpc-js';
 import { Command, Option } from 'commander';
-import { ClientError, Status } from 'nice-grpc';
-import { createWorkerClient, runTask, SessionState, TaskStatus, type WorkerClient } from './client/index.js';
+import { ChannelCredentials, ClientError, createWorkerClient, runTask, SessionState, Status, TaskStatus, type WorkerClient } from './client/index.js';
+import { enumNames } from './client/enumNames.js';
+import { WORKER_VERSION } from './version.js';
 
-/** `codegen-worker`: a command-line client of a worker, for people (and, with --json, scripts). */
+/**
+ * `codegen-worker`: a command-line client of a worker, for people and scripts. A command whose
+ * result is an id (create, restore, checkpoint, destroy --checkpoint) prints that id alone, so
+ * `codegen-worker restore $(codegen-worker checkpoint <session>)` works; --json prints the whole
+ * reply, enums by name.
+ */
 const program = new Command('codegen-worker')
   .description('talk to a CodeGen-MCP worker')
-  .option('-a, --address <host:port>', 'the worker', process.env.WORKER_ADDRESS ?? 'localhost:50052')
-  .option('--json', 'print JSON (one object per line) instead of text')
-  .option('--token <token>', "the worker's WORKER_AUTH_TOKEN (default: $WORKER_AUTH_TOKEN)", process.env.WORKER_AUTH_TOKEN)
+  .version(WORKER_VERSION, '-V, --version', 'print the version')
+  .addOption(new Option('-a, --address <host:port>', 'the worker').env('WORKER_ADDRESS').default('localhost:50052'))
+  .option('--json', 'print JSON instead of text: the whole reply, one object per line, enums by name')
+  // Read from the environment by commander, so --help names the variable but never shows the token.
+  .addOption(new Option('--token <token>', "the worker's WORKER_AUTH_TOKEN").env('WORKER_AUTH_TOKEN'))
   .option('--tls-ca <file>', 'reach the worker over TLS, trusting this CA (PEM)')
   .option('--tls-cert <file>', 'client certificate (PEM), for a worker asking for one (mTLS)')
   .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
@@ -35,14 +42,17 @@ function pairs(values: string[] | undefined): Record<string, string> {
   }));
 }
 
+/** One JSON line, enums by name. */
+const json = (value: unknown) => `${JSON.stringify(value, enumNames)}\n`;
+
 function print(value: unknown, text: string): void {
-  process.stdout.write(globals().json ? `${JSON.stringify(value)}\n` : `${text}\n`);
+  process.stdout.write(globals().json ? json(value) : `${text}\n`);
 }
 
 async function withClient<T>(fn: (client: WorkerClient) => Promise<T>): Promise<T> {
   const { address, token, tlsCa, tlsCert, tlsKey } = globals();
   const read = async (file: string | undefined) => (file ? readFile(file) : null);
-  const tls = tlsCa || tlsCert ? credentials.createSsl(await read(tlsCa), await read(tlsKey), await read(tlsCert)) : undefined;
+  const tls = tlsCa || tlsCert ? ChannelCredentials.createSsl(await read(tlsCa), await read(tlsKey), await read(tlsCert)) : undefined;
   const client = createWorkerClient(address, { token, credentials: tls });
   try {
     return await fn(client);
@@ -82,17 +92,17 @@ program
       const args = pairs(opts.arg);
       if (opts.code !== undefined) args.code = opts.code;
       if (opts.file !== undefined) args.code = await readFile(opts.file, 'utf8');
-      const json = globals().json;
-      const bar = !json && process.stderr.isTTY;
+      const asJson = globals().json;
+      const bar = !asJson && process.stderr.isTTY;
       let result;
       try {
         result = await runTask(tasks, { sessionId, toolName: tool, arguments: args, constraints: { timeoutSeconds: opts.timeout ?? 0, maxMemoryMb: 0, maxCpuPercent: 0 } }, {
           onLog: (log) => {
-            if (json) process.stdout.write(`${JSON.stringify({ log })}\n`);
+            if (asJson) process.stdout.write(json({ log }));
             else (log.source === 'stderr' ? process.stderr : process.stdout).write(`${log.message}\n`);
           },
           onProgress: (progress) => {
-            if (json) process.stdout.write(`${JSON.stringify({ progress })}\n`);
+            if (asJson) process.stdout.write(json({ progress }));
             else if (bar) {
               const filled = Math.round(progress.percentComplete / 5);
               process.stderr.write(`\r[${'#'.repeat(filled)}${' '.repeat(20 - filled)}] ${String(progress.percentComplete).padStart(3)}% ${progress.stage}\x1b[K${progress.percentComplete >= 100 ? '\n' : ''}`);
@@ -107,11 +117,13 @@ program
         }
         throw err;
       }
-      if (json) process.stdout.write(`${JSON.stringify({ result })}\n`);
+      // A task that timed out or was cancelled still has its result: what it printed before.
+      if (asJson) process.stdout.write(json({ result }));
       else if (tool !== 'run.python') for (const [key, value] of Object.entries(result.outputs)) process.stdout.write(`${key}: ${value}\n`);
       if (result.status !== TaskStatus.STATUS_SUCCESS) {
-        if (!json) process.stderr.write(`${TaskStatus[result.status]}${result.error ? `: ${result.error}` : ''}\n`);
-        process.exitCode = result.exitCode || 1;
+        if (!asJson) process.stderr.write(`${TaskStatus[result.status]}${result.error ? `: ${result.error}` : ''}\n`);
+        // 124 on timeout, as timeout(1) does; otherwise the task's exit code.
+        process.exitCode = result.ended === 'timeout' ? 124 : result.exitCode > 0 && result.exitCode < 256 ? result.exitCode : 1;
       }
     }),
   );
@@ -145,7 +157,8 @@ program
   .action(async (sessionId: string, opts: { incremental?: boolean }) =>
     withClient(async ({ sessions }) => {
       const checkpoint = await sessions.checkpointSession({ sessionId, incremental: opts.incremental ?? false });
-      print(checkpoint, `${checkpoint.checkpointId} ${checkpoint.sizeBytes} bytes ${checkpoint.storageUrl}`);
+      // The id alone, for `restore $(codegen-worker checkpoint <session>)`; --json has the size and URL.
+      print(checkpoint, checkpoint.checkpointId);
     }),
   );
 
@@ -162,13 +175,13 @@ program
 
 program
   .command('destroy')
-  .description('destroy a session')
+  .description('destroy a session (with --checkpoint: prints the checkpoint id)')
   .argument('<session>', 'session id')
-  .addOption(new Option('--checkpoint', 'checkpoint it first'))
+  .addOption(new Option('--checkpoint', 'checkpoint it first, and print the checkpoint id'))
   .action(async (sessionId: string, opts: { checkpoint?: boolean }) =>
     withClient(async ({ sessions }) => {
       const destroyed = await sessions.destroySession({ sessionId, createCheckpoint: opts.checkpoint ?? false });
-      print(destroyed, destroyed.checkpointId ? `destroyed (checkpoint ${destroyed.checkpointId})` : 'destroyed');
+      print(destroyed, opts.checkpoint ? destroyed.checkpointId : 'destroyed');
     }),
   );
 

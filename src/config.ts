@@ -187,9 +187,31 @@ export function flagName(envName: string): string {
   return name.toLowerCase().replace(/_/g, '-');
 }
 
+/** A setting's default as its flag takes it (sizes in the flag's unit: MB for `_MB`), or "unset". */
+function shownDefault(s: Setting<unknown>): string {
+  const value = s.fallback();
+  if (value === undefined) return 'unset';
+  const candidates = typeof value === 'number' ? [value, value / (1024 * 1024)] : [value];
+  const given = (candidate: unknown) => {
+    try {
+      return s.parse(String(candidate), s.env) === value;
+    } catch {
+      return false;
+    }
+  };
+  return String(candidates.find(given) ?? value);
+}
+
 export function usage(): string {
-  const rows = Object.values(SETTINGS).map((s) => `  --${flagName(s.env).padEnd(26)} ${s.env.padEnd(32)} ${s.help}`);
-  return ['Usage: codegen-worker [flags]', 'Each flag may instead be set by its environment variable; a flag wins.', '', ...rows].join('\n');
+  const rows = Object.values(SETTINGS).map((s) => `  --${flagName(s.env).padEnd(26)} ${s.env.padEnd(32)} ${s.help} (default: ${shownDefault(s)})`);
+  return [
+    'Usage: codegen-mcp-worker [flags]',
+    'The CodeGen-MCP worker (the gRPC server). Each flag may instead be set by its environment variable; a flag wins.',
+    '',
+    `  --${'help'.padEnd(26)} ${''.padEnd(32)} print this and exit`,
+    `  --${'version'.padEnd(26)} ${''.padEnd(32)} print the version and exit`,
+    ...rows,
+  ].join('\n');
 }
 
 /** Reads flags (winning) and environment variables; throws ConfigError naming the bad value. */

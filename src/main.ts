@@ -14,6 +14,10 @@ import { startWorker } from './worker.js';
 const STARTUP_LIMIT_SECONDS = 120;
 
 async function main(): Promise<void> {
+  if (process.argv.slice(2).includes('--version')) {
+    process.stdout.write(`${WORKER_VERSION}\n`);
+    process.exit(0);
+  }
   let config: WorkerConfig;
   try {
     config = loadConfig(process.argv.slice(2), process.env);

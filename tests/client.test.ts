@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { ClientError, Status } from 'nice-grpc';
 import { createWorkerClient, runTask, TaskStatus } from '../src/client/index.js';
@@ -8,7 +9,8 @@ import { startWorker, type RunningWorker } from './helpers/worker.js';
 let worker: RunningWorker;
 
 before(async () => {
-  worker = await startWorker();
+  // An index that does not exist: pkg.install fails at once (for the failing-task case below).
+  worker = await startWorker({ env: { WORKER_PIP_INDEX_URL: 'file:///nonexistent-package-index' } });
 });
 
 after(async () => worker?.stop());
@@ -23,11 +25,48 @@ test('runTask resolves the final result and passes progress and logs as they arr
     const progress: number[] = [];
     const result = await runTask(client.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'print("a")\nprint("b")' } }, { onLog: (l) => logs.push(l.message), onProgress: (p) => progress.push(p.percentComplete) });
     assert.equal(result.status, TaskStatus.STATUS_SUCCESS);
+    assert.equal(result.ended, 'completed');
     assert.deepEqual(logs, ['a', 'b']);
     assert.deepEqual(progress, [0, 100]);
     const err = await runTask(client.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'import time; time.sleep(10)' } }, { deadline: 500 }).catch((e: unknown) => e);
     assert.ok(err instanceof ClientError && err.code === Status.DEADLINE_EXCEEDED);
     assert.equal((await client.sessions.getCapacity({})).activeSessions, 1);
+  } finally {
+    client.close();
+  }
+});
+
+test('runTask resolves, with what the task printed, for a task that timed out, was cancelled or failed', async () => {
+  const client = createWorkerClient(worker.address);
+  try {
+    const { sessionId } = await client.sessions.createSession({ workspaceId: 'client-ends' });
+    const code = 'print("started", flush=True)\nimport time; time.sleep(60)';
+
+    const timedOut = await runTask(client.tasks, { sessionId, toolName: 'run.python', arguments: { code }, constraints: { timeoutSeconds: 1 } }, { deadline: 30_000 });
+    assert.equal(timedOut.ended, 'timeout');
+    assert.equal(timedOut.status, TaskStatus.STATUS_TIMEOUT);
+    assert.equal(timedOut.outputs.stdout, 'started\n');
+    assert.equal(timedOut.outputs.killed_by, 'timeout');
+    assert.match(timedOut.error, /timeout/);
+
+    const cancel = (log: { message: string }) => {
+      if (log.message === 'started') void client.tasks.cancelTask({ sessionId, taskId: 'to-cancel' });
+    };
+    const cancelled = await runTask(client.tasks, { sessionId, taskId: 'to-cancel', toolName: 'run.python', arguments: { code } }, { onLog: cancel, deadline: 30_000 });
+    assert.equal(cancelled.ended, 'cancelled');
+    assert.equal(cancelled.status, TaskStatus.STATUS_CANCELLED);
+    assert.equal(cancelled.outputs.stdout, 'started\n');
+
+    // pkg.install ends its call INTERNAL after a failed result: the result (pip's output) is kept.
+    const failed = await runTask(client.tasks, { sessionId, toolName: 'pkg.install', arguments: { requirements: 'nothing-here' } }, { deadline: 60_000 });
+    assert.equal(failed.ended, 'completed');
+    assert.equal(failed.status, TaskStatus.STATUS_FAILURE);
+    assert.match(failed.outputs.stderr ?? '', /nothing-here/);
+
+    // No result at all (the call itself fails): a rejection with the call's status.
+    const missing = await runTask(client.tasks, { sessionId: 'session-none', toolName: 'echo', arguments: { message: 'x' } }).catch((e: unknown) => e);
+    assert.ok(missing instanceof ClientError && missing.code === Status.NOT_FOUND);
+    await client.sessions.destroySession({ sessionId });
   } finally {
     client.close();
   }
@@ -61,4 +100,53 @@ test('the CLI drives a real worker: create, run.python with its output streamed,
   const gone = cli('status', sessionId);
   assert.equal(gone.status, 1);
   assert.match(gone.stderr, /NOT_FOUND: session not found/);
+});
+
+test('the CLI prints ids alone, so its commands chain; --json prints enums by name; --version', async () => {
+  const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, '--address', worker.address, ...args], { encoding: 'utf8', timeout: 60_000 });
+  const sh = (script: string) => spawnSync('sh', ['-c', script], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, CLI: `${process.execPath} ${CLI} --address ${worker.address}` } });
+  const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  assert.equal(cli('--version').stdout, `${version}\n`);
+
+  const created = cli('--json', 'create', '--workspace', 'chain');
+  assert.equal(created.status, 0, created.stderr);
+  const session = JSON.parse(created.stdout) as { sessionId: string; state: unknown };
+  assert.equal(session.state, 'SESSION_STATE_READY');
+  assert.equal(cli('run', session.sessionId, 'fs.write', '--arg', 'path=kept.txt', '--arg', 'contents=kept').status, 0);
+
+  // checkpoint → restore, as a shell chains them.
+  const chained = sh(`$CLI status "$($CLI restore "$($CLI checkpoint ${session.sessionId})")"`);
+  assert.equal(chained.status, 0, chained.stderr);
+  assert.match(chained.stdout, /^session-\S+ SESSION_STATE_READY /);
+  const checkpoint = cli('checkpoint', session.sessionId);
+  assert.match(checkpoint.stdout, /^[^\s]+\n$/, 'the checkpoint id alone');
+  const details = JSON.parse(cli('--json', 'checkpoint', session.sessionId).stdout) as { checkpointId: string; sizeBytes: number; storageUrl: string };
+  assert.ok(details.checkpointId && details.sizeBytes > 0 && details.storageUrl, JSON.stringify(details));
+
+  // destroy --checkpoint prints the checkpoint id alone too.
+  const restored = sh(`$CLI run "$($CLI restore "$($CLI destroy --checkpoint ${session.sessionId})")" fs.read --arg path=kept.txt`);
+  assert.equal(restored.status, 0, restored.stderr);
+  assert.match(restored.stdout, /^contents: kept$/m);
+
+  const status = JSON.parse(cli('--json', 'status', chained.stdout.split(' ')[0]!).stdout) as { state: unknown };
+  assert.equal(status.state, 'SESSION_STATE_READY');
+  const capacity = JSON.parse(cli('--json', 'capacity').stdout) as { sessions: { state: unknown }[] };
+  assert.ok(capacity.sessions.length > 0 && capacity.sessions.every((s) => typeof s.state === 'string' && /^SESSION_STATE_/.test(s.state)), JSON.stringify(capacity));
+
+  const lines = (out: string) => out.trim().split('\n').map((l) => JSON.parse(l) as { log?: { level: unknown }; result?: { status: unknown; ended: unknown; outputs: Record<string, string> } });
+  const ran = lines(cli('--json', 'run', chained.stdout.split(' ')[0]!, 'run.python', '--code', 'print("x")').stdout);
+  assert.equal(ran.find((l) => l.log)!.log!.level, 'LOG_LEVEL_INFO');
+  assert.equal(ran.at(-1)!.result!.status, 'STATUS_SUCCESS');
+  assert.equal(ran.at(-1)!.result!.ended, 'completed');
+
+  // A timed-out task: what it printed, how it ended, and exit code 124 (as timeout(1)).
+  const slow = ['run', chained.stdout.split(' ')[0]!, 'run.python', '--timeout', '1', '--code', 'print("started", flush=True)\nimport time; time.sleep(60)'];
+  const timedOut = cli(...slow);
+  assert.equal(timedOut.status, 124);
+  assert.equal(timedOut.stdout, 'started\n');
+  assert.match(timedOut.stderr, /^STATUS_TIMEOUT: /);
+  const timedOutJson = lines(cli('--json', ...slow).stdout).at(-1)!.result!;
+  assert.equal(timedOutJson.status, 'STATUS_TIMEOUT');
+  assert.equal(timedOutJson.ended, 'timeout');
+  assert.equal(timedOutJson.outputs.stdout, 'started\n');
 });
