@@ -8,6 +8,7 @@ import { PythonUnavailableError } from './sandbox/pythonInterpreter.js';
 import { SandboxUnavailableError } from './sandbox/sandboxHost.js';
 import { UidRangeError } from './sandbox/uidRange.js';
 import { StartupRefused } from './startupChecks.js';
+import { WORKER_VERSION } from './version.js';
 import { startWorker } from './worker.js';
 
 /** The longest startup may take before the worker gives up. */

@@ -19,10 +19,10 @@ export const LAYERS: string[][] = [
   ['main.ts'],
 ];
 
-/** The client library stands apart: it ships alone, so it imports only itself and gen/. */
+/** The client library stands apart: it ships alone (client/), so it imports only itself, the version and gen/. */
 export const STANDALONE: Record<string, string[]> = {
-  client: ['client'],
-  'cli.ts': ['client'],
+  client: ['client', 'version.ts'],
+  'cli.ts': ['client', 'version.ts'],
 };
 
 export type ImportGraph = Map<string, string[]>;
