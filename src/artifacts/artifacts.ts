@@ -62,10 +62,7 @@ export class Artifacts {
     const record: ArtifactRecord = { ...facts, checksumSha256: uploaded.sha256, recordedAtMs: Date.now() };
     await this.options.store.saveRecord(record);
     metrics.artifactBytes.inc(record.sizeBytes);
-    if (!session.artifacts.includes(record.artifactId)) {
-      session.artifacts.push(record.artifactId);
-      await session.persist();
-    }
+    await session.recordArtifact(record.artifactId);
     return { artifactId: record.artifactId, storageUrl: this.options.store.storageUrl(record), recordedAtMs: record.recordedAtMs };
   }
 }

@@ -1,5 +1,7 @@
-import { access, mkdir, readdir, readFile, rename as fsRename, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename as fsRename, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { pathExists } from '../storage/pathExists.js';
 
 /**
  * Control groups for sessions and their tasks: memory, CPU quota and process-count limits the
@@ -59,13 +61,6 @@ async function readKeyed(path: string, key: string): Promise<number> {
   return line ? Number(line.split(' ')[1]) : 0;
 }
 
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
-
 async function killProcsIn(procsFiles: string[]): Promise<void> {
   for (let round = 0; round < 50; round++) {
     const pids = (await Promise.all(procsFiles.map((f) => readFile(f, 'utf8').catch(() => ''))))
@@ -80,7 +75,7 @@ async function killProcsIn(procsFiles: string[]): Promise<void> {
         // gone already
       }
     }
-    await new Promise((r) => setTimeout(r, 10));
+    await delay(10);
   }
 }
 
@@ -94,7 +89,7 @@ async function removeDir(dir: string): Promise<void> {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') return;
       if (code !== 'EBUSY') throw err;
-      await new Promise((r) => setTimeout(r, 20));
+      await delay(20);
     }
   }
 }
@@ -123,7 +118,7 @@ class CgroupV1 implements Cgroup {
     const memory = async (memoryDir: string, bytes: number) => {
       await writeFile(join(memoryDir, 'memory.limit_in_bytes'), String(bytes));
       const swap = join(memoryDir, 'memory.memsw.limit_in_bytes');
-      if (await exists(swap)) await writeFile(swap, String(bytes));
+      if (await pathExists(swap)) await writeFile(swap, String(bytes));
     };
     const cpu = async (cpuDir: string, percent: number) => {
       await writeFile(join(cpuDir, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
@@ -262,7 +257,7 @@ async function removeStaleSubtrees(parent: string): Promise<void> {
   for (const entry of entries) {
     const pid = /^codegen-(\d+)$/.exec(entry.name)?.[1];
     if (!entry.isDirectory() || pid === undefined || Number(pid) === process.pid) continue;
-    if (await exists(`/proc/${pid}`)) continue;
+    if (await pathExists(`/proc/${pid}`)) continue;
     await destroyTree(join(parent, entry.name)).catch(() => undefined);
   }
 }
@@ -276,7 +271,7 @@ export async function setUpCgroups(): Promise<CgroupSupport | undefined> {
   const name = `codegen-${process.pid}`;
   const base = '/sys/fs/cgroup';
   try {
-    if (await exists(join(base, 'cgroup.controllers'))) {
+    if (await pathExists(join(base, 'cgroup.controllers'))) {
       // v2: processes may only sit in leaf groups, so the subtree hangs off the root group.
       const controllers = (await readFile(join(base, 'cgroup.controllers'), 'utf8')).trim().split(/\s+/);
       const wanted = ['memory', 'cpu', 'pids'].filter((c) => controllers.includes(c));
@@ -288,7 +283,7 @@ export async function setUpCgroups(): Promise<CgroupSupport | undefined> {
     const dirs: Partial<Record<V1Controller, string>> = {};
     for (const controller of V1_CONTROLLERS) {
       const mount = join(base, controller);
-      if (!(await exists(join(mount, 'cgroup.procs')))) continue;
+      if (!(await pathExists(join(mount, 'cgroup.procs')))) continue;
       const parent = join(mount, own.get(controller) ?? '/');
       await removeStaleSubtrees(parent);
       dirs[controller] = join(parent, name);

@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { access, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { LAUNCHER_ENV } from './launcher.js';
+import { pathExists } from '../storage/pathExists.js';
 
 /** Exit code flock(1) is told to use when someone else holds the lock. */
 const HELD_ELSEWHERE = 75;
@@ -65,7 +66,7 @@ async function readHolder(file: string): Promise<LockHolder | undefined> {
     const holder = JSON.parse(await readFile(`${file}.holder`, 'utf8')) as Partial<LockHolder>;
     if (typeof holder.pid !== 'number') return undefined;
     // Written just after the lock was taken: a holder that no longer runs is an earlier one.
-    if (!(await access(`/proc/${holder.pid}`).then(() => true, () => false))) return undefined;
+    if (!(await pathExists(`/proc/${holder.pid}`))) return undefined;
     return { pid: holder.pid, what: String(holder.what ?? '') };
   } catch {
     return undefined;

@@ -19,6 +19,7 @@ import { sandboxSeccompProgram } from './seccomp.js';
 import { WarmInterpreter, WarmUnavailableError } from './warmInterpreter.js';
 import { ZYGOTE_SOURCE } from './zygote.js';
 import { smallestPositive } from '../limits.js';
+import { deferred } from '../deferred.js';
 
 /** A session's limits (0: none). */
 export interface SessionLimits {
@@ -206,14 +207,14 @@ export class SessionSandbox {
   async pipInstall(requirements: { all: string[]; fromIndex: string[] }, options: RunOptions): Promise<PipInstallResult> {
     // One pip at a time per environment: two writing the same site-packages would corrupt it.
     const previous = this.pipQueue;
-    let release!: () => void;
-    this.pipQueue = new Promise<void>((resolve) => (release = resolve));
+    const done = deferred();
+    this.pipQueue = done.promise;
     try {
       await previous;
       options.signal.throwIfAborted();
       return await this.pipInstallNow(requirements, options);
     } finally {
-      release();
+      done.resolve();
     }
   }
 

@@ -12,20 +12,8 @@ import { handOverFilter, stdioOf } from './runProcess.js';
 import type { ProcessResult, ProcessSpec, RunOptions } from './processSpec.js';
 import { LineSplitter, parseZygoteEvent, ZygoteProtocolError, type ZygoteEvent } from './zygoteProtocol.js';
 import type { Owner } from '../storage/owner.js';
-
-interface Deferred<T> {
-  promise: Promise<T>;
-  resolve(value: T): void;
-  reject(err: Error): void;
-}
-
-function deferred<T>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (err: Error) => void;
-  const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
-  promise.catch(() => undefined);
-  return { promise, resolve, reject };
-}
+import { deferred, type Deferred } from '../deferred.js';
+import { setTimeout as delay } from 'node:timers/promises';
 
 interface ExitInfo {
   code: number | null;
@@ -56,7 +44,6 @@ const HEADER_MS = 5000;
 /** Connections one zygote's socket holds at most (two per run in flight). */
 const MAX_CONNECTIONS = 64;
 
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface ProcStatus {
   uid: number;

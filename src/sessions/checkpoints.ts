@@ -1,16 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import { join, posix, relative } from 'node:path';
-import { SessionState } from '../../gen/codegen/v1/common.js';
+import { join, relative } from 'node:path';
 import { Status } from 'nice-grpc';
 import { errors, faultOf, quoted, WorkerError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { extractArchive, openArchive, sha256Of, writeArchive, type OpenedArchive } from '../storage/checkpointArchive.js';
 import { MissingArchiveError, type CheckpointRecord, type CheckpointStore, type FetchedArchive } from '../storage/checkpointStore.js';
 import { DamagedRecordError } from '../storage/jsonFile.js';
-import { diffTrees, namesIn, scanTree, type Tree } from '../storage/fileTree.js';
+import { diffTrees, linkStaysWithin, namesIn, scanTree, type Tree } from '../storage/fileTree.js';
 import type { Session } from './session.js';
-import { stateName } from './session.js';
+import { storedSessionConfig, type EffectiveSessionConfig } from './sessionConfig.js';
+
+/** A checkpoint's record as sessions/ reads it: the session config in it checked. */
+export type SessionCheckpoint = CheckpointRecord<EffectiveSessionConfig>;
 import { metrics, secondsSince } from '../telemetry/metrics.js';
 import type { SessionPool } from './sessionPool.js';
 
@@ -34,12 +36,8 @@ async function sessionTree(session: Session): Promise<Tree> {
   const tree: Tree = new Map();
   for (const [path, entry] of [...workspace, ...env]) {
     if (path === 'env/pyvenv.cfg') continue; // remade for the interpreter of the restoring worker
-    if (entry.type === 'symlink') {
-      const top = path.split('/')[0]!;
-      const resolved = posix.normalize(posix.join(posix.dirname(path), entry.target!));
-      // Links out of the session (the environment's to the interpreter, or ones the code made) are not restorable.
-      if (entry.target!.startsWith('/') || !(resolved === top || resolved.startsWith(`${top}/`))) continue;
-    }
+    // Links out of the session (the environment's to the interpreter, or ones the code made) are not restorable.
+    if (entry.type === 'symlink' && !linkStaysWithin(path, entry.target!)) continue;
     tree.set(path, entry);
   }
   return tree;
@@ -68,13 +66,9 @@ const workspacePaths = (paths: string[]) => paths.filter((p) => p.startsWith('wo
 export class Checkpoints {
   constructor(private readonly options: CheckpointsOptions) {}
 
-  async checkpoint(sessionId: string, incremental: boolean): Promise<CheckpointRecord> {
+  async checkpoint(sessionId: string, incremental: boolean): Promise<SessionCheckpoint> {
     const session = this.options.pool.get(sessionId);
-    if (session.state !== SessionState.SESSION_STATE_READY) {
-      const why = session.state === SessionState.SESSION_STATE_ACTIVE ? 'checkpoint while tasks run' : 'checkpoint';
-      throw errors.invalidSessionState(sessionId, stateName(session.state), why);
-    }
-    session.settledState = SessionState.SESSION_STATE_CHECKPOINTING;
+    session.beginCheckpoint();
     const started = performance.now();
     const scratch = await this.options.store.scratchDir();
     const checkpointId = `checkpoint-${randomBytes(12).toString('base64url')}`;
@@ -84,7 +78,7 @@ export class Checkpoints {
       const parent = incremental ? session.lastCheckpoint : undefined;
       const { changed, deleted } = diffTrees(parent?.tree ?? new Map(), tree);
       const sinceBaseline = diffTrees(session.baselineTree, tree);
-      const record: CheckpointRecord = {
+      const record: SessionCheckpoint = {
         checkpointId,
         sessionId: session.id,
         createdAtMs: Date.now(),
@@ -116,12 +110,12 @@ export class Checkpoints {
       session.logger.error('checkpoint failed', { error: (err as Error).stack ?? String(err) });
       throw errors.archiveFailed(`could not write the checkpoint (${faultOf(err)}); nothing was kept`);
     } finally {
-      if (session.settledState === SessionState.SESSION_STATE_CHECKPOINTING) session.settledState = SessionState.SESSION_STATE_READY;
+      session.endCheckpoint();
     }
   }
 
   /** A new session with the checkpoint's workspace, packages, workspace_id, user_id and config. */
-  async restore(checkpointId: string): Promise<{ session: Session; record: CheckpointRecord }> {
+  async restore(checkpointId: string): Promise<{ session: Session; record: SessionCheckpoint }> {
     const started = performance.now();
     const chain = await this.chainOf(checkpointId);
     const record = chain[chain.length - 1]!;
@@ -138,7 +132,7 @@ export class Checkpoints {
         if ((await sha256Of(archive.path)) !== link.checksumSha256) throw errors.checkpointCorrupted(link.checkpointId);
         archives.push(await openArchive(archive.path));
       }
-      const session = await this.options.pool.create({ workspaceId: record.workspaceId, userId: record.userId, config: record.config as never });
+      const session = await this.options.pool.create({ workspaceId: record.workspaceId, userId: record.userId, config: record.config });
       try {
         const roots = { workspace: session.sandbox.workspace, env: session.sandbox.environment.root };
         const owners = { workspace: session.sandbox.owner, env: session.sandbox.owner };
@@ -165,21 +159,33 @@ export class Checkpoints {
    * The checkpoint and its parents, oldest first; each missing or damaged link is refused with
    * what is wrong with which checkpoint.
    */
-  private async chainOf(checkpointId: string): Promise<CheckpointRecord[]> {
+  private async chainOf(checkpointId: string): Promise<SessionCheckpoint[]> {
     if (!checkpointId) throw errors.invalidArgument('checkpoint_id is required');
-    const chain: CheckpointRecord[] = [];
+    const chain: SessionCheckpoint[] = [];
     for (let id = checkpointId; id; id = chain[0]!.parentCheckpointId) {
       const child = chain[0];
       if (chain.some((r) => r.checkpointId === id) || chain.length >= MAX_CHAIN) throw errors.checkpointDamaged(Status.INTERNAL, checkpointId, 'its chain of parents loops or is too long');
-      const link = await this.options.store.record(id).catch((err: unknown) => {
-        if (err instanceof DamagedRecordError) throw errors.checkpointDamaged(Status.INTERNAL, id, `its record is damaged (${err.message})`);
-        throw errors.archiveFailed(`the record of checkpoint ${quoted(id)} cannot be read (${faultOf(err)})`);
-      });
+      const link = await this.readLink(id);
       if (!link && !child) throw errors.checkpointNotFound(id);
       if (!link) throw errors.checkpointDamaged(Status.NOT_FOUND, child!.checkpointId, `its parent ${quoted(id)} is no longer in the checkpoint store`);
       chain.unshift(link);
     }
     return chain;
+  }
+
+  /** One checkpoint's record, its config checked; undefined when the store has none. */
+  private async readLink(id: string): Promise<SessionCheckpoint | undefined> {
+    const damaged = (why: string) => errors.checkpointDamaged(Status.INTERNAL, id, `its record is damaged (${why})`);
+    const record = await this.options.store.record(id).catch((err: unknown) => {
+      if (err instanceof DamagedRecordError) throw damaged(err.message);
+      throw errors.archiveFailed(`the record of checkpoint ${quoted(id)} cannot be read (${faultOf(err)})`);
+    });
+    if (!record) return undefined;
+    try {
+      return { ...record, config: storedSessionConfig(record.config) };
+    } catch (err) {
+      throw damaged(faultOf(err));
+    }
   }
 
   /** Keeps the session's newest checkpoints and every parent they need; removes the rest. */

@@ -1,11 +1,12 @@
 import { SessionState } from '../../gen/codegen/v1/common.js';
+import { errors } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { SessionSandbox } from '../sandbox/sessionSandbox.js';
 import type { Tree, TreeEntry } from '../storage/fileTree.js';
 import type { WorkspaceStore } from '../storage/workspaceStore.js';
 import { TaskRegistry } from './taskRegistry.js';
 import type { EffectiveSessionConfig } from './sessionConfig.js';
-import type { SessionRecord } from './sessionRecord.js';
+import type { PersistedTask, SessionRecord } from './sessionRecord.js';
 
 export interface SessionUsage {
   memoryBytes: number;
@@ -13,8 +14,19 @@ export interface SessionUsage {
   diskBytes: number;
 }
 
-/** The states a session is put in; ACTIVE is derived (READY with a task running). */
+/**
+ * A session's life. ACTIVE is not a state of its own: it is READY with a task running.
+ *
+ *     CREATING ──ready()──▶ READY ──beginCheckpoint()──▶ CHECKPOINTING
+ *        │                    ▲ ◀──────endCheckpoint()────────┘
+ *        └──fail()──▶ FAILED  └─ beginTermination() from READY or CHECKPOINTING ──▶ TERMINATING
+ *
+ * Each arrow is a method here and the only way the state changes; any other move is refused.
+ * A checkpoint needs READY with no task running; tasks run in READY/ACTIVE (tasks/prepareTask).
+ */
 type SettledState = SessionState.SESSION_STATE_CREATING | SessionState.SESSION_STATE_READY | SessionState.SESSION_STATE_CHECKPOINTING | SessionState.SESSION_STATE_TERMINATING | SessionState.SESSION_STATE_FAILED;
+
+const { SESSION_STATE_CREATING: CREATING, SESSION_STATE_READY: READY, SESSION_STATE_CHECKPOINTING: CHECKPOINTING, SESSION_STATE_TERMINATING: TERMINATING, SESSION_STATE_FAILED: FAILED } = SessionState;
 
 export interface SessionOptions {
   id: string;
@@ -48,14 +60,13 @@ export class Session {
   readonly logger: Logger;
   readonly createdAtMs: number;
   lastActivityMs: number;
-  settledState: SettledState = SessionState.SESSION_STATE_CREATING;
   readonly tasks: TaskRegistry;
-  readonly artifacts: string[] = [];
-  lastCheckpointId = '';
+  private settled: SettledState = CREATING;
+  private readonly artifactIds: string[] = [];
+  /** The session's previous checkpoint; its tree (the parent of an incremental one) when known. */
+  private previousCheckpoint: { id: string; tree: Tree | undefined } | undefined;
   /** The files as created or restored: what modified_files of a full checkpoint is measured from. */
-  baselineTree: Tree = new Map();
-  /** The session's previous checkpoint: the parent of an incremental one. */
-  lastCheckpoint: { id: string; tree: Tree } | undefined;
+  private baseline: Tree = new Map();
   private sandboxRef: SessionSandbox | undefined;
   private readonly store: WorkspaceStore;
   private persistTimer: NodeJS.Timeout | undefined;
@@ -75,8 +86,31 @@ export class Session {
   }
 
   get state(): SessionState {
-    if (this.settledState === SessionState.SESSION_STATE_READY && this.tasks.activeCount > 0) return SessionState.SESSION_STATE_ACTIVE;
-    return this.settledState;
+    if (this.settled === READY && this.tasks.activeCount > 0) return SessionState.SESSION_STATE_ACTIVE;
+    return this.settled;
+  }
+
+  get artifacts(): readonly string[] {
+    return this.artifactIds;
+  }
+
+  get lastCheckpointId(): string {
+    return this.previousCheckpoint?.id ?? '';
+  }
+
+  /** The previous checkpoint with its tree: what an incremental checkpoint is made against. */
+  get lastCheckpoint(): { id: string; tree: Tree } | undefined {
+    const previous = this.previousCheckpoint;
+    return previous?.tree ? { id: previous.id, tree: previous.tree } : undefined;
+  }
+
+  get baselineTree(): Tree {
+    return this.baseline;
+  }
+
+  private move(from: readonly SettledState[], to: SettledState, doing: string): void {
+    if (!from.includes(this.settled)) throw errors.invalidSessionState(this.id, stateName(this.state), doing);
+    this.settled = to;
   }
 
   get sandbox(): SessionSandbox {
@@ -84,9 +118,46 @@ export class Session {
     return this.sandboxRef;
   }
 
+  /** CREATING → READY: the session's sandbox is made (or, adopted, made again). */
   ready(sandbox: SessionSandbox): void {
+    this.move([CREATING], READY, 'become ready');
     this.sandboxRef = sandbox;
-    this.settledState = SessionState.SESSION_STATE_READY;
+  }
+
+  /** CREATING → FAILED: the sandbox could not be made; the session is about to be dropped. */
+  fail(): void {
+    this.move([CREATING], FAILED, 'fail');
+  }
+
+  /** READY (no task running) → CHECKPOINTING. */
+  beginCheckpoint(): void {
+    if (this.state === SessionState.SESSION_STATE_ACTIVE) throw errors.invalidSessionState(this.id, stateName(this.state), 'checkpoint while tasks run');
+    this.move([READY], CHECKPOINTING, 'checkpoint');
+  }
+
+  /** CHECKPOINTING → READY; a session being destroyed meanwhile stays TERMINATING. */
+  endCheckpoint(): void {
+    if (this.settled === CHECKPOINTING) this.settled = READY;
+  }
+
+  /** READY or CHECKPOINTING → TERMINATING: the first step of destroying it; a second destroy is refused. */
+  beginTermination(): void {
+    this.move([READY, CHECKPOINTING], TERMINATING, 'destroy the session');
+  }
+
+  /** What a record of an earlier run says of the session beyond its identity: tasks, artifacts, checkpoints. */
+  async resume(record: SessionRecord, tasks: PersistedTask[]): Promise<void> {
+    this.tasks.restore(tasks);
+    this.artifactIds.push(...record.artifacts);
+    if (record.lastCheckpointId) this.previousCheckpoint = { id: record.lastCheckpointId, tree: undefined };
+    await this.loadTrees();
+  }
+
+  /** An artifact recorded for the session (kept once, on disk before the client hears of it). */
+  async recordArtifact(artifactId: string): Promise<void> {
+    if (this.artifactIds.includes(artifactId)) return;
+    this.artifactIds.push(artifactId);
+    await this.persist();
   }
 
   /** Ends every process of the session and releases its sandbox (its files stay). */
@@ -113,25 +184,24 @@ export class Session {
 
   /** A checkpoint made or restored: remembered, on disk too, as the parent of the next incremental one. */
   async rememberCheckpoint(id: string, tree: Tree): Promise<void> {
-    this.lastCheckpoint = { id, tree };
-    this.lastCheckpointId = id;
+    this.previousCheckpoint = { id, tree };
     await this.store.writeExtra(this.id, CHECKPOINT_TREE, { id, entries: [...tree] });
     await this.persist();
   }
 
   /** The files a restore made: what modified_files is measured from. */
   async rememberBaseline(tree: Tree): Promise<void> {
-    this.baselineTree = tree;
+    this.baseline = tree;
     await this.store.writeExtra(this.id, BASELINE_TREE, [...tree]);
   }
 
   /** The checkpoint trees an earlier run wrote (for an adopted session). */
-  async loadTrees(): Promise<void> {
+  private async loadTrees(): Promise<void> {
     const isEntries = (v: unknown) => Array.isArray(v) && v.every((e) => Array.isArray(e) && typeof e[0] === 'string' && typeof e[1] === 'object');
     const checkpoint = await this.store.readExtra<{ id: string; entries: [string, TreeEntry][] }>(this.id, CHECKPOINT_TREE, (v) => typeof (v as { id?: unknown })?.id === 'string' && isEntries((v as { entries?: unknown }).entries)).catch(() => undefined);
-    if (checkpoint && checkpoint.id === this.lastCheckpointId) this.lastCheckpoint = { id: checkpoint.id, tree: new Map(checkpoint.entries) };
+    if (checkpoint && checkpoint.id === this.lastCheckpointId) this.previousCheckpoint = { id: checkpoint.id, tree: new Map(checkpoint.entries) };
     const baseline = await this.store.readExtra<[string, TreeEntry][]>(this.id, BASELINE_TREE, isEntries).catch(() => undefined);
-    if (baseline) this.baselineTree = new Map(baseline);
+    if (baseline) this.baseline = new Map(baseline);
   }
 
   /** What is kept on disk of the session. */
@@ -148,9 +218,9 @@ export class Session {
       diskMb: this.sandboxRef?.diskMb ?? 0,
       diskBaselineBytes: this.sandboxRef?.diskBaselineBytes ?? 0,
       lastCheckpointId: this.lastCheckpointId,
-      artifacts: [...this.artifacts],
+      artifacts: [...this.artifactIds],
       tasks: this.tasks.snapshot(),
-      state: this.settledState === SessionState.SESSION_STATE_TERMINATING ? 'TERMINATING' : 'READY',
+      state: this.settled === TERMINATING ? 'TERMINATING' : 'READY',
     };
   }
 
@@ -167,7 +237,7 @@ export class Session {
 
   /** Writes the record soon (task bookkeeping: atomic, not fsynced, one write per burst). */
   schedulePersist(): void {
-    if (this.persistTimer || this.settledState === SessionState.SESSION_STATE_CREATING) return;
+    if (this.persistTimer || this.settled === CREATING) return;
     this.persistTimer = setTimeout(() => {
       this.persistTimer = undefined;
       void this.write(false);

@@ -53,3 +53,26 @@ export function effectiveSessionConfig(config: SessionConfig | undefined): Effec
     env: { ...env },
   };
 }
+
+/**
+ * A config read back from disk or a checkpoint store (written by an earlier worker, perhaps an
+ * older one): its shape checked, then the same checks as a CreateSession's. Throws when damaged.
+ */
+export function storedSessionConfig(value: unknown): EffectiveSessionConfig {
+  const config = value as Partial<Record<keyof EffectiveSessionConfig, unknown>> | null;
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!isObject(config) || typeof config.language !== 'string' || !isObject(config.limits) || !isObject(config.env)) throw new Error('the session config is damaged');
+  const limits = config.limits;
+  const number = (name: string) => {
+    const v = limits[name] ?? 0;
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`the session config's limits.${name} is not a number`);
+    return v;
+  };
+  const env = config.env;
+  if (!Object.values(env).every((v) => typeof v === 'string')) throw new Error("the session config's env holds a value that is not a string");
+  return effectiveSessionConfig({
+    language: config.language,
+    limits: { maxMemoryMb: number('maxMemoryMb'), maxCpuPercent: number('maxCpuPercent'), maxDiskMb: number('maxDiskMb'), timeoutSeconds: number('timeoutSeconds') },
+    env: env as Record<string, string>,
+  });
+}

@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { SessionState, type SessionConfig } from '../../gen/codegen/v1/common.js';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { SessionConfig } from '../../gen/codegen/v1/common.js';
 import { errors, faultOf, WorkerError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { unmountDiskImage } from '../sandbox/diskImage.js';
 import type { SandboxHost } from '../sandbox/sandboxHost.js';
 import type { SessionLimits } from '../sandbox/sessionSandbox.js';
 import type { WorkspaceStore } from '../storage/workspaceStore.js';
-import { Session, stateName } from './session.js';
+import { Session } from './session.js';
 import { effectiveSessionConfig, type EffectiveSessionConfig } from './sessionConfig.js';
 import { cutOff, parseSessionRecord, type SessionRecord } from './sessionRecord.js';
 import { SpareSessions } from './spareSessions.js';
@@ -83,7 +84,7 @@ export class SessionPool {
       session.ready(await this.options.sandboxHost.activate(prepared, id, dirs, config.env, limits));
       await session.persist(false);
     } catch (err) {
-      session.settledState = SessionState.SESSION_STATE_FAILED;
+      session.fail();
       this.sessions.delete(id);
       await session.disposeSandbox().catch(() => undefined);
       await this.options.store.remove(id).catch(() => undefined);
@@ -113,10 +114,7 @@ export class SessionPool {
   /** Cancels the session's running tasks, waits for them to end, then removes its files. */
   async destroy(sessionId: string, reason = 'destroyed by DestroySession'): Promise<void> {
     const session = this.get(sessionId);
-    if (session.settledState === SessionState.SESSION_STATE_TERMINATING) {
-      throw errors.invalidSessionState(sessionId, stateName(session.state), 'destroy the session');
-    }
-    session.settledState = SessionState.SESSION_STATE_TERMINATING;
+    session.beginTermination();
     try {
       // A restart in the middle finishes the destruction rather than bringing the session back.
       await session.persist();
@@ -140,12 +138,13 @@ export class SessionPool {
 
   /** Resolves true once no session runs a task, false if `ms` pass first. */
   async waitForIdle(ms: number): Promise<boolean> {
-    const deadline = Date.now() + ms;
-    while (this.list().some((s) => s.tasks.activeCount > 0)) {
-      if (Date.now() >= deadline) return false;
-      await new Promise((r) => setTimeout(r, 50));
+    const timer = new AbortController();
+    const idle = Promise.all(this.list().map((s) => s.tasks.idle())).then(() => true);
+    try {
+      return await Promise.race([idle, delay(ms, false, { signal: timer.signal }).catch(() => false)]);
+    } finally {
+      timer.abort();
     }
-    return true;
   }
 
   /**
@@ -208,10 +207,7 @@ export class SessionPool {
     const tasks = record.tasks.map((t) => cutOff(t, now));
     const cut = tasks.filter((t, i) => t !== record.tasks[i]);
     for (const task of cut) session.logger.warn('task cut off: the worker restarted during the task', { task_id: task.taskId, tool: task.toolName });
-    session.tasks.restore(tasks);
-    session.artifacts.push(...record.artifacts);
-    session.lastCheckpointId = record.lastCheckpointId;
-    await session.loadTrees();
+    await session.resume(record, tasks);
     const dirs = this.options.store.directories(record.id);
     const limits = { ...this.limitsOf(record.config), maxDiskMb: record.diskMb };
     session.ready(await this.options.sandboxHost.adopt(record.id, dirs, record.config.env, limits, { uid: record.uid, diskBaselineBytes: record.diskBaselineBytes }));

@@ -1,6 +1,6 @@
 import { TaskStatus } from '../../gen/codegen/v1/common.js';
 import { parseRecord } from '../storage/jsonFile.js';
-import { effectiveSessionConfig, type EffectiveSessionConfig } from './sessionConfig.js';
+import { storedSessionConfig, type EffectiveSessionConfig } from './sessionConfig.js';
 
 /**
  * What is kept of a session on disk (`session.json`), written atomically on every change, so a
@@ -69,7 +69,7 @@ export function parseSessionRecord(raw: string, expectedId: string): SessionReco
   const record = parseRecord<SessionRecord>(raw, isSessionRecord);
   if (record.id !== expectedId) throw new Error(`it names session ${record.id.slice(0, 80)}, not the directory's`);
   // The config goes through the same checks as a CreateSession's (it may be older than them).
-  record.config = effectiveSessionConfig({ language: record.config.language, limits: record.config.limits, env: record.config.env });
+  record.config = storedSessionConfig(record.config);
   return record;
 }
 

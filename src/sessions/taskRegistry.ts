@@ -2,6 +2,7 @@ import { TaskStatus } from '../../gen/codegen/v1/common.js';
 import { errors } from '../errors.js';
 import type { PersistedTask } from './sessionRecord.js';
 import { TaskAbort, type TaskAbortKind } from './taskAbort.js';
+import { deferred, type Deferred } from '../deferred.js';
 
 export interface TaskRecord {
   readonly taskId: string;
@@ -23,7 +24,7 @@ class LiveTask implements TaskRecord {
   endTimeMs = 0;
   status = TaskStatus.STATUS_RUNNING;
   private controllerRef: AbortController | undefined;
-  private waiting: { promise: Promise<void>; resolve: () => void } | undefined;
+  private waiting: Deferred<void> | undefined;
 
   constructor(
     readonly taskId: string,
@@ -41,11 +42,7 @@ class LiveTask implements TaskRecord {
 
   get ended(): Promise<void> {
     if (this.endTimeMs > 0) return Promise.resolve();
-    if (!this.waiting) {
-      let resolve!: () => void;
-      const promise = new Promise<void>((r) => (resolve = r));
-      this.waiting = { promise, resolve };
-    }
+    this.waiting ??= deferred();
     return this.waiting.promise;
   }
 
@@ -63,6 +60,7 @@ export type CancelOutcome = 'canceled' | 'not_found' | 'already_finished';
 export class TaskRegistry {
   private readonly running = new Map<string, LiveTask>();
   private readonly finished = new Map<string, TaskRecord>();
+  private idleWaiters: Deferred<void> | undefined;
   /** Called after every start and finish (the session persists its record). */
   onChange: () => void = () => undefined;
 
@@ -99,6 +97,10 @@ export class TaskRegistry {
     this.finished.set(record.taskId, record);
     while (this.finished.size > this.historyLimit) this.finished.delete(this.finished.keys().next().value!);
     live.markEnded();
+    if (this.running.size === 0) {
+      this.idleWaiters?.resolve();
+      this.idleWaiters = undefined;
+    }
     this.onChange();
   }
 
@@ -123,6 +125,13 @@ export class TaskRegistry {
   recentTaskIds(): string[] {
     const byStart = (a: TaskRecord, b: TaskRecord) => b.startTimeMs - a.startTimeMs;
     return [...[...this.running.values()].sort(byStart), ...[...this.finished.values()].reverse()].map((r) => r.taskId);
+  }
+
+  /** Resolves once no task runs (at once when none does). */
+  idle(): Promise<void> {
+    if (this.running.size === 0) return Promise.resolve();
+    this.idleWaiters ??= deferred();
+    return this.idleWaiters.promise;
   }
 
   /** Aborts every running task and waits until each has ended. */

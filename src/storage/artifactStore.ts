@@ -1,8 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
@@ -11,6 +11,8 @@ import { hasFields, readJsonFile, writeJsonAtomically } from './jsonFile.js';
 import { createS3Client, isMissingObject, readJsonObject, writeJsonObject } from './s3Client.js';
 import type { S3Location } from './s3Client.js';
 import { INCOMING } from './dataDirectory.js';
+import { HashingStream, hashOf, TooManyBytesError } from './hashingStream.js';
+import { pathExists } from './pathExists.js';
 
 /** What a signed upload URL allows: one PUT of at most maxBytes of contentType until expiresAtMs. */
 export interface UploadGrant {
@@ -114,41 +116,27 @@ export class LocalArtifactStore implements ArtifactStore {
     if (!claim) return 'exists';
     await claim.close();
     // Stored before claims existed: as taken.
-    if (await stat(this.path(grant.artifactId, '.bin')).then(() => true, () => false)) return 'exists';
+    if (await pathExists(this.path(grant.artifactId, '.bin'))) return 'exists';
     const temporary = join(this.dir, '.incoming', `${grant.artifactId}.${randomBytes(6).toString('hex')}`);
-    const hash = createHash('sha256');
-    let received = 0;
-    let tooLarge = false;
-    const counter = new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        received += chunk.length;
-        if (received > grant.maxBytes) {
-          tooLarge = true;
-          done(new Error('upload larger than allowed'));
-          return;
-        }
-        hash.update(chunk);
-        done(null, chunk);
-      },
-    });
+    const counter = new HashingStream(grant.maxBytes);
     try {
       await pipeline(body, counter, createWriteStream(temporary, { flags: 'wx', mode: 0o600 }));
-      if (declaredLength !== undefined && received !== declaredLength) throw new Error('upload ended early');
+      if (declaredLength !== undefined && counter.size !== declaredLength) throw new Error('upload ended early');
       if ((body as { complete?: boolean }).complete === false) throw new Error('upload ended early');
-      await writeJsonAtomically(this.path(grant.artifactId, '.upload.json'), { sizeBytes: received, sha256: hash.digest('hex'), sessionId: grant.sessionId });
+      await writeJsonAtomically(this.path(grant.artifactId, '.upload.json'), { sizeBytes: counter.size, sha256: counter.sha256(), sessionId: grant.sessionId });
       await rename(temporary, this.path(grant.artifactId, '.bin'));
       return 'stored';
-    } catch {
+    } catch (err) {
       await rm(temporary, { force: true });
       await rm(this.path(grant.artifactId, '.upload.json'), { force: true });
       await rm(this.path(grant.artifactId, '.claim'), { force: true });
-      return tooLarge ? 'too_large' : 'incomplete';
+      return err instanceof TooManyBytesError ? 'too_large' : 'incomplete';
     }
   }
 
   async uploaded(artifactId: string): Promise<UploadedBytes | undefined> {
     if (!ARTIFACT_ID.test(artifactId)) return undefined;
-    if (!(await stat(this.path(artifactId, '.bin')).then(() => true, () => false))) return undefined;
+    if (!(await pathExists(this.path(artifactId, '.bin')))) return undefined;
     return readJsonFile<UploadedBytes>(this.path(artifactId, '.upload.json'), isUploadedBytes);
   }
 
@@ -215,13 +203,8 @@ export class S3ArtifactStore implements ArtifactStore {
     try {
       // One GET gives the size, the session and (streamed through a hash) the checksum.
       const object = await this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(artifactId) }));
-      const hash = createHash('sha256');
-      let sizeBytes = 0;
-      for await (const chunk of object.Body as Readable) {
-        hash.update(chunk as Buffer);
-        sizeBytes += (chunk as Buffer).length;
-      }
-      return { sizeBytes, sha256: hash.digest('hex'), sessionId: object.Metadata?.session };
+      const { sha256, size } = await hashOf(object.Body as Readable);
+      return { sizeBytes: size, sha256, sessionId: object.Metadata?.session };
     } catch (err) {
       if (isMissingObject(err)) return undefined;
       throw err;

@@ -1,16 +1,15 @@
 import { ZipArchive, type ArchiverError, type EntryData } from 'archiver';
-import { createHash } from 'node:crypto';
 import { constants, createReadStream, createWriteStream } from 'node:fs';
 import { lchown, mkdir, open as openFile, symlink, type FileHandle } from 'node:fs/promises';
-import { posix } from 'node:path';
-import { Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import unzipper from 'unzipper';
 import { errors, faultOf, quoted } from '../errors.js';
 import { at, errnoOf, inDirectoryNoFollow, openRegularFileNoFollow, openTrustedDirectory } from './beneath.js';
 import type { Owner } from './owner.js';
-import type { Tree } from './fileTree.js';
+import { linkStaysWithin, type Tree } from './fileTree.js';
 import { removeEntry } from './removeTree.js';
+import { HashingStream, hashOf } from './hashingStream.js';
 
 /**
  * The checkpoint archive: a zip of `workspace/...` and `env/...` entries (files with their modes,
@@ -90,15 +89,7 @@ export async function writeArchive(file: string, roots: ArchiveRoots, tree: Tree
 async function writeArchiveFrom(file: string, roots: OpenRoots, tree: Tree, include: string[], deleted: string[], metadata: object): Promise<{ sha256: string; size: number }> {
   // Level 1: checkpoints are written while the session waits; speed over the last few percent.
   const archive = new ZipArchive({ zlib: { level: 1 } });
-  const hash = createHash('sha256');
-  let size = 0;
-  const hasher = new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      hash.update(chunk);
-      size += chunk.length;
-      done(null, chunk);
-    },
-  });
+  const hasher = new HashingStream();
   const output = createWriteStream(file, { flags: 'wx', mode: 0o600 });
   const written = pipeline(archive, hasher, output);
   written.catch(() => undefined);
@@ -131,14 +122,12 @@ async function writeArchiveFrom(file: string, roots: OpenRoots, tree: Tree, incl
   const handle = await openFile(file, 'r');
   await handle.sync();
   await handle.close();
-  return { sha256: hash.digest('hex'), size };
+  return { sha256: hasher.sha256(), size: hasher.size };
 }
 
 /** sha256 of a file, streamed. */
 export async function sha256Of(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(file), hash);
-  return hash.digest('hex');
+  return (await hashOf(createReadStream(file))).sha256;
 }
 
 interface ArchiveEntry {
@@ -168,9 +157,7 @@ function checkPath(path: string): string {
 
 /** A symlink may only point (relatively) to somewhere inside its own tree. */
 function checkLink(path: string, target: string): void {
-  const [top] = path.split('/');
-  const resolved = posix.normalize(posix.join(posix.dirname(path), target));
-  if (target.startsWith('/') || target.includes('\0') || !(resolved === top || resolved.startsWith(`${top}/`))) {
+  if (!linkStaysWithin(path, target)) {
     throw errors.invalidArgument(`checkpoint archive symlink ${quoted(path, 200)} points outside the session (${quoted(target, 200)})`);
   }
 }

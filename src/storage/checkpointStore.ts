@@ -9,8 +9,11 @@ import { hasFields, readJsonFile, writeJsonAtomically } from './jsonFile.js';
 import { createS3Client, isMissingObject, readJsonObject, writeJsonObject, type S3Location } from './s3Client.js';
 import { INCOMING } from './dataDirectory.js';
 
-/** What is recorded beside each checkpoint archive. */
-export interface CheckpointRecord {
+/**
+ * What is recorded beside each checkpoint archive. The store keeps the session's config as it
+ * was given (`unknown` here); sessions/ checks it when it reads a record back (SessionCheckpoint).
+ */
+export interface CheckpointRecord<Config = unknown> {
   checkpointId: string;
   sessionId: string;
   createdAtMs: number;
@@ -19,7 +22,7 @@ export interface CheckpointRecord {
   modifiedFiles: string[];
   workspaceId: string;
   userId: string;
-  config: unknown;
+  config: Config;
   parentCheckpointId: string;
   sizeBytes: number;
   storageUrl: string;

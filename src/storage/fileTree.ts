@@ -1,5 +1,6 @@
 import type { Stats } from 'node:fs';
 import { lstat, readdir, readlink, type FileHandle } from 'node:fs/promises';
+import { posix } from 'node:path';
 import { errors } from '../errors.js';
 import { at, inDirectoryNoFollow, openChildDirectory, openTrustedDirectory } from './beneath.js';
 
@@ -139,4 +140,14 @@ export async function namesIn(root: string, segments: string[]): Promise<string[
   } finally {
     await top.close();
   }
+}
+
+/**
+ * Whether a symlink at `path` (relative, `top/...`) points, relatively, somewhere inside its own
+ * top directory: what a checkpoint keeps and a restore accepts.
+ */
+export function linkStaysWithin(path: string, target: string): boolean {
+  const [top] = path.split('/');
+  const resolved = posix.normalize(posix.join(posix.dirname(path), target));
+  return !target.startsWith('/') && !target.includes('\0') && (resolved === top || resolved.startsWith(`${top}/`));
 }
