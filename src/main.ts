@@ -4,7 +4,7 @@ import { setLogger } from '@grpc/grpc-js';
 import { ConfigError, HelpRequested, loadConfig, type WorkerConfig } from './config.js';
 import { faultOf } from './errors.js';
 import { createLogger } from './logger.js';
-import { PythonUnavailableError } from './sandbox/pythonInterpreter.js';
+import { PythonUnavailableError } from './sandbox/python/pythonInterpreter.js';
 import { SandboxUnavailableError } from './sandbox/sandboxHost.js';
 import { UidRangeError } from './sandbox/uidRange.js';
 import { StartupRefused } from './startupChecks.js';

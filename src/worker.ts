@@ -17,7 +17,7 @@ import { opsRoutes } from './http/opsRequests.js';
 import type { Logger } from './logger.js';
 import { HostLock } from './sandbox/hostLock.js';
 import { findOnPath } from './sandbox/hostTools.js';
-import { resolvePythonInterpreter, type PythonInterpreter } from './sandbox/pythonInterpreter.js';
+import { PythonLanguage } from './sandbox/python/pythonLanguage.js';
 import { SandboxHost } from './sandbox/sandboxHost.js';
 import { Checkpoints } from './sessions/checkpoints.js';
 import { startIdleReaper } from './sessions/idleReaper.js';
@@ -76,12 +76,11 @@ function updateSessionGauges(pool: SessionPool, maxSessions: number): void {
   metrics.capacity.set(maxSessions);
 }
 
-async function startSandbox(config: WorkerConfig, dirs: DataDirectory, interpreter: PythonInterpreter, logger: Logger): Promise<SandboxHost> {
+async function startSandbox(config: WorkerConfig, dirs: DataDirectory, language: PythonLanguage, logger: Logger): Promise<SandboxHost> {
   const sandboxHost = await SandboxHost.create({
     mode: config.sandbox,
     allowNetwork: config.allowNetwork,
-    interpreter,
-    pipIndexUrl: config.pipIndexUrl,
+    language,
     dirs,
     maxProcesses: config.maxProcesses,
     maxTaskOutputBytes: config.maxTaskOutputBytes,
@@ -145,7 +144,7 @@ function sweepArtifactsHourly(store: ArtifactStore, retentionHours: number, logg
   sweep.unref();
 }
 
-function startRegistration(config: WorkerConfig, port: number, interpreter: PythonInterpreter, pool: SessionPool, logger: Logger): Registration | undefined {
+function startRegistration(config: WorkerConfig, port: number, language: PythonLanguage, pool: SessionPool, logger: Logger): Registration | undefined {
   if (!config.coordinatorAddr) return undefined;
   const [grpcHost] = splitHostPort(config.grpcAddr);
   const registration = new Registration({
@@ -153,7 +152,7 @@ function startRegistration(config: WorkerConfig, port: number, interpreter: Pyth
     workerId: config.workerId,
     maxSessions: config.maxSessions,
     grpcAddress: config.advertiseAddr ?? `${grpcHost === '0.0.0.0' || grpcHost === '::' ? hostname() : grpcHost}:${port}`,
-    metadata: { version: WORKER_VERSION, hostname: hostname(), languages: SUPPORTED_LANGUAGES.join(','), python_version: interpreter.version, tools: [...TOOLS.keys()].join(',') },
+    metadata: { version: WORKER_VERSION, hostname: hostname(), languages: SUPPORTED_LANGUAGES.join(','), python_version: language.interpreter.version, tools: [...TOOLS.keys()].join(',') },
     sessionIds: () => pool.list().map((s) => s.id),
     token: config.coordinatorAuthToken,
     credentials: coordinatorCredentials(config),
@@ -164,7 +163,7 @@ function startRegistration(config: WorkerConfig, port: number, interpreter: Pyth
 }
 
 /** The line an operator looks for: where the worker listens and how it is set up. */
-function logListening(config: WorkerConfig, where: { grpcPort: number; httpPort: number; publicUrl: string | undefined; checkpointStore: string; interpreter: PythonInterpreter; tls: string }, logger: Logger): void {
+function logListening(config: WorkerConfig, where: { grpcPort: number; httpPort: number; publicUrl: string | undefined; checkpointStore: string; language: PythonLanguage; tls: string }, logger: Logger): void {
   logger.info('worker listening', {
     worker_id: config.workerId,
     grpc_address: config.grpcAddr,
@@ -173,8 +172,7 @@ function logListening(config: WorkerConfig, where: { grpcPort: number; httpPort:
     public_url: where.publicUrl,
     data_dir: config.dataDir,
     checkpoint_store: where.checkpointStore,
-    python: where.interpreter.executable,
-    python_version: where.interpreter.version,
+    ...where.language.describe(),
     max_sessions: config.maxSessions,
     tls: where.tls,
     auth: config.authToken || config.authTokenFile ? 'bearer token' : 'none',
@@ -244,9 +242,9 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   const dirs = dataDirectory(config.dataDir);
   const dataLock = await lockDataDirectory(dirs);
   await startTracing('codegen-mcp-worker', { 'service.instance.id': config.workerId, 'service.version': WORKER_VERSION });
-  const interpreter = await resolvePythonInterpreter(config.python);
-  if (interpreter.pipVersion === undefined) logger.warn('the host Python has no pip: pkg.install will fail', { python: interpreter.executable });
-  const sandboxHost = await startSandbox(config, dirs, interpreter, logger);
+  const language = await PythonLanguage.resolve(config.python, { pipIndexUrl: config.pipIndexUrl, pipCache: dirs.pipCache });
+  if (language.interpreter.pipVersion === undefined) logger.warn('the host Python has no pip: pkg.install will fail', { python: language.interpreter.executable });
+  const sandboxHost = await startSandbox(config, dirs, language, logger);
   const pool = await startSessions(config, dirs, sandboxHost, logger);
   const stores = await openStores(config, dirs, pool, logger);
 
@@ -284,7 +282,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   if (config.insecure && !isLoopback(config.grpcAddr) && !config.authToken && !config.authTokenFile && !config.tlsClientCa) {
     logger.warn('WORKER_INSECURE=true: the gRPC API listens off loopback with no token and no client certificates; anyone who reaches it can run code here', { grpc_address: config.grpcAddr });
   }
-  logListening(config, { grpcPort: grpc.port, httpPort: http.port, publicUrl: stores.publicUrl.value, checkpointStore: config.checkpointStore ?? dirs.checkpoints, interpreter, tls: tls ? (config.tlsClientCa ? 'mTLS' : 'TLS') : 'off' }, logger);
-  const registration = startRegistration(config, grpc.port, interpreter, pool, logger);
+  logListening(config, { grpcPort: grpc.port, httpPort: http.port, publicUrl: stores.publicUrl.value, checkpointStore: config.checkpointStore ?? dirs.checkpoints, language, tls: tls ? (config.tlsClientCa ? 'mTLS' : 'TLS') : 'off' }, logger);
+  const registration = startRegistration(config, grpc.port, language, pool, logger);
   stopOnSignals({ config, logger, dataLock, sandboxHost, pool, grpc, http, registration, stopReaper, drain: () => (health.draining = true) });
 }

@@ -48,3 +48,23 @@ export interface ProcessResult {
   /** The process was killed for printing more than maxOutputBytes. */
   outputLimitExceeded: boolean;
 }
+
+/** A session's limits (0: none). */
+export interface SessionLimits {
+  maxMemoryMb: number;
+  maxCpuPercent: number;
+  maxDiskMb: number;
+}
+
+/** What one task may narrow (0: the session's). */
+export interface TaskLimits {
+  maxMemoryMb?: number | undefined;
+  maxCpuPercent?: number | undefined;
+}
+
+export type KilledBy = 'memory' | 'cpu' | 'disk' | 'output';
+
+export interface SandboxedResult extends ProcessResult {
+  /** Which limit ended the process, when one did. */
+  killedBy: KilledBy | undefined;
+}

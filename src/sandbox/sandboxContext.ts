@@ -1,17 +1,17 @@
 import type { Logger } from '../logger.js';
 import type { CgroupSupport } from './cgroups.js';
 import type { HostTools } from './launcher.js';
-import type { PythonInterpreter } from './pythonInterpreter.js';
+import type { Language } from './language.js';
 
 export type SandboxMode = 'bwrap' | 'none';
 
 export interface SandboxHostOptions {
   mode: SandboxMode;
   allowNetwork: boolean;
-  interpreter: PythonInterpreter;
-  pipIndexUrl: string | undefined;
+  /** The language of the worker's sessions. */
+  language: Language;
   /** The worker's directories the sandbox uses (see storage/dataDirectory.ts). */
-  dirs: { scratch: string; pipCache: string; diskTemplates: string };
+  dirs: { scratch: string; diskTemplates: string };
   /** Processes one session may have at once. */
   maxProcesses: number;
   /** Output (both streams) a task may print before it is killed. */

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chown, lstat, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { removeTree } from '../storage/removeTree.js';
 import { sessionLayout, type SessionDirectories } from '../storage/workspaceStore.js';
@@ -7,9 +7,9 @@ import { setUpCgroups, type Cgroup, type CgroupSupport } from './cgroups.js';
 import { makeDiskImage, mountDiskImage, probeDiskImages, unmountDiskImage, usedBytes } from './diskImage.js';
 import { findOnPath } from './hostTools.js';
 import type { HostTools } from './launcher.js';
-import { createPythonEnvironment, pythonEnvironmentAt } from './pythonEnvironment.js';
 import type { SandboxContext, SandboxHostOptions } from './sandboxContext.js';
-import { SessionSandbox, type SessionLimits } from './sessionSandbox.js';
+import type { SessionLimits } from './processSpec.js';
+import { SessionSandbox } from './sessionSandbox.js';
 import { sandboxSeccompProgram } from './seccomp.js';
 import { claimUidRange, type UidRange } from './uidRange.js';
 import type { Owner } from '../storage/owner.js';
@@ -62,7 +62,7 @@ export class SandboxHost implements SandboxContext {
       // Scratch space of pkg.install steps; what an earlier run left there is dropped.
       await removeTree(options.dirs.scratch);
       await mkdir(options.dirs.scratch, { recursive: true });
-      await preparePipCache(options.dirs.pipCache, uids ? { uid: uids.base, gid: uids.base } : undefined);
+      await options.language.prepareHost(uids ? { uid: uids.base, gid: uids.base } : undefined);
       const cgroups = isRoot ? await setUpCgroups() : undefined;
       const diskImageProblem = isRoot ? await probeDiskImages(options.dirs.scratch) : 'it needs a worker running as root';
       const host = new SandboxHost(options, cgroups, isRoot, tools, sandboxSeccompProgram(), uids, diskImageProblem);
@@ -169,7 +169,7 @@ export class SandboxHost implements SandboxContext {
   private sandboxOf(prepared: PreparedSandbox, dirs: SessionDirectories, env: Record<string, string>, limits: SessionLimits): SessionSandbox {
     const parts = {
       workspace: dirs.workspace,
-      environment: pythonEnvironmentAt(dirs.environment, this.options.interpreter),
+      environment: dirs.environment,
       env,
       owner: prepared.owner,
       installer: prepared.installer,
@@ -204,12 +204,12 @@ export class SandboxHost implements SandboxContext {
     await this.layOut(dirs, prepared.owner);
   }
 
-  /** workspace/ (the session's), .scratch/ and the Python environment (the session's) on its disk. */
+  /** workspace/ (the session's), .scratch/ and the language's environment (the session's) on its disk. */
   private async layOut(dirs: SessionDirectories, owner: Owner | undefined): Promise<void> {
     await Promise.all([mkdir(dirs.workspace), mkdir(dirs.scratch, { mode: 0o755 })]);
     await Promise.all([
       owner ? chown(dirs.workspace, owner.uid, owner.gid) : undefined,
-      createPythonEnvironment(dirs.environment, this.options.interpreter).then(() => (owner ? chownTree(dirs.environment, owner.uid, owner.gid) : undefined)),
+      this.options.language.createEnvironment(dirs.environment).then(() => (owner ? chownTree(dirs.environment, owner.uid, owner.gid) : undefined)),
     ]);
   }
 
@@ -241,7 +241,7 @@ export class SandboxHost implements SandboxContext {
     throw new Error(`no free session uid: all ${size - 1} of this worker's are in use`);
   }
 
-  /** Proves the sandbox runs Python (and, isolating, hides the host) before any session is made. */
+  /** Proves the sandbox runs the language's code (and, isolating, hides the host) before any session is made. */
   private async selfCheck(): Promise<void> {
     const scratch = await mkdtemp(join(this.options.dirs.scratch, 'self-check-'));
     try {
@@ -249,9 +249,9 @@ export class SandboxHost implements SandboxContext {
       await mkdir(dirs.disk);
       const sandbox = await this.createSession('self-check', dirs, {}, { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0 });
       try {
-        const probe = 'import os\nprint(6 * 7, os.path.exists("/etc/shadow"), os.getuid())';
-        const result = await sandbox.runPython(probe, { signal: AbortSignal.timeout(30_000), maxCaptureBytes: 4096, onLine: () => undefined }, {});
-        const expected = this.options.mode === 'bwrap' ? '42 False' : '42';
+        const check = this.options.language.selfCheck;
+        const result = await sandbox.runCode(check.code, { signal: AbortSignal.timeout(30_000), maxCaptureBytes: 4096, onLine: () => undefined }, {});
+        const expected = this.options.mode === 'bwrap' ? check.isolated : check.plain;
         if (result.exitCode !== 0 || !result.stdout.text.startsWith(expected)) {
           throw new SandboxUnavailableError(
             `the ${this.options.mode} sandbox does not work on this host (exit ${result.exitCode}: ${(result.stderr.text || result.stdout.text).trim()}). ` +
@@ -265,17 +265,6 @@ export class SandboxHost implements SandboxContext {
       await removeTree(scratch);
     }
   }
-}
-
-/**
- * The shared pip cache belongs to the fetching uid (the only writer). One left by a run with
- * other uids is dropped rather than re-owned: it is only a cache.
- */
-async function preparePipCache(dir: string, installer: Owner | undefined): Promise<void> {
-  const st = await lstat(dir).catch(() => undefined);
-  if (st && (!st.isDirectory() || (installer && st.uid !== installer.uid))) await removeTree(dir);
-  await mkdir(dir, { recursive: true });
-  if (installer) await chown(dir, installer.uid, installer.gid);
 }
 
 async function chownTree(dir: string, uid: number, gid: number): Promise<void> {

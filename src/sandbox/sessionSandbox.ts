@@ -1,54 +1,24 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, chown, mkdtemp, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
-import { openRegularFileNoFollow, openTrustedDirectory } from '../storage/beneath.js';
+import { dirname, join } from 'node:path';
+import { deferred } from '../deferred.js';
+import { smallestPositive } from '../limits.js';
 import type { Owner } from '../storage/owner.js';
-import { namesIn } from '../storage/fileTree.js';
-import { removeTree } from '../storage/removeTree.js';
-import { errors } from '../errors.js';
 import type { Cgroup } from './cgroups.js';
 import { unmountDiskImage, usedBytes } from './diskImage.js';
+import type { InstallResult, LanguageSandbox, RunAs } from './language.js';
 import { confine, type Mount } from './launcher.js';
+import type { KilledBy, ProcessResult, RunOptions, RunningProcess, SandboxedResult, SessionLimits, TaskLimits } from './processSpec.js';
 import { measureProcessTrees, TASK_MARKER_VARIABLE, type ProcessUsage } from './processTree.js';
-import type { PythonEnvironment } from './pythonEnvironment.js';
 import { newTaskMarker, runProcess } from './runProcess.js';
-import type { ProcessResult, RunOptions, RunningProcess } from './processSpec.js';
 import type { SandboxContext } from './sandboxContext.js';
-import { sandboxSeccompProgram } from './seccomp.js';
 import { WarmInterpreter, WarmUnavailableError } from './warmInterpreter.js';
-import { ZYGOTE_SOURCE } from './zygote.js';
-import { smallestPositive } from '../limits.js';
-import { deferred } from '../deferred.js';
-
-/** A session's limits (0: none). */
-export interface SessionLimits {
-  maxMemoryMb: number;
-  maxCpuPercent: number;
-  maxDiskMb: number;
-}
-
-/** What one task may narrow (0: the session's). */
-export interface TaskLimits {
-  maxMemoryMb?: number | undefined;
-  maxCpuPercent?: number | undefined;
-}
-
-export type KilledBy = 'memory' | 'cpu' | 'disk' | 'output';
-
-export interface SandboxedResult extends ProcessResult {
-  /** Which limit ended the process, when one did. */
-  killedBy: KilledBy | undefined;
-}
-
-export interface PipInstallResult extends SandboxedResult {
-  /** pip's `--report`: what the requirements resolved to and were installed. */
-  report: { install?: { requested?: boolean; metadata?: { name?: string; version?: string } }[] } | undefined;
-}
 
 export interface SessionSandboxParts {
   workspace: string;
-  environment: PythonEnvironment;
+  /** The session's environment, laid out by its language. */
+  environment: string;
   env: Record<string, string>;
   /** Host uid of the session's code; undefined when the worker is not root. */
   owner: Owner | undefined;
@@ -64,9 +34,8 @@ export interface SessionSandboxParts {
   controlDir: string;
 }
 
-const SYSTEM_PATH = '/usr/local/bin:/usr/bin:/bin';
 /** Where things are inside an isolating sandbox. */
-const INSIDE = { workspace: '/workspace', env: '/env', pipCache: '/pip-cache', pipReport: '/pip-report', wheels: '/wheels', control: '/run/codegen' };
+const INSIDE = { workspace: '/workspace', env: '/env', control: '/run/codegen' };
 /** Open files per sandboxed process: far below the worker's own, so no session can use up the host's. */
 const SANDBOX_OPEN_FILES = 4096;
 /** Unix socket paths longer than this do not fit in sockaddr_un. */
@@ -82,7 +51,8 @@ export class SessionSandbox {
   private taskCounter = 0;
   private lastCpuSample = { at: process.hrtime.bigint(), ns: 0 };
   private warm: { startedAt: number; promise: Promise<WarmInterpreter | undefined> } | undefined;
-  private pipQueue: Promise<void> = Promise.resolve();
+  private installQueue: Promise<void> = Promise.resolve();
+  private socket: { host: string; inside: string } | undefined;
 
   constructor(
     private readonly host: SandboxContext,
@@ -94,7 +64,8 @@ export class SessionSandbox {
     return this.parts.workspace;
   }
 
-  get environment(): PythonEnvironment {
+  /** The session's environment (host path): what its language installs into. */
+  get environment(): string {
     return this.parts.environment;
   }
 
@@ -107,28 +78,22 @@ export class SessionSandbox {
     return this.host.options.mode === 'bwrap';
   }
 
-  /** Runs `code` in a fresh interpreter, cwd = workspace (which is thus on sys.path). */
-  async runPython(code: string, options: RunOptions, taskLimits: TaskLimits): Promise<SandboxedResult> {
-    await this.requirePython();
-    const envDir = this.isolate ? INSIDE.env : this.parts.environment.root;
+  /** Runs `code` (given on stdin) in a fresh interpreter of the session's language, cwd = workspace. */
+  async runCode(code: string, options: RunOptions, taskLimits: TaskLimits): Promise<SandboxedResult> {
+    const language = this.host.options.language;
+    await language.checkEnvironment(this.parts.environment);
+    const envDir = this.isolate ? INSIDE.env : this.parts.environment;
     const workspace = this.isolate ? INSIDE.workspace : this.parts.workspace;
-    const env = {
-      PATH: `${envDir}/bin:${SYSTEM_PATH}`,
-      HOME: this.isolate ? '/tmp' : workspace,
-      USER: 'sandbox',
-      LANG: 'C.UTF-8',
-      VIRTUAL_ENV: envDir,
-      PYTHONUNBUFFERED: '1',
-      ...this.parts.env,
-    };
+    const run = language.runCommand(envDir);
+    const env = { HOME: this.isolate ? '/tmp' : workspace, USER: 'sandbox', LANG: 'C.UTF-8', ...run.env, ...this.parts.env };
     const mounts: Mount[] = [
-      ...this.interpreterMounts(),
+      ...language.systemMounts,
       { host: this.parts.workspace, inside: INSIDE.workspace, writable: true },
-      { host: this.parts.environment.root, inside: INSIDE.env, writable: false },
+      { host: this.parts.environment, inside: INSIDE.env, writable: false },
     ];
-    const python = join(envDir, 'bin', 'python');
-    if (this.canWarm) {
-      const warm = await this.warmInterpreter(python, workspace, env, mounts);
+    const warmLaunch = this.canWarm ? language.warmCommand(envDir, this.warmSocket().inside) : undefined;
+    if (warmLaunch) {
+      const warm = await this.warmInterpreter(warmLaunch, workspace, env, mounts);
       if (warm) {
         try {
           return await this.inTaskGroup(taskLimits, options, (group, opts) => warm.run(code, opts, group!));
@@ -137,7 +102,7 @@ export class SessionSandbox {
         }
       }
     }
-    return this.run([python, '-u', '-'], workspace, env, mounts, this.host.options.allowNetwork, this.parts.owner, taskLimits, { ...options, stdin: code });
+    return this.run(run.command, workspace, env, mounts, this.host.options.allowNetwork, this.parts.owner, taskLimits, { ...options, stdin: code });
   }
 
   /** Warm calls need task cgroups: they are how a forked child is limited, measured and killed. */
@@ -150,17 +115,17 @@ export class SessionSandbox {
    * The session's warm interpreter, started on first use and again if it died; concurrent first
    * calls share one start. Undefined (run cold) when it cannot start, retried after a minute.
    */
-  private async warmInterpreter(python: string, cwd: string, env: Record<string, string>, mounts: Mount[]): Promise<WarmInterpreter | undefined> {
+  private async warmInterpreter(launch: string[], cwd: string, env: Record<string, string>, mounts: Mount[]): Promise<WarmInterpreter | undefined> {
     const current = this.warm;
     if (current) {
       const warm = await current.promise;
       if (warm?.alive) return warm;
       if (warm === undefined && Date.now() - current.startedAt < 60_000) return undefined;
-      if (this.warm !== current) return this.warmInterpreter(python, cwd, env, mounts);
+      if (this.warm !== current) return this.warmInterpreter(launch, cwd, env, mounts);
     }
     const attempt = {
       startedAt: Date.now(),
-      promise: this.startWarm(python, cwd, env, mounts).catch((err: Error) => {
+      promise: this.startWarm(launch, cwd, env, mounts).catch((err: Error) => {
         this.host.options.logger.warn('warm interpreter unavailable; running cold', { error: err.message });
         return undefined;
       }),
@@ -169,21 +134,29 @@ export class SessionSandbox {
     return attempt.promise;
   }
 
-  private async startWarm(python: string, cwd: string, env: Record<string, string>, mounts: Mount[]): Promise<WarmInterpreter> {
-    const preferred = join(this.parts.controlDir, 'io.sock');
-    const socketHost = preferred.length <= MAX_SOCKET_PATH ? preferred : join(tmpdir(), `codegen-${randomBytes(6).toString('hex')}`, 'io.sock');
-    const socketInside = this.isolate ? `${INSIDE.control}/io.sock` : socketHost;
-    const launch = confine([python, '-u', '-c', ZYGOTE_SOURCE, socketInside], cwd, env, {
+  /** Where the warm interpreter's socket is: in the session's ctl/, or (a path too long) in /tmp. */
+  private warmSocket(): { host: string; inside: string } {
+    if (!this.socket) {
+      const preferred = join(this.parts.controlDir, 'io.sock');
+      const host = preferred.length <= MAX_SOCKET_PATH ? preferred : join(tmpdir(), `codegen-${randomBytes(6).toString('hex')}`, 'io.sock');
+      this.socket = { host, inside: this.isolate ? `${INSIDE.control}/io.sock` : host };
+    }
+    return this.socket;
+  }
+
+  private async startWarm(command: string[], cwd: string, env: Record<string, string>, mounts: Mount[]): Promise<WarmInterpreter> {
+    const socket = this.warmSocket();
+    const launch = confine(command, cwd, env, {
       tools: this.host.tools,
       isolate: this.isolate,
       network: this.host.options.allowNetwork,
-      mounts: [...mounts, { host: dirname(socketHost), inside: INSIDE.control, writable: false }],
+      mounts: [...mounts, { host: dirname(socket.host), inside: INSIDE.control, writable: false }],
       owner: this.parts.owner,
       cgroup: this.parts.cgroup,
       rlimits: { openFiles: SANDBOX_OPEN_FILES },
       seccomp: this.host.seccomp,
     });
-    return WarmInterpreter.start(socketHost, this.parts.owner, launch, this.host.options.logger);
+    return WarmInterpreter.start(socket.host, this.parts.owner, launch, this.host.options.logger);
   }
 
   private async stopWarm(): Promise<void> {
@@ -192,114 +165,45 @@ export class SessionSandbox {
     await (await warm?.promise)?.close();
   }
 
-  /**
-   * Installs requirements into the session's environment, in two steps that never mix powers:
-   *
-   * 1. fetch: the worker's installer uid, with network and the shared pip cache, downloads the
-   *    wheels of `fromIndex` (plain names of the index) and their dependencies. It sees neither
-   *    the workspace nor the environment, and `--only-binary=:all:` means it runs no package's
-   *    code: nothing the session controls reaches a process that can write what other sessions
-   *    read.
-   * 2. install: the session's own uid, with the session's network policy and no shared cache,
-   *    installs from those wheels (and, with WORKER_ALLOW_NETWORK, the index), building local
-   *    paths, URLs and source distributions: code the session controls runs with its powers.
-   */
-  async pipInstall(requirements: { all: string[]; fromIndex: string[] }, options: RunOptions): Promise<PipInstallResult> {
-    // One pip at a time per environment: two writing the same site-packages would corrupt it.
-    const previous = this.pipQueue;
+  /** Installs packages into the session's environment with its language's installer, one install at a time. */
+  async install(requirements: string[], options: RunOptions): Promise<InstallResult> {
+    // Two installers writing the same environment would corrupt it.
+    const previous = this.installQueue;
     const done = deferred();
-    this.pipQueue = done.promise;
+    this.installQueue = done.promise;
     try {
       await previous;
       options.signal.throwIfAborted();
-      return await this.pipInstallNow(requirements, options);
+      const language = this.host.options.language;
+      await language.checkEnvironment(this.parts.environment);
+      return await language.install(this.languageSandbox(), requirements, options);
     } finally {
+      // New packages may bring start-up hooks (.pth files), which only an interpreter start reads.
+      await this.stopWarm();
       done.resolve();
     }
   }
 
-  private async pipInstallNow(requirements: { all: string[]; fromIndex: string[] }, options: RunOptions): Promise<PipInstallResult> {
-    await this.requirePython();
-    const interpreter = this.host.options.interpreter;
-    if (interpreter.pipVersion === undefined) throw errors.pythonNotFound('the host interpreter has no pip, which pkg.install needs');
-    const made = await Promise.allSettled([this.scratchDirectory('pip-wheels-', this.parts.installer), this.scratchDirectory('pip-report-', this.parts.owner)]);
-    const failed = made.find((m): m is PromiseRejectedResult => m.status === 'rejected');
-    if (failed) {
-      await Promise.all(made.map((m) => (m.status === 'fulfilled' ? removeTree(m.value) : undefined)));
-      const code = (failed.reason as NodeJS.ErrnoException).code;
-      if (code === 'ENOSPC' || code === 'EDQUOT') throw errors.tooLarge("pkg.install: no space left on the session's disk (its max_disk_mb is full)");
-      throw failed.reason;
-    }
-    const [wheels, reports] = made.map((m) => (m as PromiseFulfilledResult<string>).value) as [string, string];
-    try {
-      const fetched = requirements.fromIndex.length > 0 ? await this.pipFetch(requirements.fromIndex, wheels, options) : undefined;
-      if (fetched && fetched.exitCode !== 0 && !this.host.options.allowNetwork) {
-        const hint = 'pkg.install: the index has no wheel for one of these packages (or it is missing). Packages are installed from wheels; building one from source runs as the session\'s own code, which needs WORKER_ALLOW_NETWORK=true to fetch it.';
-        return { ...fetched, stderr: { ...fetched.stderr, text: `${fetched.stderr.text}${hint}\n` }, report: undefined };
-      }
-      const result = await this.pipInstallFrom(requirements.all, wheels, reports, options);
-      return { ...result, report: await readPipReport(join(reports, 'report.json')) };
-    } finally {
-      // New packages may bring .pth files, which only an interpreter start reads.
-      await this.stopWarm();
-      await Promise.all([removeTree(wheels), removeTree(reports)]);
-    }
+  /** Paths in the environment tied to this host's installation: left out of checkpoints. */
+  get machineSpecific(): readonly string[] {
+    return this.host.options.language.machineSpecific;
   }
 
-  /** Step 1 of pipInstall: the wheels of index packages into `wheels`, as the installer. */
-  private pipFetch(requirements: string[], wheels: string, options: RunOptions): Promise<SandboxedResult> {
-    const interpreter = this.host.options.interpreter;
-    const cacheDir = this.host.options.dirs.pipCache;
-    const wheelsDir = this.isolate ? INSIDE.wheels : wheels;
-    // No package code may run here: --only-binary keeps pip from choosing source builds, and a
-    // filter forbidding exec stops the one it cannot refuse (a wheel's dependency given by URL
-    // is built to read its metadata, always in a subprocess).
-    const noExec = sandboxSeccompProgram({ denyExec: true });
-    const launch = noExec ? ['-c', WITHOUT_EXEC, noExec.toString('hex')] : ['-m', 'pip'];
-    const command = [interpreter.executable, '-I', ...launch, 'download', '--no-input', '--progress-bar', 'off', '--only-binary=:all:', '--dest', wheelsDir, ...this.indexOptions(), '--', ...requirements];
-    const env = { ...this.pipEnv(), PIP_CACHE_DIR: this.isolate ? INSIDE.pipCache : cacheDir };
-    const mounts: Mount[] = [...this.interpreterMounts(), { host: cacheDir, inside: INSIDE.pipCache, writable: true }, { host: wheels, inside: INSIDE.wheels, writable: true }];
-    return this.run(command, this.isolate ? '/tmp' : wheels, env, mounts, true, this.parts.installer, {}, options);
+  /** The packages in the session's environment, as its language names them (for checkpoint records). */
+  installedPackages(): Promise<string[]> {
+    return this.host.options.language.installedPackages(this.parts.environment);
   }
 
-  /** Step 2 of pipInstall: everything into the environment, as the session. */
-  private pipInstallFrom(requirements: string[], wheels: string, reports: string, options: RunOptions): Promise<SandboxedResult> {
-    const interpreter = this.host.options.interpreter;
-    const envDir = this.isolate ? INSIDE.env : this.parts.environment.root;
-    const wheelsDir = this.isolate ? INSIDE.wheels : wheels;
-    const reportDir = this.isolate ? INSIDE.pipReport : reports;
-    // pip's runner under the session's interpreter skips starting the host interpreter first
-    // (what `pip --python` does itself), when the sandbox shows it.
-    const visible = (path: string) => path.startsWith('/usr/') || path.startsWith(`${interpreter.prefix}/`);
-    const pip = interpreter.pipRunner && (!this.isolate || visible(interpreter.pipRunner)) ? [`${envDir}/bin/python`, interpreter.pipRunner] : [interpreter.executable, '-m', 'pip', '--python', `${envDir}/bin/python`];
-    const sources = this.host.options.allowNetwork ? [...this.indexOptions(), '--find-links', wheelsDir] : ['--no-index', '--find-links', wheelsDir];
-    const command = [...pip, 'install', '--no-input', '--progress-bar', 'off', '--no-cache-dir', '--report', `${reportDir}/report.json`, ...sources, '--', ...requirements];
-    const env = { ...this.pipEnv(), PATH: `${envDir}/bin:${SYSTEM_PATH}` };
-    const mounts: Mount[] = [
-      ...this.interpreterMounts(),
-      { host: this.parts.workspace, inside: INSIDE.workspace, writable: true },
-      { host: this.parts.environment.root, inside: INSIDE.env, writable: true },
-      { host: wheels, inside: INSIDE.wheels, writable: false },
-      { host: reports, inside: INSIDE.pipReport, writable: true },
-    ];
-    const cwd = this.isolate ? INSIDE.workspace : this.parts.workspace;
-    return this.run(command, cwd, env, mounts, this.host.options.allowNetwork, this.parts.owner, {}, options);
-  }
-
-  private indexOptions(): string[] {
-    return this.host.options.pipIndexUrl ? ['--index-url', this.host.options.pipIndexUrl] : [];
-  }
-
-  private pipEnv(): Record<string, string> {
+  /** What the session's language may do in its sandbox: confined runs as the session or the installer. */
+  private languageSandbox(): LanguageSandbox {
+    const as = (who: RunAs) => (who === 'installer' ? this.parts.installer : this.parts.owner);
     return {
-      PATH: SYSTEM_PATH,
-      HOME: '/tmp',
-      LANG: 'C.UTF-8',
-      // Only the worker's configured index counts: no host pip.conf, no PIP_* variables.
-      PIP_CONFIG_FILE: '/dev/null',
-      PIP_DISABLE_PIP_VERSION_CHECK: '1',
-      PYTHONUNBUFFERED: '1',
-      ...proxyVariables(),
+      isolate: this.isolate,
+      allowNetwork: this.host.options.allowNetwork,
+      workspace: { host: this.parts.workspace, inside: INSIDE.workspace },
+      environment: { host: this.parts.environment, inside: INSIDE.env },
+      run: (step, options) => this.run(step.command, step.cwd, step.env, step.mounts, step.network, as(step.as), {}, options),
+      scratchDirectory: (prefix, who) => this.scratchDirectory(prefix, as(who)),
     };
   }
 
@@ -440,73 +344,4 @@ export class SessionSandbox {
     return undefined;
   }
 
-  /** The interpreter's installation, read-only at its own path (the environment links to it). */
-  private interpreterMounts(): Mount[] {
-    const prefix = this.host.options.interpreter.prefix;
-    return prefix === '/usr' || prefix.startsWith('/usr/') ? [] : [{ host: prefix, inside: prefix, writable: false }];
-  }
-
-  /** The environment's bin/python is there (looked at without following anything the session made). */
-  private async requirePython(): Promise<void> {
-    if (!(await namesIn(this.parts.environment.root, ['bin'])).includes('python')) {
-      throw errors.pythonNotFound("the session's interpreter (bin/python of its environment) is missing; create a new session");
-    }
-  }
-}
-
-/**
- * Runs pip (argv after the filter) with a seccomp filter (hex, argv[1]) installed first: the
- * fetch step's no-exec rule, which bubblewrap cannot apply (it would forbid starting pip).
- */
-const WITHOUT_EXEC = String.raw`
-import ctypes, runpy, sys
-program = ctypes.create_string_buffer(bytes.fromhex(sys.argv[1]))
-class Fprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-fprog = Fprog(len(program.raw) // 8, ctypes.cast(program, ctypes.c_void_p))
-libc = ctypes.CDLL(None, use_errno=True)
-if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
-    sys.exit("pkg.install: cannot forbid exec in the fetch step (errno %d)" % ctypes.get_errno())
-sys.argv = ["pip"] + sys.argv[2:]
-runpy.run_module("pip", run_name="__main__", alter_sys=True)
-`;
-
-/** Proxy settings are how a host reaches its package index, so pip keeps them. */
-function proxyVariables(): Record<string, string> {
-  const names = ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy'];
-  return Object.fromEntries(names.filter((n) => process.env[n] !== undefined).map((n) => [n, process.env[n]!]));
-}
-
-/** Largest pip report read back: it is written by the session's own pip, so untrusted. */
-const MAX_REPORT_BYTES = 4 * 1024 * 1024;
-
-/** pip's `--report`, read defensively: a regular file (no link followed), bounded, shape checked. */
-async function readPipReport(file: string): Promise<PipInstallResult['report']> {
-  const dir = await openTrustedDirectory(dirname(file)).catch(() => undefined);
-  if (!dir) return undefined;
-  try {
-    const handle = await openRegularFileNoFollow(dir, [basename(file)]);
-    if (!handle) return undefined;
-    try {
-      const { size } = await handle.stat();
-      if (size > MAX_REPORT_BYTES) return undefined;
-      const parsed = JSON.parse(await handle.readFile('utf8')) as unknown;
-      const install = (parsed as { install?: unknown } | null)?.install;
-      if (!Array.isArray(install)) return undefined;
-      return {
-        install: install.map((item: unknown) => {
-          const { requested, metadata } = (item ?? {}) as { requested?: unknown; metadata?: { name?: unknown; version?: unknown } };
-          const name = typeof metadata?.name === 'string' ? metadata.name.slice(0, 200) : undefined;
-          const version = typeof metadata?.version === 'string' ? metadata.version.slice(0, 100) : undefined;
-          return { requested: requested === true, metadata: { name, version } };
-        }),
-      };
-    } catch {
-      return undefined;
-    } finally {
-      await handle.close();
-    }
-  } finally {
-    await dir.close();
-  }
 }

@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { Status } from 'nice-grpc';
 import { errors, faultOf, quoted, WorkerError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { extractArchive, openArchive, sha256Of, writeArchive, type OpenedArchive } from '../storage/checkpointArchive.js';
 import { MissingArchiveError, type CheckpointRecord, type CheckpointStore, type FetchedArchive } from '../storage/checkpointStore.js';
 import { DamagedRecordError } from '../storage/jsonFile.js';
-import { diffTrees, linkStaysWithin, namesIn, scanTree, type Tree } from '../storage/fileTree.js';
+import { diffTrees, linkStaysWithin, scanTree, type Tree } from '../storage/fileTree.js';
 import type { Session } from './session.js';
 import { storedSessionConfig, type EffectiveSessionConfig } from './sessionConfig.js';
 
@@ -29,28 +29,20 @@ function isDiskFull(err: unknown): boolean {
   return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
-/** What a session's checkpoint covers: its workspace, and its environment minus the links to the host interpreter. */
+/** What a session's checkpoint covers: its workspace, and its environment minus what ties it to this host. */
 async function sessionTree(session: Session): Promise<Tree> {
   const workspace = await scanTree(session.sandbox.workspace, 'workspace/');
-  const env = await scanTree(session.sandbox.environment.root, 'env/');
+  const env = await scanTree(session.sandbox.environment, 'env/');
+  // Remade for the interpreter of the restoring worker (a Python environment's pyvenv.cfg).
+  const hostBound = new Set(session.sandbox.machineSpecific.map((path) => `env/${path}`));
   const tree: Tree = new Map();
   for (const [path, entry] of [...workspace, ...env]) {
-    if (path === 'env/pyvenv.cfg') continue; // remade for the interpreter of the restoring worker
+    if (hostBound.has(path)) continue;
     // Links out of the session (the environment's to the interpreter, or ones the code made) are not restorable.
     if (entry.type === 'symlink' && !linkStaysWithin(path, entry.target!)) continue;
     tree.set(path, entry);
   }
   return tree;
-}
-
-async function installedPackages(session: Session): Promise<string[]> {
-  const env = session.sandbox.environment;
-  const names = await namesIn(env.root, relative(env.root, env.sitePackages).split('/'));
-  return names
-    .map((n) => /^(.+)-([^-]+)\.dist-info$/.exec(n))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => `${m[1]}==${m[2]}`)
-    .sort();
 }
 
 /** Incremental checkpoints one restore applies at most. */
@@ -83,7 +75,7 @@ export class Checkpoints {
         sessionId: session.id,
         createdAtMs: Date.now(),
         checksumSha256: '',
-        installedPackages: await installedPackages(session),
+        installedPackages: await session.sandbox.installedPackages(),
         modifiedFiles: parent ? workspacePaths([...changed, ...deleted]).sort() : workspacePaths([...sinceBaseline.changed, ...sinceBaseline.deleted]).sort(),
         workspaceId: session.workspaceId,
         userId: session.userId,
@@ -92,7 +84,7 @@ export class Checkpoints {
         sizeBytes: 0,
         storageUrl: this.options.store.urlOf(checkpointId),
       };
-      const roots = { workspace: session.sandbox.workspace, env: session.sandbox.environment.root };
+      const roots = { workspace: session.sandbox.workspace, env: session.sandbox.environment };
       const written = await writeArchive(temporary, roots, tree, parent ? changed : [...tree.keys()], parent ? deleted : [], { ...record, checksumSha256: undefined });
       record.checksumSha256 = written.sha256;
       record.sizeBytes = written.size;
@@ -134,7 +126,7 @@ export class Checkpoints {
       }
       const session = await this.options.pool.create({ workspaceId: record.workspaceId, userId: record.userId, config: record.config });
       try {
-        const roots = { workspace: session.sandbox.workspace, env: session.sandbox.environment.root };
+        const roots = { workspace: session.sandbox.workspace, env: session.sandbox.environment };
         const owners = { workspace: session.sandbox.owner, env: session.sandbox.owner };
         for (const archive of archives) await extractArchive(archive, roots, owners);
         const tree = await sessionTree(session);

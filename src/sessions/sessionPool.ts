@@ -5,7 +5,7 @@ import { errors, faultOf, WorkerError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { unmountDiskImage } from '../sandbox/diskImage.js';
 import type { SandboxHost } from '../sandbox/sandboxHost.js';
-import type { SessionLimits } from '../sandbox/sessionSandbox.js';
+import type { SessionLimits } from '../sandbox/processSpec.js';
 import type { WorkspaceStore } from '../storage/workspaceStore.js';
 import { Session } from './session.js';
 import { effectiveSessionConfig, type EffectiveSessionConfig } from './sessionConfig.js';

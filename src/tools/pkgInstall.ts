@@ -1,6 +1,6 @@
 import { errors } from '../errors.js';
 import { metrics, secondsSince } from '../telemetry/metrics.js';
-import { canonicalName, isIndexRequirement, parseRequirements } from './requirements.js';
+import { canonicalName, parseRequirements } from '../sandbox/python/requirements.js';
 import { checkArguments } from './arguments.js';
 import { capturedOutputs, streamingRunOptions } from './processOutput.js';
 import { defineTool, type ToolContext } from './tool.js';
@@ -34,7 +34,7 @@ export const pkgInstall = defineTool({
   async run(requirements, ctx) {
     await ctx.emit({ kind: 'progress', percentComplete: 0, stage: 'starting', message: `installing ${requirements.join(', ')}` });
     const started = performance.now();
-    const result = await ctx.session.sandbox.pipInstall({ all: requirements, fromIndex: requirements.filter(isIndexRequirement) }, streamingRunOptions(ctx, 'pip', progressFrom(ctx)));
+    const result = await ctx.session.sandbox.install(requirements, streamingRunOptions(ctx, 'pip', progressFrom(ctx)));
     metrics.pkgInstallSeconds.observe({ outcome: result.exitCode === 0 ? 'installed' : 'failed' }, secondsSince(started));
     const outputs = capturedOutputs(result);
     if (result.exitCode !== 0) {
@@ -42,10 +42,9 @@ export const pkgInstall = defineTool({
       return { ok: false, exitCode: result.exitCode, outputs, error: reason, callError: errors.packageInstallFailed(reason) };
     }
 
-    const installedNow = (result.report?.install ?? []).filter((item) => item.metadata?.name);
     // Named by what each requirement resolved to: pip's report for what it installed now,
     // the requirement's own name for what was already there.
-    const requestedNow = installedNow.filter((item) => item.requested).map((item) => item.metadata!.name!);
+    const requestedNow = (result.installed ?? []).filter((item) => item.requested).map((item) => item.name);
     const seen = new Set(requestedNow.map(canonicalName));
     const alreadyThere = requirements
       .map((req) => /^[A-Za-z0-9][A-Za-z0-9._-]*/.exec(req)?.[0])

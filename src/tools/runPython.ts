@@ -12,7 +12,7 @@ export const runPython = defineTool({
     await ctx.emit({ kind: 'progress', percentComplete: 0, stage: 'starting', message: 'starting the Python interpreter' });
     const started = performance.now();
     const options = { ...streamingRunOptions(ctx), onStart: () => metrics.runPythonStartSeconds.observe(secondsSince(started)) };
-    const result = await ctx.session.sandbox.runPython(code, options, ctx.constraints);
+    const result = await ctx.session.sandbox.runCode(code, options, ctx.constraints);
     const ok = result.exitCode === 0 && result.killedBy === undefined;
     const ending = result.killedBy ? `python was stopped by its ${result.killedBy} limit (exit code ${result.exitCode})` : `python exited with code ${result.exitCode}`;
     await ctx.emit({ kind: 'progress', percentComplete: 100, stage: 'completed', message: ending });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { WorkerError } from '../../src/errors.js';
-import { isIndexRequirement, parseRequirements } from '../../src/tools/requirements.js';
+import { isIndexRequirement, parseRequirements } from '../../src/sandbox/python/requirements.js';
 
 test('plain names of the index (with extras, versions and markers) are fetched by the installer', () => {
   for (const requirement of ['requests', 'tinydep==1.2.0', 'Django>=4,<5', 'a.b-c_d', 'pkg[extra1,extra2]>=1.0', 'pkg (>=1.0)', 'pkg~=1.4.2', "pkg; python_version >= '3.8'", 'pkg==1.0.*', 'x===1.0+local']) {

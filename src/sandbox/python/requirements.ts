@@ -1,4 +1,4 @@
-import { errors, quoted } from '../errors.js';
+import { errors, quoted } from '../../errors.js';
 
 /**
  * pkg.install's requirement lines, and which of them name a package of the index. Only those

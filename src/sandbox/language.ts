@@ -1,0 +1,92 @@
+import type { Owner } from '../storage/owner.js';
+import type { Mount } from './launcher.js';
+import type { RunOptions, SandboxedResult } from './processSpec.js';
+
+/** PATH of every sandboxed process, after what its language puts first. */
+export const SYSTEM_PATH = '/usr/local/bin:/usr/bin:/bin';
+
+/** Whose powers a process runs with: the session's own uid, or the worker's installer uid (the shared caches). */
+export type RunAs = 'session' | 'installer';
+
+/** A directory of the session: where it is on the host, and where its processes see it. */
+export interface SessionPath {
+  host: string;
+  inside: string;
+}
+
+/** One confined process a language asks the session's sandbox for. */
+export interface LanguageStep {
+  command: string[];
+  cwd: string;
+  env: Record<string, string>;
+  mounts: Mount[];
+  network: boolean;
+  as: RunAs;
+}
+
+/** What a language gets of a session's sandbox while it installs packages. */
+export interface LanguageSandbox {
+  /** Whether processes run in a bubblewrap sandbox (paths `inside` differ from the host's). */
+  readonly isolate: boolean;
+  /** WORKER_ALLOW_NETWORK: whether the session's own processes may reach the network. */
+  readonly allowNetwork: boolean;
+  readonly workspace: SessionPath;
+  readonly environment: SessionPath;
+  run(step: LanguageStep, options: RunOptions): Promise<SandboxedResult>;
+  /** A fresh directory on the session's disk, handed to `as` (removed by the caller). */
+  scratchDirectory(prefix: string, as: RunAs): Promise<string>;
+}
+
+export interface InstalledPackage {
+  name: string;
+  version: string | undefined;
+  /** Named in the request (not only a dependency). */
+  requested: boolean;
+}
+
+export interface InstallResult extends SandboxedResult {
+  /** What the installer says it installed now; undefined when it cannot say. */
+  installed: InstalledPackage[] | undefined;
+}
+
+/** How to run code given on stdin: the command and what it adds to the environment. */
+export interface CodeCommand {
+  command: string[];
+  env: Record<string, string>;
+}
+
+/**
+ * Everything about a session that belongs to its language: the interpreter, the layout of the
+ * session's environment, the command that runs code, the package installer, and what a
+ * checkpoint records of installed packages. The sandbox, limits and uids are the same for
+ * every language; a second one is one more module implementing this (see python/).
+ */
+export interface Language {
+  /** As CreateSession's config.language names it. */
+  readonly name: string;
+  /** What the worker's log and the coordinator are told of it (interpreter, version). */
+  describe(): Record<string, string>;
+  /** Host directories every process of the language must see, read-only (its installation). */
+  readonly systemMounts: Mount[];
+  /** Readies what the language keeps on the host across sessions (a package cache), for the installer uid. */
+  prepareHost(installer: Owner | undefined): Promise<void>;
+  /**
+   * The sandbox's self-check: code printing `42`, whether /etc/shadow can be seen, and the uid,
+   * and what its output starts with when the host is hidden (isolated) and when it is not.
+   */
+  readonly selfCheck: { code: string; isolated: string; plain: string };
+  /** Lays out a new, empty environment at `root` (a host path the worker controls). */
+  createEnvironment(root: string): Promise<void>;
+  /** Throws (FAILED_PRECONDITION) when the environment at `root` can no longer run code. */
+  checkEnvironment(root: string): Promise<void>;
+  /** Running code from stdin with the environment at `environment` (as processes see it). */
+  runCommand(environment: string): CodeCommand;
+  /** A warm interpreter's launch (listening on `socket`), when the language has one. */
+  warmCommand(environment: string, socket: string): string[] | undefined;
+  /** Installs `requirements` into the session's environment; the caller runs one at a time. */
+  install(sandbox: LanguageSandbox, requirements: string[], options: RunOptions): Promise<InstallResult>;
+  /** The packages in an environment as `name==version`, sorted (for checkpoint records). */
+  installedPackages(root: string): Promise<string[]>;
+  /** Paths in the environment a checkpoint leaves out: remade for the restoring worker's interpreter. */
+  readonly machineSpecific: readonly string[];
+}
