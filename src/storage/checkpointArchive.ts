@@ -153,7 +153,7 @@ export interface OpenedArchive {
 }
 
 /** A path an archive may name: under workspace/ or env/, relative, no `..`, no NUL. */
-function checkPath(path: string): string {
+export function checkPath(path: string): string {
   const clean = path.replace(/\/+$/, '');
   const parts = clean.split('/');
   if (clean.includes('\0') || clean.includes('\\') || clean.startsWith('/') || parts.includes('..') || parts.includes('.') || parts.includes('')) {
@@ -166,7 +166,7 @@ function checkPath(path: string): string {
 }
 
 /** A symlink may only point (relatively) to somewhere inside its own tree. */
-function checkLink(path: string, target: string): void {
+export function checkLink(path: string, target: string): void {
   const [top] = path.split('/');
   const resolved = posix.normalize(posix.join(posix.dirname(path), target));
   if (target.startsWith('/') || target.includes('\0') || !(resolved === top || resolved.startsWith(`${top}/`))) {
