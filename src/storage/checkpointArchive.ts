@@ -143,7 +143,7 @@ export interface OpenedArchive {
 }
 
 /** A path an archive may name: under workspace/ or env/, relative, no `..`, no NUL. */
-function checkPath(path: string): string {
+export function checkPath(path: string): string {
   const clean = path.replace(/\/+$/, '');
   const parts = clean.split('/');
   if (clean.includes('\0') || clean.includes('\\') || clean.startsWith('/') || parts.includes('..') || parts.includes('.') || parts.includes('')) {
@@ -156,7 +156,7 @@ function checkPath(path: string): string {
 }
 
 /** A symlink may only point (relatively) to somewhere inside its own tree. */
-function checkLink(path: string, target: string): void {
+export function checkLink(path: string, target: string): void {
   if (!linkStaysWithin(path, target)) {
     throw errors.invalidArgument(`checkpoint archive symlink ${quoted(path, 200)} points outside the session (${quoted(target, 200)})`);
   }

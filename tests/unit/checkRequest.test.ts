@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { WorkerError } from '../../src/errors.js';
-import { checkMap, checkRequest, REQUEST_LIMITS } from '../../src/grpc/checkRequest.js';
+import { checkLength, checkMap, checkRequest, REQUEST_LIMITS, undecodable } from '../../src/grpc/checkRequest.js';
 import { tolerantDefinition } from '../../src/grpc/tolerantDefinition.js';
 import { ArtifactServiceDefinition, UploadURLRequest } from '../../gen/codegen/v1/artifact_service.js';
 
@@ -33,4 +33,24 @@ test('a request whose bytes do not decode becomes INVALID_ARGUMENT, not a throw 
   invalid(() => checkRequest(decoded, { sessionId: 'id' }), /the request does not decode/);
   const fine = tolerant.methods.getUploadURL.requestType.decode(UploadURLRequest.encode(UploadURLRequest.fromPartial({ sessionId: 's', sizeBytes: 5 })).finish());
   assert.equal(checkRequest(fine, { sessionId: 'id' }).sizeBytes, 5);
+});
+
+test('camelCase fields are named as the protos spell them; fields that are not strings are left alone', () => {
+  invalid(() => checkRequest({ toolName: 't'.repeat(65) }, { toolName: 'toolName' }), /^invalid argument: tool_name is 65 characters long; at most 64 are allowed/);
+  invalid(() => checkRequest({ checkpointId: 'c'.repeat(129) }, { checkpointId: 'id' }), /checkpoint_id is 129 characters long; at most 128/);
+  assert.doesNotThrow(() => checkRequest({ sessionId: 5 as unknown as string }, { sessionId: 'id' }));
+  // Fields not listed are not checked (payloads are bounded by the message size).
+  assert.doesNotThrow(() => checkRequest({ sessionId: 's', code: 'x'.repeat(10_000) }, { sessionId: 'id' }));
+});
+
+test('checkLength counts characters and quotes the value cut to 40 characters', () => {
+  checkLength('f', 'é'.repeat(10), 10);
+  invalid(() => checkLength('f', 'é'.repeat(11), 10), /^invalid argument: f is 11 characters long; at most 10 are allowed \("é{11}"\)$/);
+  invalid(() => checkLength('f', 'q'.repeat(41), 40), new RegExp(`\\("${'q'.repeat(40)}…"\\)$`));
+});
+
+test('undecodable() marks a stand-in that every checkRequest refuses, quoting why', () => {
+  const standIn = undecodable(new Error('int64 too large'));
+  invalid(() => checkRequest(standIn, {}), /^invalid argument: the request does not decode \("int64 too large"\)$/);
+  invalid(() => checkRequest(undecodable('a string'), {}), /does not decode \("a string"\)/);
 });

@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Metadata, ServerError, Status, type CallContext } from 'nice-grpc';
+import { authenticate } from '../../src/grpc/authenticate.js';
+
+// The middleware run as nice-grpc runs it: a generator around the call's own.
+
+/** Whether the last call reached the service behind the middleware. */
+let reached = false;
+
+async function callWith(middleware: ReturnType<typeof authenticate>, authorization: string | undefined): Promise<{ reached: boolean; result: unknown }> {
+  reached = false;
+  const metadata = Metadata();
+  if (authorization !== undefined) metadata.set('authorization', authorization);
+  const call = {
+    method: { path: '/codegen.v1.SessionManagement/GetCapacity', requestStream: false, responseStream: false, options: {} },
+    requestStream: false,
+    responseStream: false,
+    request: {},
+    next: async function* () {
+      reached = true;
+      return 'response';
+    },
+  };
+  const generator = middleware(call as never, { metadata } as unknown as CallContext) as AsyncGenerator<unknown, unknown>;
+  const { value } = await generator.next();
+  return { reached, result: value };
+}
+
+const unauthenticated = (err: unknown) => err instanceof ServerError && err.code === Status.UNAUTHENTICATED && err.details === 'missing or invalid credentials';
+
+test('a call carrying `authorization: Bearer <token>` reaches the service', async () => {
+  assert.deepEqual(await callWith(authenticate('s3cret'), 'Bearer s3cret'), { reached: true, result: 'response' });
+});
+
+test('a missing, wrong, differently spelt or prefix-matching token is UNAUTHENTICATED and never reaches the service', async () => {
+  const middleware = authenticate('s3cret');
+  for (const header of [undefined, '', 's3cret', 'Bearer s3cre', 'Bearer s3cret ', 'Bearer s3cretX', 'bearer s3cret', 'Basic s3cret', 'Bearer  s3cret']) {
+    await assert.rejects(callWith(middleware, header), unauthenticated, JSON.stringify(header));
+    assert.equal(reached, false, 'the service was not called');
+  }
+});

@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { request } from 'node:http';
+import { after, test } from 'node:test';
+import type { Logger } from '../../src/logger.js';
+import { reply, startHttpServer, type Route } from '../../src/http/httpServer.js';
+
+// A real server on 127.0.0.1, any free port: routing, the JSON error answers and the 500 path.
+
+const logged: { message: string; meta: Record<string, unknown> }[] = [];
+const logger = { error: (message: string, meta: Record<string, unknown>) => void logged.push({ message, meta }), info: () => undefined, warn: () => undefined } as unknown as Logger;
+
+const routes: Route[] = [
+  { prefix: '/exact', handle: (_req, res, url) => reply(res, 200, `exact ${url.pathname}${url.search}`) },
+  { prefix: '/tree/', handle: (_req, res, url) => reply(res, 200, `tree ${url.pathname}`) },
+  { prefix: '/boom', handle: async () => Promise.reject(new Error('/secret/host/path')) },
+  {
+    prefix: '/late-boom',
+    handle: async (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('partial');
+      throw new Error('after the headers');
+    },
+  },
+];
+
+const server = await startHttpServer('127.0.0.1:0', routes, undefined, logger);
+after(() => server.close());
+
+function get(path: string, method = 'GET'): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port: server.port, path, method }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('it listens on the port it reports (port 0: a free one)', () => {
+  assert.ok(server.port > 0);
+  assert.equal((server.server.address() as { port: number }).port, server.port);
+});
+
+test('a route takes its exact path and, for a prefix ending in /, everything below it', async () => {
+  assert.deepEqual(JSON.parse((await get('/exact?x=1')).body), { message: 'exact /exact?x=1' });
+  assert.equal((await get('/exact/below')).status, 200, 'a path below a route without a slash is its too');
+  assert.equal(JSON.parse((await get('/tree/a/b')).body).message, 'tree /tree/a/b');
+});
+
+test('a path no route takes is 404 in JSON, closing the connection; a lookalike prefix does not match', async () => {
+  for (const path of ['/', '/nothing', '/exactly', '/tree']) {
+    const { status, headers, body } = await get(path);
+    assert.equal(status, 404, path);
+    assert.equal(headers['content-type'], 'application/json');
+    assert.equal(headers.connection, 'close');
+    assert.deepEqual(JSON.parse(body), { error: 'no such path', message: 'no such path' });
+  }
+});
+
+test('a handler that fails is a 500 saying nothing of the failure; the log has it', async () => {
+  const { status, body } = await get('/boom');
+  assert.equal(status, 500);
+  assert.deepEqual(JSON.parse(body), { error: 'internal error', message: 'internal error' });
+  assert.ok(!body.includes('secret'));
+  const entry = logged.find((l) => l.meta.path === '/boom');
+  assert.match(String(entry?.meta.error), /\/secret\/host\/path/);
+});
+
+test('a handler failing after its headers were sent has its connection cut rather than a second answer', async () => {
+  await assert.rejects(get('/late-boom'), /aborted|socket hang up|ECONNRESET/);
+});
