@@ -4,27 +4,36 @@ SHELL := /bin/bash
 BIN := node_modules/.bin
 SOURCES := $(shell find src gen tests bench -name '*.ts' 2>/dev/null)
 UNIT_FILES = $(shell find dist/tests/unit -name '*.test.js' | sort)
-TEST_FILES = $(UNIT_FILES) $(shell find dist/tests -name '*.test.js' -not -path 'dist/tests/unit/*' | sort)
+END_TO_END_FILES = $(shell find dist/tests -name '*.test.js' -not -path 'dist/tests/unit/*' | sort)
+# Run by root, `make test` proves the unit tier needs neither root nor Python: it runs it as
+# nobody with a PATH holding node alone (when nobody can read the checkout; else as the caller).
+UNPRIVILEGED = $(shell [ "$$(id -u)" = 0 ] && setpriv --reuid=nobody --regid=nogroup --clear-groups test -r dist/tests/unit 2>/dev/null && echo "setpriv --reuid=nobody --regid=nogroup --clear-groups env PATH=$(CURDIR)/dist/node-only")
 ARGS ?=
 
-.PHONY: run test test-unit bench build client-package generate lint check-generated system-deps clean
+.PHONY: help run test test-unit bench build client-package generate lint format check-generated system-deps clean
+.DEFAULT_GOAL := help
 
-run: system-deps dist/.built
+help: ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
+
+run: system-deps dist/.built ## start the worker (flags: make run ARGS='--grpc-addr 127.0.0.1:0')
 	node dist/src/main.js $(ARGS)
 
-test: system-deps dist/.built client/.built lint check-generated
-	node --test --test-concurrency=1 $(TEST_FILES)
+test: system-deps dist/.built client/.built lint check-generated ## the whole suite: lint, the unit tier, then end to end (needs root)
+	@mkdir -p dist/node-only && ln -sf "$$(command -v node)" dist/node-only/node
+	$(UNPRIVILEGED) node --test --test-concurrency=2 $(UNIT_FILES)
+	node --test --test-concurrency=1 $(END_TO_END_FILES)
 
-# The fast tier: pure logic, no root, no bubblewrap, no Python.
-test-unit: dist/.built
-	node --test $(UNIT_FILES)
+# The fast tier: pure logic, no root, no bubblewrap, no Python. Its files run two at a time.
+test-unit: dist/.built ## the fast tier only: no root, no Python, seconds
+	node --test --test-concurrency=2 $(UNIT_FILES)
 
 # Hot paths against same-run baselines; writes bench/results.json and bench/results.md.
-bench: system-deps dist/.built
+bench: system-deps dist/.built ## hot paths as ratios to same-run baselines (bench/results.md)
 	@command -v zip >/dev/null 2>&1 && command -v unzip >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq zip unzip; }
 	node dist/bench/run.js
 
-build: dist/.built
+build: dist/.built ## compile to dist/
 
 node_modules/.installed: package.json package-lock.json
 	# npm ci refuses this lock file (npm leaves the other platforms' optional buf binaries out of it),
@@ -42,7 +51,7 @@ dist/.built: node_modules/.installed tsconfig.json $(SOURCES)
 # client's dependencies. `cd client && npm pack` (or npm publish) runs this first.
 CLIENT_SOURCES := $(shell find src/client gen -name '*.ts' 2>/dev/null) src/cli.ts src/version.ts
 
-client-package: client/.built
+client-package: client/.built ## the client npm package in client/dist
 
 client/.built: node_modules/.installed tsconfig.json client/tsconfig.json client/package.json $(CLIENT_SOURCES)
 	@[ "$$(node -p 'require("./package.json").version')" = "$$(node -p 'require("./client/package.json").version')" ] || { echo "client/package.json's version differs from package.json's: make them the same"; exit 1; }
@@ -61,12 +70,19 @@ system-deps:
 	@command -v cc >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq gcc libc6-dev; }
 
 # The TypeScript of the protos, and the protos as a FileDescriptorSet for server reflection.
-generate: node_modules/.installed
+generate: node_modules/.installed ## regenerate gen/ from proto/ (commit the result)
 	$(BIN)/buf generate
 	$(BIN)/buf build -o gen/codegen.binpb --as-file-descriptor-set
 
-lint: node_modules/.installed
+# Protos (buf), formatting (Prettier, the whole tree formatted once) and TypeScript (typescript-eslint).
+lint: node_modules/.installed ## buf lint, prettier --check, eslint
 	$(BIN)/buf lint
+	$(BIN)/prettier --check --log-level warn .
+	$(BIN)/eslint --max-warnings 0 src tests bench
+
+format: node_modules/.installed ## prettier --write and eslint --fix
+	$(BIN)/prettier --write --log-level warn .
+	$(BIN)/eslint --fix src tests bench
 
 # gen/ is committed; the build fails when it differs from what the protos generate now.
 check-generated: node_modules/.installed
@@ -74,5 +90,5 @@ check-generated: node_modules/.installed
 	$(BIN)/buf generate -o "$$tmp" && $(BIN)/buf build -o "$$tmp/gen/codegen.binpb" --as-file-descriptor-set && \
 	diff -r gen "$$tmp/gen" >/dev/null || { echo "gen/ is stale: run 'make generate' and commit gen/"; exit 1; }
 
-clean:
+clean: ## remove what make built (dist, node_modules, .worker-data)
 	rm -rf dist node_modules .worker-data client/dist client/.built

@@ -22,7 +22,13 @@ server.addService(
   {
     executeTask: (call: ServerWritableStream<TaskRequest, TaskResponse>) => {
       const taskId = call.request.taskId || 'task';
-      call.write({ taskId, payload: { $case: 'result', value: { status: TaskStatus.STATUS_SUCCESS, outputs: { message: call.request.arguments.message ?? '' }, error: '', exitCode: 0 } } });
+      call.write({
+        taskId,
+        payload: {
+          $case: 'result',
+          value: { status: TaskStatus.STATUS_SUCCESS, outputs: { message: call.request.arguments.message ?? '' }, error: '', exitCode: 0 },
+        },
+      });
       call.end();
     },
   },

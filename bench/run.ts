@@ -34,7 +34,7 @@ const rows: Row[] = [];
 
 function quantile(values: number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 const median = (v: number[]) => quantile(v, 0.5);
 const p95 = (v: number[]) => quantile(v, 0.95);
@@ -54,7 +54,9 @@ function record(row: Omit<Row, 'median' | 'p95' | 'baselineMedian' | 'ratio'> & 
   const { ours, base, ...rest } = row;
   rows.push({ ...rest, median: median(ours), p95: p95(ours), baselineMedian: median(base), ratio });
   const r = rows.at(-1)!;
-  process.stderr.write(`  ${r.scenario}: ${r.median.toFixed(2)} ${r.unit} (p95 ${r.p95.toFixed(2)}), baseline ${r.baselineMedian.toFixed(2)}, ratio ${r.ratio.toFixed(3)}\n`);
+  process.stderr.write(
+    `  ${r.scenario}: ${r.median.toFixed(2)} ${r.unit} (p95 ${r.p95.toFixed(2)}), baseline ${r.baselineMedian.toFixed(2)}, ratio ${r.ratio.toFixed(3)}\n`,
+  );
 }
 
 async function realPython(): Promise<string> {
@@ -88,7 +90,7 @@ async function echoThroughput(client: TaskExecutionClient<WorkerCallOptions>, se
 async function startBareEcho(): Promise<{ port: number; stop: () => void }> {
   const child = spawn(process.execPath, [new URL('./bareEchoServer.js', import.meta.url).pathname], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve) => {
-    child.stdout!.once('data', (d: Buffer) => resolve((JSON.parse(d.toString()) as { port: number }).port));
+    child.stdout.once('data', (d: Buffer) => resolve((JSON.parse(d.toString()) as { port: number }).port));
   });
   return { port, stop: () => child.kill('SIGKILL') };
 }
@@ -102,7 +104,9 @@ async function main(): Promise<void> {
   const python = await realPython();
   const scratch = await mkdtemp(join(tmpdir(), 'codegen-bench-'));
   const index = await servePackageIndex([{ name: 'benchpkg', version: '1.0.0', files: { 'benchpkg/__init__.py': 'VALUE = 1\n' } }]);
-  const worker: RunningWorker = await startWorker({ env: { WORKER_MAX_SESSIONS: '300', WORKER_LOG_LEVEL: 'info', WORKER_PIP_INDEX_URL: index.url, WORKER_SESSION_IDLE_SECONDS: '0' } });
+  const worker: RunningWorker = await startWorker({
+    env: { WORKER_MAX_SESSIONS: '300', WORKER_LOG_LEVEL: 'info', WORKER_PIP_INDEX_URL: index.url, WORKER_SESSION_IDLE_SECONDS: '0' },
+  });
   try {
     process.stderr.write('session create\n');
     const created: string[] = [];
@@ -118,10 +122,28 @@ async function main(): Promise<void> {
     for (const sessionId of warmup) await worker.sessions.destroySession({ sessionId });
     await new Promise((r) => setTimeout(r, 3000));
     const createdLimited: string[] = [];
-    const createLimited = await timed(8, async () => createdLimited.push((await worker.sessions.createSession({ workspaceId: 'bench-disk', config: limited })).sessionId));
+    const createLimited = await timed(8, async () =>
+      createdLimited.push((await worker.sessions.createSession({ workspaceId: 'bench-disk', config: limited })).sessionId),
+    );
     for (const sessionId of createdLimited) await worker.sessions.destroySession({ sessionId });
-    record({ scenario: 'session create with max_disk_mb 1024 (spares of that size)', unit: 'ms', ours: createLimited, base: venvBare, baseline: 'python -m venv --without-pip', target: 'p50 ≤ 15 ms', met: median(createLimited) <= 15 });
-    record({ scenario: 'session create', unit: 'ms', ours: create, base: venvBare, baseline: `python -m venv --without-pip (${median(venvBare).toFixed(0)} ms); with pip ${median(venvPip).toFixed(0)} ms`, target: 'p50 ≤ 10 ms', met: median(create) <= 10 });
+    record({
+      scenario: 'session create with max_disk_mb 1024 (spares of that size)',
+      unit: 'ms',
+      ours: createLimited,
+      base: venvBare,
+      baseline: 'python -m venv --without-pip',
+      target: 'p50 ≤ 15 ms',
+      met: median(createLimited) <= 15,
+    });
+    record({
+      scenario: 'session create',
+      unit: 'ms',
+      ours: create,
+      base: venvBare,
+      baseline: `python -m venv --without-pip (${median(venvBare).toFixed(0)} ms); with pip ${median(venvPip).toFixed(0)} ms`,
+      target: 'p50 ≤ 10 ms',
+      met: median(create) <= 10,
+    });
 
     process.stderr.write('run.python round trip\n');
     const { sessionId } = await worker.sessions.createSession({ workspaceId: 'bench' });
@@ -132,7 +154,15 @@ async function main(): Promise<void> {
     await timed(3, runPrint);
     const roundTrip = await timed(50, runPrint);
     const bareSpawn = await timed(50, () => spawnOnce(python, ['-c', 'print(1)']));
-    record({ scenario: 'run.python print(1), sandboxed, over gRPC', unit: 'ms', ours: roundTrip, base: bareSpawn, baseline: 'Node spawning python -c "print(1)"', target: 'ratio < 1.0 (aim ≤ 0.25)', met: median(roundTrip) / median(bareSpawn) < 1 });
+    record({
+      scenario: 'run.python print(1), sandboxed, over gRPC',
+      unit: 'ms',
+      ours: roundTrip,
+      base: bareSpawn,
+      baseline: 'Node spawning python -c "print(1)"',
+      target: 'ratio < 1.0 (aim ≤ 0.25)',
+      met: median(roundTrip) / median(bareSpawn) < 1,
+    });
 
     process.stderr.write('echo throughput\n');
     const bare = await startBareEcho();
@@ -150,12 +180,23 @@ async function main(): Promise<void> {
     }
     bareWorkerClient.close();
     bare.stop();
-    record({ scenario: 'echo, 64 concurrent streams', unit: 'tasks/s', ours: oursRates, base: bareRates, baseline: 'bare @grpc/grpc-js streaming echo', target: '≥ 0.9× bare', met: median(oursRates) / median(bareRates) >= 0.9 });
+    record({
+      scenario: 'echo, 64 concurrent streams',
+      unit: 'tasks/s',
+      ours: oursRates,
+      base: bareRates,
+      baseline: 'bare @grpc/grpc-js streaming echo',
+      target: '≥ 0.9× bare',
+      met: median(oursRates) / median(bareRates) >= 0.9,
+    });
 
     process.stderr.write('echo with a token and call metrics, against neither\n');
     // Two more workers, alike but for these: what authentication and per-call observation cost.
     const unguarded = await startWorker({ env: { WORKER_OBSERVE_CALLS: 'false', WORKER_SPARE_SESSIONS: '1', WORKER_LOG_LEVEL: 'info' } });
-    const guarded = await startWorker({ env: { WORKER_AUTH_TOKEN: 'bench-token', WORKER_SPARE_SESSIONS: '1', WORKER_LOG_LEVEL: 'info' }, client: { token: 'bench-token' } });
+    const guarded = await startWorker({
+      env: { WORKER_AUTH_TOKEN: 'bench-token', WORKER_SPARE_SESSIONS: '1', WORKER_LOG_LEVEL: 'info' },
+      client: { token: 'bench-token' },
+    });
     try {
       const plainSession = (await unguarded.sessions.createSession({ workspaceId: 'bench' })).sessionId;
       const guardedSession = (await guarded.sessions.createSession({ workspaceId: 'bench' })).sessionId;
@@ -167,7 +208,15 @@ async function main(): Promise<void> {
         plainRates.push(await echoThroughput(unguarded.tasks, plainSession, 64, 40));
         guardedRates.push(await echoThroughput(guarded.tasks, guardedSession, 64, 40));
       }
-      record({ scenario: 'echo with WORKER_AUTH_TOKEN and call metrics/access log on', unit: 'tasks/s', ours: guardedRates, base: plainRates, baseline: 'the same worker with neither (WORKER_OBSERVE_CALLS=false)', target: 'reported (their cost)', met: null });
+      record({
+        scenario: 'echo with WORKER_AUTH_TOKEN and call metrics/access log on',
+        unit: 'tasks/s',
+        ours: guardedRates,
+        base: plainRates,
+        baseline: 'the same worker with neither (WORKER_OBSERVE_CALLS=false)',
+        target: 'reported (their cost)',
+        met: null,
+      });
     } finally {
       await unguarded.stop();
       await guarded.stop();
@@ -187,7 +236,15 @@ async function main(): Promise<void> {
         await writeFile(join(scratch, 'blob.bin'), bytes);
         await readFile(join(scratch, 'blob.bin'));
       });
-      record({ scenario: `fs.write + fs.read ${mb} MB (base64)`, unit: 'ms', ours, base, baseline: 'Node writeFile + readFile of the bytes', target: 'reported', met: null });
+      record({
+        scenario: `fs.write + fs.read ${mb} MB (base64)`,
+        unit: 'ms',
+        ours,
+        base,
+        baseline: 'Node writeFile + readFile of the bytes',
+        target: 'reported',
+        met: null,
+      });
     }
 
     process.stderr.write('pkg.install of a cached package\n');
@@ -205,10 +262,32 @@ async function main(): Promise<void> {
       return took;
     });
     const pipCache = join(scratch, 'pip-cache');
-    const plainPip = (i: number) => spawnOnce(python, ['-m', 'pip', 'install', '--no-input', '--disable-pip-version-check', '--cache-dir', pipCache, '--index-url', index.url, '--target', join(scratch, `target-${i}`), 'benchpkg']);
+    const plainPip = (i: number) =>
+      spawnOnce(python, [
+        '-m',
+        'pip',
+        'install',
+        '--no-input',
+        '--disable-pip-version-check',
+        '--cache-dir',
+        pipCache,
+        '--index-url',
+        index.url,
+        '--target',
+        join(scratch, `target-${i}`),
+        'benchpkg',
+      ]);
     await plainPip(-1);
     const plain = await timed(5, plainPip);
-    record({ scenario: 'pkg.install, package cached by another session', unit: 'ms', ours: cached, base: plain, baseline: 'plain pip install --target (warm cache)', target: '≤ 300 ms', met: median(cached) <= 300 });
+    record({
+      scenario: 'pkg.install, package cached by another session',
+      unit: 'ms',
+      ours: cached,
+      base: plain,
+      baseline: 'plain pip install --target (warm cache)',
+      target: '≤ 300 ms',
+      met: median(cached) <= 300,
+    });
 
     process.stderr.write('100 concurrent run.python tasks\n');
     const sessions = await Promise.all(Array.from({ length: 10 }, async () => (await worker.sessions.createSession({ workspaceId: 'bench' })).sessionId));
@@ -218,7 +297,7 @@ async function main(): Promise<void> {
     await Promise.all(
       Array.from({ length: 100 }, async (_, i) => {
         const start = performance.now();
-        const run = await runTask(worker.tasks, { sessionId: sessions[i % 10]!, toolName: 'run.python', arguments: { code: 'print(1)' } });
+        const run = await runTask(worker.tasks, { sessionId: sessions[i % 10], toolName: 'run.python', arguments: { code: 'print(1)' } });
         if (run.result?.outputs.stdout !== '1\n') failures++;
         concurrent.push(performance.now() - start);
       }),
@@ -231,7 +310,17 @@ async function main(): Promise<void> {
         bareConcurrent.push(performance.now() - start);
       }),
     );
-    rows.push({ scenario: `100 concurrent run.python (${100 - failures}/100 succeeded)`, unit: 'ms', median: median(concurrent), p95: p95(concurrent), baseline: '100 concurrent bare spawns, p95', baselineMedian: p95(bareConcurrent), ratio: p95(concurrent) / p95(bareConcurrent), target: 'all succeed; p95 reported', met: failures === 0 });
+    rows.push({
+      scenario: `100 concurrent run.python (${100 - failures}/100 succeeded)`,
+      unit: 'ms',
+      median: median(concurrent),
+      p95: p95(concurrent),
+      baseline: '100 concurrent bare spawns, p95',
+      baselineMedian: p95(bareConcurrent),
+      ratio: p95(concurrent) / p95(bareConcurrent),
+      target: 'all succeed; p95 reported',
+      met: failures === 0,
+    });
     process.stderr.write(`  p95 ${p95(concurrent).toFixed(1)} ms vs ${p95(bareConcurrent).toFixed(1)} ms\n`);
     for (const id of [...sessions, sessionId]) await worker.sessions.destroySession({ sessionId: id });
 
@@ -259,7 +348,15 @@ async function main(): Promise<void> {
         if ((await w.sessions.getCapacity({})).activeSessions !== 50) throw new Error('the 50 sessions were not adopted');
         await w.stop();
       }
-      record({ scenario: 'worker start-up to serving with 50 persisted sessions', unit: 'ms', ours: full, base: empty, baseline: 'the same worker starting with none', target: '≤ 2000 ms', met: median(full) <= 2000 });
+      record({
+        scenario: 'worker start-up to serving with 50 persisted sessions',
+        unit: 'ms',
+        ours: full,
+        base: empty,
+        baseline: 'the same worker starting with none',
+        target: '≤ 2000 ms',
+        met: median(full) <= 2000,
+      });
     } finally {
       await rm(persistedDir, { recursive: true, force: true });
     }
@@ -274,13 +371,24 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 500));
     const perSession = ((await rssBytes(pid)) - before) / 200;
     for (const id of idle) await worker.sessions.destroySession({ sessionId: id });
-    rows.push({ scenario: '200 idle sessions: worker RSS growth per session', unit: 'kB', median: perSession / 1024, p95: perSession / 1024, baseline: 'the 2 MB target', baselineMedian: 2048, ratio: perSession / (2 * 1024 * 1024), target: '≤ 2 MB', met: perSession <= 2 * 1024 * 1024 });
+    rows.push({
+      scenario: '200 idle sessions: worker RSS growth per session',
+      unit: 'kB',
+      median: perSession / 1024,
+      p95: perSession / 1024,
+      baseline: 'the 2 MB target',
+      baselineMedian: 2048,
+      ratio: perSession / (2 * 1024 * 1024),
+      target: '≤ 2 MB',
+      met: perSession <= 2 * 1024 * 1024,
+    });
     process.stderr.write(`  ${(perSession / 1024).toFixed(0)} kB per session\n`);
 
     process.stderr.write('checkpoint and restore of a 100 MB workspace\n');
     const big = (await worker.sessions.createSession({ workspaceId: 'bench-checkpoint' })).sessionId;
     // 100 MB of mixed files: half random (incompressible) in 100 kB files, half text in 25 kB files.
-    const fill = 'import os, random\nrandom.seed(7)\nfor i in range(500):\n    os.makedirs(f"bin/{i % 20}", exist_ok=True)\n    open(f"bin/{i % 20}/{i}.dat", "wb").write(os.urandom(100_000))\nwords = [f"word{i}" for i in range(5000)]\nfor i in range(2000):\n    os.makedirs(f"src/{i % 50}", exist_ok=True)\n    open(f"src/{i % 50}/{i}.py", "w").write(" ".join(random.choices(words, k=3600))[:25_000])';
+    const fill =
+      'import os, random\nrandom.seed(7)\nfor i in range(500):\n    os.makedirs(f"bin/{i % 20}", exist_ok=True)\n    open(f"bin/{i % 20}/{i}.dat", "wb").write(os.urandom(100_000))\nwords = [f"word{i}" for i in range(5000)]\nfor i in range(2000):\n    os.makedirs(f"src/{i % 50}", exist_ok=True)\n    open(f"src/{i % 50}/{i}.py", "w").write(" ".join(random.choices(words, k=3600))[:25_000])';
     const filled = await runTask(worker.tasks, { sessionId: big, toolName: 'run.python', arguments: { code: fill } });
     if (filled.result?.status !== TaskStatus.STATUS_SUCCESS) throw new Error(`could not fill the workspace: ${JSON.stringify(filled.result)}`);
     const workspace = join(worker.dataDir, 'sessions', big, 'disk', 'workspace');
@@ -289,24 +397,52 @@ async function main(): Promise<void> {
     const checkpointMs = await timed(3, async () => checkpointIds.push((await worker.sessions.checkpointSession({ sessionId: big })).checkpointId));
     const zipMs = await timed(3, (i) => spawnOnce('zip', ['-r', '-q', join(scratch, `w${i}.zip`), '.'], workspace));
     const restored: string[] = [];
-    const restoreMs = await timed(3, async (i) => restored.push((await worker.sessions.restoreSession({ checkpointId: checkpointIds[i]! })).sessionId));
+    const restoreMs = await timed(3, async (i) => restored.push((await worker.sessions.restoreSession({ checkpointId: checkpointIds[i] })).sessionId));
     const unzipMs = await timed(3, (i) => spawnOnce('unzip', ['-q', join(scratch, `w${i}.zip`), '-d', join(scratch, `u${i}`)]));
     for (const id of [big, ...restored]) await worker.sessions.destroySession({ sessionId: id });
     const rate = (ms: number[]) => ms.map((m) => megabytes / (m / 1000));
-    record({ scenario: 'checkpoint of a 100 MB workspace (mixed files)', unit: 'MB/s', ours: rate(checkpointMs), base: rate(zipMs), ratio: median(rate(checkpointMs)) / median(rate(zipMs)), baseline: 'zip -r of the same files', target: 'reported (ratio of throughput)', met: null });
-    record({ scenario: 'restore of that checkpoint', unit: 'MB/s', ours: rate(restoreMs), base: rate(unzipMs), ratio: median(rate(restoreMs)) / median(rate(unzipMs)), baseline: 'unzip of the zip -r archive', target: 'reported (ratio of throughput)', met: null });
+    record({
+      scenario: 'checkpoint of a 100 MB workspace (mixed files)',
+      unit: 'MB/s',
+      ours: rate(checkpointMs),
+      base: rate(zipMs),
+      ratio: median(rate(checkpointMs)) / median(rate(zipMs)),
+      baseline: 'zip -r of the same files',
+      target: 'reported (ratio of throughput)',
+      met: null,
+    });
+    record({
+      scenario: 'restore of that checkpoint',
+      unit: 'MB/s',
+      ours: rate(restoreMs),
+      base: rate(unzipMs),
+      ratio: median(rate(restoreMs)) / median(rate(unzipMs)),
+      baseline: 'unzip of the zip -r archive',
+      target: 'reported (ratio of throughput)',
+      met: null,
+    });
   } finally {
     await worker.stop();
     await index.close();
     await rm(scratch, { recursive: true, force: true });
   }
 
-  const machine = { cpus: cpus().length, cpu_model: cpus()[0]?.model ?? '', memory_gb: Math.round(totalmem() / 1024 ** 3), kernel: release(), node: process.version, python: (await exec(python, ['--version'])).stdout.trim() };
+  const machine = {
+    cpus: cpus().length,
+    cpu_model: cpus()[0]?.model ?? '',
+    memory_gb: Math.round(totalmem() / 1024 ** 3),
+    kernel: release(),
+    node: process.version,
+    python: (await exec(python, ['--version'])).stdout.trim(),
+  };
   const fmt = (v: number) => (Number.isNaN(v) ? 'n/a' : Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(2));
   const table = [
     '| scenario | p50 | p95 | baseline | baseline p50 | ratio | target | met |',
     '|---|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.scenario} | ${fmt(r.median)} ${r.unit} | ${fmt(r.p95)} ${r.unit} | ${r.baseline} | ${fmt(r.baselineMedian)} ${r.unit} | ${Number.isNaN(r.ratio) ? 'n/a' : r.ratio.toFixed(3)} | ${r.target} | ${r.met === null ? '–' : r.met ? 'yes' : 'no'} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.scenario} | ${fmt(r.median)} ${r.unit} | ${fmt(r.p95)} ${r.unit} | ${r.baseline} | ${fmt(r.baselineMedian)} ${r.unit} | ${Number.isNaN(r.ratio) ? 'n/a' : r.ratio.toFixed(3)} | ${r.target} | ${r.met === null ? '–' : r.met ? 'yes' : 'no'} |`,
+    ),
   ].join('\n');
   const machineLine = `${machine.cpus} × ${machine.cpu_model}, ${machine.memory_gb} GB, Linux ${machine.kernel}, Node ${machine.node}, ${machine.python}`;
   process.stdout.write(`\n${table}\n\nMachine: ${machineLine}\n`);

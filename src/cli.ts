@@ -35,11 +35,13 @@ interface Globals {
 const globals = () => program.opts<Globals>();
 
 function pairs(values: string[] | undefined): Record<string, string> {
-  return Object.fromEntries((values ?? []).map((v) => {
-    const eq = v.indexOf('=');
-    if (eq < 1) throw new Error(`expected key=value, got '${v}'`);
-    return [v.slice(0, eq), v.slice(eq + 1)];
-  }));
+  return Object.fromEntries(
+    (values ?? []).map((v) => {
+      const eq = v.indexOf('=');
+      if (eq < 1) throw new Error(`expected key=value, got '${v}'`);
+      return [v.slice(0, eq), v.slice(eq + 1)];
+    }),
+  );
 }
 
 /** One JSON line, enums by name. */
@@ -73,7 +75,11 @@ program
   .option('--timeout <seconds>', 'task timeout in seconds', Number)
   .action(async (opts: { workspace: string; user: string; env?: string[]; memory?: number; timeout?: number }) =>
     withClient(async ({ sessions }) => {
-      const created = await sessions.createSession({ workspaceId: opts.workspace, userId: opts.user, config: { env: pairs(opts.env), limits: { maxMemoryMb: opts.memory ?? 0, timeoutSeconds: opts.timeout ?? 0 } } });
+      const created = await sessions.createSession({
+        workspaceId: opts.workspace,
+        userId: opts.user,
+        config: { env: pairs(opts.env), limits: { maxMemoryMb: opts.memory ?? 0, timeoutSeconds: opts.timeout ?? 0 } },
+      });
       print(created, created.sessionId);
     }),
   );
@@ -96,19 +102,25 @@ program
       const bar = !asJson && process.stderr.isTTY;
       let result;
       try {
-        result = await runTask(tasks, { sessionId, toolName: tool, arguments: args, constraints: { timeoutSeconds: opts.timeout ?? 0, maxMemoryMb: 0, maxCpuPercent: 0 } }, {
-          onLog: (log) => {
-            if (asJson) process.stdout.write(json({ log }));
-            else (log.source === 'stderr' ? process.stderr : process.stdout).write(`${log.message}\n`);
+        result = await runTask(
+          tasks,
+          { sessionId, toolName: tool, arguments: args, constraints: { timeoutSeconds: opts.timeout ?? 0, maxMemoryMb: 0, maxCpuPercent: 0 } },
+          {
+            onLog: (log) => {
+              if (asJson) process.stdout.write(json({ log }));
+              else (log.source === 'stderr' ? process.stderr : process.stdout).write(`${log.message}\n`);
+            },
+            onProgress: (progress) => {
+              if (asJson) process.stdout.write(json({ progress }));
+              else if (bar) {
+                const filled = Math.round(progress.percentComplete / 5);
+                process.stderr.write(
+                  `\r[${'#'.repeat(filled)}${' '.repeat(20 - filled)}] ${String(progress.percentComplete).padStart(3)}% ${progress.stage}\x1b[K${progress.percentComplete >= 100 ? '\n' : ''}`,
+                );
+              }
+            },
           },
-          onProgress: (progress) => {
-            if (asJson) process.stdout.write(json({ progress }));
-            else if (bar) {
-              const filled = Math.round(progress.percentComplete / 5);
-              process.stderr.write(`\r[${'#'.repeat(filled)}${' '.repeat(20 - filled)}] ${String(progress.percentComplete).padStart(3)}% ${progress.stage}\x1b[K${progress.percentComplete >= 100 ? '\n' : ''}`);
-            }
-          },
-        });
+        );
       } catch (err) {
         if (err instanceof ClientError) {
           process.stderr.write(`${Status[err.code]}: ${err.details}\n`);
@@ -135,7 +147,10 @@ program
   .action(async (sessionId: string) =>
     withClient(async ({ sessions }) => {
       const status = await sessions.getSessionStatus({ sessionId });
-      print(status, `${status.sessionId} ${SessionState[status.state]} tasks=${status.activeTasks} disk=${status.usage?.diskBytes ?? 0}B memory=${status.usage?.memoryBytes ?? 0}B last_checkpoint=${status.lastCheckpointId || '-'}`);
+      print(
+        status,
+        `${status.sessionId} ${SessionState[status.state]} tasks=${status.activeTasks} disk=${status.usage?.diskBytes ?? 0}B memory=${status.usage?.memoryBytes ?? 0}B last_checkpoint=${status.lastCheckpointId || '-'}`,
+      );
     }),
   );
 
@@ -145,7 +160,13 @@ program
   .action(async () =>
     withClient(async ({ sessions }) => {
       const capacity = await sessions.getCapacity({});
-      print(capacity, [`${capacity.activeSessions}/${capacity.totalSessions} sessions (${capacity.availableSessions} available)`, ...capacity.sessions.map((s) => `  ${s.sessionId} ${s.workspaceId} ${SessionState[s.state]} tasks=${s.activeTasks}`)].join('\n'));
+      print(
+        capacity,
+        [
+          `${capacity.activeSessions}/${capacity.totalSessions} sessions (${capacity.availableSessions} available)`,
+          ...capacity.sessions.map((s) => `  ${s.sessionId} ${s.workspaceId} ${SessionState[s.state]} tasks=${s.activeTasks}`),
+        ].join('\n'),
+      );
     }),
   );
 

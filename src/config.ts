@@ -135,49 +135,114 @@ const none = () => undefined;
 /** Every setting: its environment variable, its flag (derived from the variable) and its default. */
 const SETTINGS = {
   workerId: setting('WORKER_ID', 'id given to clients and the coordinator', text, () => `worker-${hostname()}`),
-  grpcAddr: setting('WORKER_GRPC_ADDR', 'gRPC listen address (port 0: any free port); off loopback it needs a token or mTLS', hostPort, () => '127.0.0.1:50052'),
+  grpcAddr: setting(
+    'WORKER_GRPC_ADDR',
+    'gRPC listen address (port 0: any free port); off loopback it needs a token or mTLS',
+    hostPort,
+    () => '127.0.0.1:50052',
+  ),
   httpAddr: setting('WORKER_HTTP_ADDR', 'HTTP listen address (artifacts, health, metrics)', hostPort, () => '127.0.0.1:50053'),
   publicUrl: setting<string | undefined>('WORKER_PUBLIC_URL', 'base of the upload URLs handed out', url(['http:', 'https:']), none),
   advertiseAddr: setting<string | undefined>('WORKER_ADVERTISE_ADDR', 'address sent to the coordinator', hostPort, none),
-  dataDir: setting('WORKER_DATA_DIR', 'workspaces, checkpoints, artifacts', (raw, name) => resolve(text(raw, name)), () => resolve('.worker-data')),
+  dataDir: setting(
+    'WORKER_DATA_DIR',
+    'workspaces, checkpoints, artifacts',
+    (raw, name) => resolve(text(raw, name)),
+    () => resolve('.worker-data'),
+  ),
   maxSessions: setting('WORKER_MAX_SESSIONS', 'capacity: sessions at once', integer(1, 100_000), () => 10),
   coordinatorAddr: setting<string | undefined>('COORDINATOR_ADDR', 'coordinator address; unset runs standalone', hostPort, none),
   pipIndexUrl: setting<string | undefined>('WORKER_PIP_INDEX_URL', 'package index for pkg.install', url(['http:', 'https:', 'file:']), none),
-  maxMessageBytes: setting('WORKER_MAX_MESSAGE_MB', 'largest gRPC message either way, in MB', (raw, name) => integer(1, 2047)(raw, name) * 1024 * 1024, () => 64 * 1024 * 1024),
+  maxMessageBytes: setting(
+    'WORKER_MAX_MESSAGE_MB',
+    'largest gRPC message either way, in MB',
+    (raw, name) => integer(1, 2047)(raw, name) * 1024 * 1024,
+    () => 64 * 1024 * 1024,
+  ),
   logLevel: setting('WORKER_LOG_LEVEL', 'log level', oneOf(LOG_LEVELS), () => 'info'),
   sessionIdleSeconds: setting('WORKER_SESSION_IDLE_SECONDS', 'destroy sessions idle this long (0: never)', integer(0, 10_000_000), () => 3600),
   maxTaskTimeoutSeconds: setting('WORKER_MAX_TASK_TIMEOUT_SECONDS', 'longest any task may run', integer(1, 10_000_000), () => 300),
   maxOutputBytes: setting('WORKER_MAX_OUTPUT_BYTES', 'stdout/stderr kept in a task result, per stream', integer(1024, 1024 * 1024 * 1024), () => 1024 * 1024),
   taskHistory: setting('WORKER_TASK_HISTORY', 'finished tasks kept queryable per session', integer(1, 100_000), () => 100),
   python: setting('WORKER_PYTHON', 'Python interpreter sessions are based on', text, () => 'python3'),
-  sandbox: setting('WORKER_SANDBOX', 'bwrap (isolate user code) or none (no isolation: trusted code only)', oneOf(['bwrap', 'none']) as Parser<'bwrap' | 'none'>, () => 'bwrap' as const),
+  sandbox: setting(
+    'WORKER_SANDBOX',
+    'bwrap (isolate user code) or none (no isolation: trusted code only)',
+    oneOf(['bwrap', 'none']) as Parser<'bwrap' | 'none'>,
+    () => 'bwrap' as const,
+  ),
   allowNetwork: setting('WORKER_ALLOW_NETWORK', 'let user code reach the network (pkg.install always reaches the index)', bool, () => false),
   maxProcesses: setting('WORKER_MAX_PROCESSES', 'processes one session may run at once', integer(8, 100_000), () => 256),
-  maxTaskOutputBytes: setting('WORKER_MAX_TASK_OUTPUT_MB', 'output a task may print before it is killed, in MB', (raw, name) => integer(1, 100_000)(raw, name) * 1024 * 1024, () => 64 * 1024 * 1024),
+  maxTaskOutputBytes: setting(
+    'WORKER_MAX_TASK_OUTPUT_MB',
+    'output a task may print before it is killed, in MB',
+    (raw, name) => integer(1, 100_000)(raw, name) * 1024 * 1024,
+    () => 64 * 1024 * 1024,
+  ),
   checkpointStore: setting<string | undefined>('WORKER_CHECKPOINT_STORE', 's3://bucket/prefix for checkpoints (unset: the data directory)', url(['s3:']), none),
-  s3Endpoint: setting<string | undefined>('WORKER_S3_ENDPOINT', 'endpoint of an S3-compatible store (credentials: the usual AWS_* variables)', url(['http:', 'https:']), none),
+  s3Endpoint: setting<string | undefined>(
+    'WORKER_S3_ENDPOINT',
+    'endpoint of an S3-compatible store (credentials: the usual AWS_* variables)',
+    url(['http:', 'https:']),
+    none,
+  ),
   checkpointsPerSession: setting('WORKER_CHECKPOINTS_PER_SESSION', 'newest checkpoints kept per session', integer(1, 100_000), () => 10),
-  urlSecret: setting<string | undefined>('WORKER_URL_SECRET', 'HMAC secret for upload/download URLs (unset: generated once into the data directory)', text, none),
+  urlSecret: setting<string | undefined>(
+    'WORKER_URL_SECRET',
+    'HMAC secret for upload/download URLs (unset: generated once into the data directory)',
+    text,
+    none,
+  ),
   uploadUrlTtlSeconds: setting('WORKER_UPLOAD_URL_TTL_SECONDS', 'how long an upload URL stays valid', integer(1, 7 * 24 * 3600), () => 3600),
-  downloadUrlTtlSeconds: setting('WORKER_DOWNLOAD_URL_TTL_SECONDS', 'how long an artifact download URL stays valid', integer(1, 365 * 24 * 3600), () => 7 * 24 * 3600),
-  maxArtifactBytes: setting('WORKER_MAX_ARTIFACT_MB', 'largest artifact, in MB', (raw, name) => integer(1, 1_000_000)(raw, name) * 1024 * 1024, () => 1024 * 1024 * 1024),
-  artifactRetentionHours: setting('WORKER_ARTIFACT_RETENTION_HOURS', 'artifacts are kept this long, their sessions gone or not', integer(1, 100_000), () => 7 * 24),
+  downloadUrlTtlSeconds: setting(
+    'WORKER_DOWNLOAD_URL_TTL_SECONDS',
+    'how long an artifact download URL stays valid',
+    integer(1, 365 * 24 * 3600),
+    () => 7 * 24 * 3600,
+  ),
+  maxArtifactBytes: setting(
+    'WORKER_MAX_ARTIFACT_MB',
+    'largest artifact, in MB',
+    (raw, name) => integer(1, 1_000_000)(raw, name) * 1024 * 1024,
+    () => 1024 * 1024 * 1024,
+  ),
+  artifactRetentionHours: setting(
+    'WORKER_ARTIFACT_RETENTION_HOURS',
+    'artifacts are kept this long, their sessions gone or not',
+    integer(1, 100_000),
+    () => 7 * 24,
+  ),
   shutdownGraceSeconds: setting('WORKER_SHUTDOWN_GRACE_SECONDS', 'on SIGTERM/SIGINT, how long running tasks may finish', integer(0, 3600), () => 30),
   spareSessions: setting('WORKER_SPARE_SESSIONS', 'sessions kept made ahead, so CreateSession is quick (0: none)', integer(0, 1000), () => 8),
   warmInterpreter: setting('WORKER_WARM_INTERPRETER', 'fork run.python calls from a warm interpreter per session', bool, () => true),
-  uidBase: setting<number | undefined>('WORKER_UID_BASE', 'first host uid of this worker\'s range of 100000 (a multiple of 100000; unset: claim a free range)', uidBase, none),
+  uidBase: setting<number | undefined>(
+    'WORKER_UID_BASE',
+    "first host uid of this worker's range of 100000 (a multiple of 100000; unset: claim a free range)",
+    uidBase,
+    none,
+  ),
   authToken: setting<string | undefined>('WORKER_AUTH_TOKEN', 'every gRPC call must carry authorization: Bearer <token> (health checks exempt)', text, none),
   authTokenFile: setting<string | undefined>('WORKER_AUTH_TOKEN_FILE', 'a file holding WORKER_AUTH_TOKEN (a mounted secret)', text, none),
   insecure: setting('WORKER_INSECURE', 'allow listening off loopback with neither a token nor mTLS (warns)', bool, () => false),
   tlsCert: setting<string | undefined>('WORKER_TLS_CERT', 'PEM certificate (chain): serve gRPC and HTTP over TLS; re-read when it changes', text, none),
-  tlsKey: setting<string | undefined>('WORKER_TLS_KEY', "PEM private key of WORKER_TLS_CERT", text, none),
+  tlsKey: setting<string | undefined>('WORKER_TLS_KEY', 'PEM private key of WORKER_TLS_CERT', text, none),
   tlsClientCa: setting<string | undefined>('WORKER_TLS_CLIENT_CA', 'PEM CA bundle: require client certificates it signed (mTLS)', text, none),
   coordinatorAuthToken: setting<string | undefined>('COORDINATOR_AUTH_TOKEN', 'bearer token sent to the coordinator', text, none),
-  coordinatorTlsCa: setting<string | undefined>('COORDINATOR_TLS_CA', "PEM CA bundle: reach the coordinator over TLS, trusting it", text, none),
+  coordinatorTlsCa: setting<string | undefined>('COORDINATOR_TLS_CA', 'PEM CA bundle: reach the coordinator over TLS, trusting it', text, none),
   coordinatorTlsCert: setting<string | undefined>('COORDINATOR_TLS_CERT', 'PEM client certificate for the coordinator (mTLS)', text, none),
   coordinatorTlsKey: setting<string | undefined>('COORDINATOR_TLS_KEY', 'PEM private key of COORDINATOR_TLS_CERT', text, none),
-  observeCalls: setting('WORKER_OBSERVE_CALLS', 'count every gRPC call for /metrics and log it (the access log; off: task and process metrics only)', bool, () => true),
-  defaultDiskMb: setting('WORKER_DEFAULT_DISK_MB', 'disk limit (workspace and environment) of sessions that set none, in MB (0: none)', integer(0, 100_000_000), () => 10240),
+  observeCalls: setting(
+    'WORKER_OBSERVE_CALLS',
+    'count every gRPC call for /metrics and log it (the access log; off: task and process metrics only)',
+    bool,
+    () => true,
+  ),
+  defaultDiskMb: setting(
+    'WORKER_DEFAULT_DISK_MB',
+    'disk limit (workspace and environment) of sessions that set none, in MB (0: none)',
+    integer(0, 100_000_000),
+    () => 10240,
+  ),
   defaultMemoryMb: setting('WORKER_DEFAULT_MEMORY_MB', 'memory limit of sessions that set none (0: none)', integer(0, 10_000_000), () => 2048),
 } satisfies { [K in keyof WorkerConfig]: Setting<WorkerConfig[K]> };
 
@@ -191,7 +256,7 @@ export function flagName(envName: string): string {
 function shownDefault(s: Setting<unknown>): string {
   const value = s.fallback();
   if (value === undefined) return 'unset';
-  const candidates = typeof value === 'number' ? [value, value / (1024 * 1024)] : [value];
+  const candidates: unknown[] = typeof value === 'number' ? [value, value / (1024 * 1024)] : [value];
   const given = (candidate: unknown) => {
     try {
       return s.parse(String(candidate), s.env) === value;
@@ -199,7 +264,7 @@ function shownDefault(s: Setting<unknown>): string {
       return false;
     }
   };
-  return String(candidates.find(given) ?? value);
+  return String(candidates.find(given) ?? value); // eslint-disable-line @typescript-eslint/no-base-to-string -- defaults are numbers, strings and booleans
 }
 
 export function usage(): string {
@@ -242,9 +307,12 @@ function checkSecurity(config: WorkerConfig): void {
   if (config.authToken && config.authTokenFile) throw new ConfigError('WORKER_AUTH_TOKEN and WORKER_AUTH_TOKEN_FILE are both set: give one');
   if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) throw new ConfigError('WORKER_TLS_CERT and WORKER_TLS_KEY go together: give both or neither');
   if (config.tlsClientCa && !config.tlsCert) throw new ConfigError('WORKER_TLS_CLIENT_CA (mTLS) needs WORKER_TLS_CERT and WORKER_TLS_KEY');
-  if (Boolean(config.coordinatorTlsCert) !== Boolean(config.coordinatorTlsKey)) throw new ConfigError('COORDINATOR_TLS_CERT and COORDINATOR_TLS_KEY go together: give both or neither');
+  if (Boolean(config.coordinatorTlsCert) !== Boolean(config.coordinatorTlsKey))
+    throw new ConfigError('COORDINATOR_TLS_CERT and COORDINATOR_TLS_KEY go together: give both or neither');
   const guarded = Boolean(config.authToken || config.authTokenFile || config.tlsClientCa);
   if (!guarded && !config.insecure && !isLoopback(config.grpcAddr)) {
-    throw new ConfigError(`WORKER_GRPC_ADDR ${config.grpcAddr} is not a loopback address, and nothing would stop anyone who reaches it from running code: set WORKER_AUTH_TOKEN (or WORKER_TLS_CLIENT_CA for mTLS), or WORKER_INSECURE=true to accept that`);
+    throw new ConfigError(
+      `WORKER_GRPC_ADDR ${config.grpcAddr} is not a loopback address, and nothing would stop anyone who reaches it from running code: set WORKER_AUTH_TOKEN (or WORKER_TLS_CLIENT_CA for mTLS), or WORKER_INSECURE=true to accept that`,
+    );
   }
 }

@@ -47,36 +47,39 @@ export const errors = {
     new WorkerError(Status.RESOURCE_EXHAUSTED, `capacity exceeded: this worker already runs its maximum of ${max} sessions; destroy one or use another worker`),
   invalidSessionState: (sessionId: string, state: string, operation: string) =>
     new WorkerError(Status.FAILED_PRECONDITION, `invalid session state: cannot ${operation} while session ${quoted(sessionId)} is ${state}`),
-  initializationFailed: (detail: string) =>
-    new WorkerError(Status.INTERNAL, `session initialization failed: ${detail}`),
+  initializationFailed: (detail: string) => new WorkerError(Status.INTERNAL, `session initialization failed: ${detail}`),
 
   // Task errors
   taskNotFound: (taskId: string, sessionId: string) =>
-    new WorkerError(Status.NOT_FOUND, `task not found: no task ${quoted(taskId)} in session ${quoted(sessionId)} (unknown, or dropped from the bounded task history)`),
-  taskTimeout: (seconds: number) =>
-    new WorkerError(Status.DEADLINE_EXCEEDED, `task timeout: the task exceeded its ${seconds} s timeout and was stopped`),
+    new WorkerError(
+      Status.NOT_FOUND,
+      `task not found: no task ${quoted(taskId)} in session ${quoted(sessionId)} (unknown, or dropped from the bounded task history)`,
+    ),
+  taskTimeout: (seconds: number) => new WorkerError(Status.DEADLINE_EXCEEDED, `task timeout: the task exceeded its ${seconds} s timeout and was stopped`),
   taskCancelled: (why: string) => new WorkerError(Status.CANCELLED, `task cancelled: ${why}`),
   taskAlreadyRunning: (taskId: string, sessionId: string) =>
     new WorkerError(Status.ALREADY_EXISTS, `task ${quoted(taskId)} is already running in session ${quoted(sessionId)}; use another task_id`),
   invalidArgument: (message: string) => new WorkerError(Status.INVALID_ARGUMENT, `invalid argument: ${message}`),
 
   // Tool errors
-  invalidPath: (path: string, why: string) =>
-    new WorkerError(Status.INVALID_ARGUMENT, `invalid path ${quoted(path, 200)}: ${why}`),
+  invalidPath: (path: string, why: string) => new WorkerError(Status.INVALID_ARGUMENT, `invalid path ${quoted(path, 200)}: ${why}`),
   fileNotFound: (path: string) => new WorkerError(Status.NOT_FOUND, `file not found: ${quoted(path, 200)} does not exist in the workspace`),
-  permissionDenied: (path: string, why: string) =>
-    new WorkerError(Status.PERMISSION_DENIED, `permission denied for ${quoted(path, 200)}: ${why}`),
-  pythonNotFound: (detail: string) =>
-    new WorkerError(Status.FAILED_PRECONDITION, `python not found: ${detail}`),
+  permissionDenied: (path: string, why: string) => new WorkerError(Status.PERMISSION_DENIED, `permission denied for ${quoted(path, 200)}: ${why}`),
+  pythonNotFound: (detail: string) => new WorkerError(Status.FAILED_PRECONDITION, `python not found: ${detail}`),
   packageInstallFailed: (detail: string) => new WorkerError(Status.INTERNAL, `package install failed: ${detail}`),
   tooLarge: (what: string) => new WorkerError(Status.RESOURCE_EXHAUSTED, what),
 
   // Checkpoint errors
-  checkpointNotFound: (checkpointId: string) => new WorkerError(Status.NOT_FOUND, `checkpoint not found: ${quoted(checkpointId)} does not exist in the checkpoint store (never made, or removed by retention)`),
+  checkpointNotFound: (checkpointId: string) =>
+    new WorkerError(
+      Status.NOT_FOUND,
+      `checkpoint not found: ${quoted(checkpointId)} does not exist in the checkpoint store (never made, or removed by retention)`,
+    ),
   archiveFailed: (detail: string) => new WorkerError(Status.INTERNAL, `archive failed: ${detail}`),
   checkpointDamaged: (code: Status.NOT_FOUND | Status.INTERNAL, checkpointId: string, what: string) =>
     new WorkerError(code, `checkpoint ${quoted(checkpointId)} cannot be restored: ${what}; nothing was restored`),
-  checkpointCorrupted: (checkpointId: string) => new WorkerError(Status.INTERNAL, `checkpoint corrupted: the archive of ${quoted(checkpointId)} does not match its checksum; nothing was restored`),
+  checkpointCorrupted: (checkpointId: string) =>
+    new WorkerError(Status.INTERNAL, `checkpoint corrupted: the archive of ${quoted(checkpointId)} does not match its checksum; nothing was restored`),
 
   // Worker-wide
   shuttingDown: () => new WorkerError(Status.UNAVAILABLE, 'worker is shutting down; retry on another worker'),

@@ -42,7 +42,10 @@ async function main(): Promise<void> {
     process.exit(1);
   };
   // Whatever a broken host does (a hung filesystem, a stuck interpreter), startup ends.
-  const watchdog = setTimeout(() => refuse(`startup did not finish within ${STARTUP_LIMIT_SECONDS} s; the log says how far it got`), STARTUP_LIMIT_SECONDS * 1000);
+  const watchdog = setTimeout(
+    () => refuse(`startup did not finish within ${STARTUP_LIMIT_SECONDS} s; the log says how far it got`),
+    STARTUP_LIMIT_SECONDS * 1000,
+  );
   watchdog.unref();
   try {
     await startWorker(config, logger);

@@ -107,7 +107,8 @@ async function startSessions(config: WorkerConfig, dirs: DataDirectory, sandboxH
     logger,
   });
   const adoption = await pool.adoptAll();
-  if (adoption.adopted + adoption.quarantined > 0) logger.info('sessions of an earlier run adopted', { adopted: adoption.adopted, quarantined: adoption.quarantined, tasks_cut_off: adoption.tasksCutOff });
+  if (adoption.adopted + adoption.quarantined > 0)
+    logger.info('sessions of an earlier run adopted', { adopted: adoption.adopted, quarantined: adoption.quarantined, tasks_cut_off: adoption.tasksCutOff });
   pool.startSpares();
   return pool;
 }
@@ -152,7 +153,13 @@ function startRegistration(config: WorkerConfig, port: number, language: PythonL
     workerId: config.workerId,
     maxSessions: config.maxSessions,
     grpcAddress: config.advertiseAddr ?? `${grpcHost === '0.0.0.0' || grpcHost === '::' ? hostname() : grpcHost}:${port}`,
-    metadata: { version: WORKER_VERSION, hostname: hostname(), languages: SUPPORTED_LANGUAGES.join(','), python_version: language.interpreter.version, tools: [...TOOLS.keys()].join(',') },
+    metadata: {
+      version: WORKER_VERSION,
+      hostname: hostname(),
+      languages: SUPPORTED_LANGUAGES.join(','),
+      python_version: language.interpreter.version,
+      tools: [...TOOLS.keys()].join(','),
+    },
     sessionIds: () => pool.list().map((s) => s.id),
     token: config.coordinatorAuthToken,
     credentials: coordinatorCredentials(config),
@@ -163,7 +170,11 @@ function startRegistration(config: WorkerConfig, port: number, language: PythonL
 }
 
 /** The line an operator looks for: where the worker listens and how it is set up. */
-function logListening(config: WorkerConfig, where: { grpcPort: number; httpPort: number; publicUrl: string | undefined; checkpointStore: string; language: PythonLanguage; tls: string }, logger: Logger): void {
+function logListening(
+  config: WorkerConfig,
+  where: { grpcPort: number; httpPort: number; publicUrl: string | undefined; checkpointStore: string; language: PythonLanguage; tls: string },
+  logger: Logger,
+): void {
   logger.info('worker listening', {
     worker_id: config.workerId,
     grpc_address: config.grpcAddr,
@@ -215,10 +226,13 @@ function stopOnSignals(worker: RunningWorker): void {
     worker.grpc.setServing(false);
     logger.info('shutting down', { signal, grace_seconds: config.shutdownGraceSeconds });
     // Whatever hangs (a session's files, the coordinator), the worker is gone a little after the grace time.
-    setTimeout(() => {
-      logger.error('shutdown did not finish in time: exiting now');
-      process.exit(1);
-    }, (config.shutdownGraceSeconds + SHUTDOWN_SLACK_SECONDS) * 1000).unref();
+    setTimeout(
+      () => {
+        logger.error('shutdown did not finish in time: exiting now');
+        process.exit(1);
+      },
+      (config.shutdownGraceSeconds + SHUTDOWN_SLACK_SECONDS) * 1000,
+    ).unref();
     worker.stopReaper();
     pool.stopAccepting(); // new sessions and tasks: UNAVAILABLE from now on
     await worker.registration?.stop();
@@ -243,7 +257,8 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   const dataLock = await lockDataDirectory(dirs);
   await startTracing('codegen-mcp-worker', { 'service.instance.id': config.workerId, 'service.version': WORKER_VERSION });
   const language = await PythonLanguage.resolve(config.python, { pipIndexUrl: config.pipIndexUrl, pipCache: dirs.pipCache });
-  if (language.interpreter.pipVersion === undefined) logger.warn('the host Python has no pip: pkg.install will fail', { python: language.interpreter.executable });
+  if (language.interpreter.pipVersion === undefined)
+    logger.warn('the host Python has no pip: pkg.install will fail', { python: language.interpreter.executable });
   const sandboxHost = await startSandbox(config, dirs, language, logger);
   const pool = await startSessions(config, dirs, sandboxHost, logger);
   const stores = await openStores(config, dirs, pool, logger);
@@ -257,9 +272,11 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
       return { contentType: registry.contentType, body: await registry.metrics() };
     },
   };
-  const http = await startHttpServer(config.httpAddr, [artifactRoutes(stores.localArtifacts, stores.signer), ...opsRoutes(ops)], tls, logger).catch((err: unknown) => {
-    throw listenRefused('WORKER_HTTP_ADDR', config.httpAddr, err);
-  });
+  const http = await startHttpServer(config.httpAddr, [artifactRoutes(stores.localArtifacts, stores.signer), ...opsRoutes(ops)], tls, logger).catch(
+    (err: unknown) => {
+      throw listenRefused('WORKER_HTTP_ADDR', config.httpAddr, err);
+    },
+  );
   stores.publicUrl.value ??= `${tls ? 'https' : 'http'}://127.0.0.1:${http.port}`;
   const artifacts = new Artifacts({ store: stores.artifactStore, pool, maxBytes: config.maxArtifactBytes, uploadTtlMs: config.uploadUrlTtlSeconds * 1000 });
   sweepArtifactsHourly(stores.artifactStore, config.artifactRetentionHours, logger);
@@ -273,16 +290,33 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     maxMessageBytes: config.maxMessageBytes,
     checkpoints: stores.checkpoints,
     artifacts,
-    tasks: { pool, limits: { maxOutputBytes: config.maxOutputBytes, maxMessageBytes: config.maxMessageBytes }, maxTimeoutSeconds: config.maxTaskTimeoutSeconds },
+    tasks: {
+      pool,
+      limits: { maxOutputBytes: config.maxOutputBytes, maxMessageBytes: config.maxMessageBytes },
+      maxTimeoutSeconds: config.maxTaskTimeoutSeconds,
+    },
     logger,
   }).catch((err: unknown) => {
     throw listenRefused('WORKER_GRPC_ADDR', config.grpcAddr, err);
   });
   health.serving = true;
   if (config.insecure && !isLoopback(config.grpcAddr) && !config.authToken && !config.authTokenFile && !config.tlsClientCa) {
-    logger.warn('WORKER_INSECURE=true: the gRPC API listens off loopback with no token and no client certificates; anyone who reaches it can run code here', { grpc_address: config.grpcAddr });
+    logger.warn('WORKER_INSECURE=true: the gRPC API listens off loopback with no token and no client certificates; anyone who reaches it can run code here', {
+      grpc_address: config.grpcAddr,
+    });
   }
-  logListening(config, { grpcPort: grpc.port, httpPort: http.port, publicUrl: stores.publicUrl.value, checkpointStore: config.checkpointStore ?? dirs.checkpoints, language, tls: tls ? (config.tlsClientCa ? 'mTLS' : 'TLS') : 'off' }, logger);
+  logListening(
+    config,
+    {
+      grpcPort: grpc.port,
+      httpPort: http.port,
+      publicUrl: stores.publicUrl.value,
+      checkpointStore: config.checkpointStore ?? dirs.checkpoints,
+      language,
+      tls: tls ? (config.tlsClientCa ? 'mTLS' : 'TLS') : 'off',
+    },
+    logger,
+  );
   const registration = startRegistration(config, grpc.port, language, pool, logger);
   stopOnSignals({ config, logger, dataLock, sandboxHost, pool, grpc, http, registration, stopReaper, drain: () => (health.draining = true) });
 }

@@ -31,16 +31,31 @@ async function put(url: string, body: Buffer, contentType = 'application/gzip'):
 
 function storedFiles(): string[] {
   const dir = join(worker.dataDir, 'artifacts');
-  return readdirSync(dir, { recursive: true }).map(String).filter((n) => !n.endsWith('.incoming') && n !== '.incoming');
+  return readdirSync(dir, { recursive: true })
+    .map(String)
+    .filter((n) => !n.endsWith('.incoming') && n !== '.incoming');
 }
 
 test("the reference's GetUploadURL / PUT / RecordArtifact flow, end to end, and the artifact fetched back", async () => {
   const bytes = randomBytes(1024000);
-  const upload = await worker.artifacts.getUploadURL({ sessionId, artifactName: 'build-output.tar.gz', contentType: 'application/gzip', sizeBytes: bytes.length });
+  const upload = await worker.artifacts.getUploadURL({
+    sessionId,
+    artifactName: 'build-output.tar.gz',
+    contentType: 'application/gzip',
+    sizeBytes: bytes.length,
+  });
   assert.match(upload.artifactId, /^artifact-/);
   assert.ok(upload.expiresAtMs > Date.now());
   assert.equal(await put(upload.uploadUrl, bytes), 200);
-  const receipt = await worker.artifacts.recordArtifact({ sessionId, artifactId: upload.artifactId, artifactName: 'build-output.tar.gz', artifactType: 'build_archive', sizeBytes: bytes.length, checksumSha256: sha256(bytes), metadata: { build_id: 'build-789', commit: 'abc123def' } });
+  const receipt = await worker.artifacts.recordArtifact({
+    sessionId,
+    artifactId: upload.artifactId,
+    artifactName: 'build-output.tar.gz',
+    artifactType: 'build_archive',
+    sizeBytes: bytes.length,
+    checksumSha256: sha256(bytes),
+    metadata: { build_id: 'build-789', commit: 'abc123def' },
+  });
   assert.equal(receipt.artifactId, upload.artifactId);
   assert.ok(Math.abs(receipt.recordedAtMs - Date.now()) < 60_000);
   assert.ok((await worker.sessions.getSessionStatus({ sessionId })).artifacts.includes(upload.artifactId));
@@ -48,7 +63,15 @@ test("the reference's GetUploadURL / PUT / RecordArtifact flow, end to end, and 
   assert.equal(fetched.status, 200);
   assert.ok(Buffer.from(await fetched.arrayBuffer()).equals(bytes));
   // The same facts again: the same receipt.
-  const again = await worker.artifacts.recordArtifact({ sessionId, artifactId: upload.artifactId, artifactName: 'build-output.tar.gz', artifactType: 'build_archive', sizeBytes: bytes.length, checksumSha256: sha256(bytes), metadata: { build_id: 'build-789', commit: 'abc123def' } });
+  const again = await worker.artifacts.recordArtifact({
+    sessionId,
+    artifactId: upload.artifactId,
+    artifactName: 'build-output.tar.gz',
+    artifactType: 'build_archive',
+    sizeBytes: bytes.length,
+    checksumSha256: sha256(bytes),
+    metadata: { build_id: 'build-789', commit: 'abc123def' },
+  });
   assert.equal(again.recordedAtMs, receipt.recordedAtMs);
   // One PUT per URL.
   assert.equal(await put(upload.uploadUrl, bytes), 409);
@@ -57,7 +80,15 @@ test("the reference's GetUploadURL / PUT / RecordArtifact flow, end to end, and 
   const small = Buffer.from('hello');
   const up2 = await worker.artifacts.getUploadURL({ sessionId: other, artifactName: 'a.txt', contentType: 'text/plain', sizeBytes: small.length });
   assert.equal(await put(up2.uploadUrl, small, 'text/plain'), 200);
-  const r2 = await worker.artifacts.recordArtifact({ sessionId: other, artifactId: up2.artifactId, artifactName: 'a.txt', artifactType: 'text', sizeBytes: 5, checksumSha256: sha256(small), metadata: {} });
+  const r2 = await worker.artifacts.recordArtifact({
+    sessionId: other,
+    artifactId: up2.artifactId,
+    artifactName: 'a.txt',
+    artifactType: 'text',
+    sizeBytes: 5,
+    checksumSha256: sha256(small),
+    metadata: {},
+  });
   await worker.sessions.destroySession({ sessionId: other });
   assert.equal(Buffer.from(await (await fetch(r2.storageUrl)).arrayBuffer()).toString(), 'hello');
 });
@@ -104,7 +135,13 @@ test('an oversize body is 413 and a truncated upload leaves nothing behind', asy
   // Declared 1000 bytes, sent 500, then the connection dropped.
   await new Promise<void>((resolve) => {
     const url = new URL(upload.uploadUrl);
-    const req = request({ host: url.hostname, port: url.port, path: url.pathname + url.search, method: 'PUT', headers: { 'content-type': 'text/plain', 'content-length': '1000' } });
+    const req = request({
+      host: url.hostname,
+      port: url.port,
+      path: url.pathname + url.search,
+      method: 'PUT',
+      headers: { 'content-type': 'text/plain', 'content-length': '1000' },
+    });
     req.on('error', () => resolve());
     req.on('response', () => resolve());
     req.write(Buffer.alloc(500));
@@ -123,7 +160,15 @@ test('an oversize body is 413 and a truncated upload leaves nothing behind', asy
 test('RecordArtifact refuses a wrong checksum or size (INVALID_ARGUMENT) and a record before upload (NOT_FOUND)', async () => {
   const bytes = Buffer.from('payload');
   const upload = await worker.artifacts.getUploadURL({ sessionId, artifactName: 'p', contentType: 'text/plain', sizeBytes: bytes.length });
-  const facts = { sessionId, artifactId: upload.artifactId, artifactName: 'p', artifactType: 'text', sizeBytes: bytes.length, checksumSha256: sha256(bytes), metadata: {} };
+  const facts = {
+    sessionId,
+    artifactId: upload.artifactId,
+    artifactName: 'p',
+    artifactType: 'text',
+    sizeBytes: bytes.length,
+    checksumSha256: sha256(bytes),
+    metadata: {},
+  };
   assert.equal(await statusOf(worker.artifacts.recordArtifact(facts)), Status.NOT_FOUND);
   assert.equal(await put(upload.uploadUrl, bytes, 'text/plain'), 200);
   assert.equal(await statusOf(worker.artifacts.recordArtifact({ ...facts, checksumSha256: sha256(Buffer.from('other')) })), Status.INVALID_ARGUMENT);
@@ -156,25 +201,64 @@ test('a 200 MB upload streams to disk (worker RSS growth measured)', async () =>
       sent += chunk.length;
     },
   });
-  const res = await fetch(upload.uploadUrl, { method: 'PUT', body, headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) }, duplex: 'half' } as RequestInit);
+  const res = await fetch(upload.uploadUrl, {
+    method: 'PUT',
+    body,
+    headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+    duplex: 'half',
+  });
   clearInterval(sampler);
   assert.equal(res.status, 200);
   const growthMb = (peak - before) / 1024 / 1024;
   process.stdout.write(`# 200 MB upload: worker RSS grew ${growthMb.toFixed(1)} MB at most\n`);
-  assert.equal((await worker.artifacts.recordArtifact({ sessionId, artifactId: upload.artifactId, artifactName: 'big.bin', artifactType: 'blob', sizeBytes: size, checksumSha256: hash.digest('hex'), metadata: {} })).artifactId, upload.artifactId);
+  assert.equal(
+    (
+      await worker.artifacts.recordArtifact({
+        sessionId,
+        artifactId: upload.artifactId,
+        artifactName: 'big.bin',
+        artifactType: 'blob',
+        sizeBytes: size,
+        checksumSha256: hash.digest('hex'),
+        metadata: {},
+      })
+    ).artifactId,
+    upload.artifactId,
+  );
 });
 
 test('with an S3-compatible store: the store presigns the PUT and RecordArtifact checks the object there', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'codegen-s3a-'));
   const s3 = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: dir, configureBuckets: [{ name: 'fleet', configs: [] }] });
   const { port } = await s3.run();
-  const s3Worker = await startWorker({ env: { WORKER_CHECKPOINT_STORE: 's3://fleet/w', WORKER_S3_ENDPOINT: `http://127.0.0.1:${port}`, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' } });
+  const s3Worker = await startWorker({
+    env: {
+      WORKER_CHECKPOINT_STORE: 's3://fleet/w',
+      WORKER_S3_ENDPOINT: `http://127.0.0.1:${port}`,
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      AWS_REGION: 'us-east-1',
+    },
+  });
   try {
     const s = await s3Worker.sessions.createSession({ workspaceId: 's3' });
     const bytes = randomBytes(4096);
-    const upload = await s3Worker.artifacts.getUploadURL({ sessionId: s.sessionId, artifactName: 'o.bin', contentType: 'application/octet-stream', sizeBytes: bytes.length });
+    const upload = await s3Worker.artifacts.getUploadURL({
+      sessionId: s.sessionId,
+      artifactName: 'o.bin',
+      contentType: 'application/octet-stream',
+      sizeBytes: bytes.length,
+    });
     assert.ok(upload.uploadUrl.startsWith(`http://127.0.0.1:${port}/fleet/w/artifacts/${upload.artifactId}`), upload.uploadUrl);
-    const facts = { sessionId: s.sessionId, artifactId: upload.artifactId, artifactName: 'o.bin', artifactType: 'blob', sizeBytes: bytes.length, checksumSha256: sha256(bytes), metadata: {} };
+    const facts = {
+      sessionId: s.sessionId,
+      artifactId: upload.artifactId,
+      artifactName: 'o.bin',
+      artifactType: 'blob',
+      sizeBytes: bytes.length,
+      checksumSha256: sha256(bytes),
+      metadata: {},
+    };
     assert.equal(await statusOf(s3Worker.artifacts.recordArtifact(facts)), Status.NOT_FOUND);
     assert.equal(await put(upload.uploadUrl, bytes, 'application/octet-stream'), 200);
     assert.equal(await statusOf(s3Worker.artifacts.recordArtifact({ ...facts, checksumSha256: sha256(Buffer.from('no')) })), Status.INVALID_ARGUMENT);

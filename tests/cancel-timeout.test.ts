@@ -54,7 +54,10 @@ function spawnTree(sessionId: string, taskId: string, timeoutSeconds = 0, signal
     let result;
     let code = Status.OK;
     try {
-      for await (const m of worker.tasks.executeTask({ sessionId, taskId, toolName: 'run.python', arguments: { code: SPAWNER }, constraints: { timeoutSeconds } }, { signal })) {
+      for await (const m of worker.tasks.executeTask(
+        { sessionId, taskId, toolName: 'run.python', arguments: { code: SPAWNER }, constraints: { timeoutSeconds } },
+        { signal },
+      )) {
         if (m.payload?.$case === 'log' && m.payload.value.message === 'tree started') markStarted();
         if (m.payload?.$case === 'result') result = m.payload.value;
       }
@@ -110,7 +113,11 @@ test('a client that goes away cancels its task; nothing it started keeps running
 
 test('background processes a finished task left behind are ended with it', async () => {
   const { sessionId, leftovers } = await markedSession('leftovers');
-  const run = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'import subprocess, sys\nsubprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])\nprint("left one running")' } });
+  const run = await runTask(worker.tasks, {
+    sessionId,
+    toolName: 'run.python',
+    arguments: { code: 'import subprocess, sys\nsubprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])\nprint("left one running")' },
+  });
   assert.equal(run.result?.status, TaskStatus.STATUS_SUCCESS);
   assert.deepEqual(leftovers(), []);
   await worker.sessions.destroySession({ sessionId });

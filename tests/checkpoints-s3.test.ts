@@ -25,7 +25,13 @@ after(async () => {
 });
 
 test('a session checkpointed on one worker is restored on another through the S3 store', async () => {
-  const env = { WORKER_CHECKPOINT_STORE: 's3://fleet/checkpoints', WORKER_S3_ENDPOINT: endpoint, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' };
+  const env = {
+    WORKER_CHECKPOINT_STORE: 's3://fleet/checkpoints',
+    WORKER_S3_ENDPOINT: endpoint,
+    AWS_ACCESS_KEY_ID: 'S3RVER',
+    AWS_SECRET_ACCESS_KEY: 'S3RVER',
+    AWS_REGION: 'us-east-1',
+  };
   const first = await startWorker({ env });
   const second = await startWorker({ env });
   try {

@@ -32,7 +32,20 @@ const checkpointsDir = () => join(worker.dataDir, 'checkpoints');
 /** Puts a crafted archive in the local store under a record that matches it, as if checkpointed. */
 function plantCheckpoint(id: string, zip: Buffer): void {
   writeFileSync(join(checkpointsDir(), `${id}.zip`), zip);
-  const record = { checkpointId: id, sessionId: 'session-x', createdAtMs: Date.now(), checksumSha256: createHash('sha256').update(zip).digest('hex'), installedPackages: [], modifiedFiles: [], workspaceId: 'evil', userId: '', config: { language: 'python', limits: { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0, timeoutSeconds: 0 }, env: {} }, parentCheckpointId: '', sizeBytes: zip.length, storageUrl: '' };
+  const record = {
+    checkpointId: id,
+    sessionId: 'session-x',
+    createdAtMs: Date.now(),
+    checksumSha256: createHash('sha256').update(zip).digest('hex'),
+    installedPackages: [],
+    modifiedFiles: [],
+    workspaceId: 'evil',
+    userId: '',
+    config: { language: 'python', limits: { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0, timeoutSeconds: 0 }, env: {} },
+    parentCheckpointId: '',
+    sizeBytes: zip.length,
+    storageUrl: '',
+  };
   writeFileSync(join(checkpointsDir(), `${id}.json`), JSON.stringify(record));
 }
 
@@ -54,14 +67,21 @@ sys.stdout.buffer.write(buf.getvalue())`;
 }
 
 test('a full checkpoint keeps files, modes, links, empty dirs and packages; restore brings them back in a new READY session', async () => {
-  const { sessionId } = await worker.sessions.createSession({ workspaceId: 'ws-1', userId: 'user-1', config: { env: { GREETING: 'hello' }, limits: { timeoutSeconds: 60 } } });
+  const { sessionId } = await worker.sessions.createSession({
+    workspaceId: 'ws-1',
+    userId: 'user-1',
+    config: { env: { GREETING: 'hello' }, limits: { timeoutSeconds: 60 } },
+  });
   await runTool(worker.tasks, sessionId, 'pkg.install', { requirements: 'tinydep==1.2.0' });
-  await py(sessionId, 'import os\nos.makedirs("src/empty")\nopen("src/run.sh", "w").write("#!/bin/sh\\necho hi\\n")\nos.chmod("src/run.sh", 0o750)\nos.symlink("src/run.sh", "link")\nopen("data.bin", "wb").write(bytes(range(256)) * 100)');
+  await py(
+    sessionId,
+    'import os\nos.makedirs("src/empty")\nopen("src/run.sh", "w").write("#!/bin/sh\\necho hi\\n")\nos.chmod("src/run.sh", 0o750)\nos.symlink("src/run.sh", "link")\nopen("data.bin", "wb").write(bytes(range(256)) * 100)',
+  );
   const checkpoint = await worker.sessions.checkpointSession({ sessionId });
   assert.match(checkpoint.checkpointId, /^checkpoint-/);
   assert.equal(checkpoint.metadata?.sessionId, sessionId);
-  assert.ok(checkpoint.metadata!.installedPackages.includes('tinydep==1.2.0'));
-  assert.deepEqual(checkpoint.metadata!.modifiedFiles, ['data.bin', 'link', 'src', 'src/empty', 'src/run.sh']);
+  assert.ok(checkpoint.metadata.installedPackages.includes('tinydep==1.2.0'));
+  assert.deepEqual(checkpoint.metadata.modifiedFiles, ['data.bin', 'link', 'src', 'src/empty', 'src/run.sh']);
   const archive = fileURLToPath(checkpoint.storageUrl);
   assert.equal(createHash('sha256').update(readFileSync(archive)).digest('hex'), checkpoint.metadata?.checksumSha256);
   assert.equal(checkpoint.sizeBytes, readFileSync(archive).length);
@@ -74,8 +94,14 @@ test('a full checkpoint keeps files, modes, links, empty dirs and packages; rest
   assert.equal(restored.checkpointMetadata?.checksumSha256, checkpoint.metadata?.checksumSha256);
   const status = await worker.sessions.getSessionStatus({ sessionId: restored.sessionId });
   assert.deepEqual([status.workspaceId, status.userId, status.lastCheckpointId], ['ws-1', 'user-1', checkpoint.checkpointId]);
-  const out = await py(restored.sessionId, 'import os, stat, tinydep, hashlib\nprint(tinydep.ANSWER, os.environ["GREETING"])\nprint(oct(stat.S_IMODE(os.stat("src/run.sh").st_mode)), os.readlink("link"), os.path.isdir("src/empty"))\nprint(hashlib.sha256(open("data.bin","rb").read()).hexdigest())\nprint(open("link").read().strip())', worker);
-  const expectedHash = createHash('sha256').update(Buffer.concat(Array.from({ length: 100 }, () => Buffer.from(Array.from({ length: 256 }, (_, i) => i))))).digest('hex');
+  const out = await py(
+    restored.sessionId,
+    'import os, stat, tinydep, hashlib\nprint(tinydep.ANSWER, os.environ["GREETING"])\nprint(oct(stat.S_IMODE(os.stat("src/run.sh").st_mode)), os.readlink("link"), os.path.isdir("src/empty"))\nprint(hashlib.sha256(open("data.bin","rb").read()).hexdigest())\nprint(open("link").read().strip())',
+    worker,
+  );
+  const expectedHash = createHash('sha256')
+    .update(Buffer.concat(Array.from({ length: 100 }, () => Buffer.from(Array.from({ length: 256 }, (_, i) => i)))))
+    .digest('hex');
   assert.equal(out.stdout, `42 hello\n0o750 src/run.sh True\n${expectedHash}\n#!/bin/sh\necho hi\n`);
   // The restored session can write its files (they belong to its uid).
   await py(restored.sessionId, 'open("data.bin", "a").write("more")\nopen("src/new", "w").write("x")');
@@ -94,7 +120,10 @@ test('an incremental chain of three with a file deleted in the middle restores t
   assert.deepEqual(c3.metadata!.modifiedFiles, ['d']);
   assert.ok(c3.sizeBytes < c1.sizeBytes + 2000, 'an incremental archive holds only what changed');
   const restored = await worker.sessions.restoreSession({ checkpointId: c3.checkpointId });
-  assert.equal((await py(restored.sessionId, 'import os\nprint(sorted(os.listdir(".")), open("a").read(), open("c").read())')).stdout, "['a', 'c', 'd'] a2 longer c1\n");
+  assert.equal(
+    (await py(restored.sessionId, 'import os\nprint(sorted(os.listdir(".")), open("a").read(), open("c").read())')).stdout,
+    "['a', 'c', 'd'] a2 longer c1\n",
+  );
   const middle = await worker.sessions.restoreSession({ checkpointId: c2.checkpointId });
   assert.equal((await py(middle.sessionId, 'import os\nprint(sorted(os.listdir(".")))')).stdout, "['a', 'c']\n");
   for (const id of [sessionId, restored.sessionId, middle.sessionId]) await worker.sessions.destroySession({ sessionId: id });
@@ -106,7 +135,7 @@ test('one flipped byte: restore fails INTERNAL "checkpoint corrupted" and create
   const { checkpointId, storageUrl } = await worker.sessions.checkpointSession({ sessionId });
   const path = fileURLToPath(storageUrl);
   const bytes = readFileSync(path);
-  bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
+  bytes[Math.floor(bytes.length / 2)] ^= 0xff;
   writeFileSync(path, bytes);
   const before = (await worker.sessions.getCapacity({})).activeSessions;
   const err = await worker.sessions.restoreSession({ checkpointId }).catch((e: unknown) => e as { code: Status; details: string });
@@ -179,7 +208,12 @@ test('retention keeps the newest checkpoints of a session and the parents they n
     ids.push((await worker.sessions.checkpointSession({ sessionId, incremental: i > 0 })).checkpointId);
   }
   // Keep 3 (WORKER_CHECKPOINTS_PER_SESSION): ids[2..4], and their parents back to the full ids[0].
-  for (const id of ids) assert.equal(await statusOf(worker.sessions.restoreSession({ checkpointId: id }).then((r) => worker.sessions.destroySession({ sessionId: r.sessionId }))), Status.OK, id);
+  for (const id of ids)
+    assert.equal(
+      await statusOf(worker.sessions.restoreSession({ checkpointId: id }).then((r) => worker.sessions.destroySession({ sessionId: r.sessionId }))),
+      Status.OK,
+      id,
+    );
   for (let i = 0; i < 3; i++) {
     await py(sessionId, `open("g${i}", "w").write("${i}")`);
     ids.push((await worker.sessions.checkpointSession({ sessionId })).checkpointId);
@@ -223,7 +257,10 @@ test('disk full while checkpointing: RESOURCE_EXHAUSTED and no partial checkpoin
       assert.equal((err as { code: Status }).code, Status.RESOURCE_EXHAUSTED, (err as { details: string }).details);
       assert.match((err as { details: string }).details, /disk full/);
       const left = readdirSync(join(dataDir, 'checkpoints'), { recursive: true }).map(String);
-      assert.deepEqual(left.filter((n) => n.endsWith('.json') || n.endsWith('.zip') || n.includes('partial')), []);
+      assert.deepEqual(
+        left.filter((n) => n.endsWith('.json') || n.endsWith('.zip') || n.includes('partial')),
+        [],
+      );
       assert.equal((await small.sessions.getSessionStatus({ sessionId })).state, SessionState.SESSION_STATE_READY);
     } finally {
       await small.stop();

@@ -66,7 +66,7 @@ function lockOfClientDependencies(registry: string): Record<string, LockEntry> {
   const entries: Record<string, LockEntry> = {};
   const visit = (path: string) => {
     if (entries[path]) return;
-    const entry = rootLock[path]!;
+    const entry = rootLock[path];
     const name = path.slice(path.lastIndexOf('node_modules/') + 'node_modules/'.length);
     entries[path] = { ...entry, resolved: `${registry}/${name}/-/${name.split('/').pop()}-${entry.version}.tgz` };
     for (const dependency of Object.keys({ ...entry.dependencies, ...entry.optionalDependencies })) visit(resolveInLock(path, dependency));
@@ -88,9 +88,9 @@ function importedPackages(files: string[]): Set<string> {
   const names = new Set<string>();
   for (const file of files) {
     for (const [, specifier] of readFileSync(file, 'utf8').matchAll(/^(?:import|export)\b[^;'"]*?from\s+['"]([^'"]+)['"]/gm)) {
-      if (specifier!.startsWith('.') || specifier!.startsWith('node:')) continue;
-      const parts = specifier!.split('/');
-      names.add(specifier!.startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0]!);
+      if (specifier.startsWith('.') || specifier.startsWith('node:')) continue;
+      const parts = specifier.split('/');
+      names.add(specifier.startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0]);
     }
   }
   return names;
@@ -98,52 +98,79 @@ function importedPackages(files: string[]): Set<string> {
 
 /** The README's typed-client example: the ts block that imports the client package. */
 function readmeExample(): string {
-  const blocks = [...readFileSync(join(ROOT, 'README.md'), 'utf8').matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
+  const blocks = [...readFileSync(join(ROOT, 'README.md'), 'utf8').matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
   const example = blocks.find((block) => block.includes(`from '${clientPackage.name}'`));
   assert.ok(example, `README.md has a ts example importing '${clientPackage.name}'`);
   assert.ok(example.includes("'localhost:50052'"), 'the example reaches a worker at localhost:50052');
   return example;
 }
 
-test('client/package.json: the version and the dependency ranges are the root package\'s', () => {
+test("client/package.json: the version and the dependency ranges are the root package's", () => {
   assert.equal(clientPackage.version, rootPackage.version);
   for (const [name, range] of Object.entries(clientPackage.dependencies)) assert.equal(range, rootPackage.dependencies[name], `${name}'s range`);
 });
 
-test('the packed client installs offline into a clean project, without the worker\'s dependencies, and runs the README example against a worker', async (t) => {
+test("the packed client installs offline into a clean project, without the worker's dependencies, and runs the README example against a worker", async (t) => {
   // npm pack (its prepack builds client/dist with `make client-package`).
-  const packed = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', work], CLIENT_DIR).stdout) as { filename: string; size: number; unpackedSize: number; files: { path: string }[] }[];
+  const packed = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', work], CLIENT_DIR).stdout) as {
+    filename: string;
+    size: number;
+    unpackedSize: number;
+    files: { path: string }[];
+  }[];
   const [pack] = packed;
   assert.ok(pack);
   const tarball = join(work, pack.filename);
   const files = pack.files.map((f) => f.path).sort();
-  for (const file of files) assert.match(file, /^(package\.json|README\.md|dist\/src\/client\/[^/]+\.(js|d\.ts)|dist\/src\/(cli|version)\.(js|d\.ts)|dist\/gen\/codegen\/v1\/[^/]+\.(js|d\.ts))$/, `${file}: only the client, the CLI and generated code are packed`);
-  for (const needed of ['dist/src/client/index.js', 'dist/src/client/index.d.ts', 'dist/src/cli.js', 'dist/gen/codegen/v1/task_execution.js']) assert.ok(files.includes(needed), `${needed} is packed`);
+  for (const file of files)
+    assert.match(
+      file,
+      /^(package\.json|README\.md|dist\/src\/client\/[^/]+\.(js|d\.ts)|dist\/src\/(cli|version)\.(js|d\.ts)|dist\/gen\/codegen\/v1\/[^/]+\.(js|d\.ts))$/,
+      `${file}: only the client, the CLI and generated code are packed`,
+    );
+  for (const needed of ['dist/src/client/index.js', 'dist/src/client/index.d.ts', 'dist/src/cli.js', 'dist/gen/codegen/v1/task_execution.js'])
+    assert.ok(files.includes(needed), `${needed} is packed`);
 
   // A clean project outside the repository, and the tarball installed into it from the npm cache.
   const project = join(work, 'project');
   run('mkdir', ['-p', project], work);
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'client-package-test', version: '1.0.0', private: true, type: 'module' }, null, 2));
   const registry = run('npm', ['config', 'get', 'registry'], project).stdout.trim().replace(/\/$/, '');
-  const lock = { name: 'client-package-test', version: '1.0.0', lockfileVersion: 3, requires: true, packages: { '': { name: 'client-package-test', version: '1.0.0' }, ...lockOfClientDependencies(registry) } };
+  const lock = {
+    name: 'client-package-test',
+    version: '1.0.0',
+    lockfileVersion: 3,
+    requires: true,
+    packages: { '': { name: 'client-package-test', version: '1.0.0' }, ...lockOfClientDependencies(registry) },
+  };
   writeFileSync(join(project, 'package-lock.json'), JSON.stringify(lock, null, 2));
   run('npm', ['install', '--offline', '--no-audit', '--no-fund', tarball], project);
 
   // Only the client's own dependencies: none of the worker's.
   const installed = join(project, 'node_modules');
   const installedFiles = filesUnder(installed);
-  const installedPackages = new Set(installedFiles.filter((f) => f.endsWith('/package.json')).map((f) => /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\/package\.json$/.exec(`node_modules/${f}`)?.[1]).filter((n) => n !== undefined));
+  const installedPackages = new Set(
+    installedFiles
+      .filter((f) => f.endsWith('/package.json'))
+      .map((f) => /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\/package\.json$/.exec(`node_modules/${f}`)?.[1])
+      .filter((n) => n !== undefined),
+  );
   assert.ok(installedPackages.has(clientPackage.name) && installedPackages.has('nice-grpc') && installedPackages.has('@grpc/grpc-js'));
   assert.ok(!installedFiles.some((f) => /(^|\/)(@aws-sdk|archiver)\//.test(f)), 'no @aws-sdk, no archiver');
   const clientTree = new Set(Object.keys(lockOfClientDependencies(registry)).map((p) => p.slice(p.lastIndexOf('node_modules/') + 'node_modules/'.length)));
-  for (const serverOnly of Object.keys(rootPackage.dependencies).filter((name) => !clientTree.has(name))) assert.ok(!installedPackages.has(serverOnly), `${serverOnly} (the worker's) is not installed`);
+  for (const serverOnly of Object.keys(rootPackage.dependencies).filter((name) => !clientTree.has(name)))
+    assert.ok(!installedPackages.has(serverOnly), `${serverOnly} (the worker's) is not installed`);
   const bytes = installedFiles.reduce((sum, f) => sum + statSync(join(installed, f)).size, 0);
-  t.diagnostic(`tarball ${pack.filename}: ${pack.size} bytes packed, ${pack.unpackedSize} unpacked, ${files.length} files; installed node_modules: ${installedPackages.size} packages, ${(bytes / 1024 / 1024).toFixed(1)} MiB`);
+  t.diagnostic(
+    `tarball ${pack.filename}: ${pack.size} bytes packed, ${pack.unpackedSize} unpacked, ${files.length} files; installed node_modules: ${installedPackages.size} packages, ${(bytes / 1024 / 1024).toFixed(1)} MiB`,
+  );
   assert.ok(bytes < 25 * 1024 * 1024, `the installed client stays small (${bytes} bytes)`);
 
   // The package declares exactly what its code imports.
   const packageDir = join(installed, clientPackage.name);
-  const code = filesUnder(packageDir).filter((f) => /\.(js|d\.ts)$/.test(f)).map((f) => join(packageDir, f));
+  const code = filesUnder(packageDir)
+    .filter((f) => /\.(js|d\.ts)$/.test(f))
+    .map((f) => join(packageDir, f));
   assert.deepEqual([...importedPackages(code)].sort(), Object.keys(clientPackage.dependencies).sort());
 
   // The README's example, typed: it compiles against the installed package's declarations.
@@ -151,7 +178,13 @@ test('the packed client installs offline into a clean project, without the worke
   try {
     const example = readmeExample().replace("'localhost:50052'", JSON.stringify(worker.address));
     writeFileSync(join(project, 'example.ts'), example);
-    writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({ compilerOptions: { strict: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', noEmit: true }, files: ['example.ts'] }));
+    writeFileSync(
+      join(project, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: { strict: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', noEmit: true },
+        files: ['example.ts'],
+      }),
+    );
     run(process.execPath, [TSC, '-p', 'tsconfig.json'], project);
 
     // And it runs, importing the package by name.

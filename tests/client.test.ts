@@ -23,12 +23,18 @@ test('runTask resolves the final result and passes progress and logs as they arr
     const { sessionId } = await client.sessions.createSession({ workspaceId: 'client' });
     const logs: string[] = [];
     const progress: number[] = [];
-    const result = await runTask(client.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'print("a")\nprint("b")' } }, { onLog: (l) => logs.push(l.message), onProgress: (p) => progress.push(p.percentComplete) });
+    const result = await runTask(
+      client.tasks,
+      { sessionId, toolName: 'run.python', arguments: { code: 'print("a")\nprint("b")' } },
+      { onLog: (l) => logs.push(l.message), onProgress: (p) => progress.push(p.percentComplete) },
+    );
     assert.equal(result.status, TaskStatus.STATUS_SUCCESS);
     assert.equal(result.ended, 'completed');
     assert.deepEqual(logs, ['a', 'b']);
     assert.deepEqual(progress, [0, 100]);
-    const err = await runTask(client.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'import time; time.sleep(10)' } }, { deadline: 500 }).catch((e: unknown) => e);
+    const err = await runTask(client.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'import time; time.sleep(10)' } }, { deadline: 500 }).catch(
+      (e: unknown) => e,
+    );
     assert.ok(err instanceof ClientError && err.code === Status.DEADLINE_EXCEEDED);
     assert.equal((await client.sessions.getCapacity({})).activeSessions, 1);
   } finally {
@@ -42,7 +48,11 @@ test('runTask resolves, with what the task printed, for a task that timed out, w
     const { sessionId } = await client.sessions.createSession({ workspaceId: 'client-ends' });
     const code = 'print("started", flush=True)\nimport time; time.sleep(60)';
 
-    const timedOut = await runTask(client.tasks, { sessionId, toolName: 'run.python', arguments: { code }, constraints: { timeoutSeconds: 1 } }, { deadline: 30_000 });
+    const timedOut = await runTask(
+      client.tasks,
+      { sessionId, toolName: 'run.python', arguments: { code }, constraints: { timeoutSeconds: 1 } },
+      { deadline: 30_000 },
+    );
     assert.equal(timedOut.ended, 'timeout');
     assert.equal(timedOut.status, TaskStatus.STATUS_TIMEOUT);
     assert.equal(timedOut.outputs.stdout, 'started\n');
@@ -52,7 +62,11 @@ test('runTask resolves, with what the task printed, for a task that timed out, w
     const cancel = (log: { message: string }) => {
       if (log.message === 'started') void client.tasks.cancelTask({ sessionId, taskId: 'to-cancel' });
     };
-    const cancelled = await runTask(client.tasks, { sessionId, taskId: 'to-cancel', toolName: 'run.python', arguments: { code } }, { onLog: cancel, deadline: 30_000 });
+    const cancelled = await runTask(
+      client.tasks,
+      { sessionId, taskId: 'to-cancel', toolName: 'run.python', arguments: { code } },
+      { onLog: cancel, deadline: 30_000 },
+    );
     assert.equal(cancelled.ended, 'cancelled');
     assert.equal(cancelled.status, TaskStatus.STATUS_CANCELLED);
     assert.equal(cancelled.outputs.stdout, 'started\n');
@@ -80,9 +94,24 @@ test('the CLI drives a real worker: create, run.python with its output streamed,
   assert.match(sessionId, /^session-/);
 
   // Streamed: the first line is on the CLI's stdout while the code still waits.
-  const run = spawn(process.execPath, [CLI, '--address', worker.address, 'run', sessionId, 'run.python', '--code', 'import os, time\nprint("hello", os.environ["WHO"], flush=True)\ntime.sleep(1.5)\nprint("done")'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const run = spawn(
+    process.execPath,
+    [
+      CLI,
+      '--address',
+      worker.address,
+      'run',
+      sessionId,
+      'run.python',
+      '--code',
+      'import os, time\nprint("hello", os.environ["WHO"], flush=True)\ntime.sleep(1.5)\nprint("done")',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let out = '';
-  const firstLineAt = new Promise<number>((resolve) => run.stdout.on('data', (d: Buffer) => ((out += d.toString()), out.includes('hello') && resolve(Date.now()))));
+  const firstLineAt = new Promise<number>((resolve) =>
+    run.stdout.on('data', (d: Buffer) => ((out += d.toString()), out.includes('hello') && resolve(Date.now()))),
+  );
   const exitedAt = new Promise<[number | null, number]>((resolve) => run.once('exit', (code) => resolve([code, Date.now()])));
   const [code, endedAt] = await exitedAt;
   assert.equal(code, 0);
@@ -104,7 +133,12 @@ test('the CLI drives a real worker: create, run.python with its output streamed,
 
 test('the CLI prints ids alone, so its commands chain; --json prints enums by name; --version', async () => {
   const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, '--address', worker.address, ...args], { encoding: 'utf8', timeout: 60_000 });
-  const sh = (script: string) => spawnSync('sh', ['-c', script], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, CLI: `${process.execPath} ${CLI} --address ${worker.address}` } });
+  const sh = (script: string) =>
+    spawnSync('sh', ['-c', script], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, CLI: `${process.execPath} ${CLI} --address ${worker.address}` },
+    });
   const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
   assert.equal(cli('--version').stdout, `${version}\n`);
 
@@ -128,19 +162,26 @@ test('the CLI prints ids alone, so its commands chain; --json prints enums by na
   assert.equal(restored.status, 0, restored.stderr);
   assert.match(restored.stdout, /^contents: kept$/m);
 
-  const status = JSON.parse(cli('--json', 'status', chained.stdout.split(' ')[0]!).stdout) as { state: unknown };
+  const status = JSON.parse(cli('--json', 'status', chained.stdout.split(' ')[0]).stdout) as { state: unknown };
   assert.equal(status.state, 'SESSION_STATE_READY');
   const capacity = JSON.parse(cli('--json', 'capacity').stdout) as { sessions: { state: unknown }[] };
-  assert.ok(capacity.sessions.length > 0 && capacity.sessions.every((s) => typeof s.state === 'string' && /^SESSION_STATE_/.test(s.state)), JSON.stringify(capacity));
+  assert.ok(
+    capacity.sessions.length > 0 && capacity.sessions.every((s) => typeof s.state === 'string' && /^SESSION_STATE_/.test(s.state)),
+    JSON.stringify(capacity),
+  );
 
-  const lines = (out: string) => out.trim().split('\n').map((l) => JSON.parse(l) as { log?: { level: unknown }; result?: { status: unknown; ended: unknown; outputs: Record<string, string> } });
-  const ran = lines(cli('--json', 'run', chained.stdout.split(' ')[0]!, 'run.python', '--code', 'print("x")').stdout);
+  const lines = (out: string) =>
+    out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { log?: { level: unknown }; result?: { status: unknown; ended: unknown; outputs: Record<string, string> } });
+  const ran = lines(cli('--json', 'run', chained.stdout.split(' ')[0], 'run.python', '--code', 'print("x")').stdout);
   assert.equal(ran.find((l) => l.log)!.log!.level, 'LOG_LEVEL_INFO');
   assert.equal(ran.at(-1)!.result!.status, 'STATUS_SUCCESS');
   assert.equal(ran.at(-1)!.result!.ended, 'completed');
 
   // A timed-out task: what it printed, how it ended, and exit code 124 (as timeout(1)).
-  const slow = ['run', chained.stdout.split(' ')[0]!, 'run.python', '--timeout', '1', '--code', 'print("started", flush=True)\nimport time; time.sleep(60)'];
+  const slow = ['run', chained.stdout.split(' ')[0], 'run.python', '--timeout', '1', '--code', 'print("started", flush=True)\nimport time; time.sleep(60)'];
   const timedOut = cli(...slow);
   assert.equal(timedOut.status, 124);
   assert.equal(timedOut.stdout, 'started\n');

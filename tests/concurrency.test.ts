@@ -19,9 +19,12 @@ test('20 sessions each running 5 run.python tasks at once all succeed, and GetCa
   assert.ok(capacity.sessions.every((s) => s.state === SessionState.SESSION_STATE_READY && s.activeTasks === 0));
 
   // Each task holds until its session's "go" file appears, so all 100 are running at once.
-  const code = (s: number, t: number) => `import os, time\nwhile not os.path.exists("go"):\n    time.sleep(0.02)\nprint("session ${s} task ${t}", open("go").read())`;
+  const code = (s: number, t: number) =>
+    `import os, time\nwhile not os.path.exists("go"):\n    time.sleep(0.02)\nprint("session ${s} task ${t}", open("go").read())`;
   const runs = sessions.flatMap(({ sessionId }, s) =>
-    Array.from({ length: 5 }, (_, t) => runTask(worker.tasks, { sessionId, taskId: `t${t}`, toolName: 'run.python', arguments: { code: code(s, t) }, constraints: { timeoutSeconds: 120 } })),
+    Array.from({ length: 5 }, (_, t) =>
+      runTask(worker.tasks, { sessionId, taskId: `t${t}`, toolName: 'run.python', arguments: { code: code(s, t) }, constraints: { timeoutSeconds: 120 } }),
+    ),
   );
 
   // Registered (activeTasks) comes a moment before running (processes to measure).
@@ -34,10 +37,10 @@ test('20 sessions each running 5 run.python tasks at once all succeed, and GetCa
     assert.equal(s.activeTasks, 5);
     assert.ok((s.usage?.memoryBytes ?? 0) > 0, 'memory of running processes is measured');
   }
-  const status = await worker.sessions.getSessionStatus({ sessionId: sessions[0]!.sessionId });
+  const status = await worker.sessions.getSessionStatus({ sessionId: sessions[0].sessionId });
   assert.equal(status.activeTasks, 5);
   assert.equal(status.state, SessionState.SESSION_STATE_ACTIVE);
-  assert.equal((await worker.tasks.getTaskStatus({ sessionId: sessions[0]!.sessionId, taskId: 't0' })).status, TaskStatus.STATUS_RUNNING);
+  assert.equal((await worker.tasks.getTaskStatus({ sessionId: sessions[0].sessionId, taskId: 't0' })).status, TaskStatus.STATUS_RUNNING);
 
   await Promise.all(sessions.map(({ sessionId }, s) => runTool(worker.tasks, sessionId, 'fs.write', { path: 'go', contents: `go-${s}` })));
   const results = await Promise.all(runs);

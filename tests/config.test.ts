@@ -38,7 +38,8 @@ test('a bad configuration value stops startup with a message naming it', () => {
 test('--help lists every setting and exits 0', () => {
   const result = startWith(['--help']);
   assert.equal(result.status, 0);
-  for (const name of ['--grpc-addr', 'WORKER_DATA_DIR', 'WORKER_SESSION_IDLE_SECONDS', 'COORDINATOR_ADDR', 'WORKER_PIP_INDEX_URL']) assert.match(result.stdout, new RegExp(name));
+  for (const name of ['--grpc-addr', 'WORKER_DATA_DIR', 'WORKER_SESSION_IDLE_SECONDS', 'COORDINATOR_ADDR', 'WORKER_PIP_INDEX_URL'])
+    assert.match(result.stdout, new RegExp(name));
 });
 
 test('a flag wins over its environment variable', async () => {
@@ -73,7 +74,11 @@ test('idle sessions are destroyed after WORKER_SESSION_IDLE_SECONDS; busy ones a
     const idle = await worker.sessions.createSession({ workspaceId: 'idle' });
     const busy = await worker.sessions.createSession({ workspaceId: 'busy' });
     const running = (async () => {
-      for await (const _ of worker.tasks.executeTask({ sessionId: busy.sessionId, toolName: 'run.python', arguments: { code: 'import time; time.sleep(2.5)' } }));
+      for await (const _ of worker.tasks.executeTask({
+        sessionId: busy.sessionId,
+        toolName: 'run.python',
+        arguments: { code: 'import time; time.sleep(2.5)' },
+      }));
     })();
     await waitFor(async () => (await statusOf(worker.sessions.getSessionStatus({ sessionId: idle.sessionId }))) === Status.NOT_FOUND, 5000);
     assert.equal(await statusOf(worker.sessions.getSessionStatus({ sessionId: busy.sessionId })), Status.OK, 'a session running a task is not idle');

@@ -45,7 +45,9 @@ class FakeCoordinator {
 async function withCoordinator(env: Record<string, string>, fn: (coordinator: FakeCoordinator, worker: RunningWorker) => Promise<void>): Promise<void> {
   const coordinator = new FakeCoordinator();
   await coordinator.start();
-  const worker = await startWorker({ env: { COORDINATOR_ADDR: `127.0.0.1:${coordinator.port}`, WORKER_ID: 'worker-under-test', WORKER_ADVERTISE_ADDR: 'worker.example:50052', ...env } });
+  const worker = await startWorker({
+    env: { COORDINATOR_ADDR: `127.0.0.1:${coordinator.port}`, WORKER_ID: 'worker-under-test', WORKER_ADVERTISE_ADDR: 'worker.example:50052', ...env },
+  });
   try {
     await fn(coordinator, worker);
   } finally {
@@ -57,7 +59,7 @@ async function withCoordinator(env: Record<string, string>, fn: (coordinator: Fa
 test('RegisterWorker carries the worker id, capacity, metadata and address; heartbeats 1 s apart carry the live session ids', async () => {
   await withCoordinator({ WORKER_MAX_SESSIONS: '7' }, async (coordinator, worker) => {
     await waitFor(() => coordinator.registers.length === 1);
-    const registration = coordinator.registers[0]!;
+    const registration = coordinator.registers[0];
     assert.equal(registration.workerId, 'worker-under-test');
     assert.equal(registration.maxSessions, 7);
     assert.equal(registration.grpcAddress, 'worker.example:50052');
@@ -72,8 +74,11 @@ test('RegisterWorker carries the worker id, capacity, metadata and address; hear
     const withSession = coordinator.heartbeats.find((h) => h.sessionIds.includes(sessionId))!;
     assert.equal(withSession.activeSessions, 1);
     await waitFor(() => coordinator.heartbeats.length >= 4, 6000);
-    const gaps = coordinator.heartbeats.slice(1).map((h, i) => h.at - coordinator.heartbeats[i]!.at);
-    assert.ok(gaps.every((g) => g > 700 && g < 1600), `heartbeat gaps ${gaps.join(', ')} ms`);
+    const gaps = coordinator.heartbeats.slice(1).map((h, i) => h.at - coordinator.heartbeats[i].at);
+    assert.ok(
+      gaps.every((g) => g > 700 && g < 1600),
+      `heartbeat gaps ${gaps.join(', ')} ms`,
+    );
     await worker.sessions.destroySession({ sessionId });
     await waitFor(() => coordinator.heartbeats.at(-1)!.sessionIds.length === 0, 3000);
   });
@@ -91,7 +96,7 @@ test('a coordinator that goes away and comes back: the worker keeps serving and 
     const restartedAt = Date.now();
     try {
       await waitFor(() => back.registers.length >= 1, 5000);
-      assert.ok(back.registers[0]!.at - restartedAt <= 2500, `registered ${back.registers[0]!.at - restartedAt} ms after the coordinator came back`);
+      assert.ok(back.registers[0].at - restartedAt <= 2500, `registered ${back.registers[0].at - restartedAt} ms after the coordinator came back`);
     } finally {
       await back.stop();
     }

@@ -24,8 +24,22 @@ interface Prepared {
 
 /** Two sessions with work in them, one with a disk limit and a package, and a task left running. */
 async function prepare(worker: RunningWorker): Promise<Prepared> {
-  const plain = (await worker.sessions.createSession({ workspaceId: 'plain', userId: 'u1', config: { language: 'python', env: { GREETING: 'hi' }, limits: { maxMemoryMb: 128, maxCpuPercent: 0, maxDiskMb: 0, timeoutSeconds: 0 } } }, CALL)).sessionId;
-  const capped = (await worker.sessions.createSession({ workspaceId: 'capped', config: { language: 'python', env: {}, limits: { maxDiskMb: 32, maxMemoryMb: 0, maxCpuPercent: 0, timeoutSeconds: 0 } } }, CALL)).sessionId;
+  const plain = (
+    await worker.sessions.createSession(
+      {
+        workspaceId: 'plain',
+        userId: 'u1',
+        config: { language: 'python', env: { GREETING: 'hi' }, limits: { maxMemoryMb: 128, maxCpuPercent: 0, maxDiskMb: 0, timeoutSeconds: 0 } },
+      },
+      CALL,
+    )
+  ).sessionId;
+  const capped = (
+    await worker.sessions.createSession(
+      { workspaceId: 'capped', config: { language: 'python', env: {}, limits: { maxDiskMb: 32, maxMemoryMb: 0, maxCpuPercent: 0, timeoutSeconds: 0 } } },
+      CALL,
+    )
+  ).sessionId;
   assert.equal((await callTool(worker.tasks, plain, 'fs.write', { path: 'notes/a.txt', contents: 'kept' })).code, Status.OK);
   assert.equal((await callTool(worker.tasks, capped, 'fs.write', { path: 'data.txt', contents: 'capped and kept' })).code, Status.OK);
   const install = await callTool(worker.tasks, capped, 'pkg.install', { requirements: 'tinydep==1.2.0' }, 60_000);
@@ -34,13 +48,16 @@ async function prepare(worker: RunningWorker): Promise<Prepared> {
   // A task still running when the worker goes.
   const cutTask = 'task-cut-off';
   void runTaskWithin(worker.tasks, { sessionId: plain, taskId: cutTask, toolName: 'run.python', arguments: { code: 'import time\ntime.sleep(60)' } }, 90_000);
-  await waitFor(async () => (await worker.tasks.getTaskStatus({ sessionId: plain, taskId: cutTask }, CALL).catch(() => undefined))?.status === TaskStatus.STATUS_RUNNING);
+  await waitFor(
+    async () => (await worker.tasks.getTaskStatus({ sessionId: plain, taskId: cutTask }, CALL).catch(() => undefined))?.status === TaskStatus.STATUS_RUNNING,
+  );
   return { plain, capped, cutTask, checkpointId };
 }
 
 /** Everything prepare() made is there again, working, with its limits. */
 async function assertAdopted(worker: RunningWorker, p: Prepared, cutOff: TaskStatus): Promise<void> {
-  for (const sessionId of [p.plain, p.capped]) assert.equal((await worker.sessions.getSessionStatus({ sessionId }, CALL)).state, SessionState.SESSION_STATE_READY, sessionId);
+  for (const sessionId of [p.plain, p.capped])
+    assert.equal((await worker.sessions.getSessionStatus({ sessionId }, CALL)).state, SessionState.SESSION_STATE_READY, sessionId);
   const status = await worker.sessions.getSessionStatus({ sessionId: p.plain }, CALL);
   assert.deepEqual([status.workspaceId, status.userId, status.lastCheckpointId], ['plain', 'u1', p.checkpointId]);
   assert.equal((await callTool(worker.tasks, p.plain, 'fs.read', { path: 'notes/a.txt' })).result?.outputs.contents, 'kept');
@@ -48,7 +65,9 @@ async function assertAdopted(worker: RunningWorker, p: Prepared, cutOff: TaskSta
   const env = await callTool(worker.tasks, p.plain, 'run.python', { code: 'import os\nprint(os.environ["GREETING"])' });
   assert.equal(env.result?.outputs.stdout, 'hi\n', 'the session env came back');
   // The package installed before: importable, the index long gone.
-  const imported = await callTool(worker.tasks, p.capped, 'run.python', { code: 'import tinydep, pathlib\nprint(tinydep.__name__, pathlib.Path("data.txt").read_text())' });
+  const imported = await callTool(worker.tasks, p.capped, 'run.python', {
+    code: 'import tinydep, pathlib\nprint(tinydep.__name__, pathlib.Path("data.txt").read_text())',
+  });
   assert.equal(imported.result?.outputs.stdout, 'tinydep capped and kept\n', imported.text.slice(-400));
   // Limits hold: memory (128 MB) and disk (32 MB).
   const memory = await callTool(worker.tasks, p.plain, 'run.python', { code: 'x = bytearray(512 * 1024 * 1024)' });
@@ -117,11 +136,17 @@ test('a session whose record is damaged is moved aside; the others are adopted',
     assert.equal(await statusOf(worker.sessions.getSessionStatus({ sessionId: bad }, CALL)), Status.NOT_FOUND);
     const aside = readdirSync(join(dataDir, 'quarantine'));
     assert.equal(aside.length, 1);
-    assert.ok(aside[0]!.startsWith(bad));
-    assert.ok(existsSync(join(dataDir, 'quarantine', aside[0]!, 'disk.img')), 'kept for a person to look at');
+    assert.ok(aside[0].startsWith(bad));
+    assert.ok(existsSync(join(dataDir, 'quarantine', aside[0], 'disk.img')), 'kept for a person to look at');
     const logged = worker.logs.find((l) => l.message === 'session could not be adopted; moved aside');
     assert.match(String(logged?.reason), /not valid JSON/);
-    assert.deepEqual(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(join(dataDir, 'quarantine'))), [], 'its disk is not mounted');
+    assert.deepEqual(
+      readFileSync('/proc/self/mountinfo', 'utf8')
+        .split('\n')
+        .filter((l) => l.includes(join(dataDir, 'quarantine'))),
+      [],
+      'its disk is not mounted',
+    );
   } finally {
     await stopHard(worker);
     rmSync(dataDir, { recursive: true, force: true });
@@ -139,17 +164,37 @@ test("1 GB written into a session with max_disk_mb 2048 lands on disk, not in th
   await withIndex(async (url) => {
     const worker = await startWorker({ env: { WORKER_SPARE_SESSIONS: '0', WORKER_PIP_INDEX_URL: url } });
     try {
-      const big = (await worker.sessions.createSession({ workspaceId: 'big', config: { language: 'python', env: {}, limits: { maxDiskMb: 2048, maxMemoryMb: 0, maxCpuPercent: 0, timeoutSeconds: 0 } } }, CALL)).sessionId;
+      const big = (
+        await worker.sessions.createSession(
+          { workspaceId: 'big', config: { language: 'python', env: {}, limits: { maxDiskMb: 2048, maxMemoryMb: 0, maxCpuPercent: 0, timeoutSeconds: 0 } } },
+          CALL,
+        )
+      ).sessionId;
       const before = memoryInUse();
-      const wrote = await callTool(worker.tasks, big, 'run.python', { code: 'import os\nchunk = os.urandom(1 << 20)\nwith open("gig.bin", "wb") as f:\n    for _ in range(1024):\n        f.write(chunk)\n    f.flush()\n    os.fsync(f.fileno())\nprint(os.path.getsize("gig.bin"))' }, 120_000);
+      const wrote = await callTool(
+        worker.tasks,
+        big,
+        'run.python',
+        {
+          code: 'import os\nchunk = os.urandom(1 << 20)\nwith open("gig.bin", "wb") as f:\n    for _ in range(1024):\n        f.write(chunk)\n    f.flush()\n    os.fsync(f.fileno())\nprint(os.path.getsize("gig.bin"))',
+        },
+        120_000,
+      );
       assert.equal(wrote.result?.outputs.stdout, `${1 << 30}\n`, wrote.text.slice(-300));
       const grew = memoryInUse() - before;
       assert.ok(grew < 256 * 1024 * 1024, `host memory in use grew by ${(grew / 2 ** 20).toFixed(0)} MB for 1024 MB written`);
       assert.ok(((await worker.sessions.getSessionStatus({ sessionId: big }, CALL)).usage?.diskBytes ?? 0) >= 1 << 30);
 
-      const small = (await worker.sessions.createSession({ workspaceId: 'small', config: { language: 'python', env: {}, limits: { maxDiskMb: 4, maxMemoryMb: 0, maxCpuPercent: 0, timeoutSeconds: 0 } } }, CALL)).sessionId;
+      const small = (
+        await worker.sessions.createSession(
+          { workspaceId: 'small', config: { language: 'python', env: {}, limits: { maxDiskMb: 4, maxMemoryMb: 0, maxCpuPercent: 0, timeoutSeconds: 0 } } },
+          CALL,
+        )
+      ).sessionId;
       // The session fills its disk to the brim; then nothing more fits, packages included.
-      await callTool(worker.tasks, small, 'run.python', { code: 'f = open("filler.bin", "wb")\ntry:\n    while True:\n        f.write(b"x" * 4096)\n        f.flush()\nexcept OSError:\n    pass' });
+      await callTool(worker.tasks, small, 'run.python', {
+        code: 'f = open("filler.bin", "wb")\ntry:\n    while True:\n        f.write(b"x" * 4096)\n        f.flush()\nexcept OSError:\n    pass',
+      });
       const install = await callTool(worker.tasks, small, 'pkg.install', { requirements: 'tinydep' }, 60_000);
       assert.ok([Status.INTERNAL, Status.RESOURCE_EXHAUSTED].includes(install.code), install.text.slice(-300));
       assert.match(install.text, /No space left on device|no space left on the session's disk/);

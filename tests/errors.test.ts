@@ -210,7 +210,9 @@ describe('tool errors', () => {
 
   test('permission denied → PERMISSION_DENIED (files the session made read-only or unreadable)', async () => {
     await withSession(async (sessionId) => {
-      await runTool(worker.tasks, sessionId, 'run.python', { code: 'import os\nopen("ro.txt","w").write("keep")\nos.chmod("ro.txt", 0o444)\nopen("secret.txt","w").write("x")\nos.chmod("secret.txt", 0)' });
+      await runTool(worker.tasks, sessionId, 'run.python', {
+        code: 'import os\nopen("ro.txt","w").write("keep")\nos.chmod("ro.txt", 0o444)\nopen("secret.txt","w").write("x")\nos.chmod("secret.txt", 0)',
+      });
       const write = await runTask(worker.tasks, { sessionId, toolName: 'fs.write', arguments: { path: 'ro.txt', contents: 'overwrite' } });
       assert.equal(write.code, Status.PERMISSION_DENIED);
       assert.match(write.error!.details, /read-only \(mode 0444\)/);
@@ -247,7 +249,11 @@ describe('tool errors', () => {
       assert.equal(run.result?.exitCode, 3);
       assert.equal(run.result?.outputs.exit_code, '3');
       assert.equal(run.result?.outputs.stdout, 'bye\n');
-      const killed = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'import os, signal; os.kill(os.getpid(), signal.SIGKILL)' } });
+      const killed = await runTask(worker.tasks, {
+        sessionId,
+        toolName: 'run.python',
+        arguments: { code: 'import os, signal; os.kill(os.getpid(), signal.SIGKILL)' },
+      });
       assert.equal(killed.result?.exitCode, 137, 'killed by signal N → 128+N');
     });
   });

@@ -7,7 +7,14 @@ import { Client, credentials, Metadata, type ServiceError } from '@grpc/grpc-js'
 import fc from 'fast-check';
 import { Status } from 'nice-grpc';
 import { ArtifactMetadata, UploadURLRequest } from '../gen/codegen/v1/artifact_service.js';
-import { CapacityRequest, CheckpointRequest, CreateSessionRequest, DestroySessionRequest, RestoreRequest, SessionStatusRequest } from '../gen/codegen/v1/session_management.js';
+import {
+  CapacityRequest,
+  CheckpointRequest,
+  CreateSessionRequest,
+  DestroySessionRequest,
+  RestoreRequest,
+  SessionStatusRequest,
+} from '../gen/codegen/v1/session_management.js';
 import { CancelRequest, StatusRequest, TaskRequest } from '../gen/codegen/v1/task_execution.js';
 import { runTool } from './helpers/tasks.js';
 import { startWorker, stopHard, type RunningWorker } from './helpers/worker.js';
@@ -35,12 +42,20 @@ const taskIds: string[] = [];
 const checkpointIds: string[] = [];
 
 before(async () => {
-  // eslint-disable-next-line no-console
   console.log(`fuzz seed: ${SEED} (replay with FUZZ_SEED=${SEED})`);
   worker = await startWorker({
-    env: { WORKER_MAX_SESSIONS: '6', WORKER_SPARE_SESSIONS: '2', WORKER_MAX_TASK_TIMEOUT_SECONDS: '3', WORKER_PIP_INDEX_URL: 'http://127.0.0.1:9/simple', WORKER_LOG_LEVEL: 'info' },
+    env: {
+      WORKER_MAX_SESSIONS: '6',
+      WORKER_SPARE_SESSIONS: '2',
+      WORKER_MAX_TASK_TIMEOUT_SECONDS: '3',
+      WORKER_PIP_INDEX_URL: 'http://127.0.0.1:9/simple',
+      WORKER_LOG_LEVEL: 'info',
+    },
   });
-  raw = new Client(worker.address, credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.max_send_message_length': 64 * 1024 * 1024 });
+  raw = new Client(worker.address, credentials.createInsecure(), {
+    'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    'grpc.max_send_message_length': 64 * 1024 * 1024,
+  });
   sessionId = (await worker.sessions.createSession({ workspaceId: 'fuzz' })).sessionId;
   await runTool(worker.tasks, sessionId, 'fs.write', { path: 'file.txt', contents: 'fuzz' });
   checkpointIds.push((await worker.sessions.checkpointSession({ sessionId })).checkpointId);
@@ -58,7 +73,22 @@ after(async () => {
 
 const controlChars = fc.string({ unit: fc.integer({ min: 0, max: 31 }).map((c) => String.fromCharCode(c)), maxLength: 40 });
 const huge = fc.integer({ min: 1_000, max: 200_000 }).map((n) => 'x'.repeat(n));
-const pathLike = fc.constantFrom('', '.', '..', '../x', '/etc/passwd', 'a/../../b', 'a\0b', `${'n'.repeat(300)}/x`, 'a/'.repeat(3000), 'file.txt', 'dir/', '/workspace/file.txt', '~', '\\\\server\\share');
+const pathLike = fc.constantFrom(
+  '',
+  '.',
+  '..',
+  '../x',
+  '/etc/passwd',
+  'a/../../b',
+  'a\0b',
+  `${'n'.repeat(300)}/x`,
+  'a/'.repeat(3000),
+  'file.txt',
+  'dir/',
+  '/workspace/file.txt',
+  '~',
+  '\\\\server\\share',
+);
 
 /** Strings: mostly small, some known ids, some hostile. */
 function text(known: () => string[] = () => []): fc.Arbitrary<string> {
@@ -83,7 +113,11 @@ const stringMap = fc.oneof(
 const TOOLS = ['echo', 'fs.write', 'fs.read', 'fs.list', 'run.python', 'pkg.install'];
 const ARGUMENT_NAMES = ['path', 'contents', 'encoding', 'code', 'requirements', 'message'];
 const toolArguments = fc.oneof(
-  fc.dictionary(fc.constantFrom(...ARGUMENT_NAMES), fc.oneof(text(), fc.constantFrom('utf-8', 'base64', 'print(1)', 'import os\nprint(os.getcwd())', 'tinydep', '-r x')), { maxKeys: 4 }),
+  fc.dictionary(
+    fc.constantFrom(...ARGUMENT_NAMES),
+    fc.oneof(text(), fc.constantFrom('utf-8', 'base64', 'print(1)', 'import os\nprint(os.getcwd())', 'tinydep', '-r x')),
+    { maxKeys: 4 },
+  ),
   stringMap,
 );
 
@@ -108,14 +142,53 @@ const RPCS: Rpc[] = [
     request: fc.record({
       workspaceId: text(),
       userId: text(),
-      config: fc.option(fc.record({ language: fc.oneof(text(), fc.constantFrom('python', 'node', 'go')), limits: fc.option(fc.record({ maxMemoryMb: int32, maxCpuPercent: int32, maxDiskMb: fc.integer({ min: -1, max: 64 }), timeoutSeconds: int32 }), { nil: undefined }), env: stringMap }), { nil: undefined }),
+      config: fc.option(
+        fc.record({
+          language: fc.oneof(text(), fc.constantFrom('python', 'node', 'go')),
+          limits: fc.option(fc.record({ maxMemoryMb: int32, maxCpuPercent: int32, maxDiskMb: fc.integer({ min: -1, max: 64 }), timeoutSeconds: int32 }), {
+            nil: undefined,
+          }),
+          env: stringMap,
+        }),
+        { nil: undefined },
+      ),
     }),
   },
-  { path: '/codegen.v1.SessionManagement/DestroySession', streaming: false, allowed: [...common, S.FAILED_PRECONDITION], encode: (v) => DestroySessionRequest.encode(DestroySessionRequest.fromPartial(v)).finish(), request: fc.record({ sessionId: text(), createCheckpoint: fc.boolean() }) },
-  { path: '/codegen.v1.SessionManagement/GetSessionStatus', streaming: false, allowed: common, encode: (v) => SessionStatusRequest.encode(SessionStatusRequest.fromPartial(v)).finish(), request: fc.record({ sessionId: text(sid) }) },
-  { path: '/codegen.v1.SessionManagement/CheckpointSession', streaming: false, allowed: [...common, S.FAILED_PRECONDITION, S.RESOURCE_EXHAUSTED], encode: (v) => CheckpointRequest.encode(CheckpointRequest.fromPartial(v)).finish(), request: fc.record({ sessionId: text(sid), incremental: fc.boolean() }) },
-  { path: '/codegen.v1.SessionManagement/RestoreSession', streaming: false, allowed: [...common, S.RESOURCE_EXHAUSTED], encode: (v) => RestoreRequest.encode(RestoreRequest.fromPartial(v)).finish(), request: fc.record({ checkpointId: text(() => checkpointIds) }) },
-  { path: '/codegen.v1.SessionManagement/GetCapacity', streaming: false, allowed: [S.OK, S.INVALID_ARGUMENT], encode: (v) => CapacityRequest.encode(CapacityRequest.fromPartial(v)).finish(), request: fc.constant({}) },
+  {
+    path: '/codegen.v1.SessionManagement/DestroySession',
+    streaming: false,
+    allowed: [...common, S.FAILED_PRECONDITION],
+    encode: (v) => DestroySessionRequest.encode(DestroySessionRequest.fromPartial(v)).finish(),
+    request: fc.record({ sessionId: text(), createCheckpoint: fc.boolean() }),
+  },
+  {
+    path: '/codegen.v1.SessionManagement/GetSessionStatus',
+    streaming: false,
+    allowed: common,
+    encode: (v) => SessionStatusRequest.encode(SessionStatusRequest.fromPartial(v)).finish(),
+    request: fc.record({ sessionId: text(sid) }),
+  },
+  {
+    path: '/codegen.v1.SessionManagement/CheckpointSession',
+    streaming: false,
+    allowed: [...common, S.FAILED_PRECONDITION, S.RESOURCE_EXHAUSTED],
+    encode: (v) => CheckpointRequest.encode(CheckpointRequest.fromPartial(v)).finish(),
+    request: fc.record({ sessionId: text(sid), incremental: fc.boolean() }),
+  },
+  {
+    path: '/codegen.v1.SessionManagement/RestoreSession',
+    streaming: false,
+    allowed: [...common, S.RESOURCE_EXHAUSTED],
+    encode: (v) => RestoreRequest.encode(RestoreRequest.fromPartial(v)).finish(),
+    request: fc.record({ checkpointId: text(() => checkpointIds) }),
+  },
+  {
+    path: '/codegen.v1.SessionManagement/GetCapacity',
+    streaming: false,
+    allowed: [S.OK, S.INVALID_ARGUMENT],
+    encode: (v) => CapacityRequest.encode(CapacityRequest.fromPartial(v)).finish(),
+    request: fc.constant({}),
+  },
   {
     path: '/codegen.v1.TaskExecution/ExecuteTask',
     streaming: true,
@@ -123,22 +196,56 @@ const RPCS: Rpc[] = [
     allowed: [...common, S.PERMISSION_DENIED, S.FAILED_PRECONDITION, S.ALREADY_EXISTS, S.RESOURCE_EXHAUSTED, S.DEADLINE_EXCEEDED, S.CANCELLED, S.INTERNAL],
     encode: (v) => TaskRequest.encode(TaskRequest.fromPartial(v)).finish(),
     request: fc.record({
-      taskId: fc.oneof(fc.constant(''), text(() => taskIds)),
+      taskId: fc.oneof(
+        fc.constant(''),
+        text(() => taskIds),
+      ),
       sessionId: text(sid),
       toolName: fc.oneof({ arbitrary: fc.constantFrom(...TOOLS), weight: 5 }, { arbitrary: text(), weight: 1 }),
       arguments: toolArguments,
       constraints: fc.option(fc.record({ timeoutSeconds: fc.integer({ min: -1, max: 3 }), maxMemoryMb: int32, maxCpuPercent: int32 }), { nil: undefined }),
     }),
   },
-  { path: '/codegen.v1.TaskExecution/CancelTask', streaming: false, allowed: common, encode: (v) => CancelRequest.encode(CancelRequest.fromPartial(v)).finish(), request: fc.record({ taskId: text(() => taskIds), sessionId: text(sid) }) },
-  { path: '/codegen.v1.TaskExecution/GetTaskStatus', streaming: false, allowed: common, encode: (v) => StatusRequest.encode(StatusRequest.fromPartial(v)).finish(), request: fc.record({ taskId: text(() => taskIds), sessionId: text(sid) }) },
-  { path: '/codegen.v1.ArtifactService/GetUploadURL', streaming: false, allowed: common, encode: (v) => UploadURLRequest.encode(UploadURLRequest.fromPartial(v)).finish(), request: fc.record({ sessionId: text(sid), artifactName: text(), contentType: fc.oneof(text(), fc.constantFrom('text/plain', 'a/b; c="d"', '5000000\nx/y')), sizeBytes: int64 }) },
+  {
+    path: '/codegen.v1.TaskExecution/CancelTask',
+    streaming: false,
+    allowed: common,
+    encode: (v) => CancelRequest.encode(CancelRequest.fromPartial(v)).finish(),
+    request: fc.record({ taskId: text(() => taskIds), sessionId: text(sid) }),
+  },
+  {
+    path: '/codegen.v1.TaskExecution/GetTaskStatus',
+    streaming: false,
+    allowed: common,
+    encode: (v) => StatusRequest.encode(StatusRequest.fromPartial(v)).finish(),
+    request: fc.record({ taskId: text(() => taskIds), sessionId: text(sid) }),
+  },
+  {
+    path: '/codegen.v1.ArtifactService/GetUploadURL',
+    streaming: false,
+    allowed: common,
+    encode: (v) => UploadURLRequest.encode(UploadURLRequest.fromPartial(v)).finish(),
+    request: fc.record({
+      sessionId: text(sid),
+      artifactName: text(),
+      contentType: fc.oneof(text(), fc.constantFrom('text/plain', 'a/b; c="d"', '5000000\nx/y')),
+      sizeBytes: int64,
+    }),
+  },
   {
     path: '/codegen.v1.ArtifactService/RecordArtifact',
     streaming: false,
     allowed: [...common, S.ALREADY_EXISTS],
     encode: (v) => ArtifactMetadata.encode(ArtifactMetadata.fromPartial(v)).finish(),
-    request: fc.record({ artifactId: text(), sessionId: text(sid), artifactName: text(), artifactType: text(), sizeBytes: int64, checksumSha256: fc.oneof(text(), fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), minLength: 64, maxLength: 64 })), metadata: stringMap }),
+    request: fc.record({
+      artifactId: text(),
+      sessionId: text(sid),
+      artifactName: text(),
+      artifactType: text(),
+      sizeBytes: int64,
+      checksumSha256: fc.oneof(text(), fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), minLength: 64, maxLength: 64 })),
+      metadata: stringMap,
+    }),
   },
 ];
 
@@ -170,7 +277,7 @@ function send(rpc: Rpc, bytes: Uint8Array): Promise<Answer> {
   const deadline = new Date(started + ANSWER_MS);
   const identity = (b: Buffer) => b;
   return new Promise((resolve) => {
-    const done = (err: ServiceError | null) => resolve({ code: err ? (err.code as number as Status) : Status.OK, details: err?.details ?? '', ms: Date.now() - started });
+    const done = (err: ServiceError | null) => resolve({ code: err ? err.code : Status.OK, details: err?.details ?? '', ms: Date.now() - started });
     if (!rpc.streaming) {
       raw.makeUnaryRequest(rpc.path, identity, identity, Buffer.from(bytes), new Metadata(), { deadline }, (err) => done(err));
       return;
@@ -218,7 +325,7 @@ test(`${GRPC_RUNS} generated and mutated requests to every RPC answer as decisio
   const call = fc.oneof(...RPCS.map((rpc, index) => rpc.request.map((value) => ({ rpc: index, value }))));
   await fc.assert(
     fc.asyncProperty(call, mutation, async ({ rpc: index, value }, mutate) => {
-      const rpc = RPCS[index]!;
+      const rpc = RPCS[index];
       const bytes = mutate(rpc.encode(value as never));
       if ((value as { taskId?: string }).taskId) taskIds.push((value as { taskId: string }).taskId);
       const answer = await send(rpc, bytes);
@@ -250,26 +357,43 @@ test(`${HTTP_RUNS} generated requests to the HTTP endpoint never get a 5xx and n
   const paramNames = ['session', 'size', 'type', 'expires', 'signature'];
   const query = fc.oneof(
     fc.constant(real.search),
-    fc.record({ name: fc.constantFrom(...paramNames), value: fc.oneof(fc.string({ maxLength: 40 }), controlChars, fc.constantFrom('-1', '1e309', 'NaN', '99999999999999999999')) }).map(({ name, value }) => {
-      const url = new URL(real.href);
-      url.searchParams.set(name, value);
-      return url.search;
-    }),
+    fc
+      .record({
+        name: fc.constantFrom(...paramNames),
+        value: fc.oneof(fc.string({ maxLength: 40 }), controlChars, fc.constantFrom('-1', '1e309', 'NaN', '99999999999999999999')),
+      })
+      .map(({ name, value }) => {
+        const url = new URL(real.href);
+        url.searchParams.set(name, value);
+        return url.search;
+      }),
     fc.string({ maxLength: 200 }).map((q) => `?${encodeURI(q)}`),
   );
-  const path = fc.oneof(fc.constant(real.pathname), fc.constantFrom('/', '/artifacts/', '/artifacts/x', `/artifacts/${'a'.repeat(5000)}`, '/../../etc/passwd', '/artifacts/artifact-%00'), fc.string({ maxLength: 50 }).map((p) => `/${encodeURIComponent(p)}`));
+  const path = fc.oneof(
+    fc.constant(real.pathname),
+    fc.constantFrom('/', '/artifacts/', '/artifacts/x', `/artifacts/${'a'.repeat(5000)}`, '/../../etc/passwd', '/artifacts/artifact-%00'),
+    fc.string({ maxLength: 50 }).map((p) => `/${encodeURIComponent(p)}`),
+  );
   let sent = 0;
   await fc.assert(
-    fc.asyncProperty(fc.constantFrom('GET', 'PUT', 'POST', 'DELETE', 'HEAD', 'OPTIONS'), path, query, fc.uint8Array({ maxLength: 64 }), fc.constantFrom('', 'application/octet-stream', 'text/plain'), async (method, p, q, body, type) => {
-      const headers: Record<string, string> = type ? { 'content-type': type } : {};
-      const answer = await httpCall(method, `${p}${q}`, headers, Buffer.from(body));
-      sent++;
-      const what = `${method} ${p.slice(0, 100)}${q.slice(0, 200)}`;
-      if (answer.ms >= ANSWER_MS || !(answer.status > 0 && answer.status < 500) || leaksHost(answer.text)) process.stderr.write(`fuzz failure: ${what} answered ${answer.status} in ${answer.ms} ms: ${answer.text.slice(0, 200)}\n`);
-      assert.ok(answer.ms < ANSWER_MS, `${what} took ${answer.ms} ms`);
-      assert.ok(answer.status > 0 && answer.status < 500, `${what} answered ${answer.status} ${answer.text.slice(0, 200)}`);
-      assert.ok(!leaksHost(answer.text), `${what}: the answer names a host path: ${answer.text.slice(0, 200)}`);
-    }),
+    fc.asyncProperty(
+      fc.constantFrom('GET', 'PUT', 'POST', 'DELETE', 'HEAD', 'OPTIONS'),
+      path,
+      query,
+      fc.uint8Array({ maxLength: 64 }),
+      fc.constantFrom('', 'application/octet-stream', 'text/plain'),
+      async (method, p, q, body, type) => {
+        const headers: Record<string, string> = type ? { 'content-type': type } : {};
+        const answer = await httpCall(method, `${p}${q}`, headers, Buffer.from(body));
+        sent++;
+        const what = `${method} ${p.slice(0, 100)}${q.slice(0, 200)}`;
+        if (answer.ms >= ANSWER_MS || !(answer.status > 0 && answer.status < 500) || leaksHost(answer.text))
+          process.stderr.write(`fuzz failure: ${what} answered ${answer.status} in ${answer.ms} ms: ${answer.text.slice(0, 200)}\n`);
+        assert.ok(answer.ms < ANSWER_MS, `${what} took ${answer.ms} ms`);
+        assert.ok(answer.status > 0 && answer.status < 500, `${what} answered ${answer.status} ${answer.text.slice(0, 200)}`);
+        assert.ok(!leaksHost(answer.text), `${what}: the answer names a host path: ${answer.text.slice(0, 200)}`);
+      },
+    ),
     { seed: SEED, numRuns: HTTP_RUNS, endOnFailure: true },
   );
   assert.ok(sent >= HTTP_RUNS);
@@ -299,15 +423,24 @@ test('after the fuzzing the worker serves, and nothing leaked: processes, mounts
     });
   assert.deepEqual(leftovers, [], 'no process of a session is left');
 
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(worker.dataDir) && !l.includes('/sessions/.spare-'));
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(worker.dataDir) && !l.includes('/sessions/.spare-'));
   assert.deepEqual(mounts, [], "no mount is left under the data directory (but the spare sessions' disks)");
 
   // The worker's cgroup subtree (v1: one per controller, under the worker's own group) holds only spare sessions' groups.
-  const own = new Map(readFileSync(`/proc/${worker.process.pid}/cgroup`, 'utf8').split('\n').map((l) => l.split(':')).flatMap(([, controllers, path]) => (controllers ?? '').split(',').map((c) => [c, path ?? '/'] as const)));
+  const own = new Map(
+    readFileSync(`/proc/${worker.process.pid}/cgroup`, 'utf8')
+      .split('\n')
+      .map((l) => l.split(':'))
+      .flatMap(([, controllers, path]) => (controllers ?? '').split(',').map((c) => [c, path ?? '/'] as const)),
+  );
   const groups = ['memory', 'pids'].flatMap((c) => {
     try {
       const dir = `/sys/fs/cgroup/${c}${own.get(c) === '/' ? '' : own.get(c)}/codegen-${worker.process.pid}`;
-      return readdirSync(dir, { withFileTypes: true }).filter((g) => g.isDirectory() && !g.name.startsWith('spare-')).map((g) => `${c}/${g.name}`);
+      return readdirSync(dir, { withFileTypes: true })
+        .filter((g) => g.isDirectory() && !g.name.startsWith('spare-'))
+        .map((g) => `${c}/${g.name}`);
     } catch {
       return [];
     }

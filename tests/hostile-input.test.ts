@@ -62,7 +62,11 @@ test('a 100 kB session id, task id, tool name or path, or a 10,000-entry argumen
     ['tool name', { sessionId, toolName: big, arguments: {} }, /tool_name is 100000 characters long/],
     ['task id', { sessionId, taskId: big, toolName: 'echo', arguments: { message: 'x' } }, /task_id is 100000 characters long/],
     ['path', { sessionId, toolName: 'fs.read', arguments: { path: big } }, /longer than 4096 bytes/],
-    ['arguments', { sessionId, toolName: 'echo', arguments: Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`a${i}`, 'v'])) }, /arguments has 10000 entries; at most 32/],
+    [
+      'arguments',
+      { sessionId, toolName: 'echo', arguments: Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`a${i}`, 'v'])) },
+      /arguments has 10000 entries; at most 32/,
+    ],
   ];
   for (const [what, request, pattern] of taskCases) {
     const run = await runTaskWithin(worker.tasks, request, 20_000);
@@ -78,7 +82,11 @@ test('a 300-character path component or a 5,000-character path is INVALID_ARGUME
     ['a/'.repeat(2500), /longer than 4096 bytes/],
   ] as const) {
     for (const toolName of ['fs.read', 'fs.write', 'fs.list']) {
-      const run = await runTaskWithin(worker.tasks, { sessionId, toolName, arguments: { path, ...(toolName === 'fs.write' ? { contents: 'x' } : {}) } }, 20_000);
+      const run = await runTaskWithin(
+        worker.tasks,
+        { sessionId, toolName, arguments: { path, ...(toolName === 'fs.write' ? { contents: 'x' } : {}) } },
+        20_000,
+      );
       assert.equal(run.code, Status.INVALID_ARGUMENT, `${toolName}: ${Status[run.code]} ${run.error?.details.slice(0, 300)}`);
       assert.match(run.error!.details, pattern);
       assertShortAndClean(run.error!, toolName);
@@ -89,7 +97,20 @@ test('a 300-character path component or a 5,000-character path is INVALID_ARGUME
 test('size_bytes = 2^62 is INVALID_ARGUMENT, not INTERNAL', async () => {
   const upload = await failure(worker.artifacts.getUploadURL({ sessionId, artifactName: 'a', contentType: 'text/plain', sizeBytes: 2 ** 62 }, CALL));
   assert.equal(upload.code, Status.INVALID_ARGUMENT, upload.details);
-  const record = await failure(worker.artifacts.recordArtifact({ artifactId: 'artifact-xxxxxxxxxxxxxxxxxxxx', sessionId, artifactName: 'a', artifactType: 'x', sizeBytes: 2 ** 62, checksumSha256: '0'.repeat(64), metadata: {} }, CALL));
+  const record = await failure(
+    worker.artifacts.recordArtifact(
+      {
+        artifactId: 'artifact-xxxxxxxxxxxxxxxxxxxx',
+        sessionId,
+        artifactName: 'a',
+        artifactType: 'x',
+        sizeBytes: 2 ** 62,
+        checksumSha256: '0'.repeat(64),
+        metadata: {},
+      },
+      CALL,
+    ),
+  );
   assert.equal(record.code, Status.INVALID_ARGUMENT, record.details);
 });
 
@@ -127,16 +148,43 @@ test('an upload URL cannot be re-split into another grant, and content_type must
 test('two simultaneous PUTs to one URL: exactly one 200, the other 409; the record matches the stored bytes; nothing left in .incoming', async () => {
   const size = 2 * 1024 * 1024;
   for (let round = 0; round < 5; round++) {
-    const grant = await worker.artifacts.getUploadURL({ sessionId, artifactName: `race-${round}.bin`, contentType: 'application/octet-stream', sizeBytes: size }, CALL);
+    const grant = await worker.artifacts.getUploadURL(
+      { sessionId, artifactName: `race-${round}.bin`, contentType: 'application/octet-stream', sizeBytes: size },
+      CALL,
+    );
     const bodies = [Buffer.alloc(size, 0x41), Buffer.alloc(size, 0x42)];
     const statuses = await Promise.all(bodies.map((b) => put(grant.uploadUrl, b, 'application/octet-stream')));
     assert.deepEqual([...statuses].sort(), [200, 409], `round ${round}: ${statuses}`);
-    const winner = bodies[statuses.indexOf(200)]!;
-    const loser = bodies[statuses.indexOf(409)]!;
+    const winner = bodies[statuses.indexOf(200)];
+    const loser = bodies[statuses.indexOf(409)];
     const checksum = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-    const wrong = await failure(worker.artifacts.recordArtifact({ artifactId: grant.artifactId, sessionId, artifactName: `race-${round}.bin`, artifactType: 'bin', sizeBytes: size, checksumSha256: checksum(loser), metadata: {} }, CALL));
+    const wrong = await failure(
+      worker.artifacts.recordArtifact(
+        {
+          artifactId: grant.artifactId,
+          sessionId,
+          artifactName: `race-${round}.bin`,
+          artifactType: 'bin',
+          sizeBytes: size,
+          checksumSha256: checksum(loser),
+          metadata: {},
+        },
+        CALL,
+      ),
+    );
     assert.equal(wrong.code, Status.INVALID_ARGUMENT);
-    await worker.artifacts.recordArtifact({ artifactId: grant.artifactId, sessionId, artifactName: `race-${round}.bin`, artifactType: 'bin', sizeBytes: size, checksumSha256: checksum(winner), metadata: {} }, CALL);
+    await worker.artifacts.recordArtifact(
+      {
+        artifactId: grant.artifactId,
+        sessionId,
+        artifactName: `race-${round}.bin`,
+        artifactType: 'bin',
+        sizeBytes: size,
+        checksumSha256: checksum(winner),
+        metadata: {},
+      },
+      CALL,
+    );
   }
   assert.deepEqual(readdirSync(join(worker.dataDir, 'artifacts', '.incoming')), []);
 });
@@ -144,7 +192,14 @@ test('two simultaneous PUTs to one URL: exactly one 200, the other 409; the reco
 test('RecordArtifact retried with the same metadata in another order is OK (maps compared as maps)', async () => {
   const grant = await worker.artifacts.getUploadURL({ sessionId, artifactName: 'm.txt', contentType: 'text/plain', sizeBytes: 3 }, CALL);
   assert.equal(await put(grant.uploadUrl, Buffer.from('abc'), 'text/plain'), 200);
-  const facts = { artifactId: grant.artifactId, sessionId, artifactName: 'm.txt', artifactType: 'text', sizeBytes: 3, checksumSha256: createHash('sha256').update('abc').digest('hex') };
+  const facts = {
+    artifactId: grant.artifactId,
+    sessionId,
+    artifactName: 'm.txt',
+    artifactType: 'text',
+    sizeBytes: 3,
+    checksumSha256: createHash('sha256').update('abc').digest('hex'),
+  };
   const first = await worker.artifacts.recordArtifact({ ...facts, metadata: { a: '1', b: '2', c: '3' } }, CALL);
   const again = await worker.artifacts.recordArtifact({ ...facts, metadata: { c: '3', a: '1', b: '2' } }, CALL);
   assert.equal(again.storageUrl !== '', true);
@@ -197,10 +252,26 @@ test('start-up errors: one line naming the setting and the cause, exit non-zero,
   spawnSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'codegen-test-ro', readOnly]);
   try {
     const cases: [string, string[], RegExp][] = [
-      ['busy gRPC port', ['--grpc-addr', `127.0.0.1:${port}`, '--http-addr', '127.0.0.1:0', '--data-dir', dataDir], new RegExp(`^codegen-worker: WORKER_GRPC_ADDR 127\\.0\\.0\\.1:${port} is already in use`)],
-      ['busy HTTP port', ['--grpc-addr', '127.0.0.1:0', '--http-addr', `127.0.0.1:${port}`, '--data-dir', dataDir], new RegExp(`^codegen-worker: WORKER_HTTP_ADDR 127\\.0\\.0\\.1:${port} is already in use`)],
-      ['read-only data dir', ['--grpc-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--data-dir', join(readOnly, 'data')], /^codegen-worker: WORKER_DATA_DIR .* is on a read-only filesystem/],
-      ['data dir under /proc', ['--grpc-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--data-dir', '/proc/nope'], /^codegen-worker: WORKER_DATA_DIR \/proc\/nope cannot be created/],
+      [
+        'busy gRPC port',
+        ['--grpc-addr', `127.0.0.1:${port}`, '--http-addr', '127.0.0.1:0', '--data-dir', dataDir],
+        new RegExp(`^codegen-worker: WORKER_GRPC_ADDR 127\\.0\\.0\\.1:${port} is already in use`),
+      ],
+      [
+        'busy HTTP port',
+        ['--grpc-addr', '127.0.0.1:0', '--http-addr', `127.0.0.1:${port}`, '--data-dir', dataDir],
+        new RegExp(`^codegen-worker: WORKER_HTTP_ADDR 127\\.0\\.0\\.1:${port} is already in use`),
+      ],
+      [
+        'read-only data dir',
+        ['--grpc-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--data-dir', join(readOnly, 'data')],
+        /^codegen-worker: WORKER_DATA_DIR .* is on a read-only filesystem/,
+      ],
+      [
+        'data dir under /proc',
+        ['--grpc-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--data-dir', '/proc/nope'],
+        /^codegen-worker: WORKER_DATA_DIR \/proc\/nope cannot be created/,
+      ],
     ];
     for (const [what, args, pattern] of cases) {
       const run = startAlone(args);

@@ -15,7 +15,17 @@ before(async () => {
   ({ sessionId } = await worker.sessions.createSession({ workspaceId: 'paths' }));
   // Symlinks made by the session's own code: out of the workspace, and one that stays inside.
   await runTool(worker.tasks, sessionId, 'run.python', {
-    code: ['import os', 'os.symlink("/etc", "etc_link")', 'os.symlink("/etc/passwd", "passwd_link")', 'os.symlink("/tmp", "tmp_link")', `os.symlink("${outsideName}", "dangling_out")`, 'os.mkdir("inner")', 'open("inner/ok.txt", "w").write("fine")', 'os.symlink("inner", "inner_link")', 'os.symlink("../../..", "inner/up")'].join('\n'),
+    code: [
+      'import os',
+      'os.symlink("/etc", "etc_link")',
+      'os.symlink("/etc/passwd", "passwd_link")',
+      'os.symlink("/tmp", "tmp_link")',
+      `os.symlink("${outsideName}", "dangling_out")`,
+      'os.mkdir("inner")',
+      'open("inner/ok.txt", "w").write("fine")',
+      'os.symlink("inner", "inner_link")',
+      'os.symlink("../../..", "inner/up")',
+    ].join('\n'),
   });
 });
 
@@ -74,8 +84,10 @@ test('binary files round-trip byte for byte with encoding=base64; reading them a
   const read = await runTool(worker.tasks, sessionId, 'fs.read', { path: 'blob.bin', encoding: 'base64' });
   assert.equal(read.encoding, 'base64');
   assert.equal(read.size, String(bytes.length));
-  assert.ok(Buffer.from(read.contents!, 'base64').equals(bytes));
-  const check = await runTool(worker.tasks, sessionId, 'run.python', { code: 'import hashlib; print(hashlib.sha256(open("blob.bin","rb").read()).hexdigest())' });
+  assert.ok(Buffer.from(read.contents, 'base64').equals(bytes));
+  const check = await runTool(worker.tasks, sessionId, 'run.python', {
+    code: 'import hashlib; print(hashlib.sha256(open("blob.bin","rb").read()).hexdigest())',
+  });
   assert.equal(check.stdout?.trim(), (await import('node:crypto')).createHash('sha256').update(bytes).digest('hex'));
   const asText = await runTask(worker.tasks, { sessionId, toolName: 'fs.read', arguments: { path: 'blob.bin' } });
   assert.equal(asText.code, Status.INVALID_ARGUMENT);

@@ -41,18 +41,27 @@ test('a line every 200 ms arrives as a LogEntry each, spread over the run, befor
     if (payload?.$case === 'log') arrivals.push([payload.value.source, payload.value.message, Date.now(), payload.value.level]);
     if (payload?.$case === 'result') resultAt = Date.now();
   }
-  assert.deepEqual(arrivals.map(([source, line]) => `${source}:${line}`), ['stdout:line 0', 'stdout:line 1', 'stdout:line 2', 'stdout:line 3', 'stdout:line 4', 'stderr:oops']);
-  assert.equal(arrivals[0]![3], LogLevel.LOG_LEVEL_INFO);
-  assert.equal(arrivals[5]![3], LogLevel.LOG_LEVEL_ERROR);
+  assert.deepEqual(
+    arrivals.map(([source, line]) => `${source}:${line}`),
+    ['stdout:line 0', 'stdout:line 1', 'stdout:line 2', 'stdout:line 3', 'stdout:line 4', 'stderr:oops'],
+  );
+  assert.equal(arrivals[0][3], LogLevel.LOG_LEVEL_INFO);
+  assert.equal(arrivals[5][3], LogLevel.LOG_LEVEL_ERROR);
   // The first line came about 1 s (five sleeps) before the process ended, not with the result.
-  assert.ok(resultAt - arrivals[0]![2] >= 600, `first line arrived only ${resultAt - arrivals[0]![2]} ms before the result`);
-  assert.ok(arrivals[4]![2] - arrivals[0]![2] >= 500, 'lines arrived as they were printed, not in one batch');
+  assert.ok(resultAt - arrivals[0][2] >= 600, `first line arrived only ${resultAt - arrivals[0][2]} ms before the result`);
+  assert.ok(arrivals[4][2] - arrivals[0][2] >= 500, 'lines arrived as they were printed, not in one batch');
 });
 
 test('progress updates bracket the run; the result is the last message', async () => {
   const run = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'print(1)' } });
-  assert.deepEqual(run.messages.map((m) => m.payload?.$case), ['progress', 'log', 'progress', 'result']);
-  assert.deepEqual(run.progress.map((p) => p.percentComplete), [0, 100]);
+  assert.deepEqual(
+    run.messages.map((m) => m.payload?.$case),
+    ['progress', 'log', 'progress', 'result'],
+  );
+  assert.deepEqual(
+    run.progress.map((p) => p.percentComplete),
+    [0, 100],
+  );
 });
 
 test('outputs are capped per stream and say so; the logs still carry every line', async () => {
@@ -66,7 +75,11 @@ test('outputs are capped per stream and say so; the logs still carry every line'
 });
 
 test('long output without newlines streams in pieces and binary output does not break the stream', async () => {
-  const run = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'import sys\nsys.stdout.write("x" * 200000)\nsys.stdout.flush()\nsys.stdout.buffer.write(bytes(range(256)))' } });
+  const run = await runTask(worker.tasks, {
+    sessionId,
+    toolName: 'run.python',
+    arguments: { code: 'import sys\nsys.stdout.write("x" * 200000)\nsys.stdout.flush()\nsys.stdout.buffer.write(bytes(range(256)))' },
+  });
   assert.equal(run.code, Status.OK);
   assert.equal(run.result?.status, TaskStatus.STATUS_SUCCESS);
   assert.ok(run.logs.length >= 3);

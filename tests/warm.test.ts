@@ -18,19 +18,27 @@ after(async () => worker?.stop());
 
 test('no state leaks from one call into the next', async () => {
   await runTool(worker.tasks, sessionId, 'run.python', { code: 'import sys, os, json\nsys.leak = 1\nos.environ["LEAK"] = "1"\njson.leak = 1\nx = 5' });
-  const out = await runTool(worker.tasks, sessionId, 'run.python', { code: 'import sys, os, json\nprint(hasattr(sys, "leak"), "LEAK" in os.environ, hasattr(json, "leak"), "x" in globals(), __name__, sys.argv)' });
+  const out = await runTool(worker.tasks, sessionId, 'run.python', {
+    code: 'import sys, os, json\nprint(hasattr(sys, "leak"), "LEAK" in os.environ, hasattr(json, "leak"), "x" in globals(), __name__, sys.argv)',
+  });
   assert.equal(out.stdout, "False False False False __main__ ['-']\n");
 });
 
 test('tracebacks, exit codes, atexit handlers, threads and stdin behave as in python -', async () => {
   const error = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'def f():\n    1/0\nf()' } });
   assert.equal(error.result?.exitCode, 1);
-  assert.equal(error.result?.outputs.stderr, 'Traceback (most recent call last):\n  File "<stdin>", line 3, in <module>\n  File "<stdin>", line 2, in f\nZeroDivisionError: division by zero\n');
+  assert.equal(
+    error.result?.outputs.stderr,
+    'Traceback (most recent call last):\n  File "<stdin>", line 3, in <module>\n  File "<stdin>", line 2, in f\nZeroDivisionError: division by zero\n',
+  );
   const syntax = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'def (' } });
   assert.equal(syntax.result?.exitCode, 1);
   assert.match(syntax.result?.outputs.stderr ?? '', /SyntaxError/);
   assert.equal((await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'raise SystemExit(7)' } })).result?.exitCode, 7);
-  assert.equal((await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'import sys; sys.exit("bye")' } })).result?.outputs.stderr, 'bye\n');
+  assert.equal(
+    (await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'import sys; sys.exit("bye")' } })).result?.outputs.stderr,
+    'bye\n',
+  );
   const lifecycle = await runTool(worker.tasks, sessionId, 'run.python', {
     code: 'import atexit, threading, time, sys\natexit.register(lambda: print("atexit ran"))\nthreading.Thread(target=lambda: (time.sleep(0.2), print("thread ran"))).start()\nprint("stdin:", repr(sys.stdin.read()))',
   });
@@ -38,19 +46,27 @@ test('tracebacks, exit codes, atexit handlers, threads and stdin behave as in py
 });
 
 test('a call that kills the warm interpreter does not break the session', async () => {
-  const run = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nprint("still here")' } });
+  const run = await runTask(worker.tasks, {
+    sessionId,
+    toolName: 'run.python',
+    arguments: { code: 'import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nprint("still here")' },
+  });
   assert.ok(run.result !== undefined);
   for (let i = 0; i < 3; i++) assert.equal((await runTool(worker.tasks, sessionId, 'run.python', { code: 'print("ok")' })).stdout, 'ok\n');
 });
 
 test('concurrent calls in one session each get their own process and output', async () => {
-  const runs = await Promise.all(Array.from({ length: 10 }, (_, i) => runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: `import os, time\ntime.sleep(0.1)\nprint(${i}, os.getpid())` } })));
+  const runs = await Promise.all(
+    Array.from({ length: 10 }, (_, i) =>
+      runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: `import os, time\ntime.sleep(0.1)\nprint(${i}, os.getpid())` } }),
+    ),
+  );
   const pids = new Set<string>();
   runs.forEach((run, i) => {
     assert.equal(run.result?.status, TaskStatus.STATUS_SUCCESS);
     const [n, pid] = (run.result?.outputs.stdout ?? '').trim().split(' ');
     assert.equal(n, String(i));
-    pids.add(pid!);
+    pids.add(pid);
   });
   assert.equal(pids.size, 10);
 });

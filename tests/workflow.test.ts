@@ -12,7 +12,12 @@ let worker: RunningWorker;
 
 before(async () => {
   index = await servePackageIndex([
-    { name: 'tinyrequests', version: '2.31.0', files: { 'tinyrequests/__init__.py': "__version__ = '2.31.0'\nfrom tinydep import ANSWER\n" }, requires: ['tinydep>=1.0'] },
+    {
+      name: 'tinyrequests',
+      version: '2.31.0',
+      files: { 'tinyrequests/__init__.py': "__version__ = '2.31.0'\nfrom tinydep import ANSWER\n" },
+      requires: ['tinydep>=1.0'],
+    },
     { name: 'tinydep', version: '1.2.0', files: { 'tinydep/__init__.py': 'ANSWER = 42\n' } },
   ]);
   worker = await startWorker({ env: { WORKER_PIP_INDEX_URL: index.url } });
@@ -42,9 +47,15 @@ test('complete workflow: create, write, install, run, status, destroy', async ()
   assert.equal(install.result?.status, TaskStatus.STATUS_SUCCESS);
   assert.equal(install.result?.outputs.installed, 'tinyrequests');
   assert.match(install.result?.outputs.stdout ?? '', /Successfully installed tinydep-1.2.0 tinyrequests-2.31.0/);
-  assert.ok(install.logs.some((l) => l.source === 'pip' && /Successfully installed/.test(l.message)), 'pip output streams as LogEntry');
+  assert.ok(
+    install.logs.some((l) => l.source === 'pip' && /Successfully installed/.test(l.message)),
+    'pip output streams as LogEntry',
+  );
   assert.ok(install.progress.length >= 2, 'pkg.install reports progress');
-  assert.ok(index.requests.some((r) => r.startsWith('/simple/tinyrequests')), 'the configured index was used');
+  assert.ok(
+    index.requests.some((r) => r.startsWith('/simple/tinyrequests')),
+    'the configured index was used',
+  );
 
   // 4. Execute Python code that uses the package and the file written above
   const result = await runTool(worker.tasks, sessionId, 'run.python', { code: 'import tinyrequests, main\nprint(tinyrequests.__version__)' });
@@ -58,8 +69,14 @@ test('complete workflow: create, write, install, run, status, destroy', async ()
   assert.equal(read.size, '27');
   const listing = await runTool(worker.tasks, sessionId, 'fs.list', { path: '.' });
   assert.equal(listing.entries, '__pycache__/,main.py');
-  const entries = JSON.parse(listing.entries_json!) as { name: string; type: string }[];
-  assert.deepEqual(entries.map((e) => [e.name, e.type]), [['__pycache__', 'directory'], ['main.py', 'file']]);
+  const entries = JSON.parse(listing.entries_json) as { name: string; type: string }[];
+  assert.deepEqual(
+    entries.map((e) => [e.name, e.type]),
+    [
+      ['__pycache__', 'directory'],
+      ['main.py', 'file'],
+    ],
+  );
 
   const echoed = await runTool(worker.tasks, sessionId, 'echo', { message: 'Hello, World!' });
   assert.deepEqual(echoed, { message: 'Hello, World!' });
@@ -77,7 +94,7 @@ test('complete workflow: create, write, install, run, status, destroy', async ()
   assert.equal(capacity.sessions[0]?.sessionId, sessionId);
 
   // Task status of a finished task
-  const taskStatus = await worker.tasks.getTaskStatus({ sessionId, taskId: status.recentTasks[0]! });
+  const taskStatus = await worker.tasks.getTaskStatus({ sessionId, taskId: status.recentTasks[0] });
   assert.equal(taskStatus.status, TaskStatus.STATUS_SUCCESS);
   assert.ok(taskStatus.endTimeMs >= taskStatus.startTimeMs && taskStatus.startTimeMs > 0);
 
@@ -94,7 +111,7 @@ test('every message of a task carries its task_id, generated when the request ha
   assert.ok(given.messages.length >= 3);
   assert.ok(given.messages.every((m) => m.taskId === 'my-task-1'));
   const generated = await runTask(worker.tasks, { sessionId, toolName: 'echo', arguments: { message: 'x' } });
-  const id = generated.messages[0]!.taskId;
+  const id = generated.messages[0].taskId;
   assert.match(id, /^task-[A-Za-z0-9_-]{16,}$/);
   assert.ok(generated.messages.every((m) => m.taskId === id));
   await worker.sessions.destroySession({ sessionId });
@@ -110,7 +127,9 @@ test('the session environment is its own: packages of one session are not visibl
   assert.equal(inB.result?.status, TaskStatus.STATUS_FAILURE);
   assert.match(inB.result?.outputs.stderr ?? '', /ModuleNotFoundError/);
   // The session's env is given to its code; the worker's own environment is not.
-  const env = await runTool(worker.tasks, b.sessionId, 'run.python', { code: 'import os; print(os.environ.get("GREETING"), os.environ.get("WORKER_PIP_INDEX_URL"), os.getcwd().endswith("workspace"))' });
+  const env = await runTool(worker.tasks, b.sessionId, 'run.python', {
+    code: 'import os; print(os.environ.get("GREETING"), os.environ.get("WORKER_PIP_INDEX_URL"), os.getcwd().endswith("workspace"))',
+  });
   assert.equal(env.stdout, 'hi None True\n');
   await worker.sessions.destroySession({ sessionId: a.sessionId });
   await worker.sessions.destroySession({ sessionId: b.sessionId });

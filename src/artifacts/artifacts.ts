@@ -22,10 +22,15 @@ function sameMap(a: Record<string, string>, b: Record<string, string>): boolean 
 }
 
 const sameFacts = (record: ArtifactRecord, facts: ArtifactFacts) =>
-  record.sessionId === facts.sessionId && record.artifactName === facts.artifactName && record.artifactType === facts.artifactType && record.sizeBytes === facts.sizeBytes && record.checksumSha256 === facts.checksumSha256.toLowerCase() && sameMap(record.metadata, facts.metadata);
+  record.sessionId === facts.sessionId &&
+  record.artifactName === facts.artifactName &&
+  record.artifactType === facts.artifactType &&
+  record.sizeBytes === facts.sizeBytes &&
+  record.checksumSha256 === facts.checksumSha256.toLowerCase() &&
+  sameMap(record.metadata, facts.metadata);
 
 /** RFC 6838 media type, optionally with parameters: what a Content-Type header may say. */
-const TOKEN = "[A-Za-z0-9!#$&^_.+-]+";
+const TOKEN = '[A-Za-z0-9!#$&^_.+-]+';
 const MEDIA_TYPE = new RegExp(`^${TOKEN}/${TOKEN}(\\s*;\\s*${TOKEN}=(${TOKEN}|"[^"\\\\\\x00-\\x1f]*"))*$`);
 const MAX_CONTENT_TYPE = 255;
 
@@ -33,14 +38,20 @@ const MAX_CONTENT_TYPE = 255;
 export class Artifacts {
   constructor(private readonly options: ArtifactsOptions) {}
 
-  async uploadUrl(sessionId: string, artifactName: string, contentType: string, sizeBytes: number): Promise<{ uploadUrl: string; artifactId: string; expiresAtMs: number }> {
+  async uploadUrl(
+    sessionId: string,
+    artifactName: string,
+    contentType: string,
+    sizeBytes: number,
+  ): Promise<{ uploadUrl: string; artifactId: string; expiresAtMs: number }> {
     this.options.pool.get(sessionId);
     if (!artifactName) throw errors.invalidArgument('artifact_name is required');
     if (contentType && (contentType.length > MAX_CONTENT_TYPE || !MEDIA_TYPE.test(contentType))) {
       throw errors.invalidArgument(`content_type ${quoted(contentType, 60)} is not a media type (type/subtype, at most ${MAX_CONTENT_TYPE} characters)`);
     }
     if (!(sizeBytes > 0)) throw errors.invalidArgument(`size_bytes must be positive, got ${sizeBytes}`);
-    if (sizeBytes > this.options.maxBytes) throw errors.invalidArgument(`size_bytes ${sizeBytes} is over this worker's artifact limit of ${this.options.maxBytes} bytes (WORKER_MAX_ARTIFACT_MB)`);
+    if (sizeBytes > this.options.maxBytes)
+      throw errors.invalidArgument(`size_bytes ${sizeBytes} is over this worker's artifact limit of ${this.options.maxBytes} bytes (WORKER_MAX_ARTIFACT_MB)`);
     const grant = { artifactId: newArtifactId(), sessionId, maxBytes: sizeBytes, contentType, expiresAtMs: Date.now() + this.options.uploadTtlMs };
     return { uploadUrl: await this.options.store.uploadUrl(grant), artifactId: grant.artifactId, expiresAtMs: grant.expiresAtMs };
   }
@@ -51,14 +62,19 @@ export class Artifacts {
     if (!/^[0-9a-fA-F]{64}$/.test(facts.checksumSha256)) throw errors.invalidArgument('checksum_sha256 must be 64 hexadecimal digits');
     const existing = await this.options.store.record(facts.artifactId);
     if (existing) {
-      if (!sameFacts(existing, facts)) throw new WorkerError(Status.ALREADY_EXISTS, `artifact ${quoted(facts.artifactId)} is already recorded with other facts`);
+      if (!sameFacts(existing, facts))
+        throw new WorkerError(Status.ALREADY_EXISTS, `artifact ${quoted(facts.artifactId)} is already recorded with other facts`);
       return { artifactId: existing.artifactId, storageUrl: this.options.store.storageUrl(existing), recordedAtMs: existing.recordedAtMs };
     }
     const uploaded = await this.options.store.uploaded(facts.artifactId);
-    if (!uploaded) throw new WorkerError(Status.NOT_FOUND, `nothing was uploaded for artifact ${quoted(facts.artifactId)}: PUT the bytes to its upload URL first`);
-    if (uploaded.sessionId !== undefined && uploaded.sessionId !== facts.sessionId) throw errors.invalidArgument(`artifact ${quoted(facts.artifactId)} was uploaded for another session`);
-    if (uploaded.sizeBytes !== facts.sizeBytes) throw errors.invalidArgument(`size_bytes ${facts.sizeBytes} does not match the ${uploaded.sizeBytes} bytes uploaded`);
-    if (uploaded.sha256 !== facts.checksumSha256.toLowerCase()) throw errors.invalidArgument(`checksum_sha256 does not match the uploaded bytes (${uploaded.sha256})`);
+    if (!uploaded)
+      throw new WorkerError(Status.NOT_FOUND, `nothing was uploaded for artifact ${quoted(facts.artifactId)}: PUT the bytes to its upload URL first`);
+    if (uploaded.sessionId !== undefined && uploaded.sessionId !== facts.sessionId)
+      throw errors.invalidArgument(`artifact ${quoted(facts.artifactId)} was uploaded for another session`);
+    if (uploaded.sizeBytes !== facts.sizeBytes)
+      throw errors.invalidArgument(`size_bytes ${facts.sizeBytes} does not match the ${uploaded.sizeBytes} bytes uploaded`);
+    if (uploaded.sha256 !== facts.checksumSha256.toLowerCase())
+      throw errors.invalidArgument(`checksum_sha256 does not match the uploaded bytes (${uploaded.sha256})`);
     const record: ArtifactRecord = { ...facts, checksumSha256: uploaded.sha256, recordedAtMs: Date.now() };
     await this.options.store.saveRecord(record);
     metrics.artifactBytes.inc(record.sizeBytes);

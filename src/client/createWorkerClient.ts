@@ -40,7 +40,11 @@ export interface WorkerClient {
  */
 export function createWorkerClient(address: string, options: WorkerClientOptions = {}): WorkerClient {
   const max = options.maxMessageBytes ?? 64 * 1024 * 1024;
-  const channel = createChannel(address, options.credentials, { 'grpc.max_receive_message_length': max, 'grpc.max_send_message_length': max, ...options.channelOptions });
+  const channel = createChannel(address, options.credentials, {
+    'grpc.max_receive_message_length': max,
+    'grpc.max_send_message_length': max,
+    ...options.channelOptions,
+  });
   const token = options.token;
   const factory = createClientFactory()
     .use(async function* bearer(call, callOptions) {

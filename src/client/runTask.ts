@@ -36,7 +36,11 @@ function endOf(status: TaskStatus): TaskEnd {
  * came: the call itself failed (a ClientError: NOT_FOUND session, INVALID_ARGUMENT,
  * UNAVAILABLE, the client's own `deadline`), or `signal` aborted it (an AbortError).
  */
-export async function runTask(client: TaskExecutionClient<WorkerCallOptions>, request: DeepPartial<TaskRequest>, options: RunTaskOptions = {}): Promise<RunTaskResult> {
+export async function runTask(
+  client: TaskExecutionClient<WorkerCallOptions>,
+  request: DeepPartial<TaskRequest>,
+  options: RunTaskOptions = {},
+): Promise<RunTaskResult> {
   const { onProgress, onLog, ...callOptions } = options;
   let result: TaskResult | undefined;
   try {

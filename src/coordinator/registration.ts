@@ -45,10 +45,14 @@ const BACKOFF_CAP_MS = 30_000;
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(timer);
-      resolve();
-    }, { once: true });
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
   });
 }
 
@@ -81,7 +85,10 @@ export class Registration {
     this.stopping.abort();
     await this.loop;
     try {
-      const response = await this.client.deregisterWorker({ workerId: this.options.workerId, sessionIds: this.options.sessionIds() }, { signal: AbortSignal.timeout(5000) });
+      const response = await this.client.deregisterWorker(
+        { workerId: this.options.workerId, sessionIds: this.options.sessionIds() },
+        { signal: AbortSignal.timeout(5000) },
+      );
       this.options.logger.info('deregistered from the coordinator', { success: response.success, message: response.message });
     } catch (err) {
       this.options.logger.warn('could not deregister from the coordinator', { error: (err as Error).message });

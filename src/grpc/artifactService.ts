@@ -11,7 +11,12 @@ export function artifactService(artifacts: Artifacts): ArtifactServiceImplementa
     },
     async recordArtifact(request) {
       checkRequest(request, { artifactId: 'id', sessionId: 'id', artifactName: 'name', artifactType: 'name' });
-      checkMap('metadata', request.metadata, { entries: REQUEST_LIMITS.metadataEntries, keyChars: REQUEST_LIMITS.metadataKeyChars, valueBytes: REQUEST_LIMITS.metadataValueBytes, totalBytes: REQUEST_LIMITS.metadataTotalBytes });
+      checkMap('metadata', request.metadata, {
+        entries: REQUEST_LIMITS.metadataEntries,
+        keyChars: REQUEST_LIMITS.metadataKeyChars,
+        valueBytes: REQUEST_LIMITS.metadataValueBytes,
+        totalBytes: REQUEST_LIMITS.metadataTotalBytes,
+      });
       return artifacts.record(request);
     },
   };

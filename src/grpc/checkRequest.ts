@@ -41,7 +41,7 @@ const LIMIT_OF: Record<FieldKind, number> = { id: REQUEST_LIMITS.idChars, name: 
  */
 export function checkRequest<T extends object>(request: T, fields: Partial<Record<keyof T & string, FieldKind>>): T {
   const why = (request as Record<symbol, unknown>)[UNDECODABLE];
-  if (why !== undefined) throw errors.invalidArgument(`the request does not decode (${quoted(String(why), 120)})`);
+  if (why !== undefined) throw errors.invalidArgument(`the request does not decode (${quoted(typeof why === 'string' ? why : 'malformed', 120)})`);
   for (const [field, kind] of Object.entries(fields) as [string, FieldKind][]) {
     const value = (request as Record<string, unknown>)[field];
     if (typeof value === 'string') checkLength(snake(field), value, LIMIT_OF[kind]);
@@ -54,7 +54,11 @@ export function checkLength(field: string, value: string, max: number): void {
 }
 
 /** A map of the wire: at most `entries` entries, keys of at most `keyChars`, values and total bounded in bytes. */
-export function checkMap(field: string, map: Record<string, string>, limits: { entries: number; keyChars: number; valueBytes: number; totalBytes: number }): void {
+export function checkMap(
+  field: string,
+  map: Record<string, string>,
+  limits: { entries: number; keyChars: number; valueBytes: number; totalBytes: number },
+): void {
   const entries = Object.entries(map);
   if (entries.length > limits.entries) throw errors.invalidArgument(`${field} has ${entries.length} entries; at most ${limits.entries} are allowed`);
   let total = 0;

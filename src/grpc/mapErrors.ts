@@ -21,7 +21,11 @@ type Methods = Record<string, (...args: never[]) => unknown>;
  * Streaming methods are passed through: a wrapper (or a middleware) would add a generator layer
  * to every streamed message, so they map their own errors.
  */
-export function withMappedErrors<T extends object>(definition: { name: string; methods: Record<string, { responseStream: boolean }> }, implementation: T, logger: Logger): T {
+export function withMappedErrors<T extends object>(
+  definition: { name: string; methods: Record<string, { responseStream: boolean }> },
+  implementation: T,
+  logger: Logger,
+): T {
   const wrapped: Methods = {};
   for (const [name, method] of Object.entries(implementation as Methods)) {
     const path = `${definition.name}/${name}`;

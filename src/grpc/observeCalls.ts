@@ -21,7 +21,10 @@ export function observeCalls(logger: Logger): ServerMiddleware {
       if (!traced || !call.responseStream) return yield* call.next(call.request, context);
       // Traced ExecuteTask: a task span, finished with the task's final status.
       const request = call.request as { toolName?: string; sessionId?: string };
-      const task = startChildSpan(`task ${request.toolName ?? ''}`, traced.context, { 'codegen.tool': String(request.toolName), 'codegen.session_id': String(request.sessionId) });
+      const task = startChildSpan(`task ${request.toolName ?? ''}`, traced.context, {
+        'codegen.tool': String(request.toolName),
+        'codegen.session_id': String(request.sessionId),
+      });
       let status = '';
       try {
         for await (const response of call.next(call.request, context)) {
@@ -41,7 +44,14 @@ export function observeCalls(logger: Logger): ServerMiddleware {
     } finally {
       metrics.grpcCalls.inc({ method, code: Status[code] });
       const level = code === Status.OK ? 'debug' : 'info';
-      if (logger.isLevelEnabled(level)) logger.log(level, 'rpc', { method, code: Status[code], duration_ms: Math.round((performance.now() - started) * 10) / 10, peer: context.peer, ...(details ? { details } : {}) });
+      if (logger.isLevelEnabled(level))
+        logger.log(level, 'rpc', {
+          method,
+          code: Status[code],
+          duration_ms: Math.round((performance.now() - started) * 10) / 10,
+          peer: context.peer,
+          ...(details ? { details } : {}),
+        });
       if (traced) {
         traced.span.setAttribute('rpc.grpc.status_code', code);
         endSpan(traced.span, code === Status.OK ? undefined : Status[code]);

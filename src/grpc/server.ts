@@ -67,7 +67,10 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   // Middleware only where configured: none on the echo path when neither is.
   const middleware = [...(options.observe ? [observeCalls(logger)] : []), ...(options.authToken ? [authenticate(options.authToken)] : [])];
   const guarded = middleware.reduce<{ add: Server['add'] }>((builder, m) => (builder as Server).with(m), server);
-  guarded.add(tolerantDefinition(SessionManagementDefinition), withMappedErrors(SessionManagementDefinition, sessionManagementService(options.tasks.pool, options.checkpoints, options.workerId), logger));
+  guarded.add(
+    tolerantDefinition(SessionManagementDefinition),
+    withMappedErrors(SessionManagementDefinition, sessionManagementService(options.tasks.pool, options.checkpoints, options.workerId), logger),
+  );
   guarded.add(tolerantDefinition(TaskExecutionDefinition), withMappedErrors(TaskExecutionDefinition, taskExecutionService(options.tasks), logger));
   guarded.add(tolerantDefinition(ArtifactServiceDefinition), withMappedErrors(ArtifactServiceDefinition, artifactService(options.artifacts), logger));
   const reflection = ServerReflection(readFileSync(DESCRIPTORS), SERVICES);
@@ -79,12 +82,14 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     for (const service of ['', ...SERVICES]) health.setStatus(serving ? 'healthy' : 'unhealthy', service);
   };
   setServing(true);
-  return { server, port, setServing, endWatches: watches.end };
+  return { server, port, setServing, endWatches: () => watches.end() };
 }
 
 /** The same reflection service under its older name, which many clients still ask for first. */
 function v1alpha<T extends Record<string, { path: string }>>(definition: T): T {
-  return Object.fromEntries(Object.entries(definition).map(([name, method]) => [name, { ...method, path: method.path.replace('grpc.reflection.v1.', 'grpc.reflection.v1alpha.') }])) as T;
+  return Object.fromEntries(
+    Object.entries(definition).map(([name, method]) => [name, { ...method, path: method.path.replace('grpc.reflection.v1.', 'grpc.reflection.v1alpha.') }]),
+  ) as T;
 }
 
 /** Calls that end normally (not CANCELLED) when end() is called: long-lived streams at shutdown. */

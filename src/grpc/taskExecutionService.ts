@@ -18,7 +18,8 @@ function toTaskResponse(taskId: string, event: TaskEvent): TaskResponse {
 /** Tool arguments: a bounded count of short names (values are bounded by the message size and each tool). */
 function checkArguments(args: Record<string, string>): void {
   const names = Object.keys(args);
-  if (names.length > REQUEST_LIMITS.arguments) throw errors.invalidArgument(`arguments has ${names.length} entries; at most ${REQUEST_LIMITS.arguments} are allowed`);
+  if (names.length > REQUEST_LIMITS.arguments)
+    throw errors.invalidArgument(`arguments has ${names.length} entries; at most ${REQUEST_LIMITS.arguments} are allowed`);
   for (const name of names) checkLength('an argument name', name, REQUEST_LIMITS.argumentNameChars);
 }
 

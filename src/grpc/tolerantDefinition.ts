@@ -12,7 +12,7 @@ export function tolerantDefinition<T extends TsProtoServiceDefinition>(definitio
       const decode = method.requestType.decode.bind(method.requestType);
       const tolerant = (input: Uint8Array) => {
         try {
-          return decode(input);
+          return decode(input) as unknown;
         } catch (err) {
           return undecodable(err);
         }
@@ -20,5 +20,5 @@ export function tolerantDefinition<T extends TsProtoServiceDefinition>(definitio
       return [name, { ...method, requestType: { ...method.requestType, decode: tolerant } }];
     }),
   );
-  return { ...definition, methods } as T;
+  return { ...definition, methods };
 }

@@ -18,11 +18,14 @@ export function artifactRoutes(store: LocalArtifactStore, signer: UrlSigner): Ro
 
     if (req.method === 'PUT') {
       const grant: UploadGrant = { artifactId, sessionId: param('session'), maxBytes: Number(param('size')), contentType: param('type'), expiresAtMs: expires };
-      if (!signer.verify(uploadFields(grant), param('signature'))) return reply(res, 403, 'bad signature: this URL was not issued by this worker, or was changed');
+      if (!signer.verify(uploadFields(grant), param('signature')))
+        return reply(res, 403, 'bad signature: this URL was not issued by this worker, or was changed');
       if (!(expires > Date.now())) return reply(res, 403, 'expired: ask for a new upload URL');
-      if (grant.contentType && (req.headers['content-type'] ?? '') !== grant.contentType) return reply(res, 403, `content-type must be ${grant.contentType}, as signed`);
+      if (grant.contentType && (req.headers['content-type'] ?? '') !== grant.contentType)
+        return reply(res, 403, `content-type must be ${grant.contentType}, as signed`);
       const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
-      if (declared !== undefined && declared > grant.maxBytes) return reply(res, 413, `body of ${declared} bytes is over the ${grant.maxBytes} bytes this URL allows`);
+      if (declared !== undefined && declared > grant.maxBytes)
+        return reply(res, 413, `body of ${declared} bytes is over the ${grant.maxBytes} bytes this URL allows`);
       const outcome = await store.receive(grant, req, declared);
       if (outcome === 'stored') return reply(res, 200, 'stored');
       if (outcome === 'exists') return reply(res, 409, 'already uploaded: an upload URL takes one PUT');

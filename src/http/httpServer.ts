@@ -33,7 +33,12 @@ export function reply(res: ServerResponse, status: number, message: string): voi
  * files, which are re-read when they change (rotation without a restart). A request no route
  * takes is 404; a handler that fails is 500 with nothing of the failure in the answer.
  */
-export async function startHttpServer(address: string, routes: Route[], tls: TlsFiles | undefined, logger: Logger): Promise<{ server: Server; port: number; close(): Promise<void> }> {
+export async function startHttpServer(
+  address: string,
+  routes: Route[],
+  tls: TlsFiles | undefined,
+  logger: Logger,
+): Promise<{ server: Server; port: number; close(): Promise<void> }> {
   const dispatch = (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://worker');
     const route = routes.find((r) => url.pathname === r.prefix || url.pathname.startsWith(r.prefix.endsWith('/') ? r.prefix : `${r.prefix}/`));

@@ -13,7 +13,10 @@ export interface OpsState {
  * GET /readyz (200 while ready, 503 from the first shutdown signal) and GET /metrics.
  */
 export function opsRoutes(state: OpsState): Route[] {
-  const onlyGet = (handle: Route['handle']): Route['handle'] => (req, res, url) => (req.method === 'GET' || req.method === 'HEAD' ? handle(req, res, url) : reply(res, 405, 'GET only'));
+  const onlyGet =
+    (handle: Route['handle']): Route['handle'] =>
+    (req, res, url) =>
+      req.method === 'GET' || req.method === 'HEAD' ? handle(req, res, url) : reply(res, 405, 'GET only');
   return [
     { prefix: '/healthz', handle: onlyGet((_req, res) => reply(res, 200, 'alive')) },
     { prefix: '/readyz', handle: onlyGet((_req, res) => (state.ready() ? reply(res, 200, 'ready') : reply(res, 503, 'not ready: starting or draining'))) },

@@ -136,7 +136,7 @@ class CgroupV1 implements Cgroup {
     const dirs: Partial<Record<V1Controller, string>> = {};
     const moves = (Object.entries(this.dirs) as [V1Controller, string][]).map(([controller, dir]) => {
       dirs[controller] = join(dirname(dir), name);
-      return fsRename(dir, dirs[controller]!);
+      return fsRename(dir, dirs[controller]);
     });
     await Promise.all(moves);
     return new CgroupV1(name, dirs);
@@ -246,7 +246,7 @@ async function ownCgroups(): Promise<Map<string, string>> {
   for (const line of (await readFile('/proc/self/cgroup', 'utf8')).split('\n')) {
     const [, controllers, path] = line.split(':');
     if (path === undefined) continue;
-    for (const c of controllers!.split(',')) map.set(c, path);
+    for (const c of controllers.split(',')) map.set(c, path);
   }
   return map;
 }
@@ -287,7 +287,7 @@ export async function setUpCgroups(): Promise<CgroupSupport | undefined> {
       const parent = join(mount, own.get(controller) ?? '/');
       await removeStaleSubtrees(parent);
       dirs[controller] = join(parent, name);
-      await mkdir(dirs[controller]!, { recursive: true });
+      await mkdir(dirs[controller], { recursive: true });
     }
     if (Object.keys(dirs).length === 0) return undefined;
     const controllers = ['memory', 'cpu', 'pids'].filter((c) => c in dirs);

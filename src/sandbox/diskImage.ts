@@ -30,7 +30,7 @@ async function runTool(command: string, args: string[]): Promise<void> {
     await run(command, args, { env: { ...LAUNCHER_ENV }, timeout: 60_000 });
   } catch (err) {
     const stderr = String((err as { stderr?: string }).stderr ?? '').trim();
-    throw new Error(`${command} ${args[0] ?? ''} failed: ${stderr || (err as Error).message}`);
+    throw new Error(`${command} ${args[0] ?? ''} failed: ${stderr || (err as Error).message}`, { cause: err });
   }
 }
 
@@ -41,7 +41,13 @@ async function runTool(command: string, args: string[]): Promise<void> {
  */
 export async function makeDiskImage(file: string, mountPoint: string, megabytes: number, templates: string): Promise<void> {
   const template = join(templates, `ext4-${megabytes}mb.img`);
-  if (!(await stat(template).then((st) => st.isFile(), () => false))) await makeTemplate(template, megabytes);
+  if (
+    !(await stat(template).then(
+      (st) => st.isFile(),
+      () => false,
+    ))
+  )
+    await makeTemplate(template, megabytes);
   await runTool('cp', ['--sparse=always', '--no-preserve=all', template, file]);
   await chmod(file, 0o600);
   await mountDiskImage(file, mountPoint);
@@ -60,7 +66,18 @@ async function makeTemplate(template: string, megabytes: number): Promise<void> 
       await handle.close();
     }
     // Lazy initialisation: a sparse image of any size formats in tens of milliseconds.
-    await runTool('mkfs.ext4', ['-q', '-F', '-m', '0', '-i', '8192', ...mkfs, '-E', 'lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0', partial]);
+    await runTool('mkfs.ext4', [
+      '-q',
+      '-F',
+      '-m',
+      '0',
+      '-i',
+      '8192',
+      ...mkfs,
+      '-E',
+      'lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0',
+      partial,
+    ]);
     await rename(partial, template);
   } finally {
     await rm(partial, { force: true });

@@ -36,12 +36,12 @@ export class HostLock {
       // worker is still shutting down. It ends with the worker's end of the pipe.
       detached: true,
     });
-    child.stdin!.on('error', () => undefined);
+    child.stdin.on('error', () => undefined);
     let stderr = '';
-    child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2000)));
+    child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2000)));
     const outcome = await new Promise<'locked' | number>((resolve, reject) => {
       child.once('error', reject);
-      child.stdout!.once('data', () => resolve('locked'));
+      child.stdout.once('data', () => resolve('locked'));
       child.once('exit', (code, signal) => resolve(code ?? 128 + (signal ? 9 : 0)));
     });
     if (outcome === HELD_ELSEWHERE) return { acquired: false, holder: await readHolder(file) };

@@ -65,7 +65,17 @@ function systemMounts(): string[] {
   }
   // Directories bwrap makes for a mount's parents are 0700 unless made first: keep them traversable.
   args.push('--perms', '0755', '--dir', '/etc');
-  for (const file of ['/etc/debian_version', '/etc/os-release', '/etc/ld.so.cache', '/etc/localtime', '/etc/mime.types', '/etc/nsswitch.conf', '/etc/hosts', '/etc/ssl', '/etc/ca-certificates']) {
+  for (const file of [
+    '/etc/debian_version',
+    '/etc/os-release',
+    '/etc/ld.so.cache',
+    '/etc/localtime',
+    '/etc/mime.types',
+    '/etc/nsswitch.conf',
+    '/etc/hosts',
+    '/etc/ssl',
+    '/etc/ca-certificates',
+  ]) {
     args.push('--ro-bind-try', file, file);
   }
   return args;
@@ -112,7 +122,10 @@ export function confine(command: string[], cwd: string, env: Record<string, stri
     if (confinement.network) chain.push('--ro-bind-try', '/etc/resolv.conf', '/etc/resolv.conf');
     for (const m of confinement.mounts) {
       // As for /etc above: parents made traversable first (else 0700, unreachable by the session's uid).
-      const parents = m.inside.split('/').slice(1, -1).map((_, i, parts) => `/${parts.slice(0, i + 1).join('/')}`);
+      const parents = m.inside
+        .split('/')
+        .slice(1, -1)
+        .map((_, i, parts) => `/${parts.slice(0, i + 1).join('/')}`);
       for (const dir of parents) chain.push('--perms', '0755', '--dir', dir);
       chain.push(m.writable ? '--bind' : '--ro-bind', m.host, m.inside);
     }
@@ -134,5 +147,5 @@ export function confine(command: string[], cwd: string, env: Record<string, stri
       filter,
     };
   }
-  return { executable: chain[0]!, args: chain.slice(1), cwd: processCwd, env: { ...LAUNCHER_ENV }, filter };
+  return { executable: chain[0], args: chain.slice(1), cwd: processCwd, env: { ...LAUNCHER_ENV }, filter };
 }

@@ -5,10 +5,28 @@ import type { CapturedOutput, OutputSource, RunOptions } from './processSpec.js'
 /** Longest line passed to onLine; longer runs without a newline are passed in pieces. */
 const MAX_LINE_CHARS = 64 * 1024;
 
-const SIGNAL_NUMBERS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGILL: 4, SIGTRAP: 5, SIGABRT: 6, SIGBUS: 7, SIGFPE: 8, SIGKILL: 9, SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15, SIGXCPU: 24, SIGXFSZ: 25 };
+const SIGNAL_NUMBERS: Record<string, number> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGILL: 4,
+  SIGTRAP: 5,
+  SIGABRT: 6,
+  SIGBUS: 7,
+  SIGFPE: 8,
+  SIGKILL: 9,
+  SIGUSR1: 10,
+  SIGSEGV: 11,
+  SIGUSR2: 12,
+  SIGPIPE: 13,
+  SIGALRM: 14,
+  SIGTERM: 15,
+  SIGXCPU: 24,
+  SIGXFSZ: 25,
+};
 
 /** The exit code a shell would report: the code, or 128+N for a process killed by signal N. */
-export function exitCodeOf(code: number | null, signal: NodeJS.Signals | string | null): number {
+export function exitCodeOf(code: number | null, signal: string | null): number {
   return code ?? 128 + (signal ? (SIGNAL_NUMBERS[signal] ?? 0) : 0);
 }
 

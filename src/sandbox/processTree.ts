@@ -28,7 +28,7 @@ async function readStat(pid: number): Promise<ProcStat | undefined> {
     const fields = raw.slice(raw.lastIndexOf(')') + 2).split(' ');
     return {
       pid,
-      state: fields[0]!,
+      state: fields[0],
       ppid: Number(fields[1]),
       cpuTicks: Number(fields[11]) + Number(fields[12]),
       startTicks: Number(fields[19]),

@@ -54,9 +54,16 @@ export class SandboxHost implements SandboxContext {
     const isRoot = process.getuid?.() === 0;
     const bwrap = await findOnPath('bwrap');
     if (options.mode === 'bwrap' && !bwrap) {
-      throw new SandboxUnavailableError('bubblewrap (bwrap) is not installed: install the Debian package bubblewrap (`make run` does) or, knowing that code then runs unisolated, set WORKER_SANDBOX=none');
+      throw new SandboxUnavailableError(
+        'bubblewrap (bwrap) is not installed: install the Debian package bubblewrap (`make run` does) or, knowing that code then runs unisolated, set WORKER_SANDBOX=none',
+      );
     }
-    const tools = { bwrap, setpriv: (await findOnPath('setpriv')) ?? 'setpriv', prlimit: (await findOnPath('prlimit')) ?? 'prlimit', env: (await findOnPath('env')) ?? '/usr/bin/env' };
+    const tools = {
+      bwrap,
+      setpriv: (await findOnPath('setpriv')) ?? 'setpriv',
+      prlimit: (await findOnPath('prlimit')) ?? 'prlimit',
+      env: (await findOnPath('env')) ?? '/usr/bin/env',
+    };
     const uids = isRoot && options.mode === 'bwrap' ? await claimUidRange((await findOnPath('flock')) ?? 'flock', options.uidBase) : undefined;
     try {
       // Scratch space of pkg.install steps; what an earlier run left there is dropped.
@@ -84,9 +91,14 @@ export class SandboxHost implements SandboxContext {
       memory_limit: controllers.includes('memory') ? 'cgroup' : 'RLIMIT_AS',
       cpu_limit: controllers.includes('cpu') ? 'cgroup cpu quota' : 'NOT ENFORCED (no writable cpu cgroup)',
       process_limit: controllers.includes('pids') ? 'cgroup pids' : this.isRoot ? 'RLIMIT_NPROC (per-session uid)' : 'NOT ENFORCED',
-      disk_limit: this.diskImageProblem === undefined ? 'an ext4 image per session on the data directory, loop-mounted (workspace and environment)' : `NOT ENFORCED (${this.diskImageProblem})`,
+      disk_limit:
+        this.diskImageProblem === undefined
+          ? 'an ext4 image per session on the data directory, loop-mounted (workspace and environment)'
+          : `NOT ENFORCED (${this.diskImageProblem})`,
       syscall_filter: this.seccomp ? 'seccomp (keyrings, bpf, io_uring, userfaultfd, perf events, namespaces refused)' : `NONE (no filter for ${process.arch})`,
-      session_uids: this.uids ? `${this.uids.base + 1}-${this.uids.base + this.uids.size - 1} (claimed for this worker; pip's fetching step: ${this.uids.base})` : "the worker's own",
+      session_uids: this.uids
+        ? `${this.uids.base + 1}-${this.uids.base + this.uids.size - 1} (claimed for this worker; pip's fetching step: ${this.uids.base})`
+        : "the worker's own",
     };
   }
 
@@ -110,7 +122,10 @@ export class SandboxHost implements SandboxContext {
     try {
       // The disk first (it holds the rest); then the environment and the cgroup side by side.
       await this.makeDisk(prepared, dirs, diskMb);
-      const [, cgroup] = await Promise.all([this.layOut(dirs, owner), this.cgroups?.root.child(`spare-${randomBytes(6).toString('hex')}`, { maxProcesses: this.options.maxProcesses })]);
+      const [, cgroup] = await Promise.all([
+        this.layOut(dirs, owner),
+        this.cgroups?.root.child(`spare-${randomBytes(6).toString('hex')}`, { maxProcesses: this.options.maxProcesses }),
+      ]);
       prepared.cgroup = cgroup;
       return prepared;
     } catch (err) {
@@ -120,7 +135,13 @@ export class SandboxHost implements SandboxContext {
   }
 
   /** Makes a prepared sandbox the session's: its name, its limits, a disk of the size asked for. */
-  async activate(prepared: PreparedSandbox, sessionId: string, dirs: SessionDirectories, env: Record<string, string>, limits: SessionLimits): Promise<SessionSandbox> {
+  async activate(
+    prepared: PreparedSandbox,
+    sessionId: string,
+    dirs: SessionDirectories,
+    env: Record<string, string>,
+    limits: SessionLimits,
+  ): Promise<SessionSandbox> {
     try {
       if (limits.maxDiskMb !== prepared.diskMb) await this.reshapeDisk(prepared, dirs, limits.maxDiskMb);
       const cgroup = await prepared.cgroup?.rename(sessionId);
@@ -138,20 +159,37 @@ export class SandboxHost implements SandboxContext {
    * claimed again (or, when this run has another uid block, a new uid given its files), a cgroup
    * with its limits. Its warm interpreter starts on first use.
    */
-  async adopt(sessionId: string, dirs: SessionDirectories, env: Record<string, string>, limits: SessionLimits, persisted: { uid: number | undefined; diskBaselineBytes: number }): Promise<SessionSandbox> {
+  async adopt(
+    sessionId: string,
+    dirs: SessionDirectories,
+    env: Record<string, string>,
+    limits: SessionLimits,
+    persisted: { uid: number | undefined; diskBaselineBytes: number },
+  ): Promise<SessionSandbox> {
     const uids = this.uids;
     const wanted = uids && persisted.uid !== undefined ? persisted.uid - uids.base : undefined;
     const slot = wanted !== undefined && wanted > 0 && wanted < uids!.size && !this.usedSlots.has(wanted) ? wanted : this.takeSlot();
     this.usedSlots.add(slot);
     const owner = uids ? { uid: uids.base + slot, gid: uids.base + slot } : undefined;
-    const prepared: PreparedSandbox = { slot, owner, installer: uids ? { uid: uids.base, gid: uids.base } : undefined, cgroup: undefined, diskMb: limits.maxDiskMb, diskBaselineBytes: persisted.diskBaselineBytes };
+    const prepared: PreparedSandbox = {
+      slot,
+      owner,
+      installer: uids ? { uid: uids.base, gid: uids.base } : undefined,
+      cgroup: undefined,
+      diskMb: limits.maxDiskMb,
+      diskBaselineBytes: persisted.diskBaselineBytes,
+    };
     try {
       if (limits.maxDiskMb > 0) await mountDiskImage(dirs.diskImage, dirs.disk);
       if (owner && owner.uid !== persisted.uid) {
         this.options.logger.info('session files given a new uid (this run has another uid block)', { session_id: sessionId, uid: owner.uid });
         await Promise.all([chownTree(dirs.workspace, owner.uid, owner.gid), chownTree(dirs.environment, owner.uid, owner.gid)]);
       }
-      prepared.cgroup = await this.cgroups?.root.child(sessionId, { maxProcesses: this.options.maxProcesses, memoryBytes: limits.maxMemoryMb * 1024 * 1024, cpuPercent: limits.maxCpuPercent });
+      prepared.cgroup = await this.cgroups?.root.child(sessionId, {
+        maxProcesses: this.options.maxProcesses,
+        memoryBytes: limits.maxMemoryMb * 1024 * 1024,
+        cpuPercent: limits.maxCpuPercent,
+      });
       return this.sandboxOf(prepared, dirs, env, limits);
     } catch (err) {
       await this.discard(prepared, dirs);
@@ -255,7 +293,9 @@ export class SandboxHost implements SandboxContext {
         if (result.exitCode !== 0 || !result.stdout.text.startsWith(expected)) {
           throw new SandboxUnavailableError(
             `the ${this.options.mode} sandbox does not work on this host (exit ${result.exitCode}: ${(result.stderr.text || result.stdout.text).trim()}). ` +
-              (this.options.mode === 'bwrap' ? 'Install bubblewrap (`make run` does) or, knowing that code then runs unisolated, set WORKER_SANDBOX=none.' : ''),
+              (this.options.mode === 'bwrap'
+                ? 'Install bubblewrap (`make run` does) or, knowing that code then runs unisolated, set WORKER_SANDBOX=none.'
+                : ''),
           );
         }
       } finally {

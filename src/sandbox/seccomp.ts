@@ -13,7 +13,24 @@ import { endianness } from 'node:os';
 interface Arch {
   audit: number;
   /** System call numbers of this architecture. */
-  nr: Record<'add_key' | 'request_key' | 'keyctl' | 'bpf' | 'userfaultfd' | 'perf_event_open' | 'io_uring_setup' | 'io_uring_enter' | 'io_uring_register' | 'unshare' | 'setns' | 'clone' | 'clone3' | 'execve' | 'execveat', number>;
+  nr: Record<
+    | 'add_key'
+    | 'request_key'
+    | 'keyctl'
+    | 'bpf'
+    | 'userfaultfd'
+    | 'perf_event_open'
+    | 'io_uring_setup'
+    | 'io_uring_enter'
+    | 'io_uring_register'
+    | 'unshare'
+    | 'setns'
+    | 'clone'
+    | 'clone3'
+    | 'execve'
+    | 'execveat',
+    number
+  >;
   /** x32 system calls carry this bit on x86_64: refused wholesale. */
   x32Bit?: number;
 }
@@ -21,16 +38,60 @@ interface Arch {
 const ARCHES: Record<string, Arch> = {
   x64: {
     audit: 0xc000003e,
-    nr: { add_key: 248, request_key: 249, keyctl: 250, bpf: 321, userfaultfd: 323, perf_event_open: 298, io_uring_setup: 425, io_uring_enter: 426, io_uring_register: 427, unshare: 272, setns: 308, clone: 56, clone3: 435, execve: 59, execveat: 322 },
+    nr: {
+      add_key: 248,
+      request_key: 249,
+      keyctl: 250,
+      bpf: 321,
+      userfaultfd: 323,
+      perf_event_open: 298,
+      io_uring_setup: 425,
+      io_uring_enter: 426,
+      io_uring_register: 427,
+      unshare: 272,
+      setns: 308,
+      clone: 56,
+      clone3: 435,
+      execve: 59,
+      execveat: 322,
+    },
     x32Bit: 0x40000000,
   },
   arm64: {
     audit: 0xc00000b7,
-    nr: { add_key: 217, request_key: 218, keyctl: 219, bpf: 280, userfaultfd: 282, perf_event_open: 241, io_uring_setup: 425, io_uring_enter: 426, io_uring_register: 427, unshare: 97, setns: 268, clone: 220, clone3: 435, execve: 221, execveat: 281 },
+    nr: {
+      add_key: 217,
+      request_key: 218,
+      keyctl: 219,
+      bpf: 280,
+      userfaultfd: 282,
+      perf_event_open: 241,
+      io_uring_setup: 425,
+      io_uring_enter: 426,
+      io_uring_register: 427,
+      unshare: 97,
+      setns: 268,
+      clone: 220,
+      clone3: 435,
+      execve: 221,
+      execveat: 281,
+    },
   },
 };
 
-const DENIED = ['add_key', 'request_key', 'keyctl', 'bpf', 'userfaultfd', 'perf_event_open', 'io_uring_setup', 'io_uring_enter', 'io_uring_register', 'unshare', 'setns'] as const;
+const DENIED = [
+  'add_key',
+  'request_key',
+  'keyctl',
+  'bpf',
+  'userfaultfd',
+  'perf_event_open',
+  'io_uring_setup',
+  'io_uring_enter',
+  'io_uring_register',
+  'unshare',
+  'setns',
+] as const;
 /** CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET. */
 const CLONE_NAMESPACES = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000;
 

@@ -268,20 +268,25 @@ export class SessionSandbox {
     const controllers = this.host.cgroups?.controllers ?? [];
     return this.inTaskGroup(taskLimits, options, (group, opts, memoryMb) => {
       const marker = newTaskMarker();
-      const spec = confine(command, cwd, { ...env, [TASK_MARKER_VARIABLE]: marker }, {
-        tools: this.host.tools,
-        isolate: this.isolate,
-        network,
-        mounts,
-        owner,
-        cgroup: group,
-        rlimits: {
-          addressSpaceBytes: memoryMb && !controllers.includes('memory') ? memoryMb * 1024 * 1024 : undefined,
-          processes: !controllers.includes('pids') && owner ? this.host.options.maxProcesses : undefined,
-          openFiles: SANDBOX_OPEN_FILES,
+      const spec = confine(
+        command,
+        cwd,
+        { ...env, [TASK_MARKER_VARIABLE]: marker },
+        {
+          tools: this.host.tools,
+          isolate: this.isolate,
+          network,
+          mounts,
+          owner,
+          cgroup: group,
+          rlimits: {
+            addressSpaceBytes: memoryMb && !controllers.includes('memory') ? memoryMb * 1024 * 1024 : undefined,
+            processes: !controllers.includes('pids') && owner ? this.host.options.maxProcesses : undefined,
+            openFiles: SANDBOX_OPEN_FILES,
+          },
+          seccomp: this.host.seccomp,
         },
-        seccomp: this.host.seccomp,
-      });
+      );
       return runProcess({ ...spec, marker, stdin: options.stdin }, opts);
     });
   }
@@ -343,5 +348,4 @@ export class SessionSandbox {
     }
     return undefined;
   }
-
 }

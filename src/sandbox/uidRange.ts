@@ -33,7 +33,10 @@ export async function claimUidRange(flock: string, base: number | undefined): Pr
   for (const candidate of candidates) {
     const clash = taken.find(([first, last]) => first < candidate + UID_RANGE_SIZE && last >= candidate);
     if (clash) {
-      if (base !== undefined) throw new UidRangeError(`WORKER_UID_BASE ${base}: the uids ${base}-${base + UID_RANGE_SIZE - 1} overlap uids this host already gives out (${clash[2]}); choose another block`);
+      if (base !== undefined)
+        throw new UidRangeError(
+          `WORKER_UID_BASE ${base}: the uids ${base}-${base + UID_RANGE_SIZE - 1} overlap uids this host already gives out (${clash[2]}); choose another block`,
+        );
       continue;
     }
     const claim = await HostLock.acquire(join(UID_LOCK_DIR, `uids-${candidate}.lock`), flock, `uids ${candidate}-${candidate + UID_RANGE_SIZE - 1}`);
@@ -44,7 +47,9 @@ export async function claimUidRange(flock: string, base: number | undefined): Pr
     lastHolder = claim.holder;
   }
   if (base !== undefined) {
-    throw new UidRangeError(`WORKER_UID_BASE ${base}: the uids ${base}-${base + UID_RANGE_SIZE - 1} are in use by another worker${lastHolder ? ` (pid ${lastHolder.pid})` : ''}; give each worker on a host its own base`);
+    throw new UidRangeError(
+      `WORKER_UID_BASE ${base}: the uids ${base}-${base + UID_RANGE_SIZE - 1} are in use by another worker${lastHolder ? ` (pid ${lastHolder.pid})` : ''}; give each worker on a host its own base`,
+    );
   }
   throw new UidRangeError(`no free uid range for session uids: ${RANGES} workers already run on this host`);
 }

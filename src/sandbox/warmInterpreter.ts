@@ -44,7 +44,6 @@ const HEADER_MS = 5000;
 /** Connections one zygote's socket holds at most (two per run in flight). */
 const MAX_CONNECTIONS = 64;
 
-
 interface ProcStatus {
   uid: number;
   ppid: number;
@@ -83,7 +82,7 @@ async function hostPidBelow(ancestor: number, nsPid: number, depth: number): Pro
 /** Resolves with `value` once `signal` aborts (never, if it does not). */
 function onAbort<T>(signal: AbortSignal, value: () => Promise<T>): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const fire = () => value().then(resolve, reject);
+    const fire = () => void value().then(resolve, reject);
     if (signal.aborted) fire();
     else signal.addEventListener('abort', fire, { once: true });
   });
@@ -129,7 +128,6 @@ export class WarmInterpreter {
     return !this.dead;
   }
 
-
   /**
    * Starts the zygote. `launch` is the confined command for `python -u -c <zygote> <socket>`,
    * given the socket path as the zygote will see it.
@@ -153,19 +151,19 @@ export class WarmInterpreter {
     const lines = new LineSplitter();
     child.stdout!.setEncoding('utf8');
     child.stdout!.on('data', (text: string) => {
-      if (!instance!.alive) return;
+      if (!instance.alive) return;
       try {
         for (const line of lines.push(text)) {
           const event = parseZygoteEvent(line);
-          if (event.ev !== 'ready') instance!.onEvent(event);
-          else if (!instance!.started) instance!.started = true;
+          if (event.ev !== 'ready') instance.onEvent(event);
+          else if (!instance.started) instance.started = true;
           else throw new ZygoteProtocolError('it said ready twice');
           if (event.ev === 'ready') ready.resolve();
         }
       } catch (err) {
         const broken = err instanceof ZygoteProtocolError ? err : new ZygoteProtocolError(String(err));
         ready.reject(broken);
-        instance!.breakOff(broken);
+        instance.breakOff(broken);
       }
     });
     child.stderr!.setEncoding('utf8');
@@ -173,12 +171,12 @@ export class WarmInterpreter {
     child.stderr!.on('data', (text: string) => (stderr = (stderr + text).slice(-4096)));
     child.stdin!.on('error', () => undefined);
     child.once('error', (err) => {
-      instance!.fail(err);
+      instance.fail(err);
       ready.reject(err);
     });
     child.once('exit', () => {
       const why = `the warm interpreter exited: ${stderr.trim().slice(-500)}`;
-      instance!.fail(new Error(why));
+      instance.fail(new Error(why));
       ready.reject(new Error(why));
     });
     const timer = setTimeout(() => ready.reject(new Error('the warm interpreter did not start within 20 s')), 20_000);

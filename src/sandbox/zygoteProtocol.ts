@@ -6,9 +6,7 @@
  */
 
 export type ZygoteEvent =
-  | { ev: 'ready' }
-  | { ev: 'forked'; id: number; pid: number }
-  | { ev: 'exit'; id: number; code: number | null; signal: number | null; connected: boolean };
+  { ev: 'ready' } | { ev: 'forked'; id: number; pid: number } | { ev: 'exit'; id: number; code: number | null; signal: number | null; connected: boolean };
 
 export class ZygoteProtocolError extends Error {
   override name = 'ZygoteProtocolError';
@@ -38,12 +36,18 @@ export function parseZygoteEvent(line: string): ZygoteEvent {
       if (isId(event.id) && isId(event.pid)) return { ev: 'forked', id: event.id, pid: event.pid };
       throw new ZygoteProtocolError('a forked event without a valid id and pid');
     case 'exit':
-      if (isId(event.id) && isCode(event.code) && isSignal(event.signal) && typeof event.connected === 'boolean' && (event.code === null) !== (event.signal === null)) {
+      if (
+        isId(event.id) &&
+        isCode(event.code) &&
+        isSignal(event.signal) &&
+        typeof event.connected === 'boolean' &&
+        (event.code === null) !== (event.signal === null)
+      ) {
         return { ev: 'exit', id: event.id, code: event.code, signal: event.signal, connected: event.connected };
       }
       throw new ZygoteProtocolError('an exit event with invalid fields');
     default:
-      throw new ZygoteProtocolError(`an unknown event ${typeof event.ev === "string" ? JSON.stringify(event.ev.slice(0, 30)) : typeof event.ev}`);
+      throw new ZygoteProtocolError(`an unknown event ${typeof event.ev === 'string' ? JSON.stringify(event.ev.slice(0, 30)) : typeof event.ev}`);
   }
 }
 
@@ -59,7 +63,8 @@ export class LineSplitter {
     this.buffered += chunk;
     const lines = this.buffered.split('\n');
     this.buffered = lines.pop()!;
-    if (this.buffered.length > MAX_ZYGOTE_LINE || lines.some((l) => l.length > MAX_ZYGOTE_LINE)) throw new ZygoteProtocolError(`a line longer than ${MAX_ZYGOTE_LINE} bytes`);
+    if (this.buffered.length > MAX_ZYGOTE_LINE || lines.some((l) => l.length > MAX_ZYGOTE_LINE))
+      throw new ZygoteProtocolError(`a line longer than ${MAX_ZYGOTE_LINE} bytes`);
     return lines;
   }
 }

@@ -7,7 +7,7 @@ import type { Logger } from '../logger.js';
 import { extractArchive, openArchive, sha256Of, writeArchive, type OpenedArchive } from '../storage/checkpointArchive.js';
 import { MissingArchiveError, type CheckpointRecord, type CheckpointStore, type FetchedArchive } from '../storage/checkpointStore.js';
 import { DamagedRecordError } from '../storage/jsonFile.js';
-import { diffTrees, linkStaysWithin, scanTree, type Tree } from '../storage/fileTree.js';
+import { diffTrees, linkStaysWithin, scanTree, type Tree, type TreeEntry } from '../storage/fileTree.js';
 import type { Session } from './session.js';
 import { storedSessionConfig, type EffectiveSessionConfig } from './sessionConfig.js';
 
@@ -68,7 +68,7 @@ export class Checkpoints {
     try {
       const tree = await sessionTree(session);
       const parent = incremental ? session.lastCheckpoint : undefined;
-      const { changed, deleted } = diffTrees(parent?.tree ?? new Map(), tree);
+      const { changed, deleted } = diffTrees(parent?.tree ?? new Map<string, TreeEntry>(), tree);
       const sinceBaseline = diffTrees(session.baselineTree, tree);
       const record: SessionCheckpoint = {
         checkpointId,
@@ -85,7 +85,10 @@ export class Checkpoints {
         storageUrl: this.options.store.urlOf(checkpointId),
       };
       const roots = { workspace: session.sandbox.workspace, env: session.sandbox.environment };
-      const written = await writeArchive(temporary, roots, tree, parent ? changed : [...tree.keys()], parent ? deleted : [], { ...record, checksumSha256: undefined });
+      const written = await writeArchive(temporary, roots, tree, parent ? changed : [...tree.keys()], parent ? deleted : [], {
+        ...record,
+        checksumSha256: undefined,
+      });
       record.checksumSha256 = written.sha256;
       record.sizeBytes = written.size;
       await this.options.store.save(record, temporary);
@@ -110,14 +113,15 @@ export class Checkpoints {
   async restore(checkpointId: string): Promise<{ session: Session; record: SessionCheckpoint }> {
     const started = performance.now();
     const chain = await this.chainOf(checkpointId);
-    const record = chain[chain.length - 1]!;
+    const record = chain[chain.length - 1];
     const fetched: FetchedArchive[] = [];
     try {
       // Everything is checked before anything is extracted.
       const archives: OpenedArchive[] = [];
       for (const link of chain) {
         const archive = await this.options.store.fetch(link.checkpointId).catch((err: unknown) => {
-          if (err instanceof MissingArchiveError) throw errors.checkpointDamaged(Status.NOT_FOUND, link.checkpointId, 'its archive is missing from the checkpoint store');
+          if (err instanceof MissingArchiveError)
+            throw errors.checkpointDamaged(Status.NOT_FOUND, link.checkpointId, 'its archive is missing from the checkpoint store');
           throw errors.archiveFailed(`the archive of checkpoint ${quoted(link.checkpointId)} cannot be fetched (${faultOf(err)})`);
         });
         fetched.push(archive);
@@ -140,7 +144,10 @@ export class Checkpoints {
       }
       session.logger.info('session restored', { checkpoint_id: checkpointId, chain: chain.length });
       metrics.checkpointSeconds.observe({ operation: 'restore' }, secondsSince(started));
-      metrics.checkpointBytes.inc({ operation: 'restore' }, chain.reduce((bytes, link) => bytes + link.sizeBytes, 0));
+      metrics.checkpointBytes.inc(
+        { operation: 'restore' },
+        chain.reduce((bytes, link) => bytes + link.sizeBytes, 0),
+      );
       return { session, record };
     } finally {
       for (const archive of fetched) await archive.release();
@@ -154,12 +161,13 @@ export class Checkpoints {
   private async chainOf(checkpointId: string): Promise<SessionCheckpoint[]> {
     if (!checkpointId) throw errors.invalidArgument('checkpoint_id is required');
     const chain: SessionCheckpoint[] = [];
-    for (let id = checkpointId; id; id = chain[0]!.parentCheckpointId) {
+    for (let id = checkpointId; id; id = chain[0].parentCheckpointId) {
       const child = chain[0];
-      if (chain.some((r) => r.checkpointId === id) || chain.length >= MAX_CHAIN) throw errors.checkpointDamaged(Status.INTERNAL, checkpointId, 'its chain of parents loops or is too long');
+      if (chain.some((r) => r.checkpointId === id) || chain.length >= MAX_CHAIN)
+        throw errors.checkpointDamaged(Status.INTERNAL, checkpointId, 'its chain of parents loops or is too long');
       const link = await this.readLink(id);
       if (!link && !child) throw errors.checkpointNotFound(id);
-      if (!link) throw errors.checkpointDamaged(Status.NOT_FOUND, child!.checkpointId, `its parent ${quoted(id)} is no longer in the checkpoint store`);
+      if (!link) throw errors.checkpointDamaged(Status.NOT_FOUND, child.checkpointId, `its parent ${quoted(id)} is no longer in the checkpoint store`);
       chain.unshift(link);
     }
     return chain;

@@ -24,9 +24,20 @@ export interface SessionUsage {
  * Each arrow is a method here and the only way the state changes; any other move is refused.
  * A checkpoint needs READY with no task running; tasks run in READY/ACTIVE (tasks/prepareTask).
  */
-type SettledState = SessionState.SESSION_STATE_CREATING | SessionState.SESSION_STATE_READY | SessionState.SESSION_STATE_CHECKPOINTING | SessionState.SESSION_STATE_TERMINATING | SessionState.SESSION_STATE_FAILED;
+type SettledState =
+  | SessionState.SESSION_STATE_CREATING
+  | SessionState.SESSION_STATE_READY
+  | SessionState.SESSION_STATE_CHECKPOINTING
+  | SessionState.SESSION_STATE_TERMINATING
+  | SessionState.SESSION_STATE_FAILED;
 
-const { SESSION_STATE_CREATING: CREATING, SESSION_STATE_READY: READY, SESSION_STATE_CHECKPOINTING: CHECKPOINTING, SESSION_STATE_TERMINATING: TERMINATING, SESSION_STATE_FAILED: FAILED } = SessionState;
+const {
+  SESSION_STATE_CREATING: CREATING,
+  SESSION_STATE_READY: READY,
+  SESSION_STATE_CHECKPOINTING: CHECKPOINTING,
+  SESSION_STATE_TERMINATING: TERMINATING,
+  SESSION_STATE_FAILED: FAILED,
+} = SessionState;
 
 export interface SessionOptions {
   id: string;
@@ -198,7 +209,13 @@ export class Session {
   /** The checkpoint trees an earlier run wrote (for an adopted session). */
   private async loadTrees(): Promise<void> {
     const isEntries = (v: unknown) => Array.isArray(v) && v.every((e) => Array.isArray(e) && typeof e[0] === 'string' && typeof e[1] === 'object');
-    const checkpoint = await this.store.readExtra<{ id: string; entries: [string, TreeEntry][] }>(this.id, CHECKPOINT_TREE, (v) => typeof (v as { id?: unknown })?.id === 'string' && isEntries((v as { entries?: unknown }).entries)).catch(() => undefined);
+    const checkpoint = await this.store
+      .readExtra<{ id: string; entries: [string, TreeEntry][] }>(
+        this.id,
+        CHECKPOINT_TREE,
+        (v) => typeof (v as { id?: unknown })?.id === 'string' && isEntries((v as { entries?: unknown }).entries),
+      )
+      .catch(() => undefined);
     if (checkpoint && checkpoint.id === this.lastCheckpointId) this.previousCheckpoint = { id: checkpoint.id, tree: new Map(checkpoint.entries) };
     const baseline = await this.store.readExtra<[string, TreeEntry][]>(this.id, BASELINE_TREE, isEntries).catch(() => undefined);
     if (baseline) this.baseline = new Map(baseline);

@@ -20,14 +20,18 @@ export const ENV_LIMITS = { variables: 128, nameChars: 128, valueBytes: 32 * 102
 
 function checkEnv(env: Record<string, string>): void {
   const entries = Object.entries(env);
-  if (entries.length > ENV_LIMITS.variables) throw errors.invalidArgument(`config.env has ${entries.length} variables; at most ${ENV_LIMITS.variables} are allowed`);
+  if (entries.length > ENV_LIMITS.variables)
+    throw errors.invalidArgument(`config.env has ${entries.length} variables; at most ${ENV_LIMITS.variables} are allowed`);
   let total = 0;
   for (const [name, value] of entries) {
-    if (name.length > ENV_LIMITS.nameChars) throw errors.invalidArgument(`config.env name ${quoted(name)} is ${name.length} characters long; at most ${ENV_LIMITS.nameChars} are allowed`);
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw errors.invalidArgument(`config.env name ${quoted(name)} is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)`);
+    if (name.length > ENV_LIMITS.nameChars)
+      throw errors.invalidArgument(`config.env name ${quoted(name)} is ${name.length} characters long; at most ${ENV_LIMITS.nameChars} are allowed`);
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
+      throw errors.invalidArgument(`config.env name ${quoted(name)} is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)`);
     if (value.includes('\0')) throw errors.invalidArgument(`config.env value of ${quoted(name)} contains a NUL byte`);
     const bytes = Buffer.byteLength(value, 'utf8');
-    if (bytes > ENV_LIMITS.valueBytes) throw errors.invalidArgument(`config.env value of ${quoted(name)} is ${bytes} bytes; at most ${ENV_LIMITS.valueBytes} are allowed`);
+    if (bytes > ENV_LIMITS.valueBytes)
+      throw errors.invalidArgument(`config.env value of ${quoted(name)} is ${bytes} bytes; at most ${ENV_LIMITS.valueBytes} are allowed`);
     total += name.length + 1 + bytes;
   }
   if (total > ENV_LIMITS.totalBytes) throw errors.invalidArgument(`config.env holds ${total} bytes in all; at most ${ENV_LIMITS.totalBytes} are allowed`);
@@ -61,7 +65,8 @@ export function effectiveSessionConfig(config: SessionConfig | undefined): Effec
 export function storedSessionConfig(value: unknown): EffectiveSessionConfig {
   const config = value as Partial<Record<keyof EffectiveSessionConfig, unknown>> | null;
   const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-  if (!isObject(config) || typeof config.language !== 'string' || !isObject(config.limits) || !isObject(config.env)) throw new Error('the session config is damaged');
+  if (!isObject(config) || typeof config.language !== 'string' || !isObject(config.limits) || !isObject(config.env))
+    throw new Error('the session config is damaged');
   const limits = config.limits;
   const number = (name: string) => {
     const v = limits[name] ?? 0;
@@ -72,7 +77,12 @@ export function storedSessionConfig(value: unknown): EffectiveSessionConfig {
   if (!Object.values(env).every((v) => typeof v === 'string')) throw new Error("the session config's env holds a value that is not a string");
   return effectiveSessionConfig({
     language: config.language,
-    limits: { maxMemoryMb: number('maxMemoryMb'), maxCpuPercent: number('maxCpuPercent'), maxDiskMb: number('maxDiskMb'), timeoutSeconds: number('timeoutSeconds') },
+    limits: {
+      maxMemoryMb: number('maxMemoryMb'),
+      maxCpuPercent: number('maxCpuPercent'),
+      maxDiskMb: number('maxDiskMb'),
+      timeoutSeconds: number('timeoutSeconds'),
+    },
     env: env as Record<string, string>,
   });
 }

@@ -72,7 +72,8 @@ export class SessionPool {
     if (!this.accepting) throw errors.shuttingDown();
     if (!input.workspaceId) throw errors.invalidArgument('workspace_id is required');
     const config = effectiveSessionConfig(input.config);
-    if (config.limits.maxDiskMb > 0 && !this.options.sandboxHost.diskLimits) throw errors.invalidArgument('config.limits.max_disk_mb: this worker cannot enforce disk limits (see its sandbox ready log line)');
+    if (config.limits.maxDiskMb > 0 && !this.options.sandboxHost.diskLimits)
+      throw errors.invalidArgument('config.limits.max_disk_mb: this worker cannot enforce disk limits (see its sandbox ready log line)');
     if (this.sessions.size >= this.options.maxSessions) throw errors.capacityExceeded(this.options.maxSessions);
 
     const id = newSessionId();
@@ -92,7 +93,8 @@ export class SessionPool {
       throw errors.initializationFailed(`could not create the workspace or Python environment (${faultOf(err)})`);
     }
     session.logger.info('session created', { workspace_id: input.workspaceId, user_id: input.userId, disk_mb: session.sandbox.diskMb });
-    if (this.options.sandboxHost.options.mode === 'none') session.logger.warn('session runs WITHOUT a sandbox (WORKER_SANDBOX=none): its code can reach the host');
+    if (this.options.sandboxHost.options.mode === 'none')
+      session.logger.warn('session runs WITHOUT a sandbox (WORKER_SANDBOX=none): its code can reach the host');
     return session;
   }
 
@@ -210,7 +212,9 @@ export class SessionPool {
     await session.resume(record, tasks);
     const dirs = this.options.store.directories(record.id);
     const limits = { ...this.limitsOf(record.config), maxDiskMb: record.diskMb };
-    session.ready(await this.options.sandboxHost.adopt(record.id, dirs, record.config.env, limits, { uid: record.uid, diskBaselineBytes: record.diskBaselineBytes }));
+    session.ready(
+      await this.options.sandboxHost.adopt(record.id, dirs, record.config.env, limits, { uid: record.uid, diskBaselineBytes: record.diskBaselineBytes }),
+    );
     this.sessions.set(record.id, session);
     await session.persist();
     session.logger.info('session adopted from an earlier run', { workspace_id: record.workspaceId, tasks_cut_off: cut.length });
@@ -222,13 +226,19 @@ export class SessionPool {
     const dirs = this.options.store.directories(name);
     await unmountDiskImage(dirs.disk).catch(() => undefined);
     const aside = await this.options.store.quarantine(name).catch(() => undefined);
-    this.options.logger.warn('session could not be adopted; moved aside', { session_id: name.slice(0, 80), reason: (err as Error).message, quarantined_to: aside });
+    this.options.logger.warn('session could not be adopted; moved aside', {
+      session_id: name.slice(0, 80),
+      reason: (err as Error).message,
+      quarantined_to: aside,
+    });
   }
 
   /** Removes what an earlier run left that is no session to adopt (a spare, a half-destroyed session). */
   private async removeLeft(name: string): Promise<void> {
     await unmountDiskImage(this.options.store.directories(name).disk).catch(() => undefined);
-    await this.options.store.remove(name).catch((err: Error) => this.options.logger.warn('could not remove what an earlier run left', { name, error: err.message }));
+    await this.options.store
+      .remove(name)
+      .catch((err: Error) => this.options.logger.warn('could not remove what an earlier run left', { name, error: err.message }));
   }
 
   private newSession(id: string, workspaceId: string, userId: string, config: EffectiveSessionConfig, persisted?: SessionRecord): Session {

@@ -37,7 +37,15 @@ export interface PersistedTask {
 
 const isTask = (t: unknown): t is PersistedTask => {
   const task = t as Partial<PersistedTask> | null;
-  return typeof task === 'object' && task !== null && typeof task.taskId === 'string' && typeof task.toolName === 'string' && typeof task.status === 'number' && typeof task.startTimeMs === 'number' && typeof task.endTimeMs === 'number';
+  return (
+    typeof task === 'object' &&
+    task !== null &&
+    typeof task.taskId === 'string' &&
+    typeof task.toolName === 'string' &&
+    typeof task.status === 'number' &&
+    typeof task.startTimeMs === 'number' &&
+    typeof task.endTimeMs === 'number'
+  );
 };
 
 function isSessionRecord(value: unknown): boolean {

@@ -36,7 +36,7 @@ export class SpareSessions {
     }
     try {
       const matching = this.spares.findIndex((s) => s.prepared.diskMb === diskMb);
-      const order = matching >= 0 ? [this.spares.splice(matching, 1)[0]!] : [];
+      const order = matching >= 0 ? [this.spares.splice(matching, 1)[0]] : [];
       // A spare whose directories went missing (removed from outside) is dropped; the next is tried.
       for (let spare = order.shift() ?? this.spares.shift(); spare; spare = this.spares.shift()) {
         try {

@@ -79,12 +79,19 @@ export class TaskRegistry {
 
   /** Every task known, running or finished, as kept on disk. */
   snapshot(): PersistedTask[] {
-    return [...this.finished.values(), ...this.running.values()].map((t) => ({ taskId: t.taskId, toolName: t.toolName, status: t.status, startTimeMs: t.startTimeMs, endTimeMs: t.endTimeMs }));
+    return [...this.finished.values(), ...this.running.values()].map((t) => ({
+      taskId: t.taskId,
+      toolName: t.toolName,
+      status: t.status,
+      startTimeMs: t.startTimeMs,
+      endTimeMs: t.endTimeMs,
+    }));
   }
 
   /** Tasks of an earlier run of the worker, all finished (see sessionRecord.cutOff). */
   restore(tasks: PersistedTask[]): void {
-    for (const task of tasks.slice(-this.historyLimit)) this.finished.set(task.taskId, { ...task, controller: new AbortController(), abortReason: undefined, ended: Promise.resolve() });
+    for (const task of tasks.slice(-this.historyLimit))
+      this.finished.set(task.taskId, { ...task, controller: new AbortController(), abortReason: undefined, ended: Promise.resolve() });
   }
 
   finish(record: TaskRecord, status: TaskStatus): void {

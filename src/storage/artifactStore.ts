@@ -54,7 +54,15 @@ export interface ArtifactStore {
   sweep(olderThanMs: number): Promise<number>;
 }
 
-const isArtifactRecord = hasFields({ artifactId: 'string', sessionId: 'string', artifactName: 'string', sizeBytes: 'number', checksumSha256: 'string', metadata: 'object', recordedAtMs: 'number' });
+const isArtifactRecord = hasFields({
+  artifactId: 'string',
+  sessionId: 'string',
+  artifactName: 'string',
+  sizeBytes: 'number',
+  checksumSha256: 'string',
+  metadata: 'object',
+  recordedAtMs: 'number',
+});
 const isUploadedBytes = hasFields({ sizeBytes: 'number', sha256: 'string' });
 
 export const ARTIFACT_ID = /^artifact-[A-Za-z0-9_-]{16,64}$/;
@@ -194,7 +202,13 @@ export class S3ArtifactStore implements ArtifactStore {
 
   /** The store's own presigned PUT (it signs the exact length and type, so at most = exactly). */
   async uploadUrl(grant: UploadGrant): Promise<string> {
-    const command = new PutObjectCommand({ Bucket: this.location.bucket, Key: this.key(grant.artifactId), ContentType: grant.contentType || undefined, ContentLength: grant.maxBytes, Metadata: { session: grant.sessionId } });
+    const command = new PutObjectCommand({
+      Bucket: this.location.bucket,
+      Key: this.key(grant.artifactId),
+      ContentType: grant.contentType || undefined,
+      ContentLength: grant.maxBytes,
+      Metadata: { session: grant.sessionId },
+    });
     return getSignedUrl(this.client, command, { expiresIn: Math.max(1, Math.ceil((grant.expiresAtMs - Date.now()) / 1000)) });
   }
 

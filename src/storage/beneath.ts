@@ -31,7 +31,8 @@ export class OutsideTreeError extends Error {
 
 /** The path naming `name` inside the open directory `dir`, looked up by the kernel from the descriptor. */
 export function at(dir: FileHandle, name: string): string {
-  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) throw new Error(`not a single path component: ${JSON.stringify(name)}`);
+  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0'))
+    throw new Error(`not a single path component: ${JSON.stringify(name)}`);
   return `/proc/self/fd/${dir.fd}/${name}`;
 }
 
@@ -49,7 +50,6 @@ export function openChildDirectory(dir: FileHandle, name: string): Promise<FileH
 export function openChildForReading(dir: FileHandle, name: string): Promise<FileHandle> {
   return open(at(dir, name), O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
 }
-
 
 /** Errno of a failed fs call, or undefined. */
 export function errnoOf(err: unknown): string | undefined {
@@ -91,7 +91,7 @@ export class TreeResolver {
   /** The directory `segments` names, links inside followed; the root for no segments. */
   async directory(segments: string[]): Promise<FileHandle> {
     const stack = await this.walk(segments, undefined, [this.root], { hops: 0 });
-    return stack[stack.length - 1]!;
+    return stack[stack.length - 1];
   }
 
   /**
@@ -106,13 +106,13 @@ export class TreeResolver {
     let queue = segments.filter((s) => s !== '' && s !== '.');
     for (;;) {
       if (queue.length === 0) return undefined;
-      const name = queue[queue.length - 1]!;
+      const name = queue[queue.length - 1];
       stack = await this.walk(queue.slice(0, -1), create, stack, budget);
       if (name === '..') {
         await this.walk(['..'], undefined, stack, budget); // refuses leaving the root
         return undefined;
       }
-      const dir = stack[stack.length - 1]!;
+      const dir = stack[stack.length - 1];
       const stat = await lstat(at(dir, name)).catch((err: unknown) => {
         if (errnoOf(err) === 'ENOENT') return undefined;
         throw err;
@@ -129,7 +129,12 @@ export class TreeResolver {
    * Opens each of `segments` as a directory below the last of `start`, following links inside
    * the tree; `..` goes back up the descriptors already open, never above the root.
    */
-  private async walk(segments: string[], create: { owner: Owner | undefined } | undefined, start: FileHandle[], budget: { hops: number }): Promise<FileHandle[]> {
+  private async walk(
+    segments: string[],
+    create: { owner: Owner | undefined } | undefined,
+    start: FileHandle[],
+    budget: { hops: number },
+  ): Promise<FileHandle[]> {
     const stack = [...start];
     const queue = segments.filter((s) => s !== '' && s !== '.');
     while (queue.length > 0) {
@@ -139,7 +144,7 @@ export class TreeResolver {
         stack.pop();
         continue;
       }
-      const dir = stack[stack.length - 1]!;
+      const dir = stack[stack.length - 1];
       const opened = await this.openOrMake(dir, name, create);
       if (opened) {
         stack.push(opened);
@@ -179,7 +184,13 @@ export class TreeResolver {
     if (!target.startsWith('/')) return { absolute: false, segments: target.split('/').filter((s) => s !== '' && s !== '.') };
     const alias = this.aliases.find((a) => target === a || target.startsWith(`${a}/`));
     if (alias === undefined) throw new OutsideTreeError('it resolves outside the workspace (through a symlink)');
-    return { absolute: true, segments: target.slice(alias.length).split('/').filter((s) => s !== '' && s !== '.') };
+    return {
+      absolute: true,
+      segments: target
+        .slice(alias.length)
+        .split('/')
+        .filter((s) => s !== '' && s !== '.'),
+    };
   }
 
   private keep(fd: FileHandle): FileHandle {
@@ -197,7 +208,12 @@ function countHop(budget: { hops: number }): void {
  * without following any link (a link on the way fails with ENOTDIR). With `create`, missing
  * directories are made, owned by `create.owner`. The descriptors opened are closed afterwards.
  */
-export async function inDirectoryNoFollow<T>(root: FileHandle, segments: string[], work: (dir: FileHandle) => Promise<T>, create?: { owner: Owner | undefined }): Promise<T> {
+export async function inDirectoryNoFollow<T>(
+  root: FileHandle,
+  segments: string[],
+  work: (dir: FileHandle) => Promise<T>,
+  create?: { owner: Owner | undefined },
+): Promise<T> {
   const opened: FileHandle[] = [];
   try {
     let dir = root;
@@ -208,10 +224,11 @@ export async function inDirectoryNoFollow<T>(root: FileHandle, segments: string[
           if (errnoOf(e) !== 'EEXIST') throw e;
         });
         const made = await openChildDirectory(dir, name);
-        if (create.owner) await made.chown(create.owner.uid, create.owner.gid).catch(async (e: unknown) => {
-          await made.close();
-          throw e;
-        });
+        if (create.owner)
+          await made.chown(create.owner.uid, create.owner.gid).catch(async (e: unknown) => {
+            await made.close();
+            throw e;
+          });
         return made;
       });
       opened.push(dir);
@@ -229,7 +246,7 @@ export async function inDirectoryNoFollow<T>(root: FileHandle, segments: string[
 export async function openRegularFileNoFollow(root: FileHandle, segments: string[]): Promise<FileHandle | undefined> {
   try {
     return await inDirectoryNoFollow(root, segments.slice(0, -1), async (dir) => {
-      const file = await openChildForReading(dir, segments[segments.length - 1]!);
+      const file = await openChildForReading(dir, segments[segments.length - 1]);
       if ((await file.stat()).isFile()) return file;
       await file.close();
       return undefined;

@@ -1,4 +1,4 @@
-import { ZipArchive, type ArchiverError, type EntryData } from 'archiver';
+import { ZipArchive, type ArchiverError } from 'archiver';
 import { constants, createReadStream, createWriteStream } from 'node:fs';
 import { lchown, mkdir, open as openFile, symlink, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
@@ -77,7 +77,14 @@ function lazyFile(open: OpenRoots, path: string, size: number): Readable {
  * Writes an archive of the listed paths (keys of `tree`, prefixed workspace/ or env/) to `file`,
  * hashing it as it is written, and fsyncs it. Returns its sha256 and size.
  */
-export async function writeArchive(file: string, roots: ArchiveRoots, tree: Tree, include: string[], deleted: string[], metadata: object): Promise<{ sha256: string; size: number }> {
+export async function writeArchive(
+  file: string,
+  roots: ArchiveRoots,
+  tree: Tree,
+  include: string[],
+  deleted: string[],
+  metadata: object,
+): Promise<{ sha256: string; size: number }> {
   const open = await openRoots(roots);
   try {
     return await writeArchiveFrom(file, open, tree, include, deleted, metadata);
@@ -86,7 +93,14 @@ export async function writeArchive(file: string, roots: ArchiveRoots, tree: Tree
   }
 }
 
-async function writeArchiveFrom(file: string, roots: OpenRoots, tree: Tree, include: string[], deleted: string[], metadata: object): Promise<{ sha256: string; size: number }> {
+async function writeArchiveFrom(
+  file: string,
+  roots: OpenRoots,
+  tree: Tree,
+  include: string[],
+  deleted: string[],
+  metadata: object,
+): Promise<{ sha256: string; size: number }> {
   // Level 1: checkpoints are written while the session waits; speed over the last few percent.
   const archive = new ZipArchive({ zlib: { level: 1 } });
   const hasher = new HashingStream();
@@ -107,9 +121,13 @@ async function writeArchiveFrom(file: string, roots: OpenRoots, tree: Tree, incl
     for (const path of include) {
       const entry = tree.get(path)!;
       const done = new Promise<void>((resolve) => archive.once('entry', () => resolve()));
-      if (entry.type === 'directory') archive.append('', { name: `${path}/`, mode: entry.mode, type: 'directory' } as EntryData);
+      if (entry.type === 'directory') archive.append('', { name: `${path}/`, mode: entry.mode, type: 'directory' });
       else if (entry.type === 'symlink') archive.symlink(path, entry.target!, entry.mode || 0o777);
-      else archive.append(lazyFile(roots, path, entry.size).on('error', (err) => archive.emit('error', err)), { name: path, mode: entry.mode, date: new Date(entry.mtimeMs) });
+      else
+        archive.append(
+          lazyFile(roots, path, entry.size).on('error', (err) => archive.emit('error', err)),
+          { name: path, mode: entry.mode, date: new Date(entry.mtimeMs) },
+        );
       await Promise.race([done, failed]);
     }
     archive.append(JSON.stringify(deleted), { name: DELETED });
@@ -185,7 +203,7 @@ export async function openArchive(file: string): Promise<OpenedArchive> {
         throw errors.invalidArgument('checkpoint deletion list is not valid JSON');
       }
       if (!Array.isArray(list) || !list.every((p) => typeof p === 'string')) throw errors.invalidArgument('checkpoint deletion list is malformed');
-      deleted = (list as string[]).map(checkPath);
+      deleted = list.map(checkPath);
       continue;
     }
     const path = checkPath(file.path);
@@ -220,7 +238,7 @@ async function extractInto(archive: OpenedArchive, roots: OpenRoots, owners: Own
   const ownerOf = (path: string) => (path.startsWith('workspace/') ? owners.workspace : owners.env);
   const inParent = <T>(path: string, work: (dir: FileHandle, name: string) => Promise<T>) => {
     const { root, segments } = locate(roots, path);
-    return inDirectoryNoFollow(root, segments.slice(0, -1), (dir) => work(dir, segments[segments.length - 1]!), { owner: ownerOf(path) });
+    return inDirectoryNoFollow(root, segments.slice(0, -1), (dir) => work(dir, segments[segments.length - 1]), { owner: ownerOf(path) });
   };
   const place = async (entry: ArchiveEntry) => {
     const owner = ownerOf(entry.path);
@@ -262,7 +280,7 @@ async function extractInto(archive: OpenedArchive, roots: OpenRoots, owners: Own
   let next = 0;
   await Promise.all(
     Array.from({ length: EXTRACT_CONCURRENCY }, async () => {
-      while (next < files.length) await place(files[next++]!);
+      while (next < files.length) await place(files[next++]);
     }),
   );
   for (const entry of archive.entries.filter((e) => e.kind === 'symlink')) await place(entry);

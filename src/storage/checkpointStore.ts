@@ -28,7 +28,18 @@ export interface CheckpointRecord<Config = unknown> {
   storageUrl: string;
 }
 
-const isCheckpointRecord = hasFields({ checkpointId: 'string', sessionId: 'string', createdAtMs: 'number', checksumSha256: 'string', installedPackages: 'object', modifiedFiles: 'object', workspaceId: 'string', userId: 'string', parentCheckpointId: 'string', sizeBytes: 'number' });
+const isCheckpointRecord = hasFields({
+  checkpointId: 'string',
+  sessionId: 'string',
+  createdAtMs: 'number',
+  checksumSha256: 'string',
+  installedPackages: 'object',
+  modifiedFiles: 'object',
+  workspaceId: 'string',
+  userId: 'string',
+  parentCheckpointId: 'string',
+  sizeBytes: 'number',
+});
 
 /** A checkpoint's record is there but its archive is not (removed from the store from outside). */
 export class MissingArchiveError extends Error {
@@ -92,13 +103,22 @@ export class LocalCheckpointStore implements CheckpointStore {
 
   async fetch(checkpointId: string): Promise<FetchedArchive> {
     const path = join(this.dir, `${checkpointId}.zip`);
-    if (!(await stat(path).then((st) => st.isFile(), () => false))) throw new MissingArchiveError(checkpointId);
+    if (
+      !(await stat(path).then(
+        (st) => st.isFile(),
+        () => false,
+      ))
+    )
+      throw new MissingArchiveError(checkpointId);
     return { path, release: async () => undefined };
   }
 
   async list(): Promise<CheckpointRecord[]> {
     const names = await readdir(this.dir).catch(() => [] as string[]);
-    return readableRecords(names.filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -5)), (id) => this.record(id));
+    return readableRecords(
+      names.filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -5)),
+      (id) => this.record(id),
+    );
   }
 
   async remove(checkpointId: string): Promise<void> {
@@ -133,7 +153,15 @@ export class S3CheckpointStore implements CheckpointStore {
 
   async save(record: CheckpointRecord, archive: string): Promise<void> {
     const { size } = await stat(archive);
-    await this.client.send(new PutObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${record.checkpointId}.zip`), Body: createReadStream(archive), ContentLength: size, ContentType: 'application/zip' }));
+    await this.client.send(
+      new PutObjectCommand({
+        Bucket: this.location.bucket,
+        Key: this.key(`${record.checkpointId}.zip`),
+        Body: createReadStream(archive),
+        ContentLength: size,
+        ContentType: 'application/zip',
+      }),
+    );
     await writeJsonObject(this.client, this.location.bucket, this.key(`${record.checkpointId}.json`), record);
     await rm(archive, { force: true });
   }
@@ -148,9 +176,11 @@ export class S3CheckpointStore implements CheckpointStore {
     const release = () => rm(dir, { recursive: true, force: true });
     try {
       const path = join(dir, `${checkpointId}.zip`);
-      const object = await this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${checkpointId}.zip`) })).catch((err: unknown) => {
-        throw isMissingObject(err) ? new MissingArchiveError(checkpointId) : err;
-      });
+      const object = await this.client
+        .send(new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${checkpointId}.zip`) }))
+        .catch((err: unknown) => {
+          throw isMissingObject(err) ? new MissingArchiveError(checkpointId) : err;
+        });
       await pipeline(object.Body as Readable, createWriteStream(path));
       return { path, release };
     } catch (err) {
@@ -163,7 +193,13 @@ export class S3CheckpointStore implements CheckpointStore {
     const ids: string[] = [];
     let token: string | undefined;
     do {
-      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.location.bucket, Prefix: this.location.prefix ? `${this.location.prefix}/` : undefined, ContinuationToken: token }));
+      const page = await this.client.send(
+        new ListObjectsV2Command({
+          Bucket: this.location.bucket,
+          Prefix: this.location.prefix ? `${this.location.prefix}/` : undefined,
+          ContinuationToken: token,
+        }),
+      );
       for (const object of page.Contents ?? []) {
         const name = object.Key?.split('/').pop() ?? '';
         if (name.endsWith('.json')) ids.push(name.slice(0, -5));

@@ -43,7 +43,11 @@ export async function listDirectory(dir: FileHandle): Promise<{ name: string; st
  * walk but never lead it outside. `tooDeep` is called for a directory at MAX_TREE_DEPTH, whose
  * contents are not visited.
  */
-export async function walkTree(rootPath: string, visit: (relPath: string, st: Stats, dir: FileHandle, name: string) => Promise<void> | void, tooDeep: (relPath: string) => void = () => undefined): Promise<void> {
+export async function walkTree(
+  rootPath: string,
+  visit: (relPath: string, st: Stats, dir: FileHandle, name: string) => Promise<void> | void,
+  tooDeep: (relPath: string) => void = () => undefined,
+): Promise<void> {
   const root = await openTrustedDirectory(rootPath).catch(() => undefined);
   if (!root) return;
   const walk = async (dir: FileHandle, rel: string, depth: number): Promise<void> => {
@@ -77,7 +81,8 @@ export async function scanTree(root: string, prefix = ''): Promise<Tree> {
   await walkTree(
     root,
     async (relPath, st, dir, name) => {
-      if (tree.size >= MAX_CHECKPOINT_ENTRIES) throw errors.tooLarge(`the session holds more than ${MAX_CHECKPOINT_ENTRIES} files and directories, more than a checkpoint holds`);
+      if (tree.size >= MAX_CHECKPOINT_ENTRIES)
+        throw errors.tooLarge(`the session holds more than ${MAX_CHECKPOINT_ENTRIES} files and directories, more than a checkpoint holds`);
       if (st.isSymbolicLink()) {
         const target = await readlink(at(dir, name)).catch(() => undefined);
         if (target !== undefined) tree.set(`${prefix}${relPath}`, { type: 'symlink', size: 0, mtimeMs: st.mtimeMs, mode: st.mode & 0o7777, target });
@@ -88,7 +93,9 @@ export async function scanTree(root: string, prefix = ''): Promise<Tree> {
       }
     },
     (relPath) => {
-      throw errors.tooLarge(`${JSON.stringify(`${prefix}${relPath}`.slice(0, 200))}… nests directories deeper than ${MAX_TREE_DEPTH} levels, more than a checkpoint holds`);
+      throw errors.tooLarge(
+        `${JSON.stringify(`${prefix}${relPath}`.slice(0, 200))}… nests directories deeper than ${MAX_TREE_DEPTH} levels, more than a checkpoint holds`,
+      );
     },
   );
   return tree;

@@ -50,5 +50,6 @@ export async function readJsonFile<T>(file: string, isValid: (value: unknown) =>
 
 /** A checker of records: every named field has the given typeof. */
 export function hasFields(fields: Record<string, 'string' | 'number' | 'object' | 'boolean'>): (value: unknown) => boolean {
-  return (value) => typeof value === 'object' && value !== null && Object.entries(fields).every(([name, type]) => typeof (value as Record<string, unknown>)[name] === type);
+  return (value) =>
+    typeof value === 'object' && value !== null && Object.entries(fields).every(([name, type]) => typeof (value as Record<string, unknown>)[name] === type);
 }

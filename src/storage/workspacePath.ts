@@ -20,7 +20,8 @@ export function workspaceSegments(path: string): string[] {
   if (path.startsWith('/')) throw errors.invalidPath(path, 'absolute paths are not allowed; give a path relative to the workspace root');
   const segments = path.split('/').filter((s) => s !== '' && s !== '.');
   if (segments.includes('..')) throw errors.invalidPath(path, "'..' segments are not allowed");
-  if (segments.some((s) => Buffer.byteLength(s, 'utf8') > MAX_NAME_BYTES)) throw errors.invalidPath(path, `a name in it is longer than ${MAX_NAME_BYTES} bytes`);
+  if (segments.some((s) => Buffer.byteLength(s, 'utf8') > MAX_NAME_BYTES))
+    throw errors.invalidPath(path, `a name in it is longer than ${MAX_NAME_BYTES} bytes`);
   return segments;
 }
 

@@ -38,7 +38,11 @@ export function prepareTask(pool: SessionPool, maxTimeoutSeconds: number, input:
   const tool = TOOLS.get(input.toolName);
   if (!tool) throw errors.invalidArgument(`unknown tool ${quoted(input.toolName)}; this worker offers ${[...TOOLS.keys()].join(', ')}`);
   const asked = input.constraints;
-  const timeoutSeconds = smallestPositive(nonNegative('constraints.timeout_seconds', asked?.timeoutSeconds ?? 0), session.config.limits.timeoutSeconds, maxTimeoutSeconds);
+  const timeoutSeconds = smallestPositive(
+    nonNegative('constraints.timeout_seconds', asked?.timeoutSeconds ?? 0),
+    session.config.limits.timeoutSeconds,
+    maxTimeoutSeconds,
+  );
   const constraints = {
     maxMemoryMb: nonNegative('constraints.max_memory_mb', asked?.maxMemoryMb ?? 0),
     maxCpuPercent: nonNegative('constraints.max_cpu_percent', asked?.maxCpuPercent ?? 0),

@@ -30,7 +30,12 @@ export function newTaskId(): string {
  * errors are thrown before any result; a timeout or cancellation yields its result and then
  * throws its status.
  */
-export async function* runTask<M>(deps: TaskRunnerDeps, input: TaskInput, callSignal: AbortSignal, encode: (event: TaskEvent) => M): AsyncGenerator<M, void, undefined> {
+export async function* runTask<M>(
+  deps: TaskRunnerDeps,
+  input: TaskInput,
+  callSignal: AbortSignal,
+  encode: (event: TaskEvent) => M,
+): AsyncGenerator<M, void, undefined> {
   const task = prepareTask(deps.pool, deps.maxTimeoutSeconds, input);
   const record = startTask(task);
   const run = new ToolRun(task, record, callSignal, deps.limits);
@@ -75,5 +80,6 @@ function finishTask({ session, tool, taskId }: PreparedTask, record: TaskRecord,
   if (conclusion?.killedBy) metrics.killed.inc({ limit: conclusion.killedBy });
   // Successes are the bulk at high rates: debug; anything else an operator wants to see.
   const level = status === TaskStatus.STATUS_SUCCESS ? 'debug' : 'info';
-  if (session.logger.isLevelEnabled(level)) session.logger.log(level, 'task finished', { task_id: taskId, tool: tool.name, status: TaskStatus[status], duration_ms: Math.round(seconds * 1000) });
+  if (session.logger.isLevelEnabled(level))
+    session.logger.log(level, 'task finished', { task_id: taskId, tool: tool.name, status: TaskStatus[status], duration_ms: Math.round(seconds * 1000) });
 }

@@ -29,7 +29,13 @@ export function taskOutcome({ outcome, abort }: TaskEnding, timeoutSeconds: numb
   const outputs = outcome?.outputs ?? {};
   const exitCode = outcome?.exitCode ?? 0;
   if (abort?.kind === 'timeout') {
-    const result: TaskResultEvent = { kind: 'result', status: TaskStatus.STATUS_TIMEOUT, outputs: { ...outputs, killed_by: 'timeout' }, exitCode, error: `task ${abort.message}` };
+    const result: TaskResultEvent = {
+      kind: 'result',
+      status: TaskStatus.STATUS_TIMEOUT,
+      outputs: { ...outputs, killed_by: 'timeout' },
+      exitCode,
+      error: `task ${abort.message}`,
+    };
     return { result, callError: errors.taskTimeout(timeoutSeconds), killedBy: 'timeout' };
   }
   if (abort) {

@@ -29,7 +29,10 @@ export class ToolRun {
     if (callSignal.aborted) this.onCallEnd();
     if (task.tool.kind === 'process') {
       callSignal.addEventListener('abort', this.onCallEnd, { once: true });
-      this.timer = setTimeout(() => record.controller.abort(new TaskAbort('timeout', `exceeded its ${task.timeoutSeconds} s timeout`)), task.timeoutSeconds * 1000);
+      this.timer = setTimeout(
+        () => record.controller.abort(new TaskAbort('timeout', `exceeded its ${task.timeoutSeconds} s timeout`)),
+        task.timeoutSeconds * 1000,
+      );
       this.queue = new EventQueue<TaskEvent>();
     }
     this.running = this.run(task, limits);

@@ -11,17 +11,68 @@ collectDefaultMetrics({ register: registry, prefix: 'codegen_worker_' });
 const seconds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 
 export const metrics = {
-  grpcCalls: new Counter({ name: 'codegen_grpc_calls_total', help: 'gRPC calls by method and status code', labelNames: ['method', 'code'] as const, registers: [registry] }),
-  tasks: new Counter({ name: 'codegen_tasks_total', help: 'Tasks finished, by tool and final status', labelNames: ['tool', 'status'] as const, registers: [registry] }),
-  taskSeconds: new Histogram({ name: 'codegen_task_duration_seconds', help: 'Task duration by tool', labelNames: ['tool'] as const, buckets: seconds, registers: [registry] }),
-  runPythonStartSeconds: new Histogram({ name: 'codegen_run_python_start_seconds', help: 'From a run.python task starting to its code running', buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] }),
-  killed: new Counter({ name: 'codegen_tasks_killed_total', help: 'Tasks ended by a limit (killed_by)', labelNames: ['limit'] as const, registers: [registry] }),
-  pkgInstallSeconds: new Histogram({ name: 'codegen_pkg_install_duration_seconds', help: 'pkg.install duration, by outcome', labelNames: ['outcome'] as const, buckets: seconds, registers: [registry] }),
-  checkpointSeconds: new Histogram({ name: 'codegen_checkpoint_duration_seconds', help: 'Checkpoint and restore duration', labelNames: ['operation'] as const, buckets: seconds, registers: [registry] }),
-  checkpointBytes: new Counter({ name: 'codegen_checkpoint_bytes_total', help: 'Archive bytes written by checkpoints and read by restores', labelNames: ['operation'] as const, registers: [registry] }),
+  grpcCalls: new Counter({
+    name: 'codegen_grpc_calls_total',
+    help: 'gRPC calls by method and status code',
+    labelNames: ['method', 'code'] as const,
+    registers: [registry],
+  }),
+  tasks: new Counter({
+    name: 'codegen_tasks_total',
+    help: 'Tasks finished, by tool and final status',
+    labelNames: ['tool', 'status'] as const,
+    registers: [registry],
+  }),
+  taskSeconds: new Histogram({
+    name: 'codegen_task_duration_seconds',
+    help: 'Task duration by tool',
+    labelNames: ['tool'] as const,
+    buckets: seconds,
+    registers: [registry],
+  }),
+  runPythonStartSeconds: new Histogram({
+    name: 'codegen_run_python_start_seconds',
+    help: 'From a run.python task starting to its code running',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  }),
+  killed: new Counter({
+    name: 'codegen_tasks_killed_total',
+    help: 'Tasks ended by a limit (killed_by)',
+    labelNames: ['limit'] as const,
+    registers: [registry],
+  }),
+  pkgInstallSeconds: new Histogram({
+    name: 'codegen_pkg_install_duration_seconds',
+    help: 'pkg.install duration, by outcome',
+    labelNames: ['outcome'] as const,
+    buckets: seconds,
+    registers: [registry],
+  }),
+  checkpointSeconds: new Histogram({
+    name: 'codegen_checkpoint_duration_seconds',
+    help: 'Checkpoint and restore duration',
+    labelNames: ['operation'] as const,
+    buckets: seconds,
+    registers: [registry],
+  }),
+  checkpointBytes: new Counter({
+    name: 'codegen_checkpoint_bytes_total',
+    help: 'Archive bytes written by checkpoints and read by restores',
+    labelNames: ['operation'] as const,
+    registers: [registry],
+  }),
   artifactBytes: new Counter({ name: 'codegen_artifact_bytes_total', help: 'Artifact bytes uploaded and stored', registers: [registry] }),
-  registered: new Gauge({ name: 'codegen_coordinator_registered', help: '1 while registered with the coordinator, 0 otherwise (absent: standalone)', registers: [registry] }),
-  heartbeatFailures: new Counter({ name: 'codegen_coordinator_heartbeat_failures_total', help: 'Heartbeats that failed or were not acknowledged', registers: [registry] }),
+  registered: new Gauge({
+    name: 'codegen_coordinator_registered',
+    help: '1 while registered with the coordinator, 0 otherwise (absent: standalone)',
+    registers: [registry],
+  }),
+  heartbeatFailures: new Counter({
+    name: 'codegen_coordinator_heartbeat_failures_total',
+    help: 'Heartbeats that failed or were not acknowledged',
+    registers: [registry],
+  }),
   sessions: new Gauge({ name: 'codegen_sessions', help: 'Sessions by state', labelNames: ['state'] as const, registers: [registry] }),
   capacity: new Gauge({ name: 'codegen_sessions_capacity', help: 'Sessions this worker takes at most (WORKER_MAX_SESSIONS)', registers: [registry] }),
 };

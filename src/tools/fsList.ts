@@ -26,7 +26,8 @@ export const fsList = defineTool({
     try {
       entries = await inWorkspace(session.sandbox.workspace, async (tree) => {
         const dir = await tree.directory(segments).catch((err: unknown) => {
-          if (errnoOf(err) === 'ENOTDIR') throw errors.invalidArgument(`${quoted(path, 200)} is not a directory (a file, or a file on the way); use fs.read for files`);
+          if (errnoOf(err) === 'ENOTDIR')
+            throw errors.invalidArgument(`${quoted(path, 200)} is not a directory (a file, or a file on the way); use fs.read for files`);
           throw err;
         });
         // The descriptor's own listing, and each entry looked up in it: never a path the session could redirect.

@@ -34,7 +34,9 @@ export const fsRead = defineTool({
           requireMode(path, st.mode, 0o400);
           const encodedSize = encoding === 'base64' ? Math.ceil(st.size / 3) * 4 : st.size;
           if (encodedSize > limits.maxMessageBytes - MESSAGE_OVERHEAD) {
-            throw errors.tooLarge(`${quoted(path, 200)} is ${st.size} bytes, too large for one message (limit ${limits.maxMessageBytes} bytes, WORKER_MAX_MESSAGE_MB); read it with run.python in parts`);
+            throw errors.tooLarge(
+              `${quoted(path, 200)} is ${st.size} bytes, too large for one message (limit ${limits.maxMessageBytes} bytes, WORKER_MAX_MESSAGE_MB); read it with run.python in parts`,
+            );
           }
           return await readUpTo(file, st.size);
         } finally {

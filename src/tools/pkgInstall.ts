@@ -38,7 +38,12 @@ export const pkgInstall = defineTool({
     metrics.pkgInstallSeconds.observe({ outcome: result.exitCode === 0 ? 'installed' : 'failed' }, secondsSince(started));
     const outputs = capturedOutputs(result);
     if (result.exitCode !== 0) {
-      const reason = result.stderr.text.trim().split('\n').filter((l) => l.startsWith('ERROR')).pop() ?? `pip exited with code ${result.exitCode}`;
+      const reason =
+        result.stderr.text
+          .trim()
+          .split('\n')
+          .filter((l) => l.startsWith('ERROR'))
+          .pop() ?? `pip exited with code ${result.exitCode}`;
       return { ok: false, exitCode: result.exitCode, outputs, error: reason, callError: errors.packageInstallFailed(reason) };
     }
 
@@ -50,6 +55,14 @@ export const pkgInstall = defineTool({
       .map((req) => /^[A-Za-z0-9][A-Za-z0-9._-]*/.exec(req)?.[0])
       .filter((name): name is string => name !== undefined && !seen.has(canonicalName(name)));
     await ctx.emit({ kind: 'progress', percentComplete: 100, stage: 'completed', message: 'packages installed' });
-    return { ok: true, exitCode: 0, outputs: { installed: [...requestedNow, ...alreadyThere].join(','), stdout: outputs.stdout!, ...(outputs.stdout_truncated ? { stdout_truncated: 'true' } : {}) } };
+    return {
+      ok: true,
+      exitCode: 0,
+      outputs: {
+        installed: [...requestedNow, ...alreadyThere].join(','),
+        stdout: outputs.stdout,
+        ...(outputs.stdout_truncated ? { stdout_truncated: 'true' } : {}),
+      },
+    };
   },
 });

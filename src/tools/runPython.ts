@@ -14,7 +14,9 @@ export const runPython = defineTool({
     const options = { ...streamingRunOptions(ctx), onStart: () => metrics.runPythonStartSeconds.observe(secondsSince(started)) };
     const result = await ctx.session.sandbox.runCode(code, options, ctx.constraints);
     const ok = result.exitCode === 0 && result.killedBy === undefined;
-    const ending = result.killedBy ? `python was stopped by its ${result.killedBy} limit (exit code ${result.exitCode})` : `python exited with code ${result.exitCode}`;
+    const ending = result.killedBy
+      ? `python was stopped by its ${result.killedBy} limit (exit code ${result.exitCode})`
+      : `python exited with code ${result.exitCode}`;
     await ctx.emit({ kind: 'progress', percentComplete: 100, stage: 'completed', message: ending });
     return {
       ok,

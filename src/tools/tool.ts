@@ -67,5 +67,5 @@ export interface ProcessTool<Args> extends ToolBase<Args> {
 export type Tool<Args = unknown> = InstantTool<Args> | ProcessTool<Args>;
 
 export function defineTool<Args>(tool: Tool<Args>): Tool<unknown> {
-  return tool as Tool<unknown>;
+  return tool;
 }

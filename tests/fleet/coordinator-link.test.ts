@@ -19,13 +19,19 @@ test('registration over mTLS with a bearer token and a traceparent', async () =>
   const coordinator = createServer();
   coordinator.add(WorkerLifecycleDefinition, {
     registerWorker: async (_request, context) => {
-      seen.push({ authorization: context.metadata.get('authorization') as string | undefined, traceparent: context.metadata.get('traceparent') as string | undefined });
+      seen.push({
+        authorization: context.metadata.get('authorization') as string | undefined,
+        traceparent: context.metadata.get('traceparent') as string | undefined,
+      });
       return { success: true, message: 'welcome', heartbeatIntervalSeconds: 30 };
     },
     heartbeat: async () => ({ acknowledged: true, message: '' }),
     deregisterWorker: async () => ({ success: true, message: '' }),
   });
-  const port = await coordinator.listen('127.0.0.1:0', ServerCredentials.createSsl(ca.ca, [{ cert_chain: coordinatorCert.cert, private_key: coordinatorCert.key }], true));
+  const port = await coordinator.listen(
+    '127.0.0.1:0',
+    ServerCredentials.createSsl(ca.ca, [{ cert_chain: coordinatorCert.cert, private_key: coordinatorCert.key }], true),
+  );
   const collector = createHttpServer((req, res) => (req.resume(), res.end('{}')));
   await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
   const worker = await startWorker({
@@ -41,8 +47,8 @@ test('registration over mTLS with a bearer token and a traceparent', async () =>
   });
   try {
     await waitFor(() => seen.length > 0, 15_000);
-    assert.equal(seen[0]!.authorization, 'Bearer coordinator-secret');
-    assert.match(seen[0]!.traceparent ?? '', /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/);
+    assert.equal(seen[0].authorization, 'Bearer coordinator-secret');
+    assert.match(seen[0].traceparent ?? '', /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/);
   } finally {
     await worker.stop();
     coordinator.forceShutdown();

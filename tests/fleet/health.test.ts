@@ -13,11 +13,19 @@ const SERVING = 1;
 const NOT_SERVING = 2;
 /** HealthCheckRequest{service} and the status of a HealthCheckResponse, by hand: no protos needed. */
 const request = (service: string) => Buffer.concat([Buffer.from([0x0a, service.length]), Buffer.from(service)]);
-const statusOf = (response: Buffer) => (response.length >= 2 && response[0] === 0x08 ? response[1]! : 0);
+const statusOf = (response: Buffer) => (response.length >= 2 && response[0] === 0x08 ? response[1] : 0);
 
 function check(client: Client, service: string): Promise<number> {
   return new Promise((resolve, reject) =>
-    client.makeUnaryRequest('/grpc.health.v1.Health/Check', identity, identity, request(service), new Metadata(), { deadline: new Date(Date.now() + 5000) }, (err, value) => (err ? reject(err) : resolve(statusOf(value!)))),
+    client.makeUnaryRequest(
+      '/grpc.health.v1.Health/Check',
+      identity,
+      identity,
+      request(service),
+      new Metadata(),
+      { deadline: new Date(Date.now() + 5000) },
+      (err, value) => (err ? reject(err) : resolve(statusOf(value!))),
+    ),
   );
 }
 
@@ -29,7 +37,8 @@ test('SERVING and ready after start; NOT_SERVING and 503 within 100 ms of SIGTER
   const worker = await startWorker({ env: { WORKER_SHUTDOWN_GRACE_SECONDS: '10', WORKER_SPARE_SESSIONS: '0' } });
   const client = new Client(worker.address, credentials.createInsecure());
   try {
-    for (const service of ['', 'codegen.v1.SessionManagement', 'codegen.v1.TaskExecution', 'codegen.v1.ArtifactService']) assert.equal(await check(client, service), SERVING, service);
+    for (const service of ['', 'codegen.v1.SessionManagement', 'codegen.v1.TaskExecution', 'codegen.v1.ArtifactService'])
+      assert.equal(await check(client, service), SERVING, service);
     assert.deepEqual([await probe(worker.httpPort, '/healthz'), await probe(worker.httpPort, '/readyz')], [200, 200]);
 
     const watched: { status: number; at: number }[] = [];
@@ -37,9 +46,16 @@ test('SERVING and ready after start; NOT_SERVING and 503 within 100 ms of SIGTER
     watch.on('data', (b: Buffer) => watched.push({ status: statusOf(b), at: performance.now() }));
     watch.on('error', () => undefined);
     const { sessionId } = await worker.sessions.createSession({ workspaceId: 'drain' });
-    const draining = runTaskWithin(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'import time\ntime.sleep(2)\nprint("drained")' } }, 30_000);
+    const draining = runTaskWithin(
+      worker.tasks,
+      { sessionId, toolName: 'run.python', arguments: { code: 'import time\ntime.sleep(2)\nprint("drained")' } },
+      30_000,
+    );
     await new Promise((r) => setTimeout(r, 500));
-    assert.deepEqual(watched.map((w) => w.status), [SERVING]);
+    assert.deepEqual(
+      watched.map((w) => w.status),
+      [SERVING],
+    );
 
     const signalled = performance.now();
     worker.process.kill('SIGTERM');

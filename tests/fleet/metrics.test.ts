@@ -27,21 +27,21 @@ function parsePrometheus(text: string): Sample[] {
     const meta = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line);
     if (meta) {
       if (meta[1] === 'TYPE') {
-        assert.match(meta[3]!, /^(counter|gauge|histogram|summary|untyped)$/, line);
-        typed.add(meta[2]!);
+        assert.match(meta[3], /^(counter|gauge|histogram|summary|untyped)$/, line);
+        typed.add(meta[2]);
       }
       continue;
     }
     const sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$/.exec(line);
     assert.ok(sample, `not a Prometheus sample line: ${JSON.stringify(line)}`);
     const labels: Record<string, string> = {};
-    for (const pair of sample[2] ? sample[2].match(/[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"/g) ?? [] : []) {
+    for (const pair of sample[2] ? (sample[2].match(/[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"/g) ?? []) : []) {
       const eq = pair.indexOf('=');
       labels[pair.slice(0, eq)] = JSON.parse(pair.slice(eq + 1)) as string;
     }
-    const family = sample[1]!.replace(/_(bucket|sum|count)$/, '');
-    assert.ok(typed.has(sample[1]!) || typed.has(family), `${sample[1]} has no TYPE line`);
-    samples.push({ name: sample[1]!, labels, value: Number(sample[3]) });
+    const family = sample[1].replace(/_(bucket|sum|count)$/, '');
+    assert.ok(typed.has(sample[1]) || typed.has(family), `${sample[1]} has no TYPE line`);
+    samples.push({ name: sample[1], labels, value: Number(sample[3]) });
   }
   return samples;
 }
@@ -62,7 +62,8 @@ const value = (samples: Sample[], name: string, labels: Record<string, string> =
 
 test('after a scripted workflow /metrics shows the tasks, their outcomes and limits, sessions and calls', async () => {
   const { sessionId } = await worker.sessions.createSession({ workspaceId: 'metrics', userId: 'secret-user-name' });
-  const run = (code: string, constraints?: { timeoutSeconds: number; maxMemoryMb: number; maxCpuPercent: number }) => runTaskWithin(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code }, constraints }, 60_000);
+  const run = (code: string, constraints?: { timeoutSeconds: number; maxMemoryMb: number; maxCpuPercent: number }) =>
+    runTaskWithin(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code }, constraints }, 60_000);
   await run('print(1)');
   await run('import time\ntime.sleep(10)', { timeoutSeconds: 1, maxMemoryMb: 0, maxCpuPercent: 0 });
   await run('x = bytearray(512 * 1024 * 1024)\nprint(len(x))', { timeoutSeconds: 0, maxMemoryMb: 64, maxCpuPercent: 0 });

@@ -41,7 +41,7 @@ function fields(message: Buffer): Map<number, Buffer[]> {
     let value = 0;
     let shift = 0;
     for (;;) {
-      const byte = message[at++]!;
+      const byte = message[at++];
       value += (byte & 0x7f) * 2 ** shift;
       if (byte < 0x80) return value;
       shift += 7;
@@ -62,7 +62,13 @@ function fields(message: Buffer): Map<number, Buffer[]> {
 
 function ask(version: 'v1' | 'v1alpha', request: Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const stream = client.makeBidiStreamRequest(`/grpc.reflection.${version}.ServerReflection/ServerReflectionInfo`, (b: Buffer) => b, (b: Buffer) => b, new Metadata(), { deadline: new Date(Date.now() + 10_000) });
+    const stream = client.makeBidiStreamRequest(
+      `/grpc.reflection.${version}.ServerReflection/ServerReflectionInfo`,
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      new Metadata(),
+      { deadline: new Date(Date.now() + 10_000) },
+    );
     stream.once('data', (response: Buffer) => {
       resolve(response);
       stream.end();
@@ -76,14 +82,21 @@ for (const version of ['v1', 'v1alpha'] as const) {
   test(`reflection ${version} lists the three services and describes TaskRequest`, async () => {
     // ServerReflectionRequest{list_services = "*"} (field 7); the answer's list_services_response is field 6.
     const listed = fields(await ask(version, field(7, Buffer.from('*'))));
-    const services = (fields(listed.get(6)![0]!).get(1) ?? []).map((service) => fields(service).get(1)![0]!.toString());
-    for (const name of ['codegen.v1.SessionManagement', 'codegen.v1.TaskExecution', 'codegen.v1.ArtifactService']) assert.ok(services.includes(name), `${name} in ${services.join(', ')}`);
+    const services = (fields(listed.get(6)![0]).get(1) ?? []).map((service) => fields(service).get(1)![0].toString());
+    for (const name of ['codegen.v1.SessionManagement', 'codegen.v1.TaskExecution', 'codegen.v1.ArtifactService'])
+      assert.ok(services.includes(name), `${name} in ${services.join(', ')}`);
 
     // file_containing_symbol (field 4); the answer's file_descriptor_response (field 4) holds FileDescriptorProtos (field 1).
-    const files = fields(fields(await ask(version, field(4, Buffer.from('codegen.v1.TaskRequest')))).get(4)![0]!).get(1)!;
+    const files = fields(fields(await ask(version, field(4, Buffer.from('codegen.v1.TaskRequest')))).get(4)![0]).get(1)!;
     const messages = files.flatMap((bytes) => descriptor.FileDescriptorProto.deserializeBinary(bytes).getMessageTypeList());
     const taskRequest = messages.find((m) => m.getName() === 'TaskRequest');
     assert.ok(taskRequest, 'TaskRequest is described');
-    assert.deepEqual(taskRequest.getFieldList().map((f) => f.getName()).slice(0, 5), ['task_id', 'session_id', 'tool_name', 'arguments', 'constraints']);
+    assert.deepEqual(
+      taskRequest
+        .getFieldList()
+        .map((f) => f.getName())
+        .slice(0, 5),
+      ['task_id', 'session_id', 'tool_name', 'arguments', 'constraints'],
+    );
   });
 }

@@ -58,9 +58,19 @@ test('a client trusting the CA connects; plaintext and a client trusting another
   assert.equal(await capacityWith(credentials.createSsl(other.ca)), Status.UNAVAILABLE);
   assert.equal(worker.logs.find((l) => l.message === 'worker listening')?.tls, 'TLS');
   // The HTTP endpoint speaks TLS too, and upload URLs say https.
-  const grant = await worker.artifacts.getUploadURL({ sessionId: (await worker.sessions.createSession({ workspaceId: 'tls' })).sessionId, artifactName: 'a', contentType: 'text/plain', sizeBytes: 1 });
+  const grant = await worker.artifacts.getUploadURL({
+    sessionId: (await worker.sessions.createSession({ workspaceId: 'tls' })).sessionId,
+    artifactName: 'a',
+    contentType: 'text/plain',
+    sizeBytes: 1,
+  });
   assert.match(grant.uploadUrl, /^https:\/\//);
-  const status = await new Promise<number>((resolve, reject) => get({ host: '127.0.0.1', port: worker.httpPort, path: '/healthz', ca: ca.ca, servername: 'localhost' }, (res) => resolve(res.statusCode ?? 0)).on('error', reject));
+  const status = await new Promise<number>((resolve, reject) =>
+    get({ host: '127.0.0.1', port: worker.httpPort, path: '/healthz', ca: ca.ca, servername: 'localhost' }, (res) => resolve(res.statusCode ?? 0)).on(
+      'error',
+      reject,
+    ),
+  );
   assert.equal(status, 200);
 });
 

@@ -20,7 +20,26 @@ function openssl(args: string[], cwd: string): void {
 
 export function makeCa(label: string): TestCa {
   const dir = mkdtempSync(join(tmpdir(), `codegen-ca-${label}-`));
-  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', `/CN=test CA ${label}`], dir);
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+      '-days',
+      '2',
+      '-subj',
+      `/CN=test CA ${label}`,
+    ],
+    dir,
+  );
   let serial = 1;
   return {
     dir,
@@ -29,9 +48,37 @@ export function makeCa(label: string): TestCa {
     issue(name, options = {}) {
       const ext = options.client ? 'extendedKeyUsage=clientAuth' : 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth';
       writeFileSync(join(dir, `${name}.ext`), `${ext}\n`);
-      openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`], dir);
-      openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-set_serial', String(serial++ * 1000 + Math.floor(Math.random() * 999)), '-days', '2', '-out', `${name}.pem`, '-extfile', `${name}.ext`], dir);
-      return { certFile: join(dir, `${name}.pem`), keyFile: join(dir, `${name}.key`), cert: readFileSync(join(dir, `${name}.pem`)), key: readFileSync(join(dir, `${name}.key`)) };
+      openssl(
+        ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`],
+        dir,
+      );
+      openssl(
+        [
+          'x509',
+          '-req',
+          '-in',
+          `${name}.csr`,
+          '-CA',
+          'ca.pem',
+          '-CAkey',
+          'ca.key',
+          '-set_serial',
+          String(serial++ * 1000 + Math.floor(Math.random() * 999)),
+          '-days',
+          '2',
+          '-out',
+          `${name}.pem`,
+          '-extfile',
+          `${name}.ext`,
+        ],
+        dir,
+      );
+      return {
+        certFile: join(dir, `${name}.pem`),
+        keyFile: join(dir, `${name}.key`),
+        cert: readFileSync(join(dir, `${name}.pem`)),
+        key: readFileSync(join(dir, `${name}.key`)),
+      };
     },
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };

@@ -35,7 +35,7 @@ export function importGraph(root: string): ImportGraph {
   const graph: ImportGraph = new Map();
   for (const file of sourceFiles(src)) {
     const text = readFileSync(file, 'utf8');
-    const targets = [...text.matchAll(IMPORT)].map((m) => resolve(dirname(file), (m[1] ?? m[2])!.replace(/\.js$/, '.ts')));
+    const targets = [...text.matchAll(IMPORT)].map((m) => resolve(dirname(file), (m[1] ?? m[2]).replace(/\.js$/, '.ts')));
     graph.set(
       relative(src, file),
       targets.map((t) => relative(src, t)),
@@ -46,7 +46,7 @@ export function importGraph(root: string): ImportGraph {
 
 /** The unit of layering a file belongs to: its top directory, or the file itself at the top. */
 export function moduleOf(file: string): string {
-  return file.split('/')[0]!;
+  return file.split('/')[0];
 }
 
 function layerOf(module: string): number {

@@ -66,14 +66,19 @@ export async function servePackageIndex(wheels: WheelSpec[]): Promise<PackageInd
       return;
     }
     if (project) {
-      const matching = files.filter((f) => normalise(f.split('-')[0]!) === normalise(project));
+      const matching = files.filter((f) => normalise(f.split('-')[0]) === normalise(project));
       if (matching.length === 0) {
         res.statusCode = 404;
         res.end('not found');
         return;
       }
       const links = await Promise.all(
-        matching.map(async (f) => `<a href="/files/${f}#sha256=${createHash('sha256').update(await readFile(join(dir, f))).digest('hex')}">${f}</a>`),
+        matching.map(
+          async (f) =>
+            `<a href="/files/${f}#sha256=${createHash('sha256')
+              .update(await readFile(join(dir, f)))
+              .digest('hex')}">${f}</a>`,
+        ),
       );
       res.setHeader('content-type', 'text/html');
       res.end(`<!DOCTYPE html><html><body>${links.join('\n')}</body></html>`);

@@ -40,7 +40,7 @@ export async function startWorker(options: StartOptions = {}): Promise<RunningWo
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
   let httpPort = 0;
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const port = await new Promise<number>((resolve, reject) => {
     let buffered = '';
     const timer = setTimeout(() => reject(new Error(`worker did not start in 20 s: ${stderr}`)), 20_000);
@@ -48,7 +48,7 @@ export async function startWorker(options: StartOptions = {}): Promise<RunningWo
       clearTimeout(timer);
       reject(new Error(`worker exited with ${code} before listening: ${stderr}`));
     });
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       buffered += d.toString();
       let nl: number;
       while ((nl = buffered.indexOf('\n')) !== -1) {

@@ -28,19 +28,28 @@ after(async () => {
   await stopHard(worker, 3_000);
 });
 
-const status = (pid: number, field: string) => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'latin1'))?.[1] ?? -1) / 1024;
+const status = (pid: number, field: string) =>
+  Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'latin1'))?.[1] ?? -1) / 1024;
 
 test('a session with 30000 files is checkpointed, and the worker stays up', async (t) => {
   const sessionId = (await worker.sessions.createSession({ workspaceId: 'many' }, { deadline: 10_000 })).sessionId;
-  const make = await callTool(worker.tasks, sessionId, 'run.python', {
-    code: `import os\nfor d in range(max(1, ${FILES} // 10000)):\n    os.mkdir(f"d{d}")\n    for i in range(min(10000, ${FILES})):\n        os.close(os.open(f"d{d}/f{i:05d}", os.O_CREAT | os.O_WRONLY))\nprint("made", ${FILES})`,
-  }, 300_000);
+  const make = await callTool(
+    worker.tasks,
+    sessionId,
+    'run.python',
+    {
+      code: `import os\nfor d in range(max(1, ${FILES} // 10000)):\n    os.mkdir(f"d{d}")\n    for i in range(min(10000, ${FILES})):\n        os.close(os.open(f"d{d}/f{i:05d}", os.O_CREAT | os.O_WRONLY))\nprint("made", ${FILES})`,
+    },
+    300_000,
+  );
   t.diagnostic(`made: ${make.result?.outputs.stdout?.trim()} ${make.details}`);
   const pid = worker.process.pid!;
   const rssBefore = status(pid, 'VmRSS');
   const started = Date.now();
   const cp = await statusOf(worker.sessions.checkpointSession({ sessionId, incremental: false }, { deadline: 600_000 }));
-  t.diagnostic(`checkpoint of ${FILES} empty files: ${Status[cp]} in ${Date.now() - started} ms; worker RSS ${rssBefore.toFixed(0)} MB before, peak ${status(pid, 'VmHWM').toFixed(0)} MB, now ${status(pid, 'VmRSS').toFixed(0)} MB; alive ${worker.process.exitCode === null && worker.process.signalCode === null}`);
+  t.diagnostic(
+    `checkpoint of ${FILES} empty files: ${Status[cp]} in ${Date.now() - started} ms; worker RSS ${rssBefore.toFixed(0)} MB before, peak ${status(pid, 'VmHWM').toFixed(0)} MB, now ${status(pid, 'VmRSS').toFixed(0)} MB; alive ${worker.process.exitCode === null && worker.process.signalCode === null}`,
+  );
   await new Promise((r) => setTimeout(r, 1000));
   t.diagnostic(`worker exit: code ${worker.process.exitCode} signal ${worker.process.signalCode}; stderr: ${stderr.slice(-1500)}`);
   t.diagnostic(`last log lines: ${JSON.stringify(worker.logs.slice(-3)).slice(0, 1500)}`);

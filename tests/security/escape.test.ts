@@ -132,16 +132,24 @@ test('connecting to a TCP port on loopback is blocked', async () => {
 test('escaping through a symlink with the fs tools is refused', async () => {
   await runTool(worker.tasks, attacker, 'run.python', { code: 'import os\nos.symlink("/", "root_link")' });
   for (const toolName of ['fs.read', 'fs.list', 'fs.write']) {
-    const run = await runTask(worker.tasks, { sessionId: attacker, toolName, arguments: { path: 'root_link/etc/shadow', ...(toolName === 'fs.write' ? { contents: 'x' } : {}) } });
+    const run = await runTask(worker.tasks, {
+      sessionId: attacker,
+      toolName,
+      arguments: { path: 'root_link/etc/shadow', ...(toolName === 'fs.write' ? { contents: 'x' } : {}) },
+    });
     assert.equal(run.code, Status.INVALID_ARGUMENT, toolName);
   }
 });
 
 test('code runs as an unprivileged uid with no capabilities and no new privileges', async () => {
-  const run = await runTask(worker.tasks, { sessionId: attacker, toolName: 'run.python', arguments: { code: 'import os\nprint(os.getuid(), os.geteuid())\nprint(open("/proc/self/status").read())' } });
+  const run = await runTask(worker.tasks, {
+    sessionId: attacker,
+    toolName: 'run.python',
+    arguments: { code: 'import os\nprint(os.getuid(), os.geteuid())\nprint(open("/proc/self/status").read())' },
+  });
   const out = run.result?.outputs.stdout ?? '';
-  const [uid, euid] = out.split('\n')[0]!.split(' ').map(Number);
-  assert.ok(uid! > 0 && euid! > 0, `uid ${uid} euid ${euid}`);
+  const [uid, euid] = out.split('\n')[0].split(' ').map(Number);
+  assert.ok(uid > 0 && euid > 0, `uid ${uid} euid ${euid}`);
   assert.match(out, /CapEff:\s+0000000000000000/);
   assert.match(out, /NoNewPrivs:\s+1/);
   assert.equal(run.result?.status, TaskStatus.STATUS_SUCCESS);

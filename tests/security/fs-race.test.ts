@@ -130,7 +130,10 @@ before(async () => {
   assert.equal(wrote.code, Status.OK, describe(wrote));
 
   racer = (
-    await worker.sessions.createSession({ workspaceId: 'racer', config: { env: { PYTHONPATH: '/workspace', RACE_TARGET: secretDir, CODEGEN_TEST_MARK: MARK } } }, CALL)
+    await worker.sessions.createSession(
+      { workspaceId: 'racer', config: { env: { PYTHONPATH: '/workspace', RACE_TARGET: secretDir, CODEGEN_TEST_MARK: MARK } } },
+      CALL,
+    )
   ).sessionId;
   const planted = await run({ sessionId: racer, toolName: 'fs.write', arguments: { path: 'sitecustomize.py', contents: SITECUSTOMIZE } });
   assert.equal(planted.code, Status.OK, describe(planted));
@@ -150,7 +153,7 @@ async function assertSwapping(): Promise<void> {
   for (let attempt = 0; attempt < 3 && !workerDeath(); attempt++) {
     const sample = await run({ sessionId: racer, toolName: 'run.python', arguments: { code } }, 30_000);
     const [links, dirs] = (sample.result?.outputs.stdout ?? '').trim().split(' ').map(Number);
-    if (links! > 0 && dirs! > 0) return;
+    if (links > 0 && dirs > 0) return;
     looks.push(describe(sample));
   }
   const warnings = worker!.logs.filter((l) => l.level === 'warn' || l.level === 'error').map((l) => JSON.stringify(l));
@@ -164,10 +167,16 @@ after(async () => {
 
 test('the fs tools, usage and checkpoints never reach a host directory swapped in by a racing session', async (t) => {
   const escapes = { read: 0, write: 0, list: 0, disk: 0, checkpoint: 0 };
-  const statuses = { read: new Map<string, number>(), write: new Map<string, number>(), list: new Map<string, number>(), status: new Map<string, number>(), checkpoint: new Map<string, number>() };
+  const statuses = {
+    read: new Map<string, number>(),
+    write: new Map<string, number>(),
+    list: new Map<string, number>(),
+    status: new Map<string, number>(),
+    checkpoint: new Map<string, number>(),
+  };
   const evidence = new Map<string, string[]>();
   const note = (what: string) => {
-    const kind = what.split(' ')[0]!;
+    const kind = what.split(' ')[0];
     const list = evidence.get(kind) ?? [];
     if (list.length < 2) list.push(what.slice(0, 300));
     evidence.set(kind, list);

@@ -76,8 +76,17 @@ test('the kernel calls a session has no use for are refused (seccomp)', async ()
   const sessionId = (await worker.sessions.createSession({ workspaceId: 'probe' }, { deadline: 10_000 })).sessionId;
   const probed = await callTool(worker.tasks, sessionId, 'run.python', { code: FORBIDDEN }, 30_000);
   const out = probed.result?.outputs.stdout ?? probed.details;
-  for (const call of ['bpf', 'userfaultfd', 'io_uring_setup', 'perf_event_open', 'unshare_user', 'keyctl']) assert.match(out, new RegExp(`^${call} EPERM$`, 'm'), out);
+  for (const call of ['bpf', 'userfaultfd', 'io_uring_setup', 'perf_event_open', 'unshare_user', 'keyctl'])
+    assert.match(out, new RegExp(`^${call} EPERM$`, 'm'), out);
   // Ordinary work still runs: threads, processes, pipes.
-  const ordinary = await callTool(worker.tasks, sessionId, 'run.python', { code: 'import subprocess, threading\nt = threading.Thread(target=print, args=("thread",)); t.start(); t.join()\nprint(subprocess.run(["echo", "child"], capture_output=True, text=True).stdout.strip())' }, 30_000);
+  const ordinary = await callTool(
+    worker.tasks,
+    sessionId,
+    'run.python',
+    {
+      code: 'import subprocess, threading\nt = threading.Thread(target=print, args=("thread",)); t.start(); t.join()\nprint(subprocess.run(["echo", "child"], capture_output=True, text=True).stdout.strip())',
+    },
+    30_000,
+  );
   assert.equal(ordinary.result?.outputs.stdout, 'thread\nchild\n', ordinary.details);
 });

@@ -46,7 +46,10 @@ function cleanUp(dir: string): void {
 function removeCgroupsOf(pid: number | undefined): void {
   if (pid === undefined || existsSync(`/proc/${pid}`)) return;
   try {
-    const dirs = execFileSync('find', ['/sys/fs/cgroup', '-maxdepth', '6', '-type', 'd', '-name', `codegen-${pid}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const dirs = execFileSync('find', ['/sys/fs/cgroup', '-maxdepth', '6', '-type', 'd', '-name', `codegen-${pid}`], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     for (const dir of dirs.split('\n').filter(Boolean)) execFileSync('find', [dir, '-depth', '-type', 'd', '-exec', 'rmdir', '{}', '+'], { stdio: 'ignore' });
   } catch {
     // best effort: the next worker to start removes it too
@@ -72,7 +75,10 @@ print("tree made")
 `;
 
 async function createSession(w: RunningWorker, workspaceId: string, maxDiskMb = 0): Promise<string> {
-  const config = { env: { CODEGEN_LEFTOVERS_MARK: MARK }, ...(maxDiskMb ? { limits: { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb, timeoutSeconds: 0 } } : {}) };
+  const config = {
+    env: { CODEGEN_LEFTOVERS_MARK: MARK },
+    ...(maxDiskMb ? { limits: { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb, timeoutSeconds: 0 } } : {}),
+  };
   return (await w.sessions.createSession({ workspaceId, config }, { deadline: 15_000 })).sessionId;
 }
 
@@ -126,7 +132,9 @@ test('a worker starts on the data directory a worker killed with SIGKILL left (q
     try {
       b = await startWorker({ dataDir });
     } catch (err) {
-      problems.push(`B did not start on the data directory A left (mounts A left: ${leftMounts.join(', ') || 'none'}): ${(err as Error).message.slice(0, 400)}`);
+      problems.push(
+        `B did not start on the data directory A left (mounts A left: ${leftMounts.join(', ') || 'none'}): ${(err as Error).message.slice(0, 400)}`,
+      );
     }
     if (b) {
       const sessionId = await createSession(b, 'after-restart');

@@ -36,7 +36,12 @@ test('max_memory_mb 128 and code allocating 512 MB: killed, killed_by memory, wo
   assert.doesNotMatch(run.result?.outputs.stdout ?? '', /allocated/);
   // A task may narrow it further.
   const big = await session({ maxMemoryMb: 512 });
-  const narrowed = await runTask(worker.tasks, { sessionId: big, toolName: 'run.python', arguments: { code: 'x = bytearray(256 * 1024 * 1024)\nprint("allocated")' }, constraints: { maxMemoryMb: 100 } });
+  const narrowed = await runTask(worker.tasks, {
+    sessionId: big,
+    toolName: 'run.python',
+    arguments: { code: 'x = bytearray(256 * 1024 * 1024)\nprint("allocated")' },
+    constraints: { maxMemoryMb: 100 },
+  });
   assert.equal(narrowed.result?.outputs.killed_by, 'memory');
   assert.equal((await runTool(worker.tasks, big, 'run.python', { code: 'x = bytearray(256 * 1024 * 1024)\nprint("allocated")' })).stdout, 'allocated\n');
   await workerUnaffected();
@@ -48,9 +53,9 @@ function sessionCpuNs(sessionId: string): number {
   const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
   const v1 = lines.find((l) => /^\d+:([^:]*,)?cpuacct(,[^:]*)?:/.test(l));
   if (v1) {
-    const controllers = v1.split(':')[1]!;
+    const controllers = v1.split(':')[1];
     const base = existsSync(`/sys/fs/cgroup/${controllers}`) ? controllers : 'cpuacct';
-    return Number(readFileSync(`/sys/fs/cgroup/${base}${v1.split(':')[2]!.replace(/\/$/, '')}/codegen-${pid}/${sessionId}/cpuacct.usage`, 'utf8'));
+    return Number(readFileSync(`/sys/fs/cgroup/${base}${v1.split(':')[2].replace(/\/$/, '')}/codegen-${pid}/${sessionId}/cpuacct.usage`, 'utf8'));
   }
   const stat = readFileSync(`/sys/fs/cgroup/codegen-${pid}/${sessionId}/cpu.stat`, 'utf8');
   return Number(/usage_usec (\d+)/.exec(stat)![1]) * 1000;
@@ -59,7 +64,11 @@ function sessionCpuNs(sessionId: string): number {
 test('max_cpu_percent 20: a 2 s busy loop uses at most 30% of one CPU, measured from the cgroup', async () => {
   const sessionId = await session({ maxCpuPercent: 20 });
   const before = sessionCpuNs(sessionId);
-  const run = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'import time\nt = time.time()\nwhile time.time() - t < 2: pass\nprint("done")' } });
+  const run = await runTask(worker.tasks, {
+    sessionId,
+    toolName: 'run.python',
+    arguments: { code: 'import time\nt = time.time()\nwhile time.time() - t < 2: pass\nprint("done")' },
+  });
   assert.equal(run.result?.status, TaskStatus.STATUS_SUCCESS);
   const used = (sessionCpuNs(sessionId) - before) / 1e9;
   assert.ok(used <= 0.3 * 2, `used ${used.toFixed(2)} s of CPU in 2 s`);
@@ -89,7 +98,11 @@ test('a fork bomb is contained by the process limit and ended by the timeout', a
 
 test('max_disk_mb: writes past it fail (killed_by disk) and fs.write is refused RESOURCE_EXHAUSTED', async () => {
   const sessionId = await session({ maxDiskMb: 10 });
-  const run = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'with open("big.bin", "wb") as f:\n    for _ in range(20):\n        f.write(b"x" * 1024 * 1024)' } });
+  const run = await runTask(worker.tasks, {
+    sessionId,
+    toolName: 'run.python',
+    arguments: { code: 'with open("big.bin", "wb") as f:\n    for _ in range(20):\n        f.write(b"x" * 1024 * 1024)' },
+  });
   assert.equal(run.result?.status, TaskStatus.STATUS_FAILURE);
   assert.equal(run.result?.outputs.killed_by, 'disk');
   assert.match(run.result?.outputs.stderr ?? '', /No space left on device/);
@@ -99,13 +112,20 @@ test('max_disk_mb: writes past it fail (killed_by disk) and fs.write is refused 
   assert.ok((status.usage?.diskBytes ?? 0) <= 10 * 1024 * 1024);
   // Freeing space makes room again.
   await runTool(worker.tasks, sessionId, 'run.python', { code: 'import os; os.remove("big.bin")' });
-  assert.equal((await runTool(worker.tasks, sessionId, 'fs.write', { path: 'more.bin', contents: 'y'.repeat(2 * 1024 * 1024) })).bytes_written, String(2 * 1024 * 1024));
+  assert.equal(
+    (await runTool(worker.tasks, sessionId, 'fs.write', { path: 'more.bin', contents: 'y'.repeat(2 * 1024 * 1024) })).bytes_written,
+    String(2 * 1024 * 1024),
+  );
   await workerUnaffected();
 });
 
 test('printing 1 GB: the task is killed at the output cap with killed_by output', async () => {
   const sessionId = await session();
-  const run = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'import sys\nline = "x" * 1023 + "\\n"\nfor _ in range(1024 * 1024):\n    sys.stdout.write(line)' } });
+  const run = await runTask(worker.tasks, {
+    sessionId,
+    toolName: 'run.python',
+    arguments: { code: 'import sys\nline = "x" * 1023 + "\\n"\nfor _ in range(1024 * 1024):\n    sys.stdout.write(line)' },
+  });
   assert.equal(run.result?.status, TaskStatus.STATUS_FAILURE);
   assert.equal(run.result?.outputs.killed_by, 'output');
   assert.equal(run.result?.outputs.stdout_truncated, 'true');
@@ -116,7 +136,12 @@ test('printing 1 GB: the task is killed at the output cap with killed_by output'
 
 test('sleeping past the timeout: TIMEOUT, killed_by timeout', async () => {
   const sessionId = await session();
-  const run = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'import time; time.sleep(30)' }, constraints: { timeoutSeconds: 1 } });
+  const run = await runTask(worker.tasks, {
+    sessionId,
+    toolName: 'run.python',
+    arguments: { code: 'import time; time.sleep(30)' },
+    constraints: { timeoutSeconds: 1 },
+  });
   assert.equal(run.code, Status.DEADLINE_EXCEEDED);
   assert.equal(run.result?.outputs.killed_by, 'timeout');
   await workerUnaffected();

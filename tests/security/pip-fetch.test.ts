@@ -51,13 +51,18 @@ print("PROBE uid=%d net=%s cache=%s" % (_uid, _net, _cache))
 
 function buildSdist(backendSource: string): Buffer {
   const out = join(sdistDir, 'payload-1.0.tar.gz');
-  execFileSync('python3', ['-c', `
+  execFileSync('python3', [
+    '-c',
+    `
 import io, sys, tarfile
 files = {"payload-1.0/pyproject.toml": '[build-system]\\nrequires = []\\nbuild-backend = "be"\\nbackend-path = ["."]\\n\\n[project]\\nname = "payload"\\nversion = "1.0"\\n', "payload-1.0/be.py": sys.argv[2]}
 with tarfile.open(sys.argv[1], "w:gz") as t:
     for name, text in files.items():
         data = text.encode(); info = tarfile.TarInfo(name); info.size = len(data); t.addfile(info, io.BytesIO(data))
-`, out, backendSource]);
+`,
+    out,
+    backendSource,
+  ]);
   return readFileSync(out);
 }
 
@@ -76,7 +81,9 @@ before(async () => {
   });
   await new Promise<void>((r) => files.listen(0, '127.0.0.1', r));
   const filesPort = (files.address() as { port: number }).port;
-  index = await servePackageIndex([{ name: 'evilpkg', version: '1.0', files: { 'evilpkg.py': 'X = 1\n' }, requires: [`payload @ http://127.0.0.1:${filesPort}/payload-1.0.tar.gz`] }]);
+  index = await servePackageIndex([
+    { name: 'evilpkg', version: '1.0', files: { 'evilpkg.py': 'X = 1\n' }, requires: [`payload @ http://127.0.0.1:${filesPort}/payload-1.0.tar.gz`] },
+  ]);
   worker = await startWorker({ env: { WORKER_PIP_INDEX_URL: index.url, WORKER_SPARE_SESSIONS: '1' } });
 });
 
@@ -88,14 +95,16 @@ after(async () => {
   rmSync(sdistDir, { recursive: true, force: true });
 });
 
-test("an index package depending on a URL makes the fetching step run no package code", async (t) => {
+test('an index package depending on a URL makes the fetching step run no package code', async (t) => {
   const sessionId = (await worker.sessions.createSession({ workspaceId: 'fetch' }, { deadline: 10_000 })).sessionId;
   const install = await callTool(worker.tasks, sessionId, 'pkg.install', { requirements: 'evilpkg' }, 90_000);
   const seen = /PROBE uid=(\d+) net=(\S+) cache=(\S+)/.exec(install.text);
   const ready = worker.logs.find((l) => l.message === 'sandbox ready');
   const cacheFiles = readdirSync(join(worker.dataDir, 'pip-cache')).filter((n) => n.startsWith('poison'));
   t.diagnostic(`pkg.install evilpkg: ${Status[install.code]}; ${seen?.[0] ?? 'no probe line: ' + install.text.slice(-600)}`);
-  t.diagnostic(`worker: ${String(ready?.session_uids)}; network_for_user_code=${String(ready?.network_for_user_code)}; loopback connections: ${connections}; pip-cache: ${cacheFiles.join(',') || 'clean'}`);
+  t.diagnostic(
+    `worker: ${String(ready?.session_uids)}; network_for_user_code=${String(ready?.network_for_user_code)}; loopback connections: ${connections}; pip-cache: ${cacheFiles.join(',') || 'clean'}`,
+  );
   assert.equal(seen, null, `the fetching step ran the session-chosen package's build code: ${seen?.[0]}`);
   assert.equal(connections, 0, 'nothing reached the loopback listener');
   assert.deepEqual(cacheFiles, [], 'nothing was written into the shared pip cache');

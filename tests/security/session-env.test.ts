@@ -160,7 +160,11 @@ test('LD_DEBUG in config.env does not bring the worker down', async () => {
     const help = await createSession(w, { LD_DEBUG: 'help' });
     const helpRun = await python(w, help, 'print(6*7)');
     await new Promise((r) => setTimeout(r, 500));
-    assert.equal(w.process.exitCode, null, `the worker exited (${w.process.exitCode}) after a session with LD_DEBUG=help ran code: ${describeCall(helpRun.call)}`);
+    assert.equal(
+      w.process.exitCode,
+      null,
+      `the worker exited (${w.process.exitCode}) after a session with LD_DEBUG=help ran code: ${describeCall(helpRun.call)}`,
+    );
     assert.notEqual(helpRun.call.code, Status.UNAVAILABLE, describeCall(helpRun.call));
 
     const clean = await createSession(w, {});
@@ -178,7 +182,11 @@ test('config.env is bounded at CreateSession: sizes and names', async () => {
     { what: '1000 variables', env: Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`V${i}`, 'x'])), names: /env/i },
     { what: 'a 300-character name', env: { ['N'.repeat(300)]: 'x' }, names: /N{20}|env|name/i },
     { what: "the name 'A=B'", env: { 'A=B': 'x' }, names: /A=B|env/i },
-    { what: '150 KiB in all (5 values of 30 KiB)', env: Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`BIG${i}`, 'x'.repeat(30 * 1024)])), names: /env/i },
+    {
+      what: '150 KiB in all (5 values of 30 KiB)',
+      env: Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`BIG${i}`, 'x'.repeat(30 * 1024)])),
+      names: /env/i,
+    },
   ];
   const failures: string[] = [];
   for (const c of cases) {

@@ -86,7 +86,10 @@ test('fs.write of a Unix socket file is refused', async () => {
 });
 
 test('the worker still creates and destroys sessions', async () => {
-  const created = await worker.sessions.createSession({ workspaceId: 'fresh', config: { env: { CODEGEN_TEST_MARK: MARK } } }, { deadline: 5_000, retry: false });
+  const created = await worker.sessions.createSession(
+    { workspaceId: 'fresh', config: { env: { CODEGEN_TEST_MARK: MARK } } },
+    { deadline: 5_000, retry: false },
+  );
   assert.equal(await statusOf(worker.sessions.destroySession({ sessionId: created.sessionId }, { deadline: 5_000 })), Status.OK);
 });
 

@@ -23,7 +23,13 @@ test("another session's fs.read is not starved by GetSessionStatus of a wide dir
   const victim = (await worker.sessions.createSession({ workspaceId: 'victim' }, { deadline: 10_000 })).sessionId;
   await runTaskWithin(worker.tasks, { sessionId: victim, toolName: 'fs.write', arguments: { path: 'keep.txt', contents: 'x' } }, 10_000);
   const attacker = (await worker.sessions.createSession({ workspaceId: 'wide' }, { deadline: 10_000 })).sessionId;
-  const made = await callTool(worker.tasks, attacker, 'run.python', { code: `import os\nos.mkdir("w")\nfor i in range(${FILES}):\n    os.close(os.open(f"w/{i}", os.O_CREAT | os.O_WRONLY))\nprint("ok")` }, 300_000);
+  const made = await callTool(
+    worker.tasks,
+    attacker,
+    'run.python',
+    { code: `import os\nos.mkdir("w")\nfor i in range(${FILES}):\n    os.close(os.open(f"w/{i}", os.O_CREAT | os.O_WRONLY))\nprint("ok")` },
+    300_000,
+  );
   assert.equal(made.code, Status.OK, made.details);
 
   const read = async () => {

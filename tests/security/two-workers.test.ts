@@ -69,7 +69,10 @@ test('two workers on one host hand out distinct uids and say which range is thei
   try {
     [a, b] = await Promise.all([startWorker(), startWorker()]);
     const uids: { worker: string; uid: number }[] = [];
-    for (const [name, w] of [['A', a], ['B', b]] as const) {
+    for (const [name, w] of [
+      ['A', a],
+      ['B', b],
+    ] as const) {
       for (let i = 0; i < 3; i++) {
         const { sessionId } = await w.sessions.createSession({ workspaceId: `uids-${name}-${i}` }, { deadline: 15_000 });
         const run = await callTool(w.tasks, sessionId, 'run.python', { code: 'import os\nprint(os.getuid())' });
@@ -153,7 +156,11 @@ test('uid ranges are whole blocks: a configured base off the grid, or one anothe
     a = await startWorker({ env: { WORKER_UID_BASE: '3000000', WORKER_SPARE_SESSIONS: '0' } });
     const { sessionId } = await a.sessions.createSession({ workspaceId: 'a' }, { deadline: 15_000 });
     // A task running in A while others try to start on the same uids.
-    const long = runTaskWithin(a.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'import time, os\ntime.sleep(6)\nprint("survived", os.getuid())' } }, 60_000);
+    const long = runTaskWithin(
+      a.tasks,
+      { sessionId, toolName: 'run.python', arguments: { code: 'import time, os\ntime.sleep(6)\nprint("survived", os.getuid())' } },
+      60_000,
+    );
     await new Promise((r) => setTimeout(r, 1000));
 
     const offGrid = await runSecondWorker(join(scratch, 'b'), '127.0.0.1:0', { WORKER_UID_BASE: '3000001' });

@@ -46,12 +46,24 @@ after(async () => {
   await stopHard(worker, 3_000, ['CODEGEN_TEST_MARK', MARK]);
 });
 
-test("a zygote flooding the worker with meaningless events is stopped", async (t) => {
+test('a zygote flooding the worker with meaningless events is stopped', async (t) => {
   const victim = (await worker.sessions.createSession({ workspaceId: 'victim' }, { deadline: 10_000 })).sessionId;
   await runTaskWithin(worker.tasks, { sessionId: victim, toolName: 'fs.write', arguments: { path: 'keep.txt', contents: 'x' } }, 10_000);
   const baseline = await timeReads(victim, 50);
 
-  const attacker = (await worker.sessions.createSession({ workspaceId: 'attacker', config: { language: 'python', env: { PYTHONPATH: '/workspace', CODEGEN_TEST_MARK: MARK }, limits: { maxCpuPercent: 10, maxMemoryMb: 0, maxDiskMb: 0, timeoutSeconds: 0 } } }, { deadline: 10_000 })).sessionId;
+  const attacker = (
+    await worker.sessions.createSession(
+      {
+        workspaceId: 'attacker',
+        config: {
+          language: 'python',
+          env: { PYTHONPATH: '/workspace', CODEGEN_TEST_MARK: MARK },
+          limits: { maxCpuPercent: 10, maxMemoryMb: 0, maxDiskMb: 0, timeoutSeconds: 0 },
+        },
+      },
+      { deadline: 10_000 },
+    )
+  ).sessionId;
   await runTaskWithin(worker.tasks, { sessionId: attacker, toolName: 'fs.write', arguments: { path: 'sitecustomize.py', contents: SITECUSTOMIZE } }, 10_000);
   const first = await runTaskWithin(worker.tasks, { sessionId: attacker, toolName: 'run.python', arguments: { code: 'print("hi")' } }, 30_000);
   t.diagnostic(`attacker run.python: ${Status[first.code]}`);

@@ -39,13 +39,23 @@ after(async () => {
 });
 
 test('a lying zygote cannot keep run.python past its timeout or DestroySession waiting', async (t) => {
-  const sessionId = (await worker.sessions.createSession({ workspaceId: 'hang', config: { env: { PYTHONPATH: '/workspace', CODEGEN_TEST_MARK: MARK } } }, { deadline: 10_000 })).sessionId;
-  const planted = await runTaskWithin(worker.tasks, { sessionId, toolName: 'fs.write', arguments: { path: 'sitecustomize.py', contents: SITECUSTOMIZE } }, 10_000);
+  const sessionId = (
+    await worker.sessions.createSession({ workspaceId: 'hang', config: { env: { PYTHONPATH: '/workspace', CODEGEN_TEST_MARK: MARK } } }, { deadline: 10_000 })
+  ).sessionId;
+  const planted = await runTaskWithin(
+    worker.tasks,
+    { sessionId, toolName: 'fs.write', arguments: { path: 'sitecustomize.py', contents: SITECUSTOMIZE } },
+    10_000,
+  );
   assert.equal(planted.code, Status.OK);
 
   const started = Date.now();
   // A 10 s task timeout; the client gives it 20 s to answer.
-  const run = await runTaskWithin(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'print(1)' }, constraints: { timeoutSeconds: 10, maxMemoryMb: 0, maxCpuPercent: 0 } }, 20_000);
+  const run = await runTaskWithin(
+    worker.tasks,
+    { sessionId, toolName: 'run.python', arguments: { code: 'print(1)' }, constraints: { timeoutSeconds: 10, maxMemoryMb: 0, maxCpuPercent: 0 } },
+    20_000,
+  );
   const took = Date.now() - started;
   t.diagnostic(`run.python with a 2 s timeout: ${Status[run.code]} after ${took} ms ${run.error?.details ?? ''}`);
 

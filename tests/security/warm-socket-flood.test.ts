@@ -63,7 +63,12 @@ test("one session's zygote cannot exhaust the worker's file descriptors", async 
   const wrote = await runTaskWithin(worker.tasks, { sessionId: victim, toolName: 'fs.write', arguments: { path: 'keep.txt', contents: 'victim' } }, 10_000);
   assert.equal(wrote.code, Status.OK);
 
-  const attacker = (await worker.sessions.createSession({ workspaceId: 'attacker', config: { env: { PYTHONPATH: '/workspace', CODEGEN_TEST_MARK: MARK } } }, { deadline: 10_000 })).sessionId;
+  const attacker = (
+    await worker.sessions.createSession(
+      { workspaceId: 'attacker', config: { env: { PYTHONPATH: '/workspace', CODEGEN_TEST_MARK: MARK } } },
+      { deadline: 10_000 },
+    )
+  ).sessionId;
   await runTaskWithin(worker.tasks, { sessionId: attacker, toolName: 'fs.write', arguments: { path: 'sitecustomize.py', contents: SITECUSTOMIZE } }, 10_000);
   const first = await runTaskWithin(worker.tasks, { sessionId: attacker, toolName: 'run.python', arguments: { code: 'print("hello")' } }, 30_000);
   t.diagnostic(`attacker run.python: ${Status[first.code]} ${first.result?.outputs.stdout ?? ''}`);
@@ -72,10 +77,20 @@ test("one session's zygote cannot exhaust the worker's file descriptors", async 
   const fds = fdsOf(worker.process.pid!);
   t.diagnostic(`worker fds before ${before}, after 8 s: ${fds}; worker alive: ${worker.process.exitCode === null && worker.process.signalCode === null}`);
 
-  const read = await runTaskWithin(worker.tasks, { sessionId: victim, toolName: 'fs.read', arguments: { path: 'keep.txt' } }, 10_000).catch((e: Error) => ({ code: Status.UNAVAILABLE, error: e, result: undefined }));
+  const read = await runTaskWithin(worker.tasks, { sessionId: victim, toolName: 'fs.read', arguments: { path: 'keep.txt' } }, 10_000).catch((e: Error) => ({
+    code: Status.UNAVAILABLE,
+    error: e,
+    result: undefined,
+  }));
   t.diagnostic(`victim fs.read: ${Status[read.code]} ${(read.error as { details?: string } | undefined)?.details ?? read.error?.message ?? ''}`);
-  const py = await runTaskWithin(worker.tasks, { sessionId: victim, toolName: 'run.python', arguments: { code: 'print(6*7)' } }, 15_000).catch((e: Error) => ({ code: Status.UNAVAILABLE, error: e, result: undefined }));
-  t.diagnostic(`victim run.python: ${Status[py.code]} ${(py.error as { details?: string } | undefined)?.details ?? ''} ${JSON.stringify(py.result?.outputs ?? {}).slice(0, 300)}`);
+  const py = await runTaskWithin(worker.tasks, { sessionId: victim, toolName: 'run.python', arguments: { code: 'print(6*7)' } }, 15_000).catch((e: Error) => ({
+    code: Status.UNAVAILABLE,
+    error: e,
+    result: undefined,
+  }));
+  t.diagnostic(
+    `victim run.python: ${Status[py.code]} ${(py.error as { details?: string } | undefined)?.details ?? ''} ${JSON.stringify(py.result?.outputs ?? {}).slice(0, 300)}`,
+  );
   const created = await statusOf(worker.sessions.createSession({ workspaceId: 'new' }, { deadline: 10_000 }));
   t.diagnostic(`CreateSession: ${Status[created]}`);
   t.diagnostic(`worker stderr tail: ${stderr.slice(-800)}`);

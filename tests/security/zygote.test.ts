@@ -42,7 +42,9 @@ function death(): string {
 const run = (request: TaskRequestInput, ms = 10_000): Promise<TaskRun> => runTaskWithin(worker!.tasks, request, ms);
 
 function describe(r: TaskRun): string {
-  const outputs = r.result ? { status: r.result.status, exitCode: r.result.exitCode, stdout: r.result.outputs.stdout?.slice(-300), stderr: r.result.outputs.stderr?.slice(-300) } : {};
+  const outputs = r.result
+    ? { status: r.result.status, exitCode: r.result.exitCode, stdout: r.result.outputs.stdout?.slice(-300), stderr: r.result.outputs.stderr?.slice(-300) }
+    : {};
   return `${Status[r.code]} ${r.error?.details ?? ''} ${JSON.stringify(outputs)}${death()}`;
 }
 
@@ -82,7 +84,10 @@ interface Attack {
 async function attack(t: TestContext, variant: Attack): Promise<void> {
   const w = await ensureWorker(t);
   const attacker = (
-    await w.sessions.createSession({ workspaceId: 'attacker', config: { env: { PYTHONPATH: '/workspace', CODEGEN_TEST_MARK: MARK, ...variant.env } } }, { deadline: 10_000 })
+    await w.sessions.createSession(
+      { workspaceId: 'attacker', config: { env: { PYTHONPATH: '/workspace', CODEGEN_TEST_MARK: MARK, ...variant.env } } },
+      { deadline: 10_000 },
+    )
   ).sessionId;
   if (variant.sitecustomize) {
     const planted = await run({ sessionId: attacker, toolName: 'fs.write', arguments: { path: 'sitecustomize.py', contents: variant.sitecustomize } });

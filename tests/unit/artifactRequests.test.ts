@@ -33,19 +33,30 @@ interface Answer {
 
 function send(url: string, method: string, body?: string, headers: Record<string, string> = {}, chunked = false): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method, headers: { ...(body !== undefined && !chunked ? { 'content-length': String(Buffer.byteLength(body)) } : {}), ...headers } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (text += chunk));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: text }));
-    });
+    const req = request(
+      url,
+      { method, headers: { ...(body !== undefined && !chunked ? { 'content-length': String(Buffer.byteLength(body)) } : {}), ...headers } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: text }));
+      },
+    );
     req.on('error', reject);
     if (body !== undefined) req.write(body);
     req.end();
   });
 }
 
-const grant = (over: Partial<UploadGrant> = {}): UploadGrant => ({ artifactId: newArtifactId(), sessionId: 'session-1', maxBytes: 10, contentType: 'text/plain', expiresAtMs: Date.now() + 60_000, ...over });
+const grant = (over: Partial<UploadGrant> = {}): UploadGrant => ({
+  artifactId: newArtifactId(),
+  sessionId: 'session-1',
+  maxBytes: 10,
+  contentType: 'text/plain',
+  expiresAtMs: Date.now() + 60_000,
+  ...over,
+});
 const message = (answer: Answer) => (JSON.parse(answer.body) as { message: string }).message;
 
 test('one PUT to a signed upload URL stores the bytes with their size, checksum and session; a second is 409', async () => {
@@ -63,7 +74,12 @@ test('one PUT to a signed upload URL stores the bytes with their size, checksum 
 test('a URL changed in any signed field is 403 and stores nothing', async () => {
   const g = grant();
   const url = new URL(await store.uploadUrl(g));
-  for (const [field, value] of [['size', '1000'], ['session', 'session-2'], ['type', 'text/html'], ['expires', String(g.expiresAtMs + 1)]] as const) {
+  for (const [field, value] of [
+    ['size', '1000'],
+    ['session', 'session-2'],
+    ['type', 'text/html'],
+    ['expires', String(g.expiresAtMs + 1)],
+  ] as const) {
     const changed = new URL(url);
     changed.searchParams.set(field, value);
     const answer = await send(changed.href, 'PUT', 'hello', { 'content-type': changed.searchParams.get('type')! });
@@ -103,7 +119,16 @@ test('a recorded artifact downloads with a signed URL, with its length and check
   const g = grant({ contentType: '' });
   assert.equal((await send(await store.uploadUrl(g), 'PUT', 'payload')).status, 200);
   const uploaded = (await store.uploaded(g.artifactId))!;
-  const record = { artifactId: g.artifactId, sessionId: 'session-1', artifactName: 'out.txt', artifactType: 'text', sizeBytes: uploaded.sizeBytes, checksumSha256: uploaded.sha256, metadata: {}, recordedAtMs: Date.now() };
+  const record = {
+    artifactId: g.artifactId,
+    sessionId: 'session-1',
+    artifactName: 'out.txt',
+    artifactType: 'text',
+    sizeBytes: uploaded.sizeBytes,
+    checksumSha256: uploaded.sha256,
+    metadata: {},
+    recordedAtMs: Date.now(),
+  };
   assert.equal((await send(store.storageUrl(record), 'GET')).status, 404, 'not downloadable before it is recorded');
   await store.saveRecord(record);
   assert.deepEqual(await store.record(g.artifactId), record);

@@ -47,7 +47,10 @@ test('an upload URL is granted for a known session, a name, a media type and a s
   const url = new URL(granted.uploadUrl);
   assert.equal(url.origin, 'http://worker.example:50053');
   assert.equal(url.pathname, `/artifacts/${granted.artifactId}`);
-  assert.deepEqual([url.searchParams.get('size'), url.searchParams.get('type'), url.searchParams.get('session')], ['100', 'text/csv; charset=utf-8', 'session-1']);
+  assert.deepEqual(
+    [url.searchParams.get('size'), url.searchParams.get('type'), url.searchParams.get('session')],
+    ['100', 'text/csv; charset=utf-8', 'session-1'],
+  );
   assert.match(url.searchParams.get('signature')!, /^[0-9a-f]{64}$/);
   await artifacts.uploadUrl('session-1', 'a', '', 1); // no content type at all is fine
 });
@@ -59,28 +62,53 @@ test('upload URLs are refused for unknown sessions, nameless artifacts, non-medi
     await assert.rejects(artifacts.uploadUrl('session-1', 'a', type, 1), rejectsWith(Status.INVALID_ARGUMENT, /is not a media type/), JSON.stringify(type));
   }
   await artifacts.uploadUrl('session-1', 'a', 'multipart/form-data; boundary="a b"', 1);
-  for (const size of [0, -1, Number.NaN]) await assert.rejects(artifacts.uploadUrl('session-1', 'a', '', size), rejectsWith(Status.INVALID_ARGUMENT, /size_bytes must be positive/), String(size));
-  await assert.rejects(artifacts.uploadUrl('session-1', 'a', '', 1001), rejectsWith(Status.INVALID_ARGUMENT, /over this worker's artifact limit of 1000 bytes \(WORKER_MAX_ARTIFACT_MB\)/));
+  for (const size of [0, -1, Number.NaN])
+    await assert.rejects(artifacts.uploadUrl('session-1', 'a', '', size), rejectsWith(Status.INVALID_ARGUMENT, /size_bytes must be positive/), String(size));
+  await assert.rejects(
+    artifacts.uploadUrl('session-1', 'a', '', 1001),
+    rejectsWith(Status.INVALID_ARGUMENT, /over this worker's artifact limit of 1000 bytes \(WORKER_MAX_ARTIFACT_MB\)/),
+  );
 });
 
 async function upload(bytes: string, sessionId = 'session-1'): Promise<{ artifactId: string; sha256: string }> {
   const { artifactId, expiresAtMs } = await artifacts.uploadUrl('session-1', 'a', '', 1000);
-  assert.equal(await store.receive({ artifactId, sessionId, maxBytes: 1000, contentType: '', expiresAtMs }, Readable.from([Buffer.from(bytes)]), Buffer.byteLength(bytes)), 'stored');
+  assert.equal(
+    await store.receive({ artifactId, sessionId, maxBytes: 1000, contentType: '', expiresAtMs }, Readable.from([Buffer.from(bytes)]), Buffer.byteLength(bytes)),
+    'stored',
+  );
   return { artifactId, sha256: createHash('sha256').update(bytes).digest('hex') };
 }
 
-const facts = (artifactId: string, sha256: string, over: Partial<ArtifactMetadata> = {}): ArtifactMetadata => ({ artifactId, sessionId: 'session-1', artifactName: 'out.txt', artifactType: 'text', sizeBytes: 5, checksumSha256: sha256, metadata: { k: 'v' }, ...over });
+const facts = (artifactId: string, sha256: string, over: Partial<ArtifactMetadata> = {}): ArtifactMetadata => ({
+  artifactId,
+  sessionId: 'session-1',
+  artifactName: 'out.txt',
+  artifactType: 'text',
+  sizeBytes: 5,
+  checksumSha256: sha256,
+  metadata: { k: 'v' },
+  ...over,
+});
 
 test('recording checks the uploaded bytes against the stated size and checksum, then lists the artifact on its session', async () => {
   const { artifactId, sha256 } = await upload('hello');
-  await assert.rejects(artifacts.record(facts(artifactId, sha256, { sizeBytes: 6 })), rejectsWith(Status.INVALID_ARGUMENT, /size_bytes 6 does not match the 5 bytes uploaded/));
-  await assert.rejects(artifacts.record(facts(artifactId, '0'.repeat(64))), rejectsWith(Status.INVALID_ARGUMENT, /checksum_sha256 does not match the uploaded bytes/));
+  await assert.rejects(
+    artifacts.record(facts(artifactId, sha256, { sizeBytes: 6 })),
+    rejectsWith(Status.INVALID_ARGUMENT, /size_bytes 6 does not match the 5 bytes uploaded/),
+  );
+  await assert.rejects(
+    artifacts.record(facts(artifactId, '0'.repeat(64))),
+    rejectsWith(Status.INVALID_ARGUMENT, /checksum_sha256 does not match the uploaded bytes/),
+  );
   await assert.rejects(artifacts.record(facts(artifactId, 'xyz')), rejectsWith(Status.INVALID_ARGUMENT, /checksum_sha256 must be 64 hexadecimal digits/));
   const before = persisted;
   const recorded = await artifacts.record(facts(artifactId, sha256.toUpperCase()));
   assert.equal(recorded.artifactId, artifactId);
   assert.match(recorded.storageUrl, new RegExp(`^http://worker\\.example:50053/artifacts/${artifactId}\\?expires=\\d+&signature=[0-9a-f]{64}$`));
-  assert.deepEqual(session.artifacts.filter((a) => a === artifactId), [artifactId]);
+  assert.deepEqual(
+    session.artifacts.filter((a) => a === artifactId),
+    [artifactId],
+  );
   assert.equal(persisted, before + 1, 'the session record is written');
   assert.equal((await store.record(artifactId))?.checksumSha256, sha256, 'kept in lower case');
 });
@@ -90,8 +118,15 @@ test('recording again with the same facts answers the same; with other facts ALR
   const first = await artifacts.record(facts(artifactId, sha256));
   const same = await artifacts.record(facts(artifactId, sha256.toUpperCase(), { metadata: { k: 'v' } }));
   assert.equal(same.recordedAtMs, first.recordedAtMs);
-  assert.deepEqual(session.artifacts.filter((a) => a === artifactId), [artifactId], 'listed once');
-  await assert.rejects(artifacts.record(facts(artifactId, sha256, { artifactName: 'other' })), rejectsWith(Status.ALREADY_EXISTS, /already recorded with other facts/));
+  assert.deepEqual(
+    session.artifacts.filter((a) => a === artifactId),
+    [artifactId],
+    'listed once',
+  );
+  await assert.rejects(
+    artifacts.record(facts(artifactId, sha256, { artifactName: 'other' })),
+    rejectsWith(Status.ALREADY_EXISTS, /already recorded with other facts/),
+  );
   await assert.rejects(artifacts.record(facts(artifactId, sha256, { metadata: { k: 'w' } })), rejectsWith(Status.ALREADY_EXISTS, /other facts/));
   await assert.rejects(artifacts.record(facts(artifactId, sha256, { metadata: { k: 'v', extra: '' } })), rejectsWith(Status.ALREADY_EXISTS, /other facts/));
 });

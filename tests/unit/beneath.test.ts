@@ -53,7 +53,12 @@ test('plain paths and links that stay inside (relative, or absolute into the ali
 
 test('links and `..` leading outside the tree are refused with OutsideTreeError', async () => {
   await withTree(async (tree) => {
-    for (const segments of [['up', 'secret.txt'], ['root', 'etc', 'passwd'], ['..', 'outside', 'secret.txt'], ['dir', '..', '..', 'outside']]) {
+    for (const segments of [
+      ['up', 'secret.txt'],
+      ['root', 'etc', 'passwd'],
+      ['..', 'outside', 'secret.txt'],
+      ['dir', '..', '..', 'outside'],
+    ]) {
       await assert.rejects(tree.locate(segments), OutsideTreeError, segments.join('/'));
     }
     await assert.rejects(tree.directory(['up']), OutsideTreeError);
@@ -82,7 +87,7 @@ test('with create, missing directories on the way are made inside the tree', asy
   await withTree(async (tree) => {
     const found = await tree.locate(['made', 'deeper', 'f.txt'], { owner: undefined });
     assert.equal(found?.name, 'f.txt');
-    await writeFile(at(found!.dir, 'f.txt'), 'new');
+    await writeFile(at(found.dir, 'f.txt'), 'new');
   });
   assert.equal(await readFile(join(ws, 'made', 'deeper', 'f.txt'), 'utf8'), 'new');
 });
@@ -91,7 +96,10 @@ test('the no-follow helpers never pass through a link, and `at` takes single nam
   const root = await openTrustedDirectory(ws);
   try {
     assert.equal(await inDirectoryNoFollow(root, ['dir'], async () => 'reached'), 'reached');
-    await assert.rejects(inDirectoryNoFollow(root, ['rel'], async () => 'reached'), (err: unknown) => ['ENOTDIR', 'ELOOP'].includes((err as NodeJS.ErrnoException).code!));
+    await assert.rejects(
+      inDirectoryNoFollow(root, ['rel'], async () => 'reached'),
+      (err: unknown) => ['ENOTDIR', 'ELOOP'].includes((err as NodeJS.ErrnoException).code!),
+    );
     const file = await openRegularFileNoFollow(root, ['dir', 'file.txt']);
     assert.ok(file);
     await file.close();

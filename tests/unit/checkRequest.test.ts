@@ -7,11 +7,20 @@ import { tolerantDefinition } from '../../src/grpc/tolerantDefinition.js';
 import { ArtifactServiceDefinition, UploadURLRequest } from '../../gen/codegen/v1/artifact_service.js';
 
 const invalid = (fn: () => unknown, pattern: RegExp) =>
-  assert.throws(fn, (err: unknown) => err instanceof WorkerError && err.code === Status.INVALID_ARGUMENT && pattern.test(err.details) && Buffer.byteLength(err.details) <= 1024);
+  assert.throws(
+    fn,
+    (err: unknown) => err instanceof WorkerError && err.code === Status.INVALID_ARGUMENT && pattern.test(err.details) && Buffer.byteLength(err.details) <= 1024,
+  );
 
 test('string fields past their limit are refused naming the field (in proto spelling) and the limit, quoting the value shortened', () => {
-  invalid(() => checkRequest({ sessionId: 'x'.repeat(100_000) }, { sessionId: 'id' }), /^invalid argument: session_id is 100000 characters long; at most 128 are allowed \("x{40}…"\)$/);
-  invalid(() => checkRequest({ workspaceId: 'w'.repeat(REQUEST_LIMITS.nameChars + 1) }, { workspaceId: 'name' }), /workspace_id is 257 characters long; at most 256/);
+  invalid(
+    () => checkRequest({ sessionId: 'x'.repeat(100_000) }, { sessionId: 'id' }),
+    /^invalid argument: session_id is 100000 characters long; at most 128 are allowed \("x{40}…"\)$/,
+  );
+  invalid(
+    () => checkRequest({ workspaceId: 'w'.repeat(REQUEST_LIMITS.nameChars + 1) }, { workspaceId: 'name' }),
+    /workspace_id is 257 characters long; at most 256/,
+  );
   assert.deepEqual(checkRequest({ sessionId: 's'.repeat(128) }, { sessionId: 'id' }), { sessionId: 's'.repeat(128) });
 });
 
@@ -31,12 +40,17 @@ test('a request whose bytes do not decode becomes INVALID_ARGUMENT, not a throw 
   assert.throws(() => UploadURLRequest.decode(bytes));
   const decoded = tolerant.methods.getUploadURL.requestType.decode(bytes);
   invalid(() => checkRequest(decoded, { sessionId: 'id' }), /the request does not decode/);
-  const fine = tolerant.methods.getUploadURL.requestType.decode(UploadURLRequest.encode(UploadURLRequest.fromPartial({ sessionId: 's', sizeBytes: 5 })).finish());
+  const fine = tolerant.methods.getUploadURL.requestType.decode(
+    UploadURLRequest.encode(UploadURLRequest.fromPartial({ sessionId: 's', sizeBytes: 5 })).finish(),
+  );
   assert.equal(checkRequest(fine, { sessionId: 'id' }).sizeBytes, 5);
 });
 
 test('camelCase fields are named as the protos spell them; fields that are not strings are left alone', () => {
-  invalid(() => checkRequest({ toolName: 't'.repeat(65) }, { toolName: 'toolName' }), /^invalid argument: tool_name is 65 characters long; at most 64 are allowed/);
+  invalid(
+    () => checkRequest({ toolName: 't'.repeat(65) }, { toolName: 'toolName' }),
+    /^invalid argument: tool_name is 65 characters long; at most 64 are allowed/,
+  );
   invalid(() => checkRequest({ checkpointId: 'c'.repeat(129) }, { checkpointId: 'id' }), /checkpoint_id is 129 characters long; at most 128/);
   assert.doesNotThrow(() => checkRequest({ sessionId: 5 as unknown as string }, { sessionId: 'id' }));
   // Fields not listed are not checked (payloads are bounded by the message size).

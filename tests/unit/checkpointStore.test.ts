@@ -10,7 +10,8 @@ import { DamagedRecordError } from '../../src/storage/jsonFile.js';
 
 test('checkpoint ids are `checkpoint-` and 8 to 64 URL-safe characters; anything else is unknown', () => {
   for (const id of ['checkpoint-abcdefgh', `checkpoint-${'a'.repeat(64)}`, 'checkpoint-AZaz09_-x']) assert.equal(isCheckpointId(id), true, id);
-  for (const id of ['checkpoint-short', `checkpoint-${'a'.repeat(65)}`, 'checkpoint-../../etc', 'session-abcdefgh', 'checkpoint-abcdefgh.zip', '']) assert.equal(isCheckpointId(id), false, id);
+  for (const id of ['checkpoint-short', `checkpoint-${'a'.repeat(65)}`, 'checkpoint-../../etc', 'session-abcdefgh', 'checkpoint-abcdefgh.zip', ''])
+    assert.equal(isCheckpointId(id), false, id);
 });
 
 test('parseS3Url: bucket and prefix without surrounding slashes', () => {
@@ -22,7 +23,20 @@ test('parseS3Url: bucket and prefix without surrounding slashes', () => {
 const dir = await mkdtemp(join(tmpdir(), 'unit-checkpoints-'));
 after(() => rm(dir, { recursive: true, force: true }));
 
-const record = (checkpointId: string): CheckpointRecord => ({ checkpointId, sessionId: 's', createdAtMs: 1, checksumSha256: 'a'.repeat(64), installedPackages: [], modifiedFiles: ['main.py'], workspaceId: 'w', userId: 'u', config: {}, parentCheckpointId: '', sizeBytes: 3, storageUrl: '' });
+const record = (checkpointId: string): CheckpointRecord => ({
+  checkpointId,
+  sessionId: 's',
+  createdAtMs: 1,
+  checksumSha256: 'a'.repeat(64),
+  installedPackages: [],
+  modifiedFiles: ['main.py'],
+  workspaceId: 'w',
+  userId: 'u',
+  config: {},
+  parentCheckpointId: '',
+  sizeBytes: 3,
+  storageUrl: '',
+});
 
 test('the local store keeps an archive with its record; list skips damaged records; remove removes both', async () => {
   const store = new LocalCheckpointStore(dir);
@@ -37,7 +51,10 @@ test('the local store keeps an archive with its record; list skips damaged recor
 
   await writeFile(join(dir, 'checkpoint-damaged1.json'), '{"checkpointId": 1');
   await assert.rejects(store.record('checkpoint-damaged1'), DamagedRecordError);
-  assert.deepEqual((await store.list()).map((r) => r.checkpointId), ['checkpoint-good0001']);
+  assert.deepEqual(
+    (await store.list()).map((r) => r.checkpointId),
+    ['checkpoint-good0001'],
+  );
   assert.equal(await store.record('checkpoint-missing1'), undefined);
   assert.equal(await store.record('../../etc/passwd'), undefined, 'not an id: not looked up');
   await assert.rejects(store.fetch('checkpoint-missing1'), MissingArchiveError);

@@ -44,13 +44,41 @@ test('with nothing set, every setting takes its documented default', () => {
   assert.equal(config.artifactRetentionHours, 168);
   assert.equal(config.insecure, false);
   assert.equal(config.observeCalls, true);
-  for (const unset of ['publicUrl', 'advertiseAddr', 'coordinatorAddr', 'pipIndexUrl', 'checkpointStore', 's3Endpoint', 'urlSecret', 'uidBase', 'authToken', 'authTokenFile', 'tlsCert', 'tlsKey', 'tlsClientCa', 'coordinatorAuthToken', 'coordinatorTlsCa', 'coordinatorTlsCert', 'coordinatorTlsKey'] as const) {
+  for (const unset of [
+    'publicUrl',
+    'advertiseAddr',
+    'coordinatorAddr',
+    'pipIndexUrl',
+    'checkpointStore',
+    's3Endpoint',
+    'urlSecret',
+    'uidBase',
+    'authToken',
+    'authTokenFile',
+    'tlsCert',
+    'tlsKey',
+    'tlsClientCa',
+    'coordinatorAuthToken',
+    'coordinatorTlsCa',
+    'coordinatorTlsCert',
+    'coordinatorTlsKey',
+  ] as const) {
     assert.equal(config[unset], undefined, unset);
   }
 });
 
 test('environment values are parsed into their types; megabyte settings become bytes', () => {
-  const config = load({ WORKER_MAX_SESSIONS: ' 42 ', WORKER_MAX_MESSAGE_MB: '2', WORKER_MAX_TASK_OUTPUT_MB: '3', WORKER_MAX_ARTIFACT_MB: '5', WORKER_ALLOW_NETWORK: 'YES', WORKER_WARM_INTERPRETER: '0', WORKER_DATA_DIR: 'rel/dir', WORKER_UID_BASE: '300000', WORKER_SANDBOX: 'none' });
+  const config = load({
+    WORKER_MAX_SESSIONS: ' 42 ',
+    WORKER_MAX_MESSAGE_MB: '2',
+    WORKER_MAX_TASK_OUTPUT_MB: '3',
+    WORKER_MAX_ARTIFACT_MB: '5',
+    WORKER_ALLOW_NETWORK: 'YES',
+    WORKER_WARM_INTERPRETER: '0',
+    WORKER_DATA_DIR: 'rel/dir',
+    WORKER_UID_BASE: '300000',
+    WORKER_SANDBOX: 'none',
+  });
   assert.equal(config.maxSessions, 42);
   assert.equal(config.maxMessageBytes, 2 * 1024 * 1024);
   assert.equal(config.maxTaskOutputBytes, 3 * 1024 * 1024);
@@ -63,7 +91,13 @@ test('environment values are parsed into their types; megabyte settings become b
 });
 
 test('a flag wins over its environment variable; an empty value means the default', () => {
-  const config = load({ WORKER_MAX_SESSIONS: '3', WORKER_ID: 'from-env', COORDINATOR_ADDR: 'c:1' }, ['--max-sessions', '7', '--worker-id=from-flag', '--coordinator-addr', 'd:2']);
+  const config = load({ WORKER_MAX_SESSIONS: '3', WORKER_ID: 'from-env', COORDINATOR_ADDR: 'c:1' }, [
+    '--max-sessions',
+    '7',
+    '--worker-id=from-flag',
+    '--coordinator-addr',
+    'd:2',
+  ]);
   assert.equal(config.maxSessions, 7);
   assert.equal(config.workerId, 'from-flag');
   assert.equal(config.coordinatorAddr, 'd:2');
@@ -134,7 +168,8 @@ test('settings that go together are refused alone, and settings that exclude eac
 
 test('isLoopback: 127.0.0.0/8, ::1 and localhost only', () => {
   for (const address of ['127.0.0.1:1', '127.1.2.3:0', '[::1]:50052', 'localhost:80']) assert.equal(isLoopback(address), true, address);
-  for (const address of ['0.0.0.0:1', '[::]:1', '10.0.0.1:1', '128.0.0.1:1', 'example.com:80', '[::ffff:10.0.0.1]:1']) assert.equal(isLoopback(address), false, address);
+  for (const address of ['0.0.0.0:1', '[::]:1', '10.0.0.1:1', '128.0.0.1:1', 'example.com:80', '[::ffff:10.0.0.1]:1'])
+    assert.equal(isLoopback(address), false, address);
 });
 
 test(
@@ -167,20 +202,29 @@ test('usage lists every setting once, with its flag and variable, and each flag 
     .filter((line) => line.startsWith('  --') && !/^ {2}--(help|version) /.test(line))
     .map((line) => line.trim().split(/\s+/));
   assert.equal(rows.length, Object.keys(load()).length, 'one row per configuration field');
-  const variables = rows.map(([, variable]) => variable!);
+  const variables = rows.map(([, variable]) => variable);
   assert.equal(new Set(variables).size, variables.length, 'no variable listed twice');
   for (const [flag, variable] of rows) {
-    assert.equal(flag, `--${flagName(variable!)}`);
-    assert.match(variable!, /^(WORKER|COORDINATOR)_[A-Z0-9_]+$/);
+    assert.equal(flag, `--${flagName(variable)}`);
+    assert.match(variable, /^(WORKER|COORDINATOR)_[A-Z0-9_]+$/);
   }
-  const flags = rows.map(([flag]) => flag!);
+  const flags = rows.map(([flag]) => flag);
   assert.equal(new Set(flags).size, flags.length, 'no two settings share a flag');
   // Every listed flag parses (an unknown one would be refused).
   for (const flag of flags) assert.doesNotThrow(() => loadConfig([`${flag}=`], {}), flag);
 });
 
 test('--help asks for the usage; unknown flags and positional arguments are refused with it', () => {
-  assert.throws(() => load({}, ['--help']), (err: unknown) => err instanceof HelpRequested && err.message === usage());
-  assert.throws(() => load({}, ['--no-such-flag', 'x']), (err: unknown) => err instanceof ConfigError && err.message.includes('--no-such-flag') && err.message.endsWith(usage()));
-  assert.throws(() => load({}, ['stray']), (err: unknown) => err instanceof ConfigError && err.message.includes('stray'));
+  assert.throws(
+    () => load({}, ['--help']),
+    (err: unknown) => err instanceof HelpRequested && err.message === usage(),
+  );
+  assert.throws(
+    () => load({}, ['--no-such-flag', 'x']),
+    (err: unknown) => err instanceof ConfigError && err.message.includes('--no-such-flag') && err.message.endsWith(usage()),
+  );
+  assert.throws(
+    () => load({}, ['stray']),
+    (err: unknown) => err instanceof ConfigError && err.message.includes('stray'),
+  );
 });

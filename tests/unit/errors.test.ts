@@ -55,7 +55,10 @@ test(
     const details = new WorkerError(Status.INVALID_ARGUMENT, 'ab' + '😀'.repeat(600)).details;
     const body = details.slice(0, -1);
     const last = body.charCodeAt(body.length - 1);
-    assert.ok(Buffer.from(body, 'utf8').toString('utf8') === body, `the text before the ellipsis ends in U+${last.toString(16).toUpperCase()}, half of a surrogate pair`);
+    assert.ok(
+      Buffer.from(body, 'utf8').toString('utf8') === body,
+      `the text before the ellipsis ends in U+${last.toString(16).toUpperCase()}, half of a surrogate pair`,
+    );
   },
 );
 

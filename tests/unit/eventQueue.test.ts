@@ -79,6 +79,9 @@ test('a slow consumer bounds the queue: a fast producer never gets more than the
     await tick();
   }
   await producer;
-  assert.deepEqual(seen, Array.from({ length: 50 }, (_, i) => i));
+  assert.deepEqual(
+    seen,
+    Array.from({ length: 50 }, (_, i) => i),
+  );
   assert.ok(maxAhead <= mark, `the producer got ${maxAhead} ahead`);
 });

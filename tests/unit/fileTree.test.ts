@@ -9,7 +9,11 @@ const file = (over: Partial<TreeEntry> = {}): TreeEntry => ({ type: 'file', size
 const tree = (entries: Record<string, TreeEntry>): Tree => new Map(Object.entries(entries));
 
 test('identical trees have no changes', () => {
-  const t = tree({ a: file(), d: { type: 'directory', size: 0, mtimeMs: 0, mode: 0o755 }, l: { type: 'symlink', size: 0, mtimeMs: 5, mode: 0o777, target: 'a' } });
+  const t = tree({
+    a: file(),
+    d: { type: 'directory', size: 0, mtimeMs: 0, mode: 0o755 },
+    l: { type: 'symlink', size: 0, mtimeMs: 5, mode: 0o777, target: 'a' },
+  });
   assert.deepEqual(diffTrees(t, new Map(t)), { changed: [], deleted: [] });
 });
 
@@ -22,7 +26,14 @@ test('added paths are changed; paths gone are deleted', () => {
 });
 
 test('a change of size, mtime, mode, type or link target is a change', () => {
-  const before = tree({ size: file(), mtime: file(), mode: file(), type: file(), link: { type: 'symlink', size: 0, mtimeMs: 1, mode: 0o777, target: 'x' }, same: file() });
+  const before = tree({
+    size: file(),
+    mtime: file(),
+    mode: file(),
+    type: file(),
+    link: { type: 'symlink', size: 0, mtimeMs: 1, mode: 0o777, target: 'x' },
+    same: file(),
+  });
   const now = tree({
     size: file({ size: 11 }),
     mtime: file({ mtimeMs: 1001 }),

@@ -11,7 +11,7 @@ const rows = usage()
   .split('\n')
   .map((line) => /^ {2}--(\S+)\s+((?:WORKER|COORDINATOR)_\S+)\s.*\(default: (.*)\)$/.exec(line))
   .filter((match) => match !== null)
-  .map(([, flag, env, shown]) => ({ flag: flag!, env: env!, shown: shown! }));
+  .map(([, flag, env, shown]) => ({ flag: flag, env: env, shown: shown }));
 
 test('the server names itself, not the CLI, and lists --help and --version', () => {
   assert.match(usage(), /^Usage: codegen-mcp-worker \[flags\]\n/);
@@ -20,8 +20,10 @@ test('the server names itself, not the CLI, and lists --help and --version', () 
   assert.match(usage(), /^ {2}--version\s.*print the version/m);
 });
 
-test('--help shows each setting\'s default, as its flag takes it', () => {
-  const settings = usage().split('\n').filter((line) => /^ {2}--\S+\s+(WORKER|COORDINATOR)_/.test(line));
+test("--help shows each setting's default, as its flag takes it", () => {
+  const settings = usage()
+    .split('\n')
+    .filter((line) => /^ {2}--\S+\s+(WORKER|COORDINATOR)_/.test(line));
   assert.equal(rows.length, settings.length, 'every setting shows a default');
   const defaults = loadConfig([], {});
   for (const { flag, shown } of rows) {
@@ -42,7 +44,11 @@ test('the server binary: --version prints the version, --help the usage; both ex
   const version = spawnSync(process.execPath, [MAIN, '--version'], { encoding: 'utf8', timeout: 20_000 });
   assert.equal(version.status, 0, version.stderr);
   assert.equal(version.stdout, `${VERSION}\n`);
-  const help = spawnSync(process.execPath, [MAIN, '--help'], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, WORKER_AUTH_TOKEN: 'do-not-print-me' } });
+  const help = spawnSync(process.execPath, [MAIN, '--help'], {
+    encoding: 'utf8',
+    timeout: 20_000,
+    env: { ...process.env, WORKER_AUTH_TOKEN: 'do-not-print-me' },
+  });
   assert.equal(help.status, 0, help.stderr);
   assert.match(help.stdout, /^Usage: codegen-mcp-worker /);
   assert.match(help.stdout, /--auth-token .*\(default: unset\)/);

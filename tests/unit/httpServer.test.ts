@@ -7,7 +7,11 @@ import { reply, startHttpServer, type Route } from '../../src/http/httpServer.js
 // A real server on 127.0.0.1, any free port: routing, the JSON error answers and the 500 path.
 
 const logged: { message: string; meta: Record<string, unknown> }[] = [];
-const logger = { error: (message: string, meta: Record<string, unknown>) => void logged.push({ message, meta }), info: () => undefined, warn: () => undefined } as unknown as Logger;
+const logger = {
+  error: (message: string, meta: Record<string, unknown>) => void logged.push({ message, meta }),
+  info: () => undefined,
+  warn: () => undefined,
+} as unknown as Logger;
 
 const routes: Route[] = [
   { prefix: '/exact', handle: (_req, res, url) => reply(res, 200, `exact ${url.pathname}${url.search}`) },

@@ -18,7 +18,9 @@ test('hasFields: every named field must be there with its typeof; extra fields a
 
 test(
   'hasFields: null is not an object field',
-  { todo: "BUG (minor): typeof null is 'object', so a record with metadata: null or installedPackages: null passes the shape check and fails later where it is used" },
+  {
+    todo: "BUG (minor): typeof null is 'object', so a record with metadata: null or installedPackages: null passes the shape check and fails later where it is used",
+  },
   () => {
     assert.equal(isRecord({ id: 'a', size: 1, tags: null, on: true }), false);
   },
@@ -26,9 +28,15 @@ test(
 
 test('parseRecord: the value when it is valid JSON of the right shape, else DamagedRecordError saying which', () => {
   assert.deepEqual(parseRecord('{"id":"a","size":2,"tags":{},"on":true}', isRecord), { id: 'a', size: 2, tags: {}, on: true });
-  assert.throws(() => parseRecord('{"id":', isRecord), (err: unknown) => err instanceof DamagedRecordError && err.message === 'it is not valid JSON');
+  assert.throws(
+    () => parseRecord('{"id":', isRecord),
+    (err: unknown) => err instanceof DamagedRecordError && err.message === 'it is not valid JSON',
+  );
   assert.throws(() => parseRecord('', isRecord), DamagedRecordError);
-  assert.throws(() => parseRecord('{"id":"a"}', isRecord), (err: unknown) => err instanceof DamagedRecordError && err.message === 'it lacks fields it must have');
+  assert.throws(
+    () => parseRecord('{"id":"a"}', isRecord),
+    (err: unknown) => err instanceof DamagedRecordError && err.message === 'it lacks fields it must have',
+  );
 });
 
 const dir = await mkdtemp(join(tmpdir(), 'unit-json-'));

@@ -4,7 +4,15 @@ import { confine, LAUNCHER_ENV, type Confinement } from '../../src/sandbox/launc
 
 const tools = { bwrap: '/usr/bin/bwrap', setpriv: '/usr/bin/setpriv', prlimit: '/usr/bin/prlimit', env: '/usr/bin/env' };
 const cgroup = { name: 'task-1', procsFiles: ['/sys/fs/cgroup/memory/x/cgroup.procs'] } as unknown as Confinement['cgroup'];
-const confinement: Confinement = { tools, isolate: true, network: false, mounts: [{ host: '/data/ws', inside: '/workspace', writable: true }], owner: { uid: 200001, gid: 200001 }, cgroup, rlimits: { processes: 64 } };
+const confinement: Confinement = {
+  tools,
+  isolate: true,
+  network: false,
+  mounts: [{ host: '/data/ws', inside: '/workspace', writable: true }],
+  owner: { uid: 200001, gid: 200001 },
+  cgroup,
+  rlimits: { processes: 64 },
+};
 const sessionEnv = { LD_PRELOAD: '/workspace/evil.so', LD_DEBUG_OUTPUT: '/root/x', PATH: '/env/bin:/usr/bin' };
 
 test("the privileged part of a launch runs with the fixed launcher environment, never the session's", () => {
@@ -20,7 +28,17 @@ test("the session's environment is applied by `env -i` after setpriv's privilege
   const env = args.indexOf('/usr/bin/env');
   assert.ok(args.indexOf('/usr/bin/bwrap') < setpriv && setpriv < env, args.join(' '));
   assert.ok(args.slice(setpriv).includes('--no-new-privs'));
-  assert.deepEqual(args.slice(env), ['/usr/bin/env', '-i', '--', 'LD_PRELOAD=/workspace/evil.so', 'LD_DEBUG_OUTPUT=/root/x', 'PATH=/env/bin:/usr/bin', '/env/bin/python', '-u', '-']);
+  assert.deepEqual(args.slice(env), [
+    '/usr/bin/env',
+    '-i',
+    '--',
+    'LD_PRELOAD=/workspace/evil.so',
+    'LD_DEBUG_OUTPUT=/root/x',
+    'PATH=/env/bin:/usr/bin',
+    '/env/bin/python',
+    '-u',
+    '-',
+  ]);
   // Nothing before the drop names the session's variables.
   assert.ok(!args.slice(0, env).some((a) => a.includes('evil.so')));
 });
@@ -50,7 +68,8 @@ const isolated = (over: Partial<Confinement> = {}): Confinement => ({ ...confine
 
 test('a root launch enters fresh ipc/pid/uts namespaces, and no network unless allowed', () => {
   const closed = bwrapArgs(confine(['true'], '/workspace', {}, isolated()));
-  for (const flag of ['--unshare-ipc', '--unshare-pid', '--unshare-uts', '--unshare-cgroup-try', '--unshare-net', '--die-with-parent', '--new-session']) assert.ok(closed.includes(flag), flag);
+  for (const flag of ['--unshare-ipc', '--unshare-pid', '--unshare-uts', '--unshare-cgroup-try', '--unshare-net', '--die-with-parent', '--new-session'])
+    assert.ok(closed.includes(flag), flag);
   assert.ok(!closed.includes('--unshare-all'), 'root runs bwrap without a user namespace');
   assert.ok(!closed.includes('/etc/resolv.conf'));
 
@@ -62,7 +81,16 @@ test('a root launch enters fresh ipc/pid/uts namespaces, and no network unless a
 test('a root launch drops to the session uid with setpriv: no groups, no capabilities, no new privileges', () => {
   const spec = confine(['true'], '/workspace', {}, isolated({ owner: { uid: 200007, gid: 200008 } }));
   const setpriv = spec.args.indexOf('/usr/bin/setpriv');
-  assert.deepEqual(spec.args.slice(setpriv, spec.args.indexOf('/usr/bin/env')), ['/usr/bin/setpriv', '--reuid=200007', '--regid=200008', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--']);
+  assert.deepEqual(spec.args.slice(setpriv, spec.args.indexOf('/usr/bin/env')), [
+    '/usr/bin/setpriv',
+    '--reuid=200007',
+    '--regid=200008',
+    '--clear-groups',
+    '--inh-caps=-all',
+    '--bounding-set=-all',
+    '--no-new-privs',
+    '--',
+  ]);
 });
 
 test('a non-root launch uses a user namespace with uid 1000 and no capabilities, and no setpriv', () => {
@@ -74,7 +102,9 @@ test('a non-root launch uses a user namespace with uid 1000 and no capabilities,
 
 test(
   'a non-root launch with the network allowed keeps the network',
-  { todo: 'BUG: without an owner confine() passes --unshare-all (which includes the network namespace) and never --share-net, so network: true (pip download, WORKER_ALLOW_NETWORK) has no network in a non-root worker' },
+  {
+    todo: 'BUG: without an owner confine() passes --unshare-all (which includes the network namespace) and never --share-net, so network: true (pip download, WORKER_ALLOW_NETWORK) has no network in a non-root worker',
+  },
   () => {
     const args = bwrapArgs(confine(['true'], '/workspace', {}, isolated({ owner: undefined, network: true })));
     assert.ok(!args.includes('--unshare-all') || args.indexOf('--share-net') > args.indexOf('--unshare-all'), args.slice(0, 8).join(' '));
@@ -91,8 +121,11 @@ test('mounts: writable ones bound read-write, others read-only, each after its p
   const env = indexOfRun(args, ['--ro-bind', '/data/env', '/opt/venvs/session/env']);
   assert.ok(ws >= 0 && env >= 0, args.join(' '));
   const parents = ['/opt', '/opt/venvs', '/opt/venvs/session'].map((dir) => indexOfRun(args, ['--perms', '0755', '--dir', dir]));
-  assert.ok(parents.every((p) => p >= 0), 'every parent is made 0755');
-  assert.ok(parents[0]! < parents[1]! && parents[1]! < parents[2]! && parents[2]! < env, 'outermost first, all before the mount');
+  assert.ok(
+    parents.every((p) => p >= 0),
+    'every parent is made 0755',
+  );
+  assert.ok(parents[0] < parents[1] && parents[1] < parents[2] && parents[2] < env, 'outermost first, all before the mount');
   assert.equal(indexOfRun(args, ['--dir', '/workspace']), -1, 'a mount at the top needs no parent');
 });
 
@@ -108,7 +141,12 @@ test('the sandbox gets a read-only /usr, a traversable /etc, its own /proc, /dev
 });
 
 test('rlimits become prlimit arguments before everything else; unset or zero limits are left out', () => {
-  const spec = confine(['true'], '/w', {}, { ...confinement, isolate: false, cgroup: undefined, rlimits: { addressSpaceBytes: 1 << 30, processes: 64, fileSizeBytes: 0, openFiles: 4096 } });
+  const spec = confine(
+    ['true'],
+    '/w',
+    {},
+    { ...confinement, isolate: false, cgroup: undefined, rlimits: { addressSpaceBytes: 1 << 30, processes: 64, fileSizeBytes: 0, openFiles: 4096 } },
+  );
   assert.equal(spec.executable, '/usr/bin/prlimit');
   assert.deepEqual(spec.args.slice(0, 4), ['--as=1073741824', '--nproc=64', '--nofile=4096', '--']);
   assert.deepEqual(spec.args.slice(4, 7), ['/usr/bin/env', '-i', '--']);
@@ -131,12 +169,15 @@ test('a seccomp filter is loaded by bwrap from descriptor 3 and handed over with
 });
 
 test('with a cgroup, /bin/sh joins each cgroup.procs file as root, then execs the rest of the chain', () => {
-  const withCgroup = { name: 't', procsFiles: ['/sys/fs/cgroup/memory/a/cgroup.procs', '/sys/fs/cgroup/pids/a/cgroup.procs'] } as unknown as Confinement['cgroup'];
+  const withCgroup = {
+    name: 't',
+    procsFiles: ['/sys/fs/cgroup/memory/a/cgroup.procs', '/sys/fs/cgroup/pids/a/cgroup.procs'],
+  } as unknown as Confinement['cgroup'];
   const spec = confine(['python3'], '/workspace', {}, isolated({ cgroup: withCgroup }));
   assert.equal(spec.executable, '/bin/sh');
   assert.equal(spec.args[0], '-c');
-  assert.match(spec.args[1]!, /for f in \$CODEGEN_CGROUP_PROCS; do echo \$\$ > "\$f" \|\| exit 125; done; unset CODEGEN_CGROUP_PROCS; exec "\$@"/);
-  assert.equal(spec.args[2], 'codegen-launch', "$0 of the script");
+  assert.match(spec.args[1], /for f in \$CODEGEN_CGROUP_PROCS; do echo \$\$ > "\$f" \|\| exit 125; done; unset CODEGEN_CGROUP_PROCS; exec "\$@"/);
+  assert.equal(spec.args[2], 'codegen-launch', '$0 of the script');
   assert.equal(spec.args[3], '/usr/bin/bwrap', 'the chain follows as "$@"');
   assert.equal(spec.env.CODEGEN_CGROUP_PROCS, '/sys/fs/cgroup/memory/a/cgroup.procs /sys/fs/cgroup/pids/a/cgroup.procs');
   assert.equal(spec.cwd, '/', 'isolated: bwrap changes directory itself');

@@ -43,8 +43,15 @@ test('lines split across chunks are passed whole, each labelled with its stream;
   h.stdout.end();
   h.stderr.end();
   const { stdout, stderr, outputLimitExceeded } = await h.result;
-  assert.deepEqual(h.lines.filter(([s]) => s === 'stdout').map(([, l]) => l), ['hello', 'world', 'tail']);
-  assert.deepEqual(h.lines.filter(([s]) => s === 'stderr').map(([, l]) => l), ['oops'], 'a CRLF ending is removed');
+  assert.deepEqual(
+    h.lines.filter(([s]) => s === 'stdout').map(([, l]) => l),
+    ['hello', 'world', 'tail'],
+  );
+  assert.deepEqual(
+    h.lines.filter(([s]) => s === 'stderr').map(([, l]) => l),
+    ['oops'],
+    'a CRLF ending is removed',
+  );
   assert.deepEqual(stdout, { text: 'hello\nworld\ntail', truncated: false });
   assert.deepEqual(stderr, { text: 'oops\r\n', truncated: false });
   assert.equal(outputLimitExceeded, false);
@@ -74,7 +81,10 @@ test('only the first maxCaptureBytes of a stream are kept, and the result says i
   const { stdout, stderr } = await h.result;
   assert.deepEqual(stdout, { text: '0123456\n78', truncated: true });
   assert.deepEqual(stderr, { text: '0123456789', truncated: false }, 'exactly the limit is not truncated');
-  assert.deepEqual(h.lines.filter(([s]) => s === 'stdout').map(([, l]) => l), ['0123456', '789abc', 'more']);
+  assert.deepEqual(
+    h.lines.filter(([s]) => s === 'stdout').map(([, l]) => l),
+    ['0123456', '789abc', 'more'],
+  );
 });
 
 test('overLimit is called once, when both streams together pass maxOutputBytes', async () => {
@@ -104,12 +114,19 @@ test('without maxOutputBytes there is no output limit', async () => {
 test('a run of 64 KiB characters without a newline is passed in pieces rather than buffered', async () => {
   const h = capture();
   await feed(h.stdout, ['a'.repeat(64 * 1024 + 10)]);
-  assert.deepEqual(h.lines.map(([, l]) => l.length), [64 * 1024], 'the first piece is out before the stream ends');
+  assert.deepEqual(
+    h.lines.map(([, l]) => l.length),
+    [64 * 1024],
+    'the first piece is out before the stream ends',
+  );
   await feed(h.stdout, ['bb\n']);
   h.stdout.end();
   h.stderr.end();
   await h.result;
-  assert.deepEqual(h.lines.map(([, l]) => l), ['a'.repeat(64 * 1024), `${'a'.repeat(10)}bb`]);
+  assert.deepEqual(
+    h.lines.map(([, l]) => l),
+    ['a'.repeat(64 * 1024), `${'a'.repeat(10)}bb`],
+  );
 });
 
 test('reading waits while onLine is pending (backpressure to the process)', async () => {
@@ -154,9 +171,13 @@ test('exitCodeOf: the exit code, or 128 + the number of the signal that killed t
 
 test(
   'exitCodeOf: every signal that ends a process maps to 128 + its number',
-  { todo: 'BUG: the signal table lacks SIGSTKFLT, SIGVTALRM, SIGPROF, SIGIO, SIGPWR and SIGSYS, which all end a process; killed by one, it reports exit code 128' },
+  {
+    todo: 'BUG: the signal table lacks SIGSTKFLT, SIGVTALRM, SIGPROF, SIGIO, SIGPWR and SIGSYS, which all end a process; killed by one, it reports exit code 128',
+  },
   () => {
-    const wrong = ['SIGSTKFLT', 'SIGVTALRM', 'SIGPROF', 'SIGIO', 'SIGPWR', 'SIGSYS'].filter((name) => exitCodeOf(null, name) !== 128 + (constants.signals as Record<string, number>)[name]!);
+    const wrong = ['SIGSTKFLT', 'SIGVTALRM', 'SIGPROF', 'SIGIO', 'SIGPWR', 'SIGSYS'].filter(
+      (name) => exitCodeOf(null, name) !== 128 + (constants.signals as Record<string, number>)[name],
+    );
     assert.deepEqual(wrong, []);
   },
 );

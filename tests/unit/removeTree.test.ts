@@ -8,7 +8,11 @@ import { removeTree } from '../../src/storage/removeTree.js';
 
 const base = await mkdtemp(join(tmpdir(), 'unit-remove-'));
 after(() => rm(base, { recursive: true, force: true }));
-const exists = (path: string) => access(path).then(() => true, () => false);
+const exists = (path: string) =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
 
 test('a tree is removed whole; what its links point to is left alone', async () => {
   await mkdir(join(base, 'keep'));

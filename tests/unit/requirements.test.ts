@@ -5,13 +5,39 @@ import { WorkerError } from '../../src/errors.js';
 import { canonicalName, isIndexRequirement, parseRequirements } from '../../src/sandbox/python/requirements.js';
 
 test('plain names of the index (with extras, versions and markers) are fetched by the installer', () => {
-  for (const requirement of ['requests', 'tinydep==1.2.0', 'Django>=4,<5', 'a.b-c_d', 'pkg[extra1,extra2]>=1.0', 'pkg (>=1.0)', 'pkg~=1.4.2', "pkg; python_version >= '3.8'", 'pkg==1.0.*', 'x===1.0+local']) {
+  for (const requirement of [
+    'requests',
+    'tinydep==1.2.0',
+    'Django>=4,<5',
+    'a.b-c_d',
+    'pkg[extra1,extra2]>=1.0',
+    'pkg (>=1.0)',
+    'pkg~=1.4.2',
+    "pkg; python_version >= '3.8'",
+    'pkg==1.0.*',
+    'x===1.0+local',
+  ]) {
     assert.equal(isIndexRequirement(requirement), true, requirement);
   }
 });
 
 test("paths, URLs and anything else are left to the session's own pip", () => {
-  for (const requirement of ['probe @ file:///workspace/pkg', './pkg', '/workspace/pkg', 'file:///workspace/pkg', 'git+https://example.com/x.git', 'https://example.com/x.tar.gz', 'x.whl', 'pkg.tar.gz', 'a.zip', 'pkg @ https://evil/x.tar.gz', '.', 'pkg==1.0 extra', 'pkg==1.0; x @ y', 'pkg=1.0']) {
+  for (const requirement of [
+    'probe @ file:///workspace/pkg',
+    './pkg',
+    '/workspace/pkg',
+    'file:///workspace/pkg',
+    'git+https://example.com/x.git',
+    'https://example.com/x.tar.gz',
+    'x.whl',
+    'pkg.tar.gz',
+    'a.zip',
+    'pkg @ https://evil/x.tar.gz',
+    '.',
+    'pkg==1.0 extra',
+    'pkg==1.0; x @ y',
+    'pkg=1.0',
+  ]) {
     assert.equal(isIndexRequirement(requirement), false, requirement);
   }
 });

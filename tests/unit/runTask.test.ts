@@ -15,10 +15,20 @@ import { TaskRegistry } from '../../src/sessions/taskRegistry.js';
 type RunPython = (code: string, options: RunOptions) => Promise<SandboxedResult>;
 
 function result(exitCode: number, stdout = '', over: Partial<SandboxedResult> = {}): SandboxedResult {
-  return { exitCode, stdout: { text: stdout, truncated: false }, stderr: { text: '', truncated: false }, outputLimitExceeded: false, killedBy: undefined, ...over };
+  return {
+    exitCode,
+    stdout: { text: stdout, truncated: false },
+    stderr: { text: '', truncated: false },
+    outputLimitExceeded: false,
+    killedBy: undefined,
+    ...over,
+  };
 }
 
-function harness(runPython: RunPython = async () => result(0), over: { state?: SessionState; accepting?: boolean; sessionTimeout?: number; maxTimeout?: number } = {}) {
+function harness(
+  runPython: RunPython = async () => result(0),
+  over: { state?: SessionState; accepting?: boolean; sessionTimeout?: number; maxTimeout?: number } = {},
+) {
   const calls: string[] = [];
   const logged: Record<string, unknown>[] = [];
   const tasks = new TaskRegistry('session-1', 10);
@@ -29,7 +39,13 @@ function harness(runPython: RunPython = async () => result(0), over: { state?: S
     tasks,
     touch: () => void calls.push('touch'),
     persist: async () => void calls.push('persist'),
-    logger: { isDebugEnabled: () => false, isLevelEnabled: () => false, debug: () => undefined, log: () => undefined, error: (_m: string, meta: Record<string, unknown>) => void logged.push(meta) },
+    logger: {
+      isDebugEnabled: () => false,
+      isLevelEnabled: () => false,
+      debug: () => undefined,
+      log: () => undefined,
+      error: (_m: string, meta: Record<string, unknown>) => void logged.push(meta),
+    },
     sandbox: {
       runCode: (code: string, options: RunOptions) => {
         calls.push('runPython');
@@ -51,7 +67,8 @@ function harness(runPython: RunPython = async () => result(0), over: { state?: S
 async function run(deps: TaskRunnerDeps, input: Partial<TaskInput>, signal = new AbortController().signal): Promise<{ events: TaskEvent[]; error: unknown }> {
   const events: TaskEvent[] = [];
   try {
-    for await (const event of runTask(deps, { taskId: 't1', sessionId: 'session-1', toolName: 'echo', arguments: {}, ...input }, signal, (e) => e)) events.push(event);
+    for await (const event of runTask(deps, { taskId: 't1', sessionId: 'session-1', toolName: 'echo', arguments: {}, ...input }, signal, (e) => e))
+      events.push(event);
     return { events, error: undefined };
   } catch (error) {
     return { events, error };
@@ -74,12 +91,32 @@ test('requests that cannot run are refused before any task is recorded', async (
   const cases: [ReturnType<typeof harness>, Partial<TaskInput>, string, RegExp][] = [
     [harness(), { sessionId: 'session-x' }, 'NOT_FOUND', /session not found/],
     [harness(undefined, { accepting: false }), {}, 'UNAVAILABLE', /shutting down/],
-    [harness(undefined, { state: SessionState.SESSION_STATE_TERMINATING }), {}, 'FAILED_PRECONDITION', /cannot run a task while session "session-1" is TERMINATING/],
-    [harness(), { toolName: 'rm.rf' }, 'INVALID_ARGUMENT', /unknown tool "rm\.rf"; this worker offers echo, fs\.write, fs\.read, fs\.list, run\.python, pkg\.install/],
+    [
+      harness(undefined, { state: SessionState.SESSION_STATE_TERMINATING }),
+      {},
+      'FAILED_PRECONDITION',
+      /cannot run a task while session "session-1" is TERMINATING/,
+    ],
+    [
+      harness(),
+      { toolName: 'rm.rf' },
+      'INVALID_ARGUMENT',
+      /unknown tool "rm\.rf"; this worker offers echo, fs\.write, fs\.read, fs\.list, run\.python, pkg\.install/,
+    ],
     [harness(), { toolName: 'echo', arguments: {} }, 'INVALID_ARGUMENT', /echo requires 'message'/],
     [harness(), { toolName: 'echo', arguments: { message: 'x', extra: 'y' } }, 'INVALID_ARGUMENT', /echo does not take 'extra'/],
-    [harness(), { arguments: { message: 'x' }, constraints: { timeoutSeconds: -1, maxMemoryMb: 0, maxCpuPercent: 0 } }, 'INVALID_ARGUMENT', /constraints\.timeout_seconds must not be negative/],
-    [harness(), { arguments: { message: 'x' }, constraints: { timeoutSeconds: 0, maxMemoryMb: -5, maxCpuPercent: 0 } }, 'INVALID_ARGUMENT', /constraints\.max_memory_mb must not be negative/],
+    [
+      harness(),
+      { arguments: { message: 'x' }, constraints: { timeoutSeconds: -1, maxMemoryMb: 0, maxCpuPercent: 0 } },
+      'INVALID_ARGUMENT',
+      /constraints\.timeout_seconds must not be negative/,
+    ],
+    [
+      harness(),
+      { arguments: { message: 'x' }, constraints: { timeoutSeconds: 0, maxMemoryMb: -5, maxCpuPercent: 0 } },
+      'INVALID_ARGUMENT',
+      /constraints\.max_memory_mb must not be negative/,
+    ],
   ];
   for (const [h, input, expected, pattern] of cases) {
     const { events, error } = await run(h.deps, input);
@@ -97,7 +134,7 @@ test('a task id already running in the session is refused with ALREADY_EXISTS', 
   assert.equal(code(error), 'ALREADY_EXISTS');
 });
 
-test("run.python streams progress, each output line as a log (stderr at ERROR) and then the result, and is on disk before it starts", async () => {
+test('run.python streams progress, each output line as a log (stderr at ERROR) and then the result, and is on disk before it starts', async () => {
   const { deps, calls } = harness(async (source, options) => {
     assert.equal(source, 'print(1)');
     await options.onLine('stdout', 'one');
@@ -106,9 +143,18 @@ test("run.python streams progress, each output line as a log (stderr at ERROR) a
   });
   const { events, error } = await run(deps, { toolName: 'run.python', arguments: { code: 'print(1)' } });
   assert.equal(error, undefined);
-  assert.deepEqual(events.map((e) => e.kind), ['progress', 'log', 'log', 'progress', 'result']);
+  assert.deepEqual(
+    events.map((e) => e.kind),
+    ['progress', 'log', 'log', 'progress', 'result'],
+  );
   const logs = events.filter((e): e is Extract<TaskEvent, { kind: 'log' }> => e.kind === 'log');
-  assert.deepEqual(logs.map((l) => [l.source, l.level, l.message]), [['stdout', LogLevel.LOG_LEVEL_INFO, 'one'], ['stderr', LogLevel.LOG_LEVEL_ERROR, 'warning']]);
+  assert.deepEqual(
+    logs.map((l) => [l.source, l.level, l.message]),
+    [
+      ['stdout', LogLevel.LOG_LEVEL_INFO, 'one'],
+      ['stderr', LogLevel.LOG_LEVEL_ERROR, 'warning'],
+    ],
+  );
   const final = events.at(-1) as Extract<TaskEvent, { kind: 'result' }>;
   assert.equal(final.status, TaskStatus.STATUS_SUCCESS);
   assert.equal(final.outputs.stdout, 'one\n');
@@ -155,7 +201,11 @@ test("the timeout is the smallest positive of the task's, the session's and the 
   ];
   for (const [task, session, worker, expected] of cases) {
     const { deps } = harness(untilAborted, { sessionTimeout: session, maxTimeout: worker });
-    const { error } = await run(deps, { toolName: 'run.python', arguments: { code: 'x' }, constraints: { timeoutSeconds: task, maxMemoryMb: 0, maxCpuPercent: 0 } });
+    const { error } = await run(deps, {
+      toolName: 'run.python',
+      arguments: { code: 'x' },
+      constraints: { timeoutSeconds: task, maxMemoryMb: 0, maxCpuPercent: 0 },
+    });
     assert.equal(code(error), 'DEADLINE_EXCEEDED');
     assert.match((error as WorkerError).details, new RegExp(`its ${expected.replace('.', '\\.')} s timeout`), `${task}/${session}/${worker}`);
   }
@@ -187,7 +237,12 @@ test('a client that goes away mid-stream stops the tool, and the task is recorde
     aborted = options.signal.aborted;
     return r;
   });
-  const stream = runTask(deps, { taskId: 't1', sessionId: 'session-1', toolName: 'run.python', arguments: { code: 'x' } }, new AbortController().signal, (e) => e);
+  const stream = runTask(
+    deps,
+    { taskId: 't1', sessionId: 'session-1', toolName: 'run.python', arguments: { code: 'x' } },
+    new AbortController().signal,
+    (e) => e,
+  );
   for await (const event of stream) if (event.kind === 'log') break; // the client leaves
   assert.equal(aborted, true, 'the run saw the abort');
   assert.equal(tasks.get('t1')?.status, TaskStatus.STATUS_CANCELLED);

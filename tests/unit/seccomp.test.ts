@@ -24,7 +24,12 @@ const ENOSYS = 0x00050000 | 38;
 
 function decode(program: Buffer): Instruction[] {
   assert.equal(program.length % 8, 0, 'a whole number of 8-byte instructions');
-  return Array.from({ length: program.length / 8 }, (_, i) => ({ code: program.readUInt16LE(i * 8), jt: program.readUInt8(i * 8 + 2), jf: program.readUInt8(i * 8 + 3), k: program.readUInt32LE(i * 8 + 4) }));
+  return Array.from({ length: program.length / 8 }, (_, i) => ({
+    code: program.readUInt16LE(i * 8),
+    jt: program.readUInt8(i * 8 + 2),
+    jf: program.readUInt8(i * 8 + 3),
+    k: program.readUInt32LE(i * 8 + 4),
+  }));
 }
 
 /** Runs the filter on seccomp_data { nr, arch, ip, args[6] } (args given as their low halves). */
@@ -63,8 +68,44 @@ function run(instructions: Instruction[], nr: number, arch: number, arg0 = 0): n
 const supported = process.platform === 'linux' && endianness() === 'LE' && (process.arch === 'x64' || process.arch === 'arm64');
 const skip = supported ? false : `no filter is made for ${process.platform}/${process.arch}`;
 
-const X64 = { audit: 0xc000003e, read: 0, write: 1, openat: 257, keyctl: 250, add_key: 248, request_key: 249, bpf: 321, userfaultfd: 323, perf_event_open: 298, io_uring_setup: 425, unshare: 272, setns: 308, clone: 56, clone3: 435, execve: 59, execveat: 322 };
-const ARM64 = { audit: 0xc00000b7, read: 63, write: 64, openat: 56, keyctl: 219, add_key: 217, request_key: 218, bpf: 280, userfaultfd: 282, perf_event_open: 241, io_uring_setup: 425, unshare: 97, setns: 268, clone: 220, clone3: 435, execve: 221, execveat: 281 };
+const X64 = {
+  audit: 0xc000003e,
+  read: 0,
+  write: 1,
+  openat: 257,
+  keyctl: 250,
+  add_key: 248,
+  request_key: 249,
+  bpf: 321,
+  userfaultfd: 323,
+  perf_event_open: 298,
+  io_uring_setup: 425,
+  unshare: 272,
+  setns: 308,
+  clone: 56,
+  clone3: 435,
+  execve: 59,
+  execveat: 322,
+};
+const ARM64 = {
+  audit: 0xc00000b7,
+  read: 63,
+  write: 64,
+  openat: 56,
+  keyctl: 219,
+  add_key: 217,
+  request_key: 218,
+  bpf: 280,
+  userfaultfd: 282,
+  perf_event_open: 241,
+  io_uring_setup: 425,
+  unshare: 97,
+  setns: 268,
+  clone: 220,
+  clone3: 435,
+  execve: 221,
+  execveat: 281,
+};
 const nr = process.arch === 'arm64' ? ARM64 : X64;
 const CLONE_NEWUSER = 0x10000000;
 const CLONE_NEWNET = 0x40000000;
@@ -74,9 +115,9 @@ const THREAD_FLAGS = 0x003d0f00; // what pthread_create passes: VM|FS|FILES|SIGH
 test('the program checks the architecture first and ends in return instructions', { skip }, () => {
   const program = decode(sandboxSeccompProgram()!);
   assert.deepEqual(program[0], { code: LD_W_ABS, jt: 0, jf: 0, k: 4 }, 'loads seccomp_data.arch');
-  assert.equal(program[1]!.code, JEQ_K);
-  assert.equal(program[1]!.k, nr.audit);
-  assert.equal(program[1]!.jt, 0, 'the right architecture falls through');
+  assert.equal(program[1].code, JEQ_K);
+  assert.equal(program[1].k, nr.audit);
+  assert.equal(program[1].jt, 0, 'the right architecture falls through');
   assert.equal(program.at(-1)!.code, RET_K);
   assert.equal(program.at(-1)!.k, EPERM);
   assert.ok(program.some((i) => i.code === RET_K && i.k === ALLOW));
@@ -96,14 +137,16 @@ test('every jump lands on an instruction of the program, forward', { skip }, () 
 test('ordinary system calls are allowed; the keyring, bpf, userfaultfd, perf, io_uring and namespace calls fail with EPERM', { skip }, () => {
   const program = decode(sandboxSeccompProgram()!);
   for (const call of ['read', 'write', 'openat', 'execve', 'execveat'] as const) assert.equal(run(program, nr[call], nr.audit), ALLOW, call);
-  for (const call of ['keyctl', 'add_key', 'request_key', 'bpf', 'userfaultfd', 'perf_event_open', 'io_uring_setup', 'unshare', 'setns'] as const) assert.equal(run(program, nr[call], nr.audit), EPERM, call);
+  for (const call of ['keyctl', 'add_key', 'request_key', 'bpf', 'userfaultfd', 'perf_event_open', 'io_uring_setup', 'unshare', 'setns'] as const)
+    assert.equal(run(program, nr[call], nr.audit), EPERM, call);
 });
 
 test('clone is allowed for processes and threads but not with namespace flags; clone3 answers ENOSYS', { skip }, () => {
   const program = decode(sandboxSeccompProgram()!);
   assert.equal(run(program, nr.clone, nr.audit, 17 /* SIGCHLD: fork */), ALLOW);
   assert.equal(run(program, nr.clone, nr.audit, THREAD_FLAGS), ALLOW);
-  for (const flag of [CLONE_NEWUSER, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUSER | 17]) assert.equal(run(program, nr.clone, nr.audit, flag), EPERM, `0x${flag.toString(16)}`);
+  for (const flag of [CLONE_NEWUSER, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUSER | 17])
+    assert.equal(run(program, nr.clone, nr.audit, flag), EPERM, `0x${flag.toString(16)}`);
   assert.equal(run(program, nr.clone3, nr.audit), ENOSYS, 'so the C library falls back to clone');
 });
 

@@ -5,7 +5,13 @@ import { WorkerError } from '../../src/errors.js';
 import { effectiveSessionConfig, nonNegative } from '../../src/sessions/sessionConfig.js';
 
 const invalid = (pattern: RegExp) => (err: unknown) => err instanceof WorkerError && err.code === Status.INVALID_ARGUMENT && pattern.test(err.details);
-const limits = (over: Partial<{ maxMemoryMb: number; maxCpuPercent: number; maxDiskMb: number; timeoutSeconds: number }>) => ({ maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0, timeoutSeconds: 0, ...over });
+const limits = (over: Partial<{ maxMemoryMb: number; maxCpuPercent: number; maxDiskMb: number; timeoutSeconds: number }>) => ({
+  maxMemoryMb: 0,
+  maxCpuPercent: 0,
+  maxDiskMb: 0,
+  timeoutSeconds: 0,
+  ...over,
+});
 
 test('no config at all is python with no limits and an empty environment', () => {
   const expected = { language: 'python', limits: limits({}), env: {} };
@@ -20,7 +26,11 @@ test('given limits are kept as given', () => {
 
 test('a language other than python is refused, quoting it and naming what is supported', () => {
   for (const language of ['ruby', 'Python', 'python3', 'x'.repeat(300)]) {
-    assert.throws(() => effectiveSessionConfig({ language, env: {}, limits: undefined }), invalid(/^invalid argument: config\.language ".*" is not supported by this worker; supported: python$/), language.slice(0, 10));
+    assert.throws(
+      () => effectiveSessionConfig({ language, env: {}, limits: undefined }),
+      invalid(/^invalid argument: config\.language ".*" is not supported by this worker; supported: python$/),
+      language.slice(0, 10),
+    );
   }
 });
 
@@ -31,7 +41,11 @@ test('a negative limit is refused, naming the field as the protos spell it', () 
     ['maxDiskMb', 'config.limits.max_disk_mb'],
     ['timeoutSeconds', 'config.limits.timeout_seconds'],
   ] as const) {
-    assert.throws(() => effectiveSessionConfig({ language: 'python', env: {}, limits: limits({ [field]: -1 }) }), invalid(new RegExp(`^invalid argument: ${name.replace(/\./g, '\\.')} must not be negative, got -1$`)), field);
+    assert.throws(
+      () => effectiveSessionConfig({ language: 'python', env: {}, limits: limits({ [field]: -1 }) }),
+      invalid(new RegExp(`^invalid argument: ${name.replace(/\./g, '\\.')} must not be negative, got -1$`)),
+      field,
+    );
   }
   assert.equal(nonNegative('x', 0), 0);
   assert.equal(nonNegative('x', 7), 7);

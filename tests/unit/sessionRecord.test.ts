@@ -31,18 +31,22 @@ test('a damaged record, or one naming another session, is refused (the session i
   assert.throws(() => parseSessionRecord(JSON.stringify({ ...record, version: 2 }), 'session-abc'), DamagedRecordError);
   assert.throws(() => parseSessionRecord(JSON.stringify(record), 'session-other'), /names session session-abc/);
   // Its config goes through CreateSession's checks again.
-  assert.throws(() => parseSessionRecord(JSON.stringify({ ...record, config: { ...record.config, env: { 'A=B': 'x' } } }), 'session-abc'), /not a valid environment variable name/);
+  assert.throws(
+    () => parseSessionRecord(JSON.stringify({ ...record, config: { ...record.config, env: { 'A=B': 'x' } } }), 'session-abc'),
+    /not a valid environment variable name/,
+  );
 });
 
 test('a task running when the worker went away is FAILURE from then; finished ones stay as they were', () => {
   const [running] = record.tasks;
-  assert.deepEqual(cutOff(running!, 100), { ...running, status: TaskStatus.STATUS_FAILURE, endTimeMs: 100 });
-  const done = { ...running!, status: TaskStatus.STATUS_SUCCESS, endTimeMs: 9 };
+  assert.deepEqual(cutOff(running, 100), { ...running, status: TaskStatus.STATUS_FAILURE, endTimeMs: 100 });
+  const done = { ...running, status: TaskStatus.STATUS_SUCCESS, endTimeMs: 9 };
   assert.equal(cutOff(done, 100), done);
 });
 
 test('each field of a record is shape-checked: wrong types, unknown states and odd uids are damage', () => {
-  const damaged = (change: Record<string, unknown>) => assert.throws(() => parseSessionRecord(JSON.stringify({ ...record, ...change }), 'session-abc'), DamagedRecordError, JSON.stringify(change));
+  const damaged = (change: Record<string, unknown>) =>
+    assert.throws(() => parseSessionRecord(JSON.stringify({ ...record, ...change }), 'session-abc'), DamagedRecordError, JSON.stringify(change));
   damaged({ state: 'RUNNING' });
   damaged({ uid: 1.5 });
   damaged({ uid: '200001' });
@@ -58,14 +62,23 @@ test('each field of a record is shape-checked: wrong types, unknown states and o
 
 test('a task cut off never ends before it started (the clock went back)', () => {
   const [running] = record.tasks;
-  assert.equal(cutOff(running!, 1).endTimeMs, running!.startTimeMs);
+  assert.equal(cutOff(running, 1).endTimeMs, running.startTimeMs);
 });
 
 test(
   'a record whose config is not a config is a DamagedRecordError, like any other damage',
-  { todo: "BUG (minor): only typeof config === 'object' is checked, so config: null throws a TypeError instead, and limits of the wrong type (\"lots\") pass nonNegative and are accepted as they are" },
+  {
+    todo: 'BUG (minor): only typeof config === \'object\' is checked, so config: null throws a TypeError instead, and limits of the wrong type ("lots") pass nonNegative and are accepted as they are',
+  },
   () => {
     assert.throws(() => parseSessionRecord(JSON.stringify({ ...record, config: null }), 'session-abc'), DamagedRecordError);
-    assert.throws(() => parseSessionRecord(JSON.stringify({ ...record, config: { ...record.config, limits: { ...record.config.limits, maxMemoryMb: 'lots' } } }), 'session-abc'), DamagedRecordError);
+    assert.throws(
+      () =>
+        parseSessionRecord(
+          JSON.stringify({ ...record, config: { ...record.config, limits: { ...record.config.limits, maxMemoryMb: 'lots' } } }),
+          'session-abc',
+        ),
+      DamagedRecordError,
+    );
   },
 );

@@ -34,7 +34,15 @@ const silent = winston.createLogger({ silent: true });
 const sandbox = { owner: undefined, diskMb: 0, diskBaselineBytes: 0 } as unknown as SessionSandbox;
 
 function newSession(store = memoryStore()): Session {
-  return new Session({ id: 'session-t', workspaceId: 'w', userId: 'u', config: { language: 'python', limits: { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0, timeoutSeconds: 0 }, env: {} }, logger: silent, taskHistory: 10, store });
+  return new Session({
+    id: 'session-t',
+    workspaceId: 'w',
+    userId: 'u',
+    config: { language: 'python', limits: { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0, timeoutSeconds: 0 }, env: {} },
+    logger: silent,
+    taskHistory: 10,
+    store,
+  });
 }
 
 function refusedAs(doing: string, from: string) {

@@ -23,7 +23,10 @@ test('listenRefused says a bind failure in terms of the setting', () => {
     assert.match(refused.message, pattern);
   }
   // grpc-js reports a bind failure in its message only.
-  assert.match(listenRefused('WORKER_GRPC_ADDR', 'h:1', new Error('No address added out of total 1 resolved: EADDRINUSE')).message, /^WORKER_GRPC_ADDR h:1 is already in use/);
+  assert.match(
+    listenRefused('WORKER_GRPC_ADDR', 'h:1', new Error('No address added out of total 1 resolved: EADDRINUSE')).message,
+    /^WORKER_GRPC_ADDR h:1 is already in use/,
+  );
   const other = new Error('something else');
   assert.equal(listenRefused('X', 'h:1', other), other, 'anything else is passed on as it is');
 });
@@ -38,13 +41,21 @@ test('prepareDataDirectory makes the directory and its missing parents', async (
 test('a data directory that cannot be one is refused naming WORKER_DATA_DIR and the cause', async () => {
   const file = join(base, 'file');
   await writeFile(file, '');
-  await assert.rejects(prepareDataDirectory(join(file, 'data')), (err: unknown) => err instanceof StartupRefused && err.message === `WORKER_DATA_DIR ${join(file, 'data')} is not a directory (or a parent of it is a file)`);
-  await assert.rejects(prepareDataDirectory('/proc/nope/data'), (err: unknown) => err instanceof StartupRefused && err.message.startsWith('WORKER_DATA_DIR /proc/nope/data '));
+  await assert.rejects(
+    prepareDataDirectory(join(file, 'data')),
+    (err: unknown) => err instanceof StartupRefused && err.message === `WORKER_DATA_DIR ${join(file, 'data')} is not a directory (or a parent of it is a file)`,
+  );
+  await assert.rejects(
+    prepareDataDirectory('/proc/nope/data'),
+    (err: unknown) => err instanceof StartupRefused && err.message.startsWith('WORKER_DATA_DIR /proc/nope/data '),
+  );
 });
 
 test(
   'a regular file where the data directory should be is refused as not a directory',
-  { todo: 'BUG (minor): mkdir fails EEXIST and only access(W_OK|X_OK) is checked, so a plain file is reported "not writable by this worker" and an executable file (mode 0755) is accepted as the data directory' },
+  {
+    todo: 'BUG (minor): mkdir fails EEXIST and only access(W_OK|X_OK) is checked, so a plain file is reported "not writable by this worker" and an executable file (mode 0755) is accepted as the data directory',
+  },
   async () => {
     const file = join(base, 'executable-file');
     await writeFile(file, '', { mode: 0o755 });

@@ -28,7 +28,14 @@ const pool = {
 } as unknown as SessionPool;
 const service = taskExecutionService({ pool, limits: { maxOutputBytes: 1024, maxMessageBytes: 1 << 20 }, maxTimeoutSeconds: 300 });
 const context = { signal: new AbortController().signal } as Parameters<typeof service.executeTask>[1];
-const request = (over: Partial<TaskRequest>): TaskRequest => ({ taskId: '', sessionId: 'session-1', toolName: 'echo', arguments: {}, constraints: undefined, ...over });
+const request = (over: Partial<TaskRequest>): TaskRequest => ({
+  taskId: '',
+  sessionId: 'session-1',
+  toolName: 'echo',
+  arguments: {},
+  constraints: undefined,
+  ...over,
+});
 
 async function collect<T>(stream: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
@@ -40,10 +47,12 @@ const invalid = (pattern: RegExp) => (err: unknown) => err instanceof WorkerErro
 
 test('executeTask answers with the task id on every message, making one when the request has none', async () => {
   const given = await collect(service.executeTask(request({ taskId: 'mine', arguments: { message: 'm' } }), context));
-  assert.deepEqual(given, [{ taskId: 'mine', payload: { $case: 'result', value: { status: TaskStatus.STATUS_SUCCESS, outputs: { message: 'm' }, error: '', exitCode: 0 } } }]);
+  assert.deepEqual(given, [
+    { taskId: 'mine', payload: { $case: 'result', value: { status: TaskStatus.STATUS_SUCCESS, outputs: { message: 'm' }, error: '', exitCode: 0 } } },
+  ]);
   const made = await collect(service.executeTask(request({ arguments: { message: 'm' } }), context));
-  assert.match(String(made[0]!.taskId), /^task-/);
-  assert.equal(tasks.get(String(made[0]!.taskId))?.status, TaskStatus.STATUS_SUCCESS);
+  assert.match(String(made[0].taskId), /^task-/);
+  assert.equal(tasks.get(String(made[0].taskId))?.status, TaskStatus.STATUS_SUCCESS);
 });
 
 test('executeTask bounds the request: ids, tool name, argument count and argument names', () => {
@@ -51,7 +60,10 @@ test('executeTask bounds the request: ids, tool name, argument count and argumen
   assert.throws(() => service.executeTask(request({ toolName: 'x'.repeat(65) }), context), invalid(/tool_name is 65 characters long; at most 64/));
   const many = Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`a${i}`, '']));
   assert.throws(() => service.executeTask(request({ arguments: many }), context), invalid(/arguments has 33 entries; at most 32/));
-  assert.throws(() => service.executeTask(request({ arguments: { ['n'.repeat(65)]: '' } }), context), invalid(/an argument name is 65 characters long; at most 64/));
+  assert.throws(
+    () => service.executeTask(request({ arguments: { ['n'.repeat(65)]: '' } }), context),
+    invalid(/an argument name is 65 characters long; at most 64/),
+  );
 });
 
 test('cancelTask reports what happened to the task; getTaskStatus answers for known tasks only', async () => {
@@ -64,6 +76,12 @@ test('cancelTask reports what happened to the task; getTaskStatus answers for kn
 
   const status = await service.getTaskStatus({ sessionId: 'session-1', taskId: 'long' }, context);
   assert.deepEqual(status, { taskId: 'long', status: TaskStatus.STATUS_CANCELLED, startTimeMs: running.startTimeMs, endTimeMs: running.endTimeMs });
-  await assert.rejects(service.getTaskStatus({ sessionId: 'session-1', taskId: 'never' }, context), (err: unknown) => err instanceof WorkerError && err.code === Status.NOT_FOUND);
-  await assert.rejects(service.cancelTask({ sessionId: 'session-x', taskId: 'long' }, context), (err: unknown) => err instanceof WorkerError && err.code === Status.NOT_FOUND);
+  await assert.rejects(
+    service.getTaskStatus({ sessionId: 'session-1', taskId: 'never' }, context),
+    (err: unknown) => err instanceof WorkerError && err.code === Status.NOT_FOUND,
+  );
+  await assert.rejects(
+    service.cancelTask({ sessionId: 'session-x', taskId: 'long' }, context),
+    (err: unknown) => err instanceof WorkerError && err.code === Status.NOT_FOUND,
+  );
 });

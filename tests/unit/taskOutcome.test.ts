@@ -17,7 +17,10 @@ test('a tool that succeeded is SUCCESS with its outputs, and the call ends OK', 
 
 test('a tool that failed is FAILURE with its error and exit code; its call error, if any, ends the call', () => {
   const callError = new WorkerError(Status.INTERNAL, 'pip failed');
-  const c = taskOutcome({ outcome: { ok: false, exitCode: 1, outputs: { stderr: 'boom', killed_by: 'memory' }, error: 'python exited with code 1', callError }, abort: undefined }, 30);
+  const c = taskOutcome(
+    { outcome: { ok: false, exitCode: 1, outputs: { stderr: 'boom', killed_by: 'memory' }, error: 'python exited with code 1', callError }, abort: undefined },
+    30,
+  );
   assert.equal(c.result.status, TaskStatus.STATUS_FAILURE);
   assert.equal(c.result.error, 'python exited with code 1');
   assert.equal(c.result.exitCode, 1);

@@ -56,7 +56,10 @@ test('finished tasks are kept up to the history limit, the oldest dropped first;
   tasks.finish(tasks.start('a', 'echo'), STATUS_SUCCESS); // a moves to the newest place
   tasks.finish(tasks.start('d', 'echo'), STATUS_SUCCESS);
   assert.equal(tasks.get('b'), undefined, 'b, now the oldest, is dropped');
-  assert.deepEqual(tasks.snapshot().map((t) => t.taskId), ['c', 'a', 'd']);
+  assert.deepEqual(
+    tasks.snapshot().map((t) => t.taskId),
+    ['c', 'a', 'd'],
+  );
   assert.equal(tasks.cancel('b'), 'not_found');
 });
 
@@ -82,16 +85,16 @@ test('abortAll aborts every running task with the given kind and waits until eac
     assert.equal(r.abortReason?.kind, 'shutdown');
     assert.equal(r.abortReason?.message, 'the worker is stopping');
   }
-  tasks.finish(records[0]!, STATUS_CANCELLED);
+  tasks.finish(records[0], STATUS_CANCELLED);
   await tick();
   assert.equal(done, false, 'one task still running');
-  tasks.finish(records[1]!, STATUS_CANCELLED);
+  tasks.finish(records[1], STATUS_CANCELLED);
   await all;
   assert.equal(done, true);
   await tasks.abortAll('shutdown', 'nothing runs'); // resolves at once with nothing running
 });
 
-test('a record\'s `ended` resolves when it finishes (and at once once finished)', async () => {
+test("a record's `ended` resolves when it finishes (and at once once finished)", async () => {
   const tasks = new TaskRegistry('s', 10);
   const record = tasks.start('t', 'echo');
   let ended = false;
@@ -109,8 +112,14 @@ test('snapshot lists finished then running tasks as persisted; restore keeps the
   tasks.finish(tasks.start('done', 'echo'), STATUS_SUCCESS);
   tasks.start('live', 'run.python');
   const snapshot = tasks.snapshot();
-  assert.deepEqual(snapshot.map((t) => [t.taskId, t.toolName, t.status]), [['done', 'echo', STATUS_SUCCESS], ['live', 'run.python', STATUS_RUNNING]]);
-  assert.deepEqual(Object.keys(snapshot[0]!).sort(), ['endTimeMs', 'startTimeMs', 'status', 'taskId', 'toolName']);
+  assert.deepEqual(
+    snapshot.map((t) => [t.taskId, t.toolName, t.status]),
+    [
+      ['done', 'echo', STATUS_SUCCESS],
+      ['live', 'run.python', STATUS_RUNNING],
+    ],
+  );
+  assert.deepEqual(Object.keys(snapshot[0]).sort(), ['endTimeMs', 'startTimeMs', 'status', 'taskId', 'toolName']);
 
   const restored = new TaskRegistry('s', 2);
   const persisted = ['p1', 'p2', 'p3'].map((taskId, i) => ({ taskId, toolName: 'echo', status: STATUS_FAILURE, startTimeMs: i, endTimeMs: i + 1 }));

@@ -11,12 +11,18 @@ const invalid = (pattern: RegExp) => (err: unknown) => err instanceof WorkerErro
 
 test('the worker offers exactly the documented tools; only run.python and pkg.install stream', () => {
   assert.deepEqual([...TOOLS.keys()], ['echo', 'fs.write', 'fs.read', 'fs.list', 'run.python', 'pkg.install']);
-  assert.deepEqual([...TOOLS.values()].filter((t) => t.kind === 'process').map((t) => t.name), ['run.python', 'pkg.install']);
+  assert.deepEqual(
+    [...TOOLS.values()].filter((t) => t.kind === 'process').map((t) => t.name),
+    ['run.python', 'pkg.install'],
+  );
 });
 
 test('checkArguments: unknown names and missing required ones are refused, naming them', () => {
   assert.deepEqual(checkArguments('t', { a: '1' }, ['a'], ['b']), { a: '1' });
-  assert.throws(() => checkArguments('t', { a: '1', x: '2', y: '3' }, ['a'], ['b']), invalid(/^invalid argument: t does not take 'x', 'y'; it takes 'a', 'b'$/));
+  assert.throws(
+    () => checkArguments('t', { a: '1', x: '2', y: '3' }, ['a'], ['b']),
+    invalid(/^invalid argument: t does not take 'x', 'y'; it takes 'a', 'b'$/),
+  );
   assert.throws(() => checkArguments('t', {}, ['a', 'c']), invalid(/^invalid argument: t requires 'a', 'c'$/));
   assert.doesNotThrow(() => checkArguments('t', { a: '' }, ['a']), 'an empty value is given');
 });
@@ -29,11 +35,15 @@ test("parseEncoding: utf-8 (also 'utf8' and unset) or base64; anything else refu
 
 test('fs.write takes text or strict padded base64, and refuses the workspace root and bad paths', () => {
   assert.deepEqual(tool('fs.write').parse({ path: 'a/b.txt', contents: 'héllo' }), { path: 'a/b.txt', segments: ['a', 'b.txt'], bytes: Buffer.from('héllo') });
-  assert.deepEqual((tool('fs.write').parse({ path: 'x.bin', contents: 'AAEC/w==', encoding: 'base64' }) as { bytes: Buffer }).bytes, Buffer.from([0, 1, 2, 255]));
+  assert.deepEqual(
+    (tool('fs.write').parse({ path: 'x.bin', contents: 'AAEC/w==', encoding: 'base64' }) as { bytes: Buffer }).bytes,
+    Buffer.from([0, 1, 2, 255]),
+  );
   for (const contents of ['AAE', 'AA=C', '====', 'A===', 'AB$C', 'YQ==YQ==']) {
     assert.throws(() => tool('fs.write').parse({ path: 'x', contents, encoding: 'base64' }), invalid(/contents are not valid base64/), contents);
   }
-  for (const path of ['', '.', './']) assert.throws(() => tool('fs.write').parse({ path, contents: 'x' }), invalid(/names the workspace root, not a file/), path);
+  for (const path of ['', '.', './'])
+    assert.throws(() => tool('fs.write').parse({ path, contents: 'x' }), invalid(/names the workspace root, not a file/), path);
   assert.throws(() => tool('fs.write').parse({ path: '../x', contents: 'x' }), invalid(/'\.\.' segments are not allowed/));
   assert.throws(() => tool('fs.write').parse({ path: 'x' }), invalid(/fs\.write requires 'contents'/));
 });

@@ -31,7 +31,9 @@ test('a signature verifies only the fields it was made for, and only under the s
 
 test(
   'a signature with anything appended or changed in case does not verify',
-  { todo: "BUG (minor): verify() decodes with Buffer.from(signature, 'hex'), which stops at the first non-hex character and ignores an odd last digit, so sig+'zz' or sig+'0' verify (signatures are malleable)" },
+  {
+    todo: "BUG (minor): verify() decodes with Buffer.from(signature, 'hex'), which stops at the first non-hex character and ignores an odd last digit, so sig+'zz' or sig+'0' verify (signatures are malleable)",
+  },
   () => {
     const signer = new UrlSigner(Buffer.alloc(32, 7));
     const signature = signer.sign(['a']);

@@ -5,8 +5,20 @@ import { LineSplitter, MAX_ZYGOTE_LINE, parseZygoteEvent, ZygoteProtocolError } 
 test('the zygote events the worker expects parse to themselves', () => {
   assert.deepEqual(parseZygoteEvent('{"ev":"ready"}'), { ev: 'ready' });
   assert.deepEqual(parseZygoteEvent('{"ev":"forked","id":3,"pid":17}'), { ev: 'forked', id: 3, pid: 17 });
-  assert.deepEqual(parseZygoteEvent('{"ev":"exit","id":3,"code":0,"signal":null,"connected":true}'), { ev: 'exit', id: 3, code: 0, signal: null, connected: true });
-  assert.deepEqual(parseZygoteEvent('{"ev":"exit","id":3,"code":null,"signal":9,"connected":false}'), { ev: 'exit', id: 3, code: null, signal: 9, connected: false });
+  assert.deepEqual(parseZygoteEvent('{"ev":"exit","id":3,"code":0,"signal":null,"connected":true}'), {
+    ev: 'exit',
+    id: 3,
+    code: 0,
+    signal: null,
+    connected: true,
+  });
+  assert.deepEqual(parseZygoteEvent('{"ev":"exit","id":3,"code":null,"signal":9,"connected":false}'), {
+    ev: 'exit',
+    id: 3,
+    code: null,
+    signal: 9,
+    connected: false,
+  });
 });
 
 test('anything else from the zygote is a protocol error, never a crash', () => {

@@ -27,7 +27,10 @@ export async function createPythonEnvironment(root: string, interpreter: PythonI
       Promise.all(['python', `python${major}`, `python${major}.${minor}`].map((name) => symlink(interpreter.executable, join(root, 'bin', name)))),
     ),
     mkdir(env.sitePackages, { recursive: true }).then(() =>
-      writeFile(join(root, 'pyvenv.cfg'), `home = ${dirname(interpreter.executable)}\ninclude-system-site-packages = false\nversion = ${interpreter.version}\nexecutable = ${interpreter.executable}\n`),
+      writeFile(
+        join(root, 'pyvenv.cfg'),
+        `home = ${dirname(interpreter.executable)}\ninclude-system-site-packages = false\nversion = ${interpreter.version}\nexecutable = ${interpreter.executable}\n`,
+      ),
     ),
   ]);
   return env;

@@ -50,5 +50,12 @@ export async function resolvePythonInterpreter(command: string): Promise<PythonI
   }
   const probe = JSON.parse(stdout) as { executable: string; version: string; libName: string; prefix: string; pip: string | null; runner: string | null };
   if (!probe.executable) throw new PythonUnavailableError(`'${command}' did not report its executable path`);
-  return { executable: await realpath(probe.executable), version: probe.version, libName: probe.libName, prefix: await realpath(probe.prefix), pipVersion: probe.pip ?? undefined, pipRunner: probe.runner ? await realpath(probe.runner) : undefined };
+  return {
+    executable: await realpath(probe.executable),
+    version: probe.version,
+    libName: probe.libName,
+    prefix: await realpath(probe.prefix),
+    pipVersion: probe.pip ?? undefined,
+    pipRunner: probe.runner ? await realpath(probe.runner) : undefined,
+  };
 }

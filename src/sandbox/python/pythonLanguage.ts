@@ -77,7 +77,10 @@ export class PythonLanguage implements Language {
   }
 
   runCommand(environment: string): CodeCommand {
-    return { command: [join(environment, 'bin', 'python'), '-u', '-'], env: { PATH: `${environment}/bin:${SYSTEM_PATH}`, VIRTUAL_ENV: environment, PYTHONUNBUFFERED: '1' } };
+    return {
+      command: [join(environment, 'bin', 'python'), '-u', '-'],
+      env: { PATH: `${environment}/bin:${SYSTEM_PATH}`, VIRTUAL_ENV: environment, PYTHONUNBUFFERED: '1' },
+    };
   }
 
   warmCommand(environment: string, socket: string): string[] {
@@ -111,7 +114,7 @@ export class PythonLanguage implements Language {
     const made = await Promise.allSettled([sandbox.scratchDirectory('pip-wheels-', 'installer'), sandbox.scratchDirectory('pip-report-', 'session')]);
     const failed = made.find((m): m is PromiseRejectedResult => m.status === 'rejected');
     if (failed) {
-      await Promise.all(made.map((m) => (m.status === 'fulfilled' ? removeTree(m.value) : undefined)));
+      await Promise.all(made.flatMap((m) => (m.status === 'fulfilled' ? [removeTree(m.value)] : [])));
       const code = (failed.reason as NodeJS.ErrnoException).code;
       if (code === 'ENOSPC' || code === 'EDQUOT') throw errors.tooLarge("pkg.install: no space left on the session's disk (its max_disk_mb is full)");
       throw failed.reason;
@@ -121,7 +124,8 @@ export class PythonLanguage implements Language {
       const fromIndex = requirements.filter(isIndexRequirement);
       const fetched = fromIndex.length > 0 ? await this.fetch(sandbox, fromIndex, wheels, options) : undefined;
       if (fetched && fetched.exitCode !== 0 && !sandbox.allowNetwork) {
-        const hint = "pkg.install: the index has no wheel for one of these packages (or it is missing). Packages are installed from wheels; building one from source runs as the session's own code, which needs WORKER_ALLOW_NETWORK=true to fetch it.";
+        const hint =
+          "pkg.install: the index has no wheel for one of these packages (or it is missing). Packages are installed from wheels; building one from source runs as the session's own code, which needs WORKER_ALLOW_NETWORK=true to fetch it.";
         return { ...fetched, stderr: { ...fetched.stderr, text: `${fetched.stderr.text}${hint}\n` }, installed: undefined };
       }
       const result = await this.installFrom(sandbox, requirements, wheels, reports, options);
@@ -140,9 +144,27 @@ export class PythonLanguage implements Language {
     // is built to read its metadata, always in a subprocess).
     const noExec = sandboxSeccompProgram({ denyExec: true });
     const launch = noExec ? ['-c', WITHOUT_EXEC, noExec.toString('hex')] : ['-m', 'pip'];
-    const command = [this.interpreter.executable, '-I', ...launch, 'download', '--no-input', '--progress-bar', 'off', '--only-binary=:all:', '--dest', wheelsDir, ...this.indexOptions(), '--', ...requirements];
+    const command = [
+      this.interpreter.executable,
+      '-I',
+      ...launch,
+      'download',
+      '--no-input',
+      '--progress-bar',
+      'off',
+      '--only-binary=:all:',
+      '--dest',
+      wheelsDir,
+      ...this.indexOptions(),
+      '--',
+      ...requirements,
+    ];
     const env = { ...pipEnv(), PIP_CACHE_DIR: sandbox.isolate ? INSIDE.pipCache : cacheDir };
-    const mounts: Mount[] = [...this.systemMounts, { host: cacheDir, inside: INSIDE.pipCache, writable: true }, { host: wheels, inside: INSIDE.wheels, writable: true }];
+    const mounts: Mount[] = [
+      ...this.systemMounts,
+      { host: cacheDir, inside: INSIDE.pipCache, writable: true },
+      { host: wheels, inside: INSIDE.wheels, writable: true },
+    ];
     return sandbox.run({ command, cwd: sandbox.isolate ? '/tmp' : wheels, env, mounts, network: true, as: 'installer' }, options);
   }
 
@@ -155,9 +177,24 @@ export class PythonLanguage implements Language {
     // pip's runner under the session's interpreter skips starting the host interpreter first
     // (what `pip --python` does itself), when the sandbox shows it.
     const visible = (path: string) => path.startsWith('/usr/') || path.startsWith(`${interpreter.prefix}/`);
-    const pip = interpreter.pipRunner && (!sandbox.isolate || visible(interpreter.pipRunner)) ? [`${envDir}/bin/python`, interpreter.pipRunner] : [interpreter.executable, '-m', 'pip', '--python', `${envDir}/bin/python`];
+    const pip =
+      interpreter.pipRunner && (!sandbox.isolate || visible(interpreter.pipRunner))
+        ? [`${envDir}/bin/python`, interpreter.pipRunner]
+        : [interpreter.executable, '-m', 'pip', '--python', `${envDir}/bin/python`];
     const sources = sandbox.allowNetwork ? [...this.indexOptions(), '--find-links', wheelsDir] : ['--no-index', '--find-links', wheelsDir];
-    const command = [...pip, 'install', '--no-input', '--progress-bar', 'off', '--no-cache-dir', '--report', `${reportDir}/report.json`, ...sources, '--', ...requirements];
+    const command = [
+      ...pip,
+      'install',
+      '--no-input',
+      '--progress-bar',
+      'off',
+      '--no-cache-dir',
+      '--report',
+      `${reportDir}/report.json`,
+      ...sources,
+      '--',
+      ...requirements,
+    ];
     const env = { ...pipEnv(), PATH: `${envDir}/bin:${SYSTEM_PATH}` };
     const mounts: Mount[] = [
       ...this.systemMounts,
