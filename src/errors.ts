@@ -4,7 +4,9 @@ import { ServerError, Status } from 'nice-grpc';
 /**
  * A failure the client should see, carrying its gRPC status code and a message a person can act
  * on. It is nice-grpc's ServerError, so a call ends with exactly this status wherever it is
- * thrown; anything else thrown is mapped to INTERNAL in one place (grpc/mapErrors.ts).
+ * thrown. Every one a client can see is made by the `errors` catalogue below; anything else
+ * thrown becomes `errors.internal` (grpc/mapErrors.ts for unary calls, tasks/runTask.ts for
+ * task streams).
  */
 export class WorkerError extends ServerError {
   constructor(code: Status, message: string) {
@@ -81,7 +83,14 @@ export const errors = {
   checkpointCorrupted: (checkpointId: string) =>
     new WorkerError(Status.INTERNAL, `checkpoint corrupted: the archive of ${quoted(checkpointId)} does not match its checksum; nothing was restored`),
 
+  // Artifacts
+  artifactConflict: (artifactId: string) => new WorkerError(Status.ALREADY_EXISTS, `artifact ${quoted(artifactId)} is already recorded with other facts`),
+  nothingUploaded: (artifactId: string) =>
+    new WorkerError(Status.NOT_FOUND, `nothing was uploaded for artifact ${quoted(artifactId)}: PUT the bytes to its upload URL first`),
+
   // Worker-wide
+  /** Says nothing of what was wrong with the credentials: that would help a guesser. */
+  unauthenticated: () => new WorkerError(Status.UNAUTHENTICATED, 'missing or invalid credentials'),
   shuttingDown: () => new WorkerError(Status.UNAVAILABLE, 'worker is shutting down; retry on another worker'),
   /** An unexpected failure: its kind only; the log has the rest under `ref`. */
   internal: (err: unknown, ref: string) => new WorkerError(Status.INTERNAL, `internal error (${faultOf(err)}); reference ${ref} in the worker's log`),

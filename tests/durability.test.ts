@@ -203,3 +203,19 @@ test("1 GB written into a session with max_disk_mb 2048 lands on disk, not in th
     }
   });
 });
+
+test('sessions asking for twelve different disk sizes leave at most 8 cached disk templates in scratch', async () => {
+  const worker = await startWorker({ env: { WORKER_SPARE_SESSIONS: '0' } });
+  try {
+    for (let mb = 5; mb < 17; mb++) {
+      const config = { language: 'python', env: {}, limits: { maxDiskMb: mb, maxMemoryMb: 0, maxCpuPercent: 0, timeoutSeconds: 0 } };
+      const { sessionId } = await worker.sessions.createSession({ workspaceId: `disk-${mb}`, config }, CALL);
+      await worker.sessions.destroySession({ sessionId }, CALL);
+    }
+    const templates = readdirSync(join(worker.dataDir, 'scratch', 'disk-templates'));
+    assert.ok(templates.length === 8, `templates: ${templates.join(', ')}`);
+    assert.ok(templates.includes('ext4-16mb.img') && !templates.includes('ext4-5mb.img'), `the least recently used went: ${templates.join(', ')}`);
+  } finally {
+    await worker.stop();
+  }
+});

@@ -447,15 +447,22 @@ test('after the fuzzing the worker serves, and nothing leaked: processes, mounts
   });
   assert.deepEqual(groups, [], 'no session or task cgroup is left');
 
-  for (const dir of ['scratch', 'checkpoints/.incoming', 'artifacts/.incoming']) {
-    let names: string[] = [];
+  const listing = (dir: string): string[] => {
     try {
-      names = readdirSync(`${worker.dataDir}/${dir}`);
+      return readdirSync(`${worker.dataDir}/${dir}`);
     } catch {
-      // never made: nothing in it
+      return []; // never made: nothing in it
     }
-    assert.deepEqual(names, [], `${dir} is empty`);
-  }
+  };
+  for (const dir of ['checkpoints/.incoming', 'artifacts/.incoming']) assert.deepEqual(listing(dir), [], `${dir} is empty`);
+  // Scratch keeps only the disk templates (a cache, one per size a session asked for, bounded).
+  assert.deepEqual(
+    listing('scratch').filter((n) => n !== 'disk-templates'),
+    [],
+    'scratch holds only the disk templates',
+  );
+  const templates = listing('scratch/disk-templates');
+  assert.ok(templates.length <= 8 && templates.every((n) => /^ext4-\d+mb\.img$/.test(n)), `disk templates: ${templates.join(', ')}`);
   const sessions = readdirSync(`${worker.dataDir}/sessions`).filter((n) => !n.startsWith('.spare-'));
   assert.deepEqual(sessions, [], 'no session directory is left');
 });

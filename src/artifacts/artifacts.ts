@@ -1,6 +1,5 @@
-import { Status } from 'nice-grpc';
 import type { ArtifactMetadata } from '../../gen/codegen/v1/artifact_service.js';
-import { errors, quoted, WorkerError } from '../errors.js';
+import { errors, quoted } from '../errors.js';
 import type { SessionPool } from '../sessions/sessionPool.js';
 import { metrics } from '../telemetry/metrics.js';
 import { newArtifactId, type ArtifactRecord, type ArtifactStore } from '../storage/artifactStore.js';
@@ -62,13 +61,11 @@ export class Artifacts {
     if (!/^[0-9a-fA-F]{64}$/.test(facts.checksumSha256)) throw errors.invalidArgument('checksum_sha256 must be 64 hexadecimal digits');
     const existing = await this.options.store.record(facts.artifactId);
     if (existing) {
-      if (!sameFacts(existing, facts))
-        throw new WorkerError(Status.ALREADY_EXISTS, `artifact ${quoted(facts.artifactId)} is already recorded with other facts`);
+      if (!sameFacts(existing, facts)) throw errors.artifactConflict(facts.artifactId);
       return { artifactId: existing.artifactId, storageUrl: this.options.store.storageUrl(existing), recordedAtMs: existing.recordedAtMs };
     }
     const uploaded = await this.options.store.uploaded(facts.artifactId);
-    if (!uploaded)
-      throw new WorkerError(Status.NOT_FOUND, `nothing was uploaded for artifact ${quoted(facts.artifactId)}: PUT the bytes to its upload URL first`);
+    if (!uploaded) throw errors.nothingUploaded(facts.artifactId);
     if (uploaded.sessionId !== undefined && uploaded.sessionId !== facts.sessionId)
       throw errors.invalidArgument(`artifact ${quoted(facts.artifactId)} was uploaded for another session`);
     if (uploaded.sizeBytes !== facts.sizeBytes)

@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { ServerError, Status, type ServerMiddleware } from 'nice-grpc';
+import type { ServerMiddleware } from 'nice-grpc';
+import { errors } from '../errors.js';
 
 const digest = (text: string) => createHash('sha256').update(text).digest();
 
@@ -12,7 +13,7 @@ export function authenticate(token: string): ServerMiddleware {
   const expected = digest(`Bearer ${token}`);
   return async function* checkToken(call, context) {
     const given = context.metadata.get('authorization') ?? '';
-    if (!timingSafeEqual(digest(given), expected)) throw new ServerError(Status.UNAUTHENTICATED, 'missing or invalid credentials');
+    if (!timingSafeEqual(digest(given), expected)) throw errors.unauthenticated();
     return yield* call.next(call.request, context);
   };
 }

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmod, mkdir, open, readFile, realpath, rename, rm, stat, statfs } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, readdir, realpath, rename, rm, stat, statfs, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { LAUNCHER_ENV } from './launcher.js';
@@ -41,16 +41,31 @@ async function runTool(command: string, args: string[]): Promise<void> {
  */
 export async function makeDiskImage(file: string, mountPoint: string, megabytes: number, templates: string): Promise<void> {
   const template = join(templates, `ext4-${megabytes}mb.img`);
-  if (
-    !(await stat(template).then(
-      (st) => st.isFile(),
-      () => false,
-    ))
-  )
+  const now = new Date();
+  const cached = await utimes(template, now, now).then(
+    () => true,
+    () => false,
+  );
+  if (!cached) {
     await makeTemplate(template, megabytes);
+    await pruneTemplates(templates, MAX_TEMPLATES);
+  }
   await runTool('cp', ['--sparse=always', '--no-preserve=all', template, file]);
   await chmod(file, 0o600);
   await mountDiskImage(file, mountPoint);
+}
+
+/** Templates kept: sizes are the client's choice, so the cache must not grow with every size asked for. */
+export const MAX_TEMPLATES = 8;
+
+/** Removes all but the `keep` most recently used templates (their mtime is touched on use). */
+export async function pruneTemplates(templates: string, keep: number): Promise<void> {
+  const names = (await readdir(templates)).filter((name) => /^ext4-\d+mb\.img$/.test(name));
+  if (names.length <= keep) return;
+  const used = await Promise.all(names.map(async (name) => ({ name, at: (await stat(join(templates, name)).catch(() => undefined))?.mtimeMs ?? 0 })));
+  used.sort((a, b) => b.at - a.at);
+  // A copy in progress holds its own descriptor: removing the name under it is harmless.
+  await Promise.all(used.slice(keep).map(({ name }) => rm(join(templates, name), { force: true })));
 }
 
 /** Formats an image of `megabytes` at `template` (written aside, then renamed: never half made). */

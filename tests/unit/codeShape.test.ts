@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { functionShapes } from '../helpers/codeShape.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { functionShapes, sourceFiles } from '../helpers/codeShape.js';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 /** Past this a function must say, in a comment above it, why it is one piece. */
@@ -19,4 +21,11 @@ test('runTask, the heart of task execution, reads in one screen (at most 40 line
   const runTask = functionShapes(ROOT).find((f) => f.file === 'src/tasks/runTask.ts' && f.name === 'runTask');
   assert.ok(runTask, 'src/tasks/runTask.ts has a runTask');
   assert.ok(runTask.lines <= 40, `runTask is ${runTask.lines} lines`);
+});
+
+test('client-visible errors are made only by the catalogue in src/errors.ts', () => {
+  const makers = sourceFiles(join(ROOT, 'src'))
+    .filter((file) => !file.endsWith('/src/errors.ts'))
+    .filter((file) => /new (WorkerError|ServerError)\(/.test(readFileSync(file, 'utf8')));
+  assert.deepEqual(makers, []);
 });
