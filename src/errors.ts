@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { inspect } from 'node:util';
 import { ServerError, Status } from 'nice-grpc';
 
 /**
@@ -22,6 +23,8 @@ function capMessage(message: string): string {
   if (Buffer.byteLength(message, 'utf8') <= MAX_MESSAGE_BYTES) return message;
   let cut = message.slice(0, MAX_MESSAGE_BYTES - 3);
   while (Buffer.byteLength(cut, 'utf8') > MAX_MESSAGE_BYTES - 3) cut = cut.slice(0, -1);
+  // The cut is in UTF-16 code units: never keep the first half of a surrogate pair.
+  if (/[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1);
   return `${cut}…`;
 }
 
@@ -33,6 +36,16 @@ export function faultOf(err: unknown): string {
   const { code, syscall } = (err ?? {}) as NodeJS.ErrnoException;
   if (typeof code === 'string') return syscall ? `${code} in ${syscall}` : code;
   return (err as Error | undefined)?.name ?? 'an unexpected error';
+}
+
+/**
+ * Any thrown value for the log: an Error's stack, a string as it is, anything else inspected
+ * (a thrown undefined or null has no properties to read, and String() fails on some objects).
+ */
+export function describeThrown(err: unknown): string {
+  const stack = (err as { stack?: unknown } | null | undefined)?.stack;
+  if (typeof stack === 'string') return stack;
+  return typeof err === 'string' ? err : inspect(err);
 }
 
 /** Client input for a message: JSON-quoted, cut to `max` characters with an ellipsis. */

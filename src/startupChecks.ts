@@ -1,4 +1,4 @@
-import { access, constants, mkdir } from 'node:fs/promises';
+import { access, constants, mkdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** Startup refused for a reason the operator can act on: printed as its one-line message alone. */
@@ -30,8 +30,11 @@ export async function prepareDataDirectory(dataDir: string): Promise<void> {
   };
   try {
     await make(dataDir);
+    // mkdir's EEXIST only says something is there, and access() alone takes an executable file for a directory.
+    if (!(await stat(dataDir)).isDirectory()) throw refuse('is not a directory');
     await access(dataDir, constants.W_OK | constants.X_OK);
   } catch (err) {
+    if (err instanceof StartupRefused) throw err;
     switch (errnoOf(err)) {
       case 'EROFS':
         throw refuse('is on a read-only filesystem');

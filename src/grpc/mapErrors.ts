@@ -1,6 +1,6 @@
 import { isAbortError } from 'abort-controller-x';
 import { ServerError } from 'nice-grpc';
-import { errors, newErrorRef } from '../errors.js';
+import { describeThrown, errors, newErrorRef } from '../errors.js';
 import type { Logger } from '../logger.js';
 
 /**
@@ -10,7 +10,7 @@ import type { Logger } from '../logger.js';
 export function toServerError(err: unknown, method: string, logger: Logger): unknown {
   if (err instanceof ServerError || isAbortError(err)) return err; // WorkerErrors included
   const ref = newErrorRef();
-  logger.error('unexpected error in call', { method, ref, error: (err as Error).stack ?? String(err) });
+  logger.error('unexpected error in call', { method, ref, error: describeThrown(err) });
   return errors.internal(err, ref);
 }
 

@@ -115,7 +115,11 @@ export function confine(command: string[], cwd: string, env: Record<string, stri
     if (!confinement.tools.bwrap) throw new Error('bubblewrap is not installed');
     chain.push(confinement.tools.bwrap);
     if (confinement.owner) chain.push('--unshare-ipc', '--unshare-pid', '--unshare-uts', '--unshare-cgroup-try');
-    else chain.push('--unshare-all', '--uid', '1000', '--gid', '1000', '--cap-drop', 'ALL');
+    else {
+      chain.push('--unshare-all', '--uid', '1000', '--gid', '1000', '--cap-drop', 'ALL');
+      // --unshare-all includes the network namespace: the host's network is given back when allowed.
+      if (confinement.network) chain.push('--share-net');
+    }
     if (!confinement.network) chain.push('--unshare-net');
     chain.push('--die-with-parent', '--new-session', '--hostname', 'sandbox');
     chain.push(...systemMountArgs, '--proc', '/proc', '--dev', '/dev', '--perms', '1777', '--size', String(TMP_BYTES), '--tmpfs', '/tmp');

@@ -1,3 +1,4 @@
+import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { CapturedOutput, OutputSource, RunOptions } from './processSpec.js';
@@ -5,29 +6,10 @@ import type { CapturedOutput, OutputSource, RunOptions } from './processSpec.js'
 /** Longest line passed to onLine; longer runs without a newline are passed in pieces. */
 const MAX_LINE_CHARS = 64 * 1024;
 
-const SIGNAL_NUMBERS: Record<string, number> = {
-  SIGHUP: 1,
-  SIGINT: 2,
-  SIGQUIT: 3,
-  SIGILL: 4,
-  SIGTRAP: 5,
-  SIGABRT: 6,
-  SIGBUS: 7,
-  SIGFPE: 8,
-  SIGKILL: 9,
-  SIGUSR1: 10,
-  SIGSEGV: 11,
-  SIGUSR2: 12,
-  SIGPIPE: 13,
-  SIGALRM: 14,
-  SIGTERM: 15,
-  SIGXCPU: 24,
-  SIGXFSZ: 25,
-};
-
 /** The exit code a shell would report: the code, or 128+N for a process killed by signal N. */
 export function exitCodeOf(code: number | null, signal: string | null): number {
-  return code ?? 128 + (signal ? (SIGNAL_NUMBERS[signal] ?? 0) : 0);
+  // The host's own numbering, every signal included: the child was killed on this host.
+  return code ?? 128 + (signal ? ((constants.signals as Record<string, number | undefined>)[signal] ?? 0) : 0);
 }
 
 async function pump(stream: Readable, source: OutputSource, options: RunOptions, counted: (bytes: number) => void): Promise<CapturedOutput> {

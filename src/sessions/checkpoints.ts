@@ -38,7 +38,8 @@ async function sessionTree(session: Session): Promise<Tree> {
   const tree: Tree = new Map();
   for (const [path, entry] of [...workspace, ...env]) {
     if (hostBound.has(path)) continue;
-    // Links out of the session (the environment's to the interpreter, or ones the code made) are not restorable.
+    // Links out of the session (the environment's to the interpreter, or ones the code made), or with a `..`
+    // after a name (which a restore cannot check), are not restorable: the same rule as checkLink's.
     if (entry.type === 'symlink' && !linkStaysWithin(path, entry.target!)) continue;
     tree.set(path, entry);
   }

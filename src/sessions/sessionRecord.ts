@@ -1,5 +1,6 @@
 import { TaskStatus } from '../../gen/codegen/v1/common.js';
-import { parseRecord } from '../storage/jsonFile.js';
+import { WorkerError } from '../errors.js';
+import { DamagedRecordError, parseRecord } from '../storage/jsonFile.js';
 import { storedSessionConfig, type EffectiveSessionConfig } from './sessionConfig.js';
 
 /**
@@ -77,7 +78,12 @@ export function parseSessionRecord(raw: string, expectedId: string): SessionReco
   const record = parseRecord<SessionRecord>(raw, isSessionRecord);
   if (record.id !== expectedId) throw new Error(`it names session ${record.id.slice(0, 80)}, not the directory's`);
   // The config goes through the same checks as a CreateSession's (it may be older than them).
-  record.config = storedSessionConfig(record.config);
+  try {
+    record.config = storedSessionConfig(record.config);
+  } catch (err) {
+    // Of the wrong shape, or refused by CreateSession's checks (a WorkerError): damage either way.
+    throw new DamagedRecordError(`its config is damaged: ${err instanceof WorkerError ? err.details : (err as Error).message}`);
+  }
   return record;
 }
 

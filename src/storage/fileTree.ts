@@ -152,9 +152,17 @@ export async function namesIn(root: string, segments: string[]): Promise<string[
 /**
  * Whether a symlink at `path` (relative, `top/...`) points, relatively, somewhere inside its own
  * top directory: what a checkpoint keeps and a restore accepts.
+ *
+ * The kernel resolves a target step by step: in `up/..`, `..` leaves wherever the link `up` led,
+ * which the target's text cannot tell. So `..` may only come first, climbing the link's own
+ * directories (real ones: entries are made and scanned without following links), and is refused
+ * after a name. With every link so checked, each resolves inside its top, even through another.
  */
 export function linkStaysWithin(path: string, target: string): boolean {
+  if (target.startsWith('/') || target.includes('\0')) return false;
+  const steps = target.split('/').filter((step) => step !== '' && step !== '.');
+  if (steps.some((step, i) => step === '..' && i > 0 && steps[i - 1] !== '..')) return false;
   const [top] = path.split('/');
   const resolved = posix.normalize(posix.join(posix.dirname(path), target));
-  return !target.startsWith('/') && !target.includes('\0') && (resolved === top || resolved.startsWith(`${top}/`));
+  return resolved === top || resolved.startsWith(`${top}/`);
 }

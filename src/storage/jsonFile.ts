@@ -48,8 +48,13 @@ export async function readJsonFile<T>(file: string, isValid: (value: unknown) =>
   return parseRecord<T>(raw, isValid);
 }
 
-/** A checker of records: every named field has the given typeof. */
+/** A checker of records: every named field has the given typeof ('object' not null). */
 export function hasFields(fields: Record<string, 'string' | 'number' | 'object' | 'boolean'>): (value: unknown) => boolean {
   return (value) =>
-    typeof value === 'object' && value !== null && Object.entries(fields).every(([name, type]) => typeof (value as Record<string, unknown>)[name] === type);
+    typeof value === 'object' &&
+    value !== null &&
+    Object.entries(fields).every(([name, type]) => {
+      const field = (value as Record<string, unknown>)[name];
+      return typeof field === type && field !== null;
+    });
 }

@@ -25,8 +25,11 @@ export class UrlSigner {
   }
 
   verify(fields: string[], signature: string): boolean {
-    const expected = Buffer.from(this.sign(fields), 'hex');
-    const given = Buffer.from(signature, 'hex');
-    return given.length === expected.length && timingSafeEqual(given, expected);
+    // Only sign()'s exact form: a hex decode stops at the first non-hex character, so sig+'zz' would decode as sig.
+    if (!SIGNATURE_FORM.test(signature)) return false;
+    return timingSafeEqual(Buffer.from(signature, 'hex'), Buffer.from(this.sign(fields), 'hex'));
   }
 }
+
+/** What sign() returns: a SHA-256 HMAC in lower-case hex. */
+const SIGNATURE_FORM = /^[0-9a-f]{64}$/;

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { isAbortError } from 'abort-controller-x';
 import { TaskStatus } from '../../gen/codegen/v1/common.js';
-import { errors, newErrorRef, WorkerError } from '../errors.js';
+import { describeThrown, errors, newErrorRef, WorkerError } from '../errors.js';
 import type { SessionPool } from '../sessions/sessionPool.js';
 import type { TaskRecord } from '../sessions/taskRegistry.js';
 import { metrics } from '../telemetry/metrics.js';
@@ -65,7 +65,7 @@ function startTask(task: PreparedTask): TaskRecord {
 function asCallError(err: unknown, task: PreparedTask): unknown {
   if (err instanceof WorkerError || isAbortError(err)) return err;
   const ref = newErrorRef();
-  task.session.logger.error('unexpected error in a task', { task_id: task.taskId, tool: task.tool.name, ref, error: (err as Error).stack ?? String(err) });
+  task.session.logger.error('unexpected error in a task', { task_id: task.taskId, tool: task.tool.name, ref, error: describeThrown(err) });
   return errors.internal(err, ref);
 }
 

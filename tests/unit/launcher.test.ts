@@ -100,16 +100,15 @@ test('a non-root launch uses a user namespace with uid 1000 and no capabilities,
   assert.ok(!spec.args.includes('/usr/bin/setpriv'));
 });
 
-test(
-  'a non-root launch with the network allowed keeps the network',
-  {
-    todo: 'BUG: without an owner confine() passes --unshare-all (which includes the network namespace) and never --share-net, so network: true (pip download, WORKER_ALLOW_NETWORK) has no network in a non-root worker',
-  },
-  () => {
-    const args = bwrapArgs(confine(['true'], '/workspace', {}, isolated({ owner: undefined, network: true })));
-    assert.ok(!args.includes('--unshare-all') || args.indexOf('--share-net') > args.indexOf('--unshare-all'), args.slice(0, 8).join(' '));
-  },
-);
+test('a non-root launch with the network allowed keeps the network', () => {
+  const args = bwrapArgs(confine(['true'], '/workspace', {}, isolated({ owner: undefined, network: true })));
+  assert.ok(!args.includes('--unshare-all') || args.indexOf('--share-net') > args.indexOf('--unshare-all'), args.slice(0, 8).join(' '));
+  assert.ok(!args.includes('--unshare-net'));
+  const closed = bwrapArgs(confine(['true'], '/workspace', {}, isolated({ owner: undefined, network: false })));
+  assert.ok(!closed.includes('--share-net'), 'no network unless allowed');
+  const root = bwrapArgs(confine(['true'], '/workspace', {}, isolated({ network: true })));
+  assert.ok(!root.includes('--share-net'), 'a root launch shares the network by not unsharing it');
+});
 
 test('mounts: writable ones bound read-write, others read-only, each after its parents are made traversable', () => {
   const mounts = [

@@ -56,19 +56,18 @@ test('thrown values that are not Errors are mapped too, each with a fresh refere
   assert.notEqual(logged[0].meta.ref, logged[1].meta.ref);
 });
 
-test(
-  'a thrown undefined or null is mapped to INTERNAL like anything else',
-  {
-    todo: "BUG: toServerError logs `(err as Error).stack ?? String(err)`, which throws a TypeError for undefined/null (e.g. Promise.reject()), so the call ends UNKNOWN without a reference (runTask's catch has the same expression)",
-  },
-  () => {
-    const { logger } = fakeLogger();
-    for (const value of [undefined, null]) {
-      const mapped = toServerError(value, 'S/M', logger) as WorkerError;
-      assert.equal(mapped.code, Status.INTERNAL);
-    }
-  },
-);
+test('a thrown undefined or null is mapped to INTERNAL like anything else', () => {
+  const { logger, logged } = fakeLogger();
+  for (const value of [undefined, null]) {
+    const mapped = toServerError(value, 'S/M', logger) as WorkerError;
+    assert.equal(mapped.code, Status.INTERNAL);
+    assert.match(mapped.details, /reference [0-9a-f]{8} in the worker's log$/);
+  }
+  assert.deepEqual(
+    logged.map((entry) => entry.meta.error),
+    ['undefined', 'null'],
+  );
+});
 
 test('withMappedErrors maps the errors of unary methods, keeps their results and `this`, and leaves streaming methods as they are', async () => {
   const { logger, logged } = fakeLogger();

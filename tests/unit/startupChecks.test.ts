@@ -51,14 +51,16 @@ test('a data directory that cannot be one is refused naming WORKER_DATA_DIR and 
   );
 });
 
-test(
-  'a regular file where the data directory should be is refused as not a directory',
-  {
-    todo: 'BUG (minor): mkdir fails EEXIST and only access(W_OK|X_OK) is checked, so a plain file is reported "not writable by this worker" and an executable file (mode 0755) is accepted as the data directory',
-  },
-  async () => {
-    const file = join(base, 'executable-file');
-    await writeFile(file, '', { mode: 0o755 });
-    await assert.rejects(prepareDataDirectory(file), (err: unknown) => err instanceof StartupRefused && /is not a directory/.test(err.message));
-  },
-);
+test('a regular file where the data directory should be is refused as not a directory', async () => {
+  for (const [name, mode] of [
+    ['executable-file', 0o755],
+    ['plain-file', 0o644],
+  ] as const) {
+    const file = join(base, name);
+    await writeFile(file, '', { mode });
+    await assert.rejects(
+      prepareDataDirectory(file),
+      (err: unknown) => err instanceof StartupRefused && err.message === `WORKER_DATA_DIR ${file} is not a directory`,
+    );
+  }
+});
