@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { isLoopback } from './address.js';
+import { messageOf } from './errors.js';
 
 /** The worker's configuration, read and validated once at startup. */
 export interface WorkerConfig {
@@ -286,7 +287,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): WorkerConfig
   try {
     ({ values } = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean' } }, strict: true, allowPositionals: false }));
   } catch (err) {
-    throw new ConfigError(`${(err as Error).message}\n\n${usage()}`);
+    throw new ConfigError(`${messageOf(err)}\n\n${usage()}`);
   }
   if (values.help) throw new HelpRequested(usage());
 

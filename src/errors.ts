@@ -48,6 +48,12 @@ export function describeThrown(err: unknown): string {
   return typeof err === 'string' ? err : inspect(err);
 }
 
+/** The message of anything thrown (a throw need not be an Error: `Promise.reject()` rejects with undefined). */
+export function messageOf(err: unknown): string {
+  const message = (err as { message?: unknown } | null | undefined)?.message;
+  return typeof message === 'string' ? message : typeof err === 'string' ? err : inspect(err);
+}
+
 /** Client input for a message: JSON-quoted, cut to `max` characters with an ellipsis. */
 export function quoted(value: string, max = 64): string {
   return JSON.stringify(value.length > max ? `${value.slice(0, max)}…` : value);

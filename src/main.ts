@@ -2,7 +2,7 @@
 // turns whatever stops startup into one clear line and a non-zero exit.
 import { setLogger } from '@grpc/grpc-js';
 import { ConfigError, HelpRequested, loadConfig, type WorkerConfig } from './config.js';
-import { faultOf } from './errors.js';
+import { describeThrown, faultOf, messageOf } from './errors.js';
 import { createLogger } from './logger.js';
 import { PythonUnavailableError } from './sandbox/python/pythonInterpreter.js';
 import { SandboxUnavailableError } from './sandbox/sandboxHost.js';
@@ -52,8 +52,8 @@ async function main(): Promise<void> {
     clearTimeout(watchdog);
   } catch (err) {
     const known = [PythonUnavailableError, SandboxUnavailableError, UidRangeError, StartupRefused].some((type) => err instanceof type);
-    if (!known) logger.error('cannot start', { error: (err as Error).stack ?? String(err) });
-    refuse(known ? (err as Error).message : `cannot start (${faultOf(err)}); the log has the details`);
+    if (!known) logger.error('cannot start', { error: describeThrown(err) });
+    refuse(known ? messageOf(err) : `cannot start (${faultOf(err)}); the log has the details`);
   }
 }
 

@@ -1,5 +1,6 @@
 import { access, constants, mkdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { messageOf } from './errors.js';
 
 /** Startup refused for a reason the operator can act on: printed as its one-line message alone. */
 export class StartupRefused extends Error {
@@ -48,7 +49,7 @@ export async function prepareDataDirectory(dataDir: string): Promise<void> {
       case 'ENOSPC':
         throw refuse('cannot be created: the disk is full');
       default:
-        throw refuse(`cannot be used (${errnoOf(err) ?? (err as Error).message})`);
+        throw refuse(`cannot be used (${errnoOf(err) ?? messageOf(err)})`);
     }
   }
 }

@@ -3,6 +3,7 @@ import { WorkerLifecycleDefinition, type WorkerLifecycleClient } from '../../gen
 import type { Logger } from '../logger.js';
 import { metrics } from '../telemetry/metrics.js';
 import { endSpan, startClientSpan } from '../telemetry/tracing.js';
+import { messageOf } from '../errors.js';
 
 export interface RegistrationOptions {
   coordinatorAddr: string;
@@ -31,7 +32,7 @@ function coordinatorCalls(token: string | undefined): ClientMiddleware {
       endSpan(traced?.span);
       return result;
     } catch (err) {
-      endSpan(traced?.span, (err as Error).message);
+      endSpan(traced?.span, messageOf(err));
       throw err;
     }
   };
@@ -91,7 +92,7 @@ export class Registration {
       );
       this.options.logger.info('deregistered from the coordinator', { success: response.success, message: response.message });
     } catch (err) {
-      this.options.logger.warn('could not deregister from the coordinator', { error: (err as Error).message });
+      this.options.logger.warn('could not deregister from the coordinator', { error: messageOf(err) });
     } finally {
       this.channel.close();
     }
@@ -125,7 +126,7 @@ export class Registration {
         log.warn('the coordinator refused the registration', { message: response.message });
       } catch (err) {
         if (signal.aborted) break;
-        log.warn('could not register with the coordinator; retrying', { coordinator: this.options.coordinatorAddr, error: (err as Error).message, attempt });
+        log.warn('could not register with the coordinator; retrying', { coordinator: this.options.coordinatorAddr, error: messageOf(err), attempt });
       }
       const backoff = Math.min(this.intervalMs || BACKOFF_CAP_MS, BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
       await sleep(backoff / 2 + Math.random() * (backoff / 2), signal);
@@ -159,7 +160,7 @@ export class Registration {
         if (signal.aborted) return;
         failures++;
         metrics.heartbeatFailures.inc();
-        log.warn('heartbeat failed', { error: (err as Error).message, consecutive_failures: failures });
+        log.warn('heartbeat failed', { error: messageOf(err), consecutive_failures: failures });
         if (failures >= MAX_HEARTBEAT_FAILURES) {
           metrics.registered.set(0);
           return;

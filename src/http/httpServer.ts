@@ -4,6 +4,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../logger.js';
 import { splitHostPort } from '../address.js';
+import { messageOf } from '../errors.js';
 
 export type Handler = (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void> | void;
 
@@ -57,7 +58,7 @@ export async function startHttpServer(
         secure.setSecureContext(read(tls));
         logger.info('TLS certificate reloaded for the HTTP endpoint', { cert: tls.cert });
       } catch (err) {
-        logger.warn('could not reload the TLS certificate; the previous one stays', { error: (err as Error).message });
+        logger.warn('could not reload the TLS certificate; the previous one stays', { error: messageOf(err) });
       }
     };
     for (const file of [tls.cert, tls.key]) watchFile(file, { interval: 1000 }, reload).unref();

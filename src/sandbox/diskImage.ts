@@ -3,6 +3,7 @@ import { chmod, mkdir, open, readFile, readdir, realpath, rename, rm, stat, stat
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { LAUNCHER_ENV } from './launcher.js';
+import { messageOf } from '../errors.js';
 
 const run = promisify(execFile);
 
@@ -30,7 +31,7 @@ async function runTool(command: string, args: string[]): Promise<void> {
     await run(command, args, { env: { ...LAUNCHER_ENV }, timeout: 60_000 });
   } catch (err) {
     const stderr = String((err as { stderr?: string }).stderr ?? '').trim();
-    throw new Error(`${command} ${args[0] ?? ''} failed: ${stderr || (err as Error).message}`, { cause: err });
+    throw new Error(`${command} ${args[0] ?? ''} failed: ${stderr || messageOf(err)}`, { cause: err });
   }
 }
 
@@ -131,7 +132,7 @@ export async function probeDiskImages(scratch: string): Promise<string | undefin
     return undefined;
   } catch (err) {
     await unmountDiskImage(mountPoint).catch(() => undefined);
-    return (err as Error).message;
+    return messageOf(err);
   } finally {
     await rm(file, { force: true });
     await rm(mountPoint, { recursive: true, force: true });

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Status } from 'nice-grpc';
-import { errors, faultOf, quoted, WorkerError } from '../errors.js';
+import { describeThrown, errors, faultOf, quoted, WorkerError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { extractArchive, openArchive, sha256Of, writeArchive, type OpenedArchive } from '../storage/checkpointArchive.js';
 import { MissingArchiveError, type CheckpointRecord, type CheckpointStore, type FetchedArchive } from '../storage/checkpointStore.js';
@@ -103,7 +103,7 @@ export class Checkpoints {
       await rm(temporary, { force: true });
       if (err instanceof WorkerError) throw err;
       if (isDiskFull(err)) throw errors.tooLarge(`disk full: no space left to write checkpoint of session ${quoted(sessionId)}; nothing was kept`);
-      session.logger.error('checkpoint failed', { error: (err as Error).stack ?? String(err) });
+      session.logger.error('checkpoint failed', { error: describeThrown(err) });
       throw errors.archiveFailed(`could not write the checkpoint (${faultOf(err)}); nothing was kept`);
     } finally {
       session.endCheckpoint();

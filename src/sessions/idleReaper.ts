@@ -1,6 +1,7 @@
 import { SessionState } from '../../gen/codegen/v1/common.js';
 import type { Logger } from '../logger.js';
 import type { SessionPool } from './sessionPool.js';
+import { messageOf } from '../errors.js';
 
 /**
  * Destroys sessions that ran no task for `idleSeconds` (0 disables). Returns a stop function.
@@ -16,7 +17,7 @@ export function startIdleReaper(pool: SessionPool, idleSeconds: number, logger: 
       for (const session of pool.list()) {
         if (session.state !== SessionState.SESSION_STATE_READY || now - session.lastActivityMs < idleMs) continue;
         pool.destroy(session.id, `idle for more than ${idleSeconds} s`).catch((err: unknown) => {
-          logger.warn('idle session could not be destroyed', { session_id: session.id, error: (err as Error).message });
+          logger.warn('idle session could not be destroyed', { session_id: session.id, error: messageOf(err) });
         });
       }
     },

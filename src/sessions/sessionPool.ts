@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { SessionConfig } from '../../gen/codegen/v1/common.js';
-import { errors, faultOf, WorkerError } from '../errors.js';
+import { describeThrown, errors, faultOf, messageOf, WorkerError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { unmountDiskImage } from '../sandbox/diskImage.js';
 import type { SandboxHost } from '../sandbox/sandboxHost.js';
@@ -89,7 +89,7 @@ export class SessionPool {
       this.sessions.delete(id);
       await session.disposeSandbox().catch(() => undefined);
       await this.options.store.remove(id).catch(() => undefined);
-      session.logger.error('session initialization failed', { error: (err as Error).stack ?? String(err) });
+      session.logger.error('session initialization failed', { error: describeThrown(err) });
       throw errors.initializationFailed(`could not create the workspace or Python environment (${faultOf(err)})`);
     }
     session.logger.info('session created', { workspace_id: input.workspaceId, user_id: input.userId, disk_mb: session.sandbox.diskMb });
@@ -228,7 +228,7 @@ export class SessionPool {
     const aside = await this.options.store.quarantine(name).catch(() => undefined);
     this.options.logger.warn('session could not be adopted; moved aside', {
       session_id: name.slice(0, 80),
-      reason: (err as Error).message,
+      reason: messageOf(err),
       quarantined_to: aside,
     });
   }

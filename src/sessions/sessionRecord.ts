@@ -1,5 +1,5 @@
 import { TaskStatus } from '../../gen/codegen/v1/common.js';
-import { WorkerError } from '../errors.js';
+import { messageOf, WorkerError } from '../errors.js';
 import { DamagedRecordError, parseRecord } from '../storage/jsonFile.js';
 import { storedSessionConfig, type EffectiveSessionConfig } from './sessionConfig.js';
 
@@ -82,7 +82,7 @@ export function parseSessionRecord(raw: string, expectedId: string): SessionReco
     record.config = storedSessionConfig(record.config);
   } catch (err) {
     // Of the wrong shape, or refused by CreateSession's checks (a WorkerError): damage either way.
-    throw new DamagedRecordError(`its config is damaged: ${err instanceof WorkerError ? err.details : (err as Error).message}`);
+    throw new DamagedRecordError(`its config is damaged: ${err instanceof WorkerError ? err.details : messageOf(err)}`);
   }
   return record;
 }

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { realpath } from 'node:fs/promises';
 import { promisify } from 'node:util';
+import { messageOf } from '../../errors.js';
 
 const run = promisify(execFile);
 
@@ -22,6 +23,7 @@ export interface PythonInterpreter {
 
 const PROBE = `
 import json, os, sys
+import { messageOf } from '../../errors.js';
 try:
     from importlib.metadata import version
     pip = version("pip")
@@ -46,7 +48,7 @@ export async function resolvePythonInterpreter(command: string): Promise<PythonI
   try {
     ({ stdout } = await run(command, ['-I', '-c', PROBE], { timeout: 30_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }));
   } catch (err) {
-    throw new PythonUnavailableError(`cannot run the Python interpreter '${command}' (set WORKER_PYTHON): ${(err as Error).message}`);
+    throw new PythonUnavailableError(`cannot run the Python interpreter '${command}' (set WORKER_PYTHON): ${messageOf(err)}`);
   }
   const probe = JSON.parse(stdout) as { executable: string; version: string; libName: string; prefix: string; pip: string | null; runner: string | null };
   if (!probe.executable) throw new PythonUnavailableError(`'${command}' did not report its executable path`);
