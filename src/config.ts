@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { isLoopback } from './address.js';
 import { messageOf } from './errors.js';
+import { LANGUAGES, type LanguageName } from './sessions/sessionConfig.js';
 
 /** The worker's configuration, read and validated once at startup. */
 export interface WorkerConfig {
@@ -22,6 +23,8 @@ export interface WorkerConfig {
   maxOutputBytes: number;
   taskHistory: number;
   python: string;
+  /** WORKER_LANGUAGES; undefined: every language whose toolchain the host has. */
+  languages: LanguageName[] | undefined;
   sandbox: 'bwrap' | 'none';
   allowNetwork: boolean;
   maxProcesses: number;
@@ -120,6 +123,15 @@ const oneOf =
     return raw.trim();
   };
 
+/** A comma-separated list of session languages, each named once. */
+const languageList: Parser<LanguageName[]> = (raw, name) => {
+  const names = raw.split(',').map((n) => n.trim());
+  for (const n of names)
+    if (!(LANGUAGES as readonly string[]).includes(n)) throw new ConfigError(`${name}: '${n}' is not a language; choose from ${LANGUAGES.join(', ')}`);
+  if (new Set(names).size !== names.length) throw new ConfigError(`${name} names a language twice: '${raw}'`);
+  return names as LanguageName[];
+};
+
 interface Setting<T> {
   env: string;
   help: string;
@@ -166,6 +178,12 @@ const SETTINGS = {
   maxOutputBytes: setting('WORKER_MAX_OUTPUT_BYTES', 'stdout/stderr kept in a task result, per stream', integer(1024, 1024 * 1024 * 1024), () => 1024 * 1024),
   taskHistory: setting('WORKER_TASK_HISTORY', 'finished tasks kept queryable per session', integer(1, 100_000), () => 100),
   python: setting('WORKER_PYTHON', 'Python interpreter sessions are based on', text, () => 'python3'),
+  languages: setting<LanguageName[] | undefined>(
+    'WORKER_LANGUAGES',
+    `session languages offered, comma-separated (${LANGUAGES.join(', ')}; unset: each one whose toolchain this host has)`,
+    languageList,
+    none,
+  ),
   sandbox: setting(
     'WORKER_SANDBOX',
     'bwrap (isolate user code) or none (no isolation: trusted code only)',

@@ -4,7 +4,7 @@ import { setLogger } from '@grpc/grpc-js';
 import { ConfigError, HelpRequested, loadConfig, type WorkerConfig } from './config.js';
 import { describeThrown, faultOf, messageOf } from './errors.js';
 import { createLogger } from './logger.js';
-import { PythonUnavailableError } from './sandbox/python/pythonInterpreter.js';
+import { LanguageUnavailableError } from './sandbox/languages.js';
 import { SandboxUnavailableError } from './sandbox/sandboxHost.js';
 import { UidRangeError } from './sandbox/uidRange.js';
 import { StartupRefused } from './startupChecks.js';
@@ -51,7 +51,7 @@ async function main(): Promise<void> {
     await startWorker(config, logger);
     clearTimeout(watchdog);
   } catch (err) {
-    const known = [PythonUnavailableError, SandboxUnavailableError, UidRangeError, StartupRefused].some((type) => err instanceof type);
+    const known = [LanguageUnavailableError, SandboxUnavailableError, UidRangeError, StartupRefused].some((type) => err instanceof type);
     if (!known) logger.error('cannot start', { error: describeThrown(err) });
     refuse(known ? messageOf(err) : `cannot start (${faultOf(err)}); the log has the details`);
   }

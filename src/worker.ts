@@ -17,12 +17,13 @@ import { opsRoutes } from './http/opsRequests.js';
 import type { Logger } from './logger.js';
 import { HostLock } from './sandbox/hostLock.js';
 import { findOnPath } from './sandbox/hostTools.js';
+import type { Language } from './sandbox/language.js';
+import { resolveLanguages, type LanguageOffer } from './sandbox/languages.js';
 import { PythonLanguage } from './sandbox/python/pythonLanguage.js';
 import { SandboxHost } from './sandbox/sandboxHost.js';
 import { Checkpoints } from './sessions/checkpoints.js';
 import { startIdleReaper } from './sessions/idleReaper.js';
 import { stateName } from './sessions/session.js';
-import { SUPPORTED_LANGUAGES } from './sessions/sessionConfig.js';
 import { SessionPool } from './sessions/sessionPool.js';
 import { listenRefused, prepareDataDirectory, StartupRefused } from './startupChecks.js';
 import { LocalArtifactStore, S3ArtifactStore, type ArtifactStore } from './storage/artifactStore.js';
@@ -33,7 +34,7 @@ import { UrlSigner } from './storage/urlSigner.js';
 import { LocalWorkspaceStore } from './storage/workspaceStore.js';
 import { metrics, registry } from './telemetry/metrics.js';
 import { startTracing, stopTracing, tracingEnabled } from './telemetry/tracing.js';
-import { TOOLS } from './tools/index.js';
+import { toolNames } from './tools/index.js';
 import { WORKER_VERSION } from './version.js';
 
 /** Time past the grace period a shutdown may take (destroying sessions, closing servers). */
@@ -76,11 +77,33 @@ function updateSessionGauges(pool: SessionPool, maxSessions: number): void {
   metrics.capacity.set(maxSessions);
 }
 
-async function startSandbox(config: WorkerConfig, dirs: DataDirectory, language: PythonLanguage, logger: Logger): Promise<SandboxHost> {
+/** Every language the worker knows, python (the default) first: what each needs of the host is found here once. */
+function languageOffers(config: WorkerConfig, dirs: DataDirectory, logger: Logger): LanguageOffer[] {
+  return [
+    {
+      name: 'python',
+      resolve: async () => {
+        const python = await PythonLanguage.resolve(config.python, { pipIndexUrl: config.pipIndexUrl, pipCache: dirs.pipCache });
+        if (python.interpreter.pipVersion === undefined)
+          logger.warn('the host Python has no pip: pkg.install will fail', { python: python.interpreter.executable });
+        return python;
+      },
+    },
+  ];
+}
+
+/** The languages offered (WORKER_LANGUAGES, or each the host has); the log says why any other is not. */
+async function offeredLanguages(config: WorkerConfig, dirs: DataDirectory, logger: Logger): Promise<Language[]> {
+  const { languages, skipped } = await resolveLanguages(languageOffers(config, dirs, logger), config.languages);
+  for (const [name, reason] of Object.entries(skipped)) logger.info(`${name} sessions are not offered: ${reason}`, { language: name });
+  return languages;
+}
+
+async function startSandbox(config: WorkerConfig, dirs: DataDirectory, languages: Language[], logger: Logger): Promise<SandboxHost> {
   const sandboxHost = await SandboxHost.create({
     mode: config.sandbox,
     allowNetwork: config.allowNetwork,
-    language,
+    languages,
     dirs,
     maxProcesses: config.maxProcesses,
     maxTaskOutputBytes: config.maxTaskOutputBytes,
@@ -145,7 +168,12 @@ function sweepArtifactsHourly(store: ArtifactStore, retentionHours: number, logg
   sweep.unref();
 }
 
-function startRegistration(config: WorkerConfig, port: number, language: PythonLanguage, pool: SessionPool, logger: Logger): Registration | undefined {
+/** What the coordinator is told of each language (interpreter, versions), as one metadata map. */
+function languageFacts(languages: readonly Language[]): Record<string, string> {
+  return Object.assign({}, ...languages.map((l) => l.describe())) as Record<string, string>;
+}
+
+function startRegistration(config: WorkerConfig, port: number, languages: Language[], pool: SessionPool, logger: Logger): Registration | undefined {
   if (!config.coordinatorAddr) return undefined;
   const [grpcHost] = splitHostPort(config.grpcAddr);
   const registration = new Registration({
@@ -156,9 +184,9 @@ function startRegistration(config: WorkerConfig, port: number, language: PythonL
     metadata: {
       version: WORKER_VERSION,
       hostname: hostname(),
-      languages: SUPPORTED_LANGUAGES.join(','),
-      python_version: language.interpreter.version,
-      tools: [...TOOLS.keys()].join(','),
+      ...languageFacts(languages),
+      languages: languages.map((l) => l.name).join(','),
+      tools: toolNames(languages.map((l) => l.name)).join(','),
     },
     sessionIds: () => pool.list().map((s) => s.id),
     token: config.coordinatorAuthToken,
@@ -172,7 +200,7 @@ function startRegistration(config: WorkerConfig, port: number, language: PythonL
 /** The line an operator looks for: where the worker listens and how it is set up. */
 function logListening(
   config: WorkerConfig,
-  where: { grpcPort: number; httpPort: number; publicUrl: string | undefined; checkpointStore: string; language: PythonLanguage; tls: string },
+  where: { grpcPort: number; httpPort: number; publicUrl: string | undefined; checkpointStore: string; languages: Language[]; tls: string },
   logger: Logger,
 ): void {
   logger.info('worker listening', {
@@ -183,7 +211,8 @@ function logListening(
     public_url: where.publicUrl,
     data_dir: config.dataDir,
     checkpoint_store: where.checkpointStore,
-    ...where.language.describe(),
+    languages: where.languages.map((l) => l.name).join(','),
+    ...languageFacts(where.languages),
     max_sessions: config.maxSessions,
     tls: where.tls,
     auth: config.authToken || config.authTokenFile ? 'bearer token' : 'none',
@@ -256,10 +285,8 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   const dirs = dataDirectory(config.dataDir);
   const dataLock = await lockDataDirectory(dirs);
   await startTracing('codegen-mcp-worker', { 'service.instance.id': config.workerId, 'service.version': WORKER_VERSION });
-  const language = await PythonLanguage.resolve(config.python, { pipIndexUrl: config.pipIndexUrl, pipCache: dirs.pipCache });
-  if (language.interpreter.pipVersion === undefined)
-    logger.warn('the host Python has no pip: pkg.install will fail', { python: language.interpreter.executable });
-  const sandboxHost = await startSandbox(config, dirs, language, logger);
+  const languages = await offeredLanguages(config, dirs, logger);
+  const sandboxHost = await startSandbox(config, dirs, languages, logger);
   const pool = await startSessions(config, dirs, sandboxHost, logger);
   const stores = await openStores(config, dirs, pool, logger);
 
@@ -312,11 +339,11 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
       httpPort: http.port,
       publicUrl: stores.publicUrl.value,
       checkpointStore: config.checkpointStore ?? dirs.checkpoints,
-      language,
+      languages,
       tls: tls ? (config.tlsClientCa ? 'mTLS' : 'TLS') : 'off',
     },
     logger,
   );
-  const registration = startRegistration(config, grpc.port, language, pool, logger);
+  const registration = startRegistration(config, grpc.port, languages, pool, logger);
   stopOnSignals({ config, logger, dataLock, sandboxHost, pool, grpc, http, registration, stopReaper, drain: () => (health.draining = true) });
 }

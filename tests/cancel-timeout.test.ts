@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { TaskStatus } from '../gen/codegen/v1/common.js';
+import { PYTHON_CASE } from './helpers/languages.js';
 import { processesMarked, runTask, waitFor } from './helpers/tasks.js';
 import { startWorker, type RunningWorker } from './helpers/worker.js';
 
@@ -16,21 +17,7 @@ after(async () => worker?.stop());
 
 // Starts a child, and a grandchild that leaves the process group and the tree (setsid + double
 // fork), then sleeps: all of which must be gone when the task ends.
-const SPAWNER = `
-import os, subprocess, sys, time
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-r, w = os.pipe()
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        os.write(w, b"up"); os.close(w)
-        time.sleep(60); os._exit(0)
-    os._exit(0)
-os.close(w)
-os.read(r, 2)
-print("tree started", flush=True)
-time.sleep(60)
-`;
+const SPAWNER = PYTHON_CASE.spawner;
 
 /**
  * A session whose every process carries a mark the test can find on the host. `leftovers()`

@@ -57,7 +57,7 @@ async function withCoordinator(env: Record<string, string>, fn: (coordinator: Fa
 }
 
 test('RegisterWorker carries the worker id, capacity, metadata and address; heartbeats 1 s apart carry the live session ids', async () => {
-  await withCoordinator({ WORKER_MAX_SESSIONS: '7' }, async (coordinator, worker) => {
+  await withCoordinator({ WORKER_MAX_SESSIONS: '7', WORKER_LANGUAGES: 'python' }, async (coordinator, worker) => {
     await waitFor(() => coordinator.registers.length === 1);
     const registration = coordinator.registers[0];
     assert.equal(registration.workerId, 'worker-under-test');
@@ -66,7 +66,7 @@ test('RegisterWorker carries the worker id, capacity, metadata and address; hear
     assert.equal(registration.metadata.version, '0.1.0');
     assert.equal(registration.metadata.languages, 'python');
     assert.match(registration.metadata.python_version ?? '', /^3\.\d+\.\d+$/);
-    assert.equal(registration.metadata.tools, 'echo,fs.write,fs.read,fs.list,run.python,pkg.install');
+    assert.equal(registration.metadata.tools, 'echo,fs.write,fs.read,fs.list,run.python,run.shell,pkg.install');
     assert.ok(registration.metadata.hostname);
 
     const { sessionId } = await worker.sessions.createSession({ workspaceId: 'w' });

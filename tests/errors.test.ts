@@ -158,7 +158,7 @@ describe('task errors', () => {
         ['run.python', {}, /run.python requires 'code'/],
         ['fs.write', { path: 'a' }, /fs.write requires 'contents'/],
         ['echo', { message: 'x', extra: 'y' }, /echo does not take 'extra'/],
-        ['no.such.tool', {}, /unknown tool "no.such.tool"; this worker offers echo, fs.write/],
+        ['no.such.tool', {}, /unknown tool "no.such.tool"; this python session offers echo, fs.write/],
         ['fs.read', { path: 'a', encoding: 'latin1' }, /encoding must be 'utf-8' or 'base64'/],
         ['fs.write', { path: 'a', contents: '!!!', encoding: 'base64' }, /not valid base64/],
         ['pkg.install', { requirements: '--index-url http://evil/' }, /not pip options/],

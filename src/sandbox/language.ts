@@ -49,6 +49,20 @@ export interface InstallResult extends SandboxedResult {
   installed: InstalledPackage[] | undefined;
 }
 
+/** pkg.install in a language's terms: its requirement lines, its output's stages, what it names as installed. */
+export interface PackageInstaller {
+  /** How the installer's output lines are labelled ('pip', 'npm', 'go'). */
+  readonly name: string;
+  /** pkg.install's `requirements` text as the installer's lines; INVALID_ARGUMENT when malformed. */
+  parse(text: string): string[];
+  /** Output lines that mark a stage of an install, how far along it is, and the stage's name. */
+  readonly stages: readonly (readonly [RegExp, number, string])[];
+  /** Its stderr lines that say why an install failed (the last one is the call's error). */
+  readonly errorLine: RegExp;
+  /** The packages a successful install names as installed: each requested line's package. */
+  installedNames(requirements: readonly string[], installed: InstalledPackage[] | undefined): string[];
+}
+
 /** How to run code given on stdin: the command and what it adds to the environment. */
 export interface CodeCommand {
   command: string[];
@@ -68,6 +82,8 @@ export interface Language {
   describe(): Record<string, string>;
   /** Host directories every process of the language must see, read-only (its installation). */
   readonly systemMounts: Mount[];
+  /** Directories of its toolchain a shell of any session finds on PATH, when not already on SYSTEM_PATH. */
+  readonly toolchainPath: string[];
   /** Readies what the language keeps on the host across sessions (a package cache), for the installer uid. */
   prepareHost(installer: Owner | undefined): Promise<void>;
   /**
@@ -83,7 +99,9 @@ export interface Language {
   runCommand(environment: string): CodeCommand;
   /** A warm interpreter's launch (listening on `socket`), when the language has one. */
   warmCommand(environment: string, socket: string): string[] | undefined;
-  /** Installs `requirements` into the session's environment; the caller runs one at a time. */
+  /** What pkg.install is in this language. */
+  readonly installer: PackageInstaller;
+  /** Installs `requirements` (lines installer.parse made) into the session's environment; the caller runs one at a time. */
   install(sandbox: LanguageSandbox, requirements: string[], options: RunOptions): Promise<InstallResult>;
   /** The packages in an environment as `name==version`, sorted (for checkpoint records). */
   installedPackages(root: string): Promise<string[]>;

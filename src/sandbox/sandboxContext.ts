@@ -8,8 +8,8 @@ export type SandboxMode = 'bwrap' | 'none';
 export interface SandboxHostOptions {
   mode: SandboxMode;
   allowNetwork: boolean;
-  /** The language of the worker's sessions. */
-  language: Language;
+  /** The languages the worker offers (WORKER_LANGUAGES); the first is the default, and spare sessions' own. */
+  languages: readonly Language[];
   /** The worker's directories the sandbox uses (see storage/dataDirectory.ts). */
   dirs: { scratch: string; diskTemplates: string };
   /** Processes one session may have at once. */

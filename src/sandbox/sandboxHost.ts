@@ -6,6 +6,7 @@ import { sessionLayout, type SessionDirectories } from '../storage/workspaceStor
 import { setUpCgroups, type Cgroup, type CgroupSupport } from './cgroups.js';
 import { makeDiskImage, mountDiskImage, probeDiskImages, unmountDiskImage, usedBytes } from './diskImage.js';
 import { findOnPath } from './hostTools.js';
+import type { Language } from './language.js';
 import type { HostTools } from './launcher.js';
 import type { SandboxContext, SandboxHostOptions } from './sandboxContext.js';
 import type { SessionLimits } from './processSpec.js';
@@ -20,6 +21,8 @@ export interface PreparedSandbox {
   owner: Owner | undefined;
   installer: Owner | undefined;
   cgroup: Cgroup | undefined;
+  /** Whose environment it holds. */
+  language: Language;
   /** The size of its disk image, MB (0: none), and what the empty filesystem uses itself. */
   diskMb: number;
   diskBaselineBytes: number;
@@ -69,7 +72,7 @@ export class SandboxHost implements SandboxContext {
       // Scratch space of pkg.install steps; what an earlier run left there is dropped.
       await removeTree(options.dirs.scratch);
       await mkdir(options.dirs.scratch, { recursive: true });
-      await options.language.prepareHost(uids ? { uid: uids.base, gid: uids.base } : undefined);
+      for (const language of options.languages) await language.prepareHost(uids ? { uid: uids.base, gid: uids.base } : undefined);
       const cgroups = isRoot ? await setUpCgroups() : undefined;
       const diskImageProblem = isRoot ? await probeDiskImages(options.dirs.scratch) : 'it needs a worker running as root';
       const host = new SandboxHost(options, cgroups, isRoot, tools, sandboxSeccompProgram(), uids, diskImageProblem);
@@ -110,20 +113,21 @@ export class SandboxHost implements SandboxContext {
   /**
    * The slow part of making a session's sandbox, done ahead of time for spare sessions: an owner
    * uid, the session's disk (an image of `diskMb`, or a plain directory for 0), the workspace
-   * handed to the uid, the Python environment, and an unlimited cgroup.
+   * handed to the uid, the environment of `language` (the default one's for spares), and an
+   * unlimited cgroup.
    */
-  async prepare(dirs: SessionDirectories, diskMb: number): Promise<PreparedSandbox> {
+  async prepare(dirs: SessionDirectories, diskMb: number, language = this.defaultLanguage): Promise<PreparedSandbox> {
     const slot = this.takeSlot();
     const uids = this.uids;
     // Own uids only where the sandbox hides the host: without it, the code must reach host paths.
     const owner = uids ? { uid: uids.base + slot, gid: uids.base + slot } : undefined;
     const installer = uids ? { uid: uids.base, gid: uids.base } : undefined;
-    const prepared: PreparedSandbox = { slot, owner, installer, cgroup: undefined, diskMb: 0, diskBaselineBytes: 0 };
+    const prepared: PreparedSandbox = { slot, owner, installer, cgroup: undefined, language, diskMb: 0, diskBaselineBytes: 0 };
     try {
       // The disk first (it holds the rest); then the environment and the cgroup side by side.
       await this.makeDisk(prepared, dirs, diskMb);
       const [, cgroup] = await Promise.all([
-        this.layOut(dirs, owner),
+        this.layOut(dirs, owner, language),
         this.cgroups?.root.child(`spare-${randomBytes(6).toString('hex')}`, { maxProcesses: this.options.maxProcesses }),
       ]);
       prepared.cgroup = cgroup;
@@ -134,16 +138,18 @@ export class SandboxHost implements SandboxContext {
     }
   }
 
-  /** Makes a prepared sandbox the session's: its name, its limits, a disk of the size asked for. */
+  /** Makes a prepared sandbox the session's: its name, its limits, a disk of the size asked for, its language's environment. */
   async activate(
     prepared: PreparedSandbox,
     sessionId: string,
     dirs: SessionDirectories,
     env: Record<string, string>,
     limits: SessionLimits,
+    language: Language,
   ): Promise<SessionSandbox> {
     try {
-      if (limits.maxDiskMb !== prepared.diskMb) await this.reshapeDisk(prepared, dirs, limits.maxDiskMb);
+      if (limits.maxDiskMb !== prepared.diskMb) await this.reshapeDisk(prepared, dirs, limits.maxDiskMb, language);
+      else if (language !== prepared.language) await this.relayEnvironment(prepared, dirs, language);
       const cgroup = await prepared.cgroup?.rename(sessionId);
       prepared.cgroup = cgroup;
       await cgroup?.setLimits({ memoryBytes: limits.maxMemoryMb * 1024 * 1024, cpuPercent: limits.maxCpuPercent });
@@ -164,6 +170,7 @@ export class SandboxHost implements SandboxContext {
     dirs: SessionDirectories,
     env: Record<string, string>,
     limits: SessionLimits,
+    language: Language,
     persisted: { uid: number | undefined; diskBaselineBytes: number },
   ): Promise<SessionSandbox> {
     const uids = this.uids;
@@ -176,6 +183,7 @@ export class SandboxHost implements SandboxContext {
       owner,
       installer: uids ? { uid: uids.base, gid: uids.base } : undefined,
       cgroup: undefined,
+      language,
       diskMb: limits.maxDiskMb,
       diskBaselineBytes: persisted.diskBaselineBytes,
     };
@@ -209,6 +217,7 @@ export class SandboxHost implements SandboxContext {
       workspace: dirs.workspace,
       environment: dirs.environment,
       env,
+      language: prepared.language,
       owner: prepared.owner,
       installer: prepared.installer,
       cgroup: prepared.cgroup,
@@ -230,7 +239,7 @@ export class SandboxHost implements SandboxContext {
   }
 
   /** A spare made with another disk size: its disk made again at the size asked for. */
-  private async reshapeDisk(prepared: PreparedSandbox, dirs: SessionDirectories, mb: number): Promise<void> {
+  private async reshapeDisk(prepared: PreparedSandbox, dirs: SessionDirectories, mb: number, language: Language): Promise<void> {
     if (prepared.diskMb > 0) {
       await unmountDiskImage(dirs.disk);
       await rm(dirs.diskImage, { force: true });
@@ -239,16 +248,40 @@ export class SandboxHost implements SandboxContext {
       for (const dir of [dirs.workspace, dirs.environment, dirs.scratch]) await removeTree(dir);
     }
     await this.makeDisk(prepared, dirs, mb);
-    await this.layOut(dirs, prepared.owner);
+    await this.layOut(dirs, prepared.owner, language);
+    prepared.language = language;
+  }
+
+  /** A spare made for another language: its environment made again for this one (the rest fits any). */
+  private async relayEnvironment(prepared: PreparedSandbox, dirs: SessionDirectories, language: Language): Promise<void> {
+    await removeTree(dirs.environment);
+    await this.makeEnvironment(dirs, prepared.owner, language);
+    prepared.language = language;
   }
 
   /** workspace/ (the session's), .scratch/ and the language's environment (the session's) on its disk. */
-  private async layOut(dirs: SessionDirectories, owner: Owner | undefined): Promise<void> {
+  private async layOut(dirs: SessionDirectories, owner: Owner | undefined, language: Language): Promise<void> {
     await Promise.all([mkdir(dirs.workspace), mkdir(dirs.scratch, { mode: 0o755 })]);
-    await Promise.all([
-      owner ? chown(dirs.workspace, owner.uid, owner.gid) : undefined,
-      this.options.language.createEnvironment(dirs.environment).then(() => (owner ? chownTree(dirs.environment, owner.uid, owner.gid) : undefined)),
-    ]);
+    await Promise.all([owner ? chown(dirs.workspace, owner.uid, owner.gid) : undefined, this.makeEnvironment(dirs, owner, language)]);
+  }
+
+  private async makeEnvironment(dirs: SessionDirectories, owner: Owner | undefined, language: Language): Promise<void> {
+    await language.createEnvironment(dirs.environment);
+    if (owner) await chownTree(dirs.environment, owner.uid, owner.gid);
+  }
+
+  /** The languages the worker offers; the first is the default. */
+  get languages(): readonly Language[] {
+    return this.options.languages;
+  }
+
+  private get defaultLanguage(): Language {
+    return this.options.languages[0];
+  }
+
+  /** The language named `name`, when the worker offers it. */
+  language(name: string): Language | undefined {
+    return this.options.languages.find((l) => l.name === name);
   }
 
   /** Removes the worker's cgroup subtree and gives its uids back (at shutdown, after every session is gone). */
@@ -258,8 +291,14 @@ export class SandboxHost implements SandboxContext {
   }
 
   /** prepare() then activate(): a session's sandbox made on the spot. */
-  async createSession(sessionId: string, dirs: SessionDirectories, env: Record<string, string>, limits: SessionLimits): Promise<SessionSandbox> {
-    return this.activate(await this.prepare(dirs, limits.maxDiskMb), sessionId, dirs, env, limits);
+  async createSession(
+    sessionId: string,
+    dirs: SessionDirectories,
+    env: Record<string, string>,
+    limits: SessionLimits,
+    language: Language,
+  ): Promise<SessionSandbox> {
+    return this.activate(await this.prepare(dirs, limits.maxDiskMb, language), sessionId, dirs, env, limits, language);
   }
 
   /**
@@ -279,20 +318,24 @@ export class SandboxHost implements SandboxContext {
     throw new Error(`no free session uid: all ${size - 1} of this worker's are in use`);
   }
 
-  /** Proves the sandbox runs the language's code (and, isolating, hides the host) before any session is made. */
+  /** Proves the sandbox runs each language's code (and, isolating, hides the host) before any session is made. */
   private async selfCheck(): Promise<void> {
+    for (const language of this.options.languages) await this.selfCheckOf(language);
+  }
+
+  private async selfCheckOf(language: Language): Promise<void> {
     const scratch = await mkdtemp(join(this.options.dirs.scratch, 'self-check-'));
     try {
       const dirs = sessionLayout(scratch);
       await mkdir(dirs.disk);
-      const sandbox = await this.createSession('self-check', dirs, {}, { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0 });
+      const sandbox = await this.createSession('self-check', dirs, {}, { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0 }, language);
       try {
-        const check = this.options.language.selfCheck;
+        const check = language.selfCheck;
         const result = await sandbox.runCode(check.code, { signal: AbortSignal.timeout(30_000), maxCaptureBytes: 4096, onLine: () => undefined }, {});
         const expected = this.options.mode === 'bwrap' ? check.isolated : check.plain;
         if (result.exitCode !== 0 || !result.stdout.text.startsWith(expected)) {
           throw new SandboxUnavailableError(
-            `the ${this.options.mode} sandbox does not work on this host (exit ${result.exitCode}: ${(result.stderr.text || result.stdout.text).trim()}). ` +
+            `the ${this.options.mode} sandbox does not work on this host (${language.name}: exit ${result.exitCode}: ${(result.stderr.text || result.stdout.text).trim()}). ` +
               (this.options.mode === 'bwrap'
                 ? 'Install bubblewrap (`make run` does) or, knowing that code then runs unisolated, set WORKER_SANDBOX=none.'
                 : ''),

@@ -7,7 +7,7 @@ import { smallestPositive } from '../limits.js';
 import type { Owner } from '../storage/owner.js';
 import type { Cgroup } from './cgroups.js';
 import { unmountDiskImage, usedBytes } from './diskImage.js';
-import type { InstallResult, LanguageSandbox, RunAs } from './language.js';
+import { SYSTEM_PATH, type InstallResult, type Language, type LanguageSandbox, type RunAs } from './language.js';
 import { confine, type Mount } from './launcher.js';
 import type { KilledBy, ProcessResult, RunOptions, RunningProcess, SandboxedResult, SessionLimits, TaskLimits } from './processSpec.js';
 import { measureProcessTrees, TASK_MARKER_VARIABLE, type ProcessUsage } from './processTree.js';
@@ -19,6 +19,7 @@ export interface SessionSandboxParts {
   workspace: string;
   /** The session's environment, laid out by its language. */
   environment: string;
+  language: Language;
   env: Record<string, string>;
   /** Host uid of the session's code; undefined when the worker is not root. */
   owner: Owner | undefined;
@@ -78,19 +79,20 @@ export class SessionSandbox {
     return this.host.options.mode === 'bwrap';
   }
 
+  /** The session's language. */
+  get language(): Language {
+    return this.parts.language;
+  }
+
   /** Runs `code` (given on stdin) in a fresh interpreter of the session's language, cwd = workspace. */
   async runCode(code: string, options: RunOptions, taskLimits: TaskLimits): Promise<SandboxedResult> {
-    const language = this.host.options.language;
+    const language = this.parts.language;
     await language.checkEnvironment(this.parts.environment);
     const envDir = this.isolate ? INSIDE.env : this.parts.environment;
     const workspace = this.isolate ? INSIDE.workspace : this.parts.workspace;
     const run = language.runCommand(envDir);
-    const env = { HOME: this.isolate ? '/tmp' : workspace, USER: 'sandbox', LANG: 'C.UTF-8', ...run.env, ...this.parts.env };
-    const mounts: Mount[] = [
-      ...language.systemMounts,
-      { host: this.parts.workspace, inside: INSIDE.workspace, writable: true },
-      { host: this.parts.environment, inside: INSIDE.env, writable: false },
-    ];
+    const env = { ...this.baseEnv(workspace), ...run.env, ...this.parts.env };
+    const mounts = this.codeMounts([language]);
     const warmLaunch = this.canWarm ? language.warmCommand(envDir, this.warmSocket().inside) : undefined;
     if (warmLaunch) {
       const warm = await this.warmInterpreter(warmLaunch, workspace, env, mounts);
@@ -103,6 +105,35 @@ export class SessionSandbox {
       }
     }
     return this.run(run.command, workspace, env, mounts, this.host.options.allowNetwork, this.parts.owner, taskLimits, { ...options, stdin: code });
+  }
+
+  /**
+   * Runs `command` with /bin/sh -c in the workspace (or `cwd`, a directory in it given as its
+   * path segments): the session's language first on PATH, then every toolchain the worker has.
+   */
+  async runShell(command: string, cwd: string[], options: RunOptions, taskLimits: TaskLimits): Promise<SandboxedResult> {
+    const languages = [this.parts.language, ...this.host.options.languages.filter((l) => l !== this.parts.language)];
+    const envDir = this.isolate ? INSIDE.env : this.parts.environment;
+    const workspace = this.isolate ? INSIDE.workspace : this.parts.workspace;
+    const run = this.parts.language.runCommand(envDir);
+    const path = [...(run.env.PATH ?? SYSTEM_PATH).split(':'), ...languages.flatMap((l) => l.toolchainPath)];
+    const env = { ...this.baseEnv(workspace), ...run.env, PATH: [...new Set(path)].join(':'), ...this.parts.env };
+    const dir = [workspace, ...cwd].join('/');
+    const shell = ['/bin/sh', '-c', command];
+    return this.run(shell, dir, env, this.codeMounts(languages), this.host.options.allowNetwork, this.parts.owner, taskLimits, { ...options, stdin: '' });
+  }
+
+  private baseEnv(workspace: string): Record<string, string> {
+    return { HOME: this.isolate ? '/tmp' : workspace, USER: 'sandbox', LANG: 'C.UTF-8' };
+  }
+
+  /** What the session's code sees: the languages' installations, its workspace, its environment (read-only). */
+  private codeMounts(languages: readonly Language[]): Mount[] {
+    return [
+      ...languages.flatMap((l) => l.systemMounts),
+      { host: this.parts.workspace, inside: INSIDE.workspace, writable: true },
+      { host: this.parts.environment, inside: INSIDE.env, writable: false },
+    ];
   }
 
   /** Warm calls need task cgroups: they are how a forked child is limited, measured and killed. */
@@ -174,7 +205,7 @@ export class SessionSandbox {
     try {
       await previous;
       options.signal.throwIfAborted();
-      const language = this.host.options.language;
+      const language = this.parts.language;
       await language.checkEnvironment(this.parts.environment);
       return await language.install(this.languageSandbox(), requirements, options);
     } finally {
@@ -186,12 +217,12 @@ export class SessionSandbox {
 
   /** Paths in the environment tied to this host's installation: left out of checkpoints. */
   get machineSpecific(): readonly string[] {
-    return this.host.options.language.machineSpecific;
+    return this.parts.language.machineSpecific;
   }
 
   /** The packages in the session's environment, as its language names them (for checkpoint records). */
   installedPackages(): Promise<string[]> {
-    return this.host.options.language.installedPackages(this.parts.environment);
+    return this.parts.language.installedPackages(this.parts.environment);
   }
 
   /** What the session's language may do in its sandbox: confined runs as the session or the installer. */

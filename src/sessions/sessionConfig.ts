@@ -1,11 +1,13 @@
 import type { SessionConfig } from '../../gen/codegen/v1/common.js';
 import { errors, quoted } from '../errors.js';
 
-export const SUPPORTED_LANGUAGES = ['python'] as const;
+/** The languages of the reference's SessionConfig; a worker offers those its host has (WORKER_LANGUAGES). */
+export const LANGUAGES = ['python', 'node', 'go'] as const;
+export type LanguageName = (typeof LANGUAGES)[number];
 
 /** A session's configuration with defaults applied; 0 in a limit means "not set". */
 export interface EffectiveSessionConfig {
-  language: (typeof SUPPORTED_LANGUAGES)[number];
+  language: LanguageName;
   limits: { maxMemoryMb: number; maxCpuPercent: number; maxDiskMb: number; timeoutSeconds: number };
   env: Record<string, string>;
 }
@@ -37,17 +39,20 @@ function checkEnv(env: Record<string, string>): void {
   if (total > ENV_LIMITS.totalBytes) throw errors.invalidArgument(`config.env holds ${total} bytes in all; at most ${ENV_LIMITS.totalBytes} are allowed`);
 }
 
-/** Validates a CreateSession config and applies defaults; INVALID_ARGUMENT names the bad value. */
-export function effectiveSessionConfig(config: SessionConfig | undefined): EffectiveSessionConfig {
+/**
+ * Validates a CreateSession config and applies defaults (language: python); INVALID_ARGUMENT
+ * names the bad value, and for a language the worker does not offer, the ones it does.
+ */
+export function effectiveSessionConfig(config: SessionConfig | undefined, offered: readonly string[] = LANGUAGES): EffectiveSessionConfig {
   const language = config?.language || 'python';
-  if (!(SUPPORTED_LANGUAGES as readonly string[]).includes(language)) {
-    throw errors.invalidArgument(`config.language ${quoted(language)} is not supported by this worker; supported: ${SUPPORTED_LANGUAGES.join(', ')}`);
+  if (!offered.includes(language)) {
+    throw errors.invalidArgument(`config.language ${quoted(language)} is not supported by this worker; supported: ${offered.join(', ')}`);
   }
   const limits = config?.limits;
   const env = config?.env ?? {};
   checkEnv(env);
   return {
-    language: language as EffectiveSessionConfig['language'],
+    language: language as LanguageName,
     limits: {
       maxMemoryMb: nonNegative('config.limits.max_memory_mb', limits?.maxMemoryMb ?? 0),
       maxCpuPercent: nonNegative('config.limits.max_cpu_percent', limits?.maxCpuPercent ?? 0),

@@ -71,7 +71,12 @@ export class SessionPool {
   async create(input: CreateSessionInput): Promise<Session> {
     if (!this.accepting) throw errors.shuttingDown();
     if (!input.workspaceId) throw errors.invalidArgument('workspace_id is required');
-    const config = effectiveSessionConfig(input.config);
+    const sandboxHost = this.options.sandboxHost;
+    const config = effectiveSessionConfig(
+      input.config,
+      sandboxHost.languages.map((l) => l.name),
+    );
+    const language = sandboxHost.language(config.language)!;
     if (config.limits.maxDiskMb > 0 && !this.options.sandboxHost.diskLimits)
       throw errors.invalidArgument('config.limits.max_disk_mb: this worker cannot enforce disk limits (see its sandbox ready log line)');
     if (this.sessions.size >= this.options.maxSessions) throw errors.capacityExceeded(this.options.maxSessions);
@@ -82,7 +87,7 @@ export class SessionPool {
     try {
       const limits = this.limitsOf(config);
       const { dirs, prepared } = await this.spares.take(id, limits.maxDiskMb);
-      session.ready(await this.options.sandboxHost.activate(prepared, id, dirs, config.env, limits));
+      session.ready(await sandboxHost.activate(prepared, id, dirs, config.env, limits, language));
       await session.persist(false);
     } catch (err) {
       session.fail();
@@ -90,7 +95,7 @@ export class SessionPool {
       await session.disposeSandbox().catch(() => undefined);
       await this.options.store.remove(id).catch(() => undefined);
       session.logger.error('session initialization failed', { error: describeThrown(err) });
-      throw errors.initializationFailed(`could not create the workspace or Python environment (${faultOf(err)})`);
+      throw errors.initializationFailed(`could not create the workspace or ${config.language} environment (${faultOf(err)})`);
     }
     session.logger.info('session created', { workspace_id: input.workspaceId, user_id: input.userId, disk_mb: session.sandbox.diskMb });
     if (this.options.sandboxHost.options.mode === 'none')
@@ -212,9 +217,10 @@ export class SessionPool {
     await session.resume(record, tasks);
     const dirs = this.options.store.directories(record.id);
     const limits = { ...this.limitsOf(record.config), maxDiskMb: record.diskMb };
-    session.ready(
-      await this.options.sandboxHost.adopt(record.id, dirs, record.config.env, limits, { uid: record.uid, diskBaselineBytes: record.diskBaselineBytes }),
-    );
+    const language = this.options.sandboxHost.language(record.config.language);
+    if (!language) throw new Error(`its language ${record.config.language} is not among this worker's (WORKER_LANGUAGES)`);
+    const persisted = { uid: record.uid, diskBaselineBytes: record.diskBaselineBytes };
+    session.ready(await this.options.sandboxHost.adopt(record.id, dirs, record.config.env, limits, language, persisted));
     this.sessions.set(record.id, session);
     await session.persist();
     session.logger.info('session adopted from an earlier run', { workspace_id: record.workspaceId, tasks_cut_off: cut.length });

@@ -5,7 +5,7 @@ import type { Session } from '../sessions/session.js';
 import { stateName } from '../sessions/session.js';
 import { nonNegative } from '../sessions/sessionConfig.js';
 import type { SessionPool } from '../sessions/sessionPool.js';
-import { TOOLS } from '../tools/index.js';
+import { languagesOfTool, toolsFor } from '../tools/index.js';
 import type { Tool } from '../tools/tool.js';
 
 export interface TaskInput {
@@ -28,6 +28,17 @@ export interface PreparedTask {
   constraints: { maxMemoryMb: number; maxCpuPercent: number };
 }
 
+/** The tool `name` of the session's language; INVALID_ARGUMENT naming the session's tools when it has none. */
+function toolOf(session: Session, name: string): Tool {
+  const tools = toolsFor(session.config.language);
+  const tool = tools.get(name);
+  if (tool) return tool;
+  const offers = `this ${session.config.language} session offers ${[...tools.keys()].join(', ')}`;
+  const elsewhere = languagesOfTool(name);
+  if (elsewhere.length > 0) throw errors.invalidArgument(`tool ${quoted(name)} is for ${elsewhere.join(' and ')} sessions; ${offers}`);
+  throw errors.invalidArgument(`unknown tool ${quoted(name)}; ${offers}`);
+}
+
 const RUNNABLE_STATES = new Set([SessionState.SESSION_STATE_READY, SessionState.SESSION_STATE_ACTIVE]);
 
 /** Checks a task request against the worker, the session and the tool; throws the request's error. */
@@ -35,8 +46,7 @@ export function prepareTask(pool: SessionPool, maxTimeoutSeconds: number, input:
   const session = pool.get(input.sessionId);
   if (!pool.isAccepting) throw errors.shuttingDown();
   if (!RUNNABLE_STATES.has(session.state)) throw errors.invalidSessionState(session.id, stateName(session.state), 'run a task');
-  const tool = TOOLS.get(input.toolName);
-  if (!tool) throw errors.invalidArgument(`unknown tool ${quoted(input.toolName)}; this worker offers ${[...TOOLS.keys()].join(', ')}`);
+  const tool = toolOf(session, input.toolName);
   const asked = input.constraints;
   const timeoutSeconds = smallestPositive(
     nonNegative('constraints.timeout_seconds', asked?.timeoutSeconds ?? 0),
@@ -47,7 +57,7 @@ export function prepareTask(pool: SessionPool, maxTimeoutSeconds: number, input:
     maxMemoryMb: nonNegative('constraints.max_memory_mb', asked?.maxMemoryMb ?? 0),
     maxCpuPercent: nonNegative('constraints.max_cpu_percent', asked?.maxCpuPercent ?? 0),
   };
-  const args = tool.parse(input.arguments);
+  const args = tool.parse(input.arguments, session);
   // The worker's own maximum is positive (config checks it), so a timeout is always found.
   return { taskId: input.taskId, session, tool, args, timeoutSeconds: timeoutSeconds!, constraints };
 }

@@ -4,7 +4,32 @@ import { fsRead } from './fsRead.js';
 import { fsWrite } from './fsWrite.js';
 import { pkgInstall } from './pkgInstall.js';
 import { runPython } from './runPython.js';
+import { runShell } from './runShell.js';
 import type { Tool } from './tool.js';
 
-/** Every tool the worker offers, by the name clients call it. */
-export const TOOLS: ReadonlyMap<string, Tool> = new Map([echo, fsWrite, fsRead, fsList, runPython, pkgInstall].map((t) => [t.name, t]));
+/** The tools of every session, its language's runner put after the fs tools. */
+const FILES: readonly Tool[] = [echo, fsWrite, fsRead, fsList];
+const COMMANDS: readonly Tool[] = [runShell, pkgInstall];
+const COMMON: readonly Tool[] = [...FILES, ...COMMANDS];
+
+/** Each language's own tool: the one that runs its code. */
+const RUNNERS: Readonly<Record<string, Tool>> = { python: runPython };
+
+const BY_LANGUAGE = new Map(Object.entries(RUNNERS).map(([language, runner]) => [language, new Map([...FILES, runner, ...COMMANDS].map((t) => [t.name, t]))]));
+
+/** The tools a session of `language` offers, by the name clients call them. */
+export function toolsFor(language: string): ReadonlyMap<string, Tool> {
+  return BY_LANGUAGE.get(language) ?? new Map(COMMON.map((t) => [t.name, t]));
+}
+
+/** Every tool sessions of `languages` offer, each named once. */
+export function toolNames(languages: readonly string[]): string[] {
+  return [...new Set(languages.flatMap((l) => [...toolsFor(l).keys()]))];
+}
+
+/** The languages whose sessions have the tool `name` (none: no session has it, or every one does). */
+export function languagesOfTool(name: string): string[] {
+  return Object.entries(RUNNERS)
+    .filter(([, runner]) => runner.name === name)
+    .map(([language]) => language);
+}

@@ -37,8 +37,8 @@ export interface ToolOutcome {
 
 interface ToolBase<Args> {
   name: string;
-  /** Checks the arguments before anything runs; throws INVALID_ARGUMENT. */
-  parse(args: Record<string, string>): Args;
+  /** Checks the arguments (for `session`, whose language some tools' arguments depend on) before anything runs; throws INVALID_ARGUMENT. */
+  parse(args: Record<string, string>, session: Session): Args;
 }
 
 /**

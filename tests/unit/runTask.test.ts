@@ -35,7 +35,7 @@ function harness(
   const session = {
     id: 'session-1',
     state: over.state ?? SessionState.SESSION_STATE_READY,
-    config: { limits: { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0, timeoutSeconds: over.sessionTimeout ?? 0 } },
+    config: { language: 'python', limits: { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0, timeoutSeconds: over.sessionTimeout ?? 0 } },
     tasks,
     touch: () => void calls.push('touch'),
     persist: async () => void calls.push('persist'),
@@ -101,7 +101,7 @@ test('requests that cannot run are refused before any task is recorded', async (
       harness(),
       { toolName: 'rm.rf' },
       'INVALID_ARGUMENT',
-      /unknown tool "rm\.rf"; this worker offers echo, fs\.write, fs\.read, fs\.list, run\.python, pkg\.install/,
+      /unknown tool "rm\.rf"; this python session offers echo, fs\.write, fs\.read, fs\.list, run\.python, run\.shell, pkg\.install/,
     ],
     [harness(), { toolName: 'echo', arguments: {} }, 'INVALID_ARGUMENT', /echo requires 'message'/],
     [harness(), { toolName: 'echo', arguments: { message: 'x', extra: 'y' } }, 'INVALID_ARGUMENT', /echo does not take 'extra'/],

@@ -24,14 +24,19 @@ test('given limits are kept as given', () => {
   assert.deepEqual(effectiveSessionConfig({ language: 'python', env: { A: '1' }, limits: given }), { language: 'python', limits: given, env: { A: '1' } });
 });
 
-test('a language other than python is refused, quoting it and naming what is supported', () => {
+test('a language the worker does not offer is refused, quoting it and naming what it offers', () => {
   for (const language of ['ruby', 'Python', 'python3', 'x'.repeat(300)]) {
     assert.throws(
       () => effectiveSessionConfig({ language, env: {}, limits: undefined }),
-      invalid(/^invalid argument: config\.language ".*" is not supported by this worker; supported: python$/),
+      invalid(/^invalid argument: config\.language ".*" is not supported by this worker; supported: python, node, go$/),
       language.slice(0, 10),
     );
   }
+  assert.throws(
+    () => effectiveSessionConfig({ language: 'go', env: {}, limits: undefined }, ['python', 'node']),
+    invalid(/^invalid argument: config\.language "go" is not supported by this worker; supported: python, node$/),
+  );
+  assert.equal(effectiveSessionConfig({ language: 'node', env: {}, limits: undefined }, ['python', 'node']).language, 'node');
 });
 
 test('a negative limit is refused, naming the field as the protos spell it', () => {

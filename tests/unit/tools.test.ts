@@ -3,18 +3,45 @@ import { test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { WorkerError } from '../../src/errors.js';
 import { checkArguments, parseEncoding } from '../../src/tools/arguments.js';
-import { TOOLS } from '../../src/tools/index.js';
+import { PIP_INSTALLER } from '../../src/sandbox/python/requirements.js';
+import type { Session } from '../../src/sessions/session.js';
+import { languagesOfTool, toolNames, toolsFor } from '../../src/tools/index.js';
 
-// What each tool accepts, checked by parse() before anything runs.
-const tool = (name: string) => TOOLS.get(name)!;
+// What each tool accepts, checked by parse() before anything runs (for a python session).
+const TOOLS = toolsFor('python');
+const pythonSession = { sandbox: { language: { installer: PIP_INSTALLER } } } as unknown as Session;
+const tool = (name: string) => {
+  const found = TOOLS.get(name)!;
+  return { parse: (args: Record<string, string>) => found.parse(args, pythonSession) };
+};
 const invalid = (pattern: RegExp) => (err: unknown) => err instanceof WorkerError && err.code === Status.INVALID_ARGUMENT && pattern.test(err.details);
 
-test('the worker offers exactly the documented tools; only run.python and pkg.install stream', () => {
-  assert.deepEqual([...TOOLS.keys()], ['echo', 'fs.write', 'fs.read', 'fs.list', 'run.python', 'pkg.install']);
+test('a python session offers exactly the documented tools; only run.python, run.shell and pkg.install stream', () => {
+  assert.deepEqual([...TOOLS.keys()], ['echo', 'fs.write', 'fs.read', 'fs.list', 'run.python', 'run.shell', 'pkg.install']);
   assert.deepEqual(
     [...TOOLS.values()].filter((t) => t.kind === 'process').map((t) => t.name),
-    ['run.python', 'pkg.install'],
+    ['run.python', 'run.shell', 'pkg.install'],
   );
+  assert.deepEqual(toolNames(['python']), [...TOOLS.keys()]);
+  assert.deepEqual(languagesOfTool('run.python'), ['python']);
+  assert.deepEqual(languagesOfTool('run.shell'), [], 'every session has it');
+});
+
+test('run.shell needs a command (not empty, no NUL, at most 64 KiB) and takes a cwd inside the workspace', () => {
+  assert.deepEqual(tool('run.shell').parse({ command: 'ls -la' }), { command: 'ls -la', cwd: '', segments: [] });
+  assert.deepEqual(tool('run.shell').parse({ command: 'go test ./...', cwd: 'pkg/sub' }), {
+    command: 'go test ./...',
+    cwd: 'pkg/sub',
+    segments: ['pkg', 'sub'],
+  });
+  assert.deepEqual((tool('run.shell').parse({ command: 'true', cwd: '.' }) as { segments: string[] }).segments, []);
+  assert.throws(() => tool('run.shell').parse({}), invalid(/run\.shell requires 'command'/));
+  assert.throws(() => tool('run.shell').parse({ command: '  ' }), invalid(/command is empty/));
+  assert.throws(() => tool('run.shell').parse({ command: 'a\0b' }), invalid(/NUL byte/));
+  assert.throws(() => tool('run.shell').parse({ command: 'x'.repeat(65 * 1024) }), invalid(/longer than 65536 bytes/));
+  assert.throws(() => tool('run.shell').parse({ command: 'ls', cwd: '../..' }), invalid(/'\.\.' segments are not allowed/));
+  assert.throws(() => tool('run.shell').parse({ command: 'ls', cwd: '/etc' }), invalid(/absolute paths are not allowed/));
+  assert.throws(() => tool('run.shell').parse({ command: 'ls', env: 'X=1' }), invalid(/does not take 'env'/));
 });
 
 test('checkArguments: unknown names and missing required ones are refused, naming them', () => {

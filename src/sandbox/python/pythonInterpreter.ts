@@ -23,7 +23,6 @@ export interface PythonInterpreter {
 
 const PROBE = `
 import json, os, sys
-import { messageOf } from '../../errors.js';
 try:
     from importlib.metadata import version
     pip = version("pip")

@@ -11,7 +11,7 @@ import type { RunOptions, SandboxedResult } from '../processSpec.js';
 import { sandboxSeccompProgram } from '../seccomp.js';
 import { createPythonEnvironment, pythonEnvironmentAt } from './pythonEnvironment.js';
 import { resolvePythonInterpreter, type PythonInterpreter } from './pythonInterpreter.js';
-import { isIndexRequirement } from './requirements.js';
+import { isIndexRequirement, PIP_INSTALLER } from './requirements.js';
 import { ZYGOTE_SOURCE } from './zygote.js';
 
 export interface PythonLanguageOptions {
@@ -32,8 +32,10 @@ const INSIDE = { pipCache: '/pip-cache', pipReport: '/pip-report', wheels: '/whe
 export class PythonLanguage implements Language {
   readonly name = 'python';
   readonly machineSpecific = ['pyvenv.cfg'];
+  readonly installer = PIP_INSTALLER;
   readonly selfCheck = { code: 'import os\nprint(6 * 7, os.path.exists("/etc/shadow"), os.getuid())', isolated: '42 False', plain: '42' };
   readonly systemMounts: Mount[];
+  readonly toolchainPath: string[];
 
   private constructor(
     readonly interpreter: PythonInterpreter,
@@ -42,6 +44,7 @@ export class PythonLanguage implements Language {
     // The interpreter's installation, read-only at its own path (the environment links to it).
     const prefix = interpreter.prefix;
     this.systemMounts = prefix === '/usr' || prefix.startsWith('/usr/') ? [] : [{ host: prefix, inside: prefix, writable: false }];
+    this.toolchainPath = this.systemMounts.length > 0 ? [dirname(interpreter.executable)] : [];
   }
 
   /** WORKER_PYTHON resolved to its real interpreter (PythonUnavailableError when it cannot run). */

@@ -1,4 +1,5 @@
 import { errors, quoted } from '../../errors.js';
+import type { PackageInstaller } from '../language.js';
 
 /**
  * pkg.install's requirement lines, and which of them name a package of the index. Only those
@@ -34,6 +35,28 @@ const ARCHIVE = /\.(whl|zip|tar|tgz|tbz|txz|tlz|tar\.(gz|bz2|xz|lz|lzma))$/i;
 export function isIndexRequirement(requirement: string): boolean {
   return INDEX_REQUIREMENT.test(requirement) && !ARCHIVE.test(requirement.split(/[\s;[(<>=!~]/)[0]);
 }
+
+/** pip as pkg.install: its output's stages, and what each requirement resolved to. */
+export const PIP_INSTALLER: PackageInstaller = {
+  name: 'pip',
+  parse: parseRequirements,
+  stages: [
+    [/^Collecting /, 10, 'resolving'],
+    [/^\s*Downloading /, 40, 'downloading'],
+    [/^Installing collected packages/, 70, 'installing'],
+    [/^Successfully installed/, 95, 'installed'],
+  ],
+  errorLine: /^ERROR/,
+  // pip's report for what it installed now, the requirement's own name for what was already there.
+  installedNames(requirements, installed) {
+    const requestedNow = (installed ?? []).filter((item) => item.requested).map((item) => item.name);
+    const seen = new Set(requestedNow.map(canonicalName));
+    const alreadyThere = requirements
+      .map((req) => /^[A-Za-z0-9][A-Za-z0-9._-]*/.exec(req)?.[0])
+      .filter((name): name is string => name !== undefined && !seen.has(canonicalName(name)));
+    return [...requestedNow, ...alreadyThere];
+  },
+};
 
 /** PEP 503 normalised project name. */
 export function canonicalName(name: string): string {

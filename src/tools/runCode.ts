@@ -1,0 +1,37 @@
+import type { SandboxedResult } from '../sandbox/processSpec.js';
+import { checkArguments } from './arguments.js';
+import { capturedOutputs, streamingRunOptions } from './processOutput.js';
+import { defineTool, type Tool, type ToolContext, type ToolOutcome } from './tool.js';
+
+/** A process tool's outcome from its process: ok when it exited 0 and no limit stopped it. */
+export async function processOutcome(ctx: ToolContext, what: string, result: SandboxedResult): Promise<ToolOutcome> {
+  const ok = result.exitCode === 0 && result.killedBy === undefined;
+  const ending = result.killedBy
+    ? `${what} was stopped by its ${result.killedBy} limit (exit code ${result.exitCode})`
+    : `${what} exited with code ${result.exitCode}`;
+  await ctx.emit({ kind: 'progress', percentComplete: 100, stage: 'completed', message: ending });
+  return {
+    ok,
+    exitCode: result.exitCode,
+    outputs: { ...capturedOutputs(result), exit_code: String(result.exitCode) },
+    ...(ok ? {} : { error: ending }),
+  };
+}
+
+/**
+ * run.<language>: `code` run by a fresh process of the session's language in its environment
+ * (cwd = workspace), output streamed. `what` names the program in messages ("python").
+ */
+export function runCodeTool(name: string, what: string, starting: string, onStarted?: (startedAt: number) => void): Tool {
+  return defineTool({
+    name,
+    kind: 'process',
+    parse: (args) => checkArguments(name, args, ['code']),
+    async run({ code }, ctx) {
+      await ctx.emit({ kind: 'progress', percentComplete: 0, stage: 'starting', message: starting });
+      const started = performance.now();
+      const options = { ...streamingRunOptions(ctx), onStart: () => onStarted?.(started) };
+      return processOutcome(ctx, what, await ctx.session.sandbox.runCode(code, options, ctx.constraints));
+    },
+  });
+}

@@ -1,0 +1,41 @@
+import { errors, quoted } from '../errors.js';
+import { errnoOf } from '../storage/beneath.js';
+import { inWorkspace, workspaceSegments } from '../storage/workspacePath.js';
+import { checkArguments } from './arguments.js';
+import { streamingRunOptions } from './processOutput.js';
+import { processOutcome } from './runCode.js';
+import { toFileError } from './fileErrors.js';
+import { defineTool } from './tool.js';
+
+/** Longest command: it is one argument of an exec (the kernel takes 128 KiB per argument). */
+const MAX_COMMAND_BYTES = 64 * 1024;
+
+/**
+ * Runs `command` with /bin/sh -c in the workspace (or `cwd`, a directory in it), in every
+ * session: the session's language tools on PATH, the same sandbox, limits and outcomes as the
+ * run tools. Its exit code is the command's.
+ */
+export const runShell = defineTool({
+  name: 'run.shell',
+  kind: 'process',
+  parse(args) {
+    const { command, cwd } = checkArguments('run.shell', args, ['command'], ['cwd']);
+    if (command.trim() === '') throw errors.invalidArgument('run.shell command is empty');
+    if (command.includes('\0')) throw errors.invalidArgument('run.shell command contains a NUL byte');
+    if (Buffer.byteLength(command) > MAX_COMMAND_BYTES)
+      throw errors.invalidArgument(`run.shell command is longer than ${MAX_COMMAND_BYTES} bytes; write a script with fs.write`);
+    const segments = cwd === undefined || cwd === '' || cwd === '.' ? [] : workspaceSegments(cwd);
+    return { command, cwd: cwd ?? '', segments };
+  },
+  async run({ command, cwd, segments }, ctx) {
+    if (segments.length > 0) {
+      // The directory must be there now (looked up without following links); the sandbox enters it.
+      await inWorkspace(ctx.session.sandbox.workspace, (tree) => tree.directory(segments)).catch((err: unknown) => {
+        if (errnoOf(err) === 'ENOTDIR') throw errors.invalidArgument(`run.shell cwd ${quoted(cwd, 200)} is not a directory`);
+        throw toFileError(cwd, err);
+      });
+    }
+    await ctx.emit({ kind: 'progress', percentComplete: 0, stage: 'starting', message: 'starting /bin/sh' });
+    return processOutcome(ctx, 'the command', await ctx.session.sandbox.runShell(command, segments, streamingRunOptions(ctx), ctx.constraints));
+  },
+});

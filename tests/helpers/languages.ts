@@ -1,0 +1,55 @@
+/**
+ * What the per-language tests need of each session language: its run tool, code that prints,
+ * code that starts a process tree, and a test suite run.shell runs in the workspace. A language
+ * added to the worker adds its case here, and every test iterating LANGUAGE_CASES covers it.
+ */
+export interface LanguageCase {
+  language: 'python' | 'node' | 'go';
+  /** The tool that runs `code` in a session of the language. */
+  runTool: string;
+  /** Code printing `hello` and a newline. */
+  hello: string;
+  /**
+   * Code that starts a child and a grandchild that leaves the process group (setsid), prints
+   * `tree started` once all run, then sleeps a minute: what cancel and timeout must end whole.
+   */
+  spawner: string;
+  /** A test suite in the workspace (path → contents), the run.shell command running it, and what its output shows when it passed. */
+  testSuite: { files: Record<string, string>; command: string; passed: RegExp };
+}
+
+export const PYTHON_CASE: LanguageCase = {
+  language: 'python',
+  runTool: 'run.python',
+  hello: 'print("hello")',
+  spawner: `
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+r, w = os.pipe()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.write(w, b"up"); os.close(w)
+        time.sleep(60); os._exit(0)
+    os._exit(0)
+os.close(w)
+os.read(r, 2)
+print("tree started", flush=True)
+time.sleep(60)
+`,
+  testSuite: {
+    files: {
+      'calc.py': 'def add(a, b):\n    return a + b\n',
+      'test_calc.py':
+        'import unittest\nfrom calc import add\n\nclass CalcTest(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n\n    def test_negative(self):\n        self.assertEqual(add(-2, 1), -1)\n',
+    },
+    command: 'python -m unittest -v',
+    passed: /Ran 2 tests[\s\S]*OK/,
+  },
+};
+
+/** Every language the worker has; tests start their worker with WORKER_LANGUAGES naming all of these. */
+export const LANGUAGE_CASES: readonly LanguageCase[] = [PYTHON_CASE];
+
+/** A run.shell command that starts the same kind of tree as LanguageCase.spawner. */
+export const SHELL_SPAWNER = 'sleep 60 & setsid sh -c "sleep 60" & sleep 0.2; echo "tree started"; wait';
