@@ -164,6 +164,24 @@ async function main(): Promise<void> {
       met: median(roundTrip) / median(bareSpawn) < 1,
     });
 
+    process.stderr.write('run.shell round trip\n');
+    const runTrue = async () => {
+      const run = await runTask(worker.tasks, { sessionId, toolName: 'run.shell', arguments: { command: 'true' } });
+      if (run.result?.status !== TaskStatus.STATUS_SUCCESS) throw new Error(`run.shell failed: ${JSON.stringify(run.result)}`);
+    };
+    await timed(3, runTrue);
+    const shellTrips = await timed(50, runTrue);
+    const bareShell = await timed(50, () => spawnOnce('/bin/sh', ['-c', 'true']));
+    record({
+      scenario: 'run.shell true, sandboxed, over gRPC (python session)',
+      unit: 'ms',
+      ours: shellTrips,
+      base: bareShell,
+      baseline: 'Node spawning /bin/sh -c true',
+      target: 'p50 ≤ 10 ms',
+      met: median(shellTrips) <= 10,
+    });
+
     process.stderr.write('echo throughput\n');
     const bare = await startBareEcho();
     // The same client (src/client, as the worker's own tests and coordinators use it) for both.

@@ -13,7 +13,7 @@ import type { KilledBy, ProcessResult, RunOptions, RunningProcess, SandboxedResu
 import { measureProcessTrees, TASK_MARKER_VARIABLE, type ProcessUsage } from './processTree.js';
 import { newTaskMarker, runProcess } from './runProcess.js';
 import type { SandboxContext } from './sandboxContext.js';
-import { WarmInterpreter, WarmUnavailableError } from './warmInterpreter.js';
+import { WarmInterpreter, WarmUnavailableError, type WarmProgram } from './warmInterpreter.js';
 
 export interface SessionSandboxParts {
   workspace: string;
@@ -86,54 +86,71 @@ export class SessionSandbox {
 
   /** Runs `code` (given on stdin) in a fresh interpreter of the session's language, cwd = workspace. */
   async runCode(code: string, options: RunOptions, taskLimits: TaskLimits): Promise<SandboxedResult> {
-    const language = this.parts.language;
-    await language.checkEnvironment(this.parts.environment);
-    const envDir = this.isolate ? INSIDE.env : this.parts.environment;
-    const workspace = this.isolate ? INSIDE.workspace : this.parts.workspace;
-    const run = language.runCommand(envDir);
-    const env = { ...this.baseEnv(workspace), ...run.env, ...this.parts.env };
-    const mounts = this.codeMounts([language]);
-    const warmLaunch = this.canWarm ? language.warmCommand(envDir, this.warmSocket().inside) : undefined;
-    if (warmLaunch) {
-      const warm = await this.warmInterpreter(warmLaunch, workspace, env, mounts);
-      if (warm) {
-        try {
-          return await this.inTaskGroup(taskLimits, options, (group, opts) => warm.run(code, opts, group!));
-        } catch (err) {
-          if (!(err instanceof WarmUnavailableError)) throw err;
-        }
-      }
-    }
-    return this.run(run.command, workspace, env, mounts, this.host.options.allowNetwork, this.parts.owner, taskLimits, { ...options, stdin: code });
+    await this.parts.language.checkEnvironment(this.parts.environment);
+    const warm = await this.runWarm({ code }, options, taskLimits);
+    if (warm) return warm;
+    const { command, env } = this.parts.language.runCommand(this.inside.env);
+    const allEnv = this.codeEnv(env);
+    return this.run(command, this.inside.workspace, allEnv, this.codeMounts(), this.host.options.allowNetwork, this.parts.owner, taskLimits, {
+      ...options,
+      stdin: code,
+    });
   }
 
   /**
    * Runs `command` with /bin/sh -c in the workspace (or `cwd`, a directory in it given as its
    * path segments): the session's language first on PATH, then every toolchain the worker has.
+   * Forked from the warm interpreter when the session has one (a shell costs no sandbox start).
    */
   async runShell(command: string, cwd: string[], options: RunOptions, taskLimits: TaskLimits): Promise<SandboxedResult> {
-    const languages = [this.parts.language, ...this.host.options.languages.filter((l) => l !== this.parts.language)];
-    const envDir = this.isolate ? INSIDE.env : this.parts.environment;
-    const workspace = this.isolate ? INSIDE.workspace : this.parts.workspace;
-    const run = this.parts.language.runCommand(envDir);
-    const path = [...(run.env.PATH ?? SYSTEM_PATH).split(':'), ...languages.flatMap((l) => l.toolchainPath)];
-    const env = { ...this.baseEnv(workspace), ...run.env, PATH: [...new Set(path)].join(':'), ...this.parts.env };
-    const dir = [workspace, ...cwd].join('/');
-    const shell = ['/bin/sh', '-c', command];
-    return this.run(shell, dir, env, this.codeMounts(languages), this.host.options.allowNetwork, this.parts.owner, taskLimits, { ...options, stdin: '' });
+    const run = this.parts.language.runCommand(this.inside.env);
+    const path = [...(run.env.PATH ?? SYSTEM_PATH).split(':'), ...this.languages.flatMap((l) => l.toolchainPath)];
+    const env = this.codeEnv({ ...run.env, PATH: [...new Set(path)].join(':') });
+    const dir = [this.inside.workspace, ...cwd].join('/');
+    const argv = ['/bin/sh', '-c', command];
+    const warm = await this.runWarm({ exec: { argv, cwd: dir, env } }, options, taskLimits);
+    if (warm) return warm;
+    return this.run(argv, dir, env, this.codeMounts(), this.host.options.allowNetwork, this.parts.owner, taskLimits, { ...options, stdin: '' });
   }
 
-  private baseEnv(workspace: string): Record<string, string> {
-    return { HOME: this.isolate ? '/tmp' : workspace, USER: 'sandbox', LANG: 'C.UTF-8' };
+  /** The session's language first, then every other the worker offers (their toolchains are on a shell's PATH). */
+  private get languages(): Language[] {
+    return [this.parts.language, ...this.host.options.languages.filter((l) => l !== this.parts.language)];
+  }
+
+  /** Where the workspace and the environment are as the session's processes see them. */
+  private get inside(): { workspace: string; env: string } {
+    return this.isolate ? { workspace: INSIDE.workspace, env: INSIDE.env } : { workspace: this.parts.workspace, env: this.parts.environment };
+  }
+
+  /** A process's environment: the basics, then what its language adds, then the session's own `env`. */
+  private codeEnv(languageEnv: Record<string, string>): Record<string, string> {
+    const home = this.isolate ? '/tmp' : this.inside.workspace;
+    return { HOME: home, USER: 'sandbox', LANG: 'C.UTF-8', ...languageEnv, ...this.parts.env };
   }
 
   /** What the session's code sees: the languages' installations, its workspace, its environment (read-only). */
-  private codeMounts(languages: readonly Language[]): Mount[] {
+  private codeMounts(): Mount[] {
     return [
-      ...languages.flatMap((l) => l.systemMounts),
+      ...this.languages.flatMap((l) => l.systemMounts),
       { host: this.parts.workspace, inside: INSIDE.workspace, writable: true },
       { host: this.parts.environment, inside: INSIDE.env, writable: false },
     ];
+  }
+
+  /** `program` forked from the session's warm interpreter; undefined when there is none (run it cold). */
+  private async runWarm(program: WarmProgram, options: RunOptions, taskLimits: TaskLimits): Promise<SandboxedResult | undefined> {
+    const language = this.parts.language;
+    const launch = this.canWarm ? language.warmCommand(this.inside.env, this.warmSocket().inside) : undefined;
+    if (!launch) return undefined;
+    const warm = await this.warmInterpreter(launch, this.inside.workspace, this.codeEnv(language.runCommand(this.inside.env).env), this.codeMounts());
+    if (!warm) return undefined;
+    try {
+      return await this.inTaskGroup(taskLimits, options, (group, opts) => warm.run(program, opts, group!));
+    } catch (err) {
+      if (!(err instanceof WarmUnavailableError)) throw err;
+      return undefined;
+    }
   }
 
   /** Warm calls need task cgroups: they are how a forked child is limited, measured and killed. */

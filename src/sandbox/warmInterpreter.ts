@@ -38,6 +38,9 @@ export class WarmUnavailableError extends Error {
 const MAX_PENDING_INPUT = 64 * 1024 * 1024;
 /** How long a child's output may take to end after the child and its task group are gone. */
 const STREAM_DRAIN_MS = 2000;
+/** What a warm call runs: code, as `python -` would, or a program exec'd from the forked child. */
+export type WarmProgram = { code: string } | { exec: { argv: string[]; cwd: string; env: Record<string, string> } };
+
 const KILLED: ExitInfo = { code: null, signal: 9, connected: false };
 /** How long a connection to the output socket may take to say which run and stream it is. */
 const HEADER_MS = 5000;
@@ -193,8 +196,11 @@ export class WarmInterpreter {
     return instance;
   }
 
-  /** Runs code in a fresh child that joins `group` first; resolves when it has exited. */
-  async run(code: string, options: RunOptions, group: Cgroup): Promise<ProcessResult> {
+  /**
+   * Runs code (or execs a program: `argv` in `cwd` with exactly `env`) in a fresh child that
+   * joins `group` first; resolves when it has exited.
+   */
+  async run(program: WarmProgram, options: RunOptions, group: Cgroup): Promise<ProcessResult> {
     if (this.dead) throw new WarmUnavailableError('the warm interpreter is not running');
     const id = this.nextId++;
     const token = randomBytes(16).toString('hex');
@@ -207,7 +213,7 @@ export class WarmInterpreter {
     };
     const sockets: Socket[] = [];
     try {
-      this.send({ op: 'run', id, token, code });
+      this.send({ op: 'run', id, token, ...program });
       // Aborted before the child is placed: nothing of the code ran; the abort is the outcome.
       const forked = await Promise.race([run.forked.promise.then((pid) => ({ pid })), onAbort(options.signal, async () => undefined)]).catch((err: Error) => {
         throw new WarmUnavailableError(err.message);

@@ -4,7 +4,8 @@
  * stdout and stderr to the worker's socket, and runs the code as `python -` would, so every call
  * starts from the same clean state without paying for an interpreter start.
  *
- * Protocol, JSON lines: worker → zygote on stdin: {op:"run",id,token,code} | {op:"go",id} |
+ * Protocol, JSON lines: worker → zygote on stdin: {op:"run",id,token,code} |
+ * {op:"run",id,token,exec:{argv,cwd,env}} (the child execs a program instead) | {op:"go",id} |
  * {op:"kill",id}; zygote → worker on stdout: {ev:"ready"} | {ev:"forked",id,pid} |
  * {ev:"exit",id,code,signal,connected} (connected: the child had connected its streams, so
  * the worker waits for them).
@@ -57,6 +58,15 @@ def child(request, gate, told):
         os.dup2(err.fileno(), 2)
         out.close()
         err.close()
+        program = request.get("exec")
+        if program is not None:
+            try:
+                os.chdir(program["cwd"])
+                os.execve(program["argv"][0], program["argv"], program["env"])
+            except OSError as e:
+                os.write(2, ("%s: %s\n" % (program["argv"][0], e.strerror)).encode())
+                code = 127
+                return
         sys.argv = ["-"]
         main = types.ModuleType("__main__")
         main.__builtins__ = builtins
