@@ -70,15 +70,16 @@ program
   .description('create a session')
   .requiredOption('-w, --workspace <id>', 'workspace id')
   .option('-u, --user <id>', 'user id', '')
+  .option('-l, --language <name>', 'python, node or go, as the worker offers them', 'python')
   .option('-e, --env <key=value>', 'environment variable for the session (repeatable)', collect)
   .option('--memory <mb>', 'memory limit in MB', Number)
   .option('--timeout <seconds>', 'task timeout in seconds', Number)
-  .action(async (opts: { workspace: string; user: string; env?: string[]; memory?: number; timeout?: number }) =>
+  .action(async (opts: { workspace: string; user: string; language: string; env?: string[]; memory?: number; timeout?: number }) =>
     withClient(async ({ sessions }) => {
       const created = await sessions.createSession({
         workspaceId: opts.workspace,
         userId: opts.user,
-        config: { env: pairs(opts.env), limits: { maxMemoryMb: opts.memory ?? 0, timeoutSeconds: opts.timeout ?? 0 } },
+        config: { language: opts.language, env: pairs(opts.env), limits: { maxMemoryMb: opts.memory ?? 0, timeoutSeconds: opts.timeout ?? 0 } },
       });
       print(created, created.sessionId);
     }),
@@ -88,14 +89,18 @@ program
   .command('run')
   .description('run a tool in a session, showing its output and progress as they happen')
   .argument('<session>', 'session id')
-  .argument('<tool>', 'echo, fs.write, fs.read, fs.list, run.python or pkg.install')
+  .argument('<tool>', "echo, fs.write, fs.read, fs.list, run.shell, pkg.install or the session language's run tool (run.python, run.node, run.go)")
   .option('--arg <key=value>', 'tool argument (repeatable)', collect)
-  .option('-c, --code <python>', 'for run.python: the code')
-  .option('-f, --file <path>', 'for run.python: a local file holding the code')
+  .option('-c, --code <source>', 'for run.python, run.node, run.go: the code')
+  .option('-f, --file <path>', 'for run.python, run.node, run.go: a local file holding the code')
+  .option('--command <line>', 'for run.shell: the command line')
+  .option('--cwd <path>', 'for run.shell: a workspace directory to run it in')
   .option('--timeout <seconds>', 'task timeout', Number)
-  .action(async (sessionId: string, tool: string, opts: { arg?: string[]; code?: string; file?: string; timeout?: number }) =>
+  .action(async (sessionId: string, tool: string, opts: { arg?: string[]; code?: string; file?: string; command?: string; cwd?: string; timeout?: number }) =>
     withClient(async ({ tasks }) => {
       const args = pairs(opts.arg);
+      if (opts.command !== undefined) args.command = opts.command;
+      if (opts.cwd !== undefined) args.cwd = opts.cwd;
       if (opts.code !== undefined) args.code = opts.code;
       if (opts.file !== undefined) args.code = await readFile(opts.file, 'utf8');
       const asJson = globals().json;
@@ -131,7 +136,8 @@ program
       }
       // A task that timed out or was cancelled still has its result: what it printed before.
       if (asJson) process.stdout.write(json({ result }));
-      else if (tool !== 'run.python') for (const [key, value] of Object.entries(result.outputs)) process.stdout.write(`${key}: ${value}\n`);
+      // Run tools' output was streamed as it came; other tools' outputs are shown now.
+      else if (!tool.startsWith('run.')) for (const [key, value] of Object.entries(result.outputs)) process.stdout.write(`${key}: ${value}\n`);
       if (result.status !== TaskStatus.STATUS_SUCCESS) {
         if (!asJson) process.stderr.write(`${TaskStatus[result.status]}${result.error ? `: ${result.error}` : ''}\n`);
         // 124 on timeout, as timeout(1) does; otherwise the task's exit code.

@@ -86,7 +86,7 @@ test('runTask resolves, with what the task printed, for a task that timed out, w
   }
 });
 
-test('the CLI drives a real worker: create, run.python with its output streamed, status, destroy', async () => {
+test('the CLI drives a real worker: create, run.python with its output streamed, run.shell, status, destroy', async () => {
   const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, '--address', worker.address, ...args], { encoding: 'utf8', timeout: 30_000 });
   const created = cli('create', '--workspace', 'cli-ws', '--env', 'WHO=cli');
   assert.equal(created.status, 0, created.stderr);
@@ -120,6 +120,13 @@ test('the CLI drives a real worker: create, run.python with its output streamed,
 
   const failing = cli('run', sessionId, 'run.python', '--code', 'import sys; sys.exit(3)');
   assert.equal(failing.status, 3);
+  const shell = cli('run', sessionId, 'run.shell', '--command', 'mkdir -p d && cd d && pwd; exit 4');
+  assert.equal(shell.status, 4);
+  assert.equal(shell.stdout, '/workspace/d\n');
+  assert.equal(cli('run', sessionId, 'run.shell', '--command', 'pwd', '--cwd', 'd').stdout, '/workspace/d\n');
+  const otherLanguage = cli('create', '--workspace', 'cli-ws', '--language', 'cobol');
+  assert.equal(otherLanguage.status, 1);
+  assert.match(otherLanguage.stderr, /INVALID_ARGUMENT: .*config\.language "cobol" is not supported by this worker; supported: python/);
   const json = cli('--json', 'run', sessionId, 'echo', '--arg', 'message=hi');
   assert.deepEqual(JSON.parse(json.stdout.trim().split('\n').at(-1)!).result.outputs, { message: 'hi' });
   const status = cli('--json', 'status', sessionId);
