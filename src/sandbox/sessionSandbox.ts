@@ -7,6 +7,7 @@ import { smallestPositive } from '../limits.js';
 import type { Owner } from '../storage/owner.js';
 import type { Cgroup } from './cgroups.js';
 import { unmountDiskImage, usedBytes } from './diskImage.js';
+import { sandboxSeccompProgram } from './seccomp.js';
 import { SYSTEM_PATH, type InstallResult, type Language, type LanguageSandbox, type RunAs } from './language.js';
 import { confine, type Mount } from './launcher.js';
 import type { KilledBy, ProcessResult, RunOptions, RunningProcess, SandboxedResult, SessionLimits, TaskLimits } from './processSpec.js';
@@ -90,9 +91,9 @@ export class SessionSandbox {
     await language.checkEnvironment(this.parts.environment);
     const envDir = this.isolate ? INSIDE.env : this.parts.environment;
     const workspace = this.isolate ? INSIDE.workspace : this.parts.workspace;
-    const run = language.runCommand(envDir);
+    const run = language.runCommand(envDir, this.isolate);
     const env = { ...this.baseEnv(workspace), ...run.env, ...this.parts.env };
-    const mounts = this.codeMounts([language]);
+    const mounts = [...this.codeMounts([language]), ...(run.mounts ?? [])];
     const warmLaunch = this.canWarm ? language.warmCommand(envDir, this.warmSocket().inside) : undefined;
     if (warmLaunch) {
       const warm = await this.warmInterpreter(warmLaunch, workspace, env, mounts);
@@ -115,12 +116,13 @@ export class SessionSandbox {
     const languages = [this.parts.language, ...this.host.options.languages.filter((l) => l !== this.parts.language)];
     const envDir = this.isolate ? INSIDE.env : this.parts.environment;
     const workspace = this.isolate ? INSIDE.workspace : this.parts.workspace;
-    const run = this.parts.language.runCommand(envDir);
+    const run = this.parts.language.runCommand(envDir, this.isolate);
     const path = [...(run.env.PATH ?? SYSTEM_PATH).split(':'), ...languages.flatMap((l) => l.toolchainPath)];
     const env = { ...this.baseEnv(workspace), ...run.env, PATH: [...new Set(path)].join(':'), ...this.parts.env };
     const dir = [workspace, ...cwd].join('/');
     const shell = ['/bin/sh', '-c', command];
-    return this.run(shell, dir, env, this.codeMounts(languages), this.host.options.allowNetwork, this.parts.owner, taskLimits, { ...options, stdin: '' });
+    const mounts = [...this.codeMounts(languages), ...(run.mounts ?? [])];
+    return this.run(shell, dir, env, mounts, this.host.options.allowNetwork, this.parts.owner, taskLimits, { ...options, stdin: '' });
   }
 
   private baseEnv(workspace: string): Record<string, string> {
@@ -233,7 +235,20 @@ export class SessionSandbox {
       allowNetwork: this.host.options.allowNetwork,
       workspace: { host: this.parts.workspace, inside: INSIDE.workspace },
       environment: { host: this.parts.environment, inside: INSIDE.env },
-      run: (step, options) => this.run(step.command, step.cwd, step.env, step.mounts, step.network, as(step.as), {}, options),
+      run: (step, options) =>
+        this.run(
+          step.command,
+          step.cwd,
+          step.env,
+          step.mounts,
+          step.network,
+          as(step.as),
+          {},
+          {
+            ...options,
+            seccomp: step.denyProcesses ? sandboxSeccompProgram({ denyProcesses: true }) : this.host.seccomp,
+          },
+        ),
       scratchDirectory: (prefix, who) => this.scratchDirectory(prefix, as(who)),
     };
   }
@@ -294,7 +309,7 @@ export class SessionSandbox {
     network: boolean,
     owner: Owner | undefined,
     taskLimits: TaskLimits,
-    options: RunOptions & { stdin?: string },
+    options: RunOptions & { stdin?: string; seccomp?: Buffer | undefined },
   ): Promise<SandboxedResult> {
     const controllers = this.host.cgroups?.controllers ?? [];
     return this.inTaskGroup(taskLimits, options, (group, opts, memoryMb) => {
@@ -315,7 +330,7 @@ export class SessionSandbox {
             processes: !controllers.includes('pids') && owner ? this.host.options.maxProcesses : undefined,
             openFiles: SANDBOX_OPEN_FILES,
           },
-          seccomp: this.host.seccomp,
+          seccomp: 'seccomp' in options ? options.seccomp : this.host.seccomp,
         },
       );
       return runProcess({ ...spec, marker, stdin: options.stdin }, opts);
