@@ -113,6 +113,20 @@ test('pkg.install takes registry specs only: options, paths, URLs, git, aliases 
   await w.sessions.destroySession({ sessionId });
 });
 
+test("unisolated (WORKER_SANDBOX=none), require and import still find the environment's packages", async () => {
+  const plain = await startWorker({ env: { WORKER_LANGUAGES: 'node', WORKER_SANDBOX: 'none', WORKER_SPARE_SESSIONS: '0', WORKER_NPM_REGISTRY: registry.url } });
+  try {
+    const { sessionId } = await plain.sessions.createSession({ workspaceId: 'node-plain', config: { language: 'node' } });
+    assert.equal((await runTool(plain.tasks, sessionId, 'pkg.install', { requirements: 'left-pad@1.3.0' })).installed, 'left-pad@1.3.0');
+    const code =
+      'import pad from "left-pad";\nimport { createRequire } from "node:module";\nconsole.log(pad("x", 3), createRequire(process.cwd() + "/")("left-pad")("y", 2));';
+    assert.equal((await node(plain, sessionId, code)).stdout, '  x  y\n');
+    assert.equal((await node(plain, sessionId, 'console.log(require("left-pad")("z", 2))')).stdout, ' z\n');
+  } finally {
+    await plain.stop();
+  }
+});
+
 // Last: it stops the registry and the first worker.
 test('workflow: write files, install from the registry, require and import, checkpoint, restore on another worker with the registry gone', async () => {
   const w = worker!;
