@@ -182,6 +182,26 @@ async function main(): Promise<void> {
       met: median(shellTrips) <= 10,
     });
 
+    process.stderr.write('run.node round trip\n');
+    const nodeSession = (await worker.sessions.createSession({ workspaceId: 'bench', config: { language: 'node' } })).sessionId;
+    const runLog = async () => {
+      const run = await runTask(worker.tasks, { sessionId: nodeSession, toolName: 'run.node', arguments: { code: 'console.log(1)' } });
+      if (run.result?.outputs.stdout !== '1\n') throw new Error(`run.node failed: ${JSON.stringify(run.result)}`);
+    };
+    await timed(3, runLog);
+    const nodeRoundTrip = await timed(30, runLog);
+    const bareNode = await timed(30, () => spawnOnce(process.execPath, ['-e', 'console.log(1)']));
+    await worker.sessions.destroySession({ sessionId: nodeSession });
+    record({
+      scenario: 'run.node console.log(1), sandboxed, over gRPC',
+      unit: 'ms',
+      ours: nodeRoundTrip,
+      base: bareNode,
+      baseline: "Node spawning node -e 'console.log(1)'",
+      target: 'ratio ≤ 1.0',
+      met: median(nodeRoundTrip) / median(bareNode) <= 1,
+    });
+
     process.stderr.write('echo throughput\n');
     const bare = await startBareEcho();
     // The same client (src/client, as the worker's own tests and coordinators use it) for both.

@@ -16,6 +16,8 @@ export interface WorkerConfig {
   maxSessions: number;
   coordinatorAddr: string | undefined;
   pipIndexUrl: string | undefined;
+  /** WORKER_NPM_REGISTRY: the registry pkg.install uses in node sessions. */
+  npmRegistry: string;
   maxMessageBytes: number;
   logLevel: string;
   sessionIdleSeconds: number;
@@ -166,6 +168,7 @@ const SETTINGS = {
   maxSessions: setting('WORKER_MAX_SESSIONS', 'capacity: sessions at once', integer(1, 100_000), () => 10),
   coordinatorAddr: setting<string | undefined>('COORDINATOR_ADDR', 'coordinator address; unset runs standalone', hostPort, none),
   pipIndexUrl: setting<string | undefined>('WORKER_PIP_INDEX_URL', 'package index for pkg.install', url(['http:', 'https:', 'file:']), none),
+  npmRegistry: setting('WORKER_NPM_REGISTRY', 'npm registry for pkg.install in node sessions', url(['http:', 'https:']), () => 'https://registry.npmjs.org/'),
   maxMessageBytes: setting(
     'WORKER_MAX_MESSAGE_MB',
     'largest gRPC message either way, in MB',

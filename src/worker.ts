@@ -19,6 +19,7 @@ import { HostLock } from './sandbox/hostLock.js';
 import { findOnPath } from './sandbox/hostTools.js';
 import type { Language } from './sandbox/language.js';
 import { resolveLanguages, type LanguageOffer } from './sandbox/languages.js';
+import { NodeLanguage } from './sandbox/node/nodeLanguage.js';
 import { PythonLanguage } from './sandbox/python/pythonLanguage.js';
 import { SandboxHost } from './sandbox/sandboxHost.js';
 import { Checkpoints } from './sessions/checkpoints.js';
@@ -87,6 +88,14 @@ function languageOffers(config: WorkerConfig, dirs: DataDirectory, logger: Logge
         if (python.interpreter.pipVersion === undefined)
           logger.warn('the host Python has no pip: pkg.install will fail', { python: python.interpreter.executable });
         return python;
+      },
+    },
+    {
+      name: 'node',
+      resolve: async () => {
+        const node = await NodeLanguage.resolve({ npmRegistry: config.npmRegistry, npmCache: dirs.npmCache });
+        if (!node.toolchain.npm) logger.warn("the worker's Node has no npm: pkg.install will fail in node sessions", { node: node.toolchain.executable });
+        return node;
       },
     },
   ];

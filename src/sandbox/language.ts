@@ -22,6 +22,8 @@ export interface LanguageStep {
   mounts: Mount[];
   network: boolean;
   as: RunAs;
+  /** Refuse the step any new process (threads still start): for a step that must run no program but its own. */
+  denyProcesses?: boolean;
 }
 
 /** What a language gets of a session's sandbox while it installs packages. */
@@ -63,10 +65,11 @@ export interface PackageInstaller {
   installedNames(requirements: readonly string[], installed: InstalledPackage[] | undefined): string[];
 }
 
-/** How to run code given on stdin: the command and what it adds to the environment. */
+/** How to run code given on stdin: the command, what it adds to the environment, and what the sandbox shows it besides workspace and environment. */
 export interface CodeCommand {
   command: string[];
   env: Record<string, string>;
+  mounts?: Mount[];
 }
 
 /**
@@ -95,8 +98,8 @@ export interface Language {
   createEnvironment(root: string): Promise<void>;
   /** Throws (FAILED_PRECONDITION) when the environment at `root` can no longer run code. */
   checkEnvironment(root: string): Promise<void>;
-  /** Running code from stdin with the environment at `environment` (as processes see it). */
-  runCommand(environment: string): CodeCommand;
+  /** Running code from stdin with the environment at `environment` (as processes see it; `isolated`: in a sandbox). */
+  runCommand(environment: string, isolated: boolean): CodeCommand;
   /** A warm interpreter's launch (listening on `socket`), when the language has one. */
   warmCommand(environment: string, socket: string): string[] | undefined;
   /** What pkg.install is in this language. */

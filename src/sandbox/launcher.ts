@@ -3,12 +3,12 @@ import type { Cgroup } from './cgroups.js';
 import type { ProcessSpec } from './processSpec.js';
 import type { Owner } from '../storage/owner.js';
 
-/** A directory shown inside the sandbox. */
-export interface Mount {
-  host: string;
-  inside: string;
-  writable: boolean;
-}
+/**
+ * What the sandbox shows at `inside`: a host directory bound there, or a symlink made there
+ * (`link`, its target as the sandbox sees it: resolved inside, by the sandboxed process, so it
+ * can lead nowhere the process could not go itself).
+ */
+export type Mount = { host: string; inside: string; writable: boolean } | { inside: string; link: string };
 
 /** Absolute paths of the host programs confinement uses, resolved once at startup. */
 export interface HostTools {
@@ -131,7 +131,8 @@ export function confine(command: string[], cwd: string, env: Record<string, stri
         .slice(1, -1)
         .map((_, i, parts) => `/${parts.slice(0, i + 1).join('/')}`);
       for (const dir of parents) chain.push('--perms', '0755', '--dir', dir);
-      chain.push(m.writable ? '--bind' : '--ro-bind', m.host, m.inside);
+      if ('link' in m) chain.push('--symlink', m.link, m.inside);
+      else chain.push(m.writable ? '--bind' : '--ro-bind', m.host, m.inside);
     }
     // The filter reaches bwrap on descriptor 3 (runProcess and the warm interpreter pass `filter`).
     if (confinement.seccomp) chain.push('--seccomp', String(SECCOMP_FD));

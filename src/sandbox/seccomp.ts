@@ -30,7 +30,8 @@ interface Arch {
     | 'execve'
     | 'execveat',
     number
-  >;
+  > &
+    Partial<Record<'fork' | 'vfork', number>>;
   /** x32 system calls carry this bit on x86_64: refused wholesale. */
   x32Bit?: number;
 }
@@ -54,6 +55,8 @@ const ARCHES: Record<string, Arch> = {
       clone3: 435,
       execve: 59,
       execveat: 322,
+      fork: 57,
+      vfork: 58,
     },
     x32Bit: 0x40000000,
   },
@@ -92,6 +95,8 @@ const DENIED = [
   'unshare',
   'setns',
 ] as const;
+/** CLONE_THREAD: a clone that makes a thread, not a process. */
+const CLONE_THREAD = 0x00010000;
 /** CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET. */
 const CLONE_NAMESPACES = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000;
 
@@ -112,11 +117,17 @@ const ARG0_LOW = 16;
 
 type Instruction = [code: number, jt: number, jf: number, k: number];
 
-/** The filter for this host's architecture, or undefined where none is known (then none is used). */
-export function sandboxSeccompProgram(options: { denyExec?: boolean } = {}): Buffer | undefined {
+/**
+ * The filter for this host's architecture, or undefined where none is known (then none is used).
+ * `denyExec` also refuses exec; `denyProcesses` refuses every new process (fork, vfork, a clone
+ * without CLONE_THREAD) while threads still start: for a step that must run no other program,
+ * applied by bubblewrap as the last thing before it starts the step's own.
+ */
+export function sandboxSeccompProgram(options: { denyExec?: boolean; denyProcesses?: boolean } = {}): Buffer | undefined {
   const arch = ARCHES[process.arch];
   if (!arch || process.platform !== 'linux' || endianness() !== 'LE') return undefined;
-  const denied = [...DENIED, ...(options.denyExec ? (['execve', 'execveat'] as const) : [])].map((name) => arch.nr[name]);
+  const forks = options.denyProcesses ? [arch.nr.fork, arch.nr.vfork].filter((nr): nr is number => nr !== undefined) : [];
+  const denied = [...[...DENIED, ...(options.denyExec ? (['execve', 'execveat'] as const) : [])].map((name) => arch.nr[name]), ...forks];
   // Labels are resolved to relative jumps below; every jump goes forward.
   const program: (Instruction | { jumpTo: string; code: number; k: number; onTrue: boolean } | { label: string })[] = [
     [LD_W_ABS, 0, 0, ARCH],
@@ -130,6 +141,7 @@ export function sandboxSeccompProgram(options: { denyExec?: boolean } = {}): Buf
     { label: 'clone' },
     [LD_W_ABS, 0, 0, ARG0_LOW],
     { code: JSET_K, k: CLONE_NAMESPACES, jumpTo: 'deny', onTrue: true },
+    ...(options.denyProcesses ? [{ code: JSET_K, k: CLONE_THREAD, jumpTo: 'deny', onTrue: false }] : []),
     [RET_K, 0, 0, SECCOMP_RET_ALLOW],
     { label: 'nosys' },
     [RET_K, 0, 0, SECCOMP_RET_ERRNO | ENOSYS],

@@ -7,6 +7,7 @@ import { smallestPositive } from '../limits.js';
 import type { Owner } from '../storage/owner.js';
 import type { Cgroup } from './cgroups.js';
 import { unmountDiskImage, usedBytes } from './diskImage.js';
+import { sandboxSeccompProgram } from './seccomp.js';
 import { SYSTEM_PATH, type InstallResult, type Language, type LanguageSandbox, type RunAs } from './language.js';
 import { confine, type Mount } from './launcher.js';
 import type { KilledBy, ProcessResult, RunOptions, RunningProcess, SandboxedResult, SessionLimits, TaskLimits } from './processSpec.js';
@@ -89,7 +90,7 @@ export class SessionSandbox {
     await this.parts.language.checkEnvironment(this.parts.environment);
     const warm = await this.runWarm({ code }, options, taskLimits);
     if (warm) return warm;
-    const { command, env } = this.parts.language.runCommand(this.inside.env);
+    const { command, env } = this.parts.language.runCommand(this.inside.env, this.isolate);
     const allEnv = this.codeEnv(env);
     return this.run(command, this.inside.workspace, allEnv, this.codeMounts(), this.host.options.allowNetwork, this.parts.owner, taskLimits, {
       ...options,
@@ -103,7 +104,7 @@ export class SessionSandbox {
    * Forked from the warm interpreter when the session has one (a shell costs no sandbox start).
    */
   async runShell(command: string, cwd: string[], options: RunOptions, taskLimits: TaskLimits): Promise<SandboxedResult> {
-    const run = this.parts.language.runCommand(this.inside.env);
+    const run = this.parts.language.runCommand(this.inside.env, this.isolate);
     const path = [...(run.env.PATH ?? SYSTEM_PATH).split(':'), ...this.languages.flatMap((l) => l.toolchainPath)];
     const env = this.codeEnv({ ...run.env, PATH: [...new Set(path)].join(':') });
     const dir = [this.inside.workspace, ...cwd].join('/');
@@ -135,6 +136,7 @@ export class SessionSandbox {
       ...this.languages.flatMap((l) => l.systemMounts),
       { host: this.parts.workspace, inside: INSIDE.workspace, writable: true },
       { host: this.parts.environment, inside: INSIDE.env, writable: false },
+      ...(this.parts.language.runCommand(this.inside.env, this.isolate).mounts ?? []),
     ];
   }
 
@@ -143,7 +145,12 @@ export class SessionSandbox {
     const language = this.parts.language;
     const launch = this.canWarm ? language.warmCommand(this.inside.env, this.warmSocket().inside) : undefined;
     if (!launch) return undefined;
-    const warm = await this.warmInterpreter(launch, this.inside.workspace, this.codeEnv(language.runCommand(this.inside.env).env), this.codeMounts());
+    const warm = await this.warmInterpreter(
+      launch,
+      this.inside.workspace,
+      this.codeEnv(language.runCommand(this.inside.env, this.isolate).env),
+      this.codeMounts(),
+    );
     if (!warm) return undefined;
     try {
       return await this.inTaskGroup(taskLimits, options, (group, opts) => warm.run(program, opts, group!));
@@ -250,7 +257,20 @@ export class SessionSandbox {
       allowNetwork: this.host.options.allowNetwork,
       workspace: { host: this.parts.workspace, inside: INSIDE.workspace },
       environment: { host: this.parts.environment, inside: INSIDE.env },
-      run: (step, options) => this.run(step.command, step.cwd, step.env, step.mounts, step.network, as(step.as), {}, options),
+      run: (step, options) =>
+        this.run(
+          step.command,
+          step.cwd,
+          step.env,
+          step.mounts,
+          step.network,
+          as(step.as),
+          {},
+          {
+            ...options,
+            seccomp: step.denyProcesses ? sandboxSeccompProgram({ denyProcesses: true }) : this.host.seccomp,
+          },
+        ),
       scratchDirectory: (prefix, who) => this.scratchDirectory(prefix, as(who)),
     };
   }
@@ -311,7 +331,7 @@ export class SessionSandbox {
     network: boolean,
     owner: Owner | undefined,
     taskLimits: TaskLimits,
-    options: RunOptions & { stdin?: string },
+    options: RunOptions & { stdin?: string; seccomp?: Buffer | undefined },
   ): Promise<SandboxedResult> {
     const controllers = this.host.cgroups?.controllers ?? [];
     return this.inTaskGroup(taskLimits, options, (group, opts, memoryMb) => {
@@ -332,7 +352,7 @@ export class SessionSandbox {
             processes: !controllers.includes('pids') && owner ? this.host.options.maxProcesses : undefined,
             openFiles: SANDBOX_OPEN_FILES,
           },
-          seccomp: this.host.seccomp,
+          seccomp: 'seccomp' in options ? options.seccomp : this.host.seccomp,
         },
       );
       return runProcess({ ...spec, marker, stdin: options.stdin }, opts);

@@ -48,8 +48,33 @@ time.sleep(60)
   },
 };
 
+export const NODE_CASE: LanguageCase = {
+  language: 'node',
+  runTool: 'run.node',
+  hello: 'console.log("hello")',
+  spawner: `
+const { spawn } = require("node:child_process");
+const child = spawn(process.execPath, ["-e", \`
+  const { spawn } = require("node:child_process");
+  spawn(process.execPath, ["-e", "console.log('up'); setTimeout(() => {}, 60000)"], { detached: true, stdio: ["ignore", "inherit", "ignore"] });
+  setTimeout(() => {}, 60000);
+\`], { stdio: ["ignore", "pipe", "inherit"] });
+child.stdout.once("data", () => console.log("tree started"));
+setTimeout(() => {}, 60000);
+`,
+  testSuite: {
+    files: {
+      'calc.js': 'exports.add = (a, b) => a + b;\n',
+      'calc.test.js':
+        'const test = require("node:test");\nconst assert = require("node:assert");\nconst { add } = require("./calc");\n\ntest("adds", () => assert.equal(add(2, 3), 5));\ntest("negative", () => assert.equal(add(-2, 1), -1));\n',
+    },
+    command: 'node --test',
+    passed: /# pass 2[\s\S]*# fail 0/,
+  },
+};
+
 /** Every language the worker has; tests start their worker with WORKER_LANGUAGES naming all of these. */
-export const LANGUAGE_CASES: readonly LanguageCase[] = [PYTHON_CASE];
+export const LANGUAGE_CASES: readonly LanguageCase[] = [PYTHON_CASE, NODE_CASE];
 
 /** A run.shell command that starts the same kind of tree as LanguageCase.spawner. */
 export const SHELL_SPAWNER = 'sleep 60 & setsid sh -c "sleep 60" & sleep 0.2; echo "tree started"; wait';

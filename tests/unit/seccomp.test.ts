@@ -125,7 +125,7 @@ test('the program checks the architecture first and ends in return instructions'
 });
 
 test('every jump lands on an instruction of the program, forward', { skip }, () => {
-  for (const options of [{}, { denyExec: true }]) {
+  for (const options of [{}, { denyExec: true }, { denyProcesses: true }]) {
     const program = decode(sandboxSeccompProgram(options)!);
     program.forEach((ins, pc) => {
       if (ins.code === RET_K || ins.code === LD_W_ABS) return;
@@ -170,4 +170,15 @@ test('denyExec adds exactly execve and execveat to the refused calls', { skip },
   for (const call of ['read', 'openat'] as const) assert.equal(run(noExec, nr[call], nr.audit), ALLOW, call);
   assert.equal(run(noExec, nr.keyctl, nr.audit), EPERM);
   assert.equal(run(noExec, nr.clone, nr.audit, 17), ALLOW);
+});
+
+test('denyProcesses refuses fork, vfork and a clone that is not a thread; threads, exec and the rest still work', { skip }, () => {
+  const program = decode(sandboxSeccompProgram({ denyProcesses: true })!);
+  assert.equal(run(program, nr.clone, nr.audit, THREAD_FLAGS), ALLOW, 'a thread');
+  assert.equal(run(program, nr.clone, nr.audit, 17 /* SIGCHLD: fork */), EPERM);
+  assert.equal(run(program, nr.clone, nr.audit, 0x00004100 | 17 /* VM|VFORK: posix_spawn */), EPERM);
+  assert.equal(run(program, nr.clone, nr.audit, THREAD_FLAGS | CLONE_NEWNET), EPERM, 'namespaces still refused');
+  assert.equal(run(program, nr.clone3, nr.audit), ENOSYS);
+  if (process.arch === 'x64') for (const call of [57 /* fork */, 58 /* vfork */]) assert.equal(run(program, call, X64.audit), EPERM, String(call));
+  for (const call of ['read', 'openat', 'execve'] as const) assert.equal(run(program, nr[call], nr.audit), ALLOW, call);
 });

@@ -1,14 +1,15 @@
-import { chown, lstat, mkdir } from 'node:fs/promises';
 import { basename, dirname, join, relative } from 'node:path';
 import { errors } from '../../errors.js';
-import { openRegularFileNoFollow, openTrustedDirectory } from '../../storage/beneath.js';
 import { namesIn } from '../../storage/fileTree.js';
 import type { Owner } from '../../storage/owner.js';
 import { removeTree } from '../../storage/removeTree.js';
+import { readUntrustedJson } from '../../storage/untrustedJson.js';
 import { SYSTEM_PATH, type CodeCommand, type InstallResult, type InstalledPackage, type Language, type LanguageSandbox } from '../language.js';
 import type { Mount } from '../launcher.js';
 import type { RunOptions, SandboxedResult } from '../processSpec.js';
+import { installerEnv } from '../installerEnv.js';
 import { sandboxSeccompProgram } from '../seccomp.js';
+import { prepareSharedCache } from '../sharedCache.js';
 import { createPythonEnvironment, pythonEnvironmentAt } from './pythonEnvironment.js';
 import { resolvePythonInterpreter, type PythonInterpreter } from './pythonInterpreter.js';
 import { isIndexRequirement, PIP_INSTALLER } from './requirements.js';
@@ -56,16 +57,9 @@ export class PythonLanguage implements Language {
     return { python: this.interpreter.executable, python_version: this.interpreter.version, pip_version: this.interpreter.pipVersion ?? 'none' };
   }
 
-  /**
-   * The shared pip cache belongs to the fetching uid (the only writer). One left by a run with
-   * other uids is dropped rather than re-owned: it is only a cache.
-   */
+  /** The shared pip cache, the fetching uid's. */
   async prepareHost(installer: Owner | undefined): Promise<void> {
-    const dir = this.options.pipCache;
-    const st = await lstat(dir).catch(() => undefined);
-    if (st && (!st.isDirectory() || (installer && st.uid !== installer.uid))) await removeTree(dir);
-    await mkdir(dir, { recursive: true });
-    if (installer) await chown(dir, installer.uid, installer.gid);
+    await prepareSharedCache(this.options.pipCache, installer);
   }
 
   async createEnvironment(root: string): Promise<void> {
@@ -216,16 +210,12 @@ export class PythonLanguage implements Language {
 }
 
 function pipEnv(): Record<string, string> {
-  return {
-    PATH: SYSTEM_PATH,
-    HOME: '/tmp',
-    LANG: 'C.UTF-8',
+  return installerEnv({
     // Only the worker's configured index counts: no host pip.conf, no PIP_* variables.
     PIP_CONFIG_FILE: '/dev/null',
     PIP_DISABLE_PIP_VERSION_CHECK: '1',
     PYTHONUNBUFFERED: '1',
-    ...proxyVariables(),
-  };
+  });
 }
 
 /**
@@ -245,40 +235,18 @@ sys.argv = ["pip"] + sys.argv[2:]
 runpy.run_module("pip", run_name="__main__", alter_sys=True)
 `;
 
-/** Proxy settings are how a host reaches its package index, so pip keeps them. */
-function proxyVariables(): Record<string, string> {
-  const names = ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy'];
-  return Object.fromEntries(names.filter((n) => process.env[n] !== undefined).map((n) => [n, process.env[n]!]));
-}
-
 /** Largest pip report read back: it is written by the session's own pip, so untrusted. */
 const MAX_REPORT_BYTES = 4 * 1024 * 1024;
 
 /** pip's `--report`, read defensively: a regular file (no link followed), bounded, shape checked. */
 async function readPipReport(file: string): Promise<InstalledPackage[] | undefined> {
-  const dir = await openTrustedDirectory(dirname(file)).catch(() => undefined);
-  if (!dir) return undefined;
-  try {
-    const handle = await openRegularFileNoFollow(dir, [basename(file)]);
-    if (!handle) return undefined;
-    try {
-      const { size } = await handle.stat();
-      if (size > MAX_REPORT_BYTES) return undefined;
-      const parsed = JSON.parse(await handle.readFile('utf8')) as unknown;
-      const install = (parsed as { install?: unknown } | null)?.install;
-      if (!Array.isArray(install)) return undefined;
-      return install.flatMap((item: unknown) => {
-        const { requested, metadata } = (item ?? {}) as { requested?: unknown; metadata?: { name?: unknown; version?: unknown } };
-        if (typeof metadata?.name !== 'string') return [];
-        const version = typeof metadata.version === 'string' ? metadata.version.slice(0, 100) : undefined;
-        return [{ name: metadata.name.slice(0, 200), version, requested: requested === true }];
-      });
-    } catch {
-      return undefined;
-    } finally {
-      await handle.close();
-    }
-  } finally {
-    await dir.close();
-  }
+  const parsed = await readUntrustedJson(dirname(file), [basename(file)], MAX_REPORT_BYTES);
+  const install = (parsed as { install?: unknown } | null | undefined)?.install;
+  if (!Array.isArray(install)) return undefined;
+  return install.flatMap((item: unknown) => {
+    const { requested, metadata } = (item ?? {}) as { requested?: unknown; metadata?: { name?: unknown; version?: unknown } };
+    if (typeof metadata?.name !== 'string') return [];
+    const version = typeof metadata.version === 'string' ? metadata.version.slice(0, 100) : undefined;
+    return [{ name: metadata.name.slice(0, 200), version, requested: requested === true }];
+  });
 }

@@ -1,5 +1,6 @@
 import { errors, quoted } from '../../errors.js';
 import type { PackageInstaller } from '../language.js';
+import { requirementLines } from '../requirementLines.js';
 
 /**
  * pkg.install's requirement lines, and which of them name a package of the index. Only those
@@ -17,10 +18,7 @@ const INDEX_REQUIREMENT = new RegExp(`^${NAME}\\s*(?:${EXTRAS})?\\s*(?:${VERSION
 
 /** Requirement lines: blank lines and `#` comments skipped; pip options refused. */
 export function parseRequirements(text: string): string[] {
-  const requirements = text
-    .split(/\r?\n/)
-    .map((line) => line.replace(/(^|\s)#.*$/, '').trim())
-    .filter((line) => line !== '');
+  const requirements = requirementLines(text);
   for (const line of requirements) {
     if (line.startsWith('-')) throw errors.invalidArgument(`pkg.install takes requirement specifiers only, not pip options: ${quoted(line)}`);
   }
