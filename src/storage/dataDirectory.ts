@@ -14,6 +14,7 @@ export const INCOMING = '.incoming';
  *     checkpoint-scratch/  archives fetched from S3 while a restore reads them
  *     artifacts/           the local artifact store
  *     pip-cache/           the shared pip cache (owned by the installer uid)
+ *     go-cache/            the shared Go module download cache (owned by the installer uid)
  *     scratch/             the worker's own scratch space, emptied at start (disk templates)
  */
 export interface DataDirectory {
@@ -26,6 +27,7 @@ export interface DataDirectory {
   checkpointScratch: string;
   artifacts: string;
   pipCache: string;
+  goCache: string;
   scratch: string;
   diskTemplates: string;
 }
@@ -42,6 +44,7 @@ export function dataDirectory(root: string): DataDirectory {
     checkpointScratch: join(root, 'checkpoint-scratch'),
     artifacts: join(root, 'artifacts'),
     pipCache: join(root, 'pip-cache'),
+    goCache: join(root, 'go-cache'),
     scratch,
     diskTemplates: join(scratch, 'disk-templates'),
   };

@@ -3,6 +3,7 @@ import { fsList } from './fsList.js';
 import { fsRead } from './fsRead.js';
 import { fsWrite } from './fsWrite.js';
 import { pkgInstall } from './pkgInstall.js';
+import { runGo } from './runGo.js';
 import { runPython } from './runPython.js';
 import { runShell } from './runShell.js';
 import type { Tool } from './tool.js';
@@ -13,7 +14,7 @@ const COMMANDS: readonly Tool[] = [runShell, pkgInstall];
 const COMMON: readonly Tool[] = [...FILES, ...COMMANDS];
 
 /** Each language's own tool: the one that runs its code. */
-const RUNNERS: Readonly<Record<string, Tool>> = { python: runPython };
+const RUNNERS: Readonly<Record<string, Tool>> = { python: runPython, go: runGo };
 
 const BY_LANGUAGE = new Map(Object.entries(RUNNERS).map(([language, runner]) => [language, new Map([...FILES, runner, ...COMMANDS].map((t) => [t.name, t]))]));
 

@@ -1,14 +1,15 @@
-import { chown, lstat, mkdir } from 'node:fs/promises';
 import { basename, dirname, join, relative } from 'node:path';
 import { errors } from '../../errors.js';
-import { openRegularFileNoFollow, openTrustedDirectory } from '../../storage/beneath.js';
+import { readSmallFileNoFollow } from '../../storage/beneath.js';
 import { namesIn } from '../../storage/fileTree.js';
 import type { Owner } from '../../storage/owner.js';
 import { removeTree } from '../../storage/removeTree.js';
 import { SYSTEM_PATH, type CodeCommand, type InstallResult, type InstalledPackage, type Language, type LanguageSandbox } from '../language.js';
 import type { Mount } from '../launcher.js';
 import type { RunOptions, SandboxedResult } from '../processSpec.js';
+import { proxyVariables } from '../proxyVariables.js';
 import { sandboxSeccompProgram } from '../seccomp.js';
+import { prepareSharedCache } from '../sharedCache.js';
 import { createPythonEnvironment, pythonEnvironmentAt } from './pythonEnvironment.js';
 import { resolvePythonInterpreter, type PythonInterpreter } from './pythonInterpreter.js';
 import { isIndexRequirement, PIP_INSTALLER } from './requirements.js';
@@ -32,6 +33,7 @@ const INSIDE = { pipCache: '/pip-cache', pipReport: '/pip-report', wheels: '/whe
 export class PythonLanguage implements Language {
   readonly name = 'python';
   readonly machineSpecific = ['pyvenv.cfg'];
+  readonly writablePaths = [];
   readonly installer = PIP_INSTALLER;
   readonly selfCheck = { code: 'import os\nprint(6 * 7, os.path.exists("/etc/shadow"), os.getuid())', isolated: '42 False', plain: '42' };
   readonly systemMounts: Mount[];
@@ -56,16 +58,9 @@ export class PythonLanguage implements Language {
     return { python: this.interpreter.executable, python_version: this.interpreter.version, pip_version: this.interpreter.pipVersion ?? 'none' };
   }
 
-  /**
-   * The shared pip cache belongs to the fetching uid (the only writer). One left by a run with
-   * other uids is dropped rather than re-owned: it is only a cache.
-   */
-  async prepareHost(installer: Owner | undefined): Promise<void> {
-    const dir = this.options.pipCache;
-    const st = await lstat(dir).catch(() => undefined);
-    if (st && (!st.isDirectory() || (installer && st.uid !== installer.uid))) await removeTree(dir);
-    await mkdir(dir, { recursive: true });
-    if (installer) await chown(dir, installer.uid, installer.gid);
+  /** The shared pip cache, the installer uid's. */
+  prepareHost(installer: Owner | undefined): Promise<void> {
+    return prepareSharedCache(this.options.pipCache, installer);
   }
 
   async createEnvironment(root: string): Promise<void> {
@@ -245,40 +240,23 @@ sys.argv = ["pip"] + sys.argv[2:]
 runpy.run_module("pip", run_name="__main__", alter_sys=True)
 `;
 
-/** Proxy settings are how a host reaches its package index, so pip keeps them. */
-function proxyVariables(): Record<string, string> {
-  const names = ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy'];
-  return Object.fromEntries(names.filter((n) => process.env[n] !== undefined).map((n) => [n, process.env[n]!]));
-}
-
 /** Largest pip report read back: it is written by the session's own pip, so untrusted. */
 const MAX_REPORT_BYTES = 4 * 1024 * 1024;
 
 /** pip's `--report`, read defensively: a regular file (no link followed), bounded, shape checked. */
 async function readPipReport(file: string): Promise<InstalledPackage[] | undefined> {
-  const dir = await openTrustedDirectory(dirname(file)).catch(() => undefined);
-  if (!dir) return undefined;
+  const text = await readSmallFileNoFollow(dirname(file), [basename(file)], MAX_REPORT_BYTES);
+  if (text === undefined) return undefined;
   try {
-    const handle = await openRegularFileNoFollow(dir, [basename(file)]);
-    if (!handle) return undefined;
-    try {
-      const { size } = await handle.stat();
-      if (size > MAX_REPORT_BYTES) return undefined;
-      const parsed = JSON.parse(await handle.readFile('utf8')) as unknown;
-      const install = (parsed as { install?: unknown } | null)?.install;
-      if (!Array.isArray(install)) return undefined;
-      return install.flatMap((item: unknown) => {
-        const { requested, metadata } = (item ?? {}) as { requested?: unknown; metadata?: { name?: unknown; version?: unknown } };
-        if (typeof metadata?.name !== 'string') return [];
-        const version = typeof metadata.version === 'string' ? metadata.version.slice(0, 100) : undefined;
-        return [{ name: metadata.name.slice(0, 200), version, requested: requested === true }];
-      });
-    } catch {
-      return undefined;
-    } finally {
-      await handle.close();
-    }
-  } finally {
-    await dir.close();
+    const install = (JSON.parse(text) as { install?: unknown } | null)?.install;
+    if (!Array.isArray(install)) return undefined;
+    return install.flatMap((item: unknown) => {
+      const { requested, metadata } = (item ?? {}) as { requested?: unknown; metadata?: { name?: unknown; version?: unknown } };
+      if (typeof metadata?.name !== 'string') return [];
+      const version = typeof metadata.version === 'string' ? metadata.version.slice(0, 100) : undefined;
+      return [{ name: metadata.name.slice(0, 200), version, requested: requested === true }];
+    });
+  } catch {
+    return undefined;
   }
 }
