@@ -61,13 +61,15 @@ client/.built: node_modules/.installed tsconfig.json client/tsconfig.json client
 
 # What the worker needs from the machine: a Python 3 with pip (pkg.install drives the host's
 # pip) and bubblewrap (the sandbox); setpriv, prlimit and flock come with util-linux. The
-# security tests build a small shared library with cc.
+# security tests build a small shared library with cc. Go sessions (offered unless WORKER_LANGUAGES
+# leaves go out) build with Debian's golang-go.
 system-deps:
 	@command -v python3 >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3; }
 	@python3 -m pip --version >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-pip; }
 	@command -v bwrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq bubblewrap; }
 	@command -v flock >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq util-linux; }
 	@command -v cc >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq gcc libc6-dev; }
+	@case ",$$(echo "$${WORKER_LANGUAGES:-go}" | tr -d ' ')," in *,go,*) command -v go >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq golang-go; } ;; esac
 
 # The TypeScript of the protos, and the protos as a FileDescriptorSet for server reflection.
 generate: node_modules/.installed ## regenerate gen/ from proto/ (commit the result)

@@ -1,11 +1,12 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { TaskStatus } from '../gen/codegen/v1/common.js';
 import type { TaskExecutionClient } from '../gen/codegen/v1/task_execution.js';
 import { createWorkerClient, type WorkerCallOptions } from '../src/client/index.js';
+import { GO_CASE } from '../tests/helpers/languages.js';
 import { servePackageIndex } from '../tests/helpers/packageIndex.js';
 import { runTask } from '../tests/helpers/tasks.js';
 import { startWorker, type RunningWorker } from '../tests/helpers/worker.js';
@@ -200,6 +201,30 @@ async function main(): Promise<void> {
       baseline: "Node spawning node -e 'console.log(1)'",
       target: 'ratio ≤ 1.0',
       met: median(nodeRoundTrip) / median(bareNode) <= 1,
+    });
+
+    process.stderr.write('run.go round trip\n');
+    const goSession = (await worker.sessions.createSession({ workspaceId: 'bench-go', config: { language: 'go' } })).sessionId;
+    const runHello = async () => {
+      const run = await runTask(worker.tasks, { sessionId: goSession, toolName: 'run.go', arguments: { code: GO_CASE.hello } });
+      if (run.result?.outputs.stdout !== 'hello\n') throw new Error(`run.go failed: ${JSON.stringify(run.result)}`);
+    };
+    await timed(3, runHello);
+    const goRoundTrip = await timed(30, runHello);
+    await worker.sessions.destroySession({ sessionId: goSession });
+    const goDir = join(scratch, 'hello-go');
+    await mkdir(goDir);
+    await writeFile(join(goDir, 'main.go'), GO_CASE.hello);
+    await timed(3, () => spawnOnce('go', ['run', 'main.go'], goDir)); // the build cache warmed
+    const bareGoRun = await timed(30, () => spawnOnce('go', ['run', 'main.go'], goDir));
+    record({
+      scenario: 'run.go hello world (its program cached), sandboxed, over gRPC',
+      unit: 'ms',
+      ours: goRoundTrip,
+      base: bareGoRun,
+      baseline: 'Node spawning go run main.go, warm build cache',
+      target: 'ratio ≤ 1.0',
+      met: median(goRoundTrip) / median(bareGoRun) <= 1,
     });
 
     process.stderr.write('echo throughput\n');

@@ -25,6 +25,10 @@ export interface WorkerConfig {
   maxOutputBytes: number;
   taskHistory: number;
   python: string;
+  /** WORKER_GOPROXY: the module proxies pkg.install fetches Go modules from (GOPROXY syntax, no `direct`). */
+  goProxy: string;
+  /** WORKER_GO: the go command Go sessions are based on. */
+  go: string;
   /** WORKER_LANGUAGES; undefined: every language whose toolchain the host has. */
   languages: LanguageName[] | undefined;
   sandbox: 'bwrap' | 'none';
@@ -125,6 +129,19 @@ const oneOf =
     return raw.trim();
   };
 
+/**
+ * GOPROXY's syntax (proxy URLs separated by `,` or `|`), proxies only: `direct` would have the
+ * fetch step run version control tools, `off` would fetch nothing.
+ */
+const goProxyList: Parser<string> = (raw, name) => {
+  const value = raw.trim();
+  for (const entry of value.split(/[,|]/)) {
+    if (entry === 'direct' || entry === 'off') throw new ConfigError(`${name}: '${entry}' is not allowed; name module proxies (http, https or file URLs) only`);
+    url(['http:', 'https:', 'file:'])(entry, name);
+  }
+  return value;
+};
+
 /** A comma-separated list of session languages, each named once. */
 const languageList: Parser<LanguageName[]> = (raw, name) => {
   const names = raw.split(',').map((n) => n.trim());
@@ -181,6 +198,13 @@ const SETTINGS = {
   maxOutputBytes: setting('WORKER_MAX_OUTPUT_BYTES', 'stdout/stderr kept in a task result, per stream', integer(1024, 1024 * 1024 * 1024), () => 1024 * 1024),
   taskHistory: setting('WORKER_TASK_HISTORY', 'finished tasks kept queryable per session', integer(1, 100_000), () => 100),
   python: setting('WORKER_PYTHON', 'Python interpreter sessions are based on', text, () => 'python3'),
+  goProxy: setting(
+    'WORKER_GOPROXY',
+    'Go module proxies pkg.install fetches from (GOPROXY syntax, proxies only)',
+    goProxyList,
+    () => 'https://proxy.golang.org',
+  ),
+  go: setting('WORKER_GO', 'go command Go sessions are based on', text, () => 'go'),
   languages: setting<LanguageName[] | undefined>(
     'WORKER_LANGUAGES',
     `session languages offered, comma-separated (${LANGUAGES.join(', ')}; unset: each one whose toolchain this host has)`,

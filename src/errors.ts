@@ -87,6 +87,7 @@ export const errors = {
   fileNotFound: (path: string) => new WorkerError(Status.NOT_FOUND, `file not found: ${quoted(path, 200)} does not exist in the workspace`),
   permissionDenied: (path: string, why: string) => new WorkerError(Status.PERMISSION_DENIED, `permission denied for ${quoted(path, 200)}: ${why}`),
   pythonNotFound: (detail: string) => new WorkerError(Status.FAILED_PRECONDITION, `python not found: ${detail}`),
+  environmentBroken: (language: string, detail: string) => new WorkerError(Status.FAILED_PRECONDITION, `${language} environment broken: ${detail}`),
   packageInstallFailed: (detail: string) => new WorkerError(Status.INTERNAL, `package install failed: ${detail}`),
   tooLarge: (what: string) => new WorkerError(Status.RESOURCE_EXHAUSTED, what),
 

@@ -16,6 +16,7 @@ import { startHttpServer } from './http/httpServer.js';
 import { opsRoutes } from './http/opsRequests.js';
 import type { Logger } from './logger.js';
 import { HostLock } from './sandbox/hostLock.js';
+import { GoLanguage } from './sandbox/go/goLanguage.js';
 import { findOnPath } from './sandbox/hostTools.js';
 import type { Language } from './sandbox/language.js';
 import { resolveLanguages, type LanguageOffer } from './sandbox/languages.js';
@@ -98,6 +99,7 @@ function languageOffers(config: WorkerConfig, dirs: DataDirectory, logger: Logge
         return node;
       },
     },
+    { name: 'go', resolve: () => GoLanguage.resolve(config.go, { goProxy: config.goProxy, goCache: dirs.goCache }) },
   ];
 }
 

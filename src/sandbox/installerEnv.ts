@@ -1,4 +1,5 @@
 import { SYSTEM_PATH } from './language.js';
+import { proxyVariables } from './proxyVariables.js';
 
 /**
  * The whole environment of a package installer's step (pip, npm): a fixed base, the installer's
@@ -6,6 +7,5 @@ import { SYSTEM_PATH } from './language.js';
  * worker's environment or the session's.
  */
 export function installerEnv(settings: Record<string, string>): Record<string, string> {
-  const proxies = ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy'].filter((n) => process.env[n] !== undefined);
-  return { PATH: SYSTEM_PATH, HOME: '/tmp', LANG: 'C.UTF-8', ...settings, ...Object.fromEntries(proxies.map((n) => [n, process.env[n]!])) };
+  return { PATH: SYSTEM_PATH, HOME: '/tmp', LANG: 'C.UTF-8', ...settings, ...proxyVariables() };
 }

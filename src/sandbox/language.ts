@@ -108,6 +108,13 @@ export interface Language {
   install(sandbox: LanguageSandbox, requirements: string[], options: RunOptions): Promise<InstallResult>;
   /** The packages in an environment as `name==version`, sorted (for checkpoint records). */
   installedPackages(root: string): Promise<string[]>;
-  /** Paths in the environment a checkpoint leaves out: remade for the restoring worker's interpreter. */
+  /** Paths in the environment a checkpoint leaves out: remade for the restoring worker's interpreter (or its caches). */
   readonly machineSpecific: readonly string[];
+  /**
+   * Directories in the environment the session's code may write, though the rest of it is
+   * read-only to code: a build cache (Go's) that every run fills. Each is mounted writable over
+   * the read-only environment. A language with any must run no code the session controls
+   * while the environment is writable (its pkg.install), or that code could swap one for a link.
+   */
+  readonly writablePaths: readonly string[];
 }

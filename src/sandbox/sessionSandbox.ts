@@ -130,12 +130,20 @@ export class SessionSandbox {
     return { HOME: home, USER: 'sandbox', LANG: 'C.UTF-8', ...languageEnv, ...this.parts.env };
   }
 
-  /** What the session's code sees: the languages' installations, its workspace, its environment (read-only). */
+  /**
+   * What the session's code sees: the languages' installations, its workspace, its environment
+   * (read-only, but for what its language lets code write: a build cache). Those directories'
+   * parent is the environment, which the session's processes cannot change (only pkg.install
+   * writes it, running no session code where a language has such paths), so none can swap them
+   * for a link before the mount is made.
+   */
   private codeMounts(): Mount[] {
+    const env = this.parts.environment;
     return [
       ...this.languages.flatMap((l) => l.systemMounts),
       { host: this.parts.workspace, inside: INSIDE.workspace, writable: true },
-      { host: this.parts.environment, inside: INSIDE.env, writable: false },
+      { host: env, inside: INSIDE.env, writable: false },
+      ...this.parts.language.writablePaths.map((path) => ({ host: join(env, path), inside: `${INSIDE.env}/${path}`, writable: true })),
       ...(this.parts.language.runCommand(this.inside.env, this.isolate).mounts ?? []),
     ];
   }

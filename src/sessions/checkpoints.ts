@@ -32,12 +32,10 @@ function isDiskFull(err: unknown): boolean {
 /** What a session's checkpoint covers: its workspace, and its environment minus what ties it to this host. */
 async function sessionTree(session: Session): Promise<Tree> {
   const workspace = await scanTree(session.sandbox.workspace, 'workspace/');
-  const env = await scanTree(session.sandbox.environment, 'env/');
-  // Remade for the interpreter of the restoring worker (a Python environment's pyvenv.cfg).
-  const hostBound = new Set(session.sandbox.machineSpecific.map((path) => `env/${path}`));
+  // Left out (not even walked): remade for the restoring worker (a Python environment's pyvenv.cfg, Go's build cache).
+  const env = await scanTree(session.sandbox.environment, 'env/', session.sandbox.machineSpecific);
   const tree: Tree = new Map();
   for (const [path, entry] of [...workspace, ...env]) {
-    if (hostBound.has(path)) continue;
     // Links out of the session (the environment's to the interpreter, or ones the code made), or with a `..`
     // after a name (which a restore cannot check), are not restorable: the same rule as checkLink's.
     if (entry.type === 'symlink' && !linkStaysWithin(path, entry.target!)) continue;

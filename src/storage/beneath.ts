@@ -256,3 +256,26 @@ export async function openRegularFileNoFollow(root: FileHandle, segments: string
     throw err;
   }
 }
+
+/**
+ * The regular file `segments` names below `rootPath` (a directory the worker trusts the path of),
+ * read whole as UTF-8 following no link; undefined when it is missing, not a regular file, or
+ * larger than `maxBytes` (what a less trusted writer left is read only when small).
+ */
+export async function readSmallFileNoFollow(rootPath: string, segments: string[], maxBytes: number): Promise<string | undefined> {
+  const root = await openTrustedDirectory(rootPath).catch(() => undefined);
+  if (!root) return undefined;
+  try {
+    const file = await openRegularFileNoFollow(root, segments);
+    if (!file) return undefined;
+    try {
+      if ((await file.stat()).size > maxBytes) return undefined;
+      const text = await file.readFile('utf8');
+      return Buffer.byteLength(text) > maxBytes ? undefined : text;
+    } finally {
+      await file.close();
+    }
+  } finally {
+    await root.close();
+  }
+}

@@ -15,6 +15,7 @@ export const INCOMING = '.incoming';
  *     artifacts/           the local artifact store
  *     pip-cache/           the shared pip cache (owned by the installer uid)
  *     npm-cache/           the shared npm cache (owned by the installer uid)
+ *     go-cache/            the shared Go module download cache (owned by the installer uid)
  *     scratch/             the worker's own scratch space, emptied at start (disk templates)
  */
 export interface DataDirectory {
@@ -28,6 +29,7 @@ export interface DataDirectory {
   artifacts: string;
   pipCache: string;
   npmCache: string;
+  goCache: string;
   scratch: string;
   diskTemplates: string;
 }
@@ -45,6 +47,7 @@ export function dataDirectory(root: string): DataDirectory {
     artifacts: join(root, 'artifacts'),
     pipCache: join(root, 'pip-cache'),
     npmCache: join(root, 'npm-cache'),
+    goCache: join(root, 'go-cache'),
     scratch,
     diskTemplates: join(scratch, 'disk-templates'),
   };

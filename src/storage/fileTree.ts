@@ -41,18 +41,20 @@ export async function listDirectory(dir: FileHandle): Promise<{ name: string; st
  * names sorted. Each directory is opened from its parent's descriptor without following links
  * (storage/beneath.ts), so the session changing the tree meanwhile can hide entries from the
  * walk but never lead it outside. `tooDeep` is called for a directory at MAX_TREE_DEPTH, whose
- * contents are not visited.
+ * contents are not visited; paths in `skip` (relative) are neither visited nor entered.
  */
 export async function walkTree(
   rootPath: string,
   visit: (relPath: string, st: Stats, dir: FileHandle, name: string) => Promise<void> | void,
   tooDeep: (relPath: string) => void = () => undefined,
+  skip: ReadonlySet<string> = new Set(),
 ): Promise<void> {
   const root = await openTrustedDirectory(rootPath).catch(() => undefined);
   if (!root) return;
   const walk = async (dir: FileHandle, rel: string, depth: number): Promise<void> => {
     for (const { name, st } of await listDirectory(dir)) {
       const relPath = rel ? `${rel}/${name}` : name;
+      if (skip.has(relPath)) continue;
       await visit(relPath, st, dir, name);
       if (!st.isDirectory()) continue;
       if (depth + 1 >= MAX_TREE_DEPTH) {
@@ -75,8 +77,8 @@ export async function walkTree(
   }
 }
 
-/** The tree under `root` for a checkpoint; refuses trees nested deeper than MAX_TREE_DEPTH. */
-export async function scanTree(root: string, prefix = ''): Promise<Tree> {
+/** The tree under `root` for a checkpoint, but for `skip` (relative paths, not entered); refuses trees nested deeper than MAX_TREE_DEPTH. */
+export async function scanTree(root: string, prefix = '', skip: readonly string[] = []): Promise<Tree> {
   const tree: Tree = new Map();
   await walkTree(
     root,
@@ -97,6 +99,7 @@ export async function scanTree(root: string, prefix = ''): Promise<Tree> {
         `${JSON.stringify(`${prefix}${relPath}`.slice(0, 200))}… nests directories deeper than ${MAX_TREE_DEPTH} levels, more than a checkpoint holds`,
       );
     },
+    new Set(skip),
   );
   return tree;
 }

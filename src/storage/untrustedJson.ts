@@ -1,4 +1,4 @@
-import { openRegularFileNoFollow, openTrustedDirectory } from './beneath.js';
+import { readSmallFileNoFollow } from './beneath.js';
 
 /**
  * A JSON file below `root` that a less trusted party wrote (a session, or a package installer
@@ -7,20 +7,11 @@ import { openRegularFileNoFollow, openTrustedDirectory } from './beneath.js';
  * still checks the value's shape.
  */
 export async function readUntrustedJson(root: string, segments: string[], maxBytes: number): Promise<unknown> {
-  const dir = await openTrustedDirectory(root).catch(() => undefined);
-  if (!dir) return undefined;
+  const text = await readSmallFileNoFollow(root, segments, maxBytes).catch(() => undefined);
+  if (text === undefined) return undefined;
   try {
-    const handle = await openRegularFileNoFollow(dir, segments).catch(() => undefined);
-    if (!handle) return undefined;
-    try {
-      if ((await handle.stat()).size > maxBytes) return undefined;
-      return JSON.parse(await handle.readFile('utf8')) as unknown;
-    } catch {
-      return undefined;
-    } finally {
-      await handle.close();
-    }
-  } finally {
-    await dir.close();
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
   }
 }

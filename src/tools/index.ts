@@ -4,6 +4,7 @@ import { fsRead } from './fsRead.js';
 import { fsWrite } from './fsWrite.js';
 import { pkgInstall } from './pkgInstall.js';
 import { runNode } from './runNode.js';
+import { runGo } from './runGo.js';
 import { runPython } from './runPython.js';
 import { runShell } from './runShell.js';
 import type { Tool } from './tool.js';
@@ -14,7 +15,7 @@ const COMMANDS: readonly Tool[] = [runShell, pkgInstall];
 const COMMON: readonly Tool[] = [...FILES, ...COMMANDS];
 
 /** Each language's own tool: the one that runs its code. */
-const RUNNERS: Readonly<Record<string, Tool>> = { python: runPython, node: runNode };
+const RUNNERS: Readonly<Record<string, Tool>> = { python: runPython, node: runNode, go: runGo };
 
 const BY_LANGUAGE = new Map(Object.entries(RUNNERS).map(([language, runner]) => [language, new Map([...FILES, runner, ...COMMANDS].map((t) => [t.name, t]))]));
 

@@ -73,8 +73,44 @@ setTimeout(() => {}, 60000);
   },
 };
 
+export const GO_CASE: LanguageCase = {
+  language: 'go',
+  runTool: 'run.go',
+  hello: 'package main\n\nimport "fmt"\n\nfunc main() {\n\tfmt.Println("hello")\n}\n',
+  spawner: `package main
+
+import (
+	"fmt"
+	"os/exec"
+	"time"
+)
+
+func main() {
+	if err := exec.Command("sleep", "60").Start(); err != nil {
+		panic(err)
+	}
+	// The shell returns once its setsid grandchild runs (its output elsewhere, so Output does not wait for it).
+	if _, err := exec.Command("/bin/sh", "-c", "setsid sleep 60 >/dev/null 2>&1 & echo up").Output(); err != nil {
+		panic(err)
+	}
+	fmt.Println("tree started")
+	time.Sleep(60 * time.Second)
+}
+`,
+  testSuite: {
+    files: {
+      'go.mod': 'module calc\n\ngo 1.19\n',
+      'calc.go': 'package calc\n\nfunc Add(a, b int) int { return a + b }\n',
+      'calc_test.go':
+        'package calc\n\nimport "testing"\n\nfunc TestAdd(t *testing.T) {\n\tif Add(2, 3) != 5 {\n\t\tt.Fatal("2+3")\n\t}\n}\n\nfunc TestNegative(t *testing.T) {\n\tif Add(-2, 1) != -1 {\n\t\tt.Fatal("-2+1")\n\t}\n}\n',
+    },
+    command: 'go test -v ./...',
+    passed: /--- PASS: TestAdd[\s\S]*--- PASS: TestNegative[\s\S]*^ok\s+calc\b/m,
+  },
+};
+
 /** Every language the worker has; tests start their worker with WORKER_LANGUAGES naming all of these. */
-export const LANGUAGE_CASES: readonly LanguageCase[] = [PYTHON_CASE, NODE_CASE];
+export const LANGUAGE_CASES: readonly LanguageCase[] = [PYTHON_CASE, NODE_CASE, GO_CASE];
 
 /** A run.shell command that starts the same kind of tree as LanguageCase.spawner. */
 export const SHELL_SPAWNER = 'sleep 60 & setsid sh -c "sleep 60" & sleep 0.2; echo "tree started"; wait';

@@ -224,3 +224,16 @@ test('--help asks for the usage; unknown flags and positional arguments are refu
     (err: unknown) => err instanceof ConfigError && err.message.includes('stray'),
   );
 });
+
+test('WORKER_GOPROXY: proxy URLs in GOPROXY syntax, the Go proxy by default; direct and off refused', () => {
+  assert.equal(load().goProxy, 'https://proxy.golang.org');
+  assert.equal(load().go, 'go');
+  assert.equal(
+    load({ WORKER_GOPROXY: 'https://a.example,file:///srv/mods|http://127.0.0.1:3000' }).goProxy,
+    'https://a.example,file:///srv/mods|http://127.0.0.1:3000',
+  );
+  refused({ WORKER_GOPROXY: 'https://proxy.golang.org,direct' }, /WORKER_GOPROXY: 'direct' is not allowed/);
+  refused({ WORKER_GOPROXY: 'off' }, /WORKER_GOPROXY: 'off' is not allowed/);
+  refused({ WORKER_GOPROXY: 'ftp://x.example' }, /WORKER_GOPROXY must use http: or https: or file:/);
+  refused({ WORKER_GOPROXY: 'https://a.example,,https://b.example' }, /WORKER_GOPROXY must be a URL/);
+});

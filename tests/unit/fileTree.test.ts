@@ -80,3 +80,14 @@ test('a missing root scans as empty; treeSize adds file sizes; namesIn lists wit
   assert.deepEqual(await namesIn(root, ['a', 'root-link']), [], 'a link on the way is not followed');
   assert.deepEqual(await namesIn(root, ['nope']), []);
 });
+
+test('scanTree leaves out the skipped paths (a file, or a directory and all under it) and only those', async () => {
+  const root = join(scratch, 'skip');
+  await mkdir(join(root, 'gocache', 'ab'), { recursive: true });
+  await mkdir(join(root, 'gopath', 'gocache'), { recursive: true });
+  await writeFile(join(root, 'gocache', 'ab', 'entry'), 'x');
+  await writeFile(join(root, 'pyvenv.cfg'), 'home = /usr/bin\n');
+  await writeFile(join(root, 'go.mod'), 'module session\n');
+  const scanned = await scanTree(root, 'env/', ['gocache', 'pyvenv.cfg']);
+  assert.deepEqual([...scanned.keys()], ['env/go.mod', 'env/gopath', 'env/gopath/gocache'], 'the same name deeper down is kept');
+});

@@ -36,6 +36,7 @@ export class NodeLanguage implements Language {
   readonly name = 'node';
   // Nothing in a node environment is tied to this host's Node: no links to it, no install scripts ran.
   readonly machineSpecific = [];
+  readonly writablePaths = [];
   readonly installer = NPM_INSTALLER;
   readonly selfCheck = {
     code: 'console.log(6 * 7, require("node:fs").existsSync("/etc/shadow"), process.getuid())',

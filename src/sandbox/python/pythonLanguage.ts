@@ -33,6 +33,7 @@ const INSIDE = { pipCache: '/pip-cache', pipReport: '/pip-report', wheels: '/whe
 export class PythonLanguage implements Language {
   readonly name = 'python';
   readonly machineSpecific = ['pyvenv.cfg'];
+  readonly writablePaths = [];
   readonly installer = PIP_INSTALLER;
   readonly selfCheck = { code: 'import os\nprint(6 * 7, os.path.exists("/etc/shadow"), os.getuid())', isolated: '42 False', plain: '42' };
   readonly systemMounts: Mount[];
