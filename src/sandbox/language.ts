@@ -100,8 +100,13 @@ export interface Language {
   checkEnvironment(root: string): Promise<void>;
   /** Running code from stdin with the environment at `environment` (as processes see it; `isolated`: in a sandbox). */
   runCommand(environment: string, isolated: boolean): CodeCommand;
-  /** A warm interpreter's launch (listening on `socket`), when the language has one. */
+  /** A warm interpreter's launch (listening on `socket`), when the language has one: it forks each call and runs the code itself. */
   warmCommand(environment: string, socket: string): string[] | undefined;
+  /**
+   * A plain zygote's launch, for sessions of any language whose own has no warm interpreter: it
+   * forks each call and execs the call's program (a shell, `node -`), so a call pays no sandbox start.
+   */
+  zygoteCommand?(socket: string): string[];
   /** What pkg.install is in this language. */
   readonly installer: PackageInstaller;
   /** Installs `requirements` (lines installer.parse made) into the session's environment; the caller runs one at a time. */

@@ -88,10 +88,13 @@ export class SessionSandbox {
   /** Runs `code` (given on stdin) in a fresh interpreter of the session's language, cwd = workspace. */
   async runCode(code: string, options: RunOptions, taskLimits: TaskLimits): Promise<SandboxedResult> {
     await this.parts.language.checkEnvironment(this.parts.environment);
-    const warm = await this.runWarm({ code }, options, taskLimits);
-    if (warm) return warm;
     const { command, env } = this.parts.language.runCommand(this.inside.env, this.isolate);
     const allEnv = this.codeEnv(env);
+    // A warm interpreter of the language runs the code itself; a plain zygote execs the command, the code on its stdin.
+    const program = (runsCode: boolean): WarmProgram =>
+      runsCode ? { code } : { exec: { argv: command, cwd: this.inside.workspace, env: allEnv, stdin: code } };
+    const warm = await this.runWarm(program, options, taskLimits);
+    if (warm) return warm;
     return this.run(command, this.inside.workspace, allEnv, this.codeMounts(), this.host.options.allowNetwork, this.parts.owner, taskLimits, {
       ...options,
       stdin: code,
@@ -109,7 +112,7 @@ export class SessionSandbox {
     const env = this.codeEnv({ ...run.env, PATH: [...new Set(path)].join(':') });
     const dir = [this.inside.workspace, ...cwd].join('/');
     const argv = ['/bin/sh', '-c', command];
-    const warm = await this.runWarm({ exec: { argv, cwd: dir, env } }, options, taskLimits);
+    const warm = await this.runWarm(() => ({ exec: { argv, cwd: dir, env } }), options, taskLimits);
     if (warm) return warm;
     return this.run(argv, dir, env, this.codeMounts(), this.host.options.allowNetwork, this.parts.owner, taskLimits, { ...options, stdin: '' });
   }
@@ -148,20 +151,33 @@ export class SessionSandbox {
     ];
   }
 
-  /** `program` forked from the session's warm interpreter; undefined when there is none (run it cold). */
-  private async runWarm(program: WarmProgram, options: RunOptions, taskLimits: TaskLimits): Promise<SandboxedResult | undefined> {
+  /**
+   * The session's warm process: its language's warm interpreter (which runs code itself), or
+   * else a plain zygote another language offers (which only forks and execs).
+   */
+  private warmLaunch(): { command: string[]; runsCode: boolean } | undefined {
+    if (!this.canWarm) return undefined;
+    const socket = this.warmSocket().inside;
+    const own = this.parts.language.warmCommand(this.inside.env, socket);
+    if (own) return { command: own, runsCode: true };
+    const zygote = this.languages.map((l) => l.zygoteCommand?.(socket)).find((command) => command !== undefined);
+    return zygote ? { command: zygote, runsCode: false } : undefined;
+  }
+
+  /** `program` forked from the session's warm process; undefined when there is none (run it cold). */
+  private async runWarm(program: (runsCode: boolean) => WarmProgram, options: RunOptions, taskLimits: TaskLimits): Promise<SandboxedResult | undefined> {
     const language = this.parts.language;
-    const launch = this.canWarm ? language.warmCommand(this.inside.env, this.warmSocket().inside) : undefined;
+    const launch = this.warmLaunch();
     if (!launch) return undefined;
     const warm = await this.warmInterpreter(
-      launch,
+      launch.command,
       this.inside.workspace,
       this.codeEnv(language.runCommand(this.inside.env, this.isolate).env),
       this.codeMounts(),
     );
     if (!warm) return undefined;
     try {
-      return await this.inTaskGroup(taskLimits, options, (group, opts) => warm.run(program, opts, group!));
+      return await this.inTaskGroup(taskLimits, options, (group, opts) => warm.run(program(launch.runsCode), opts, group!));
     } catch (err) {
       if (!(err instanceof WarmUnavailableError)) throw err;
       return undefined;

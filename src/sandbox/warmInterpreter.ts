@@ -39,7 +39,7 @@ const MAX_PENDING_INPUT = 64 * 1024 * 1024;
 /** How long a child's output may take to end after the child and its task group are gone. */
 const STREAM_DRAIN_MS = 2000;
 /** What a warm call runs: code, as `python -` would, or a program exec'd from the forked child. */
-export type WarmProgram = { code: string } | { exec: { argv: string[]; cwd: string; env: Record<string, string> } };
+export type WarmProgram = { code: string } | { exec: { argv: string[]; cwd: string; env: Record<string, string>; stdin?: string } };
 
 const KILLED: ExitInfo = { code: null, signal: 9, connected: false };
 /** How long a connection to the output socket may take to say which run and stream it is. */

@@ -85,6 +85,11 @@ export class PythonLanguage implements Language {
     return [join(environment, 'bin', 'python'), '-u', '-c', ZYGOTE_SOURCE, socket];
   }
 
+  /** The host interpreter, isolated (-I: no PYTHON* variables, no site directory of the user's), running the zygote. */
+  zygoteCommand(socket: string): string[] {
+    return [this.interpreter.executable, '-I', '-u', '-c', ZYGOTE_SOURCE, socket];
+  }
+
   async installedPackages(root: string): Promise<string[]> {
     const env = pythonEnvironmentAt(root, this.interpreter);
     const names = await namesIn(root, relative(root, env.sitePackages).split('/'));

@@ -5,7 +5,8 @@
  * starts from the same clean state without paying for an interpreter start.
  *
  * Protocol, JSON lines: worker → zygote on stdin: {op:"run",id,token,code} |
- * {op:"run",id,token,exec:{argv,cwd,env}} (the child execs a program instead) | {op:"go",id} |
+ * {op:"run",id,token,exec:{argv,cwd,env,stdin?}} (the child execs a program instead, `stdin` its
+ * standard input from a memory file) | {op:"go",id} |
  * {op:"kill",id}; zygote → worker on stdout: {ev:"ready"} | {ev:"forked",id,pid} |
  * {ev:"exit",id,code,signal,connected} (connected: the child had connected its streams, so
  * the worker waits for them).
@@ -62,6 +63,14 @@ def child(request, gate, told):
         if program is not None:
             try:
                 os.chdir(program["cwd"])
+                if program.get("stdin") is not None:
+                    data = os.memfd_create("stdin", 0)
+                    view = memoryview(program["stdin"].encode())
+                    while view:
+                        view = view[os.write(data, view):]
+                    os.lseek(data, 0, os.SEEK_SET)
+                    os.dup2(data, 0)
+                    os.close(data)
                 os.execve(program["argv"][0], program["argv"], program["env"])
             except OSError as e:
                 os.write(2, ("%s: %s\n" % (program["argv"][0], e.strerror)).encode())
