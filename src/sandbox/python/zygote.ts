@@ -61,6 +61,10 @@ def child(request, gate, told):
         program = request.get("exec")
         if program is not None:
             try:
+                # Python ignores these; SIG_IGN would outlive execve (a pipeline's writer would spin on EPIPE).
+                for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ"):
+                    if hasattr(signal, name):
+                        signal.signal(getattr(signal, name), signal.SIG_DFL)
                 os.chdir(program["cwd"])
                 os.execve(program["argv"][0], program["argv"], program["env"])
             except OSError as e:
