@@ -130,10 +130,13 @@ def handle(request):
     elif op == "kill":
         pid = pids.get(request["id"])
         if pid is not None:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
+            # The child itself too: it may not have called setsid() yet (no group to kill). Not
+            # reaped yet, its pid is still its own.
+            for kill in (os.killpg, os.kill):
+                try:
+                    kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
 
 def reap():
     while True:
