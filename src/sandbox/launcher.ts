@@ -96,7 +96,8 @@ function dropPrivileges(setpriv: string, owner: Owner): string[] {
  * the session's uid on the host too; a non-root worker runs it in a user namespace instead.
  *
  * `env` is the environment of `command` alone: `env -i` applies it as the last step, after the
- * privilege drop and inside the namespaces. Everything before runs with LAUNCHER_ENV.
+ * privilege drop and inside the namespaces. Everything before runs with LAUNCHER_ENV. Isolating,
+ * `cwd` is entered by that same `env` (-C), unprivileged: nothing privileged resolves a path in it.
  */
 export function confine(command: string[], cwd: string, env: Record<string, string>, confinement: Confinement): ProcessSpec {
   const chain: string[] = [];
@@ -136,11 +137,15 @@ export function confine(command: string[], cwd: string, env: Record<string, stri
     }
     // The filter reaches bwrap on descriptor 3 (runProcess and the warm interpreter pass `filter`).
     if (confinement.seccomp) chain.push('--seccomp', String(SECCOMP_FD));
-    chain.push('--chdir', cwd, '--');
+    // bwrap (root, and holding a descriptor of the host's /proc) enters only the sandbox's own
+    // root: `cwd` may lead through links the session made (run.shell's cwd), so it is entered
+    // by `env -C` below, after the drop, as the session, where no link leads out of the sandbox.
+    chain.push('--chdir', '/', '--');
     if (confinement.owner) chain.push(...dropPrivileges(confinement.tools.setpriv, confinement.owner));
     processCwd = '/';
   }
-  chain.push(confinement.tools.env, '-i', '--', ...Object.entries(env).map(([name, value]) => `${name}=${value}`), ...command);
+  const enter = confinement.isolate ? ['-C', cwd] : [];
+  chain.push(confinement.tools.env, '-i', ...enter, '--', ...Object.entries(env).map(([name, value]) => `${name}=${value}`), ...command);
 
   const filter = confinement.isolate ? confinement.seccomp : undefined;
   if (confinement.cgroup) {

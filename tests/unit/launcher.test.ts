@@ -31,6 +31,8 @@ test("the session's environment is applied by `env -i` after setpriv's privilege
   assert.deepEqual(args.slice(env), [
     '/usr/bin/env',
     '-i',
+    '-C',
+    '/workspace',
     '--',
     'LD_PRELOAD=/workspace/evil.so',
     'LD_DEBUG_OUTPUT=/root/x',
@@ -128,14 +130,21 @@ test('mounts: writable ones bound read-write, others read-only, each after its p
   assert.equal(indexOfRun(args, ['--dir', '/workspace']), -1, 'a mount at the top needs no parent');
 });
 
-test('the sandbox gets a read-only /usr, a traversable /etc, its own /proc, /dev and a private sticky /tmp, and starts in cwd', () => {
+test('the sandbox gets a read-only /usr, a traversable /etc, its own /proc, /dev and a private sticky /tmp, and starts in cwd (entered unprivileged)', () => {
   const args = bwrapArgs(confine(['true'], '/workspace/sub', {}, isolated()));
   assert.ok(indexOfRun(args, ['--ro-bind', '/usr', '/usr']) >= 0);
   assert.ok(indexOfRun(args, ['--perms', '0755', '--dir', '/etc']) >= 0);
   assert.ok(indexOfRun(args, ['--proc', '/proc', '--dev', '/dev']) >= 0);
   const tmp = indexOfRun(args, ['--perms', '1777', '--size', String(256 * 1024 * 1024), '--tmpfs', '/tmp']);
   assert.ok(tmp >= 0);
-  assert.ok(indexOfRun(args, ['--chdir', '/workspace/sub']) >= 0);
+  // bwrap (privileged) enters only the sandbox's root; cwd (maybe through the session's links) is
+  // entered by env -C, after setpriv's drop.
+  assert.deepEqual(args.slice(-2), ['--chdir', '/'], args.join(' '));
+  assert.equal(indexOfRun(args, ['--chdir', '/workspace/sub']), -1, 'bwrap never resolves cwd');
+  const all = confine(['true'], '/workspace/sub', {}, isolated()).args;
+  const enter = indexOfRun(all, ['/usr/bin/env', '-i', '-C', '/workspace/sub', '--']);
+  const drop = all.findIndex((a) => a.startsWith('--reuid='));
+  assert.ok(drop >= 0 && drop < enter, all.join(' '));
   assert.ok(!args.some((a, i) => (a === '--bind' || a === '--ro-bind') && args[i + 1] === '/'), 'the host root is never shown');
 });
 

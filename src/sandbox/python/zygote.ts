@@ -62,6 +62,10 @@ def child(request, gate, told):
         program = request.get("exec")
         if program is not None:
             try:
+                # Python ignores these; SIG_IGN would outlive execve (a pipeline's writer would spin on EPIPE).
+                for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ"):
+                    if hasattr(signal, name):
+                        signal.signal(getattr(signal, name), signal.SIG_DFL)
                 os.chdir(program["cwd"])
                 if program.get("stdin") is not None:
                     data = os.memfd_create("stdin", 0)
@@ -135,10 +139,13 @@ def handle(request):
     elif op == "kill":
         pid = pids.get(request["id"])
         if pid is not None:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
+            # The child itself too: it may not have called setsid() yet (no group to kill). Not
+            # reaped yet, its pid is still its own.
+            for kill in (os.killpg, os.kill):
+                try:
+                    kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
 
 def reap():
     while True:
