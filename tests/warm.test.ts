@@ -70,3 +70,30 @@ test('concurrent calls in one session each get their own process and output', as
   });
   assert.equal(pids.size, 10);
 });
+
+test("workspace modules named like the zygote's own (json, socket) shadow them for the code, as in python -, and the calls stay warm", async () => {
+  const { sessionId: own } = await worker.sessions.createSession({ workspaceId: 'shadowing' });
+  await runTool(worker.tasks, own, 'fs.write', { path: 'json.py', contents: 'SHADOW = "workspace json"\n' });
+  await runTool(worker.tasks, own, 'fs.write', { path: 'socket.py', contents: 'raise SystemExit("workspace socket imported")\n' });
+  for (let call = 0; call < 2; call++) {
+    const out = await runTool(worker.tasks, own, 'run.python', {
+      code: 'import json, os\nprint(json.SHADOW, open(f"/proc/{os.getppid()}/comm").read().strip().startswith("python"))',
+    });
+    assert.equal(out.stdout, 'workspace json True\n', 'forked from a python zygote (a cold call has bwrap as its parent)');
+  }
+  await worker.sessions.destroySession({ sessionId: own });
+});
+
+test('node and go sessions fork from a plain zygote too: run.node, run.go and run.shell pay no sandbox start', async () => {
+  const parentOf = 'cat /proc/$PPID/comm';
+  for (const [language, tool, args] of [
+    ['node', 'run.node', { code: 'console.log(require("fs").readFileSync(`/proc/${process.ppid}/comm`, "utf8").trim())' }],
+    ['node', 'run.shell', { command: parentOf }],
+    ['go', 'run.shell', { command: parentOf }],
+  ] as const) {
+    const { sessionId: own } = await worker.sessions.createSession({ workspaceId: 'zygote', config: { language } });
+    await runTool(worker.tasks, own, tool, args);
+    assert.match((await runTool(worker.tasks, own, tool, args)).stdout, /^python/, `${language} ${tool}`);
+    await worker.sessions.destroySession({ sessionId: own });
+  }
+});

@@ -12,7 +12,14 @@
  * the worker waits for them).
  */
 export const ZYGOTE_SOURCE = String.raw`
-import atexit, builtins, ctypes, json, os, selectors, signal, socket, sys, threading, traceback, types
+import sys
+# The zygote's own imports come from the standard library, never the workspace (its files would
+# shadow json or socket and stop the zygote); each call gets the workspace back first on its path.
+WORKSPACE_FIRST = sys.path[:1] == [""]
+if WORKSPACE_FIRST:
+    del sys.path[0]
+AT_START = set(sys.modules)  # what python - has loaded before the code runs
+import atexit, builtins, ctypes, json, os, selectors, signal, socket, threading, traceback, types
 
 SOCKET = sys.argv[1]
 ctl_in, ctl_out = os.dup(0), os.dup(1)
@@ -81,6 +88,13 @@ def child(request, gate, told):
                 code = 127
                 return
         sys.argv = ["-"]
+        if WORKSPACE_FIRST:
+            sys.path.insert(0, "")
+            # A workspace module named like one the zygote loaded wins, as it would in python -.
+            for name in [n for n in sys.modules if n not in AT_START and "." not in n]:
+                if os.path.isfile(name + ".py") or os.path.isfile(os.path.join(name, "__init__.py")):
+                    for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+                        del sys.modules[loaded]
         main = types.ModuleType("__main__")
         main.__builtins__ = builtins
         sys.modules["__main__"] = main
