@@ -41,4 +41,3 @@ test('a warm run.shell pipeline ends when its reader does, not at the timeout', 
   assert.equal(run.result?.exitCode, 0, seen);
   assert.ok(Date.now() - started < 8_000, `took ${Date.now() - started} ms`);
 });
-

@@ -26,7 +26,9 @@ test('a warm call cancelled before the zygote forked leaves no child behind', as
 
   // Zygote children left over (not the shell asking): forked pythons the worker gave up on.
   const leftovers = async (): Promise<string[]> => {
-    const ps = await callTool(w.tasks, sessionId, 'run.shell', { command: 'for p in /proc/[0-9]*; do echo "${p#/proc/} $(cut -d" " -f4 $p/stat) $(cat $p/comm)"; done' });
+    const ps = await callTool(w.tasks, sessionId, 'run.shell', {
+      command: 'for p in /proc/[0-9]*; do echo "${p#/proc/} $(cut -d" " -f4 $p/stat) $(cat $p/comm)"; done',
+    });
     assert.equal(ps.code, Status.OK, describeCall(ps));
     return (ps.result?.outputs.stdout ?? '').split('\n').filter((l) => / 2 python$/.test(l));
   };
@@ -40,7 +42,11 @@ test('a warm call cancelled before the zygote forked leaves no child behind', as
       40_000,
     );
     await new Promise((r) => setTimeout(r, 500));
-    const cancelled = await runTaskWithin(w.tasks, { sessionId, toolName: 'run.shell', arguments: { command: 'true' }, constraints: { timeoutSeconds: 1 } }, 20_000);
+    const cancelled = await runTaskWithin(
+      w.tasks,
+      { sessionId, toolName: 'run.shell', arguments: { command: 'true' }, constraints: { timeoutSeconds: 1 } },
+      20_000,
+    );
     assert.equal(cancelled.result?.outputs.killed_by, 'timeout', JSON.stringify(cancelled.result));
     await stopper;
     await new Promise((r) => setTimeout(r, 1000));
