@@ -106,7 +106,14 @@ async function main(): Promise<void> {
   const scratch = await mkdtemp(join(tmpdir(), 'codegen-bench-'));
   const index = await servePackageIndex([{ name: 'benchpkg', version: '1.0.0', files: { 'benchpkg/__init__.py': 'VALUE = 1\n' } }]);
   const worker: RunningWorker = await startWorker({
-    env: { WORKER_MAX_SESSIONS: '300', WORKER_LOG_LEVEL: 'info', WORKER_PIP_INDEX_URL: index.url, WORKER_SESSION_IDLE_SECONDS: '0' },
+    // The production default: python and every language this host has.
+    env: {
+      WORKER_MAX_SESSIONS: '300',
+      WORKER_LOG_LEVEL: 'info',
+      WORKER_PIP_INDEX_URL: index.url,
+      WORKER_SESSION_IDLE_SECONDS: '0',
+      WORKER_LANGUAGES: undefined,
+    },
   });
   try {
     process.stderr.write('session create\n');
@@ -392,7 +399,10 @@ async function main(): Promise<void> {
     try {
       const startMs = async () => {
         const started = performance.now();
-        const w = await startWorker({ dataDir: persistedDir, env: { WORKER_MAX_SESSIONS: '60', WORKER_SPARE_SESSIONS: '0', WORKER_LOG_LEVEL: 'info' } });
+        const w = await startWorker({
+          dataDir: persistedDir,
+          env: { WORKER_MAX_SESSIONS: '60', WORKER_SPARE_SESSIONS: '0', WORKER_LOG_LEVEL: 'info', WORKER_LANGUAGES: undefined },
+        });
         return { ms: performance.now() - started, w };
       };
       const empty: number[] = [];

@@ -157,3 +157,14 @@ test("run.shell runs as the session in its sandbox: its environment's python fir
   assert.match(shadow ?? '', /No such file|Permission denied/);
   await worker.sessions.destroySession({ sessionId });
 });
+
+test('with WORKER_LANGUAGES unset, a worker offers python and every language whose toolchain this host has', async () => {
+  const plain = await startWorker({ env: { WORKER_LANGUAGES: undefined } });
+  try {
+    const listening = plain.logs.find((l) => l.message === 'worker listening');
+    assert.equal(listening?.languages, LANGUAGE_CASES.map((c) => c.language).join(','), 'this host has node and go (make installs go)');
+    for (const { language } of LANGUAGE_CASES) await plain.sessions.createSession({ workspaceId: 'default-languages', config: { language } });
+  } finally {
+    await plain.stop();
+  }
+});

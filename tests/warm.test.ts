@@ -10,7 +10,7 @@ let worker: RunningWorker;
 let sessionId: string;
 
 before(async () => {
-  worker = await startWorker();
+  worker = await startWorker({ env: { WORKER_LANGUAGES: 'python,node,go' } });
   ({ sessionId } = await worker.sessions.createSession({ workspaceId: 'warm' }));
 });
 

@@ -320,7 +320,7 @@ export class SandboxHost implements SandboxContext {
 
   /** Proves the sandbox runs each language's code (and, isolating, hides the host) before any session is made. */
   private async selfCheck(): Promise<void> {
-    for (const language of this.options.languages) await this.selfCheckOf(language);
+    await Promise.all(this.options.languages.map((language) => this.selfCheckOf(language)));
   }
 
   private async selfCheckOf(language: Language): Promise<void> {
@@ -328,7 +328,7 @@ export class SandboxHost implements SandboxContext {
     try {
       const dirs = sessionLayout(scratch);
       await mkdir(dirs.disk);
-      const sandbox = await this.createSession('self-check', dirs, {}, { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0 }, language);
+      const sandbox = await this.createSession(`self-check-${language.name}`, dirs, {}, { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0 }, language);
       try {
         const check = language.selfCheck;
         const result = await sandbox.runCode(check.code, { signal: AbortSignal.timeout(30_000), maxCaptureBytes: 4096, onLine: () => undefined }, {});

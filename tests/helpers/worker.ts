@@ -22,7 +22,7 @@ export interface RunningWorker {
 }
 
 export interface StartOptions {
-  env?: Record<string, string>;
+  env?: Record<string, string | undefined>;
   args?: string[];
   /** Reuse this data directory (kept at stop) instead of a fresh one (removed at stop). */
   dataDir?: string;
@@ -33,8 +33,12 @@ export interface StartOptions {
 /** Starts a real worker process on a free loopback port with its own data directory. */
 export async function startWorker(options: StartOptions = {}): Promise<RunningWorker> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'codegen-worker-test-')));
+  // Python only unless a test names its languages: node's and go's start-up self-checks (a go
+  // build) would cost every test worker a second; `WORKER_LANGUAGES: undefined` unsets it.
+  const env: Record<string, string | undefined> = { ...process.env, WORKER_LOG_LEVEL: 'debug', WORKER_LANGUAGES: 'python', ...options.env };
+  for (const [name, value] of Object.entries(env)) if (value === undefined) delete env[name];
   const child = spawn(process.execPath, [MAIN, '--grpc-addr', '127.0.0.1:0', '--data-dir', dataDir, '--http-addr', '127.0.0.1:0', ...(options.args ?? [])], {
-    env: { ...process.env, WORKER_LOG_LEVEL: 'debug', ...options.env },
+    env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Record<string, unknown>[] = [];
