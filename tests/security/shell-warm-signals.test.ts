@@ -23,10 +23,22 @@ before(async () => {
 });
 after(async () => stopHard(worker, 5_000, ['CODEGEN_TEST_MARK', MARK]));
 
-test('a warm run.shell starts with no signal ignored (as a cold one does)', async () => {
-  const run = await callTool(worker.tasks, sessionId, 'run.shell', { command: 'grep SigIgn /proc/self/status' });
+test("a warm run.shell starts with the signals ignored that a cold one has ignored (what the worker inherited), none of Python's", async () => {
+  const ignored = 'grep SigIgn /proc/self/status';
+  const run = await callTool(worker.tasks, sessionId, 'run.shell', { command: ignored });
   assert.equal(run.code, Status.OK, describeCall(run));
-  assert.equal(run.result?.outputs.stdout, 'SigIgn:\t0000000000000000\n', describeCall(run));
+  const cold = await startWorker({ env: { WORKER_SPARE_SESSIONS: '0', WORKER_WARM_INTERPRETER: 'false' } });
+  try {
+    const { sessionId: coldSession } = await cold.sessions.createSession({ workspaceId: 'signals-cold' });
+    const coldRun = await callTool(cold.tasks, coldSession, 'run.shell', { command: ignored });
+    assert.match(coldRun.result?.outputs.stdout ?? '', /^SigIgn:\t[0-9a-f]{16}\n$/, describeCall(coldRun));
+    assert.equal(run.result?.outputs.stdout, coldRun.result?.outputs.stdout, describeCall(run));
+    // SIGPIPE (13) and SIGXFSZ (25), which Python ignores, are not.
+    const mask = BigInt(`0x${/[0-9a-f]{16}/.exec(run.result?.outputs.stdout ?? '')?.[0] ?? '0'}`);
+    assert.equal(mask & ((1n << 12n) | (1n << 24n)), 0n);
+  } finally {
+    await cold.stop();
+  }
 });
 
 test('a warm run.shell pipeline ends when its reader does, not at the timeout', async () => {
