@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { TaskStatus } from '../gen/codegen/v1/common.js';
 import { LANGUAGE_CASES, SHELL_SPAWNER } from './helpers/languages.js';
-import { callTool, describeCall, processesMarked, runTool, waitFor } from './helpers/tasks.js';
+import { callTool, describeCall, processesMarked, runTool, statusOf, waitFor } from './helpers/tasks.js';
 import { startWorker, type RunningWorker } from './helpers/worker.js';
 
 // Every session language's run tool and run.shell, over real gRPC: code runs, test suites run in
@@ -166,5 +169,29 @@ test('with WORKER_LANGUAGES unset, a worker offers python and every language who
     for (const { language } of LANGUAGE_CASES) await plain.sessions.createSession({ workspaceId: 'default-languages', config: { language } });
   } finally {
     await plain.stop();
+  }
+});
+
+test("a language whose sandbox self-check fails does not hold up start-up; its sessions are refused, saying so, and the others' are made", async () => {
+  // A go command that answers the worker's questions but whose toolchain cannot build anything.
+  const fake = mkdtempSync(join(tmpdir(), 'broken-go-'));
+  chmodSync(fake, 0o755);
+  mkdirSync(join(fake, 'root', 'bin'), { recursive: true });
+  writeFileSync(join(fake, 'go'), `#!/bin/sh\necho ${fake}/root\necho go1.19.8\n`, { mode: 0o755 });
+  writeFileSync(join(fake, 'root', 'bin', 'go'), '#!/bin/sh\necho "this toolchain is broken" >&2\nexit 3\n', { mode: 0o755 });
+  const broken = await startWorker({ env: { WORKER_LANGUAGES: 'python,go', WORKER_GO: join(fake, 'go') } });
+  try {
+    const refused = await statusOf(broken.sessions.createSession({ workspaceId: 'broken-go', config: { language: 'go' } }));
+    assert.equal(refused, Status.INTERNAL);
+    await assert.rejects(broken.sessions.createSession({ workspaceId: 'broken-go', config: { language: 'go' } }), /go sessions are unavailable on this worker/);
+    assert.ok(
+      broken.logs.some(
+        (l) => l.message === 'go sessions are unavailable: the sandbox self-check failed' && String(l.error).includes('this toolchain is broken'),
+      ),
+    );
+    await broken.sessions.createSession({ workspaceId: 'python-still', config: { language: 'python' } });
+  } finally {
+    await broken.stop();
+    rmSync(fake, { recursive: true, force: true });
   }
 });

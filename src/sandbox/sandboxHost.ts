@@ -38,6 +38,8 @@ export class SandboxUnavailableError extends Error {
  */
 export class SandboxHost implements SandboxContext {
   private readonly usedSlots = new Set<number>();
+  /** Self-checks of the languages but the default, run after start-up: each one's sessions wait for theirs. */
+  private readonly laterChecks = new Map<Language, Promise<Error | undefined>>();
   private lastSlot = 0;
 
   private constructor(
@@ -286,6 +288,7 @@ export class SandboxHost implements SandboxContext {
 
   /** Removes the worker's cgroup subtree and gives its uids back (at shutdown, after every session is gone). */
   async close(): Promise<void> {
+    await Promise.all(this.laterChecks.values());
     await this.cgroups?.root.destroy().catch(() => undefined);
     this.uids?.lock.release();
   }
@@ -318,9 +321,30 @@ export class SandboxHost implements SandboxContext {
     throw new Error(`no free session uid: all ${size - 1} of this worker's are in use`);
   }
 
-  /** Proves the sandbox runs each language's code (and, isolating, hides the host) before any session is made. */
+  /**
+   * Proves the sandbox runs the default language's code (and, isolating, hides the host) before
+   * any session is made. The other languages' checks (a go build takes a second) go on while the
+   * worker serves; a session of one waits for its check (see languageReady).
+   */
   private async selfCheck(): Promise<void> {
-    await Promise.all(this.options.languages.map((language) => this.selfCheckOf(language)));
+    const [first, ...others] = this.options.languages;
+    for (const language of others) {
+      const check = this.selfCheckOf(language).then(
+        () => undefined,
+        (err: Error) => {
+          this.options.logger.error(`${language.name} sessions are unavailable: the sandbox self-check failed`, { error: err.message });
+          return err;
+        },
+      );
+      this.laterChecks.set(language, check);
+    }
+    await this.selfCheckOf(first);
+  }
+
+  /** Resolves once `language`'s self-check passed; throws its failure. */
+  async languageReady(language: Language): Promise<void> {
+    const failed = await this.laterChecks.get(language);
+    if (failed) throw failed;
   }
 
   private async selfCheckOf(language: Language): Promise<void> {

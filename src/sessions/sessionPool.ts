@@ -79,6 +79,11 @@ export class SessionPool {
     const language = sandboxHost.language(config.language)!;
     if (config.limits.maxDiskMb > 0 && !this.options.sandboxHost.diskLimits)
       throw errors.invalidArgument('config.limits.max_disk_mb: this worker cannot enforce disk limits (see its sandbox ready log line)');
+    // A language other than the default may still be checking its sandbox (the worker serves meanwhile).
+    await sandboxHost.languageReady(language).catch(() => {
+      throw errors.initializationFailed(`${language.name} sessions are unavailable on this worker: its sandbox self-check failed (the worker's log says why)`);
+    });
+    if (!this.accepting) throw errors.shuttingDown();
     if (this.sessions.size >= this.options.maxSessions) throw errors.capacityExceeded(this.options.maxSessions);
 
     const id = newSessionId();
