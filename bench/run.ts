@@ -7,6 +7,7 @@ import { TaskStatus } from '../gen/codegen/v1/common.js';
 import type { TaskExecutionClient } from '../gen/codegen/v1/task_execution.js';
 import { createWorkerClient, type WorkerCallOptions } from '../src/client/index.js';
 import { GO_CASE } from '../tests/helpers/languages.js';
+import { withBenchResults } from './readmeTable.js';
 import { servePackageIndex } from '../tests/helpers/packageIndex.js';
 import { runTask } from '../tests/helpers/tasks.js';
 import { startWorker, type RunningWorker } from '../tests/helpers/worker.js';
@@ -520,7 +521,10 @@ async function main(): Promise<void> {
   const machineLine = `${machine.cpus} × ${machine.cpu_model}, ${machine.memory_gb} GB, Linux ${machine.kernel}, Node ${machine.node}, ${machine.python}`;
   process.stdout.write(`\n${table}\n\nMachine: ${machineLine}\n`);
   await writeFile(new URL('../../bench/results.json', import.meta.url), `${JSON.stringify({ date: new Date().toISOString(), machine, rows }, null, 2)}\n`);
-  await writeFile(new URL('../../bench/results.md', import.meta.url), `${table}\n\nMachine: ${machineLine}\n`);
+  const results = `${table}\n\nMachine: ${machineLine}\n`;
+  await writeFile(new URL('../../bench/results.md', import.meta.url), results);
+  const readme = new URL('../../README.md', import.meta.url);
+  await writeFile(readme, withBenchResults(await readFile(readme, 'utf8'), results));
 }
 
 await main();
