@@ -338,6 +338,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     throw listenRefused('WORKER_GRPC_ADDR', config.grpcAddr, err);
   });
   health.serving = true;
+  sandboxHost.checkOtherLanguages();
   if (config.insecure && !isLoopback(config.grpcAddr) && !config.authToken && !config.authTokenFile && !config.tlsClientCa) {
     logger.warn('WORKER_INSECURE=true: the gRPC API listens off loopback with no token and no client certificates; anyone who reaches it can run code here', {
       grpc_address: config.grpcAddr,

@@ -323,13 +323,30 @@ export class SandboxHost implements SandboxContext {
 
   /**
    * Proves the sandbox runs the default language's code (and, isolating, hides the host) before
-   * any session is made. The other languages' checks (a go build takes a second) go on while the
-   * worker serves; a session of one waits for its check (see languageReady).
+   * any session is made. The other languages' checks (a go build takes a second) wait until the
+   * worker serves (checkOtherLanguages), or the first session of one (languageReady), so they
+   * never slow start-up or the adoption of sessions.
    */
   private async selfCheck(): Promise<void> {
-    const [first, ...others] = this.options.languages;
-    for (const language of others) {
-      const check = this.selfCheckOf(language).then(
+    await this.selfCheckOf(this.options.languages[0]);
+  }
+
+  /** Starts the self-checks of the languages but the default (once the worker serves). */
+  checkOtherLanguages(): void {
+    for (const language of this.options.languages.slice(1)) void this.laterCheck(language);
+  }
+
+  /** Resolves once `language`'s self-check passed (the default's passed at start-up); throws its failure. */
+  async languageReady(language: Language): Promise<void> {
+    if (language === this.options.languages[0]) return;
+    const failed = await this.laterCheck(language);
+    if (failed) throw failed;
+  }
+
+  private laterCheck(language: Language): Promise<Error | undefined> {
+    let check = this.laterChecks.get(language);
+    if (!check) {
+      check = this.selfCheckOf(language).then(
         () => undefined,
         (err: Error) => {
           this.options.logger.error(`${language.name} sessions are unavailable: the sandbox self-check failed`, { error: err.message });
@@ -338,13 +355,7 @@ export class SandboxHost implements SandboxContext {
       );
       this.laterChecks.set(language, check);
     }
-    await this.selfCheckOf(first);
-  }
-
-  /** Resolves once `language`'s self-check passed; throws its failure. */
-  async languageReady(language: Language): Promise<void> {
-    const failed = await this.laterChecks.get(language);
-    if (failed) throw failed;
+    return check;
   }
 
   private async selfCheckOf(language: Language): Promise<void> {
