@@ -231,3 +231,18 @@ test('a module needing cgo installs (nothing is built) but does not build: no C 
   assert.doesNotMatch(goMod.stdout, /^toolchain/m);
   await worker.sessions.destroySession({ sessionId });
 });
+
+test("what the session's code planted in its build cache does not steer pkg.install's go get (which runs with the whole environment writable)", async () => {
+  const planter = await session('planter');
+  // gocache/ is the one part of /env its code may write: links there, to where go would write its cache files.
+  const plant = await callTool(worker.tasks, planter, 'run.shell', {
+    command:
+      'cd /env/gocache && for f in README trim.txt; do rm -f $f; ln -s ../planted-$f $f; done; for d in 00 01 0a ff; do rm -rf $d; ln -s .. $d; done; ls -la | head -3',
+  });
+  assert.equal(plant.result?.outputs.exit_code, '0', describeCall(plant));
+  const install = await callTool(worker.tasks, planter, 'pkg.install', { requirements: `${SAFE.path}@${SAFE.version}` }, 60_000);
+  assert.equal(install.code, Status.OK, describeCall(install));
+  const look = await callTool(worker.tasks, planter, 'run.shell', { command: 'ls /env' });
+  assert.doesNotMatch(look.result?.outputs.stdout ?? '', /planted/, 'go get wrote through a planted link');
+  await worker.sessions.destroySession({ sessionId: planter });
+});

@@ -22,7 +22,7 @@ export interface GoLanguageOptions {
 }
 
 /** Where the install steps' directories are inside a sandbox. */
-const INSIDE = { goCache: '/go-cache', fetch: '/go-fetch' };
+const INSIDE = { goCache: '/go-cache', fetch: '/go-fetch', addCache: '/go-add-cache' };
 
 const SELF_CHECK = `package main
 
@@ -174,18 +174,33 @@ export class GoLanguage implements Language {
     return sandbox.run({ command, cwd: dir, env, mounts, network: true, as: 'installer' }, options);
   }
 
-  /** Step 2 of install: the session's module gets them from the shared cache, as the session. */
-  private add(sandbox: LanguageSandbox, requirements: string[], options: RunOptions): Promise<SandboxedResult> {
+  /**
+   * Step 2 of install: the session's module gets them from the shared cache, as the session. Its
+   * build cache is a fresh one, not the environment's gocache/ (which the session's code writes:
+   * what it planted there must not steer go get while the whole environment is writable).
+   */
+  private async add(sandbox: LanguageSandbox, requirements: string[], options: RunOptions): Promise<SandboxedResult> {
     const envDir = sandbox.isolate ? sandbox.environment.inside : sandbox.environment.host;
     const cache = sandbox.isolate ? INSIDE.goCache : this.options.goCache;
-    const env = { ...this.stepVariables(envDir), ...goVariables(envDir), GOPROXY: `file://${cache}/cache/download` };
-    const mounts: Mount[] = [
-      ...this.systemMounts,
-      { host: sandbox.environment.host, inside: sandbox.environment.inside, writable: true },
-      { host: this.options.goCache, inside: INSIDE.goCache, writable: false },
-    ];
-    const command = [this.toolchain.executable, 'get', ...requirements];
-    return sandbox.run({ command, cwd: envDir, env, mounts, network: sandbox.allowNetwork, as: 'session' }, options);
+    const buildCache = await sandbox.scratchDirectory('go-add-cache-', 'session');
+    try {
+      const env = {
+        ...this.stepVariables(envDir),
+        ...goVariables(envDir),
+        GOCACHE: sandbox.isolate ? INSIDE.addCache : buildCache,
+        GOPROXY: `file://${cache}/cache/download`,
+      };
+      const mounts: Mount[] = [
+        ...this.systemMounts,
+        { host: sandbox.environment.host, inside: sandbox.environment.inside, writable: true },
+        { host: this.options.goCache, inside: INSIDE.goCache, writable: false },
+        { host: buildCache, inside: INSIDE.addCache, writable: true },
+      ];
+      const command = [this.toolchain.executable, 'get', ...requirements];
+      return await sandbox.run({ command, cwd: envDir, env, mounts, network: sandbox.allowNetwork, as: 'session' }, options);
+    } finally {
+      await removeTree(buildCache);
+    }
   }
 
   /**
