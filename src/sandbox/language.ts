@@ -35,7 +35,7 @@ export interface LanguageSandbox {
   readonly workspace: SessionPath;
   readonly environment: SessionPath;
   run(step: LanguageStep, options: RunOptions): Promise<SandboxedResult>;
-  /** A fresh directory on the session's disk, handed to `as` (removed by the caller). */
+  /** A fresh directory on the session's disk, handed to `as` (removed by the caller); RESOURCE_EXHAUSTED when the disk is full. */
   scratchDirectory(prefix: string, as: RunAs): Promise<string>;
 }
 

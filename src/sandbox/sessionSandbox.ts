@@ -3,12 +3,13 @@ import { chmod, chown, mkdtemp, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { deferred } from '../deferred.js';
+import { errors } from '../errors.js';
 import { smallestPositive } from '../limits.js';
 import type { Owner } from '../storage/owner.js';
 import type { Cgroup } from './cgroups.js';
 import { unmountDiskImage, usedBytes } from './diskImage.js';
 import { sandboxSeccompProgram } from './seccomp.js';
-import { SYSTEM_PATH, type InstallResult, type Language, type LanguageSandbox, type RunAs } from './language.js';
+import { SYSTEM_PATH, type CodeCommand, type InstallResult, type Language, type LanguageSandbox, type RunAs } from './language.js';
 import { confine, type Mount } from './launcher.js';
 import type { KilledBy, ProcessResult, RunOptions, RunningProcess, SandboxedResult, SessionLimits, TaskLimits } from './processSpec.js';
 import { measureProcessTrees, TASK_MARKER_VARIABLE, type ProcessUsage } from './processTree.js';
@@ -55,6 +56,7 @@ export class SessionSandbox {
   private warm: { startedAt: number; promise: Promise<WarmInterpreter | undefined> } | undefined;
   private installQueue: Promise<void> = Promise.resolve();
   private socket: { host: string; inside: string } | undefined;
+  private codeCommand: CodeCommand | undefined;
 
   constructor(
     private readonly host: SandboxContext,
@@ -80,6 +82,12 @@ export class SessionSandbox {
     return this.host.options.mode === 'bwrap';
   }
 
+  /** How the session's language runs code here (the same for every call: computed once). */
+  private get languageRun(): CodeCommand {
+    this.codeCommand ??= this.parts.language.runCommand(this.inside.env, this.isolate);
+    return this.codeCommand;
+  }
+
   /** The session's language. */
   get language(): Language {
     return this.parts.language;
@@ -88,7 +96,7 @@ export class SessionSandbox {
   /** Runs `code` (given on stdin) in a fresh interpreter of the session's language, cwd = workspace. */
   async runCode(code: string, options: RunOptions, taskLimits: TaskLimits): Promise<SandboxedResult> {
     await this.parts.language.checkEnvironment(this.parts.environment);
-    const { command, env } = this.parts.language.runCommand(this.inside.env, this.isolate);
+    const { command, env } = this.languageRun;
     const allEnv = this.codeEnv(env);
     // A warm interpreter of the language runs the code itself; a plain zygote execs the command, the code on its stdin.
     const program = (runsCode: boolean): WarmProgram =>
@@ -107,7 +115,7 @@ export class SessionSandbox {
    * Forked from the warm interpreter when the session has one (a shell costs no sandbox start).
    */
   async runShell(command: string, cwd: string[], options: RunOptions, taskLimits: TaskLimits): Promise<SandboxedResult> {
-    const run = this.parts.language.runCommand(this.inside.env, this.isolate);
+    const run = this.languageRun;
     const path = [...(run.env.PATH ?? SYSTEM_PATH).split(':'), ...this.languages.flatMap((l) => l.toolchainPath)];
     const env = this.codeEnv({ ...run.env, PATH: [...new Set(path)].join(':') });
     const dir = [this.inside.workspace, ...cwd].join('/');
@@ -147,7 +155,7 @@ export class SessionSandbox {
       { host: this.parts.workspace, inside: INSIDE.workspace, writable: true },
       { host: env, inside: INSIDE.env, writable: false },
       ...this.parts.language.writablePaths.map((path) => ({ host: join(env, path), inside: `${INSIDE.env}/${path}`, writable: true })),
-      ...(this.parts.language.runCommand(this.inside.env, this.isolate).mounts ?? []),
+      ...(this.languageRun.mounts ?? []),
     ];
   }
 
@@ -166,15 +174,9 @@ export class SessionSandbox {
 
   /** `program` forked from the session's warm process; undefined when there is none (run it cold). */
   private async runWarm(program: (runsCode: boolean) => WarmProgram, options: RunOptions, taskLimits: TaskLimits): Promise<SandboxedResult | undefined> {
-    const language = this.parts.language;
     const launch = this.warmLaunch();
     if (!launch) return undefined;
-    const warm = await this.warmInterpreter(
-      launch.command,
-      this.inside.workspace,
-      this.codeEnv(language.runCommand(this.inside.env, this.isolate).env),
-      this.codeMounts(),
-    );
+    const warm = await this.warmInterpreter(launch.command, this.inside.workspace, this.codeEnv(this.languageRun.env), this.codeMounts());
     if (!warm) return undefined;
     try {
       return await this.inTaskGroup(taskLimits, options, (group, opts) => warm.run(program(launch.runsCode), opts, group!));
@@ -301,7 +303,10 @@ export class SessionSandbox {
 
   /** A fresh directory in the data directory, handed to `owner` (removed by the caller). */
   private async scratchDirectory(prefix: string, owner: Owner | undefined): Promise<string> {
-    const dir = await mkdtemp(join(this.parts.scratch, prefix));
+    const dir = await mkdtemp(join(this.parts.scratch, prefix)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOSPC' || err.code === 'EDQUOT') throw errors.tooLarge("pkg.install: no space left on the session's disk (its max_disk_mb is full)");
+      throw err;
+    });
     if (owner) await chown(dir, owner.uid, owner.gid);
     await chmod(dir, 0o755); // what one step writes, the next (another uid) reads
     return dir;

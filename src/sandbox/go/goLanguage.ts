@@ -127,10 +127,7 @@ export class GoLanguage implements Language {
    * is the operator's trust root, and go.sum then pins each module's hash for the session.
    */
   async install(sandbox: LanguageSandbox, requirements: string[], options: RunOptions): Promise<InstallResult> {
-    const fetchDir = await sandbox.scratchDirectory('go-fetch-', 'installer').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOSPC' || err.code === 'EDQUOT') throw errors.tooLarge("pkg.install: no space left on the session's disk (its max_disk_mb is full)");
-      throw err;
-    });
+    const fetchDir = await sandbox.scratchDirectory('go-fetch-', 'installer');
     try {
       const fetched = await this.fetch(sandbox, requirements, fetchDir, options);
       if (fetched.exitCode !== 0) return { ...fetched, installed: undefined };

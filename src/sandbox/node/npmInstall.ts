@@ -41,10 +41,7 @@ const INSIDE = { cache: '/npm-cache', fetched: '/fetched' };
  */
 export async function npmInstall(sandbox: LanguageSandbox, requirements: string[], options: RunOptions, setup: NpmInstallSetup): Promise<InstallResult> {
   if (!setup.toolchain.npm) throw errors.packageInstallFailed("the worker's Node has no npm (lib/node_modules/npm next to it), which pkg.install needs");
-  const fetched = await sandbox.scratchDirectory('npm-fetch-', 'installer').catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOSPC' || err.code === 'EDQUOT') throw errors.tooLarge("pkg.install: no space left on the session's disk (its max_disk_mb is full)");
-    throw err;
-  });
+  const fetched = await sandbox.scratchDirectory('npm-fetch-', 'installer');
   try {
     // What the environment has already, as checked specs on npm's command line (the installer reads nothing of the session's),
     // but for the packages asked for now.

@@ -118,8 +118,6 @@ export class PythonLanguage implements Language {
     const failed = made.find((m): m is PromiseRejectedResult => m.status === 'rejected');
     if (failed) {
       await Promise.all(made.flatMap((m) => (m.status === 'fulfilled' ? [removeTree(m.value)] : [])));
-      const code = (failed.reason as NodeJS.ErrnoException).code;
-      if (code === 'ENOSPC' || code === 'EDQUOT') throw errors.tooLarge("pkg.install: no space left on the session's disk (its max_disk_mb is full)");
       throw failed.reason;
     }
     const [wheels, reports] = made.map((m) => (m as PromiseFulfilledResult<string>).value) as [string, string];
