@@ -1,4 +1,5 @@
-import { mkdir, readdir, readFile, rename as fsRename, rmdir, writeFile } from 'node:fs/promises';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { pathExists } from '../storage/pathExists.js';
@@ -9,6 +10,10 @@ import { pathExists } from '../storage/pathExists.js';
  * (one hierarchy per controller, as on this project's machines) and v2 (one unified tree).
  * Each worker owns a subtree `codegen-<pid>` under its own cgroup; sessions are children of it
  * and tasks children of their session, so a task's limits narrow its session's.
+ *
+ * The per-task operations (make a group, set its limits, add a process, read usage, kill) use
+ * synchronous calls: cgroupfs answers them from memory in tens of microseconds, far less than a
+ * round trip through libuv's thread pool, and they sit on every task's critical path.
  */
 
 export interface CgroupLimits {
@@ -48,22 +53,35 @@ export interface CgroupSupport {
 }
 
 const CPU_PERIOD_US = 100_000;
+
+function cpuQuotaUs(percent: number): number {
+  return Math.max(1000, Math.round((percent * CPU_PERIOD_US) / 100));
+}
 const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids'] as const;
 type V1Controller = (typeof V1_CONTROLLERS)[number];
 
-async function readNumber(path: string): Promise<number> {
-  return Number((await readFile(path, 'utf8')).trim());
+function readText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
-async function readKeyed(path: string, key: string): Promise<number> {
-  const text = await readFile(path, 'utf8').catch(() => '');
+function readNumber(path: string): number {
+  return Number(readText(path).trim()) || 0;
+}
+
+function readKeyed(path: string, key: string): number {
+  const text = readText(path);
   const line = text.split('\n').find((l) => l.startsWith(`${key} `));
   return line ? Number(line.split(' ')[1]) : 0;
 }
 
 async function killProcsIn(procsFiles: string[]): Promise<void> {
   for (let round = 0; round < 50; round++) {
-    const pids = (await Promise.all(procsFiles.map((f) => readFile(f, 'utf8').catch(() => ''))))
+    const pids = procsFiles
+      .map(readText)
       .flatMap((t) => t.split('\n'))
       .filter((l) => l !== '')
       .map(Number);
@@ -107,59 +125,55 @@ class CgroupV1 implements Cgroup {
   async child(name: string, limits: CgroupLimits): Promise<Cgroup> {
     const dirs: Partial<Record<V1Controller, string>> = {};
     for (const [controller, dir] of Object.entries(this.dirs) as [V1Controller, string][]) dirs[controller] = join(dir, name);
-    await Promise.all(Object.values(dirs).map((dir) => mkdir(dir, { recursive: true })));
+    for (const dir of Object.values(dirs)) mkdirSync(dir, { recursive: true });
     const group = new CgroupV1(name, dirs);
     await group.setLimits(limits);
     return group;
   }
 
-  async setLimits(limits: CgroupLimits): Promise<void> {
+  setLimits(limits: CgroupLimits): Promise<void> {
     const dirs = this.dirs;
-    const memory = async (memoryDir: string, bytes: number) => {
-      await writeFile(join(memoryDir, 'memory.limit_in_bytes'), String(bytes));
-      const swap = join(memoryDir, 'memory.memsw.limit_in_bytes');
-      if (await pathExists(swap)) await writeFile(swap, String(bytes));
-    };
-    const cpu = async (cpuDir: string, percent: number) => {
-      await writeFile(join(cpuDir, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
-      await writeFile(join(cpuDir, 'cpu.cfs_quota_us'), String(Math.max(1000, Math.round((percent * CPU_PERIOD_US) / 100))));
-    };
-    // One controller's files do not wait for another's.
-    await Promise.all([
-      dirs.memory && limits.memoryBytes ? memory(dirs.memory, limits.memoryBytes) : undefined,
-      dirs.cpu && limits.cpuPercent ? cpu(dirs.cpu, limits.cpuPercent) : undefined,
-      dirs.pids && limits.maxProcesses ? writeFile(join(dirs.pids, 'pids.max'), String(limits.maxProcesses)) : undefined,
-    ]);
+    if (dirs.memory && limits.memoryBytes) {
+      writeFileSync(join(dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
+      const swap = join(dirs.memory, 'memory.memsw.limit_in_bytes');
+      if (existsSync(swap)) writeFileSync(swap, String(limits.memoryBytes));
+    }
+    if (dirs.cpu && limits.cpuPercent) {
+      writeFileSync(join(dirs.cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
+      writeFileSync(join(dirs.cpu, 'cpu.cfs_quota_us'), String(cpuQuotaUs(limits.cpuPercent)));
+    }
+    if (dirs.pids && limits.maxProcesses) writeFileSync(join(dirs.pids, 'pids.max'), String(limits.maxProcesses));
+    return Promise.resolve();
   }
 
   async rename(name: string): Promise<Cgroup> {
     const dirs: Partial<Record<V1Controller, string>> = {};
-    const moves = (Object.entries(this.dirs) as [V1Controller, string][]).map(([controller, dir]) => {
+    for (const [controller, dir] of Object.entries(this.dirs) as [V1Controller, string][]) {
       dirs[controller] = join(dirname(dir), name);
-      return fsRename(dir, dirs[controller]);
-    });
-    await Promise.all(moves);
-    return new CgroupV1(name, dirs);
+      renameSync(dir, dirs[controller]);
+    }
+    return Promise.resolve(new CgroupV1(name, dirs));
   }
 
-  async addProcess(pid: number): Promise<void> {
-    for (const file of this.procsFiles) await writeFile(file, String(pid));
+  addProcess(pid: number): Promise<void> {
+    for (const file of this.procsFiles) writeFileSync(file, String(pid));
+    return Promise.resolve();
   }
 
   async killProcesses(): Promise<void> {
     await killProcsIn(this.procsFiles);
   }
 
-  async oomKills(): Promise<number> {
-    return this.dirs.memory ? readKeyed(join(this.dirs.memory, 'memory.oom_control'), 'oom_kill') : 0;
+  oomKills(): Promise<number> {
+    return Promise.resolve(this.dirs.memory ? readKeyed(join(this.dirs.memory, 'memory.oom_control'), 'oom_kill') : 0);
   }
 
-  async cpuUsageNs(): Promise<number> {
-    return this.dirs.cpuacct ? readNumber(join(this.dirs.cpuacct, 'cpuacct.usage')).catch(() => 0) : 0;
+  cpuUsageNs(): Promise<number> {
+    return Promise.resolve(this.dirs.cpuacct ? readNumber(join(this.dirs.cpuacct, 'cpuacct.usage')) : 0);
   }
 
-  async memoryBytes(): Promise<number> {
-    return this.dirs.memory ? readKeyed(join(this.dirs.memory, 'memory.stat'), 'total_rss') : 0;
+  memoryBytes(): Promise<number> {
+    return Promise.resolve(this.dirs.memory ? readKeyed(join(this.dirs.memory, 'memory.stat'), 'total_rss') : 0);
   }
 
   async destroy(): Promise<void> {
@@ -180,32 +194,38 @@ class CgroupV2 implements Cgroup {
 
   async child(name: string, limits: CgroupLimits): Promise<Cgroup> {
     const dir = join(this.dir, name);
-    await mkdir(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true });
     // Children get the controllers only when a group's subtree_control lists them.
-    await writeFile(join(dir, 'cgroup.subtree_control'), '+memory +cpu +pids').catch(() => undefined);
+    try {
+      writeFileSync(join(dir, 'cgroup.subtree_control'), '+memory +cpu +pids');
+    } catch {
+      // a leaf that cannot pass them on: its own limits still hold
+    }
     const group = new CgroupV2(name, dir);
     await group.setLimits(limits);
     return group;
   }
 
-  async setLimits(limits: CgroupLimits): Promise<void> {
+  setLimits(limits: CgroupLimits): Promise<void> {
     const dir = this.dir;
     if (limits.memoryBytes) {
-      await writeFile(join(dir, 'memory.max'), String(limits.memoryBytes));
-      await writeFile(join(dir, 'memory.swap.max'), '0').catch(() => undefined);
+      writeFileSync(join(dir, 'memory.max'), String(limits.memoryBytes));
+      if (existsSync(join(dir, 'memory.swap.max'))) writeFileSync(join(dir, 'memory.swap.max'), '0');
     }
-    if (limits.cpuPercent) await writeFile(join(dir, 'cpu.max'), `${Math.max(1000, Math.round((limits.cpuPercent * CPU_PERIOD_US) / 100))} ${CPU_PERIOD_US}`);
-    if (limits.maxProcesses) await writeFile(join(dir, 'pids.max'), String(limits.maxProcesses));
+    if (limits.cpuPercent) writeFileSync(join(dir, 'cpu.max'), `${cpuQuotaUs(limits.cpuPercent)} ${CPU_PERIOD_US}`);
+    if (limits.maxProcesses) writeFileSync(join(dir, 'pids.max'), String(limits.maxProcesses));
+    return Promise.resolve();
   }
 
-  async rename(name: string): Promise<Cgroup> {
+  rename(name: string): Promise<Cgroup> {
     const dir = join(dirname(this.dir), name);
-    await fsRename(this.dir, dir);
-    return new CgroupV2(name, dir);
+    renameSync(this.dir, dir);
+    return Promise.resolve(new CgroupV2(name, dir));
   }
 
-  async addProcess(pid: number): Promise<void> {
-    await writeFile(join(this.dir, 'cgroup.procs'), String(pid));
+  addProcess(pid: number): Promise<void> {
+    writeFileSync(join(this.dir, 'cgroup.procs'), String(pid));
+    return Promise.resolve();
   }
 
   async killProcesses(): Promise<void> {
@@ -213,16 +233,16 @@ class CgroupV2 implements Cgroup {
     await killProcsIn(this.procsFiles);
   }
 
-  async oomKills(): Promise<number> {
-    return readKeyed(join(this.dir, 'memory.events'), 'oom_kill');
+  oomKills(): Promise<number> {
+    return Promise.resolve(readKeyed(join(this.dir, 'memory.events'), 'oom_kill'));
   }
 
-  async cpuUsageNs(): Promise<number> {
-    return (await readKeyed(join(this.dir, 'cpu.stat'), 'usage_usec')) * 1000;
+  cpuUsageNs(): Promise<number> {
+    return Promise.resolve(readKeyed(join(this.dir, 'cpu.stat'), 'usage_usec') * 1000);
   }
 
-  async memoryBytes(): Promise<number> {
-    return readKeyed(join(this.dir, 'memory.stat'), 'anon');
+  memoryBytes(): Promise<number> {
+    return Promise.resolve(readKeyed(join(this.dir, 'memory.stat'), 'anon'));
   }
 
   async destroy(): Promise<void> {
@@ -287,7 +307,7 @@ export async function setUpCgroups(): Promise<CgroupSupport | undefined> {
       const parent = join(mount, own.get(controller) ?? '/');
       await removeStaleSubtrees(parent);
       dirs[controller] = join(parent, name);
-      await mkdir(dirs[controller], { recursive: true });
+      mkdirSync(dirs[controller], { recursive: true });
     }
     if (Object.keys(dirs).length === 0) return undefined;
     const controllers = ['memory', 'cpu', 'pids'].filter((c) => c in dirs);

@@ -1,3 +1,4 @@
+import type { PhaseClock } from '../telemetry/taskPhases.js';
 // What a process run is: the spec of what to start, how its output is handled, and what comes
 // back. Shared by runProcess and the output capture it drives.
 
@@ -20,6 +21,8 @@ export type OutputSource = 'stdout' | 'stderr';
 export interface RunOptions {
   /** Aborting ends the process and everything it started. */
   signal: AbortSignal;
+  /** Marks where the task's time goes (see telemetry/taskPhases.ts). */
+  phases?: PhaseClock | undefined;
   /** Bytes of each stream kept for the result; lines keep flowing to onLine past it. */
   maxCaptureBytes: number;
   /** Bytes of output (both streams) after which the process is killed; 0 for no limit. */

@@ -50,10 +50,12 @@ export async function runProcess(spec: ProcessSpec, options: RunOptions): Promis
     child.stdin.on('error', () => undefined); // the process may exit without reading its input
     child.stdin.end(spec.stdin ?? '');
     if (child.pid !== undefined) options.onStart?.({ pid: child.pid, marker });
+    options.phases?.mark('fork');
 
     const capture = captureOutput(child.stdout, child.stderr, options, kill);
     capture.catch(() => undefined); // awaited below; never unhandled
     const { code, signal } = await exited;
+    options.phases?.mark('run');
     // Whatever the process left running (background children) dies with it; that also closes
     // the pipes those children held, so the capture can finish.
     await killTaskProcesses(child.pid, marker);

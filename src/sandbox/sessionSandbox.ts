@@ -403,10 +403,12 @@ export class SessionSandbox {
     // The session's own limits already hold its task groups (cgroups are hierarchical): a task
     // group gets limits only where the task narrows them.
     const session = this.parts.limits;
+    options.phases?.mark('setup');
     const group = await this.parts.cgroup?.child(`task-${++this.taskCounter}`, {
       memoryBytes: memoryMb && memoryMb !== session.maxMemoryMb ? memoryMb * 1024 * 1024 : undefined,
       cpuPercent: cpuPercent !== session.maxCpuPercent ? cpuPercent : undefined,
     });
+    options.phases?.mark('cgroup');
     let running: RunningProcess | undefined;
     try {
       const result = await start(
@@ -428,6 +430,7 @@ export class SessionSandbox {
       // Nothing of the task may outlive it; removing the empty group can wait.
       await group?.killProcesses().catch(() => undefined);
       void group?.destroy().catch(() => undefined);
+      options.phases?.mark('exit');
     }
   }
 

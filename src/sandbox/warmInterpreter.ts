@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { chown, mkdir, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -53,18 +54,27 @@ interface ProcStatus {
   nspid: number[];
 }
 
-async function procStatus(pid: number): Promise<ProcStatus | undefined> {
-  const text = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => undefined);
+// procfs answers from memory: read synchronously, as these reads sit on every warm call's path.
+function procFile(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function procStatus(pid: number): ProcStatus | undefined {
+  const text = procFile(`/proc/${pid}/status`);
   if (text === undefined) return undefined;
   const field = (name: string) => new RegExp(`^${name}:\\s+(.*)$`, 'm').exec(text)?.[1]?.trim().split(/\s+/).map(Number) ?? [];
   return { uid: field('Uid')[0] ?? -1, ppid: field('PPid')[0] ?? -1, nspid: field('NSpid') };
 }
 
 /** The host pid of the child of `parent` that is `nsPid` in its own pid namespace. */
-async function childByNamespacePid(parent: number, nsPid: number): Promise<number | undefined> {
-  const children = (await readFile(`/proc/${parent}/task/${parent}/children`, 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean).map(Number);
+function childByNamespacePid(parent: number, nsPid: number): number | undefined {
+  const children = (procFile(`/proc/${parent}/task/${parent}/children`) ?? '').trim().split(/\s+/).filter(Boolean).map(Number);
   for (const pid of children) {
-    const status = await procStatus(pid);
+    const status = procStatus(pid);
     if (status?.nspid[status.nspid.length - 1] === nsPid) return pid;
   }
   return undefined;
@@ -72,7 +82,7 @@ async function childByNamespacePid(parent: number, nsPid: number): Promise<numbe
 
 /** The host pid of a process that is `nsPid` in its own pid namespace, searched below `ancestor`. */
 async function hostPidBelow(ancestor: number, nsPid: number, depth: number): Promise<number | undefined> {
-  const found = await childByNamespacePid(ancestor, nsPid);
+  const found = childByNamespacePid(ancestor, nsPid);
   if (found !== undefined || depth <= 1) return found;
   const children = (await readFile(`/proc/${ancestor}/task/${ancestor}/children`, 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean).map(Number);
   for (const pid of children) {
@@ -222,7 +232,7 @@ export class WarmInterpreter {
         this.send({ op: 'kill', id });
         options.signal.throwIfAborted();
       }
-      await group.addProcess(await this.ownChild(forked!.pid));
+      await group.addProcess(this.ownChild(forked!.pid));
       options.onStart?.({ pid: forked!.pid, marker: '' });
       // From here on, an abort ends the child whatever the zygote does (or does not) say.
       const killed = onAbort(options.signal, async () => {
@@ -231,6 +241,7 @@ export class WarmInterpreter {
         return KILLED;
       });
       this.send({ op: 'go', id });
+      options.phases?.mark('fork');
 
       const exit = Promise.race([run.exit.promise, killed]);
       // A child killed before it connected never sends its streams: they end empty. One said to
@@ -249,6 +260,7 @@ export class WarmInterpreter {
       const capture = captureOutput(streams?.[0] ?? emptyStream(), streams?.[1] ?? emptyStream(), options, kill);
       capture.catch(() => undefined);
       const ended = await exit;
+      options.phases?.mark('run');
       // What the code left running dies with it, which also closes the sockets it held; a
       // stream something else keeps open is cut after a short wait.
       await group.killProcesses();
@@ -272,9 +284,9 @@ export class WarmInterpreter {
    * have the worker move, and later kill, a process of the host). The check and the move are
    * microseconds apart; a pid reused in between would need the whole pid space cycled.
    */
-  private async ownChild(nsPid: number): Promise<number> {
-    const hostPid = await childByNamespacePid(this.zygoteHostPid, nsPid);
-    const status = hostPid === undefined ? undefined : await procStatus(hostPid);
+  private ownChild(nsPid: number): number {
+    const hostPid = childByNamespacePid(this.zygoteHostPid, nsPid);
+    const status = hostPid === undefined ? undefined : procStatus(hostPid);
     if (hostPid === undefined || !status || status.ppid !== this.zygoteHostPid || (this.owner && status.uid !== this.owner.uid)) {
       const broken = new ZygoteProtocolError(`it named pid ${nsPid}, which is not a child of its own`);
       this.breakOff(broken);

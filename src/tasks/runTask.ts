@@ -50,6 +50,7 @@ export async function* runTask<M>(
   } finally {
     await run.stop();
     finishTask(task, record, conclusion);
+    if (task.tool.kind === 'process') run.phases.mark('finish');
   }
 }
 

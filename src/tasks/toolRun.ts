@@ -1,3 +1,4 @@
+import { PhaseClock } from '../telemetry/taskPhases.js';
 import { TaskAbort } from '../sessions/taskAbort.js';
 import type { TaskRecord } from '../sessions/taskRegistry.js';
 import type { TaskEvent } from '../tools/taskEvents.js';
@@ -15,6 +16,8 @@ const NO_EVENTS: AsyncIterable<TaskEvent> = { [Symbol.asyncIterator]: async func
  */
 export class ToolRun {
   private ended = false;
+  /** Where the task's time goes; the clock starts with the task. */
+  readonly phases: PhaseClock;
   private readonly running: Promise<ToolOutcome>;
   private readonly queue: EventQueue<TaskEvent> | undefined;
   private readonly timer: NodeJS.Timeout | undefined;
@@ -26,6 +29,7 @@ export class ToolRun {
     private readonly callSignal: AbortSignal,
     limits: ToolLimits,
   ) {
+    this.phases = new PhaseClock(task.tool.name);
     if (callSignal.aborted) this.onCallEnd();
     if (task.tool.kind === 'process') {
       callSignal.addEventListener('abort', this.onCallEnd, { once: true });
@@ -46,7 +50,14 @@ export class ToolRun {
       // followed by one that reports it FAILURE, not unknown.
       await session.persist(false);
       const queue = this.queue!;
-      return await tool.run(args, { session, limits, constraints, signal: this.record.controller.signal, emit: (event) => queue.push(event) });
+      return await tool.run(args, {
+        session,
+        limits,
+        constraints,
+        signal: this.record.controller.signal,
+        phases: this.phases,
+        emit: (event) => queue.push(event),
+      });
     } finally {
       this.ended = true;
       this.queue?.close();

@@ -30,6 +30,13 @@ export const metrics = {
     buckets: seconds,
     registers: [registry],
   }),
+  taskPhaseSeconds: new Histogram({
+    name: 'codegen_task_phase_seconds',
+    help: 'Where process tasks spend their time, by tool and phase (see telemetry/taskPhases.ts)',
+    labelNames: ['tool', 'phase'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5, 10],
+    registers: [registry],
+  }),
   runPythonStartSeconds: new Histogram({
     name: 'codegen_run_python_start_seconds',
     help: 'From a run.python task starting to its code running',

@@ -10,6 +10,7 @@ import type { ToolContext } from './tool.js';
 export function streamingRunOptions(ctx: ToolContext, source?: string, observe?: (line: string) => Promise<void> | void): RunOptions {
   return {
     signal: ctx.signal,
+    phases: ctx.phases,
     maxCaptureBytes: ctx.limits.maxOutputBytes,
     onLine: async (stream, line) => {
       await ctx.emit({

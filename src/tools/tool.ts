@@ -1,5 +1,6 @@
 import type { WorkerError } from '../errors.js';
 import type { Session } from '../sessions/session.js';
+import type { PhaseClock } from '../telemetry/taskPhases.js';
 import type { TaskEvent } from './taskEvents.js';
 
 export interface ToolLimits {
@@ -21,6 +22,8 @@ export interface InstantToolContext {
 export interface ToolContext extends InstantToolContext {
   /** Aborted on cancel, timeout, the client going away or the session being destroyed. */
   signal: AbortSignal;
+  /** Marks where the task's time goes (see telemetry/taskPhases.ts). */
+  phases?: PhaseClock;
   /** Sends a progress or log event to the client; resolves when the stream has room. */
   emit(event: Exclude<TaskEvent, { kind: 'result' }>): Promise<void>;
 }

@@ -1,7 +1,7 @@
 /**
  * The warm interpreter kept in each session's sandbox. It never runs user code itself: per call
- * it forks a child, which waits until the worker has put it in the task's cgroup, connects its
- * stdout and stderr to the worker's socket, and runs the code as `python -` would, so every call
+ * it forks a child, which connects its stdout and stderr to the worker's socket, waits until the
+ * worker has put it in the task's cgroup, and runs the code as `python -` would, so every call
  * starts from the same clean state without paying for an interpreter start.
  *
  * Protocol, JSON lines: worker → zygote on stdin: {op:"run",id,token,code} |
@@ -56,12 +56,14 @@ def child(request, gate, told):
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in (ctl_in, ctl_out, wake_r, wake_w):
             os.close(fd)
-        if os.read(gate, 1) != b"g":
-            os._exit(1)
-        os.close(gate)
+        # The streams connect while the worker places this child in the task's cgroup; no code
+        # of the call runs before the gate opens.
         out, err = connect(request["token"], "stdout"), connect(request["token"], "stderr")
         os.write(told, b"c")
         os.close(told)
+        if os.read(gate, 1) != b"g":
+            os._exit(1)
+        os.close(gate)
         os.dup2(out.fileno(), 1)
         os.dup2(err.fileno(), 2)
         out.close()
