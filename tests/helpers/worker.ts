@@ -44,7 +44,7 @@ export async function startWorker(options: StartOptions = {}): Promise<RunningWo
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
   let httpPort = 0;
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); if (process.env.T_PROBE) process.stderr.write(d); });
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const port = await new Promise<number>((resolve, reject) => {
     let buffered = '';
     const timer = setTimeout(() => reject(new Error(`worker did not start in 20 s: ${stderr}`)), 20_000);
