@@ -22,6 +22,7 @@ import type { Language } from './sandbox/language.js';
 import { resolveLanguages, type LanguageOffer } from './sandbox/languages.js';
 import { NodeLanguage } from './sandbox/node/nodeLanguage.js';
 import { PythonLanguage } from './sandbox/python/pythonLanguage.js';
+import { WheelStore } from './sandbox/python/wheelStore.js';
 import { SandboxHost } from './sandbox/sandboxHost.js';
 import { Checkpoints } from './sessions/checkpoints.js';
 import { startIdleReaper } from './sessions/idleReaper.js';
@@ -85,7 +86,11 @@ function languageOffers(config: WorkerConfig, dirs: DataDirectory, logger: Logge
     {
       name: 'python',
       resolve: async () => {
-        const python = await PythonLanguage.resolve(config.python, { pipIndexUrl: config.pipIndexUrl, pipCache: dirs.pipCache });
+        const python = await PythonLanguage.resolve(config.python, {
+          pipIndexUrl: config.pipIndexUrl,
+          pipCache: dirs.pipCache,
+          wheelStore: await WheelStore.open(dirs.wheelStore),
+        });
         if (python.interpreter.pipVersion === undefined)
           logger.warn('the host Python has no pip: pkg.install will fail', { python: python.interpreter.executable });
         return python;

@@ -14,6 +14,7 @@ export const INCOMING = '.incoming';
  *     checkpoint-scratch/  archives fetched from S3 while a restore reads them
  *     artifacts/           the local artifact store
  *     pip-cache/           the shared pip cache (owned by the installer uid)
+ *     wheel-store/         wheels pkg.install fetched, the worker's (sessions get them read-only)
  *     npm-cache/           the shared npm cache (owned by the installer uid)
  *     go-cache/            the shared Go module download cache (owned by the installer uid)
  *     scratch/             the worker's own scratch space, emptied at start (disk templates)
@@ -28,6 +29,7 @@ export interface DataDirectory {
   checkpointScratch: string;
   artifacts: string;
   pipCache: string;
+  wheelStore: string;
   npmCache: string;
   goCache: string;
   scratch: string;
@@ -46,6 +48,7 @@ export function dataDirectory(root: string): DataDirectory {
     checkpointScratch: join(root, 'checkpoint-scratch'),
     artifacts: join(root, 'artifacts'),
     pipCache: join(root, 'pip-cache'),
+    wheelStore: join(root, 'wheel-store'),
     npmCache: join(root, 'npm-cache'),
     goCache: join(root, 'go-cache'),
     scratch,

@@ -12,7 +12,9 @@ import { sandboxSeccompProgram } from '../seccomp.js';
 import { prepareSharedCache } from '../sharedCache.js';
 import { createPythonEnvironment, pythonEnvironmentAt } from './pythonEnvironment.js';
 import { resolvePythonInterpreter, type PythonInterpreter } from './pythonInterpreter.js';
-import { isIndexRequirement, PIP_INSTALLER } from './requirements.js';
+import { canonicalName, isIndexRequirement, PIP_INSTALLER } from './requirements.js';
+import { WHEEL_INSTALLER_SOURCE } from './wheelInstaller.js';
+import { WheelStore, type StoredWheel } from './wheelStore.js';
 import { ZYGOTE_SOURCE } from './zygote.js';
 
 export interface PythonLanguageOptions {
@@ -20,6 +22,8 @@ export interface PythonLanguageOptions {
   pipIndexUrl: string | undefined;
   /** The shared pip cache, owned by the installer uid (see storage/dataDirectory.ts). */
   pipCache: string;
+  /** Wheels fetched before, with the requirement lists they resolved (none: always pip). */
+  wheelStore?: WheelStore | undefined;
 }
 
 /** Where pip's directories are inside a sandbox. */
@@ -114,6 +118,10 @@ export class PythonLanguage implements Language {
    */
   async install(sandbox: LanguageSandbox, requirements: string[], options: RunOptions): Promise<InstallResult> {
     if (this.interpreter.pipVersion === undefined) throw errors.pythonNotFound('the host interpreter has no pip, which pkg.install needs');
+    const fromIndex = requirements.filter(isIndexRequirement);
+    const key = WheelStore.key(fromIndex, this.options.pipIndexUrl);
+    const stored = fromIndex.length === requirements.length ? await this.installStored(sandbox, requirements, key, options) : undefined;
+    if (stored) return stored;
     const made = await Promise.allSettled([sandbox.scratchDirectory('pip-wheels-', 'installer'), sandbox.scratchDirectory('pip-report-', 'session')]);
     const failed = made.find((m): m is PromiseRejectedResult => m.status === 'rejected');
     if (failed) {
@@ -122,7 +130,6 @@ export class PythonLanguage implements Language {
     }
     const [wheels, reports] = made.map((m) => (m as PromiseFulfilledResult<string>).value) as [string, string];
     try {
-      const fromIndex = requirements.filter(isIndexRequirement);
       const fetched = fromIndex.length > 0 ? await this.fetch(sandbox, fromIndex, wheels, options) : undefined;
       if (fetched && fetched.exitCode !== 0 && !sandbox.allowNetwork) {
         const hint =
@@ -130,10 +137,45 @@ export class PythonLanguage implements Language {
         return { ...fetched, stderr: { ...fetched.stderr, text: `${fetched.stderr.text}${hint}\n` }, installed: undefined };
       }
       const result = await this.installFrom(sandbox, requirements, wheels, reports, options);
+      // What the index resolved this list to serves the next session asking for the same.
+      if (fetched?.exitCode === 0 && result.exitCode === 0 && fromIndex.length === requirements.length) {
+        await this.options.wheelStore?.remember(key, wheels).catch(() => undefined);
+      }
       return { ...result, installed: await readPipReport(join(reports, 'report.json')) };
     } finally {
       await Promise.all([removeTree(wheels), removeTree(reports)]);
     }
+  }
+
+  /**
+   * The fast path: a list every part of which names an index package, resolved before (by any
+   * session) and fresh in the wheel store, into an environment holding none of those
+   * distributions yet (what to do with an installed one, pip decides), installed by
+   * wheelInstaller.ts as the session: no pip, no network. Undefined when it does not apply.
+   */
+  private async installStored(sandbox: LanguageSandbox, requirements: string[], key: string, options: RunOptions): Promise<InstallResult | undefined> {
+    const wheels = await this.options.wheelStore?.lookup(key);
+    if (!wheels) return undefined;
+    const dists = wheels.map((w) => distributionOf(w));
+    const present = new Set((await this.installedPackages(sandbox.environment.host)).map((p) => canonicalName(p.split('==')[0])));
+    if (dists.some((d) => d === undefined || present.has(canonicalName(d.name)))) return undefined;
+    const requested = requirements.map((req) => canonicalName(/^[A-Za-z0-9][A-Za-z0-9._-]*/.exec(req)?.[0] ?? req));
+    const envDir = sandbox.isolate ? sandbox.environment.inside : sandbox.environment.host;
+    const site = join(envDir, relative(sandbox.environment.host, pythonEnvironmentAt(sandbox.environment.host, this.interpreter).sitePackages));
+    const task = { requested, site, scripts: `${envDir}/bin` };
+    const wheelPath = (w: StoredWheel) => (sandbox.isolate ? `${INSIDE.wheels}/${w.name}` : w.path);
+    const command = [`${envDir}/bin/python`, '-I', '-S', '-c', WHEEL_INSTALLER_SOURCE, JSON.stringify({ ...task, wheels: wheels.map(wheelPath) })];
+    const mounts: Mount[] = [
+      ...this.systemMounts,
+      { host: sandbox.environment.host, inside: sandbox.environment.inside, writable: true },
+      ...wheels.map((w) => ({ host: w.path, inside: `${INSIDE.wheels}/${w.name}`, writable: false })),
+    ];
+    const cwd = sandbox.isolate ? sandbox.environment.inside : sandbox.environment.host;
+    const env = { ...pipEnv(), PATH: `${envDir}/bin:${SYSTEM_PATH}` };
+    const result = await sandbox.run({ command, cwd, env, mounts, network: false, as: 'session' }, options);
+    if (result.exitCode === UNSUPPORTED_WHEEL && result.killedBy === undefined) return undefined;
+    const installed = dists.map((d) => ({ name: d!.name, version: d!.version, requested: requested.includes(canonicalName(d!.name)) }));
+    return { ...result, installed };
   }
 
   /** Step 1 of install: the wheels of index packages into `wheels`, as the installer. */
@@ -211,6 +253,15 @@ export class PythonLanguage implements Language {
   private indexOptions(): string[] {
     return this.options.pipIndexUrl ? ['--index-url', this.options.pipIndexUrl] : [];
   }
+}
+
+/** wheelInstaller.ts's "not for this path: nothing written, let pip do it". */
+const UNSUPPORTED_WHEEL = 3;
+
+/** A wheel's project name and version, from its file name (PEP 427: name-version-tags.whl). */
+function distributionOf(wheel: StoredWheel): { name: string; version: string } | undefined {
+  const match = /^([A-Za-z0-9_.]+)-([A-Za-z0-9_.!+]+)-/.exec(wheel.name);
+  return match ? { name: match[1], version: match[2] } : undefined;
 }
 
 function pipEnv(): Record<string, string> {
