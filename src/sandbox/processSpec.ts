@@ -23,6 +23,11 @@ export interface RunOptions {
   signal: AbortSignal;
   /** Marks where the task's time goes (see telemetry/taskPhases.ts). */
   phases?: PhaseClock | undefined;
+  /**
+   * Settles once the task is recorded on disk: the process is prepared meanwhile, and its code
+   * starts only after (a worker killed in between is followed by one reporting the task FAILURE).
+   */
+  recorded?: Promise<void> | undefined;
   /** Bytes of each stream kept for the result; lines keep flowing to onLine past it. */
   maxCaptureBytes: number;
   /** Bytes of output (both streams) after which the process is killed; 0 for no limit. */

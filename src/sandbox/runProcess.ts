@@ -29,6 +29,7 @@ export function newTaskMarker(): string {
  * exits, or the signal aborts, every process it started is killed, so nothing outlives a task.
  */
 export async function runProcess(spec: ProcessSpec, options: RunOptions): Promise<ProcessResult> {
+  await options.recorded;
   options.signal.throwIfAborted();
   const marker = spec.marker ?? newTaskMarker();
   const child = spawn(spec.executable, spec.args, {

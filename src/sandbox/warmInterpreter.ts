@@ -240,6 +240,7 @@ export class WarmInterpreter {
         await group.killProcesses();
         return KILLED;
       });
+      await options.recorded;
       this.send({ op: 'go', id });
       options.phases?.mark('fork');
 

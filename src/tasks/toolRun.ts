@@ -46,18 +46,24 @@ export class ToolRun {
   private async run({ tool, args, session, constraints }: PreparedTask, limits: ToolLimits): Promise<ToolOutcome> {
     try {
       if (tool.kind === 'instant') return await tool.run(args, { session, limits, constraints });
-      // A task that starts a process is on disk before it does: a worker killed meanwhile is
-      // followed by one that reports it FAILURE, not unknown.
-      await session.persist(false);
+      // A task that starts a process is on disk before its code runs: a worker killed meanwhile
+      // is followed by one that reports it FAILURE, not unknown. The process is prepared while
+      // the record is written (RunOptions.recorded).
+      const recorded = session.persist(false);
       const queue = this.queue!;
-      return await tool.run(args, {
-        session,
-        limits,
-        constraints,
-        signal: this.record.controller.signal,
-        phases: this.phases,
-        emit: (event) => queue.push(event),
-      });
+      try {
+        return await tool.run(args, {
+          session,
+          limits,
+          constraints,
+          signal: this.record.controller.signal,
+          phases: this.phases,
+          recorded,
+          emit: (event) => queue.push(event),
+        });
+      } finally {
+        await recorded;
+      }
     } finally {
       this.ended = true;
       this.queue?.close();

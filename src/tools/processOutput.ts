@@ -11,6 +11,7 @@ export function streamingRunOptions(ctx: ToolContext, source?: string, observe?:
   return {
     signal: ctx.signal,
     phases: ctx.phases,
+    recorded: ctx.recorded,
     maxCaptureBytes: ctx.limits.maxOutputBytes,
     onLine: async (stream, line) => {
       await ctx.emit({

@@ -24,6 +24,8 @@ export interface ToolContext extends InstantToolContext {
   signal: AbortSignal;
   /** Marks where the task's time goes (see telemetry/taskPhases.ts). */
   phases?: PhaseClock;
+  /** Settles once the task is on disk; a process the tool starts runs its code only after (RunOptions.recorded). */
+  recorded?: Promise<void>;
   /** Sends a progress or log event to the client; resolves when the stream has room. */
   emit(event: Exclude<TaskEvent, { kind: 'result' }>): Promise<void>;
 }
