@@ -14,6 +14,7 @@ import { createPythonEnvironment, pythonEnvironmentAt } from './pythonEnvironmen
 import { resolvePythonInterpreter, type PythonInterpreter } from './pythonInterpreter.js';
 import { canonicalName, isIndexRequirement, PIP_INSTALLER } from './requirements.js';
 import { WHEEL_INSTALLER_SOURCE } from './wheelInstaller.js';
+import { indexPageDigest } from './indexPages.js';
 import { WheelStore, type StoredWheel } from './wheelStore.js';
 import { ZYGOTE_SOURCE } from './zygote.js';
 
@@ -139,7 +140,7 @@ export class PythonLanguage implements Language {
       const result = await this.installFrom(sandbox, requirements, wheels, reports, options);
       // What the index resolved this list to serves the next session asking for the same.
       if (fetched?.exitCode === 0 && result.exitCode === 0 && fromIndex.length === requirements.length) {
-        await this.options.wheelStore?.remember(key, wheels).catch(() => undefined);
+        await this.options.wheelStore?.remember(key, wheels, this.pageDigest).catch(() => undefined);
       }
       return { ...result, installed: await readPipReport(join(reports, 'report.json')) };
     } finally {
@@ -154,11 +155,10 @@ export class PythonLanguage implements Language {
    * wheelInstaller.ts as the session: no pip, no network. Undefined when it does not apply.
    */
   private async installStored(sandbox: LanguageSandbox, requirements: string[], key: string, options: RunOptions): Promise<InstallResult | undefined> {
-    const wheels = await this.options.wheelStore?.lookup(key);
+    const wheels = await this.options.wheelStore?.lookup(key, this.pageDigest);
     if (!wheels) return undefined;
-    const dists = wheels.map((w) => distributionOf(w));
-    const present = new Set((await this.installedPackages(sandbox.environment.host)).map((p) => canonicalName(p.split('==')[0])));
-    if (dists.some((d) => d === undefined || present.has(canonicalName(d.name)))) return undefined;
+    const present = await this.distributionsIn(sandbox.environment.host);
+    if (wheels.some((w) => present.has(canonicalName(w.project)))) return undefined;
     const requested = requirements.map((req) => canonicalName(/^[A-Za-z0-9][A-Za-z0-9._-]*/.exec(req)?.[0] ?? req));
     const envDir = sandbox.isolate ? sandbox.environment.inside : sandbox.environment.host;
     const site = join(envDir, relative(sandbox.environment.host, pythonEnvironmentAt(sandbox.environment.host, this.interpreter).sitePackages));
@@ -174,8 +174,19 @@ export class PythonLanguage implements Language {
     const env = { ...pipEnv(), PATH: `${envDir}/bin:${SYSTEM_PATH}` };
     const result = await sandbox.run({ command, cwd, env, mounts, network: false, as: 'session' }, options);
     if (result.exitCode === UNSUPPORTED_WHEEL && result.killedBy === undefined) return undefined;
-    const installed = dists.map((d) => ({ name: d!.name, version: d!.version, requested: requested.includes(canonicalName(d!.name)) }));
+    const installed = wheels.map((w) => ({ name: w.project, version: w.version, requested: requested.includes(canonicalName(w.project)) }));
     return { ...result, installed };
+  }
+
+  /** Projects of the index pages a stored resolution came from, read as pip would read them now. */
+  private readonly pageDigest = (project: string) => indexPageDigest(this.options.pipIndexUrl, project);
+
+  /** Canonical names of what site-packages holds in any form pip counts as installed (dist-info, egg-info, egg-link). */
+  private async distributionsIn(root: string): Promise<Set<string>> {
+    const env = pythonEnvironmentAt(root, this.interpreter);
+    const names = await namesIn(root, relative(root, env.sitePackages).split('/'));
+    const found = names.map((n) => /^(.+?)(?:-[^-]*)?\.(?:dist-info|egg-info|egg-link)$/.exec(n)?.[1]);
+    return new Set(found.filter((n): n is string => n !== undefined).map(canonicalName));
   }
 
   /** Step 1 of install: the wheels of index packages into `wheels`, as the installer. */
@@ -257,12 +268,6 @@ export class PythonLanguage implements Language {
 
 /** wheelInstaller.ts's "not for this path: nothing written, let pip do it". */
 const UNSUPPORTED_WHEEL = 3;
-
-/** A wheel's project name and version, from its file name (PEP 427: name-version-tags.whl). */
-function distributionOf(wheel: StoredWheel): { name: string; version: string } | undefined {
-  const match = /^([A-Za-z0-9_.]+)-([A-Za-z0-9_.!+]+)-/.exec(wheel.name);
-  return match ? { name: match[1], version: match[2] } : undefined;
-}
 
 function pipEnv(): Record<string, string> {
   return installerEnv({

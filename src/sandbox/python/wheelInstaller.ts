@@ -14,7 +14,7 @@
  * than purelib/platlib/scripts, an odd name): nothing was written and pip does the install.
  */
 export const WHEEL_INSTALLER_SOURCE = String.raw`
-import base64, csv, hashlib, io, json, os, re, sys, zipfile
+import base64, csv, hashlib, importlib.util, io, json, os, py_compile, re, sys, zipfile
 
 request = json.loads(sys.argv[1])
 site, scripts = request["site"], request["scripts"]
@@ -33,6 +33,10 @@ def plan(path):
     dist_info = infos[0] + ".dist-info"
     data = infos[0] + ".data/"
     name, version = infos[0].rsplit("-", 1)
+    # The distribution inside must be the one the file name says (what the worker checked and reports).
+    named = os.path.basename(path).split("-")
+    if canonical(named[0]) != canonical(name) or named[1] != version:
+        sys.exit(UNSUPPORTED)
     files = []
     for entry in names:
         parts = entry.split("/")
@@ -91,8 +95,11 @@ if __name__ == "__main__":
     sys.exit(%s())
 """
 
-plans = [plan(path) for path in request["wheels"]]
-points = [entry_points(archive, dist_info) for archive, _, _, dist_info, _ in plans]
+try:
+    plans = [plan(path) for path in request["wheels"]]
+    points = [entry_points(archive, dist_info) for archive, _, _, dist_info, _ in plans]
+except Exception:
+    sys.exit(UNSUPPORTED)  # a wheel this path does not understand: nothing is written yet
 print("Installing collected packages: " + ", ".join(p[1] for p in plans), flush=True)
 for (archive, name, version, dist_info, files), launchers in zip(plans, points):
     record = []
@@ -103,6 +110,16 @@ for (archive, name, version, dist_info, files), launchers in zip(plans, points):
         # Executable when the archive says so, as pip decides it.
         write(target, content, bool((archive.getinfo(entry).external_attr >> 16) & 0o111))
         record.append((recorded, digest(content), str(len(content))))
+        if target.endswith(".py") and not is_script:
+            # Compiled now, as pip does: the environment is read-only to the session's code later.
+            compiled = importlib.util.cache_from_source(target)
+            try:
+                py_compile.compile(target, cfile=compiled, doraise=True)
+            except (py_compile.PyCompileError, SyntaxError, ValueError):
+                continue
+            with open(compiled, "rb") as f:
+                data = f.read()
+            record.append((os.path.relpath(compiled, site), digest(data), str(len(data))))
     for script, module, attr in launchers:
         content = (LAUNCHER % (python, module, attr.split(".")[0], attr)).encode()
         target = os.path.join(scripts, script)
