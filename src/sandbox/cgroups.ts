@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { pathExists } from '../storage/pathExists.js';
@@ -11,9 +11,10 @@ import { pathExists } from '../storage/pathExists.js';
  * Each worker owns a subtree `codegen-<pid>` under its own cgroup; sessions are children of it
  * and tasks children of their session, so a task's limits narrow its session's.
  *
- * The per-task operations (make a group, set its limits, add a process, read usage, kill) use
- * synchronous calls: cgroupfs answers them from memory in tens of microseconds, far less than a
- * round trip through libuv's thread pool, and they sit on every task's critical path.
+ * Setting limits and reading usage use synchronous calls: cgroupfs answers them from memory in
+ * tens of microseconds, far less than a round trip through libuv's thread pool. Making a group
+ * and moving a process into one stay asynchronous: they take the kernel's cgroup locks and wait
+ * for an RCU grace period, milliseconds on a busy host, which must not stall the event loop.
  */
 
 export interface CgroupLimits {
@@ -125,7 +126,7 @@ class CgroupV1 implements Cgroup {
   async child(name: string, limits: CgroupLimits): Promise<Cgroup> {
     const dirs: Partial<Record<V1Controller, string>> = {};
     for (const [controller, dir] of Object.entries(this.dirs) as [V1Controller, string][]) dirs[controller] = join(dir, name);
-    for (const dir of Object.values(dirs)) mkdirSync(dir, { recursive: true });
+    await Promise.all(Object.values(dirs).map((dir) => mkdir(dir, { recursive: true })));
     const group = new CgroupV1(name, dirs);
     await group.setLimits(limits);
     return group;
@@ -155,9 +156,10 @@ class CgroupV1 implements Cgroup {
     return Promise.resolve(new CgroupV1(name, dirs));
   }
 
-  addProcess(pid: number): Promise<void> {
-    for (const file of this.procsFiles) writeFileSync(file, String(pid));
-    return Promise.resolve();
+  async addProcess(pid: number): Promise<void> {
+    // Asynchronous: moving a process between groups waits for an RCU grace period, milliseconds
+    // on a busy host, which must not stall the event loop.
+    for (const file of this.procsFiles) await writeFile(file, String(pid));
   }
 
   async killProcesses(): Promise<void> {
@@ -194,7 +196,7 @@ class CgroupV2 implements Cgroup {
 
   async child(name: string, limits: CgroupLimits): Promise<Cgroup> {
     const dir = join(this.dir, name);
-    mkdirSync(dir, { recursive: true });
+    await mkdir(dir, { recursive: true });
     // Children get the controllers only when a group's subtree_control lists them.
     try {
       writeFileSync(join(dir, 'cgroup.subtree_control'), '+memory +cpu +pids');
@@ -223,9 +225,8 @@ class CgroupV2 implements Cgroup {
     return Promise.resolve(new CgroupV2(name, dir));
   }
 
-  addProcess(pid: number): Promise<void> {
-    writeFileSync(join(this.dir, 'cgroup.procs'), String(pid));
-    return Promise.resolve();
+  async addProcess(pid: number): Promise<void> {
+    await writeFile(join(this.dir, 'cgroup.procs'), String(pid)); // asynchronous: see CgroupV1.addProcess
   }
 
   async killProcesses(): Promise<void> {

@@ -6,7 +6,7 @@ import { deferred } from '../deferred.js';
 import { errors } from '../errors.js';
 import { smallestPositive } from '../limits.js';
 import type { Owner } from '../storage/owner.js';
-import type { Cgroup } from './cgroups.js';
+import type { Cgroup, CgroupLimits } from './cgroups.js';
 import { unmountDiskImage, usedBytes } from './diskImage.js';
 import { sandboxSeccompProgram } from './seccomp.js';
 import { SYSTEM_PATH, type CodeCommand, type InstallResult, type Language, type LanguageSandbox, type RunAs } from './language.js';
@@ -52,6 +52,9 @@ const MAX_SOCKET_PATH = 100;
 export class SessionSandbox {
   private readonly live = new Set<RunningProcess>();
   private taskCounter = 0;
+  private disposed = false;
+  /** An empty task group made ahead, so making one is not on the next task's path. */
+  private nextTaskGroup: Promise<Cgroup | undefined> | undefined;
   private lastCpuSample = { at: process.hrtime.bigint(), ns: 0 };
   private warm: { startedAt: number; promise: Promise<WarmInterpreter | undefined> } | undefined;
   private installQueue: Promise<void> = Promise.resolve();
@@ -343,8 +346,26 @@ export class SessionSandbox {
     return Math.max((await usedBytes(this.parts.disk.mountPoint)) - this.parts.disk.baselineBytes, 0);
   }
 
+  /** A task's own group, under the session's: the one made ahead when there is one, then the next made ahead. */
+  private async taskGroup(limits: CgroupLimits): Promise<Cgroup | undefined> {
+    const sessionGroup = this.parts.cgroup;
+    if (!sessionGroup) return undefined;
+    const next = this.nextTaskGroup; // taken before any await: concurrent tasks never share one
+    this.nextTaskGroup = undefined;
+    const ahead = await next?.catch(() => undefined);
+    const group = ahead ?? (await sessionGroup.child(`task-${++this.taskCounter}`, {}));
+    await group.setLimits(limits);
+    if (!this.disposed) {
+      this.nextTaskGroup = sessionGroup.child(`task-${++this.taskCounter}`, {});
+      this.nextTaskGroup.catch(() => undefined);
+    }
+    return group;
+  }
+
   /** Ends every process of the session and gives back what the sandbox holds (cgroup, mount, uid). */
   async dispose(): Promise<void> {
+    this.disposed = true;
+    await this.nextTaskGroup?.catch(() => undefined);
     await this.stopWarm();
     await this.parts.cgroup?.destroy().catch(() => undefined);
     if (this.parts.disk) await unmountDiskImage(this.parts.disk.mountPoint);
@@ -404,7 +425,7 @@ export class SessionSandbox {
     // group gets limits only where the task narrows them.
     const session = this.parts.limits;
     options.phases?.mark('setup');
-    const group = await this.parts.cgroup?.child(`task-${++this.taskCounter}`, {
+    const group = await this.taskGroup({
       memoryBytes: memoryMb && memoryMb !== session.maxMemoryMb ? memoryMb * 1024 * 1024 : undefined,
       cpuPercent: cpuPercent !== session.maxCpuPercent ? cpuPercent : undefined,
     });
