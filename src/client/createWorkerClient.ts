@@ -4,6 +4,7 @@ import { retryMiddleware } from 'nice-grpc-client-middleware-retry';
 import { ArtifactServiceDefinition, type ArtifactServiceClient } from '../../gen/codegen/v1/artifact_service.js';
 import { SessionManagementDefinition, type SessionManagementClient } from '../../gen/codegen/v1/session_management.js';
 import { TaskExecutionDefinition, type TaskExecutionClient } from '../../gen/codegen/v1/task_execution.js';
+import { unCopiedRequests } from './unCopiedRequests.js';
 
 export interface WorkerClientOptions {
   /** Largest message either way, bytes (default 64 MiB, the worker's default). */
@@ -67,7 +68,7 @@ export function createWorkerClient(address: string, options: WorkerClientOptions
     });
   return {
     sessions: factory.create(SessionManagementDefinition, channel),
-    tasks: factory.create(TaskExecutionDefinition, channel),
+    tasks: factory.create(unCopiedRequests(TaskExecutionDefinition), channel),
     artifacts: factory.create(ArtifactServiceDefinition, channel),
     channel,
     close: () => channel.close(),
