@@ -19,6 +19,7 @@ import { sessionManagementService } from './sessionManagementService.js';
 import { taskExecutionService } from './taskExecutionService.js';
 import { tolerantDefinition } from './tolerantDefinition.js';
 import { unCopiedReplies } from './unCopiedReplies.js';
+import { encodeLargeResultReply } from './resultReplyEncoding.js';
 
 export interface GrpcServerOptions {
   address: string;
@@ -73,7 +74,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     withMappedErrors(SessionManagementDefinition, sessionManagementService(options.tasks.pool, options.checkpoints, options.workerId), logger),
   );
   guarded.add(
-    tolerantDefinition(unCopiedReplies(TaskExecutionDefinition)),
+    tolerantDefinition(unCopiedReplies(TaskExecutionDefinition, encodeLargeResultReply)),
     withMappedErrors(TaskExecutionDefinition, taskExecutionService(options.tasks), logger),
   );
   guarded.add(tolerantDefinition(ArtifactServiceDefinition), withMappedErrors(ArtifactServiceDefinition, artifactService(options.artifacts), logger));
