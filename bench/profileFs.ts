@@ -16,10 +16,22 @@ import { startWorker } from '../tests/helpers/worker.js';
  */
 const sizes = process.argv.slice(2).map(Number);
 const worker = await startWorker({ env: { WORKER_LOG_LEVEL: 'info', NODE_OPTIONS: process.env.WORKER_NODE_OPTIONS } });
-const bare = spawn(process.execPath, [new URL('./bareFsServer.js', import.meta.url).pathname], { stdio: ['ignore', 'pipe', 'inherit'] });
-const barePort = await new Promise<number>((resolve) => bare.stdout.once('data', (d: Buffer) => resolve((JSON.parse(d.toString()) as { port: number }).port)));
-const bareTasks = createWorkerClient(`127.0.0.1:${barePort}`, { maxMessageBytes: 256 * 1024 * 1024 }).tasks;
-const raw = new Client(`127.0.0.1:${barePort}`, credentials.createInsecure(), { 'grpc.max_receive_message_length': -1, 'grpc.max_send_message_length': -1 });
+async function startBare(env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, [new URL('./bareFsServer.js', import.meta.url).pathname], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ...env },
+  });
+  const port = await new Promise<number>((resolve) => child.stdout.once('data', (d: Buffer) => resolve((JSON.parse(d.toString()) as { port: number }).port)));
+  return { child, port, tasks: createWorkerClient(`127.0.0.1:${port}`, { maxMessageBytes: 256 * 1024 * 1024 }).tasks };
+}
+const bare = await startBare();
+const wideBare = await startBare({ BARE_SERVER_WINDOW_BYTES: String(16 * 1024 * 1024) });
+const barePort = bare.port;
+const raw = new Client(`127.0.0.1:${barePort}`, credentials.createInsecure(), {
+  'grpc.max_receive_message_length': -1,
+  'grpc.max_send_message_length': -1,
+  'grpc-node.flow_control_window': 16 * 1024 * 1024,
+});
 const identity = (b: Buffer) => b;
 const rawEcho = (b: Buffer) =>
   new Promise<Buffer>((resolve, reject) =>
@@ -38,12 +50,13 @@ try {
     const bytes = Buffer.alloc(mb * 1024 * 1024, 7);
     const b64 = bytes.toString('base64');
     const n = mb <= 1 ? 20 : 5;
-    const rows: Record<string, number[]> = { write: [], read: [], node: [], bareCodec: [], bareBytes: [] };
+    const rows: Record<string, number[]> = { write: [], read: [], node: [], bareCodec: [], bareCodecWide: [], bareBytes: [] };
     for (let i = 0; i < n + 2; i++) {
       const sample: Record<string, number> = {};
       for (const [name, tasks] of [
         ['', worker.tasks],
-        ['bare', bareTasks],
+        ['bareCodec', bare.tasks],
+        ['bareCodecWide', wideBare.tasks],
       ] as const) {
         let w: Awaited<ReturnType<typeof runTask>> | undefined;
         let r: typeof w;
@@ -54,7 +67,7 @@ try {
         if (w?.result?.status !== TaskStatus.STATUS_SUCCESS || r?.result?.outputs.contents?.length !== b64.length)
           throw new Error(`${name} failed ${w?.error ?? r?.error}`);
         if (name === '') Object.assign(sample, { write: tw, read: tr });
-        else sample.bareCodec = tw + tr;
+        else sample[name] = tw + tr;
       }
       sample.node = await time(async () => {
         await writeFile(join(scratch, 'blob.bin'), bytes);
@@ -67,15 +80,16 @@ try {
       for (const key of Object.keys(rows)) rows[key].push(sample[key]);
     }
     const ours = median(rows.write.map((x, i) => x + rows.read[i]));
-    const [node, codec, bytesOnly] = [median(rows.node), median(rows.bareCodec), median(rows.bareBytes)];
+    const [node, codec, wide, bytesOnly] = [median(rows.node), median(rows.bareCodec), median(rows.bareCodecWide), median(rows.bareBytes)];
     console.log(
       `${mb} MB: ours ${ours.toFixed(1)} ms (write ${median(rows.write).toFixed(1)}, read ${median(rows.read).toFixed(1)}) = ${(ours / node).toFixed(2)}× node ${node.toFixed(1)} ms; ` +
-        `bare grpc-js with the codec ${codec.toFixed(1)} ms = ${(codec / node).toFixed(2)}×; bare bytes echo ${bytesOnly.toFixed(1)} ms = ${(bytesOnly / node).toFixed(2)}×`,
+        `bare grpc-js with the codec ${codec.toFixed(1)} ms = ${(codec / node).toFixed(2)}×, its server with a 16 MiB window ${wide.toFixed(1)} ms = ${(wide / node).toFixed(2)}×; bare bytes echo ${bytesOnly.toFixed(1)} ms = ${(bytesOnly / node).toFixed(2)}×`,
     );
   }
 } finally {
   raw.close();
-  bare.kill('SIGKILL');
+  bare.child.kill('SIGKILL');
+  wideBare.child.kill('SIGKILL');
   await worker.stop();
   await rm(scratch, { recursive: true, force: true });
 }
