@@ -37,7 +37,8 @@ export interface WorkerClient {
 /**
  * How many bytes the worker may send ahead of what the client has read, per call and per
  * connection. HTTP/2's default, 64 KiB, made every large reply (fs.read of a megabyte) wait on a
- * round trip of flow control per 64 KiB: a 1 MB read took 5× longer than with this window.
+ * round trip of flow control per 64 KiB: a bare grpc-js echo of 1 MB took 5× longer than with this
+ * window (24 ms against 5, on 2 shared cores).
  */
 const FLOW_CONTROL_WINDOW_BYTES = 16 * 1024 * 1024;
 
