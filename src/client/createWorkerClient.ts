@@ -4,6 +4,7 @@ import { retryMiddleware } from 'nice-grpc-client-middleware-retry';
 import { ArtifactServiceDefinition, type ArtifactServiceClient } from '../../gen/codegen/v1/artifact_service.js';
 import { SessionManagementDefinition, type SessionManagementClient } from '../../gen/codegen/v1/session_management.js';
 import { TaskExecutionDefinition, type TaskExecutionClient } from '../../gen/codegen/v1/task_execution.js';
+import { unCopiedRequests } from './unCopiedRequests.js';
 
 export interface WorkerClientOptions {
   /** Largest message either way, bytes (default 64 MiB, the worker's default). */
@@ -34,6 +35,14 @@ export interface WorkerClient {
 }
 
 /**
+ * How many bytes the worker may send ahead of what the client has read, per call and per
+ * connection. HTTP/2's default, 64 KiB, made every large reply (fs.read of a megabyte) wait on a
+ * round trip of flow control per 64 KiB: a bare grpc-js echo of 1 MB took 5× longer than with this
+ * window (24 ms against 5, on 2 shared cores).
+ */
+const FLOW_CONTROL_WINDOW_BYTES = 16 * 1024 * 1024;
+
+/**
  * Typed clients of the worker's three services on one channel, with deadline middleware, and
  * retry middleware that retries by default only the calls the protos mark safe to repeat
  * (GetSessionStatus, GetCapacity, GetTaskStatus, CancelTask).
@@ -43,6 +52,7 @@ export function createWorkerClient(address: string, options: WorkerClientOptions
   const channel = createChannel(address, options.credentials, {
     'grpc.max_receive_message_length': max,
     'grpc.max_send_message_length': max,
+    'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW_BYTES,
     ...options.channelOptions,
   });
   const token = options.token;
@@ -59,7 +69,7 @@ export function createWorkerClient(address: string, options: WorkerClientOptions
     });
   return {
     sessions: factory.create(SessionManagementDefinition, channel),
-    tasks: factory.create(TaskExecutionDefinition, channel),
+    tasks: factory.create(unCopiedRequests(TaskExecutionDefinition), channel),
     artifacts: factory.create(ArtifactServiceDefinition, channel),
     channel,
     close: () => channel.close(),

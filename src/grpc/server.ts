@@ -18,6 +18,8 @@ import { observeCalls } from './observeCalls.js';
 import { sessionManagementService } from './sessionManagementService.js';
 import { taskExecutionService } from './taskExecutionService.js';
 import { tolerantDefinition } from './tolerantDefinition.js';
+import { unCopiedReplies } from './unCopiedReplies.js';
+import { encodeLargeResultReply } from './resultReplyEncoding.js';
 
 export interface GrpcServerOptions {
   address: string;
@@ -71,7 +73,10 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     tolerantDefinition(SessionManagementDefinition),
     withMappedErrors(SessionManagementDefinition, sessionManagementService(options.tasks.pool, options.checkpoints, options.workerId), logger),
   );
-  guarded.add(tolerantDefinition(TaskExecutionDefinition), withMappedErrors(TaskExecutionDefinition, taskExecutionService(options.tasks), logger));
+  guarded.add(
+    tolerantDefinition(unCopiedReplies(TaskExecutionDefinition, encodeLargeResultReply)),
+    withMappedErrors(TaskExecutionDefinition, taskExecutionService(options.tasks), logger),
+  );
   guarded.add(tolerantDefinition(ArtifactServiceDefinition), withMappedErrors(ArtifactServiceDefinition, artifactService(options.artifacts), logger));
   const reflection = ServerReflection(readFileSync(DESCRIPTORS), SERVICES);
   guarded.add(ServerReflectionService, reflection);

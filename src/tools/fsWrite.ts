@@ -5,15 +5,9 @@ import { errors, quoted } from '../errors.js';
 import { at } from '../storage/beneath.js';
 import { inWorkspace, workspaceSegments } from '../storage/workspacePath.js';
 import { checkArguments, parseEncoding } from './arguments.js';
+import { decodeStrictBase64 } from './base64.js';
 import { requireMode, requireRegularFile, toFileError } from './fileErrors.js';
 import { defineTool } from './tool.js';
-
-/** Standard base64 with padding; checked without a backtracking regex (contents may be huge). */
-function isBase64(text: string): boolean {
-  if (text.length % 4 !== 0) return false;
-  const body = text.endsWith('==') ? text.slice(0, -2) : text.endsWith('=') ? text.slice(0, -1) : text;
-  return !/[^A-Za-z0-9+/]/.test(body);
-}
 
 /**
  * Writes a file in the workspace, creating parent directories. The bytes go to a temporary file
@@ -29,8 +23,9 @@ export const fsWrite = defineTool({
     const segments = workspaceSegments(path);
     if (segments.length === 0) throw errors.invalidPath(path, 'it names the workspace root, not a file');
     const enc = parseEncoding('fs.write', encoding);
-    if (enc === 'base64' && !isBase64(contents)) throw errors.invalidArgument('fs.write contents are not valid base64');
-    return { path, segments, bytes: Buffer.from(contents, enc === 'base64' ? 'base64' : 'utf8') };
+    const bytes = enc === 'base64' ? decodeStrictBase64(contents) : Buffer.from(contents, 'utf8');
+    if (!bytes) throw errors.invalidArgument('fs.write contents are not valid base64');
+    return { path, segments, bytes };
   },
   async run({ path, segments, bytes }, { session }) {
     // What fs.write creates belongs to the session's uid, so its code can change it.

@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { decodeStrictBase64 } from '../../src/tools/base64.js';
+
+/** The definition, one character at a time: what decodeStrictBase64 must agree with. */
+function isStrictBase64(text: string): boolean {
+  if (text.length % 4 !== 0) return false;
+  const body = text.endsWith('==') ? text.slice(0, -2) : text.endsWith('=') ? text.slice(0, -1) : text;
+  return /^[A-Za-z0-9+/]*$/.test(body);
+}
+
+// Characters Node's lenient decoder treats each its own way: the alphabet, padding, URL-safe
+// letters, skipped ASCII, and wide characters whose low byte is in the alphabet (Ł is U+0141).
+const ALPHABET = ['A', 'Q', 'w', '+', '/', '=', '-', '_', ' ', '\n', '\0', '.', 'é', 'Ł', '\u{1F600}'];
+
+function* allStrings(length: number): Generator<string> {
+  if (length === 0) {
+    yield '';
+    return;
+  }
+  for (const head of allStrings(length - 1)) for (const c of ALPHABET) yield head + c;
+}
+
+test('decodeStrictBase64 accepts exactly standard padded base64, every string of four characters from a tricky alphabet', () => {
+  for (const length of [0, 1, 2, 3, 4]) {
+    for (const text of allStrings(length)) {
+      const decoded = decodeStrictBase64(text);
+      assert.equal(decoded !== undefined, isStrictBase64(text), JSON.stringify(text));
+      if (decoded) assert.deepEqual(decoded, Buffer.from(text, 'base64'), JSON.stringify(text));
+    }
+  }
+});
+
+test('decodeStrictBase64 on longer strings: one odd character anywhere is refused, real data round-trips', () => {
+  let seed = 1;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  for (let i = 0; i < 3000; i++) {
+    const bytes = Buffer.from(Array.from({ length: Math.floor(random() * 40) }, () => Math.floor(random() * 256)));
+    const good = bytes.toString('base64');
+    assert.deepEqual(decodeStrictBase64(good), bytes);
+    if (good.length === 0) continue;
+    const at = Math.floor(random() * good.length);
+    const bad = good.slice(0, at) + ALPHABET[Math.floor(random() * ALPHABET.length)] + good.slice(at + 1);
+    assert.equal(decodeStrictBase64(bad) !== undefined, isStrictBase64(bad), JSON.stringify(bad));
+  }
+});
