@@ -16,6 +16,7 @@ import { startHttpServer } from './http/httpServer.js';
 import { opsRoutes } from './http/opsRequests.js';
 import type { Logger } from './logger.js';
 import { HostLock } from './sandbox/hostLock.js';
+import { closeInheritedDescriptors } from './sandbox/inheritedDescriptors.js';
 import { GoLanguage } from './sandbox/go/goLanguage.js';
 import { findOnPath } from './sandbox/hostTools.js';
 import type { Language } from './sandbox/language.js';
@@ -298,6 +299,8 @@ function stopOnSignals(worker: RunningWorker): void {
 
 /** Starts the worker: the data directory locked, the sandbox checked, sessions adopted, then serving. */
 export async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> {
+  const inherited = closeInheritedDescriptors();
+  if (inherited.length > 0) logger.info('closed descriptors the worker inherited, so no sandbox inherits them', { descriptors: inherited });
   const dirs = dataDirectory(config.dataDir);
   const dataLock = await lockDataDirectory(dirs);
   await startTracing('codegen-mcp-worker', { 'service.instance.id': config.workerId, 'service.version': WORKER_VERSION });

@@ -23,6 +23,12 @@ import atexit, builtins, ctypes, json, os, selectors, signal, socket, threading,
 
 SOCKET = sys.argv[1]
 ctl_in, ctl_out = os.dup(0), os.dup(1)
+libc = ctypes.CDLL(None)
+own_name = ctypes.create_string_buffer(16)
+try:
+    libc.prctl(16, own_name, 0, 0, 0)  # PR_GET_NAME
+except Exception:
+    pass
 devnull = os.open(os.devnull, os.O_RDONLY)
 os.dup2(devnull, 0)
 os.close(devnull)
@@ -48,14 +54,38 @@ def connect(token, stream):
     s.sendall(("%s %s\n" % (token, stream)).encode())
     return s
 
-def child(request, gate, told):
+def rename(name):
+    # Only a process's name (comm): a spare waiting for its call is told apart from a call's processes.
+    try:
+        libc.prctl(15, ctypes.c_char_p(name), 0, 0, 0)  # PR_SET_NAME
+    except Exception:
+        pass
+
+def read_request(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    if not chunks:
+        os._exit(1)  # the zygote went away before giving this spare a call
+    return json.loads(b"".join(chunks))
+
+def child(requests, gate, told):
     code = 1
     try:
         os.setsid()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        for fd in (ctl_in, ctl_out, wake_r, wake_w):
+        # Nothing of the zygote's or of other calls' plumbing stays open here: a call's code
+        # must not open another call's gate or read its streams' state.
+        for fd in [ctl_in, ctl_out, wake_r, wake_w, selector.fileno()] + list(gates.values()) + list(connected.values()) + spare_fds():
             os.close(fd)
+        rename(b"codegen-spare")
+        request = read_request(requests)
+        rename(own_name.value)
         # The streams connect while the worker places this child in the task's cgroup; no code
         # of the call runs before the gate opens.
         out, err = connect(request["token"], "stdout"), connect(request["token"], "stderr")
@@ -129,29 +159,62 @@ def child(request, gate, told):
                 pass
         os._exit(code)
 
+# One child is forked ahead of its call, waiting for the call on a pipe: forking (and the child's
+# first page faults) then happen between calls, not during one.
+spare = None  # (pid, requests write end, gate write end, told read end)
+
+def spare_fds():
+    return list(spare[1:]) if spare else []
+
+def fork_child():
+    requests_r, requests_w = os.pipe()
+    gate_r, gate_w = os.pipe()
+    told_r, told_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        for fd in (requests_w, gate_w, told_r):
+            os.close(fd)
+        child(requests_r, gate_r, told_w)
+    for fd in (requests_r, gate_r, told_w):
+        os.close(fd)
+    os.set_blocking(told_r, False)
+    return (pid, requests_w, gate_w, told_r)
+
+def ensure_spare():
+    global spare
+    if spare is None:
+        spare = fork_child()
+
+def take_child():
+    global spare
+    taken, spare = spare, None
+    return taken or fork_child()
+
+def give(requests_w, request):
+    view = memoryview(json.dumps(request).encode())
+    try:
+        while view:
+            view = view[os.write(requests_w, view):]
+    except OSError:
+        pass  # the child is gone (its code's own doing): its exit is reported as usual
+    os.close(requests_w)
+
 def handle(request):
     op = request["op"]
     if op == "run":
-        gate_r, gate_w = os.pipe()
-        told_r, told_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(gate_w)
-            os.close(told_r)
-            child(request, gate_r, told_w)
-        os.close(gate_r)
-        os.close(told_w)
-        os.set_blocking(told_r, False)
+        pid, requests_w, gate_w, told_r = take_child()
         connected[pid] = told_r
         children[pid] = request["id"]
         gates[request["id"]] = gate_w
         pids[request["id"]] = pid
+        give(requests_w, request)
         send({"ev": "forked", "id": request["id"], "pid": pid})
     elif op == "go":
         gate = gates.pop(request["id"], None)
         if gate is not None:
             os.write(gate, b"g")
             os.close(gate)
+        ensure_spare()
     elif op == "kill":
         pid = pids.get(request["id"])
         if pid is not None:
@@ -164,6 +227,7 @@ def handle(request):
                     pass
 
 def reap():
+    global spare
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -171,6 +235,11 @@ def reap():
             return
         if pid == 0:
             return
+        if spare and pid == spare[0]:
+            for fd in spare[1:]:
+                os.close(fd)
+            spare = None  # killed while waiting (by the session's own code): made again later
+            continue
         task = children.pop(pid, None)
         if task is None:
             continue  # an orphan of some task, re-parented here
@@ -193,6 +262,7 @@ selector = selectors.DefaultSelector()
 selector.register(ctl_in, selectors.EVENT_READ, "ctl")
 selector.register(wake_r, selectors.EVENT_READ, "wake")
 buffered = b""
+ensure_spare()
 send({"ev": "ready"})
 while True:
     for key, _ in selector.select():
@@ -205,7 +275,7 @@ while True:
             continue
         chunk = os.read(ctl_in, 1 << 20)
         if not chunk:
-            for pid in list(children):
+            for pid in list(children) + ([spare[0]] if spare else []):
                 try:
                     os.killpg(pid, signal.SIGKILL)
                 except OSError:
