@@ -2,9 +2,10 @@ import { once } from 'node:events';
 import { closeSync, constants, createReadStream, fchmodSync, fchownSync, fstatSync, mkdirSync, openSync, read, write } from 'node:fs';
 import { lchown, mkdir, open as openFile, symlink, type FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { crc32, createDeflateRaw, deflateRaw, type DeflateRaw } from 'node:zlib';
+import { crc32, createDeflateRaw, type DeflateRaw } from 'node:zlib';
 import { errors, faultOf, quoted } from '../errors.js';
 import { at, errnoOf, inDirectoryNoFollow, openChildDirectorySync, openTrustedDirectory } from './beneath.js';
+import { deflateLevel1 } from './compressionThreads.js';
 import { DirectoryCursor } from './directoryCursor.js';
 import type { Owner } from './owner.js';
 import { linkStaysWithin, type Tree, type TreeEntry } from './fileTree.js';
@@ -73,7 +74,6 @@ const SAMPLE_BYTES = 4096;
 /** Above this many bits of entropy per byte a sample is taken as incompressible, and stored. */
 const INCOMPRESSIBLE_BITS = 7.5;
 
-const deflateRawAsync = promisify(deflateRaw);
 const readAsync = promisify(read);
 const writeAsync = promisify(write);
 
@@ -143,7 +143,7 @@ async function prepareFile(cursors: OpenCursors, path: string, entry: TreeEntry)
   }
   const crc = crc32(bytes);
   if (worthDeflating(bytes)) {
-    const deflated = await deflateRawAsync(bytes, { level: 1 });
+    const deflated = await deflateLevel1(bytes);
     if (deflated.length < bytes.length) return { whole: { ...header, method: METHOD_DEFLATE, crc, size: bytes.length, data: deflated } };
   }
   return { whole: { ...header, crc, size: bytes.length, data: bytes } };
@@ -279,7 +279,8 @@ async function addEntries(zip: ZipWriter, cursors: OpenCursors, tree: Tree, incl
 
 /** sha256 of a file, streamed. */
 export async function sha256Of(file: string): Promise<string> {
-  return (await hashOf(createReadStream(file))).sha256;
+  // 1 MB reads instead of the default 64 kB: a sixteenth of the round trips for a large archive.
+  return (await hashOf(createReadStream(file, { highWaterMark: 1 << 20 }))).sha256;
 }
 
 interface ArchiveEntry {

@@ -1,7 +1,8 @@
 import { read } from 'node:fs';
 import { pipeline, Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { crc32, createInflateRaw, inflateRaw } from 'node:zlib';
+import { crc32, createInflateRaw } from 'node:zlib';
+import { inflateAtMost } from './compressionThreads.js';
 
 /**
  * Reading a zip by its central directory, from an open descriptor with positional reads: the
@@ -34,7 +35,6 @@ const MAX_DIRECTORY_BYTES = 512 << 20;
 export const WHOLE_ENTRY_BYTES = 8 << 20;
 
 const readAsync = promisify(read);
-const inflateRawAsync = promisify(inflateRaw);
 
 async function readAt(fd: number, length: number, position: number): Promise<Buffer> {
   const buffer = Buffer.allocUnsafe(length);
@@ -146,7 +146,7 @@ export async function readZipEntry(fd: number, entry: ZipDirectoryEntry): Promis
   if (entry.size > WHOLE_ENTRY_BYTES || entry.compressedSize > WHOLE_ENTRY_BYTES) throw new ZipFormatError('an entry too large to read whole');
   const stored = await readAt(fd, entry.compressedSize, await dataOffset(fd, entry));
   if (entry.method === METHOD_STORE) return checked(entry, stored);
-  const inflated = await inflateRawAsync(stored, { maxOutputLength: Math.max(1, entry.size) }).catch((err: Error) => {
+  const inflated = await inflateAtMost(stored, entry.size).catch((err: Error) => {
     throw new ZipFormatError(`entry ${JSON.stringify(entry.name.slice(0, 200))} does not inflate (${err.message})`);
   });
   return checked(entry, inflated);
