@@ -21,6 +21,8 @@ export interface CheckpointBenchResult {
   /** The 1 GB workspace: its full checkpoint once, then incremental ones after touching one file. */
   largeFullMs: number;
   incrementalMs: number[];
+  /** The floor of a stat-based scan of that workspace: find(1) printing each entry's size, mtime and mode, in C. */
+  findMs: number[];
 }
 
 /** 100 MB: half random (incompressible) in 100 kB files, half text in 25 kB files. */
@@ -69,7 +71,9 @@ export async function checkpointBench(worker: RunningWorker, scratch: string, ro
       if ((made.metadata?.modifiedFiles.length ?? 0) !== 1)
         throw new Error(`the incremental checkpoint names ${made.metadata?.modifiedFiles.length} files, not 1`);
     }
-    return { megabytes: 100, checkpointMs, zipMs, restoreMs, unzipMs, largeFullMs, incrementalMs };
+    const largeWorkspace = join(worker.dataDir, 'sessions', large, 'disk', 'workspace');
+    const findMs = await timed(rounds, () => spawnOnce('find', [largeWorkspace, '-printf', '%y %s %T@ %m\\n']));
+    return { megabytes: 100, checkpointMs, zipMs, restoreMs, unzipMs, largeFullMs, incrementalMs, findMs };
   } finally {
     for (const sessionId of sessions) await worker.sessions.destroySession({ sessionId }).catch(() => undefined);
   }

@@ -17,7 +17,7 @@ try {
     [
       `checkpoint MB/s ${show(rate(r.checkpointMs))} | zip -r ${show(rate(r.zipMs))} | ratio ${(median(rate(r.checkpointMs)) / median(rate(r.zipMs))).toFixed(3)}`,
       `restore    MB/s ${show(rate(r.restoreMs))} | unzip  ${show(rate(r.unzipMs))} | ratio ${(median(rate(r.restoreMs)) / median(rate(r.unzipMs))).toFixed(3)}`,
-      `1 GB: full checkpoint ${r.largeFullMs.toFixed(0)} ms; incremental after one file changed ms ${show(r.incrementalMs)}`,
+      `1 GB: full checkpoint ${r.largeFullMs.toFixed(0)} ms; incremental after one file changed ms ${show(r.incrementalMs)}; find -printf over it ms ${show(r.findMs)}`,
     ].join('\n') + '\n',
   );
 } finally {
