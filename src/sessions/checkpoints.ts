@@ -68,14 +68,15 @@ export class Checkpoints {
       const tree = await sessionTree(session);
       const parent = incremental ? session.lastCheckpoint : undefined;
       const { changed, deleted } = diffTrees(parent?.tree ?? new Map<string, TreeEntry>(), tree);
-      const sinceBaseline = diffTrees(session.baselineTree, tree);
+      // modified_files: since the parent, or (a full checkpoint) since what the session started from.
+      const sinceBaseline = parent ? { changed, deleted } : diffTrees(session.baselineTree, tree);
       const record: SessionCheckpoint = {
         checkpointId,
         sessionId: session.id,
         createdAtMs: Date.now(),
         checksumSha256: '',
         installedPackages: await session.sandbox.installedPackages(),
-        modifiedFiles: parent ? workspacePaths([...changed, ...deleted]).sort() : workspacePaths([...sinceBaseline.changed, ...sinceBaseline.deleted]).sort(),
+        modifiedFiles: workspacePaths([...sinceBaseline.changed, ...sinceBaseline.deleted]).sort(),
         workspaceId: session.workspaceId,
         userId: session.userId,
         config: session.config,

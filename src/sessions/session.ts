@@ -196,7 +196,10 @@ export class Session {
   /** A checkpoint made or restored: remembered, on disk too, as the parent of the next incremental one. */
   async rememberCheckpoint(id: string, tree: Tree): Promise<void> {
     this.previousCheckpoint = { id, tree };
-    await this.store.writeExtra(this.id, CHECKPOINT_TREE, { id, entries: [...tree] });
+    // Not fsynced (megabytes for a large workspace, on every checkpoint): a tree a crash loses or
+    // leaves stale does not match the record's checkpoint id, and the next incremental checkpoint
+    // is then a full one (loadTrees).
+    await this.store.writeExtra(this.id, CHECKPOINT_TREE, { id, entries: [...tree] }, false);
     await this.persist();
   }
 

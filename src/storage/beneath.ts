@@ -1,4 +1,4 @@
-import { constants } from 'node:fs';
+import { constants, openSync } from 'node:fs';
 import { lstat, mkdir, open, readlink, type FileHandle } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import type { Owner } from './owner.js';
@@ -29,11 +29,11 @@ export class OutsideTreeError extends Error {
   }
 }
 
-/** The path naming `name` inside the open directory `dir`, looked up by the kernel from the descriptor. */
-export function at(dir: FileHandle, name: string): string {
+/** The path naming `name` inside the open directory `dir` (a handle or a descriptor), looked up by the kernel from the descriptor. */
+export function at(dir: FileHandle | number, name: string): string {
   if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0'))
     throw new Error(`not a single path component: ${JSON.stringify(name)}`);
-  return `/proc/self/fd/${dir.fd}/${name}`;
+  return `/proc/self/fd/${typeof dir === 'number' ? dir : dir.fd}/${name}`;
 }
 
 /** Opens a directory the worker itself trusts the path of (its own data directory). */
@@ -44,6 +44,14 @@ export function openTrustedDirectory(path: string): Promise<FileHandle> {
 /** Opens `name` in `dir` as a directory; a symlink or a file there fails (ENOTDIR/ELOOP). */
 export function openChildDirectory(dir: FileHandle, name: string): Promise<FileHandle> {
   return open(at(dir, name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+}
+
+/**
+ * openChildDirectory as one synchronous call, for walks that visit thousands of directories (a
+ * thread-pool round trip each would cost more than the call). The caller closes the descriptor.
+ */
+export function openChildDirectorySync(dir: FileHandle | number, name: string): number {
+  return openSync(at(dir, name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
 }
 
 /** Opens `name` in `dir` for reading without following a link or blocking on a FIFO. */

@@ -1,8 +1,8 @@
-import type { Stats } from 'node:fs';
-import { lstat, readdir, readlink, type FileHandle } from 'node:fs/promises';
+import { closeSync, lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import { lstat, readdir, type FileHandle } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { errors } from '../errors.js';
-import { at, inDirectoryNoFollow, openChildDirectory, openTrustedDirectory } from './beneath.js';
+import { at, inDirectoryNoFollow, openChildDirectorySync, openTrustedDirectory } from './beneath.js';
 
 /** What a checkpoint remembers of one path, to tell later whether it changed. */
 export interface TreeEntry {
@@ -36,42 +36,66 @@ export async function listDirectory(dir: FileHandle): Promise<{ name: string; st
   return entries;
 }
 
+/** Longest a walk holds the event loop with its synchronous calls before it lets other work run. */
+const WALK_SLICE_MS = 5;
+
 /**
  * Visits every entry under the directory at `rootPath` (a path the worker trusts), depth first,
  * names sorted. Each directory is opened from its parent's descriptor without following links
  * (storage/beneath.ts), so the session changing the tree meanwhile can hide entries from the
  * walk but never lead it outside. `tooDeep` is called for a directory at MAX_TREE_DEPTH, whose
  * contents are not visited; paths in `skip` (relative) are neither visited nor entered.
+ *
+ * The calls are synchronous (an lstat is a few µs, a thread-pool round trip several times that,
+ * and a checkpoint of a large workspace makes one per file), in slices of WALK_SLICE_MS between
+ * which other work runs. `dir` is the descriptor of the directory holding the entry.
  */
 export async function walkTree(
   rootPath: string,
-  visit: (relPath: string, st: Stats, dir: FileHandle, name: string) => Promise<void> | void,
+  visit: (relPath: string, st: Stats, dir: number, name: string) => void,
   tooDeep: (relPath: string) => void = () => undefined,
   skip: ReadonlySet<string> = new Set(),
 ): Promise<void> {
   const root = await openTrustedDirectory(rootPath).catch(() => undefined);
   if (!root) return;
-  const walk = async (dir: FileHandle, rel: string, depth: number): Promise<void> => {
-    for (const { name, st } of await listDirectory(dir)) {
+  let sliceEnd = performance.now() + WALK_SLICE_MS;
+  const walk = async (dir: number, rel: string, depth: number): Promise<void> => {
+    let names: string[];
+    try {
+      names = readdirSync(`/proc/self/fd/${dir}`).sort();
+    } catch {
+      return; // gone meanwhile
+    }
+    for (const name of names) {
+      if (performance.now() > sliceEnd) {
+        await new Promise((resolve) => setImmediate(resolve));
+        sliceEnd = performance.now() + WALK_SLICE_MS;
+      }
       const relPath = rel ? `${rel}/${name}` : name;
       if (skip.has(relPath)) continue;
-      await visit(relPath, st, dir, name);
+      const st = lstatSync(at(dir, name), { throwIfNoEntry: false });
+      if (!st) continue;
+      visit(relPath, st, dir, name);
       if (!st.isDirectory()) continue;
       if (depth + 1 >= MAX_TREE_DEPTH) {
         tooDeep(relPath);
         continue;
       }
-      const child = await openChildDirectory(dir, name).catch(() => undefined); // gone or swapped meanwhile
-      if (!child) continue;
+      let child: number;
+      try {
+        child = openChildDirectorySync(dir, name);
+      } catch {
+        continue; // gone or swapped meanwhile
+      }
       try {
         await walk(child, relPath, depth + 1);
       } finally {
-        await child.close();
+        closeSync(child);
       }
     }
   };
   try {
-    await walk(root, '', 0);
+    await walk(root.fd, '', 0);
   } finally {
     await root.close();
   }
@@ -82,11 +106,16 @@ export async function scanTree(root: string, prefix = '', skip: readonly string[
   const tree: Tree = new Map();
   await walkTree(
     root,
-    async (relPath, st, dir, name) => {
+    (relPath, st, dir, name) => {
       if (tree.size >= MAX_CHECKPOINT_ENTRIES)
         throw errors.tooLarge(`the session holds more than ${MAX_CHECKPOINT_ENTRIES} files and directories, more than a checkpoint holds`);
       if (st.isSymbolicLink()) {
-        const target = await readlink(at(dir, name)).catch(() => undefined);
+        let target: string | undefined;
+        try {
+          target = readlinkSync(at(dir, name));
+        } catch {
+          // gone meanwhile
+        }
         if (target !== undefined) tree.set(`${prefix}${relPath}`, { type: 'symlink', size: 0, mtimeMs: st.mtimeMs, mode: st.mode & 0o7777, target });
       } else if (st.isDirectory()) {
         tree.set(`${prefix}${relPath}`, { type: 'directory', size: 0, mtimeMs: 0, mode: st.mode & 0o7777 });
@@ -131,12 +160,14 @@ function same(a: TreeEntry, b: TreeEntry): boolean {
 
 /** Paths added or changed in `now` since `before`, and paths gone from it. */
 export function diffTrees(before: Tree, now: Tree): { changed: string[]; deleted: string[] } {
-  const changed = [...now].filter(([path, entry]) => {
+  const changed: string[] = [];
+  const deleted: string[] = [];
+  for (const [path, entry] of now) {
     const old = before.get(path);
-    return !old || !same(old, entry);
-  });
-  const deleted = [...before.keys()].filter((path) => !now.has(path));
-  return { changed: changed.map(([path]) => path), deleted };
+    if (!old || !same(old, entry)) changed.push(path);
+  }
+  for (const path of before.keys()) if (!now.has(path)) deleted.push(path);
+  return { changed, deleted };
 }
 
 /** Names in the directory `segments` below `root`, reached without following links; [] when there is none. */

@@ -41,7 +41,8 @@ export interface WorkspaceStore {
   writeRecord(sessionId: string, record: unknown, durable: boolean): Promise<void>;
   /** A file of the session's kept beside its record (checkpoint trees). */
   readExtra<T>(sessionId: string, name: string, isValid: (value: unknown) => boolean): Promise<T | undefined>;
-  writeExtra(sessionId: string, name: string, value: unknown): Promise<void>;
+  /** Written atomically; fsynced too unless `durable` is false. */
+  writeExtra(sessionId: string, name: string, value: unknown, durable?: boolean): Promise<void>;
 }
 
 /** The layout of one session's directory (see WorkspaceStore). */
@@ -106,7 +107,7 @@ export class LocalWorkspaceStore implements WorkspaceStore {
     return raw === undefined ? undefined : parseRecord<T>(raw, isValid);
   }
 
-  async writeExtra(sessionId: string, name: string, value: unknown): Promise<void> {
-    await writeJsonAtomically(join(this.directories(sessionId).root, name), value, true);
+  async writeExtra(sessionId: string, name: string, value: unknown, durable = true): Promise<void> {
+    await writeJsonAtomically(join(this.directories(sessionId).root, name), value, durable);
   }
 }
