@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 
-/** Helpers of the bench's scenarios (bench/run.ts has its own copies until the lead folds them into these). */
+/** Helpers of the bench's scenarios. */
 
 /** Runs `command` to its end; rejects with its stderr when it fails. */
 export function spawnOnce(command: string, args: string[], cwd?: string): Promise<void> {
