@@ -155,6 +155,7 @@ export function confine(command: string[], cwd: string, env: Record<string, stri
       cwd: processCwd,
       env: { ...LAUNCHER_ENV, CODEGEN_CGROUP_PROCS: confinement.cgroup.procsFiles.join(' ') },
       filter,
+      group: confinement.cgroup,
     };
   }
   return { executable: chain[0], args: chain.slice(1), cwd: processCwd, env: { ...LAUNCHER_ENV }, filter };

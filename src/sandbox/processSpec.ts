@@ -1,3 +1,4 @@
+import type { Cgroup } from './cgroups.js';
 import type { PhaseClock } from '../telemetry/taskPhases.js';
 // What a process run is: the spec of what to start, how its output is handled, and what comes
 // back. Shared by runProcess and the output capture it drives.
@@ -14,6 +15,12 @@ export interface ProcessSpec {
   stdin?: string;
   /** Bytes the process reads on descriptor 3 (a seccomp filter for bubblewrap). */
   filter?: Buffer | undefined;
+  /**
+   * The task's cgroup, which the process joins before anything of the task runs: every process
+   * the task starts is in it and none can leave (cgroup.procs is root's), so the task ends by
+   * killing the group rather than by finding its marker in every process of the host.
+   */
+  group?: Cgroup | undefined;
 }
 
 export type OutputSource = 'stdout' | 'stderr';

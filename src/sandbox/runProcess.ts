@@ -3,6 +3,7 @@ import type { Writable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { captureOutput, exitCodeOf } from './outputCapture.js';
 import { killTaskProcesses, TASK_MARKER_VARIABLE } from './processTree.js';
+import type { Cgroup } from './cgroups.js';
 import type { ProcessResult, ProcessSpec, RunOptions } from './processSpec.js';
 
 /** spawn's stdio for a spec: descriptor 3 added when the spec has a filter to hand over. */
@@ -16,6 +17,16 @@ export function handOverFilter(spec: ProcessSpec, child: ChildProcess): void {
   const pipe = child.stdio[3] as Writable | null;
   pipe?.on('error', () => undefined);
   pipe?.end(spec.filter);
+}
+
+/** The launcher's own process group (before it joined the group), then everything in the task's group. */
+async function killGroup(pid: number | undefined, group: Cgroup): Promise<void> {
+  try {
+    if (pid !== undefined) process.kill(-pid, 'SIGKILL');
+  } catch {
+    // gone already
+  }
+  await group.killProcesses();
 }
 
 /** A fresh value for TASK_MARKER_VARIABLE. */
@@ -45,7 +56,8 @@ export async function runProcess(spec: ProcessSpec, options: RunOptions): Promis
   });
   exited.catch(() => undefined);
 
-  const kill = () => void killTaskProcesses(child.pid, marker);
+  const killAll = () => (spec.group ? killGroup(child.pid, spec.group) : killTaskProcesses(child.pid, marker));
+  const kill = () => void killAll();
   options.signal.addEventListener('abort', kill, { once: true });
   try {
     child.stdin.on('error', () => undefined); // the process may exit without reading its input
@@ -59,11 +71,11 @@ export async function runProcess(spec: ProcessSpec, options: RunOptions): Promis
     options.phases?.mark('run');
     // Whatever the process left running (background children) dies with it; that also closes
     // the pipes those children held, so the capture can finish.
-    await killTaskProcesses(child.pid, marker);
+    await killAll();
     const { stdout, stderr, outputLimitExceeded } = await capture;
     return { exitCode: exitCodeOf(code, signal), stdout, stderr, outputLimitExceeded };
   } catch (err) {
-    await killTaskProcesses(child.pid, marker);
+    await killAll();
     throw err;
   } finally {
     options.signal.removeEventListener('abort', kill);
