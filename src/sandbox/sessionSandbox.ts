@@ -15,7 +15,7 @@ import type { KilledBy, ProcessResult, RunOptions, RunningProcess, SandboxedResu
 import { measureProcessTrees, TASK_MARKER_VARIABLE, type ProcessUsage } from './processTree.js';
 import { newTaskMarker, runProcess } from './runProcess.js';
 import type { SandboxContext } from './sandboxContext.js';
-import { WarmInterpreter, WarmUnavailableError, type TaskGroupSlot, type WarmProgram } from './warmInterpreter.js';
+import { WarmInterpreter, WarmUnavailableError, type WarmProgram } from './warmInterpreter.js';
 
 export interface SessionSandboxParts {
   workspace: string;
@@ -182,7 +182,7 @@ export class SessionSandbox {
     const warm = await this.warmInterpreter(launch.command, this.inside.workspace, this.codeEnv(this.languageRun.env), this.codeMounts());
     if (!warm) return undefined;
     try {
-      return await this.inTaskGroup(taskLimits, options, (slot, opts) => warm.run(program(launch.runsCode), opts, slot!));
+      return await this.inTaskGroup(taskLimits, options, (group, opts) => warm.run(program(launch.runsCode), opts, group!));
     } catch (err) {
       if (!(err instanceof WarmUnavailableError)) throw err;
       return undefined;
@@ -240,9 +240,7 @@ export class SessionSandbox {
       rlimits: { openFiles: SANDBOX_OPEN_FILES },
       seccomp: this.host.seccomp,
     });
-    const sessionGroup = this.parts.cgroup;
-    const spareGroups = sessionGroup && (() => sessionGroup.child(`task-${++this.taskCounter}`, {}));
-    return WarmInterpreter.start(socket.host, this.parts.owner, launch, this.host.options.logger, spareGroups);
+    return WarmInterpreter.start(socket.host, this.parts.owner, launch, this.host.options.logger);
   }
 
   private async stopWarm(): Promise<void> {
@@ -386,8 +384,7 @@ export class SessionSandbox {
     options: RunOptions & { stdin?: string; seccomp?: Buffer | undefined },
   ): Promise<SandboxedResult> {
     const controllers = this.host.cgroups?.controllers ?? [];
-    return this.inTaskGroup(taskLimits, options, (slot, opts, memoryMb) => {
-      const group = slot?.group;
+    return this.inTaskGroup(taskLimits, options, (group, opts, memoryMb) => {
       const marker = newTaskMarker();
       const spec = confine(
         command,
@@ -420,7 +417,7 @@ export class SessionSandbox {
   private async inTaskGroup(
     taskLimits: TaskLimits,
     options: RunOptions,
-    start: (slot: TaskGroupSlot | undefined, options: RunOptions, memoryMb: number | undefined) => Promise<ProcessResult>,
+    start: (group: Cgroup | undefined, options: RunOptions, memoryMb: number | undefined) => Promise<ProcessResult>,
   ): Promise<SandboxedResult> {
     const memoryMb = smallestPositive(taskLimits.maxMemoryMb, this.parts.limits.maxMemoryMb);
     const cpuPercent = smallestPositive(taskLimits.maxCpuPercent, this.parts.limits.maxCpuPercent);
@@ -428,18 +425,15 @@ export class SessionSandbox {
     // group gets limits only where the task narrows them.
     const session = this.parts.limits;
     options.phases?.mark('setup');
-    const limits: CgroupLimits = {
+    const group = await this.taskGroup({
       memoryBytes: memoryMb && memoryMb !== session.maxMemoryMb ? memoryMb * 1024 * 1024 : undefined,
       cpuPercent: cpuPercent !== session.maxCpuPercent ? cpuPercent : undefined,
-    };
-    const made = await this.taskGroup(limits);
-    // A warm call may swap in the group its child was placed in ahead (WarmInterpreter.run).
-    const slot = made && { group: made, limits };
+    });
     options.phases?.mark('cgroup');
     let running: RunningProcess | undefined;
     try {
       const result = await start(
-        slot,
+        group,
         {
           ...options,
           maxOutputBytes: this.host.options.maxTaskOutputBytes,
@@ -451,12 +445,12 @@ export class SessionSandbox {
         },
         memoryMb,
       );
-      return { ...result, killedBy: await this.killedBy(result, slot?.group) };
+      return { ...result, killedBy: await this.killedBy(result, group) };
     } finally {
       if (running) this.live.delete(running);
       // Nothing of the task may outlive it; removing the empty group can wait.
-      await slot?.group.killProcesses().catch(() => undefined);
-      void slot?.group.destroy().catch(() => undefined);
+      await group?.killProcesses().catch(() => undefined);
+      void group?.destroy().catch(() => undefined);
       options.phases?.mark('exit');
     }
   }

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import type { Logger } from '../logger.js';
-import type { Cgroup, CgroupLimits } from './cgroups.js';
+import type { Cgroup } from './cgroups.js';
 import { captureOutput } from './outputCapture.js';
 import { handOverFilter, stdioOf } from './runProcess.js';
 import type { ProcessResult, ProcessSpec, RunOptions } from './processSpec.js';
@@ -39,12 +39,6 @@ export class WarmUnavailableError extends Error {
 const MAX_PENDING_INPUT = 64 * 1024 * 1024;
 /** How long a child's output may take to end after the child and its task group are gone. */
 const STREAM_DRAIN_MS = 2000;
-/** A call's task group and the limits it gets (run may hand it a group made ahead instead). */
-export interface TaskGroupSlot {
-  group: Cgroup;
-  limits: CgroupLimits;
-}
-
 /** What a warm call runs: code, as `python -` would, or a program exec'd from the forked child. */
 export type WarmProgram = { code: string } | { exec: { argv: string[]; cwd: string; env: Record<string, string>; stdin?: string } };
 
@@ -133,16 +127,6 @@ export class WarmInterpreter {
   started = false;
   /** Events about runs no longer waiting (late but legitimate after a kill), bounded. */
   private strayEvents = 0;
-  /** Spare announcements the zygote may still make: one at its start and one per call let go. */
-  private spareAllowance = 1;
-  /** The child forked ahead, once placed in a task group of its own. */
-  private spare: Promise<{ nsPid: number; hostPid: number; group: Cgroup } | undefined> | undefined;
-  /** Settles once the zygote's host pid is known (ownChild needs it). */
-  private readonly located = deferred<void>();
-  /** An empty task group to place the next spare in. */
-  private freeGroup: Cgroup | undefined;
-  /** Makes a task group for a spare; undefined: spares are not placed ahead. */
-  private spareGroups: (() => Promise<Cgroup>) | undefined;
 
   private constructor(
     private readonly process: ChildProcess,
@@ -161,13 +145,7 @@ export class WarmInterpreter {
    * Starts the zygote. `launch` is the confined command for `python -u -c <zygote> <socket>`,
    * given the socket path as the zygote will see it.
    */
-  static async start(
-    socketPath: string,
-    owner: Owner | undefined,
-    launch: ProcessSpec,
-    logger: Logger,
-    spareGroups?: () => Promise<Cgroup>,
-  ): Promise<WarmInterpreter> {
+  static async start(socketPath: string, owner: Owner | undefined, launch: ProcessSpec, logger: Logger): Promise<WarmInterpreter> {
     await mkdir(dirname(socketPath), { recursive: true, mode: 0o755 });
     await rm(socketPath, { force: true });
     let instance: WarmInterpreter | undefined;
@@ -182,7 +160,6 @@ export class WarmInterpreter {
     const child = spawn(launch.executable, launch.args, { cwd: launch.cwd, env: launch.env, stdio: stdioOf(launch), detached: true });
     handOverFilter(launch, child);
     instance = new WarmInterpreter(child, server, socketPath, owner, logger, 0);
-    instance.spareGroups = spareGroups;
     const ready = deferred<void>();
     const lines = new LineSplitter();
     child.stdout!.setEncoding('utf8');
@@ -226,7 +203,6 @@ export class WarmInterpreter {
     }
     // In a pid namespace the zygote is bwrap's grandchild; without one it is the process itself.
     instance.zygoteHostPid = (await hostPidBelow(child.pid!, 2, 3)) ?? child.pid!;
-    instance.located.resolve();
     return instance;
   }
 
@@ -234,12 +210,7 @@ export class WarmInterpreter {
    * Runs code (or execs a program: `argv` in `cwd` with exactly `env`) in a fresh child that
    * joins `group` first; resolves when it has exited.
    */
-  /**
-   * Runs one call. `slot` holds the task's group and limits: a child the zygote forked ahead and
-   * the worker already placed (placeSpare) brings its own group, which then takes the slot's
-   * place (with its limits), and the slot's empty group is kept for the next spare.
-   */
-  async run(program: WarmProgram, options: RunOptions, slot: TaskGroupSlot): Promise<ProcessResult> {
+  async run(program: WarmProgram, options: RunOptions, group: Cgroup): Promise<ProcessResult> {
     if (this.dead) throw new WarmUnavailableError('the warm interpreter is not running');
     const id = this.nextId++;
     const token = randomBytes(16).toString('hex');
@@ -248,7 +219,7 @@ export class WarmInterpreter {
     this.byToken.set(token, run);
     const kill = () => {
       this.send({ op: 'kill', id });
-      void slot.group.killProcesses();
+      void group.killProcesses();
     };
     const sockets: Socket[] = [];
     try {
@@ -261,27 +232,15 @@ export class WarmInterpreter {
         this.send({ op: 'kill', id });
         options.signal.throwIfAborted();
       }
-      const hostPid = this.ownChild(forked!.pid);
-      const placed = await this.placedSpare(forked!.pid, hostPid);
-      if (placed) {
-        await placed.setLimits(slot.limits);
-        // The group made for the call is kept for the next spare only while it has no limits of its own.
-        const narrowed = slot.limits.memoryBytes !== undefined || slot.limits.cpuPercent !== undefined || slot.limits.maxProcesses !== undefined;
-        if (narrowed || this.freeGroup) void slot.group.destroy().catch(() => undefined);
-        else this.freeGroup = slot.group;
-        slot.group = placed;
-      } else {
-        await slot.group.addProcess(hostPid);
-      }
+      await group.addProcess(this.ownChild(forked!.pid));
       options.onStart?.({ pid: forked!.pid, marker: '' });
       // From here on, an abort ends the child whatever the zygote does (or does not) say.
       const killed = onAbort(options.signal, async () => {
         kill();
-        await slot.group.killProcesses();
+        await group.killProcesses();
         return KILLED;
       });
       await options.recorded;
-      this.spareAllowance++;
       this.send({ op: 'go', id });
       options.phases?.mark('fork');
 
@@ -305,7 +264,7 @@ export class WarmInterpreter {
       options.phases?.mark('run');
       // What the code left running dies with it, which also closes the sockets it held; a
       // stream something else keeps open is cut after a short wait.
-      await slot.group.killProcesses();
+      await group.killProcesses();
       const drained = setTimeout(() => sockets.forEach((s) => s.destroy()), STREAM_DRAIN_MS);
       try {
         const { stdout: out, stderr: err, outputLimitExceeded } = await capture;
@@ -326,52 +285,6 @@ export class WarmInterpreter {
    * have the worker move, and later kill, a process of the host). The check and the move are
    * microseconds apart; a pid reused in between would need the whole pid space cycled.
    */
-  /**
-   * The zygote says it forked `nsPid` ahead of the next call: it is moved into a task group of its
-   * own now, off the next call's path (moving a process waits for an RCU grace period). Only one
-   * announcement per call is taken (more is a zygote flooding the worker), and only a process
-   * still where a fresh child is, in the zygote's own groups, is moved (never a task's process).
-   */
-  private placeSpare(nsPid: number): void {
-    if (--this.spareAllowance < 0) throw new ZygoteProtocolError('it announced more spare children than calls');
-    const previous = this.spare;
-    this.spare = (async () => {
-      await this.located.promise; // the first spare is announced right after `ready`
-      const hostPid = this.ownChild(nsPid);
-      const unused = await previous;
-      if (unused) await unused.group.killProcesses(); // a spare that was never called: nothing of it stays
-      let group = unused?.group;
-      if (!group) [group, this.freeGroup] = [this.freeGroup, undefined];
-      if (!group && this.spareGroups && !this.dead) group = await this.spareGroups();
-      if (!group) return undefined;
-      if (procFile(`/proc/${hostPid}/cgroup`) !== procFile(`/proc/${this.zygoteHostPid}/cgroup`)) {
-        this.freeGroup = group;
-        return undefined;
-      }
-      try {
-        await group.addProcess(hostPid);
-      } catch {
-        this.freeGroup = group; // gone meanwhile
-        return undefined;
-      }
-      return { nsPid, hostPid, group };
-    })().catch(() => undefined);
-  }
-
-  /** The group the child forked for a call was placed in ahead, when it is that spare and still there. */
-  private async placedSpare(nsPid: number, hostPid: number): Promise<Cgroup | undefined> {
-    const spare = await this.spare;
-    if (!spare || spare.nsPid !== nsPid || spare.hostPid !== hostPid) return undefined;
-    this.spare = undefined;
-    // A recycled pid would still sit in the zygote's groups, not in the spare's.
-    if (procFile(`/proc/${hostPid}/cgroup`) === procFile(`/proc/${this.zygoteHostPid}/cgroup`)) {
-      if (this.freeGroup) void spare.group.destroy().catch(() => undefined);
-      else this.freeGroup = spare.group;
-      return undefined;
-    }
-    return spare.group;
-  }
-
   private ownChild(nsPid: number): number {
     const hostPid = childByNamespacePid(this.zygoteHostPid, nsPid);
     const status = hostPid === undefined ? undefined : procStatus(hostPid);
@@ -408,7 +321,6 @@ export class WarmInterpreter {
   }
 
   private onEvent(event: Exclude<ZygoteEvent, { ev: 'ready' }>): void {
-    if (event.ev === 'spare') return this.placeSpare(event.pid);
     const run = this.pending.get(event.id);
     if (!run) {
       // A run the worker gave up on may still be reported, at most twice (forked, exit): more,

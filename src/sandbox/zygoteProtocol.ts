@@ -6,10 +6,7 @@
  */
 
 export type ZygoteEvent =
-  | { ev: 'ready' }
-  | { ev: 'spare'; pid: number }
-  | { ev: 'forked'; id: number; pid: number }
-  | { ev: 'exit'; id: number; code: number | null; signal: number | null; connected: boolean };
+  { ev: 'ready' } | { ev: 'forked'; id: number; pid: number } | { ev: 'exit'; id: number; code: number | null; signal: number | null; connected: boolean };
 
 export class ZygoteProtocolError extends Error {
   override name = 'ZygoteProtocolError';
@@ -35,9 +32,6 @@ export function parseZygoteEvent(line: string): ZygoteEvent {
   switch (event.ev) {
     case 'ready':
       return { ev: 'ready' };
-    case 'spare':
-      if (isId(event.pid)) return { ev: 'spare', pid: event.pid };
-      throw new ZygoteProtocolError('a spare event without a valid pid');
     case 'forked':
       if (isId(event.id) && isId(event.pid)) return { ev: 'forked', id: event.id, pid: event.pid };
       throw new ZygoteProtocolError('a forked event without a valid id and pid');

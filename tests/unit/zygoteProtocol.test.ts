@@ -5,7 +5,6 @@ import { LineSplitter, MAX_ZYGOTE_LINE, parseZygoteEvent, ZygoteProtocolError } 
 test('the zygote events the worker expects parse to themselves', () => {
   assert.deepEqual(parseZygoteEvent('{"ev":"ready"}'), { ev: 'ready' });
   assert.deepEqual(parseZygoteEvent('{"ev":"forked","id":3,"pid":17}'), { ev: 'forked', id: 3, pid: 17 });
-  assert.deepEqual(parseZygoteEvent('{"ev":"spare","pid":4}'), { ev: 'spare', pid: 4 });
   assert.deepEqual(parseZygoteEvent('{"ev":"exit","id":3,"code":0,"signal":null,"connected":true}'), {
     ev: 'exit',
     id: 3,
@@ -32,9 +31,6 @@ test('anything else from the zygote is a protocol error, never a crash', () => {
     '"ready"',
     '{}',
     '{"ev":"forked"}',
-    '{"ev":"spare"}',
-    '{"ev":"spare","pid":0}',
-    '{"ev":"spare","pid":"4"}',
     '{"ev":"forked","id":"1","pid":2}',
     '{"ev":"forked","id":1,"pid":-1}',
     '{"ev":"forked","id":1,"pid":1.5}',

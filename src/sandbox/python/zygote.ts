@@ -7,8 +7,7 @@
  * Protocol, JSON lines: worker → zygote on stdin: {op:"run",id,token,code} |
  * {op:"run",id,token,exec:{argv,cwd,env,stdin?}} (the child execs a program instead, `stdin` its
  * standard input from a memory file) | {op:"go",id} |
- * {op:"kill",id}; zygote → worker on stdout: {ev:"ready"} | {ev:"spare",pid} (a child forked
- * ahead, waiting for its call: the worker may place it in a task group meanwhile) | {ev:"forked",id,pid} |
+ * {op:"kill",id}; zygote → worker on stdout: {ev:"ready"} | {ev:"forked",id,pid} |
  * {ev:"exit",id,code,signal,connected} (connected: the child had connected its streams, so
  * the worker waits for them).
  */
@@ -185,7 +184,6 @@ def ensure_spare():
     global spare
     if spare is None:
         spare = fork_child()
-        send({"ev": "spare", "pid": spare[0]})  # the worker places it in a task group before its call
 
 def take_child():
     global spare
@@ -264,8 +262,8 @@ selector = selectors.DefaultSelector()
 selector.register(ctl_in, selectors.EVENT_READ, "ctl")
 selector.register(wake_r, selectors.EVENT_READ, "wake")
 buffered = b""
-send({"ev": "ready"})
 ensure_spare()
+send({"ev": "ready"})
 while True:
     for key, _ in selector.select():
         if key.data == "wake":
