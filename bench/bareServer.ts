@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { Server } from '@grpc/grpc-js';
 import { TaskRequest, TaskResponse } from '../gen/codegen/v1/task_execution.js';
 
@@ -16,3 +17,16 @@ export const EXECUTE_TASK = {
   responseSerialize: (m: TaskResponse) => Buffer.from(TaskResponse.encode(m).finish()),
   responseDeserialize: (b: Buffer) => TaskResponse.decode(b),
 } as const;
+
+/** Starts one of the bare servers (a script beside this one) in its own process, like the worker; resolves with the port it printed. */
+export async function spawnBareServer(
+  script: 'bareEchoServer.js' | 'bareFsServer.js',
+  env: Record<string, string> = {},
+): Promise<{ port: number; stop: () => void }> {
+  const child = spawn(process.execPath, [new URL(`./${script}`, import.meta.url).pathname], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ...env },
+  });
+  const port = await new Promise<number>((resolve) => child.stdout.once('data', (d: Buffer) => resolve((JSON.parse(d.toString()) as { port: number }).port)));
+  return { port, stop: () => child.kill('SIGKILL') };
+}

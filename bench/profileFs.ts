@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +6,7 @@ import { TaskStatus } from '../gen/codegen/v1/common.js';
 import { createWorkerClient } from '../src/client/index.js';
 import { runTask } from '../tests/helpers/tasks.js';
 import { startWorker } from '../tests/helpers/worker.js';
+import { spawnBareServer } from './bareServer.js';
 
 /**
  * Scratch profiler for fs.write + fs.read of N MB (base64), in one run against: Node's writeFile +
@@ -17,12 +17,8 @@ import { startWorker } from '../tests/helpers/worker.js';
 const sizes = process.argv.slice(2).map(Number);
 const worker = await startWorker({ env: { WORKER_LOG_LEVEL: 'info', NODE_OPTIONS: process.env.WORKER_NODE_OPTIONS } });
 async function startBare(env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, [new URL('./bareFsServer.js', import.meta.url).pathname], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, ...env },
-  });
-  const port = await new Promise<number>((resolve) => child.stdout.once('data', (d: Buffer) => resolve((JSON.parse(d.toString()) as { port: number }).port)));
-  return { child, port, tasks: createWorkerClient(`127.0.0.1:${port}`, { maxMessageBytes: 256 * 1024 * 1024 }).tasks };
+  const { port, stop } = await spawnBareServer('bareFsServer.js', env);
+  return { stop, port, tasks: createWorkerClient(`127.0.0.1:${port}`, { maxMessageBytes: 256 * 1024 * 1024 }).tasks };
 }
 const bare = await startBare();
 const wideBare = await startBare({ BARE_SERVER_WINDOW_BYTES: String(16 * 1024 * 1024) });
@@ -88,8 +84,8 @@ try {
   }
 } finally {
   raw.close();
-  bare.child.kill('SIGKILL');
-  wideBare.child.kill('SIGKILL');
+  bare.stop();
+  wideBare.stop();
   await worker.stop();
   await rm(scratch, { recursive: true, force: true });
 }

@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +7,7 @@ import { TaskStatus } from '../gen/codegen/v1/common.js';
 import type { TaskExecutionClient } from '../gen/codegen/v1/task_execution.js';
 import { createWorkerClient, type WorkerCallOptions } from '../src/client/index.js';
 import { GO_CASE } from '../tests/helpers/languages.js';
+import { spawnBareServer } from './bareServer.js';
 import { phaseBreakdown, phaseMeans } from './phases.js';
 import { withBenchResults } from './readmeTable.js';
 import { checkpointBench } from './checkpointBench.js';
@@ -94,14 +95,6 @@ async function echoThroughput(client: TaskExecutionClient<WorkerCallOptions>, se
     }),
   );
   return (streams * perStream) / ((performance.now() - start) / 1000);
-}
-
-async function startBareEcho(): Promise<{ port: number; stop: () => void }> {
-  const child = spawn(process.execPath, [new URL('./bareEchoServer.js', import.meta.url).pathname], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve) => {
-    child.stdout.once('data', (d: Buffer) => resolve((JSON.parse(d.toString()) as { port: number }).port));
-  });
-  return { port, stop: () => child.kill('SIGKILL') };
 }
 
 async function rssBytes(pid: number): Promise<number> {
@@ -268,7 +261,7 @@ async function main(): Promise<void> {
     });
 
     process.stderr.write('echo throughput\n');
-    const bare = await startBareEcho();
+    const bare = await spawnBareServer('bareEchoServer.js');
     // The same client (src/client, as the worker's own tests and coordinators use it) for both.
     const bareWorkerClient = createWorkerClient(`127.0.0.1:${bare.port}`);
     const bareClient = bareWorkerClient.tasks;
@@ -326,11 +319,8 @@ async function main(): Promise<void> {
     }
 
     // The floor: the same two calls to a bare grpc-js server with the generated codec (bareFsServer.ts).
-    const bareFs = spawn(process.execPath, [new URL('./bareFsServer.js', import.meta.url).pathname], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const bareFsPort = await new Promise<number>((resolve) =>
-      bareFs.stdout.once('data', (d: Buffer) => resolve((JSON.parse(d.toString()) as { port: number }).port)),
-    );
-    const bareFsClient = createWorkerClient(`127.0.0.1:${bareFsPort}`, { maxMessageBytes: 256 * 1024 * 1024 });
+    const bareFs = await spawnBareServer('bareFsServer.js');
+    const bareFsClient = createWorkerClient(`127.0.0.1:${bareFs.port}`, { maxMessageBytes: 256 * 1024 * 1024 });
     try {
       for (const mb of [1, 32]) {
         process.stderr.write(`fs.write + fs.read ${mb} MB\n`);
@@ -376,7 +366,7 @@ async function main(): Promise<void> {
       }
     } finally {
       bareFsClient.close();
-      bareFs.kill();
+      bareFs.stop();
     }
 
     process.stderr.write('pkg.install of a cached package\n');

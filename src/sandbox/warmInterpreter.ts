@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { chown, mkdir, readFile, rm } from 'node:fs/promises';
+import { chown, mkdir, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname } from 'node:path';
@@ -71,9 +71,13 @@ function procStatus(pid: number): ProcStatus | undefined {
 }
 
 /** The host pid of the child of `parent` that is `nsPid` in its own pid namespace. */
+/** A process's children (its main thread's: the zygote and bwrap are single-threaded). */
+function childrenOf(parent: number): number[] {
+  return (procFile(`/proc/${parent}/task/${parent}/children`) ?? '').trim().split(/\s+/).filter(Boolean).map(Number);
+}
+
 function childByNamespacePid(parent: number, nsPid: number): number | undefined {
-  const children = (procFile(`/proc/${parent}/task/${parent}/children`) ?? '').trim().split(/\s+/).filter(Boolean).map(Number);
-  for (const pid of children) {
+  for (const pid of childrenOf(parent)) {
     const status = procStatus(pid);
     if (status?.nspid[status.nspid.length - 1] === nsPid) return pid;
   }
@@ -84,8 +88,7 @@ function childByNamespacePid(parent: number, nsPid: number): number | undefined 
 async function hostPidBelow(ancestor: number, nsPid: number, depth: number): Promise<number | undefined> {
   const found = childByNamespacePid(ancestor, nsPid);
   if (found !== undefined || depth <= 1) return found;
-  const children = (await readFile(`/proc/${ancestor}/task/${ancestor}/children`, 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean).map(Number);
-  for (const pid of children) {
+  for (const pid of childrenOf(ancestor)) {
     const below = await hostPidBelow(pid, nsPid, depth - 1);
     if (below !== undefined) return below;
   }

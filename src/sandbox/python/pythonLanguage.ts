@@ -96,9 +96,7 @@ export class PythonLanguage implements Language {
   }
 
   async installedPackages(root: string): Promise<string[]> {
-    const env = pythonEnvironmentAt(root, this.interpreter);
-    const names = await namesIn(root, relative(root, env.sitePackages).split('/'));
-    return names
+    return (await this.sitePackagesNames(root))
       .map((n) => /^(.+)-([^-]+)\.dist-info$/.exec(n))
       .filter((m): m is RegExpExecArray => m !== null)
       .map((m) => `${m[1]}==${m[2]}`)
@@ -181,11 +179,14 @@ export class PythonLanguage implements Language {
   /** Projects of the index pages a stored resolution came from, read as pip would read them now. */
   private readonly pageDigest = (project: string) => indexPageDigest(this.options.pipIndexUrl, project);
 
+  /** The names in the environment's site-packages (listed without following links). */
+  private async sitePackagesNames(root: string): Promise<string[]> {
+    return namesIn(root, relative(root, pythonEnvironmentAt(root, this.interpreter).sitePackages).split('/'));
+  }
+
   /** Canonical names of what site-packages holds in any form pip counts as installed (dist-info, egg-info, egg-link). */
   private async distributionsIn(root: string): Promise<Set<string>> {
-    const env = pythonEnvironmentAt(root, this.interpreter);
-    const names = await namesIn(root, relative(root, env.sitePackages).split('/'));
-    const found = names.map((n) => /^(.+?)(?:-[^-]*)?\.(?:dist-info|egg-info|egg-link)$/.exec(n)?.[1]);
+    const found = (await this.sitePackagesNames(root)).map((n) => /^(.+?)(?:-[^-]*)?\.(?:dist-info|egg-info|egg-link)$/.exec(n)?.[1]);
     return new Set(found.filter((n): n is string => n !== undefined).map(canonicalName));
   }
 

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { openRegularFileNoFollow, openTrustedDirectory } from '../../storage/beneath.js';
@@ -55,10 +55,18 @@ export class WheelStore {
 
   private constructor(private readonly dir: string) {}
 
-  /** The store at `dir`, started empty (what an earlier run kept has no resolutions left). */
+  /**
+   * The store at `dir`, started empty (what an earlier run kept has no resolutions left): the old
+   * one is moved aside and removed in the background, not on start-up's path.
+   */
   static async open(dir: string): Promise<WheelStore> {
-    await rm(dir, { recursive: true, force: true });
+    const aside = `${basename(dir)}.old-`;
+    await rename(dir, join(dirname(dir), `${aside}${process.pid}-${Date.now()}`)).catch(() => undefined);
     await mkdir(dir, { recursive: true, mode: 0o755 });
+    // Every store moved aside (this one, and any a run killed meanwhile left) goes in the background.
+    void readdir(dirname(dir))
+      .then((names) => Promise.all(names.filter((n) => n.startsWith(aside)).map((n) => rm(join(dirname(dir), n), { recursive: true, force: true }))))
+      .catch(() => undefined);
     return new WheelStore(dir);
   }
 
@@ -99,12 +107,10 @@ export class WheelStore {
     const names = (await readdir(fetched)).filter((n) => WHEEL_NAME.test(n));
     const parsed = names.map(wheelOf);
     if (names.length === 0 || parsed.some((w) => w === undefined)) return;
-    const pages = new Map<string, string>();
-    for (const project of new Set(parsed.map((w) => canonicalName(w!.project)))) {
-      const digest = await pageDigest(project);
-      if (digest === undefined) return;
-      pages.set(project, digest);
-    }
+    const projects = [...new Set(parsed.map((w) => canonicalName(w!.project)))];
+    const digests = await Promise.all(projects.map(pageDigest));
+    if (digests.some((d) => d === undefined)) return;
+    const pages = new Map(projects.map((project, i) => [project, digests[i]!]));
     const copied = this.copying.then(() => this.copyAll(fetched, names));
     this.copying = copied.catch(() => undefined);
     const wheels = await copied;
