@@ -3,11 +3,7 @@
 SHELL := /bin/bash
 BIN := node_modules/.bin
 SOURCES := $(shell find src gen tests bench -name '*.ts' 2>/dev/null)
-UNIT_FILES = $(shell find dist/tests/unit -name '*.test.js' | sort)
 END_TO_END_FILES = $(shell find dist/tests -name '*.test.js' -not -path 'dist/tests/unit/*' | sort)
-# Run by root, `make test` proves the unit tier needs neither root nor Python: it runs it as
-# nobody with a PATH holding node alone (when nobody can read the checkout; else as the caller).
-UNPRIVILEGED = $(shell [ "$$(id -u)" = 0 ] && setpriv --reuid=nobody --regid=nogroup --clear-groups test -r dist/tests/unit 2>/dev/null && echo "setpriv --reuid=nobody --regid=nogroup --clear-groups env PATH=$(CURDIR)/dist/node-only")
 ARGS ?=
 
 .PHONY: help run test test-unit bench build client-package generate lint format check-generated system-deps clean
@@ -20,13 +16,13 @@ run: system-deps dist/.built ## start the worker (flags: make run ARGS='--grpc-a
 	node dist/src/main.js $(ARGS)
 
 test: system-deps dist/.built client/.built lint check-generated ## the whole suite: lint, the unit tier, then end to end (needs root)
-	@mkdir -p dist/node-only && ln -sf "$$(command -v node)" dist/node-only/node
-	$(UNPRIVILEGED) node --test --test-concurrency=2 $(UNIT_FILES)
+	tests/unit-tier.sh
 	node --test --test-concurrency=1 $(END_TO_END_FILES)
 
-# The fast tier: pure logic, no root, no bubblewrap, no Python. Its files run two at a time.
+# The fast tier: pure logic, no root, no bubblewrap, no Python. Run by root, it runs as nobody
+# with node alone on PATH, wherever the checkout lives (tests/unit-tier.sh says how).
 test-unit: dist/.built ## the fast tier only: no root, no Python, seconds
-	node --test --test-concurrency=2 $(UNIT_FILES)
+	tests/unit-tier.sh
 
 # Hot paths against same-run baselines; writes bench/results.json and bench/results.md.
 bench: system-deps dist/.built ## hot paths as ratios to same-run baselines (bench/results.md)

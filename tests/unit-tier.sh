@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The unit tier (`make test-unit`, and the first tier of `make test`): node --test over
+# dist/tests/unit, two files at a time.
+#
+# Run by root, it proves the tier needs neither root nor Python: it runs as nobody with node
+# alone on PATH. nobody must reach the checkout by a path, and the checkout may live where
+# nobody cannot search (under /root, in a mktemp -d directory). So the tier runs in a private
+# mount namespace where the checkout and the node binary are bound under a fresh directory
+# anyone can search: nothing is copied, nothing depends on the checkout's parents. Where that
+# cannot be (no mount namespace, a checkout nobody may read), one line says so and the tier runs
+# as the caller. Run by anyone else, it runs as the caller.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mapfile -t files < <(find dist/tests/unit -name '*.test.js' | sort)
+[ ${#files[@]} -gt 0 ] || { echo "unit tier: no tests in dist/tests/unit (build first)" >&2; exit 1; }
+as_caller() { exec node --test --test-concurrency=2 "${files[@]}"; }
+[ "$(id -u)" = 0 ] || as_caller
+
+node=$(readlink -f "$(command -v node)")
+view=$(mktemp -d)
+# Never rm -r: the binds live in the namespace alone, but this must not reach a checkout if not.
+trap 'rm -f "$view/bin/node"; rmdir "$view/bin" "$view/checkout" "$view"' EXIT
+chmod 755 "$view" && mkdir -m 755 "$view/checkout" "$view/bin" && : >"$view/bin/node"
+
+# Inside the namespace: bind, check that nobody can read the tier through the view, then run.
+# Its exit codes: 0/1 from node --test; 97 when nobody cannot read what it needs.
+inside='checkout=$1 view=$2 node=$3; shift 3
+mount --bind "$checkout" "$view/checkout" && mount --bind "$node" "$view/bin/node" || exit 96
+cd "$view/checkout"
+nobody="setpriv --reuid=nobody --regid=nogroup --clear-groups"
+$nobody test -r dist/tests/unit -a -x "$view/bin/node" -a -r package.json || exit 97
+echo "unit tier: as nobody, node alone on PATH (the checkout bound at $view/checkout)"
+exec $nobody env PATH="$view/bin" node --test --test-concurrency=2 "$@"'
+if unshare --mount --propagation private true 2>/dev/null; then
+  set +e
+  unshare --mount --propagation private sh -c "$inside" unit-tier "$PWD" "$view" "$node" "${files[@]}"
+  status=$?
+  set -e
+  case $status in
+    96) echo "unit tier: could not bind the checkout in a mount namespace; running as $(id -un), not nobody" ;;
+    97) echo "unit tier: nobody cannot read this checkout (its own modes); running as $(id -un), not nobody" ;;
+    *) exit $status ;;
+  esac
+else
+  echo "unit tier: no private mount namespace here; running as $(id -un), not nobody"
+fi
+as_caller
