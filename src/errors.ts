@@ -98,7 +98,9 @@ export const errors = {
       `checkpoint not found: ${quoted(checkpointId)} does not exist in the checkpoint store (never made, or removed by retention)`,
     ),
   archiveFailed: (detail: string) => new WorkerError(Status.INTERNAL, `archive failed: ${detail}`),
-  checkpointDamaged: (code: Status.NOT_FOUND | Status.INTERNAL, checkpointId: string, what: string) =>
+  /** Something in the session a checkpoint cannot hold (a FIFO, a socket): it fails naming it, never leaving it out silently. */
+  cannotArchive: (path: string, why: string) => new WorkerError(Status.FAILED_PRECONDITION, `cannot checkpoint ${quoted(path, 200)}: ${why}; nothing was kept`),
+  checkpointDamaged: (code: Status.NOT_FOUND | Status.INTERNAL | Status.DATA_LOSS, checkpointId: string, what: string) =>
     new WorkerError(code, `checkpoint ${quoted(checkpointId)} cannot be restored: ${what}; nothing was restored`),
   checkpointCorrupted: (checkpointId: string) =>
     new WorkerError(Status.INTERNAL, `checkpoint corrupted: the archive of ${quoted(checkpointId)} does not match its checksum; nothing was restored`),

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { Status } from 'nice-grpc';
 import { describeThrown, errors, faultOf, quoted, WorkerError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { extractArchive, openArchive, sha256Of, writeArchive, type OpenedArchive } from '../storage/checkpointArchive.js';
+import { extractArchive, openArchive, restoreDirectoryTimes, sha256Of, writeArchive, type OpenedArchive } from '../storage/checkpointArchive.js';
+import { textOf } from '../storage/byteNames.js';
+import { ZipFormatError } from '../storage/zipReader.js';
 import { MissingArchiveError, type CheckpointRecord, type CheckpointStore, type FetchedArchive } from '../storage/checkpointStore.js';
 import { DamagedRecordError } from '../storage/jsonFile.js';
 import { diffTrees, linkStaysWithin, scanTree, type Tree, type TreeEntry } from '../storage/fileTree.js';
@@ -35,19 +37,21 @@ async function sessionTree(session: Session): Promise<Tree> {
   // Left out (not even walked): remade for the restoring worker (a Python environment's pyvenv.cfg, Go's build cache).
   const env = await scanTree(session.sandbox.environment, 'env/', session.sandbox.machineSpecific);
   const tree: Tree = new Map();
-  for (const [path, entry] of [...workspace, ...env]) {
-    // Links out of the session (the environment's to the interpreter, or ones the code made), or with a `..`
-    // after a name (which a restore cannot check), are not restorable: the same rule as checkLink's.
-    if (entry.type === 'symlink' && !linkStaysWithin(path, entry.target!)) continue;
-    tree.set(path, entry);
-  }
+  // Every link of the workspace is kept as it is (a link is data, whatever it points at). The
+  // environment's links that leave it (its interpreter's) belong to this host: the restoring
+  // worker makes its own.
+  for (const [path, entry] of workspace) tree.set(path, entry);
+  for (const [path, entry] of env) if (entry.type !== 'symlink' || linkStaysWithin(path, entry.target!)) tree.set(path, entry);
   return tree;
 }
 
-/** Incremental checkpoints one restore applies at most. */
+/** Archives (a full one and its incrementals) one restore applies at most: chains written before the bound below. */
 const MAX_CHAIN = 1000;
+/** Past a chain this long, the next checkpoint asked to be incremental is a full one. */
+export const MAX_INCREMENTAL_CHAIN = 100;
 
-const workspacePaths = (paths: string[]) => paths.filter((p) => p.startsWith('workspace/')).map((p) => p.slice('workspace/'.length));
+/** modified_files: workspace paths as text (a name that is not UTF-8 cannot be said exactly in a proto string). */
+const workspacePaths = (paths: string[]) => paths.filter((p) => p.startsWith('workspace/')).map((p) => textOf(p.slice('workspace/'.length)));
 
 /**
  * Checkpoints and restores: a zip of the session's workspace and environment in the checkpoint
@@ -66,17 +70,18 @@ export class Checkpoints {
     const temporary = join(scratch, `${checkpointId}.zip.partial`);
     try {
       const tree = await sessionTree(session);
-      const parent = incremental ? session.lastCheckpoint : undefined;
-      const { changed, deleted } = diffTrees(parent?.tree ?? new Map<string, TreeEntry>(), tree);
+      const last = session.lastCheckpoint;
+      const parent = incremental && last && last.chainLength < MAX_INCREMENTAL_CHAIN ? last : undefined;
+      const { changed, deleted, unsure } = diffTrees(parent?.tree ?? new Map<string, TreeEntry>(), tree);
       // modified_files: since the parent, or (a full checkpoint) since what the session started from.
-      const sinceBaseline = parent ? { changed, deleted } : diffTrees(session.baselineTree, tree);
+      const sinceBaseline = parent ? { changed, deleted, unsure } : diffTrees(session.baselineTree, tree);
       const record: SessionCheckpoint = {
         checkpointId,
         sessionId: session.id,
         createdAtMs: Date.now(),
         checksumSha256: '',
         installedPackages: await session.sandbox.installedPackages(),
-        modifiedFiles: workspacePaths([...sinceBaseline.changed, ...sinceBaseline.deleted]).sort(),
+        modifiedFiles: workspacePaths([...sinceBaseline.changed.filter((p) => !sinceBaseline.unsure.has(p)), ...sinceBaseline.deleted]).sort(),
         workspaceId: session.workspaceId,
         userId: session.userId,
         config: session.config,
@@ -92,7 +97,7 @@ export class Checkpoints {
       record.checksumSha256 = written.sha256;
       record.sizeBytes = written.size;
       await this.options.store.save(record, temporary);
-      await session.rememberCheckpoint(checkpointId, tree);
+      await session.rememberCheckpoint(checkpointId, tree, parent ? parent.chainLength + 1 : 1);
       session.logger.info('checkpoint created', { checkpoint_id: checkpointId, size_bytes: written.size, incremental: parent !== undefined });
       metrics.checkpointSeconds.observe({ operation: 'checkpoint' }, secondsSince(started));
       metrics.checkpointBytes.inc({ operation: 'checkpoint' }, written.size);
@@ -126,16 +131,29 @@ export class Checkpoints {
         });
         fetched.push(archive);
         if ((await sha256Of(archive.path)) !== link.checksumSha256) throw errors.checkpointCorrupted(link.checkpointId);
-        archives.push(await openArchive(archive.path));
+        archives.push(
+          await openArchive(archive.path).catch((err: unknown) => {
+            if (err instanceof ZipFormatError)
+              throw errors.checkpointDamaged(Status.DATA_LOSS, link.checkpointId, `its archive cannot be read (${err.message})`);
+            throw err;
+          }),
+        );
       }
       const session = await this.options.pool.create({ workspaceId: record.workspaceId, userId: record.userId, config: record.config });
       try {
         const roots = { workspace: session.sandbox.workspace, env: session.sandbox.environment };
         const owners = { workspace: session.sandbox.owner, env: session.sandbox.owner };
-        for (const archive of archives) await extractArchive(archive, roots, owners);
+        for (const [i, archive] of archives.entries()) {
+          await extractArchive(archive, roots, owners).catch((err: unknown) => {
+            if (err instanceof ZipFormatError)
+              throw errors.checkpointDamaged(Status.DATA_LOSS, chain[i].checkpointId, `its archive is damaged (${err.message})`);
+            throw err;
+          });
+        }
+        await restoreDirectoryTimes(archives, roots);
         const tree = await sessionTree(session);
         await session.rememberBaseline(tree);
-        await session.rememberCheckpoint(record.checkpointId, tree);
+        await session.rememberCheckpoint(record.checkpointId, tree, chain.length);
       } catch (err) {
         await this.options.pool.destroy(session.id, 'restore failed').catch(() => undefined);
         if (err instanceof WorkerError) throw err;

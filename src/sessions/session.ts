@@ -54,8 +54,10 @@ export interface SessionOptions {
 
 /** How long task bookkeeping may wait before it is written (a burst of tasks is one write). */
 const PERSIST_DELAY_MS = 200;
-const CHECKPOINT_TREE = 'checkpoint-tree.json';
-const BASELINE_TREE = 'baseline-tree.json';
+// v2: names as byte strings, entries with ctime and inode (storage/fileTree.ts). A v1 tree is
+// not read: the next incremental checkpoint after an upgrade is a full one.
+const CHECKPOINT_TREE = 'checkpoint-tree-v2.json';
+const BASELINE_TREE = 'baseline-tree-v2.json';
 
 /**
  * One session: identity, configuration, state, its tasks, and the sandbox its code runs in.
@@ -75,7 +77,7 @@ export class Session {
   private settled: SettledState = CREATING;
   private readonly artifactIds: string[] = [];
   /** The session's previous checkpoint; its tree (the parent of an incremental one) when known. */
-  private previousCheckpoint: { id: string; tree: Tree | undefined } | undefined;
+  private previousCheckpoint: { id: string; tree: Tree | undefined; chainLength: number } | undefined;
   /** The files as created or restored: what modified_files of a full checkpoint is measured from. */
   private baseline: Tree = new Map();
   private sandboxRef: SessionSandbox | undefined;
@@ -109,10 +111,10 @@ export class Session {
     return this.previousCheckpoint?.id ?? '';
   }
 
-  /** The previous checkpoint with its tree: what an incremental checkpoint is made against. */
-  get lastCheckpoint(): { id: string; tree: Tree } | undefined {
+  /** The previous checkpoint with its tree and its chain's length (1: a full one): what an incremental checkpoint is made against. */
+  get lastCheckpoint(): { id: string; tree: Tree; chainLength: number } | undefined {
     const previous = this.previousCheckpoint;
-    return previous?.tree ? { id: previous.id, tree: previous.tree } : undefined;
+    return previous?.tree ? { id: previous.id, tree: previous.tree, chainLength: previous.chainLength } : undefined;
   }
 
   get baselineTree(): Tree {
@@ -160,7 +162,7 @@ export class Session {
   async resume(record: SessionRecord, tasks: PersistedTask[]): Promise<void> {
     this.tasks.restore(tasks);
     this.artifactIds.push(...record.artifacts);
-    if (record.lastCheckpointId) this.previousCheckpoint = { id: record.lastCheckpointId, tree: undefined };
+    if (record.lastCheckpointId) this.previousCheckpoint = { id: record.lastCheckpointId, tree: undefined, chainLength: 0 };
     await this.loadTrees();
   }
 
@@ -194,12 +196,12 @@ export class Session {
   }
 
   /** A checkpoint made or restored: remembered, on disk too, as the parent of the next incremental one. */
-  async rememberCheckpoint(id: string, tree: Tree): Promise<void> {
-    this.previousCheckpoint = { id, tree };
+  async rememberCheckpoint(id: string, tree: Tree, chainLength: number): Promise<void> {
+    this.previousCheckpoint = { id, tree, chainLength };
     // Not fsynced (megabytes for a large workspace, on every checkpoint): a tree a crash loses or
     // leaves stale does not match the record's checkpoint id, and the next incremental checkpoint
     // is then a full one (loadTrees).
-    await this.store.writeExtra(this.id, CHECKPOINT_TREE, { id, entries: [...tree] }, false);
+    await this.store.writeExtra(this.id, CHECKPOINT_TREE, { id, chainLength, entries: [...tree] }, false);
     await this.persist();
   }
 
@@ -213,13 +215,17 @@ export class Session {
   private async loadTrees(): Promise<void> {
     const isEntries = (v: unknown) => Array.isArray(v) && v.every((e) => Array.isArray(e) && typeof e[0] === 'string' && typeof e[1] === 'object');
     const checkpoint = await this.store
-      .readExtra<{ id: string; entries: [string, TreeEntry][] }>(
+      .readExtra<{ id: string; chainLength: number; entries: [string, TreeEntry][] }>(
         this.id,
         CHECKPOINT_TREE,
-        (v) => typeof (v as { id?: unknown })?.id === 'string' && isEntries((v as { entries?: unknown }).entries),
+        (v) =>
+          typeof (v as { id?: unknown })?.id === 'string' &&
+          Number.isSafeInteger((v as { chainLength?: unknown }).chainLength) &&
+          isEntries((v as { entries?: unknown }).entries),
       )
       .catch(() => undefined);
-    if (checkpoint && checkpoint.id === this.lastCheckpointId) this.previousCheckpoint = { id: checkpoint.id, tree: new Map(checkpoint.entries) };
+    if (checkpoint && checkpoint.id === this.lastCheckpointId)
+      this.previousCheckpoint = { id: checkpoint.id, tree: new Map(checkpoint.entries), chainLength: checkpoint.chainLength };
     const baseline = await this.store.readExtra<[string, TreeEntry][]>(this.id, BASELINE_TREE, isEntries).catch(() => undefined);
     if (baseline) this.baseline = new Map(baseline);
   }

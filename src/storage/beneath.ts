@@ -29,11 +29,20 @@ export class OutsideTreeError extends Error {
   }
 }
 
-/** The path naming `name` inside the open directory `dir` (a handle or a descriptor), looked up by the kernel from the descriptor. */
-export function at(dir: FileHandle | number, name: string): string {
-  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0'))
-    throw new Error(`not a single path component: ${JSON.stringify(name)}`);
-  return `/proc/self/fd/${typeof dir === 'number' ? dir : dir.fd}/${name}`;
+/**
+ * The path naming `name` inside the open directory `dir` (a handle or a descriptor), looked up by
+ * the kernel from the descriptor. A name given as bytes (any a Linux name can hold, UTF-8 or not:
+ * storage/byteNames.ts) gives the path as bytes.
+ */
+export function at(dir: FileHandle | number, name: string): string;
+export function at(dir: FileHandle | number, name: Buffer): Buffer;
+export function at(dir: FileHandle | number, name: string | Buffer): string | Buffer;
+export function at(dir: FileHandle | number, name: string | Buffer): string | Buffer {
+  const text = typeof name === 'string' ? name : name.toString('latin1');
+  if (text === '' || text === '.' || text === '..' || text.includes('/') || text.includes('\0'))
+    throw new Error(`not a single path component: ${JSON.stringify(text)}`);
+  const fd = typeof dir === 'number' ? dir : dir.fd;
+  return typeof name === 'string' ? `/proc/self/fd/${fd}/${name}` : Buffer.concat([Buffer.from(`/proc/self/fd/${fd}/`), name]);
 }
 
 /** Opens a directory the worker itself trusts the path of (its own data directory). */
@@ -42,7 +51,7 @@ export function openTrustedDirectory(path: string): Promise<FileHandle> {
 }
 
 /** Opens `name` in `dir` as a directory; a symlink or a file there fails (ENOTDIR/ELOOP). */
-export function openChildDirectory(dir: FileHandle, name: string): Promise<FileHandle> {
+export function openChildDirectory(dir: FileHandle, name: string | Buffer): Promise<FileHandle> {
   return open(at(dir, name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
 }
 
@@ -50,7 +59,7 @@ export function openChildDirectory(dir: FileHandle, name: string): Promise<FileH
  * openChildDirectory as one synchronous call, for walks that visit thousands of directories (a
  * thread-pool round trip each would cost more than the call). The caller closes the descriptor.
  */
-export function openChildDirectorySync(dir: FileHandle | number, name: string): number {
+export function openChildDirectorySync(dir: FileHandle | number, name: string | Buffer): number {
   return openSync(at(dir, name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
 }
 
@@ -218,7 +227,7 @@ function countHop(budget: { hops: number }): void {
  */
 export async function inDirectoryNoFollow<T>(
   root: FileHandle,
-  segments: string[],
+  segments: readonly (string | Buffer)[],
   work: (dir: FileHandle) => Promise<T>,
   create?: { owner: Owner | undefined },
 ): Promise<T> {

@@ -1,23 +1,26 @@
 import { once } from 'node:events';
-import { closeSync, constants, createReadStream, fchmodSync, fchownSync, fstatSync, mkdirSync, openSync, read, write } from 'node:fs';
-import { lchown, mkdir, open as openFile, symlink, type FileHandle } from 'node:fs/promises';
+import { closeSync, constants, createReadStream, fchmodSync, fchownSync, fstatSync, futimesSync, lstatSync, mkdirSync, openSync, read, write } from 'node:fs';
+import { lchown, lutimes, mkdir, open as openFile, symlink, type FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { crc32, createDeflateRaw, type DeflateRaw } from 'node:zlib';
-import { errors, faultOf, quoted } from '../errors.js';
-import { at, errnoOf, inDirectoryNoFollow, openChildDirectorySync, openTrustedDirectory } from './beneath.js';
+import { errors, quoted } from '../errors.js';
+import { at, errnoOf, inDirectoryNoFollow, openChildDirectory, openChildDirectorySync, openTrustedDirectory } from './beneath.js';
 import { deflateLevel1 } from './compressionThreads.js';
 import { DirectoryCursor } from './directoryCursor.js';
 import type { Owner } from './owner.js';
-import { linkStaysWithin, type Tree, type TreeEntry } from './fileTree.js';
+import { bytesOf, byteStringOfText, isUtf8Name, textOf, type ByteString } from './byteNames.js';
+import type { Tree, TreeEntry } from './fileTree.js';
 import { removeEntry } from './removeTree.js';
 import { hashOf } from './hashingStream.js';
-import { readZipDirectory, readZipEntry, WHOLE_ENTRY_BYTES, ZipFormatError, zipEntryChunks, type ZipDirectoryEntry } from './zipReader.js';
+import { readZipDirectory, readZipEntry, WHOLE_ENTRY_BYTES, zipEntryChunks, type ZipDirectoryEntry } from './zipReader.js';
 import { METHOD_DEFLATE, METHOD_STORE, ZipWriter, type ZipEntry, type ZipEntryHeader } from './zipWriter.js';
 
 /**
  * The checkpoint archive: a zip of `workspace/...` and `env/...` entries (files with their modes,
- * directories, symlinks), `deleted.json` (paths an incremental checkpoint removes) and
- * `checkpoint.json` (its metadata). Written and read entry by entry (zipWriter.ts, zipReader.ts),
+ * directories, symlinks whatever they point at: a link is data, made again as it was and never
+ * followed), `deleted.json` (paths an incremental checkpoint removes) and `checkpoint.json` (its
+ * metadata). Names are a session's bytes exactly (storage/byteNames.ts), modification times to
+ * the microsecond (the NTFS extra field). Written and read entry by entry (zipWriter.ts, zipReader.ts),
  * a few entries of at most a few MB in memory at once, never a whole archive. Our own zip code
  * rather than archiver and unzipper: those handled one entry at a time, deflated everything
  * (30 MB/s on random data) and read entries through per-entry streams; checkpoint and restore ran
@@ -59,8 +62,8 @@ interface OpenCursors {
   env: DirectoryCursor;
 }
 
-/** `workspace/a/b` → the workspace's descriptor (or cursor) and ['a', 'b']. */
-function locate<T>(open: { workspace: T; env: T }, path: string): { root: T; segments: string[] } {
+/** `workspace/a/b` → the workspace's descriptor (or cursor) and ['a', 'b'] (byte strings). */
+function locate<T>(open: { workspace: T; env: T }, path: ByteString): { root: T; segments: ByteString[] } {
   const [top, ...segments] = path.split('/');
   return { root: top === 'workspace' ? open.workspace : open.env, segments };
 }
@@ -110,10 +113,10 @@ type PreparedFile = { whole: ZipEntry } | { streamed: ZipEntryHeader; fd: number
  * Opens a file to archive in its directory (storage/beneath.ts rules, through `cursor`): a
  * descriptor, or undefined when it is gone or is no longer a regular file (an empty entry then).
  */
-function openSourceFile(cursor: DirectoryCursor, segments: string[]): number | undefined {
+function openSourceFile(cursor: DirectoryCursor, segments: ByteString[]): number | undefined {
   try {
     const fd = openSync(
-      at(cursor.open(segments.slice(0, -1)), segments[segments.length - 1]),
+      at(cursor.open(segments.slice(0, -1)), bytesOf(segments[segments.length - 1])),
       constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
     );
     if (fstatSync(fd).isFile()) return fd;
@@ -133,7 +136,8 @@ async function prepareFile(cursors: OpenCursors, path: string, entry: TreeEntry)
   const { root, segments } = locate(cursors, path);
   const header: ZipEntryHeader = { name: path, kind: 'file', mode: entry.mode, mtimeMs: entry.mtimeMs, method: METHOD_STORE };
   const fd = entry.size === 0 ? undefined : openSourceFile(root, segments);
-  if (fd === undefined) return { whole: { ...header, crc: 0, size: 0, data: Buffer.alloc(0) } };
+  if (fd === undefined) return { whole: { ...header, mtimeNs: exactMtime(root, segments), crc: 0, size: 0, data: Buffer.alloc(0) } };
+  header.mtimeNs = fstatSync(fd, { bigint: true }).mtimeNs;
   if (entry.size > WHOLE_FILE_BYTES) return { streamed: header, fd, size: entry.size };
   let bytes: Buffer;
   try {
@@ -147,6 +151,28 @@ async function prepareFile(cursors: OpenCursors, path: string, entry: TreeEntry)
     if (deflated.length < bytes.length) return { whole: { ...header, method: METHOD_DEFLATE, crc, size: bytes.length, data: deflated } };
   }
   return { whole: { ...header, crc, size: bytes.length, data: bytes } };
+}
+
+/**
+ * The modification time of what `segments` names, to the nanosecond (the scan's are doubles, a
+ * few hundred ns off); undefined when it is gone.
+ */
+function exactMtime(cursor: DirectoryCursor, segments: ByteString[]): bigint | undefined {
+  try {
+    return lstatSync(at(cursor.open(segments.slice(0, -1)), bytesOf(segments[segments.length - 1])), { bigint: true }).mtimeNs;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Seconds for futimes that give back `ns` to the microsecond: libuv truncates what it is given to
+ * microseconds, and a double of today's seconds is only good to a quarter of one, so the middle
+ * of the microsecond is asked for.
+ */
+function utimesSeconds(ns: bigint): number {
+  const us = ns / 1000n;
+  return Number(us / 1_000_000n) + (Number(us % 1_000_000n) + 0.5) / 1e6;
 }
 
 /** A large file into the archive chunk by chunk: deflated (one stream) unless its first chunk looks incompressible. */
@@ -208,7 +234,7 @@ export async function writeArchive(
       const data = Buffer.from(JSON.stringify(value, null, name === METADATA ? 2 : undefined));
       return { name, kind: 'file', mode: 0o644, mtimeMs: Date.now(), method: METHOD_STORE, crc: crc32(data), size: data.length, data };
     };
-    await zip.add(json(DELETED, deleted));
+    await zip.add(json(DELETED, deleted.map(deletedPathJson)));
     await zip.add(json(METADATA, metadata));
     const written = await zip.finish();
     await output.sync();
@@ -243,23 +269,27 @@ async function addEntries(zip: ZipWriter, cursors: OpenCursors, tree: Tree, incl
       const entry = tree.get(path)!;
       const prepared = await ahead.shift()!;
       if (entry.type === 'directory') {
+        const { root, segments } = locate(cursors, path);
         await zip.add({
           name: `${path}/`,
           kind: 'directory',
           mode: entry.mode,
           mtimeMs: entry.mtimeMs,
+          mtimeNs: exactMtime(root, segments),
           method: METHOD_STORE,
           crc: 0,
           size: 0,
           data: Buffer.alloc(0),
         });
       } else if (entry.type === 'symlink') {
-        const data = Buffer.from(entry.target!, 'utf8');
+        const data = bytesOf(entry.target!);
+        const { root, segments } = locate(cursors, path);
         await zip.add({
           name: path,
           kind: 'symlink',
           mode: entry.mode || 0o777,
           mtimeMs: entry.mtimeMs,
+          mtimeNs: exactMtime(root, segments),
           method: METHOD_STORE,
           crc: crc32(data),
           size: data.length,
@@ -284,12 +314,16 @@ export async function sha256Of(file: string): Promise<string> {
 }
 
 interface ArchiveEntry {
-  path: string;
+  /** A byte string (storage/byteNames.ts). */
+  path: ByteString;
   kind: 'file' | 'directory' | 'symlink';
-  mode: number;
+  /** Permission bits; undefined for an entry without Unix attributes (a zip made elsewhere). */
+  mode: number | undefined;
+  /** Nanoseconds since 1970 (to 100 ns); undefined for archives written without it. */
+  mtimeNs: bigint | undefined;
   zip: ZipDirectoryEntry;
-  /** A symlink's target (read and checked when the archive is opened). */
-  target?: string;
+  /** A symlink's target, a byte string (read when the archive is opened). */
+  target?: ByteString;
 }
 
 export interface OpenedArchive {
@@ -299,43 +333,49 @@ export interface OpenedArchive {
   deleted: string[];
 }
 
-/** A path an archive may name: under workspace/ or env/, relative, no `..`, no NUL. */
-export function checkPath(path: string): string {
+/**
+ * A path an archive may name (a byte string): under workspace/ or env/, relative, no `..` or
+ * `.` or empty component, no NUL. Every other byte is a name's own (a backslash too: Linux
+ * allows it in a name, and nothing here reads it as a separator).
+ */
+export function checkPath(path: ByteString): ByteString {
   const clean = path.replace(/\/+$/, '');
   const parts = clean.split('/');
-  if (clean.includes('\0') || clean.includes('\\') || clean.startsWith('/') || parts.includes('..') || parts.includes('.') || parts.includes('')) {
-    throw errors.invalidArgument(`checkpoint archive entry ${quoted(path, 200)} would land outside the session`);
+  if (clean.includes('\0') || clean.startsWith('/') || parts.includes('..') || parts.includes('.') || parts.includes('')) {
+    throw errors.invalidArgument(`checkpoint archive entry ${quoted(textOf(path), 200)} would land outside the session`);
   }
   if (!(parts[0] === 'workspace' || parts[0] === 'env') || parts.length < 2) {
-    throw errors.invalidArgument(`checkpoint archive entry ${quoted(path, 200)} is not under workspace/ or env/`);
+    throw errors.invalidArgument(`checkpoint archive entry ${quoted(textOf(path), 200)} is not under workspace/ or env/`);
   }
   return clean;
 }
 
-/** A symlink may only point (relatively) to somewhere inside its own tree. */
-export function checkLink(path: string, target: string): void {
-  if (!linkStaysWithin(path, target)) {
-    throw errors.invalidArgument(`checkpoint archive symlink ${quoted(path, 200)} points outside the session (${quoted(target, 200)})`);
-  }
+/**
+ * deleted.json holds paths as JSON strings when their bytes are UTF-8 (as archives before byte
+ * names did), else as `{ "bytes": base64 }`.
+ */
+function deletedPathJson(path: ByteString): string | { bytes: string } {
+  return isUtf8Name(path) ? textOf(path) : { bytes: bytesOf(path).toString('base64') };
 }
 
-const notAZip = (err: unknown) =>
-  errors.invalidArgument(`the checkpoint archive cannot be read as a zip (${err instanceof ZipFormatError ? err.message : faultOf(err)})`);
+function deletedPathOf(item: unknown): ByteString {
+  if (typeof item === 'string') return byteStringOfText(item);
+  const bytes = (item as { bytes?: unknown } | null)?.bytes;
+  if (typeof bytes === 'string' && /^[A-Za-z0-9+/]*={0,2}$/.test(bytes)) return Buffer.from(bytes, 'base64').toString('latin1');
+  throw errors.invalidArgument('checkpoint deletion list is malformed');
+}
 
 /**
  * Reads an archive's directory and checks every entry before anything is extracted: a name
- * that is absolute, has `..`, or a symlink pointing out refuses the whole archive.
+ * that is absolute or has `..` refuses the whole archive. A symlink may point anywhere: it is
+ * made as a link and nothing the worker does follows it (extractArchive).
  */
 export async function openArchive(file: string): Promise<OpenedArchive> {
   const handle = await openFile(file, 'r');
   try {
-    const directory = await readZipDirectory(handle.fd, (await handle.stat()).size).catch((err: unknown) => {
-      throw notAZip(err);
-    });
-    const readWhole = (entry: ZipDirectoryEntry) =>
-      readZipEntry(handle.fd, entry).catch((err: unknown) => {
-        throw notAZip(err);
-      });
+    // Not a zip, or damaged: a ZipFormatError, which the caller names with the checkpoint.
+    const directory = await readZipDirectory(handle.fd, (await handle.stat()).size);
+    const readWhole = (entry: ZipDirectoryEntry) => readZipEntry(handle.fd, entry);
     const entries: ArchiveEntry[] = [];
     let deleted: string[] = [];
     for (const zip of directory) {
@@ -348,16 +388,17 @@ export async function openArchive(file: string): Promise<OpenedArchive> {
         } catch {
           throw errors.invalidArgument('checkpoint deletion list is not valid JSON');
         }
-        if (!Array.isArray(list) || !list.every((p) => typeof p === 'string')) throw errors.invalidArgument('checkpoint deletion list is malformed');
-        deleted = list.map(checkPath);
+        if (!Array.isArray(list)) throw errors.invalidArgument('checkpoint deletion list is malformed');
+        deleted = list.map((item) => checkPath(deletedPathOf(item)));
         continue;
       }
       const path = checkPath(zip.name);
       const unixMode = zip.externalAttributes >>> 16;
       const kind = zip.name.endsWith('/') ? 'directory' : (unixMode & S_IFMT) === S_IFLNK ? 'symlink' : 'file';
-      const target = kind === 'symlink' ? (await readWhole(zip)).toString('utf8') : undefined;
-      if (target !== undefined) checkLink(path, target);
-      entries.push({ path, kind, mode: unixMode & 0o7777, zip, target });
+      const target = kind === 'symlink' ? (await readWhole(zip)).toString('latin1') : undefined;
+      if (target !== undefined && (target === '' || target.includes('\0')))
+        throw errors.invalidArgument(`checkpoint archive symlink ${quoted(textOf(path), 200)} has no target`);
+      entries.push({ path, kind, mode: unixMode === 0 ? undefined : unixMode & 0o7777, mtimeNs: zip.mtimeNs, zip, target });
     }
     return { file, entries, deleted };
   } finally {
@@ -386,6 +427,15 @@ export async function extractArchive(archive: OpenedArchive, roots: ArchiveRoots
   }
 }
 
+/** Removes what `path` names, when it is there; its parents are neither made nor followed through a link. */
+async function removePath(roots: OpenRoots, path: ByteString): Promise<void> {
+  const { root, segments } = locate(roots, path);
+  const bytes = segments.map(bytesOf);
+  await inDirectoryNoFollow(root, bytes.slice(0, -1), (dir) => removeEntry(dir, bytes[bytes.length - 1])).catch((err: unknown) => {
+    if (!['ENOENT', 'ENOTDIR', 'ELOOP'].includes(errnoOf(err) ?? '')) throw err;
+  });
+}
+
 /** Writes all of `bytes` to the open file `fd`. */
 async function writeAll(fd: number, bytes: Buffer, position: number): Promise<void> {
   for (let done = 0; done < bytes.length;) done += (await writeAsync(fd, bytes, done, bytes.length - done, position + done)).bytesWritten;
@@ -412,15 +462,16 @@ async function writeEntry(source: number, entry: ZipDirectoryEntry, fd: number):
 async function extractInto(archive: OpenedArchive, source: number, roots: OpenRoots, owners: Owners): Promise<void> {
   const ownerOf = (path: string) => (path.startsWith('workspace/') ? owners.workspace : owners.env);
   const cursors = { workspace: new DirectoryCursor(roots.workspace.fd), env: new DirectoryCursor(roots.env.fd) };
-  const inParent = <T>(path: string, work: (dir: FileHandle, name: string) => Promise<T>) => {
+  const inParent = <T>(path: ByteString, work: (dir: FileHandle, name: Buffer) => Promise<T>) => {
     const { root, segments } = locate(roots, path);
-    return inDirectoryNoFollow(root, segments.slice(0, -1), (dir) => work(dir, segments[segments.length - 1]), { owner: ownerOf(path) });
+    const bytes = segments.map(bytesOf);
+    return inDirectoryNoFollow(root, bytes.slice(0, -1), (dir) => work(dir, bytes[bytes.length - 1]), { owner: ownerOf(path) });
   };
   /** The entry's parent directory's descriptor and its name there, when the parent is a real directory already. */
-  const parentOf = (path: string): { dir: number; name: string } | undefined => {
+  const parentOf = (path: ByteString): { dir: number; name: Buffer } | undefined => {
     const { root, segments } = locate(cursors, path);
     try {
-      return { dir: root.open(segments.slice(0, -1)), name: segments[segments.length - 1] };
+      return { dir: root.open(segments.slice(0, -1)), name: bytesOf(segments[segments.length - 1]) };
     } catch {
       return undefined;
     }
@@ -429,8 +480,9 @@ async function extractInto(archive: OpenedArchive, source: number, roots: OpenRo
     const owner = ownerOf(entry.path);
     const settle = (fd: number) => {
       try {
-        if (entry.mode) fchmodSync(fd, entry.mode);
+        // The owner first: a chown clears the set-user and set-group bits.
         if (owner) fchownSync(fd, owner.uid, owner.gid);
+        if (entry.mode !== undefined) fchmodSync(fd, entry.mode);
       } finally {
         closeSync(fd);
       }
@@ -442,11 +494,20 @@ async function extractInto(archive: OpenedArchive, source: number, roots: OpenRo
       } catch (err) {
         if (errnoOf(err) !== 'EEXIST') throw err;
       }
-      return settle(openChildDirectorySync(parent.dir, parent.name));
+      try {
+        return settle(openChildDirectorySync(parent.dir, parent.name));
+      } catch (err) {
+        if (!['ENOTDIR', 'ELOOP'].includes(errnoOf(err) ?? '')) throw err;
+        // A file or link an earlier archive of the chain made there: the general path replaces it.
+      }
     }
     await inParent(entry.path, async (dir, name) => {
-      await mkdir(at(dir, name), { mode: 0o755 }).catch((err: unknown) => {
+      await mkdir(at(dir, name), { mode: 0o755 }).catch(async (err: unknown) => {
         if (errnoOf(err) !== 'EEXIST') throw err;
+        const existing = await openChildDirectory(dir, name).catch(() => undefined);
+        if (existing) return existing.close();
+        await removeEntry(dir, name);
+        await mkdir(at(dir, name), { mode: 0o755 });
       });
       settle(openChildDirectorySync(dir, name));
     });
@@ -454,11 +515,11 @@ async function extractInto(archive: OpenedArchive, source: number, roots: OpenRo
   /** A new regular file for the entry, its mode and owner set; a descriptor to write it through. */
   const createFile = async (entry: ArchiveEntry): Promise<number> => {
     const owner = ownerOf(entry.path);
-    const create = (dir: FileHandle | number, name: string) => {
-      const fd = openSync(at(dir, name), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, entry.mode || 0o644);
+    const create = (dir: FileHandle | number, name: Buffer) => {
+      const fd = openSync(at(dir, name), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
       try {
-        fchmodSync(fd, entry.mode || 0o644);
-        if (owner) fchownSync(fd, owner.uid, owner.gid);
+        if (owner) fchownSync(fd, owner.uid, owner.gid); // first: a chown clears the set-user and set-group bits
+        fchmodSync(fd, entry.mode ?? 0o644);
       } catch (err) {
         closeSync(fd);
         throw err;
@@ -482,12 +543,13 @@ async function extractInto(archive: OpenedArchive, source: number, roots: OpenRo
     inParent(entry.path, async (dir, name) => {
       const owner = ownerOf(entry.path);
       await removeEntry(dir, name);
-      await symlink(entry.target!, at(dir, name));
+      await symlink(bytesOf(entry.target!), at(dir, name));
       if (owner) await lchown(at(dir, name), owner.uid, owner.gid);
+      if (entry.mtimeNs !== undefined) await lutimes(at(dir, name), utimesSeconds(entry.mtimeNs), utimesSeconds(entry.mtimeNs));
     });
 
   try {
-    for (const path of archive.deleted) await inParent(path, (dir, name) => removeEntry(dir, name));
+    for (const path of archive.deleted) await removePath(roots, path);
     // Directories first, then files several at a time, then symlinks, so no file is written
     // through a link made by the same archive.
     for (const entry of archive.entries) if (entry.kind === 'directory') await makeDirectory(entry);
@@ -501,6 +563,7 @@ async function extractInto(archive: OpenedArchive, source: number, roots: OpenRo
           const fd = await createFile(entry);
           try {
             await writeEntry(source, entry.zip, fd);
+            if (entry.mtimeNs !== undefined) futimesSync(fd, utimesSeconds(entry.mtimeNs), utimesSeconds(entry.mtimeNs));
           } catch (err) {
             failed = true;
             throw err;
@@ -516,6 +579,36 @@ async function extractInto(archive: OpenedArchive, source: number, roots: OpenRo
   } finally {
     cursors.workspace.close();
     cursors.env.close();
+  }
+}
+
+/**
+ * Gives every directory of the chain (`archives`, oldest first, all extracted) its modification
+ * time from the newest archive naming it: making entries in a directory moves its time, so this
+ * comes last. Directories gone since are passed over.
+ */
+export async function restoreDirectoryTimes(archives: OpenedArchive[], roots: ArchiveRoots): Promise<void> {
+  const times = new Map<ByteString, bigint>();
+  for (const archive of archives)
+    for (const entry of archive.entries) if (entry.kind === 'directory' && entry.mtimeNs !== undefined) times.set(entry.path, entry.mtimeNs);
+  if (times.size === 0) return;
+  const open = await openRoots(roots);
+  const cursors = { workspace: new DirectoryCursor(open.workspace.fd), env: new DirectoryCursor(open.env.fd) };
+  try {
+    for (const [path, mtimeNs] of times) {
+      const { root, segments } = locate(cursors, path);
+      let fd: number;
+      try {
+        fd = root.open(segments);
+      } catch {
+        continue; // removed by a later archive of the chain
+      }
+      futimesSync(fd, utimesSeconds(mtimeNs), utimesSeconds(mtimeNs));
+    }
+  } finally {
+    cursors.workspace.close();
+    cursors.env.close();
+    await closeRoots(open);
   }
 }
 

@@ -1,5 +1,6 @@
 import { closeSync } from 'node:fs';
 import { openChildDirectorySync } from './beneath.js';
+import { bytesOf, type ByteString } from './byteNames.js';
 
 /**
  * The open directory of the entries an archive is being written from or extracted into. Entries
@@ -14,8 +15,11 @@ export class DirectoryCursor {
 
   constructor(private readonly root: number) {}
 
-  /** The descriptor of the directory `segments` names below the root; throws (ENOENT, ENOTDIR, ELOOP) when it is not a real directory there. */
-  open(segments: string[]): number {
+  /**
+   * The descriptor of the directory `segments` (byte strings: storage/byteNames.ts) names below
+   * the root; throws (ENOENT, ENOTDIR, ELOOP) when it is not a real directory there.
+   */
+  open(segments: readonly ByteString[]): number {
     if (segments.length === 0) return this.root;
     const path = segments.join('/');
     if (path === this.path) return this.fd;
@@ -23,7 +27,7 @@ export class DirectoryCursor {
     let dir = this.root;
     try {
       for (const name of segments) {
-        const child = openChildDirectorySync(dir, name);
+        const child = openChildDirectorySync(dir, bytesOf(name));
         if (dir !== this.root) closeSync(dir);
         dir = child;
       }

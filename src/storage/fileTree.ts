@@ -3,18 +3,35 @@ import { lstat, readdir, type FileHandle } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { errors } from '../errors.js';
 import { at, inDirectoryNoFollow, openChildDirectorySync, openTrustedDirectory } from './beneath.js';
+import { bytesOf, textOf, type ByteString } from './byteNames.js';
 
-/** What a checkpoint remembers of one path, to tell later whether it changed. */
+/**
+ * What a checkpoint remembers of one path, to tell later whether it changed. mtime and size a
+ * session can set back (`cp -p`, `tar x`, `touch -d`) after changing the bytes; ctime and the
+ * inode it cannot: the kernel sets ctime on every write, chmod or rename, and a file replaced
+ * by another has another inode.
+ */
 export interface TreeEntry {
   type: 'file' | 'directory' | 'symlink';
   size: number;
   mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
   mode: number;
-  target?: string;
+  /** A symlink's target, a byte string (storage/byteNames.ts). */
+  target?: ByteString;
+  /**
+   * Changed within CLOCK_SLACK_MS of the scan: the kernel's file clock ticks coarsely, so a write
+   * just after the scan can leave ctime as it was; such an entry counts as changed next time.
+   */
+  racy?: true;
 }
 
-/** Every path under a root (relative, '/'-separated), without following symlinks. */
-export type Tree = Map<string, TreeEntry>;
+/** Every path under a root (relative, '/'-separated byte strings: storage/byteNames.ts), without following symlinks. */
+export type Tree = Map<ByteString, TreeEntry>;
+
+/** How far the kernel's coarse file clock (a tick: 1 to 10 ms) may trail the worker's clock, with room to spare. */
+const CLOCK_SLACK_MS = 50;
 
 /** Entries one checkpoint may hold: each costs the worker memory while it is written. */
 export const MAX_CHECKPOINT_ENTRIES = 500_000;
@@ -41,7 +58,7 @@ const WALK_SLICE_MS = 5;
 
 /**
  * Visits every entry under the directory at `rootPath` (a path the worker trusts), depth first,
- * names sorted. Each directory is opened from its parent's descriptor without following links
+ * names sorted, as byte strings (storage/byteNames.ts): every name Linux allows is visited. Each directory is opened from its parent's descriptor without following links
  * (storage/beneath.ts), so the session changing the tree meanwhile can hide entries from the
  * walk but never lead it outside. `tooDeep` is called for a directory at MAX_TREE_DEPTH, whose
  * contents are not visited; paths in `skip` (relative) are neither visited nor entered.
@@ -62,7 +79,7 @@ export async function walkTree(
   const walk = async (dir: number, rel: string, depth: number): Promise<void> => {
     let names: string[];
     try {
-      names = readdirSync(`/proc/self/fd/${dir}`).sort();
+      names = readdirSync(`/proc/self/fd/${dir}`, { encoding: 'latin1' }).sort();
     } catch {
       return; // gone meanwhile
     }
@@ -73,7 +90,7 @@ export async function walkTree(
       }
       const relPath = rel ? `${rel}/${name}` : name;
       if (skip.has(relPath)) continue;
-      const st = lstatSync(at(dir, name), { throwIfNoEntry: false });
+      const st = lstatSync(at(dir, bytesOf(name)), { throwIfNoEntry: false });
       if (!st) continue;
       visit(relPath, st, dir, name);
       if (!st.isDirectory()) continue;
@@ -83,7 +100,7 @@ export async function walkTree(
       }
       let child: number;
       try {
-        child = openChildDirectorySync(dir, name);
+        child = openChildDirectorySync(dir, bytesOf(name));
       } catch {
         continue; // gone or swapped meanwhile
       }
@@ -104,6 +121,12 @@ export async function walkTree(
 /** The tree under `root` for a checkpoint, but for `skip` (relative paths, not entered); refuses trees nested deeper than MAX_TREE_DEPTH. */
 export async function scanTree(root: string, prefix = '', skip: readonly string[] = []): Promise<Tree> {
   const tree: Tree = new Map();
+  const racyAfter = Date.now() - CLOCK_SLACK_MS;
+  const entry = (type: TreeEntry['type'], st: Stats, size: number): TreeEntry => {
+    const it: TreeEntry = { type, size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, mode: st.mode & 0o7777 };
+    if (st.ctimeMs >= racyAfter) it.racy = true;
+    return it;
+  };
   await walkTree(
     root,
     (relPath, st, dir, name) => {
@@ -112,20 +135,22 @@ export async function scanTree(root: string, prefix = '', skip: readonly string[
       if (st.isSymbolicLink()) {
         let target: string | undefined;
         try {
-          target = readlinkSync(at(dir, name));
+          target = readlinkSync(at(dir, bytesOf(name)), { encoding: 'latin1' });
         } catch {
           // gone meanwhile
         }
-        if (target !== undefined) tree.set(`${prefix}${relPath}`, { type: 'symlink', size: 0, mtimeMs: st.mtimeMs, mode: st.mode & 0o7777, target });
+        if (target !== undefined) tree.set(`${prefix}${relPath}`, { ...entry('symlink', st, 0), target });
       } else if (st.isDirectory()) {
-        tree.set(`${prefix}${relPath}`, { type: 'directory', size: 0, mtimeMs: 0, mode: st.mode & 0o7777 });
+        tree.set(`${prefix}${relPath}`, entry('directory', st, 0));
       } else if (st.isFile()) {
-        tree.set(`${prefix}${relPath}`, { type: 'file', size: st.size, mtimeMs: st.mtimeMs, mode: st.mode & 0o7777 });
+        tree.set(`${prefix}${relPath}`, entry('file', st, st.size));
+      } else {
+        throw errors.cannotArchive(textOf(`${prefix}${relPath}`), `it is a ${kindOf(st)}, which a checkpoint cannot hold (remove it and checkpoint again)`);
       }
     },
     (relPath) => {
       throw errors.tooLarge(
-        `${JSON.stringify(`${prefix}${relPath}`.slice(0, 200))}… nests directories deeper than ${MAX_TREE_DEPTH} levels, more than a checkpoint holds`,
+        `${JSON.stringify(textOf(`${prefix}${relPath}`).slice(0, 200))}… nests directories deeper than ${MAX_TREE_DEPTH} levels, more than a checkpoint holds`,
       );
     },
     new Set(skip),
@@ -154,20 +179,41 @@ export async function treeSize(root: string): Promise<number> {
 
 class MeasuredEnough extends Error {}
 
-function same(a: TreeEntry, b: TreeEntry): boolean {
-  return a.type === b.type && a.size === b.size && a.mtimeMs === b.mtimeMs && a.mode === b.mode && a.target === b.target;
+/** A FIFO, socket or device's kind, for a message. */
+function kindOf(st: Stats): string {
+  if (st.isFIFO()) return 'FIFO';
+  if (st.isSocket()) return 'socket';
+  if (st.isCharacterDevice()) return 'character device';
+  if (st.isBlockDevice()) return 'block device';
+  return 'special file';
 }
 
-/** Paths added or changed in `now` since `before`, and paths gone from it. */
-export function diffTrees(before: Tree, now: Tree): { changed: string[]; deleted: string[] } {
+/** Unchanged since `before`: a directory by its mode and mtime (its entries are compared themselves); anything else by what the session cannot set back too. */
+function same(before: TreeEntry, now: TreeEntry): boolean {
+  if (before.type !== now.type || before.mode !== now.mode) return false;
+  if (now.type === 'directory') return before.mtimeMs === now.mtimeMs;
+  return before.size === now.size && before.mtimeMs === now.mtimeMs && before.ctimeMs === now.ctimeMs && before.ino === now.ino && before.target === now.target;
+}
+
+/**
+ * Paths added or changed in `now` since `before`, and paths gone from it. `changed` also holds
+ * the entries that look the same but were racy in `before` (they may have changed within the
+ * file clock's tick): saved again, and listed in `unsure` so they are not reported as modified.
+ */
+export function diffTrees(before: Tree, now: Tree): { changed: string[]; deleted: string[]; unsure: Set<string> } {
   const changed: string[] = [];
   const deleted: string[] = [];
+  const unsure = new Set<string>();
   for (const [path, entry] of now) {
     const old = before.get(path);
-    if (!old || !same(old, entry)) changed.push(path);
+    if (old && same(old, entry)) {
+      if (!old.racy) continue;
+      unsure.add(path);
+    }
+    changed.push(path);
   }
   for (const path of before.keys()) if (!now.has(path)) deleted.push(path);
-  return { changed, deleted };
+  return { changed, deleted, unsure };
 }
 
 /** Names in the directory `segments` below `root`, reached without following links; [] when there is none. */

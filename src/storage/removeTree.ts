@@ -29,8 +29,8 @@ export async function removeTree(path: string): Promise<void> {
   }
 }
 
-/** Removes the entry `name` of `dir` (a file, a link, or a whole directory). */
-export async function removeEntry(dir: FileHandle, name: string): Promise<void> {
+/** Removes the entry `name` of `dir` (a file, a link, or a whole directory); names below it are read as bytes, whatever they are. */
+export async function removeEntry(dir: FileHandle, name: string | Buffer): Promise<void> {
   const st = await lstat(at(dir, name)).catch(() => undefined);
   if (!st) return;
   if (!st.isDirectory()) {
@@ -67,8 +67,9 @@ async function emptyDirectory(top: FileHandle, dev: number): Promise<void> {
 }
 
 async function emptyLevels(dir: FileHandle, top: FileHandle, dev: number, depth: number, hoisted: string[]): Promise<void> {
-  const names = await readdir(`/proc/self/fd/${dir.fd}`).catch(() => [] as string[]);
-  const files: string[] = [];
+  // As bytes: a name that is not UTF-8 would not be found again by its decoded text (storage/byteNames.ts).
+  const names = await readdir(`/proc/self/fd/${dir.fd}`, { encoding: 'buffer' }).catch(() => [] as Buffer[]);
+  const files: Buffer[] = [];
   for (const name of names) {
     const st = await lstat(at(dir, name)).catch(() => undefined);
     if (!st) continue;

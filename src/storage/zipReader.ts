@@ -15,7 +15,10 @@ export class ZipFormatError extends Error {
 }
 
 export interface ZipDirectoryEntry {
+  /** The name's bytes exactly, as a byte string (storage/byteNames.ts), whatever its UTF-8 flag says. */
   name: string;
+  /** From the NTFS extra field, when the entry has one (ours do): nanoseconds since 1970, to 100 ns. */
+  mtimeNs: bigint | undefined;
   method: number;
   crc: number;
   size: number;
@@ -81,7 +84,8 @@ export async function readZipDirectory(fd: number, fileSize: number): Promise<Zi
     const commentLength = directory.readUInt16LE(at + 32);
     if (at + 46 + nameLength + extraLength + commentLength > directory.length) throw new ZipFormatError('a damaged central directory');
     const entry: ZipDirectoryEntry = {
-      name: directory.toString('utf8', at + 46, at + 46 + nameLength),
+      name: directory.toString('latin1', at + 46, at + 46 + nameLength),
+      mtimeNs: undefined,
       method: directory.readUInt16LE(at + 10),
       crc: directory.readUInt32LE(at + 16),
       compressedSize: directory.readUInt32LE(at + 20),
@@ -89,7 +93,7 @@ export async function readZipDirectory(fd: number, fileSize: number): Promise<Zi
       externalAttributes: directory.readUInt32LE(at + 38),
       localOffset: directory.readUInt32LE(at + 42),
     };
-    applyZip64(entry, directory.subarray(at + 46 + nameLength, at + 46 + nameLength + extraLength));
+    applyExtraFields(entry, directory.subarray(at + 46 + nameLength, at + 46 + nameLength + extraLength));
     entries.push(entry);
     at += 46 + nameLength + extraLength + commentLength;
   }
@@ -101,12 +105,20 @@ function safeNumber(value: bigint): number {
   return Number(value);
 }
 
-/** The zip64 extra field gives, in order, each of size, compressed size and offset whose 32-bit field is 0xFFFFFFFF. */
-function applyZip64(entry: ZipDirectoryEntry, extra: Buffer): void {
+/** 1970 in NTFS time: 100 ns units since 1601. */
+const FILETIME_EPOCH_100NS = 116_444_736_000_000_000n;
+
+/**
+ * The extra fields read: zip64 (0x0001) gives, in order, each of size, compressed size and offset
+ * whose 32-bit field is 0xFFFFFFFF; NTFS (0x000a) the modification time.
+ */
+function applyExtraFields(entry: ZipDirectoryEntry, extra: Buffer): void {
   for (let at = 0; at + 4 <= extra.length;) {
     const tag = extra.readUInt16LE(at);
     const length = extra.readUInt16LE(at + 2);
-    if (tag === 0x0001) {
+    if (tag === 0x000a && length >= 32 && at + 4 + length <= extra.length && extra.readUInt16LE(at + 8) === 1 && extra.readUInt16LE(at + 10) >= 24) {
+      entry.mtimeNs = (extra.readBigUInt64LE(at + 12) - FILETIME_EPOCH_100NS) * 100n;
+    } else if (tag === 0x0001) {
       let field = at + 4;
       const next = () => {
         if (field + 8 > at + 4 + length || field + 8 > extra.length) throw new ZipFormatError('a short zip64 field');
@@ -117,7 +129,6 @@ function applyZip64(entry: ZipDirectoryEntry, extra: Buffer): void {
       if (entry.size === MAX32) entry.size = next();
       if (entry.compressedSize === MAX32) entry.compressedSize = next();
       if (entry.localOffset === MAX32) entry.localOffset = next();
-      return;
     }
     at += 4 + length;
   }

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 
@@ -21,15 +22,25 @@ const DATA_DESCRIPTOR = 0x08;
 const UNIX = 3;
 const MAX32 = 0xffffffff;
 const MAX16 = 0xffff;
+/** The longest name an entry can have (its length is a 16-bit field). */
+export const MAX_NAME_BYTES = MAX16;
+/** The NTFS extra field (0x000a): the modification time exactly, in 100 ns units since 1601. */
+const NTFS_EXTRA_BYTES = 36;
+const FILETIME_EPOCH_100NS = 116_444_736_000_000_000n;
 /** Output gathered before one write: fewer, larger writes. */
 const FLUSH_BYTES = 1 << 20;
 
 export interface ZipEntryHeader {
-  /** The name in the archive; a directory's ends with '/'. */
+  /**
+   * The name in the archive, a byte string (storage/byteNames.ts): its bytes exactly, flagged as
+   * UTF-8 only when they are; a directory's ends with '/'. At most MAX_NAME_BYTES.
+   */
   name: string;
   kind: 'file' | 'directory' | 'symlink';
   mode: number;
   mtimeMs: number;
+  /** The modification time exactly, when known: the NTFS field keeps it to 100 ns (else from mtimeMs). */
+  mtimeNs?: bigint | undefined;
   method: number;
 }
 
@@ -66,15 +77,14 @@ export class ZipWriter {
   async add(entry: ZipEntry): Promise<void> {
     const record: CentralRecord = { ...entry, compressedSize: entry.data.length, offset: this.size, streamed: false };
     this.central.push(record);
-    const name = Buffer.from(entry.name, 'utf8');
-    await this.emit(localHeader(record, name));
+    await this.emit(localHeader(record, nameBytes(record)));
     await this.emit(entry.data);
   }
 
   /** Starts an entry whose bytes follow through write() and whose sizes end() gives. */
   async begin(header: ZipEntryHeader): Promise<void> {
     this.streaming = { ...header, crc: 0, size: 0, compressedSize: 0, offset: this.size, streamed: true };
-    await this.emit(localHeader(this.streaming, Buffer.from(header.name, 'utf8')));
+    await this.emit(localHeader(this.streaming, nameBytes(this.streaming)));
   }
 
   async write(data: Buffer): Promise<void> {
@@ -155,8 +165,14 @@ function dosDateTime(mtimeMs: number): { date: number; time: number } {
   };
 }
 
-function flagsOf(r: CentralRecord): number {
-  return UTF8_NAMES | (r.streamed ? DATA_DESCRIPTOR : 0);
+function nameBytes(r: ZipEntryHeader): Buffer {
+  const name = Buffer.from(r.name, 'latin1');
+  if (name.length > MAX_NAME_BYTES) throw new RangeError(`a zip entry name of ${name.length} bytes`);
+  return name;
+}
+
+function flagsOf(r: CentralRecord, name: Buffer): number {
+  return (isUtf8(name) ? UTF8_NAMES : 0) | (r.streamed ? DATA_DESCRIPTOR : 0);
 }
 
 function localHeader(r: CentralRecord, name: Buffer): Buffer {
@@ -166,7 +182,7 @@ function localHeader(r: CentralRecord, name: Buffer): Buffer {
   const { date, time } = dosDateTime(r.mtimeMs);
   header.writeUInt32LE(0x04034b50, 0);
   header.writeUInt16LE(r.streamed ? 45 : 20, 4);
-  header.writeUInt16LE(flagsOf(r), 6);
+  header.writeUInt16LE(flagsOf(r, name), 6);
   header.writeUInt16LE(r.method, 8);
   header.writeUInt16LE(time, 10);
   header.writeUInt16LE(date, 12);
@@ -184,16 +200,16 @@ function localHeader(r: CentralRecord, name: Buffer): Buffer {
 }
 
 function centralHeader(r: CentralRecord): Buffer {
-  const name = Buffer.from(r.name, 'utf8');
+  const name = nameBytes(r);
   const zip64 = needsZip64(r);
-  const extra = zip64 ? 28 : 0;
+  const extra = (zip64 ? 28 : 0) + NTFS_EXTRA_BYTES;
   const header = Buffer.alloc(46 + name.length + extra);
   const { date, time } = dosDateTime(r.mtimeMs);
   const type = r.kind === 'directory' ? S_IFDIR : r.kind === 'symlink' ? S_IFLNK : S_IFREG;
   header.writeUInt32LE(0x02014b50, 0);
   header.writeUInt16LE((UNIX << 8) | (zip64 ? 45 : 20), 4);
   header.writeUInt16LE(zip64 ? 45 : 20, 6);
-  header.writeUInt16LE(flagsOf(r), 8);
+  header.writeUInt16LE(flagsOf(r, name), 8);
   header.writeUInt16LE(r.method, 10);
   header.writeUInt16LE(time, 12);
   header.writeUInt16LE(date, 14);
@@ -205,13 +221,21 @@ function centralHeader(r: CentralRecord): Buffer {
   header.writeUInt32LE((((type | (r.mode & 0o7777)) << 16) | (r.kind === 'directory' ? MSDOS_DIRECTORY : 0)) >>> 0, 38);
   header.writeUInt32LE(zip64 ? MAX32 : r.offset, 42);
   name.copy(header, 46);
+  let at = 46 + name.length;
   if (zip64) {
-    const at = 46 + name.length;
     header.writeUInt16LE(0x0001, at);
     header.writeUInt16LE(24, at + 2);
     header.writeBigUInt64LE(BigInt(r.size), at + 4);
     header.writeBigUInt64LE(BigInt(r.compressedSize), at + 12);
     header.writeBigUInt64LE(BigInt(r.offset), at + 20);
+    at += 28;
   }
+  const since1601 = (r.mtimeNs !== undefined ? r.mtimeNs / 100n : BigInt(Math.round(r.mtimeMs * 10_000))) + FILETIME_EPOCH_100NS;
+  const filetime = since1601 < 0n ? 0n : since1601;
+  header.writeUInt16LE(0x000a, at);
+  header.writeUInt16LE(32, at + 2);
+  header.writeUInt16LE(0x0001, at + 8); // attribute 1: the three times
+  header.writeUInt16LE(24, at + 10);
+  for (const offset of [12, 20, 28]) header.writeBigUInt64LE(filetime, at + offset); // mtime, atime, ctime
   return header;
 }

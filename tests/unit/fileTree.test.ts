@@ -5,44 +5,69 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { diffTrees, namesIn, scanTree, treeSize, type Tree, type TreeEntry } from '../../src/storage/fileTree.js';
 
-const file = (over: Partial<TreeEntry> = {}): TreeEntry => ({ type: 'file', size: 10, mtimeMs: 1000, mode: 0o644, ...over });
+const file = (over: Partial<TreeEntry> = {}): TreeEntry => ({ type: 'file', size: 10, mtimeMs: 1000, ctimeMs: 1000, ino: 7, mode: 0o644, ...over });
+const dir = (over: Partial<TreeEntry> = {}): TreeEntry => ({ type: 'directory', size: 0, mtimeMs: 0, ctimeMs: 0, ino: 8, mode: 0o755, ...over });
+const link = (target: string, over: Partial<TreeEntry> = {}): TreeEntry => ({
+  type: 'symlink',
+  size: 0,
+  mtimeMs: 5,
+  ctimeMs: 5,
+  ino: 9,
+  mode: 0o777,
+  target,
+  ...over,
+});
 const tree = (entries: Record<string, TreeEntry>): Tree => new Map(Object.entries(entries));
 
 test('identical trees have no changes', () => {
   const t = tree({
     a: file(),
-    d: { type: 'directory', size: 0, mtimeMs: 0, mode: 0o755 },
-    l: { type: 'symlink', size: 0, mtimeMs: 5, mode: 0o777, target: 'a' },
+    d: dir(),
+    l: link('a'),
   });
-  assert.deepEqual(diffTrees(t, new Map(t)), { changed: [], deleted: [] });
+  assert.deepEqual(diffTrees(t, new Map(t)), { changed: [], deleted: [], unsure: new Set() });
 });
 
 test('added paths are changed; paths gone are deleted', () => {
   const before = tree({ keep: file(), gone: file() });
   const now = tree({ keep: file(), fresh: file() });
-  assert.deepEqual(diffTrees(before, now), { changed: ['fresh'], deleted: ['gone'] });
-  assert.deepEqual(diffTrees(new Map(), now), { changed: ['keep', 'fresh'], deleted: [] });
-  assert.deepEqual(diffTrees(before, new Map()), { changed: [], deleted: ['keep', 'gone'] });
+  assert.deepEqual(diffTrees(before, now), { changed: ['fresh'], deleted: ['gone'], unsure: new Set() });
+  assert.deepEqual(diffTrees(new Map(), now), { changed: ['keep', 'fresh'], deleted: [], unsure: new Set() });
+  assert.deepEqual(diffTrees(before, new Map()), { changed: [], deleted: ['keep', 'gone'], unsure: new Set() });
 });
 
-test('a change of size, mtime, mode, type or link target is a change', () => {
+test('a change of size, mtime, ctime, inode, mode, type or link target is a change; a racy entry counts as changed', () => {
   const before = tree({
     size: file(),
     mtime: file(),
+    ctime: file(),
+    inode: file(),
     mode: file(),
     type: file(),
-    link: { type: 'symlink', size: 0, mtimeMs: 1, mode: 0o777, target: 'x' },
+    link: link('x'),
+    racy: file({ racy: true }),
+    dirTime: dir(),
+    dirInode: dir(),
     same: file(),
   });
   const now = tree({
     size: file({ size: 11 }),
     mtime: file({ mtimeMs: 1001 }),
+    ctime: file({ ctimeMs: 1001 }),
+    inode: file({ ino: 70 }),
     mode: file({ mode: 0o755 }),
-    type: { type: 'directory', size: 10, mtimeMs: 1000, mode: 0o644 },
-    link: { type: 'symlink', size: 0, mtimeMs: 1, mode: 0o777, target: 'y' },
+    type: dir({ mode: 0o644 }),
+    link: link('y'),
+    racy: file(),
+    dirTime: dir({ mtimeMs: 3 }),
+    dirInode: dir({ ino: 80, ctimeMs: 80 }),
     same: file(),
   });
-  assert.deepEqual(diffTrees(before, now), { changed: ['size', 'mtime', 'mode', 'type', 'link'], deleted: [] });
+  assert.deepEqual(diffTrees(before, now), {
+    changed: ['size', 'mtime', 'ctime', 'inode', 'mode', 'type', 'link', 'racy', 'dirTime'],
+    deleted: [],
+    unsure: new Set(['racy']),
+  });
 });
 
 const scratch = await mkdtemp(join(tmpdir(), 'unit-filetree-'));
@@ -58,14 +83,27 @@ test('scanTree records files, directories and symlinks (not followed) with prefi
   await symlink('sub/f.txt', join(root, 'in'));
   const scanned = await scanTree(root, 'workspace/');
   assert.deepEqual([...scanned.keys()], ['workspace/in', 'workspace/out', 'workspace/sub', 'workspace/sub/f.txt'], 'depth first, names sorted');
-  assert.deepEqual(scanned.get('workspace/sub/f.txt'), { type: 'file', size: 5, mtimeMs: 100_000, mode: 0o600 });
-  assert.deepEqual({ ...scanned.get('workspace/sub'), mode: 0 }, { type: 'directory', size: 0, mtimeMs: 0, mode: 0 });
+  const f = scanned.get('workspace/sub/f.txt')!;
+  assert.deepEqual(
+    { type: f.type, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, racy: f.racy },
+    { type: 'file', size: 5, mtimeMs: 100_000, mode: 0o600, racy: true },
+  );
+  assert.ok(f.ino > 0 && f.ctimeMs > 100_000, 'ctime is now, whatever mtime says');
+  assert.equal(scanned.get('workspace/sub')?.type, 'directory');
   assert.equal(scanned.get('workspace/out')?.type, 'symlink');
   assert.equal(scanned.get('workspace/out')?.target, '/etc');
   assert.equal(scanned.get('workspace/in')?.target, 'sub/f.txt');
-  // A rescan after a write sees exactly that file as changed.
+  // Everything was made just now: racy, so a rescan sees all as changed; older, only what changed.
+  assert.deepEqual(
+    diffTrees(scanned, await scanTree(root, 'workspace/')).changed.sort(),
+    [...scanned]
+      .filter(([, e]) => e.racy)
+      .map(([p]) => p)
+      .sort(),
+  );
+  for (const entry of scanned.values()) delete entry.racy;
   await writeFile(join(root, 'sub', 'f.txt'), 'hello!');
-  assert.deepEqual(diffTrees(scanned, await scanTree(root, 'workspace/')), { changed: ['workspace/sub/f.txt'], deleted: [] });
+  assert.deepEqual(diffTrees(scanned, await scanTree(root, 'workspace/')), { changed: ['workspace/sub/f.txt'], deleted: [], unsure: new Set() });
 });
 
 test('a missing root scans as empty; treeSize adds file sizes; namesIn lists without following links', async () => {

@@ -1,0 +1,216 @@
+import assert from 'node:assert/strict';
+import {
+  chmodSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+  type Stats,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import fc from 'fast-check';
+import { bytesOf } from '../src/storage/byteNames.js';
+import { extractArchive, openArchive, restoreDirectoryTimes, writeArchive } from '../src/storage/checkpointArchive.js';
+import { diffTrees, scanTree, type Tree } from '../src/storage/fileTree.js';
+import { assertSameTree } from './helpers/sameTree.js';
+
+// What a checkpoint reports saved is saved: generated workspaces (names of any bytes Linux allows,
+// links pointing anywhere, modes, sizes, times), a full checkpoint, generated edits (content
+// changed with size and mtime kept among them), an incremental one; restoring the chain gives
+// back the tree as it was, byte for byte. The worker's own archive code on real directories;
+// tests/checkpoints.test.ts does the same through a real worker.
+
+const scratch = mkdtempSync(join(tmpdir(), 'codegen-roundtrip-'));
+after(() => rmSync(scratch, { recursive: true, force: true }));
+
+type Node =
+  | { kind: 'file'; bytes: Uint8Array; mode: number; mtime: number }
+  | { kind: 'link'; target: Uint8Array; mtime: number }
+  | { kind: 'dir'; mode: number; mtime: number; children: [Uint8Array, Node][] };
+
+const SLASH = 0x2f;
+/** A name: any bytes but '/' and NUL, not '.' or '..'; backslashes, bytes above 0x7f, spaces and newlines favoured. */
+const nameByte = fc.oneof(
+  fc.constantFrom(0x5c, 0xe9, 0xff, 0x80, 0xc3, 0xa9, 0x20, 0x0a, 0x2e, 0x2d, 0x7e),
+  fc.integer({ min: 1, max: 255 }).filter((b) => b !== SLASH),
+  fc.integer({ min: 0x61, max: 0x7a }),
+);
+const name = fc
+  .array(nameByte, { minLength: 1, maxLength: 12 })
+  .map((bytes) => Uint8Array.from(bytes))
+  .filter((b) => !(b.length === 1 && b[0] === 0x2e) && !(b.length === 2 && b[0] === 0x2e && b[1] === 0x2e));
+/** A link target: anything a link may hold (absolute, climbing, through `..` after a name, dangling, not UTF-8). */
+const target = fc.oneof(
+  fc.constantFrom('/etc/passwd', '/workspace/a', '../../..', 'sub/../sub/a.txt', '.', '..', '/', 'a\\b'),
+  fc.array(fc.integer({ min: 1, max: 255 }), { minLength: 1, maxLength: 30 }).map((b) => Buffer.from(Uint8Array.from(b)).toString('latin1')),
+);
+/** Milliseconds since 1970 to the microsecond, from 1970 to 2096. */
+const time = fc.integer({ min: 0, max: 4_000_000_000_000_000 }).map((us) => us / 1000);
+const fileMode = fc.constantFrom(0o644, 0o600, 0o755, 0o400, 0o777, 0o4755, 0o2750, 0o1644, 0o000);
+const dirMode = fc.constantFrom(0o755, 0o700, 0o1777, 0o555, 0o2775);
+const content = fc.oneof(
+  { weight: 40, arbitrary: fc.uint8Array({ maxLength: 300 }) },
+  // Past 4 MB a file is streamed into the archive in chunks rather than read whole.
+  { weight: 1, arbitrary: fc.integer({ min: 0, max: 5 << 20 }).map((n) => Uint8Array.from(Buffer.alloc(n, n % 251))) },
+);
+
+const tree = fc.letrec<{ node: Node; dir: Node & { kind: 'dir' } }>((tie) => ({
+  node: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    fc.record({ kind: fc.constant('file' as const), bytes: content, mode: fileMode, mtime: time }),
+    fc.record({ kind: fc.constant('link' as const), target: target.map((t) => bytesOf(t)), mtime: time }),
+    tie('dir'),
+  ),
+  dir: fc.record({
+    kind: fc.constant('dir' as const),
+    mode: dirMode,
+    mtime: time,
+    children: fc.uniqueArray(fc.tuple(name, tie('node')), { maxLength: 5, selector: ([n]) => Buffer.from(n).toString('latin1') }),
+  }),
+}));
+
+/** Makes `node` at `at` (bytes); directory modes and times last, after their contents. */
+function make(at: Buffer, node: Node): void {
+  if (node.kind === 'file') {
+    writeFileSync(at, node.bytes);
+    chmodSync(at, node.mode);
+    utimesSync(at, node.mtime / 1000, node.mtime / 1000);
+  } else if (node.kind === 'link') {
+    symlinkSync(Buffer.from(node.target), at);
+    lutimesSync(at, node.mtime / 1000, node.mtime / 1000);
+  } else {
+    mkdirSync(at);
+    for (const [child, inner] of node.children) make(Buffer.concat([at, Buffer.from('/'), child]), inner);
+    chmodSync(at, node.mode);
+    utimesSync(at, node.mtime / 1000, node.mtime / 1000);
+  }
+}
+
+type Edit = { op: 'rewrite-same-size-and-mtime' | 'delete' | 'chmod' | 'replace-with-dir' | 'replace-with-file' | 'retarget'; pick: number; value: number };
+const edit = fc.record({
+  op: fc.constantFrom('rewrite-same-size-and-mtime', 'delete', 'chmod', 'replace-with-dir', 'replace-with-file', 'retarget'),
+  pick: fc.nat(),
+  value: fc.nat(),
+}) as fc.Arbitrary<Edit>;
+
+/** Applies an edit to one of the tree's entries (chosen by `pick` among what the scan saw). */
+function apply(root: string, scanned: Tree, e: Edit): void {
+  const paths = [...scanned.keys()];
+  if (paths.length === 0) return;
+  const rel = paths[e.pick % paths.length];
+  const at = Buffer.concat([Buffer.from(`${root}/`), bytesOf(rel.slice('workspace/'.length))]);
+  let st: Stats;
+  try {
+    st = lstatSync(at);
+  } catch {
+    return; // gone with an earlier edit (its parent deleted or replaced)
+  }
+  // Keep directories reachable by the scan (root may enter any mode) and writable by the test.
+  if (st.isDirectory()) chmodSync(at, 0o755);
+  switch (e.op) {
+    case 'rewrite-same-size-and-mtime':
+      if (!st.isFile()) return;
+      writeFileSync(at, Buffer.alloc(st.size, (e.value % 255) + 1));
+      utimesSync(at, st.atimeMs / 1000, st.mtimeMs / 1000); // cp -p, tar x, touch -d: size and mtime as before
+      return;
+    case 'delete':
+      rmSync(at, { recursive: true, force: true });
+      return;
+    case 'chmod':
+      if (st.isSymbolicLink()) return;
+      chmodSync(at, [0o600, 0o755, 0o700, 0o444][e.value % 4]);
+      return;
+    case 'replace-with-dir':
+      rmSync(at, { recursive: true, force: true });
+      mkdirSync(at);
+      writeFileSync(Buffer.concat([at, Buffer.from('/inner\\x')]), 'new');
+      return;
+    case 'replace-with-file':
+      rmSync(at, { recursive: true, force: true });
+      writeFileSync(at, `was ${st.isDirectory() ? 'a directory' : 'something else'}`);
+      return;
+    case 'retarget':
+      if (!st.isSymbolicLink()) return;
+      symlinkSync(Buffer.concat([readlinkSync(at, { encoding: 'buffer' }), Buffer.from('x')]), Buffer.concat([at, Buffer.from('~')]));
+      rmSync(at);
+      renameSync(Buffer.concat([at, Buffer.from('~')]), at);
+  }
+}
+
+/**
+ * Until the file clock has moved past every ctime in `tree` (a probe file's ctime says it: at
+ * once where the kernel keeps ctimes fine-grained, within a tick where it is coarse).
+ */
+async function clockPast(dir: string, tree: Tree): Promise<void> {
+  const newest = Math.max(0, ...[...tree.values()].map((e) => e.ctimeMs));
+  const probe = join(dir, 'probe');
+  for (let i = 0; ; i++) {
+    writeFileSync(probe, String(i));
+    if (lstatSync(probe).ctimeMs > newest) return;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+let run = 0;
+/**
+ * `oldScan`: the full checkpoint's tree is taken as made long before the edits (no entry racy),
+ * so every edit must be seen by what the session cannot set back (ctime, inode) alone.
+ */
+async function roundTrip(top: Node & { kind: 'dir' }, edits: Edit[], oldScan: boolean): Promise<void> {
+  const dir = join(scratch, String(run++));
+  const source = { workspace: join(dir, 'source', 'workspace'), env: join(dir, 'source', 'env') };
+  const target = { workspace: join(dir, 'target', 'workspace'), env: join(dir, 'target', 'env') };
+  for (const d of [source.env, target.workspace, target.env]) mkdirSync(d, { recursive: true });
+  make(Buffer.from(source.workspace), { ...top, mode: 0o755 });
+  try {
+    const full = await scanTree(source.workspace, 'workspace/');
+    await writeArchive(join(dir, 'full.zip'), source, full, [...full.keys()], [], {});
+    if (oldScan) {
+      await clockPast(dir, full);
+      for (const entry of full.values()) delete entry.racy;
+    }
+    for (const e of edits) apply(source.workspace, full, e);
+    const now = await scanTree(source.workspace, 'workspace/');
+    const { changed, deleted } = diffTrees(full, now);
+    await writeArchive(join(dir, 'incremental.zip'), source, now, changed, deleted, {});
+
+    const archives = [await openArchive(join(dir, 'full.zip')), await openArchive(join(dir, 'incremental.zip'))];
+    for (const archive of archives) await extractArchive(archive, target, { workspace: undefined, env: undefined });
+    await restoreDirectoryTimes(archives, target);
+    const restored = await scanTree(target.workspace, 'workspace/');
+    assertSameTree(restored, now, 'restored chain');
+    for (const [rel, entry] of now) {
+      if (entry.type !== 'file') continue;
+      const name = bytesOf(rel.slice('workspace/'.length));
+      const bytes = (root: string) => readFileSync(Buffer.concat([Buffer.from(`${root}/`), name]));
+      assert.ok(bytes(target.workspace).equals(bytes(source.workspace)), `the bytes of ${JSON.stringify(rel)}`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('checkpoint → edits → incremental → restore gives back every generated tree exactly (500 trees)', async () => {
+  const seed = Number(process.env.ROUNDTRIP_SEED ?? Date.now() % 2 ** 31);
+  console.log(`# checkpoint round trip: seed ${seed} (ROUNDTRIP_SEED=${seed} repeats it)`);
+  await fc
+    .assert(
+      fc.asyncProperty(tree.dir, fc.array(edit, { maxLength: 6 }), fc.boolean(), (top, edits, oldScan) =>
+        roundTrip(top as Node & { kind: 'dir' }, edits, oldScan),
+      ),
+      { numRuns: 500, seed },
+    )
+    .catch((err: Error) => {
+      const cause = err.cause instanceof Error ? err.cause.message : String(err.cause);
+      throw new Error(`${err.message}\nFailure: ${cause}`);
+    });
+});
