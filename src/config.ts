@@ -60,6 +60,8 @@ export interface WorkerConfig {
   coordinatorTlsKey: string | undefined;
   observeCalls: boolean;
   defaultDiskMb: number;
+  maxDiskMb: number;
+  diskOvercommit: number;
 }
 
 export class ConfigError extends Error {
@@ -84,6 +86,15 @@ const integer =
   (min: number, max: number): Parser<number> =>
   (raw, name) => {
     if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`${name} must be a whole number, got '${raw}'`);
+    const value = Number(raw);
+    if (value < min || value > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${value}`);
+    return value;
+  };
+
+const decimal =
+  (min: number, max: number): Parser<number> =>
+  (raw, name) => {
+    if (!/^\d+(\.\d+)?$/.test(raw.trim())) throw new ConfigError(`${name} must be a number, got '${raw}'`);
     const value = Number(raw);
     if (value < min || value > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${value}`);
     return value;
@@ -288,6 +299,18 @@ const SETTINGS = {
     'disk limit (workspace and environment) of sessions that set none, in MB (0: none)',
     integer(0, 100_000_000),
     () => 10240,
+  ),
+  maxDiskMb: setting(
+    'WORKER_MAX_DISK_MB',
+    'the largest config.limits.max_disk_mb a session may ask for, in MB (more: INVALID_ARGUMENT)',
+    integer(1, 16_000_000),
+    () => 1_048_576,
+  ),
+  diskOvercommit: setting(
+    'WORKER_DISK_OVERCOMMIT',
+    "how many times the data disk's free space sessions' disk limits may add up to (1: each limit is a reservation; more: a session filling its disk may fill the host's)",
+    decimal(0.01, 1000),
+    () => 1,
   ),
   defaultMemoryMb: setting('WORKER_DEFAULT_MEMORY_MB', 'memory limit of sessions that set none (0: none)', integer(0, 10_000_000), () => 2048),
 } satisfies { [K in keyof WorkerConfig]: Setting<WorkerConfig[K]> };

@@ -102,6 +102,8 @@ export const errors = {
   cannotArchive: (path: string, why: string) => new WorkerError(Status.FAILED_PRECONDITION, `cannot checkpoint ${quoted(path, 200)}: ${why}; nothing was kept`),
   checkpointDamaged: (code: Status.NOT_FOUND | Status.INTERNAL | Status.DATA_LOSS, checkpointId: string, what: string) =>
     new WorkerError(code, `checkpoint ${quoted(checkpointId)} cannot be restored: ${what}; nothing was restored`),
+  restoreCancelled: (checkpointId: string) =>
+    new WorkerError(Status.CANCELLED, `restore of ${quoted(checkpointId)} cancelled: the client cancelled or its deadline passed; nothing was restored`),
   checkpointCorrupted: (checkpointId: string) =>
     new WorkerError(Status.INTERNAL, `checkpoint corrupted: the archive of ${quoted(checkpointId)} does not match its checksum; nothing was restored`),
 

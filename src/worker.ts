@@ -36,6 +36,11 @@ import { dataDirectory, unfinishedWrites, type DataDirectory } from './storage/d
 import { parseS3Url } from './storage/s3Client.js';
 import { UrlSigner } from './storage/urlSigner.js';
 import { LocalWorkspaceStore } from './storage/workspaceStore.js';
+import { DISK_FLOOR_BYTES, DiskBudget } from './storage/diskBudget.js';
+import { PayloadBudget } from './sessions/payloadBudget.js';
+
+/** fs requests' and replies' bytes the worker holds at once, all sessions together (sessions/payloadBudget.ts). */
+const WORKER_PAYLOAD_BYTES = 1024 * 1024 * 1024;
 import { metrics, registry } from './telemetry/metrics.js';
 import { startTracing, stopTracing, tracingEnabled } from './telemetry/tracing.js';
 import { toolNames } from './tools/index.js';
@@ -81,6 +86,14 @@ function updateSessionGauges(pool: SessionPool, maxSessions: number): void {
   metrics.capacity.set(maxSessions);
 }
 
+/** The data disk's free, committed and available bytes, read when /metrics is scraped. */
+function updateDiskGauges(budget: DiskBudget): void {
+  const space = budget.space();
+  metrics.diskFree.set(space.freeBytes);
+  metrics.diskCommitted.set(space.committedBytes);
+  metrics.diskAvailable.set(Math.max(0, space.availableBytes));
+}
+
 /** Every language the worker knows, python (the default) first: what each needs of the host is found here once. */
 function languageOffers(config: WorkerConfig, dirs: DataDirectory, logger: Logger): LanguageOffer[] {
   return [
@@ -116,7 +129,7 @@ async function offeredLanguages(config: WorkerConfig, dirs: DataDirectory, logge
   return languages;
 }
 
-async function startSandbox(config: WorkerConfig, dirs: DataDirectory, languages: Language[], logger: Logger): Promise<SandboxHost> {
+async function startSandbox(config: WorkerConfig, dirs: DataDirectory, languages: Language[], diskBudget: DiskBudget, logger: Logger): Promise<SandboxHost> {
   const sandboxHost = await SandboxHost.create({
     mode: config.sandbox,
     allowNetwork: config.allowNetwork,
@@ -126,6 +139,7 @@ async function startSandbox(config: WorkerConfig, dirs: DataDirectory, languages
     maxTaskOutputBytes: config.maxTaskOutputBytes,
     warmInterpreter: config.warmInterpreter,
     uidBase: config.uidBase,
+    diskBudget,
     logger,
   });
   logger.info('sandbox ready', sandboxHost.describe());
@@ -141,6 +155,7 @@ async function startSessions(config: WorkerConfig, dirs: DataDirectory, sandboxH
     taskHistory: config.taskHistory,
     defaultMemoryMb: config.defaultMemoryMb,
     defaultDiskMb: config.defaultDiskMb,
+    maxDiskMb: config.maxDiskMb,
     spareSessions: config.spareSessions,
     sandboxHost,
     store: new LocalWorkspaceStore(dirs.sessions, dirs.quarantine),
@@ -164,12 +179,12 @@ interface Stores {
   publicUrl: { value: string | undefined };
 }
 
-async function openStores(config: WorkerConfig, dirs: DataDirectory, pool: SessionPool, logger: Logger): Promise<Stores> {
+async function openStores(config: WorkerConfig, dirs: DataDirectory, pool: SessionPool, diskBudget: DiskBudget, logger: Logger): Promise<Stores> {
   const s3 = config.checkpointStore ? parseS3Url(config.checkpointStore, config.s3Endpoint) : undefined;
   await Promise.all([mkdir(dirs.checkpoints, { recursive: true }), mkdir(dirs.artifacts, { recursive: true })]);
   for (const unfinished of unfinishedWrites(dirs)) await rm(unfinished, { recursive: true, force: true });
   const checkpointStore = s3 ? new S3CheckpointStore(s3, dirs.checkpointScratch) : new LocalCheckpointStore(dirs.checkpoints);
-  const checkpoints = new Checkpoints({ store: checkpointStore, pool, keepPerSession: config.checkpointsPerSession, logger });
+  const checkpoints = new Checkpoints({ store: checkpointStore, pool, keepPerSession: config.checkpointsPerSession, diskBudget, logger });
   const signer = await UrlSigner.load(config.urlSecret, dirs.urlSecret);
   const publicUrl = { value: config.publicUrl };
   const localArtifacts = new LocalArtifactStore(dirs.artifacts, signer, () => publicUrl.value!, config.downloadUrlTtlSeconds * 1000);
@@ -305,9 +320,17 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   const dataLock = await lockDataDirectory(dirs);
   await startTracing('codegen-mcp-worker', { 'service.instance.id': config.workerId, 'service.version': WORKER_VERSION });
   const languages = await offeredLanguages(config, dirs, logger);
-  const sandboxHost = await startSandbox(config, dirs, languages, logger);
+  // What sessions' disks and checkpoints may take of the data disk (storage/diskBudget.ts).
+  const diskBudget = new DiskBudget({
+    path: dirs.root,
+    imageDirs: [dirs.sessions],
+    image: 'disk.img',
+    overcommit: config.diskOvercommit,
+    floorBytes: DISK_FLOOR_BYTES,
+  });
+  const sandboxHost = await startSandbox(config, dirs, languages, diskBudget, logger);
   const pool = await startSessions(config, dirs, sandboxHost, logger);
-  const stores = await openStores(config, dirs, pool, logger);
+  const stores = await openStores(config, dirs, pool, diskBudget, logger);
 
   const tls = config.tlsCert && config.tlsKey ? { cert: config.tlsCert, key: config.tlsKey } : undefined;
   const health = { serving: false, draining: false };
@@ -315,6 +338,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     ready: () => health.serving && !health.draining,
     metrics: async () => {
       updateSessionGauges(pool, config.maxSessions);
+      updateDiskGauges(diskBudget);
       return { contentType: registry.contentType, body: await registry.metrics() };
     },
   };
@@ -340,6 +364,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
       pool,
       limits: { maxOutputBytes: config.maxOutputBytes, maxMessageBytes: config.maxMessageBytes },
       maxTimeoutSeconds: config.maxTaskTimeoutSeconds,
+      payloads: new PayloadBudget(WORKER_PAYLOAD_BYTES),
     },
     logger,
   }).catch((err: unknown) => {

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { applyServerStreamBackpressure } from './serverStreamBackpressure.js';
 import { isAbortError } from 'abort-controller-x';
 import type { ServerCredentials } from '@grpc/grpc-js';
 import { createServer, type Server, type ServerMiddleware } from 'nice-grpc';
@@ -55,6 +56,7 @@ const DESCRIPTORS = new URL('../../../gen/codegen.binpb', import.meta.url);
  * Kubernetes probe it) and server reflection (v1 and v1alpha, so grpcurl works without protos).
  */
 export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
+  applyServerStreamBackpressure();
   const { logger } = options;
   const server = createServer({
     'grpc.max_receive_message_length': options.maxMessageBytes,

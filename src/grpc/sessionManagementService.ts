@@ -61,9 +61,9 @@ export function sessionManagementService(pool: SessionPool, checkpoints: Checkpo
       return { checkpointId: record.checkpointId, sizeBytes: record.sizeBytes, storageUrl: record.storageUrl, metadata: metadataOf(record) };
     },
 
-    async restoreSession(request) {
+    async restoreSession(request, context) {
       checkRequest(request, { checkpointId: 'id' });
-      const { session, record } = await checkpoints.restore(request.checkpointId);
+      const { session, record } = await checkpoints.restore(request.checkpointId, context.signal);
       return { sessionId: session.id, workerId, state: session.state, checkpointMetadata: metadataOf(record) };
     },
 

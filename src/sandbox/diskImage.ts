@@ -26,6 +26,11 @@ function layout(megabytes: number): { bytes: number; mkfs: string[] } {
   return { bytes: kib * 1024, mkfs: small ? ['-b', '1024', '-J', 'size=1'] : ['-b', '4096', '-J', 'size=4'] };
 }
 
+/** The size of the image for a disk of `megabytes` (what it may grow to on the host). */
+export function imageBytes(megabytes: number): number {
+  return layout(megabytes).bytes;
+}
+
 async function runTool(command: string, args: string[]): Promise<void> {
   try {
     await run(command, args, { env: { ...LAUNCHER_ENV }, timeout: 60_000 });

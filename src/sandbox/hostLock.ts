@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { LAUNCHER_ENV } from './launcher.js';
 import { pathExists } from '../storage/pathExists.js';
@@ -50,8 +50,10 @@ export class HostLock {
     child.unref();
     for (const stream of [child.stdin, child.stdout, child.stderr] as unknown as { unref?: () => void }[]) stream.unref?.();
     const holder: LockHolder = { pid: process.pid, what };
-    await writeFile(`${file}.holder.tmp-${process.pid}`, JSON.stringify(holder));
-    await rename(`${file}.holder.tmp-${process.pid}`, `${file}.holder`);
+    // Only what a refused second worker is told: a full disk must not stop this one from starting.
+    await writeFile(`${file}.holder.tmp-${process.pid}`, JSON.stringify(holder))
+      .then(() => rename(`${file}.holder.tmp-${process.pid}`, `${file}.holder`))
+      .catch(() => rm(`${file}.holder.tmp-${process.pid}`, { force: true }));
     return { acquired: true, lock: new HostLock(child, file) };
   }
 

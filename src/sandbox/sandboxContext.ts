@@ -4,6 +4,7 @@ import type { HostTools } from './launcher.js';
 import type { Language } from './language.js';
 
 export type SandboxMode = 'bwrap' | 'none';
+import type { DiskBudget } from '../storage/diskBudget.js';
 
 export interface SandboxHostOptions {
   mode: SandboxMode;
@@ -20,6 +21,8 @@ export interface SandboxHostOptions {
   warmInterpreter: boolean;
   /** First uid of this worker's range (WORKER_UID_BASE); undefined: claim a free one. */
   uidBase: number | undefined;
+  /** Where each session's disk image is reserved before it is made; undefined: nothing reserved. */
+  diskBudget?: DiskBudget | undefined;
   logger: Logger;
 }
 

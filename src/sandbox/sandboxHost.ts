@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { removeTree } from '../storage/removeTree.js';
 import { sessionLayout, type SessionDirectories } from '../storage/workspaceStore.js';
 import { setUpCgroups, type Cgroup, type CgroupSupport } from './cgroups.js';
-import { makeDiskImage, mountDiskImage, probeDiskImages, unmountDiskImage, usedBytes } from './diskImage.js';
+import { imageBytes, makeDiskImage, mountDiskImage, probeDiskImages, unmountDiskImage, usedBytes } from './diskImage.js';
 import { findOnPath } from './hostTools.js';
 import type { Language } from './language.js';
 import type { HostTools } from './launcher.js';
@@ -235,7 +235,13 @@ export class SandboxHost implements SandboxContext {
   private async makeDisk(prepared: PreparedSandbox, dirs: SessionDirectories, mb: number): Promise<void> {
     if (mb <= 0) return;
     if (this.diskImageProblem !== undefined) throw new Error(`this worker cannot give sessions a disk limit (${this.diskImageProblem})`);
-    await makeDiskImage(dirs.diskImage, dirs.disk, mb, this.options.dirs.diskTemplates);
+    // Held until the image exists: from then on it counts by itself (storage/diskBudget.ts).
+    const reservation = this.options.diskBudget?.reserve(imageBytes(mb), `a session disk of ${mb} MB`);
+    try {
+      await makeDiskImage(dirs.diskImage, dirs.disk, mb, this.options.dirs.diskTemplates);
+    } finally {
+      reservation?.release();
+    }
     prepared.diskMb = mb;
     prepared.diskBaselineBytes = await usedBytes(dirs.disk);
   }

@@ -6,6 +6,7 @@ import { describeThrown, errors, faultOf, quoted, WorkerError } from '../errors.
 import type { Logger } from '../logger.js';
 import { extractArchive, openArchive, restoreDirectoryTimes, sha256Of, writeArchive, type OpenedArchive } from '../storage/checkpointArchive.js';
 import { textOf } from '../storage/byteNames.js';
+import type { DiskBudget, Reservation } from '../storage/diskBudget.js';
 import { ZipFormatError } from '../storage/zipReader.js';
 import { MissingArchiveError, type CheckpointRecord, type CheckpointStore, type FetchedArchive } from '../storage/checkpointStore.js';
 import { DamagedRecordError } from '../storage/jsonFile.js';
@@ -23,6 +24,8 @@ export interface CheckpointsOptions {
   pool: SessionPool;
   /** Newest checkpoints kept per session (plus the parents they need). */
   keepPerSession: number;
+  /** What an archive may take of the data disk is reserved while it is written; undefined: nothing reserved. */
+  diskBudget?: DiskBudget | undefined;
   logger: Logger;
 }
 
@@ -43,6 +46,13 @@ async function sessionTree(session: Session): Promise<Tree> {
   for (const [path, entry] of workspace) tree.set(path, entry);
   for (const [path, entry] of env) if (entry.type !== 'symlink' || linkStaysWithin(path, entry.target!)) tree.set(path, entry);
   return tree;
+}
+
+/** The most an archive of `paths` (all of `tree` when undefined) can take: each file's bytes and a header of its name. */
+function archiveBound(tree: Tree, paths: string[] | undefined): number {
+  let bytes = 64 * 1024;
+  for (const path of paths ?? tree.keys()) bytes += (tree.get(path)?.size ?? 0) + 200 + 2 * path.length;
+  return bytes;
 }
 
 /** Archives (a full one and its incrementals) one restore applies at most: chains written before the bound below. */
@@ -68,6 +78,7 @@ export class Checkpoints {
     const scratch = await this.options.store.scratchDir();
     const checkpointId = `checkpoint-${randomBytes(12).toString('base64url')}`;
     const temporary = join(scratch, `${checkpointId}.zip.partial`);
+    let reservation: Reservation | undefined;
     try {
       const tree = await sessionTree(session);
       const last = session.lastCheckpoint;
@@ -89,6 +100,8 @@ export class Checkpoints {
         sizeBytes: 0,
         storageUrl: this.options.store.urlOf(checkpointId),
       };
+      // An archive is at most what it holds (stored, not deflated) plus its headers.
+      reservation = this.options.diskBudget?.reserve(archiveBound(tree, parent ? changed : undefined), `the checkpoint of session ${quoted(sessionId)}`);
       const roots = { workspace: session.sandbox.workspace, env: session.sandbox.environment };
       const written = await writeArchive(temporary, roots, tree, parent ? changed : [...tree.keys()], parent ? deleted : [], {
         ...record,
@@ -110,12 +123,25 @@ export class Checkpoints {
       session.logger.error('checkpoint failed', { error: describeThrown(err) });
       throw errors.archiveFailed(`could not write the checkpoint (${faultOf(err)}); nothing was kept`);
     } finally {
+      reservation?.release();
       session.endCheckpoint();
     }
   }
 
-  /** A new session with the checkpoint's workspace, packages, workspace_id, user_id and config. */
-  async restore(checkpointId: string): Promise<{ session: Session; record: SessionCheckpoint }> {
+  /**
+   * A new session with the checkpoint's workspace, packages, workspace_id, user_id and config.
+   * Given up (its session removed) when `signal` aborts: the client cancelled or its deadline passed.
+   */
+  async restore(checkpointId: string, signal?: AbortSignal): Promise<{ session: Session; record: SessionCheckpoint }> {
+    try {
+      return await this.restoreChain(checkpointId, signal);
+    } catch (err) {
+      if (signal?.aborted && !(err instanceof WorkerError)) throw errors.restoreCancelled(checkpointId);
+      throw err;
+    }
+  }
+
+  private async restoreChain(checkpointId: string, signal: AbortSignal | undefined): Promise<{ session: Session; record: SessionCheckpoint }> {
     const started = performance.now();
     const chain = await this.chainOf(checkpointId);
     const record = chain[chain.length - 1];
@@ -124,6 +150,7 @@ export class Checkpoints {
       // Everything is checked before anything is extracted.
       const archives: OpenedArchive[] = [];
       for (const link of chain) {
+        signal?.throwIfAborted();
         const archive = await this.options.store.fetch(link.checkpointId).catch((err: unknown) => {
           if (err instanceof MissingArchiveError)
             throw errors.checkpointDamaged(Status.NOT_FOUND, link.checkpointId, 'its archive is missing from the checkpoint store');
@@ -132,19 +159,20 @@ export class Checkpoints {
         fetched.push(archive);
         if ((await sha256Of(archive.path)) !== link.checksumSha256) throw errors.checkpointCorrupted(link.checkpointId);
         archives.push(
-          await openArchive(archive.path).catch((err: unknown) => {
+          await openArchive(archive.path, signal).catch((err: unknown) => {
             if (err instanceof ZipFormatError)
               throw errors.checkpointDamaged(Status.DATA_LOSS, link.checkpointId, `its archive cannot be read (${err.message})`);
             throw err;
           }),
         );
       }
+      signal?.throwIfAborted();
       const session = await this.options.pool.create({ workspaceId: record.workspaceId, userId: record.userId, config: record.config });
       try {
         const roots = { workspace: session.sandbox.workspace, env: session.sandbox.environment };
         const owners = { workspace: session.sandbox.owner, env: session.sandbox.owner };
         for (const [i, archive] of archives.entries()) {
-          await extractArchive(archive, roots, owners).catch((err: unknown) => {
+          await extractArchive(archive, roots, owners, signal).catch((err: unknown) => {
             if (err instanceof ZipFormatError)
               throw errors.checkpointDamaged(Status.DATA_LOSS, chain[i].checkpointId, `its archive is damaged (${err.message})`);
             throw err;
@@ -155,8 +183,8 @@ export class Checkpoints {
         await session.rememberBaseline(tree);
         await session.rememberCheckpoint(record.checkpointId, tree, chain.length);
       } catch (err) {
-        await this.options.pool.destroy(session.id, 'restore failed').catch(() => undefined);
-        if (err instanceof WorkerError) throw err;
+        await this.options.pool.destroy(session.id, signal?.aborted ? 'restore cancelled' : 'restore failed').catch(() => undefined);
+        if (err instanceof WorkerError || signal?.aborted) throw err;
         if (isDiskFull(err)) throw errors.tooLarge(`disk full: no space left to restore checkpoint ${quoted(checkpointId)}; nothing was kept`);
         throw errors.archiveFailed(`could not extract checkpoint ${quoted(checkpointId)} (${faultOf(err)}); nothing was kept`);
       }

@@ -1,4 +1,5 @@
 import { SessionState } from '../../gen/codegen/v1/common.js';
+import { PayloadBudget } from './payloadBudget.js';
 import { errors } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { SessionSandbox } from '../sandbox/sessionSandbox.js';
@@ -57,6 +58,8 @@ const PERSIST_DELAY_MS = 200;
 // v2: names as byte strings, entries with ctime and inode (storage/fileTree.ts). A v1 tree is
 // not read: the next incremental checkpoint after an upgrade is a full one.
 const CHECKPOINT_TREE = 'checkpoint-tree-v2.json';
+/** One session's share of the worker's payload bytes: a session cannot take them all. */
+const SESSION_PAYLOAD_BYTES = 256 * 1024 * 1024;
 const BASELINE_TREE = 'baseline-tree-v2.json';
 
 /**
@@ -74,6 +77,8 @@ export class Session {
   readonly createdAtMs: number;
   lastActivityMs: number;
   readonly tasks: TaskRegistry;
+  /** Bytes of this session's fs requests and replies held at once (sessions/payloadBudget.ts). */
+  readonly payloads = new PayloadBudget(SESSION_PAYLOAD_BYTES);
   private settled: SettledState = CREATING;
   private readonly artifactIds: string[] = [];
   /** The session's previous checkpoint; its tree (the parent of an incremental one) when known. */

@@ -19,6 +19,8 @@ export interface SessionPoolOptions {
   defaultMemoryMb: number;
   /** Disk limit of sessions that set none, in MB (0: none). */
   defaultDiskMb: number;
+  /** The largest disk limit a session may ask for (WORKER_MAX_DISK_MB). */
+  maxDiskMb: number;
   sandboxHost: SandboxHost;
   store: WorkspaceStore;
   /** Sessions kept made ahead (0: none). */
@@ -77,6 +79,10 @@ export class SessionPool {
       sandboxHost.languages.map((l) => l.name),
     );
     const language = sandboxHost.language(config.language)!;
+    if (config.limits.maxDiskMb > this.options.maxDiskMb)
+      throw errors.invalidArgument(
+        `config.limits.max_disk_mb must be at most ${this.options.maxDiskMb} on this worker (WORKER_MAX_DISK_MB), got ${config.limits.maxDiskMb}`,
+      );
     if (config.limits.maxDiskMb > 0 && !this.options.sandboxHost.diskLimits)
       throw errors.invalidArgument('config.limits.max_disk_mb: this worker cannot enforce disk limits (see its sandbox ready log line)');
     // A language other than the default may still be checking its sandbox (the worker serves meanwhile).
@@ -100,6 +106,7 @@ export class SessionPool {
       await session.disposeSandbox().catch(() => undefined);
       await this.options.store.remove(id).catch(() => undefined);
       session.logger.error('session initialization failed', { error: describeThrown(err) });
+      if (err instanceof WorkerError) throw err; // not enough disk to reserve, …
       throw errors.initializationFailed(`could not create the workspace or ${config.language} environment (${faultOf(err)})`);
     }
     session.logger.info('session created', { workspace_id: input.workspaceId, user_id: input.userId, disk_mb: session.sandbox.diskMb });

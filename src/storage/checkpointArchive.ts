@@ -12,7 +12,8 @@ import { bytesOf, byteStringOfText, isUtf8Name, textOf, type ByteString } from '
 import type { Tree, TreeEntry } from './fileTree.js';
 import { removeEntry } from './removeTree.js';
 import { hashOf } from './hashingStream.js';
-import { readZipDirectory, readZipEntry, WHOLE_ENTRY_BYTES, zipEntryChunks, type ZipDirectoryEntry } from './zipReader.js';
+import { readZipDirectory, readZipEntry, WHOLE_ENTRY_BYTES, zipEntryChunks, type ZipDirectoryEntry, type ZipDirectoryLimits } from './zipReader.js';
+import { MAX_CHECKPOINT_ENTRIES } from './fileTree.js';
 import { METHOD_DEFLATE, METHOD_STORE, ZipWriter, type ZipEntry, type ZipEntryHeader } from './zipWriter.js';
 
 /**
@@ -334,6 +335,12 @@ export interface OpenedArchive {
 }
 
 /**
+ * What an archive's central directory may hold: as many entries as a checkpoint makes (and its two
+ * files of metadata), in at most 256 MB (500,000 entries of names of 400 bytes).
+ */
+const ARCHIVE_LIMITS: ZipDirectoryLimits = { entries: MAX_CHECKPOINT_ENTRIES + 2, bytes: 256 << 20 };
+
+/**
  * A path an archive may name (a byte string): under workspace/ or env/, relative, no `..` or
  * `.` or empty component, no NUL. Every other byte is a name's own (a backslash too: Linux
  * allows it in a name, and nothing here reads it as a separator).
@@ -370,15 +377,19 @@ function deletedPathOf(item: unknown): ByteString {
  * that is absolute or has `..` refuses the whole archive. A symlink may point anywhere: it is
  * made as a link and nothing the worker does follows it (extractArchive).
  */
-export async function openArchive(file: string): Promise<OpenedArchive> {
+export async function openArchive(file: string, signal?: AbortSignal): Promise<OpenedArchive> {
   const handle = await openFile(file, 'r');
   try {
-    // Not a zip, or damaged: a ZipFormatError, which the caller names with the checkpoint.
-    const directory = await readZipDirectory(handle.fd, (await handle.stat()).size);
+    // Not a zip, damaged, or larger than any checkpoint: a ZipFormatError, which the caller names with the checkpoint.
+    const directory = await readZipDirectory(handle.fd, (await handle.stat()).size, ARCHIVE_LIMITS, signal);
     const readWhole = (entry: ZipDirectoryEntry) => readZipEntry(handle.fd, entry);
     const entries: ArchiveEntry[] = [];
     let deleted: string[] = [];
-    for (const zip of directory) {
+    for (const [i, zip] of directory.entries()) {
+      if (i % 4096 === 4095) {
+        await new Promise((resolve) => setImmediate(resolve));
+        signal?.throwIfAborted();
+      }
       if (zip.name === METADATA) continue;
       if (zip.name === DELETED) {
         let list: unknown;
@@ -416,11 +427,11 @@ export interface Owners {
  * is made from the roots' descriptors without following a link (storage/beneath.ts), so a link
  * in the tree (made by the archive or by the session) never carries a write elsewhere.
  */
-export async function extractArchive(archive: OpenedArchive, roots: ArchiveRoots, owners: Owners): Promise<void> {
+export async function extractArchive(archive: OpenedArchive, roots: ArchiveRoots, owners: Owners, signal?: AbortSignal): Promise<void> {
   const open = await openRoots(roots);
   const source = await openFile(archive.file, 'r');
   try {
-    await extractInto(archive, source.fd, open, owners);
+    await extractInto(archive, source.fd, open, owners, signal);
   } finally {
     await source.close();
     await closeRoots(open);
@@ -459,7 +470,7 @@ async function writeEntry(source: number, entry: ZipDirectoryEntry, fd: number):
  * missing parent) takes the general path: the parent reached or made with inDirectoryNoFollow,
  * whatever is there removed, the entry made. Neither follows a link.
  */
-async function extractInto(archive: OpenedArchive, source: number, roots: OpenRoots, owners: Owners): Promise<void> {
+async function extractInto(archive: OpenedArchive, source: number, roots: OpenRoots, owners: Owners, signal: AbortSignal | undefined): Promise<void> {
   const ownerOf = (path: string) => (path.startsWith('workspace/') ? owners.workspace : owners.env);
   const cursors = { workspace: new DirectoryCursor(roots.workspace.fd), env: new DirectoryCursor(roots.env.fd) };
   const inParent = <T>(path: ByteString, work: (dir: FileHandle, name: Buffer) => Promise<T>) => {
@@ -552,13 +563,17 @@ async function extractInto(archive: OpenedArchive, source: number, roots: OpenRo
     for (const path of archive.deleted) await removePath(roots, path);
     // Directories first, then files several at a time, then symlinks, so no file is written
     // through a link made by the same archive.
-    for (const entry of archive.entries) if (entry.kind === 'directory') await makeDirectory(entry);
+    for (const [i, entry] of archive.entries.entries()) {
+      if (i % 1024 === 1023) signal?.throwIfAborted();
+      if (entry.kind === 'directory') await makeDirectory(entry);
+    }
     const files = archive.entries.filter((e) => e.kind === 'file');
     let next = 0;
     let failed = false;
     const results = await Promise.allSettled(
       Array.from({ length: EXTRACT_CONCURRENCY }, async () => {
         while (next < files.length && !failed) {
+          signal?.throwIfAborted();
           const entry = files[next++];
           const fd = await createFile(entry);
           try {

@@ -188,17 +188,25 @@ function kindOf(st: Stats): string {
   return 'special file';
 }
 
-/** Unchanged since `before`: a directory by its mode and mtime (its entries are compared themselves); anything else by what the session cannot set back too. */
-function same(before: TreeEntry, now: TreeEntry): boolean {
-  if (before.type !== now.type || before.mode !== now.mode) return false;
-  if (now.type === 'directory') return before.mtimeMs === now.mtimeMs;
-  return before.size === now.size && before.mtimeMs === now.mtimeMs && before.ctimeMs === now.ctimeMs && before.ino === now.ino && before.target === now.target;
+/**
+ * How `now` compares with `before`: a directory by its mode and mtime (its entries are compared
+ * themselves); anything else by what a session sets (size, mtime, mode, target, a new inode) and
+ * by ctime, which it cannot set back. A change of ctime alone is `unsure`: bytes rewritten behind
+ * a kept size and mtime, or only a chown (the worker gives a session's files a new uid when a
+ * restart gives it another).
+ */
+function compare(before: TreeEntry, now: TreeEntry): 'same' | 'changed' | 'unsure' {
+  if (before.type !== now.type || before.mode !== now.mode) return 'changed';
+  if (now.type === 'directory') return before.mtimeMs === now.mtimeMs ? 'same' : 'changed';
+  if (before.size !== now.size || before.mtimeMs !== now.mtimeMs || before.ino !== now.ino || before.target !== now.target) return 'changed';
+  return before.ctimeMs !== now.ctimeMs || before.racy ? 'unsure' : 'same';
 }
 
 /**
  * Paths added or changed in `now` since `before`, and paths gone from it. `changed` also holds
- * the entries that look the same but were racy in `before` (they may have changed within the
- * file clock's tick): saved again, and listed in `unsure` so they are not reported as modified.
+ * the entries that may have changed unseen: with only their ctime changed, or racy in `before`
+ * (changed within the file clock's tick of its scan). Those are saved again, and listed in
+ * `unsure` so they are not reported as modified.
  */
 export function diffTrees(before: Tree, now: Tree): { changed: string[]; deleted: string[]; unsure: Set<string> } {
   const changed: string[] = [];
@@ -206,10 +214,9 @@ export function diffTrees(before: Tree, now: Tree): { changed: string[]; deleted
   const unsure = new Set<string>();
   for (const [path, entry] of now) {
     const old = before.get(path);
-    if (old && same(old, entry)) {
-      if (!old.racy) continue;
-      unsure.add(path);
-    }
+    const how = old ? compare(old, entry) : 'changed';
+    if (how === 'same') continue;
+    if (how === 'unsure') unsure.add(path);
     changed.push(path);
   }
   for (const path of before.keys()) if (!now.has(path)) deleted.push(path);

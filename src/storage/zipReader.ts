@@ -32,8 +32,13 @@ const METHOD_STORE = 0;
 const METHOD_DEFLATE = 8;
 const MAX32 = 0xffffffff;
 const MAX16 = 0xffff;
-/** Central directories larger than this are refused (500,000 entries of long names fit well within). */
-const MAX_DIRECTORY_BYTES = 512 << 20;
+/** What a central directory may hold, checked before any of it is read: a damaged or hostile store must not cost the worker seconds of event loop and gigabytes. */
+export interface ZipDirectoryLimits {
+  entries: number;
+  bytes: number;
+}
+/** Entries parsed between two turns of the event loop. */
+const PARSE_SLICE = 4096;
 /** Entries up to this size are read and inflated in one piece; larger ones in chunks of it. */
 export const WHOLE_ENTRY_BYTES = 8 << 20;
 
@@ -50,8 +55,12 @@ async function readAt(fd: number, length: number, position: number): Promise<Buf
   return buffer;
 }
 
-/** Every entry of the zip open as `fd` (`fileSize` bytes long), in the order of its central directory. */
-export async function readZipDirectory(fd: number, fileSize: number): Promise<ZipDirectoryEntry[]> {
+/**
+ * Every entry of the zip open as `fd` (`fileSize` bytes long), in the order of its central
+ * directory: its size and count checked against `limits` before it is read, parsed in slices
+ * with other work let run between them, given up when `signal` aborts.
+ */
+export async function readZipDirectory(fd: number, fileSize: number, limits: ZipDirectoryLimits, signal?: AbortSignal): Promise<ZipDirectoryEntry[]> {
   const tailLength = Math.min(fileSize, 22 + MAX16);
   if (tailLength < 22) throw new ZipFormatError('too short for a zip');
   const tail = await readAt(fd, tailLength, fileSize - tailLength);
@@ -73,11 +82,17 @@ export async function readZipDirectory(fd: number, fileSize: number): Promise<Zi
     directorySize = safeNumber(record.readBigUInt64LE(40));
     directoryOffset = safeNumber(record.readBigUInt64LE(48));
   }
-  if (directorySize > MAX_DIRECTORY_BYTES || directoryOffset + directorySize > fileSize) throw new ZipFormatError('a central directory out of bounds');
+  if (count > limits.entries) throw new ZipFormatError(`${count} entries, more than ${limits.entries}`);
+  if (directorySize > limits.bytes) throw new ZipFormatError(`a central directory of ${directorySize} bytes, more than ${limits.bytes}`);
+  if (directoryOffset + directorySize > fileSize) throw new ZipFormatError('a central directory out of bounds');
   const directory = await readAt(fd, directorySize, directoryOffset);
   const entries: ZipDirectoryEntry[] = [];
   let at = 0;
   for (let i = 0; i < count; i++) {
+    if (i % PARSE_SLICE === PARSE_SLICE - 1) {
+      await new Promise((resolve) => setImmediate(resolve));
+      signal?.throwIfAborted();
+    }
     if (at + 46 > directory.length || directory.readUInt32LE(at) !== 0x02014b50) throw new ZipFormatError('a damaged central directory');
     const nameLength = directory.readUInt16LE(at + 28);
     const extraLength = directory.readUInt16LE(at + 30);

@@ -10,6 +10,7 @@ import type { ToolLimits } from '../tools/tool.js';
 import { prepareTask, type PreparedTask, type TaskInput } from './prepareTask.js';
 import { taskOutcome, unfinishedStatus, type TaskConclusion } from './taskOutcome.js';
 import { ToolRun } from './toolRun.js';
+import type { PayloadBudget } from '../sessions/payloadBudget.js';
 
 export type { TaskInput } from './prepareTask.js';
 
@@ -17,6 +18,8 @@ export interface TaskRunnerDeps {
   pool: SessionPool;
   limits: ToolLimits;
   maxTimeoutSeconds: number;
+  /** Request and reply bytes all sessions' calls hold at once. */
+  payloads: PayloadBudget;
 }
 
 /** Task ids the worker makes for requests without one: unguessable, URL-safe. */
@@ -38,7 +41,7 @@ export async function* runTask<M>(
 ): AsyncGenerator<M, void, undefined> {
   const task = prepareTask(deps.pool, deps.maxTimeoutSeconds, input);
   const record = startTask(task);
-  const run = new ToolRun(task, record, callSignal, deps.limits);
+  const run = new ToolRun(task, record, callSignal, deps.limits, deps.payloads);
   let conclusion: TaskConclusion | undefined;
   try {
     for await (const event of run.events()) yield encode(event);

@@ -4,6 +4,7 @@ import type { TaskRecord } from '../sessions/taskRegistry.js';
 import type { TaskEvent } from '../tools/taskEvents.js';
 import type { ToolLimits, ToolOutcome } from '../tools/tool.js';
 import { EventQueue } from './eventQueue.js';
+import type { PayloadBudget } from '../sessions/payloadBudget.js';
 import type { PreparedTask } from './prepareTask.js';
 import type { TaskEnding } from './taskOutcome.js';
 
@@ -23,11 +24,15 @@ export class ToolRun {
   private readonly timer: NodeJS.Timeout | undefined;
   private readonly onCallEnd = () => this.record.controller.abort(new TaskAbort('client_gone', 'the client went away'));
 
+  /** Payload bytes this call holds, given back when it ends (stop). */
+  private readonly releases: (() => void)[] = [];
+
   constructor(
     task: PreparedTask,
     private readonly record: TaskRecord,
     private readonly callSignal: AbortSignal,
     limits: ToolLimits,
+    private readonly payloads: PayloadBudget,
   ) {
     this.phases = new PhaseClock(task.tool.name);
     if (callSignal.aborted) this.onCallEnd();
@@ -45,7 +50,12 @@ export class ToolRun {
 
   private async run({ tool, args, session, constraints }: PreparedTask, limits: ToolLimits): Promise<ToolOutcome> {
     try {
-      if (tool.kind === 'instant') return await tool.run(args, { session, limits, constraints });
+      const holdPayload = async (bytes: number) => {
+        // The session's share first: a session waiting on its own calls takes nothing of the others'.
+        this.releases.push(await session.payloads.acquire(bytes, this.callSignal));
+        this.releases.push(await this.payloads.acquire(bytes, this.callSignal));
+      };
+      if (tool.kind === 'instant') return await tool.run(args, { session, limits, constraints, holdPayload });
       // A task that starts a process is on disk before its code runs: a worker killed meanwhile
       // is followed by one that reports it FAILURE, not unknown. The process is prepared while
       // the record is written (RunOptions.recorded).
@@ -56,6 +66,7 @@ export class ToolRun {
           session,
           limits,
           constraints,
+          holdPayload,
           signal: this.record.controller.signal,
           phases: this.phases,
           recorded,
@@ -92,5 +103,6 @@ export class ToolRun {
     if (!this.ended && this.record.abortReason === undefined) this.onCallEnd();
     this.queue?.close();
     await this.running.catch(() => undefined);
+    for (const release of this.releases.splice(0).reverse()) release();
   }
 }

@@ -82,6 +82,17 @@ export const metrics = {
   }),
   sessions: new Gauge({ name: 'codegen_sessions', help: 'Sessions by state', labelNames: ['state'] as const, registers: [registry] }),
   capacity: new Gauge({ name: 'codegen_sessions_capacity', help: 'Sessions this worker takes at most (WORKER_MAX_SESSIONS)', registers: [registry] }),
+  diskFree: new Gauge({ name: 'codegen_data_disk_free_bytes', help: "Bytes free on the worker's data disk", registers: [registry] }),
+  diskCommitted: new Gauge({
+    name: 'codegen_data_disk_committed_bytes',
+    help: "Bytes sessions' disks may still grow by (their limits less what they hold), reserved on the data disk",
+    registers: [registry],
+  }),
+  diskAvailable: new Gauge({
+    name: 'codegen_data_disk_available_bytes',
+    help: 'Bytes a new session disk or checkpoint may reserve (WORKER_DISK_OVERCOMMIT times the free space less a floor, less what is committed)',
+    registers: [registry],
+  }),
 };
 
 /** Seconds since a `performance.now()` reading. */

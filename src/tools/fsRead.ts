@@ -17,7 +17,8 @@ export const fsRead = defineTool({
     const { path, encoding } = checkArguments('fs.read', args, ['path'], ['encoding']);
     return { path, segments: workspaceSegments(path), encoding: parseEncoding('fs.read', encoding) };
   },
-  async run({ path, segments, encoding }, { session, limits }) {
+  async run({ path, segments, encoding }, context) {
+    const { session, limits } = context;
     let bytes: Buffer;
     try {
       bytes = await inWorkspace(session.sandbox.workspace, async (tree) => {
@@ -38,6 +39,8 @@ export const fsRead = defineTool({
               `${quoted(path, 200)} is ${st.size} bytes, too large for one message (limit ${limits.maxMessageBytes} bytes, WORKER_MAX_MESSAGE_MB); read it with run.python in parts`,
             );
           }
+          // The bytes, their text (one byte a character at best, or base64's 4/3) and the reply's encoding.
+          await context.holdPayload(st.size + 2 * encodedSize);
           return await readUpTo(file, st.size);
         } finally {
           await file.close();

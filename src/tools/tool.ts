@@ -16,6 +16,12 @@ export interface InstantToolContext {
   limits: ToolLimits;
   /** The task's own narrowing of the session's limits (0: the session's). */
   constraints: { maxMemoryMb: number; maxCpuPercent: number };
+  /**
+   * Waits until `bytes` of request or reply (a file's contents, in each form it takes at once)
+   * may be held, within the session's share and the worker's; held until the call has sent its
+   * result. Fails when the call ends first.
+   */
+  holdPayload(bytes: number): Promise<void>;
 }
 
 /** What a process tool gets besides: the task's signal, and a way to stream events. */

@@ -35,7 +35,15 @@ export async function startWorker(options: StartOptions = {}): Promise<RunningWo
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'codegen-worker-test-')));
   // Python only unless a test names its languages: node's and go's start-up self-checks (a go
   // build) would cost every test worker a second; `WORKER_LANGUAGES: undefined` unsets it.
-  const env: Record<string, string | undefined> = { ...process.env, WORKER_LOG_LEVEL: 'debug', WORKER_LANGUAGES: 'python', ...options.env };
+  // Test workers run one after another (and the bench's 200 sessions at once), each with spares
+  // of 10 GB disks: this machine's free space could not reserve them all. The disk-fill test sets 1.
+  const env: Record<string, string | undefined> = {
+    ...process.env,
+    WORKER_LOG_LEVEL: 'debug',
+    WORKER_LANGUAGES: 'python',
+    WORKER_DISK_OVERCOMMIT: '1000',
+    ...options.env,
+  };
   for (const [name, value] of Object.entries(env)) if (value === undefined) delete env[name];
   const child = spawn(process.execPath, [MAIN, '--grpc-addr', '127.0.0.1:0', '--data-dir', dataDir, '--http-addr', '127.0.0.1:0', ...(options.args ?? [])], {
     env,

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { PayloadBudget } from '../../src/sessions/payloadBudget.js';
 import { test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { LogLevel, SessionState, TaskStatus } from '../../gen/codegen/v1/common.js';
@@ -60,7 +61,12 @@ function harness(
       return session;
     },
   } as unknown as SessionPool;
-  const deps: TaskRunnerDeps = { pool, limits: { maxOutputBytes: 1024, maxMessageBytes: 1 << 20 }, maxTimeoutSeconds: over.maxTimeout ?? 300 };
+  const deps: TaskRunnerDeps = {
+    pool,
+    limits: { maxOutputBytes: 1024, maxMessageBytes: 1 << 20 },
+    maxTimeoutSeconds: over.maxTimeout ?? 300,
+    payloads: new PayloadBudget(1 << 30),
+  };
   return { deps, session, tasks, calls, logged };
 }
 

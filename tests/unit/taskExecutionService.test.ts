@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { PayloadBudget } from '../../src/sessions/payloadBudget.js';
 import { test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { TaskStatus, SessionState } from '../../gen/codegen/v1/common.js';
@@ -26,7 +27,12 @@ const pool = {
     return session;
   },
 } as unknown as SessionPool;
-const service = taskExecutionService({ pool, limits: { maxOutputBytes: 1024, maxMessageBytes: 1 << 20 }, maxTimeoutSeconds: 300 });
+const service = taskExecutionService({
+  pool,
+  limits: { maxOutputBytes: 1024, maxMessageBytes: 1 << 20 },
+  maxTimeoutSeconds: 300,
+  payloads: new PayloadBudget(1 << 30),
+});
 const context = { signal: new AbortController().signal } as Parameters<typeof service.executeTask>[1];
 const request = (over: Partial<TaskRequest>): TaskRequest => ({
   taskId: '',

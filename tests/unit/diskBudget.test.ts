@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, openSync, closeSync, ftruncateSync, writeSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { Status } from 'nice-grpc';
+import { WorkerError } from '../../src/errors.js';
+import { DiskBudget } from '../../src/storage/diskBudget.js';
+
+const MB = 1024 * 1024;
+const root = mkdtempSync(join(tmpdir(), 'unit-disk-budget-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+/** A sparse image of `sizeMb` holding `writtenMb` (what it has written counts in the free space already). */
+function image(session: string, sizeMb: number, writtenMb: number): void {
+  mkdirSync(join(root, session));
+  const fd = openSync(join(root, session, 'disk.img'), 'w');
+  ftruncateSync(fd, sizeMb * MB);
+  if (writtenMb) writeSync(fd, Buffer.alloc(writtenMb * MB, 1), 0, writtenMb * MB, 0);
+  closeSync(fd);
+}
+
+test('images count what they may still grow by; reservations are refused past the room, held until released', () => {
+  image('a', 100, 0);
+  image('b', 100, 10);
+  mkdirSync(join(root, 'no-image'));
+  const budget = new DiskBudget({ path: root, imageDirs: [root], image: 'disk.img', overcommit: 1, floorBytes: 64 * MB });
+  const space = budget.space();
+  assert.ok(Math.abs(space.committedBytes - 190 * MB) < 1 * MB, `190 MB may still be written: ${space.committedBytes / MB}`);
+  assert.ok(Math.abs(space.availableBytes - (space.freeBytes - 64 * MB - space.committedBytes)) < 1 * MB);
+
+  const held = budget.reserve(10 * MB, 'a test');
+  assert.ok(Math.abs(budget.space().committedBytes - 200 * MB) < 1 * MB, 'a reservation counts until released');
+  held.release();
+  held.release();
+  assert.ok(Math.abs(budget.space().committedBytes - 190 * MB) < 1 * MB, 'released once, whatever the calls');
+
+  assert.throws(
+    () =>
+      budget.reserve(
+        budget.space().availableBytes + 1024 * MB, // well past it, whatever else writes to this disk meanwhile
+        'a session disk of too many MB',
+      ),
+    (err: unknown) =>
+      err instanceof WorkerError && err.code === Status.RESOURCE_EXHAUSTED && /not enough disk for a session disk of too many MB/.test(err.details),
+  );
+  const doubled = new DiskBudget({ path: root, imageDirs: [root], image: 'disk.img', overcommit: 2, floorBytes: 64 * MB });
+  const twice = doubled.space();
+  assert.ok(Math.abs(twice.availableBytes - ((twice.freeBytes - 64 * MB) * 2 - twice.committedBytes)) < 1 * MB, 'overcommit scales the free space');
+});
