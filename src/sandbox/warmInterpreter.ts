@@ -9,6 +9,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import type { Logger } from '../logger.js';
 import type { Cgroup } from './cgroups.js';
 import { captureOutput } from './outputCapture.js';
+import { MAX_TASK_GROUPS } from './taskGroups.js';
 import { handOverFilter, stdioOf } from './runProcess.js';
 import type { ProcessResult, ProcessSpec, RunOptions } from './processSpec.js';
 import { LineSplitter, parseZygoteEvent, ZygoteProtocolError, type ZygoteEvent } from './zygoteProtocol.js';
@@ -45,8 +46,8 @@ export type WarmProgram = { code: string } | { exec: { argv: string[]; cwd: stri
 const KILLED: ExitInfo = { code: null, signal: 9, connected: false };
 /** How long a connection to the output socket may take to say which run and stream it is. */
 const HEADER_MS = 5000;
-/** Connections one zygote's socket holds at most (two per run in flight). */
-const MAX_CONNECTIONS = 64;
+/** Connections one zygote's socket holds at most: two per run in flight, as many runs as a session may hold task groups. */
+const MAX_CONNECTIONS = 2 * MAX_TASK_GROUPS;
 
 interface ProcStatus {
   uid: number;
