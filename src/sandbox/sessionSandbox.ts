@@ -450,6 +450,7 @@ export class SessionSandbox {
     if (result.exitCode === 0) return undefined;
     if (group && (await group.oomKills()) > 0) return 'memory';
     if (!group && /\bMemoryError\b/.test(result.stderr.text)) return 'memory';
+    if (result.forkRefused || (group && (await group.forkRefusals()) > 0)) return 'pids';
     if (result.exitCode === 128 + 24) return 'cpu'; // SIGXCPU
     if (this.parts.disk) {
       // Full, as near as a filesystem gets: the write that failed may have wanted more than is left.
