@@ -309,6 +309,7 @@ export class SessionSandbox {
   private async scratchDirectory(prefix: string, owner: Owner | undefined): Promise<string> {
     const dir = await mkdtemp(join(this.parts.scratch, prefix)).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOSPC' || err.code === 'EDQUOT') throw errors.tooLarge("pkg.install: no space left on the session's disk (its max_disk_mb is full)");
+      if (err.code === 'EROFS') throw errors.readOnlyDisk("pkg.install's scratch directory");
       throw err;
     });
     if (owner) await chown(dir, owner.uid, owner.gid);
