@@ -98,63 +98,73 @@ async function burst(sessionId: string, n: number, tag: string): Promise<TaskRun
   return Promise.all(calls);
 }
 
-test('bursts of concurrent calls, cancels and timeouts leave the session at most the one task group made ahead', async () => {
-  const { sessionId } = await worker.sessions.createSession({ workspaceId: 'bursts' });
-  for (let round = 0; round < 2; round++) {
-    const runs = await burst(sessionId, 40, `b${round}`);
-    const internal = runs.filter((r) => r.code === Status.INTERNAL || r.code === Status.UNKNOWN);
-    assert.deepEqual(
-      internal.map((r) => r.error?.message),
-      [],
-      'no call of the burst failed unexpectedly',
-    );
-    assert.ok(
-      runs.some((r) => r.result?.status === TaskStatus.STATUS_SUCCESS),
-      'some calls of the burst ran',
-    );
+/** Runs `body` with a new session, destroyed afterwards whatever happened (its disk is a mount). */
+async function withSession(workspaceId: string, body: (sessionId: string) => Promise<void>): Promise<void> {
+  const { sessionId } = await worker.sessions.createSession({ workspaceId });
+  try {
+    await body(sessionId);
+  } finally {
+    await worker.sessions.destroySession({ sessionId });
   }
-  // Removing a finished task's group may lag its call; the groups made ahead may not pile up.
-  await waitFor(() => most(taskGroups(sessionId)) <= 1, 20_000).catch(() => undefined); // the assertion below says what was left
-  const left = taskGroups(sessionId);
-  assert.ok(most(left) <= 1, `task groups left after the bursts: ${JSON.stringify(left)}`);
-  // And the session still works.
-  const after = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'print(42)' } });
-  assert.equal(after.result?.outputs.stdout, '42\n');
-  await worker.sessions.destroySession({ sessionId });
-});
+}
 
-test(`a session holds at most ${MAX_TASK_GROUPS} task groups at once: the calls beyond wait for one, and all succeed`, async () => {
-  const { sessionId } = await worker.sessions.createSession({ workspaceId: 'bound' });
-  const n = MAX_TASK_GROUPS * 2;
-  // Every call waits until the test opens the gate (a file in the workspace): so every group the
-  // worker would make for them is there at once.
-  let done = false;
-  let seen = 0;
-  const calls = Promise.all(
-    Array.from({ length: n }, () =>
-      runTask(worker.tasks, {
-        sessionId,
-        toolName: 'run.python',
-        arguments: { code: `import os, time\nwhile not os.path.exists('/workspace/open'): time.sleep(0.05)\nprint('ran')` },
-      }),
-    ),
-  ).finally(() => (done = true));
-  // Until as many calls run as may: then the gate opens and the rest follow.
-  await waitFor(() => {
-    seen = Math.max(seen, most(taskGroups(sessionId)));
-    return seen >= MAX_TASK_GROUPS || done;
-  }, 60_000);
-  await runTask(worker.tasks, { sessionId, toolName: 'fs.write', arguments: { path: 'open', contents: '' } });
-  await waitFor(() => {
-    seen = Math.max(seen, most(taskGroups(sessionId)));
-    return done;
-  }, 120_000);
-  const runs = await calls;
-  assert.ok(seen <= MAX_TASK_GROUPS + 1, `${seen} task groups at once (the bound and the one made ahead: ${MAX_TASK_GROUPS + 1})`);
-  assert.deepEqual(
-    runs.filter((r) => r.result?.outputs.stdout !== 'ran\n').map((r) => `${Status[r.code]} ${r.error?.details ?? ''} ${JSON.stringify(r.result?.outputs)}`),
-    [],
-    'every call ran',
-  );
-  await worker.sessions.destroySession({ sessionId });
-});
+test('bursts of concurrent calls, cancels and timeouts leave the session at most the one task group made ahead', () =>
+  withSession('bursts', async (sessionId) => {
+    for (let round = 0; round < 2; round++) {
+      const runs = await burst(sessionId, 40, `b${round}`);
+      const internal = runs.filter((r) => r.code === Status.INTERNAL || r.code === Status.UNKNOWN);
+      assert.deepEqual(
+        internal.map((r) => r.error?.message),
+        [],
+        'no call of the burst failed unexpectedly',
+      );
+      for (const status of [TaskStatus.STATUS_SUCCESS, TaskStatus.STATUS_TIMEOUT, TaskStatus.STATUS_CANCELLED]) {
+        assert.ok(
+          runs.some((r) => r.result?.status === status),
+          `some calls of the burst ended ${TaskStatus[status]}`,
+        );
+      }
+    }
+    // Removing a finished task's group may lag its call; the groups made ahead may not pile up.
+    await waitFor(() => most(taskGroups(sessionId)) <= 1, 20_000).catch(() => undefined); // the assertion below says what was left
+    const left = taskGroups(sessionId);
+    assert.ok(most(left) <= 1, `task groups left after the bursts: ${JSON.stringify(left)}`);
+    // And the session still works.
+    const after = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'print(42)' } });
+    assert.equal(after.result?.outputs.stdout, '42\n');
+  }));
+
+test(`a session holds at most ${MAX_TASK_GROUPS} task groups at once: the calls beyond wait for one, and all succeed`, () =>
+  withSession('bound', async (sessionId) => {
+    const n = MAX_TASK_GROUPS * 2;
+    // Every call waits until the test opens the gate (a file in the workspace): so every group the
+    // worker would make for them is there at once.
+    let done = false;
+    let seen = 0;
+    const calls = Promise.all(
+      Array.from({ length: n }, () =>
+        runTask(worker.tasks, {
+          sessionId,
+          toolName: 'run.python',
+          arguments: { code: `import os, time\nwhile not os.path.exists('/workspace/open'): time.sleep(0.05)\nprint('ran')` },
+        }),
+      ),
+    ).finally(() => (done = true));
+    // Until as many calls run as may: then the gate opens and the rest follow.
+    await waitFor(() => {
+      seen = Math.max(seen, most(taskGroups(sessionId)));
+      return seen >= MAX_TASK_GROUPS || done;
+    }, 60_000);
+    await runTask(worker.tasks, { sessionId, toolName: 'fs.write', arguments: { path: 'open', contents: '' } });
+    await waitFor(() => {
+      seen = Math.max(seen, most(taskGroups(sessionId)));
+      return done;
+    }, 120_000);
+    const runs = await calls;
+    assert.ok(seen <= MAX_TASK_GROUPS + 1, `${seen} task groups at once (the bound and the one made ahead: ${MAX_TASK_GROUPS + 1})`);
+    assert.deepEqual(
+      runs.filter((r) => r.result?.outputs.stdout !== 'ran\n').map((r) => `${Status[r.code]} ${r.error?.details ?? ''} ${JSON.stringify(r.result?.outputs)}`),
+      [],
+      'every call ran',
+    );
+  }));
