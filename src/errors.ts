@@ -86,6 +86,12 @@ export const errors = {
   invalidPath: (path: string, why: string) => new WorkerError(Status.INVALID_ARGUMENT, `invalid path ${quoted(path, 200)}: ${why}`),
   fileNotFound: (path: string) => new WorkerError(Status.NOT_FOUND, `file not found: ${quoted(path, 200)} does not exist in the workspace`),
   permissionDenied: (path: string, why: string) => new WorkerError(Status.PERMISSION_DENIED, `permission denied for ${quoted(path, 200)}: ${why}`),
+  /** EROFS: the filesystem itself refuses writes (ext4 remounts itself read-only after I/O errors), whoever asks. */
+  readOnlyDisk: (what: string) =>
+    new WorkerError(
+      Status.FAILED_PRECONDITION,
+      `the session's disk is read-only (the kernel remounted it after write errors); ${what} cannot be written. What is there still reads: checkpoint the session and restore it into a new one`,
+    ),
   pythonNotFound: (detail: string) => new WorkerError(Status.FAILED_PRECONDITION, `python not found: ${detail}`),
   environmentBroken: (language: string, detail: string) => new WorkerError(Status.FAILED_PRECONDITION, `${language} environment broken: ${detail}`),
   packageInstallFailed: (detail: string) => new WorkerError(Status.INTERNAL, `package install failed: ${detail}`),

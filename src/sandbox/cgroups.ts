@@ -34,6 +34,8 @@ export interface Cgroup {
   rename(name: string): Promise<Cgroup>;
   /** OOM kills inside this group so far. */
   oomKills(): Promise<number>;
+  /** Forks the group's processes were refused so far (a pids limit, its own or an ancestor's). */
+  forkRefusals(): Promise<number>;
   /** CPU time used by the group, in nanoseconds. */
   cpuUsageNs(): Promise<number>;
   /** Memory of the group's processes (anonymous/RSS, not file cache), in bytes. */
@@ -170,6 +172,11 @@ class CgroupV1 implements Cgroup {
     return Promise.resolve(this.dirs.memory ? readKeyed(join(this.dirs.memory, 'memory.oom_control'), 'oom_kill') : 0);
   }
 
+  forkRefusals(): Promise<number> {
+    // v1 counts a refused fork in the forking process's own group, whichever ancestor's limit refused it.
+    return Promise.resolve(this.dirs.pids ? readKeyed(join(this.dirs.pids, 'pids.events'), 'max') : 0);
+  }
+
   cpuUsageNs(): Promise<number> {
     return Promise.resolve(this.dirs.cpuacct ? readNumber(join(this.dirs.cpuacct, 'cpuacct.usage')) : 0);
   }
@@ -236,6 +243,12 @@ class CgroupV2 implements Cgroup {
 
   oomKills(): Promise<number> {
     return Promise.resolve(readKeyed(join(this.dir, 'memory.events'), 'oom_kill'));
+  }
+
+  forkRefusals(): Promise<number> {
+    // v2 counts a refused fork where the limit is (the session's group) and above, never in a
+    // task group without a limit of its own: a task cannot be told apart from its session's others.
+    return Promise.resolve(0);
   }
 
   cpuUsageNs(): Promise<number> {

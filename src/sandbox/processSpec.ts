@@ -62,6 +62,8 @@ export interface ProcessResult {
   stderr: CapturedOutput;
   /** The process was killed for printing more than maxOutputBytes. */
   outputLimitExceeded: boolean;
+  /** No process could be made for the call: the session was at its process limit. */
+  forkRefused?: boolean;
 }
 
 /** A session's limits (0: none). */
@@ -77,7 +79,7 @@ export interface TaskLimits {
   maxCpuPercent?: number | undefined;
 }
 
-export type KilledBy = 'memory' | 'cpu' | 'disk' | 'output';
+export type KilledBy = 'memory' | 'cpu' | 'disk' | 'output' | 'pids';
 
 export interface SandboxedResult extends ProcessResult {
   /** Which limit ended the process, when one did. */

@@ -6,7 +6,7 @@ import { deferred } from '../deferred.js';
 import { errors } from '../errors.js';
 import { smallestPositive } from '../limits.js';
 import type { Owner } from '../storage/owner.js';
-import type { Cgroup, CgroupLimits } from './cgroups.js';
+import type { Cgroup } from './cgroups.js';
 import { unmountDiskImage, usedBytes } from './diskImage.js';
 import { sandboxSeccompProgram } from './seccomp.js';
 import { SYSTEM_PATH, type CodeCommand, type InstallResult, type Language, type LanguageSandbox, type RunAs } from './language.js';
@@ -15,6 +15,7 @@ import type { KilledBy, ProcessResult, RunOptions, RunningProcess, SandboxedResu
 import { measureProcessTrees, TASK_MARKER_VARIABLE, type ProcessUsage } from './processTree.js';
 import { newTaskMarker, runProcess } from './runProcess.js';
 import type { SandboxContext } from './sandboxContext.js';
+import { TaskGroups } from './taskGroups.js';
 import { WarmInterpreter, WarmUnavailableError, type WarmProgram } from './warmInterpreter.js';
 
 export interface SessionSandboxParts {
@@ -51,10 +52,8 @@ const MAX_SOCKET_PATH = 100;
  */
 export class SessionSandbox {
   private readonly live = new Set<RunningProcess>();
-  private taskCounter = 0;
-  private disposed = false;
-  /** An empty task group made ahead, so making one is not on the next task's path. */
-  private nextTaskGroup: Promise<Cgroup | undefined> | undefined;
+  /** Each call's own cgroup (under the session's), bounded per session. */
+  private readonly taskGroups: TaskGroups | undefined;
   private lastCpuSample = { at: process.hrtime.bigint(), ns: 0 };
   private warm: { startedAt: number; promise: Promise<WarmInterpreter | undefined> } | undefined;
   private installQueue: Promise<void> = Promise.resolve();
@@ -65,7 +64,9 @@ export class SessionSandbox {
     private readonly host: SandboxContext,
     private readonly parts: SessionSandboxParts,
     private readonly release: () => void,
-  ) {}
+  ) {
+    this.taskGroups = parts.cgroup && new TaskGroups(parts.cgroup);
+  }
 
   get workspace(): string {
     return this.parts.workspace;
@@ -308,6 +309,7 @@ export class SessionSandbox {
   private async scratchDirectory(prefix: string, owner: Owner | undefined): Promise<string> {
     const dir = await mkdtemp(join(this.parts.scratch, prefix)).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOSPC' || err.code === 'EDQUOT') throw errors.tooLarge("pkg.install: no space left on the session's disk (its max_disk_mb is full)");
+      if (err.code === 'EROFS') throw errors.readOnlyDisk("pkg.install's scratch directory");
       throw err;
     });
     if (owner) await chown(dir, owner.uid, owner.gid);
@@ -346,26 +348,9 @@ export class SessionSandbox {
     return Math.max((await usedBytes(this.parts.disk.mountPoint)) - this.parts.disk.baselineBytes, 0);
   }
 
-  /** A task's own group, under the session's: the one made ahead when there is one, then the next made ahead. */
-  private async taskGroup(limits: CgroupLimits): Promise<Cgroup | undefined> {
-    const sessionGroup = this.parts.cgroup;
-    if (!sessionGroup) return undefined;
-    const next = this.nextTaskGroup; // taken before any await: concurrent tasks never share one
-    this.nextTaskGroup = undefined;
-    const ahead = await next?.catch(() => undefined);
-    const group = ahead ?? (await sessionGroup.child(`task-${++this.taskCounter}`, {}));
-    await group.setLimits(limits);
-    if (!this.disposed) {
-      this.nextTaskGroup = sessionGroup.child(`task-${++this.taskCounter}`, {});
-      this.nextTaskGroup.catch(() => undefined);
-    }
-    return group;
-  }
-
   /** Ends every process of the session and gives back what the sandbox holds (cgroup, mount, uid). */
   async dispose(): Promise<void> {
-    this.disposed = true;
-    await this.nextTaskGroup?.catch(() => undefined);
+    await this.taskGroups?.dispose();
     await this.stopWarm();
     await this.parts.cgroup?.destroy().catch(() => undefined);
     if (this.parts.disk) await unmountDiskImage(this.parts.disk.mountPoint);
@@ -411,8 +396,9 @@ export class SessionSandbox {
 
   /**
    * Runs one call in its own cgroup (a child of the session's, narrowed by the task's limits),
-   * tracked for usage, and says which limit ended it, if one did. The group, and whatever is
-   * left in it, is gone when this returns.
+   * tracked for usage, and says which limit ended it, if one did. While the session holds its
+   * most task groups the call waits for one (TaskGroups). Whatever is left in the group is gone
+   * when this returns; the empty group is removed just after.
    */
   private async inTaskGroup(
     taskLimits: TaskLimits,
@@ -425,10 +411,13 @@ export class SessionSandbox {
     // group gets limits only where the task narrows them.
     const session = this.parts.limits;
     options.phases?.mark('setup');
-    const group = await this.taskGroup({
-      memoryBytes: memoryMb && memoryMb !== session.maxMemoryMb ? memoryMb * 1024 * 1024 : undefined,
-      cpuPercent: cpuPercent !== session.maxCpuPercent ? cpuPercent : undefined,
-    });
+    const group = await this.taskGroups?.take(
+      {
+        memoryBytes: memoryMb && memoryMb !== session.maxMemoryMb ? memoryMb * 1024 * 1024 : undefined,
+        cpuPercent: cpuPercent !== session.maxCpuPercent ? cpuPercent : undefined,
+      },
+      options.signal,
+    );
     options.phases?.mark('cgroup');
     let running: RunningProcess | undefined;
     try {
@@ -449,8 +438,10 @@ export class SessionSandbox {
     } finally {
       if (running) this.live.delete(running);
       // Nothing of the task may outlive it; removing the empty group can wait.
-      await group?.killProcesses().catch(() => undefined);
-      void group?.destroy().catch(() => undefined);
+      if (group) {
+        await group.killProcesses().catch(() => undefined);
+        this.taskGroups?.giveBack(group);
+      }
       options.phases?.mark('exit');
     }
   }
@@ -460,6 +451,7 @@ export class SessionSandbox {
     if (result.exitCode === 0) return undefined;
     if (group && (await group.oomKills()) > 0) return 'memory';
     if (!group && /\bMemoryError\b/.test(result.stderr.text)) return 'memory';
+    if (result.forkRefused || (group && (await group.forkRefusals()) > 0)) return 'pids';
     if (result.exitCode === 128 + 24) return 'cpu'; // SIGXCPU
     if (this.parts.disk) {
       // Full, as near as a filesystem gets: the write that failed may have wanted more than is left.

@@ -9,6 +9,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import type { Logger } from '../logger.js';
 import type { Cgroup } from './cgroups.js';
 import { captureOutput } from './outputCapture.js';
+import { MAX_TASK_GROUPS } from './taskGroups.js';
 import { handOverFilter, stdioOf } from './runProcess.js';
 import type { ProcessResult, ProcessSpec, RunOptions } from './processSpec.js';
 import { LineSplitter, parseZygoteEvent, ZygoteProtocolError, type ZygoteEvent } from './zygoteProtocol.js';
@@ -23,7 +24,8 @@ interface ExitInfo {
 }
 
 interface PendingRun {
-  forked: Deferred<number>;
+  /** The child's pid in the sandbox, or undefined when the zygote was refused one (the session's process limit). */
+  forked: Deferred<number | undefined>;
   exit: Deferred<ExitInfo>;
   streams: { stdout: Deferred<Socket>; stderr: Deferred<Socket> };
   /** Streams already connected (a second connection for one is refused). */
@@ -43,10 +45,18 @@ const STREAM_DRAIN_MS = 2000;
 export type WarmProgram = { code: string } | { exec: { argv: string[]; cwd: string; env: Record<string, string>; stdin?: string } };
 
 const KILLED: ExitInfo = { code: null, signal: 9, connected: false };
+/** A call the zygote could fork no child for: the session was at its process limit (killed_by=pids). */
+const FORK_REFUSED: ProcessResult = {
+  exitCode: 1,
+  stdout: { text: '', truncated: false },
+  stderr: { text: 'fork: the session is at its process limit; no process could be made for this call\n', truncated: false },
+  outputLimitExceeded: false,
+  forkRefused: true,
+};
 /** How long a connection to the output socket may take to say which run and stream it is. */
 const HEADER_MS = 5000;
-/** Connections one zygote's socket holds at most (two per run in flight). */
-const MAX_CONNECTIONS = 64;
+/** Connections one zygote's socket holds at most: two per run in flight, as many runs as a session may hold task groups. */
+const MAX_CONNECTIONS = 2 * MAX_TASK_GROUPS;
 
 interface ProcStatus {
   uid: number;
@@ -235,7 +245,8 @@ export class WarmInterpreter {
         this.send({ op: 'kill', id });
         options.signal.throwIfAborted();
       }
-      await group.addProcess(this.ownChild(forked!.pid));
+      if (forked!.pid === undefined) return FORK_REFUSED;
+      await this.place(group, this.ownChild(forked!.pid));
       options.onStart?.({ pid: forked!.pid, marker: '' });
       // From here on, an abort ends the child whatever the zygote does (or does not) say.
       const killed = onAbort(options.signal, async () => {
@@ -279,6 +290,20 @@ export class WarmInterpreter {
       this.pending.delete(id);
       this.byToken.delete(token);
       for (const socket of sockets) socket.destroy();
+    }
+  }
+
+  /**
+   * Moves the call's child into its task group. A child gone before it got there (killed by the
+   * session's own code, or ended with its zygote) ran nothing of the call: the call is run
+   * elsewhere (WarmUnavailableError), as a call the zygote could not take.
+   */
+  private async place(group: Cgroup, hostPid: number): Promise<void> {
+    try {
+      await group.addProcess(hostPid);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+      throw new WarmUnavailableError("the call's child ended before it was placed in its task group");
     }
   }
 
@@ -332,6 +357,7 @@ export class WarmInterpreter {
       return;
     }
     if (event.ev === 'forked') run.forked.resolve(event.pid);
+    else if (event.ev === 'refused') run.forked.resolve(undefined);
     else run.exit.resolve({ code: event.code, signal: event.signal, connected: event.connected });
   }
 

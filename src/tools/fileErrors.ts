@@ -11,8 +11,9 @@ export function toFileError(path: string, err: unknown): Error {
       return errors.fileNotFound(path);
     case 'EACCES':
     case 'EPERM':
-    case 'EROFS':
       return errors.permissionDenied(path, 'the session may not do this to it');
+    case 'EROFS':
+      return errors.readOnlyDisk(quoted(path, 200));
     case 'ENOTDIR':
       return errors.invalidPath(path, 'a part of it is a file, not a directory');
     case 'EISDIR':

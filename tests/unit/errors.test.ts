@@ -71,6 +71,11 @@ test("the catalogue's errors carry the codes of the reference and quote client i
     [errors.invalidPath('../x', 'no'), Status.INVALID_ARGUMENT, /^invalid path "\.\.\/x": no$/],
     [errors.fileNotFound('a.txt'), Status.NOT_FOUND, /"a\.txt" does not exist/],
     [errors.permissionDenied('a', 'read-only'), Status.PERMISSION_DENIED, /^permission denied for "a": read-only$/],
+    [
+      errors.readOnlyDisk('"a"'),
+      Status.FAILED_PRECONDITION,
+      /^the session's disk is read-only \(the kernel remounted it after write errors\); "a" cannot be written/,
+    ],
     [errors.pythonNotFound('x'), Status.FAILED_PRECONDITION, /^python not found/],
     [errors.packageInstallFailed('x'), Status.INTERNAL, /^package install failed/],
     [errors.tooLarge('big'), Status.RESOURCE_EXHAUSTED, /^big$/],

@@ -9,7 +9,8 @@
  * standard input from a memory file) | {op:"go",id} |
  * {op:"kill",id}; zygote → worker on stdout: {ev:"ready"} | {ev:"forked",id,pid} |
  * {ev:"exit",id,code,signal,connected} (connected: the child had connected its streams, so
- * the worker waits for them).
+ * the worker waits for them) | {ev:"refused",id} (no child could be forked for the call: the
+ * session is at its process limit; the zygote itself carries on).
  */
 export const ZYGOTE_SOURCE = String.raw`
 import sys
@@ -170,7 +171,12 @@ def fork_child():
     requests_r, requests_w = os.pipe()
     gate_r, gate_w = os.pipe()
     told_r, told_w = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        for fd in (requests_r, requests_w, gate_r, gate_w, told_r, told_w):
+            os.close(fd)
+        raise
     if pid == 0:
         for fd in (requests_w, gate_w, told_r):
             os.close(fd)
@@ -183,7 +189,10 @@ def fork_child():
 def ensure_spare():
     global spare
     if spare is None:
-        spare = fork_child()
+        try:
+            spare = fork_child()
+        except OSError:
+            pass  # the session is at its process limit: the next call forks its own
 
 def take_child():
     global spare
@@ -202,7 +211,12 @@ def give(requests_w, request):
 def handle(request):
     op = request["op"]
     if op == "run":
-        pid, requests_w, gate_w, told_r = take_child()
+        try:
+            pid, requests_w, gate_w, told_r = take_child()
+        except OSError:
+            # Refused a process (the session's limit, its own doing): this call's outcome, not the zygote's end.
+            send({"ev": "refused", "id": request["id"]})
+            return
         connected[pid] = told_r
         children[pid] = request["id"]
         gates[request["id"]] = gate_w
