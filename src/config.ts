@@ -62,6 +62,7 @@ export interface WorkerConfig {
   defaultDiskMb: number;
   maxDiskMb: number;
   diskOvercommit: number;
+  cacheScope: 'shared' | 'user';
 }
 
 export class ConfigError extends Error {
@@ -311,6 +312,12 @@ const SETTINGS = {
     "how many times the data disk's free space sessions' disk limits may add up to (1: each limit is a reservation; more: a session filling its disk may fill the host's)",
     decimal(0.01, 1000),
     () => 1,
+  ),
+  cacheScope: setting(
+    'WORKER_CACHE_SCOPE',
+    "shared: pip's, npm's and go's caches and the wheel store serve every session (a session can tell, by speed and output, that another installed the same); user: each user_id its own",
+    oneOf(['shared', 'user']) as Parser<'shared' | 'user'>,
+    () => 'shared' as const,
   ),
   defaultMemoryMb: setting('WORKER_DEFAULT_MEMORY_MB', 'memory limit of sessions that set none (0: none)', integer(0, 10_000_000), () => 2048),
 } satisfies { [K in keyof WorkerConfig]: Setting<WorkerConfig[K]> };

@@ -140,6 +140,7 @@ async function startSandbox(config: WorkerConfig, dirs: DataDirectory, languages
     warmInterpreter: config.warmInterpreter,
     uidBase: config.uidBase,
     diskBudget,
+    cacheScope: config.cacheScope,
     logger,
   });
   logger.info('sandbox ready', sandboxHost.describe());

@@ -35,6 +35,13 @@ export interface LanguageSandbox {
   readonly workspace: SessionPath;
   readonly environment: SessionPath;
   run(step: LanguageStep, options: RunOptions): Promise<SandboxedResult>;
+  /**
+   * Whose installs an installer's caches and the wheel store are shared with (WORKER_CACHE_SCOPE):
+   * undefined for every session's (shared), else a key of the session's user_id.
+   */
+  readonly cacheKey: string | undefined;
+  /** The installer's cache under `base` for this session: `base` itself when shared, its user's own below it, made for the installer. */
+  installerCache(base: string): Promise<string>;
   /** A fresh directory on the session's disk, handed to `as` (removed by the caller); RESOURCE_EXHAUSTED when the disk is full. */
   scratchDirectory(prefix: string, as: RunAs): Promise<string>;
 }

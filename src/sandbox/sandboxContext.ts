@@ -21,6 +21,8 @@ export interface SandboxHostOptions {
   warmInterpreter: boolean;
   /** First uid of this worker's range (WORKER_UID_BASE); undefined: claim a free one. */
   uidBase: number | undefined;
+  /** WORKER_CACHE_SCOPE: installers' caches and the wheel store shared by all sessions, or each user's own. */
+  cacheScope?: 'shared' | 'user' | undefined;
   /** Where each session's disk image is reserved before it is made; undefined: nothing reserved. */
   diskBudget?: DiskBudget | undefined;
   logger: Logger;

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { userCache, userCacheKey } from './sharedCache.js';
 import { chmod, chown, mkdtemp, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -251,7 +252,7 @@ export class SessionSandbox {
   }
 
   /** Installs packages into the session's environment with its language's installer, one install at a time. */
-  async install(requirements: string[], options: RunOptions): Promise<InstallResult> {
+  async install(requirements: string[], options: RunOptions, userId: string): Promise<InstallResult> {
     // Two installers writing the same environment would corrupt it.
     const previous = this.installQueue;
     const done = deferred();
@@ -261,7 +262,7 @@ export class SessionSandbox {
       options.signal.throwIfAborted();
       const language = this.parts.language;
       await language.checkEnvironment(this.parts.environment);
-      return await language.install(this.languageSandbox(), requirements, options);
+      return await language.install(this.languageSandbox(userId), requirements, options);
     } finally {
       // New packages may bring start-up hooks (.pth files), which only an interpreter start reads.
       await this.stopWarm();
@@ -280,10 +281,13 @@ export class SessionSandbox {
   }
 
   /** What the session's language may do in its sandbox: confined runs as the session or the installer. */
-  private languageSandbox(): LanguageSandbox {
+  private languageSandbox(userId: string): LanguageSandbox {
     const as = (who: RunAs) => (who === 'installer' ? this.parts.installer : this.parts.owner);
+    const cacheKey = this.host.options.cacheScope === 'user' ? userCacheKey(userId) : undefined;
     return {
       isolate: this.isolate,
+      cacheKey,
+      installerCache: async (base) => (cacheKey === undefined ? base : userCache(base, cacheKey, this.parts.installer)),
       allowNetwork: this.host.options.allowNetwork,
       workspace: { host: this.parts.workspace, inside: INSIDE.workspace },
       environment: { host: this.parts.environment, inside: INSIDE.env },

@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { chown, lstat, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Owner } from '../storage/owner.js';
 import { removeTree } from '../storage/removeTree.js';
 
@@ -8,8 +10,29 @@ import { removeTree } from '../storage/removeTree.js';
  * re-owned: it is only a cache.
  */
 export async function prepareSharedCache(dir: string, installer: Owner | undefined): Promise<void> {
+  prepared.delete(dir);
   const st = await lstat(dir).catch(() => undefined);
   if (st && (!st.isDirectory() || (installer && st.uid !== installer.uid))) await removeTree(dir);
   await mkdir(dir, { recursive: true });
   if (installer) await chown(dir, installer.uid, installer.gid);
+}
+
+/** The key of a user's own caches: their user_id hashed (names of any length or bytes become a short safe one). */
+export function userCacheKey(userId: string): string {
+  return `u-${createHash('sha256').update(userId).digest('hex').slice(0, 32)}`;
+}
+
+/** Per-user caches readied in this run: each is checked and made once. */
+const prepared = new Set<string>();
+
+/** `base`'s cache of the user `key` (WORKER_CACHE_SCOPE=user), readied as prepareSharedCache readies a shared one. */
+export async function userCache(base: string, key: string, installer: Owner | undefined): Promise<string> {
+  const dir = join(base, 'users', key);
+  if (prepared.has(dir)) return dir;
+  const users = join(base, 'users');
+  await mkdir(users, { recursive: true });
+  if (installer) await chown(users, installer.uid, installer.gid);
+  await prepareSharedCache(dir, installer);
+  prepared.add(dir);
+  return dir;
 }

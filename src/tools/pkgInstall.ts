@@ -28,7 +28,7 @@ export const pkgInstall = defineTool({
     const installer = ctx.session.sandbox.language.installer;
     await ctx.emit({ kind: 'progress', percentComplete: 0, stage: 'starting', message: `installing ${requirements.join(', ')}` });
     const started = performance.now();
-    const result = await ctx.session.sandbox.install(requirements, streamingRunOptions(ctx, installer.name, progressFrom(ctx, installer)));
+    const result = await ctx.session.sandbox.install(requirements, streamingRunOptions(ctx, installer.name, progressFrom(ctx, installer)), ctx.session.userId);
     metrics.pkgInstallSeconds.observe({ outcome: result.exitCode === 0 ? 'installed' : 'failed' }, secondsSince(started));
     const outputs = capturedOutputs(result);
     if (result.exitCode !== 0) {

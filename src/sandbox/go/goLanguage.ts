@@ -128,8 +128,9 @@ export class GoLanguage implements Language {
    */
   async install(sandbox: LanguageSandbox, requirements: string[], options: RunOptions): Promise<InstallResult> {
     const fetchDir = await sandbox.scratchDirectory('go-fetch-', 'installer');
+    const goCache = await sandbox.installerCache(this.options.goCache);
     try {
-      const fetched = await this.fetch(sandbox, requirements, fetchDir, options);
+      const fetched = await this.fetch(sandbox, requirements, fetchDir, goCache, options);
       if (fetched.exitCode !== 0) return { ...fetched, installed: undefined };
       const resolved = await readRequires(fetchDir);
       const pinned = requirements.map((line) => {
@@ -137,7 +138,7 @@ export class GoLanguage implements Language {
         const module = moduleOf(path, resolved);
         return module && module.path === path && version !== module.version ? `${path}@${module.version}` : line;
       });
-      const added = await this.add(sandbox, pinned, options);
+      const added = await this.add(sandbox, pinned, goCache, options);
       return { ...added, installed: added.exitCode === 0 ? await installedModules(sandbox.environment.host, requirements) : undefined };
     } finally {
       await removeTree(fetchDir);
@@ -145,7 +146,7 @@ export class GoLanguage implements Language {
   }
 
   /** Step 1 of install: the modules and what they need into the shared cache, as the installer. */
-  private fetch(sandbox: LanguageSandbox, requirements: string[], fetchDir: string, options: RunOptions): Promise<SandboxedResult> {
+  private fetch(sandbox: LanguageSandbox, requirements: string[], fetchDir: string, goCache: string, options: RunOptions): Promise<SandboxedResult> {
     const inside = (host: string, at: string) => (sandbox.isolate ? at : host);
     const dir = inside(fetchDir, INSIDE.fetch);
     // A fresh module of the installer's, so nothing of the session's go.mod reaches this step.
@@ -153,7 +154,7 @@ export class GoLanguage implements Language {
     const command = ['/bin/sh', '-c', script, this.toolchain.executable, this.toolchain.languageVersion, ...requirements];
     const env = {
       ...this.stepVariables(dir),
-      GOMODCACHE: inside(this.options.goCache, INSIDE.goCache),
+      GOMODCACHE: inside(goCache, INSIDE.goCache),
       GOPROXY: this.options.goProxy,
       ...proxyVariables(),
     };
@@ -165,7 +166,7 @@ export class GoLanguage implements Language {
     const mounts: Mount[] = [
       ...this.systemMounts,
       ...proxyDirs.map((path) => ({ host: path, inside: path, writable: false })),
-      { host: this.options.goCache, inside: INSIDE.goCache, writable: true },
+      { host: goCache, inside: INSIDE.goCache, writable: true },
       { host: fetchDir, inside: INSIDE.fetch, writable: true },
     ];
     return sandbox.run({ command, cwd: dir, env, mounts, network: true, as: 'installer' }, options);
@@ -176,9 +177,9 @@ export class GoLanguage implements Language {
    * build cache is a fresh one, not the environment's gocache/ (which the session's code writes:
    * what it planted there must not steer go get while the whole environment is writable).
    */
-  private async add(sandbox: LanguageSandbox, requirements: string[], options: RunOptions): Promise<SandboxedResult> {
+  private async add(sandbox: LanguageSandbox, requirements: string[], goCache: string, options: RunOptions): Promise<SandboxedResult> {
     const envDir = sandbox.isolate ? sandbox.environment.inside : sandbox.environment.host;
-    const cache = sandbox.isolate ? INSIDE.goCache : this.options.goCache;
+    const cache = sandbox.isolate ? INSIDE.goCache : goCache;
     const buildCache = await sandbox.scratchDirectory('go-add-cache-', 'session');
     try {
       const env = {
@@ -190,7 +191,7 @@ export class GoLanguage implements Language {
       const mounts: Mount[] = [
         ...this.systemMounts,
         { host: sandbox.environment.host, inside: sandbox.environment.inside, writable: true },
-        { host: this.options.goCache, inside: INSIDE.goCache, writable: false },
+        { host: goCache, inside: INSIDE.goCache, writable: false },
         { host: buildCache, inside: INSIDE.addCache, writable: true },
       ];
       const command = [this.toolchain.executable, 'get', ...requirements];

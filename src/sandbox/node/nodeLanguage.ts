@@ -94,12 +94,12 @@ export class NodeLanguage implements Language {
     return undefined;
   }
 
-  install(sandbox: LanguageSandbox, requirements: string[], options: RunOptions): Promise<InstallResult> {
+  async install(sandbox: LanguageSandbox, requirements: string[], options: RunOptions): Promise<InstallResult> {
     return npmInstall(sandbox, requirements, options, {
       toolchain: this.toolchain,
       systemMounts: this.systemMounts,
       registry: this.options.npmRegistry,
-      cache: this.options.npmCache,
+      cache: await sandbox.installerCache(this.options.npmCache),
     });
   }
 

@@ -118,7 +118,7 @@ export class PythonLanguage implements Language {
   async install(sandbox: LanguageSandbox, requirements: string[], options: RunOptions): Promise<InstallResult> {
     if (this.interpreter.pipVersion === undefined) throw errors.pythonNotFound('the host interpreter has no pip, which pkg.install needs');
     const fromIndex = requirements.filter(isIndexRequirement);
-    const key = WheelStore.key(fromIndex, this.options.pipIndexUrl);
+    const key = WheelStore.key(fromIndex, this.options.pipIndexUrl, sandbox.cacheKey);
     const stored = fromIndex.length === requirements.length ? await this.installStored(sandbox, requirements, key, options) : undefined;
     if (stored) return stored;
     const made = await Promise.allSettled([sandbox.scratchDirectory('pip-wheels-', 'installer'), sandbox.scratchDirectory('pip-report-', 'session')]);
@@ -191,8 +191,8 @@ export class PythonLanguage implements Language {
   }
 
   /** Step 1 of install: the wheels of index packages into `wheels`, as the installer. */
-  private fetch(sandbox: LanguageSandbox, requirements: string[], wheels: string, options: RunOptions): Promise<SandboxedResult> {
-    const cacheDir = this.options.pipCache;
+  private async fetch(sandbox: LanguageSandbox, requirements: string[], wheels: string, options: RunOptions): Promise<SandboxedResult> {
+    const cacheDir = await sandbox.installerCache(this.options.pipCache);
     const wheelsDir = sandbox.isolate ? INSIDE.wheels : wheels;
     // No package code may run here: --only-binary keeps pip from choosing source builds, and a
     // filter forbidding exec stops the one it cannot refuse (a wheel's dependency given by URL

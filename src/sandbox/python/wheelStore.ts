@@ -71,10 +71,10 @@ export class WheelStore {
   }
 
   /** The key of a requirement list fetched from an index (order does not matter). */
-  static key(requirements: string[], indexUrl: string | undefined): string {
-    return createHash('sha256')
-      .update(JSON.stringify([indexUrl ?? '', [...requirements].sort()]))
-      .digest('hex');
+  static key(requirements: string[], indexUrl: string | undefined, cacheKey?: string): string {
+    // With a user's cache key (WORKER_CACHE_SCOPE=user), one user's resolutions are never another's.
+    const parts = cacheKey === undefined ? [indexUrl ?? '', [...requirements].sort()] : [indexUrl ?? '', [...requirements].sort(), cacheKey];
+    return createHash('sha256').update(JSON.stringify(parts)).digest('hex');
   }
 
   /** The wheels this list resolved to, while fresh, its index pages unchanged and its files all stored. */
