@@ -11,6 +11,7 @@ import { spawnBareServer } from './bareServer.js';
 import { phaseBreakdown, phaseMeans } from './phases.js';
 import { withBenchResults } from './readmeTable.js';
 import { checkpointBench } from './checkpointBench.js';
+import { neighbourBench } from './neighbourBench.js';
 import { spawnOnce, timed } from './timing.js';
 import { servePackageIndex } from '../tests/helpers/packageIndex.js';
 import { runTask } from '../tests/helpers/tasks.js';
@@ -521,6 +522,19 @@ async function main(): Promise<void> {
       });
     } finally {
       await rm(persistedDir, { recursive: true, force: true });
+    }
+
+    process.stderr.write("a neighbour's run.python while a session pushes a shared resource past its bound\n");
+    for (const m of await neighbourBench(worker)) {
+      record({
+        scenario: `a neighbour's run.python print(1) while another session ${m.attack}`,
+        unit: 'ms',
+        ours: m.underAttackMs,
+        base: m.idleMs,
+        baseline: 'the same, with that session idle',
+        target: '≤ 2× idle p50',
+        met: median(m.underAttackMs) <= 2 * median(m.idleMs),
+      });
     }
 
     process.stderr.write('checkpoint and restore of a 100 MB workspace; incremental checkpoint in 1 GB\n');

@@ -59,7 +59,7 @@ const PERSIST_DELAY_MS = 200;
 // not read: the next incremental checkpoint after an upgrade is a full one.
 const CHECKPOINT_TREE = 'checkpoint-tree-v2.json';
 /** One session's share of the worker's payload bytes: a session cannot take them all. */
-const SESSION_PAYLOAD_BYTES = 256 * 1024 * 1024;
+const SESSION_PAYLOAD_BYTES = 64 * 1024 * 1024;
 const BASELINE_TREE = 'baseline-tree-v2.json';
 
 /**

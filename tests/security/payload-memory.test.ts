@@ -34,7 +34,7 @@ test('48 concurrent fs.read calls of a 32 MB file, from two sessions, all answer
   assert.equal(whole, 48);
   const peak = peakMb();
   console.log(`# worker peak RSS ${Math.round(before)} MB before, ${Math.round(peak)} MB after 48 reads of 32 MB`);
-  // Two sessions' shares (256 MB each) of payloads at once, each until its reply has left: far
+  // Two sessions' shares (64 MB each) of payloads at once, each until its reply has left: far
   // below 48 replies queued at once (1.5 GB of text, and the bytes and encodings they came from).
   assert.ok(peak - before < 1000, `peak grew by ${Math.round(peak - before)} MB`);
 });
