@@ -47,6 +47,10 @@ const KILLED: ExitInfo = { code: null, signal: 9, connected: false };
 const HEADER_MS = 5000;
 /** Connections one zygote's socket holds at most (two per run in flight). */
 const MAX_CONNECTIONS = 64;
+/** How often a call waiting on the zygote looks at it (stopped?) and at its child (exited?). */
+const ANSWER_CHECK_MS = 100;
+/** How long a running zygote may take to take a call, or to report a child that has exited. */
+const ANSWER_MS = 5000;
 
 interface ProcStatus {
   uid: number;
@@ -70,7 +74,27 @@ function procStatus(pid: number): ProcStatus | undefined {
   return { uid: field('Uid')[0] ?? -1, ppid: field('PPid')[0] ?? -1, nspid: field('NSpid') };
 }
 
-/** The host pid of the child of `parent` that is `nsPid` in its own pid namespace. */
+/** A process's state letter (R, S, D, T, t, Z, …) from /proc/<pid>/stat; undefined when it is gone. */
+function processState(pid: number): string | undefined {
+  const stat = procFile(`/proc/${pid}/stat`);
+  return stat?.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+}
+
+const isStopped = (pid: number) => ['T', 't'].includes(processState(pid) ?? '');
+
+/**
+ * How an exited, unreaped child (a zombie) ended: its wait status is field 52 of its stat
+ * (readable by root). Undefined when the child is gone or still running.
+ */
+function zombieExit(pid: number): ExitInfo | undefined {
+  const stat = procFile(`/proc/${pid}/stat`);
+  const fields = stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const status = Number(fields?.[49]);
+  if (fields?.[0] !== 'Z' || !Number.isInteger(status)) return undefined;
+  const signal = status & 0x7f;
+  return signal === 0 ? { code: (status >> 8) & 0xff, signal: null, connected: true } : { code: null, signal, connected: true };
+}
+
 /** A process's children (its main thread's: the zygote and bwrap are single-threaded). */
 function childrenOf(parent: number): number[] {
   return (procFile(`/proc/${parent}/task/${parent}/children`) ?? '').trim().split(/\s+/).filter(Boolean).map(Number);
@@ -225,8 +249,10 @@ export class WarmInterpreter {
       void group.killProcesses();
     };
     const sockets: Socket[] = [];
+    const watching: (() => void)[] = [];
     try {
       this.send({ op: 'run', id, token, ...program });
+      watching.push(this.watchTaking(run));
       // Aborted before the child is placed: nothing of the code ran; the abort is the outcome.
       const forked = await Promise.race([run.forked.promise.then((pid) => ({ pid })), onAbort(options.signal, async () => undefined)]).catch((err: Error) => {
         throw new WarmUnavailableError(err.message);
@@ -235,7 +261,9 @@ export class WarmInterpreter {
         this.send({ op: 'kill', id });
         options.signal.throwIfAborted();
       }
-      await group.addProcess(this.ownChild(forked!.pid));
+      const hostPid = this.ownChild(forked!.pid);
+      watching.push(this.watchExit(run, hostPid));
+      await group.addProcess(hostPid);
       options.onStart?.({ pid: forked!.pid, marker: '' });
       // From here on, an abort ends the child whatever the zygote does (or does not) say.
       const killed = onAbort(options.signal, async () => {
@@ -276,6 +304,7 @@ export class WarmInterpreter {
         clearTimeout(drained);
       }
     } finally {
+      for (const stop of watching) stop();
       this.pending.delete(id);
       this.byToken.delete(token);
       for (const socket of sockets) socket.destroy();
@@ -367,6 +396,59 @@ export class WarmInterpreter {
       run.streams[stream].resolve(socket);
     };
     socket.on('data', onData);
+  }
+
+  /**
+   * Until the zygote says it forked the call's child: a zygote stopped (SIGSTOP, by session code:
+   * it is its code's parent), or silent for ANSWER_MS (jammed: looping, not reading), is
+   * replaced, and the call runs cold (WarmUnavailableError). Returns what ends the watch.
+   */
+  private watchTaking(run: PendingRun): () => void {
+    return this.watch(run.forked.promise, (waitedMs) => {
+      if (isStopped(this.zygoteHostPid)) return 'it was stopped';
+      return waitedMs >= ANSWER_MS ? `it did not take a call within ${ANSWER_MS / 1000} s` : undefined;
+    });
+  }
+
+  /**
+   * Until the zygote reports the call's child exited: once the child has exited (a zombie, not
+   * reaped) while the zygote is stopped, or for ANSWER_MS while it runs, the call ends as the
+   * child did (its wait status read from /proc) and the zygote is replaced.
+   */
+  private watchExit(run: PendingRun, hostPid: number): () => void {
+    let exitedAt: number | undefined;
+    return this.watch(run.exit.promise, (waitedMs) => {
+      const state = processState(hostPid);
+      if (state !== undefined && state !== 'Z') return (exitedAt = undefined);
+      exitedAt ??= waitedMs;
+      // A zombie under a stopped zygote will never be reaped; a child gone without its event
+      // (reaped just before a stop, the event still in the pipe) gets the time to be reported.
+      const stuck = state === 'Z' && isStopped(this.zygoteHostPid);
+      if (!stuck && waitedMs - exitedAt < ANSWER_MS) return undefined;
+      run.exit.resolve(zombieExit(hostPid) ?? KILLED);
+      return 'it did not report an exited child';
+    });
+  }
+
+  /**
+   * Checks every ANSWER_CHECK_MS, until `answered` settles, whether the zygote has stopped
+   * answering (`check` says why); if so it is replaced. Nothing runs on a call that is answered
+   * within the first interval, the usual case. Returns what ends the watch early.
+   */
+  private watch(answered: Promise<unknown>, check: (waitedMs: number) => string | undefined): () => void {
+    const started = performance.now();
+    const timer = setInterval(() => {
+      if (this.dead) return clearInterval(timer);
+      const why = check(performance.now() - started);
+      if (why === undefined) return;
+      clearInterval(timer);
+      this.logger.warn('warm interpreter stopped answering; it is replaced', { reason: why });
+      this.fail(new WarmUnavailableError(`the warm interpreter stopped answering: ${why}`));
+      void this.close();
+    }, ANSWER_CHECK_MS);
+    const stop = () => clearInterval(timer);
+    answered.then(stop, stop);
+    return stop;
   }
 
   /** The zygote broke the protocol: logged, killed; its calls fail. */
