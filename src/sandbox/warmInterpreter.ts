@@ -24,6 +24,8 @@ interface ExitInfo {
 
 interface PendingRun {
   forked: Deferred<number>;
+  /** The zygote opened the child's gate (it took the `go`). */
+  went: Deferred<void>;
   exit: Deferred<ExitInfo>;
   streams: { stdout: Deferred<Socket>; stderr: Deferred<Socket> };
   /** Streams already connected (a second connection for one is refused). */
@@ -92,7 +94,7 @@ function zombieExit(pid: number): ExitInfo | undefined {
   const status = Number(fields?.[49]);
   if (fields?.[0] !== 'Z' || !Number.isInteger(status)) return undefined;
   const signal = status & 0x7f;
-  return signal === 0 ? { code: (status >> 8) & 0xff, signal: null, connected: true } : { code: null, signal, connected: true };
+  return signal === 0 ? { code: (status >> 8) & 0xff, signal: null, connected: false } : { code: null, signal, connected: false };
 }
 
 /** A process's children (its main thread's: the zygote and bwrap are single-threaded). */
@@ -241,7 +243,7 @@ export class WarmInterpreter {
     if (this.dead) throw new WarmUnavailableError('the warm interpreter is not running');
     const id = this.nextId++;
     const token = randomBytes(16).toString('hex');
-    const run: PendingRun = { forked: deferred(), exit: deferred(), streams: { stdout: deferred(), stderr: deferred() }, connected: new Set() };
+    const run: PendingRun = { forked: deferred(), went: deferred(), exit: deferred(), streams: { stdout: deferred(), stderr: deferred() }, connected: new Set() };
     this.pending.set(id, run);
     this.byToken.set(token, run);
     const kill = () => {
@@ -252,7 +254,7 @@ export class WarmInterpreter {
     const watching: (() => void)[] = [];
     try {
       this.send({ op: 'run', id, token, ...program });
-      watching.push(this.watchTaking(run));
+      watching.push(this.watchTaking(run.forked.promise));
       // Aborted before the child is placed: nothing of the code ran; the abort is the outcome.
       const forked = await Promise.race([run.forked.promise.then((pid) => ({ pid })), onAbort(options.signal, async () => undefined)]).catch((err: Error) => {
         throw new WarmUnavailableError(err.message);
@@ -273,6 +275,7 @@ export class WarmInterpreter {
       });
       await options.recorded;
       this.send({ op: 'go', id });
+      watching.push(this.watchTaking(run.went.promise));
       options.phases?.mark('fork');
 
       const exit = Promise.race([run.exit.promise, killed]);
@@ -355,12 +358,13 @@ export class WarmInterpreter {
   private onEvent(event: Exclude<ZygoteEvent, { ev: 'ready' }>): void {
     const run = this.pending.get(event.id);
     if (!run) {
-      // A run the worker gave up on may still be reported, at most twice (forked, exit): more,
-      // or about runs never asked for, is a zygote flooding the worker's event loop.
-      if (event.id >= this.nextId || ++this.strayEvents > 2 * (this.nextId - 1)) throw new ZygoteProtocolError('it reported runs it was not asked for');
+      // A run the worker gave up on may still be reported, at most thrice (forked, went, exit):
+      // more, or about runs never asked for, is a zygote flooding the worker's event loop.
+      if (event.id >= this.nextId || ++this.strayEvents > 3 * (this.nextId - 1)) throw new ZygoteProtocolError('it reported runs it was not asked for');
       return;
     }
     if (event.ev === 'forked') run.forked.resolve(event.pid);
+    else if (event.ev === 'went') run.went.resolve();
     else run.exit.resolve({ code: event.code, signal: event.signal, connected: event.connected });
   }
 
@@ -399,12 +403,13 @@ export class WarmInterpreter {
   }
 
   /**
-   * Until the zygote says it forked the call's child: a zygote stopped (SIGSTOP, by session code:
-   * it is its code's parent), or silent for ANSWER_MS (jammed: looping, not reading), is
-   * replaced, and the call runs cold (WarmUnavailableError). Returns what ends the watch.
+   * Until the zygote answers (`forked` for a call, `went` for its go): a zygote stopped
+   * (SIGSTOP, by session code: it is its code's parent), or silent for ANSWER_MS (jammed:
+   * looping, not reading), is replaced; a call not yet forked then runs cold
+   * (WarmUnavailableError), one forked ends as killed. Returns what ends the watch.
    */
-  private watchTaking(run: PendingRun): () => void {
-    return this.watch(run.forked.promise, (waitedMs) => {
+  private watchTaking(answer: Promise<unknown>): () => void {
+    return this.watch(answer, (waitedMs) => {
       if (isStopped(this.zygoteHostPid)) return 'it was stopped';
       return waitedMs >= ANSWER_MS ? `it did not take a call within ${ANSWER_MS / 1000} s` : undefined;
     });
@@ -425,7 +430,8 @@ export class WarmInterpreter {
       // (reaped just before a stop, the event still in the pipe) gets the time to be reported.
       const stuck = state === 'Z' && isStopped(this.zygoteHostPid);
       if (!stuck && waitedMs - exitedAt < ANSWER_MS) return undefined;
-      run.exit.resolve(zombieExit(hostPid) ?? KILLED);
+      const ended = zombieExit(hostPid);
+      run.exit.resolve(ended ? { ...ended, connected: run.connected.size === 2 } : KILLED);
       return 'it did not report an exited child';
     });
   }

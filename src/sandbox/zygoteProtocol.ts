@@ -6,7 +6,10 @@
  */
 
 export type ZygoteEvent =
-  { ev: 'ready' } | { ev: 'forked'; id: number; pid: number } | { ev: 'exit'; id: number; code: number | null; signal: number | null; connected: boolean };
+  | { ev: 'ready' }
+  | { ev: 'forked'; id: number; pid: number }
+  | { ev: 'went'; id: number }
+  | { ev: 'exit'; id: number; code: number | null; signal: number | null; connected: boolean };
 
 export class ZygoteProtocolError extends Error {
   override name = 'ZygoteProtocolError';
@@ -35,6 +38,9 @@ export function parseZygoteEvent(line: string): ZygoteEvent {
     case 'forked':
       if (isId(event.id) && isId(event.pid)) return { ev: 'forked', id: event.id, pid: event.pid };
       throw new ZygoteProtocolError('a forked event without a valid id and pid');
+    case 'went':
+      if (isId(event.id)) return { ev: 'went', id: event.id };
+      throw new ZygoteProtocolError('a went event without a valid id');
     case 'exit':
       if (
         isId(event.id) &&
