@@ -45,7 +45,7 @@ function spawnTree(sessionId: string, taskId: string, timeoutSeconds = 0, signal
         { sessionId, taskId, toolName: 'run.python', arguments: { code: SPAWNER }, constraints: { timeoutSeconds } },
         { signal },
       )) {
-        if (m.payload?.$case === 'log' && m.payload.value.message === 'tree started') markStarted();
+        if (m.payload?.$case === 'log' && m.payload.value.message.split('\n').includes('tree started')) markStarted();
         if (m.payload?.$case === 'result') result = m.payload.value;
       }
     } catch (err) {

@@ -30,7 +30,7 @@ test('runTask resolves the final result and passes progress and logs as they arr
     );
     assert.equal(result.status, TaskStatus.STATUS_SUCCESS);
     assert.equal(result.ended, 'completed');
-    assert.deepEqual(logs, ['a', 'b']);
+    assert.deepEqual(logs.join('\n').split('\n'), ['a', 'b'], 'each message holds whole lines');
     assert.deepEqual(progress, [0, 100]);
     const err = await runTask(client.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'import time; time.sleep(10)' } }, { deadline: 500 }).catch(
       (e: unknown) => e,

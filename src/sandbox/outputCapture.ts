@@ -1,9 +1,10 @@
 import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
+import { OutputCoalescer } from './outputCoalescer.js';
 import type { CapturedOutput, OutputSource, RunOptions } from './processSpec.js';
 
-/** Longest line passed to onLine; longer runs without a newline are passed in pieces. */
+/** Longest line passed on; longer runs without a newline are passed in pieces. */
 const MAX_LINE_CHARS = 64 * 1024;
 
 /** The exit code a shell would report: the code, or 128+N for a process killed by signal N. */
@@ -12,7 +13,13 @@ export function exitCodeOf(code: number | null, signal: string | null): number {
   return code ?? 128 + (signal ? ((constants.signals as Record<string, number | undefined>)[signal] ?? 0) : 0);
 }
 
-async function pump(stream: Readable, source: OutputSource, options: RunOptions, counted: (bytes: number) => void): Promise<CapturedOutput> {
+async function pump(
+  stream: Readable,
+  source: OutputSource,
+  options: RunOptions,
+  lines: OutputCoalescer,
+  counted: (bytes: number) => void,
+): Promise<CapturedOutput> {
   const decoder = new StringDecoder('utf8');
   const kept: Buffer[] = [];
   let keptBytes = 0;
@@ -31,16 +38,17 @@ async function pump(stream: Readable, source: OutputSource, options: RunOptions,
     pending += decoder.write(chunk);
     let newline: number;
     while ((newline = pending.indexOf('\n')) !== -1) {
-      await options.onLine(source, pending.slice(0, newline).replace(/\r$/, ''));
+      const line = pending.slice(0, newline);
+      await lines.add(source, line.endsWith('\r') ? line.slice(0, -1) : line);
       pending = pending.slice(newline + 1);
     }
     while (pending.length >= MAX_LINE_CHARS) {
-      await options.onLine(source, pending.slice(0, MAX_LINE_CHARS));
+      await lines.add(source, pending.slice(0, MAX_LINE_CHARS));
       pending = pending.slice(MAX_LINE_CHARS);
     }
   }
   pending += decoder.end();
-  if (pending.length > 0) await options.onLine(source, pending);
+  if (pending.length > 0) await lines.add(source, pending);
   return { text: Buffer.concat(kept).toString('utf8'), truncated };
 }
 
@@ -61,9 +69,10 @@ export interface CapturedStreams {
 }
 
 /**
- * Reads a process's two output streams to their end: each line to onLine as it arrives (reading
- * pauses while onLine is pending), the first maxCaptureBytes of each kept, and `overLimit`
- * called once when both together pass maxOutputBytes.
+ * Reads a process's two output streams to their end: their lines to onOutput as they arrive,
+ * gathered into few calls (outputCoalescer.ts; reading pauses while a full one waits), the
+ * first maxCaptureBytes of each kept, and `overLimit` called once when both together pass
+ * maxOutputBytes. Every line has been passed on when it resolves.
  */
 export async function captureOutput(stdout: Readable, stderr: Readable, options: RunOptions, overLimit: () => void): Promise<CapturedStreams> {
   let outputBytes = 0;
@@ -75,8 +84,15 @@ export async function captureOutput(stdout: Readable, stderr: Readable, options:
       overLimit();
     }
   };
-  const out = pump(stdout, 'stdout', options, counted);
-  const err = pump(stderr, 'stderr', options, counted);
+  const lines = new OutputCoalescer(options.onOutput);
+  const out = pump(stdout, 'stdout', options, lines, counted);
+  const err = pump(stderr, 'stderr', options, lines, counted);
   err.catch(() => undefined); // awaited below; never unhandled
-  return { stdout: await out, stderr: await err, outputLimitExceeded };
+  try {
+    const captured = { stdout: await out, stderr: await err, outputLimitExceeded };
+    await lines.flush();
+    return captured;
+  } finally {
+    lines.close();
+  }
 }

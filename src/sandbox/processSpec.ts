@@ -35,12 +35,16 @@ export interface RunOptions {
    * starts only after (a worker killed in between is followed by one reporting the task FAILURE).
    */
   recorded?: Promise<void> | undefined;
-  /** Bytes of each stream kept for the result; lines keep flowing to onLine past it. */
+  /** Bytes of each stream kept for the result; lines keep flowing to onOutput past it. */
   maxCaptureBytes: number;
   /** Bytes of output (both streams) after which the process is killed; 0 for no limit. */
   maxOutputBytes?: number;
-  /** Called for each output line as it arrives; reading pauses until it resolves (backpressure). */
-  onLine: (source: OutputSource, line: string) => void | Promise<void>;
+  /**
+   * Called with consecutive output lines of one stream as they arrive, joined by newlines (the
+   * last one's ending left off), at most once per 20 ms per stream or per 64 Ki characters
+   * (outputCoalescer.ts); reading pauses while a full one is pending (backpressure).
+   */
+  onOutput: (source: OutputSource, text: string) => void | Promise<void>;
   /** Called once the process runs, with what identifies its processes (for usage sampling). */
   onStart?: (running: RunningProcess) => void;
 }

@@ -372,7 +372,7 @@ export class SandboxHost implements SandboxContext {
       const sandbox = await this.createSession(`self-check-${language.name}`, dirs, {}, { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0 }, language);
       try {
         const check = language.selfCheck;
-        const result = await sandbox.runCode(check.code, { signal: AbortSignal.timeout(30_000), maxCaptureBytes: 4096, onLine: () => undefined }, {});
+        const result = await sandbox.runCode(check.code, { signal: AbortSignal.timeout(30_000), maxCaptureBytes: 4096, onOutput: () => undefined }, {});
         const expected = this.options.mode === 'bwrap' ? check.isolated : check.plain;
         if (result.exitCode !== 0 || !result.stdout.text.startsWith(expected)) {
           throw new SandboxUnavailableError(

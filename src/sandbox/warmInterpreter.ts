@@ -26,6 +26,8 @@ interface ExitInfo {
 interface PendingRun {
   /** The child's pid in the sandbox, or undefined when the zygote was refused one (the session's process limit). */
   forked: Deferred<number | undefined>;
+  /** The zygote opened the child's gate (it took the `go`). */
+  went: Deferred<void>;
   exit: Deferred<ExitInfo>;
   streams: { stdout: Deferred<Socket>; stderr: Deferred<Socket> };
   /** Streams already connected (a second connection for one is refused). */
@@ -57,6 +59,10 @@ const FORK_REFUSED: ProcessResult = {
 const HEADER_MS = 5000;
 /** Connections one zygote's socket holds at most: two per run in flight, as many runs as a session may hold task groups. */
 const MAX_CONNECTIONS = 2 * MAX_TASK_GROUPS;
+/** How often a call waiting on the zygote looks at it (stopped?) and at its child (exited?). */
+const ANSWER_CHECK_MS = 100;
+/** How long a running zygote may take to take a call, or to report a child that has exited. */
+const ANSWER_MS = 5000;
 
 interface ProcStatus {
   uid: number;
@@ -80,7 +86,27 @@ function procStatus(pid: number): ProcStatus | undefined {
   return { uid: field('Uid')[0] ?? -1, ppid: field('PPid')[0] ?? -1, nspid: field('NSpid') };
 }
 
-/** The host pid of the child of `parent` that is `nsPid` in its own pid namespace. */
+/** A process's state letter (R, S, D, T, t, Z, …) from /proc/<pid>/stat; undefined when it is gone. */
+function processState(pid: number): string | undefined {
+  const stat = procFile(`/proc/${pid}/stat`);
+  return stat?.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+}
+
+const isStopped = (pid: number) => ['T', 't'].includes(processState(pid) ?? '');
+
+/**
+ * How an exited, unreaped child (a zombie) ended: its wait status is field 52 of its stat
+ * (readable by root). Undefined when the child is gone or still running.
+ */
+function zombieExit(pid: number): ExitInfo | undefined {
+  const stat = procFile(`/proc/${pid}/stat`);
+  const fields = stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const status = Number(fields?.[49]);
+  if (fields?.[0] !== 'Z' || !Number.isInteger(status)) return undefined;
+  const signal = status & 0x7f;
+  return signal === 0 ? { code: (status >> 8) & 0xff, signal: null, connected: false } : { code: null, signal, connected: false };
+}
+
 /** A process's children (its main thread's: the zygote and bwrap are single-threaded). */
 function childrenOf(parent: number): number[] {
   return (procFile(`/proc/${parent}/task/${parent}/children`) ?? '').trim().split(/\s+/).filter(Boolean).map(Number);
@@ -227,7 +253,13 @@ export class WarmInterpreter {
     if (this.dead) throw new WarmUnavailableError('the warm interpreter is not running');
     const id = this.nextId++;
     const token = randomBytes(16).toString('hex');
-    const run: PendingRun = { forked: deferred(), exit: deferred(), streams: { stdout: deferred(), stderr: deferred() }, connected: new Set() };
+    const run: PendingRun = {
+      forked: deferred(),
+      went: deferred(),
+      exit: deferred(),
+      streams: { stdout: deferred(), stderr: deferred() },
+      connected: new Set(),
+    };
     this.pending.set(id, run);
     this.byToken.set(token, run);
     const kill = () => {
@@ -235,8 +267,10 @@ export class WarmInterpreter {
       void group.killProcesses();
     };
     const sockets: Socket[] = [];
+    const watching: (() => void)[] = [];
     try {
       this.send({ op: 'run', id, token, ...program });
+      watching.push(this.watchTaking(run.forked.promise));
       // Aborted before the child is placed: nothing of the code ran; the abort is the outcome.
       const forked = await Promise.race([run.forked.promise.then((pid) => ({ pid })), onAbort(options.signal, async () => undefined)]).catch((err: Error) => {
         throw new WarmUnavailableError(err.message);
@@ -246,7 +280,9 @@ export class WarmInterpreter {
         options.signal.throwIfAborted();
       }
       if (forked!.pid === undefined) return FORK_REFUSED;
-      await this.place(group, this.ownChild(forked!.pid));
+      const hostPid = this.ownChild(forked!.pid);
+      watching.push(this.watchExit(run, hostPid));
+      await this.place(group, hostPid);
       options.onStart?.({ pid: forked!.pid, marker: '' });
       // From here on, an abort ends the child whatever the zygote does (or does not) say.
       const killed = onAbort(options.signal, async () => {
@@ -256,6 +292,7 @@ export class WarmInterpreter {
       });
       await options.recorded;
       this.send({ op: 'go', id });
+      watching.push(this.watchTaking(run.went.promise));
       options.phases?.mark('fork');
 
       const exit = Promise.race([run.exit.promise, killed]);
@@ -287,6 +324,7 @@ export class WarmInterpreter {
         clearTimeout(drained);
       }
     } finally {
+      for (const stop of watching) stop();
       this.pending.delete(id);
       this.byToken.delete(token);
       for (const socket of sockets) socket.destroy();
@@ -351,13 +389,14 @@ export class WarmInterpreter {
   private onEvent(event: Exclude<ZygoteEvent, { ev: 'ready' }>): void {
     const run = this.pending.get(event.id);
     if (!run) {
-      // A run the worker gave up on may still be reported, at most twice (forked, exit): more,
-      // or about runs never asked for, is a zygote flooding the worker's event loop.
-      if (event.id >= this.nextId || ++this.strayEvents > 2 * (this.nextId - 1)) throw new ZygoteProtocolError('it reported runs it was not asked for');
+      // A run the worker gave up on may still be reported, at most thrice (forked or refused, went, exit):
+      // more, or about runs never asked for, is a zygote flooding the worker's event loop.
+      if (event.id >= this.nextId || ++this.strayEvents > 3 * (this.nextId - 1)) throw new ZygoteProtocolError('it reported runs it was not asked for');
       return;
     }
     if (event.ev === 'forked') run.forked.resolve(event.pid);
     else if (event.ev === 'refused') run.forked.resolve(undefined);
+    else if (event.ev === 'went') run.went.resolve();
     else run.exit.resolve({ code: event.code, signal: event.signal, connected: event.connected });
   }
 
@@ -393,6 +432,61 @@ export class WarmInterpreter {
       run.streams[stream].resolve(socket);
     };
     socket.on('data', onData);
+  }
+
+  /**
+   * Until the zygote answers (`forked` for a call, `went` for its go): a zygote stopped
+   * (SIGSTOP, by session code: it is its code's parent), or silent for ANSWER_MS (jammed:
+   * looping, not reading), is replaced; a call not yet forked then runs cold
+   * (WarmUnavailableError), one forked ends as killed. Returns what ends the watch.
+   */
+  private watchTaking(answer: Promise<unknown>): () => void {
+    return this.watch(answer, (waitedMs) => {
+      if (isStopped(this.zygoteHostPid)) return 'it was stopped';
+      return waitedMs >= ANSWER_MS ? `it did not take a call within ${ANSWER_MS / 1000} s` : undefined;
+    });
+  }
+
+  /**
+   * Until the zygote reports the call's child exited: once the child has exited (a zombie, not
+   * reaped) while the zygote is stopped, or for ANSWER_MS while it runs, the call ends as the
+   * child did (its wait status read from /proc) and the zygote is replaced.
+   */
+  private watchExit(run: PendingRun, hostPid: number): () => void {
+    let exitedAt: number | undefined;
+    return this.watch(run.exit.promise, (waitedMs) => {
+      const state = processState(hostPid);
+      if (state !== undefined && state !== 'Z') return (exitedAt = undefined);
+      exitedAt ??= waitedMs;
+      // A zombie under a stopped zygote will never be reaped; a child gone without its event
+      // (reaped just before a stop, the event still in the pipe) gets the time to be reported.
+      const stuck = state === 'Z' && isStopped(this.zygoteHostPid);
+      if (!stuck && waitedMs - exitedAt < ANSWER_MS) return undefined;
+      const ended = zombieExit(hostPid);
+      run.exit.resolve(ended ? { ...ended, connected: run.connected.size === 2 } : KILLED);
+      return 'it did not report an exited child';
+    });
+  }
+
+  /**
+   * Checks every ANSWER_CHECK_MS, until `answered` settles, whether the zygote has stopped
+   * answering (`check` says why); if so it is replaced. Nothing runs on a call that is answered
+   * within the first interval, the usual case. Returns what ends the watch early.
+   */
+  private watch(answered: Promise<unknown>, check: (waitedMs: number) => string | undefined): () => void {
+    const started = performance.now();
+    const timer = setInterval(() => {
+      if (this.dead) return clearInterval(timer);
+      const why = check(performance.now() - started);
+      if (why === undefined) return;
+      clearInterval(timer);
+      this.logger.warn('warm interpreter stopped answering; it is replaced', { reason: why });
+      this.fail(new WarmUnavailableError(`the warm interpreter stopped answering: ${why}`));
+      void this.close();
+    }, ANSWER_CHECK_MS);
+    const stop = () => clearInterval(timer);
+    answered.then(stop, stop);
+    return stop;
   }
 
   /** The zygote broke the protocol: logged, killed; its calls fail. */

@@ -9,6 +9,7 @@ export type ZygoteEvent =
   | { ev: 'ready' }
   | { ev: 'forked'; id: number; pid: number }
   | { ev: 'refused'; id: number }
+  | { ev: 'went'; id: number }
   | { ev: 'exit'; id: number; code: number | null; signal: number | null; connected: boolean };
 
 export class ZygoteProtocolError extends Error {
@@ -41,6 +42,9 @@ export function parseZygoteEvent(line: string): ZygoteEvent {
     case 'refused':
       if (isId(event.id)) return { ev: 'refused', id: event.id };
       throw new ZygoteProtocolError('a refused event without a valid id');
+    case 'went':
+      if (isId(event.id)) return { ev: 'went', id: event.id };
+      throw new ZygoteProtocolError('a went event without a valid id');
     case 'exit':
       if (
         isId(event.id) &&

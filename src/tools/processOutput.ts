@@ -4,8 +4,9 @@ import type { SandboxedResult } from '../sandbox/processSpec.js';
 import type { ToolContext } from './tool.js';
 
 /**
- * Run options that stream each output line to the client as a LogEntry, labelled with
- * `source` (or stdout/stderr), and pass every line to `observe` too.
+ * Run options that stream output to the client as LogEntries (each several consecutive lines of
+ * one stream, see RunOptions.onOutput), labelled with `source` (or stdout/stderr), and pass
+ * every line to `observe` too.
  */
 export function streamingRunOptions(ctx: ToolContext, source?: string, observe?: (line: string) => Promise<void> | void): RunOptions {
   return {
@@ -13,15 +14,15 @@ export function streamingRunOptions(ctx: ToolContext, source?: string, observe?:
     phases: ctx.phases,
     recorded: ctx.recorded,
     maxCaptureBytes: ctx.limits.maxOutputBytes,
-    onLine: async (stream, line) => {
+    onOutput: async (stream, text) => {
       await ctx.emit({
         kind: 'log',
         timestampMs: Date.now(),
         level: stream === 'stderr' ? LogLevel.LOG_LEVEL_ERROR : LogLevel.LOG_LEVEL_INFO,
-        message: line,
+        message: text,
         source: source ?? stream,
       });
-      await observe?.(line);
+      if (observe) for (const line of text.split('\n')) await observe(line);
     },
   };
 }

@@ -9,7 +9,10 @@ import type { OutputSource, RunOptions } from '../../src/sandbox/processSpec.js'
 interface Harness {
   stdout: PassThrough;
   stderr: PassThrough;
+  /** Each line passed on, with its stream (split out of the coalesced calls). */
   lines: [OutputSource, string][];
+  /** How many onOutput calls there were. */
+  calls: number;
   overLimit: number;
   result: ReturnType<typeof captureOutput>;
 }
@@ -17,15 +20,26 @@ interface Harness {
 function capture(options: Partial<RunOptions> = {}): Harness {
   const stdout = new PassThrough();
   const stderr = new PassThrough();
-  const harness = { stdout, stderr, lines: [], overLimit: 0 } as unknown as Harness;
+  const harness = { stdout, stderr, lines: [], calls: 0, overLimit: 0 } as unknown as Harness;
   const runOptions: RunOptions = {
     signal: new AbortController().signal,
     maxCaptureBytes: 1024,
-    onLine: (source, line) => void harness.lines.push([source, line]),
+    onOutput: (source, text) => {
+      harness.calls++;
+      for (const line of text.split('\n')) harness.lines.push([source, line]);
+    },
     ...options,
   };
   harness.result = captureOutput(stdout, stderr, runOptions, () => harness.overLimit++);
   return harness;
+}
+
+/** Turns the event loop until `condition` holds (failing after a bounded number of turns). */
+async function until(condition: () => boolean): Promise<void> {
+  for (let turns = 0; !condition(); turns++) {
+    if (turns > 10_000) throw new Error('condition not met');
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
 }
 
 /** Writes the chunks one at a time, letting the capture read each before the next. */
@@ -114,10 +128,11 @@ test('without maxOutputBytes there is no output limit', async () => {
 test('a run of 64 KiB characters without a newline is passed in pieces rather than buffered', async () => {
   const h = capture();
   await feed(h.stdout, ['a'.repeat(64 * 1024 + 10)]);
+  // Out before the stream ends (the capture only resolves at its end).
+  await until(() => h.lines.length > 0);
   assert.deepEqual(
     h.lines.map(([, l]) => l.length),
     [64 * 1024],
-    'the first piece is out before the stream ends',
   );
   await feed(h.stdout, ['bb\n']);
   h.stdout.end();
@@ -129,25 +144,42 @@ test('a run of 64 KiB characters without a newline is passed in pieces rather th
   );
 });
 
-test('reading waits while onLine is pending (backpressure to the process)', async () => {
+test('lines arriving together are passed in one call; the capture resolves only once all were passed', async () => {
+  const h = capture();
+  await feed(h.stdout, ['one\ntwo\nthree\n']);
+  h.stdout.end();
+  h.stderr.end();
+  await h.result;
+  assert.deepEqual(
+    h.lines.map(([, l]) => l),
+    ['one', 'two', 'three'],
+  );
+  assert.equal(h.calls, 1);
+});
+
+test('reading stops while a full call waits to be taken (backpressure to the process)', async () => {
   let release!: () => void;
   const gate = new Promise<void>((resolve) => (release = resolve));
   const seen: string[] = [];
   const h = capture({
-    onLine: async (_source, line) => {
-      seen.push(line);
-      if (line === 'first') await gate;
+    onOutput: async (_source, text) => {
+      seen.push(...text.split('\n'));
+      if (text === 'first') await gate;
     },
   });
   await feed(h.stdout, ['first\n']);
-  await feed(h.stdout, ['second\n']);
-  await tick();
-  assert.deepEqual(seen, ['first'], 'the second line waits for the first to be taken');
+  await until(() => seen.length === 1);
+  const line = `${'x'.repeat(1023)}\n`;
+  const lines = 512; // 512 KiB: far more than a call and the stream's own buffers hold
+  for (let i = 0; i < lines; i++) h.stdout.write(line);
+  for (let i = 0; i < 50; i++) await tick();
+  assert.deepEqual(seen, ['first'], 'nothing more is passed while the first call is pending');
+  assert.ok(h.stdout.readableLength > 0, 'and the rest waits unread in the stream');
   release();
   h.stdout.end();
   h.stderr.end();
   await h.result;
-  assert.deepEqual(seen, ['first', 'second']);
+  assert.equal(seen.length, 1 + lines);
 });
 
 test('a stream destroyed early ends the capture with what arrived instead of failing it', async () => {

@@ -143,8 +143,8 @@ test('a task id already running in the session is refused with ALREADY_EXISTS', 
 test('run.python streams progress, each output line as a log (stderr at ERROR) and then the result, and is on disk before it starts', async () => {
   const { deps, calls } = harness(async (source, options) => {
     assert.equal(source, 'print(1)');
-    await options.onLine('stdout', 'one');
-    await options.onLine('stderr', 'warning');
+    await options.onOutput('stdout', 'one');
+    await options.onOutput('stderr', 'warning');
     return result(0, 'one\n');
   });
   const { events, error } = await run(deps, { toolName: 'run.python', arguments: { code: 'print(1)' } });
@@ -238,7 +238,7 @@ test('CancelTask ends a running task with a CANCELLED result and status', async 
 test('a client that goes away mid-stream stops the tool, and the task is recorded CANCELLED', async () => {
   let aborted = false;
   const { deps, tasks } = harness(async (c, options) => {
-    await options.onLine('stdout', 'first');
+    await options.onOutput('stdout', 'first');
     const r = await untilAborted(c, options);
     aborted = options.signal.aborted;
     return r;

@@ -6,6 +6,7 @@ test('the zygote events the worker expects parse to themselves', () => {
   assert.deepEqual(parseZygoteEvent('{"ev":"ready"}'), { ev: 'ready' });
   assert.deepEqual(parseZygoteEvent('{"ev":"forked","id":3,"pid":17}'), { ev: 'forked', id: 3, pid: 17 });
   assert.deepEqual(parseZygoteEvent('{"ev":"refused","id":4}'), { ev: 'refused', id: 4 });
+  assert.deepEqual(parseZygoteEvent('{"ev":"went","id":3}'), { ev: 'went', id: 3 });
   assert.deepEqual(parseZygoteEvent('{"ev":"exit","id":3,"code":0,"signal":null,"connected":true}'), {
     ev: 'exit',
     id: 3,
@@ -38,6 +39,8 @@ test('anything else from the zygote is a protocol error, never a crash', () => {
     '{"ev":"forked","id":0,"pid":2}',
     '{"ev":"refused"}',
     '{"ev":"refused","id":-1}',
+    '{"ev":"went"}',
+    '{"ev":"went","id":-3}',
     '{"ev":"exit","id":"1"}',
     '{"ev":"exit","id":1,"code":0,"signal":9,"connected":true}',
     '{"ev":"exit","id":1,"code":null,"signal":null,"connected":true}',

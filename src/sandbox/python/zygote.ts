@@ -8,6 +8,7 @@
  * {op:"run",id,token,exec:{argv,cwd,env,stdin?}} (the child execs a program instead, `stdin` its
  * standard input from a memory file) | {op:"go",id} |
  * {op:"kill",id}; zygote → worker on stdout: {ev:"ready"} | {ev:"forked",id,pid} |
+ * {ev:"went",id} (the child's gate is open: the zygote took the go) |
  * {ev:"exit",id,code,signal,connected} (connected: the child had connected its streams, so
  * the worker waits for them) | {ev:"refused",id} (no child could be forked for the call: the
  * session is at its process limit; the zygote itself carries on).
@@ -228,6 +229,7 @@ def handle(request):
         if gate is not None:
             os.write(gate, b"g")
             os.close(gate)
+            send({"ev": "went", "id": request["id"]})
         ensure_spare()
     elif op == "kill":
         pid = pids.get(request["id"])
