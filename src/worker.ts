@@ -343,7 +343,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
       return { contentType: registry.contentType, body: await registry.metrics() };
     },
   };
-  const http = await startHttpServer(config.httpAddr, [artifactRoutes(stores.localArtifacts, stores.signer), ...opsRoutes(ops)], tls, logger).catch(
+  const http = await startHttpServer(config.httpAddr, [artifactRoutes(stores.localArtifacts, stores.signer, diskBudget), ...opsRoutes(ops)], tls, logger).catch(
     (err: unknown) => {
       throw listenRefused('WORKER_HTTP_ADDR', config.httpAddr, err);
     },

@@ -1,6 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import type { UrlSigner } from '../storage/urlSigner.js';
+import type { DiskBudget, Reservation } from '../storage/diskBudget.js';
+import { WorkerError } from '../errors.js';
 import { reply, type Route } from './httpServer.js';
 import { ARTIFACT_ID, downloadFields, uploadFields, type LocalArtifactStore, type UploadGrant } from '../storage/artifactStore.js';
 
@@ -9,7 +11,7 @@ import { ARTIFACT_ID, downloadFields, uploadFields, type LocalArtifactStore, typ
  * signed GETs of recorded artifacts. A bad or expired signature is 403, a body over the signed
  * size 413, an unknown path 404; in none of those cases is anything stored.
  */
-export function artifactRoutes(store: LocalArtifactStore, signer: UrlSigner): Route {
+export function artifactRoutes(store: LocalArtifactStore, signer: UrlSigner, diskBudget?: DiskBudget): Route {
   const handle = async (req: IncomingMessage, res: ServerResponse, url: URL) => {
     const artifactId = /^\/artifacts\/([^/]+)$/.exec(url.pathname)?.[1];
     if (!artifactId || !ARTIFACT_ID.test(artifactId)) return reply(res, 404, 'no such path');
@@ -26,7 +28,15 @@ export function artifactRoutes(store: LocalArtifactStore, signer: UrlSigner): Ro
       const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
       if (declared !== undefined && declared > grant.maxBytes)
         return reply(res, 413, `body of ${declared} bytes is over the ${grant.maxBytes} bytes this URL allows`);
-      const outcome = await store.receive(grant, req, declared);
+      // What the upload may write is reserved on the data disk while it is written (storage/diskBudget.ts):
+      // uploads must not fill what sessions' disks were promised.
+      let reservation: Reservation | undefined;
+      try {
+        reservation = diskBudget?.reserve(grant.maxBytes, `an upload of ${grant.maxBytes} bytes`);
+      } catch (err) {
+        return reply(res, 507, err instanceof WorkerError ? err.details : 'not enough disk for the upload');
+      }
+      const outcome = await store.receive(grant, req, declared).finally(() => reservation?.release());
       if (outcome === 'stored') return reply(res, 200, 'stored');
       if (outcome === 'exists') return reply(res, 409, 'already uploaded: an upload URL takes one PUT');
       if (outcome === 'too_large') return reply(res, 413, `body is over the ${grant.maxBytes} bytes this URL allows`);

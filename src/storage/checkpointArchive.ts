@@ -171,9 +171,13 @@ function exactMtime(cursor: DirectoryCursor, segments: ByteString[]): bigint | u
  * microseconds, and a double of today's seconds is only good to a quarter of one, so the middle
  * of the microsecond is asked for.
  */
-function utimesSeconds(ns: bigint): number {
-  const us = ns / 1000n;
-  return Number(us / 1_000_000n) + (Number(us % 1_000_000n) + 0.5) / 1e6;
+function utimesSeconds(ns: bigint): string {
+  // Whole microseconds, rounded down (before 1970 too); then half a microsecond away from zero,
+  // where libuv's truncation toward zero lands on it either way.
+  const us = ns >= 0n ? ns / 1000n : -((-ns + 999n) / 1000n);
+  const seconds = Number(us) / 1e6 + (us >= 0n ? 0.5e-6 : -0.5e-6);
+  // As a string: Node replaces a negative number (a time before 1970) with now, not a string.
+  return String(seconds);
 }
 
 /** A large file into the archive chunk by chunk: deflated (one stream) unless its first chunk looks incompressible. */

@@ -4,6 +4,7 @@ import { posix } from 'node:path';
 import { errors } from '../errors.js';
 import { at, inDirectoryNoFollow, openChildDirectorySync, openTrustedDirectory } from './beneath.js';
 import { bytesOf, textOf, type ByteString } from './byteNames.js';
+import { MAX_NAME_BYTES } from './zipWriter.js';
 
 /**
  * What a checkpoint remembers of one path, to tell later whether it changed. mtime and size a
@@ -132,6 +133,12 @@ export async function scanTree(root: string, prefix = '', skip: readonly string[
     (relPath, st, dir, name) => {
       if (tree.size >= MAX_CHECKPOINT_ENTRIES)
         throw errors.tooLarge(`the session holds more than ${MAX_CHECKPOINT_ENTRIES} files and directories, more than a checkpoint holds`);
+      // Its name in the archive (a directory's with a '/' after it) is a 16-bit length of bytes.
+      if (prefix.length + relPath.length + 1 > MAX_NAME_BYTES)
+        throw errors.cannotArchive(
+          textOf(`${prefix}${relPath}`),
+          `its path is ${prefix.length + relPath.length} bytes long, more than an archive entry's name holds (${MAX_NAME_BYTES - 1}); shorten it and checkpoint again`,
+        );
       if (st.isSymbolicLink()) {
         let target: string | undefined;
         try {

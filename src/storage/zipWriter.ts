@@ -156,9 +156,11 @@ export class ZipWriter {
 /** Whether the central directory needs the zip64 extra for this entry (and its header fields say 0xFFFFFFFF). */
 const needsZip64 = (r: CentralRecord) => r.streamed || r.size >= MAX32 || r.compressedSize >= MAX32 || r.offset >= MAX32;
 
+/** The DOS date and time (1980 to 2107, two-second steps); outside those years the nearest end (the NTFS field has the time exactly). */
 function dosDateTime(mtimeMs: number): { date: number; time: number } {
   const d = new Date(mtimeMs);
-  if (d.getFullYear() < 1980) return { date: (1 << 5) | 1, time: 0 };
+  if (Number.isNaN(d.getTime()) || d.getFullYear() < 1980) return { date: (1 << 5) | 1, time: 0 };
+  if (d.getFullYear() > 2107) return { date: (127 << 9) | (12 << 5) | 31, time: (23 << 11) | (59 << 5) | 29 };
   return {
     date: ((d.getFullYear() - 1980) << 9) | ((d.getMonth() + 1) << 5) | d.getDate(),
     time: (d.getHours() << 11) | (d.getMinutes() << 5) | (d.getSeconds() >> 1),
@@ -230,7 +232,9 @@ function centralHeader(r: CentralRecord): Buffer {
     header.writeBigUInt64LE(BigInt(r.offset), at + 20);
     at += 28;
   }
-  const since1601 = (r.mtimeNs !== undefined ? r.mtimeNs / 100n : BigInt(Math.round(r.mtimeMs * 10_000))) + FILETIME_EPOCH_100NS;
+  // Rounded down (before 1970 too), so a restore rounding down to the microsecond finds the same one.
+  const hundreds = r.mtimeNs === undefined ? BigInt(Math.floor(r.mtimeMs * 10_000)) : r.mtimeNs >= 0n ? r.mtimeNs / 100n : -((-r.mtimeNs + 99n) / 100n);
+  const since1601 = hundreds + FILETIME_EPOCH_100NS;
   const filetime = since1601 < 0n ? 0n : since1601;
   header.writeUInt16LE(0x000a, at);
   header.writeUInt16LE(32, at + 2);

@@ -93,12 +93,11 @@ test('the worker still creates and destroys sessions', async () => {
   assert.equal(await statusOf(worker.sessions.destroySession({ sessionId: created.sessionId }, { deadline: 5_000 })), Status.OK);
 });
 
-test('the session with the FIFO can be checkpointed', async () => {
-  try {
-    await worker.sessions.checkpointSession({ sessionId, incremental: false }, { deadline: 10_000 });
-  } catch (err) {
-    assert.fail(`CheckpointSession: ${err instanceof ClientError ? `${Status[err.code]} ${err.details}` : String(err)}`);
-  }
+test('a checkpoint of the session with the FIFO fails naming it (it cannot be archived), never leaving it out silently', async () => {
+  const err = await worker.sessions.checkpointSession({ sessionId, incremental: false }, { deadline: 10_000 }).catch((e: unknown) => e);
+  assert.ok(err instanceof ClientError, 'CheckpointSession failed');
+  assert.equal(err.code, Status.FAILED_PRECONDITION, err.details);
+  assert.match(err.details, /cannot checkpoint "workspace\/f": it is a FIFO/);
 });
 
 test('fs.list shows the FIFO and the socket as other', async () => {
