@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,6 +9,7 @@ import { Status, type ClientError } from 'nice-grpc';
 import { METHOD_STORE, ZipWriter, type ZipEntry } from '../../src/storage/zipWriter.js';
 import { startWorker, type RunningWorker } from '../helpers/worker.js';
 import { callTool } from '../helpers/tasks.js';
+import { plantCheckpoint } from '../helpers/plantCheckpoint.js';
 
 // Promise A: restore never writes outside the new session, whatever the store's archives say:
 // links then files through them, across chained archives, duplicate names, dir/file clashes,
@@ -51,25 +51,7 @@ async function zipOf(specs: Spec[], deleted: string[]): Promise<Buffer> {
   return bytes;
 }
 
-function plant(id: string, zip: Buffer, parent: string): void {
-  const dir = join(worker.dataDir, 'checkpoints');
-  writeFileSync(join(dir, `${id}.zip`), zip);
-  const record = {
-    checkpointId: id,
-    sessionId: 'session-x',
-    createdAtMs: Date.now(),
-    checksumSha256: createHash('sha256').update(zip).digest('hex'),
-    installedPackages: [],
-    modifiedFiles: [],
-    workspaceId: 'evil',
-    userId: '',
-    config: { language: 'python', limits: { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0, timeoutSeconds: 0 }, env: {} },
-    parentCheckpointId: parent,
-    sizeBytes: zip.length,
-    storageUrl: '',
-  };
-  writeFileSync(join(dir, `${id}.json`), JSON.stringify(record));
-}
+const plant = (id: string, zip: Buffer, parent: string) => plantCheckpoint(join(worker.dataDir, 'checkpoints'), id, zip, parent);
 
 test('a chain of crafted archives writes nothing outside the new session', async () => {
   const up = '../'.repeat(12) + outside.slice(1);

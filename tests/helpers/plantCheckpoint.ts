@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-/** Puts a crafted archive in a worker's local checkpoint store (`dir`) under a record that matches it, as if checkpointed. */
-export function plantCheckpoint(dir: string, id: string, zip: Buffer): void {
+/** Puts a crafted archive in a worker's local checkpoint store (`dir`) under a record that matches it, as if checkpointed (after `parent`, when given). */
+export function plantCheckpoint(dir: string, id: string, zip: Buffer, parent = ''): void {
   writeFileSync(join(dir, `${id}.zip`), zip);
   const record = {
     checkpointId: id,
@@ -15,7 +15,7 @@ export function plantCheckpoint(dir: string, id: string, zip: Buffer): void {
     workspaceId: 'evil',
     userId: '',
     config: { language: 'python', limits: { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0, timeoutSeconds: 0 }, env: {} },
-    parentCheckpointId: '',
+    parentCheckpointId: parent,
     sizeBytes: zip.length,
     storageUrl: '',
   };
