@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { userCache, userCacheKey } from './sharedCache.js';
 import { chmod, chown, mkdtemp, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -16,6 +15,7 @@ import type { KilledBy, ProcessResult, RunOptions, RunningProcess, SandboxedResu
 import { measureProcessTrees, TASK_MARKER_VARIABLE, type ProcessUsage } from './processTree.js';
 import { newTaskMarker, runProcess } from './runProcess.js';
 import type { SandboxContext } from './sandboxContext.js';
+import { userCache, userCacheKey } from './sharedCache.js';
 import { TaskGroups } from './taskGroups.js';
 import { WarmInterpreter, WarmUnavailableError, type WarmProgram } from './warmInterpreter.js';
 

@@ -1,7 +1,7 @@
 /**
- * Bytes of requests and replies (fs.read's contents, fs.write's) the worker holds at once, as a
- * counting semaphore: a call that would take more than is left waits its turn, first come first
- * served, until the holders finish or its own call ends. Without it, 70 concurrent fs.read calls
+ * Bytes of replies (fs.read's contents) the worker holds at once, as a counting semaphore: a
+ * call that would take more than is left waits its turn, first come first served, until the
+ * holders finish or its own call ends. Without it, 70 concurrent fs.read calls
  * of a 60 MB file held 4.7 GB. A need larger than the whole capacity waits for all of it, so it
  * still runs, alone.
  */
@@ -10,11 +10,6 @@ export class PayloadBudget {
   private readonly waiting: { bytes: number; grant: () => void }[] = [];
 
   constructor(readonly capacity: number) {}
-
-  /** Bytes held now (for tests and metrics). */
-  get heldBytes(): number {
-    return this.held;
-  }
 
   /** Takes `bytes` (at most the capacity) when there is room; the function returned gives them back, once. */
   async acquire(bytes: number, signal?: AbortSignal): Promise<() => void> {

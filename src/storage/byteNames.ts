@@ -15,6 +15,15 @@ export function bytesOf(name: ByteString): Buffer {
   return Buffer.from(name, 'latin1');
 }
 
+/**
+ * A byte string as a path argument for the filesystem: the string itself when it is ASCII (its
+ * UTF-8 is its bytes), else its bytes. Most names are ASCII, and a walk makes one per entry.
+ */
+export function pathArg(name: ByteString): string | Buffer {
+  // ASCII exactly when its UTF-8 is as long as it is (any char past 0x7f takes two bytes).
+  return Buffer.byteLength(name, 'utf8') === name.length ? name : bytesOf(name);
+}
+
 /** The byte string of `bytes`. */
 export function byteString(bytes: Buffer): ByteString {
   return bytes.toString('latin1');

@@ -8,12 +8,13 @@ import { at, errnoOf, inDirectoryNoFollow, openChildDirectory, openChildDirector
 import { deflateLevel1 } from './compressionThreads.js';
 import { DirectoryCursor } from './directoryCursor.js';
 import type { Owner } from './owner.js';
-import { bytesOf, byteStringOfText, isUtf8Name, textOf, type ByteString } from './byteNames.js';
+import { bytesOf, byteStringOfText, isUtf8Name, pathArg, textOf, type ByteString } from './byteNames.js';
 import type { Tree, TreeEntry } from './fileTree.js';
 import { removeEntry } from './removeTree.js';
 import { hashOf } from './hashingStream.js';
 import { readZipDirectory, readZipEntry, WHOLE_ENTRY_BYTES, zipEntryChunks, type ZipDirectoryEntry, type ZipDirectoryLimits } from './zipReader.js';
 import { MAX_CHECKPOINT_ENTRIES } from './fileTree.js';
+import { letOthersRun } from './letOthersRun.js';
 import { METHOD_DEFLATE, METHOD_STORE, ZipWriter, type ZipEntry, type ZipEntryHeader } from './zipWriter.js';
 
 /**
@@ -117,7 +118,7 @@ type PreparedFile = { whole: ZipEntry } | { streamed: ZipEntryHeader; fd: number
 function openSourceFile(cursor: DirectoryCursor, segments: ByteString[]): number | undefined {
   try {
     const fd = openSync(
-      at(cursor.open(segments.slice(0, -1)), bytesOf(segments[segments.length - 1])),
+      at(cursor.open(segments.slice(0, -1)), pathArg(segments[segments.length - 1])),
       constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
     );
     if (fstatSync(fd).isFile()) return fd;
@@ -160,7 +161,7 @@ async function prepareFile(cursors: OpenCursors, path: string, entry: TreeEntry)
  */
 function exactMtime(cursor: DirectoryCursor, segments: ByteString[]): bigint | undefined {
   try {
-    return lstatSync(at(cursor.open(segments.slice(0, -1)), bytesOf(segments[segments.length - 1])), { bigint: true }).mtimeNs;
+    return lstatSync(at(cursor.open(segments.slice(0, -1)), pathArg(segments[segments.length - 1])), { bigint: true }).mtimeNs;
   } catch {
     return undefined;
   }
@@ -390,10 +391,7 @@ export async function openArchive(file: string, signal?: AbortSignal): Promise<O
     const entries: ArchiveEntry[] = [];
     let deleted: string[] = [];
     for (const [i, zip] of directory.entries()) {
-      if (i % 4096 === 4095) {
-        await new Promise((resolve) => setImmediate(resolve));
-        signal?.throwIfAborted();
-      }
+      if (i % 4096 === 4095) await letOthersRun(signal);
       if (zip.name === METADATA) continue;
       if (zip.name === DELETED) {
         let list: unknown;
@@ -445,8 +443,8 @@ export async function extractArchive(archive: OpenedArchive, roots: ArchiveRoots
 /** Removes what `path` names, when it is there; its parents are neither made nor followed through a link. */
 async function removePath(roots: OpenRoots, path: ByteString): Promise<void> {
   const { root, segments } = locate(roots, path);
-  const bytes = segments.map(bytesOf);
-  await inDirectoryNoFollow(root, bytes.slice(0, -1), (dir) => removeEntry(dir, bytes[bytes.length - 1])).catch((err: unknown) => {
+  const args = segments.map(pathArg);
+  await inDirectoryNoFollow(root, args.slice(0, -1), (dir) => removeEntry(dir, args[args.length - 1])).catch((err: unknown) => {
     if (!['ENOENT', 'ENOTDIR', 'ELOOP'].includes(errnoOf(err) ?? '')) throw err;
   });
 }
@@ -477,16 +475,16 @@ async function writeEntry(source: number, entry: ZipDirectoryEntry, fd: number):
 async function extractInto(archive: OpenedArchive, source: number, roots: OpenRoots, owners: Owners, signal: AbortSignal | undefined): Promise<void> {
   const ownerOf = (path: string) => (path.startsWith('workspace/') ? owners.workspace : owners.env);
   const cursors = { workspace: new DirectoryCursor(roots.workspace.fd), env: new DirectoryCursor(roots.env.fd) };
-  const inParent = <T>(path: ByteString, work: (dir: FileHandle, name: Buffer) => Promise<T>) => {
+  const inParent = <T>(path: ByteString, work: (dir: FileHandle, name: string | Buffer) => Promise<T>) => {
     const { root, segments } = locate(roots, path);
-    const bytes = segments.map(bytesOf);
-    return inDirectoryNoFollow(root, bytes.slice(0, -1), (dir) => work(dir, bytes[bytes.length - 1]), { owner: ownerOf(path) });
+    const args = segments.map(pathArg);
+    return inDirectoryNoFollow(root, args.slice(0, -1), (dir) => work(dir, args[args.length - 1]), { owner: ownerOf(path) });
   };
   /** The entry's parent directory's descriptor and its name there, when the parent is a real directory already. */
-  const parentOf = (path: ByteString): { dir: number; name: Buffer } | undefined => {
+  const parentOf = (path: ByteString): { dir: number; name: string | Buffer } | undefined => {
     const { root, segments } = locate(cursors, path);
     try {
-      return { dir: root.open(segments.slice(0, -1)), name: bytesOf(segments[segments.length - 1]) };
+      return { dir: root.open(segments.slice(0, -1)), name: pathArg(segments[segments.length - 1]) };
     } catch {
       return undefined;
     }
@@ -530,7 +528,7 @@ async function extractInto(archive: OpenedArchive, source: number, roots: OpenRo
   /** A new regular file for the entry, its mode and owner set; a descriptor to write it through. */
   const createFile = async (entry: ArchiveEntry): Promise<number> => {
     const owner = ownerOf(entry.path);
-    const create = (dir: FileHandle | number, name: Buffer) => {
+    const create = (dir: FileHandle | number, name: string | Buffer) => {
       const fd = openSync(at(dir, name), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
       try {
         if (owner) fchownSync(fd, owner.uid, owner.gid); // first: a chown clears the set-user and set-group bits

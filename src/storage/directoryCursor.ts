@@ -1,6 +1,6 @@
 import { closeSync } from 'node:fs';
 import { openChildDirectorySync } from './beneath.js';
-import { bytesOf, type ByteString } from './byteNames.js';
+import { pathArg, type ByteString } from './byteNames.js';
 
 /**
  * The open directory of the entries an archive is being written from or extracted into. Entries
@@ -27,7 +27,7 @@ export class DirectoryCursor {
     let dir = this.root;
     try {
       for (const name of segments) {
-        const child = openChildDirectorySync(dir, bytesOf(name));
+        const child = openChildDirectorySync(dir, pathArg(name));
         if (dir !== this.root) closeSync(dir);
         dir = child;
       }

@@ -3,8 +3,9 @@ import { lstat, readdir, type FileHandle } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { errors } from '../errors.js';
 import { at, inDirectoryNoFollow, openChildDirectorySync, openTrustedDirectory } from './beneath.js';
-import { bytesOf, textOf, type ByteString } from './byteNames.js';
+import { pathArg, textOf, type ByteString } from './byteNames.js';
 import { MAX_NAME_BYTES } from './zipWriter.js';
+import { letOthersRun } from './letOthersRun.js';
 
 /**
  * What a checkpoint remembers of one path, to tell later whether it changed. mtime and size a
@@ -59,7 +60,8 @@ const WALK_SLICE_MS = 5;
 
 /**
  * Visits every entry under the directory at `rootPath` (a path the worker trusts), depth first,
- * names sorted, as byte strings (storage/byteNames.ts): every name Linux allows is visited. Each directory is opened from its parent's descriptor without following links
+ * names sorted, as byte strings (storage/byteNames.ts): every name Linux allows is visited.
+ * Each directory is opened from its parent's descriptor without following links
  * (storage/beneath.ts), so the session changing the tree meanwhile can hide entries from the
  * walk but never lead it outside. `tooDeep` is called for a directory at MAX_TREE_DEPTH, whose
  * contents are not visited; paths in `skip` (relative) are neither visited nor entered.
@@ -86,12 +88,12 @@ export async function walkTree(
     }
     for (const name of names) {
       if (performance.now() > sliceEnd) {
-        await new Promise((resolve) => setImmediate(resolve));
+        await letOthersRun();
         sliceEnd = performance.now() + WALK_SLICE_MS;
       }
       const relPath = rel ? `${rel}/${name}` : name;
       if (skip.has(relPath)) continue;
-      const st = lstatSync(at(dir, bytesOf(name)), { throwIfNoEntry: false });
+      const st = lstatSync(at(dir, pathArg(name)), { throwIfNoEntry: false });
       if (!st) continue;
       visit(relPath, st, dir, name);
       if (!st.isDirectory()) continue;
@@ -101,7 +103,7 @@ export async function walkTree(
       }
       let child: number;
       try {
-        child = openChildDirectorySync(dir, bytesOf(name));
+        child = openChildDirectorySync(dir, pathArg(name));
       } catch {
         continue; // gone or swapped meanwhile
       }
@@ -142,7 +144,7 @@ export async function scanTree(root: string, prefix = '', skip: readonly string[
       if (st.isSymbolicLink()) {
         let target: string | undefined;
         try {
-          target = readlinkSync(at(dir, bytesOf(name)), { encoding: 'latin1' });
+          target = readlinkSync(at(dir, pathArg(name)), { encoding: 'latin1' });
         } catch {
           // gone meanwhile
         }

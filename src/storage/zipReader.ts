@@ -3,6 +3,7 @@ import { pipeline, Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { crc32, createInflateRaw } from 'node:zlib';
 import { inflateAtMost } from './compressionThreads.js';
+import { letOthersRun } from './letOthersRun.js';
 
 /**
  * Reading a zip by its central directory, from an open descriptor with positional reads: the
@@ -90,8 +91,7 @@ export async function readZipDirectory(fd: number, fileSize: number, limits: Zip
   let at = 0;
   for (let i = 0; i < count; i++) {
     if (i % PARSE_SLICE === PARSE_SLICE - 1) {
-      await new Promise((resolve) => setImmediate(resolve));
-      signal?.throwIfAborted();
+      await letOthersRun(signal);
     }
     if (at + 46 > directory.length || directory.readUInt32LE(at) !== 0x02014b50) throw new ZipFormatError('a damaged central directory');
     const nameLength = directory.readUInt16LE(at + 28);
