@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { isLoopback } from './address.js';
 import { messageOf } from './errors.js';
 import { LANGUAGES, type LanguageName } from './sessions/sessionConfig.js';
+import { NETWORK_MODES, type NetworkModeName } from './sandbox/network/networkPolicy.js';
 
 /** The worker's configuration, read and validated once at startup. */
 export interface WorkerConfig {
@@ -33,6 +34,10 @@ export interface WorkerConfig {
   languages: LanguageName[] | undefined;
   sandbox: 'bwrap' | 'none';
   allowNetwork: boolean;
+  /** WORKER_NETWORK_DEFAULT; unset: none (open where WORKER_ALLOW_NETWORK is true). */
+  networkDefault: NetworkModeName | undefined;
+  networkMax: NetworkModeName;
+  dnsServers: string[];
   maxProcesses: number;
   maxTaskOutputBytes: number;
   defaultMemoryMb: number;
@@ -229,7 +234,34 @@ const SETTINGS = {
     oneOf(['bwrap', 'none']) as Parser<'bwrap' | 'none'>,
     () => 'bwrap' as const,
   ),
-  allowNetwork: setting('WORKER_ALLOW_NETWORK', 'let user code reach the network (pkg.install always reaches the index)', bool, () => false),
+  allowNetwork: setting(
+    'WORKER_ALLOW_NETWORK',
+    'the older switch: true is WORKER_NETWORK_DEFAULT=open (sessions still get their own namespace, never the host network)',
+    bool,
+    () => false,
+  ),
+  networkDefault: setting(
+    'WORKER_NETWORK_DEFAULT',
+    'the network of sessions that ask for none: none, allow_list (an empty list: nothing) or open (unset: none, or open with WORKER_ALLOW_NETWORK)',
+    oneOf([...NETWORK_MODES]) as Parser<NetworkModeName | undefined>,
+    none,
+  ),
+  networkMax: setting(
+    'WORKER_NETWORK_MAX',
+    'the widest network mode a session may ask for: none, allow_list or open (wider: PERMISSION_DENIED)',
+    oneOf([...NETWORK_MODES]) as Parser<NetworkModeName>,
+    () => 'open' as const,
+  ),
+  dnsServers: setting(
+    'WORKER_DNS_SERVERS',
+    "the resolvers the sessions' DNS gate asks, comma-separated (unset: /etc/resolv.conf's)",
+    (raw) =>
+      raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0),
+    () => [],
+  ),
   maxProcesses: setting('WORKER_MAX_PROCESSES', 'processes one session may run at once', integer(8, 100_000), () => 256),
   maxTaskOutputBytes: setting(
     'WORKER_MAX_TASK_OUTPUT_MB',
@@ -385,6 +417,9 @@ function checkSecurity(config: WorkerConfig): void {
   if (config.tlsClientCa && !config.tlsCert) throw new ConfigError('WORKER_TLS_CLIENT_CA (mTLS) needs WORKER_TLS_CERT and WORKER_TLS_KEY');
   if (Boolean(config.coordinatorTlsCert) !== Boolean(config.coordinatorTlsKey))
     throw new ConfigError('COORDINATOR_TLS_CERT and COORDINATOR_TLS_KEY go together: give both or neither');
+  const networkDefault = config.networkDefault ?? (config.allowNetwork ? 'open' : 'none');
+  if (NETWORK_MODES.indexOf(networkDefault) > NETWORK_MODES.indexOf(config.networkMax))
+    throw new ConfigError(`WORKER_NETWORK_DEFAULT ${networkDefault} is wider than WORKER_NETWORK_MAX ${config.networkMax}`);
   const guarded = Boolean(config.authToken || config.authTokenFile || config.tlsClientCa);
   if (!guarded && !config.insecure && !isLoopback(config.grpcAddr)) {
     throw new ConfigError(

@@ -97,6 +97,15 @@ export const errors = {
   packageInstallFailed: (detail: string) => new WorkerError(Status.INTERNAL, `package install failed: ${detail}`),
   tooLarge: (what: string) => new WorkerError(Status.RESOURCE_EXHAUSTED, what),
 
+  // Network policy errors (docs/api.md "Network")
+  networkPastCeiling: (mode: string, max: string) =>
+    new WorkerError(
+      Status.PERMISSION_DENIED,
+      `network mode ${mode.toUpperCase()} is past this worker's ceiling WORKER_NETWORK_MAX=${max}: ask for ${max.toUpperCase()} or less`,
+    ),
+  networkUnavailable: (mode: string, why: string) =>
+    new WorkerError(Status.FAILED_PRECONDITION, `network mode ${mode.toUpperCase()} is not available on this worker: ${why}`),
+
   // Checkpoint errors
   checkpointNotFound: (checkpointId: string) =>
     new WorkerError(

@@ -18,6 +18,7 @@ import type { Logger } from './logger.js';
 import { HostLock } from './sandbox/hostLock.js';
 import { closeInheritedDescriptors } from './sandbox/inheritedDescriptors.js';
 import { GoLanguage } from './sandbox/go/goLanguage.js';
+import { installerSources } from './sandbox/network/installerEndpoints.js';
 import { findOnPath } from './sandbox/hostTools.js';
 import type { Language } from './sandbox/language.js';
 import { resolveLanguages, type LanguageOffer } from './sandbox/languages.js';
@@ -132,7 +133,12 @@ async function offeredLanguages(config: WorkerConfig, dirs: DataDirectory, logge
 async function startSandbox(config: WorkerConfig, dirs: DataDirectory, languages: Language[], diskBudget: DiskBudget, logger: Logger): Promise<SandboxHost> {
   const sandboxHost = await SandboxHost.create({
     mode: config.sandbox,
-    allowNetwork: config.allowNetwork,
+    network: {
+      defaultMode: config.networkDefault ?? (config.allowNetwork ? 'open' : 'none'),
+      maxMode: config.networkMax,
+      dnsServers: config.dnsServers,
+      installerSources: installerSources(config, process.env),
+    },
     languages,
     dirs,
     maxProcesses: config.maxProcesses,

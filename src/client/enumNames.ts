@@ -1,4 +1,4 @@
-import { LogLevel, SessionState, TaskStatus } from '../../gen/codegen/v1/common.js';
+import { LogLevel, NetworkMode, SessionState, TaskStatus } from '../../gen/codegen/v1/common.js';
 
 /**
  * The enum of each enum-typed field of the API's messages, by the field's name (SessionState:
@@ -10,6 +10,7 @@ export const ENUM_FIELDS: Readonly<Record<string, Record<number, string>>> = {
   state: SessionState,
   status: TaskStatus,
   level: LogLevel,
+  mode: NetworkMode,
 };
 
 /** A JSON.stringify replacer writing enum fields by name ("SESSION_STATE_READY"), not number. */

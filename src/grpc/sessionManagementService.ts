@@ -2,6 +2,7 @@ import type { SessionManagementServiceImplementation } from '../../gen/codegen/v
 import type { Checkpoints } from '../sessions/checkpoints.js';
 import type { CheckpointRecord } from '../storage/checkpointStore.js';
 import type { SessionPool } from '../sessions/sessionPool.js';
+import { sessionConfigOf } from '../sessions/sessionConfig.js';
 import { checkLength, checkRequest, REQUEST_LIMITS } from './checkRequest.js';
 
 /** A checkpoint's record as the API's CheckpointMetadata. */
@@ -52,6 +53,7 @@ export function sessionManagementService(pool: SessionPool, checkpoints: Checkpo
         recentTasks: session.tasks.recentTaskIds(),
         lastCheckpointId: session.lastCheckpointId,
         artifacts: [...session.artifacts],
+        network: sessionConfigOf(session.config).network,
       };
     },
 

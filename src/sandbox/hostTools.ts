@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { pathExists } from '../storage/pathExists.js';
 import { delimiter, join } from 'node:path';
@@ -9,4 +10,25 @@ export async function findOnPath(name: string): Promise<string | undefined> {
     if (await pathExists(candidate, constants.X_OK)) return candidate;
   }
   return undefined;
+}
+
+/**
+ * Runs a host tool as the worker (ip, nft, mount…) with `input` on its stdin; its stdout. A
+ * failure says the tool, its first argument and what it printed on stderr.
+ */
+export async function runHostTool(command: string, args: string[], input = '', timeoutMs = 60_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' }, stdio: ['pipe', 'pipe', 'pipe'], timeout: timeoutMs });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', (err) => reject(new Error(`${command} ${args[0] ?? ''} failed: ${err.message}`, { cause: err })));
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve(stdout);
+      else reject(new Error(`${command} ${args[0] ?? ''} failed (${signal ?? `exit ${code}`}): ${stderr.trim().slice(0, 2000)}`));
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(input);
+  });
 }

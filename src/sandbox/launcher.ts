@@ -17,13 +17,22 @@ export interface HostTools {
   prlimit: string;
   /** coreutils env: sets the session's environment as the very last step. */
   env: string;
+  /** util-linux nsenter: joins a session's network namespace before bubblewrap starts. */
+  nsenter: string;
 }
+
+/**
+ * What a confined process's network is: none (a namespace of its own with only loopback), the
+ * session's namespace (network/networkHost.ts: out only through the worker's egress proxy), or
+ * the host's (pkg.install's fetching step, as the installer uid).
+ */
+export type NetworkAccess = 'none' | 'host' | { namespace: string; resolvConf: string };
 
 export interface Confinement {
   tools: HostTools;
   /** bwrap: namespaces, a minimal read-only root, an unprivileged uid. none: the host as is. */
   isolate: boolean;
-  network: boolean;
+  network: NetworkAccess;
   mounts: Mount[];
   /** Host uid/gid the code runs as (root workers isolating); undefined: the worker's own, or a user namespace's. */
   owner: Owner | undefined;
@@ -114,17 +123,21 @@ export function confine(command: string[], cwd: string, env: Record<string, stri
   if (confinement.isolate) {
     systemMountArgs ??= systemMounts();
     if (!confinement.tools.bwrap) throw new Error('bubblewrap is not installed');
+    const network = confinement.network;
+    // Joined as root before bubblewrap, which then keeps it (--share-net): the session's uid cannot leave it.
+    if (typeof network === 'object') chain.push(confinement.tools.nsenter, `--net=${network.namespace}`, '--');
     chain.push(confinement.tools.bwrap);
     if (confinement.owner) chain.push('--unshare-ipc', '--unshare-pid', '--unshare-uts', '--unshare-cgroup-try');
     else {
       chain.push('--unshare-all', '--uid', '1000', '--gid', '1000', '--cap-drop', 'ALL');
       // --unshare-all includes the network namespace: the host's network is given back when allowed.
-      if (confinement.network) chain.push('--share-net');
+      if (network !== 'none') chain.push('--share-net');
     }
-    if (!confinement.network) chain.push('--unshare-net');
+    if (network === 'none') chain.push('--unshare-net');
     chain.push('--die-with-parent', '--new-session', '--hostname', 'sandbox');
     chain.push(...systemMountArgs, '--proc', '/proc', '--dev', '/dev', '--perms', '1777', '--size', String(TMP_BYTES), '--tmpfs', '/tmp');
-    if (confinement.network) chain.push('--ro-bind-try', '/etc/resolv.conf', '/etc/resolv.conf');
+    if (network === 'host') chain.push('--ro-bind-try', '/etc/resolv.conf', '/etc/resolv.conf');
+    if (typeof network === 'object') chain.push('--ro-bind', network.resolvConf, '/etc/resolv.conf');
     for (const m of confinement.mounts) {
       // As for /etc above: parents made traversable first (else 0700, unreachable by the session's uid).
       const parents = m.inside

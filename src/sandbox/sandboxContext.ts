@@ -5,14 +5,20 @@ import type { Language } from './language.js';
 
 export type SandboxMode = 'bwrap' | 'none';
 import type { DiskBudget } from '../storage/diskBudget.js';
+import type { NetworkSettings } from './network/networkPolicy.js';
 
 export interface SandboxHostOptions {
   mode: SandboxMode;
-  allowNetwork: boolean;
+  /** Sessions' networks: the default and the ceiling of their policies, and the resolvers their DNS gate asks. */
+  network: NetworkSettings & {
+    dnsServers: readonly string[];
+    /** The URLs pkg.install's fetching step fetches from (network/installerEndpoints.ts): all it may reach. */
+    installerSources: readonly string[];
+  };
   /** The languages the worker offers (WORKER_LANGUAGES); the first is the default, and spare sessions' own. */
   languages: readonly Language[];
   /** The worker's directories the sandbox uses (see storage/dataDirectory.ts). */
-  dirs: { scratch: string; diskTemplates: string };
+  dirs: { scratch: string; diskTemplates: string; network: string };
   /** Processes one session may have at once. */
   maxProcesses: number;
   /** Output (both streams) a task may print before it is killed. */

@@ -14,6 +14,11 @@ import { SessionSandbox } from './sessionSandbox.js';
 import { sandboxSeccompProgram } from './seccomp.js';
 import { claimUidRange, type UidRange } from './uidRange.js';
 import type { Owner } from '../storage/owner.js';
+import { errors, messageOf } from '../errors.js';
+import { metrics } from '../telemetry/metrics.js';
+import { NetworkHost, type SessionNamespace } from './network/networkHost.js';
+import { installerEndpoints } from './network/installerEndpoints.js';
+import type { SessionNetworkPolicy } from './network/networkPolicy.js';
 
 /** A sandbox made ahead of its session (see SandboxHost.prepare). */
 export interface PreparedSandbox {
@@ -26,6 +31,8 @@ export interface PreparedSandbox {
   /** The size of its disk image, MB (0: none), and what the empty filesystem uses itself. */
   diskMb: number;
   diskBaselineBytes: number;
+  /** Its network namespace, made ahead where the worker gives sessions networks. */
+  network: SessionNamespace | undefined;
 }
 
 export class SandboxUnavailableError extends Error {
@@ -53,6 +60,9 @@ export class SandboxHost implements SandboxContext {
     private readonly uids: UidRange | undefined,
     /** Why sessions cannot have disk images here; undefined when they can. */
     private readonly diskImageProblem: string | undefined,
+    /** Sessions' networks; undefined where the worker gives none (networkProblem says why). */
+    private readonly networkHost: NetworkHost | undefined,
+    private readonly networkProblem: string | undefined,
   ) {}
 
   static async create(options: SandboxHostOptions): Promise<SandboxHost> {
@@ -68,6 +78,7 @@ export class SandboxHost implements SandboxContext {
       setpriv: (await findOnPath('setpriv')) ?? 'setpriv',
       prlimit: (await findOnPath('prlimit')) ?? 'prlimit',
       env: (await findOnPath('env')) ?? '/usr/bin/env',
+      nsenter: (await findOnPath('nsenter')) ?? 'nsenter',
     };
     const uids = isRoot && options.mode === 'bwrap' ? await claimUidRange((await findOnPath('flock')) ?? 'flock', options.uidBase) : undefined;
     try {
@@ -77,8 +88,14 @@ export class SandboxHost implements SandboxContext {
       for (const language of options.languages) await language.prepareHost(uids ? { uid: uids.base, gid: uids.base } : undefined);
       const cgroups = isRoot ? await setUpCgroups() : undefined;
       const diskImageProblem = isRoot ? await probeDiskImages(options.dirs.scratch) : 'it needs a worker running as root';
-      const host = new SandboxHost(options, cgroups, isRoot, tools, sandboxSeccompProgram(), uids, diskImageProblem);
-      await host.selfCheck();
+      const network = await startNetworks(options, uids);
+      const host = new SandboxHost(options, cgroups, isRoot, tools, sandboxSeccompProgram(), uids, diskImageProblem, network.host, network.problem);
+      try {
+        await host.selfCheck();
+      } catch (err) {
+        await network.host?.close();
+        throw err;
+      }
       return host;
     } catch (err) {
       uids?.lock.release();
@@ -91,7 +108,12 @@ export class SandboxHost implements SandboxContext {
     const controllers = this.cgroups?.controllers ?? [];
     return {
       sandbox: this.options.mode,
-      network_for_user_code: this.options.allowNetwork,
+      network: !this.networkHost
+        ? `none for any session (${this.networkProblem}); pkg.install fetches on the host's network unconfined`
+        : this.options.network.maxMode === 'none'
+          ? "none for any session (WORKER_NETWORK_MAX=none); pkg.install's fetching step reaches its sources only"
+          : `${this.networkHost.describe()}; pkg.install's fetching step reaches its sources only`,
+      network_modes: `default ${this.options.network.defaultMode}, at most ${this.networkHost ? this.options.network.maxMode : 'none'}`,
       cgroups: this.cgroups ? `${this.cgroups.version} (${controllers.join(', ')})` : 'none',
       memory_limit: controllers.includes('memory') ? 'cgroup' : 'RLIMIT_AS',
       cpu_limit: controllers.includes('cpu') ? 'cgroup cpu quota' : 'NOT ENFORCED (no writable cpu cgroup)',
@@ -124,15 +146,17 @@ export class SandboxHost implements SandboxContext {
     // Own uids only where the sandbox hides the host: without it, the code must reach host paths.
     const owner = uids ? { uid: uids.base + slot, gid: uids.base + slot } : undefined;
     const installer = uids ? { uid: uids.base, gid: uids.base } : undefined;
-    const prepared: PreparedSandbox = { slot, owner, installer, cgroup: undefined, language, diskMb: 0, diskBaselineBytes: 0 };
+    const prepared: PreparedSandbox = { slot, owner, installer, cgroup: undefined, language, diskMb: 0, diskBaselineBytes: 0, network: undefined };
     try {
-      // The disk first (it holds the rest); then the environment and the cgroup side by side.
+      // The disk first (it holds the rest); then the environment, the cgroup and the network side by side.
       await this.makeDisk(prepared, dirs, diskMb);
-      const [, cgroup] = await Promise.all([
+      const [, cgroup, network] = await Promise.all([
         this.layOut(dirs, owner, language),
         this.cgroups?.root.child(`spare-${randomBytes(6).toString('hex')}`, { maxProcesses: this.options.maxProcesses }),
+        this.options.network.maxMode !== 'none' ? this.networkHost?.prepare().then((space) => (prepared.network = space)) : undefined,
       ]);
       prepared.cgroup = cgroup;
+      prepared.network = network;
       return prepared;
     } catch (err) {
       await this.discard(prepared, dirs);
@@ -148,8 +172,10 @@ export class SandboxHost implements SandboxContext {
     env: Record<string, string>,
     limits: SessionLimits,
     language: Language,
+    policy: SessionNetworkPolicy,
   ): Promise<SessionSandbox> {
     try {
+      await this.attachNetwork(prepared, sessionId, policy);
       if (limits.maxDiskMb !== prepared.diskMb) await this.reshapeDisk(prepared, dirs, limits.maxDiskMb, language);
       else if (language !== prepared.language) await this.relayEnvironment(prepared, dirs, language);
       const cgroup = await prepared.cgroup?.rename(sessionId);
@@ -174,6 +200,7 @@ export class SandboxHost implements SandboxContext {
     limits: SessionLimits,
     language: Language,
     persisted: { uid: number | undefined; diskBaselineBytes: number },
+    policy: SessionNetworkPolicy,
   ): Promise<SessionSandbox> {
     const uids = this.uids;
     const wanted = uids && persisted.uid !== undefined ? persisted.uid - uids.base : undefined;
@@ -188,8 +215,15 @@ export class SandboxHost implements SandboxContext {
       language,
       diskMb: limits.maxDiskMb,
       diskBaselineBytes: persisted.diskBaselineBytes,
+      network: undefined,
     };
     try {
+      if (policy.mode !== 'none' && !this.networkHost) {
+        this.options.logger.warn('session adopted without its network: this worker gives sessions none', {
+          session_id: sessionId,
+          reason: this.networkProblem,
+        });
+      } else await this.attachNetwork(prepared, sessionId, policy);
       if (limits.maxDiskMb > 0) await mountDiskImage(dirs.diskImage, dirs.disk);
       if (owner && owner.uid !== persisted.uid) {
         this.options.logger.info('session files given a new uid (this run has another uid block)', { session_id: sessionId, uid: owner.uid });
@@ -210,6 +244,8 @@ export class SandboxHost implements SandboxContext {
   /** Gives back what a prepared sandbox holds that was never activated (its directories stay). */
   async discard(prepared: PreparedSandbox, dirs: SessionDirectories): Promise<void> {
     this.usedSlots.delete(prepared.slot);
+    if (prepared.network) await this.networkHost?.release(prepared.network);
+    prepared.network = undefined;
     await prepared.cgroup?.destroy().catch(() => undefined);
     if (prepared.diskMb > 0) await unmountDiskImage(dirs.disk);
   }
@@ -227,8 +263,27 @@ export class SandboxHost implements SandboxContext {
       disk: prepared.diskMb > 0 ? { mountPoint: dirs.disk, mb: prepared.diskMb, baselineBytes: prepared.diskBaselineBytes } : undefined,
       scratch: dirs.scratch,
       controlDir: join(dirs.root, 'ctl'),
+      network: prepared.network && this.networkHost ? { namespace: prepared.network.path, resolvConf: this.networkHost.resolvConf } : ('none' as const),
     };
-    return new SessionSandbox(this, parts, () => this.usedSlots.delete(prepared.slot));
+    return new SessionSandbox(this, parts, async () => {
+      this.usedSlots.delete(prepared.slot);
+      if (prepared.network) await this.networkHost?.release(prepared.network);
+    });
+  }
+
+  /**
+   * The session's policy on its namespace (one made now if the spare had none); a session with
+   * no network keeps none: its processes get a namespace of their own with only loopback.
+   */
+  private async attachNetwork(prepared: PreparedSandbox, sessionId: string, policy: SessionNetworkPolicy): Promise<void> {
+    if (policy.mode === 'none') {
+      if (prepared.network) await this.networkHost?.release(prepared.network);
+      prepared.network = undefined;
+      return;
+    }
+    if (!this.networkHost) throw errors.networkUnavailable(policy.mode, this.networkProblem ?? 'it gives sessions no network');
+    prepared.network ??= await this.networkHost.prepare();
+    this.networkHost.attach(prepared.network, sessionId, policy);
   }
 
   /** The session's disk: an image of `mb` mounted on dirs.disk (nothing for 0). */
@@ -296,6 +351,7 @@ export class SandboxHost implements SandboxContext {
   async close(): Promise<void> {
     await Promise.all(this.laterChecks.values());
     await this.cgroups?.root.destroy().catch(() => undefined);
+    await this.networkHost?.close();
     this.uids?.lock.release();
   }
 
@@ -306,8 +362,9 @@ export class SandboxHost implements SandboxContext {
     env: Record<string, string>,
     limits: SessionLimits,
     language: Language,
+    policy: SessionNetworkPolicy,
   ): Promise<SessionSandbox> {
-    return this.activate(await this.prepare(dirs, limits.maxDiskMb, language), sessionId, dirs, env, limits, language);
+    return this.activate(await this.prepare(dirs, limits.maxDiskMb, language), sessionId, dirs, env, limits, language, policy);
   }
 
   /**
@@ -369,7 +426,10 @@ export class SandboxHost implements SandboxContext {
     try {
       const dirs = sessionLayout(scratch);
       await mkdir(dirs.disk);
-      const sandbox = await this.createSession(`self-check-${language.name}`, dirs, {}, { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0 }, language);
+      const sandbox = await this.createSession(`self-check-${language.name}`, dirs, {}, { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0 }, language, {
+        mode: 'none',
+        allow: [],
+      });
       try {
         const check = language.selfCheck;
         const result = await sandbox.runCode(check.code, { signal: AbortSignal.timeout(30_000), maxCaptureBytes: 4096, onOutput: () => undefined }, {});
@@ -388,6 +448,33 @@ export class SandboxHost implements SandboxContext {
     } finally {
       await removeTree(scratch);
     }
+  }
+}
+
+/**
+ * The sessions' networks and pkg.install's narrow path to its sources, where the worker can
+ * make them (root, bubblewrap, nftables). Where it cannot, a default of none leaves the worker
+ * serving sessions without networks (the log says why); a wider default stops it.
+ */
+async function startNetworks(options: SandboxHostOptions, uids: UidRange | undefined): Promise<{ host?: NetworkHost; problem?: string }> {
+  const settings = options.network;
+  const problem = options.mode !== 'bwrap' ? 'WORKER_SANDBOX=none runs code on the host' : uids === undefined ? 'it needs a worker running as root' : undefined;
+  try {
+    if (problem) throw new Error(problem);
+    const host = await NetworkHost.start({
+      block: Math.floor(uids!.base / 100_000),
+      dnsServers: settings.dnsServers,
+      runDirectory: options.dirs.network,
+      logger: options.logger,
+      onRefused: (sessionId, kind) => metrics.networkRefused.inc({ session_id: sessionId, kind }),
+      installer: { uid: uids!.base, endpoints: installerEndpoints(settings.installerSources) },
+    });
+    return { host };
+  } catch (err) {
+    if (settings.defaultMode !== 'none')
+      throw new SandboxUnavailableError(`WORKER_NETWORK_DEFAULT is ${settings.defaultMode}, but sessions cannot have networks here: ${messageOf(err)}`);
+    options.logger.warn('sessions get no network on this worker', { reason: messageOf(err) });
+    return { problem: messageOf(err) };
   }
 }
 

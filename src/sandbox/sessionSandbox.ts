@@ -10,7 +10,7 @@ import type { Cgroup } from './cgroups.js';
 import { unmountDiskImage, usedBytes } from './diskImage.js';
 import { sandboxSeccompProgram } from './seccomp.js';
 import { SYSTEM_PATH, type CodeCommand, type InstallResult, type Language, type LanguageSandbox, type RunAs } from './language.js';
-import { confine, type Mount } from './launcher.js';
+import { confine, type Mount, type NetworkAccess } from './launcher.js';
 import type { KilledBy, ProcessResult, RunOptions, RunningProcess, SandboxedResult, SessionLimits, TaskLimits } from './processSpec.js';
 import { measureProcessTrees, TASK_MARKER_VARIABLE, type ProcessUsage } from './processTree.js';
 import { newTaskMarker, runProcess } from './runProcess.js';
@@ -37,6 +37,8 @@ export interface SessionSandboxParts {
   scratch: string;
   /** Where the warm interpreter's socket lives (host path). */
   controlDir: string;
+  /** The session's own network: none, or its namespace (its policy lives with the worker's egress gateway). */
+  network: Exclude<NetworkAccess, 'host'>;
 }
 
 /** Where things are inside an isolating sandbox. */
@@ -64,7 +66,7 @@ export class SessionSandbox {
   constructor(
     private readonly host: SandboxContext,
     private readonly parts: SessionSandboxParts,
-    private readonly release: () => void,
+    private readonly release: () => Promise<void>,
   ) {
     this.taskGroups = parts.cgroup && new TaskGroups(parts.cgroup);
   }
@@ -108,7 +110,7 @@ export class SessionSandbox {
       runsCode ? { code } : { exec: { argv: command, cwd: this.inside.workspace, env: allEnv, stdin: code } };
     const warm = await this.runWarm(program, options, taskLimits);
     if (warm) return warm;
-    return this.run(command, this.inside.workspace, allEnv, this.codeMounts(), this.host.options.allowNetwork, this.parts.owner, taskLimits, {
+    return this.run(command, this.inside.workspace, allEnv, this.codeMounts(), this.parts.network, this.parts.owner, taskLimits, {
       ...options,
       stdin: code,
     });
@@ -127,7 +129,7 @@ export class SessionSandbox {
     const argv = ['/bin/sh', '-c', command];
     const warm = await this.runWarm(() => ({ exec: { argv, cwd: dir, env } }), options, taskLimits);
     if (warm) return warm;
-    return this.run(argv, dir, env, this.codeMounts(), this.host.options.allowNetwork, this.parts.owner, taskLimits, { ...options, stdin: '' });
+    return this.run(argv, dir, env, this.codeMounts(), this.parts.network, this.parts.owner, taskLimits, { ...options, stdin: '' });
   }
 
   /** The session's language first, then every other the worker offers (their toolchains are on a shell's PATH). */
@@ -235,7 +237,7 @@ export class SessionSandbox {
     const launch = confine(command, cwd, env, {
       tools: this.host.tools,
       isolate: this.isolate,
-      network: this.host.options.allowNetwork,
+      network: this.parts.network,
       mounts: [...mounts, { host: dirname(socket.host), inside: INSIDE.control, writable: false }],
       owner: this.parts.owner,
       cgroup: this.parts.cgroup,
@@ -288,7 +290,7 @@ export class SessionSandbox {
       isolate: this.isolate,
       cacheKey,
       installerCache: async (base) => (cacheKey === undefined ? base : userCache(base, cacheKey, this.parts.installer)),
-      allowNetwork: this.host.options.allowNetwork,
+      allowNetwork: this.parts.network !== 'none',
       workspace: { host: this.parts.workspace, inside: INSIDE.workspace },
       environment: { host: this.parts.environment, inside: INSIDE.env },
       run: (step, options) =>
@@ -297,7 +299,8 @@ export class SessionSandbox {
           step.cwd,
           step.env,
           step.mounts,
-          step.network,
+          // The installer's fetching step reaches the index from the host; the session's own steps get the session's network.
+          !step.network ? 'none' : step.as === 'installer' ? 'host' : this.parts.network,
           as(step.as),
           {},
           {
@@ -358,7 +361,7 @@ export class SessionSandbox {
     await this.stopWarm();
     await this.parts.cgroup?.destroy().catch(() => undefined);
     if (this.parts.disk) await unmountDiskImage(this.parts.disk.mountPoint);
-    this.release();
+    await this.release();
   }
 
   /** A cold start: a new process (and, isolating, a new sandbox) for this one call. */
@@ -367,7 +370,7 @@ export class SessionSandbox {
     cwd: string,
     env: Record<string, string>,
     mounts: Mount[],
-    network: boolean,
+    network: NetworkAccess,
     owner: Owner | undefined,
     taskLimits: TaskLimits,
     options: RunOptions & { stdin?: string; seccomp?: Buffer | undefined },

@@ -12,7 +12,7 @@ import { MissingArchiveError, type CheckpointRecord, type CheckpointStore, type 
 import { DamagedRecordError } from '../storage/jsonFile.js';
 import { diffTrees, linkStaysWithin, scanTree, type Tree, type TreeEntry } from '../storage/fileTree.js';
 import type { Session } from './session.js';
-import { storedSessionConfig, type EffectiveSessionConfig } from './sessionConfig.js';
+import { sessionConfigOf, storedSessionConfig, type EffectiveSessionConfig } from './sessionConfig.js';
 
 /** A checkpoint's record as sessions/ reads it: the session config in it checked. */
 export type SessionCheckpoint = CheckpointRecord<EffectiveSessionConfig>;
@@ -167,7 +167,7 @@ export class Checkpoints {
         );
       }
       signal?.throwIfAborted();
-      const session = await this.options.pool.create({ workspaceId: record.workspaceId, userId: record.userId, config: record.config });
+      const session = await this.options.pool.create({ workspaceId: record.workspaceId, userId: record.userId, config: sessionConfigOf(record.config) });
       try {
         const roots = { workspace: session.sandbox.workspace, env: session.sandbox.environment };
         const owners = { workspace: session.sandbox.owner, env: session.sandbox.owner };

@@ -1,5 +1,14 @@
 import type { SessionConfig } from '../../gen/codegen/v1/common.js';
 import { errors, quoted } from '../errors.js';
+import {
+  effectiveNetworkPolicy,
+  modeOfName,
+  NETWORK_MODES,
+  requestedNetworkPolicy,
+  type NetworkModeName,
+  type NetworkSettings,
+  type SessionNetworkPolicy,
+} from '../sandbox/network/networkPolicy.js';
 
 /** The languages of the reference's SessionConfig; a worker offers those its host has (WORKER_LANGUAGES). */
 export const LANGUAGES = ['python', 'node', 'go'] as const;
@@ -10,7 +19,12 @@ export interface EffectiveSessionConfig {
   language: LanguageName;
   limits: { maxMemoryMb: number; maxCpuPercent: number; maxDiskMb: number; timeoutSeconds: number };
   env: Record<string, string>;
+  /** What the session's code may reach (docs/api.md "Network"), its mode resolved. */
+  network: SessionNetworkPolicy;
 }
+
+/** A worker that gives sessions no network and lets none ask for one (the unit tests' default). */
+export const NO_NETWORK: NetworkSettings = { defaultMode: 'none', maxMode: 'none' };
 
 export function nonNegative(name: string, value: number): number {
   if (value < 0) throw errors.invalidArgument(`${name} must not be negative, got ${value}`);
@@ -43,7 +57,11 @@ function checkEnv(env: Record<string, string>): void {
  * Validates a CreateSession config and applies defaults (language: python); INVALID_ARGUMENT
  * names the bad value, and for a language the worker does not offer, the ones it does.
  */
-export function effectiveSessionConfig(config: SessionConfig | undefined, offered: readonly string[] = LANGUAGES): EffectiveSessionConfig {
+export function effectiveSessionConfig(
+  config: (Omit<SessionConfig, 'network'> & Partial<Pick<SessionConfig, 'network'>>) | undefined,
+  offered: readonly string[] = LANGUAGES,
+  network: NetworkSettings = NO_NETWORK,
+): EffectiveSessionConfig {
   const language = config?.language || 'python';
   if (!offered.includes(language)) {
     throw errors.invalidArgument(`config.language ${quoted(language)} is not supported by this worker; supported: ${offered.join(', ')}`);
@@ -60,7 +78,13 @@ export function effectiveSessionConfig(config: SessionConfig | undefined, offere
       timeoutSeconds: nonNegative('config.limits.timeout_seconds', limits?.timeoutSeconds ?? 0),
     },
     env: { ...env },
+    network: effectiveNetworkPolicy(requestedNetworkPolicy(config?.network), network),
   };
+}
+
+/** A config as CreateSession takes it (a restore creates its session from the checkpoint's). */
+export function sessionConfigOf(config: EffectiveSessionConfig): SessionConfig {
+  return { ...config, network: { mode: modeOfName(config.network.mode), allow: config.network.allow } };
 }
 
 /**
@@ -80,14 +104,29 @@ export function storedSessionConfig(value: unknown): EffectiveSessionConfig {
   };
   const env = config.env;
   if (!Object.values(env).every((v) => typeof v === 'string')) throw new Error("the session config's env holds a value that is not a string");
-  return effectiveSessionConfig({
-    language: config.language,
-    limits: {
-      maxMemoryMb: number('maxMemoryMb'),
-      maxCpuPercent: number('maxCpuPercent'),
-      maxDiskMb: number('maxDiskMb'),
-      timeoutSeconds: number('timeoutSeconds'),
+  // Records from before networks had no policy: their sessions had none.
+  const network = (config as { network?: unknown }).network ?? { mode: 'none', allow: [] };
+  if (
+    !isObject(network) ||
+    !NETWORK_MODES.includes(network.mode as NetworkModeName) ||
+    !Array.isArray(network.allow) ||
+    !network.allow.every((entry) => typeof entry === 'string')
+  )
+    throw new Error("the session config's network policy is damaged");
+  return effectiveSessionConfig(
+    {
+      language: config.language,
+      limits: {
+        maxMemoryMb: number('maxMemoryMb'),
+        maxCpuPercent: number('maxCpuPercent'),
+        maxDiskMb: number('maxDiskMb'),
+        timeoutSeconds: number('timeoutSeconds'),
+      },
+      env: env as Record<string, string>,
+      network: { mode: modeOfName(network.mode as NetworkModeName), allow: network.allow },
     },
-    env: env as Record<string, string>,
-  });
+    LANGUAGES,
+    // A stored policy was within the ceiling of the worker that took it; this one's is applied where it serves the session.
+    { defaultMode: 'none', maxMode: 'open' },
+  );
 }

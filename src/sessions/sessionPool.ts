@@ -6,6 +6,7 @@ import type { Logger } from '../logger.js';
 import { unmountDiskImage } from '../sandbox/diskImage.js';
 import type { SandboxHost } from '../sandbox/sandboxHost.js';
 import type { SessionLimits } from '../sandbox/processSpec.js';
+import { NETWORK_MODES, type SessionNetworkPolicy } from '../sandbox/network/networkPolicy.js';
 import type { WorkspaceStore } from '../storage/workspaceStore.js';
 import { Session } from './session.js';
 import { effectiveSessionConfig, type EffectiveSessionConfig } from './sessionConfig.js';
@@ -77,6 +78,7 @@ export class SessionPool {
     const config = effectiveSessionConfig(
       input.config,
       sandboxHost.languages.map((l) => l.name),
+      sandboxHost.options.network,
     );
     const language = sandboxHost.language(config.language)!;
     if (config.limits.maxDiskMb > this.options.maxDiskMb)
@@ -98,7 +100,7 @@ export class SessionPool {
     try {
       const limits = this.limitsOf(config);
       const { dirs, prepared } = await this.spares.take(id, limits.maxDiskMb);
-      session.ready(await sandboxHost.activate(prepared, id, dirs, config.env, limits, language));
+      session.ready(await sandboxHost.activate(prepared, id, dirs, config.env, limits, language, config.network));
       await session.persist(false);
     } catch (err) {
       session.fail();
@@ -232,7 +234,7 @@ export class SessionPool {
     const language = this.options.sandboxHost.language(record.config.language);
     if (!language) throw new Error(`its language ${record.config.language} is not among this worker's (WORKER_LANGUAGES)`);
     const persisted = { uid: record.uid, diskBaselineBytes: record.diskBaselineBytes };
-    session.ready(await this.options.sandboxHost.adopt(record.id, dirs, record.config.env, limits, language, persisted));
+    session.ready(await this.options.sandboxHost.adopt(record.id, dirs, record.config.env, limits, language, persisted, this.withinCeiling(record)));
     this.sessions.set(record.id, session);
     await session.persist();
     session.logger.info('session adopted from an earlier run', { workspace_id: record.workspaceId, tasks_cut_off: cut.length });
@@ -271,6 +273,15 @@ export class SessionPool {
       createdAtMs: persisted?.createdAtMs,
       lastActivityMs: persisted?.lastActivityMs,
     });
+  }
+
+  /** An adopted session's policy, narrowed to this run's ceiling (WORKER_NETWORK_MAX may have been lowered since). */
+  private withinCeiling(record: SessionRecord): SessionNetworkPolicy {
+    const policy = record.config.network;
+    const max = this.options.sandboxHost.options.network.maxMode;
+    if (NETWORK_MODES.indexOf(policy.mode) <= NETWORK_MODES.indexOf(max)) return policy;
+    this.options.logger.warn('adopted session narrowed to WORKER_NETWORK_MAX', { session_id: record.id, asked: policy.mode, max });
+    return { mode: max, allow: max === 'none' ? [] : policy.allow };
   }
 
   private limitsOf(config: EffectiveSessionConfig): SessionLimits {

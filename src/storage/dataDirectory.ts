@@ -17,7 +17,8 @@ export const INCOMING = '.incoming';
  *     wheel-store/         wheels pkg.install fetched, the worker's (sessions get them read-only)
  *     npm-cache/           the shared npm cache (owned by the installer uid)
  *     go-cache/            the shared Go module download cache (owned by the installer uid)
- *     scratch/             the worker's own scratch space, emptied at start (disk templates)
+ *     scratch/             the worker's own scratch space, emptied at start (disk templates,
+ *                          network/: the sessions' resolv.conf)
  */
 export interface DataDirectory {
   root: string;
@@ -33,6 +34,8 @@ export interface DataDirectory {
   npmCache: string;
   goCache: string;
   scratch: string;
+  /** The sessions' resolv.conf (network/networkHost.ts). */
+  network: string;
   diskTemplates: string;
 }
 
@@ -53,6 +56,7 @@ export function dataDirectory(root: string): DataDirectory {
     goCache: join(root, 'go-cache'),
     scratch,
     diskTemplates: join(scratch, 'disk-templates'),
+    network: join(scratch, 'network'),
   };
 }
 

@@ -43,6 +43,12 @@ export const metrics = {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [registry],
   }),
+  networkRefused: new Counter({
+    name: 'codegen_network_refused_total',
+    help: 'Connections (connect) and DNS questions (dns) of a session its network policy refused',
+    labelNames: ['session_id', 'kind'] as const,
+    registers: [registry],
+  }),
   killed: new Counter({
     name: 'codegen_tasks_killed_total',
     help: 'Tasks ended by a limit (killed_by)',

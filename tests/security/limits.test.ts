@@ -147,7 +147,7 @@ test('sleeping past the timeout: TIMEOUT, killed_by timeout', async () => {
   await workerUnaffected();
 });
 
-test('with WORKER_ALLOW_NETWORK=true user code reaches loopback; by default it does not', async () => {
+test("the host's loopback is out of reach of session code, with the network open (WORKER_ALLOW_NETWORK=true) or not", async () => {
   const server = createServer((s) => s.end('hi'));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as { port: number }).port;
@@ -155,7 +155,7 @@ test('with WORKER_ALLOW_NETWORK=true user code reaches loopback; by default it d
   const open = await startWorker({ env: { WORKER_ALLOW_NETWORK: 'true' } });
   try {
     const { sessionId } = await open.sessions.createSession({ workspaceId: 'net' });
-    assert.equal((await runTool(open.tasks, sessionId, 'run.python', { code })).stdout, 'hi\n');
+    assert.match((await runTool(open.tasks, sessionId, 'run.python', { code })).stdout ?? '', /^refused/);
   } finally {
     await open.stop();
     server.close();

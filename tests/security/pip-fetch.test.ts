@@ -103,7 +103,7 @@ test('an index package depending on a URL makes the fetching step run no package
   const cacheFiles = readdirSync(join(worker.dataDir, 'pip-cache')).filter((n) => n.startsWith('poison'));
   t.diagnostic(`pkg.install evilpkg: ${Status[install.code]}; ${seen?.[0] ?? 'no probe line: ' + install.text.slice(-600)}`);
   t.diagnostic(
-    `worker: ${String(ready?.session_uids)}; network_for_user_code=${String(ready?.network_for_user_code)}; loopback connections: ${connections}; pip-cache: ${cacheFiles.join(',') || 'clean'}`,
+    `worker: ${String(ready?.session_uids)}; network=${String(ready?.network)}; loopback connections: ${connections}; pip-cache: ${cacheFiles.join(',') || 'clean'}`,
   );
   assert.equal(seen, null, `the fetching step ran the session-chosen package's build code: ${seen?.[0]}`);
   assert.equal(connections, 0, 'nothing reached the loopback listener');

@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { confine, LAUNCHER_ENV, type Confinement } from '../../src/sandbox/launcher.js';
 
-const tools = { bwrap: '/usr/bin/bwrap', setpriv: '/usr/bin/setpriv', prlimit: '/usr/bin/prlimit', env: '/usr/bin/env' };
+const tools = { bwrap: '/usr/bin/bwrap', setpriv: '/usr/bin/setpriv', prlimit: '/usr/bin/prlimit', env: '/usr/bin/env', nsenter: '/usr/bin/nsenter' };
 const cgroup = { name: 'task-1', procsFiles: ['/sys/fs/cgroup/memory/x/cgroup.procs'] } as unknown as Confinement['cgroup'];
 const confinement: Confinement = {
   tools,
   isolate: true,
-  network: false,
+  network: 'none',
   mounts: [{ host: '/data/ws', inside: '/workspace', writable: true }],
   owner: { uid: 200001, gid: 200001 },
   cgroup,
@@ -75,9 +75,20 @@ test('a root launch enters fresh ipc/pid/uts namespaces, and no network unless a
   assert.ok(!closed.includes('--unshare-all'), 'root runs bwrap without a user namespace');
   assert.ok(!closed.includes('/etc/resolv.conf'));
 
-  const open = bwrapArgs(confine(['true'], '/workspace', {}, isolated({ network: true })));
-  assert.ok(!open.includes('--unshare-net'));
-  assert.ok(indexOfRun(open, ['--ro-bind-try', '/etc/resolv.conf', '/etc/resolv.conf']) >= 0, 'name resolution with the network');
+  const host = bwrapArgs(confine(['true'], '/workspace', {}, isolated({ network: 'host' })));
+  assert.ok(!host.includes('--unshare-net'));
+  assert.ok(indexOfRun(host, ['--ro-bind-try', '/etc/resolv.conf', '/etc/resolv.conf']) >= 0, 'name resolution with the network');
+});
+
+test("a session's network: its namespace joined as root before bubblewrap, its own resolv.conf", () => {
+  const spec = confine(['true'], '/workspace', {}, isolated({ network: { namespace: '/run/netns/codegen-2-7', resolvConf: '/data/resolv.conf' } }));
+  const argv = [spec.executable, ...spec.args];
+  const nsenter = argv.indexOf('/usr/bin/nsenter');
+  assert.ok(nsenter >= 0 && nsenter < argv.indexOf('/usr/bin/bwrap'), argv.join(' '));
+  assert.deepEqual(argv.slice(nsenter, nsenter + 3), ['/usr/bin/nsenter', '--net=/run/netns/codegen-2-7', '--']);
+  const args = bwrapArgs(spec);
+  assert.ok(!args.includes('--unshare-net'), 'bubblewrap keeps the namespace it was started in');
+  assert.ok(indexOfRun(args, ['--ro-bind', '/data/resolv.conf', '/etc/resolv.conf']) >= 0, args.join(' '));
 });
 
 test('a root launch drops to the session uid with setpriv: no groups, no capabilities, no new privileges', () => {
@@ -103,12 +114,12 @@ test('a non-root launch uses a user namespace with uid 1000 and no capabilities,
 });
 
 test('a non-root launch with the network allowed keeps the network', () => {
-  const args = bwrapArgs(confine(['true'], '/workspace', {}, isolated({ owner: undefined, network: true })));
+  const args = bwrapArgs(confine(['true'], '/workspace', {}, isolated({ owner: undefined, network: 'host' })));
   assert.ok(!args.includes('--unshare-all') || args.indexOf('--share-net') > args.indexOf('--unshare-all'), args.slice(0, 8).join(' '));
   assert.ok(!args.includes('--unshare-net'));
-  const closed = bwrapArgs(confine(['true'], '/workspace', {}, isolated({ owner: undefined, network: false })));
+  const closed = bwrapArgs(confine(['true'], '/workspace', {}, isolated({ owner: undefined, network: 'none' })));
   assert.ok(!closed.includes('--share-net'), 'no network unless allowed');
-  const root = bwrapArgs(confine(['true'], '/workspace', {}, isolated({ network: true })));
+  const root = bwrapArgs(confine(['true'], '/workspace', {}, isolated({ network: 'host' })));
   assert.ok(!root.includes('--share-net'), 'a root launch shares the network by not unsharing it');
 });
 

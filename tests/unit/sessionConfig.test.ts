@@ -14,14 +14,19 @@ const limits = (over: Partial<{ maxMemoryMb: number; maxCpuPercent: number; maxD
 });
 
 test('no config at all is python with no limits and an empty environment', () => {
-  const expected = { language: 'python', limits: limits({}), env: {} };
+  const expected = { language: 'python', limits: limits({}), env: {}, network: { mode: 'none', allow: [] } };
   assert.deepEqual(effectiveSessionConfig(undefined), expected);
   assert.deepEqual(effectiveSessionConfig({ language: '', env: {}, limits: undefined }), expected);
 });
 
 test('given limits are kept as given', () => {
   const given = limits({ maxMemoryMb: 512, maxCpuPercent: 150, maxDiskMb: 64, timeoutSeconds: 30 });
-  assert.deepEqual(effectiveSessionConfig({ language: 'python', env: { A: '1' }, limits: given }), { language: 'python', limits: given, env: { A: '1' } });
+  assert.deepEqual(effectiveSessionConfig({ language: 'python', env: { A: '1' }, limits: given }), {
+    language: 'python',
+    limits: given,
+    env: { A: '1' },
+    network: { mode: 'none', allow: [] },
+  });
 });
 
 test('a language the worker does not offer is refused, quoting it and naming what it offers', () => {

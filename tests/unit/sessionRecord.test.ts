@@ -9,7 +9,12 @@ const record: SessionRecord = {
   id: 'session-abc',
   workspaceId: 'w',
   userId: 'u',
-  config: { language: 'python', limits: { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 64, timeoutSeconds: 0 }, env: { A: '1' } },
+  config: {
+    language: 'python',
+    limits: { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 64, timeoutSeconds: 0 },
+    env: { A: '1' },
+    network: { mode: 'none', allow: [] },
+  },
   createdAtMs: 1,
   lastActivityMs: 2,
   uid: 200001,

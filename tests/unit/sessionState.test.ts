@@ -38,7 +38,12 @@ function newSession(store = memoryStore()): Session {
     id: 'session-t',
     workspaceId: 'w',
     userId: 'u',
-    config: { language: 'python', limits: { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0, timeoutSeconds: 0 }, env: {} },
+    config: {
+      language: 'python',
+      limits: { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0, timeoutSeconds: 0 },
+      env: {},
+      network: { mode: 'none', allow: [] },
+    },
     logger: silent,
     taskHistory: 10,
     store,

@@ -75,6 +75,60 @@ export function sessionStateToJSON(object: SessionState): string {
   }
 }
 
+/**
+ * What a session's own code may reach on the network (our addition; docs/api.md "Network").
+ * Whatever the mode, the host's loopback, the worker's ports, link-local addresses (cloud
+ * metadata) and the host's own addresses are never reachable.
+ */
+export enum NetworkMode {
+  /** NETWORK_MODE_UNSPECIFIED - the worker's default (WORKER_NETWORK_DEFAULT) */
+  NETWORK_MODE_UNSPECIFIED = 0,
+  /** NETWORK_MODE_NONE - its own loopback only */
+  NETWORK_MODE_NONE = 1,
+  /** NETWORK_MODE_ALLOW_LIST - only what `allow` names */
+  NETWORK_MODE_ALLOW_LIST = 2,
+  /** NETWORK_MODE_OPEN - the public internet (private ranges only where `allow` names them) */
+  NETWORK_MODE_OPEN = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function networkModeFromJSON(object: any): NetworkMode {
+  switch (object) {
+    case 0:
+    case "NETWORK_MODE_UNSPECIFIED":
+      return NetworkMode.NETWORK_MODE_UNSPECIFIED;
+    case 1:
+    case "NETWORK_MODE_NONE":
+      return NetworkMode.NETWORK_MODE_NONE;
+    case 2:
+    case "NETWORK_MODE_ALLOW_LIST":
+      return NetworkMode.NETWORK_MODE_ALLOW_LIST;
+    case 3:
+    case "NETWORK_MODE_OPEN":
+      return NetworkMode.NETWORK_MODE_OPEN;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return NetworkMode.UNRECOGNIZED;
+  }
+}
+
+export function networkModeToJSON(object: NetworkMode): string {
+  switch (object) {
+    case NetworkMode.NETWORK_MODE_UNSPECIFIED:
+      return "NETWORK_MODE_UNSPECIFIED";
+    case NetworkMode.NETWORK_MODE_NONE:
+      return "NETWORK_MODE_NONE";
+    case NetworkMode.NETWORK_MODE_ALLOW_LIST:
+      return "NETWORK_MODE_ALLOW_LIST";
+    case NetworkMode.NETWORK_MODE_OPEN:
+      return "NETWORK_MODE_OPEN";
+    case NetworkMode.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Outcome of a task. STATUS_RUNNING is our addition (decisions.md). */
 export enum TaskStatus {
   STATUS_UNSPECIFIED = 0,
@@ -217,11 +271,23 @@ export interface SessionConfig {
     | undefined;
   /** Environment variables */
   env: { [key: string]: string };
+  /** Our addition: the session's network (unset: the worker's default) */
+  network: NetworkPolicy | undefined;
 }
 
 export interface SessionConfig_EnvEntry {
   key: string;
   value: string;
+}
+
+/** A session's network policy. */
+export interface NetworkPolicy {
+  mode: NetworkMode;
+  /**
+   * Host names ("api.example.com"), wildcards ("*.example.com": its subdomains), CIDRs
+   * ("203.0.113.0/24"), each with an optional ":port" (IPv6 CIDRs in brackets).
+   */
+  allow: string[];
 }
 
 /** Metadata recorded with a checkpoint. */
@@ -480,7 +546,7 @@ export const ResourceLimits: MessageFns<ResourceLimits> = {
 };
 
 function createBaseSessionConfig(): SessionConfig {
-  return { language: "", limits: undefined, env: {} };
+  return { language: "", limits: undefined, env: {}, network: undefined };
 }
 
 export const SessionConfig: MessageFns<SessionConfig> = {
@@ -494,6 +560,9 @@ export const SessionConfig: MessageFns<SessionConfig> = {
     globalThis.Object.entries(message.env).forEach(([key, value]: [string, string]) => {
       SessionConfig_EnvEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
     });
+    if (message.network !== undefined) {
+      NetworkPolicy.encode(message.network, writer.uint32(34).fork()).join();
+    }
     return writer;
   },
 
@@ -537,6 +606,14 @@ export const SessionConfig: MessageFns<SessionConfig> = {
             }
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.network = NetworkPolicy.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -567,6 +644,7 @@ export const SessionConfig: MessageFns<SessionConfig> = {
           {},
         )
         : {},
+      network: isSet(object.network) ? NetworkPolicy.fromJSON(object.network) : undefined,
     };
   },
 
@@ -586,6 +664,9 @@ export const SessionConfig: MessageFns<SessionConfig> = {
           obj.env[k] = v;
         });
       }
+    }
+    if (message.network !== undefined) {
+      obj.network = NetworkPolicy.toJSON(message.network);
     }
     return obj;
   },
@@ -608,6 +689,9 @@ export const SessionConfig: MessageFns<SessionConfig> = {
       },
       {},
     );
+    message.network = (object.network !== undefined && object.network !== null)
+      ? NetworkPolicy.fromPartial(object.network)
+      : undefined;
     return message;
   },
 };
@@ -693,6 +777,91 @@ export const SessionConfig_EnvEntry: MessageFns<SessionConfig_EnvEntry> = {
     const message = createBaseSessionConfig_EnvEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseNetworkPolicy(): NetworkPolicy {
+  return { mode: 0, allow: [] };
+}
+
+export const NetworkPolicy: MessageFns<NetworkPolicy> = {
+  encode(message: NetworkPolicy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.mode !== 0) {
+      writer.uint32(8).int32(message.mode);
+    }
+    for (const v of message.allow) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NetworkPolicy {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNetworkPolicy();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.mode = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.allow.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NetworkPolicy {
+    return {
+      mode: isSet(object.mode) ? networkModeFromJSON(object.mode) : 0,
+      allow: globalThis.Array.isArray(object?.allow) ? object.allow.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: NetworkPolicy): unknown {
+    const obj: any = {};
+    if (message.mode !== 0) {
+      obj.mode = networkModeToJSON(message.mode);
+    }
+    if (message.allow?.length) {
+      obj.allow = message.allow;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<NetworkPolicy>): NetworkPolicy {
+    return NetworkPolicy.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<NetworkPolicy>): NetworkPolicy {
+    const message = createBaseNetworkPolicy();
+    message.mode = object.mode ?? 0;
+    message.allow = object.allow?.map((e) => e) || [];
     return message;
   },
 };

@@ -9,6 +9,7 @@ import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import type { CallContext, CallOptions } from "nice-grpc-common";
 import {
   CheckpointMetadata,
+  NetworkPolicy,
   ResourceMetrics,
   SessionConfig,
   SessionState,
@@ -73,6 +74,8 @@ export interface SessionStatusResponse {
   recentTasks: string[];
   lastCheckpointId: string;
   artifacts: string[];
+  /** Our addition: the policy the session runs under (its mode resolved) */
+  network: NetworkPolicy | undefined;
 }
 
 export interface CheckpointRequest {
@@ -639,6 +642,7 @@ function createBaseSessionStatusResponse(): SessionStatusResponse {
     recentTasks: [],
     lastCheckpointId: "",
     artifacts: [],
+    network: undefined,
   };
 }
 
@@ -676,6 +680,9 @@ export const SessionStatusResponse: MessageFns<SessionStatusResponse> = {
     }
     for (const v of message.artifacts) {
       writer.uint32(90).string(v!);
+    }
+    if (message.network !== undefined) {
+      NetworkPolicy.encode(message.network, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -781,6 +788,14 @@ export const SessionStatusResponse: MessageFns<SessionStatusResponse> = {
             message.artifacts.push(reader.string());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.network = NetworkPolicy.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -840,6 +855,7 @@ export const SessionStatusResponse: MessageFns<SessionStatusResponse> = {
       artifacts: globalThis.Array.isArray(object?.artifacts)
         ? object.artifacts.map((e: any) => globalThis.String(e))
         : [],
+      network: isSet(object.network) ? NetworkPolicy.fromJSON(object.network) : undefined,
     };
   },
 
@@ -878,6 +894,9 @@ export const SessionStatusResponse: MessageFns<SessionStatusResponse> = {
     if (message.artifacts?.length) {
       obj.artifacts = message.artifacts;
     }
+    if (message.network !== undefined) {
+      obj.network = NetworkPolicy.toJSON(message.network);
+    }
     return obj;
   },
 
@@ -899,6 +918,9 @@ export const SessionStatusResponse: MessageFns<SessionStatusResponse> = {
     message.recentTasks = object.recentTasks?.map((e) => e) || [];
     message.lastCheckpointId = object.lastCheckpointId ?? "";
     message.artifacts = object.artifacts?.map((e) => e) || [];
+    message.network = (object.network !== undefined && object.network !== null)
+      ? NetworkPolicy.fromPartial(object.network)
+      : undefined;
     return message;
   },
 };

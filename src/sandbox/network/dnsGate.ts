@@ -1,0 +1,161 @@
+// The sessions' DNS resolver: the only one their namespaces can reach. It answers a question
+// only when the session's policy allows the name, forwards it to the worker's own resolvers,
+// and admits the addresses of the answer to that session's allowed set. IPv4 only: AAAA
+// questions are answered with no addresses (sessions have no IPv6).
+
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { readFile } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import * as dnsPacket from 'dns-packet';
+import type { Logger } from '../../logger.js';
+import type { SessionEgress } from './sessionEgress.js';
+
+const NXDOMAIN = 3;
+const SERVFAIL = 2;
+const UPSTREAM_TIMEOUT_MS = 2_500;
+/** Questions one session may have waiting on the upstream at once; past it: SERVFAIL. */
+const MAX_PENDING_PER_SESSION = 64;
+
+/** The worker's own resolvers: WORKER_DNS_SERVERS, else /etc/resolv.conf's nameservers. */
+export async function upstreamResolvers(configured: readonly string[]): Promise<{ address: string; port: number }[]> {
+  const entries = configured.length > 0 ? configured : await resolvConfServers();
+  return entries.map((entry) => {
+    const text = entry.trim();
+    const bracketed = /^\[(.+)\](?::(\d+))?$/.exec(text);
+    if (bracketed) return { address: bracketed[1], port: Number(bracketed[2] ?? 53) };
+    const withPort = /^([\d.]+):(\d+)$/.exec(text);
+    return withPort ? { address: withPort[1], port: Number(withPort[2]) } : { address: text, port: 53 };
+  });
+}
+
+async function resolvConfServers(): Promise<string[]> {
+  const text = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+  const servers = [...text.matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => m[1]);
+  return servers.length > 0 ? servers : ['127.0.0.1'];
+}
+
+export class DnsGate {
+  private readonly pending = new Map<string, number>();
+
+  private constructor(
+    private readonly udp: UdpSocket,
+    private readonly tcp: Server,
+    private readonly sessionAt: (address: string) => SessionEgress | undefined,
+    private readonly upstreams: readonly { address: string; port: number }[],
+    private readonly logger: Logger,
+  ) {}
+
+  static async start(
+    sessionAt: (address: string) => SessionEgress | undefined,
+    upstreams: readonly { address: string; port: number }[],
+    logger: Logger,
+  ): Promise<DnsGate> {
+    const udp = createSocket('udp4');
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind(0, '0.0.0.0', () => resolve());
+    });
+    const port = udp.address().port;
+    const tcp = createServer();
+    await new Promise<void>((resolve, reject) => {
+      tcp.once('error', reject);
+      tcp.listen(port, '0.0.0.0', () => resolve());
+    });
+    const gate = new DnsGate(udp, tcp, sessionAt, upstreams, logger);
+    udp.on('message', (message, from) => void gate.answer(message, from.address).then((reply) => reply && udp.send(reply, from.port, from.address)));
+    tcp.on('connection', (socket) => gate.serveTcp(socket));
+    return gate;
+  }
+
+  /** The port both listen on (UDP and TCP). */
+  get port(): number {
+    return this.udp.address().port;
+  }
+
+  private serveTcp(socket: Socket): void {
+    let buffered = Buffer.alloc(0);
+    socket.setTimeout(10_000, () => socket.destroy());
+    socket.on('error', () => undefined);
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      if (buffered.length > 65_537) return socket.destroy();
+      while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
+        const message = buffered.subarray(2, 2 + buffered.readUInt16BE(0));
+        buffered = buffered.subarray(2 + message.length);
+        void this.answer(message, socket.remoteAddress ?? '').then((reply) => {
+          if (!reply || socket.destroyed) return;
+          const length = Buffer.alloc(2);
+          length.writeUInt16BE(reply.length);
+          socket.write(Buffer.concat([length, reply]));
+        });
+      }
+    });
+  }
+
+  /** The reply to one query from `from` (undefined: none, for what is not a query of a session). */
+  async answer(message: Buffer, from: string): Promise<Buffer | undefined> {
+    const session = this.sessionAt(from);
+    if (!session) return undefined;
+    let query: dnsPacket.Packet;
+    try {
+      query = dnsPacket.decode(message);
+    } catch {
+      return undefined;
+    }
+    const question = query.questions?.[0];
+    if (query.type !== 'query' || !question || (query.questions?.length ?? 0) !== 1) return undefined;
+    const reply = (rcode: number, answers: dnsPacket.Answer[] = []) =>
+      dnsPacket.encode({
+        type: 'response',
+        id: query.id,
+        flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE | rcode,
+        questions: [question],
+        answers,
+      });
+    if (!session.mayResolve(question.name)) return reply(NXDOMAIN);
+    if (question.type === 'AAAA') return reply(0);
+    const waiting = this.pending.get(session.sessionId) ?? 0;
+    if (waiting >= MAX_PENDING_PER_SESSION) return reply(SERVFAIL);
+    this.pending.set(session.sessionId, waiting + 1);
+    try {
+      const upstream = await this.ask(message);
+      if (!upstream) return reply(SERVFAIL);
+      const answer = dnsPacket.decode(upstream);
+      const answers = (answer.answers ?? []).filter((a) => a.type !== 'AAAA');
+      for (const a of answers) if (a.type === 'A') await session.admit(question.name, a.data);
+      return dnsPacket.encode({ ...answer, id: query.id, answers, additionals: [], authorities: answer.authorities ?? [] });
+    } catch (err) {
+      this.logger.debug('dns: upstream answer unusable', { error: (err as Error).message });
+      return reply(SERVFAIL);
+    } finally {
+      const left = (this.pending.get(session.sessionId) ?? 1) - 1;
+      if (left > 0) this.pending.set(session.sessionId, left);
+      else this.pending.delete(session.sessionId);
+    }
+  }
+
+  /** The first upstream's answer to `message` (each tried in turn), over UDP from a fresh port. */
+  private async ask(message: Buffer): Promise<Buffer | undefined> {
+    for (const upstream of this.upstreams) {
+      const answer = await new Promise<Buffer | undefined>((resolve) => {
+        const socket = createSocket(upstream.address.includes(':') ? 'udp6' : 'udp4');
+        const done = (value: Buffer | undefined) => {
+          clearTimeout(timer);
+          socket.close();
+          resolve(value);
+        };
+        const timer = setTimeout(() => done(undefined), UPSTREAM_TIMEOUT_MS);
+        socket.on('error', () => done(undefined));
+        socket.on('message', (reply) => done(reply));
+        socket.send(message, upstream.port, upstream.address);
+      });
+      if (answer) return answer;
+    }
+    return undefined;
+  }
+
+  async close(): Promise<void> {
+    this.udp.close();
+    await new Promise<void>((resolve) => this.tcp.close(() => resolve()));
+  }
+}

@@ -1,0 +1,77 @@
+// The worker's nftables table: what reaches the host from the sessions' namespaces. Every TCP
+// connection is redirected to the egress proxy and every DNS question to the DNS gate; nothing
+// else from a session's interface is delivered to the host or forwarded anywhere.
+
+export interface EgressPorts {
+  proxy: number;
+  dns: number;
+}
+
+/** pkg.install's fetching uid: its DNS questions go to the gate, its connections only to these endpoints. */
+export interface InstallerRules {
+  uid: number;
+  addresses: readonly { address: string; port: number }[];
+}
+
+/** The set the DNS gate adds the installer's resolved endpoints to (nft add element, with a timeout). */
+export const INSTALLER_SET = 'installer_endpoints';
+
+/** The table's name for the worker whose session interfaces are `${prefix}*`. */
+export function egressTableName(prefix: string): string {
+  return `codegen_${prefix}`;
+}
+
+/** An nft script that replaces the worker's table atomically (nft -f applies it as one transaction). */
+export function egressRuleset(prefix: string, ports: EgressPorts, installer?: InstallerRules): string {
+  const table = egressTableName(prefix);
+  const sessions = `iifname "${prefix}*"`;
+  return [
+    `table inet ${table}`,
+    `delete table inet ${table}`,
+    `table inet ${table} {`,
+    '  chain prerouting {',
+    '    type nat hook prerouting priority dstnat; policy accept;',
+    `    ${sessions} udp dport 53 redirect to :${ports.dns}`,
+    `    ${sessions} tcp dport 53 redirect to :${ports.dns}`,
+    `    ${sessions} meta l4proto tcp redirect to :${ports.proxy}`,
+    '  }',
+    '  chain input {',
+    '    type filter hook input priority filter; policy accept;',
+    `    ${sessions} tcp dport { ${ports.proxy}, ${ports.dns} } accept`,
+    `    ${sessions} udp dport ${ports.dns} accept`,
+    `    ${sessions} meta l4proto tcp reject with tcp reset`,
+    `    ${sessions} drop`,
+    '  }',
+    '  chain forward {',
+    '    type filter hook forward priority filter; policy accept;',
+    `    ${sessions} drop`,
+    `    oifname "${prefix}*" drop`,
+    '  }',
+    ...(installer ? installerChains(installer, ports) : []),
+    '}',
+    '',
+  ].join('\n');
+}
+
+function installerChains(installer: InstallerRules, ports: EgressPorts): string[] {
+  const uid = `meta skuid ${installer.uid}`;
+  const elements = installer.addresses.map((e) => `${e.address} . ${e.port}`);
+  return [
+    `  set ${INSTALLER_SET} {`,
+    '    type ipv4_addr . inet_service; flags timeout;',
+    ...(elements.length > 0 ? [`    elements = { ${elements.join(', ')} }`] : []),
+    '  }',
+    '  chain installer_dns {',
+    '    type nat hook output priority -100; policy accept;',
+    `    ${uid} udp dport 53 redirect to :${ports.dns}`,
+    `    ${uid} tcp dport 53 redirect to :${ports.dns}`,
+    '  }',
+    '  chain installer_out {',
+    '    type filter hook output priority filter; policy accept;',
+    `    ${uid} ip daddr 127.0.0.1 meta l4proto { tcp, udp } th dport ${ports.dns} accept`,
+    `    ${uid} ip daddr . tcp dport @${INSTALLER_SET} accept`,
+    `    ${uid} meta l4proto tcp reject with tcp reset`,
+    `    ${uid} reject`,
+    '  }',
+  ];
+}

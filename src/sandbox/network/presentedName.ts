@@ -1,0 +1,89 @@
+// The name an outbound connection presents in its first bytes: a TLS ClientHello's server_name
+// (SNI) or an HTTP/1 request's Host. The egress proxy decides on it before any byte goes on.
+
+export type Presented =
+  | { kind: 'more' } // not enough bytes yet to say
+  | { kind: 'tls'; name: string | undefined }
+  | { kind: 'http'; name: string | undefined }
+  | { kind: 'other' };
+
+/** The most a connection's first bytes are read for its name: one TLS record, or an HTTP head. */
+export const MAX_PEEK_BYTES = 5 + 16_384;
+
+const HTTP_METHOD = /^[A-Z]{3,10} /;
+
+export function presentedName(head: Buffer): Presented {
+  if (head.length === 0) return { kind: 'more' };
+  if (head[0] === 0x16) return tlsName(head);
+  const text = head.subarray(0, Math.min(head.length, 16)).toString('latin1');
+  if (HTTP_METHOD.test(text) || (head.length < 11 && /^[A-Z]+$/.test(text))) return httpHost(head);
+  return { kind: 'other' };
+}
+
+function httpHost(head: Buffer): Presented {
+  const end = head.indexOf('\r\n\r\n');
+  if (end === -1) return head.length >= MAX_PEEK_BYTES ? { kind: 'http', name: undefined } : { kind: 'more' };
+  if (!HTTP_METHOD.test(head.subarray(0, 16).toString('latin1'))) return { kind: 'other' };
+  const lines = head.subarray(0, end).toString('latin1').split('\r\n').slice(1);
+  const hosts = lines.filter((line) => /^host:/i.test(line)).map((line) => line.slice(5).trim());
+  // Two Host headers: which one the server believes is its own affair; the request names neither.
+  if (hosts.length !== 1) return { kind: 'http', name: undefined };
+  const host = hosts[0].replace(/:\d+$/, '');
+  return { kind: 'http', name: host.length > 0 && !host.startsWith('[') ? host.toLowerCase() : undefined };
+}
+
+function tlsName(head: Buffer): Presented {
+  if (head.length < 5) return { kind: 'more' };
+  if (head[1] !== 0x03) return { kind: 'other' };
+  const recordLength = head.readUInt16BE(3);
+  if (head.length < 5 + recordLength) return head.length >= MAX_PEEK_BYTES ? { kind: 'tls', name: undefined } : { kind: 'more' };
+  const body = head.subarray(5, 5 + recordLength);
+  try {
+    return { kind: 'tls', name: serverName(body) };
+  } catch {
+    return { kind: 'tls', name: undefined };
+  }
+}
+
+/** SNI host_name of a ClientHello handshake message (RFC 8446 4.1.2, RFC 6066 3); throws when truncated. */
+function serverName(hello: Buffer): string | undefined {
+  const need = (at: number, n: number) => {
+    if (at + n > hello.length) throw new RangeError('truncated ClientHello');
+  };
+  need(0, 4);
+  if (hello[0] !== 0x01) return undefined;
+  let at = 4 + 2 + 32; // handshake header, legacy_version, random
+  need(at, 1);
+  at += 1 + hello[at]; // session id
+  need(at, 2);
+  at += 2 + hello.readUInt16BE(at); // cipher suites
+  need(at, 1);
+  at += 1 + hello[at]; // compression methods
+  need(at, 2);
+  const end = at + 2 + hello.readUInt16BE(at);
+  at += 2;
+  while (at + 4 <= end) {
+    const type = hello.readUInt16BE(at);
+    const length = hello.readUInt16BE(at + 2);
+    at += 4;
+    need(at, length);
+    if (type === 0) {
+      // server_name_list: a list of (name_type, name); host_name is type 0.
+      let entry = at + 2;
+      while (entry + 3 <= at + length) {
+        const kind = hello[entry];
+        const size = hello.readUInt16BE(entry + 1);
+        need(entry + 3, size);
+        if (kind === 0)
+          return hello
+            .subarray(entry + 3, entry + 3 + size)
+            .toString('latin1')
+            .toLowerCase();
+        entry += 3 + size;
+      }
+      return undefined;
+    }
+    at += length;
+  }
+  return undefined;
+}
