@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -9,8 +10,11 @@ export interface TestCa {
   /** PEM file of the CA's certificate. */
   caFile: string;
   ca: Buffer;
-  /** A server (127.0.0.1, localhost) or client certificate and its key, written to files named `name`. */
-  issue(name: string, options?: { client?: boolean }): { certFile: string; keyFile: string; cert: Buffer; key: Buffer };
+  /**
+   * A server or client certificate and its key, written to files named `name`. A server's covers
+   * `hosts` (names and IP addresses, as subject alternative names): 127.0.0.1 and localhost unless given.
+   */
+  issue(name: string, options?: { client?: boolean; hosts?: string[] }): { certFile: string; keyFile: string; cert: Buffer; key: Buffer };
   remove(): void;
 }
 
@@ -46,7 +50,8 @@ export function makeCa(label: string): TestCa {
     caFile: join(dir, 'ca.pem'),
     ca: readFileSync(join(dir, 'ca.pem')),
     issue(name, options = {}) {
-      const ext = options.client ? 'extendedKeyUsage=clientAuth' : 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth';
+      const hosts = (options.hosts ?? ['127.0.0.1', 'localhost']).map((host) => (isIP(host) ? `IP:${host}` : `DNS:${host}`));
+      const ext = options.client ? 'extendedKeyUsage=clientAuth' : `subjectAltName=${hosts.join(',')}\nextendedKeyUsage=serverAuth`;
       writeFileSync(join(dir, `${name}.ext`), `${ext}\n`);
       openssl(
         ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`],
