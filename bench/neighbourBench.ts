@@ -2,6 +2,7 @@ import { createWorkerClient } from '../src/client/index.js';
 import { runTask } from '../tests/helpers/tasks.js';
 import type { RunningWorker } from '../tests/helpers/worker.js';
 import { timed } from './timing.js';
+import { startFlood, type Flood } from '../tests/helpers/flood.js';
 
 /**
  * What one session pushing a shared resource past its bound costs another: a neighbour's
@@ -41,10 +42,11 @@ const ATTACKS: { attack: string; start: (worker: RunningWorker, sessionId: strin
   },
   {
     attack: 'reads a 32 MB file 16 at a time, again and again',
-    start: async (w, sessionId, signal) => {
-      while (!signal.aborted)
-        await Promise.all(Array.from({ length: 16 }, () => runTask(w.tasks, { sessionId, toolName: 'fs.read', arguments: { path: 'big.txt' } }, signal)));
-    },
+    start: (w, sessionId, signal) => flooding(startFlood(w.address, sessionId, 'read', { concurrency: 16, mb: 32 }), signal),
+  },
+  {
+    attack: 'writes 32 MB files 16 at a time, again and again',
+    start: (w, sessionId, signal) => flooding(startFlood(w.address, sessionId, 'write', { concurrency: 16, mb: 32 }), signal),
   },
   {
     attack: 'fills its disk as fast as it can',
@@ -64,7 +66,15 @@ const ATTACKS: { attack: string; start: (worker: RunningWorker, sessionId: strin
   },
 ];
 
-export async function neighbourBench(worker: RunningWorker): Promise<NeighbourMeasure[]> {
+/** Every attack, or those whose name includes `only`. */
+/** Runs a flood (from a client process of its own, as another tenant's would be) until `signal`; fails if a call answered wrongly. */
+async function flooding(flood: Flood, signal: AbortSignal): Promise<void> {
+  await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+  const report = await flood.stop();
+  if (report.bad > 0) throw new Error(`the flood's own calls answered wrongly: ${report.problems.join('; ')}`);
+}
+
+export async function neighbourBench(worker: RunningWorker, only?: string): Promise<NeighbourMeasure[]> {
   const { sessionId: neighbour } = await worker.sessions.createSession({ workspaceId: 'neighbour' });
   // A connection of its own: what is measured is the worker, not one HTTP/2 connection's queue.
   const client = createWorkerClient(worker.address);
@@ -74,13 +84,13 @@ export async function neighbourBench(worker: RunningWorker): Promise<NeighbourMe
   };
   const out: NeighbourMeasure[] = [];
   try {
-    for (const { attack, start } of ATTACKS) {
+    for (const { attack, start } of ATTACKS.filter((a) => !only || a.attack.includes(only))) {
       const { sessionId: attacker } = await worker.sessions.createSession({ workspaceId: 'attacker', config: { limits: { maxDiskMb: 512 } } });
       await runTask(worker.tasks, { sessionId: attacker, toolName: 'run.python', arguments: { code: 'open("big.txt", "w").write("x" * (32 << 20))' } });
       await timed(3, print);
       const idleMs = await timed(30, print);
       const stop = new AbortController();
-      const running = start(worker, attacker, stop.signal).catch(() => undefined);
+      const running = start(worker, attacker, stop.signal).catch((err: unknown) => process.stderr.write(`${attack}: ${String(err)}\n`));
       // Let the attack get going: its first output, calls or reads are in flight.
       await new Promise((resolve) => setTimeout(resolve, 1000));
       const underAttackMs = await timed(30, print);

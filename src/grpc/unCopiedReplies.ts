@@ -6,7 +6,7 @@ import type { TsProtoServiceDefinition } from 'nice-grpc';
  * fs.read, 45 ms of the worker's time. The generated encoder's finish() makes a fresh array of
  * exactly the message, so its ArrayBuffer is passed instead, which Buffer.from wraps without
  * copying (nothing else holds it). `encodeDirectly` may encode a reply itself, into an array of
- * its own (undefined: the generated encoder's). tests/unit/unCopiedMessages.test.ts checks that the
+ * its own (undefined: the generated encoder's), before nice-grpc's fromPartial() copy of it. tests/unit/unCopiedMessages.test.ts checks that the
  * bytes grpc-js gets are the encoder's own.
  */
 export function unCopiedReplies<T extends TsProtoServiceDefinition>(
@@ -15,12 +15,21 @@ export function unCopiedReplies<T extends TsProtoServiceDefinition>(
 ): T {
   const methods = Object.fromEntries(
     Object.entries(definition.methods).map(([name, method]) => {
-      const encode = method.responseType.encode.bind(method.responseType);
-      const unCopied = (message: never) => {
-        const direct = encodeDirectly(message);
-        return { finish: () => direct ?? wholeArrayBuffer(encode(message).finish()) };
+      const type = method.responseType;
+      const encode = type.encode.bind(type);
+      const fromPartial = type.fromPartial?.bind(type) as ((message: never) => unknown) | undefined;
+      // nice-grpc encodes fromPartial(reply): a reply encoded directly is encoded before that copy
+      // of it (which would read every output, and an output carried as bytes would be decoded).
+      const direct = new WeakMap<object, ArrayBuffer>();
+      const early = (message: never) => {
+        const bytes = encodeDirectly(message);
+        if (!bytes) return fromPartial ? fromPartial(message) : message;
+        const token = {};
+        direct.set(token, bytes);
+        return token;
       };
-      return [name, { ...method, responseType: { ...method.responseType, encode: unCopied } }];
+      const unCopied = (message: never) => ({ finish: () => direct.get(message) ?? wholeArrayBuffer(encode(message).finish()) });
+      return [name, { ...method, responseType: { ...type, fromPartial: early, encode: unCopied } }];
     }),
   );
   return { ...definition, methods };

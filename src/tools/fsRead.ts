@@ -4,6 +4,7 @@ import { openChildForReading } from '../storage/beneath.js';
 import { inWorkspace, workspaceSegments } from '../storage/workspacePath.js';
 import { checkArguments, parseEncoding } from './arguments.js';
 import { requireMode, requireRegularFile, toFileError } from './fileErrors.js';
+import { isUtf8InSlices, setTextBytes, TextBytes, writeBase64InSlices } from './textBytes.js';
 import { defineTool } from './tool.js';
 
 // Room left in a message for everything but the contents.
@@ -19,9 +20,9 @@ export const fsRead = defineTool({
   },
   async run({ path, segments, encoding }, context) {
     const { session, limits } = context;
-    let bytes: Buffer;
+    let read: ReadBytes;
     try {
-      bytes = await inWorkspace(session.sandbox.workspace, async (tree) => {
+      read = await inWorkspace(session.sandbox.workspace, async (tree) => {
         const found = await tree.locate(segments);
         if (!found || found.stat?.isDirectory()) throw errors.invalidArgument(`${quoted(path, 200)} is a directory; use fs.list`);
         if (!found.stat) throw errors.fileNotFound(path);
@@ -39,9 +40,9 @@ export const fsRead = defineTool({
               `${quoted(path, 200)} is ${st.size} bytes, too large for one message (limit ${limits.maxMessageBytes} bytes, WORKER_MAX_MESSAGE_MB); read it with run.python in parts`,
             );
           }
-          // The bytes, their text (one byte a character at best, or base64's 4/3) and the reply's encoding.
-          await context.holdPayload(st.size + 2 * encodedSize);
-          return await readUpTo(file, st.size);
+          // The bytes (which are the reply's text too) and, for base64, the reply's text of them.
+          await context.holdPayload(st.size + (encoding === 'base64' ? encodedSize : 0));
+          return await readUpTo(file, st.size, encoding === 'base64' ? 0 : REPLY_ROOM);
         } finally {
           await file.close();
         }
@@ -49,28 +50,43 @@ export const fsRead = defineTool({
     } catch (err) {
       throw toFileError(path, err);
     }
-    let contents: string;
+    const outputs: Record<string, string> = { path };
     if (encoding === 'base64') {
-      contents = bytes.toString('base64');
+      const region = Buffer.allocUnsafe(REPLY_ROOM.before + Math.ceil(read.length / 3) * 4 + REPLY_ROOM.after);
+      const written = await writeBase64InSlices(read.bytes, region, REPLY_ROOM.before);
+      setTextBytes(outputs, 'contents', new TextBytes(region, REPLY_ROOM.before, written));
     } else {
-      try {
-        contents = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-      } catch {
-        throw errors.invalidArgument(`${quoted(path, 200)} is not valid UTF-8 text; read it with encoding=base64`);
-      }
+      if (!(await isUtf8InSlices(read.bytes))) throw errors.invalidArgument(`${quoted(path, 200)} is not valid UTF-8 text; read it with encoding=base64`);
+      // As TextDecoder gave it before: a leading byte order mark is not part of the text.
+      const bom = read.length >= 3 && read.bytes[0] === 0xef && read.bytes[1] === 0xbb && read.bytes[2] === 0xbf ? 3 : 0;
+      setTextBytes(outputs, 'contents', new TextBytes(read.region, read.start + bom, read.length - bom));
     }
-    return { ok: true, exitCode: 0, outputs: { path, contents, size: String(bytes.length), encoding } };
+    return { ok: true, exitCode: 0, outputs: Object.assign(outputs, { size: String(read.length), encoding }) };
   },
 });
 
-/** The file's first `size` bytes (fewer if it shrank): a file the session keeps growing is not followed. */
-async function readUpTo(file: FileHandle, size: number): Promise<Buffer> {
-  const buffer = Buffer.allocUnsafe(size);
+/** Room kept before and after a file's bytes for the rest of its reply (task id, path, size: grpc/resultReplyEncoding.ts). */
+const REPLY_ROOM = { before: 8192, after: 256 };
+
+interface ReadBytes {
+  region: Buffer;
+  start: number;
+  length: number;
+  bytes: Buffer;
+}
+
+/**
+ * The file's first `size` bytes (fewer if it shrank: a file the session keeps growing is not
+ * followed), read into memory with `room` free before and after them.
+ */
+async function readUpTo(file: FileHandle, size: number, room: { before: number; after: number } | 0): Promise<ReadBytes> {
+  const before = room === 0 ? 0 : room.before;
+  const region = Buffer.allocUnsafe(before + size + (room === 0 ? 0 : room.after));
   let filled = 0;
   while (filled < size) {
-    const { bytesRead } = await file.read(buffer, filled, size - filled, filled);
+    const { bytesRead } = await file.read(region, before + filled, size - filled, filled);
     if (bytesRead === 0) break;
     filled += bytesRead;
   }
-  return buffer.subarray(0, filled);
+  return { region, start: before, length: filled, bytes: region.subarray(before, before + filled) };
 }

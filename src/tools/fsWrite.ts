@@ -25,9 +25,12 @@ export const fsWrite = defineTool({
     const enc = parseEncoding('fs.write', encoding);
     const bytes = enc === 'base64' ? decodeStrictBase64(contents) : Buffer.from(contents, 'utf8');
     if (!bytes) throw errors.invalidArgument('fs.write contents are not valid base64');
-    return { path, segments, bytes };
+    // The request's text (a byte a character at least) and its bytes, held while the file is written.
+    return { path, segments, bytes, held: contents.length + bytes.length };
   },
-  async run({ path, segments, bytes }, { session }) {
+  async run({ path, segments, bytes, held }, context) {
+    const { session } = context;
+    await context.holdPayload(held);
     // What fs.write creates belongs to the session's uid, so its code can change it.
     const owner = session.sandbox.owner;
     try {

@@ -1,0 +1,99 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { setMaxListeners } from 'node:events';
+import { createWorkerClient } from '../../src/client/index.js';
+import { runTask } from './tasks.js';
+
+/**
+ * One session flooding the worker with large fs calls, from a process of its own (another
+ * tenant's client: its decoding of 32 MB replies must not stall the measuring client's event
+ * loop, though it still takes its share of the machine's cores). `read`: `concurrency` fs.read
+ * calls of `path` at a time, each reply compared with the file's known contents; `write`:
+ * `concurrency` fs.write calls of `mb` MB at a time to distinct paths. Runs until told to stop.
+ */
+
+export type FloodKind = 'read' | 'write';
+
+export interface FloodReport {
+  /** Calls that answered as they should (the whole file, or its size written). */
+  ok: number;
+  /** Calls that answered wrongly, with the first few descriptions. */
+  bad: number;
+  problems: string[];
+}
+
+export interface Flood {
+  /** Resolves once the first call of the flood has answered. */
+  started: Promise<void>;
+  stop(): Promise<FloodReport>;
+}
+
+const MAIN = new URL(import.meta.url).pathname;
+
+/** Starts a flood in a child process against `address` (the file to read, `path`, holds `mb` MB of 'x'). */
+export function startFlood(address: string, sessionId: string, kind: FloodKind, options: { concurrency: number; mb: number; path?: string }): Flood {
+  const child: ChildProcess = fork(MAIN, [address, sessionId, kind, String(options.concurrency), String(options.mb), options.path ?? 'big.txt'], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  let report: FloodReport | undefined;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const started = new Promise<void>((resolve, reject) => {
+    child.on('message', (m: { started?: true; report?: FloodReport }) => {
+      if (m.started) resolve();
+      if (m.report) report = m.report;
+    });
+    void exited.then(() => reject(new Error('the flood ended before its first call answered')));
+  });
+  started.catch(() => undefined);
+  return {
+    started,
+    async stop() {
+      child.send('stop');
+      await exited;
+      if (!report) throw new Error('the flood process sent no report');
+      return report;
+    },
+  };
+}
+
+async function floodMain([address, sessionId, kind, concurrency, mb, path]: string[]): Promise<void> {
+  const client = createWorkerClient(address, { maxMessageBytes: 256 * 1024 * 1024 });
+  const stop = new AbortController();
+  process.on('message', () => stop.abort());
+  const size = Number(mb) * 1024 * 1024;
+  const expected = 'x'.repeat(size);
+  const report: FloodReport = { ok: 0, bad: 0, problems: [] };
+  let announced = false;
+  setMaxListeners(0, stop.signal);
+  const one = async (worker: number, round: number) => {
+    const call =
+      kind === 'read'
+        ? runTask(client.tasks, { sessionId, toolName: 'fs.read', arguments: { path } }, stop.signal)
+        : runTask(client.tasks, { sessionId, toolName: 'fs.write', arguments: { path: `flood-${worker}.txt`, contents: expected } }, stop.signal);
+    const run = await call.catch((err: unknown) => {
+      if (stop.signal.aborted) return undefined; // stopped mid-call
+      throw err;
+    });
+    if (!run || stop.signal.aborted) return;
+    const good = kind === 'read' ? run.result?.outputs.contents === expected : run.result?.outputs.bytes_written === String(size);
+    if (good) report.ok++;
+    else {
+      report.bad++;
+      if (report.problems.length < 3) report.problems.push(`${kind} ${worker}/${round}: ${run.code} ${run.error?.details ?? ''} ${run.result?.error ?? ''}`);
+    }
+    if (!announced) {
+      announced = true;
+      process.send!({ started: true });
+    }
+  };
+  await Promise.all(
+    Array.from({ length: Number(concurrency) }, async (_, worker) => {
+      for (let round = 0; !stop.signal.aborted; round++) await one(worker, round);
+    }),
+  );
+  process.send!({ report }, () => {
+    client.close();
+    process.disconnect();
+  });
+}
+
+if (process.argv[1] === MAIN) await floodMain(process.argv.slice(2));
