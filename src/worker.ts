@@ -366,6 +366,22 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     floorBytes: DISK_FLOOR_BYTES,
   });
   const cacheDisk = await openCacheDisk(config, dirs, diskBudget, logger);
+  try {
+    await startServing(config, { dirs, dataLock, diskBudget, cacheDisk }, logger);
+  } catch (err) {
+    // A start-up refused past this point leaves no mount behind (a restart would mount it again anyway).
+    await cacheDisk.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+/** The rest of start-up, on the locked data directory with the caches' disk mounted: languages, sandbox, sessions, servers. */
+async function startServing(
+  config: WorkerConfig,
+  base: { dirs: DataDirectory; dataLock: HostLock; diskBudget: DiskBudget; cacheDisk: CacheDisk },
+  logger: Logger,
+): Promise<void> {
+  const { dirs, dataLock, diskBudget, cacheDisk } = base;
   const wheelStore = await WheelStore.open(dirs.wheelStore);
   cacheDisk.pruneWith(cachePruners(dirs, wheelStore));
   const languages = await offeredLanguages(config, dirs, wheelStore, logger);
