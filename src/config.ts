@@ -68,6 +68,8 @@ export interface WorkerConfig {
   maxDiskMb: number;
   diskOvercommit: number;
   cacheScope: 'shared' | 'user';
+  /** WORKER_CACHE_DISK_MB: the package caches' own disk, reserved on the data disk (0: unbounded there). */
+  cacheDiskMb: number;
 }
 
 export class ConfigError extends Error {
@@ -350,6 +352,12 @@ const SETTINGS = {
     "shared: pip's, npm's and go's caches and the wheel store serve every session (a session can tell, by speed and output, that another installed the same); user: each user_id its own",
     oneOf(['shared', 'user']) as Parser<'shared' | 'user'>,
     () => 'shared' as const,
+  ),
+  cacheDiskMb: setting(
+    'WORKER_CACHE_DISK_MB',
+    "size in MB of the package caches' own disk (pip's, npm's, go's, the wheel store), reserved on the data disk like a session's and emptied when full (0: the caches on the data disk, unbounded)",
+    integer(0, 16_000_000),
+    () => 4096,
   ),
   defaultMemoryMb: setting('WORKER_DEFAULT_MEMORY_MB', 'memory limit of sessions that set none (0: none)', integer(0, 10_000_000), () => 2048),
 } satisfies { [K in keyof WorkerConfig]: Setting<WorkerConfig[K]> };

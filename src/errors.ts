@@ -96,6 +96,12 @@ export const errors = {
   environmentBroken: (language: string, detail: string) => new WorkerError(Status.FAILED_PRECONDITION, `${language} environment broken: ${detail}`),
   packageInstallFailed: (detail: string) => new WorkerError(Status.INTERNAL, `package install failed: ${detail}`),
   tooLarge: (what: string) => new WorkerError(Status.RESOURCE_EXHAUSTED, what),
+  /** The package caches' disk could not hold this install even once emptied: this session's failure alone. */
+  cachesFull: (limitMb: number) =>
+    new WorkerError(
+      Status.RESOURCE_EXHAUSTED,
+      `pkg.install: the package caches are full: this install needs more than their disk holds (WORKER_CACHE_DISK_MB ${limitMb} MB), even emptied first; install fewer or smaller packages at once`,
+    ),
 
   // Network policy errors (docs/api.md "Network")
   networkPastCeiling: (mode: string, max: string) =>

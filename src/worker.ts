@@ -1,8 +1,9 @@
 // The worker assembled: its parts made in order, each from the ones before it, and taken down
 // in reverse on a signal. main.ts reads the configuration and calls startWorker.
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { isLoopback, splitHostPort } from './address.js';
@@ -33,7 +34,10 @@ import { SessionPool } from './sessions/sessionPool.js';
 import { listenRefused, prepareDataDirectory, StartupRefused } from './startupChecks.js';
 import { LocalArtifactStore, S3ArtifactStore, type ArtifactStore } from './storage/artifactStore.js';
 import { LocalCheckpointStore, S3CheckpointStore } from './storage/checkpointStore.js';
-import { dataDirectory, unfinishedWrites, type DataDirectory } from './storage/dataDirectory.js';
+import { dataDirectory, legacyCaches, unfinishedWrites, type DataDirectory } from './storage/dataDirectory.js';
+import { removeTree } from './storage/removeTree.js';
+import { CacheDisk, emptyDirectory } from './sandbox/cacheDisk.js';
+import { WorkerError } from './errors.js';
 import { parseS3Url } from './storage/s3Client.js';
 import { UrlSigner } from './storage/urlSigner.js';
 import { LocalWorkspaceStore } from './storage/workspaceStore.js';
@@ -95,8 +99,31 @@ function updateDiskGauges(budget: DiskBudget): void {
   metrics.diskAvailable.set(Math.max(0, space.availableBytes));
 }
 
+/**
+ * The package caches' own disk (sandbox/cacheDisk.ts), reserved before any session's, with the
+ * caches an earlier version kept unbounded on the data disk removed first (their room is free
+ * before anything is reserved). A size that cannot be reserved stops start-up, naming the setting.
+ */
+async function openCacheDisk(config: WorkerConfig, dirs: DataDirectory, budget: DiskBudget, logger: Logger): Promise<CacheDisk> {
+  for (const name of legacyCaches(await readdir(dirs.root))) await removeTree(join(dirs.root, name));
+  const imagesUnavailable = process.getuid?.() === 0 ? undefined : 'it needs a worker running as root';
+  return CacheDisk.open({ image: dirs.cacheImage, mountPoint: dirs.caches, megabytes: config.cacheDiskMb, imagesUnavailable, budget, logger }).catch(
+    (err: unknown) => {
+      if (!(err instanceof WorkerError)) throw err;
+      throw new StartupRefused(
+        `WORKER_CACHE_DISK_MB ${config.cacheDiskMb} does not fit on the data disk: ${err.details}; set it lower (0: caches unbounded on the data disk)`,
+      );
+    },
+  );
+}
+
+/** What a prune of the caches empties: every cache directory, and the wheel store with what it remembers. */
+function cachePruners(dirs: DataDirectory, wheelStore: WheelStore): (() => Promise<void>)[] {
+  return [() => wheelStore.clear(), ...[dirs.pipCache, dirs.npmCache, dirs.goCache].map((dir) => () => emptyDirectory(dir))];
+}
+
 /** Every language the worker knows, python (the default) first: what each needs of the host is found here once. */
-function languageOffers(config: WorkerConfig, dirs: DataDirectory, logger: Logger): LanguageOffer[] {
+function languageOffers(config: WorkerConfig, dirs: DataDirectory, wheelStore: WheelStore, logger: Logger): LanguageOffer[] {
   return [
     {
       name: 'python',
@@ -104,7 +131,7 @@ function languageOffers(config: WorkerConfig, dirs: DataDirectory, logger: Logge
         const python = await PythonLanguage.resolve(config.python, {
           pipIndexUrl: config.pipIndexUrl,
           pipCache: dirs.pipCache,
-          wheelStore: await WheelStore.open(dirs.wheelStore),
+          wheelStore,
         });
         if (python.interpreter.pipVersion === undefined)
           logger.warn('the host Python has no pip: pkg.install will fail', { python: python.interpreter.executable });
@@ -124,13 +151,19 @@ function languageOffers(config: WorkerConfig, dirs: DataDirectory, logger: Logge
 }
 
 /** The languages offered (WORKER_LANGUAGES, or each the host has); the log says why any other is not. */
-async function offeredLanguages(config: WorkerConfig, dirs: DataDirectory, logger: Logger): Promise<Language[]> {
-  const { languages, skipped } = await resolveLanguages(languageOffers(config, dirs, logger), config.languages);
+async function offeredLanguages(config: WorkerConfig, dirs: DataDirectory, wheelStore: WheelStore, logger: Logger): Promise<Language[]> {
+  const { languages, skipped } = await resolveLanguages(languageOffers(config, dirs, wheelStore, logger), config.languages);
   for (const [name, reason] of Object.entries(skipped)) logger.info(`${name} sessions are not offered: ${reason}`, { language: name });
   return languages;
 }
 
-async function startSandbox(config: WorkerConfig, dirs: DataDirectory, languages: Language[], diskBudget: DiskBudget, logger: Logger): Promise<SandboxHost> {
+async function startSandbox(
+  config: WorkerConfig,
+  dirs: DataDirectory,
+  languages: Language[],
+  disks: { diskBudget: DiskBudget; cacheDisk: CacheDisk },
+  logger: Logger,
+): Promise<SandboxHost> {
   const sandboxHost = await SandboxHost.create({
     mode: config.sandbox,
     network: {
@@ -145,7 +178,8 @@ async function startSandbox(config: WorkerConfig, dirs: DataDirectory, languages
     maxTaskOutputBytes: config.maxTaskOutputBytes,
     warmInterpreter: config.warmInterpreter,
     uidBase: config.uidBase,
-    diskBudget,
+    diskBudget: disks.diskBudget,
+    cacheDisk: disks.cacheDisk,
     cacheScope: config.cacheScope,
     logger,
   });
@@ -265,6 +299,7 @@ interface RunningWorker {
   logger: Logger;
   dataLock: HostLock;
   sandboxHost: SandboxHost;
+  cacheDisk: CacheDisk;
   pool: SessionPool;
   grpc: GrpcServer;
   http: { close(): Promise<void> };
@@ -307,6 +342,7 @@ function stopOnSignals(worker: RunningWorker): void {
     if (!(await pool.waitForIdle(config.shutdownGraceSeconds * 1000))) logger.warn('tasks still running after the grace time are cancelled');
     await pool.suspendAll('worker shutting down');
     await worker.sandboxHost.close();
+    await worker.cacheDisk.close();
     worker.grpc.endWatches();
     await Promise.race([worker.grpc.server.shutdown(), delay(5000)]);
     worker.grpc.server.forceShutdown();
@@ -326,16 +362,36 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   const dirs = dataDirectory(config.dataDir);
   const dataLock = await lockDataDirectory(dirs);
   await startTracing('codegen-mcp-worker', { 'service.instance.id': config.workerId, 'service.version': WORKER_VERSION });
-  const languages = await offeredLanguages(config, dirs, logger);
-  // What sessions' disks and checkpoints may take of the data disk (storage/diskBudget.ts).
+  // What sessions' disks, the caches' disk and checkpoints may take of the data disk (storage/diskBudget.ts).
   const diskBudget = new DiskBudget({
     path: dirs.root,
     imageDirs: [dirs.sessions],
     image: 'disk.img',
+    files: [dirs.cacheImage],
     overcommit: config.diskOvercommit,
     floorBytes: DISK_FLOOR_BYTES,
   });
-  const sandboxHost = await startSandbox(config, dirs, languages, diskBudget, logger);
+  const cacheDisk = await openCacheDisk(config, dirs, diskBudget, logger);
+  try {
+    await startServing(config, { dirs, dataLock, diskBudget, cacheDisk }, logger);
+  } catch (err) {
+    // A start-up refused past this point leaves no mount behind (a restart would mount it again anyway).
+    await cacheDisk.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+/** The rest of start-up, on the locked data directory with the caches' disk mounted: languages, sandbox, sessions, servers. */
+async function startServing(
+  config: WorkerConfig,
+  base: { dirs: DataDirectory; dataLock: HostLock; diskBudget: DiskBudget; cacheDisk: CacheDisk },
+  logger: Logger,
+): Promise<void> {
+  const { dirs, dataLock, diskBudget, cacheDisk } = base;
+  const wheelStore = await WheelStore.open(dirs.wheelStore);
+  cacheDisk.pruneWith(cachePruners(dirs, wheelStore));
+  const languages = await offeredLanguages(config, dirs, wheelStore, logger);
+  const sandboxHost = await startSandbox(config, dirs, languages, { diskBudget, cacheDisk }, logger);
   const pool = await startSessions(config, dirs, sandboxHost, logger);
   const stores = await openStores(config, dirs, pool, diskBudget, logger);
 
@@ -397,5 +453,5 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     logger,
   );
   const registration = startRegistration(config, grpc.port, languages, pool, logger);
-  stopOnSignals({ config, logger, dataLock, sandboxHost, pool, grpc, http, registration, stopReaper, drain: () => (health.draining = true) });
+  stopOnSignals({ config, logger, dataLock, sandboxHost, cacheDisk, pool, grpc, http, registration, stopReaper, drain: () => (health.draining = true) });
 }

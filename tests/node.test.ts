@@ -163,7 +163,8 @@ test('workflow: write files, install from the registry, require and import, chec
   await w.stop();
   worker = undefined;
   await registry.close();
-  await rm(join(dataDir, 'npm-cache'), { recursive: true, force: true });
+  // The caches' disk (unmounted by the worker's stop) and what it holds: the next worker starts with empty caches.
+  for (const name of ['caches.img', 'caches']) await rm(join(dataDir, name), { recursive: true, force: true });
   worker = await startWorker({ dataDir, env: { WORKER_LANGUAGES: 'python,node', WORKER_NPM_REGISTRY: registry.url } });
   const restored = await worker.sessions.restoreSession({ checkpointId: checkpoint.checkpointId });
   assert.equal((await node(worker, restored.sessionId, commonJs)).stdout, expected.commonJs);

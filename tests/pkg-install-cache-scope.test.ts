@@ -42,8 +42,8 @@ test("per user: another user's install is not reused (nor seen); the same user's
   assert.equal(await installAs('alice'), 'pip');
   assert.equal(await installAs('bob'), 'pip', "bob's install owes nothing to alice's");
   assert.equal(await installAs('alice'), 'codegen-worker', "alice's second session reuses her own");
-  const users = readdirSync(join(worker.dataDir, 'pip-cache', 'users'));
+  const users = readdirSync(join(worker.dataDir, 'caches', 'pip-cache', 'users'));
   assert.equal(users.length, 2, `one pip cache per user: ${users.join(', ')}`);
   assert.ok(users.every((u) => /^u-[0-9a-f]{32}$/.test(u)));
-  assert.deepEqual(readdirSync(join(worker.dataDir, 'pip-cache')), ['users'], 'nothing in the shared one');
+  assert.deepEqual(readdirSync(join(worker.dataDir, 'caches', 'pip-cache')), ['users'], 'nothing in the shared one');
 });

@@ -53,7 +53,7 @@ export async function makeDiskImage(file: string, mountPoint: string, megabytes:
     () => false,
   );
   if (!cached) {
-    await makeTemplate(template, megabytes);
+    await formatDiskImage(template, megabytes);
     await pruneTemplates(templates, MAX_TEMPLATES);
   }
   await runTool('cp', ['--sparse=always', '--no-preserve=all', template, file]);
@@ -74,8 +74,8 @@ export async function pruneTemplates(templates: string, keep: number): Promise<v
   await Promise.all(used.slice(keep).map(({ name }) => rm(join(templates, name), { force: true })));
 }
 
-/** Formats an image of `megabytes` at `template` (written aside, then renamed: never half made). */
-async function makeTemplate(template: string, megabytes: number): Promise<void> {
+/** Formats a sparse image of `megabytes` usable space at `template` (written aside, then renamed: never half made). */
+export async function formatDiskImage(template: string, megabytes: number): Promise<void> {
   await mkdir(dirname(template), { recursive: true });
   const partial = `${template}.${process.pid}.${Math.random().toString(36).slice(2)}`;
   const { bytes, mkfs } = layout(megabytes);
@@ -151,7 +151,8 @@ export async function mountsBelow(root: string): Promise<string[]> {
   return (await mountPoints()).filter((point) => point.startsWith(`${real}/`));
 }
 
-async function isMountPoint(path: string): Promise<boolean> {
+/** Whether `path` is a mount point (as the kernel names it: links resolved). */
+export async function isMountPoint(path: string): Promise<boolean> {
   const real = await realpath(path).catch(() => path);
   return (await mountPoints()).includes(real);
 }

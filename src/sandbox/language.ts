@@ -116,6 +116,8 @@ export interface Language {
   zygoteCommand?(socket: string): string[];
   /** What pkg.install is in this language. */
   readonly installer: PackageInstaller;
+  /** Where its installer's shared cache is inside a sandbox (a write error naming it: the caches' disk is full). */
+  readonly installerCacheInside: string;
   /** Installs `requirements` (lines installer.parse made) into the session's environment; the caller runs one at a time. */
   install(sandbox: LanguageSandbox, requirements: string[], options: RunOptions): Promise<InstallResult>;
   /** The packages in an environment as `name==version`, sorted (for checkpoint records). */

@@ -6,6 +6,7 @@ import type { Language } from './language.js';
 export type SandboxMode = 'bwrap' | 'none';
 import type { DiskBudget } from '../storage/diskBudget.js';
 import type { NetworkSettings } from './network/networkPolicy.js';
+import type { CacheDisk } from './cacheDisk.js';
 
 export interface SandboxHostOptions {
   mode: SandboxMode;
@@ -31,6 +32,8 @@ export interface SandboxHostOptions {
   cacheScope?: 'shared' | 'user' | undefined;
   /** Where each session's disk image is reserved before it is made; undefined: nothing reserved. */
   diskBudget?: DiskBudget | undefined;
+  /** The package caches' own disk (WORKER_CACHE_DISK_MB): installs make room in it; undefined: unbounded. */
+  cacheDisk?: CacheDisk | undefined;
   logger: Logger;
 }
 

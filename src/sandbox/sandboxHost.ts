@@ -122,6 +122,7 @@ export class SandboxHost implements SandboxContext {
         this.diskImageProblem === undefined
           ? 'an ext4 image per session on the data directory, loop-mounted (workspace and environment)'
           : `NOT ENFORCED (${this.diskImageProblem})`,
+      package_caches: this.options.cacheDisk?.describe() ?? 'NOT BOUNDED',
       syscall_filter: this.seccomp ? 'seccomp (keyrings, bpf, io_uring, userfaultfd, perf events, namespaces refused)' : `NONE (no filter for ${process.arch})`,
       session_uids: this.uids
         ? `${this.uids.base + 1}-${this.uids.base + this.uids.size - 1} (claimed for this worker; pip's fetching step: ${this.uids.base})`

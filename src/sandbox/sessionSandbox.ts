@@ -16,6 +16,7 @@ import { measureProcessTrees, TASK_MARKER_VARIABLE, type ProcessUsage } from './
 import { newTaskMarker, runProcess } from './runProcess.js';
 import type { SandboxContext } from './sandboxContext.js';
 import { userCache, userCacheKey } from './sharedCache.js';
+import { installWithCacheRoom } from './cacheDisk.js';
 import { TaskGroups } from './taskGroups.js';
 import { WarmInterpreter, WarmUnavailableError, type WarmProgram } from './warmInterpreter.js';
 
@@ -264,7 +265,10 @@ export class SessionSandbox {
       options.signal.throwIfAborted();
       const language = this.parts.language;
       await language.checkEnvironment(this.parts.environment);
-      return await language.install(this.languageSandbox(userId), requirements, options);
+      const caches = this.host.options.cacheDisk;
+      const cachePaths = caches ? [`${language.installerCacheInside}/`, `${caches.mountPoint}/`] : [];
+      const install = () => language.install(this.languageSandbox(userId), requirements, options);
+      return await installWithCacheRoom(caches, install, { signal: options.signal, cachePaths });
     } finally {
       // New packages may bring start-up hooks (.pth files), which only an interpreter start reads.
       await this.stopWarm();

@@ -25,6 +25,11 @@ export function userCacheKey(userId: string): string {
 /** Per-user caches readied in this run: each is checked and made once. */
 const prepared = new Set<string>();
 
+/** Forgets which per-user caches exist (a prune of the caches removed them): each is made again on use. */
+export function forgetUserCaches(): void {
+  prepared.clear();
+}
+
 /** `base`'s cache of the user `key` (WORKER_CACHE_SCOPE=user), readied as prepareSharedCache readies a shared one. */
 export async function userCache(base: string, key: string, installer: Owner | undefined): Promise<string> {
   const dir = join(base, 'users', key);

@@ -13,10 +13,12 @@ export const INCOMING = '.incoming';
  *     checkpoints/         the local checkpoint store (archives and records)
  *     checkpoint-scratch/  archives fetched from S3 while a restore reads them
  *     artifacts/           the local artifact store
- *     pip-cache/           the shared pip cache (owned by the installer uid)
- *     wheel-store/         wheels pkg.install fetched, the worker's (sessions get them read-only)
- *     npm-cache/           the shared npm cache (owned by the installer uid)
- *     go-cache/            the shared Go module download cache (owned by the installer uid)
+ *     caches.img           the package caches' disk (WORKER_CACHE_DISK_MB), loop-mounted on caches/
+ *     caches/              what installs keep for later ones, bounded by that disk:
+ *       pip-cache/         the shared pip cache (owned by the installer uid)
+ *       wheel-store/       wheels pkg.install fetched, the worker's (sessions get them read-only)
+ *       npm-cache/         the shared npm cache (owned by the installer uid)
+ *       go-cache/          the shared Go module download cache (owned by the installer uid)
  *     scratch/             the worker's own scratch space, emptied at start (disk templates,
  *                          network/: the sessions' resolv.conf)
  */
@@ -29,6 +31,9 @@ export interface DataDirectory {
   checkpoints: string;
   checkpointScratch: string;
   artifacts: string;
+  /** The package caches' disk image and its mount point, which holds the four caches below. */
+  cacheImage: string;
+  caches: string;
   pipCache: string;
   wheelStore: string;
   npmCache: string;
@@ -41,6 +46,7 @@ export interface DataDirectory {
 
 export function dataDirectory(root: string): DataDirectory {
   const scratch = join(root, 'scratch');
+  const caches = join(root, 'caches');
   return {
     root,
     lock: join(root, 'worker.lock'),
@@ -50,10 +56,12 @@ export function dataDirectory(root: string): DataDirectory {
     checkpoints: join(root, 'checkpoints'),
     checkpointScratch: join(root, 'checkpoint-scratch'),
     artifacts: join(root, 'artifacts'),
-    pipCache: join(root, 'pip-cache'),
-    wheelStore: join(root, 'wheel-store'),
-    npmCache: join(root, 'npm-cache'),
-    goCache: join(root, 'go-cache'),
+    cacheImage: join(root, 'caches.img'),
+    caches,
+    pipCache: join(caches, 'pip-cache'),
+    wheelStore: join(caches, 'wheel-store'),
+    npmCache: join(caches, 'npm-cache'),
+    goCache: join(caches, 'go-cache'),
     scratch,
     diskTemplates: join(scratch, 'disk-templates'),
     network: join(scratch, 'network'),
@@ -63,4 +71,12 @@ export function dataDirectory(root: string): DataDirectory {
 /** What an earlier run was writing when it died: never visible to a client, so removed at start. */
 export function unfinishedWrites(dirs: DataDirectory): string[] {
   return [join(dirs.checkpoints, INCOMING), join(dirs.artifacts, INCOMING), dirs.checkpointScratch];
+}
+
+/**
+ * The caches of earlier versions, kept directly in the data directory (unbounded): names of
+ * `root`'s entries to remove at start, so the room they took is free before it is reserved.
+ */
+export function legacyCaches(names: string[]): string[] {
+  return names.filter((name) => /^(?:pip-cache|npm-cache|go-cache|wheel-store(?:\.old-.*)?)$/.test(name));
 }

@@ -11,7 +11,8 @@ import { errors } from '../errors.js';
  * made: what an image may still grow by (its size less what it has written, which the free
  * space already counts) adds up, over every image, to at most `overcommit` times the free space
  * less a floor kept for the worker's own files. A checkpoint reserves what it may write the same
- * way while it is written.
+ * way while it is written. The package caches live on an image of their own (WORKER_CACHE_DISK_MB,
+ * sandbox/cacheDisk.ts), reserved at start-up and counted like a session's.
  */
 
 export interface DiskSpace {
@@ -29,6 +30,8 @@ export interface DiskBudgetOptions {
   /** Directories whose entries each may hold an image named `image` (sessions and spares). */
   imageDirs: string[];
   image: string;
+  /** Images of the worker's own at fixed paths (the package caches' disk), counted the same way. */
+  files?: string[];
   /** 1.0: the images' sizes never add up to more than is free. */
   overcommit: number;
   /** Bytes kept free for the worker's records, logs and lock. */
@@ -85,6 +88,7 @@ export class DiskBudget {
   /** What the images on disk may still grow by: each one's size less the blocks it holds. */
   private growth(): number {
     let bytes = 0;
+    for (const file of this.options.files ?? []) bytes += growthOf(file);
     for (const dir of this.options.imageDirs) {
       let names: string[];
       try {
@@ -93,14 +97,19 @@ export class DiskBudget {
         continue;
       }
       for (const name of names) {
-        try {
-          const st = statSync(join(dir, name, this.options.image), { throwIfNoEntry: false });
-          if (st?.isFile()) bytes += Math.max(0, st.size - st.blocks * 512);
-        } catch {
-          // not a session's directory
-        }
+        bytes += growthOf(join(dir, name, this.options.image));
       }
     }
     return bytes;
+  }
+}
+
+/** What the image at `file` may still grow by (0: none there, or not an image). */
+function growthOf(file: string): number {
+  try {
+    const st = statSync(file, { throwIfNoEntry: false });
+    return st?.isFile() ? Math.max(0, st.size - st.blocks * 512) : 0;
+  } catch {
+    return 0; // not a session's directory
   }
 }

@@ -62,7 +62,10 @@ function putZeros(url: string, bytes: number, contentType: string): Promise<numb
 
 test("a client's artifact uploads leave every session's reserved disk writable", async () => {
   mountSmallDataDisk();
-  worker = await startWorker({ dataDir, env: { WORKER_DISK_OVERCOMMIT: '1', WORKER_SPARE_SESSIONS: '0', WORKER_DEFAULT_DISK_MB: '16' } });
+  worker = await startWorker({
+    dataDir,
+    env: { WORKER_DISK_OVERCOMMIT: '1', WORKER_SPARE_SESSIONS: '0', WORKER_DEFAULT_DISK_MB: '16', WORKER_CACHE_DISK_MB: '32' },
+  });
   // The victim reserves 150 MB of the data disk.
   const victim = await worker.sessions.createSession({
     workspaceId: 'victim',

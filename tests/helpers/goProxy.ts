@@ -19,6 +19,8 @@ export interface ModuleSpec {
    * the module's files: a malicious proxy's zip.
    */
   rawEntries?: { name: string; data?: string; symlink?: string }[];
+  /** Files of random bytes (path in the module → size): a module as large as a test needs. */
+  randomFiles?: Record<string, number>;
 }
 
 export interface GoProxy {
@@ -35,7 +37,7 @@ export interface GoProxy {
 
 // A module zip as the go command fetches it: every entry under `module@version/`.
 const BUILD_ZIP = `
-import base64, io, json, sys, zipfile
+import base64, io, json, os, sys, zipfile
 entries = json.loads(sys.argv[1])
 buf = io.BytesIO()
 with zipfile.ZipFile(buf, "w") as z:
@@ -46,7 +48,7 @@ with zipfile.ZipFile(buf, "w") as z:
             z.writestr(info, e["symlink"])
         else:
             info.external_attr = 0o100644 << 16
-            z.writestr(info, e.get("data", ""))
+            z.writestr(info, os.urandom(e["random"]) if "random" in e else e.get("data", ""))
 sys.stdout.write(base64.b64encode(buf.getvalue()).decode())
 `;
 
@@ -68,8 +70,9 @@ export async function serveGoProxy(modules: ModuleSpec[]): Promise<GoProxy> {
     const entries = spec.rawEntries ?? [
       { name: `${prefix}go.mod`, data: goModOf(spec) },
       ...Object.entries(spec.files ?? {}).map(([name, data]) => ({ name: `${prefix}${name}`, data })),
+      ...Object.entries(spec.randomFiles ?? {}).map(([name, random]) => ({ name: `${prefix}${name}`, random })),
     ];
-    const { stdout } = await run('python3', ['-c', BUILD_ZIP, JSON.stringify(entries)], { maxBuffer: 64 * 1024 * 1024 });
+    const { stdout } = await run('python3', ['-c', BUILD_ZIP, JSON.stringify(entries)], { maxBuffer: 256 * 1024 * 1024 });
     const base = `/${spec.path}/@v/${spec.version}`;
     const info = Buffer.from(JSON.stringify({ Version: spec.version, Time: '2024-01-01T00:00:00Z' }));
     files.set(`${base}.info`, { type: 'application/json', body: info });

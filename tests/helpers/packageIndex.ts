@@ -15,17 +15,21 @@ export interface WheelSpec {
   /** module files, path → source */
   files: Record<string, string>;
   requires?: string[];
+  /** module files of random bytes (base64 text, incompressible as stored), path → size in bytes */
+  randomFiles?: Record<string, number>;
 }
 
 // Writes a pure-Python wheel with the standard library only: the layout pip installs from.
 const BUILD_WHEEL = `
-import base64, hashlib, json, sys, zipfile
+import base64, hashlib, json, os, sys, zipfile
 spec = json.loads(sys.argv[1]); out = sys.argv[2]
 name, version = spec["name"], spec["version"]
 dist = name.replace("-", "_")
 info = f"{dist}-{version}.dist-info"
 meta = f"Metadata-Version: 2.1\\nName: {name}\\nVersion: {version}\\n" + "".join(f"Requires-Dist: {r}\\n" for r in spec.get("requires", []))
 files = dict(spec["files"])
+for p, size in spec.get("randomFiles", {}).items():
+    files[p] = base64.b64encode(os.urandom(size * 3 // 4)).decode()
 files[f"{info}/METADATA"] = meta
 files[f"{info}/WHEEL"] = "Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
 record = []

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { mountsBelow, unmountDiskImage } from '../../src/sandbox/diskImage.js';
 import { createWorkerClient, type WorkerClient, type WorkerClientOptions } from '../../src/client/index.js';
 import { processesMarked } from './tasks.js';
 
@@ -99,7 +100,11 @@ export async function startWorker(options: StartOptions = {}): Promise<RunningWo
         child.kill('SIGTERM');
         await exited;
       }
-      if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
+      if (!options.dataDir) {
+        // A worker killed leaves its disks mounted (the package caches', sessions'): unmounted before the removal.
+        for (const point of (await mountsBelow(dataDir)).reverse()) await unmountDiskImage(point);
+        await rm(dataDir, { recursive: true, force: true });
+      }
     },
   };
 }

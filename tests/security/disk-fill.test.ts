@@ -1,10 +1,7 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, test } from 'node:test';
 import { Status } from 'nice-grpc';
+import { makeDataDisk } from '../helpers/dataDisk.js';
 import { runTool } from '../helpers/tasks.js';
 import { startWorker, stopHard, type RunningWorker } from '../helpers/worker.js';
 
@@ -13,39 +10,16 @@ import { startWorker, stopHard, type RunningWorker } from '../helpers/worker.js'
 // = 1, the default). A session writing as fast as it can fills its own disk only; the others keep
 // writing, no disk goes read-only, and the worker starts again on it.
 
-const top = mkdtempSync(join(tmpdir(), 'codegen-disk-fill-'));
-const image = join(top, 'data.img');
-const mountPoint = join(top, 'mnt');
-const dataDir = join(mountPoint, 'data');
+const disk = makeDataDisk('codegen-disk-fill-', '1G');
+const dataDir = disk.dataDir;
 let worker: RunningWorker | undefined;
 
-const env = { WORKER_DISK_OVERCOMMIT: '1', WORKER_SPARE_SESSIONS: '0', WORKER_DEFAULT_DISK_MB: '100' };
-
-before(() => {
-  mkdirSync(mountPoint);
-  execFileSync('truncate', ['-s', '1G', image]);
-  execFileSync('mkfs.ext4', ['-q', '-F', '-m', '0', image]);
-  execFileSync('mount', ['-o', 'loop', image, mountPoint]);
-  mkdirSync(dataDir);
-});
+const env = { WORKER_DISK_OVERCOMMIT: '1', WORKER_SPARE_SESSIONS: '0', WORKER_DEFAULT_DISK_MB: '100', WORKER_CACHE_DISK_MB: '16' };
 
 after(async () => {
   await stopHard(worker);
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n').reverse()) {
-    const point = line.split(' ')[4];
-    if (point?.startsWith(`${mountPoint}/`)) execFileSync('umount', ['-l', point]);
-  }
-  execFileSync('umount', ['-l', mountPoint]);
-  rmSync(top, { recursive: true, force: true });
+  disk.remove();
 });
-
-/** Mount options of every filesystem mounted below the data directory (the sessions' disks). */
-function sessionDiskOptions(): string[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .filter((line) => line.split(' ')[4]?.startsWith(`${dataDir}/`))
-    .map((line) => line.split(' ')[5]);
-}
 
 const WRITE_UNTIL_FULL = `
 import errno
@@ -90,13 +64,13 @@ test('disk limits are reservations: what does not fit is refused, a session fill
   assert.match(filled.stdout, /^ENOSPC \d+/, 'the filler ran out of its own disk');
   assert.ok(Number(filled.stdout.split(' ')[1]) >= 400, `the filler wrote most of its 500 MB: ${filled.stdout}`);
   assert.equal(wrote.stdout, '200\n', 'the neighbour wrote all it asked for');
-  for (const options of sessionDiskOptions()) assert.match(options, /^rw\b/, 'no session disk went read-only');
+  for (const options of disk.mountOptionsBelow()) assert.match(options, /^rw\b/, 'no session disk went read-only');
   await runTool(worker.tasks, neighbour.sessionId, 'fs.write', { path: 'after.txt', contents: 'still writable' });
 
   // The worker stops hard and starts again on the same (nearly full) disk, and serves.
   await stopHard(worker, 0);
   worker = await startWorker({ dataDir, env });
   assert.equal((await runTool(worker.tasks, neighbour.sessionId, 'fs.read', { path: 'after.txt' })).contents, 'still writable');
-  const small = await create(50);
+  const small = await create(20);
   await worker.sessions.destroySession({ sessionId: small.sessionId });
 });

@@ -181,7 +181,7 @@ test("a session's variables change nothing of pkg.install: modules come from WOR
   assert.ok(proxy.requests.slice(before).includes('/example.com/safe/@v/v1.0.0.zip'), 'fetched from the configured proxy');
   const left = await runTool(worker.tasks, sessionId, 'run.shell', { command: 'ls -a /workspace; grep -c example.com/safe /env/go.mod' });
   assert.deepEqual(left.stdout.trim().split('\n'), ['.', '..', 'evil.env', 'evil.sh', 'go.work', '1']);
-  assert.equal(existsSync(join(worker.dataDir, 'go-cache', 'ran-as-0')), false);
+  assert.equal(existsSync(join(worker.dataDir, 'caches', 'go-cache', 'ran-as-0')), false);
   await worker.sessions.destroySession({ sessionId });
 });
 
@@ -198,7 +198,7 @@ test('zips with paths out of their module or links out of it are refused, and wr
   assert.ok(linked.result, describeCall(linked));
   const links = await runTool(worker.tasks, sessionId, 'run.shell', { command: 'find /env -type l | wc -l' });
   assert.equal(links.stdout, '0\n');
-  const cache = join(worker.dataDir, 'go-cache');
+  const cache = join(worker.dataDir, 'caches', 'go-cache');
   for (const poison of ['poison-slip', 'poison-link', 'evil.example/poison-slip']) assert.equal(existsSync(join(cache, poison)), false, poison);
   const env = await runTool(worker.tasks, sessionId, 'run.shell', { command: 'find /env /workspace -name "poison-*" | wc -l; cat /env/go.mod' });
   assert.match(env.stdout, /^0\n/);

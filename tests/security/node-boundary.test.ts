@@ -196,7 +196,7 @@ test("a malicious tarball writes nothing outside the session's environment: no c
   const { sessionId } = await worker.sessions.createSession({ workspaceId: 'node-tar', config: { language: 'node' } });
   const run = await callTool(worker.tasks, sessionId, 'pkg.install', { requirements: 'evil-tar@1.0.0\nevil-bin@1.0.0' }, 60_000);
   for (const path of ESCAPES) assert.equal(existsSync(path), false, `${path} was written (${describeCall(run)})`);
-  const cache = join(worker.dataDir, 'npm-cache');
+  const cache = join(worker.dataDir, 'caches', 'npm-cache');
   assert.deepEqual(markers(cache, 'poison'), [], 'the shared cache was not written through a link');
   const env = join(worker.dataDir, 'sessions', sessionId, 'disk', 'env');
   assert.deepEqual(linksOut(env), [], 'no link in the environment leads out of it');

@@ -100,7 +100,7 @@ test('an index package depending on a URL makes the fetching step run no package
   const install = await callTool(worker.tasks, sessionId, 'pkg.install', { requirements: 'evilpkg' }, 90_000);
   const seen = /PROBE uid=(\d+) net=(\S+) cache=(\S+)/.exec(install.text);
   const ready = worker.logs.find((l) => l.message === 'sandbox ready');
-  const cacheFiles = readdirSync(join(worker.dataDir, 'pip-cache')).filter((n) => n.startsWith('poison'));
+  const cacheFiles = readdirSync(join(worker.dataDir, 'caches', 'pip-cache')).filter((n) => n.startsWith('poison'));
   t.diagnostic(`pkg.install evilpkg: ${Status[install.code]}; ${seen?.[0] ?? 'no probe line: ' + install.text.slice(-600)}`);
   t.diagnostic(
     `worker: ${String(ready?.session_uids)}; network=${String(ready?.network)}; loopback connections: ${connections}; pip-cache: ${cacheFiles.join(',') || 'clean'}`,

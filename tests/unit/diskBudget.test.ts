@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { WorkerError } from '../../src/errors.js';
+import { legacyCaches } from '../../src/storage/dataDirectory.js';
 import { DiskBudget } from '../../src/storage/diskBudget.js';
 
 const MB = 1024 * 1024;
@@ -47,4 +48,25 @@ test('images count what they may still grow by; reservations are refused past th
   const doubled = new DiskBudget({ path: root, imageDirs: [root], image: 'disk.img', overcommit: 2, floorBytes: 64 * MB });
   const twice = doubled.space();
   assert.ok(Math.abs(twice.availableBytes - ((twice.freeBytes - 64 * MB) * 2 - twice.committedBytes)) < 1 * MB, 'overcommit scales the free space');
+});
+
+test("the package caches' image counts as a session's does; the caches earlier versions kept in the data directory are named for removal", () => {
+  const dir = join(root, 'with-caches');
+  mkdirSync(dir);
+  const fd = openSync(join(dir, 'caches.img'), 'w');
+  ftruncateSync(fd, 50 * MB);
+  closeSync(fd);
+  const budget = new DiskBudget({
+    path: dir,
+    imageDirs: [],
+    image: 'disk.img',
+    files: [join(dir, 'caches.img'), join(dir, 'absent.img')],
+    overcommit: 1,
+    floorBytes: 0,
+  });
+  assert.ok(Math.abs(budget.space().committedBytes - 50 * MB) < 1 * MB, `the caches' image may grow by 50 MB: ${budget.space().committedBytes / MB}`);
+  assert.deepEqual(
+    legacyCaches(['pip-cache', 'npm-cache', 'go-cache', 'wheel-store', 'wheel-store.old-12-34', 'caches', 'caches.img', 'sessions', 'pip-cache2']),
+    ['pip-cache', 'npm-cache', 'go-cache', 'wheel-store', 'wheel-store.old-12-34'],
+  );
 });

@@ -48,6 +48,7 @@ export class GoLanguage implements Language {
   readonly machineSpecific = [GO_ENV.buildCache];
   readonly writablePaths = [GO_ENV.buildCache];
   readonly selfCheck = { code: SELF_CHECK, isolated: '42 false', plain: '42' };
+  readonly installerCacheInside = INSIDE.goCache;
   readonly systemMounts: Mount[];
   readonly toolchainPath: string[];
 

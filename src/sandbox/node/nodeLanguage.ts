@@ -7,7 +7,7 @@ import type { RunOptions } from '../processSpec.js';
 import { prepareSharedCache } from '../sharedCache.js';
 import { createNodeEnvironment, installedInEnvironment } from './nodeEnvironment.js';
 import { resolveNodeToolchain, type NodeToolchain } from './nodeToolchain.js';
-import { npmInstall } from './npmInstall.js';
+import { NPM_CACHE_INSIDE, npmInstall } from './npmInstall.js';
 import { NPM_INSTALLER } from './npmRequirements.js';
 
 export interface NodeLanguageOptions {
@@ -38,6 +38,7 @@ export class NodeLanguage implements Language {
   readonly machineSpecific = [];
   readonly writablePaths = [];
   readonly installer = NPM_INSTALLER;
+  readonly installerCacheInside = NPM_CACHE_INSIDE;
   readonly selfCheck = {
     code: 'console.log(6 * 7, require("node:fs").existsSync("/etc/shadow"), process.getuid())',
     isolated: '42 false',

@@ -18,7 +18,9 @@ export interface NpmInstallSetup {
 }
 
 /** Where the steps' directories are inside a sandbox. */
-const INSIDE = { cache: '/npm-cache', fetched: '/fetched' };
+/** Where npm's shared cache is inside the fetching step's sandbox. */
+export const NPM_CACHE_INSIDE = '/npm-cache';
+const INSIDE = { cache: NPM_CACHE_INSIDE, fetched: '/fetched' };
 
 /**
  * pkg.install for node, in two steps that never mix powers (as pip's):

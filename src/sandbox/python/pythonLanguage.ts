@@ -40,6 +40,7 @@ export class PythonLanguage implements Language {
   readonly machineSpecific = ['pyvenv.cfg'];
   readonly writablePaths = [];
   readonly installer = PIP_INSTALLER;
+  readonly installerCacheInside = INSIDE.pipCache;
   readonly selfCheck = { code: 'import os\nprint(6 * 7, os.path.exists("/etc/shadow"), os.getuid())', isolated: '42 False', plain: '42' };
   readonly systemMounts: Mount[];
   readonly toolchainPath: string[];

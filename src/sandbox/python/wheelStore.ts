@@ -119,6 +119,14 @@ export class WheelStore {
     this.resolutions.set(key, { wheels, pages, at: Date.now() });
   }
 
+  /** Forgets every resolution and removes every stored wheel (the caches' disk is being emptied; no install runs). */
+  async clear(): Promise<void> {
+    await this.copying;
+    this.resolutions.clear();
+    this.bytes = 0;
+    for (const name of await readdir(this.dir)) await rm(join(this.dir, name), { recursive: true, force: true });
+  }
+
   private dropExpired(): void {
     const now = Date.now();
     for (const [key, found] of this.resolutions) if (now - found.at > RESOLUTION_TTL_MS) this.resolutions.delete(key);

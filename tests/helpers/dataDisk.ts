@@ -1,0 +1,40 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A data directory on a small filesystem of its own (ext4, loop-mounted): what fills it, fills only it. */
+export interface DataDisk {
+  dataDir: string;
+  /** Mount options of every filesystem mounted below the data directory (sessions' disks, the cache disk). */
+  mountOptionsBelow(): string[];
+  /** Unmounts everything below it and itself, and removes it. */
+  remove(): void;
+}
+
+/** Makes a data disk of `size` (as truncate(1) says it: `1G`), mounted in a fresh directory. */
+export function makeDataDisk(prefix: string, size: string): DataDisk {
+  const top = mkdtempSync(join(tmpdir(), prefix));
+  const image = join(top, 'data.img');
+  const mountPoint = join(top, 'mnt');
+  const dataDir = join(mountPoint, 'data');
+  mkdirSync(mountPoint);
+  execFileSync('truncate', ['-s', size, image]);
+  execFileSync('mkfs.ext4', ['-q', '-F', '-m', '0', image]);
+  execFileSync('mount', ['-o', 'loop', image, mountPoint]);
+  mkdirSync(dataDir);
+  const mountsBelow = (dir: string) =>
+    readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .map((line) => line.split(' '))
+      .filter((fields) => fields[4]?.startsWith(`${dir}/`));
+  return {
+    dataDir,
+    mountOptionsBelow: () => mountsBelow(dataDir).map((fields) => fields[5]),
+    remove() {
+      for (const fields of mountsBelow(mountPoint).reverse()) execFileSync('umount', ['-l', fields[4]]);
+      execFileSync('umount', ['-l', mountPoint]);
+      rmSync(top, { recursive: true, force: true });
+    },
+  };
+}
