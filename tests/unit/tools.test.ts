@@ -61,7 +61,12 @@ test("parseEncoding: utf-8 (also 'utf8' and unset) or base64; anything else refu
 });
 
 test('fs.write takes text or strict padded base64, and refuses the workspace root and bad paths', () => {
-  assert.deepEqual(tool('fs.write').parse({ path: 'a/b.txt', contents: 'héllo' }), { path: 'a/b.txt', segments: ['a', 'b.txt'], bytes: Buffer.from('héllo') });
+  assert.deepEqual(tool('fs.write').parse({ path: 'a/b.txt', contents: 'héllo' }), {
+    path: 'a/b.txt',
+    segments: ['a', 'b.txt'],
+    bytes: Buffer.from('héllo'),
+    held: 'héllo'.length + Buffer.byteLength('héllo'),
+  });
   assert.deepEqual(
     (tool('fs.write').parse({ path: 'x.bin', contents: 'AAEC/w==', encoding: 'base64' }) as { bytes: Buffer }).bytes,
     Buffer.from([0, 1, 2, 255]),
