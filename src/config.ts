@@ -69,7 +69,8 @@ export interface WorkerConfig {
   diskOvercommit: number;
   cacheScope: 'shared' | 'user';
   /** WORKER_CACHE_DISK_MB: the package caches' own disk, reserved on the data disk (0: unbounded there). */
-  cacheDiskMb: number;
+  /** WORKER_CACHE_DISK_MB; unset: 4096, or a quarter of what the data disk can reserve if less (worker.ts). */
+  cacheDiskMb: number | undefined;
 }
 
 export class ConfigError extends Error {
@@ -355,9 +356,9 @@ const SETTINGS = {
   ),
   cacheDiskMb: setting(
     'WORKER_CACHE_DISK_MB',
-    "size in MB of the package caches' own disk (pip's, npm's, go's, the wheel store), reserved on the data disk like a session's and emptied when full (0: the caches on the data disk, unbounded)",
+    "size in MB of the package caches' own disk (pip's, npm's, go's, the wheel store), reserved on the data disk like a session's and emptied when full (0: the caches on the data disk, unbounded; unset: the size an earlier start chose, else 4096 or a quarter of what the data disk can reserve if less, none under 32)",
     integer(0, 16_000_000),
-    () => 4096,
+    none,
   ),
   defaultMemoryMb: setting('WORKER_DEFAULT_MEMORY_MB', 'memory limit of sessions that set none (0: none)', integer(0, 10_000_000), () => 2048),
 } satisfies { [K in keyof WorkerConfig]: Setting<WorkerConfig[K]> };

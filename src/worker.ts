@@ -1,6 +1,6 @@
 // The worker assembled: its parts made in order, each from the ones before it, and taken down
 // in reverse on a signal. main.ts reads the configuration and calls startWorker.
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +19,7 @@ import type { Logger } from './logger.js';
 import { HostLock } from './sandbox/hostLock.js';
 import { closeInheritedDescriptors } from './sandbox/inheritedDescriptors.js';
 import { GoLanguage } from './sandbox/go/goLanguage.js';
+import { imageBytes } from './sandbox/diskImage.js';
 import { installerSources } from './sandbox/network/installerEndpoints.js';
 import { findOnPath } from './sandbox/hostTools.js';
 import type { Language } from './sandbox/language.js';
@@ -107,14 +108,36 @@ function updateDiskGauges(budget: DiskBudget): void {
 async function openCacheDisk(config: WorkerConfig, dirs: DataDirectory, budget: DiskBudget, logger: Logger): Promise<CacheDisk> {
   for (const name of legacyCaches(await readdir(dirs.root))) await removeTree(join(dirs.root, name));
   const imagesUnavailable = process.getuid?.() === 0 ? undefined : 'it needs a worker running as root';
-  return CacheDisk.open({ image: dirs.cacheImage, mountPoint: dirs.caches, megabytes: config.cacheDiskMb, imagesUnavailable, budget, logger }).catch(
-    (err: unknown) => {
-      if (!(err instanceof WorkerError)) throw err;
-      throw new StartupRefused(
-        `WORKER_CACHE_DISK_MB ${config.cacheDiskMb} does not fit on the data disk: ${err.details}; set it lower (0: caches unbounded on the data disk)`,
-      );
-    },
-  );
+  const megabytes = config.cacheDiskMb ?? (await defaultCacheDiskMb(dirs.cacheImage, budget));
+  return CacheDisk.open({ image: dirs.cacheImage, mountPoint: dirs.caches, megabytes, imagesUnavailable, budget, logger }).catch((err: unknown) => {
+    if (!(err instanceof WorkerError)) throw err;
+    throw new StartupRefused(
+      `WORKER_CACHE_DISK_MB ${megabytes} does not fit on the data disk: ${err.details}; set it lower (0: caches unbounded on the data disk)`,
+    );
+  });
+}
+
+const DEFAULT_CACHE_DISK_MB = 4096;
+
+/**
+ * The caches' disk when WORKER_CACHE_DISK_MB is unset: the size of the image an earlier start
+ * made (kept: a new size would empty it), else 4096 MB, or a quarter of what the data disk can
+ * reserve where that is less (a small disk still starts); under 32 MB, none (unbounded).
+ */
+async function defaultCacheDiskMb(image: string, budget: DiskBudget): Promise<number> {
+  const found = await stat(image).catch(() => undefined);
+  if (found?.isFile()) {
+    let [low, high] = [1, 16_000_000];
+    while (low < high) {
+      const mid = Math.floor((low + high) / 2);
+      if (imageBytes(mid) < found.size) low = mid + 1;
+      else high = mid;
+    }
+    if (imageBytes(low) === found.size) return low;
+  }
+  const quarter = Math.floor(budget.space().availableBytes / 4 / (1024 * 1024));
+  const megabytes = Math.min(DEFAULT_CACHE_DISK_MB, quarter);
+  return megabytes >= 32 ? megabytes : 0;
 }
 
 /** What a prune of the caches empties: every cache directory, and the wheel store with what it remembers. */

@@ -425,8 +425,8 @@ test('after the fuzzing the worker serves, and nothing leaked: processes, mounts
 
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
-    .filter((l) => l.includes(worker.dataDir) && !l.includes('/sessions/.spare-'));
-  assert.deepEqual(mounts, [], "no mount is left under the data directory (but the spare sessions' disks)");
+    .filter((l) => l.includes(worker.dataDir) && !l.includes('/sessions/.spare-') && !l.includes(`${worker.dataDir}/caches `));
+  assert.deepEqual(mounts, [], "no mount is left under the data directory (but the spare sessions' disks and the package caches')");
 
   // The worker's cgroup subtree (v1: one per controller, under the worker's own group) holds only spare sessions' groups.
   const own = new Map(
@@ -455,11 +455,11 @@ test('after the fuzzing the worker serves, and nothing leaked: processes, mounts
     }
   };
   for (const dir of ['checkpoints/.incoming', 'artifacts/.incoming']) assert.deepEqual(listing(dir), [], `${dir} is empty`);
-  // Scratch keeps only the disk templates (a cache, one per size a session asked for, bounded).
+  // Scratch keeps only the disk templates (a cache, one per size a session asked for, bounded) and the sessions' resolv.conf.
   assert.deepEqual(
-    listing('scratch').filter((n) => n !== 'disk-templates'),
+    listing('scratch').filter((n) => n !== 'disk-templates' && n !== 'network'),
     [],
-    'scratch holds only the disk templates',
+    'scratch holds only the disk templates and network/',
   );
   const templates = listing('scratch/disk-templates');
   assert.ok(templates.length <= 8 && templates.every((n) => /^ext4-\d+mb\.img$/.test(n)), `disk templates: ${templates.join(', ')}`);

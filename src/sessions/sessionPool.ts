@@ -223,7 +223,8 @@ export class SessionPool {
   }
 
   private async adopt(record: SessionRecord): Promise<number> {
-    const session = this.newSession(record.id, record.workspaceId, record.userId, record.config, record);
+    const config = { ...record.config, network: this.withinCeiling(record) };
+    const session = this.newSession(record.id, record.workspaceId, record.userId, config, record);
     const now = Date.now();
     const tasks = record.tasks.map((t) => cutOff(t, now));
     const cut = tasks.filter((t, i) => t !== record.tasks[i]);
@@ -234,7 +235,7 @@ export class SessionPool {
     const language = this.options.sandboxHost.language(record.config.language);
     if (!language) throw new Error(`its language ${record.config.language} is not among this worker's (WORKER_LANGUAGES)`);
     const persisted = { uid: record.uid, diskBaselineBytes: record.diskBaselineBytes };
-    session.ready(await this.options.sandboxHost.adopt(record.id, dirs, record.config.env, limits, language, persisted, this.withinCeiling(record)));
+    session.ready(await this.options.sandboxHost.adopt(record.id, dirs, record.config.env, limits, language, persisted, config.network));
     this.sessions.set(record.id, session);
     await session.persist();
     session.logger.info('session adopted from an earlier run', { workspace_id: record.workspaceId, tasks_cut_off: cut.length });

@@ -1,15 +1,20 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mountsBelow, unmountDiskImage } from '../../src/sandbox/diskImage.js';
 import { createWorkerClient, type WorkerClient, type WorkerClientOptions } from '../../src/client/index.js';
 import { processesMarked } from './tasks.js';
+import type { FakeInternet } from './fakeInternet.js';
 
 const MAIN = new URL('../../src/main.js', import.meta.url).pathname;
 
 export interface RunningWorker {
+  /** Where the test's client connects: `127.0.0.1:port`, or a relay's `unix:/path` for a worker in a namespace. */
   address: string;
+  /** The port the worker listens on (in its own namespace). */
+  grpcPort: number;
   /** The HTTP endpoint's port (artifacts, health, metrics). */
   httpPort: number;
   dataDir: string;
@@ -29,6 +34,8 @@ export interface StartOptions {
   dataDir?: string;
   /** How the test's client reaches the worker (a token, TLS). */
   client?: Pick<WorkerClientOptions, 'token' | 'credentials'>;
+  /** Run the worker in this network namespace (a fake internet's: tests/helpers/fakeInternet.ts), reached through a relay. */
+  namespace?: Pick<FakeInternet, 'spawnInWorkerNamespace' | 'forwardIntoWorkerNamespace'>;
 }
 
 /** Starts a real worker process on a free loopback port with its own data directory. */
@@ -46,10 +53,11 @@ export async function startWorker(options: StartOptions = {}): Promise<RunningWo
     ...options.env,
   };
   for (const [name, value] of Object.entries(env)) if (value === undefined) delete env[name];
-  const child = spawn(process.execPath, [MAIN, '--grpc-addr', '127.0.0.1:0', '--data-dir', dataDir, '--http-addr', '127.0.0.1:0', ...(options.args ?? [])], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const argv = [process.execPath, MAIN, '--grpc-addr', '127.0.0.1:0', '--data-dir', dataDir, '--http-addr', '127.0.0.1:0', ...(options.args ?? [])];
+  const spawnOptions = { env, stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'] };
+  const child = (
+    options.namespace ? options.namespace.spawnInWorkerNamespace(argv, spawnOptions) : spawn(argv[0], argv.slice(1), spawnOptions)
+  ) as ChildProcessByStdio<null, Readable, Readable>;
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
   let httpPort = 0;
@@ -81,11 +89,13 @@ export async function startWorker(options: StartOptions = {}): Promise<RunningWo
       }
     });
   });
-  const address = `127.0.0.1:${port}`;
+  // unix:///path: nice-grpc hands an address of a protocol it does not know to grpc-js as it is.
+  const address = options.namespace ? (await options.namespace.forwardIntoWorkerNamespace(port)).replace(/^unix:/, 'unix://') : `127.0.0.1:${port}`;
   // The project's own typed client (src/client), as coordinators use it.
   const client = createWorkerClient(address, { maxMessageBytes: 256 * 1024 * 1024, ...options.client });
   return {
     address,
+    grpcPort: port,
     httpPort,
     dataDir,
     process: child,
