@@ -38,6 +38,8 @@ export interface WorkerConfig {
   networkDefault: NetworkModeName | undefined;
   networkMax: NetworkModeName;
   dnsServers: string[];
+  /** WORKER_CA_BUNDLE: a PEM file of CAs the fetching steps and networked session code trust besides the system's. */
+  caBundle: string | undefined;
   maxProcesses: number;
   maxTaskOutputBytes: number;
   defaultMemoryMb: number;
@@ -254,6 +256,12 @@ const SETTINGS = {
     'the widest network mode a session may ask for: none, allow_list or open (wider: PERMISSION_DENIED)',
     oneOf([...NETWORK_MODES]) as Parser<NetworkModeName>,
     () => 'open' as const,
+  ),
+  caBundle: setting<string | undefined>(
+    'WORKER_CA_BUNDLE',
+    "a PEM file of CAs (a TLS-intercepting proxy's) that pkg.install's fetching steps and session code with a network trust besides the system's",
+    (raw, name) => resolve(text(raw, name)),
+    none,
   ),
   dnsServers: setting(
     'WORKER_DNS_SERVERS',

@@ -195,6 +195,7 @@ async function startSandbox(
       dnsServers: config.dnsServers,
       installerSources: installerSources(config, process.env),
     },
+    caBundle: config.caBundle,
     languages,
     dirs,
     maxProcesses: config.maxProcesses,

@@ -34,7 +34,11 @@ after(async () => {
 });
 
 function start(dataDir?: string): Promise<RunningWorker> {
-  return startWorker({ namespace: net, dataDir, env: { WORKER_DNS_SERVERS: net.dnsServer, WORKER_SPARE_SESSIONS: '1', WORKER_MAX_SESSIONS: '40' } });
+  return startWorker({
+    namespace: net,
+    dataDir,
+    env: { WORKER_DNS_SERVERS: net.dnsServer, WORKER_SPARE_SESSIONS: '1', WORKER_MAX_SESSIONS: '40', WORKER_CA_BUNDLE: net.caFile },
+  });
 }
 
 /** Session code trying each probe from inside its sandbox; one line of JSON per probe. */
@@ -182,6 +186,14 @@ test('ALLOW_LIST: a wildcard is its subdomains; a CIDR its addresses; a port onl
     [true, false, true, false, true, false],
     JSON.stringify(results),
   );
+});
+
+test("WORKER_CA_BUNDLE: code with a network trusts the operator's CA as it trusts the system's; code without one is not told", async () => {
+  const open = await session(NetworkMode.NETWORK_MODE_OPEN);
+  const code = `import urllib.request, json\nprint(json.load(urllib.request.urlopen('https://api.test/', timeout=5))['served_by'])`;
+  assert.equal((await runTool(worker.tasks, open, 'run.python', { code })).stdout, `${API}\n`);
+  const closed = await session(NetworkMode.NETWORK_MODE_NONE);
+  assert.equal((await runTool(worker.tasks, closed, 'run.shell', { command: 'echo ${SSL_CERT_FILE:-unset}' })).stdout, 'unset\n');
 });
 
 test('two sessions both serve on :8000, and each reaches only its own', async () => {

@@ -6,6 +6,7 @@ import type { Language } from './language.js';
 export type SandboxMode = 'bwrap' | 'none';
 import type { DiskBudget } from '../storage/diskBudget.js';
 import type { NetworkSettings } from './network/networkPolicy.js';
+import type { CaBundle } from './network/caBundle.js';
 import type { CacheDisk } from './cacheDisk.js';
 
 export interface SandboxHostOptions {
@@ -16,6 +17,8 @@ export interface SandboxHostOptions {
     /** The URLs pkg.install's fetching step fetches from (network/installerEndpoints.ts): all it may reach. */
     installerSources: readonly string[];
   };
+  /** WORKER_CA_BUNDLE: a PEM file of CAs to trust besides the system's (a TLS-intercepting proxy's). */
+  caBundle?: string | undefined;
   /** The languages the worker offers (WORKER_LANGUAGES); the first is the default, and spare sessions' own. */
   languages: readonly Language[];
   /** The worker's directories the sandbox uses (see storage/dataDirectory.ts). */
@@ -47,4 +50,6 @@ export interface SandboxContext {
   readonly tools: HostTools;
   /** The seccomp filter every sandboxed process gets (undefined on an architecture without one). */
   readonly seccomp: Buffer | undefined;
+  /** WORKER_CA_BUNDLE's CAs, for fetching steps and session code with a network; undefined: none given. */
+  readonly caBundle: CaBundle | undefined;
 }

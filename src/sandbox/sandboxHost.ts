@@ -18,6 +18,7 @@ import { errors, messageOf } from '../errors.js';
 import { metrics } from '../telemetry/metrics.js';
 import { NetworkHost, type SessionNamespace } from './network/networkHost.js';
 import { installerEndpoints } from './network/installerEndpoints.js';
+import { CaBundleError, prepareCaBundle, type CaBundle } from './network/caBundle.js';
 import type { SessionNetworkPolicy } from './network/networkPolicy.js';
 
 /** A sandbox made ahead of its session (see SandboxHost.prepare). */
@@ -63,6 +64,7 @@ export class SandboxHost implements SandboxContext {
     /** Sessions' networks; undefined where the worker gives none (networkProblem says why). */
     private readonly networkHost: NetworkHost | undefined,
     private readonly networkProblem: string | undefined,
+    readonly caBundle: CaBundle | undefined,
   ) {}
 
   static async create(options: SandboxHostOptions): Promise<SandboxHost> {
@@ -88,8 +90,9 @@ export class SandboxHost implements SandboxContext {
       for (const language of options.languages) await language.prepareHost(uids ? { uid: uids.base, gid: uids.base } : undefined);
       const cgroups = isRoot ? await setUpCgroups() : undefined;
       const diskImageProblem = isRoot ? await probeDiskImages(options.dirs.scratch) : 'it needs a worker running as root';
+      const caBundle = await trustedCas(options);
       const network = await startNetworks(options, uids);
-      const host = new SandboxHost(options, cgroups, isRoot, tools, sandboxSeccompProgram(), uids, diskImageProblem, network.host, network.problem);
+      const host = new SandboxHost(options, cgroups, isRoot, tools, sandboxSeccompProgram(), uids, diskImageProblem, network.host, network.problem, caBundle);
       try {
         await host.selfCheck();
       } catch (err) {
@@ -477,6 +480,15 @@ async function startNetworks(options: SandboxHostOptions, uids: UidRange | undef
     options.logger.warn('sessions get no network on this worker', { reason: messageOf(err) });
     return { problem: messageOf(err) };
   }
+}
+
+/** WORKER_CA_BUNDLE's bundles, written where sandboxes get them (a bad file stops start-up, saying why). */
+async function trustedCas(options: SandboxHostOptions): Promise<CaBundle | undefined> {
+  if (!options.caBundle) return undefined;
+  await mkdir(options.dirs.network, { recursive: true });
+  return prepareCaBundle(options.caBundle, options.dirs.network).catch((err: unknown) => {
+    throw err instanceof CaBundleError ? new SandboxUnavailableError(err.message) : err;
+  });
 }
 
 async function chownTree(dir: string, uid: number, gid: number): Promise<void> {

@@ -146,7 +146,13 @@ export class SessionSandbox {
   /** A process's environment: the basics, then what its language adds, then the session's own `env`. */
   private codeEnv(languageEnv: Record<string, string>): Record<string, string> {
     const home = this.isolate ? '/tmp' : this.inside.workspace;
-    return { HOME: home, USER: 'sandbox', LANG: 'C.UTF-8', ...languageEnv, ...this.parts.env };
+    return { HOME: home, USER: 'sandbox', LANG: 'C.UTF-8', ...languageEnv, ...this.trust(this.parts.network !== 'none').env, ...this.parts.env };
+  }
+
+  /** WORKER_CA_BUNDLE's CAs for a process with a network (its mounts and variables); nothing without one. */
+  private trust(networked: boolean): { mounts: Mount[]; env: Record<string, string> } {
+    const bundle = this.host.caBundle;
+    return bundle && networked && this.isolate ? bundle : { mounts: [], env: {} };
   }
 
   /**
@@ -164,6 +170,7 @@ export class SessionSandbox {
       { host: env, inside: INSIDE.env, writable: false },
       ...this.parts.language.writablePaths.map((path) => ({ host: join(env, path), inside: `${INSIDE.env}/${path}`, writable: true })),
       ...(this.languageRun.mounts ?? []),
+      ...this.trust(this.parts.network !== 'none').mounts,
     ];
   }
 
@@ -301,8 +308,8 @@ export class SessionSandbox {
         this.run(
           step.command,
           step.cwd,
-          step.env,
-          step.mounts,
+          { ...step.env, ...this.trust(step.network).env },
+          [...step.mounts, ...this.trust(step.network).mounts],
           // The installer's fetching step reaches the index from the host; the session's own steps get the session's network.
           !step.network ? 'none' : step.as === 'installer' ? 'host' : this.parts.network,
           as(step.as),
