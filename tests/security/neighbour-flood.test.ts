@@ -10,12 +10,12 @@ import { startWorker, type RunningWorker } from '../helpers/worker.js';
 // more than a small factor of its idle time. Before, a flood of fs.read made a neighbour's
 // print(1) 25–30× slower: every 32 MB reply was decoded into a string, encoded back and copied
 // into its gRPC frame on the event loop. The flood runs in a client process of its own (as
-// another tenant's would), and its calls must still answer whole. Ratios of medians measured in
-// this run, not times: the machine is shared. The target is 2× (bench/neighbourBench.ts, met on
-// this 2-core VM); the test allows 5×, as on a machine loaded by other work (load 7 on 2 cores)
-// a read flood measured up to 3.7×: still far from the 25–30× before.
-
-const BOUND = 5;
+// another tenant's would, at the lowest CPU priority: its decoding is not the worker's cost), and
+// its calls must still answer whole. Ratios of medians measured in this run, not times. The
+// target is 2×: a read flood holds it (1.05–1.7× here). A write flood does not yet (4× here:
+// grpc-js joins each 32 MB request, ts-proto decodes it into a string, the tool encodes it back;
+// issue 20's note), so it is held to 5× until requests carry bytes.
+const BOUND: Record<FloodKind, number> = { read: 2, write: 5 };
 const RUNS = 20;
 
 let worker: RunningWorker;
@@ -46,7 +46,7 @@ async function printTimes(): Promise<number[]> {
 }
 
 for (const kind of ['read', 'write'] as FloodKind[]) {
-  test(`a session's fs.${kind} flood past its payload bound leaves a neighbour's run.python within ${BOUND}× its idle p50`, async () => {
+  test(`a session's fs.${kind} flood past its payload bound leaves a neighbour's run.python within ${BOUND[kind]}× its idle p50`, async () => {
     const { sessionId: attacker } = await worker.sessions.createSession({ workspaceId: 'attacker', config: { limits: { maxDiskMb: 1024 } } });
     await runTool(worker.tasks, attacker, 'run.python', { code: 'open("big.txt", "w").write("x" * (32 << 20))' });
     await printTimes(); // warm
@@ -65,7 +65,7 @@ for (const kind of ['read', 'write'] as FloodKind[]) {
     );
     assert.deepEqual(report.problems, [], "the flooding session's own calls answer whole");
     assert.ok(report.ok >= 2, `the flood made progress (${report.ok} calls)`);
-    assert.ok(busy <= BOUND * idle, `p50 ${busy.toFixed(1)} ms under the flood against ${idle.toFixed(1)} ms idle`);
+    assert.ok(busy <= BOUND[kind] * idle, `p50 ${busy.toFixed(1)} ms under the flood against ${idle.toFixed(1)} ms idle`);
     if (kind === 'write') {
       const read = await runTool(worker.tasks, attacker, 'run.python', {
         code: 'import hashlib\nprint(hashlib.sha256(open("flood-0.txt", "rb").read()).hexdigest())',
