@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { NetworkMode } from '../gen/codegen/v1/common.js';
 import { makeFakeInternet, type FakeInternet } from './helpers/fakeInternet.js';
-import { runTool, statusOf } from './helpers/tasks.js';
+import { runTask, runTool, statusOf } from './helpers/tasks.js';
 import { startWorker, type RunningWorker } from './helpers/worker.js';
 
 // Issue 22. The worker runs in a namespace whose only way out is a fake internet of the test's
@@ -208,6 +208,24 @@ test('two sessions both serve on :8000, and each reaches only its own', async ()
   ]);
   assert.equal(outA.stdout, 'session-a\n');
   assert.equal(outB.stdout, 'session-b\n');
+});
+
+test("a session cannot reach another session's address, even with the network open", async () => {
+  const [a, b] = await Promise.all([session(NetworkMode.NETWORK_MODE_OPEN), session(NetworkMode.NETWORK_MODE_OPEN)]);
+  // b serves on its own address for a few seconds and says where; a tries it meanwhile.
+  const serve =
+    `import socket\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.connect(('${API}', 80)); me = u.getsockname()[0]\n` +
+    `s = socket.socket(); s.bind((me, 8000)); s.listen(); s.settimeout(3)\nopen('address', 'w').write(me)\n` +
+    `try:\n    c, _ = s.accept(); c.sendall(b'reached b'); print('accepted')\nexcept socket.timeout:\n    print('nobody came')`;
+  const served = runTool(worker.tasks, b, 'run.python', { code: serve });
+  let address = '';
+  while (!address) {
+    const read = await runTask(worker.tasks, { sessionId: b, toolName: 'fs.read', arguments: { path: 'address' } });
+    address = read.result?.outputs.contents ?? '';
+  }
+  const [fromA] = await probe(a, [{ kind: 'tcp', address, port: 8000 }]);
+  assert.equal(fromA.ok, false, JSON.stringify(fromA));
+  assert.equal((await served).stdout, 'nobody came\n');
 });
 
 test('GetSessionStatus shows the policy; a wider mode than WORKER_NETWORK_MAX is PERMISSION_DENIED naming it', async () => {
