@@ -27,7 +27,7 @@ export interface SandboxHostOptions {
   maxProcesses: number;
   /** Output (both streams) a task may print before it is killed. */
   maxTaskOutputBytes: number;
-  /** Keep a warm interpreter per session and fork each run.python call from it. */
+  /** Keep a warm process per session (its language's interpreter, or a plain zygote) and fork run.python and run.shell calls from it. */
   warmInterpreter: boolean;
   /** First uid of this worker's range (WORKER_UID_BASE); undefined: claim a free one. */
   uidBase: number | undefined;

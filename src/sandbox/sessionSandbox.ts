@@ -51,8 +51,9 @@ const MAX_SOCKET_PATH = 100;
 
 /**
  * Where one session's processes run, and the only way the domain starts any: its workspace as
- * the working directory, its own Python environment, its own uid, cgroup and limits, and, with
- * bubblewrap, nothing else of the host. Each call is a fresh process in a fresh sandbox.
+ * the working directory, its language's environment, its own uid, cgroup, limits and network,
+ * and, with bubblewrap, nothing else of the host. A call is forked from the session's warm
+ * process where it has one, else started cold: a fresh process in a fresh sandbox.
  */
 export class SessionSandbox {
   private readonly live = new Set<RunningProcess>();

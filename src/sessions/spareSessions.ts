@@ -9,9 +9,9 @@ interface Spare {
 }
 
 /**
- * A few sessions made ahead (directories, disk, Python environment, uid, cgroup), so
- * CreateSession only names one and sets its limits. Refilled in the background, one at a time;
- * when they run out, a session is made on the spot. Spares get the disk size sessions last asked
+ * A few sessions made ahead (directories, disk, the default language's environment, uid, cgroup,
+ * network namespace), so CreateSession only names one and sets its limits. Refilled in the
+ * background, one at a time; when they run out, a session is made on the spot. Spares get the disk size sessions last asked
  * for, so a fleet whose sessions share a size takes them ready made.
  */
 export class SpareSessions {
