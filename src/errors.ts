@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
+import { isAbortError } from 'abort-controller-x';
 import { ServerError, Status } from 'nice-grpc';
 
 /**
  * A failure the client should see, carrying its gRPC status code and a message a person can act
  * on. It is nice-grpc's ServerError, so a call ends with exactly this status wherever it is
  * thrown. Every one a client can see is made by the `errors` catalogue below; anything else
- * thrown becomes `errors.internal` (grpc/mapErrors.ts for unary calls, tasks/runTask.ts for
- * task streams).
+ * thrown becomes `errors.internal` (asCallError below).
  */
 export class WorkerError extends ServerError {
   constructor(code: Status, message: string) {
@@ -144,4 +144,17 @@ export const errors = {
 /** A short id tying a client's INTERNAL status to the log line with the details. */
 export function newErrorRef(): string {
   return randomBytes(4).toString('hex');
+}
+
+/**
+ * The one mapping from anything thrown to a call's status: an error with a status (a
+ * WorkerError, nice-grpc's own) and the client's own cancellation pass as they are; anything
+ * else is INTERNAL with a reference, which `log` writes with the details (unary calls:
+ * grpc/mapErrors.ts; task streams: tasks/runTask.ts).
+ */
+export function asCallError(err: unknown, log: (ref: string, error: string) => void): unknown {
+  if (err instanceof ServerError || isAbortError(err)) return err;
+  const ref = newErrorRef();
+  log(ref, describeThrown(err));
+  return errors.internal(err, ref);
 }

@@ -1,6 +1,4 @@
-import { isAbortError } from 'abort-controller-x';
-import { ServerError } from 'nice-grpc';
-import { describeThrown, errors, newErrorRef } from '../errors.js';
+import { asCallError } from '../errors.js';
 import type { Logger } from '../logger.js';
 
 /**
@@ -8,10 +6,7 @@ import type { Logger } from '../logger.js';
  * anything unexpected is logged and answered INTERNAL, so the worker never crashes on a call.
  */
 export function toServerError(err: unknown, method: string, logger: Logger): unknown {
-  if (err instanceof ServerError || isAbortError(err)) return err; // WorkerErrors included
-  const ref = newErrorRef();
-  logger.error('unexpected error in call', { method, ref, error: describeThrown(err) });
-  return errors.internal(err, ref);
+  return asCallError(err, (ref, error) => logger.error('unexpected error in call', { method, ref, error }));
 }
 
 type Methods = Record<string, (...args: never[]) => unknown>;

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { isAbortError } from 'abort-controller-x';
 import { TaskStatus } from '../../gen/codegen/v1/common.js';
-import { describeThrown, errors, newErrorRef, WorkerError } from '../errors.js';
+import { asCallError } from '../errors.js';
 import type { SessionPool } from '../sessions/sessionPool.js';
 import type { TaskRecord } from '../sessions/taskRegistry.js';
 import { metrics } from '../telemetry/metrics.js';
@@ -49,7 +48,7 @@ export async function* runTask<M>(
     yield encode(conclusion.result);
     if (conclusion.callError) throw conclusion.callError;
   } catch (err) {
-    throw asCallError(err, task);
+    throw taskCallError(err, task);
   } finally {
     await run.stop();
     finishTask(task, record, conclusion);
@@ -66,11 +65,8 @@ function startTask(task: PreparedTask): TaskRecord {
 }
 
 /** Errors with a status (and the client's own cancellation) pass; anything else is a logged INTERNAL. */
-function asCallError(err: unknown, task: PreparedTask): unknown {
-  if (err instanceof WorkerError || isAbortError(err)) return err;
-  const ref = newErrorRef();
-  task.session.logger.error('unexpected error in a task', { task_id: task.taskId, tool: task.tool.name, ref, error: describeThrown(err) });
-  return errors.internal(err, ref);
+function taskCallError(err: unknown, task: PreparedTask): unknown {
+  return asCallError(err, (ref, error) => task.session.logger.error('unexpected error in a task', { task_id: task.taskId, tool: task.tool.name, ref, error }));
 }
 
 /** Records how the task ended, in its session, the metrics and (unless a success) the log. */
