@@ -47,6 +47,9 @@ export interface DnsQuery {
   transport: 'udp' | 'tcp';
   from: string;
   answer: 'A' | 'NODATA' | 'NXDOMAIN';
+  /** The message's opcode (QUERY, UPDATE, NOTIFY, ...) and its records past the question (answer, authority, additional sections). */
+  opcode: string;
+  records: number;
 }
 
 /** How long a client may stay silent before a raw TCP greeting. */
@@ -69,7 +72,8 @@ function answerDns(query: Buffer, transport: 'udp' | 'tcp', from: string): Buffe
   const name = question.name.toLowerCase().replace(/\.$/, '');
   const address = Object.hasOwn(config.names, name) ? config.names[name] : undefined;
   const answer = address === undefined ? 'NXDOMAIN' : question.type === 'A' ? 'A' : 'NODATA';
-  queries.push({ name, type: question.type, transport, from, answer });
+  const records = (packet.answers?.length ?? 0) + (packet.authorities?.length ?? 0) + (packet.additionals?.length ?? 0);
+  queries.push({ name, type: question.type, transport, from, answer, opcode: (packet as { opcode?: string }).opcode ?? 'QUERY', records });
   return dnsPacket.encode({
     id: packet.id,
     type: 'response',
