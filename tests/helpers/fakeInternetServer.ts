@@ -47,6 +47,9 @@ export interface DnsQuery {
   transport: 'udp' | 'tcp';
   from: string;
   answer: 'A' | 'NODATA' | 'NXDOMAIN';
+  /** The message's opcode (QUERY, UPDATE, NOTIFY, ...) and its records past the question (answer, authority, additional sections). */
+  opcode: string;
+  records: number;
 }
 
 /** How long a client may stay silent before a raw TCP greeting. */
@@ -69,7 +72,8 @@ function answerDns(query: Buffer, transport: 'udp' | 'tcp', from: string): Buffe
   const name = question.name.toLowerCase().replace(/\.$/, '');
   const address = Object.hasOwn(config.names, name) ? config.names[name] : undefined;
   const answer = address === undefined ? 'NXDOMAIN' : question.type === 'A' ? 'A' : 'NODATA';
-  queries.push({ name, type: question.type, transport, from, answer });
+  const records = (packet.answers?.length ?? 0) + (packet.authorities?.length ?? 0) + (packet.additionals?.length ?? 0);
+  queries.push({ name, type: question.type, transport, from, answer, opcode: (packet as { opcode?: string }).opcode ?? 'QUERY', records });
   return dnsPacket.encode({
     id: packet.id,
     type: 'response',
@@ -110,13 +114,22 @@ async function serveDns(): Promise<void> {
   await listen(tcp, 53, config.dnsServer);
 }
 
-function reply(request: IncomingMessage, response: ServerResponse, hit: Hit): void {
+/**
+ * Like a virtual-hosting server (RFC 9112 3.2.2): an absolute-form target's host wins over the
+ * Host header, and every request of a kept-alive connection is routed (and recorded) on its own.
+ */
+function reply(request: IncomingMessage, response: ServerResponse, first: Hit): void {
+  let hit = first;
+  if (hit.method !== undefined) hits.push((hit = { ...first, name: first.protocol === 'tls' ? first.sni : undefined }));
   hit.host = request.headers.host;
   hit.method = request.method;
   hit.path = request.url;
-  if (hit.protocol === 'http') hit.name = request.headers.host?.replace(/:\d+$/, '');
+  const absolute = /^https?:\/\/([^/:?#]+)/i.exec(request.url ?? '')?.[1];
+  if (hit.protocol === 'http') hit.name = absolute ?? request.headers.host?.replace(/:\d+$/, '');
   const body = JSON.stringify({ served_by: hit.address, port: hit.port, name: hit.name, protocol: hit.protocol, path: hit.path, sni: hit.sni, host: hit.host });
-  response.writeHead(200, { 'content-type': 'application/json', connection: 'close' });
+  // Kept alive only for an HTTP/1.1 client that does not say (every test client says close or keep-alive).
+  const close = request.httpVersion !== '1.1' || request.headers.connection !== undefined;
+  response.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(`${body}\n`), connection: close ? 'close' : 'keep-alive' });
   response.end(`${body}\n`);
 }
 

@@ -12,6 +12,9 @@ import type { SessionEgress } from './sessionEgress.js';
 
 const NXDOMAIN = 3;
 const SERVFAIL = 2;
+const NOTIMP = 4;
+/** The UDP payload the gate's own questions offer upstream (EDNS0: RFC 6891; 1232 avoids fragments). */
+const EDNS_PAYLOAD = 1232;
 const UPSTREAM_TIMEOUT_MS = 2_500;
 /** Questions one session may have waiting on the upstream at once; past it: SERVFAIL. */
 const MAX_PENDING_PER_SESSION = 64;
@@ -112,13 +115,24 @@ export class DnsGate {
         questions: [question],
         answers,
       });
+    // Only questions: an UPDATE or NOTIFY is the upstream's to refuse, and it is never asked.
+    if ((query as { opcode?: string }).opcode !== 'QUERY') return reply(NOTIMP);
     if (!session.mayResolve(question.name)) return reply(NXDOMAIN);
     if (question.type === 'AAAA') return reply(0);
     const waiting = this.pending.get(session.sessionId) ?? 0;
     if (waiting >= MAX_PENDING_PER_SESSION) return reply(SERVFAIL);
     this.pending.set(session.sessionId, waiting + 1);
     try {
-      const upstream = await this.ask(message);
+      // The gate's own question, never the session's bytes (their other sections, flags, options).
+      const upstream = await this.ask(
+        dnsPacket.encode({
+          type: 'query',
+          id: query.id,
+          flags: dnsPacket.RECURSION_DESIRED,
+          questions: [question],
+          additionals: [{ type: 'OPT', name: '.', udpPayloadSize: EDNS_PAYLOAD, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] }],
+        }),
+      );
       if (!upstream) return reply(SERVFAIL);
       const answer = dnsPacket.decode(upstream);
       const answers = (answer.answers ?? []).filter((a) => a.type !== 'AAAA');

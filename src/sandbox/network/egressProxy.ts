@@ -5,6 +5,7 @@
 
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { Logger } from '../../logger.js';
+import { HttpRequestFramer, type Framed } from './httpRequests.js';
 import { originalDestination } from './originalDestination.js';
 import { MAX_PEEK_BYTES, presentedName } from './presentedName.js';
 import type { SessionEgress } from './sessionEgress.js';
@@ -51,11 +52,14 @@ export class EgressProxy {
     if (!destination) return void client.resetAndDestroy();
     let head: Buffer = Buffer.alloc(0);
     let name: string | undefined;
+    let framer: HttpRequestFramer | undefined;
     if (session.needsName(destination.address, destination.port)) {
       const read = await readName(client);
       head = read.head;
       name = read.name;
       if (client.destroyed) return;
+      // Plain HTTP let through by its name: every later request on it must name an allowed host too.
+      if (read.http) framer = new HttpRequestFramer((next) => session.verdict(destination.address, destination.port, next).allowed);
     }
     const verdict = session.verdict(destination.address, destination.port, name);
     if (!verdict.allowed) {
@@ -70,8 +74,11 @@ export class EgressProxy {
     client.on('error', () => upstream.destroy());
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
-    if (head.length > 0) upstream.write(head);
-    client.pipe(upstream);
+    if (framer) relayRequests(client, upstream, head, framer, (reason) => this.logger.debug('egress refused', { session_id: session.sessionId, reason }));
+    else {
+      if (head.length > 0) upstream.write(head);
+      client.pipe(upstream);
+    }
     upstream.pipe(client);
     client.resume();
   }
@@ -92,23 +99,60 @@ export class EgressProxy {
   }
 }
 
+/**
+ * `client`'s bytes to `upstream` through `framer`, its first `head` included: each request's head
+ * is judged before any of its bytes go on; a refused one resets the connection. After a request
+ * that may switch protocols, the server's status line says whether the rest is a tunnel.
+ */
+function relayRequests(client: Socket, upstream: Socket, head: Buffer, framer: HttpRequestFramer, onRefused: (reason: string) => void): void {
+  const send = (framed: Framed): void => {
+    if ('refused' in framed) {
+      onRefused(framed.refused);
+      client.resetAndDestroy();
+      upstream.destroy();
+      return;
+    }
+    let room = true;
+    for (const part of framed.forward) if (part.length > 0) room = upstream.write(part) && room;
+    if (!room) {
+      client.pause();
+      upstream.once('drain', () => client.resume());
+    }
+  };
+  let status = '';
+  const watch = (chunk: Buffer) => {
+    if (!framer.switching) return void upstream.off('data', watch); // its first response was not to a switch
+    status += chunk.toString('latin1');
+    const end = status.indexOf('\r\n');
+    if (end === -1 && status.length < 4_096) return;
+    upstream.off('data', watch);
+    send(framer.switchedBy(end === -1 ? '' : status.slice(0, end)));
+  };
+  upstream.on('data', watch);
+  client.on('data', (chunk: Buffer) => send(framer.push(chunk)));
+  client.on('end', () => upstream.end());
+  send(framer.push(head));
+}
+
 /** The first bytes of `client` until they say its name, or say there is none; the socket stays paused after. */
-async function readName(client: Socket): Promise<{ head: Buffer; name: string | undefined }> {
+async function readName(client: Socket): Promise<{ head: Buffer; name: string | undefined; http: boolean }> {
   return new Promise((resolve) => {
     let head: Buffer = Buffer.alloc(0);
+    let http = false;
     const finish = (name: string | undefined) => {
       clearTimeout(silent);
       clearTimeout(overall);
       client.off('data', onData);
       client.off('end', onEnd);
       client.pause();
-      resolve({ head, name });
+      resolve({ head, name, http });
     };
     const onData = (chunk: Buffer) => {
       clearTimeout(silent);
       head = Buffer.concat([head, chunk]);
       const presented = presentedName(head);
       if (presented.kind === 'more' && head.length < MAX_PEEK_BYTES) return;
+      http = presented.kind === 'http';
       finish(presented.kind === 'tls' || presented.kind === 'http' ? presented.name : undefined);
     };
     const onEnd = () => finish(undefined);

@@ -1,5 +1,7 @@
 // The name an outbound connection presents in its first bytes: a TLS ClientHello's server_name
-// (SNI) or an HTTP/1 request's Host. The egress proxy decides on it before any byte goes on.
+// (SNI) or an HTTP/1 request's host (httpRequests.ts). The egress proxy decides on it before any byte goes on.
+
+import { MAX_HEAD_BYTES, parseRequestHead } from './httpRequests.js';
 
 export type Presented =
   | { kind: 'more' } // not enough bytes yet to say
@@ -8,7 +10,7 @@ export type Presented =
   | { kind: 'other' };
 
 /** The most a connection's first bytes are read for its name: one TLS record, or an HTTP head. */
-export const MAX_PEEK_BYTES = 5 + 16_384;
+export const MAX_PEEK_BYTES = MAX_HEAD_BYTES;
 
 const HTTP_METHOD = /^[A-Z]{3,10} /;
 
@@ -24,12 +26,8 @@ function httpHost(head: Buffer): Presented {
   const end = head.indexOf('\r\n\r\n');
   if (end === -1) return head.length >= MAX_PEEK_BYTES ? { kind: 'http', name: undefined } : { kind: 'more' };
   if (!HTTP_METHOD.test(head.subarray(0, 16).toString('latin1'))) return { kind: 'other' };
-  const lines = head.subarray(0, end).toString('latin1').split('\r\n').slice(1);
-  const hosts = lines.filter((line) => /^host:/i.test(line)).map((line) => line.slice(5).trim());
-  // Two Host headers: which one the server believes is its own affair; the request names neither.
-  if (hosts.length !== 1) return { kind: 'http', name: undefined };
-  const host = hosts[0].replace(/:\d+$/, '');
-  return { kind: 'http', name: host.length > 0 && !host.startsWith('[') ? host.toLowerCase() : undefined };
+  const parsed = parseRequestHead(head.subarray(0, end).toString('latin1'));
+  return { kind: 'http', name: 'malformed' in parsed ? undefined : parsed.name };
 }
 
 function tlsName(head: Buffer): Presented {
