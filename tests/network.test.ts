@@ -228,6 +228,18 @@ test("a session cannot reach another session's address, even with the network op
   assert.equal((await served).stdout, 'nobody came\n');
 });
 
+test("a session holding its most connections is refused more; its neighbour's connect is not", async () => {
+  const [greedy, neighbour] = await Promise.all([session(NetworkMode.NETWORK_MODE_OPEN), session(NetworkMode.NETWORK_MODE_OPEN)]);
+  const hold =
+    `import socket\nheld, greeted = [], 0\nfor i in range(300):\n    s = socket.create_connection(('${RAW}', 8000), timeout=5); held.append(s)\n` +
+    `for s in held:\n    try:\n        greeted += s.recv(100).startswith(b'hello')\n    except OSError:\n        pass\nprint(greeted)`;
+  const greedyRun = runTool(worker.tasks, greedy, 'run.python', { code: hold });
+  const [fromNeighbour] = await probe(neighbour, [{ kind: 'tcp', address: RAW, port: 8000 }]);
+  assert.ok(fromNeighbour.ok, JSON.stringify(fromNeighbour));
+  const greeted = Number((await greedyRun).stdout);
+  assert.ok(greeted > 0 && greeted <= 256, `${greeted} of 300 connections held at once got through`);
+});
+
 test('GetSessionStatus shows the policy; a wider mode than WORKER_NETWORK_MAX is PERMISSION_DENIED naming it', async () => {
   const id = await session(NetworkMode.NETWORK_MODE_ALLOW_LIST, ['API.test', '*.cdn.test:443']);
   const status = await worker.sessions.getSessionStatus({ sessionId: id });

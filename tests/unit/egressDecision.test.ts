@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { egressVerdict, nameAllowed, type EgressRequest } from '../../src/sandbox/network/egressDecision.js';
 import { ipv4Number } from '../../src/sandbox/network/ipv4.js';
 import { parseAllowEntry, type NetworkModeName } from '../../src/sandbox/network/networkPolicy.js';
+import { MAX_CONNECTIONS, SessionEgress } from '../../src/sandbox/network/sessionEgress.js';
 
 const host = ipv4Number('192.0.2.10')!;
 const subject = (mode: NetworkModeName, allow: string[]) => ({ mode, rules: allow.map(parseAllowEntry), hostAddresses: (a: number) => a === host });
@@ -68,4 +69,19 @@ test('DNS questions: open answers any, allow list only allowed names, none nothi
   assert.equal(nameAllowed(s, 'other.test'), false);
   assert.equal(nameAllowed(subject('open', []), 'anything.example'), true);
   assert.equal(nameAllowed(subject('none', []), 'api.test'), false);
+});
+
+test('a session holds at most MAX_CONNECTIONS through the proxy at once; past it each is refused and counted', () => {
+  const refused: string[] = [];
+  const egress = new SessionEgress(
+    's',
+    { mode: 'open', allow: [] },
+    () => false,
+    (kind) => refused.push(kind),
+  );
+  for (let i = 0; i < MAX_CONNECTIONS; i++) assert.equal(egress.openConnection(), true);
+  assert.equal(egress.openConnection(), false);
+  assert.deepEqual(refused, ['connect']);
+  egress.closeConnection();
+  assert.equal(egress.openConnection(), true);
 });

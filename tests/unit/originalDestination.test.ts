@@ -24,6 +24,7 @@ test("the worker's table: sessions' TCP to the proxy, DNS to the gate, nothing e
   assert.match(rules, /^table inet codegen_cg2n\ndelete table inet codegen_cg2n\n/, 'replaced whole, in one transaction');
   assert.match(rules, /iifname "cg2n\*" meta l4proto tcp redirect to :15001/);
   assert.match(rules, /iifname "cg2n\*" udp dport 53 redirect to :15002/);
-  assert.match(rules, /chain input \{[\s\S]*?iifname "cg2n\*" drop\n {2}\}/);
+  assert.match(rules, /chain input \{[\s\S]*?iifname "cg2n\*" drop\n/);
+  assert.match(rules, /iifname != "lo" tcp dport \{ 15001, 15002 \} drop\n\s*iifname != "lo" udp dport 15002 drop/, 'the proxy and the gate serve nobody else');
   assert.match(rules, /chain forward \{[^}]*iifname "cg2n\*" drop\n\s*oifname "cg2n\*" drop/);
 });

@@ -89,7 +89,11 @@ export class DnsGate {
           if (!reply || socket.destroyed) return;
           const length = Buffer.alloc(2);
           length.writeUInt16BE(reply.length);
-          socket.write(Buffer.concat([length, reply]));
+          // A client that asks and never reads is not answered into the worker's memory: it waits.
+          if (!socket.write(Buffer.concat([length, reply]))) {
+            socket.pause();
+            socket.once('drain', () => socket.resume());
+          }
         });
       }
     });

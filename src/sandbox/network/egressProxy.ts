@@ -48,6 +48,11 @@ export class EgressProxy {
     const peer = { address: client.remoteAddress ?? '', port: client.remotePort ?? 0 };
     const session = this.sessionAt(peer.address.replace(/^::ffff:/, ''));
     if (!session) return void client.resetAndDestroy();
+    if (!session.openConnection()) {
+      this.logger.debug('egress refused', { session_id: session.sessionId, reason: 'the session holds its most connections' });
+      return void client.resetAndDestroy();
+    }
+    client.once('close', () => session.closeConnection());
     const destination = await this.findDestination({ address: peer.address.replace(/^::ffff:/, ''), port: peer.port }, this.port).catch(() => undefined);
     if (!destination) return void client.resetAndDestroy();
     let head: Buffer = Buffer.alloc(0);

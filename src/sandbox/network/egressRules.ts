@@ -41,6 +41,10 @@ export function egressRuleset(prefix: string, ports: EgressPorts, installer?: In
     `    ${sessions} udp dport ${ports.dns} accept`,
     `    ${sessions} meta l4proto tcp reject with tcp reset`,
     `    ${sessions} drop`,
+    // The proxy and the gate listen on every address: they serve sessions and (the gate) the
+    // installer's redirected questions, which arrive on loopback; nobody else.
+    `    iifname != "lo" tcp dport { ${ports.proxy}, ${ports.dns} } drop`,
+    `    iifname != "lo" udp dport ${ports.dns} drop`,
     '  }',
     '  chain forward {',
     '    type filter hook forward priority filter; policy accept;',

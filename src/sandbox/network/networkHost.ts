@@ -44,6 +44,7 @@ export interface NetworkHostOptions {
 }
 
 const MAX_INDEX = 65_533;
+const LOOPBACK = parseCidr('127.0.0.0/8')!;
 
 export class NetworkHost {
   private readonly free: number[] = [];
@@ -77,8 +78,9 @@ export class NetworkHost {
     });
     const octet = 100 + (options.block % 100);
     const subnet = parseCidr(`10.${octet}.0.0/16`)!;
-    const prefix = `cg${options.block % 100}n`;
+    const prefix = `cg${options.block}n`;
     await clearLeftovers(options.block, prefix);
+    // Blocks 100 apart share a /16: the second worker does not start (its leftovers, named by its whole block, are gone by now).
     const clash = hostAddresses().find((address) => cidrContains(subnet, address));
     if (clash !== undefined)
       throw new Error(`the host already has the address ${ipv4Text(clash)} in 10.${octet}.0.0/16, which this worker would give its sessions`);
@@ -91,7 +93,10 @@ export class NetworkHost {
     const table = egressTableName(prefix);
     const installer = options.installer && installerEgress(options.installer, table, options.logger);
     // A question from anywhere but a session's address is the installer's (its DNS is redirected to the gate).
-    const askerAt = (address: string) => sessionAt(address) ?? (cidrContains(subnet, ipv4Number(address) ?? 0) ? undefined : installer);
+    const askerAt = (address: string) => {
+      const n = ipv4Number(address) ?? 0;
+      return sessionAt(address) ?? (cidrContains(LOOPBACK, n) || hostAddresses().includes(n) ? installer : undefined);
+    };
     const proxy = await EgressProxy.start(sessionAt, options.logger);
     const dns = await DnsGate.start(askerAt, upstreams, options.logger).catch(async (err: unknown) => {
       await proxy.close();
@@ -120,7 +125,7 @@ export class NetworkHost {
   /** A new namespace with its veth pair and addresses; nothing reaches out of it until attach(). */
   async prepare(): Promise<SessionNamespace> {
     const index = this.takeIndex();
-    const name = `codegen-${this.options.block % 100}-${index}`;
+    const name = `codegen-${this.options.block}-${index}`;
     const hostEnd = `${this.prefix}${index}`;
     const address = ipv4Text(this.subnet.base + index);
     const space = { index, name, path: `/run/netns/${name}`, address };
@@ -238,7 +243,7 @@ async function clearLeftovers(block: number, prefix: string): Promise<void> {
   const spaces = (await runHostTool('ip', ['netns', 'list']).catch(() => ''))
     .split('\n')
     .map((line) => line.split(' ')[0])
-    .filter((name) => name.startsWith(`codegen-${block % 100}-`));
+    .filter((name) => name.startsWith(`codegen-${block}-`));
   const links = (await runHostTool('ip', ['-o', 'link', 'show']).catch(() => ''))
     .split('\n')
     .map((line) => /^\d+: ([^:@]+)/.exec(line)?.[1])

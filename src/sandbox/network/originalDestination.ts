@@ -17,7 +17,26 @@ export async function originalDestination(
   localPort: number,
   table = CONNTRACK_TABLE,
 ): Promise<{ address: string; port: number } | undefined> {
-  return findOriginalDestination(await readFile(table, 'latin1'), peer, localPort);
+  // A read already under way may have begun before this connection's entry was made: not found
+  // there, it is looked for once more in a read begun after.
+  const underWay = reading.get(table) !== undefined;
+  const found = findOriginalDestination(await readTable(table), peer, localPort);
+  return found ?? (underWay ? findOriginalDestination(await readTable(table), peer, localPort) : undefined);
+}
+
+/**
+ * One read of the table at a time, shared by every lookup waiting for it: the kernel walks its
+ * whole hash table for each read, so a session opening connections as fast as it can costs one
+ * read at a time, not one per connection.
+ */
+const reading = new Map<string, Promise<string>>();
+function readTable(table: string): Promise<string> {
+  let read = reading.get(table);
+  if (!read) {
+    read = readFile(table, 'latin1').finally(() => reading.delete(table));
+    reading.set(table, read);
+  }
+  return read;
 }
 
 export function findOriginalDestination(

@@ -7,10 +7,13 @@ import { parseAllowEntry, type AllowRule, type SessionNetworkPolicy } from './ne
 
 /** Addresses a session's DNS answers may admit; the oldest go first past it. */
 export const MAX_ADMITTED_ADDRESSES = 4096;
+/** Connections a session may have through the proxy at once (each holds two of the worker's descriptors). */
+export const MAX_CONNECTIONS = 256;
 
 export class SessionEgress {
   readonly rules: readonly AllowRule[];
   private readonly admitted = new Map<number, Set<string>>();
+  private connections = 0;
 
   constructor(
     readonly sessionId: string,
@@ -21,6 +24,20 @@ export class SessionEgress {
     private readonly onAdmit?: (address: string, name: string) => Promise<void>,
   ) {
     this.rules = policy.allow.map(parseAllowEntry);
+  }
+
+  /** A connection through the proxy begins: false (and counted as refused) past MAX_CONNECTIONS. */
+  openConnection(): boolean {
+    if (this.connections >= MAX_CONNECTIONS) {
+      this.onRefused('connect');
+      return false;
+    }
+    this.connections++;
+    return true;
+  }
+
+  closeConnection(): void {
+    this.connections = Math.max(0, this.connections - 1);
   }
 
   /** Whether the session may ask DNS about `name`; counted when not. */
