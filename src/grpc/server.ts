@@ -22,6 +22,7 @@ import { taskExecutionService } from './taskExecutionService.js';
 import { tolerantDefinition } from './tolerantDefinition.js';
 import { unCopiedReplies } from './unCopiedReplies.js';
 import { encodeLargeResultReply } from './resultReplyEncoding.js';
+import { largeArgumentsAsBytes } from './taskRequestDecoding.js';
 
 export interface GrpcServerOptions {
   address: string;
@@ -78,7 +79,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     withMappedErrors(SessionManagementDefinition, sessionManagementService(options.tasks.pool, options.checkpoints, options.workerId), logger),
   );
   guarded.add(
-    tolerantDefinition(unCopiedReplies(TaskExecutionDefinition, encodeLargeResultReply)),
+    tolerantDefinition(unCopiedReplies(largeArgumentsAsBytes(TaskExecutionDefinition), encodeLargeResultReply)),
     withMappedErrors(TaskExecutionDefinition, taskExecutionService(options.tasks), logger),
   );
   guarded.add(tolerantDefinition(ArtifactServiceDefinition), withMappedErrors(ArtifactServiceDefinition, artifactService(options.artifacts), logger));
