@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { applyServerStreamBackpressure } from './serverStreamBackpressure.js';
 import { applyFramedReplies } from './framedReplies.js';
+import { applyJoinedAsTheyCome } from './joinedAsTheyCome.js';
 import { isAbortError } from 'abort-controller-x';
 import type { ServerCredentials } from '@grpc/grpc-js';
 import { createServer, type Server, type ServerMiddleware } from 'nice-grpc';
@@ -60,6 +61,7 @@ const DESCRIPTORS = new URL('../../../gen/codegen.binpb', import.meta.url);
 export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
   applyServerStreamBackpressure();
   applyFramedReplies();
+  applyJoinedAsTheyCome();
   const { logger } = options;
   const server = createServer({
     'grpc.max_receive_message_length': options.maxMessageBytes,
