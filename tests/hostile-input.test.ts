@@ -7,7 +7,9 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { ClientError, Status } from 'nice-grpc';
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
+import { ClientError, createChannel, createClient, Status } from 'nice-grpc';
+import { TaskExecutionDefinition, TaskResponse } from '../gen/codegen/v1/task_execution.js';
 import { runTaskWithin, runTool } from './helpers/tasks.js';
 import { startWorker, type RunningWorker } from './helpers/worker.js';
 
@@ -91,6 +93,46 @@ test('a 300-character path component or a 5,000-character path is INVALID_ARGUME
       assert.match(run.error!.details, pattern);
       assertShortAndClean(run.error!, toolName);
     }
+  }
+});
+
+test('fs.write contents that are not UTF-8 are written as they always were: each bad sequence a U+FFFD, a BOM kept, small or large', async () => {
+  // A client that sends the request's bytes as given (nice-grpc's would encode strings).
+  const raw = TaskExecutionDefinition.methods.executeTask;
+  const definition = {
+    ...TaskExecutionDefinition,
+    methods: {
+      ...TaskExecutionDefinition.methods,
+      executeTask: {
+        ...raw,
+        requestType: { ...raw.requestType, fromPartial: (bytes: never) => bytes, encode: (bytes: Uint8Array) => ({ finish: () => bytes }) },
+      },
+    },
+  } as unknown as typeof TaskExecutionDefinition;
+  const channel = createChannel(worker.address);
+  const tasks = createClient(definition, channel, { '*': { deadline: CALL.deadline } } as never);
+  const field = (w: BinaryWriter, no: number, bytes: Uint8Array) => w.uint32((no << 3) | 2).bytes(bytes);
+  const entry = (w: BinaryWriter, key: string, value: Uint8Array) =>
+    w.uint32((4 << 3) | 2).bytes(field(field(new BinaryWriter(), 1, Buffer.from(key)), 2, value).finish());
+  try {
+    for (const filler of [10, 3 << 20]) {
+      const contents = Buffer.concat([
+        Buffer.from([0xef, 0xbb, 0xbf]),
+        Buffer.alloc(filler, 'z'),
+        Buffer.from([0xc3, 0x28, 0xed, 0xa0, 0x80, 0xff, 0xe2, 0x82]),
+      ]);
+      const w = field(field(new BinaryWriter(), 2, Buffer.from(sessionId)), 3, Buffer.from('fs.write'));
+      entry(w, 'path', Buffer.from(`bad-${filler}.txt`));
+      entry(w, 'contents', contents);
+      let result: TaskResponse['payload'] | undefined;
+      for await (const reply of tasks.executeTask(w.finish() as never)) result = reply.payload;
+      const expected = Buffer.from(new TextDecoder('utf-8', { ignoreBOM: true }).decode(contents), 'utf8');
+      assert.equal(result?.$case === 'result' && result.value.outputs.bytes_written, String(expected.length), `${filler}: bytes_written`);
+      const read = await runTool(worker.tasks, sessionId, 'fs.read', { path: `bad-${filler}.txt`, encoding: 'base64' });
+      assert.ok(Buffer.from(read.contents, 'base64').equals(expected), `${filler}: the file holds the replaced text`);
+    }
+  } finally {
+    channel.close();
   }
 });
 

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { applyServerStreamBackpressure } from './serverStreamBackpressure.js';
 import { applyFramedReplies } from './framedReplies.js';
+import { applyJoinedAsTheyCome } from './joinedAsTheyCome.js';
 import { isAbortError } from 'abort-controller-x';
 import type { ServerCredentials } from '@grpc/grpc-js';
 import { createServer, type Server, type ServerMiddleware } from 'nice-grpc';
@@ -22,6 +23,7 @@ import { taskExecutionService } from './taskExecutionService.js';
 import { tolerantDefinition } from './tolerantDefinition.js';
 import { unCopiedReplies } from './unCopiedReplies.js';
 import { encodeLargeResultReply } from './resultReplyEncoding.js';
+import { largeArgumentsAsBytes } from './taskRequestDecoding.js';
 
 export interface GrpcServerOptions {
   address: string;
@@ -59,6 +61,7 @@ const DESCRIPTORS = new URL('../../../gen/codegen.binpb', import.meta.url);
 export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
   applyServerStreamBackpressure();
   applyFramedReplies();
+  applyJoinedAsTheyCome();
   const { logger } = options;
   const server = createServer({
     'grpc.max_receive_message_length': options.maxMessageBytes,
@@ -78,7 +81,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     withMappedErrors(SessionManagementDefinition, sessionManagementService(options.tasks.pool, options.checkpoints, options.workerId), logger),
   );
   guarded.add(
-    tolerantDefinition(unCopiedReplies(TaskExecutionDefinition, encodeLargeResultReply)),
+    tolerantDefinition(unCopiedReplies(largeArgumentsAsBytes(TaskExecutionDefinition), encodeLargeResultReply)),
     withMappedErrors(TaskExecutionDefinition, taskExecutionService(options.tasks), logger),
   );
   guarded.add(tolerantDefinition(ArtifactServiceDefinition), withMappedErrors(ArtifactServiceDefinition, artifactService(options.artifacts), logger));

@@ -1,4 +1,5 @@
 import { errors } from '../errors.js';
+import { textBytesOf } from './textBytes.js';
 
 /**
  * Checks a tool's arguments against the names it takes: missing required ones and unknown ones
@@ -15,7 +16,8 @@ export function checkArguments<R extends string, O extends string>(
   if (unknown.length > 0) {
     throw errors.invalidArgument(`${tool} does not take ${unknown.map((n) => `'${n}'`).join(', ')}; it takes ${[...known].map((n) => `'${n}'`).join(', ')}`);
   }
-  const missing = required.filter((name) => args[name] === undefined);
+  // An argument carried as bytes (grpc/taskRequestDecoding.ts) is there: asking would decode it.
+  const missing = required.filter((name) => !textBytesOf(args, name) && args[name] === undefined);
   if (missing.length > 0) throw errors.invalidArgument(`${tool} requires ${missing.map((n) => `'${n}'`).join(', ')}`);
   return args as Record<R, string> & Partial<Record<O, string>>;
 }

@@ -7,7 +7,19 @@ import { inWorkspace, workspaceSegments } from '../storage/workspacePath.js';
 import { checkArguments, parseEncoding } from './arguments.js';
 import { decodeStrictBase64 } from './base64.js';
 import { requireMode, requireRegularFile, toFileError } from './fileErrors.js';
+import { isUtf8InSlices, textBytesOf } from './textBytes.js';
 import { defineTool } from './tool.js';
+
+interface WriteArgs {
+  path: string;
+  segments: string[];
+  /** What to write (when asText is given, to write only if they are UTF-8). */
+  bytes: Buffer;
+  /** Payload bytes held while the file is written. */
+  held: number;
+  /** The contents as text, when `bytes` are the request's, not yet known to be UTF-8. */
+  asText?: () => string;
+}
 
 /**
  * Writes a file in the workspace, creating parent directories. The bytes go to a temporary file
@@ -18,19 +30,34 @@ import { defineTool } from './tool.js';
 export const fsWrite = defineTool({
   name: 'fs.write',
   kind: 'instant',
-  parse(args) {
-    const { path, contents, encoding } = checkArguments('fs.write', args, ['path', 'contents'], ['encoding']);
+  parse(args): WriteArgs {
+    const checked = checkArguments('fs.write', args, ['path', 'contents'], ['encoding']);
+    const { path, encoding } = checked;
     const segments = workspaceSegments(path);
     if (segments.length === 0) throw errors.invalidPath(path, 'it names the workspace root, not a file');
     const enc = parseEncoding('fs.write', encoding);
+    // Large text contents come as the request's bytes (grpc/taskRequestDecoding.ts): written as
+    // they are once run() has checked that they are UTF-8, so a 32 MB write is never a string.
+    // Held: those bytes, while the file is written.
+    const carried = enc === 'utf-8' ? textBytesOf(args, 'contents') : undefined;
+    if (carried) return { path, segments, bytes: carried.bytes, held: carried.length, asText: () => checked.contents };
+    const { contents } = checked;
     const bytes = enc === 'base64' ? decodeStrictBase64(contents) : Buffer.from(contents, 'utf8');
     if (!bytes) throw errors.invalidArgument('fs.write contents are not valid base64');
     // The request's text (a byte a character at least) and its bytes, held while the file is written.
     return { path, segments, bytes, held: contents.length + bytes.length };
   },
-  async run({ path, segments, bytes, held }, context) {
+  async run({ path, segments, bytes: given, held, asText }: WriteArgs, context) {
     const { session } = context;
     await context.holdPayload(held);
+    let bytes = given;
+    if (asText && !(await isUtf8InSlices(bytes))) {
+      // Not UTF-8: written as they always were, the text the request decodes to (each invalid
+      // sequence a U+FFFD) encoded back, both held besides.
+      const text = asText();
+      bytes = Buffer.from(text, 'utf8');
+      await context.holdPayload(text.length + bytes.length);
+    }
     // What fs.write creates belongs to the session's uid, so its code can change it.
     const owner = session.sandbox.owner;
     try {

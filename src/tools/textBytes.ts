@@ -27,12 +27,18 @@ type Carrying = Record<string, string> & { [CARRIED]?: Map<string, TextBytes> };
 
 /**
  * Sets `outputs[key]` to `value`'s text, carried as bytes: any code reading the output gets the
- * string (decoded then, once), while byteOutput() gives the bytes to code that can use them. The
- * key keeps its place in the outputs' order.
+ * string (decoded by `decode` then, once), while textBytesOf() gives the bytes to code that can
+ * use them. The key keeps its place in the outputs' order. (Also a request's arguments:
+ * grpc/taskRequestDecoding.ts.)
  */
-export function setTextBytes(outputs: Record<string, string>, key: string, value: TextBytes): void {
+export function setTextBytes(
+  outputs: Record<string, string>,
+  key: string,
+  value: TextBytes,
+  decode: (bytes: Buffer) => string = (bytes) => bytes.toString('utf8'),
+): void {
   let text: string | undefined;
-  Object.defineProperty(outputs, key, { enumerable: true, configurable: true, get: () => (text ??= value.bytes.toString('utf8')) });
+  Object.defineProperty(outputs, key, { enumerable: true, configurable: true, get: () => (text ??= decode(value.bytes)) });
   const carrying = outputs as Carrying;
   // Not enumerable: a copy of the outputs ({ ...outputs }) copies their text, not this.
   if (!carrying[CARRIED]) Object.defineProperty(carrying, CARRIED, { value: new Map(), enumerable: false });

@@ -6,6 +6,9 @@ import { checkArguments, parseEncoding } from '../../src/tools/arguments.js';
 import { PIP_INSTALLER } from '../../src/sandbox/python/requirements.js';
 import type { Session } from '../../src/sessions/session.js';
 import { languagesOfTool, toolNames, toolsFor } from '../../src/tools/index.js';
+import { TaskRequest } from '../../gen/codegen/v1/task_execution.js';
+import { decodeTaskRequest, LARGE_ARGUMENT_BYTES } from '../../src/grpc/taskRequestDecoding.js';
+import { setTextBytes, textBytesOf } from '../../src/tools/textBytes.js';
 
 // What each tool accepts, checked by parse() before anything runs (for a python session).
 const TOOLS = toolsFor('python');
@@ -78,6 +81,39 @@ test('fs.write takes text or strict padded base64, and refuses the workspace roo
     assert.throws(() => tool('fs.write').parse({ path, contents: 'x' }), invalid(/names the workspace root, not a file/), path);
   assert.throws(() => tool('fs.write').parse({ path: '../x', contents: 'x' }), invalid(/'\.\.' segments are not allowed/));
   assert.throws(() => tool('fs.write').parse({ path: 'x' }), invalid(/fs\.write requires 'contents'/));
+});
+
+test('fs.write takes large text contents as the request bytes, undecoded, holding them once; base64 as text', () => {
+  const contents = 'é'.repeat(LARGE_ARGUMENT_BYTES);
+  const request = Buffer.from(
+    TaskRequest.encode({ taskId: '', sessionId: 's', toolName: 'fs.write', arguments: { path: 'big.txt', contents }, constraints: undefined }).finish(),
+  );
+  const args = decodeTaskRequest(request).arguments;
+  let decoded = 0;
+  const carried = textBytesOf(args, 'contents')!;
+  setTextBytes(args, 'contents', carried, (bytes) => (decoded++, bytes.toString('utf8')));
+  const parsed = tool('fs.write').parse(args) as { bytes: Buffer; held: number; asText: () => string };
+  assert.equal(parsed.bytes.buffer, request.buffer, 'the request bytes themselves');
+  assert.ok(parsed.bytes.equals(Buffer.from(contents)));
+  assert.equal(parsed.held, Buffer.byteLength(contents), 'held once: no text, no second copy');
+  assert.equal(decoded, 0, 'not decoded to be checked');
+  assert.equal(parsed.asText(), contents, 'its text when run() finds it is not UTF-8');
+  const base64 = Buffer.alloc(LARGE_ARGUMENT_BYTES, 7).toString('base64');
+  const asBase64 = decodeTaskRequest(
+    TaskRequest.encode({
+      taskId: '',
+      sessionId: 's',
+      toolName: 'fs.write',
+      arguments: { path: 'b', contents: base64, encoding: 'base64' },
+      constraints: undefined,
+    }).finish(),
+  ).arguments;
+  assert.deepEqual(tool('fs.write').parse(asBase64), {
+    path: 'b',
+    segments: ['b'],
+    bytes: Buffer.alloc(LARGE_ARGUMENT_BYTES, 7),
+    held: base64.length + LARGE_ARGUMENT_BYTES,
+  });
 });
 
 test('fs.read and fs.list take a workspace path; fs.list takes the root', () => {
