@@ -3,7 +3,6 @@
 SHELL := /bin/bash
 BIN := node_modules/.bin
 SOURCES := $(shell find src gen tests bench -name '*.ts' 2>/dev/null)
-END_TO_END_FILES = $(shell find dist/tests -name '*.test.js' -not -path 'dist/tests/unit/*' | sort)
 ARGS ?=
 
 .PHONY: help run test test-unit bench build client-package generate lint format check-generated system-deps clean
@@ -17,7 +16,7 @@ run: system-deps dist/.built ## start the worker (flags: make run ARGS='--grpc-a
 
 test: system-deps dist/.built client/.built lint check-generated ## the whole suite: lint, the unit tier, then end to end (needs root)
 	tests/unit-tier.sh
-	node --test --test-concurrency=1 $(END_TO_END_FILES)
+	tests/end-to-end-tier.sh
 
 # The fast tier: pure logic, no root, no bubblewrap, no Python. Run by root, it runs as nobody
 # with node alone on PATH, wherever the checkout lives (tests/unit-tier.sh says how).

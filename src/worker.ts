@@ -416,8 +416,16 @@ async function startServing(
   cacheDisk.pruneWith(cachePruners(dirs, wheelStore));
   const languages = await offeredLanguages(config, dirs, wheelStore, logger);
   const sandboxHost = await startSandbox(config, dirs, languages, { diskBudget, cacheDisk }, logger);
-  const pool = await startSessions(config, dirs, sandboxHost, logger);
-  const stores = await openStores(config, dirs, pool, diskBudget, logger);
+  // A start-up refused from here on gives back what it made: spares' and sessions' disks, the
+  // sessions' networks (namespaces, the nftables table), the HTTP server; undone last first.
+  const undo: (() => Promise<unknown>)[] = [() => sandboxHost.close()];
+  const refused = async (err: unknown): Promise<never> => {
+    for (const step of undo.reverse()) await step().catch(() => undefined);
+    throw err;
+  };
+  const pool = await startSessions(config, dirs, sandboxHost, logger).catch(refused);
+  undo.push(() => pool.suspendAll('worker start-up refused'));
+  const stores = await openStores(config, dirs, pool, diskBudget, logger).catch(refused);
 
   const tls = config.tlsCert && config.tlsKey ? { cert: config.tlsCert, key: config.tlsKey } : undefined;
   const health = { serving: false, draining: false };
@@ -430,10 +438,9 @@ async function startServing(
     },
   };
   const http = await startHttpServer(config.httpAddr, [artifactRoutes(stores.localArtifacts, stores.signer, diskBudget), ...opsRoutes(ops)], tls, logger).catch(
-    (err: unknown) => {
-      throw listenRefused('WORKER_HTTP_ADDR', config.httpAddr, err);
-    },
+    (err: unknown) => refused(listenRefused('WORKER_HTTP_ADDR', config.httpAddr, err)),
   );
+  undo.push(() => http.close());
   stores.publicUrl.value ??= `${tls ? 'https' : 'http'}://127.0.0.1:${http.port}`;
   const artifacts = new Artifacts({ store: stores.artifactStore, pool, maxBytes: config.maxArtifactBytes, uploadTtlMs: config.uploadUrlTtlSeconds * 1000 });
   sweepArtifactsHourly(stores.artifactStore, config.artifactRetentionHours, logger);
@@ -454,9 +461,7 @@ async function startServing(
       payloads: new PayloadBudget(WORKER_PAYLOAD_BYTES),
     },
     logger,
-  }).catch((err: unknown) => {
-    throw listenRefused('WORKER_GRPC_ADDR', config.grpcAddr, err);
-  });
+  }).catch((err: unknown) => refused(listenRefused('WORKER_GRPC_ADDR', config.grpcAddr, err)));
   health.serving = true;
   sandboxHost.checkOtherLanguages();
   if (config.insecure && !isLoopback(config.grpcAddr) && !config.authToken && !config.authTokenFile && !config.tlsClientCa) {

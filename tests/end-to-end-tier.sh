@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The end-to-end tier: real workers over gRPC, as root. Files that measure time or look at the
+# whole host (processes, mounts, links, namespaces, load) run one at a time, alone, after the
+# others; the others run two files at a time (their workers claim their own uid blocks, data
+# directories, loop devices and namespaces, and most of their time is spent waiting).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+all=$(find dist/tests -name '*.test.js' -not -path 'dist/tests/unit/*' | sort)
+[ -n "$all" ] || { echo "end-to-end tier: no tests in dist/tests (build first)"; exit 1; }
+exclusive=()
+shared=()
+for file in $all; do
+  source="tests/${file#dist/tests/}"
+  if grep -q '^// end-to-end: alone' "${source%.js}.ts"; then exclusive+=("$file"); else shared+=("$file"); fi
+done
+node --test --test-concurrency=2 "${shared[@]}"
+node --test --test-concurrency=1 "${exclusive[@]}"
