@@ -45,11 +45,12 @@ test("the DNS gate answers a session's allowed names only, admits their addresse
     () => false,
     (kind) => refused.push(kind),
   );
-  const gate = await DnsGate.start((from) => (from === '10.102.0.2' ? session : undefined), await upstreamResolvers([upstream.address]), silent);
+  let gate: DnsGate | undefined;
   t.after(async () => {
-    await gate.close();
+    await gate?.close();
     upstream.socket.close();
   });
+  gate = await DnsGate.start((from) => (from === '10.102.0.2' ? session : undefined), await upstreamResolvers([upstream.address]), silent);
 
   const allowed = dnsPacket.decode((await gate.answer(query('api.test'), '10.102.0.2'))!);
   assert.equal(allowed.id, 7);

@@ -37,6 +37,38 @@ async function resolvConfServers(): Promise<string[]> {
   return servers.length > 0 ? servers : ['127.0.0.1'];
 }
 
+/**
+ * A UDP socket and a TCP server on the same free port (the rules redirect both protocols to
+ * one): the port the system gives UDP may be taken for TCP, so another is tried; what failed
+ * is closed, so nothing is left open (a failed start must not keep the process alive).
+ */
+async function listenOnOnePort(): Promise<{ udp: UdpSocket; tcp: Server }> {
+  for (let attempt = 1; ; attempt++) {
+    const udp = createSocket('udp4');
+    try {
+      await new Promise<void>((resolve, reject) => {
+        udp.once('error', reject);
+        udp.bind(0, '0.0.0.0', () => resolve());
+      });
+    } catch (err) {
+      udp.close();
+      throw err;
+    }
+    const tcp = createServer();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject);
+        tcp.listen(udp.address().port, '0.0.0.0', () => resolve());
+      });
+      return { udp, tcp };
+    } catch (err) {
+      udp.close();
+      tcp.close();
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 20) throw err;
+    }
+  }
+}
+
 export class DnsGate {
   private readonly pending = new Map<string, number>();
 
@@ -53,17 +85,7 @@ export class DnsGate {
     upstreams: readonly { address: string; port: number }[],
     logger: Logger,
   ): Promise<DnsGate> {
-    const udp = createSocket('udp4');
-    await new Promise<void>((resolve, reject) => {
-      udp.once('error', reject);
-      udp.bind(0, '0.0.0.0', () => resolve());
-    });
-    const port = udp.address().port;
-    const tcp = createServer();
-    await new Promise<void>((resolve, reject) => {
-      tcp.once('error', reject);
-      tcp.listen(port, '0.0.0.0', () => resolve());
-    });
+    const { udp, tcp } = await listenOnOnePort();
     const gate = new DnsGate(udp, tcp, sessionAt, upstreams, logger);
     udp.on('message', (message, from) => void gate.answer(message, from.address).then((reply) => reply && udp.send(reply, from.port, from.address)));
     tcp.on('connection', (socket) => gate.serveTcp(socket));
