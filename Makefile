@@ -74,11 +74,13 @@ generate: node_modules/.installed ## regenerate gen/ from proto/ (commit the res
 	$(BIN)/buf generate
 	$(BIN)/buf build -o gen/codegen.binpb --as-file-descriptor-set
 
-# Protos (buf), formatting (Prettier, the whole tree formatted once) and TypeScript (typescript-eslint).
-lint: node_modules/.installed ## buf lint, prettier --check, eslint
+# Protos (buf), formatting (Prettier, the whole tree formatted once), TypeScript (typescript-eslint),
+# and the static checks of tests/static/ (README snippets compile, code shape, layering).
+lint: node_modules/.installed dist/.built ## buf lint, prettier --check, eslint, the static checks (snippets compile, code shape, layering)
 	$(BIN)/buf lint
 	$(BIN)/prettier --check --log-level warn .
 	$(BIN)/eslint --max-warnings 0 src tests bench
+	node --test --test-reporter=dot dist/tests/static/*.test.js
 
 format: node_modules/.installed ## prettier --write and eslint --fix
 	$(BIN)/prettier --write --log-level warn .

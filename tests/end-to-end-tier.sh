@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The end-to-end tier: real workers over gRPC, as root. Files that measure time or look at the
-# whole host (processes, mounts, links, namespaces, load) run one at a time, alone, after the
-# others; the others run two files at a time (their workers claim their own uid blocks, data
+# The end-to-end tier: real workers over gRPC, as root. Files that measure time, race the
+# warm interpreter's timing, or look at the whole host (processes, mounts, links, namespaces,
+# load) run one at a time, alone, after the others; the others run two files at a time (their workers claim their own uid blocks, data
 # directories, loop devices and namespaces, and most of their time is spent waiting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,5 +13,8 @@ for file in $all; do
   source="tests/${file#dist/tests/}"
   if grep -q '^// end-to-end: alone' "${source%.js}.ts"; then exclusive+=("$file"); else shared+=("$file"); fi
 done
-node --test --test-concurrency=2 "${shared[@]}"
-node --test --test-concurrency=1 "${exclusive[@]}"
+# Both phases run whatever the first's outcome, so one run shows every failure.
+status=0
+node --test --test-concurrency=2 "${shared[@]}" || status=1
+node --test --test-concurrency=1 "${exclusive[@]}" || status=1
+exit $status

@@ -1,3 +1,4 @@
+// end-to-end: alone (it measures time or looks at the whole host: tests/end-to-end-tier.sh)
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
