@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { NetworkMode } from '../../gen/codegen/v1/common.js';
-import { effectiveNetworkPolicy, parseAllowEntry, requestedNetworkPolicy } from '../../src/sandbox/network/networkPolicy.js';
+import fc from 'fast-check';
+import { allowEntryText, effectiveNetworkPolicy, parseAllowEntry, requestedNetworkPolicy } from '../../src/sandbox/network/networkPolicy.js';
+import { effectiveSessionConfig, storedSessionConfig } from '../../src/sessions/sessionConfig.js';
 import { WorkerError } from '../../src/errors.js';
 
 const settings = { defaultMode: 'none', maxMode: 'open' } as const;
@@ -66,4 +68,29 @@ test('the mode: unset is the default; past the ceiling is PERMISSION_DENIED nami
       (err: unknown) => code(Status.PERMISSION_DENIED)(err) && (err as WorkerError).details.includes(`WORKER_NETWORK_MAX=${max}`),
     );
   }
+});
+
+test('a policy comes back from the session record as it went in (generated policies)', () => {
+  // A name all of digits and dots reads as an address (and is refused as one): labels start with a letter.
+  const label = fc.stringMatching(/^[a-z]([a-z0-9_-]{0,8}[a-z0-9])?$/);
+  const name = fc.tuple(fc.boolean(), fc.array(label, { minLength: 1, maxLength: 4 })).map(([wild, labels]) => `${wild ? '*.' : ''}${labels.join('.')}`);
+  const cidr = fc
+    .tuple(fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 4, maxLength: 4 }), fc.integer({ min: 0, max: 32 }))
+    .map(([o, p]) => `${o.join('.')}/${p}`);
+  const entry = fc
+    .tuple(fc.oneof(name, cidr), fc.option(fc.integer({ min: 1, max: 65535 }), { nil: undefined }))
+    .map(([host, port]) => (port ? `${host}:${port}` : host));
+  fc.assert(
+    fc.property(fc.constantFrom('allow_list', 'open') as fc.Arbitrary<'allow_list' | 'open'>, fc.array(entry, { maxLength: 20 }), (mode, allow) => {
+      const policy = effectiveNetworkPolicy({ mode, allow }, settings);
+      const stored = storedSessionConfig(JSON.parse(JSON.stringify({ ...effectiveSessionConfig(undefined), network: policy })));
+      assert.deepEqual(stored.network, policy);
+      // Normalised once is normalised: the stored list parses to the same rules.
+      assert.deepEqual(
+        policy.allow.map((e) => allowEntryText(parseAllowEntry(e))),
+        policy.allow,
+      );
+    }),
+    { numRuns: 300 },
+  );
 });
