@@ -37,7 +37,7 @@ export const fsRead = defineTool({
           const encodedSize = encoding === 'base64' ? Math.ceil(st.size / 3) * 4 : st.size;
           if (encodedSize > limits.maxMessageBytes - MESSAGE_OVERHEAD) {
             throw errors.tooLarge(
-              `${quoted(path, 200)} is ${st.size} bytes, too large for one message (limit ${limits.maxMessageBytes} bytes, WORKER_MAX_MESSAGE_MB); read it with run.python in parts`,
+              `${quoted(path, 200)} is ${st.size} bytes, too large for one message (limit ${limits.maxMessageBytes} bytes, WORKER_MAX_MESSAGE_MB); read it in parts with run.shell (split, or dd with skip and count)`,
             );
           }
           // The bytes (which are the reply's text too) and, for base64, the reply's text of them.

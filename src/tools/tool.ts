@@ -62,7 +62,7 @@ export interface InstantTool<Args> extends ToolBase<Args> {
 }
 
 /**
- * A tool that starts processes or may be slow (run.python, pkg.install). It runs under the task's
+ * A tool that starts processes or may be slow (run.python, run.shell, pkg.install). It runs under the task's
  * signal, so CancelTask, the timeout, the client going away and DestroySession all stop it, and
  * its events flow to the client through a bounded queue. The kind to choose when in doubt.
  */
