@@ -270,7 +270,14 @@ function languageFacts(languages: readonly Language[]): Record<string, string> {
   return Object.assign({}, ...languages.map((l) => l.describe())) as Record<string, string>;
 }
 
-function startRegistration(config: WorkerConfig, port: number, languages: Language[], pool: SessionPool, logger: Logger): Registration | undefined {
+function startRegistration(
+  config: WorkerConfig,
+  port: number,
+  host: { languages: readonly Language[]; networkModes: readonly string[] },
+  pool: SessionPool,
+  logger: Logger,
+): Registration | undefined {
+  const languages = host.languages;
   if (!config.coordinatorAddr) return undefined;
   const [grpcHost] = splitHostPort(config.grpcAddr);
   const registration = new Registration({
@@ -284,6 +291,8 @@ function startRegistration(config: WorkerConfig, port: number, languages: Langua
       ...languageFacts(languages),
       languages: languages.map((l) => l.name).join(','),
       tools: toolNames(languages.map((l) => l.name)).join(','),
+      // Which sessions it can take: a coordinator places a session asking for a network where it is offered.
+      network_modes: host.networkModes.join(','),
     },
     sessionIds: () => pool.list().map((s) => s.id),
     token: config.coordinatorAuthToken,
@@ -481,6 +490,6 @@ async function startServing(
     },
     logger,
   );
-  const registration = startRegistration(config, grpc.port, languages, pool, logger);
+  const registration = startRegistration(config, grpc.port, { languages, networkModes: sandboxHost.networkModes }, pool, logger);
   stopOnSignals({ config, logger, dataLock, sandboxHost, cacheDisk, pool, grpc, http, registration, stopReaper, drain: () => (health.draining = true) });
 }

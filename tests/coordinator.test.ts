@@ -68,6 +68,7 @@ test('RegisterWorker carries the worker id, capacity, metadata and address; hear
     assert.equal(registration.metadata.languages, 'python');
     assert.match(registration.metadata.python_version ?? '', /^3\.\d+\.\d+$/);
     assert.equal(registration.metadata.tools, 'echo,fs.write,fs.read,fs.list,run.python,run.shell,pkg.install');
+    assert.equal(registration.metadata.network_modes, 'none,allow_list,open');
     assert.ok(registration.metadata.hostname);
 
     const { sessionId } = await worker.sessions.createSession({ workspaceId: 'w' });

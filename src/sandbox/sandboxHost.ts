@@ -19,7 +19,7 @@ import { metrics } from '../telemetry/metrics.js';
 import { NetworkHost, type SessionNamespace } from './network/networkHost.js';
 import { installerEndpoints } from './network/installerEndpoints.js';
 import { CaBundleError, prepareCaBundle, type CaBundle } from './network/caBundle.js';
-import type { SessionNetworkPolicy } from './network/networkPolicy.js';
+import { NETWORK_MODES, type NetworkModeName, type SessionNetworkPolicy } from './network/networkPolicy.js';
 
 /** A sandbox made ahead of its session (see SandboxHost.prepare). */
 export interface PreparedSandbox {
@@ -104,6 +104,12 @@ export class SandboxHost implements SandboxContext {
       uids?.lock.release();
       throw err;
     }
+  }
+
+  /** The network modes sessions may ask for here: up to WORKER_NETWORK_MAX where networks can be made, else none only. */
+  get networkModes(): NetworkModeName[] {
+    const widest = this.networkHost ? NETWORK_MODES.indexOf(this.options.network.maxMode) : 0;
+    return NETWORK_MODES.slice(0, widest + 1);
   }
 
   /** One line for the startup log: what is isolated and what is limited, and how. */
