@@ -30,7 +30,10 @@ export async function resolveLanguages(
   const skipped: Record<string, string> = {};
   results.forEach((result, i) => {
     const offer = tried[i];
-    if (result.status === 'fulfilled') return languages.push(result.value);
+    if (result.status === 'fulfilled') {
+      languages.push(result.value);
+      return;
+    }
     const reason = result.reason instanceof Error ? result.reason.message : String(result.reason);
     if (required.has(offer.name)) throw new LanguageUnavailableError(reason, { cause: result.reason });
     skipped[offer.name] = reason;

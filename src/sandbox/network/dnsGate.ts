@@ -103,7 +103,10 @@ export class DnsGate {
     socket.on('error', () => undefined);
     socket.on('data', (chunk: Buffer) => {
       buffered = Buffer.concat([buffered, chunk]);
-      if (buffered.length > 65_537) return socket.destroy();
+      if (buffered.length > 65_537) {
+        socket.destroy();
+        return;
+      }
       while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
         const message = buffered.subarray(2, 2 + buffered.readUInt16BE(0));
         buffered = buffered.subarray(2 + message.length);
