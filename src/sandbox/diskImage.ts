@@ -1,11 +1,7 @@
-import { execFile } from 'node:child_process';
 import { chmod, mkdir, open, readFile, readdir, realpath, rename, rm, stat, statfs, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
-import { LAUNCHER_ENV } from './launcher.js';
 import { messageOf } from '../errors.js';
-
-const run = promisify(execFile);
+import { runHostTool } from './hostTools.js';
 
 /**
  * A session's disk limit (`max_disk_mb`) as a filesystem of that size on the disk: a sparse file
@@ -32,12 +28,7 @@ export function imageBytes(megabytes: number): number {
 }
 
 async function runTool(command: string, args: string[]): Promise<void> {
-  try {
-    await run(command, args, { env: { ...LAUNCHER_ENV }, timeout: 60_000 });
-  } catch (err) {
-    const stderr = String((err as { stderr?: string }).stderr ?? '').trim();
-    throw new Error(`${command} ${args[0] ?? ''} failed: ${stderr || messageOf(err)}`, { cause: err });
-  }
+  await runHostTool(command, args);
 }
 
 /**

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { LAUNCHER_ENV } from './launcher.js';
 import { constants } from 'node:fs';
 import { pathExists } from '../storage/pathExists.js';
 import { delimiter, join } from 'node:path';
@@ -18,7 +19,7 @@ export async function findOnPath(name: string): Promise<string | undefined> {
  */
 export async function runHostTool(command: string, args: string[], input = '', timeoutMs = 60_000): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' }, stdio: ['pipe', 'pipe', 'pipe'], timeout: timeoutMs });
+    const child = spawn(command, args, { env: { ...LAUNCHER_ENV }, stdio: ['pipe', 'pipe', 'pipe'], timeout: timeoutMs });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -81,7 +81,7 @@ export class NetworkHost {
     const prefix = `cg${options.block}n`;
     await clearLeftovers(options.block, prefix);
     // Blocks 100 apart share a /16: the second worker does not start (its leftovers, named by its whole block, are gone by now).
-    const clash = hostAddresses().find((address) => cidrContains(subnet, address));
+    const clash = [...hostAddresses()].find((address) => cidrContains(subnet, address));
     if (clash !== undefined)
       throw new Error(`the host already has the address ${ipv4Text(clash)} in 10.${octet}.0.0/16, which this worker would give its sessions`);
     const resolvConf = join(options.runDirectory, 'resolv.conf');
@@ -95,7 +95,7 @@ export class NetworkHost {
     // A question from anywhere but a session's address is the installer's (its DNS is redirected to the gate).
     const askerAt = (address: string) => {
       const n = ipv4Number(address) ?? 0;
-      return sessionAt(address) ?? (cidrContains(LOOPBACK, n) || hostAddresses().includes(n) ? installer : undefined);
+      return sessionAt(address) ?? (cidrContains(LOOPBACK, n) || hostAddresses().has(n) ? installer : undefined);
     };
     const proxy = await EgressProxy.start(sessionAt, options.logger);
     const dns = await DnsGate.start(askerAt, upstreams, options.logger).catch(async (err: unknown) => {
@@ -186,7 +186,7 @@ export class NetworkHost {
   }
 
   private isHostAddress(address: number): boolean {
-    return cidrContains(this.subnet, address) || hostAddresses().includes(address);
+    return cidrContains(this.subnet, address) || hostAddresses().has(address);
   }
 
   private takeIndex(): number {
@@ -230,12 +230,19 @@ function installerEgress(installer: { uid: number; endpoints: InstallerEndpoints
   );
 }
 
-/** The host's own IPv4 addresses, as numbers. */
-function hostAddresses(): number[] {
-  return Object.values(networkInterfaces())
+/**
+ * The host's own IPv4 addresses, as numbers: read again at most once a second, as every proxied
+ * connection asks and the list grows with the sessions (each host end of a veth is an interface).
+ */
+let known: { at: number; addresses: Set<number> } | undefined;
+function hostAddresses(): Set<number> {
+  if (known && Date.now() - known.at < 1000) return known.addresses;
+  const addresses = Object.values(networkInterfaces())
     .flatMap((list) => list ?? [])
     .map((i) => ipv4Number(i.address))
     .filter((n): n is number => n !== undefined);
+  known = { at: Date.now(), addresses: new Set(addresses) };
+  return known.addresses;
 }
 
 /** Namespaces and host ends of an earlier run with this uid block (its worker is gone: the block is ours). */

@@ -53,21 +53,14 @@ export function allowEntryText(rule: AllowRule): string {
   return rule.port === undefined ? host : `${host}:${rule.port}`;
 }
 
+/** NETWORK_MODE_ALLOW_LIST → 'allow_list'; UNSPECIFIED or a number the enum lacks → undefined. */
 export function modeName(mode: NetworkMode): NetworkModeName | undefined {
-  switch (mode) {
-    case NetworkMode.NETWORK_MODE_NONE:
-      return 'none';
-    case NetworkMode.NETWORK_MODE_ALLOW_LIST:
-      return 'allow_list';
-    case NetworkMode.NETWORK_MODE_OPEN:
-      return 'open';
-    default:
-      return undefined;
-  }
+  const name = (NetworkMode[mode] as string | undefined)?.replace(/^NETWORK_MODE_/, '').toLowerCase();
+  return NETWORK_MODES.find((m) => m === name);
 }
 
 export function modeOfName(name: NetworkModeName): NetworkMode {
-  return { none: NetworkMode.NETWORK_MODE_NONE, allow_list: NetworkMode.NETWORK_MODE_ALLOW_LIST, open: NetworkMode.NETWORK_MODE_OPEN }[name];
+  return NetworkMode[`NETWORK_MODE_${name.toUpperCase()}` as keyof typeof NetworkMode];
 }
 
 /** The worker's settings: the mode a session gets unasked, and the widest one it may ask for. */
