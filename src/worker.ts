@@ -461,6 +461,7 @@ async function startServing(
     observe: config.observeCalls,
     workerId: config.workerId,
     maxMessageBytes: config.maxMessageBytes,
+    bulkIntakeBytesPerSecond: config.bulkIntakeBytesPerSecond,
     checkpoints: stores.checkpoints,
     artifacts,
     tasks: {

@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { applyServerStreamBackpressure } from './serverStreamBackpressure.js';
 import { applyFramedReplies } from './framedReplies.js';
 import { applyJoinedAsTheyCome } from './joinedAsTheyCome.js';
+import { applyPacedIntake } from './pacedIntake.js';
+import { BulkIntake } from './bulkIntake.js';
 import { isAbortError } from 'abort-controller-x';
 import type { ServerCredentials } from '@grpc/grpc-js';
 import { createServer, type Server, type ServerMiddleware } from 'nice-grpc';
@@ -30,6 +32,8 @@ export interface GrpcServerOptions {
   credentials: ServerCredentials;
   workerId: string;
   maxMessageBytes: number;
+  /** WORKER_BULK_INTAKE_MB_PER_S in bytes (bulkIntake.ts). */
+  bulkIntakeBytesPerSecond: number;
   /** WORKER_AUTH_TOKEN: every call but health checks must carry it. */
   authToken: string | undefined;
   /** Count and log every call (observeCalls.ts). */
@@ -54,6 +58,9 @@ const SERVICES = [SessionManagementDefinition, TaskExecutionDefinition, Artifact
 /** The protos as a FileDescriptorSet (`make generate` writes it), for server reflection. */
 const DESCRIPTORS = new URL('../../../gen/codegen.binpb', import.meta.url);
 
+/** Large requests' announced bytes received at once, all calls together (bulkIntake.ts). */
+const BULK_BYTES_AT_ONCE = 128 * 1024 * 1024;
+
 /**
  * Starts the worker's gRPC services, grpc.health.v1 (no token needed: load balancers and
  * Kubernetes probe it) and server reflection (v1 and v1alpha, so grpcurl works without protos).
@@ -62,6 +69,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   applyServerStreamBackpressure();
   applyFramedReplies();
   applyJoinedAsTheyCome();
+  applyPacedIntake(new BulkIntake({ bytesAtOnce: BULK_BYTES_AT_ONCE, bytesPerSecondWhileBusy: options.bulkIntakeBytesPerSecond }));
   const { logger } = options;
   const server = createServer({
     'grpc.max_receive_message_length': options.maxMessageBytes,

@@ -1,0 +1,120 @@
+/**
+ * How fast, and how many at once, the worker receives large requests (a 32 MB fs.write): the
+ * decisions, with no grpc-js in them (pacedIntake.ts applies them to grpc-js's calls). Receiving
+ * a large request costs the worker's event loop, the kernel (socket copies, page faults, the
+ * write-back of what it writes) and the machine's cores in proportion to its bytes; a session
+ * sending them as fast as its connection allows took most of a 2-core machine, and other
+ * sessions' run.python calls took 4–6× their idle time.
+ * - **At once**: large requests being received hold at most `bytesAtOnce` of their announced sizes
+ *   together; the rest wait, first come first served, before their first bytes are taken in (a
+ *   request larger than all of it waits for all, then runs alone). Before this, 16 × 32 MB
+ *   requests of one session were all received at once, whatever that session's payload share.
+ *   A client that announces a large request and stops sending holds its turn until its call's
+ *   deadline or its connection ends; the ones behind it wait as long (their own deadlines run).
+ * - **Pace**: while an interactive call (any call whose request is small) is in flight, or ended
+ *   less than `BUSY_LINGER_MS` ago, large requests together are taken in at most
+ *   `bytesPerSecondWhileBusy`; a lone upload is never slowed.
+ */
+
+/** Requests announced at this size or more are large. */
+export const LARGE_REQUEST_BYTES = 1024 * 1024;
+
+/** How long after its last interactive call the worker still counts as busy: back-to-back calls keep it so. */
+export const BUSY_LINGER_MS = 200;
+
+export interface BulkIntakeOptions {
+  bytesAtOnce: number;
+  /** 0: never paced. */
+  bytesPerSecondWhileBusy: number;
+  /** Milliseconds, monotonic (tests give a fake). */
+  now?: () => number;
+}
+
+export interface Admission {
+  /** Whether the request may be taken in now; if not, `onGrant` runs when it may. */
+  granted: boolean;
+  /** Gives its bytes back (or leaves the queue), once; later calls do nothing. */
+  release(): void;
+}
+
+export class BulkIntake {
+  private held = 0;
+  private readonly waiting: { bytes: number; grant: () => void }[] = [];
+  private interactive = 0;
+  private lastInteractive = -Infinity;
+  /** Bytes the pace still allows at once (negative: owed, to be waited for). */
+  private allowance = 0;
+  private allowanceAt = 0;
+  private readonly now: () => number;
+
+  constructor(readonly options: BulkIntakeOptions) {
+    this.now = options.now ?? (() => performance.now());
+  }
+
+  /** Asks to take in a large request of `bytes`; `onGrant` runs when a waiting one may go on. */
+  admit(bytes: number, onGrant: () => void): Admission {
+    const need = Math.min(Math.max(0, bytes), this.options.bytesAtOnce);
+    let state: 'waiting' | 'holding' | 'done' = 'holding';
+    const waiter = { bytes: need, grant: () => ((state = 'holding'), onGrant()) };
+    if (this.waiting.length === 0 && this.held + need <= this.options.bytesAtOnce) this.held += need;
+    else {
+      state = 'waiting';
+      this.waiting.push(waiter);
+    }
+    return {
+      granted: state === 'holding',
+      release: () => {
+        if (state === 'holding') this.held -= need;
+        else if (state === 'waiting') this.waiting.splice(this.waiting.indexOf(waiter), 1);
+        else return;
+        state = 'done';
+        this.grantWaiting();
+      },
+    };
+  }
+
+  /** An interactive call began; the function returned says it ended (once). */
+  interactiveCall(): () => void {
+    this.interactive++;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.interactive--;
+      this.lastInteractive = this.now();
+    };
+  }
+
+  /** Whether interactive calls are being served (large requests are paced then). */
+  busy(): boolean {
+    return this.interactive > 0 || this.now() - this.lastInteractive < BUSY_LINGER_MS;
+  }
+
+  /**
+   * `bytes` of a large request were just taken in: how many milliseconds to wait before taking in
+   * more of it (0: go on). Requests share one pace, so their waits queue up behind each other.
+   */
+  took(bytes: number): number {
+    const rate = this.options.bytesPerSecondWhileBusy / 1000;
+    const now = this.now();
+    // A burst of 20 ms at the pace: small enough that a call arriving meets little backlog.
+    const burst = Math.max(256 * 1024, rate * 20);
+    if (rate <= 0 || !this.busy()) {
+      this.allowance = burst;
+      this.allowanceAt = now;
+      return 0;
+    }
+    this.allowance = Math.min(burst, this.allowance + (now - this.allowanceAt) * rate) - bytes;
+    this.allowanceAt = now;
+    return this.allowance >= 0 ? 0 : -this.allowance / rate;
+  }
+
+  /** Grants waiters in order while the first fits. */
+  private grantWaiting(): void {
+    while (this.waiting.length > 0 && this.held + this.waiting[0].bytes <= this.options.bytesAtOnce) {
+      const next = this.waiting.shift()!;
+      this.held += next.bytes;
+      next.grant();
+    }
+  }
+}

@@ -1,0 +1,120 @@
+import { createRequire } from 'node:module';
+import { BulkIntake, LARGE_REQUEST_BYTES, type Admission } from './bulkIntake.js';
+
+/**
+ * A patch of grpc-js (1.14), in this one file, like joinedAsTheyCome.ts: each call's request is
+ * taken in as bulkIntake.ts decides. After grpc-js has handled a piece of a request
+ * (handleDataFrame), the call's decoder says whether a large message is being read: if it may
+ * not be taken in yet (too many at once) or not so fast (the pace), the call's HTTP/2 stream is
+ * paused, so Node stops giving the client window to send more on that stream (other streams of
+ * the same connection go on), and resumed when it may. Calls whose requests are small are the
+ * interactive ones the pace protects. tests/unit/pacedIntake.test.ts checks that the patched class
+ * is the one grpc-js's server uses; tests/security/neighbour-flood.test.ts measures the effect.
+ */
+
+const READING_SIZE = 1;
+const READING_MESSAGE = 2;
+
+interface Stream {
+  pause(): void;
+  resume(): void;
+  once(event: 'close', listener: () => void): void;
+  readonly destroyed: boolean;
+}
+
+interface IntakeState {
+  kind?: 'interactive' | 'bulk';
+  endInteractive?: () => void;
+  /** The large message being read, once admitted or queued. */
+  admission?: Admission;
+  waitingAdmission: boolean;
+  paced?: NodeJS.Timeout;
+  closed: boolean;
+}
+
+const INTAKE = Symbol('intake');
+
+interface Call {
+  stream: Stream;
+  cancelled: boolean;
+  decoder: { readState: number; readMessageSize: number };
+  [INTAKE]?: IntakeState;
+}
+
+const require = createRequire(import.meta.url);
+const interceptors = require('@grpc/grpc-js/build/src/server-interceptors') as {
+  BaseServerInterceptingCall: { prototype: { handleDataFrame: (this: Call, data: Buffer) => void } };
+};
+const original = interceptors.BaseServerInterceptingCall.prototype.handleDataFrame;
+
+let intake: BulkIntake | undefined;
+
+/** Makes grpc-js take in requests as `bulk` decides (the last one given, if applied again). */
+export function applyPacedIntake(bulk: BulkIntake): void {
+  const first = intake === undefined;
+  intake = bulk;
+  if (first) interceptors.BaseServerInterceptingCall.prototype.handleDataFrame = handleDataFrame;
+}
+
+function handleDataFrame(this: Call, data: Buffer): void {
+  original.call(this, data);
+  const bulk = intake!;
+  const state = (this[INTAKE] ??= watch(this));
+  if (state.closed) return;
+  if (this.cancelled) return close(state); // grpc-js drains a cancelled call's stream: let it
+  const decoder = this.decoder;
+  const large = decoder.readState === READING_MESSAGE && decoder.readMessageSize >= LARGE_REQUEST_BYTES;
+  if (state.kind === undefined && decoder.readState !== READING_SIZE) {
+    state.kind = large ? 'bulk' : 'interactive';
+    if (!large) state.endInteractive = bulk.interactiveCall();
+  }
+  if (!large) {
+    // Read whole (or never large): its bytes are the call's now, counted by the payload budgets.
+    state.admission?.release();
+    state.admission = undefined;
+    return;
+  }
+  if (!state.admission) {
+    state.admission = bulk.admit(decoder.readMessageSize, () => {
+      state.waitingAdmission = false;
+      resumeIfFree(this, state);
+    });
+    if (!state.admission.granted) {
+      state.waitingAdmission = true;
+      this.stream.pause();
+      return;
+    }
+  }
+  const wait = bulk.took(data.length);
+  if (wait > 0 && !state.paced) {
+    this.stream.pause();
+    state.paced = setTimeout(() => {
+      state.paced = undefined;
+      resumeIfFree(this, state);
+    }, wait);
+  }
+}
+
+function watch(call: Call): IntakeState {
+  const state: IntakeState = { waitingAdmission: false, closed: false };
+  call.stream.once('close', () => close(state));
+  return state;
+}
+
+function resumeIfFree(call: Call, state: IntakeState): void {
+  if (state.closed || state.waitingAdmission || state.paced || call.stream.destroyed) return;
+  if (call.decoder.readState === READING_MESSAGE) call.stream.resume();
+}
+
+/** The call ended (or was cancelled): what it held goes back. */
+function close(state: IntakeState): void {
+  state.closed = true;
+  state.admission?.release();
+  state.admission = undefined;
+  clearTimeout(state.paced);
+  state.paced = undefined;
+  state.endInteractive?.();
+}
+
+/** The class patched (for its test). */
+export const patchedCall = interceptors.BaseServerInterceptingCall;
