@@ -16,18 +16,18 @@ import { artifactRoutes } from './http/artifactRequests.js';
 import { startHttpServer } from './http/httpServer.js';
 import { opsRoutes } from './http/opsRequests.js';
 import type { Logger } from './logger.js';
-import { HostLock } from './sandbox/hostLock.js';
-import { closeInheritedDescriptors } from './sandbox/inheritedDescriptors.js';
-import { GoLanguage } from './sandbox/go/goLanguage.js';
-import { imageBytes } from './sandbox/diskImage.js';
+import { HostLock } from './sandbox/confine/hostLock.js';
+import { closeInheritedDescriptors } from './sandbox/process/inheritedDescriptors.js';
+import { GoLanguage } from './sandbox/languages/go/goLanguage.js';
+import { imageBytes } from './sandbox/confine/diskImage.js';
 import { installerSources } from './sandbox/network/installerEndpoints.js';
-import { findOnPath } from './sandbox/hostTools.js';
-import type { Language } from './sandbox/language.js';
-import { resolveLanguages, type LanguageOffer } from './sandbox/languages.js';
-import { NodeLanguage } from './sandbox/node/nodeLanguage.js';
-import { PythonLanguage } from './sandbox/python/pythonLanguage.js';
-import { WheelStore } from './sandbox/python/wheelStore.js';
-import { SandboxHost } from './sandbox/sandboxHost.js';
+import { findOnPath } from './sandbox/process/hostTools.js';
+import type { Language } from './sandbox/languages/language.js';
+import { resolveLanguages, type LanguageOffer } from './sandbox/languages/languages.js';
+import { NodeLanguage } from './sandbox/languages/node/nodeLanguage.js';
+import { PythonLanguage } from './sandbox/languages/python/pythonLanguage.js';
+import { WheelStore } from './sandbox/languages/python/wheelStore.js';
+import { SandboxHost } from './sandbox/host/sandboxHost.js';
 import { Checkpoints } from './sessions/checkpoints.js';
 import { startIdleReaper } from './sessions/idleReaper.js';
 import { stateName } from './sessions/session.js';
@@ -37,7 +37,7 @@ import { LocalArtifactStore, S3ArtifactStore, type ArtifactStore } from './stora
 import { LocalCheckpointStore, S3CheckpointStore } from './storage/checkpointStore.js';
 import { dataDirectory, legacyCaches, unfinishedWrites, type DataDirectory } from './storage/dataDirectory.js';
 import { removeTree } from './storage/removeTree.js';
-import { CacheDisk, emptyDirectory } from './sandbox/cacheDisk.js';
+import { CacheDisk, emptyDirectory } from './sandbox/caches/cacheDisk.js';
 import { WorkerError } from './errors.js';
 import { parseS3Url } from './storage/s3Client.js';
 import { UrlSigner } from './storage/urlSigner.js';
@@ -101,7 +101,7 @@ function updateDiskGauges(budget: DiskBudget): void {
 }
 
 /**
- * The package caches' own disk (sandbox/cacheDisk.ts), reserved before any session's, with the
+ * The package caches' own disk (sandbox/caches/cacheDisk.ts), reserved before any session's, with the
  * caches an earlier version kept unbounded on the data disk removed first (their room is free
  * before anything is reserved). A size that cannot be reserved stops start-up, naming the setting.
  */

@@ -2,7 +2,7 @@ import { SessionState } from '../../gen/codegen/v1/common.js';
 import { PayloadBudget } from './payloadBudget.js';
 import { errors } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { SessionSandbox } from '../sandbox/sessionSandbox.js';
+import type { SessionSandbox } from '../sandbox/session/sessionSandbox.js';
 import type { Tree, TreeEntry } from '../storage/fileTree.js';
 import type { WorkspaceStore } from '../storage/workspaceStore.js';
 import { TaskRegistry } from './taskRegistry.js';

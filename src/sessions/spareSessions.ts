@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../logger.js';
-import type { PreparedSandbox, SandboxHost } from '../sandbox/sandboxHost.js';
+import type { PreparedSandbox, SandboxHost } from '../sandbox/host/sandboxHost.js';
 import type { SessionDirectories, WorkspaceStore } from '../storage/workspaceStore.js';
 
 interface Spare {

@@ -12,7 +12,7 @@ import { errors } from '../errors.js';
  * space already counts) adds up, over every image, to at most `overcommit` times the free space
  * less a floor kept for the worker's own files. A checkpoint reserves what it may write the same
  * way while it is written. The package caches live on an image of their own (WORKER_CACHE_DISK_MB,
- * sandbox/cacheDisk.ts), reserved at start-up and counted like a session's.
+ * sandbox/caches/cacheDisk.ts), reserved at start-up and counted like a session's.
  */
 
 export interface DiskSpace {

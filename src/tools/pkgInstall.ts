@@ -1,5 +1,5 @@
 import { errors } from '../errors.js';
-import type { PackageInstaller } from '../sandbox/language.js';
+import type { PackageInstaller } from '../sandbox/languages/language.js';
 import { metrics, secondsSince } from '../telemetry/metrics.js';
 import { checkArguments } from './arguments.js';
 import { capturedOutputs, streamingRunOptions } from './processOutput.js';

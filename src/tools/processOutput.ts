@@ -1,6 +1,6 @@
 import { LogLevel } from '../../gen/codegen/v1/common.js';
-import type { RunOptions } from '../sandbox/processSpec.js';
-import type { SandboxedResult } from '../sandbox/processSpec.js';
+import type { RunOptions } from '../sandbox/process/processSpec.js';
+import type { SandboxedResult } from '../sandbox/process/processSpec.js';
 import type { ToolContext } from './tool.js';
 
 /**

@@ -1,4 +1,4 @@
-import type { SandboxedResult } from '../sandbox/processSpec.js';
+import type { SandboxedResult } from '../sandbox/process/processSpec.js';
 import { checkArguments } from './arguments.js';
 import { capturedOutputs, streamingRunOptions } from './processOutput.js';
 import { defineTool, type Tool, type ToolContext, type ToolOutcome } from './tool.js';

@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { mountsBelow, unmountDiskImage } from '../../src/sandbox/diskImage.js';
+import { mountsBelow, unmountDiskImage } from '../../src/sandbox/confine/diskImage.js';
 import { createWorkerClient, type WorkerClient, type WorkerClientOptions } from '../../src/client/index.js';
 import { processesMarked } from './tasks.js';
 import type { FakeInternet } from './fakeInternet.js';

@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { TaskStatus } from '../../gen/codegen/v1/common.js';
-import { MAX_TASK_GROUPS } from '../../src/sandbox/taskGroups.js';
+import { MAX_TASK_GROUPS } from '../../src/sandbox/confine/taskGroups.js';
 import { runTask, waitFor, type TaskRun } from '../helpers/tasks.js';
 import { startWorker, type RunningWorker } from '../helpers/worker.js';
 

@@ -18,9 +18,29 @@ test('the layering check catches an upward import, a top-level file importing a 
     ['storage/fileTree.ts', ['sessions/session.ts']],
     ['errors.ts', ['config.ts']],
     ['client/runTask.ts', ['errors.ts', '../gen/codegen/v1/common.ts']],
-    ['tools/echo.ts', ['tools/tool.ts', 'sandbox/runProcess.ts', '../gen/codegen/v1/common.ts']],
+    ['tools/echo.ts', ['tools/tool.ts', 'sandbox/process/runProcess.ts', '../gen/codegen/v1/common.ts']],
   ]);
   assert.deepEqual(layeringViolations(graph), ['storage/fileTree.ts -> sessions/session.ts', 'errors.ts -> config.ts', 'client/runTask.ts -> errors.ts']);
+});
+
+test('inside the sandbox, rooms import down or across themselves only, and a language is imported by itself and the worker alone', () => {
+  const graph: ImportGraph = new Map([
+    ['sandbox/confine/launcher.ts', ['sandbox/process/processSpec.ts', 'sandbox/confine/cgroups.ts']],
+    ['sandbox/process/runProcess.ts', ['sandbox/confine/cgroups.ts']],
+    ['sandbox/stray.ts', ['sandbox/process/processSpec.ts']],
+    ['sandbox/session/sessionSandbox.ts', ['sandbox/languages/language.ts', 'sandbox/languages/python/zygote.ts']],
+    ['sandbox/languages/node/nodeLanguage.ts', ['sandbox/languages/language.ts', 'sandbox/languages/python/requirements.ts']],
+    ['sandbox/languages/python/pythonLanguage.ts', ['sandbox/languages/python/requirements.ts', 'sandbox/warm/zygote.ts']],
+    ['worker.ts', ['sandbox/languages/python/pythonLanguage.ts']],
+    ['tools/pkgInstall.ts', ['sandbox/languages/go/goRequirements.ts']],
+  ]);
+  assert.deepEqual(layeringViolations(graph), [
+    'sandbox/process/runProcess.ts -> sandbox/confine/cgroups.ts',
+    'sandbox/stray.ts -> sandbox/process/processSpec.ts',
+    'sandbox/session/sessionSandbox.ts -> sandbox/languages/python/zygote.ts',
+    'sandbox/languages/node/nodeLanguage.ts -> sandbox/languages/python/requirements.ts',
+    'tools/pkgInstall.ts -> sandbox/languages/go/goRequirements.ts',
+  ]);
 });
 
 test('the circle check finds a circle through three files', () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { WorkerError } from '../../src/errors.js';
-import { installWithCacheRoom, saysNoRoomIn, SharedExclusive, type CacheRoom } from '../../src/sandbox/cacheDisk.js';
+import { installWithCacheRoom, saysNoRoomIn, SharedExclusive, type CacheRoom } from '../../src/sandbox/caches/cacheDisk.js';
 
 /** A cache disk of `limitMb` holding `usedMb`: nearly full from 90%; a prune empties it; every call is logged. */
 function room(limitMb: number, usedMb: number): CacheRoom & { used: number; log: string[] } {

@@ -3,7 +3,7 @@ import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { pruneTemplates } from '../../src/sandbox/diskImage.js';
+import { pruneTemplates } from '../../src/sandbox/confine/diskImage.js';
 
 const base = await mkdtemp(join(tmpdir(), 'unit-templates-'));
 after(() => rm(base, { recursive: true, force: true }));

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { WorkerError } from '../../src/errors.js';
-import { GO_INSTALLER, goModRequires, moduleOf, parseModuleRequirements, splitRequirement } from '../../src/sandbox/go/goRequirements.js';
+import { GO_INSTALLER, goModRequires, moduleOf, parseModuleRequirements, splitRequirement } from '../../src/sandbox/languages/go/goRequirements.js';
 
 function refusal(text: string): string {
   try {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Language } from '../../src/sandbox/language.js';
-import { LanguageUnavailableError, resolveLanguages, type LanguageOffer } from '../../src/sandbox/languages.js';
+import type { Language } from '../../src/sandbox/languages/language.js';
+import { LanguageUnavailableError, resolveLanguages, type LanguageOffer } from '../../src/sandbox/languages/languages.js';
 
 const offer = (name: string, missing?: string): LanguageOffer => ({
   name,

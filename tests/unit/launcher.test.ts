@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { confine, LAUNCHER_ENV, type Confinement } from '../../src/sandbox/launcher.js';
+import { confine, type Confinement } from '../../src/sandbox/confine/launcher.js';
+import { ROOT_ENV } from '../../src/sandbox/process/hostTools.js';
 
 const tools = { bwrap: '/usr/bin/bwrap', setpriv: '/usr/bin/setpriv', prlimit: '/usr/bin/prlimit', env: '/usr/bin/env', nsenter: '/usr/bin/nsenter' };
 const cgroup = { name: 'task-1', procsFiles: ['/sys/fs/cgroup/memory/x/cgroup.procs'] } as unknown as Confinement['cgroup'];
@@ -17,7 +18,7 @@ const sessionEnv = { LD_PRELOAD: '/workspace/evil.so', LD_DEBUG_OUTPUT: '/root/x
 
 test("the privileged part of a launch runs with the fixed launcher environment, never the session's", () => {
   const spec = confine(['/env/bin/python', '-u', '-'], '/workspace', sessionEnv, confinement);
-  assert.deepEqual(Object.keys(spec.env).sort(), [...Object.keys(LAUNCHER_ENV), 'CODEGEN_CGROUP_PROCS'].sort());
+  assert.deepEqual(Object.keys(spec.env).sort(), [...Object.keys(ROOT_ENV), 'CODEGEN_CGROUP_PROCS'].sort());
   for (const value of Object.values(spec.env)) assert.doesNotMatch(value, /evil|\/root\/x/);
 });
 
@@ -49,7 +50,7 @@ test('unconfined (no bwrap, no cgroup), the environment is still applied by env 
   const spec = confine(['python3', '-'], '/tmp', { A: '1' }, { ...confinement, isolate: false, owner: undefined, cgroup: undefined, rlimits: {} });
   assert.equal(spec.executable, '/usr/bin/env');
   assert.deepEqual(spec.args, ['-i', '--', 'A=1', 'python3', '-']);
-  assert.deepEqual(spec.env, { ...LAUNCHER_ENV });
+  assert.deepEqual(spec.env, { ...ROOT_ENV });
 });
 
 /** The bwrap part of a spec's command line: from bwrap to its `--`. */

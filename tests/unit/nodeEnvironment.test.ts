@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { createNodeEnvironment, environmentDependencies, installedInEnvironment } from '../../src/sandbox/node/nodeEnvironment.js';
+import { createNodeEnvironment, environmentDependencies, installedInEnvironment } from '../../src/sandbox/languages/node/nodeEnvironment.js';
 
 // A node environment's package.json and package-lock.json are the session's (a restore brings
 // them from a checkpoint): what the worker reads back of them is checked, and no link followed.

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { WorkerError } from '../../src/errors.js';
-import { lockPackages } from '../../src/sandbox/node/nodeEnvironment.js';
-import { isRegistrySpec, NPM_INSTALLER, parseNpmRequirements, splitSpec } from '../../src/sandbox/node/npmRequirements.js';
+import { lockPackages } from '../../src/sandbox/languages/node/nodeEnvironment.js';
+import { isRegistrySpec, NPM_INSTALLER, parseNpmRequirements, splitSpec } from '../../src/sandbox/languages/node/npmRequirements.js';
 
 test('registry specs: names, scoped names, versions, ranges and tags', () => {
   for (const spec of [

@@ -3,8 +3,8 @@ import { constants } from 'node:os';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
 import { setImmediate as tick } from 'node:timers/promises';
-import { captureOutput, exitCodeOf } from '../../src/sandbox/outputCapture.js';
-import type { OutputSource, RunOptions } from '../../src/sandbox/processSpec.js';
+import { captureOutput, exitCodeOf } from '../../src/sandbox/process/outputCapture.js';
+import type { OutputSource, RunOptions } from '../../src/sandbox/process/processSpec.js';
 
 interface Harness {
   stdout: PassThrough;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { OutputCoalescer, type CoalescerClock } from '../../src/sandbox/outputCoalescer.js';
-import type { OutputSource } from '../../src/sandbox/processSpec.js';
+import { OutputCoalescer, type CoalescerClock } from '../../src/sandbox/process/outputCoalescer.js';
+import type { OutputSource } from '../../src/sandbox/process/processSpec.js';
 
 /** A clock that moves only when told; timers due by then run in order. */
 class FakeClock implements CoalescerClock {

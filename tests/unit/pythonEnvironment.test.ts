@@ -3,8 +3,8 @@ import { mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { createPythonEnvironment, pythonEnvironmentAt } from '../../src/sandbox/python/pythonEnvironment.js';
-import type { PythonInterpreter } from '../../src/sandbox/python/pythonInterpreter.js';
+import { createPythonEnvironment, pythonEnvironmentAt } from '../../src/sandbox/languages/python/pythonEnvironment.js';
+import type { PythonInterpreter } from '../../src/sandbox/languages/python/pythonInterpreter.js';
 
 // The environment is laid out as files and links: no interpreter runs, so a made-up one will do.
 const interpreter: PythonInterpreter = {

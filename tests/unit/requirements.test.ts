@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { WorkerError } from '../../src/errors.js';
-import { canonicalName, isIndexRequirement, parseRequirements } from '../../src/sandbox/python/requirements.js';
+import { canonicalName, isIndexRequirement, parseRequirements } from '../../src/sandbox/languages/python/requirements.js';
 
 test('plain names of the index (with extras, versions and markers) are fetched by the installer', () => {
   for (const requirement of [

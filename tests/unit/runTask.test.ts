@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { LogLevel, SessionState, TaskStatus } from '../../gen/codegen/v1/common.js';
 import { errors, WorkerError } from '../../src/errors.js';
-import type { RunOptions, SandboxedResult } from '../../src/sandbox/processSpec.js';
+import type { RunOptions, SandboxedResult } from '../../src/sandbox/process/processSpec.js';
 import type { SessionPool } from '../../src/sessions/sessionPool.js';
 import { newTaskId, runTask, type TaskInput, type TaskRunnerDeps } from '../../src/tasks/runTask.js';
 import type { TaskEvent } from '../../src/tools/taskEvents.js';

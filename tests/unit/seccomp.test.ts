@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { endianness } from 'node:os';
 import { test } from 'node:test';
-import { sandboxSeccompProgram } from '../../src/sandbox/seccomp.js';
+import { sandboxSeccompProgram } from '../../src/sandbox/confine/seccomp.js';
 
 // The filter is classic BPF as the kernel runs it: decoded here and run by a small interpreter of
 // the four instructions it uses, against the system calls it must refuse and those it must not.

@@ -5,7 +5,7 @@ import winston from 'winston';
 import { SessionState } from '../../gen/codegen/v1/common.js';
 import { WorkerError } from '../../src/errors.js';
 import { Session } from '../../src/sessions/session.js';
-import type { SessionSandbox } from '../../src/sandbox/sessionSandbox.js';
+import type { SessionSandbox } from '../../src/sandbox/session/sessionSandbox.js';
 import type { WorkspaceStore } from '../../src/storage/workspaceStore.js';
 
 /** A store that keeps records in memory: the session's bookkeeping without a disk. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Cgroup } from '../../src/sandbox/cgroups.js';
-import { TaskGroups } from '../../src/sandbox/taskGroups.js';
+import type { Cgroup } from '../../src/sandbox/confine/cgroups.js';
+import { TaskGroups } from '../../src/sandbox/confine/taskGroups.js';
 
 /** A session group whose children are names in a set: made by child(), gone by destroy(). */
 function fakeSession(): { session: Cgroup; alive: Set<string> } {

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { WorkerError } from '../../src/errors.js';
 import { checkArguments, parseEncoding } from '../../src/tools/arguments.js';
-import { PIP_INSTALLER } from '../../src/sandbox/python/requirements.js';
+import { PIP_INSTALLER } from '../../src/sandbox/languages/python/requirements.js';
 import type { Session } from '../../src/sessions/session.js';
 import { languagesOfTool, toolNames, toolsFor } from '../../src/tools/index.js';
 import { TaskRequest } from '../../gen/codegen/v1/task_execution.js';

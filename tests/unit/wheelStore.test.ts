@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { WheelStore } from '../../src/sandbox/python/wheelStore.js';
+import { WheelStore } from '../../src/sandbox/languages/python/wheelStore.js';
 
 test('a wheel store key is a digest: bounded whatever the list, order-insensitive, per index', () => {
   const huge = [`alpha${' '.repeat(200_000)}>=0.1`, 'beta'];

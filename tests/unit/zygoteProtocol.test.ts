@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { LineSplitter, MAX_ZYGOTE_LINE, parseZygoteEvent, ZygoteProtocolError } from '../../src/sandbox/zygoteProtocol.js';
+import { LineSplitter, MAX_ZYGOTE_LINE, parseZygoteEvent, ZygoteProtocolError } from '../../src/sandbox/warm/zygoteProtocol.js';
 
 test('the zygote events the worker expects parse to themselves', () => {
   assert.deepEqual(parseZygoteEvent('{"ev":"ready"}'), { ev: 'ready' });

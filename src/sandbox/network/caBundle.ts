@@ -5,7 +5,7 @@
 
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Mount } from '../launcher.js';
+import type { Mount } from '../confine/launcher.js';
 
 /** Where the bundles are inside a sandbox. */
 const INSIDE = { combined: '/etc/codegen/ca-bundle.pem', extra: '/etc/codegen/extra-ca.pem' };

@@ -10,7 +10,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../../logger.js';
-import { runHostTool } from '../hostTools.js';
+import { runHostTool } from '../process/hostTools.js';
 import { DnsGate, upstreamResolvers } from './dnsGate.js';
 import { EgressProxy } from './egressProxy.js';
 import { egressRuleset, egressTableName, INSTALLER_SET } from './egressRules.js';

@@ -1,0 +1,332 @@
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { pathExists } from '../../storage/pathExists.js';
+
+/**
+ * Control groups for sessions and their tasks: memory, CPU quota and process-count limits the
+ * kernel enforces, and usage read back from the kernel's own accounting. Works with cgroup v1
+ * (one hierarchy per controller, as on this project's machines) and v2 (one unified tree).
+ * Each worker owns a subtree `codegen-<pid>` under its own cgroup; sessions are children of it
+ * and tasks children of their session, so a task's limits narrow its session's.
+ *
+ * Setting limits and reading usage use synchronous calls: cgroupfs answers them from memory in
+ * tens of microseconds, far less than a round trip through libuv's thread pool. Making a group
+ * and moving a process into one stay asynchronous: they take the kernel's cgroup locks and wait
+ * for an RCU grace period, milliseconds on a busy host, which must not stall the event loop.
+ */
+
+export interface CgroupLimits {
+  memoryBytes?: number | undefined;
+  cpuPercent?: number | undefined;
+  maxProcesses?: number | undefined;
+}
+
+export interface Cgroup {
+  readonly name: string;
+  /** The cgroup.procs files a process writes its pid to, to join this group. */
+  readonly procsFiles: string[];
+  child(name: string, limits: CgroupLimits): Promise<Cgroup>;
+  /** Sets (or tightens) the group's limits. */
+  setLimits(limits: CgroupLimits): Promise<void>;
+  /** Renames the group in place (processes and limits stay). */
+  rename(name: string): Promise<Cgroup>;
+  /** OOM kills inside this group so far. */
+  oomKills(): Promise<number>;
+  /** Forks the group's processes were refused so far (a pids limit, its own or an ancestor's). */
+  forkRefusals(): Promise<number>;
+  /** CPU time used by the group, in nanoseconds. */
+  cpuUsageNs(): Promise<number>;
+  /** Memory of the group's processes (anonymous/RSS, not file cache), in bytes. */
+  memoryBytes(): Promise<number>;
+  /** Moves a (host) process into the group. */
+  addProcess(pid: number): Promise<void>;
+  /** Kills every process in the group, keeping the group. */
+  killProcesses(): Promise<void>;
+  /** Kills every process in the group and removes it. */
+  destroy(): Promise<void>;
+}
+
+export interface CgroupSupport {
+  version: 'v1' | 'v2';
+  /** What is limited: memory, cpu, pids. */
+  controllers: string[];
+  root: Cgroup;
+}
+
+const CPU_PERIOD_US = 100_000;
+
+function cpuQuotaUs(percent: number): number {
+  return Math.max(1000, Math.round((percent * CPU_PERIOD_US) / 100));
+}
+const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids'] as const;
+type V1Controller = (typeof V1_CONTROLLERS)[number];
+
+function readText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function readNumber(path: string): number {
+  return Number(readText(path).trim()) || 0;
+}
+
+function readKeyed(path: string, key: string): number {
+  const text = readText(path);
+  const line = text.split('\n').find((l) => l.startsWith(`${key} `));
+  return line ? Number(line.split(' ')[1]) : 0;
+}
+
+async function killProcsIn(procsFiles: string[]): Promise<void> {
+  for (let round = 0; round < 50; round++) {
+    const pids = procsFiles
+      .map(readText)
+      .flatMap((t) => t.split('\n'))
+      .filter((l) => l !== '')
+      .map(Number);
+    if (pids.length === 0) return;
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    await delay(10);
+  }
+}
+
+async function removeDir(dir: string): Promise<void> {
+  // A group can only be removed once empty; its processes may take a moment to be reaped.
+  for (let attempt = 0; attempt < 50; attempt++) {
+    try {
+      await rmdir(dir);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'EBUSY') throw err;
+      await delay(20);
+    }
+  }
+}
+
+class CgroupV1 implements Cgroup {
+  constructor(
+    readonly name: string,
+    private readonly dirs: Partial<Record<V1Controller, string>>,
+  ) {}
+
+  get procsFiles(): string[] {
+    return Object.values(this.dirs).map((d) => join(d, 'cgroup.procs'));
+  }
+
+  async child(name: string, limits: CgroupLimits): Promise<Cgroup> {
+    const dirs: Partial<Record<V1Controller, string>> = {};
+    for (const [controller, dir] of Object.entries(this.dirs) as [V1Controller, string][]) dirs[controller] = join(dir, name);
+    await Promise.all(Object.values(dirs).map((dir) => mkdir(dir, { recursive: true })));
+    const group = new CgroupV1(name, dirs);
+    await group.setLimits(limits);
+    return group;
+  }
+
+  setLimits(limits: CgroupLimits): Promise<void> {
+    const dirs = this.dirs;
+    if (dirs.memory && limits.memoryBytes) {
+      writeFileSync(join(dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
+      const swap = join(dirs.memory, 'memory.memsw.limit_in_bytes');
+      if (existsSync(swap)) writeFileSync(swap, String(limits.memoryBytes));
+    }
+    if (dirs.cpu && limits.cpuPercent) {
+      writeFileSync(join(dirs.cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
+      writeFileSync(join(dirs.cpu, 'cpu.cfs_quota_us'), String(cpuQuotaUs(limits.cpuPercent)));
+    }
+    if (dirs.pids && limits.maxProcesses) writeFileSync(join(dirs.pids, 'pids.max'), String(limits.maxProcesses));
+    return Promise.resolve();
+  }
+
+  async rename(name: string): Promise<Cgroup> {
+    const dirs: Partial<Record<V1Controller, string>> = {};
+    for (const [controller, dir] of Object.entries(this.dirs) as [V1Controller, string][]) {
+      dirs[controller] = join(dirname(dir), name);
+      renameSync(dir, dirs[controller]);
+    }
+    return Promise.resolve(new CgroupV1(name, dirs));
+  }
+
+  async addProcess(pid: number): Promise<void> {
+    // Asynchronous: moving a process between groups waits for an RCU grace period, milliseconds
+    // on a busy host, which must not stall the event loop.
+    for (const file of this.procsFiles) await writeFile(file, String(pid));
+  }
+
+  async killProcesses(): Promise<void> {
+    await killProcsIn(this.procsFiles);
+  }
+
+  oomKills(): Promise<number> {
+    return Promise.resolve(this.dirs.memory ? readKeyed(join(this.dirs.memory, 'memory.oom_control'), 'oom_kill') : 0);
+  }
+
+  forkRefusals(): Promise<number> {
+    // v1 counts a refused fork in the forking process's own group, whichever ancestor's limit refused it.
+    return Promise.resolve(this.dirs.pids ? readKeyed(join(this.dirs.pids, 'pids.events'), 'max') : 0);
+  }
+
+  cpuUsageNs(): Promise<number> {
+    return Promise.resolve(this.dirs.cpuacct ? readNumber(join(this.dirs.cpuacct, 'cpuacct.usage')) : 0);
+  }
+
+  memoryBytes(): Promise<number> {
+    return Promise.resolve(this.dirs.memory ? readKeyed(join(this.dirs.memory, 'memory.stat'), 'total_rss') : 0);
+  }
+
+  async destroy(): Promise<void> {
+    await killProcsIn(this.procsFiles);
+    await Promise.all(Object.values(this.dirs).map((dir) => destroyTree(dir)));
+  }
+}
+
+class CgroupV2 implements Cgroup {
+  constructor(
+    readonly name: string,
+    private readonly dir: string,
+  ) {}
+
+  get procsFiles(): string[] {
+    return [join(this.dir, 'cgroup.procs')];
+  }
+
+  async child(name: string, limits: CgroupLimits): Promise<Cgroup> {
+    const dir = join(this.dir, name);
+    await mkdir(dir, { recursive: true });
+    // Children get the controllers only when a group's subtree_control lists them.
+    try {
+      writeFileSync(join(dir, 'cgroup.subtree_control'), '+memory +cpu +pids');
+    } catch {
+      // a leaf that cannot pass them on: its own limits still hold
+    }
+    const group = new CgroupV2(name, dir);
+    await group.setLimits(limits);
+    return group;
+  }
+
+  setLimits(limits: CgroupLimits): Promise<void> {
+    const dir = this.dir;
+    if (limits.memoryBytes) {
+      writeFileSync(join(dir, 'memory.max'), String(limits.memoryBytes));
+      if (existsSync(join(dir, 'memory.swap.max'))) writeFileSync(join(dir, 'memory.swap.max'), '0');
+    }
+    if (limits.cpuPercent) writeFileSync(join(dir, 'cpu.max'), `${cpuQuotaUs(limits.cpuPercent)} ${CPU_PERIOD_US}`);
+    if (limits.maxProcesses) writeFileSync(join(dir, 'pids.max'), String(limits.maxProcesses));
+    return Promise.resolve();
+  }
+
+  rename(name: string): Promise<Cgroup> {
+    const dir = join(dirname(this.dir), name);
+    renameSync(this.dir, dir);
+    return Promise.resolve(new CgroupV2(name, dir));
+  }
+
+  async addProcess(pid: number): Promise<void> {
+    await writeFile(join(this.dir, 'cgroup.procs'), String(pid)); // asynchronous: see CgroupV1.addProcess
+  }
+
+  async killProcesses(): Promise<void> {
+    await writeFile(join(this.dir, 'cgroup.kill'), '1').catch(() => undefined);
+    await killProcsIn(this.procsFiles);
+  }
+
+  oomKills(): Promise<number> {
+    return Promise.resolve(readKeyed(join(this.dir, 'memory.events'), 'oom_kill'));
+  }
+
+  forkRefusals(): Promise<number> {
+    // v2 counts a refused fork where the limit is (the session's group) and above, never in a
+    // task group without a limit of its own: a task cannot be told apart from its session's others.
+    return Promise.resolve(0);
+  }
+
+  cpuUsageNs(): Promise<number> {
+    return Promise.resolve(readKeyed(join(this.dir, 'cpu.stat'), 'usage_usec') * 1000);
+  }
+
+  memoryBytes(): Promise<number> {
+    return Promise.resolve(readKeyed(join(this.dir, 'memory.stat'), 'anon'));
+  }
+
+  async destroy(): Promise<void> {
+    await writeFile(join(this.dir, 'cgroup.kill'), '1').catch(() => undefined);
+    await killProcsIn(this.procsFiles);
+    await destroyTree(this.dir);
+  }
+}
+
+/** Removes a group and every group below it, deepest first. */
+async function destroyTree(dir: string): Promise<void> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  await Promise.all(entries.filter((e) => e.isDirectory()).map((e) => destroyTree(join(dir, e.name))));
+  await killProcsIn([join(dir, 'cgroup.procs')]);
+  await removeDir(dir);
+}
+
+/** This process's own cgroup paths, by controller ("" for v2's unified entry). */
+async function ownCgroups(): Promise<Map<string, string>> {
+  const map = new Map<string, string>();
+  for (const line of (await readFile('/proc/self/cgroup', 'utf8')).split('\n')) {
+    const [, controllers, path] = line.split(':');
+    if (path === undefined) continue;
+    for (const c of controllers.split(',')) map.set(c, path);
+  }
+  return map;
+}
+
+/** Removes subtrees that earlier worker processes left (their pid no longer runs). */
+async function removeStaleSubtrees(parent: string): Promise<void> {
+  const entries = await readdir(parent, { withFileTypes: true }).catch(() => []);
+  for (const entry of entries) {
+    const pid = /^codegen-(\d+)$/.exec(entry.name)?.[1];
+    if (!entry.isDirectory() || pid === undefined || Number(pid) === process.pid) continue;
+    if (await pathExists(`/proc/${pid}`)) continue;
+    await destroyTree(join(parent, entry.name)).catch(() => undefined);
+  }
+}
+
+/**
+ * Finds cgroups this worker may write and makes its subtree. Resolves undefined when there are
+ * none (not root, read-only cgroupfs): limits then fall back to rlimits.
+ */
+export async function setUpCgroups(): Promise<CgroupSupport | undefined> {
+  const own = await ownCgroups();
+  const name = `codegen-${process.pid}`;
+  const base = '/sys/fs/cgroup';
+  try {
+    if (await pathExists(join(base, 'cgroup.controllers'))) {
+      // v2: processes may only sit in leaf groups, so the subtree hangs off the root group.
+      const controllers = (await readFile(join(base, 'cgroup.controllers'), 'utf8')).trim().split(/\s+/);
+      const wanted = ['memory', 'cpu', 'pids'].filter((c) => controllers.includes(c));
+      await writeFile(join(base, 'cgroup.subtree_control'), wanted.map((c) => `+${c}`).join(' '));
+      await removeStaleSubtrees(base);
+      const root = await new CgroupV2('', base).child(name, {});
+      return { version: 'v2', controllers: wanted, root };
+    }
+    const dirs: Partial<Record<V1Controller, string>> = {};
+    for (const controller of V1_CONTROLLERS) {
+      const mount = join(base, controller);
+      if (!(await pathExists(join(mount, 'cgroup.procs')))) continue;
+      const parent = join(mount, own.get(controller) ?? '/');
+      await removeStaleSubtrees(parent);
+      dirs[controller] = join(parent, name);
+      mkdirSync(dirs[controller], { recursive: true });
+    }
+    if (Object.keys(dirs).length === 0) return undefined;
+    const controllers = ['memory', 'cpu', 'pids'].filter((c) => c in dirs);
+    return { version: 'v1', controllers, root: new CgroupV1(name, dirs) };
+  } catch {
+    return undefined;
+  }
+}

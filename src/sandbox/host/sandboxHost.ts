@@ -1,0 +1,507 @@
+import { randomBytes } from 'node:crypto';
+import { chown, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { removeTree } from '../../storage/removeTree.js';
+import { sessionLayout, type SessionDirectories } from '../../storage/workspaceStore.js';
+import { setUpCgroups, type Cgroup, type CgroupSupport } from '../confine/cgroups.js';
+import { imageBytes, makeDiskImage, mountDiskImage, probeDiskImages, unmountDiskImage, usedBytes } from '../confine/diskImage.js';
+import { findOnPath } from '../process/hostTools.js';
+import type { Language } from '../languages/language.js';
+import type { HostTools } from '../confine/launcher.js';
+import type { SandboxContext, SandboxHostOptions } from '../session/sandboxContext.js';
+import type { SessionLimits } from '../process/processSpec.js';
+import { SessionSandbox } from '../session/sessionSandbox.js';
+import { sandboxSeccompProgram } from '../confine/seccomp.js';
+import { claimUidRange, type UidRange } from '../confine/uidRange.js';
+import type { Owner } from '../../storage/owner.js';
+import { errors, messageOf } from '../../errors.js';
+import { metrics } from '../../telemetry/metrics.js';
+import { NetworkHost, type SessionNamespace } from '../network/networkHost.js';
+import { installerEndpoints } from '../network/installerEndpoints.js';
+import { CaBundleError, prepareCaBundle, type CaBundle } from '../network/caBundle.js';
+import { NETWORK_MODES, type NetworkModeName, type SessionNetworkPolicy } from '../network/networkPolicy.js';
+
+/** A sandbox made ahead of its session (see SandboxHost.prepare). */
+export interface PreparedSandbox {
+  slot: number;
+  owner: Owner | undefined;
+  installer: Owner | undefined;
+  cgroup: Cgroup | undefined;
+  /** Whose environment it holds. */
+  language: Language;
+  /** The size of its disk image, MB (0: none), and what the empty filesystem uses itself. */
+  diskMb: number;
+  diskBaselineBytes: number;
+  /** Its network namespace, made ahead where the worker gives sessions networks. */
+  network: SessionNamespace | undefined;
+}
+
+export class SandboxUnavailableError extends Error {
+  override name = 'SandboxUnavailableError';
+}
+
+/**
+ * The worker's side of the sandbox: what the host offers (root, cgroups, bubblewrap), the uids
+ * handed to sessions, and the making and unmaking of each session's sandbox.
+ */
+export class SandboxHost implements SandboxContext {
+  private readonly usedSlots = new Set<number>();
+  /** Self-checks of the languages but the default, run after start-up: each one's sessions wait for theirs. */
+  private readonly laterChecks = new Map<Language, Promise<Error | undefined>>();
+  private lastSlot = 0;
+
+  private constructor(
+    readonly options: SandboxHostOptions,
+    readonly cgroups: CgroupSupport | undefined,
+    readonly isRoot: boolean,
+    readonly tools: HostTools,
+    /** The seccomp filter every sandboxed process gets (undefined on an architecture without one). */
+    readonly seccomp: Buffer | undefined,
+    /** Host uids of this worker's sessions (root workers isolating only). */
+    private readonly uids: UidRange | undefined,
+    /** Why sessions cannot have disk images here; undefined when they can. */
+    private readonly diskImageProblem: string | undefined,
+    /** Sessions' networks; undefined where the worker gives none (networkProblem says why). */
+    private readonly networkHost: NetworkHost | undefined,
+    private readonly networkProblem: string | undefined,
+    readonly caBundle: CaBundle | undefined,
+  ) {}
+
+  static async create(options: SandboxHostOptions): Promise<SandboxHost> {
+    const isRoot = process.getuid?.() === 0;
+    const bwrap = await findOnPath('bwrap');
+    if (options.mode === 'bwrap' && !bwrap) {
+      throw new SandboxUnavailableError(
+        'bubblewrap (bwrap) is not installed: install the Debian package bubblewrap (`make run` does) or, knowing that code then runs unisolated, set WORKER_SANDBOX=none',
+      );
+    }
+    const tools = {
+      bwrap,
+      setpriv: (await findOnPath('setpriv')) ?? 'setpriv',
+      prlimit: (await findOnPath('prlimit')) ?? 'prlimit',
+      env: (await findOnPath('env')) ?? '/usr/bin/env',
+      nsenter: (await findOnPath('nsenter')) ?? 'nsenter',
+    };
+    const uids = isRoot && options.mode === 'bwrap' ? await claimUidRange((await findOnPath('flock')) ?? 'flock', options.uidBase) : undefined;
+    try {
+      // Scratch space of pkg.install steps; what an earlier run left there is dropped.
+      await removeTree(options.dirs.scratch);
+      await mkdir(options.dirs.scratch, { recursive: true });
+      for (const language of options.languages) await language.prepareHost(uids ? { uid: uids.base, gid: uids.base } : undefined);
+      const cgroups = isRoot ? await setUpCgroups() : undefined;
+      const diskImageProblem = isRoot ? await probeDiskImages(options.dirs.scratch) : 'it needs a worker running as root';
+      const caBundle = await trustedCas(options);
+      const network = await startNetworks(options, uids);
+      const host = new SandboxHost(options, cgroups, isRoot, tools, sandboxSeccompProgram(), uids, diskImageProblem, network.host, network.problem, caBundle);
+      try {
+        await host.selfCheck();
+      } catch (err) {
+        await network.host?.close();
+        throw err;
+      }
+      return host;
+    } catch (err) {
+      uids?.lock.release();
+      throw err;
+    }
+  }
+
+  /** The network modes sessions may ask for here: up to WORKER_NETWORK_MAX where networks can be made, else none only. */
+  get networkModes(): NetworkModeName[] {
+    const widest = this.networkHost ? NETWORK_MODES.indexOf(this.options.network.maxMode) : 0;
+    return NETWORK_MODES.slice(0, widest + 1);
+  }
+
+  /** One line for the startup log: what is isolated and what is limited, and how. */
+  describe(): Record<string, unknown> {
+    const controllers = this.cgroups?.controllers ?? [];
+    return {
+      sandbox: this.options.mode,
+      network: !this.networkHost
+        ? `none for any session (${this.networkProblem}); pkg.install fetches on the host's network unconfined`
+        : this.options.network.maxMode === 'none'
+          ? "none for any session (WORKER_NETWORK_MAX=none); pkg.install's fetching step reaches its sources only"
+          : `${this.networkHost.describe()}; pkg.install's fetching step reaches its sources only`,
+      network_modes: `default ${this.options.network.defaultMode}, at most ${this.networkHost ? this.options.network.maxMode : 'none'}`,
+      cgroups: this.cgroups ? `${this.cgroups.version} (${controllers.join(', ')})` : 'none',
+      memory_limit: controllers.includes('memory') ? 'cgroup' : 'RLIMIT_AS',
+      cpu_limit: controllers.includes('cpu') ? 'cgroup cpu quota' : 'NOT ENFORCED (no writable cpu cgroup)',
+      process_limit: controllers.includes('pids') ? 'cgroup pids' : this.isRoot ? 'RLIMIT_NPROC (per-session uid)' : 'NOT ENFORCED',
+      disk_limit:
+        this.diskImageProblem === undefined
+          ? 'an ext4 image per session on the data directory, loop-mounted (workspace and environment)'
+          : `NOT ENFORCED (${this.diskImageProblem})`,
+      package_caches: this.options.cacheDisk?.describe() ?? 'NOT BOUNDED',
+      syscall_filter: this.seccomp ? 'seccomp (keyrings, bpf, io_uring, userfaultfd, perf events, namespaces refused)' : `NONE (no filter for ${process.arch})`,
+      session_uids: this.uids
+        ? `${this.uids.base + 1}-${this.uids.base + this.uids.size - 1} (claimed for this worker; pip's fetching step: ${this.uids.base})`
+        : "the worker's own",
+    };
+  }
+
+  /** Whether sessions can have disk limits here (root, mkfs.ext4, loop devices; probed at start-up). */
+  get diskLimits(): boolean {
+    return this.diskImageProblem === undefined;
+  }
+
+  /**
+   * The slow part of making a session's sandbox, done ahead of time for spare sessions: an owner
+   * uid, the session's disk (an image of `diskMb`, or a plain directory for 0), the workspace
+   * handed to the uid, the environment of `language` (the default one's for spares), and an
+   * unlimited cgroup.
+   */
+  async prepare(dirs: SessionDirectories, diskMb: number, language = this.defaultLanguage): Promise<PreparedSandbox> {
+    const slot = this.takeSlot();
+    const uids = this.uids;
+    // Own uids only where the sandbox hides the host: without it, the code must reach host paths.
+    const owner = uids ? { uid: uids.base + slot, gid: uids.base + slot } : undefined;
+    const installer = uids ? { uid: uids.base, gid: uids.base } : undefined;
+    const prepared: PreparedSandbox = { slot, owner, installer, cgroup: undefined, language, diskMb: 0, diskBaselineBytes: 0, network: undefined };
+    try {
+      // The disk first (it holds the rest); then the environment, the cgroup and the network side by side.
+      await this.makeDisk(prepared, dirs, diskMb);
+      const [, cgroup, network] = await Promise.all([
+        this.layOut(dirs, owner, language),
+        this.cgroups?.root.child(`spare-${randomBytes(6).toString('hex')}`, { maxProcesses: this.options.maxProcesses }),
+        this.options.network.maxMode !== 'none' ? this.networkHost?.prepare().then((space) => (prepared.network = space)) : undefined,
+      ]);
+      prepared.cgroup = cgroup;
+      prepared.network = network;
+      return prepared;
+    } catch (err) {
+      await this.discard(prepared, dirs);
+      throw err;
+    }
+  }
+
+  /** Makes a prepared sandbox the session's: its name, its limits, a disk of the size asked for, its language's environment. */
+  async activate(
+    prepared: PreparedSandbox,
+    sessionId: string,
+    dirs: SessionDirectories,
+    env: Record<string, string>,
+    limits: SessionLimits,
+    language: Language,
+    policy: SessionNetworkPolicy,
+  ): Promise<SessionSandbox> {
+    try {
+      await this.attachNetwork(prepared, sessionId, policy);
+      if (limits.maxDiskMb !== prepared.diskMb) await this.reshapeDisk(prepared, dirs, limits.maxDiskMb, language);
+      else if (language !== prepared.language) await this.relayEnvironment(prepared, dirs, language);
+      const cgroup = await prepared.cgroup?.rename(sessionId);
+      prepared.cgroup = cgroup;
+      await cgroup?.setLimits({ memoryBytes: limits.maxMemoryMb * 1024 * 1024, cpuPercent: limits.maxCpuPercent });
+      return this.sandboxOf(prepared, dirs, env, limits);
+    } catch (err) {
+      await this.discard(prepared, dirs);
+      throw err;
+    }
+  }
+
+  /**
+   * The sandbox of a session an earlier run of the worker left: its disk mounted again, its uid
+   * claimed again (or, when this run has another uid block, a new uid given its files), a cgroup
+   * with its limits. Its warm interpreter starts on first use.
+   */
+  async adopt(
+    sessionId: string,
+    dirs: SessionDirectories,
+    env: Record<string, string>,
+    limits: SessionLimits,
+    language: Language,
+    persisted: { uid: number | undefined; diskBaselineBytes: number },
+    policy: SessionNetworkPolicy,
+  ): Promise<SessionSandbox> {
+    const uids = this.uids;
+    const wanted = uids && persisted.uid !== undefined ? persisted.uid - uids.base : undefined;
+    const slot = wanted !== undefined && wanted > 0 && wanted < uids!.size && !this.usedSlots.has(wanted) ? wanted : this.takeSlot();
+    this.usedSlots.add(slot);
+    const owner = uids ? { uid: uids.base + slot, gid: uids.base + slot } : undefined;
+    const prepared: PreparedSandbox = {
+      slot,
+      owner,
+      installer: uids ? { uid: uids.base, gid: uids.base } : undefined,
+      cgroup: undefined,
+      language,
+      diskMb: limits.maxDiskMb,
+      diskBaselineBytes: persisted.diskBaselineBytes,
+      network: undefined,
+    };
+    try {
+      if (policy.mode !== 'none' && !this.networkHost) {
+        this.options.logger.warn('session adopted without its network: this worker gives sessions none', {
+          session_id: sessionId,
+          reason: this.networkProblem,
+        });
+      } else await this.attachNetwork(prepared, sessionId, policy);
+      if (limits.maxDiskMb > 0) await mountDiskImage(dirs.diskImage, dirs.disk);
+      if (owner && owner.uid !== persisted.uid) {
+        this.options.logger.info('session files given a new uid (this run has another uid block)', { session_id: sessionId, uid: owner.uid });
+        await Promise.all([chownTree(dirs.workspace, owner.uid, owner.gid), chownTree(dirs.environment, owner.uid, owner.gid)]);
+      }
+      prepared.cgroup = await this.cgroups?.root.child(sessionId, {
+        maxProcesses: this.options.maxProcesses,
+        memoryBytes: limits.maxMemoryMb * 1024 * 1024,
+        cpuPercent: limits.maxCpuPercent,
+      });
+      return this.sandboxOf(prepared, dirs, env, limits);
+    } catch (err) {
+      await this.discard(prepared, dirs);
+      throw err;
+    }
+  }
+
+  /** Gives back what a prepared sandbox holds that was never activated (its directories stay). */
+  async discard(prepared: PreparedSandbox, dirs: SessionDirectories): Promise<void> {
+    this.usedSlots.delete(prepared.slot);
+    if (prepared.network) await this.networkHost?.release(prepared.network);
+    prepared.network = undefined;
+    await prepared.cgroup?.destroy().catch(() => undefined);
+    if (prepared.diskMb > 0) await unmountDiskImage(dirs.disk);
+  }
+
+  private sandboxOf(prepared: PreparedSandbox, dirs: SessionDirectories, env: Record<string, string>, limits: SessionLimits): SessionSandbox {
+    const parts = {
+      workspace: dirs.workspace,
+      environment: dirs.environment,
+      env,
+      language: prepared.language,
+      owner: prepared.owner,
+      installer: prepared.installer,
+      cgroup: prepared.cgroup,
+      limits,
+      disk: prepared.diskMb > 0 ? { mountPoint: dirs.disk, mb: prepared.diskMb, baselineBytes: prepared.diskBaselineBytes } : undefined,
+      scratch: dirs.scratch,
+      controlDir: join(dirs.root, 'ctl'),
+      network: prepared.network && this.networkHost ? { namespace: prepared.network.path, resolvConf: this.networkHost.resolvConf } : ('none' as const),
+    };
+    return new SessionSandbox(this, parts, async () => {
+      this.usedSlots.delete(prepared.slot);
+      if (prepared.network) await this.networkHost?.release(prepared.network);
+    });
+  }
+
+  /**
+   * The session's policy on its namespace (one made now if the spare had none); a session with
+   * no network keeps none: its processes get a namespace of their own with only loopback.
+   */
+  private async attachNetwork(prepared: PreparedSandbox, sessionId: string, policy: SessionNetworkPolicy): Promise<void> {
+    if (policy.mode === 'none') {
+      if (prepared.network) await this.networkHost?.release(prepared.network);
+      prepared.network = undefined;
+      return;
+    }
+    if (!this.networkHost) throw errors.networkUnavailable(policy.mode, this.networkProblem ?? 'it gives sessions no network');
+    prepared.network ??= await this.networkHost.prepare();
+    this.networkHost.attach(prepared.network, sessionId, policy);
+  }
+
+  /** The session's disk: an image of `mb` mounted on dirs.disk (nothing for 0). */
+  private async makeDisk(prepared: PreparedSandbox, dirs: SessionDirectories, mb: number): Promise<void> {
+    if (mb <= 0) return;
+    if (this.diskImageProblem !== undefined) throw new Error(`this worker cannot give sessions a disk limit (${this.diskImageProblem})`);
+    // Held until the image exists: from then on it counts by itself (storage/diskBudget.ts).
+    const reservation = this.options.diskBudget?.reserve(imageBytes(mb), `a session disk of ${mb} MB`);
+    try {
+      await makeDiskImage(dirs.diskImage, dirs.disk, mb, this.options.dirs.diskTemplates);
+    } finally {
+      reservation?.release();
+    }
+    prepared.diskMb = mb;
+    prepared.diskBaselineBytes = await usedBytes(dirs.disk);
+  }
+
+  /** A spare made with another disk size: its disk made again at the size asked for. */
+  private async reshapeDisk(prepared: PreparedSandbox, dirs: SessionDirectories, mb: number, language: Language): Promise<void> {
+    if (prepared.diskMb > 0) {
+      await unmountDiskImage(dirs.disk);
+      await rm(dirs.diskImage, { force: true });
+      prepared.diskMb = 0;
+    } else {
+      for (const dir of [dirs.workspace, dirs.environment, dirs.scratch]) await removeTree(dir);
+    }
+    await this.makeDisk(prepared, dirs, mb);
+    await this.layOut(dirs, prepared.owner, language);
+    prepared.language = language;
+  }
+
+  /** A spare made for another language: its environment made again for this one (the rest fits any). */
+  private async relayEnvironment(prepared: PreparedSandbox, dirs: SessionDirectories, language: Language): Promise<void> {
+    await removeTree(dirs.environment);
+    await this.makeEnvironment(dirs, prepared.owner, language);
+    prepared.language = language;
+  }
+
+  /** workspace/ (the session's), .scratch/ and the language's environment (the session's) on its disk. */
+  private async layOut(dirs: SessionDirectories, owner: Owner | undefined, language: Language): Promise<void> {
+    await Promise.all([mkdir(dirs.workspace), mkdir(dirs.scratch, { mode: 0o755 })]);
+    await Promise.all([owner ? chown(dirs.workspace, owner.uid, owner.gid) : undefined, this.makeEnvironment(dirs, owner, language)]);
+  }
+
+  private async makeEnvironment(dirs: SessionDirectories, owner: Owner | undefined, language: Language): Promise<void> {
+    await language.createEnvironment(dirs.environment);
+    if (owner) await chownTree(dirs.environment, owner.uid, owner.gid);
+  }
+
+  /** The languages the worker offers; the first is the default. */
+  get languages(): readonly Language[] {
+    return this.options.languages;
+  }
+
+  private get defaultLanguage(): Language {
+    return this.options.languages[0];
+  }
+
+  /** The language named `name`, when the worker offers it. */
+  language(name: string): Language | undefined {
+    return this.options.languages.find((l) => l.name === name);
+  }
+
+  /** Removes the worker's cgroup subtree and gives its uids back (at shutdown, after every session is gone). */
+  async close(): Promise<void> {
+    await Promise.all(this.laterChecks.values());
+    await this.cgroups?.root.destroy().catch(() => undefined);
+    await this.networkHost?.close();
+    this.uids?.lock.release();
+  }
+
+  /** prepare() then activate(): a session's sandbox made on the spot. */
+  async createSession(
+    sessionId: string,
+    dirs: SessionDirectories,
+    env: Record<string, string>,
+    limits: SessionLimits,
+    language: Language,
+    policy: SessionNetworkPolicy,
+  ): Promise<SessionSandbox> {
+    return this.activate(await this.prepare(dirs, limits.maxDiskMb, language), sessionId, dirs, env, limits, language, policy);
+  }
+
+  /**
+   * The next free slot after the last one given, round the range: a uid comes back to a new
+   * session only after every other one has been used, so nothing a session left with its uid
+   * (in the kernel or on disk) meets the next session for a long while.
+   */
+  private takeSlot(): number {
+    const size = this.uids?.size ?? Number.MAX_SAFE_INTEGER;
+    for (let tried = 1; tried < size; tried++) {
+      const slot = (this.lastSlot % (size - 1)) + 1;
+      this.lastSlot = slot;
+      if (this.usedSlots.has(slot)) continue;
+      this.usedSlots.add(slot);
+      return slot;
+    }
+    throw new Error(`no free session uid: all ${size - 1} of this worker's are in use`);
+  }
+
+  /**
+   * Proves the sandbox runs the default language's code (and, isolating, hides the host) before
+   * any session is made. The other languages' checks (a go build takes a second) wait until the
+   * worker serves (checkOtherLanguages), or the first session of one (languageReady), so they
+   * never slow start-up or the adoption of sessions.
+   */
+  private async selfCheck(): Promise<void> {
+    await this.selfCheckOf(this.options.languages[0]);
+  }
+
+  /** Starts the self-checks of the languages but the default (once the worker serves). */
+  checkOtherLanguages(): void {
+    for (const language of this.options.languages.slice(1)) void this.laterCheck(language);
+  }
+
+  /** Resolves once `language`'s self-check passed (the default's passed at start-up); throws its failure. */
+  async languageReady(language: Language): Promise<void> {
+    if (language === this.options.languages[0]) return;
+    const failed = await this.laterCheck(language);
+    if (failed) throw failed;
+  }
+
+  private laterCheck(language: Language): Promise<Error | undefined> {
+    let check = this.laterChecks.get(language);
+    if (!check) {
+      check = this.selfCheckOf(language).then(
+        () => undefined,
+        (err: Error) => {
+          this.options.logger.error(`${language.name} sessions are unavailable: the sandbox self-check failed`, { error: err.message });
+          return err;
+        },
+      );
+      this.laterChecks.set(language, check);
+    }
+    return check;
+  }
+
+  private async selfCheckOf(language: Language): Promise<void> {
+    const scratch = await mkdtemp(join(this.options.dirs.scratch, 'self-check-'));
+    try {
+      const dirs = sessionLayout(scratch);
+      await mkdir(dirs.disk);
+      const sandbox = await this.createSession(`self-check-${language.name}`, dirs, {}, { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0 }, language, {
+        mode: 'none',
+        allow: [],
+      });
+      try {
+        const check = language.selfCheck;
+        const result = await sandbox.runCode(check.code, { signal: AbortSignal.timeout(30_000), maxCaptureBytes: 4096, onOutput: () => undefined }, {});
+        const expected = this.options.mode === 'bwrap' ? check.isolated : check.plain;
+        if (result.exitCode !== 0 || !result.stdout.text.startsWith(expected)) {
+          throw new SandboxUnavailableError(
+            `the ${this.options.mode} sandbox does not work on this host (${language.name}: exit ${result.exitCode}: ${(result.stderr.text || result.stdout.text).trim()}). ` +
+              (this.options.mode === 'bwrap'
+                ? 'Install bubblewrap (`make run` does) or, knowing that code then runs unisolated, set WORKER_SANDBOX=none.'
+                : ''),
+          );
+        }
+      } finally {
+        await sandbox.dispose();
+      }
+    } finally {
+      await removeTree(scratch);
+    }
+  }
+}
+
+/**
+ * The sessions' networks and pkg.install's narrow path to its sources, where the worker can
+ * make them (root, bubblewrap, nftables). Where it cannot, a default of none leaves the worker
+ * serving sessions without networks (the log says why); a wider default stops it.
+ */
+async function startNetworks(options: SandboxHostOptions, uids: UidRange | undefined): Promise<{ host?: NetworkHost; problem?: string }> {
+  const settings = options.network;
+  const problem = options.mode !== 'bwrap' ? 'WORKER_SANDBOX=none runs code on the host' : uids === undefined ? 'it needs a worker running as root' : undefined;
+  try {
+    if (problem) throw new Error(problem);
+    const host = await NetworkHost.start({
+      block: Math.floor(uids!.base / 100_000),
+      dnsServers: settings.dnsServers,
+      runDirectory: options.dirs.network,
+      logger: options.logger,
+      onRefused: (sessionId, kind) => metrics.networkRefused.inc({ session_id: sessionId, kind }),
+      installer: { uid: uids!.base, endpoints: installerEndpoints(settings.installerSources) },
+    });
+    return { host };
+  } catch (err) {
+    if (settings.defaultMode !== 'none')
+      throw new SandboxUnavailableError(`WORKER_NETWORK_DEFAULT is ${settings.defaultMode}, but sessions cannot have networks here: ${messageOf(err)}`);
+    options.logger.warn('sessions get no network on this worker', { reason: messageOf(err) });
+    return { problem: messageOf(err) };
+  }
+}
+
+/** WORKER_CA_BUNDLE's bundles, written where sandboxes get them (a bad file stops start-up, saying why). */
+async function trustedCas(options: SandboxHostOptions): Promise<CaBundle | undefined> {
+  if (!options.caBundle) return undefined;
+  await mkdir(options.dirs.network, { recursive: true });
+  return prepareCaBundle(options.caBundle, options.dirs.network).catch((err: unknown) => {
+    throw err instanceof CaBundleError ? new SandboxUnavailableError(err.message) : err;
+  });
+}
+
+async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  await chown(dir, uid, gid);
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) await chownTree(path, uid, gid);
+    else if (!entry.isSymbolicLink()) await chown(path, uid, gid);
+  }
+}

@@ -1,0 +1,62 @@
+import { execFile } from 'node:child_process';
+import { realpath } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { messageOf } from '../../../errors.js';
+
+const run = promisify(execFile);
+
+/** The real interpreter sessions are based on, resolved once (python3 on PATH may be a slow shim). */
+export interface PythonInterpreter {
+  /** Absolute path of the interpreter binary, symlinks resolved. */
+  executable: string;
+  /** e.g. "3.11.7" */
+  version: string;
+  /** e.g. "python3.11": the folder name under lib/ */
+  libName: string;
+  /** The installation's prefix (sys.base_prefix): what a sandbox must show for Python to run. */
+  prefix: string;
+  /** The host pip's version, or undefined when the host has no pip (pkg.install then fails). */
+  pipVersion: string | undefined;
+  /** pip's `__pip-runner__.py`: runs the host's pip under another interpreter (what `pip --python` does). */
+  pipRunner: string | undefined;
+}
+
+const PROBE = `
+import json, os, sys
+try:
+    from importlib.metadata import version
+    pip = version("pip")
+except Exception:
+    pip = None
+try:
+    import importlib.util
+    runner = os.path.join(os.path.dirname(importlib.util.find_spec("pip").origin), "__pip-runner__.py")
+    runner = runner if os.path.exists(runner) else None
+except Exception:
+    runner = None
+print(json.dumps({"executable": sys.executable, "version": "%d.%d.%d" % sys.version_info[:3],
+                  "libName": "python%d.%d" % sys.version_info[:2], "prefix": sys.base_prefix, "pip": pip, "runner": runner}))
+`;
+
+export class PythonUnavailableError extends Error {
+  override name = 'PythonUnavailableError';
+}
+
+export async function resolvePythonInterpreter(command: string): Promise<PythonInterpreter> {
+  let stdout: string;
+  try {
+    ({ stdout } = await run(command, ['-I', '-c', PROBE], { timeout: 30_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }));
+  } catch (err) {
+    throw new PythonUnavailableError(`cannot run the Python interpreter '${command}' (set WORKER_PYTHON): ${messageOf(err)}`);
+  }
+  const probe = JSON.parse(stdout) as { executable: string; version: string; libName: string; prefix: string; pip: string | null; runner: string | null };
+  if (!probe.executable) throw new PythonUnavailableError(`'${command}' did not report its executable path`);
+  return {
+    executable: await realpath(probe.executable),
+    version: probe.version,
+    libName: probe.libName,
+    prefix: await realpath(probe.prefix),
+    pipVersion: probe.pip ?? undefined,
+    pipRunner: probe.runner ? await realpath(probe.runner) : undefined,
+  };
+}

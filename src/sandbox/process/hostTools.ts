@@ -1,0 +1,41 @@
+import { spawn } from 'node:child_process';
+import { constants } from 'node:fs';
+import { pathExists } from '../../storage/pathExists.js';
+import { delimiter, join } from 'node:path';
+
+/**
+ * The whole environment of what the worker runs as root: host tools, and the privileged part of a
+ * launch (sh, prlimit, bwrap, setpriv). Fixed: a variable the session chose (LD_PRELOAD,
+ * LD_DEBUG_OUTPUT, …) would be consumed by the dynamic loader of a root process.
+ */
+export const ROOT_ENV: Readonly<Record<string, string>> = Object.freeze({ PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' });
+
+/** The absolute path of `name` on the worker's PATH, or undefined. */
+export async function findOnPath(name: string): Promise<string | undefined> {
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(delimiter)) {
+    const candidate = join(dir, name);
+    if (await pathExists(candidate, constants.X_OK)) return candidate;
+  }
+  return undefined;
+}
+
+/**
+ * Runs a host tool as the worker (ip, nft, mount…) with `input` on its stdin; its stdout. A
+ * failure says the tool, its first argument and what it printed on stderr.
+ */
+export async function runHostTool(command: string, args: string[], input = '', timeoutMs = 60_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env: { ...ROOT_ENV }, stdio: ['pipe', 'pipe', 'pipe'], timeout: timeoutMs });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', (err) => reject(new Error(`${command} ${args[0] ?? ''} failed: ${err.message}`, { cause: err })));
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve(stdout);
+      else reject(new Error(`${command} ${args[0] ?? ''} failed (${signal ?? `exit ${code}`}): ${stderr.trim().slice(0, 2000)}`));
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(input);
+  });
+}
