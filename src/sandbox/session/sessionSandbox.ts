@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdtemp, statfs } from 'node:fs/promises';
+import { chmod, chown, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { deferred } from '../../deferred.js';
@@ -13,12 +13,12 @@ import { SYSTEM_PATH, type CodeCommand, type InstallResult, type Language, type 
 import { confine, type Mount, type NetworkAccess } from '../confine/launcher.js';
 import type { KilledBy, ProcessResult, RunOptions, RunningProcess, SandboxedResult, SessionLimits, TaskLimits } from '../process/processSpec.js';
 import { measureProcessTrees, TASK_MARKER_VARIABLE, type ProcessUsage } from '../process/processTree.js';
-import { newTaskMarker, runProcess } from '../process/runProcess.js';
+import { newTaskMarker } from '../process/runProcess.js';
 import type { SandboxContext } from './sandboxContext.js';
 import { userCache, userCacheKey } from '../caches/sharedCache.js';
 import { installWithCacheRoom } from '../caches/cacheDisk.js';
-import { TaskGroups } from '../confine/taskGroups.js';
-import { WarmInterpreter, WarmUnavailableError, type WarmProgram } from '../warm/warmInterpreter.js';
+import { WarmUnavailableError, type WarmProgram } from '../warm/warmInterpreter.js';
+import { HOST_STARTERS, type SessionStarters, type SessionTaskGroups, type WarmProcess } from './sessionStarters.js';
 
 export interface SessionSandboxParts {
   workspace: string;
@@ -46,6 +46,8 @@ export interface SessionSandboxParts {
 const INSIDE = { workspace: '/workspace', env: '/env', control: '/run/codegen' };
 /** Open files per sandboxed process: far below the worker's own, so no session can use up the host's. */
 const SANDBOX_OPEN_FILES = 4096;
+/** A warm process that failed to start is not tried again for this long (its calls run cold). */
+const WARM_RETRY_MS = 60_000;
 /** Unix socket paths longer than this do not fit in sockaddr_un. */
 const MAX_SOCKET_PATH = 100;
 
@@ -58,9 +60,9 @@ const MAX_SOCKET_PATH = 100;
 export class SessionSandbox {
   private readonly live = new Set<RunningProcess>();
   /** Each call's own cgroup (under the session's), bounded per session. */
-  private readonly taskGroups: TaskGroups | undefined;
+  private readonly taskGroups: SessionTaskGroups | undefined;
   private lastCpuSample = { at: process.hrtime.bigint(), ns: 0 };
-  private warm: { startedAt: number; promise: Promise<WarmInterpreter | undefined> } | undefined;
+  private warm: { startedAt: number; promise: Promise<WarmProcess | undefined> } | undefined;
   private installQueue: Promise<void> = Promise.resolve();
   private socket: { host: string; inside: string } | undefined;
   private codeCommand: CodeCommand | undefined;
@@ -69,8 +71,9 @@ export class SessionSandbox {
     private readonly host: SandboxContext,
     private readonly parts: SessionSandboxParts,
     private readonly release: () => Promise<void>,
+    private readonly starters: SessionStarters = HOST_STARTERS,
   ) {
-    this.taskGroups = parts.cgroup && new TaskGroups(parts.cgroup);
+    this.taskGroups = parts.cgroup && starters.taskGroups(parts.cgroup);
   }
 
   get workspace(): string {
@@ -210,18 +213,18 @@ export class SessionSandbox {
 
   /**
    * The session's warm interpreter, started on first use and again if it died; concurrent first
-   * calls share one start. Undefined (run cold) when it cannot start, retried after a minute.
+   * calls share one start. Undefined (run cold) when it cannot start, retried after WARM_RETRY_MS.
    */
-  private async warmInterpreter(launch: string[], cwd: string, env: Record<string, string>, mounts: Mount[]): Promise<WarmInterpreter | undefined> {
+  private async warmInterpreter(launch: string[], cwd: string, env: Record<string, string>, mounts: Mount[]): Promise<WarmProcess | undefined> {
     const current = this.warm;
     if (current) {
       const warm = await current.promise;
       if (warm?.alive) return warm;
-      if (warm === undefined && Date.now() - current.startedAt < 60_000) return undefined;
+      if (warm === undefined && this.starters.now() - current.startedAt < WARM_RETRY_MS) return undefined;
       if (this.warm !== current) return this.warmInterpreter(launch, cwd, env, mounts);
     }
     const attempt = {
-      startedAt: Date.now(),
+      startedAt: this.starters.now(),
       promise: this.startWarm(launch, cwd, env, mounts).catch((err: Error) => {
         this.host.options.logger.warn('warm interpreter unavailable; running cold', { error: err.message });
         return undefined;
@@ -241,7 +244,7 @@ export class SessionSandbox {
     return this.socket;
   }
 
-  private async startWarm(command: string[], cwd: string, env: Record<string, string>, mounts: Mount[]): Promise<WarmInterpreter> {
+  private async startWarm(command: string[], cwd: string, env: Record<string, string>, mounts: Mount[]): Promise<WarmProcess> {
     const socket = this.warmSocket();
     const launch = confine(command, cwd, env, {
       tools: this.host.tools,
@@ -253,7 +256,7 @@ export class SessionSandbox {
       rlimits: { openFiles: SANDBOX_OPEN_FILES },
       seccomp: this.host.seccomp,
     });
-    return WarmInterpreter.start(socket.host, this.parts.owner, launch, this.host.options.logger);
+    return this.starters.warm(socket.host, this.parts.owner, launch, this.host.options.logger);
   }
 
   private async stopWarm(): Promise<void> {
@@ -409,7 +412,7 @@ export class SessionSandbox {
           seccomp: 'seccomp' in options ? options.seccomp : this.host.seccomp,
         },
       );
-      return runProcess({ ...spec, marker, stdin: options.stdin }, opts);
+      return this.starters.cold({ ...spec, marker, stdin: options.stdin }, opts);
     });
   }
 
@@ -474,9 +477,9 @@ export class SessionSandbox {
     if (result.exitCode === 128 + 24) return 'cpu'; // SIGXCPU
     if (this.parts.disk) {
       // Full, as near as a filesystem gets: the write that failed may have wanted more than is left.
-      const fs = await statfs(this.parts.workspace).catch(() => undefined);
+      const free = await this.starters.freeBytes(this.parts.workspace);
       const nearlyFull = Math.max(2 * 1024 * 1024, this.parts.disk.mb * 1024 * 1024 * 0.02);
-      if (fs && fs.bavail * fs.bsize < nearlyFull) return 'disk';
+      if (free !== undefined && free < nearlyFull) return 'disk';
     }
     return undefined;
   }
