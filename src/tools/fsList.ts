@@ -2,7 +2,6 @@ import { errors, quoted } from '../errors.js';
 import { errnoOf } from '../storage/beneath.js';
 import { listDirectory } from '../storage/fileTree.js';
 import { inWorkspace, workspaceSegments } from '../storage/workspacePath.js';
-import { checkArguments } from './arguments.js';
 import { toFileError } from './fileErrors.js';
 import { defineTool } from './tool.js';
 
@@ -17,8 +16,9 @@ interface ListedEntry {
 export const fsList = defineTool({
   name: 'fs.list',
   kind: 'instant',
-  parse(args) {
-    const { path } = checkArguments('fs.list', args, ['path']);
+  arguments: { required: ['path'] },
+  outputs: ['entries', 'entries_json'],
+  parse({ path }) {
     return { path, segments: workspaceSegments(path) };
   },
   async run({ path, segments }, { session }) {

@@ -2,7 +2,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { errors, quoted } from '../errors.js';
 import { openChildForReading } from '../storage/beneath.js';
 import { inWorkspace, workspaceSegments } from '../storage/workspacePath.js';
-import { checkArguments, parseEncoding } from './arguments.js';
+import { parseEncoding } from './arguments.js';
 import { requireMode, requireRegularFile, toFileError } from './fileErrors.js';
 import { isUtf8InSlices, setTextBytes, TextBytes, writeBase64InSlices } from './textBytes.js';
 import { defineTool } from './tool.js';
@@ -14,8 +14,9 @@ const MESSAGE_OVERHEAD = 64 * 1024;
 export const fsRead = defineTool({
   name: 'fs.read',
   kind: 'instant',
-  parse(args) {
-    const { path, encoding } = checkArguments('fs.read', args, ['path'], ['encoding']);
+  arguments: { required: ['path'], optional: ['encoding'] },
+  outputs: ['path', 'contents', 'size', 'encoding'],
+  parse({ path, encoding }) {
     return { path, segments: workspaceSegments(path), encoding: parseEncoding('fs.read', encoding) };
   },
   async run({ path, segments, encoding }, context) {

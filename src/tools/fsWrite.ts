@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { errors, quoted } from '../errors.js';
 import { at } from '../storage/beneath.js';
 import { inWorkspace, workspaceSegments } from '../storage/workspacePath.js';
-import { checkArguments, parseEncoding } from './arguments.js';
+import { parseEncoding } from './arguments.js';
 import { decodeStrictBase64 } from './base64.js';
 import { requireMode, requireRegularFile, toFileError } from './fileErrors.js';
 import { isUtf8InSlices, textBytesOf } from './textBytes.js';
@@ -30,8 +30,9 @@ interface WriteArgs {
 export const fsWrite = defineTool({
   name: 'fs.write',
   kind: 'instant',
-  parse(args): WriteArgs {
-    const checked = checkArguments('fs.write', args, ['path', 'contents'], ['encoding']);
+  arguments: { required: ['path', 'contents'], optional: ['encoding'] },
+  outputs: ['path', 'bytes_written'],
+  parse(checked): WriteArgs {
     const { path, encoding } = checked;
     const segments = workspaceSegments(path);
     if (segments.length === 0) throw errors.invalidPath(path, 'it names the workspace root, not a file');
@@ -39,7 +40,7 @@ export const fsWrite = defineTool({
     // Large text contents come as the request's bytes (grpc/taskRequestDecoding.ts): written as
     // they are once run() has checked that they are UTF-8, so a 32 MB write is never a string.
     // Held: those bytes, while the file is written.
-    const carried = enc === 'utf-8' ? textBytesOf(args, 'contents') : undefined;
+    const carried = enc === 'utf-8' ? textBytesOf(checked, 'contents') : undefined;
     if (carried) return { path, segments, bytes: carried.bytes, held: carried.length, asText: () => checked.contents };
     const { contents } = checked;
     const bytes = enc === 'base64' ? decodeStrictBase64(contents) : Buffer.from(contents, 'utf8');

@@ -35,3 +35,8 @@ export function languagesOfTool(name: string): string[] {
     .filter(([, runner]) => runner.name === name)
     .map(([language]) => language);
 }
+
+/** Every tool of every language's sessions, each once (docs/api.md's Tools tables list them all). */
+export function everyTool(): Tool[] {
+  return [...new Map(Object.keys(RUNNERS).flatMap((language) => [...toolsFor(language)])).values()];
+}

@@ -1,8 +1,7 @@
 import { errors } from '../errors.js';
 import type { PackageInstaller } from '../sandbox/languages/language.js';
 import { metrics, secondsSince } from '../telemetry/metrics.js';
-import { checkArguments } from './arguments.js';
-import { capturedOutputs, streamingRunOptions } from './processOutput.js';
+import { CAPTURED_OUTPUTS, capturedOutputs, streamingRunOptions } from './processOutput.js';
 import { defineTool, type ToolContext } from './tool.js';
 
 /** Progress events from the installer's output lines that mark a stage. */
@@ -20,8 +19,10 @@ function progressFrom(ctx: ToolContext, installer: PackageInstaller) {
 export const pkgInstall = defineTool({
   name: 'pkg.install',
   kind: 'process',
-  parse(args, session) {
-    const { requirements } = checkArguments('pkg.install', args, ['requirements']);
+  arguments: { required: ['requirements'] },
+  // `installed` on success; on failure what the installer's process left (as a run tool's, no exit_code).
+  outputs: ['installed', ...CAPTURED_OUTPUTS],
+  parse({ requirements }, session) {
     return session.sandbox.language.installer.parse(requirements);
   },
   async run(requirements, ctx) {

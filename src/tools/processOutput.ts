@@ -27,9 +27,12 @@ export function streamingRunOptions(ctx: ToolContext, source?: string, observe?:
   };
 }
 
-/** stdout, stderr, their truncation flags and the limit that ended the process, as result outputs. */
-export function capturedOutputs(result: SandboxedResult): Record<string, string> {
-  const outputs: Record<string, string> = { stdout: result.stdout.text, stderr: result.stderr.text };
+/** The outputs a process's capture gives a result: its streams, their truncation flags, the limit that ended it. */
+export const CAPTURED_OUTPUTS = ['stdout', 'stderr', 'stdout_truncated', 'stderr_truncated', 'killed_by'] as const;
+
+/** stdout, stderr, their truncation flags (only when capped) and the limit that ended the process, as result outputs. */
+export function capturedOutputs(result: SandboxedResult): Partial<Record<(typeof CAPTURED_OUTPUTS)[number], string>> & { stdout: string; stderr: string } {
+  const outputs: ReturnType<typeof capturedOutputs> = { stdout: result.stdout.text, stderr: result.stderr.text };
   if (result.stdout.truncated) outputs.stdout_truncated = 'true';
   if (result.stderr.truncated) outputs.stderr_truncated = 'true';
   if (result.killedBy) outputs.killed_by = result.killedBy;

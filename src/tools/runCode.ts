@@ -1,7 +1,9 @@
 import type { SandboxedResult } from '../sandbox/process/processSpec.js';
-import { checkArguments } from './arguments.js';
-import { capturedOutputs, streamingRunOptions } from './processOutput.js';
+import { CAPTURED_OUTPUTS, capturedOutputs, streamingRunOptions } from './processOutput.js';
 import { defineTool, type Tool, type ToolContext, type ToolOutcome } from './tool.js';
+
+/** What processOutcome() gives a result: the process's capture and its exit code. */
+export const PROCESS_OUTPUTS = [...CAPTURED_OUTPUTS, 'exit_code'] as const;
 
 /** A process tool's outcome from its process: ok when it exited 0 and no limit stopped it. */
 export async function processOutcome(ctx: ToolContext, what: string, result: SandboxedResult): Promise<ToolOutcome> {
@@ -26,7 +28,10 @@ export function runCodeTool(name: string, what: string, starting: string, onStar
   return defineTool({
     name,
     kind: 'process',
-    parse: (args) => checkArguments(name, args, ['code']),
+    arguments: { required: ['code'] },
+    outputs: PROCESS_OUTPUTS,
+    // The arguments themselves: large code stays the request's bytes until run() reads it.
+    parse: (args) => args,
     async run({ code }, ctx) {
       await ctx.emit({ kind: 'progress', percentComplete: 0, stage: 'starting', message: starting });
       const started = performance.now();

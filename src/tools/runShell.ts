@@ -1,9 +1,8 @@
 import { errors, quoted } from '../errors.js';
 import { errnoOf } from '../storage/beneath.js';
 import { inWorkspace, workspaceSegments } from '../storage/workspacePath.js';
-import { checkArguments } from './arguments.js';
 import { streamingRunOptions } from './processOutput.js';
-import { processOutcome } from './runCode.js';
+import { PROCESS_OUTPUTS, processOutcome } from './runCode.js';
 import { toFileError } from './fileErrors.js';
 import { defineTool } from './tool.js';
 
@@ -18,8 +17,9 @@ const MAX_COMMAND_BYTES = 64 * 1024;
 export const runShell = defineTool({
   name: 'run.shell',
   kind: 'process',
-  parse(args) {
-    const { command, cwd } = checkArguments('run.shell', args, ['command'], ['cwd']);
+  arguments: { required: ['command'], optional: ['cwd'] },
+  outputs: PROCESS_OUTPUTS,
+  parse({ command, cwd }) {
     if (command.trim() === '') throw errors.invalidArgument('run.shell command is empty');
     if (command.includes('\0')) throw errors.invalidArgument('run.shell command contains a NUL byte');
     if (Buffer.byteLength(command) > MAX_COMMAND_BYTES)

@@ -1,6 +1,7 @@
 import type { WorkerError } from '../errors.js';
 import type { Session } from '../sessions/session.js';
 import type { PhaseClock } from '../telemetry/taskPhases.js';
+import { checkArguments } from './arguments.js';
 import type { TaskEvent } from './taskEvents.js';
 
 export interface ToolLimits {
@@ -46,8 +47,18 @@ export interface ToolOutcome {
   callError?: WorkerError;
 }
 
+/** The names of the arguments a tool takes. */
+interface ArgumentNames {
+  required: readonly string[];
+  optional: readonly string[];
+}
+
 interface ToolBase<Args> {
   name: string;
+  /** What parse() lets through; docs/api.md's Tools table lists the same (tests/unit/apiToolTables.test.ts). */
+  arguments: ArgumentNames;
+  /** Every output its results may carry, whichever way it ends; docs/api.md's Tools table lists the same. */
+  outputs: readonly string[];
   /** Checks the arguments (for `session`, whose language some tools' arguments depend on) before anything runs; throws INVALID_ARGUMENT. */
   parse(args: Record<string, string>, session: Session): Args;
 }
@@ -62,7 +73,7 @@ export interface InstantTool<Args> extends ToolBase<Args> {
 }
 
 /**
- * A tool that starts processes or may be slow (run.python, run.shell, pkg.install). It runs under the task's
+ * A tool that starts processes or may be slow (the run tools, pkg.install). It runs under the task's
  * signal, so CancelTask, the timeout, the client going away and DestroySession all stop it, and
  * its events flow to the client through a bounded queue. The kind to choose when in doubt.
  */
@@ -77,6 +88,23 @@ export interface ProcessTool<Args> extends ToolBase<Args> {
  */
 export type Tool<Args = unknown> = InstantTool<Args> | ProcessTool<Args>;
 
-export function defineTool<Args>(tool: Tool<Args>): Tool<unknown> {
-  return tool;
+/** The arguments a tool's own parse() gets: checked against its names, so only those, the required ones there. */
+type CheckedArguments<Required extends string, Optional extends string> = Record<Required, string> & Partial<Record<Optional, string>>;
+
+/** A tool as its module writes it: `arguments` names what it takes, and parse() sees nothing else. */
+type ToolDefinition<Args, Required extends string, Optional extends string> = (
+  Omit<InstantTool<Args>, 'parse' | 'arguments'> | Omit<ProcessTool<Args>, 'parse' | 'arguments'>
+) & {
+  arguments: { required: readonly Required[]; optional?: readonly Optional[] };
+  parse(args: CheckedArguments<Required, Optional>, session: Session): Args;
+};
+
+/** The tool, its arguments checked against its declared names before its own parse() runs. */
+export function defineTool<Args, Required extends string, Optional extends string = never>(tool: ToolDefinition<Args, Required, Optional>): Tool<unknown> {
+  const { required, optional = [] } = tool.arguments;
+  return {
+    ...tool,
+    arguments: { required, optional },
+    parse: (args, session) => tool.parse(checkArguments(tool.name, args, required, optional), session),
+  };
 }

@@ -9,6 +9,9 @@ import { languagesOfTool, toolNames, toolsFor } from '../../src/tools/index.js';
 import { TaskRequest } from '../../gen/codegen/v1/task_execution.js';
 import { decodeTaskRequest, LARGE_ARGUMENT_BYTES } from '../../src/grpc/taskRequestDecoding.js';
 import { setTextBytes, textBytesOf } from '../../src/tools/textBytes.js';
+import { processOutcome } from '../../src/tools/runCode.js';
+import type { ToolContext } from '../../src/tools/tool.js';
+import type { SandboxedResult } from '../../src/sandbox/process/processSpec.js';
 
 // What each tool accepts, checked by parse() before anything runs (for a python session).
 const TOOLS = toolsFor('python');
@@ -128,4 +131,17 @@ test('run.python needs code; pkg.install needs requirements and refuses pip opti
   assert.throws(() => tool('run.python').parse({}), invalid(/run\.python requires 'code'/));
   assert.deepEqual(tool('pkg.install').parse({ requirements: 'requests\n# c\nnumpy==1.26' }), ['requests', 'numpy==1.26']);
   assert.throws(() => tool('pkg.install').parse({ requirements: '--index-url http://evil' }), invalid(/not pip options/));
+});
+
+test("a run tool's result carries exactly the outputs it declares when every one applies (capped streams, a limit)", async () => {
+  const ctx = { emit: async () => undefined } as unknown as ToolContext;
+  const stopped: SandboxedResult = {
+    exitCode: 137,
+    stdout: { text: 'o', truncated: true },
+    stderr: { text: 'e', truncated: true },
+    outputLimitExceeded: false,
+    killedBy: 'memory',
+  };
+  const { outputs } = await processOutcome(ctx, 'python', stopped);
+  for (const name of ['run.python', 'run.shell']) assert.deepEqual(Object.keys(outputs).sort(), [...TOOLS.get(name)!.outputs].sort(), name);
 });
