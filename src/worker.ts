@@ -464,6 +464,7 @@ async function startServing(
     bulkIntakeBytesPerSecond: config.bulkIntakeBytesPerSecond,
     checkpoints: stores.checkpoints,
     artifacts,
+    sessions: pool,
     tasks: {
       pool,
       limits: { maxOutputBytes: config.maxOutputBytes, maxMessageBytes: config.maxMessageBytes },

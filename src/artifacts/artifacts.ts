@@ -1,12 +1,17 @@
 import type { ArtifactMetadata } from '../../gen/codegen/v1/artifact_service.js';
 import { errors, quoted } from '../errors.js';
-import type { SessionPool } from '../sessions/sessionPool.js';
+import type { Session } from '../sessions/session.js';
 import { metrics } from '../telemetry/metrics.js';
 import { newArtifactId, type ArtifactRecord, type ArtifactStore } from '../storage/artifactStore.js';
 
+/** Where artifacts find the session they are recorded in (sessions/sessionPool.ts's SessionPool is one). */
+export interface ArtifactSessions {
+  get(sessionId: string): Pick<Session, 'recordArtifact'>;
+}
+
 export interface ArtifactsOptions {
   store: ArtifactStore;
-  pool: SessionPool;
+  pool: ArtifactSessions;
   maxBytes: number;
   uploadTtlMs: number;
 }

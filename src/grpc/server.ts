@@ -16,6 +16,7 @@ import type { Logger } from '../logger.js';
 import type { Artifacts } from '../artifacts/artifacts.js';
 import type { Checkpoints } from '../sessions/checkpoints.js';
 import type { TaskRunnerDeps } from '../tasks/runTask.js';
+import type { SessionPool } from '../sessions/sessionPool.js';
 import { artifactService } from './artifactService.js';
 import { authenticate } from './authenticate.js';
 import { withMappedErrors } from './mapErrors.js';
@@ -38,6 +39,8 @@ export interface GrpcServerOptions {
   authToken: string | undefined;
   /** Count and log every call (observeCalls.ts). */
   observe: boolean;
+  /** The sessions SessionManagement creates, lists and destroys. */
+  sessions: SessionPool;
   tasks: TaskRunnerDeps;
   checkpoints: Checkpoints;
   artifacts: Artifacts;
@@ -86,7 +89,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   const guarded = middleware.reduce<{ add: Server['add'] }>((builder, m) => (builder as Server).with(m), server);
   guarded.add(
     tolerantDefinition(SessionManagementDefinition),
-    withMappedErrors(SessionManagementDefinition, sessionManagementService(options.tasks.pool, options.checkpoints, options.workerId), logger),
+    withMappedErrors(SessionManagementDefinition, sessionManagementService(options.sessions, options.checkpoints, options.workerId), logger),
   );
   guarded.add(
     tolerantDefinition(unCopiedReplies(largeArgumentsAsBytes(TaskExecutionDefinition), encodeLargeResultReply)),

@@ -1,10 +1,9 @@
 import { SessionState } from '../../gen/codegen/v1/common.js';
 import { errors, quoted } from '../errors.js';
 import { smallestPositive } from '../limits.js';
-import type { Session } from '../sessions/session.js';
 import { stateName } from '../sessions/session.js';
 import { nonNegative } from '../sessions/sessionConfig.js';
-import type { SessionPool } from '../sessions/sessionPool.js';
+import type { TaskSession, TaskSessions } from './taskSessions.js';
 import { languagesOfTool, toolsFor } from '../tools/index.js';
 import type { Tool } from '../tools/tool.js';
 
@@ -19,7 +18,7 @@ export interface TaskInput {
 /** A request checked and resolved: everything a task needs before it is registered. */
 export interface PreparedTask {
   taskId: string;
-  session: Session;
+  session: TaskSession;
   tool: Tool;
   args: unknown;
   /** The smallest positive of the task's, the session's and the worker's timeouts. */
@@ -29,7 +28,7 @@ export interface PreparedTask {
 }
 
 /** The tool `name` of the session's language; INVALID_ARGUMENT naming the session's tools when it has none. */
-function toolOf(session: Session, name: string): Tool {
+function toolOf(session: TaskSession, name: string): Tool {
   const tools = toolsFor(session.config.language);
   const tool = tools.get(name);
   if (tool) return tool;
@@ -42,7 +41,7 @@ function toolOf(session: Session, name: string): Tool {
 const RUNNABLE_STATES = new Set([SessionState.SESSION_STATE_READY, SessionState.SESSION_STATE_ACTIVE]);
 
 /** Checks a task request against the worker, the session and the tool; throws the request's error. */
-export function prepareTask(pool: SessionPool, maxTimeoutSeconds: number, input: TaskInput): PreparedTask {
+export function prepareTask(pool: TaskSessions, maxTimeoutSeconds: number, input: TaskInput): PreparedTask {
   const session = pool.get(input.sessionId);
   if (!pool.isAccepting) throw errors.shuttingDown();
   if (!RUNNABLE_STATES.has(session.state)) throw errors.invalidSessionState(session.id, stateName(session.state), 'run a task');

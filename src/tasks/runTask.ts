@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { TaskStatus } from '../../gen/codegen/v1/common.js';
 import { asCallError } from '../errors.js';
-import type { SessionPool } from '../sessions/sessionPool.js';
 import type { TaskRecord } from '../sessions/taskRegistry.js';
 import { metrics } from '../telemetry/metrics.js';
 import type { TaskEvent } from '../tools/taskEvents.js';
@@ -9,12 +8,13 @@ import type { ToolLimits } from '../tools/tool.js';
 import { prepareTask, type PreparedTask, type TaskInput } from './prepareTask.js';
 import { taskOutcome, unfinishedStatus, type TaskConclusion } from './taskOutcome.js';
 import { ToolRun } from './toolRun.js';
+import type { TaskSessions } from './taskSessions.js';
 import type { PayloadBudget } from '../sessions/payloadBudget.js';
 
 export type { TaskInput } from './prepareTask.js';
 
 export interface TaskRunnerDeps {
-  pool: SessionPool;
+  pool: TaskSessions;
   limits: ToolLimits;
   maxTimeoutSeconds: number;
   /** Request and reply bytes all sessions' calls hold at once. */

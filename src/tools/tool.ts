@@ -1,5 +1,6 @@
 import type { WorkerError } from '../errors.js';
-import type { Session } from '../sessions/session.js';
+import type { Language } from '../sandbox/languages/language.js';
+import type { SessionSandbox } from '../sandbox/session/sessionSandbox.js';
 import type { PhaseClock } from '../telemetry/taskPhases.js';
 import { checkArguments } from './arguments.js';
 import type { TaskEvent } from './taskEvents.js';
@@ -11,9 +12,20 @@ export interface ToolLimits {
   maxMessageBytes: number;
 }
 
+/** What a tool uses of its session's sandbox (SessionSandbox is one). */
+export type ToolSandbox = Pick<SessionSandbox, 'workspace' | 'owner' | 'runCode' | 'runShell' | 'install'> & {
+  readonly language: Pick<Language, 'installer'>;
+};
+
+/** What a tool uses of its session (sessions/session.ts's Session is one). */
+export interface ToolSession {
+  readonly userId: string;
+  readonly sandbox: ToolSandbox;
+}
+
 /** What every tool gets while it runs. */
 export interface InstantToolContext {
-  session: Session;
+  session: ToolSession;
   limits: ToolLimits;
   /** The task's own narrowing of the session's limits (0: the session's). */
   constraints: { maxMemoryMb: number; maxCpuPercent: number };
@@ -60,7 +72,7 @@ interface ToolBase<Args> {
   /** Every output its results may carry, whichever way it ends; docs/api.md's Tools table lists the same. */
   outputs: readonly string[];
   /** Checks the arguments (for `session`, whose language some tools' arguments depend on) before anything runs; throws INVALID_ARGUMENT. */
-  parse(args: Record<string, string>, session: Session): Args;
+  parse(args: Record<string, string>, session: ToolSession): Args;
 }
 
 /**
@@ -96,7 +108,7 @@ type ToolDefinition<Args, Required extends string, Optional extends string> = (
   Omit<InstantTool<Args>, 'parse' | 'arguments'> | Omit<ProcessTool<Args>, 'parse' | 'arguments'>
 ) & {
   arguments: { required: readonly Required[]; optional?: readonly Optional[] };
-  parse(args: CheckedArguments<Required, Optional>, session: Session): Args;
+  parse(args: CheckedArguments<Required, Optional>, session: ToolSession): Args;
 };
 
 /** The tool, its arguments checked against its declared names before its own parse() runs. */

@@ -10,7 +10,7 @@ import type { ArtifactMetadata } from '../../gen/codegen/v1/artifact_service.js'
 import { Artifacts } from '../../src/artifacts/artifacts.js';
 import { UrlSigner } from '../../src/storage/urlSigner.js';
 import { errors, WorkerError } from '../../src/errors.js';
-import type { SessionPool } from '../../src/sessions/sessionPool.js';
+import type { ArtifactSessions } from '../../src/artifacts/artifacts.js';
 import { LocalArtifactStore } from '../../src/storage/artifactStore.js';
 
 // GetUploadURL's and RecordArtifact's rules over a local store in a temporary directory and a
@@ -34,7 +34,7 @@ const pool = {
     if (id !== session.id) throw errors.sessionNotFound(id);
     return session;
   },
-} as unknown as SessionPool;
+} satisfies ArtifactSessions;
 const artifacts = new Artifacts({ store, pool, maxBytes: 1000, uploadTtlMs: 60_000 });
 
 const rejectsWith = (code: Status, pattern: RegExp) => (err: unknown) => err instanceof WorkerError && err.code === code && pattern.test(err.details);

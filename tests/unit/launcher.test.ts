@@ -4,7 +4,7 @@ import { confine, type Confinement } from '../../src/sandbox/confine/launcher.js
 import { ROOT_ENV } from '../../src/sandbox/process/hostTools.js';
 
 const tools = { bwrap: '/usr/bin/bwrap', setpriv: '/usr/bin/setpriv', prlimit: '/usr/bin/prlimit', env: '/usr/bin/env', nsenter: '/usr/bin/nsenter' };
-const cgroup = { name: 'task-1', procsFiles: ['/sys/fs/cgroup/memory/x/cgroup.procs'] } as unknown as Confinement['cgroup'];
+const cgroup: Confinement['cgroup'] = { procsFiles: ['/sys/fs/cgroup/memory/x/cgroup.procs'], killProcesses: () => Promise.resolve() };
 const confinement: Confinement = {
   tools,
   isolate: true,
@@ -189,10 +189,10 @@ test('a seccomp filter is loaded by bwrap from descriptor 3 and handed over with
 });
 
 test('with a cgroup, /bin/sh joins each cgroup.procs file as root, then execs the rest of the chain', () => {
-  const withCgroup = {
-    name: 't',
+  const withCgroup: Confinement['cgroup'] = {
     procsFiles: ['/sys/fs/cgroup/memory/a/cgroup.procs', '/sys/fs/cgroup/pids/a/cgroup.procs'],
-  } as unknown as Confinement['cgroup'];
+    killProcesses: () => Promise.resolve(),
+  };
   const spec = confine(['python3'], '/workspace', {}, isolated({ cgroup: withCgroup }));
   assert.equal(spec.executable, '/bin/sh');
   assert.equal(spec.args[0], '-c');

@@ -3,9 +3,9 @@ import { PayloadBudget } from '../../src/sessions/payloadBudget.js';
 import { test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { LogLevel, SessionState, TaskStatus } from '../../gen/codegen/v1/common.js';
-import { errors, WorkerError } from '../../src/errors.js';
+import { WorkerError } from '../../src/errors.js';
 import type { RunOptions, SandboxedResult } from '../../src/sandbox/process/processSpec.js';
-import type { SessionPool } from '../../src/sessions/sessionPool.js';
+import { fakeSandbox, fakeTaskSession, fakeTaskSessions } from '../helpers/fakeSessions.js';
 import { newTaskId, runTask, type TaskInput, type TaskRunnerDeps } from '../../src/tasks/runTask.js';
 import type { TaskEvent } from '../../src/tools/taskEvents.js';
 import { TaskRegistry } from '../../src/sessions/taskRegistry.js';
@@ -33,10 +33,9 @@ function harness(
   const calls: string[] = [];
   const logged: Record<string, unknown>[] = [];
   const tasks = new TaskRegistry('session-1', 10);
-  const session = {
-    id: 'session-1',
+  const session = fakeTaskSession({
     state: over.state ?? SessionState.SESSION_STATE_READY,
-    config: { language: 'python', limits: { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0, timeoutSeconds: over.sessionTimeout ?? 0 } },
+    config: { language: 'python', limits: { timeoutSeconds: over.sessionTimeout ?? 0 } },
     tasks,
     touch: () => void calls.push('touch'),
     persist: async () => void calls.push('persist'),
@@ -47,20 +46,14 @@ function harness(
       log: () => undefined,
       error: (_m: string, meta: Record<string, unknown>) => void logged.push(meta),
     },
-    sandbox: {
+    sandbox: fakeSandbox({
       runCode: (code: string, options: RunOptions) => {
         calls.push('runPython');
         return runPython(code, options);
       },
-    },
-  };
-  const pool = {
-    isAccepting: over.accepting ?? true,
-    get: (id: string) => {
-      if (id !== session.id) throw errors.sessionNotFound(id);
-      return session;
-    },
-  } as unknown as SessionPool;
+    }),
+  });
+  const pool = fakeTaskSessions([session], over.accepting ?? true);
   const deps: TaskRunnerDeps = {
     pool,
     limits: { maxOutputBytes: 1024, maxMessageBytes: 1 << 20 },

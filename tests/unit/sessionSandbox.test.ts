@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import winston from 'winston';
 import { deferred } from '../../src/deferred.js';
 import type { Cgroup, CgroupLimits } from '../../src/sandbox/confine/cgroups.js';
+import { FakeCgroup } from '../helpers/fakeCgroup.js';
 import type { CodeCommand, InstallResult, Language, LanguageSandbox, PackageInstaller } from '../../src/sandbox/languages/language.js';
 import type { ProcessResult, ProcessSpec, RunOptions, TaskLimits } from '../../src/sandbox/process/processSpec.js';
 import type { SandboxContext } from '../../src/sandbox/session/sandboxContext.js';
@@ -16,41 +17,6 @@ import { WarmUnavailableError, type WarmProgram } from '../../src/sandbox/warm/w
 
 const MB = 1024 * 1024;
 const logger = winston.createLogger({ silent: true });
-
-class FakeCgroup implements Cgroup {
-  readonly procsFiles: string[];
-  limits: CgroupLimits[] = [];
-  kills = 0;
-  destroyed = false;
-  oom = 0;
-  refusals = 0;
-  constructor(readonly name: string) {
-    this.procsFiles = [`/fake/${name}/cgroup.procs`];
-  }
-  child(name: string): Promise<Cgroup> {
-    return Promise.resolve(new FakeCgroup(`${this.name}/${name}`));
-  }
-  setLimits(limits: CgroupLimits): Promise<void> {
-    this.limits.push(limits);
-    return Promise.resolve();
-  }
-  rename(name: string): Promise<Cgroup> {
-    return Promise.resolve(new FakeCgroup(name));
-  }
-  oomKills = () => Promise.resolve(this.oom);
-  forkRefusals = () => Promise.resolve(this.refusals);
-  cpuUsageNs = () => Promise.resolve(0);
-  memoryBytes = () => Promise.resolve(0);
-  addProcess = () => Promise.resolve();
-  killProcesses(): Promise<void> {
-    this.kills++;
-    return Promise.resolve();
-  }
-  destroy(): Promise<void> {
-    this.destroyed = true;
-    return Promise.resolve();
-  }
-}
 
 const installer: PackageInstaller = {
   name: 'fake',

@@ -2,31 +2,17 @@ import assert from 'node:assert/strict';
 import { PayloadBudget } from '../../src/sessions/payloadBudget.js';
 import { test } from 'node:test';
 import { Status } from 'nice-grpc';
-import { TaskStatus, SessionState } from '../../gen/codegen/v1/common.js';
+import { TaskStatus } from '../../gen/codegen/v1/common.js';
 import type { TaskRequest } from '../../gen/codegen/v1/task_execution.js';
-import { errors, WorkerError } from '../../src/errors.js';
+import { WorkerError } from '../../src/errors.js';
 import { taskExecutionService } from '../../src/grpc/taskExecutionService.js';
-import type { SessionPool } from '../../src/sessions/sessionPool.js';
+import { fakeTaskSession, fakeTaskSessions } from '../helpers/fakeSessions.js';
 import { TaskRegistry } from '../../src/sessions/taskRegistry.js';
 
 // The TaskExecution adapter over a stand-in pool holding one session with a real task registry.
 const tasks = new TaskRegistry('session-1', 10);
-const session = {
-  id: 'session-1',
-  state: SessionState.SESSION_STATE_READY,
-  config: { limits: { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0, timeoutSeconds: 0 } },
-  tasks,
-  touch: () => undefined,
-  persist: async () => undefined,
-  logger: { isDebugEnabled: () => false, isLevelEnabled: () => false, log: () => undefined },
-};
-const pool = {
-  isAccepting: true,
-  get: (id: string) => {
-    if (id !== session.id) throw errors.sessionNotFound(id);
-    return session;
-  },
-} as unknown as SessionPool;
+const session = fakeTaskSession({ tasks });
+const pool = fakeTaskSessions([session]);
 const service = taskExecutionService({
   pool,
   limits: { maxOutputBytes: 1024, maxMessageBytes: 1 << 20 },

@@ -2,25 +2,12 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Cgroup } from '../../src/sandbox/confine/cgroups.js';
 import { TaskGroups } from '../../src/sandbox/confine/taskGroups.js';
+import { FakeCgroup } from '../helpers/fakeCgroup.js';
 
 /** A session group whose children are names in a set: made by child(), gone by destroy(). */
 function fakeSession(): { session: Cgroup; alive: Set<string> } {
-  const alive = new Set<string>();
-  const group = (name: string): Cgroup =>
-    ({
-      name,
-      procsFiles: [],
-      child: (child: string) => {
-        alive.add(child);
-        return Promise.resolve(group(child));
-      },
-      setLimits: () => Promise.resolve(),
-      destroy: () => {
-        alive.delete(name);
-        return Promise.resolve();
-      },
-    }) as unknown as Cgroup;
-  return { session: group('session'), alive };
+  const session = new FakeCgroup('session');
+  return { session, alive: session.alive };
 }
 
 const settled = () => new Promise((resolve) => setImmediate(resolve));

@@ -3,8 +3,7 @@ import { test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { WorkerError } from '../../src/errors.js';
 import { checkArguments, parseEncoding } from '../../src/tools/arguments.js';
-import { PIP_INSTALLER } from '../../src/sandbox/languages/python/requirements.js';
-import type { Session } from '../../src/sessions/session.js';
+import { fakeSandbox } from '../helpers/fakeSessions.js';
 import { languagesOfTool, toolNames, toolsFor } from '../../src/tools/index.js';
 import { TaskRequest } from '../../gen/codegen/v1/task_execution.js';
 import { decodeTaskRequest, LARGE_ARGUMENT_BYTES } from '../../src/grpc/taskRequestDecoding.js';
@@ -15,7 +14,7 @@ import type { SandboxedResult } from '../../src/sandbox/process/processSpec.js';
 
 // What each tool accepts, checked by parse() before anything runs (for a python session).
 const TOOLS = toolsFor('python');
-const pythonSession = { sandbox: { language: { installer: PIP_INSTALLER } } } as unknown as Session;
+const pythonSession = { userId: 'user-1', sandbox: fakeSandbox() };
 const tool = (name: string) => {
   const found = TOOLS.get(name)!;
   return { parse: (args: Record<string, string>) => found.parse(args, pythonSession) };

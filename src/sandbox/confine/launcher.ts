@@ -1,6 +1,5 @@
 import { lstatSync, readlinkSync } from 'node:fs';
-import type { Cgroup } from './cgroups.js';
-import type { ProcessSpec } from '../process/processSpec.js';
+import type { ProcessGroup, ProcessSpec } from '../process/processSpec.js';
 import { ROOT_ENV } from '../process/hostTools.js';
 import type { Owner } from '../../storage/owner.js';
 
@@ -37,7 +36,7 @@ export interface Confinement {
   mounts: Mount[];
   /** Host uid/gid the code runs as (root workers isolating); undefined: the worker's own, or a user namespace's. */
   owner: Owner | undefined;
-  cgroup: Cgroup | undefined;
+  cgroup: ProcessGroup | undefined;
   /** A compiled seccomp filter bubblewrap loads (sandbox/confine/seccomp.ts); undefined: none. */
   seccomp?: Buffer | undefined;
   /** Fallbacks where cgroups are missing, and backstops where they are not. */
