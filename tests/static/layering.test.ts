@@ -1,12 +1,25 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { importCircles, importGraph, layeringViolations, type ImportGraph } from '../helpers/importGraph.js';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 
 test('every import in src/ goes down the layers (or stays in its directory)', () => {
   assert.deepEqual(layeringViolations(importGraph(ROOT)), []);
+});
+
+test('only src/sandbox/process/ starts processes (imports node:child_process)', () => {
+  const starters = [...importGraph(ROOT).keys()].filter((file) =>
+    /^import (?!type )[^;]*from 'node:child_process'/m.test(readFileSync(join(ROOT, 'src', file), 'utf8')),
+  );
+  assert.deepEqual(
+    starters.filter((file) => !file.startsWith('sandbox/process/')),
+    [],
+  );
+  assert.ok(starters.length > 0, 'the check looks where the starters are');
 });
 
 test('src/ has no import circle', () => {

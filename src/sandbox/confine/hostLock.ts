@@ -1,7 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { ROOT_ENV } from '../process/hostTools.js';
+import { startHostTool } from '../process/hostTools.js';
 import { pathExists } from '../../storage/pathExists.js';
 
 /** Exit code flock(1) is told to use when someone else holds the lock. */
@@ -29,13 +29,17 @@ export class HostLock {
 
   static async acquire(file: string, flock: string, what: string): Promise<LockResult> {
     await mkdir(dirname(file), { recursive: true, mode: 0o755 });
-    const child = spawn(flock, ['--nonblock', '--conflict-exit-code', String(HELD_ELSEWHERE), file, '/bin/sh', '-c', 'echo locked; exec cat >/dev/null'], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...ROOT_ENV },
-      // Its own process group: a Ctrl-C to the worker's group must not drop the lock while the
-      // worker is still shutting down. It ends with the worker's end of the pipe.
-      detached: true,
-    });
+    // Its own process group: a Ctrl-C to the worker's group must not drop the lock while the
+    // worker is still shutting down. It ends with the worker's end of the pipe.
+    const child = startHostTool(flock, [
+      '--nonblock',
+      '--conflict-exit-code',
+      String(HELD_ELSEWHERE),
+      file,
+      '/bin/sh',
+      '-c',
+      'echo locked; exec cat >/dev/null',
+    ]);
     child.stdin.on('error', () => undefined);
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2000)));

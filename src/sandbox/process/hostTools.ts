@@ -1,4 +1,5 @@
-import { spawn } from 'node:child_process';
+import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { promisify } from 'node:util';
 import { constants } from 'node:fs';
 import { pathExists } from '../../storage/pathExists.js';
 import { delimiter, join } from 'node:path';
@@ -38,4 +39,23 @@ export async function runHostTool(command: string, args: string[], input = '', t
     child.stdin.on('error', () => undefined);
     child.stdin.end(input);
   });
+}
+
+const execFileAsync = promisify(execFile);
+
+/**
+ * Runs a host program with exactly `env` (a toolchain asked about itself: its path, version);
+ * its stdout. Rejects with execFile's error (its message says the command and what it printed).
+ */
+export async function probeProgram(command: string, args: string[], env: Record<string, string>, timeoutMs = 30_000): Promise<string> {
+  return (await execFileAsync(command, args, { timeout: timeoutMs, env })).stdout;
+}
+
+/**
+ * Starts a host tool as the worker that keeps running (the host lock's flock), with ROOT_ENV, in
+ * a process group of its own (a Ctrl-C to the worker's group does not reach it), pipes on all
+ * three streams; its caller owns it.
+ */
+export function startHostTool(command: string, args: string[]): ChildProcessWithoutNullStreams {
+  return spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...ROOT_ENV }, detached: true });
 }

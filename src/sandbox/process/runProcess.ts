@@ -5,13 +5,23 @@ import { captureOutput, exitCodeOf } from './outputCapture.js';
 import { killTaskProcesses, TASK_MARKER_VARIABLE } from './processTree.js';
 import type { ProcessGroup, ProcessResult, ProcessSpec, RunOptions } from './processSpec.js';
 
+/**
+ * Starts a confined process that outlives any one task (a session's warm interpreter), its filter
+ * handed over, in a process group of its own; its caller owns it from then on.
+ */
+export function startProcess(spec: ProcessSpec): ChildProcess {
+  const child = spawn(spec.executable, spec.args, { cwd: spec.cwd, env: spec.env, stdio: stdioOf(spec), detached: true });
+  handOverFilter(spec, child);
+  return child;
+}
+
 /** spawn's stdio for a spec: descriptor 3 added when the spec has a filter to hand over. */
-export function stdioOf(spec: ProcessSpec): ('pipe' | 'ignore')[] {
+function stdioOf(spec: ProcessSpec): ('pipe' | 'ignore')[] {
   return spec.filter ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'];
 }
 
 /** Writes the spec's filter to descriptor 3 of the started child, and closes it. */
-export function handOverFilter(spec: ProcessSpec, child: ChildProcess): void {
+function handOverFilter(spec: ProcessSpec, child: ChildProcess): void {
   if (!spec.filter) return;
   const pipe = child.stdio[3] as Writable | null;
   pipe?.on('error', () => undefined);

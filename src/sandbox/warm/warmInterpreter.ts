@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { chown, mkdir, rm } from 'node:fs/promises';
@@ -10,7 +10,7 @@ import type { Logger } from '../../logger.js';
 import type { Cgroup } from '../confine/cgroups.js';
 import { captureOutput } from '../process/outputCapture.js';
 import { MAX_TASK_GROUPS } from '../confine/taskGroups.js';
-import { handOverFilter, stdioOf } from '../process/runProcess.js';
+import { startProcess } from '../process/runProcess.js';
 import type { ProcessResult, ProcessSpec, RunOptions } from '../process/processSpec.js';
 import { LineSplitter, parseZygoteEvent, ZygoteProtocolError, type ZygoteEvent } from './zygoteProtocol.js';
 import type { Owner } from '../../storage/owner.js';
@@ -196,8 +196,7 @@ export class WarmInterpreter {
     });
     if (owner) await chown(socketPath, owner.uid, owner.gid);
 
-    const child = spawn(launch.executable, launch.args, { cwd: launch.cwd, env: launch.env, stdio: stdioOf(launch), detached: true });
-    handOverFilter(launch, child);
+    const child = startProcess(launch);
     instance = new WarmInterpreter(child, server, socketPath, owner, logger, 0);
     const ready = deferred<void>();
     const lines = new LineSplitter();

@@ -1,10 +1,7 @@
-import { execFile } from 'node:child_process';
 import { realpath } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { messageOf } from '../../../errors.js';
-
-const run = promisify(execFile);
+import { probeProgram } from '../../process/hostTools.js';
 
 /** The host's Go toolchain sessions build with, resolved once. */
 export interface GoToolchain {
@@ -28,7 +25,7 @@ export async function resolveGoToolchain(command: string): Promise<GoToolchain> 
   try {
     // No user configuration file, no toolchain switch: the go that runs is the one asked about.
     const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', GOENV: 'off', GOTOOLCHAIN: 'local', HOME: '/nonexistent' };
-    ({ stdout } = await run(command, ['env', 'GOROOT', 'GOVERSION'], { timeout: 30_000, env }));
+    stdout = await probeProgram(command, ['env', 'GOROOT', 'GOVERSION'], env);
   } catch (err) {
     throw new GoUnavailableError(`cannot run the go command '${command}' (install golang-go or set WORKER_GO): ${messageOf(err)}`);
   }

@@ -1,9 +1,6 @@
-import { execFile } from 'node:child_process';
 import { realpath } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import { messageOf } from '../../../errors.js';
-
-const run = promisify(execFile);
+import { probeProgram } from '../../process/hostTools.js';
 
 /** The real interpreter sessions are based on, resolved once (python3 on PATH may be a slow shim). */
 export interface PythonInterpreter {
@@ -45,7 +42,7 @@ export class PythonUnavailableError extends Error {
 export async function resolvePythonInterpreter(command: string): Promise<PythonInterpreter> {
   let stdout: string;
   try {
-    ({ stdout } = await run(command, ['-I', '-c', PROBE], { timeout: 30_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }));
+    stdout = await probeProgram(command, ['-I', '-c', PROBE], { PATH: process.env.PATH ?? '/usr/bin:/bin' });
   } catch (err) {
     throw new PythonUnavailableError(`cannot run the Python interpreter '${command}' (set WORKER_PYTHON): ${messageOf(err)}`);
   }
