@@ -22,7 +22,9 @@ WORKSPACE_FIRST = sys.path[:1] == [""]
 if WORKSPACE_FIRST:
     del sys.path[0]
 AT_START = set(sys.modules)  # what python - has loaded before the code runs
-import atexit, builtins, ctypes, json, os, selectors, signal, socket, threading, traceback, types
+import atexit, builtins, ctypes, json, os, selectors, signal, socket, threading, types
+# Not used here: loaded so every call starts with it (and linecache, tokenize) imported.
+__import__("traceback")
 
 SOCKET = sys.argv[1]
 ctl_in, ctl_out = os.dup(0), os.dup(1)

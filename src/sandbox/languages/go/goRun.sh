@@ -23,6 +23,7 @@ program_path=$PATH
 PATH=/usr/bin:/bin
 code=$(cat)
 key=$( { printf '%s\n' "$toolchain"; env | grep -E '^(GO[A-Z0-9_]*|CGO_[A-Z0-9_]*|CC|CXX|AR|PKG_CONFIG)=' | LC_ALL=C sort; printf '%s\n' "$code" | sha256sum; sha256sum "$env/go.mod" "$env/go.sum"; } | sha256sum)
+# shellcheck disable=SC2086 # split on purpose: $1 is the hash (sha256sum prints "<hash>  -")
 set -- $key
 programs=$env/gocache/codegen-run
 program=$programs/$1
@@ -38,6 +39,7 @@ else
   status=$?
   rm -rf "$src"
   if [ "$status" -ne 0 ]; then rm -f "$new"; exit 125; fi
+  # shellcheck disable=SC2012 # for ls -t (newest first); the names are hashes, no odd characters
   ls -t "$programs" | tail -n +17 | while IFS= read -r old; do rm -f "$programs/$old"; done
 fi
 PATH=$program_path
