@@ -36,4 +36,16 @@ export default tseslint.config(
       'require-yield': 'off',
     },
   },
+  {
+    // Foreign JavaScript (src/storage/compressionThread.cjs, run by worker_threads from a string):
+    // CommonJS in Node, outside the TypeScript project, so the recommended rules without types.
+    files: ['**/*.cjs'],
+    ...tseslint.configs.disableTypeChecked,
+  },
+  {
+    files: ['**/*.cjs'],
+    languageOptions: { sourceType: 'commonjs', globals: { Buffer: 'readonly' } },
+    // require() is how CommonJS imports (the thread's string is no module).
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
 );

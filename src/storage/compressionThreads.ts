@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
@@ -15,19 +16,8 @@ import { deflateRawSync, inflateRawSync } from 'node:zlib';
 const SMALL_BYTES = 2048;
 const THREADS = Math.max(1, Math.min(4, availableParallelism()));
 
-const SOURCE = `
-const { parentPort } = require('node:worker_threads');
-const zlib = require('node:zlib');
-parentPort.on('message', ({ id, op, data, size }) => {
-  try {
-    const input = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    const out = op === 'deflate' ? zlib.deflateRawSync(input, { level: 1 }) : zlib.inflateRawSync(input, { maxOutputLength: size });
-    parentPort.postMessage({ id, data: out });
-  } catch (err) {
-    parentPort.postMessage({ id, error: String((err && err.message) || err) });
-  }
-});
-`;
+/** What each thread runs: compressionThread.cjs, read once from the checkout (this module runs from dist/). */
+const SOURCE = readFileSync(new URL('../../../src/storage/compressionThread.cjs', import.meta.url), 'utf8');
 
 interface Pending {
   resolve(data: Buffer): void;

@@ -7,7 +7,7 @@ import { Status } from 'nice-grpc';
 import { isAlive, runTaskWithin, type TaskRequestInput, type TaskRun } from '../helpers/tasks.js';
 import { startWorker, stopHard, type RunningWorker } from '../helpers/worker.js';
 
-// "The worker trusts its warm interpreter": each session's zygote (src/sandbox/warm/zygote.ts) speaks
+// "The worker trusts its warm interpreter": each session's zygote (src/sandbox/warm/zygote.py) speaks
 // JSON lines to the worker on its stdout, and the worker believes them: it parses them without a
 // guard, buffers a line without bound, and moves whatever pid a `forked` event names into a task
 // cgroup (the raw number when it is not among the zygote's children), which it later kills. But

@@ -147,7 +147,7 @@ function emptyStream(): Readable {
 }
 
 /**
- * A session's warm interpreter: a zygote (zygote.ts) running in the session's sandbox, asked over
+ * A session's warm interpreter: a zygote (zygote.py) running in the session's sandbox, asked over
  * its stdin to fork one fresh child per call. Each child joins the task's cgroup before it runs
  * anything, so limits, usage and killing work as for a cold process; its output arrives over a
  * Unix socket the worker listens on, one connection per stream.

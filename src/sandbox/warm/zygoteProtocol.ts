@@ -1,5 +1,5 @@
 /**
- * What the warm interpreter (zygote.ts) says to the worker, one JSON object per line on its
+ * What the warm interpreter (zygote.py) says to the worker, one JSON object per line on its
  * stdout. The zygote runs as the session's uid and imports whatever the session puts on its
  * path (sitecustomize, .pth files): everything it says is untrusted input. Lines are bounded,
  * parsed defensively and checked field by field; anything else is a ZygoteProtocolError.

@@ -7,7 +7,7 @@ import { join } from 'node:path';
  *     go.mod, go.sum   the session's module: what pkg.install added (`require`) and their sums
  *     gopath/          GOPATH; gopath/pkg/mod is GOMODCACHE, the installed modules' sources
  *     gocache/         GOCACHE: the build cache, the only part the session's code may write;
- *                      gocache/codegen-run/ holds run.go's linked programs (see goRun.ts)
+ *                      gocache/codegen-run/ holds run.go's linked programs (see goRun.sh)
  *
  * Checkpoints carry the module and its module cache (a restore builds without any proxy) but
  * not gocache/, which is large, remade on demand and tied to this host's toolchain.

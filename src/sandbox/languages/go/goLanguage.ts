@@ -40,7 +40,7 @@ func main() {
 /**
  * Go sessions: the host's toolchain (resolved once), a module per session in its environment
  * (goEnvironment.ts) that pkg.install adds modules to in two steps, and run.go building `code`
- * inside that module, its linked program cached (goRun.ts).
+ * inside that module, its linked program cached (goRun.sh).
  */
 export class GoLanguage implements Language {
   readonly name = 'go';
@@ -86,7 +86,7 @@ export class GoLanguage implements Language {
   }
 
   /**
-   * The launcher of goRun.ts, with the session's go variables: modules only from its own module
+   * The launcher of goRun.sh, with the session's go variables: modules only from its own module
    * cache (what pkg.install put there, so a module in the workspace can require them offline),
    * go.mod updated as imports need (`-mod=mod`: the launcher's copy, or a workspace module's).
    */

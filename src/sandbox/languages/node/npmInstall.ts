@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { errors } from '../../../errors.js';
 import { removeTree } from '../../../storage/removeTree.js';
 import type { InstallResult, LanguageSandbox } from '../language.js';
@@ -101,22 +102,8 @@ function fetchStep(sandbox: LanguageSandbox, requirements: string[], fetched: st
   return sandbox.run({ command, cwd, env: npmEnv(), mounts, network: true, as: 'installer', denyProcesses: true }, options);
 }
 
-/** Step 2: the fetched tree into the environment, as the session (a failure leaves the old node_modules in place). */
-const INSTALL_SCRIPT = `
-set -e
-from=$1; env=$2
-cd "$env"
-rm -rf node_modules.next node_modules.old
-if [ -d "$from/node_modules" ]; then cp -RP --preserve=mode,timestamps "$from/node_modules" node_modules.next; else mkdir node_modules.next; fi
-cp "$from/package.json" package.json.next
-if [ -f "$from/package-lock.json" ]; then cp "$from/package-lock.json" package-lock.json.next; fi
-if [ -e node_modules ]; then mv node_modules node_modules.old; fi
-mv node_modules.next node_modules
-mv -f package.json.next package.json
-if [ -f package-lock.json.next ]; then mv -f package-lock.json.next package-lock.json; fi
-rm -rf node_modules.old
-echo "installed into the environment"
-`;
+/** Step 2, the fetched tree into the environment: npmInstallStep.sh, read once from the checkout (this module runs from dist/). */
+const INSTALL_SCRIPT = readFileSync(new URL('../../../../../src/sandbox/languages/node/npmInstallStep.sh', import.meta.url), 'utf8');
 
 function installStep(sandbox: LanguageSandbox, fetched: string, options: RunOptions, setup: NpmInstallSetup): Promise<SandboxedResult> {
   const from = sandbox.isolate ? INSIDE.fetched : fetched;

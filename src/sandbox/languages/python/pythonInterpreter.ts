@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { realpath } from 'node:fs/promises';
 import { messageOf } from '../../../errors.js';
 import { probeProgram } from '../../process/hostTools.js';
@@ -18,22 +19,8 @@ export interface PythonInterpreter {
   pipRunner: string | undefined;
 }
 
-const PROBE = `
-import json, os, sys
-try:
-    from importlib.metadata import version
-    pip = version("pip")
-except Exception:
-    pip = None
-try:
-    import importlib.util
-    runner = os.path.join(os.path.dirname(importlib.util.find_spec("pip").origin), "__pip-runner__.py")
-    runner = runner if os.path.exists(runner) else None
-except Exception:
-    runner = None
-print(json.dumps({"executable": sys.executable, "version": "%d.%d.%d" % sys.version_info[:3],
-                  "libName": "python%d.%d" % sys.version_info[:2], "prefix": sys.base_prefix, "pip": pip, "runner": runner}))
-`;
+/** What the worker asks the interpreter: interpreterProbe.py, read once from the checkout (this module runs from dist/). */
+const PROBE = readFileSync(new URL('../../../../../src/sandbox/languages/python/interpreterProbe.py', import.meta.url), 'utf8');
 
 export class PythonUnavailableError extends Error {
   override name = 'PythonUnavailableError';

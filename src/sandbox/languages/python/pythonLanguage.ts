@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
 import { errors } from '../../../errors.js';
 import { namesIn } from '../../../storage/fileTree.js';
@@ -33,7 +34,7 @@ const INSIDE = { pipCache: '/pip-cache', pipReport: '/pip-report', wheels: '/whe
 /**
  * Python sessions: a virtual environment per session on the host's interpreter (resolved once,
  * since python3 on PATH may be a slow shim), code run by `python -u -`, a warm interpreter
- * (zygote.ts) that forks each call, and packages installed by the host's pip in two steps.
+ * (zygote.py) that forks each call, and packages installed by the host's pip in two steps.
  */
 export class PythonLanguage implements Language {
   readonly name = 'python';
@@ -151,7 +152,7 @@ export class PythonLanguage implements Language {
    * The fast path: a list every part of which names an index package, resolved before (by any
    * session) and fresh in the wheel store, into an environment holding none of those
    * distributions yet (what to do with an installed one, pip decides), installed by
-   * wheelInstaller.ts as the session: no pip, no network. Undefined when it does not apply.
+   * wheelInstaller.py as the session: no pip, no network. Undefined when it does not apply.
    */
   private async installStored(sandbox: LanguageSandbox, requirements: string[], key: string, options: RunOptions): Promise<InstallResult | undefined> {
     const wheels = await this.options.wheelStore?.lookup(key, this.pageDigest);
@@ -268,7 +269,7 @@ export class PythonLanguage implements Language {
   }
 }
 
-/** wheelInstaller.ts's "not for this path: nothing written, let pip do it". */
+/** wheelInstaller.py's "not for this path: nothing written, let pip do it". */
 const UNSUPPORTED_WHEEL = 3;
 
 function pipEnv(): Record<string, string> {
@@ -280,22 +281,8 @@ function pipEnv(): Record<string, string> {
   });
 }
 
-/**
- * Runs pip (argv after the filter) with a seccomp filter (hex, argv[1]) installed first: the
- * fetch step's no-exec rule, which bubblewrap cannot apply (it would forbid starting pip).
- */
-const WITHOUT_EXEC = String.raw`
-import ctypes, runpy, sys
-program = ctypes.create_string_buffer(bytes.fromhex(sys.argv[1]))
-class Fprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-fprog = Fprog(len(program.raw) // 8, ctypes.cast(program, ctypes.c_void_p))
-libc = ctypes.CDLL(None, use_errno=True)
-if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
-    sys.exit("pkg.install: cannot forbid exec in the fetch step (errno %d)" % ctypes.get_errno())
-sys.argv = ["pip"] + sys.argv[2:]
-runpy.run_module("pip", run_name="__main__", alter_sys=True)
-`;
+/** Runs pip under the fetch step's no-exec seccomp filter: pipWithoutExec.py, read once from the checkout (this module runs from dist/). */
+const WITHOUT_EXEC = readFileSync(new URL('../../../../../src/sandbox/languages/python/pipWithoutExec.py', import.meta.url), 'utf8');
 
 /** Largest pip report read back: it is written by the session's own pip, so untrusted. */
 const MAX_REPORT_BYTES = 4 * 1024 * 1024;

@@ -9,7 +9,7 @@ import { canonicalName } from './requirements.js';
 /**
  * Wheels pkg.install's fetch step brought, kept by the worker with the requirement list they
  * resolved: a later pkg.install of the same list (another session's, typically) skips pip's
- * start, resolution and download, and installs these files directly (wheelInstaller.ts).
+ * start, resolution and download, and installs these files directly (wheelInstaller.py).
  *
  * A resolution stands while every index page it came from reads the same as when it was stored
  * (pip itself reads them afresh on every install), and for RESOLUTION_TTL_MS at most. Files are
