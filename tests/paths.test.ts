@@ -92,4 +92,16 @@ test('binary files round-trip byte for byte with encoding=base64; reading them a
   const asText = await runTask(worker.tasks, { sessionId, toolName: 'fs.read', arguments: { path: 'blob.bin' } });
   assert.equal(asText.code, Status.INVALID_ARGUMENT);
   assert.match(asText.error!.details, /not valid UTF-8 text; read it with encoding=base64/);
+  // Large contents are decoded from the request's bytes in slices: held as strictly as small ones.
+  const text = bytes.toString('base64');
+  for (const [what, bad] of [
+    ['a character outside the alphabet mid-way', `${text.slice(0, 70_001)}*${text.slice(70_002)}`],
+    ['padding mid-way', `${text.slice(0, 40_000)}====${text.slice(40_004)}`],
+    ['MIME line breaks', text.replace(/(.{76})/g, '$1\n')],
+  ]) {
+    const refused = await runTask(worker.tasks, { sessionId, toolName: 'fs.write', arguments: { path: 'bad.bin', contents: bad, encoding: 'base64' } });
+    assert.equal(refused.code, Status.INVALID_ARGUMENT, what);
+    assert.match(refused.error!.details, /not valid base64/, what);
+  }
+  assert.equal((await runTask(worker.tasks, { sessionId, toolName: 'fs.read', arguments: { path: 'bad.bin' } })).code, Status.NOT_FOUND, 'nothing written');
 });

@@ -5,7 +5,7 @@ import { errors, quoted } from '../errors.js';
 import { at } from '../storage/beneath.js';
 import { inWorkspace, workspaceSegments } from '../storage/workspacePath.js';
 import { parseEncoding } from './arguments.js';
-import { decodeStrictBase64 } from './base64.js';
+import { decodeStrictBase64, decodeStrictBase64Bytes } from './base64.js';
 import { requireMode, requireRegularFile, toFileError } from './fileErrors.js';
 import { isUtf8InSlices, textBytesOf } from './textBytes.js';
 import { defineTool } from './tool.js';
@@ -19,6 +19,12 @@ interface WriteArgs {
   held: number;
   /** The contents as text, when `bytes` are the request's, not yet known to be UTF-8. */
   asText?: () => string;
+  /** `bytes` are the request's base64 text, decoded by run() (strictly, in slices). */
+  base64?: true;
+}
+
+function notBase64(): never {
+  throw errors.invalidArgument('fs.write contents are not valid base64');
 }
 
 /**
@@ -40,18 +46,25 @@ export const fsWrite = defineTool({
     // Large text contents come as the request's bytes (grpc/taskRequestDecoding.ts): written as
     // they are once run() has checked that they are UTF-8, so a 32 MB write is never a string.
     // Held: those bytes, while the file is written.
-    const carried = enc === 'utf-8' ? textBytesOf(checked, 'contents') : undefined;
-    if (carried) return { path, segments, bytes: carried.bytes, held: carried.length, asText: () => checked.contents };
+    // Large base64 likewise: decoded from those bytes, never a string of them all.
+    const carried = textBytesOf(checked, 'contents');
+    if (carried && enc === 'utf-8') return { path, segments, bytes: carried.bytes, held: carried.length, asText: () => checked.contents };
+    if (carried) {
+      const text = carried.bytes;
+      const padding = text.at(-1) === 0x3d ? (text.at(-2) === 0x3d ? 2 : 1) : 0;
+      return { path, segments, bytes: text, held: text.length + Math.floor(text.length / 4) * 3 - padding, base64: true };
+    }
     const { contents } = checked;
     const bytes = enc === 'base64' ? decodeStrictBase64(contents) : Buffer.from(contents, 'utf8');
-    if (!bytes) throw errors.invalidArgument('fs.write contents are not valid base64');
+    if (!bytes) notBase64();
     // The request's text (a byte a character at least) and its bytes, held while the file is written.
     return { path, segments, bytes, held: contents.length + bytes.length };
   },
-  async run({ path, segments, bytes: given, held, asText }: WriteArgs, context) {
+  async run({ path, segments, bytes: given, held, asText, base64 }: WriteArgs, context) {
     const { session } = context;
     await context.holdPayload(held);
     let bytes = given;
+    if (base64) bytes = (await decodeStrictBase64Bytes(given)) ?? notBase64();
     if (asText && !(await isUtf8InSlices(bytes))) {
       // Not UTF-8: written as they always were, the text the request decodes to (each invalid
       // sequence a U+FFFD) encoded back, both held besides.

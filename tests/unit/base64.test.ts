@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { decodeStrictBase64 } from '../../src/tools/base64.js';
+import fc from 'fast-check';
+import { decodeStrictBase64, decodeStrictBase64Bytes } from '../../src/tools/base64.js';
 
 /** The definition, one character at a time: what decodeStrictBase64 must agree with. */
 function isStrictBase64(text: string): boolean {
@@ -43,4 +44,25 @@ test('decodeStrictBase64 on longer strings: one odd character anywhere is refuse
     const bad = good.slice(0, at) + ALPHABET[Math.floor(random() * ALPHABET.length)] + good.slice(at + 1);
     assert.equal(decodeStrictBase64(bad) !== undefined, isStrictBase64(bad), JSON.stringify(bad));
   }
+});
+
+test('decodeStrictBase64Bytes gives what decodeStrictBase64 gives for the same bytes read as UTF-8, in slices of any size', async () => {
+  const char = fc.constantFrom(...ALPHABET, 'B', 'z', '9', '==');
+  const good = fc.uint8Array({ maxLength: 60 }).map((b) => Buffer.from(b).toString('base64'));
+  // Valid base64 with one character replaced, spliced or dropped; or anything from the tricky alphabet.
+  const text = fc.oneof(
+    good,
+    fc.tuple(good, fc.nat(), char).map(([g, at, c]) => g.slice(0, at % (g.length + 1)) + c + g.slice((at % (g.length + 1)) + 1)),
+    fc.tuple(good, fc.nat(), char).map(([g, at, c]) => g.slice(0, at % (g.length + 1)) + c + g.slice(at % (g.length + 1))),
+    fc.array(char, { maxLength: 24 }).map((cs) => cs.join('')),
+  );
+  await fc.assert(
+    fc.asyncProperty(text, fc.integer({ min: 1, max: 40 }), async (t, slice) => {
+      const bytes = Buffer.from(t, 'utf8');
+      assert.deepEqual(await decodeStrictBase64Bytes(bytes, slice), decodeStrictBase64(bytes.toString('utf8')), `${JSON.stringify(t)} in slices of ${slice}`);
+    }),
+    { numRuns: 3000 },
+  );
+  const invalidUtf8 = Buffer.from([0x41, 0x41, 0xc3, 0x41]);
+  assert.equal(await decodeStrictBase64Bytes(invalidUtf8), undefined);
 });
