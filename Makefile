@@ -27,8 +27,8 @@ test: system-deps dist/.built client/.built lint check-generated ## the whole su
 
 # The fast tier: pure logic, no root, no bubblewrap, no Python. Run by root, it runs as nobody
 # with node alone on PATH, wherever the checkout lives (tests/unit-tier.sh says how).
-test-unit: dist/.built ## the fast tier only: no root, no Python, seconds
-	tests/unit-tier.sh
+test-unit: dist/.built ## the fast tier only: no root, no Python, seconds (UNIT_TESTS: some files only)
+	tests/unit-tier.sh $(UNIT_TESTS)
 
 # Hot paths against same-run baselines; writes bench/results.json and bench/results.md.
 bench: system-deps dist/.built ## hot paths as ratios to same-run baselines (bench/results.md)

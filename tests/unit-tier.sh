@@ -11,7 +11,8 @@
 # as the caller. Run by anyone else, it runs as the caller.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t files < <(find dist/tests/unit -name '*.test.js' | sort)
+# Arguments: the files to run (default: every one).
+if [ $# -gt 0 ]; then files=("$@"); else mapfile -t files < <(find dist/tests/unit -name '*.test.js' | sort); fi
 [ ${#files[@]} -gt 0 ] || { echo "unit tier: no tests in dist/tests/unit (build first)" >&2; exit 1; }
 as_caller() { exec node --test --test-concurrency=2 "${files[@]}"; }
 [ "$(id -u)" = 0 ] || as_caller
