@@ -95,7 +95,7 @@ export function worthDeflating(bytes: Buffer): boolean {
   const sample = bytes.subarray(0, SAMPLE_BYTES);
   if (sample.length < 512) return true;
   const counts = new Uint32Array(256);
-  for (const byte of sample) counts[byte]++;
+  for (const byte of sample) counts[byte]!++; // a byte indexes one of the 256
   let bits = 0;
   for (const count of counts) if (count) bits -= (count / sample.length) * Math.log2(count / sample.length);
   return bits <= INCOMPRESSIBLE_BITS;

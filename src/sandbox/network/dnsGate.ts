@@ -33,7 +33,7 @@ export async function upstreamResolvers(configured: readonly string[]): Promise<
 
 async function resolvConfServers(): Promise<string[]> {
   const text = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
-  const servers = [...text.matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => m[1]);
+  const servers = [...text.matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => m[1]!); // (\S+) always takes part
   return servers.length > 0 ? servers : ['127.0.0.1'];
 }
 
