@@ -25,12 +25,12 @@ server.addService(
       const args = call.request.arguments;
       let outputs: Record<string, string>;
       if (call.request.toolName === 'fs.write') {
-        const bytes = Buffer.from(args.contents, 'base64');
+        const bytes = Buffer.from(args.contents!, 'base64');
         await writeFile(file, bytes);
-        outputs = { path: args.path, bytes_written: String(bytes.length) };
+        outputs = { path: args.path!, bytes_written: String(bytes.length) };
       } else {
         const bytes = await readFile(file);
-        outputs = { path: args.path, contents: bytes.toString('base64'), size: String(bytes.length), encoding: 'base64' };
+        outputs = { path: args.path!, contents: bytes.toString('base64'), size: String(bytes.length), encoding: 'base64' };
       }
       call.write({ taskId: 'task', payload: { $case: 'result', value: { status: TaskStatus.STATUS_SUCCESS, outputs, error: '', exitCode: 0 } } });
       call.end();

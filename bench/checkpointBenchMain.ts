@@ -6,7 +6,7 @@ import { checkpointBench } from './checkpointBench.js';
 
 /** `node dist/bench/checkpointBenchMain.js`: the checkpoint rows alone, on a worker of their own. */
 
-const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)] ?? NaN;
 const scratch = await mkdtemp(join(tmpdir(), 'codegen-bench-'));
 const worker = await startWorker({ env: { WORKER_LOG_LEVEL: 'info', WORKER_SESSION_IDLE_SECONDS: '0' } });
 try {

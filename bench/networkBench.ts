@@ -46,7 +46,7 @@ export async function networkBench(python: string, rounds = 200): Promise<Networ
       const session = async (mode: NetworkMode, allow: string[] = []) =>
         (await worker.sessions.createSession({ workspaceId: 'bench-net', config: { network: { mode, allow } } })).sessionId;
       const inSession = async (sessionId: string) =>
-        (await runTool(worker.tasks, sessionId, 'run.python', { code: CONNECTIONS(rounds) })).stdout.trim().split('\n').map(Number);
+        (await runTool(worker.tasks, sessionId, 'run.python', { code: CONNECTIONS(rounds) })).stdout!.trim().split('\n').map(Number);
       const openMs = await inSession(await session(NetworkMode.NETWORK_MODE_OPEN));
       const allowListMs = await inSession(await session(NetworkMode.NETWORK_MODE_ALLOW_LIST, ['api.test']));
       const host = net.spawnInWorkerNamespace([python, '-c', CONNECTIONS(rounds)], { stdio: ['ignore', 'pipe', 'inherit'] });

@@ -3,9 +3,9 @@ export async function phaseMeans(httpPort: number, tool: string): Promise<Map<st
   const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
   const phases = new Map<string, { sum: number; count: number }>();
   const line = /^codegen_task_phase_seconds_(sum|count)\{([^}]*)\} (\S+)$/gm;
-  for (const [, kind, labels, value] of text.matchAll(line)) {
-    if (!labels.includes(`tool="${tool}"`)) continue;
-    const phase = /phase="([^"]+)"/.exec(labels)![1];
+  for (const [, kind, labels = '', value] of text.matchAll(line)) {
+    const phase = /phase="([^"]+)"/.exec(labels)?.[1];
+    if (!labels.includes(`tool="${tool}"`) || phase === undefined) continue;
     const entry = phases.get(phase) ?? { sum: 0, count: 0 };
     entry[kind as 'sum' | 'count'] = Number(value);
     phases.set(phase, entry);

@@ -34,7 +34,7 @@ const rawEcho = (b: Buffer) =>
     raw.makeUnaryRequest('/bare.Bytes/Echo', identity, identity, b, (err, reply) => (err ? reject(err) : resolve(reply!))),
   );
 const scratch = await mkdtemp(join(tmpdir(), 'profile-fs-'));
-const median = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1];
+const median = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1] ?? NaN;
 const time = async (f: () => Promise<unknown>) => {
   const t = performance.now();
   await f();
@@ -46,7 +46,14 @@ try {
     const bytes = Buffer.alloc(mb * 1024 * 1024, 7);
     const b64 = bytes.toString('base64');
     const n = mb <= 1 ? 20 : 5;
-    const rows: Record<string, number[]> = { write: [], read: [], node: [], bareCodec: [], bareCodecWide: [], bareBytes: [] };
+    const rows: Record<'write' | 'read' | 'node' | 'bareCodec' | 'bareCodecWide' | 'bareBytes', number[]> = {
+      write: [],
+      read: [],
+      node: [],
+      bareCodec: [],
+      bareCodecWide: [],
+      bareBytes: [],
+    };
     for (let i = 0; i < n + 2; i++) {
       const sample: Record<string, number> = {};
       for (const [name, tasks] of [
@@ -73,9 +80,9 @@ try {
         await rawEcho(Buffer.from(b64, 'latin1'));
       });
       if (i < 2) continue; // warm-up
-      for (const key of Object.keys(rows)) rows[key].push(sample[key]);
+      for (const [key, row] of Object.entries(rows)) row.push(sample[key]!);
     }
-    const ours = median(rows.write.map((x, i) => x + rows.read[i]));
+    const ours = median(rows.write.map((x, i) => x + rows.read[i]!));
     const [node, codec, wide, bytesOnly] = [median(rows.node), median(rows.bareCodec), median(rows.bareCodecWide), median(rows.bareBytes)];
     console.log(
       `${mb} MB: ours ${ours.toFixed(1)} ms (write ${median(rows.write).toFixed(1)}, read ${median(rows.read).toFixed(1)}) = ${(ours / node).toFixed(2)}× node ${node.toFixed(1)} ms; ` +

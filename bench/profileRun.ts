@@ -19,7 +19,7 @@ try {
   }
   const after = await phaseMeans(worker.httpPort, tool);
   times.sort((a, b) => a - b);
-  console.log(`${tool} p50 ${times[n >> 1].toFixed(2)} ms mean ${(times.reduce((a, b) => a + b) / n).toFixed(2)}`);
+  console.log(`${tool} p50 ${times[n >> 1]!.toFixed(2)} ms mean ${(times.reduce((a, b) => a + b) / n).toFixed(2)}`);
   for (const { phase, ms } of phaseBreakdown(before, after)) console.log(`  ${phase} ${ms.toFixed(2)} ms`);
 } finally {
   await worker.stop();

@@ -44,7 +44,7 @@ let breakdown = '';
 
 function quantile(values: number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
 }
 const median = (v: number[]) => quantile(v, 0.5);
 const p95 = (v: number[]) => quantile(v, 0.95);
@@ -353,7 +353,7 @@ async function main(): Promise<void> {
             async () => floor.push(await pair(bareFsClient.tasks, sessionId)),
             async () => base.push(await node()),
           ];
-          for (let k = 0; k < 3; k++) await order[(round + k) % 3]();
+          for (const run of [...order.slice(round % 3), ...order.slice(0, round % 3)]) await run();
         }
         const limit = mb === 1 ? 5 : 4;
         record({

@@ -19,7 +19,7 @@ after(async () => {
   await worker?.stop();
 });
 
-const py = async (sessionId: string, code: string) => (await runTool(worker.tasks, sessionId, 'run.python', { code })).stdout;
+const py = async (sessionId: string, code: string) => (await runTool(worker.tasks, sessionId, 'run.python', { code })).stdout!;
 
 /** The workspace as bytes: every path (hex of its bytes), its type, mode, size, sha256 or link target, mtime in µs. */
 const DUMP = `
@@ -110,7 +110,7 @@ test('past 100 archives the next incremental checkpoint is a full one; retention
   for (let i = 0; i < 103; i++) {
     await py(sessionId, `open("n", "w").write("${i}")`);
     ids.push((await worker.sessions.checkpointSession({ sessionId, incremental: true })).checkpointId);
-    parents.push(record(ids[i]).parentCheckpointId);
+    parents.push(record(ids[i]!).parentCheckpointId);
   }
   assert.equal(parents[0], '', 'none before: full');
   assert.deepEqual(parents.slice(1, 100), ids.slice(0, 99), 'the 100th archive still extends the chain');
@@ -149,7 +149,7 @@ test('an archive whose checksum matches its record but whose entry fails its CRC
   const dir = join(worker.dataDir, 'checkpoints');
   const zip = readFileSync(join(dir, `${checkpointId}.zip`));
   const at = zip.indexOf(Buffer.from('workspace/f')) + 'workspace/f'.length + 100;
-  zip[at] ^= 0xff;
+  zip[at]! ^= 0xff;
   writeFileSync(join(dir, `${checkpointId}.zip`), zip);
   const record = JSON.parse(readFileSync(join(dir, `${checkpointId}.json`), 'utf8')) as { checksumSha256: string };
   record.checksumSha256 = createHash('sha256').update(zip).digest('hex');

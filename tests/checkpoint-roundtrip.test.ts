@@ -106,7 +106,7 @@ const edit = fc.record({
 function apply(root: string, scanned: Tree, e: Edit): void {
   const paths = [...scanned.keys()];
   if (paths.length === 0) return;
-  const rel = paths[e.pick % paths.length];
+  const rel = paths[e.pick % paths.length]!;
   const at = Buffer.concat([Buffer.from(`${root}/`), bytesOf(rel.slice('workspace/'.length))]);
   let st: Stats;
   try {
@@ -127,7 +127,7 @@ function apply(root: string, scanned: Tree, e: Edit): void {
       return;
     case 'chmod':
       if (st.isSymbolicLink()) return;
-      chmodSync(at, [0o600, 0o755, 0o700, 0o444][e.value % 4]);
+      chmodSync(at, [0o600, 0o755, 0o700, 0o444][e.value % 4]!);
       return;
     case 'replace-with-dir':
       rmSync(at, { recursive: true, force: true });

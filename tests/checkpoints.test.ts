@@ -118,7 +118,7 @@ test('one flipped byte: restore fails INTERNAL "checkpoint corrupted" and create
   const { checkpointId, storageUrl } = await worker.sessions.checkpointSession({ sessionId });
   const path = fileURLToPath(storageUrl);
   const bytes = readFileSync(path);
-  bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+  bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
   writeFileSync(path, bytes);
   const before = (await worker.sessions.getCapacity({})).activeSessions;
   const err = await worker.sessions.restoreSession({ checkpointId }).catch((e: unknown) => e as { code: Status; details: string });

@@ -67,6 +67,7 @@ function lockOfClientDependencies(registry: string): Record<string, LockEntry> {
   const visit = (path: string) => {
     if (entries[path]) return;
     const entry = rootLock[path];
+    assert.ok(entry, `${path} is in the repository's lock`);
     const name = path.slice(path.lastIndexOf('node_modules/') + 'node_modules/'.length);
     entries[path] = { ...entry, resolved: `${registry}/${name}/-/${name.split('/').pop()}-${entry.version}.tgz` };
     for (const dependency of Object.keys({ ...entry.dependencies, ...entry.optionalDependencies })) visit(resolveInLock(path, dependency));
@@ -88,9 +89,10 @@ function importedPackages(files: string[]): Set<string> {
   const names = new Set<string>();
   for (const file of files) {
     for (const [, specifier] of readFileSync(file, 'utf8').matchAll(/^(?:import|export)\b[^;'"]*?from\s+['"]([^'"]+)['"]/gm)) {
+      assert.ok(specifier);
       if (specifier.startsWith('.') || specifier.startsWith('node:')) continue;
-      const parts = specifier.split('/');
-      names.add(specifier.startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0]);
+      const [first, second] = specifier.split('/');
+      names.add(specifier.startsWith('@') ? `${first}/${second}` : first!);
     }
   }
   return names;
@@ -98,7 +100,7 @@ function importedPackages(files: string[]): Set<string> {
 
 /** The README's typed-client example: the ts block that imports the client package. */
 function readmeExample(): string {
-  const blocks = [...readFileSync(join(ROOT, 'README.md'), 'utf8').matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
+  const blocks = [...readFileSync(join(ROOT, 'README.md'), 'utf8').matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
   const example = blocks.find((block) => block.includes(`from '${clientPackage.name}'`));
   assert.ok(example, `README.md has a ts example importing '${clientPackage.name}'`);
   assert.ok(example.includes("'localhost:50052'"), 'the example reaches a worker at localhost:50052');

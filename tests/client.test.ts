@@ -159,6 +159,7 @@ test('the CLI prints ids alone, so its commands chain; --json prints enums by na
   const chained = sh(`$CLI status "$($CLI restore "$($CLI checkpoint ${session.sessionId})")"`);
   assert.equal(chained.status, 0, chained.stderr);
   assert.match(chained.stdout, /^session-\S+ SESSION_STATE_READY /);
+  const chainedId = chained.stdout.split(' ')[0]!;
   const checkpoint = cli('checkpoint', session.sessionId);
   assert.match(checkpoint.stdout, /^[^\s]+\n$/, 'the checkpoint id alone');
   const details = JSON.parse(cli('--json', 'checkpoint', session.sessionId).stdout) as { checkpointId: string; sizeBytes: number; storageUrl: string };
@@ -169,7 +170,7 @@ test('the CLI prints ids alone, so its commands chain; --json prints enums by na
   assert.equal(restored.status, 0, restored.stderr);
   assert.match(restored.stdout, /^contents: kept$/m);
 
-  const status = JSON.parse(cli('--json', 'status', chained.stdout.split(' ')[0]).stdout) as { state: unknown };
+  const status = JSON.parse(cli('--json', 'status', chainedId).stdout) as { state: unknown };
   assert.equal(status.state, 'SESSION_STATE_READY');
   const capacity = JSON.parse(cli('--json', 'capacity').stdout) as { sessions: { state: unknown }[] };
   assert.ok(
@@ -182,13 +183,13 @@ test('the CLI prints ids alone, so its commands chain; --json prints enums by na
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as { log?: { level: unknown }; result?: { status: unknown; ended: unknown; outputs: Record<string, string> } });
-  const ran = lines(cli('--json', 'run', chained.stdout.split(' ')[0], 'run.python', '--code', 'print("x")').stdout);
+  const ran = lines(cli('--json', 'run', chainedId, 'run.python', '--code', 'print("x")').stdout);
   assert.equal(ran.find((l) => l.log)!.log!.level, 'LOG_LEVEL_INFO');
   assert.equal(ran.at(-1)!.result!.status, 'STATUS_SUCCESS');
   assert.equal(ran.at(-1)!.result!.ended, 'completed');
 
   // A timed-out task: what it printed, how it ended, and exit code 124 (as timeout(1)).
-  const slow = ['run', chained.stdout.split(' ')[0], 'run.python', '--timeout', '1', '--code', 'print("started", flush=True)\nimport time; time.sleep(60)'];
+  const slow = ['run', chainedId, 'run.python', '--timeout', '1', '--code', 'print("started", flush=True)\nimport time; time.sleep(60)'];
   const timedOut = cli(...slow);
   assert.equal(timedOut.status, 124);
   assert.equal(timedOut.stdout, 'started\n');

@@ -38,10 +38,10 @@ test('20 sessions each running 5 run.python tasks at once all succeed, and GetCa
     assert.equal(s.activeTasks, 5);
     assert.ok((s.usage?.memoryBytes ?? 0) > 0, 'memory of running processes is measured');
   }
-  const status = await worker.sessions.getSessionStatus({ sessionId: sessions[0].sessionId });
+  const status = await worker.sessions.getSessionStatus({ sessionId: sessions[0]!.sessionId });
   assert.equal(status.activeTasks, 5);
   assert.equal(status.state, SessionState.SESSION_STATE_ACTIVE);
-  assert.equal((await worker.tasks.getTaskStatus({ sessionId: sessions[0].sessionId, taskId: 't0' })).status, TaskStatus.STATUS_RUNNING);
+  assert.equal((await worker.tasks.getTaskStatus({ sessionId: sessions[0]!.sessionId, taskId: 't0' })).status, TaskStatus.STATUS_RUNNING);
 
   await Promise.all(sessions.map(({ sessionId }, s) => runTool(worker.tasks, sessionId, 'fs.write', { path: 'go', contents: `go-${s}` })));
   const results = await Promise.all(runs);

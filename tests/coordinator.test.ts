@@ -61,6 +61,7 @@ test('RegisterWorker carries the worker id, capacity, metadata and address; hear
   await withCoordinator({ WORKER_MAX_SESSIONS: '7', WORKER_LANGUAGES: 'python' }, async (coordinator, worker) => {
     await waitFor(() => coordinator.registers.length === 1);
     const registration = coordinator.registers[0];
+    assert.ok(registration);
     assert.equal(registration.workerId, 'worker-under-test');
     assert.equal(registration.maxSessions, 7);
     assert.equal(registration.grpcAddress, 'worker.example:50052');
@@ -76,7 +77,7 @@ test('RegisterWorker carries the worker id, capacity, metadata and address; hear
     const withSession = coordinator.heartbeats.find((h) => h.sessionIds.includes(sessionId))!;
     assert.equal(withSession.activeSessions, 1);
     await waitFor(() => coordinator.heartbeats.length >= 4, 6000);
-    const gaps = coordinator.heartbeats.slice(1).map((h, i) => h.at - coordinator.heartbeats[i].at);
+    const gaps = coordinator.heartbeats.slice(1).map((h, i) => h.at - coordinator.heartbeats[i]!.at);
     assert.ok(
       gaps.every((g) => g > 700 && g < 1600),
       `heartbeat gaps ${gaps.join(', ')} ms`,
@@ -98,7 +99,7 @@ test('a coordinator that goes away and comes back: the worker keeps serving and 
     const restartedAt = Date.now();
     try {
       await waitFor(() => back.registers.length >= 1, 5000);
-      assert.ok(back.registers[0].at - restartedAt <= 2500, `registered ${back.registers[0].at - restartedAt} ms after the coordinator came back`);
+      assert.ok(back.registers[0]!.at - restartedAt <= 2500, `registered ${back.registers[0]!.at - restartedAt} ms after the coordinator came back`);
     } finally {
       await back.stop();
     }

@@ -137,8 +137,8 @@ test('a session whose record is damaged is moved aside; the others are adopted',
     assert.equal(await statusOf(worker.sessions.getSessionStatus({ sessionId: bad }, CALL)), Status.NOT_FOUND);
     const aside = readdirSync(join(dataDir, 'quarantine'));
     assert.equal(aside.length, 1);
-    assert.ok(aside[0].startsWith(bad));
-    assert.ok(existsSync(join(dataDir, 'quarantine', aside[0], 'disk.img')), 'kept for a person to look at');
+    assert.ok(aside[0]!.startsWith(bad));
+    assert.ok(existsSync(join(dataDir, 'quarantine', aside[0]!, 'disk.img')), 'kept for a person to look at');
     const logged = worker.logs.find((l) => l.message === 'session could not be adopted; moved aside');
     assert.match(String(logged?.reason), /not valid JSON/);
     assert.deepEqual(

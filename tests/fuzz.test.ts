@@ -326,7 +326,7 @@ test(`${GRPC_RUNS} generated and mutated requests to every RPC answer as decisio
   const call = fc.oneof(...RPCS.map((rpc, index) => rpc.request.map((value) => ({ rpc: index, value }))));
   await fc.assert(
     fc.asyncProperty(call, mutation, async ({ rpc: index, value }, mutate) => {
-      const rpc = RPCS[index];
+      const rpc = RPCS[index]!;
       const bytes = mutate(rpc.encode(value as never));
       if ((value as { taskId?: string }).taskId) taskIds.push((value as { taskId: string }).taskId);
       const answer = await send(rpc, bytes);

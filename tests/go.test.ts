@@ -84,7 +84,7 @@ test('a go session: modules installed from the proxy, code importing them run (i
   assert.equal(again.stdout, 'hello gopher from the world\n');
   // The second run used the first's program: one program in the cache for the same code.
   const cached = await runTool(worker.tasks, sessionId, 'run.shell', { command: 'ls /env/gocache/codegen-run' });
-  assert.equal(cached.stdout.trim().split('\n').length, 1, cached.stdout);
+  assert.equal(cached.stdout!.trim().split('\n').length, 1, cached.stdout);
 
   const broken = await callTool(worker.tasks, sessionId, 'run.go', { code: 'package main\n\nfunc main() {\n\tnope()\n}\n' });
   assert.equal(broken.code, Status.OK, describeCall(broken));

@@ -130,7 +130,7 @@ test('fs.write contents that are not UTF-8 are written as they always were: each
       const expected = Buffer.from(new TextDecoder('utf-8', { ignoreBOM: true }).decode(contents), 'utf8');
       assert.equal(result?.$case === 'result' && result.value.outputs.bytes_written, String(expected.length), `${filler}: bytes_written`);
       const read = await runTool(worker.tasks, sessionId, 'fs.read', { path: `bad-${filler}.txt`, encoding: 'base64' });
-      assert.ok(Buffer.from(read.contents, 'base64').equals(expected), `${filler}: the file holds the replaced text`);
+      assert.ok(Buffer.from(read.contents!, 'base64').equals(expected), `${filler}: the file holds the replaced text`);
     }
   } finally {
     channel.close();
@@ -198,8 +198,8 @@ test('two simultaneous PUTs to one URL: exactly one 200, the other 409; the reco
     const bodies = [Buffer.alloc(size, 0x41), Buffer.alloc(size, 0x42)];
     const statuses = await Promise.all(bodies.map((b) => put(grant.uploadUrl, b, 'application/octet-stream')));
     assert.deepEqual([...statuses].sort(), [200, 409], `round ${round}: ${statuses}`);
-    const winner = bodies[statuses.indexOf(200)];
-    const loser = bodies[statuses.indexOf(409)];
+    const winner = bodies[statuses.indexOf(200)]!;
+    const loser = bodies[statuses.indexOf(409)]!;
     const checksum = (b: Buffer) => createHash('sha256').update(b).digest('hex');
     const wrong = await failure(
       worker.artifacts.recordArtifact(

@@ -39,7 +39,7 @@ test('under NONE pkg.install installs from the loopback index, and the session c
   const seen = index.requests.length;
   const url = new URL(index.url);
   const code = `import socket\ntry:\n    socket.create_connection(("${url.hostname}", ${url.port}), timeout=3).sendall(b"GET /simple/ HTTP/1.0\\r\\n\\r\\n"); print("reached")\nexcept OSError as e:\n    print("refused", type(e).__name__)`;
-  assert.match((await runTool(worker.tasks, sessionId, 'run.python', { code })).stdout, /^refused/);
+  assert.match((await runTool(worker.tasks, sessionId, 'run.python', { code })).stdout!, /^refused/);
   assert.equal(index.requests.length, seen, 'the index saw nothing of the session');
 });
 

@@ -96,8 +96,8 @@ async function session(mode: NetworkMode, allow: string[] = [], w = worker): Pro
 async function probe(sessionId: string, probes: Probe[], w = worker): Promise<ProbeResult[]> {
   await runTool(w.tasks, sessionId, 'fs.write', { path: 'probes.json', contents: JSON.stringify(probes) });
   const out = await runTool(w.tasks, sessionId, 'run.shell', { command: 'python3 probe.py' });
-  return out.stdout
-    .trim()
+  return out
+    .stdout!.trim()
     .split('\n')
     .map((line) => JSON.parse(line) as ProbeResult);
 }
@@ -143,10 +143,10 @@ test("OPEN: the internet yes; the host's loopback, the worker's ports, link-loca
       { kind: 'tcp', address: '127.0.0.1', port: worker.grpcPort },
     ]);
   });
-  assert.deepEqual(results[0].addresses, [API]);
-  assert.ok(served(results[1], API), JSON.stringify(results[1]));
-  assert.ok(served(results[2], API), JSON.stringify(results[2]));
-  assert.ok(results[3].ok && results[3].body!.startsWith(`hello from ${RAW}:8000`), JSON.stringify(results[3]));
+  assert.deepEqual(results[0]!.addresses, [API]);
+  assert.ok(served(results[1]!, API), JSON.stringify(results[1]));
+  assert.ok(served(results[2]!, API), JSON.stringify(results[2]));
+  assert.ok(results[3]!.ok && results[3]!.body!.startsWith(`hello from ${RAW}:8000`), JSON.stringify(results[3]));
   for (const r of results.slice(4)) assert.equal(r.ok, false, JSON.stringify(r));
   assert.deepEqual(hits.sort(), [`${API}:443 api.test`, `${API}:80 api.test`, `${RAW}:8000`].sort());
 });
@@ -166,8 +166,8 @@ test('ALLOW_LIST ["api.test"]: api.test over HTTP and TLS; other.test, a raw IP,
       { kind: 'tcp', address: API, port: 8000 },
     ]);
   });
-  assert.ok(served(results[0], API), JSON.stringify(results[0]));
-  assert.ok(served(results[1], API), JSON.stringify(results[1]));
+  assert.ok(served(results[0]!, API), JSON.stringify(results[0]));
+  assert.ok(served(results[1]!, API), JSON.stringify(results[1]));
   for (const r of results.slice(2)) assert.equal(r.ok, false, JSON.stringify(r));
   assert.deepEqual(hits.sort(), [`${API}:443 api.test`, `${API}:80 api.test`].sort());
 });
@@ -225,7 +225,7 @@ test("a session cannot reach another session's address, even with the network op
     address = read.result?.outputs.contents ?? '';
   }
   const [fromA] = await probe(a, [{ kind: 'tcp', address, port: 8000 }]);
-  assert.equal(fromA.ok, false, JSON.stringify(fromA));
+  assert.equal(fromA?.ok, false, JSON.stringify(fromA));
   assert.equal((await served).stdout, 'nobody came\n');
 });
 
@@ -236,7 +236,7 @@ test("a session holding its most connections is refused more; its neighbour's co
     `for s in held:\n    try:\n        greeted += s.recv(100).startswith(b'hello')\n    except OSError:\n        pass\nprint(greeted)`;
   const greedyRun = runTool(worker.tasks, greedy, 'run.python', { code: hold });
   const [fromNeighbour] = await probe(neighbour, [{ kind: 'tcp', address: RAW, port: 8000 }]);
-  assert.ok(fromNeighbour.ok, JSON.stringify(fromNeighbour));
+  assert.ok(fromNeighbour?.ok, JSON.stringify(fromNeighbour));
   const greeted = Number((await greedyRun).stdout);
   assert.ok(greeted > 0 && greeted <= 256, `${greeted} of 300 connections held at once got through`);
 });

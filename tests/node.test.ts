@@ -83,7 +83,7 @@ test('install scripts never run in pkg.install; the session can run them itself,
     60_000,
   );
   assert.equal(rebuilt.code, Status.OK, describeCall(rebuilt));
-  const uid = (await node(w, sessionId, 'console.log(process.getuid())')).stdout.trim();
+  const uid = (await node(w, sessionId, 'console.log(process.getuid())')).stdout!.trim();
   assert.match(rebuilt.result?.outputs.stdout ?? '', new RegExp(`${MARKER}-${uid}`), rebuilt.text);
   await w.sessions.destroySession({ sessionId });
 });

@@ -84,7 +84,7 @@ test('binary files round-trip byte for byte with encoding=base64; reading them a
   const read = await runTool(worker.tasks, sessionId, 'fs.read', { path: 'blob.bin', encoding: 'base64' });
   assert.equal(read.encoding, 'base64');
   assert.equal(read.size, String(bytes.length));
-  assert.ok(Buffer.from(read.contents, 'base64').equals(bytes));
+  assert.ok(Buffer.from(read.contents!, 'base64').equals(bytes));
   const check = await runTool(worker.tasks, sessionId, 'run.python', {
     code: 'import hashlib; print(hashlib.sha256(open("blob.bin","rb").read()).hexdigest())',
   });

@@ -35,7 +35,7 @@ async function installAs(userId: string): Promise<string> {
     arguments: { code: 'import importlib.metadata as md\nprint(md.distribution("tinydep").read_text("INSTALLER").strip())' },
   });
   await worker.sessions.destroySession({ sessionId });
-  return who.result!.outputs.stdout.trim();
+  return who.result!.outputs.stdout!.trim();
 }
 
 test("per user: another user's install is not reused (nor seen); the same user's is", async () => {

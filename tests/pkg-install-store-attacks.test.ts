@@ -55,7 +55,7 @@ async function install(sessionId: string, requirements: string) {
 async function python(sessionId: string, code: string): Promise<string> {
   const run = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code } });
   assert.equal(run.result?.status, TaskStatus.STATUS_SUCCESS, JSON.stringify(run.result));
-  return run.result!.outputs.stdout.trim();
+  return run.result!.outputs.stdout!.trim();
 }
 
 const session = async () => (await worker.sessions.createSession({ workspaceId: 'attack' })).sessionId;

@@ -41,7 +41,7 @@ async function install(sessionId: string, requirements: string) {
 async function python(sessionId: string, code: string): Promise<string> {
   const run = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code } });
   assert.equal(run.result?.status, TaskStatus.STATUS_SUCCESS, JSON.stringify(run.result));
-  return run.result!.outputs.stdout;
+  return run.result!.outputs.stdout!;
 }
 
 const INSPECT = `
@@ -68,9 +68,9 @@ test('a list another session installed is installed again from the wheel store, 
   assert.equal(fast.result?.status, TaskStatus.STATUS_SUCCESS, JSON.stringify(fast.result));
   // The worker read the two project pages (unchanged since the first install); pip did not run.
   assert.deepEqual(index.requests.slice(asked).sort(), ['/simple/alpha/', '/simple/beta/']);
-  assert.doesNotMatch(fast.result!.outputs.stdout, /Collecting/);
+  assert.doesNotMatch(fast.result!.outputs.stdout!, /Collecting/);
   assert.equal(fast.result?.outputs.installed, slow.result?.outputs.installed);
-  assert.match(fast.result!.outputs.stdout, /^Successfully installed alpha-1\.0 beta-2\.0$/m);
+  assert.match(fast.result!.outputs.stdout!, /^Successfully installed alpha-1\.0 beta-2\.0$/m);
   assert.equal(await python(second, INSPECT), pipMade);
 
   // Installed already: pip decides (and says so), the store stays out of it.

@@ -128,7 +128,7 @@ test('run.shell: cwd is a directory in the workspace; a file, a missing path or 
   const { sessionId } = await sessionOf('python');
   await runTool(worker.tasks, sessionId, 'fs.write', { path: 'pkg/sub/x.txt', contents: 'x' });
   const inSub = await runTool(worker.tasks, sessionId, 'run.shell', { command: 'pwd; ls', cwd: 'pkg/sub' });
-  assert.match(inSub.stdout, /\/pkg\/sub\nx\.txt\n$/);
+  assert.match(inSub.stdout!, /\/pkg\/sub\nx\.txt\n$/);
   await runTool(worker.tasks, sessionId, 'run.shell', { command: 'ln -s / rootlink; ln -s pkg pkglink' });
   for (const [cwd, status, pattern] of [
     ['pkg/sub/x.txt', Status.INVALID_ARGUMENT, /is not a directory/],
@@ -152,7 +152,7 @@ test("run.shell runs as the session in its sandbox: its environment's python fir
     command:
       'command -v python; python -c "import sys; print(sys.prefix)"; id -u; env | grep -c "^WORKER_" || true; echo "mark=${CODEGEN_TEST_MARK:+set}"; cat /etc/shadow 2>&1 | head -1',
   });
-  const [python, prefix, uid, workerVars, mark, shadow] = out.stdout.trim().split('\n');
+  const [python, prefix, uid, workerVars, mark, shadow] = out.stdout!.trim().split('\n');
   assert.equal(python, `${prefix}/bin/python`);
   assert.notEqual(uid, '0');
   assert.equal(workerVars, '0');

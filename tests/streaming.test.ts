@@ -46,11 +46,11 @@ test('a line every 200 ms arrives as a LogEntry each, spread over the run, befor
     arrivals.map(([source, line]) => `${source}:${line}`),
     ['stdout:line 0', 'stdout:line 1', 'stdout:line 2', 'stdout:line 3', 'stdout:line 4', 'stderr:oops'],
   );
-  assert.equal(arrivals[0][3], LogLevel.LOG_LEVEL_INFO);
-  assert.equal(arrivals[5][3], LogLevel.LOG_LEVEL_ERROR);
+  assert.equal(arrivals[0]![3], LogLevel.LOG_LEVEL_INFO);
+  assert.equal(arrivals[5]![3], LogLevel.LOG_LEVEL_ERROR);
   // The first line came about 1 s (five sleeps) before the process ended, not with the result.
-  assert.ok(resultAt - arrivals[0][2] >= 600, `first line arrived only ${resultAt - arrivals[0][2]} ms before the result`);
-  assert.ok(arrivals[4][2] - arrivals[0][2] >= 500, 'lines arrived as they were printed, not in one batch');
+  assert.ok(resultAt - arrivals[0]![2] >= 600, `first line arrived only ${resultAt - arrivals[0]![2]} ms before the result`);
+  assert.ok(arrivals[4]![2] - arrivals[0]![2] >= 500, 'lines arrived as they were printed, not in one batch');
 });
 
 test('progress updates bracket the run; the result is the last message', async () => {

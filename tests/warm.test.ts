@@ -67,7 +67,7 @@ test('concurrent calls in one session each get their own process and output', as
     assert.equal(run.result?.status, TaskStatus.STATUS_SUCCESS);
     const [n, pid] = (run.result?.outputs.stdout ?? '').trim().split(' ');
     assert.equal(n, String(i));
-    pids.add(pid);
+    pids.add(pid!);
   });
   assert.equal(pids.size, 10);
 });
@@ -94,7 +94,7 @@ test('node and go sessions fork from a plain zygote too: run.node, run.go and ru
   ] as const) {
     const { sessionId: own } = await worker.sessions.createSession({ workspaceId: 'zygote', config: { language } });
     await runTool(worker.tasks, own, tool, args);
-    assert.match((await runTool(worker.tasks, own, tool, args)).stdout, /^python/, `${language} ${tool}`);
+    assert.match((await runTool(worker.tasks, own, tool, args)).stdout!, /^python/, `${language} ${tool}`);
     await worker.sessions.destroySession({ sessionId: own });
   }
 });

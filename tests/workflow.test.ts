@@ -69,7 +69,7 @@ test('complete workflow: create, write, install, run, status, destroy', async ()
   assert.equal(read.size, '27');
   const listing = await runTool(worker.tasks, sessionId, 'fs.list', { path: '.' });
   assert.equal(listing.entries, '__pycache__/,main.py');
-  const entries = JSON.parse(listing.entries_json) as { name: string; type: string }[];
+  const entries = JSON.parse(listing.entries_json!) as { name: string; type: string }[];
   assert.deepEqual(
     entries.map((e) => [e.name, e.type]),
     [
@@ -111,7 +111,7 @@ test('every message of a task carries its task_id, generated when the request ha
   assert.ok(given.messages.length >= 3);
   assert.ok(given.messages.every((m) => m.taskId === 'my-task-1'));
   const generated = await runTask(worker.tasks, { sessionId, toolName: 'echo', arguments: { message: 'x' } });
-  const id = generated.messages[0].taskId;
+  const id = generated.messages[0]!.taskId;
   assert.match(id, /^task-[A-Za-z0-9_-]{16,}$/);
   assert.ok(generated.messages.every((m) => m.taskId === id));
   await worker.sessions.destroySession({ sessionId });

@@ -111,8 +111,8 @@ export class BulkIntake {
 
   /** Grants waiters in order while the first fits. */
   private grantWaiting(): void {
-    while (this.waiting.length > 0 && this.held + this.waiting[0].bytes <= this.options.bytesAtOnce) {
-      const next = this.waiting.shift()!;
+    for (let next = this.waiting[0]; next && this.held + next.bytes <= this.options.bytesAtOnce; next = this.waiting[0]) {
+      this.waiting.shift();
       this.held += next.bytes;
       next.grant();
     }

@@ -100,7 +100,7 @@ function write(this: Decoder, data: Buffer): Buffer[] {
           this.readState = NO_DATA;
         } else if (!this.joined && size >= JOIN_AS_THEY_COME_BYTES && (size - this.readMessageRemaining) * 8 >= size) {
           const joined = Buffer.allocUnsafe(size + 5);
-          joined[0] = this.readCompressFlag[0];
+          this.readCompressFlag.copy(joined, 0);
           this.readPartialSize.copy(joined, 1);
           let at = 5;
           for (const part of this.readPartialMessage) at += part.copy(joined, at);

@@ -89,8 +89,9 @@ function placeAround(top: (Piece | Uint8Array)[], size: number): { region: Buffe
     }
   };
   walk(top, 0);
-  if (found.length !== 1) return undefined;
-  const { carried, offset } = found[0];
+  const [only, ...others] = found;
+  if (!only || others.length > 0) return undefined;
+  const { carried, offset } = only;
   const region = carried.region;
   const start = carried.start - offset;
   const whole = region.byteOffset === 0 && region.byteLength === region.buffer.byteLength && region.buffer instanceof ArrayBuffer;
@@ -100,7 +101,7 @@ function placeAround(top: (Piece | Uint8Array)[], size: number): { region: Buffe
 /** An output's value: its bytes when it is carried so (not decoding them), else its text. */
 function outputValue(outputs: Record<string, string>, key: string): Piece | Uint8Array {
   const carried = textBytesOf(outputs, key);
-  if (!carried) return text(VALUE, outputs[key]);
+  if (!carried) return text(VALUE, outputs[key] ?? ''); // '' is how proto3 sends no value
   return carried.length === 0 ? new Uint8Array(0) : { tag: VALUE, carried, bytes: carried.length };
 }
 

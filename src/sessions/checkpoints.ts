@@ -143,12 +143,11 @@ export class Checkpoints {
 
   private async restoreChain(checkpointId: string, signal: AbortSignal | undefined): Promise<{ session: Session; record: SessionCheckpoint }> {
     const started = performance.now();
-    const chain = await this.chainOf(checkpointId);
-    const record = chain[chain.length - 1];
+    const { record, chain } = await this.chainOf(checkpointId);
     const fetched: FetchedArchive[] = [];
     try {
       // Everything is checked before anything is extracted.
-      const archives: OpenedArchive[] = [];
+      const archives: { checkpointId: string; archive: OpenedArchive }[] = [];
       for (const link of chain) {
         signal?.throwIfAborted();
         const archive = await this.options.store.fetch(link.checkpointId).catch((err: unknown) => {
@@ -158,27 +157,28 @@ export class Checkpoints {
         });
         fetched.push(archive);
         if ((await sha256Of(archive.path)) !== link.checksumSha256) throw errors.checkpointCorrupted(link.checkpointId);
-        archives.push(
-          await openArchive(archive.path, signal).catch((err: unknown) => {
+        archives.push({
+          checkpointId: link.checkpointId,
+          archive: await openArchive(archive.path, signal).catch((err: unknown) => {
             if (err instanceof ZipFormatError)
               throw errors.checkpointDamaged(Status.DATA_LOSS, link.checkpointId, `its archive cannot be read (${err.message})`);
             throw err;
           }),
-        );
+        });
       }
       signal?.throwIfAborted();
       const session = await this.options.pool.create({ workspaceId: record.workspaceId, userId: record.userId, config: sessionConfigOf(record.config) });
       try {
         const roots = { workspace: session.sandbox.workspace, env: session.sandbox.environment };
         const owners = { workspace: session.sandbox.owner, env: session.sandbox.owner };
-        for (const [i, archive] of archives.entries()) {
+        for (const { checkpointId: id, archive } of archives) {
           await extractArchive(archive, roots, owners, signal).catch((err: unknown) => {
-            if (err instanceof ZipFormatError)
-              throw errors.checkpointDamaged(Status.DATA_LOSS, chain[i].checkpointId, `its archive is damaged (${err.message})`);
+            if (err instanceof ZipFormatError) throw errors.checkpointDamaged(Status.DATA_LOSS, id, `its archive is damaged (${err.message})`);
             throw err;
           });
         }
-        await restoreDirectoryTimes(archives, roots);
+        const opened = archives.map(({ archive }) => archive);
+        await restoreDirectoryTimes(opened, roots);
         const tree = await sessionTree(session);
         await session.rememberBaseline(tree);
         await session.rememberCheckpoint(record.checkpointId, tree, chain.length);
@@ -201,22 +201,24 @@ export class Checkpoints {
   }
 
   /**
-   * The checkpoint and its parents, oldest first; each missing or damaged link is refused with
-   * what is wrong with which checkpoint.
+   * The checkpoint (`record`) and its parents, oldest first (`chain`, ending with `record`); each
+   * missing or damaged link is refused with what is wrong with which checkpoint.
    */
-  private async chainOf(checkpointId: string): Promise<SessionCheckpoint[]> {
+  private async chainOf(checkpointId: string): Promise<{ record: SessionCheckpoint; chain: SessionCheckpoint[] }> {
     if (!checkpointId) throw errors.invalidArgument('checkpoint_id is required');
-    const chain: SessionCheckpoint[] = [];
-    for (let id = checkpointId; id; id = chain[0].parentCheckpointId) {
-      const child = chain[0];
+    const record = await this.readLink(checkpointId);
+    if (!record) throw errors.checkpointNotFound(checkpointId);
+    const chain = [record];
+    for (let child = record; child.parentCheckpointId;) {
+      const id = child.parentCheckpointId;
       if (chain.some((r) => r.checkpointId === id) || chain.length >= MAX_CHAIN)
         throw errors.checkpointDamaged(Status.INTERNAL, checkpointId, 'its chain of parents loops or is too long');
       const link = await this.readLink(id);
-      if (!link && !child) throw errors.checkpointNotFound(id);
       if (!link) throw errors.checkpointDamaged(Status.NOT_FOUND, child.checkpointId, `its parent ${quoted(id)} is no longer in the checkpoint store`);
       chain.unshift(link);
+      child = link;
     }
-    return chain;
+    return { record, chain };
   }
 
   /** One checkpoint's record, its config checked; undefined when the store has none. */

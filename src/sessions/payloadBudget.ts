@@ -46,8 +46,8 @@ export class PayloadBudget {
 
   /** Grants waiters in order while the first fits. */
   private grantWaiting(): void {
-    while (this.waiting.length > 0 && this.held + this.waiting[0].bytes <= this.capacity) {
-      const next = this.waiting.shift()!;
+    for (let next = this.waiting[0]; next && this.held + next.bytes <= this.capacity; next = this.waiting[0]) {
+      this.waiting.shift();
       this.held += next.bytes;
       next.grant();
     }

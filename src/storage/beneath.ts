@@ -107,8 +107,7 @@ export class TreeResolver {
 
   /** The directory `segments` names, links inside followed; the root for no segments. */
   async directory(segments: string[]): Promise<FileHandle> {
-    const stack = await this.walk(segments, undefined, [this.root], { hops: 0 });
-    return stack[stack.length - 1];
+    return innermost(await this.walk(segments, undefined, [this.root], { hops: 0 }));
   }
 
   /**
@@ -122,14 +121,14 @@ export class TreeResolver {
     let stack = [this.root];
     let queue = segments.filter((s) => s !== '' && s !== '.');
     for (;;) {
-      if (queue.length === 0) return undefined;
-      const name = queue[queue.length - 1];
+      const name = queue.at(-1);
+      if (name === undefined) return undefined;
       stack = await this.walk(queue.slice(0, -1), create, stack, budget);
       if (name === '..') {
         await this.walk(['..'], undefined, stack, budget); // refuses leaving the root
         return undefined;
       }
-      const dir = stack[stack.length - 1];
+      const dir = innermost(stack);
       const stat = await lstat(at(dir, name)).catch((err: unknown) => {
         if (errnoOf(err) === 'ENOENT') return undefined;
         throw err;
@@ -161,7 +160,7 @@ export class TreeResolver {
         stack.pop();
         continue;
       }
-      const dir = stack[stack.length - 1];
+      const dir = innermost(stack);
       const opened = await this.openOrMake(dir, name, create);
       if (opened) {
         stack.push(opened);
@@ -216,6 +215,13 @@ export class TreeResolver {
   }
 }
 
+/** The innermost directory of a walk: its stack always holds the root at least (`..` never pops that). */
+function innermost(stack: readonly FileHandle[]): FileHandle {
+  const dir = stack.at(-1);
+  if (!dir) throw new Error('a directory walk lost its root');
+  return dir;
+}
+
 function countHop(budget: { hops: number }): void {
   if (++budget.hops > MAX_LINK_HOPS) throw Object.assign(new Error('too many levels of symbolic links'), { code: 'ELOOP' });
 }
@@ -261,9 +267,11 @@ export async function inDirectoryNoFollow<T>(
  * blocking on nothing; undefined when it is gone or is no longer a regular file.
  */
 export async function openRegularFileNoFollow(root: FileHandle, segments: string[]): Promise<FileHandle | undefined> {
+  const name = segments.at(-1);
+  if (name === undefined) return undefined; // the root itself: a directory
   try {
     return await inDirectoryNoFollow(root, segments.slice(0, -1), async (dir) => {
-      const file = await openChildForReading(dir, segments[segments.length - 1]);
+      const file = await openChildForReading(dir, name);
       if ((await file.stat()).isFile()) return file;
       await file.close();
       return undefined;

@@ -64,10 +64,15 @@ interface OpenCursors {
   env: DirectoryCursor;
 }
 
-/** `workspace/a/b` → the workspace's descriptor (or cursor) and ['a', 'b'] (byte strings). */
-function locate<T>(open: { workspace: T; env: T }, path: ByteString): { root: T; segments: ByteString[] } {
+/**
+ * `workspace/a/b` → the workspace's descriptor (or cursor) and ['a', 'b'] (byte strings), also as
+ * the parent ['a'] and the name 'b'. Every path here lies below a root (checkPath, the tree's scan).
+ */
+function locate<T>(open: { workspace: T; env: T }, path: ByteString): { root: T; segments: ByteString[]; parent: ByteString[]; name: ByteString } {
   const [top, ...segments] = path.split('/');
-  return { root: top === 'workspace' ? open.workspace : open.env, segments };
+  const name = segments.at(-1);
+  if (name === undefined) throw new Error(`not a path below workspace/ or env/: ${quoted(textOf(path), 200)}`);
+  return { root: top === 'workspace' ? open.workspace : open.env, segments, parent: segments.slice(0, -1), name };
 }
 
 /** Files up to this size are read and compressed whole, several at once; larger ones are streamed in chunks of it. */
@@ -90,7 +95,7 @@ export function worthDeflating(bytes: Buffer): boolean {
   const sample = bytes.subarray(0, SAMPLE_BYTES);
   if (sample.length < 512) return true;
   const counts = new Uint32Array(256);
-  for (const byte of sample) counts[byte]++;
+  for (const byte of sample) counts[byte]!++; // a byte indexes one of the 256
   let bits = 0;
   for (const count of counts) if (count) bits -= (count / sample.length) * Math.log2(count / sample.length);
   return bits <= INCOMPRESSIBLE_BITS;
@@ -115,12 +120,9 @@ type PreparedFile = { whole: ZipEntry } | { streamed: ZipEntryHeader; fd: number
  * Opens a file to archive in its directory (storage/beneath.ts rules, through `cursor`): a
  * descriptor, or undefined when it is gone or is no longer a regular file (an empty entry then).
  */
-function openSourceFile(cursor: DirectoryCursor, segments: ByteString[]): number | undefined {
+function openSourceFile(cursor: DirectoryCursor, { parent, name }: { parent: ByteString[]; name: ByteString }): number | undefined {
   try {
-    const fd = openSync(
-      at(cursor.open(segments.slice(0, -1)), pathArg(segments[segments.length - 1])),
-      constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
-    );
+    const fd = openSync(at(cursor.open(parent), pathArg(name)), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     if (fstatSync(fd).isFile()) return fd;
     closeSync(fd);
     return undefined;
@@ -135,10 +137,10 @@ function openSourceFile(cursor: DirectoryCursor, segments: ByteString[]): number
  * read whole and deflated on the thread pool when small, else left open for streaming.
  */
 async function prepareFile(cursors: OpenCursors, path: string, entry: TreeEntry): Promise<PreparedFile> {
-  const { root, segments } = locate(cursors, path);
+  const { root, ...where } = locate(cursors, path);
   const header: ZipEntryHeader = { name: path, kind: 'file', mode: entry.mode, mtimeMs: entry.mtimeMs, method: METHOD_STORE };
-  const fd = entry.size === 0 ? undefined : openSourceFile(root, segments);
-  if (fd === undefined) return { whole: { ...header, mtimeNs: exactMtime(root, segments), crc: 0, size: 0, data: Buffer.alloc(0) } };
+  const fd = entry.size === 0 ? undefined : openSourceFile(root, where);
+  if (fd === undefined) return { whole: { ...header, mtimeNs: exactMtime(root, where), crc: 0, size: 0, data: Buffer.alloc(0) } };
   header.mtimeNs = fstatSync(fd, { bigint: true }).mtimeNs;
   if (entry.size > WHOLE_FILE_BYTES) return { streamed: header, fd, size: entry.size };
   let bytes: Buffer;
@@ -156,12 +158,12 @@ async function prepareFile(cursors: OpenCursors, path: string, entry: TreeEntry)
 }
 
 /**
- * The modification time of what `segments` names, to the nanosecond (the scan's are doubles, a
+ * The modification time of `name` in `parent`, to the nanosecond (the scan's are doubles, a
  * few hundred ns off); undefined when it is gone.
  */
-function exactMtime(cursor: DirectoryCursor, segments: ByteString[]): bigint | undefined {
+function exactMtime(cursor: DirectoryCursor, { parent, name }: { parent: ByteString[]; name: ByteString }): bigint | undefined {
   try {
-    return lstatSync(at(cursor.open(segments.slice(0, -1)), pathArg(segments[segments.length - 1])), { bigint: true }).mtimeNs;
+    return lstatSync(at(cursor.open(parent), pathArg(name)), { bigint: true }).mtimeNs;
   } catch {
     return undefined;
   }
@@ -259,10 +261,11 @@ export async function writeArchive(
  */
 async function addEntries(zip: ZipWriter, cursors: OpenCursors, tree: Tree, include: string[]): Promise<void> {
   const ahead: Promise<PreparedFile | undefined>[] = [];
-  let next = 0;
+  const toRead = include.values();
   const schedule = () => {
-    while (ahead.length < READ_AHEAD && next < include.length) {
-      const path = include[next++];
+    while (ahead.length < READ_AHEAD) {
+      const { done, value: path } = toRead.next();
+      if (done) return;
       const entry = tree.get(path)!;
       const prepared = entry.type === 'file' ? prepareFile(cursors, path, entry) : Promise.resolve(undefined);
       prepared.catch(() => undefined); // awaited in order below
@@ -275,13 +278,13 @@ async function addEntries(zip: ZipWriter, cursors: OpenCursors, tree: Tree, incl
       const entry = tree.get(path)!;
       const prepared = await ahead.shift()!;
       if (entry.type === 'directory') {
-        const { root, segments } = locate(cursors, path);
+        const { root, ...where } = locate(cursors, path);
         await zip.add({
           name: `${path}/`,
           kind: 'directory',
           mode: entry.mode,
           mtimeMs: entry.mtimeMs,
-          mtimeNs: exactMtime(root, segments),
+          mtimeNs: exactMtime(root, where),
           method: METHOD_STORE,
           crc: 0,
           size: 0,
@@ -289,13 +292,13 @@ async function addEntries(zip: ZipWriter, cursors: OpenCursors, tree: Tree, incl
         });
       } else if (entry.type === 'symlink') {
         const data = bytesOf(entry.target!);
-        const { root, segments } = locate(cursors, path);
+        const { root, ...where } = locate(cursors, path);
         await zip.add({
           name: path,
           kind: 'symlink',
           mode: entry.mode || 0o777,
           mtimeMs: entry.mtimeMs,
-          mtimeNs: exactMtime(root, segments),
+          mtimeNs: exactMtime(root, where),
           method: METHOD_STORE,
           crc: crc32(data),
           size: data.length,
@@ -442,9 +445,8 @@ export async function extractArchive(archive: OpenedArchive, roots: ArchiveRoots
 
 /** Removes what `path` names, when it is there; its parents are neither made nor followed through a link. */
 async function removePath(roots: OpenRoots, path: ByteString): Promise<void> {
-  const { root, segments } = locate(roots, path);
-  const args = segments.map(pathArg);
-  await inDirectoryNoFollow(root, args.slice(0, -1), (dir) => removeEntry(dir, args[args.length - 1])).catch((err: unknown) => {
+  const { root, parent, name } = locate(roots, path);
+  await inDirectoryNoFollow(root, parent.map(pathArg), (dir) => removeEntry(dir, pathArg(name))).catch((err: unknown) => {
     if (!['ENOENT', 'ENOTDIR', 'ELOOP'].includes(errnoOf(err) ?? '')) throw err;
   });
 }
@@ -476,15 +478,14 @@ async function extractInto(archive: OpenedArchive, source: number, roots: OpenRo
   const ownerOf = (path: string) => (path.startsWith('workspace/') ? owners.workspace : owners.env);
   const cursors = { workspace: new DirectoryCursor(roots.workspace.fd), env: new DirectoryCursor(roots.env.fd) };
   const inParent = <T>(path: ByteString, work: (dir: FileHandle, name: string | Buffer) => Promise<T>) => {
-    const { root, segments } = locate(roots, path);
-    const args = segments.map(pathArg);
-    return inDirectoryNoFollow(root, args.slice(0, -1), (dir) => work(dir, args[args.length - 1]), { owner: ownerOf(path) });
+    const { root, parent, name } = locate(roots, path);
+    return inDirectoryNoFollow(root, parent.map(pathArg), (dir) => work(dir, pathArg(name)), { owner: ownerOf(path) });
   };
   /** The entry's parent directory's descriptor and its name there, when the parent is a real directory already. */
   const parentOf = (path: ByteString): { dir: number; name: string | Buffer } | undefined => {
-    const { root, segments } = locate(cursors, path);
+    const { root, parent, name } = locate(cursors, path);
     try {
-      return { dir: root.open(segments.slice(0, -1)), name: pathArg(segments[segments.length - 1]) };
+      return { dir: root.open(parent), name: pathArg(name) };
     } catch {
       return undefined;
     }
@@ -574,9 +575,10 @@ async function extractInto(archive: OpenedArchive, source: number, roots: OpenRo
     let failed = false;
     const results = await Promise.allSettled(
       Array.from({ length: EXTRACT_CONCURRENCY }, async () => {
-        while (next < files.length && !failed) {
-          signal?.throwIfAborted();
+        while (!failed) {
           const entry = files[next++];
+          if (entry === undefined) return;
+          signal?.throwIfAborted();
           const fd = await createFile(entry);
           try {
             await writeEntry(source, entry.zip, fd);

@@ -63,12 +63,13 @@ const threads: CompressionThread[] = [];
 
 /** The least busy thread, a new one while there are fewer than THREADS (a dead one is replaced). */
 function thread(): CompressionThread {
-  for (let i = threads.length - 1; i >= 0; i--) if (threads[i].dead) threads.splice(i, 1);
+  threads.splice(0, threads.length, ...threads.filter((t) => !t.dead));
   const idle = threads.find((t) => t.pending.size === 0);
   if (idle) return idle;
   if (threads.length < THREADS) {
-    threads.push(new CompressionThread());
-    return threads[threads.length - 1];
+    const fresh = new CompressionThread();
+    threads.push(fresh);
+    return fresh;
   }
   return threads.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
 }

@@ -67,7 +67,7 @@ export async function isUtf8InSlices(bytes: Uint8Array, sliceBytes = SLICE_BYTES
   const slice = Math.max(4, sliceBytes);
   for (let at = 0; at < bytes.length;) {
     let end = Math.min(bytes.length, at + slice);
-    for (let back = 0; back < 3 && end < bytes.length && (bytes[end] & 0xc0) === 0x80; back++) end--;
+    for (let back = 0; back < 3 && end < bytes.length && (bytes[end]! & 0xc0) === 0x80; back++) end--;
     if (!isUtf8(bytes.subarray(at, end))) return false;
     at = end;
     if (at < bytes.length) await nextTurn();

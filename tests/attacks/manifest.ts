@@ -41,7 +41,7 @@ export type Manifest = Record<string, Record<string, unknown>>;
 
 export async function manifestOf(tasks: TaskExecutionClient, sessionId: string): Promise<Manifest> {
   const out = await runTool(tasks, sessionId, 'run.python', { code: MANIFEST_PY });
-  return JSON.parse(out.stdout) as Manifest;
+  return JSON.parse(out.stdout!) as Manifest;
 }
 
 /** Entries that differ, with their names readable (hex decoded, escaped). */

@@ -52,7 +52,7 @@ test("a session's DNS reaches the worker's resolver only as a plain question", a
     upstream.every((q) => q.opcode === 'QUERY' && q.records <= 1), // at most the gate's own EDNS record
     JSON.stringify(upstream),
   );
-  const [updateRcode, extraRcode, plainRcode] = update.stdout.trim().split('\n');
+  const [updateRcode, extraRcode, plainRcode] = update.stdout!.trim().split('\n');
   assert.equal(updateRcode, '4', 'an UPDATE is NOTIMP'); // dns rcode 4: not implemented
   assert.equal(extraRcode, '0');
   assert.equal(plainRcode, '0');

@@ -48,7 +48,7 @@ print(data.decode(errors='replace'))
   await runTool(worker.tasks, sessionId, 'fs.write', { path: 'send.py', contents: code });
   await runTool(worker.tasks, sessionId, 'fs.write', { path: 'raw.txt', contents: raw });
   const out = await runTool(worker.tasks, sessionId, 'run.shell', { command: 'python3 send.py' });
-  return out.stdout;
+  return out.stdout!;
 }
 
 async function namesServedDuring(action: () => Promise<unknown>): Promise<string[]> {

@@ -47,8 +47,8 @@ test('registration over mTLS with a bearer token and a traceparent', async () =>
   });
   try {
     await waitFor(() => seen.length > 0, 15_000);
-    assert.equal(seen[0].authorization, 'Bearer coordinator-secret');
-    assert.match(seen[0].traceparent ?? '', /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/);
+    assert.equal(seen[0]!.authorization, 'Bearer coordinator-secret');
+    assert.match(seen[0]!.traceparent ?? '', /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/);
   } finally {
     await worker.stop();
     coordinator.forceShutdown();

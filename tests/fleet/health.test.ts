@@ -14,7 +14,7 @@ const SERVING = 1;
 const NOT_SERVING = 2;
 /** HealthCheckRequest{service} and the status of a HealthCheckResponse, by hand: no protos needed. */
 const request = (service: string) => Buffer.concat([Buffer.from([0x0a, service.length]), Buffer.from(service)]);
-const statusOf = (response: Buffer) => (response.length >= 2 && response[0] === 0x08 ? response[1] : 0);
+const statusOf = (response: Buffer) => (response.length >= 2 && response[0] === 0x08 ? response.readUInt8(1) : 0);
 
 function check(client: Client, service: string): Promise<number> {
   return new Promise((resolve, reject) =>

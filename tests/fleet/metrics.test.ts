@@ -27,21 +27,21 @@ function parsePrometheus(text: string): Sample[] {
     const meta = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line);
     if (meta) {
       if (meta[1] === 'TYPE') {
-        assert.match(meta[3], /^(counter|gauge|histogram|summary|untyped)$/, line);
-        typed.add(meta[2]);
+        assert.match(meta[3]!, /^(counter|gauge|histogram|summary|untyped)$/, line);
+        typed.add(meta[2]!);
       }
       continue;
     }
-    const sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$/.exec(line);
-    assert.ok(sample, `not a Prometheus sample line: ${JSON.stringify(line)}`);
+    const [, name, labelText, value] = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$/.exec(line) ?? [];
+    assert.ok(name !== undefined, `not a Prometheus sample line: ${JSON.stringify(line)}`);
     const labels: Record<string, string> = {};
-    for (const pair of sample[2] ? (sample[2].match(/[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"/g) ?? []) : []) {
+    for (const pair of labelText ? (labelText.match(/[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"/g) ?? []) : []) {
       const eq = pair.indexOf('=');
       labels[pair.slice(0, eq)] = JSON.parse(pair.slice(eq + 1)) as string;
     }
-    const family = sample[1].replace(/_(bucket|sum|count)$/, '');
-    assert.ok(typed.has(sample[1]) || typed.has(family), `${sample[1]} has no TYPE line`);
-    samples.push({ name: sample[1], labels, value: Number(sample[3]) });
+    const family = name.replace(/_(bucket|sum|count)$/, '');
+    assert.ok(typed.has(name) || typed.has(family), `${name} has no TYPE line`);
+    samples.push({ name, labels, value: Number(value) });
   }
   return samples;
 }

@@ -41,7 +41,7 @@ function fields(message: Buffer): Map<number, Buffer[]> {
     let value = 0;
     let shift = 0;
     for (;;) {
-      const byte = message[at++];
+      const byte = message.readUInt8(at++); // past the end: a RangeError, not a loop for ever
       value += (byte & 0x7f) * 2 ** shift;
       if (byte < 0x80) return value;
       shift += 7;
@@ -82,12 +82,12 @@ for (const version of ['v1', 'v1alpha'] as const) {
   test(`reflection ${version} lists the three services and describes TaskRequest`, async () => {
     // ServerReflectionRequest{list_services = "*"} (field 7); the answer's list_services_response is field 6.
     const listed = fields(await ask(version, field(7, Buffer.from('*'))));
-    const services = (fields(listed.get(6)![0]).get(1) ?? []).map((service) => fields(service).get(1)![0].toString());
+    const services = (fields(listed.get(6)![0]!).get(1) ?? []).map((service) => fields(service).get(1)![0]!.toString());
     for (const name of ['codegen.v1.SessionManagement', 'codegen.v1.TaskExecution', 'codegen.v1.ArtifactService'])
       assert.ok(services.includes(name), `${name} in ${services.join(', ')}`);
 
     // file_containing_symbol (field 4); the answer's file_descriptor_response (field 4) holds FileDescriptorProtos (field 1).
-    const files = fields(fields(await ask(version, field(4, Buffer.from('codegen.v1.TaskRequest')))).get(4)![0]).get(1)!;
+    const files = fields(fields(await ask(version, field(4, Buffer.from('codegen.v1.TaskRequest')))).get(4)![0]!).get(1)!;
     const messages = files.flatMap((bytes) => descriptor.FileDescriptorProto.deserializeBinary(bytes).getMessageTypeList());
     const taskRequest = messages.find((m) => m.getName() === 'TaskRequest');
     assert.ok(taskRequest, 'TaskRequest is described');

@@ -26,13 +26,15 @@ export function makeDataDisk(prefix: string, size: string): DataDisk {
   const mountsBelow = (dir: string) =>
     readFileSync('/proc/self/mountinfo', 'utf8')
       .split('\n')
-      .map((line) => line.split(' '))
-      .filter((fields) => fields[4]?.startsWith(`${dir}/`));
+      .flatMap((line) => {
+        const [, , , , mounted, options] = line.split(' ');
+        return mounted?.startsWith(`${dir}/`) && options !== undefined ? [{ mounted, options }] : [];
+      });
   return {
     dataDir,
-    mountOptionsBelow: () => mountsBelow(dataDir).map((fields) => fields[5]),
+    mountOptionsBelow: () => mountsBelow(dataDir).map(({ options }) => options),
     remove() {
-      for (const fields of mountsBelow(mountPoint).reverse()) execFileSync('umount', ['-l', fields[4]]);
+      for (const { mounted } of mountsBelow(mountPoint).reverse()) execFileSync('umount', ['-l', mounted]);
       execFileSync('umount', ['-l', mountPoint]);
       rmSync(top, { recursive: true, force: true });
     },

@@ -7,6 +7,7 @@ import { rmSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 
 const [path, host, port] = process.argv.slice(2);
+if (path === undefined || host === undefined || port === undefined) throw new Error('usage: node fakeInternetRelay.js /path/to.sock host port');
 rmSync(path, { force: true });
 const server = createServer((client) => {
   const upstream = connect({ host, port: Number(port) });

@@ -60,6 +60,7 @@ export function startFlood(address: string, sessionId: string, kind: FloodKind, 
 }
 
 async function floodMain([address, sessionId, kind, concurrency, mb, path]: string[]): Promise<void> {
+  if (address === undefined || sessionId === undefined || path === undefined) throw new Error('usage: flood.js address session-id kind concurrency mb path');
   const client = createWorkerClient(address, { maxMessageBytes: 256 * 1024 * 1024 });
   const stop = new AbortController();
   process.on('message', () => stop.abort());

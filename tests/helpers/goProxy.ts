@@ -90,7 +90,7 @@ export async function serveGoProxy(modules: ModuleSpec[]): Promise<GoProxy> {
   let port = 0;
   const start = async () => {
     server = createServer((req, res) => {
-      const url = decodeURIComponent((req.url ?? '/').split('?')[0]);
+      const url = decodeURIComponent((req.url ?? '/').split('?')[0]!);
       requests.push(url);
       const file = files.get(url);
       if (!file) {

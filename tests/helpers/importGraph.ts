@@ -44,7 +44,7 @@ export function importGraph(root: string): ImportGraph {
   const graph: ImportGraph = new Map();
   for (const file of sourceFiles(src)) {
     const text = readFileSync(file, 'utf8');
-    const targets = [...text.matchAll(IMPORT)].map((m) => resolve(dirname(file), (m[1] ?? m[2]).replace(/\.js$/, '.ts')));
+    const targets = [...text.matchAll(IMPORT)].map((m) => resolve(dirname(file), (m[1] ?? m[2])!.replace(/\.js$/, '.ts')));
     graph.set(
       relative(src, file),
       targets.map((t) => relative(src, t)),
@@ -55,7 +55,7 @@ export function importGraph(root: string): ImportGraph {
 
 /** The unit of layering a file belongs to: its top directory, or the file itself at the top. */
 export function moduleOf(file: string): string {
-  return file.split('/')[0];
+  return file.split('/')[0]!;
 }
 
 function layerOf(module: string): number {
@@ -89,7 +89,7 @@ function sandboxAllows(file: string, target: string): boolean {
   const language = languageOf(target);
   if (language !== undefined && languageOf(file) !== language && file !== 'worker.ts') return false;
   if (moduleOf(file) !== 'sandbox' || moduleOf(target) !== 'sandbox') return true;
-  const roomOf = (path: string) => (path.split('/').length > 2 ? SANDBOX_ROOMS.indexOf(path.split('/')[1]) : -1);
+  const roomOf = (path: string) => (path.split('/').length > 2 ? SANDBOX_ROOMS.indexOf(path.split('/')[1]!) : -1);
   return roomOf(file) >= 0 && roomOf(target) >= 0 && roomOf(target) <= roomOf(file);
 }
 

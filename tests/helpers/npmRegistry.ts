@@ -83,10 +83,11 @@ export async function serveNpmRegistry(packages: NpmPackageSpec[]): Promise<NpmR
   let base = '';
   const packument = (name: string) => {
     const versions = packages.filter((p) => p.name === name);
-    if (versions.length === 0) return undefined;
+    const latest = versions.at(-1);
+    if (!latest) return undefined;
     return {
       name,
-      'dist-tags': { latest: versions[versions.length - 1].version },
+      'dist-tags': { latest: latest.version },
       versions: Object.fromEntries(
         versions.map((p) => {
           const file = `${name.replace(/^@[^/]+\//, '')}-${p.version}.tgz`;

@@ -70,7 +70,7 @@ export async function servePackageIndex(wheels: WheelSpec[]): Promise<PackageInd
       return;
     }
     if (project) {
-      const matching = files.filter((f) => normalise(f.split('-')[0]) === normalise(project));
+      const matching = files.filter((f) => normalise(f.split('-')[0]!) === normalise(project));
       if (matching.length === 0) {
         res.statusCode = 404;
         res.end('not found');

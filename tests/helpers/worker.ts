@@ -56,7 +56,7 @@ export async function startWorker(options: StartOptions = {}): Promise<RunningWo
   const argv = [process.execPath, MAIN, '--grpc-addr', '127.0.0.1:0', '--data-dir', dataDir, '--http-addr', '127.0.0.1:0', ...(options.args ?? [])];
   const spawnOptions = { env, stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'] };
   const child = (
-    options.namespace ? options.namespace.spawnInWorkerNamespace(argv, spawnOptions) : spawn(argv[0], argv.slice(1), spawnOptions)
+    options.namespace ? options.namespace.spawnInWorkerNamespace(argv, spawnOptions) : spawn(process.execPath, argv.slice(1), spawnOptions)
   ) as ChildProcessByStdio<null, Readable, Readable>;
   const logs: Record<string, unknown>[] = [];
   let stderr = '';

@@ -96,7 +96,7 @@ test('the package caches cannot take the disk promised to other sessions: instal
   await Promise.all([installs, writes]);
   // Then each uses what it was promised: the filler fills its own disk, the neighbour writes the rest.
   const full = await runTool(w.tasks, filler.sessionId, 'run.python', { code: WRITE_UNTIL_FULL });
-  assert.match(full.stdout, /^ENOSPC\n/, 'the filler ran out of its own disk, no other');
+  assert.match(full.stdout!, /^ENOSPC\n/, 'the filler ran out of its own disk, no other');
   await write(w, neighbour.sessionId, 'rest', WRITTEN_MB - written);
   assert.ok(outcomes.includes('installed'), `installs: ${outcomes.join(', ')}`);
   // One wheel leaves the caches' disk nearly full (the wheel store keeps it): the next install empties it first.

@@ -62,8 +62,8 @@ test('disk limits are reservations: what does not fit is refused, a session fill
       code: 'import os\nfor i in range(200):\n    open(f"n{i % 4}", "ab").write(os.urandom(1 << 20))\nprint(sum(os.path.getsize(f"n{i}") for i in range(4)) >> 20)',
     }),
   ]);
-  assert.match(filled.stdout, /^ENOSPC \d+/, 'the filler ran out of its own disk');
-  assert.ok(Number(filled.stdout.split(' ')[1]) >= 400, `the filler wrote most of its 500 MB: ${filled.stdout}`);
+  assert.match(filled.stdout!, /^ENOSPC \d+/, 'the filler ran out of its own disk');
+  assert.ok(Number(filled.stdout!.split(' ')[1]) >= 400, `the filler wrote most of its 500 MB: ${filled.stdout}`);
   assert.equal(wrote.stdout, '200\n', 'the neighbour wrote all it asked for');
   for (const options of disk.mountOptionsBelow()) assert.match(options, /^rw\b/, 'no session disk went read-only');
   await runTool(worker.tasks, neighbour.sessionId, 'fs.write', { path: 'after.txt', contents: 'still writable' });

@@ -148,7 +148,7 @@ test('code runs as an unprivileged uid with no capabilities and no new privilege
     arguments: { code: 'import os\nprint(os.getuid(), os.geteuid())\nprint(open("/proc/self/status").read())' },
   });
   const out = run.result?.outputs.stdout ?? '';
-  const [uid, euid] = out.split('\n')[0].split(' ').map(Number);
+  const [uid = 0, euid = 0] = out.split('\n')[0]!.split(' ').map(Number);
   assert.ok(uid > 0 && euid > 0, `uid ${uid} euid ${euid}`);
   assert.match(out, /CapEff:\s+0000000000000000/);
   assert.match(out, /NoNewPrivs:\s+1/);

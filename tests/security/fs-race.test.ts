@@ -152,7 +152,7 @@ async function assertSwapping(): Promise<void> {
   const looks: string[] = [];
   for (let attempt = 0; attempt < 3 && !workerDeath(); attempt++) {
     const sample = await run({ sessionId: racer, toolName: 'run.python', arguments: { code } }, 30_000);
-    const [links, dirs] = (sample.result?.outputs.stdout ?? '').trim().split(' ').map(Number);
+    const [links = 0, dirs = 0] = (sample.result?.outputs.stdout ?? '').trim().split(' ').map(Number);
     if (links > 0 && dirs > 0) return;
     looks.push(describe(sample));
   }
@@ -176,7 +176,7 @@ test('the fs tools, usage and checkpoints never reach a host directory swapped i
   };
   const evidence = new Map<string, string[]>();
   const note = (what: string) => {
-    const kind = what.split(' ')[0];
+    const kind = what.split(' ')[0]!;
     const list = evidence.get(kind) ?? [];
     if (list.length < 2) list.push(what.slice(0, 300));
     evidence.set(kind, list);

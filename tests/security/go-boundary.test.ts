@@ -180,7 +180,7 @@ test("a session's variables change nothing of pkg.install: modules come from WOR
   assert.equal(installed.installed, 'example.com/safe@v1.0.0');
   assert.ok(proxy.requests.slice(before).includes('/example.com/safe/@v/v1.0.0.zip'), 'fetched from the configured proxy');
   const left = await runTool(worker.tasks, sessionId, 'run.shell', { command: 'ls -a /workspace; grep -c example.com/safe /env/go.mod' });
-  assert.deepEqual(left.stdout.trim().split('\n'), ['.', '..', 'evil.env', 'evil.sh', 'go.work', '1']);
+  assert.deepEqual(left.stdout!.trim().split('\n'), ['.', '..', 'evil.env', 'evil.sh', 'go.work', '1']);
   assert.equal(existsSync(join(worker.dataDir, 'caches', 'go-cache', 'ran-as-0')), false);
   await worker.sessions.destroySession({ sessionId });
 });
@@ -201,8 +201,8 @@ test('zips with paths out of their module or links out of it are refused, and wr
   const cache = join(worker.dataDir, 'caches', 'go-cache');
   for (const poison of ['poison-slip', 'poison-link', 'evil.example/poison-slip']) assert.equal(existsSync(join(cache, poison)), false, poison);
   const env = await runTool(worker.tasks, sessionId, 'run.shell', { command: 'find /env /workspace -name "poison-*" | wc -l; cat /env/go.mod' });
-  assert.match(env.stdout, /^0\n/);
-  assert.doesNotMatch(env.stdout, /evil\.example\/(slip|link) /);
+  assert.match(env.stdout!, /^0\n/);
+  assert.doesNotMatch(env.stdout!, /evil\.example\/(slip|link) /);
   await worker.sessions.destroySession({ sessionId });
 });
 
@@ -228,7 +228,7 @@ test('a module needing cgo installs (nothing is built) but does not build: no C 
     'no toolchain was asked of the proxy',
   );
   const goMod = await runTool(worker.tasks, sessionId, 'run.shell', { command: 'cat /env/go.mod' });
-  assert.doesNotMatch(goMod.stdout, /^toolchain/m);
+  assert.doesNotMatch(goMod.stdout!, /^toolchain/m);
   await worker.sessions.destroySession({ sessionId });
 });
 

@@ -55,7 +55,7 @@ function sessionCpuNs(sessionId: string): number {
   if (v1) {
     const controllers = v1.split(':')[1];
     const base = existsSync(`/sys/fs/cgroup/${controllers}`) ? controllers : 'cpuacct';
-    return Number(readFileSync(`/sys/fs/cgroup/${base}${v1.split(':')[2].replace(/\/$/, '')}/codegen-${pid}/${sessionId}/cpuacct.usage`, 'utf8'));
+    return Number(readFileSync(`/sys/fs/cgroup/${base}${v1.split(':')[2]!.replace(/\/$/, '')}/codegen-${pid}/${sessionId}/cpuacct.usage`, 'utf8'));
   }
   const stat = readFileSync(`/sys/fs/cgroup/codegen-${pid}/${sessionId}/cpu.stat`, 'utf8');
   return Number(/usage_usec (\d+)/.exec(stat)![1]) * 1000;

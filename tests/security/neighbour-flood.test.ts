@@ -38,7 +38,7 @@ after(async () => {
   await worker?.stop();
 });
 
-const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)] ?? NaN;
 
 async function printTimes(): Promise<number[]> {
   const times: number[] = [];
@@ -78,7 +78,7 @@ for (const kind of ['read', 'write'] as FloodKind[]) {
       });
       const { createHash } = await import('node:crypto');
       assert.equal(
-        read.stdout.trim(),
+        read.stdout!.trim(),
         createHash('sha256')
           .update('x'.repeat(32 << 20))
           .digest('hex'),

@@ -122,10 +122,10 @@ test('node code runs as an unprivileged uid with no capabilities; /etc/shadow an
   const status = await runTool(worker.tasks, attacker, 'run.node', {
     code: 'console.log(process.getuid(), process.geteuid()); console.log(require("fs").readFileSync("/proc/self/status", "utf8"))',
   });
-  const [uid, euid] = status.stdout.split('\n')[0].split(' ').map(Number);
+  const [uid = 0, euid = 0] = status.stdout!.split('\n')[0]!.split(' ').map(Number);
   assert.ok(uid > 0 && euid > 0, `uid ${uid} euid ${euid}`);
-  assert.match(status.stdout, /CapEff:\s+0000000000000000/);
-  assert.match(status.stdout, /NoNewPrivs:\s+1/);
+  assert.match(status.stdout!, /CapEff:\s+0000000000000000/);
+  assert.match(status.stdout!, /NoNewPrivs:\s+1/);
   await attempt(TRY('shadow', 'require("fs").readFileSync("/etc/shadow")'));
   await attempt(TRY('data dir', `require("fs").readdirSync(${JSON.stringify(worker.dataDir)})`));
   const victimFile = join(worker.dataDir, 'sessions', victim, 'disk', 'workspace', 'private.txt');
@@ -163,7 +163,7 @@ test("config.env NODE_OPTIONS runs the session's file only as the session: never
   await runTool(worker.tasks, sessionId, 'fs.write', { path: 'evil.js', contents: evil });
   const installed = await callTool(worker.tasks, sessionId, 'pkg.install', { requirements: 'plain' }, 60_000);
   assert.equal(installed.code, Status.OK, describeCall(installed));
-  const uid = (await runTool(worker.tasks, sessionId, 'run.node', { code: 'console.log(process.getuid())' })).stdout.trim();
+  const uid = (await runTool(worker.tasks, sessionId, 'run.node', { code: 'console.log(process.getuid())' })).stdout!.trim();
   await runTool(worker.tasks, sessionId, 'run.shell', { command: 'node -e 0' });
   const workspace = join(worker.dataDir, 'sessions', sessionId, 'disk', 'workspace');
   const uids = new Set(readFileSync(join(workspace, 'evil-ran'), 'utf8').split('\n').filter(Boolean));

@@ -40,7 +40,7 @@ test("a call's code holds only its own standard streams, also while another call
   for (let i = 0; i < 3; i++) {
     const listed = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: LIST_FDS } });
     assert.equal(listed.result?.status, TaskStatus.STATUS_SUCCESS, JSON.stringify(listed.result));
-    const fds = listed.result!.outputs.stdout.trim().split(' ');
+    const fds = listed.result!.outputs.stdout!.trim().split(' ');
     // stdin (/dev/null), stdout and stderr (the sockets to the worker), and the listing's own directory.
     const others = fds.filter((fd) => !/^[012]:/.test(fd) && !/:\/proc\/\d+\/fd$/.test(fd));
     assert.deepEqual(others, [], `descriptors a call inherited: ${fds.join(' ')}`);

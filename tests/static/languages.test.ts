@@ -21,7 +21,7 @@ test('every language has its folder, its Language, its run tool, its offer in th
   for (const name of LANGUAGES) {
     const files = readdirSync(join(LANGUAGE_ROOM, name));
     if (!files.includes(`${name}Language.ts`)) missing.push(`src/sandbox/languages/${name}/${name}Language.ts`);
-    if (!toolsFor(name).has(`run.${name}`)) missing.push(`tools/run${name[0].toUpperCase()}${name.slice(1)}.ts in tools/index.ts RUNNERS`);
+    if (!toolsFor(name).has(`run.${name}`)) missing.push(`tools/run${name[0]!.toUpperCase()}${name.slice(1)}.ts in tools/index.ts RUNNERS`);
     if (!worker.includes(`name: '${name}'`)) missing.push(`src/worker.ts languageOffers: { name: '${name}', resolve }`);
     if (!readme.includes(`\`${name}/\``)) missing.push(`README.md Layout: \`${name}/\` under languages/`);
   }

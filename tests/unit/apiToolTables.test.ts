@@ -31,7 +31,7 @@ function tableRows(section: string, header: string): { tools: string[]; cells: s
       .replace(/^\||\|$/g, '')
       .split(/(?<!\\)\|/)
       .map((cell) => cell.trim());
-    const named = [...toolCell.matchAll(/`([^`]+)`/g)].map((m) => m[1]);
+    const named = [...toolCell!.matchAll(/`([^`]+)`/g)].map((m) => m[1]!);
     rows.push({ tools: named.length > 0 ? named : (rows.at(-1)?.tools ?? []), cells });
   }
   return rows;

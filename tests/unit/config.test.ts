@@ -200,7 +200,7 @@ test('usage lists every setting once, with its flag and variable, and each flag 
   assert.equal(rows.length, Object.keys(load()).length, 'one row per configuration field');
   const variables = rows.map(([, variable]) => variable);
   assert.equal(new Set(variables).size, variables.length, 'no variable listed twice');
-  for (const [flag, variable] of rows) {
+  for (const [flag, variable = ''] of rows) {
     assert.equal(flag, `--${flagName(variable)}`);
     assert.match(variable, /^(WORKER|COORDINATOR)_[A-Z0-9_]+$/);
   }

@@ -38,9 +38,11 @@ test('the StatefulSet: data on a volume, token from a Secret, gRPC readiness, /h
       volumeClaimTemplates: { metadata: { name: string } }[];
     };
   }[];
+  assert.ok(set, 'the StatefulSet parses');
   assert.equal(set.kind, 'StatefulSet');
   const pod = set.spec.template.spec;
-  const worker = pod.containers[0];
+  const [worker] = pod.containers;
+  assert.ok(worker, 'the StatefulSet has a container');
   const env = new Map(worker.env.map((e) => [e.name, e]));
   for (const name of env.keys()) if (/^(WORKER|COORDINATOR)_/.test(name)) assert.ok(documented.has(name), `${name} is a setting the worker documents`);
   assert.deepEqual(worker.readinessProbe.grpc, { port: 50052, service: '' });
@@ -63,6 +65,7 @@ test('the Service and the example Secret parse and match the StatefulSet', () =>
     metadata: { name: string };
     spec: { clusterIP: string; ports: { port: number }[] };
   }[];
+  assert.ok(service, 'the Service parses');
   assert.equal(service.kind, 'Service');
   assert.equal(service.spec.clusterIP, 'None');
   assert.deepEqual(
@@ -70,6 +73,7 @@ test('the Service and the example Secret parse and match the StatefulSet', () =>
     [50052, 50053],
   );
   const [secret] = manifests('deploy/k8s/secret.example.yaml') as { kind: string; stringData: Record<string, string> }[];
+  assert.ok(secret, 'the example Secret parses');
   const set = read('deploy/k8s/statefulset.yaml');
   for (const key of Object.keys(secret.stringData)) assert.ok(set.includes(key), `the StatefulSet uses ${key}`);
 });
@@ -78,7 +82,7 @@ test("the image is made by the Makefile's own targets and sets only documented s
   const dockerfile = read('deploy/Dockerfile');
   const makefile = read('Makefile');
   const targets = new Set([...makefile.matchAll(/^([a-z][a-z0-9-]*):/gm)].map((m) => m[1]));
-  const made = [...dockerfile.matchAll(/^RUN make (.+)$/gm)].flatMap((m) => m[1].trim().split(/\s+/));
+  const made = [...dockerfile.matchAll(/^RUN make (.+)$/gm)].flatMap((m) => m[1]!.trim().split(/\s+/));
   assert.ok(made.length > 0, 'the image runs make');
   for (const target of made) assert.ok(targets.has(target), `make ${target} is a Makefile target`);
   for (const [, name] of dockerfile.matchAll(/\b((?:WORKER|COORDINATOR)_[A-Z0-9_]+)=/g)) assert.ok(documented.has(name), `${name} is documented`);

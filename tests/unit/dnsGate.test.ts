@@ -17,6 +17,7 @@ async function fakeUpstream() {
   socket.on('message', (message, from) => {
     const query = dnsPacket.decode(message);
     const q = query.questions![0];
+    assert.ok(q, 'a query asks a question');
     asked.push(`${q.type} ${q.name}`);
     const answers: dnsPacket.Answer[] = [
       { type: 'A', name: q.name, ttl: 60, data: '203.0.113.10' },

@@ -11,7 +11,7 @@ const rows = usage()
   .split('\n')
   .map((line) => /^ {2}--(\S+)\s+((?:WORKER|COORDINATOR)_\S+)\s.*\(default: (.*)\)$/.exec(line))
   .filter((match) => match !== null)
-  .map(([, flag, env, shown]) => ({ flag: flag, env: env, shown: shown }));
+  .map(([, flag, env, shown]) => ({ flag: flag!, env: env!, shown: shown! }));
 
 test('the server names itself, not the CLI, and lists --help and --version', () => {
   assert.match(usage(), /^Usage: codegen-mcp-worker \[flags\]\n/);

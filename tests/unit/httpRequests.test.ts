@@ -16,8 +16,9 @@ function frame(text: string, framer = onlyApi): string | { refused: string } {
     }
     return out;
   });
-  assert.deepEqual(results[1], results[0]);
-  return results[0];
+  const [whole, byByte] = results;
+  assert.deepEqual(byByte, whole);
+  return whole!;
 }
 
 test('heads: the host an absolute-form target or Host names; framing by Content-Length or chunked alone', () => {

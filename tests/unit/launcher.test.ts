@@ -138,7 +138,7 @@ test('mounts: writable ones bound read-write, others read-only, each after its p
     parents.every((p) => p >= 0),
     'every parent is made 0755',
   );
-  assert.ok(parents[0] < parents[1] && parents[1] < parents[2] && parents[2] < env, 'outermost first, all before the mount');
+  assert.ok(parents[0]! < parents[1]! && parents[1]! < parents[2]! && parents[2]! < env, 'outermost first, all before the mount');
   assert.equal(indexOfRun(args, ['--dir', '/workspace']), -1, 'a mount at the top needs no parent');
 });
 
@@ -196,7 +196,7 @@ test('with a cgroup, /bin/sh joins each cgroup.procs file as root, then execs th
   const spec = confine(['python3'], '/workspace', {}, isolated({ cgroup: withCgroup }));
   assert.equal(spec.executable, '/bin/sh');
   assert.equal(spec.args[0], '-c');
-  assert.match(spec.args[1], /for f in \$CODEGEN_CGROUP_PROCS; do echo \$\$ > "\$f" \|\| exit 125; done; unset CODEGEN_CGROUP_PROCS; exec "\$@"/);
+  assert.match(spec.args[1]!, /for f in \$CODEGEN_CGROUP_PROCS; do echo \$\$ > "\$f" \|\| exit 125; done; unset CODEGEN_CGROUP_PROCS; exec "\$@"/);
   assert.equal(spec.args[2], 'codegen-launch', '$0 of the script');
   assert.equal(spec.args[3], '/usr/bin/bwrap', 'the chain follows as "$@"');
   assert.equal(spec.env.CODEGEN_CGROUP_PROCS, '/sys/fs/cgroup/memory/a/cgroup.procs /sys/fs/cgroup/pids/a/cgroup.procs');

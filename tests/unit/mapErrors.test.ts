@@ -40,9 +40,9 @@ test('anything else becomes INTERNAL with its kind and a reference; the log line
   assert.match(mapped.details, /^internal error \(EACCES in open\)/);
   assert.ok(!mapped.details.includes('/srv') && !mapped.details.includes('permission denied'), 'nothing of the message reaches the client');
   assert.equal(logged.length, 1);
-  assert.equal(logged[0].meta.ref, ref);
-  assert.equal(logged[0].meta.method, 'codegen.v1.SessionManagement/CreateSession');
-  assert.match(String(logged[0].meta.error), /\/srv\/worker\/secret/, 'the log keeps the whole error');
+  assert.equal(logged[0]!.meta.ref, ref);
+  assert.equal(logged[0]!.meta.method, 'codegen.v1.SessionManagement/CreateSession');
+  assert.match(String(logged[0]!.meta.error), /\/srv\/worker\/secret/, 'the log keeps the whole error');
 });
 
 test('thrown values that are not Errors are mapped too, each with a fresh reference', () => {
@@ -51,9 +51,9 @@ test('thrown values that are not Errors are mapped too, each with a fresh refere
   const b = toServerError({ weird: true }, 'S/M', logger) as WorkerError;
   assert.equal(a.code, Status.INTERNAL);
   assert.match(a.details, /^internal error \(an unexpected error\)/);
-  assert.equal(logged[0].meta.error, 'a string');
+  assert.equal(logged[0]!.meta.error, 'a string');
   assert.equal(b.code, Status.INTERNAL);
-  assert.notEqual(logged[0].meta.ref, logged[1].meta.ref);
+  assert.notEqual(logged[0]!.meta.ref, logged[1]!.meta.ref);
 });
 
 test('a thrown undefined or null is mapped to INTERNAL like anything else', () => {
@@ -100,7 +100,7 @@ test('withMappedErrors maps the errors of unary methods, keeps their results and
     wrapped.fails(),
     (err: unknown) => err instanceof WorkerError && err.code === Status.INTERNAL && /^internal error \(RangeError\)/.test(err.details),
   );
-  assert.equal(logged[0].meta.method, 'Svc/fails');
+  assert.equal(logged[0]!.meta.method, 'Svc/fails');
   await assert.rejects(wrapped.refuses(), (err: unknown) => err instanceof WorkerError && err.code === Status.INVALID_ARGUMENT);
   assert.equal(wrapped.stream, implementation.stream, 'streaming methods are not wrapped');
 });

@@ -203,7 +203,7 @@ test('exitCodeOf: the exit code, or 128 + the number of the signal that killed t
 
 test('exitCodeOf: every signal that ends a process maps to 128 + its number', () => {
   const wrong = ['SIGSTKFLT', 'SIGVTALRM', 'SIGPROF', 'SIGIO', 'SIGPWR', 'SIGSYS'].filter(
-    (name) => exitCodeOf(null, name) !== 128 + (constants.signals as Record<string, number>)[name],
+    (name) => exitCodeOf(null, name) !== 128 + (constants.signals as Record<string, number>)[name]!,
   );
   assert.deepEqual(wrong, []);
 });

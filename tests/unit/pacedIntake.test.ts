@@ -83,7 +83,7 @@ async function interactive(): Promise<() => Promise<void>> {
   const before = holds.length;
   const done = new Promise<void>((resolve, reject) => client.hold(Buffer.from('small'), (err) => (err ? reject(err) : resolve())));
   await until(() => holds.length > before, 'the interactive call reached its handler');
-  const release = holds[before];
+  const release = holds[before]!;
   return async () => {
     release();
     await done;
@@ -99,7 +99,8 @@ async function until(condition: () => boolean, what: string): Promise<void> {
   }
 }
 
-const requests = (n: number, size: number) => Array.from({ length: n }, (_, i) => Buffer.alloc(size, i + 1).fill(i * 3 + 7, 0, 99));
+const request = (i: number, size: number) => Buffer.alloc(size, i + 1).fill(i * 3 + 7, 0, 99);
+const requests = (n: number, size: number) => Array.from({ length: n }, (_, i) => request(i, size));
 
 test('large requests take turns within the bytes allowed at once, and each arrives whole', async () => {
   const intake = new RecordingIntake({ bytesAtOnce: 5 * MB, bytesPerSecondWhileBusy: 0 });
@@ -119,7 +120,7 @@ test('while an interactive call is served, large requests come no faster than th
   const intake = new RecordingIntake({ bytesAtOnce: 64 * MB, bytesPerSecondWhileBusy: rate });
   applyPacedIntake(intake);
   const release = await interactive();
-  const [a, b] = requests(2, 2 * MB);
+  const [a, b] = [request(0, 2 * MB), request(1, 2 * MB)];
   const start = performance.now();
   const replies = await Promise.all([digest(a).reply, digest(b).reply]);
   const took = performance.now() - start;
@@ -132,7 +133,7 @@ test('while an interactive call is served, large requests come no faster than th
   await release();
   await new Promise((r) => setTimeout(r, BUSY_LINGER_MS + 20));
   intake.waits = 0;
-  const alone = requests(1, 8 * MB)[0];
+  const alone = request(0, 8 * MB);
   assert.deepEqual(await digest(alone).reply, sha(alone));
   assert.equal(intake.waits, 0, 'a lone upload is never paced');
 });
@@ -141,7 +142,7 @@ test('a call cancelled while it waits its turn or its pace gives back what it he
   const intake = new RecordingIntake({ bytesAtOnce: 3 * MB, bytesPerSecondWhileBusy: 4 * MB });
   applyPacedIntake(intake);
   const release = await interactive();
-  const [first, second, third] = requests(3, 2 * MB);
+  const [first, second, third] = [request(0, 2 * MB), request(1, 2 * MB), request(2, 2 * MB)];
   const slow = digest(first);
   const waiting = digest(second);
   await until(() => intake.queued > 0, 'a request waits its turn');

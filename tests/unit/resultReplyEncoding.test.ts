@@ -5,15 +5,16 @@ import { encodeLargeResultReply, encodeResultReply } from '../../src/grpc/result
 
 let seed = 7;
 const random = (n: number) => Math.floor(((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * n);
+const pick = <T>(items: readonly T[]): T => items[random(items.length)]!;
 const PIECES = ['', 'a', 'contents', 'é', '\u{1F600}', '\uD800', '\0', 'x'.repeat(200), 'y'.repeat(20_000)];
-const someText = () => Array.from({ length: random(4) }, () => PIECES[random(PIECES.length)]).join('');
+const someText = () => Array.from({ length: random(4) }, () => pick(PIECES)).join('');
 const INTS = [0, 1, -1, 127, 128, 300, 2 ** 31 - 1, -(2 ** 31), 4];
 
 test('encodeResultReply writes the bytes the generated encoder writes, for results of every shape', () => {
   for (let i = 0; i < 500; i++) {
     const outputs: Record<string, string> = {};
     for (let k = random(5); k > 0; k--) outputs[someText()] = someText();
-    const result: TaskResult = { status: INTS[random(INTS.length)], outputs, error: someText(), exitCode: INTS[random(INTS.length)] };
+    const result: TaskResult = { status: pick(INTS), outputs, error: someText(), exitCode: pick(INTS) };
     const taskId = someText();
     const expected = Buffer.from(TaskResponse.encode({ taskId, payload: { $case: 'result', value: result } }).finish());
     assert.deepEqual(Buffer.from(encodeResultReply(taskId, result)), expected, JSON.stringify({ taskId, result }).slice(0, 300));

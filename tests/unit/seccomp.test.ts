@@ -115,9 +115,9 @@ const THREAD_FLAGS = 0x003d0f00; // what pthread_create passes: VM|FS|FILES|SIGH
 test('the program checks the architecture first and ends in return instructions', { skip }, () => {
   const program = decode(sandboxSeccompProgram()!);
   assert.deepEqual(program[0], { code: LD_W_ABS, jt: 0, jf: 0, k: 4 }, 'loads seccomp_data.arch');
-  assert.equal(program[1].code, JEQ_K);
-  assert.equal(program[1].k, nr.audit);
-  assert.equal(program[1].jt, 0, 'the right architecture falls through');
+  assert.equal(program[1]!.code, JEQ_K);
+  assert.equal(program[1]!.k, nr.audit);
+  assert.equal(program[1]!.jt, 0, 'the right architecture falls through');
   assert.equal(program.at(-1)!.code, RET_K);
   assert.equal(program.at(-1)!.k, EPERM);
   assert.ok(program.some((i) => i.code === RET_K && i.k === ALLOW));

@@ -44,6 +44,7 @@ test('a damaged record, or one naming another session, is refused (the session i
 
 test('a task running when the worker went away is FAILURE from then; finished ones stay as they were', () => {
   const [running] = record.tasks;
+  assert.ok(running);
   assert.deepEqual(cutOff(running, 100), { ...running, status: TaskStatus.STATUS_FAILURE, endTimeMs: 100 });
   const done = { ...running, status: TaskStatus.STATUS_SUCCESS, endTimeMs: 9 };
   assert.equal(cutOff(done, 100), done);
@@ -67,7 +68,7 @@ test('each field of a record is shape-checked: wrong types, unknown states and o
 
 test('a task cut off never ends before it started (the clock went back)', () => {
   const [running] = record.tasks;
-  assert.equal(cutOff(running, 1).endTimeMs, running.startTimeMs);
+  assert.equal(cutOff(running!, 1).endTimeMs, running!.startTimeMs);
 });
 
 test('a record whose config is not a config is a DamagedRecordError, like any other damage', () => {

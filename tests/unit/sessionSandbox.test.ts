@@ -173,14 +173,14 @@ test("a language's warm interpreter runs code itself; a plain zygote is given th
   const own = sandboxWith({ warmLanguage: true });
   await own.sandbox.runCode('print(1)', options(), noTaskLimits);
   await own.sandbox.runCode('print(2)', options(), noTaskLimits);
-  assert.deepEqual(own.starters.warms[0].programs, [{ code: 'print(1)' }, { code: 'print(2)' }]);
+  assert.deepEqual(own.starters.warms[0]!.programs, [{ code: 'print(1)' }, { code: 'print(2)' }]);
   assert.equal(own.starters.warmStarts, 1);
   assert.deepEqual(own.starters.colds, []);
 
   const plain = sandboxWith({ warmLanguage: false });
   await plain.sandbox.runCode('console.log(1)', options(), noTaskLimits);
-  const [program] = plain.starters.warms[0].programs;
-  assert.ok('exec' in program);
+  const [program] = plain.starters.warms[0]!.programs;
+  assert.ok('exec' in program!);
   assert.deepEqual(program.exec.argv, ['/env/bin/fake', '-']);
   assert.equal(program.exec.stdin, 'console.log(1)');
   assert.equal(program.exec.cwd, '/workspace');
@@ -199,16 +199,16 @@ test('calls start cold when the session cannot have a warm process: turned off, 
 test('a call the warm process gives up on runs cold; the next call is forked warm again', async () => {
   const { sandbox, starters } = sandboxWith();
   await sandbox.runCode('1', options(), noTaskLimits);
-  starters.warms[0].next = () => Promise.reject(new WarmUnavailableError('busy'));
+  starters.warms[0]!.next = () => Promise.reject(new WarmUnavailableError('busy'));
   await sandbox.runCode('2', options(), noTaskLimits);
   assert.equal(starters.colds.length, 1, 'that call ran cold');
-  starters.warms[0].next = () => Promise.resolve(exited(0));
+  starters.warms[0]!.next = () => Promise.resolve(exited(0));
   await sandbox.runCode('3', options(), noTaskLimits);
   assert.equal(starters.colds.length, 1);
   assert.equal(starters.warmStarts, 1, 'the same warm process');
   await assert.rejects(
     (async () => {
-      starters.warms[0].next = () => Promise.reject(new Error('something else'));
+      starters.warms[0]!.next = () => Promise.reject(new Error('something else'));
       await sandbox.runCode('4', options(), noTaskLimits);
     })(),
     /something else/,
@@ -219,10 +219,10 @@ test('a call the warm process gives up on runs cold; the next call is forked war
 test('a warm process that died is replaced by the next call; one that cannot start is tried again only after a minute', async () => {
   const { sandbox, starters } = sandboxWith();
   await sandbox.runCode('1', options(), noTaskLimits);
-  starters.warms[0].alive = false;
+  starters.warms[0]!.alive = false;
   await sandbox.runCode('2', options(), noTaskLimits);
   assert.equal(starters.warmStarts, 2);
-  assert.deepEqual(starters.warms[1].programs, [{ code: '2' }]);
+  assert.deepEqual(starters.warms[1]!.programs, [{ code: '2' }]);
 
   const failing = sandboxWith();
   failing.starters.warmStartFails = true;
@@ -256,14 +256,14 @@ test("a task's group is limited only where the task narrows the session's limits
   for (const [task, expected] of cases) {
     const { sandbox, starters } = sandboxWith({ limits: { maxMemoryMb: 512, maxCpuPercent: 100 } });
     await sandbox.runCode('x', options(), task);
-    assert.deepEqual(starters.groups[0].limits, [expected], JSON.stringify(task));
+    assert.deepEqual(starters.groups[0]!.limits, [expected], JSON.stringify(task));
   }
 });
 
 test('whatever a call leaves in its group is killed and the group given back, however the call ends', async () => {
   const { sandbox, starters } = sandboxWith();
   await sandbox.runCode('1', options(), noTaskLimits);
-  starters.warms[0].next = () => Promise.reject(new Error('broke'));
+  starters.warms[0]!.next = () => Promise.reject(new Error('broke'));
   await assert.rejects(sandbox.runCode('2', options(), noTaskLimits), /broke/);
   assert.deepEqual(
     starters.groups.map((g) => g.kills),
@@ -301,7 +301,7 @@ test('installs into one environment run one at a time, and each ends the warm pr
   let calls = 0;
   const { sandbox, starters } = sandboxWith({
     install: async (requirements) => {
-      const gate = gates[calls++];
+      const gate = gates[calls++]!;
       order.push(`start ${requirements[0]}`);
       await gate.promise;
       order.push(`end ${requirements[0]}`);
@@ -313,10 +313,10 @@ test('installs into one environment run one at a time, and each ends the warm pr
   const second = sandbox.install(['b'], options(), 'user');
   await new Promise((r) => setImmediate(r));
   assert.deepEqual(order, ['start a'], 'the second waits');
-  gates[0].resolve();
+  gates[0]!.resolve();
   await first;
-  assert.equal(starters.warms[0].closed, true);
-  gates[1].resolve();
+  assert.equal(starters.warms[0]!.closed, true);
+  gates[1]!.resolve();
   await second;
   assert.deepEqual(order, ['start a', 'end a', 'start b', 'end b']);
   await sandbox.runCode('2', options(), noTaskLimits);

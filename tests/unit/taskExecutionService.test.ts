@@ -43,8 +43,8 @@ test('executeTask answers with the task id on every message, making one when the
     { taskId: 'mine', payload: { $case: 'result', value: { status: TaskStatus.STATUS_SUCCESS, outputs: { message: 'm' }, error: '', exitCode: 0 } } },
   ]);
   const made = await collect(service.executeTask(request({ arguments: { message: 'm' } }), context));
-  assert.match(String(made[0].taskId), /^task-/);
-  assert.equal(tasks.get(String(made[0].taskId))?.status, TaskStatus.STATUS_SUCCESS);
+  assert.match(String(made[0]!.taskId), /^task-/);
+  assert.equal(tasks.get(String(made[0]!.taskId))?.status, TaskStatus.STATUS_SUCCESS);
 });
 
 test('executeTask bounds the request: ids, tool name, argument count and argument names', () => {

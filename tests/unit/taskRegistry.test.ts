@@ -85,10 +85,10 @@ test('abortAll aborts every running task with the given kind and waits until eac
     assert.equal(r.abortReason?.kind, 'shutdown');
     assert.equal(r.abortReason?.message, 'the worker is stopping');
   }
-  tasks.finish(records[0], STATUS_CANCELLED);
+  tasks.finish(records[0]!, STATUS_CANCELLED);
   await tick();
   assert.equal(done, false, 'one task still running');
-  tasks.finish(records[1], STATUS_CANCELLED);
+  tasks.finish(records[1]!, STATUS_CANCELLED);
   await all;
   assert.equal(done, true);
   await tasks.abortAll('shutdown', 'nothing runs'); // resolves at once with nothing running
@@ -119,7 +119,7 @@ test('snapshot lists finished then running tasks as persisted; restore keeps the
       ['live', 'run.python', STATUS_RUNNING],
     ],
   );
-  assert.deepEqual(Object.keys(snapshot[0]).sort(), ['endTimeMs', 'startTimeMs', 'status', 'taskId', 'toolName']);
+  assert.deepEqual(Object.keys(snapshot[0]!).sort(), ['endTimeMs', 'startTimeMs', 'status', 'taskId', 'toolName']);
 
   const restored = new TaskRegistry('s', 2);
   const persisted = ['p1', 'p2', 'p3'].map((taskId, i) => ({ taskId, toolName: 'echo', status: STATUS_FAILURE, startTimeMs: i, endTimeMs: i + 1 }));

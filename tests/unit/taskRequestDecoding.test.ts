@@ -126,7 +126,7 @@ test('large invalid UTF-8 is carried as it came, and reads as the generated deco
   const request = decodeTaskRequest(bytes);
   assert.ok(textBytesOf(request.arguments, 'contents')!.bytes.equals(raw), 'the bytes as sent');
   assert.equal(request.arguments.contents, generated(bytes).arguments.contents);
-  assert.ok(request.arguments.contents.startsWith('\ufeffyyy') && request.arguments.contents.endsWith('y\ufffd(\ufffd\ufffd\ufffd\ufffd'));
+  assert.ok(request.arguments.contents!.startsWith('\ufeffyyy') && request.arguments.contents!.endsWith('y\ufffd(\ufffd\ufffd\ufffd\ufffd'));
 });
 
 test('ExecuteTask alone decodes its requests so; the other methods keep the generated decoders', () => {

@@ -11,13 +11,14 @@ import { carriesTextBytes, isUtf8InSlices, setTextBytes, TextBytes, textBytesOf,
 const require = createRequire(import.meta.url);
 let seed = 11;
 const random = (n: number) => Math.floor(((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * n);
+const pick = <T>(items: readonly T[]): T => items[random(items.length)]!;
 // Characters of every UTF-8 length, and bytes that are not UTF-8 (a lone continuation, a cut lead, a surrogate, an overlong, past U+10FFFF).
 const PIECES = ['a', 'é', '€', '\u{1F600}'].map((c) => Buffer.from(c));
 const BAD = [[0x80], [0xc3], [0xe2, 0x82], [0xed, 0xa0, 0x80], [0xc0, 0xaf], [0xf4, 0x90, 0x80, 0x80]].map((b) => Buffer.from(b));
 
 function randomBytes(bad: boolean): Buffer {
-  const parts = Array.from({ length: 1 + random(40) }, () => PIECES[random(PIECES.length)]);
-  if (bad) parts.splice(random(parts.length + 1), 0, BAD[random(BAD.length)]);
+  const parts = Array.from({ length: 1 + random(40) }, () => pick(PIECES));
+  if (bad) parts.splice(random(parts.length + 1), 0, pick(BAD));
   return Buffer.concat(parts);
 }
 
@@ -73,7 +74,7 @@ function carried(text: string, before: number, after: number, taskId: string): {
 
 test('a result carrying bytes encodes as the generated encoder encodes its text, copied or in place', () => {
   const texts = ['', 'x', 'é'.repeat(70_000), 'y'.repeat(200_000)];
-  const rooms = [
+  const rooms: [number, number][] = [
     [0, 0],
     [5, 0],
     [8192, 256],
@@ -132,7 +133,7 @@ test('a reply carrying bytes reaches grpc-js without its bytes being decoded (ni
     toGrpcJsServiceDefinition(definition: unknown): Record<string, { responseSerialize: (value: unknown) => Buffer }>;
   };
   const definition = unCopiedReplies(TaskExecutionDefinition, encodeLargeResultReply);
-  const serialize = niceGrpc.toGrpcJsServiceDefinition(niceGrpc.normalizeServiceDefinition(definition)).executeTask.responseSerialize;
+  const serialize = niceGrpc.toGrpcJsServiceDefinition(niceGrpc.normalizeServiceDefinition(definition)).executeTask!.responseSerialize;
   const { value, plain } = carried('v'.repeat(70_000), 8192, 256, 't');
   let decoded = 0;
   const carriedBytes = textBytesOf(value.outputs, 'contents')!;

@@ -34,14 +34,14 @@ const contents = 'x'.repeat(100_000);
 
 test('unCopiedReplies: grpc-js gets the worker’s reply as the generated code encodes it, in the encoder’s own memory', () => {
   const { finished, definition } = noting(TaskResponse, 'responseType');
-  const serialize = niceGrpc.toGrpcJsServiceDefinition(niceGrpc.normalizeServiceDefinition(unCopiedReplies(definition))).executeTask.responseSerialize;
+  const serialize = niceGrpc.toGrpcJsServiceDefinition(niceGrpc.normalizeServiceDefinition(unCopiedReplies(definition))).executeTask!.responseSerialize;
   const reply: TaskResponse = { taskId: 't', payload: { $case: 'result', value: { status: 1, outputs: { contents, path: 'a' }, error: '', exitCode: 0 } } };
   assertUnCopied(serialize(reply), finished, TaskResponse, reply);
 });
 
 test('unCopiedRequests: grpc-js gets the client’s request as the generated code encodes it, in the encoder’s own memory', () => {
   const { finished, definition } = noting(TaskRequest, 'requestType');
-  const serialize = niceGrpc.toGrpcJsServiceDefinition(niceGrpc.normalizeServiceDefinition(unCopiedRequests(definition))).executeTask.requestSerialize;
+  const serialize = niceGrpc.toGrpcJsServiceDefinition(niceGrpc.normalizeServiceDefinition(unCopiedRequests(definition))).executeTask!.requestSerialize;
   const request: TaskRequest = { taskId: '', sessionId: 's', toolName: 'fs.write', arguments: { path: 'a', contents }, constraints: undefined };
   assertUnCopied(serialize(request), finished, TaskRequest, request);
 });

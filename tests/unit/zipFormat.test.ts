@@ -69,7 +69,7 @@ test('an entry whose bytes do not match its CRC is refused', async () => {
   const handle = await open(file, 'r');
   try {
     const [entry] = await readZipDirectory(handle.fd, (await handle.stat()).size, { entries: 10, bytes: 1 << 20 });
-    assert.equal(entry.name, 'workspace/a');
+    assert.equal(entry?.name, 'workspace/a');
     await assert.rejects(readZipEntry(handle.fd, entry), ZipFormatError);
   } finally {
     await handle.close();

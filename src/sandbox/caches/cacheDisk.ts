@@ -114,8 +114,7 @@ export class SharedExclusive {
   }
 
   private dispatch(): void {
-    while (this.waiting.length > 0 && !this.exclusiveHeld) {
-      const next = this.waiting[0];
+    for (let next = this.waiting[0]; next && !this.exclusiveHeld; next = this.waiting[0]) {
       if (next.exclusive && this.holders > 0) return;
       this.waiting.shift();
       if (next.exclusive) this.exclusiveHeld = true;

@@ -279,7 +279,7 @@ async function ownCgroups(): Promise<Map<string, string>> {
   const map = new Map<string, string>();
   for (const line of (await readFile('/proc/self/cgroup', 'utf8')).split('\n')) {
     const [, controllers, path] = line.split(':');
-    if (path === undefined) continue;
+    if (controllers === undefined || path === undefined) continue;
     for (const c of controllers.split(',')) map.set(c, path);
   }
   return map;

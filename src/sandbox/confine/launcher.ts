@@ -164,5 +164,7 @@ export function confine(command: string[], cwd: string, env: Record<string, stri
       group: confinement.cgroup,
     };
   }
-  return { executable: chain[0], args: chain.slice(1), cwd: processCwd, env: { ...ROOT_ENV }, filter };
+  const [executable, ...args] = chain;
+  if (executable === undefined) throw new Error('an empty command line'); // never: env is in it at least
+  return { executable, args, cwd: processCwd, env: { ...ROOT_ENV }, filter };
 }

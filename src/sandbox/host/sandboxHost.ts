@@ -349,7 +349,9 @@ export class SandboxHost implements SandboxContext {
   }
 
   private get defaultLanguage(): Language {
-    return this.options.languages[0];
+    const [first] = this.options.languages;
+    if (!first) throw new SandboxUnavailableError('the worker offers no session language');
+    return first;
   }
 
   /** The language named `name`, when the worker offers it. */
@@ -401,7 +403,7 @@ export class SandboxHost implements SandboxContext {
    * never slow start-up or the adoption of sessions.
    */
   private async selfCheck(): Promise<void> {
-    await this.selfCheckOf(this.options.languages[0]);
+    await this.selfCheckOf(this.defaultLanguage);
   }
 
   /** Starts the self-checks of the languages but the default (once the worker serves). */

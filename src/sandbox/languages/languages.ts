@@ -29,7 +29,7 @@ export async function resolveLanguages(
   const languages: Language[] = [];
   const skipped: Record<string, string> = {};
   results.forEach((result, i) => {
-    const offer = tried[i];
+    const offer = tried[i]!; // one result per offer tried
     if (result.status === 'fulfilled') {
       languages.push(result.value);
       return;

@@ -24,16 +24,16 @@ export async function upstreamResolvers(configured: readonly string[]): Promise<
   const entries = configured.length > 0 ? configured : await resolvConfServers();
   return entries.map((entry) => {
     const text = entry.trim();
-    const bracketed = /^\[(.+)\](?::(\d+))?$/.exec(text);
-    if (bracketed) return { address: bracketed[1], port: Number(bracketed[2] ?? 53) };
-    const withPort = /^([\d.]+):(\d+)$/.exec(text);
-    return withPort ? { address: withPort[1], port: Number(withPort[2]) } : { address: text, port: 53 };
+    const [, bracketed, bracketedPort] = /^\[(.+)\](?::(\d+))?$/.exec(text) ?? [];
+    if (bracketed !== undefined) return { address: bracketed, port: Number(bracketedPort ?? 53) };
+    const [, address, port] = /^([\d.]+):(\d+)$/.exec(text) ?? [];
+    return address !== undefined && port !== undefined ? { address, port: Number(port) } : { address: text, port: 53 };
   });
 }
 
 async function resolvConfServers(): Promise<string[]> {
   const text = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
-  const servers = [...text.matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => m[1]);
+  const servers = [...text.matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => m[1]!); // (\S+) always takes part
   return servers.length > 0 ? servers : ['127.0.0.1'];
 }
 

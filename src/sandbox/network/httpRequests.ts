@@ -22,24 +22,25 @@ export type RequestHead =
 
 /** One request head, without its final empty line. */
 export function parseRequestHead(head: string): RequestHead {
-  const [requestLine, ...lines] = head.split(/\r?\n/);
-  const request = REQUEST_LINE.exec(requestLine);
-  if (!request) return { malformed: 'not an HTTP/1 request line' };
+  const [requestLine = '', ...lines] = head.split(/\r?\n/);
+  const [, method, requestTarget] = REQUEST_LINE.exec(requestLine) ?? [];
+  if (method === undefined || requestTarget === undefined) return { malformed: 'not an HTTP/1 request line' };
   const fields = new Map<string, string[]>();
   for (const line of lines) {
     // A bare CR, a folded line, a space before the colon: servers differ on them, so none pass.
-    const field = FIELD.exec(line);
-    if (!field || line.includes('\r')) return { malformed: 'a header line servers may read differently' };
-    const key = field[1].toLowerCase();
-    fields.set(key, [...(fields.get(key) ?? []), field[2]]);
+    const [, name, value] = FIELD.exec(line) ?? [];
+    if (name === undefined || value === undefined || line.includes('\r')) return { malformed: 'a header line servers may read differently' };
+    const key = name.toLowerCase();
+    fields.set(key, [...(fields.get(key) ?? []), value]);
   }
   const hosts = fields.get('host') ?? [];
   // Two Host headers: which one the server believes is its own affair; the request names neither.
   if (hosts.length > 1) return { malformed: 'two Host headers' };
-  const absolute = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(request[2]);
-  const target = absolute ? hostOf(absolute[1]) : undefined;
-  const host = hosts.length === 1 ? hostOf(hosts[0]) : undefined;
-  if (absolute && hosts.length === 1 && target !== host) return { malformed: 'a request line and Host naming different hosts' };
+  const [hostField] = hosts;
+  const [, authority] = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(requestTarget) ?? [];
+  const target = authority === undefined ? undefined : hostOf(authority);
+  const host = hostField === undefined ? undefined : hostOf(hostField);
+  if (authority !== undefined && hostField !== undefined && target !== host) return { malformed: 'a request line and Host naming different hosts' };
   const codings = fields.get('transfer-encoding');
   const lengths = fields.get('content-length');
   let body: { kind: 'length'; bytes: number } | { kind: 'chunked' } = { kind: 'length', bytes: 0 };
@@ -49,10 +50,10 @@ export function parseRequestHead(head: string): RequestHead {
   } else if (lengths) {
     const values = new Set(lengths.flatMap((v) => v.split(',')).map((v) => v.trim()));
     const [value] = values;
-    if (values.size !== 1 || !/^\d{1,15}$/.test(value)) return { malformed: 'a Content-Length that is not one number' };
+    if (value === undefined || values.size !== 1 || !/^\d{1,15}$/.test(value)) return { malformed: 'a Content-Length that is not one number' };
     body = { kind: 'length', bytes: Number(value) };
   }
-  return { name: target ?? host, body, switches: request[1] === 'CONNECT' ? 'connect' : fields.has('upgrade') ? 'upgrade' : undefined };
+  return { name: target ?? host, body, switches: method === 'CONNECT' ? 'connect' : fields.has('upgrade') ? 'upgrade' : undefined };
 }
 
 /** `host[:port]` → the host, lower case; undefined for none or an IPv6 literal. */
@@ -139,9 +140,9 @@ export class HttpRequestFramer {
         }
         const line = data.subarray(at, end).toString('latin1');
         if (state.kind === 'chunk-size') {
-          const size = /^([0-9a-fA-F]{1,12})(?:[ \t]*;[^\r\n]*)?$/.exec(line);
-          if (!size) return { refused: 'a malformed chunk size' };
-          const bytes = parseInt(size[1], 16);
+          const [, size] = /^([0-9a-fA-F]{1,12})(?:[ \t]*;[^\r\n]*)?$/.exec(line) ?? [];
+          if (size === undefined) return { refused: 'a malformed chunk size' };
+          const bytes = parseInt(size, 16);
           this.state = bytes === 0 ? { kind: 'trailers' } : { kind: 'body', left: bytes, then: 'chunk-end' };
         } else if (state.kind === 'chunk-end') {
           if (line !== '') return { refused: 'a chunk longer than its size' };

@@ -22,7 +22,7 @@ export function ipv4Text(n: number): string {
 /** `a.b.c.d/n` (or a bare address: /32) → the block; undefined when malformed. */
 export function parseCidr(text: string): Cidr | undefined {
   const [address, prefixText, ...rest] = text.split('/');
-  if (rest.length > 0) return undefined;
+  if (address === undefined || rest.length > 0) return undefined;
   const n = ipv4Number(address);
   if (n === undefined || address.startsWith('::ffff:')) return undefined;
   const prefix = prefixText === undefined ? 32 : /^\d{1,2}$/.test(prefixText) ? Number(prefixText) : NaN;

@@ -249,8 +249,8 @@ function hostAddresses(): Set<number> {
 async function clearLeftovers(block: number, prefix: string): Promise<void> {
   const spaces = (await runHostTool('ip', ['netns', 'list']).catch(() => ''))
     .split('\n')
-    .map((line) => line.split(' ')[0])
-    .filter((name) => name.startsWith(`codegen-${block}-`));
+    .map((line) => /^[^ ]+/.exec(line)?.[0])
+    .filter((name): name is string => name !== undefined && name.startsWith(`codegen-${block}-`));
   const links = (await runHostTool('ip', ['-o', 'link', 'show']).catch(() => ''))
     .split('\n')
     .map((line) => /^\d+: ([^:@]+)/.exec(line)?.[1])

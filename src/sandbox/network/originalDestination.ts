@@ -46,6 +46,6 @@ export function findOriginalDestination(
 ): { address: string; port: number } | undefined {
   const ip = escape(peer.address);
   const entry = new RegExp(` tcp +6 .*?src=${ip} dst=(\\S+) sport=${peer.port} dport=(\\d+) src=\\S+ dst=${ip} sport=${localPort} dport=${peer.port} `);
-  const match = entry.exec(text);
-  return match ? { address: match[1], port: Number(match[2]) } : undefined;
+  const [, address, port] = entry.exec(text) ?? [];
+  return address !== undefined && port !== undefined ? { address, port: Number(port) } : undefined;
 }

@@ -52,11 +52,11 @@ function serverName(hello: Buffer): string | undefined {
   if (hello[0] !== 0x01) return undefined;
   let at = 4 + 2 + 32; // handshake header, legacy_version, random
   need(at, 1);
-  at += 1 + hello[at]; // session id
+  at += 1 + hello.readUInt8(at); // session id
   need(at, 2);
   at += 2 + hello.readUInt16BE(at); // cipher suites
   need(at, 1);
-  at += 1 + hello[at]; // compression methods
+  at += 1 + hello.readUInt8(at); // compression methods
   need(at, 2);
   const end = at + 2 + hello.readUInt16BE(at);
   at += 2;

@@ -26,9 +26,11 @@ async function readStat(pid: number): Promise<ProcStat | undefined> {
     const raw = await readFile(`/proc/${pid}/stat`, 'latin1');
     // The command name (field 2) may hold spaces and parentheses: parse after the last ')'.
     const fields = raw.slice(raw.lastIndexOf(')') + 2).split(' ');
+    const [state] = fields;
+    if (state === undefined || fields.length < 22) return undefined; // no stat line as the kernel writes it
     return {
       pid,
-      state: fields[0],
+      state,
       ppid: Number(fields[1]),
       cpuTicks: Number(fields[11]) + Number(fields[12]),
       startTicks: Number(fields[19]),

@@ -31,7 +31,8 @@ export async function resolveGoToolchain(command: string): Promise<GoToolchain> 
   }
   const [goroot, version] = stdout.trim().split('\n');
   const languageVersion = /^go(\d+\.\d+)/.exec(version ?? '')?.[1];
-  if (!goroot || !languageVersion) throw new GoUnavailableError(`'${command} env GOROOT GOVERSION' printed no GOROOT and version: ${stdout.slice(0, 200)}`);
+  if (!goroot || !version || !languageVersion)
+    throw new GoUnavailableError(`'${command} env GOROOT GOVERSION' printed no GOROOT and version: ${stdout.slice(0, 200)}`);
   const root = await realpath(goroot);
   return { executable: await realpath(join(root, 'bin', 'go')), goroot: root, version, languageVersion };
 }

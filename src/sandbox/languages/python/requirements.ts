@@ -31,7 +31,7 @@ const ARCHIVE = /\.(whl|zip|tar|tgz|tbz|txz|tlz|tar\.(gz|bz2|xz|lz|lzma))$/i;
 
 /** Whether a requirement names a package of the index (not a path, an archive or a URL). */
 export function isIndexRequirement(requirement: string): boolean {
-  return INDEX_REQUIREMENT.test(requirement) && !ARCHIVE.test(requirement.split(/[\s;[(<>=!~]/)[0]);
+  return INDEX_REQUIREMENT.test(requirement) && !ARCHIVE.test(requirement.split(/[\s;[(<>=!~]/)[0]!); // split gives a piece at least
 }
 
 /** pip as pkg.install: its output's stages, and what each requirement resolved to. */

@@ -188,6 +188,6 @@ export class WheelStore {
 
 /** A wheel's project name and version, from its file name (PEP 427: name-version-tags.whl). */
 function wheelOf(name: string): { project: string; version: string } | undefined {
-  const match = /^([A-Za-z0-9_.]+)-([A-Za-z0-9_.!+]+)-/.exec(name);
-  return match ? { project: match[1], version: match[2] } : undefined;
+  const [, project, version] = /^([A-Za-z0-9_.]+)-([A-Za-z0-9_.!+]+)-/.exec(name) ?? [];
+  return project && version ? { project, version } : undefined;
 }
