@@ -1,4 +1,3 @@
-// end-to-end: alone (it measures time or looks at the whole host: tests/end-to-end-tier.sh)
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, test } from 'node:test';
@@ -9,15 +8,22 @@ import { startWorker, stopHard, type RunningWorker } from '../helpers/worker.js'
 // "Cancelled before it was forked": a warm call aborted (cancel, timeout) before the zygote has
 // said `forked` makes the worker send {op:"kill"}, and the zygote kills the child's process
 // group. When the zygote reads `run` and `kill` together (it was busy, throttled, or stopped),
-// it forks and kills at once, before the child has called setsid(): there is no such group
-// yet, the kill misses, and the child stays, blocked on its gate in the session's cgroup
-// (outside every task group), for as long as the warm interpreter lives. Nothing of a task may
-// outlive it.
+// it hands the call to a child that has not called setsid() yet (the spare it forked ahead, or
+// a fresh one) and kills at once: there is no such group yet, the kill misses, and the child
+// stays, blocked on its gate in the session's cgroup (outside every task group), for as long as
+// the warm interpreter lives. Nothing of a task may outlive it.
 //
 // The zygote is held busy here by code it imported (sitecustomize, from the workspace): a thread
 // that keeps the GIL for 2.5 s (a libc sleep through ctypes.PyDLL, which does not release it)
 // each time a file appears. A stopped zygote (SIGSTOP) would be replaced at once
 // (warm-stopped.test.ts); a busy one is given 5 s.
+//
+// Each spare (the child the zygote forks ahead when a call goes) is slow to start here, as on a
+// loaded host: it sleeps 4 s before its setsid(). So from the second round on, the held call is
+// handed a spare with no group of its own yet (the listing before made it), and the listing's
+// own new spare is listed before it has named itself codegen-spare. Counting every zygote child
+// named python once failed this file beside another one ("round 1: 1 left": pid 7, the
+// listing's spare); what counts is the zygote's children older than the listing.
 const HOLD = [
   'import ctypes, os, sys, threading, time',
   'if sys.argv[:1] == ["-c"]:',
@@ -28,6 +34,15 @@ const HOLD = [
   '                ctypes.PyDLL(None).usleep(2500000)',
   '            time.sleep(0.02)',
   '    threading.Thread(target=_hold, daemon=True).start()',
+  '    _setsid = os.setsid',
+  '    def _late_setsid():',
+  '        caller = sys._getframe(1)',
+  '        while caller is not None and caller.f_code.co_name != "ensure_spare":',
+  '            caller = caller.f_back',
+  '        if caller is not None:',
+  '            time.sleep(4)',
+  '        return _setsid()',
+  '    os.setsid = _late_setsid',
 ].join('\n');
 
 const MARK = `cancel-before-fork-${randomBytes(6).toString('hex')}`;
@@ -45,13 +60,16 @@ test('a warm call cancelled before the zygote forked leaves no child behind', as
   const warm = await callTool(w.tasks, sessionId, 'run.python', { code: 'print(42)' });
   assert.equal(warm.result?.outputs.stdout, '42\n', describeCall(warm));
 
-  // Zygote children left over (not the shell asking): forked pythons the worker gave up on.
+  // The zygote's children (ppid 2) left over, whatever their name: those older than the shell
+  // asking ($$: pid 2 forked it after every earlier call's child), but for a zombie (dead, its
+  // reaping due). The spare forked when the shell went is younger. Rows: pid, $$, state, ppid, name.
   const leftovers = async (): Promise<string[]> => {
     const ps = await callTool(w.tasks, sessionId, 'run.shell', {
-      command: 'for p in /proc/[0-9]*; do echo "${p#/proc/} $(cut -d" " -f4 $p/stat) $(cat $p/comm)"; done',
+      command: 'for p in /proc/[0-9]*; do echo "${p#/proc/} $$ $(cut -d" " -f3,4 $p/stat) $(cat $p/comm)"; done',
     });
     assert.equal(ps.code, Status.OK, describeCall(ps));
-    return (ps.result?.outputs.stdout ?? '').split('\n').filter((l) => / 2 python$/.test(l));
+    const rows = (ps.result?.outputs.stdout ?? '').split('\n').map((l) => l.split(' '));
+    return rows.filter(([pid, shell, state, ppid]) => ppid === '2' && state !== 'Z' && Number(pid) < Number(shell)).map((r) => r.join(' '));
   };
   let left: string[] = [];
   for (let round = 0; round < 6 && left.length === 0; round++) {

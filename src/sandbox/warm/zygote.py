@@ -230,7 +230,13 @@ def handle(request):
     elif op == "go":
         gate = gates.pop(request["id"], None)
         if gate is not None:
-            os.write(gate, b"g")
+            try:
+                os.write(gate, b"g")
+            except OSError:
+                # The child is dead, not yet reaped: a call cancelled just after its child was
+                # placed sends kill, then go (read together here), or the session's code killed
+                # it. EPIPE must not end the zygote (and every call it runs); the exit is reported.
+                pass
             os.close(gate)
             send({"ev": "went", "id": request["id"]})
         ensure_spare()
