@@ -156,9 +156,10 @@ export class PythonLanguage implements Language {
    * does not apply.
    */
   private async installStored(sandbox: LanguageSandbox, requirements: string[], key: string, options: RunOptions): Promise<InstallResult | undefined> {
-    const wheels = await this.wheelStore?.lookup(key, this.pageDigest);
+    if (!this.wheelStore) return undefined;
+    // The index pages are read while site-packages is listed.
+    const [wheels, present] = await Promise.all([this.wheelStore.lookup(key, this.pageDigest), this.distributionsIn(sandbox.environment.host)]);
     if (!wheels) return undefined;
-    const present = await this.distributionsIn(sandbox.environment.host);
     if (wheels.some((w) => present.has(canonicalName(w.project)))) return undefined;
     const requested = requirements.map((req) => canonicalName(/^[A-Za-z0-9][A-Za-z0-9._-]*/.exec(req)?.[0] ?? req));
     const envDir = sandbox.isolate ? sandbox.environment.inside : sandbox.environment.host;
