@@ -62,13 +62,15 @@ client/.built: node_modules/.installed tsconfig.json client/tsconfig.json client
 	@touch $@
 
 # What the worker needs from the machine: a Python 3 with pip (pkg.install drives the host's
-# pip) and bubblewrap (the sandbox); setpriv, prlimit, flock and nsenter come with util-linux;
-# sessions' networks need ip (iproute2) and nft (nftables). The
+# pip), PyPA's installer (python3-installer: a list installed before is laid out again without
+# pip; without it pip does that too, slower) and bubblewrap (the sandbox); setpriv, prlimit, flock
+# and nsenter come with util-linux; sessions' networks need ip (iproute2) and nft (nftables). The
 # security tests build a small shared library with cc. Go sessions (offered unless WORKER_LANGUAGES
 # leaves go out) build with Debian's golang-go.
 system-deps:
 	@command -v python3 >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3; }
 	@python3 -m pip --version >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-pip; }
+	@[ -f /usr/lib/python3/dist-packages/installer/__init__.py ] || { apt-get update -qq && apt-get install -y -qq python3-installer; }
 	@command -v bwrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq bubblewrap; }
 	@command -v flock >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1 && command -v nsenter >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq util-linux; }
 	@command -v ip >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq iproute2; }

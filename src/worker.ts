@@ -27,6 +27,7 @@ import { resolveLanguages, type LanguageOffer } from './sandbox/languages/langua
 import { NodeLanguage } from './sandbox/languages/node/nodeLanguage.js';
 import { PythonLanguage } from './sandbox/languages/python/pythonLanguage.js';
 import { WheelStore } from './sandbox/languages/python/wheelStore.js';
+import { PYPA_INSTALLER } from './sandbox/languages/python/wheelInstaller.js';
 import { SandboxHost } from './sandbox/host/sandboxHost.js';
 import { Checkpoints } from './sessions/checkpoints.js';
 import { startIdleReaper } from './sessions/idleReaper.js';
@@ -158,6 +159,14 @@ function languageOffers(config: WorkerConfig, dirs: DataDirectory, wheelStore: W
         });
         if (python.interpreter.pipVersion === undefined)
           logger.warn('the host Python has no pip: pkg.install will fail', { python: python.interpreter.executable });
+        else if (python.interpreter.wheelInstaller === undefined)
+          logger.warn(
+            "the host Python cannot import PyPA's installer (Debian's python3-installer): pkg.install of a list installed before runs pip again, slower",
+            {
+              python: python.interpreter.executable,
+              installer: PYPA_INSTALLER,
+            },
+          );
         return python;
       },
     },

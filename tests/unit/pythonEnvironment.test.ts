@@ -14,6 +14,7 @@ const interpreter: PythonInterpreter = {
   prefix: '/opt/python',
   pipVersion: '24.0',
   pipRunner: undefined,
+  wheelInstaller: undefined,
 };
 const base = await mkdtemp(join(tmpdir(), 'unit-venv-'));
 after(() => rm(base, { recursive: true, force: true }));

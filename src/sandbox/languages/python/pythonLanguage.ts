@@ -14,7 +14,7 @@ import { prepareSharedCache } from '../../caches/sharedCache.js';
 import { createPythonEnvironment, pythonEnvironmentAt } from './pythonEnvironment.js';
 import { resolvePythonInterpreter, type PythonInterpreter } from './pythonInterpreter.js';
 import { canonicalName, isIndexRequirement, PIP_INSTALLER } from './requirements.js';
-import { WHEEL_INSTALLER_SOURCE } from './wheelInstaller.js';
+import { PYPA_INSTALLER, WHEEL_INSTALLER_SOURCE } from './wheelInstaller.js';
 import { indexPageDigest } from './indexPages.js';
 import { WheelStore, type StoredWheel } from './wheelStore.js';
 import { ZYGOTE_SOURCE } from '../../warm/zygote.js';
@@ -140,7 +140,7 @@ export class PythonLanguage implements Language {
       const result = await this.installFrom(sandbox, requirements, wheels, reports, options);
       // What the index resolved this list to serves the next session asking for the same.
       if (fetched?.exitCode === 0 && result.exitCode === 0 && fromIndex.length === requirements.length) {
-        await this.options.wheelStore?.remember(key, wheels, this.pageDigest).catch(() => undefined);
+        await this.wheelStore?.remember(key, wheels, this.pageDigest).catch(() => undefined);
       }
       return { ...result, installed: await readPipReport(join(reports, 'report.json')) };
     } finally {
@@ -151,20 +151,23 @@ export class PythonLanguage implements Language {
   /**
    * The fast path: a list every part of which names an index package, resolved before (by any
    * session) and fresh in the wheel store, into an environment holding none of those
-   * distributions yet (what to do with an installed one, pip decides), installed by
-   * wheelInstaller.py as the session: no pip, no network. Undefined when it does not apply.
+   * distributions yet (what to do with an installed one, pip decides), installed by PyPA's
+   * installer (wheelInstaller.py drives it) as the session: no pip, no network. Undefined when it
+   * does not apply.
    */
   private async installStored(sandbox: LanguageSandbox, requirements: string[], key: string, options: RunOptions): Promise<InstallResult | undefined> {
-    const wheels = await this.options.wheelStore?.lookup(key, this.pageDigest);
+    if (!this.wheelStore) return undefined;
+    // The index pages are read while site-packages is listed.
+    const [wheels, present] = await Promise.all([this.wheelStore.lookup(key, this.pageDigest), this.distributionsIn(sandbox.environment.host)]);
     if (!wheels) return undefined;
-    const present = await this.distributionsIn(sandbox.environment.host);
     if (wheels.some((w) => present.has(canonicalName(w.project)))) return undefined;
     const requested = requirements.map((req) => canonicalName(/^[A-Za-z0-9][A-Za-z0-9._-]*/.exec(req)?.[0] ?? req));
     const envDir = sandbox.isolate ? sandbox.environment.inside : sandbox.environment.host;
     const site = join(envDir, relative(sandbox.environment.host, pythonEnvironmentAt(sandbox.environment.host, this.interpreter).sitePackages));
-    const task = { requested, site, scripts: `${envDir}/bin` };
     const wheelPath = (w: StoredWheel) => (sandbox.isolate ? `${INSIDE.wheels}/${w.name}` : w.path);
-    const command = [`${envDir}/bin/python`, '-I', '-S', '-c', WHEEL_INSTALLER_SOURCE, JSON.stringify({ ...task, wheels: wheels.map(wheelPath) })];
+    // installer is under /usr, which every sandbox shows read-only at its own path.
+    const task = [PYPA_INSTALLER, site, `${envDir}/bin`, requested.join(','), ...wheels.map(wheelPath)];
+    const command = [`${envDir}/bin/python`, '-I', '-S', '-c', WHEEL_INSTALLER_SOURCE, ...task];
     const mounts: Mount[] = [
       ...this.systemMounts,
       { host: sandbox.environment.host, inside: sandbox.environment.inside, writable: true },
@@ -176,6 +179,11 @@ export class PythonLanguage implements Language {
     if (result.exitCode === UNSUPPORTED_WHEEL && result.killedBy === undefined) return undefined;
     const installed = wheels.map((w) => ({ name: w.project, version: w.version, requested: requested.includes(canonicalName(w.project)) }));
     return { ...result, installed };
+  }
+
+  /** The wheel store, when stored wheels can be installed without pip (the interpreter imports PyPA's installer). */
+  private get wheelStore(): WheelStore | undefined {
+    return this.interpreter.wheelInstaller === undefined ? undefined : this.options.wheelStore;
   }
 
   /** Projects of the index pages a stored resolution came from, read as pip would read them now. */
