@@ -132,7 +132,7 @@ test("without PyPA's installer the worker says so once at start, and a list inst
       const { sessionId } = await other.sessions.createSession({ workspaceId });
       const run = await runTask(other.tasks, { sessionId, toolName: 'pkg.install', arguments: { requirements: 'alpha' } });
       assert.equal(run.result?.status, TaskStatus.STATUS_SUCCESS, JSON.stringify(run.result));
-      assert.match(run.result!.outputs.stdout, /^Processing .*alpha-1\.0/m, `${workspaceId}: pip installed it`);
+      assert.match(run.result!.outputs.stdout ?? '', /^Processing .*alpha-1\.0/m, `${workspaceId}: pip installed it`);
     }
   } finally {
     await other.stop();
