@@ -9,8 +9,9 @@
  *   together; the rest wait, first come first served, before their first bytes are taken in (a
  *   request larger than all of it waits for all, then runs alone). Before this, 16 × 32 MB
  *   requests of one session were all received at once, whatever that session's payload share.
- *   A client that announces a large request and stops sending holds its turn until its call's
- *   deadline or its connection ends; the ones behind it wait as long (their own deadlines run).
+ *   A request that takes in nothing for `stallMs` while others wait is told to end (its call
+ *   fails RESOURCE_EXHAUSTED): a client that announces a large request and stops sending cannot
+ *   hold everyone else's uploads.
  * - **Pace**: while an interactive call (any call whose request is small) is in flight, or ended
  *   less than `BUSY_LINGER_MS` ago, large requests together are taken in at most
  *   `bytesPerSecondWhileBusy`; a lone upload is never slowed.
@@ -26,6 +27,8 @@ export interface BulkIntakeOptions {
   bytesAtOnce: number;
   /** 0: never paced. */
   bytesPerSecondWhileBusy: number;
+  /** How long a request holding its turn may take in nothing while others wait (0: forever). */
+  stallMs?: number;
   /** Milliseconds, monotonic (tests give a fake). */
   now?: () => number;
 }
@@ -35,6 +38,14 @@ export interface Admission {
   granted: boolean;
   /** Gives its bytes back (or leaves the queue), once; later calls do nothing. */
   release(): void;
+  /** Some of its bytes arrived (or the pace, not the client, held it): it is not stalled. */
+  progress(): void;
+}
+
+interface Holder {
+  lastProgress: number;
+  stalled: boolean;
+  onStall: () => void;
 }
 
 export class BulkIntake {
@@ -46,20 +57,34 @@ export class BulkIntake {
   private allowance = 0;
   private allowanceAt = 0;
   private readonly now: () => number;
+  private readonly holders = new Set<Holder>();
+  private stallTimer: NodeJS.Timeout | undefined;
 
   constructor(readonly options: BulkIntakeOptions) {
     this.now = options.now ?? (() => performance.now());
   }
 
-  /** Asks to take in a large request of `bytes`; `onGrant` runs when a waiting one may go on. */
-  admit(bytes: number, onGrant: () => void): Admission {
+  /**
+   * Asks to take in a large request of `bytes`; `onGrant` runs when a waiting one may go on, and
+   * `onStall` (once) when it holds its turn, takes in nothing for stallMs, and others wait.
+   */
+  admit(bytes: number, onGrant: () => void, onStall: () => void = () => undefined): Admission {
     const need = Math.min(Math.max(0, bytes), this.options.bytesAtOnce);
     let state: 'waiting' | 'holding' | 'done' = 'holding';
-    const waiter = { bytes: need, grant: () => ((state = 'holding'), onGrant()) };
-    if (this.waiting.length === 0 && this.held + need <= this.options.bytesAtOnce) this.held += need;
-    else {
+    const holder: Holder = { lastProgress: this.now(), stalled: false, onStall };
+    const hold = () => {
+      state = 'holding';
+      holder.lastProgress = this.now();
+      this.holders.add(holder);
+    };
+    const waiter = { bytes: need, grant: () => (hold(), onGrant()) };
+    if (this.waiting.length === 0 && this.held + need <= this.options.bytesAtOnce) {
+      this.held += need;
+      hold();
+    } else {
       state = 'waiting';
       this.waiting.push(waiter);
+      this.watchStalls();
     }
     return {
       granted: state === 'holding',
@@ -68,9 +93,34 @@ export class BulkIntake {
         else if (state === 'waiting') this.waiting.splice(this.waiting.indexOf(waiter), 1);
         else return;
         state = 'done';
+        this.holders.delete(holder);
         this.grantWaiting();
       },
+      progress: () => void (holder.lastProgress = this.now()),
     };
+  }
+
+  /** Tells each holder that took in nothing for stallMs, while others wait, to end (the timer's work; tests call it). */
+  checkStalls(): void {
+    const stallMs = this.options.stallMs ?? 0;
+    if (this.waiting.length === 0 || stallMs <= 0) return;
+    for (const holder of this.holders) {
+      if (holder.stalled || this.now() - holder.lastProgress < stallMs) continue;
+      holder.stalled = true;
+      holder.onStall();
+    }
+  }
+
+  /** Checks for stalled holders while any request waits. */
+  private watchStalls(): void {
+    const stallMs = this.options.stallMs ?? 0;
+    if (this.stallTimer || stallMs <= 0) return;
+    this.stallTimer = setInterval(() => {
+      if (this.waiting.length > 0) return this.checkStalls();
+      clearInterval(this.stallTimer);
+      this.stallTimer = undefined;
+    }, stallMs / 4);
+    this.stallTimer.unref();
   }
 
   /** An interactive call began; the function returned says it ended (once). */

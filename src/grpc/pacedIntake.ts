@@ -13,12 +13,15 @@ import { BulkIntake, LARGE_REQUEST_BYTES, type Admission } from './bulkIntake.js
  */
 
 const READING_SIZE = 1;
+const RESOURCE_EXHAUSTED = 8;
+const NO_ERROR = 0;
 const READING_MESSAGE = 2;
 
 interface Stream {
   pause(): void;
   resume(): void;
   once(event: 'close', listener: () => void): void;
+  close(code: number): void;
   readonly destroyed: boolean;
 }
 
@@ -37,6 +40,7 @@ const INTAKE = Symbol('intake');
 interface Call {
   stream: Stream;
   cancelled: boolean;
+  sendStatus(status: { code: number; details: string }): void;
   decoder: { readState: number; readMessageSize: number };
   [INTAKE]?: IntakeState;
 }
@@ -75,21 +79,33 @@ function handleDataFrame(this: Call, data: Buffer): void {
     return;
   }
   if (!state.admission) {
-    state.admission = bulk.admit(decoder.readMessageSize, () => {
-      state.waitingAdmission = false;
-      resumeIfFree(this, state);
-    });
+    state.admission = bulk.admit(
+      decoder.readMessageSize,
+      () => {
+        state.waitingAdmission = false;
+        resumeIfFree(this, state);
+      },
+      () => {
+        this.sendStatus({ code: RESOURCE_EXHAUSTED, details: 'the request stopped arriving while other large requests waited their turn' });
+        // The answer is whole; RST_STREAM NO_ERROR asks the client to stop sending (RFC 9113
+        // 8.1), and its turn goes to the next at once.
+        this.stream.close(NO_ERROR);
+        close(state);
+      },
+    );
     if (!state.admission.granted) {
       state.waitingAdmission = true;
       this.stream.pause();
       return;
     }
   }
+  state.admission.progress();
   const wait = bulk.took(data.length);
   if (wait > 0 && !state.paced) {
     this.stream.pause();
     state.paced = setTimeout(() => {
       state.paced = undefined;
+      state.admission?.progress(); // the pace held it, not its client
       resumeIfFree(this, state);
     }, wait);
   }

@@ -63,6 +63,8 @@ const DESCRIPTORS = new URL('../../../gen/codegen.binpb', import.meta.url);
 
 /** Large requests' announced bytes received at once, all calls together (bulkIntake.ts). */
 const BULK_BYTES_AT_ONCE = 128 * 1024 * 1024;
+/** How long a large request holding its turn may take in nothing while others wait. */
+const BULK_STALL_MS = 10_000;
 
 /**
  * Starts the worker's gRPC services, grpc.health.v1 (no token needed: load balancers and
@@ -72,7 +74,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   applyServerStreamBackpressure();
   applyFramedReplies();
   applyJoinedAsTheyCome();
-  applyPacedIntake(new BulkIntake({ bytesAtOnce: BULK_BYTES_AT_ONCE, bytesPerSecondWhileBusy: options.bulkIntakeBytesPerSecond }));
+  applyPacedIntake(new BulkIntake({ bytesAtOnce: BULK_BYTES_AT_ONCE, bytesPerSecondWhileBusy: options.bulkIntakeBytesPerSecond, stallMs: BULK_STALL_MS }));
   const { logger } = options;
   const server = createServer({
     'grpc.max_receive_message_length': options.maxMessageBytes,

@@ -76,3 +76,35 @@ test('a pace of 0 never slows anything', () => {
   intake.interactiveCall();
   assert.equal(intake.took(1024 * MB), 0);
 });
+
+test('a holder that takes in nothing for stallMs while others wait is told to end, once; progress or an empty queue spares it', () => {
+  const clock = fakeClock();
+  const intake = new BulkIntake({ bytesAtOnce: 4 * MB, bytesPerSecondWhileBusy: 0, stallMs: 1000, now: clock.now });
+  const stalled: string[] = [];
+  const a = intake.admit(
+    4 * MB,
+    () => undefined,
+    () => stalled.push('a'),
+  );
+  clock.advance(5000);
+  intake.checkStalls();
+  assert.deepEqual([...stalled], [], 'nobody waits: holding long is no harm');
+  const b = intake.admit(
+    4 * MB,
+    () => undefined,
+    () => stalled.push('b'),
+  );
+  a.progress();
+  clock.advance(999);
+  intake.checkStalls();
+  assert.deepEqual([...stalled], [], 'it took something in under a second ago');
+  clock.advance(1);
+  intake.checkStalls();
+  intake.checkStalls();
+  assert.deepEqual(stalled, ['a'], 'told once');
+  a.release();
+  clock.advance(5000);
+  intake.checkStalls();
+  assert.deepEqual(stalled, ['a'], 'b holds now, and nobody waits behind it');
+  b.release();
+});

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
+import { connect } from 'node:http2';
 import { BulkIntake, BUSY_LINGER_MS, type Admission } from '../../src/grpc/bulkIntake.js';
 import { applyPacedIntake } from '../../src/grpc/pacedIntake.js';
 
@@ -30,10 +31,15 @@ class RecordingIntake extends BulkIntake {
   mostHeld = 0;
   queued = 0;
   waits = 0;
-  override admit(bytes: number, onGrant: () => void): Admission {
+  stalls = 0;
+  override admit(bytes: number, onGrant: () => void, onStall?: () => void): Admission {
     let held = false;
     const count = () => ((held = true), (this.holding += bytes), (this.mostHeld = Math.max(this.mostHeld, this.holding)));
-    const admission = super.admit(bytes, () => (count(), onGrant()));
+    const admission = super.admit(
+      bytes,
+      () => (count(), onGrant()),
+      () => (this.stalls++, onStall?.()),
+    );
     if (admission.granted) count();
     else this.queued++;
     return {
@@ -43,6 +49,7 @@ class RecordingIntake extends BulkIntake {
         held = false;
         admission.release();
       },
+      progress: () => admission.progress(),
     };
   }
   override took(bytes: number): number {
@@ -154,4 +161,32 @@ test('a call cancelled while it waits its turn or its pace gives back what it he
   await until(() => intake.holding === 0, 'what the cancelled calls held is given back');
   assert.deepEqual(await digest(third).reply, sha(third), 'the next one is admitted');
   assert.equal(intake.holding, 0);
+});
+
+test('a large request that stops arriving while others wait its turn is ended RESOURCE_EXHAUSTED; the next one goes on', async () => {
+  const intake = new RecordingIntake({ bytesAtOnce: 5 * MB, bytesPerSecondWhileBusy: 0, stallMs: 300 });
+  applyPacedIntake(intake);
+  // A client of its own making: it announces 4 MB, sends 64 KiB of it, and nothing more.
+  const session = connect(`http://127.0.0.1:${port}`);
+  const stalled = session.request({ ':method': 'POST', ':path': '/t.T/Digest', 'content-type': 'application/grpc', te: 'trailers' });
+  const header = Buffer.alloc(5);
+  header.writeUInt32BE(4 * MB, 1);
+  stalled.write(Buffer.concat([header, Buffer.alloc(64 * 1024, 1)]));
+  const trailers = new Promise<Record<string, unknown>>((resolve) => stalled.on('trailers', resolve).on('response', (h) => h['grpc-status'] && resolve(h)));
+  stalled.on('data', () => undefined);
+  stalled.on('error', () => undefined);
+  try {
+    await until(() => intake.holding > 0, 'the stalled request holds its turn');
+    const next = requests(1, 3 * MB)[0]!;
+    const reply = digest(next).reply;
+    await until(() => intake.queued > 0, 'the next one waits');
+    let replied: Buffer | undefined;
+    void reply.then((r) => (replied = r));
+    await until(() => replied !== undefined, 'the next one went on once the stalled one was ended');
+    assert.deepEqual(replied, sha(next));
+    assert.equal((await trailers)['grpc-status'], String(grpc.status.RESOURCE_EXHAUSTED));
+    assert.equal(intake.stalls, 1);
+  } finally {
+    session.destroy();
+  }
 });
