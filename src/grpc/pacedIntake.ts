@@ -8,8 +8,8 @@ import { BulkIntake, LARGE_REQUEST_BYTES, type Admission } from './bulkIntake.js
  * not be taken in yet (too many at once) or not so fast (the pace), the call's HTTP/2 stream is
  * paused, so Node stops giving the client window to send more on that stream (other streams of
  * the same connection go on), and resumed when it may. Calls whose requests are small are the
- * interactive ones the pace protects. tests/unit/pacedIntake.test.ts checks that the patched class
- * is the one grpc-js's server uses; tests/security/neighbour-flood.test.ts measures the effect.
+ * interactive ones the pace protects. tests/unit/pacedIntake.test.ts drives grpc-js's own server
+ * through it; tests/security/neighbour-flood.test.ts measures the effect.
  */
 
 const READING_SIZE = 1;
@@ -131,6 +131,3 @@ function close(state: IntakeState): void {
   state.paced = undefined;
   state.endInteractive?.();
 }
-
-/** The class patched (for its test). */
-export const patchedCall = interceptors.BaseServerInterceptingCall;
