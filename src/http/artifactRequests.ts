@@ -3,7 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import type { UrlSigner } from '../storage/urlSigner.js';
 import type { DiskBudget, Reservation } from '../storage/diskBudget.js';
 import { WorkerError } from '../errors.js';
-import { reply, type Route } from './httpServer.js';
+import { acceptBody, reply, type Route } from './httpServer.js';
 import { ARTIFACT_ID, downloadFields, uploadFields, type LocalArtifactStore, type UploadGrant } from '../storage/artifactStore.js';
 
 /**
@@ -36,6 +36,7 @@ export function artifactRoutes(store: LocalArtifactStore, signer: UrlSigner, dis
       } catch (err) {
         return reply(res, 507, err instanceof WorkerError ? err.details : 'not enough disk for the upload');
       }
+      acceptBody(req, res);
       const outcome = await store.receive(grant, req, declared).finally(() => reservation?.release());
       if (outcome === 'stored') return reply(res, 200, 'stored');
       if (outcome === 'exists') return reply(res, 409, 'already uploaded: an upload URL takes one PUT');

@@ -19,14 +19,46 @@ export interface TlsFiles {
   key: string;
 }
 
-/** A JSON answer that closes the connection (clients of error paths often do not read bodies). */
+/**
+ * How long a refused request's body is still read, and thrown away, after the answer: a client
+ * writing its body only reads once it has written, and a connection closed under its writes is
+ * reset before it sees why (nginx's lingering close does the same, for 30 s).
+ */
+const LINGER_MS = 5_000;
+
+const continued = new WeakSet<IncomingMessage>();
+
+/** Tells a client that sent `Expect: 100-continue` to send its body: call once the request is accepted. */
+export function acceptBody(req: IncomingMessage, res: ServerResponse): void {
+  if (req.headers.expect?.toLowerCase() !== '100-continue' || continued.has(req)) return;
+  continued.add(req);
+  res.writeContinue();
+}
+
+/**
+ * A JSON answer that closes the connection (clients of error paths often do not read bodies).
+ * A body still on its way is read and dropped for up to LINGER_MS first, unless the client is
+ * waiting for 100-continue and so sends none.
+ */
 export function reply(res: ServerResponse, status: number, message: string): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  res.writeHead(status, { 'content-type': 'application/json', connection: 'close' });
-  res.end(JSON.stringify({ error: status >= 400 ? message : undefined, message }));
+  const text = JSON.stringify({ error: status >= 400 ? message : undefined, message });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), connection: 'close' });
+  const req = res.req;
+  const bodyComing = !req.complete && !req.destroyed && (req.headers.expect?.toLowerCase() !== '100-continue' || continued.has(req));
+  if (!bodyComing) return void res.end(text);
+  res.write(text);
+  const finish = () => {
+    clearTimeout(timer);
+    if (!res.writableEnded) res.end();
+  };
+  const timer = setTimeout(finish, LINGER_MS);
+  req.once('end', finish);
+  req.once('close', finish);
+  req.resume();
 }
 
 /**
@@ -52,6 +84,8 @@ export async function startHttpServer(
   const read = (files: TlsFiles) => ({ cert: readFileSync(files.cert), key: readFileSync(files.key) });
   const secure = tls ? createHttpsServer(read(tls), dispatch) : undefined;
   const server: Server = secure ?? createHttpServer(dispatch);
+  // Routes answer `Expect: 100-continue` themselves (acceptBody): a refused upload is refused before its body is sent.
+  server.on('checkContinue', dispatch);
   if (tls && secure) {
     const reload = () => {
       try {

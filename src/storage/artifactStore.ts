@@ -128,7 +128,9 @@ export class LocalArtifactStore implements ArtifactStore {
     const temporary = join(this.dir, '.incoming', `${grant.artifactId}.${randomBytes(6).toString('hex')}`);
     const counter = new HashingStream(grant.maxBytes);
     try {
-      await pipeline(body, counter, createWriteStream(temporary, { flags: 'wx', mode: 0o600 }));
+      // The body is not destroyed when the upload is refused part way: the answer then reads the
+      // rest so the client sees it (http/httpServer.ts reply).
+      await pipeline(body.iterator({ destroyOnReturn: false }), counter, createWriteStream(temporary, { flags: 'wx', mode: 0o600 }));
       if (declaredLength !== undefined && counter.size !== declaredLength) throw new Error('upload ended early');
       if ((body as { complete?: boolean }).complete === false) throw new Error('upload ended early');
       await writeJsonAtomically(this.path(grant.artifactId, '.upload.json'), { sizeBytes: counter.size, sha256: counter.sha256(), sessionId: grant.sessionId });

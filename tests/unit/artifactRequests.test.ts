@@ -10,6 +10,7 @@ import { artifactRoutes } from '../../src/http/artifactRequests.js';
 import { startHttpServer } from '../../src/http/httpServer.js';
 import type { Logger } from '../../src/logger.js';
 import { LocalArtifactStore, newArtifactId, type UploadGrant } from '../../src/storage/artifactStore.js';
+import { putFromThread } from '../helpers/uploadThread.js';
 
 // Signed upload and download URLs against a real HTTP server on loopback and a store in a
 // temporary directory.
@@ -163,4 +164,27 @@ test('ids that are not artifact ids are unknown to the store', async () => {
   assert.equal(await store.uploaded('../../etc/passwd'), undefined);
   assert.equal(await store.record('artifact-short'), undefined);
   assert.match(newArtifactId(), /^artifact-[A-Za-z0-9_-]{22}$/);
+});
+
+test('a client still sending its body sees why its upload was refused, not a reset connection', async () => {
+  // Refused from the headers alone (too large, not signed) or part way (over the signed size
+  // without a declared length), the answer goes out before the body has arrived; the client,
+  // in a thread of its own as a real one would be, must still read it.
+  for (let round = 0; round < 6; round++) {
+    const tooLarge = await putFromThread(await store.uploadUrl(grant({ maxBytes: 1000 })), 48 << 20, { 'content-type': 'text/plain' });
+    assert.deepEqual([tooLarge.status, tooLarge.error], [413, undefined], `round ${round}`);
+    const unsigned = await putFromThread(`http://127.0.0.1:${port}/artifacts/${newArtifactId()}?size=1`, 48 << 20, { 'content-type': 'text/plain' });
+    assert.deepEqual([unsigned.status, unsigned.error], [403, undefined], `round ${round}`);
+    const streamed = await putFromThread(await store.uploadUrl(grant({ maxBytes: 1 << 20 })), 48 << 20, { 'content-type': 'text/plain' }, { chunked: true });
+    assert.deepEqual([streamed.status, streamed.error], [413, undefined], `round ${round}`);
+  }
+});
+
+test('with Expect: 100-continue a refused upload is answered before any of its body is sent; an accepted one is stored', async () => {
+  const refused = await putFromThread(await store.uploadUrl(grant({ maxBytes: 1000 })), 8 << 20, { 'content-type': 'text/plain' }, { expectContinue: true });
+  assert.deepEqual([refused.status, refused.sent], [413, 0]);
+  const g = grant({ maxBytes: 3 << 20 });
+  const stored = await putFromThread(await store.uploadUrl(g), 3 << 20, { 'content-type': 'text/plain' }, { expectContinue: true });
+  assert.deepEqual([stored.status, stored.sent], [200, 3 << 20]);
+  assert.equal((await store.uploaded(g.artifactId))?.sizeBytes, 3 << 20);
 });
