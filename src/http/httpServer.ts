@@ -48,7 +48,8 @@ export function reply(res: ServerResponse, status: number, message: string): voi
   const text = JSON.stringify({ error: status >= 400 ? message : undefined, message });
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), connection: 'close' });
   const req = res.req;
-  const bodyComing = !req.complete && !req.destroyed && (req.headers.expect?.toLowerCase() !== '100-continue' || continued.has(req));
+  const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+  const bodyComing = hasBody && !req.complete && !req.destroyed && (req.headers.expect?.toLowerCase() !== '100-continue' || continued.has(req));
   if (!bodyComing) return void res.end(text);
   res.write(text);
   const finish = () => {
