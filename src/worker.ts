@@ -34,13 +34,13 @@ import { startIdleReaper } from './sessions/idleReaper.js';
 import { stateName } from './sessions/session.js';
 import { SessionPool } from './sessions/sessionPool.js';
 import { listenRefused, prepareDataDirectory, StartupRefused } from './startupChecks.js';
-import { LocalArtifactStore, S3ArtifactStore, type ArtifactStore } from './storage/artifactStore.js';
-import { LocalCheckpointStore, S3CheckpointStore } from './storage/checkpointStore.js';
+import { LocalArtifactStore, type ArtifactStore } from './storage/artifactStore.js';
+import { LocalCheckpointStore, type CheckpointStore } from './storage/checkpointStore.js';
 import { dataDirectory, legacyCaches, unfinishedWrites, type DataDirectory } from './storage/dataDirectory.js';
 import { removeTree } from './storage/removeTree.js';
 import { CacheDisk, emptyDirectory } from './sandbox/caches/cacheDisk.js';
 import { WorkerError } from './errors.js';
-import { parseS3Url } from './storage/s3Client.js';
+import { parseS3Url, type S3Location } from './storage/s3Location.js';
 import { UrlSigner } from './storage/urlSigner.js';
 import { LocalWorkspaceStore } from './storage/workspaceStore.js';
 import { DISK_FLOOR_BYTES, DiskBudget } from './storage/diskBudget.js';
@@ -257,13 +257,20 @@ async function openStores(config: WorkerConfig, dirs: DataDirectory, pool: Sessi
   const s3 = config.checkpointStore ? parseS3Url(config.checkpointStore, config.s3Endpoint) : undefined;
   await Promise.all([mkdir(dirs.checkpoints, { recursive: true }), mkdir(dirs.artifacts, { recursive: true })]);
   for (const unfinished of unfinishedWrites(dirs)) await rm(unfinished, { recursive: true, force: true });
-  const checkpointStore = s3 ? new S3CheckpointStore(s3, dirs.checkpointScratch) : new LocalCheckpointStore(dirs.checkpoints);
+  const remote = s3 ? await openS3Stores(s3, dirs) : undefined;
+  const checkpointStore = remote?.checkpoints ?? new LocalCheckpointStore(dirs.checkpoints);
   const checkpoints = new Checkpoints({ store: checkpointStore, pool, keepPerSession: config.checkpointsPerSession, diskBudget, logger });
   const signer = await UrlSigner.load(config.urlSecret, dirs.urlSecret);
   const publicUrl = { value: config.publicUrl };
   const localArtifacts = new LocalArtifactStore(dirs.artifacts, signer, () => publicUrl.value!, config.downloadUrlTtlSeconds * 1000);
-  const artifactStore = s3 ? new S3ArtifactStore(s3) : localArtifacts;
+  const artifactStore = remote?.artifacts ?? localArtifacts;
   return { checkpoints, signer, localArtifacts, artifactStore, publicUrl };
+}
+
+/** The S3 stores, their SDK loaded only here: most workers never use it, and loading it is much of start-up. */
+async function openS3Stores(location: S3Location, dirs: DataDirectory): Promise<{ checkpoints: CheckpointStore; artifacts: ArtifactStore }> {
+  const [{ S3CheckpointStore }, { S3ArtifactStore }] = await Promise.all([import('./storage/s3CheckpointStore.js'), import('./storage/s3ArtifactStore.js')]);
+  return { checkpoints: new S3CheckpointStore(location, dirs.checkpointScratch), artifacts: new S3ArtifactStore(location) };
 }
 
 /** Drops artifacts past WORKER_ARTIFACT_RETENTION_HOURS, hourly. */

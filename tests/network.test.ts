@@ -111,6 +111,9 @@ async function hitsDuring(action: () => Promise<unknown>): Promise<string[]> {
 
 const served = (result: ProbeResult, address: string) => result.ok && (JSON.parse(result.body!) as { served_by: string }).served_by === address;
 
+/** What the worker said about the session's connections (a probe that failed says why here). */
+const egressSaid = (w = worker) => JSON.stringify(w.logs.filter((l) => String(l.message).startsWith('egress')).slice(-20));
+
 test('NONE: no connection anywhere, no name resolved', async () => {
   const id = await session(NetworkMode.NETWORK_MODE_NONE);
   let results: ProbeResult[] = [];
@@ -144,9 +147,9 @@ test("OPEN: the internet yes; the host's loopback, the worker's ports, link-loca
     ]);
   });
   assert.deepEqual(results[0]!.addresses, [API]);
-  assert.ok(served(results[1]!, API), JSON.stringify(results[1]));
-  assert.ok(served(results[2]!, API), JSON.stringify(results[2]));
-  assert.ok(results[3]!.ok && results[3]!.body!.startsWith(`hello from ${RAW}:8000`), JSON.stringify(results[3]));
+  assert.ok(served(results[1]!, API), `${JSON.stringify(results[1])} ${egressSaid()}`);
+  assert.ok(served(results[2]!, API), `${JSON.stringify(results[2])} ${egressSaid()}`);
+  assert.ok(results[3]!.ok && results[3]!.body!.startsWith(`hello from ${RAW}:8000`), `${JSON.stringify(results[3])} ${egressSaid()}`);
   for (const r of results.slice(4)) assert.equal(r.ok, false, JSON.stringify(r));
   assert.deepEqual(hits.sort(), [`${API}:443 api.test`, `${API}:80 api.test`, `${RAW}:8000`].sort());
 });

@@ -1,18 +1,6 @@
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { parseRecord } from './jsonFile.js';
-
-/** Where objects live in an S3-compatible store (WORKER_CHECKPOINT_STORE, WORKER_S3_ENDPOINT). */
-export interface S3Location {
-  bucket: string;
-  prefix: string;
-  endpoint: string | undefined;
-}
-
-/** `s3://bucket/prefix` → its parts. */
-export function parseS3Url(url: string, endpoint: string | undefined): S3Location {
-  const parsed = new URL(url);
-  return { bucket: parsed.hostname, prefix: parsed.pathname.replace(/^\/+|\/+$/g, ''), endpoint };
-}
+import type { S3Location } from './s3Location.js';
 
 /** One S3 client setup for every store: the usual AWS credentials, path style for other endpoints. */
 export function createS3Client(location: S3Location): S3Client {

@@ -65,3 +65,26 @@ test('the circle check finds a circle through three files', () => {
   ]);
   assert.deepEqual(importCircles(graph), [['a.ts', 'b.ts', 'c.ts']]);
 });
+
+test('the S3 SDK loads only when a store is in S3: nothing main.ts imports at start-up imports it', () => {
+  // Static value imports only: `import type` is erased, and import('…') waits until it runs.
+  const staticImports = (file: string) =>
+    [...readFileSync(join(ROOT, 'src', file), 'utf8').matchAll(/^(?:import|export) (?!type )[^;]*?from '([^']+)'/gm)].map((m) => m[1]!);
+  const reached = new Set<string>();
+  const sdkImporters: string[] = [];
+  const visit = (file: string) => {
+    if (reached.has(file)) return;
+    reached.add(file);
+    for (const target of staticImports(file)) {
+      if (target.startsWith('@aws-sdk/')) sdkImporters.push(file);
+      else if (target.startsWith('.')) visit(join(file, '..', target).replace(/\.js$/, '.ts'));
+    }
+  };
+  visit('main.ts');
+  assert.ok(reached.has('worker.ts') && reached.has('storage/checkpointStore.ts'), 'the walk follows the imports');
+  assert.deepEqual(sdkImporters, []);
+  assert.ok(
+    staticImports('storage/s3CheckpointStore.ts').some((t) => t.startsWith('@aws-sdk/')),
+    'the check knows what the SDK looks like',
+  );
+});

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, test } from 'node:test';
 import { isCheckpointId, LocalCheckpointStore, MissingArchiveError, type CheckpointRecord } from '../../src/storage/checkpointStore.js';
-import { parseS3Url } from '../../src/storage/s3Client.js';
+import { parseS3Url } from '../../src/storage/s3Location.js';
 import { DamagedRecordError } from '../../src/storage/jsonFile.js';
 
 test('checkpoint ids are `checkpoint-` and 8 to 64 URL-safe characters; anything else is unknown', () => {

@@ -47,14 +47,20 @@ export class EgressProxy {
     client.on('error', () => undefined);
     const peer = { address: client.remoteAddress ?? '', port: client.remotePort ?? 0 };
     const session = this.sessionAt(peer.address.replace(/^::ffff:/, ''));
-    if (!session) return void client.resetAndDestroy();
+    if (!session) {
+      this.logger.debug('egress refused', { source: peer.address, reason: 'no session has this address' });
+      return void client.resetAndDestroy();
+    }
     if (!session.openConnection()) {
       this.logger.debug('egress refused', { session_id: session.sessionId, reason: 'the session holds its most connections' });
       return void client.resetAndDestroy();
     }
     client.once('close', () => session.closeConnection());
     const destination = await this.findDestination({ address: peer.address.replace(/^::ffff:/, ''), port: peer.port }, this.port).catch(() => undefined);
-    if (!destination) return void client.resetAndDestroy();
+    if (!destination) {
+      this.logger.debug('egress refused', { session_id: session.sessionId, reason: 'its original destination is not in the connection table' });
+      return void client.resetAndDestroy();
+    }
     let head: Buffer = Buffer.alloc(0);
     let name: string | undefined;
     let framer: HttpRequestFramer | undefined;
@@ -75,7 +81,10 @@ export class EgressProxy {
     this.track(upstream);
     upstream.setTimeout(CONNECT_TIMEOUT_MS, () => upstream.destroy(new Error('connect timed out')));
     upstream.once('connect', () => upstream.setTimeout(0));
-    upstream.on('error', () => client.resetAndDestroy());
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
+      this.logger.debug('egress ended', { session_id: session.sessionId, port: destination.port, reason: err.code ?? err.message });
+      client.resetAndDestroy();
+    });
     client.on('error', () => upstream.destroy());
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
