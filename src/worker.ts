@@ -192,7 +192,7 @@ async function offeredLanguages(config: WorkerConfig, dirs: DataDirectory, wheel
 async function startSandbox(
   config: WorkerConfig,
   dirs: DataDirectory,
-  languages: Language[],
+  languages: Promise<Language[]>,
   disks: { diskBudget: DiskBudget; cacheDisk: CacheDisk },
   logger: Logger,
 ): Promise<SandboxHost> {
@@ -439,8 +439,9 @@ async function startServing(
   const { dirs, dataLock, diskBudget, cacheDisk } = base;
   const wheelStore = await WheelStore.open(dirs.wheelStore);
   cacheDisk.pruneWith(cachePruners(dirs, wheelStore));
-  const languages = await offeredLanguages(config, dirs, wheelStore, logger);
-  const sandboxHost = await startSandbox(config, dirs, languages, { diskBudget, cacheDisk }, logger);
+  const resolving = offeredLanguages(config, dirs, wheelStore, logger);
+  const sandboxHost = await startSandbox(config, dirs, resolving, { diskBudget, cacheDisk }, logger);
+  const languages = await resolving;
   // A start-up refused from here on gives back what it made: spares' and sessions' disks, the
   // sessions' networks (namespaces, the nftables table), the HTTP server; undone last first.
   const undo: (() => Promise<unknown>)[] = [() => sandboxHost.close()];

@@ -40,6 +40,9 @@ export class SandboxUnavailableError extends Error {
   override name = 'SandboxUnavailableError';
 }
 
+/** What SandboxHost.create takes: its options, with the languages possibly still being resolved. */
+export type SandboxHostStart = Omit<SandboxHostOptions, 'languages'> & { languages: readonly Language[] | Promise<readonly Language[]> };
+
 /**
  * The worker's side of the sandbox: what the host offers (root, cgroups, bubblewrap), the uids
  * handed to sessions, and the making and unmaking of each session's sandbox.
@@ -67,39 +70,35 @@ export class SandboxHost implements SandboxContext {
     readonly caBundle: CaBundle | undefined,
   ) {}
 
-  static async create(options: SandboxHostOptions): Promise<SandboxHost> {
+  static async create(start: SandboxHostStart): Promise<SandboxHost> {
+    // Awaited after the steps that do not need them; a failure meanwhile must not leave it unhandled.
+    const resolving = Promise.resolve(start.languages);
+    resolving.catch(() => undefined);
     const isRoot = process.getuid?.() === 0;
     const bwrap = await findOnPath('bwrap');
-    if (options.mode === 'bwrap' && !bwrap) {
+    if (start.mode === 'bwrap' && !bwrap) {
       throw new SandboxUnavailableError(
         'bubblewrap (bwrap) is not installed: install the Debian package bubblewrap (`make run` does) or, knowing that code then runs unisolated, set WORKER_SANDBOX=none',
       );
     }
-    const tools = {
-      bwrap,
-      setpriv: (await findOnPath('setpriv')) ?? 'setpriv',
-      prlimit: (await findOnPath('prlimit')) ?? 'prlimit',
-      env: (await findOnPath('env')) ?? '/usr/bin/env',
-      nsenter: (await findOnPath('nsenter')) ?? 'nsenter',
-    };
-    const uids = isRoot && options.mode === 'bwrap' ? await claimUidRange((await findOnPath('flock')) ?? 'flock', options.uidBase) : undefined;
+    const [setpriv, prlimit, env, nsenter, flock] = await Promise.all(['setpriv', 'prlimit', 'env', 'nsenter', 'flock'].map(findOnPath));
+    const tools = { bwrap, setpriv: setpriv ?? 'setpriv', prlimit: prlimit ?? 'prlimit', env: env ?? '/usr/bin/env', nsenter: nsenter ?? 'nsenter' };
+    const uids = isRoot && start.mode === 'bwrap' ? await claimUidRange(flock ?? 'flock', start.uidBase) : undefined;
     try {
       // Scratch space of pkg.install steps; what an earlier run left there is dropped.
-      await removeTree(options.dirs.scratch);
-      await mkdir(options.dirs.scratch, { recursive: true });
-      for (const language of options.languages) await language.prepareHost(uids ? { uid: uids.base, gid: uids.base } : undefined);
-      const cgroups = isRoot ? await setUpCgroups() : undefined;
-      const diskImageProblem = isRoot ? await probeDiskImages(options.dirs.scratch) : 'it needs a worker running as root';
-      const caBundle = await trustedCas(options);
-      const network = await startNetworks(options, uids);
-      const host = new SandboxHost(options, cgroups, isRoot, tools, sandboxSeccompProgram(), uids, diskImageProblem, network.host, network.problem, caBundle);
+      await removeTree(start.dirs.scratch);
+      await mkdir(start.dirs.scratch, { recursive: true });
+      const { languages, cgroups, diskImageProblem, caBundle, network } = await hostResources(start, resolving, uids, isRoot);
+      const options: SandboxHostOptions = { ...start, languages };
       try {
+        for (const language of options.languages) await language.prepareHost(uids ? { uid: uids.base, gid: uids.base } : undefined);
+        const host = new SandboxHost(options, cgroups, isRoot, tools, sandboxSeccompProgram(), uids, diskImageProblem, network.host, network.problem, caBundle);
         await host.selfCheck();
+        return host;
       } catch (err) {
         await network.host?.close();
         throw err;
       }
-      return host;
     } catch (err) {
       uids?.lock.release();
       throw err;
@@ -468,7 +467,35 @@ export class SandboxHost implements SandboxContext {
  * make them (root, bubblewrap, nftables). Where it cannot, a default of none leaves the worker
  * serving sessions without networks (the log says why); a wider default stops it.
  */
-async function startNetworks(options: SandboxHostOptions, uids: UidRange | undefined): Promise<{ host?: NetworkHost; problem?: string }> {
+
+/**
+ * What the sandbox needs of the host, independent of each other: made at once, while the
+ * languages are still being resolved. On any failure what was made is given back and the first
+ * failure (in this order) is thrown.
+ */
+async function hostResources(start: SandboxHostStart, resolving: Promise<readonly Language[]>, uids: UidRange | undefined, isRoot: boolean) {
+  const steps = await Promise.allSettled([
+    resolving,
+    isRoot ? setUpCgroups() : Promise.resolve(undefined),
+    isRoot ? probeDiskImages(start.dirs.scratch) : Promise.resolve('it needs a worker running as root'),
+    trustedCas(start),
+    startNetworks(start, uids),
+  ] as const);
+  const [languages, cgroups, diskImageProblem, caBundle, network] = steps;
+  if (
+    languages.status === 'rejected' ||
+    cgroups.status === 'rejected' ||
+    diskImageProblem.status === 'rejected' ||
+    caBundle.status === 'rejected' ||
+    network.status === 'rejected'
+  ) {
+    if (network.status === 'fulfilled') await network.value.host?.close();
+    throw steps.find((step): step is PromiseRejectedResult => step.status === 'rejected')!.reason;
+  }
+  return { languages: languages.value, cgroups: cgroups.value, diskImageProblem: diskImageProblem.value, caBundle: caBundle.value, network: network.value };
+}
+
+async function startNetworks(options: SandboxHostStart, uids: UidRange | undefined): Promise<{ host?: NetworkHost; problem?: string }> {
   const settings = options.network;
   const problem = options.mode !== 'bwrap' ? 'WORKER_SANDBOX=none runs code on the host' : uids === undefined ? 'it needs a worker running as root' : undefined;
   try {
@@ -491,7 +518,7 @@ async function startNetworks(options: SandboxHostOptions, uids: UidRange | undef
 }
 
 /** WORKER_CA_BUNDLE's bundles, written where sandboxes get them (a bad file stops start-up, saying why). */
-async function trustedCas(options: SandboxHostOptions): Promise<CaBundle | undefined> {
+async function trustedCas(options: SandboxHostStart): Promise<CaBundle | undefined> {
   if (!options.caBundle) return undefined;
   await mkdir(options.dirs.network, { recursive: true });
   return prepareCaBundle(options.caBundle, options.dirs.network).catch((err: unknown) => {
