@@ -20,7 +20,7 @@ export interface WorkerConfig {
   /** WORKER_NPM_REGISTRY: the registry pkg.install uses in node sessions. */
   npmRegistry: string;
   maxMessageBytes: number;
-  /** WORKER_BULK_INTAKE_MB_PER_S, in bytes: how fast large requests are taken in while other calls are served (0: unpaced). */
+  /** WORKER_BULK_INTAKE_MB_PER_S, in bytes: how fast large requests are taken in, and large replies sent, while other calls are served (0: unpaced). */
   bulkIntakeBytesPerSecond: number;
   logLevel: string;
   sessionIdleSeconds: number;
@@ -218,9 +218,9 @@ const SETTINGS = {
   ),
   bulkIntakeBytesPerSecond: setting(
     'WORKER_BULK_INTAKE_MB_PER_S',
-    'how fast large requests (1 MB or more) are taken in, together, while other calls are served (0: as fast as they come)',
+    'how fast large requests and replies (1 MB or more) are taken in and sent, together, while other calls are served (0: as fast as they come)',
     (raw, name) => integer(0, 100_000)(raw, name) * 1024 * 1024,
-    () => 100 * 1024 * 1024,
+    () => 50 * 1024 * 1024,
   ),
   logLevel: setting('WORKER_LOG_LEVEL', 'log level', oneOf(LOG_LEVELS), () => 'info'),
   sessionIdleSeconds: setting('WORKER_SESSION_IDLE_SECONDS', 'destroy sessions idle this long (0: never)', integer(0, 10_000_000), () => 3600),

@@ -12,16 +12,24 @@
  *   A request that takes in nothing for `stallMs` while others wait is told to end (its call
  *   fails RESOURCE_EXHAUSTED): a client that announces a large request and stops sending cannot
  *   hold everyone else's uploads.
- * - **Pace**: while an interactive call (any call whose request is small) is in flight, or ended
- *   less than `BUSY_LINGER_MS` ago, large requests together are taken in at most
- *   `bytesPerSecondWhileBusy`; a lone upload is never slowed.
+ * - **Pace**: while an interactive call (any call whose request is small) is in flight (one began
+ *   less than `BUSY_YOUNG_MS` ago), or one ended less than `BUSY_LINGER_MS` ago, large requests and large replies (a 32 MB fs.read) together
+ *   are taken in and sent at most `bytesPerSecondWhileBusy`; a lone upload or download is never
+ *   slowed.
  */
 
-/** Requests announced at this size or more are large. */
+/** Requests announced at this size or more are large, and replies of it. */
 export const LARGE_REQUEST_BYTES = 1024 * 1024;
 
 /** How long after its last interactive call the worker still counts as busy: back-to-back calls keep it so. */
 export const BUSY_LINGER_MS = 200;
+
+/**
+ * How long an interactive call in flight keeps the worker busy after it began. The pace protects
+ * calls that are quick; a call still in flight after this is waiting for its turn (48 fs.reads
+ * at once) or is long work itself, and would otherwise hold every transfer to the pace.
+ */
+export const BUSY_YOUNG_MS = 1_000;
 
 export interface BulkIntakeOptions {
   bytesAtOnce: number;
@@ -42,6 +50,11 @@ export interface Admission {
   progress(): void;
 }
 
+export interface InteractiveCall {
+  end(): void;
+  turnedBulk(): void;
+}
+
 interface Holder {
   lastProgress: number;
   stalled: boolean;
@@ -53,6 +66,7 @@ export class BulkIntake {
   private readonly waiting: { bytes: number; grant: () => void }[] = [];
   private interactive = 0;
   private lastInteractive = -Infinity;
+  private lastInteractiveStart = -Infinity;
   /** Bytes the pace still allows at once (negative: owed, to be waited for). */
   private allowance = 0;
   private allowanceAt = 0;
@@ -123,26 +137,34 @@ export class BulkIntake {
     this.stallTimer.unref();
   }
 
-  /** An interactive call began; the function returned says it ended (once). */
-  interactiveCall(): () => void {
+  /**
+   * An interactive call began: `end` says it ended (once); `turnedBulk` says it is sending a large
+   * reply, so it no longer counts, neither now nor as a call that just ended (a lone download is
+   * never slowed by itself).
+   */
+  interactiveCall(): InteractiveCall {
     this.interactive++;
+    this.lastInteractiveStart = this.now();
     let ended = false;
-    return () => {
+    const stop = (busyAfter: boolean) => {
       if (ended) return;
       ended = true;
       this.interactive--;
-      this.lastInteractive = this.now();
+      if (busyAfter) this.lastInteractive = this.now();
     };
+    return { end: () => stop(true), turnedBulk: () => stop(false) };
   }
 
-  /** Whether interactive calls are being served (large requests are paced then). */
+  /** Whether interactive calls are being served (large transfers are paced then): calls are in flight and the last began less than BUSY_YOUNG_MS ago, or one ended less than BUSY_LINGER_MS ago. */
   busy(): boolean {
-    return this.interactive > 0 || this.now() - this.lastInteractive < BUSY_LINGER_MS;
+    const now = this.now();
+    return (this.interactive > 0 && now - this.lastInteractiveStart < BUSY_YOUNG_MS) || now - this.lastInteractive < BUSY_LINGER_MS;
   }
 
   /**
-   * `bytes` of a large request were just taken in: how many milliseconds to wait before taking in
-   * more of it (0: go on). Requests share one pace, so their waits queue up behind each other.
+   * `bytes` of a large request were just taken in, or a large reply is about to be sent: how many
+   * milliseconds to wait before going on (0: at once). Requests and replies share one pace, so
+   * their waits queue up behind each other.
    */
   took(bytes: number): number {
     const rate = this.options.bytesPerSecondWhileBusy / 1000;

@@ -1,9 +1,9 @@
 import { createRequire } from 'node:module';
-import { BulkIntake, LARGE_REQUEST_BYTES, type Admission } from './bulkIntake.js';
+import { BulkIntake, LARGE_REQUEST_BYTES, type Admission, type InteractiveCall } from './bulkIntake.js';
 
 /**
  * A patch of grpc-js (1.14), in this one file, like joinedAsTheyCome.ts: each call's request is
- * taken in as bulkIntake.ts decides. After grpc-js has handled a piece of a request
+ * taken in, and its large replies sent, as bulkIntake.ts decides. After grpc-js has handled a piece of a request
  * (handleDataFrame), the call's decoder says whether a large message is being read: if it may
  * not be taken in yet (too many at once) or not so fast (the pace), the call's HTTP/2 stream is
  * paused, so Node stops giving the client window to send more on that stream (other streams of
@@ -17,17 +17,21 @@ const RESOURCE_EXHAUSTED = 8;
 const NO_ERROR = 0;
 const READING_MESSAGE = 2;
 
+type WriteCallback = (error?: Error | null) => void;
+
 interface Stream {
   pause(): void;
   resume(): void;
   once(event: 'close', listener: () => void): void;
   close(code: number): void;
+  write(chunk: Buffer, callback?: WriteCallback): boolean;
+  end(...args: unknown[]): unknown;
   readonly destroyed: boolean;
 }
 
 interface IntakeState {
   kind?: 'interactive' | 'bulk';
-  endInteractive?: () => void;
+  interactive?: InteractiveCall;
   /** The large message being read, once admitted or queued. */
   admission?: Admission;
   waitingAdmission: boolean;
@@ -70,7 +74,7 @@ function handleDataFrame(this: Call, data: Buffer): void {
   const large = decoder.readState === READING_MESSAGE && decoder.readMessageSize >= LARGE_REQUEST_BYTES;
   if (state.kind === undefined && decoder.readState !== READING_SIZE) {
     state.kind = large ? 'bulk' : 'interactive';
-    if (!large) state.endInteractive = bulk.interactiveCall();
+    if (!large) state.interactive = bulk.interactiveCall();
   }
   if (!large) {
     // Read whole (or never large): its bytes are the call's now, counted by the payload budgets.
@@ -114,7 +118,41 @@ function handleDataFrame(this: Call, data: Buffer): void {
 function watch(call: Call): IntakeState {
   const state: IntakeState = { waitingAdmission: false, closed: false };
   call.stream.once('close', () => close(state));
+  paceReplies(call.stream, state);
   return state;
+}
+
+/**
+ * The call's large replies (grpc-js writes each message, framed, in one write) are sent as the
+ * pace allows; what the call writes after one, its end (trailers) included, waits behind it. A
+ * call sending a large reply no longer counts as interactive.
+ */
+function paceReplies(stream: Stream, state: IntakeState): void {
+  const write = stream.write.bind(stream);
+  const end = stream.end.bind(stream);
+  let behind: Promise<void> | undefined;
+  const later = (step: () => void, wait = 0) => {
+    const previous = behind ?? Promise.resolve();
+    const next = previous.then(() => (wait > 0 ? new Promise<void>((resolve) => setTimeout(resolve, wait)) : undefined)).then(step);
+    behind = next;
+    void next.finally(() => {
+      if (behind === next) behind = undefined;
+    });
+  };
+  stream.write = (chunk: Buffer, callback?: WriteCallback) => {
+    let wait = 0;
+    if (chunk.length >= LARGE_REQUEST_BYTES) {
+      state.interactive?.turnedBulk();
+      wait = intake!.took(chunk.length);
+    }
+    if (!behind && wait <= 0) return write(chunk, callback);
+    later(() => {
+      if (stream.destroyed) callback?.(new Error('the call ended before its reply was sent'));
+      else write(chunk, callback);
+    }, wait);
+    return true;
+  };
+  stream.end = (...args: unknown[]) => (behind ? later(() => void end(...args)) : end(...args));
 }
 
 function resumeIfFree(call: Call, state: IntakeState): void {
@@ -129,5 +167,5 @@ function close(state: IntakeState): void {
   state.admission = undefined;
   clearTimeout(state.paced);
   state.paced = undefined;
-  state.endInteractive?.();
+  state.interactive?.end();
 }

@@ -1,6 +1,6 @@
 import { setPriority } from 'node:os';
 import { fork, type ChildProcess } from 'node:child_process';
-import { setMaxListeners } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import { createWorkerClient } from '../../src/client/index.js';
 import { runTask } from './tasks.js';
 
@@ -25,6 +25,8 @@ export interface FloodReport {
 export interface Flood {
   /** Resolves once the first call of the flood has answered. */
   started: Promise<void>;
+  /** Resolves once `calls` calls have answered whole (a paced flood is slow, never stopped); rejects after `ms`. */
+  answered(calls: number, ms: number): Promise<void>;
   stop(): Promise<FloodReport>;
 }
 
@@ -39,10 +41,13 @@ export function startFlood(address: string, sessionId: string, kind: FloodKind, 
   // only when the worker and the neighbour leave it some (decoding 32 MB replies is its own cost).
   if (child.pid !== undefined) setPriority(child.pid, 19);
   let report: FloodReport | undefined;
+  let answered = 0;
+  const progress = new EventEmitter();
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const started = new Promise<void>((resolve, reject) => {
-    child.on('message', (m: { started?: true; report?: FloodReport }) => {
+    child.on('message', (m: { started?: true; answered?: number; report?: FloodReport }) => {
       if (m.started) resolve();
+      if (m.answered !== undefined) progress.emit('answered', (answered = m.answered));
       if (m.report) report = m.report;
     });
     void exited.then(() => reject(new Error('the flood ended before its first call answered')));
@@ -50,6 +55,13 @@ export function startFlood(address: string, sessionId: string, kind: FloodKind, 
   started.catch(() => undefined);
   return {
     started,
+    answered: (calls, ms) =>
+      new Promise<void>((resolve, reject) => {
+        if (answered >= calls) return resolve();
+        const timer = setTimeout(() => reject(new Error(`the flood answered ${answered} calls in ${ms} ms, not ${calls}`)), ms);
+        const check = (n: number) => n >= calls && (clearTimeout(timer), progress.off('answered', check), resolve());
+        progress.on('answered', check);
+      }),
     async stop() {
       child.send('stop');
       await exited;
@@ -80,7 +92,7 @@ async function floodMain([address, sessionId, kind, concurrency, mb, path]: stri
     });
     if (!run || stop.signal.aborted) return;
     const good = kind === 'read' ? run.result?.outputs.contents === expected : run.result?.outputs.bytes_written === String(size);
-    if (good) report.ok++;
+    if (good) process.send!({ answered: ++report.ok });
     else {
       report.bad++;
       if (report.problems.length < 3) report.problems.push(`${kind} ${worker}/${round}: ${run.code} ${run.error?.details ?? ''} ${run.result?.error ?? ''}`);

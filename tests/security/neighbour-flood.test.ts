@@ -12,17 +12,16 @@ import { startWorker, type RunningWorker } from '../helpers/worker.js';
 // print(1) 25–30× slower: every 32 MB reply was decoded into a string, encoded back and copied
 // into its gRPC frame on the event loop. The flood runs in a client process of its own (as
 // another tenant's would, at the lowest CPU priority: its decoding is not the worker's cost), and
-// its calls must still answer whole. Ratios of medians measured in this run, not times. The
-// target is 2×: a read flood holds it most runs (1.05–1.7× here) but not every one on this
-// shared 2-core machine (4 of 17 runs over), and a test that fails now and then is a failing
-// test, so the read flood is held to 3× (issue 20's note).
-// A write flood carries its bytes from the socket to the file (grpc/taskRequestDecoding.ts,
-// grpc/joinedAsTheyCome.ts) and is taken in at a pace while other calls are served, at most
-// 128 MB of requests at once (grpc/bulkIntake.ts): 1.1–2.1× here, from 4–6.5× unpaced (receipt
-// of 512 MB as 16 KiB HTTP/2 frames, page faults, the loop device's write-back took most of both
-// cores). Held to 3× like the read flood, for the same reason.
-const BOUND: Record<FloodKind, number> = { read: 3, write: 3 };
-const RUNS = 20;
+// its calls must still answer whole (slowly: paced, never stopped). Ratios of medians measured in
+// this run, not times. Large replies (the read flood) and large requests (the write flood) are
+// taken in and sent at a pace while other calls are served, at most 128 MB of requests at once
+// (grpc/bulkIntake.ts, grpc/pacedIntake.ts): 0.76–1.32× (read) and 1.05–1.62× (write) over 16
+// runs here, from 1.05–1.7× and 4–6.5× unpaced (receipt of 512 MB as 16 KiB HTTP/2 frames, page
+// faults, the loop device's write-back took most of both cores).
+// Issue 20: a neighbour within 2× its idle time.
+const BOUND = 2;
+// Enough calls that one slow one moves neither median (idle p50s here range 11–16 ms over 20).
+const RUNS = 40;
 
 let worker: RunningWorker;
 let neighbourClient: WorkerClient;
@@ -52,7 +51,7 @@ async function printTimes(): Promise<number[]> {
 }
 
 for (const kind of ['read', 'write'] as FloodKind[]) {
-  test(`a session's fs.${kind} flood past its payload bound leaves a neighbour's run.python within ${BOUND[kind]}× its idle p50`, async () => {
+  test(`a session's fs.${kind} flood past its payload bound leaves a neighbour's run.python within ${BOUND}× its idle p50`, async () => {
     const { sessionId: attacker } = await worker.sessions.createSession({ workspaceId: 'attacker', config: { limits: { maxDiskMb: 1024 } } });
     await runTool(worker.tasks, attacker, 'run.python', { code: 'open("big.txt", "w").write("x" * (32 << 20))' });
     await printTimes(); // warm
@@ -63,6 +62,7 @@ for (const kind of ['read', 'write'] as FloodKind[]) {
     try {
       await flood.started;
       busy = median(await printTimes());
+      await flood.answered(3, 60_000); // paced, never stopped
     } finally {
       report = await flood.stop();
     }
@@ -70,8 +70,7 @@ for (const kind of ['read', 'write'] as FloodKind[]) {
       `# fs.${kind} flood: neighbour print(1) p50 ${idle.toFixed(1)} ms idle, ${busy.toFixed(1)} ms under the flood (${(busy / idle).toFixed(2)}×); ${report.ok} flood calls answered`,
     );
     assert.deepEqual(report.problems, [], "the flooding session's own calls answer whole");
-    assert.ok(report.ok >= 2, `the flood made progress (${report.ok} calls)`);
-    assert.ok(busy <= BOUND[kind] * idle, `p50 ${busy.toFixed(1)} ms under the flood against ${idle.toFixed(1)} ms idle`);
+    assert.ok(busy <= BOUND * idle, `p50 ${busy.toFixed(1)} ms under the flood against ${idle.toFixed(1)} ms idle`);
     if (kind === 'write') {
       const read = await runTool(worker.tasks, attacker, 'run.python', {
         code: 'import hashlib\nprint(hashlib.sha256(open("flood-0.txt", "rb").read()).hexdigest())',

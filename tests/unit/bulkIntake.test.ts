@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BulkIntake, BUSY_LINGER_MS } from '../../src/grpc/bulkIntake.js';
+import { BulkIntake, BUSY_LINGER_MS, BUSY_YOUNG_MS } from '../../src/grpc/bulkIntake.js';
 
 const MB = 1024 * 1024;
 
@@ -50,7 +50,8 @@ test('large requests are paced only while interactive calls are served, and for 
   const rate = 100 * MB; // bytes a second
   const intake = new BulkIntake({ bytesAtOnce: 128 * MB, bytesPerSecondWhileBusy: rate, now: clock.now });
   assert.equal(intake.took(32 * MB), 0, 'a lone upload is not slowed');
-  const end = intake.interactiveCall();
+  const call = intake.interactiveCall();
+  const end = () => call.end();
   assert.equal(intake.busy(), true);
   // The burst is 20 ms at the pace; past it each byte costs 1/rate seconds, and waits add up.
   const burst = (rate / 1000) * 20;
@@ -69,6 +70,40 @@ test('large requests are paced only while interactive calls are served, and for 
   clock.advance(1);
   assert.equal(intake.busy(), false);
   assert.equal(intake.took(32 * MB), 0);
+});
+
+test('a call that turns to sending a large reply stops counting as interactive at once, and leaves no linger', () => {
+  const clock = fakeClock();
+  const intake = new BulkIntake({ bytesAtOnce: 128 * MB, bytesPerSecondWhileBusy: 100 * MB, now: clock.now });
+  const downloading = intake.interactiveCall();
+  const other = intake.interactiveCall();
+  downloading.turnedBulk();
+  assert.equal(intake.busy(), true, 'the other call is still served');
+  other.end();
+  clock.advance(BUSY_LINGER_MS);
+  assert.equal(intake.busy(), false);
+  const lone = intake.interactiveCall();
+  lone.turnedBulk();
+  lone.end(); // once: turning bulk was its end
+  assert.equal(intake.busy(), false, 'a lone download is not slowed by its own call');
+  assert.equal(intake.took(32 * MB), 0);
+});
+
+test('calls long in flight, with none begun since, no longer hold transfers to the pace', () => {
+  const clock = fakeClock();
+  const intake = new BulkIntake({ bytesAtOnce: 128 * MB, bytesPerSecondWhileBusy: 100 * MB, now: clock.now });
+  const waiting = Array.from({ length: 48 }, () => intake.interactiveCall());
+  assert.equal(intake.busy(), true);
+  clock.advance(BUSY_YOUNG_MS - 1);
+  assert.equal(intake.busy(), true);
+  clock.advance(1);
+  assert.equal(intake.busy(), false, '48 calls waiting their turn for a second are not what the pace protects');
+  const quick = intake.interactiveCall();
+  assert.equal(intake.busy(), true, 'a call just begun is');
+  quick.end();
+  clock.advance(BUSY_YOUNG_MS);
+  assert.equal(intake.busy(), false, 'a second after the last call began, and longer after it ended');
+  for (const call of waiting) call.end();
 });
 
 test('a pace of 0 never slows anything', () => {

@@ -21,7 +21,7 @@ const unary = (path: string) => ({
   responseSerialize: same,
   responseDeserialize: same,
 });
-const SERVICE = { digest: unary('/t.T/Digest'), hold: unary('/t.T/Hold') } satisfies grpc.ServiceDefinition;
+const SERVICE = { digest: unary('/t.T/Digest'), hold: unary('/t.T/Hold'), blob: unary('/t.T/Blob') } satisfies grpc.ServiceDefinition;
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest();
 
@@ -64,14 +64,21 @@ const server = new grpc.Server({ 'grpc.max_receive_message_length': -1 });
 server.addService(SERVICE, {
   digest: (call: grpc.ServerUnaryCall<Buffer, Buffer>, done: grpc.sendUnaryData<Buffer>) => done(null, sha(call.request)),
   hold: (_: grpc.ServerUnaryCall<Buffer, Buffer>, done: grpc.sendUnaryData<Buffer>) => holds.push(() => done(null, Buffer.alloc(0))),
+  // A reply of as many bytes as the request says (its first byte seeds them).
+  blob: (call: grpc.ServerUnaryCall<Buffer, Buffer>, done: grpc.sendUnaryData<Buffer>) =>
+    done(null, request(call.request[0]!, Number(call.request.subarray(1).toString()))),
 });
 const port = await new Promise<number>((resolve, reject) =>
   server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
 );
 const Client = grpc.makeGenericClientConstructor(SERVICE, 'T');
-const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.max_send_message_length': -1 }) as unknown as {
+const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
+  'grpc.max_send_message_length': -1,
+  'grpc.max_receive_message_length': -1,
+}) as unknown as {
   digest(request: Buffer, callback: (err: grpc.ServiceError | null, reply: Buffer) => void): grpc.ClientUnaryCall;
   hold(request: Buffer, callback: (err: grpc.ServiceError | null, reply: Buffer) => void): grpc.ClientUnaryCall;
+  blob(request: Buffer, callback: (err: grpc.ServiceError | null, reply: Buffer) => void): grpc.ClientUnaryCall;
   close(): void;
 };
 after(() => {
@@ -83,6 +90,13 @@ function digest(request: Buffer): { call: grpc.ClientUnaryCall; reply: Promise<B
   let call!: grpc.ClientUnaryCall;
   const reply = new Promise<Buffer>((resolve, reject) => (call = client.digest(request, (err, r) => (err ? reject(err) : resolve(r)))));
   return { call, reply };
+}
+
+/** A reply of `size` bytes made from seed `i` (as `request(i, size)`). */
+function blob(i: number, size: number): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) =>
+    client.blob(Buffer.concat([Buffer.from([i]), Buffer.from(String(size))]), (err, r) => (err ? reject(err) : resolve(r))),
+  );
 }
 
 /** An interactive call held in flight until the function returned is called. */
@@ -143,6 +157,28 @@ test('while an interactive call is served, large requests come no faster than th
   const alone = request(0, 8 * MB);
   assert.deepEqual(await digest(alone).reply, sha(alone));
   assert.equal(intake.waits, 0, 'a lone upload is never paced');
+});
+
+test('while an interactive call is served, large replies go no faster than the pace, whole and in order; alone, they are not paced', async () => {
+  const rate = 8 * MB;
+  const intake = new RecordingIntake({ bytesAtOnce: 64 * MB, bytesPerSecondWhileBusy: rate });
+  applyPacedIntake(intake);
+  const release = await interactive();
+  const start = performance.now();
+  const replies = await Promise.all([blob(1, 2 * MB), blob(2, 2 * MB), blob(3, 100)]);
+  const took = performance.now() - start;
+  assert.deepEqual(replies, [request(1, 2 * MB), request(2, 2 * MB), request(3, 100)]);
+  // A lower bound only: a pause can make the replies slower, never faster.
+  const burst = Math.max(256 * 1024, (rate / 1000) * 20);
+  const least = ((4 * MB - burst) / rate) * 1000;
+  assert.ok(took >= least, `4 MB of replies at 8 MB/s took ${took.toFixed(0)} ms (at least ${least.toFixed(0)})`);
+  assert.ok(intake.waits > 0);
+  await release();
+  await new Promise((r) => setTimeout(r, BUSY_LINGER_MS + 20));
+  intake.waits = 0;
+  assert.deepEqual(await blob(4, 8 * MB), request(4, 8 * MB));
+  assert.deepEqual(await blob(5, 8 * MB), request(5, 8 * MB));
+  assert.equal(intake.waits, 0, 'a lone download is never paced, nor the one after it');
 });
 
 test('a call cancelled while it waits its turn or its pace gives back what it held', async () => {
