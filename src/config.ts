@@ -1,4 +1,4 @@
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { isLoopback } from './address.js';
@@ -45,6 +45,7 @@ export interface WorkerConfig {
   maxProcesses: number;
   maxTaskOutputBytes: number;
   defaultMemoryMb: number;
+  defaultCpuPercent: number;
   warmInterpreter: boolean;
   spareSessions: number;
   checkpointStore: string | undefined;
@@ -377,6 +378,14 @@ const SETTINGS = {
     none,
   ),
   defaultMemoryMb: setting('WORKER_DEFAULT_MEMORY_MB', 'memory limit of sessions that set none (0: none)', integer(0, 10_000_000), () => 2048),
+  // All cores but one: a session spinning on every core (a fork bomb at its pids limit) took the
+  // worker's and its neighbours' time with it (issue 20: tests/security/neighbour-stress.test.ts).
+  defaultCpuPercent: setting(
+    'WORKER_DEFAULT_CPU_PERCENT',
+    "CPU limit of sessions that set none, in percent of one core (0: none; default: all the host's cores but one)",
+    integer(0, 100_000),
+    () => 100 * Math.max(1, availableParallelism() - 1),
+  ),
 } satisfies { [K in keyof WorkerConfig]: Setting<WorkerConfig[K]> };
 
 /** `WORKER_GRPC_ADDR` → `grpc-addr`, `COORDINATOR_ADDR` → `coordinator-addr`, `WORKER_ID` → `worker-id`. */

@@ -228,6 +228,7 @@ async function startSessions(config: WorkerConfig, dirs: DataDirectory, sandboxH
     maxSessions: config.maxSessions,
     taskHistory: config.taskHistory,
     defaultMemoryMb: config.defaultMemoryMb,
+    defaultCpuPercent: config.defaultCpuPercent,
     defaultDiskMb: config.defaultDiskMb,
     maxDiskMb: config.maxDiskMb,
     spareSessions: config.spareSessions,

@@ -18,6 +18,8 @@ export interface SessionPoolOptions {
   taskHistory: number;
   /** Memory limit of sessions that set none, in MB (0: none). */
   defaultMemoryMb: number;
+  /** CPU limit of sessions that set none, in percent of one core (0: none). */
+  defaultCpuPercent?: number;
   /** Disk limit of sessions that set none, in MB (0: none). */
   defaultDiskMb: number;
   /** The largest disk limit a session may ask for (WORKER_MAX_DISK_MB). */
@@ -287,7 +289,11 @@ export class SessionPool {
 
   private limitsOf(config: EffectiveSessionConfig): SessionLimits {
     const limits = config.limits;
-    return { maxMemoryMb: limits.maxMemoryMb || this.options.defaultMemoryMb, maxCpuPercent: limits.maxCpuPercent, maxDiskMb: this.diskMbOf(limits.maxDiskMb) };
+    return {
+      maxMemoryMb: limits.maxMemoryMb || this.options.defaultMemoryMb,
+      maxCpuPercent: limits.maxCpuPercent || (this.options.defaultCpuPercent ?? 0),
+      maxDiskMb: this.diskMbOf(limits.maxDiskMb),
+    };
   }
 
   /** The disk a session gets: its own limit, else the default, and none where images cannot be made. */

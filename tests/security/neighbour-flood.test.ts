@@ -1,9 +1,9 @@
 // end-to-end: alone (it measures time or looks at the whole host: tests/end-to-end-tier.sh)
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { createWorkerClient, type WorkerClient } from '../../src/client/index.js';
 import { startFlood, type FloodKind, type FloodReport } from '../helpers/flood.js';
 import { runTool } from '../helpers/tasks.js';
+import { neighbourOf, type Neighbour } from '../helpers/neighbour.js';
 import { startWorker, type RunningWorker } from '../helpers/worker.js';
 
 // One session flooding the worker with large fs calls, far past its share of payload memory
@@ -24,44 +24,28 @@ const BOUND = 2;
 const RUNS = 40;
 
 let worker: RunningWorker;
-let neighbourClient: WorkerClient;
-let neighbour: string;
+let neighbour: Neighbour;
 before(async () => {
   worker = await startWorker({ env: { WORKER_LOG_LEVEL: 'info' } });
-  neighbour = (await worker.sessions.createSession({ workspaceId: 'neighbour' })).sessionId;
-  // A connection of its own: what is measured is the worker, not one HTTP/2 connection's queue.
-  neighbourClient = createWorkerClient(worker.address);
+  neighbour = await neighbourOf(worker);
 });
 after(async () => {
-  neighbourClient?.close();
+  neighbour?.close();
   await worker?.stop();
 });
-
-const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)] ?? NaN;
-
-async function printTimes(): Promise<number[]> {
-  const times: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const start = performance.now();
-    const out = await runTool(neighbourClient.tasks, neighbour, 'run.python', { code: 'print(1)' });
-    times.push(performance.now() - start);
-    assert.equal(out.stdout, '1\n');
-  }
-  return times;
-}
 
 for (const kind of ['read', 'write'] as FloodKind[]) {
   test(`a session's fs.${kind} flood past its payload bound leaves a neighbour's run.python within ${BOUND}× its idle p50`, async () => {
     const { sessionId: attacker } = await worker.sessions.createSession({ workspaceId: 'attacker', config: { limits: { maxDiskMb: 1024 } } });
     await runTool(worker.tasks, attacker, 'run.python', { code: 'open("big.txt", "w").write("x" * (32 << 20))' });
-    await printTimes(); // warm
-    const idle = median(await printTimes());
+    await neighbour.p50(RUNS); // warm
+    const idle = await neighbour.p50(RUNS);
     const flood = startFlood(worker.address, attacker, kind, { concurrency: 16, mb: 32 });
     let busy: number;
     let report: FloodReport;
     try {
       await flood.started;
-      busy = median(await printTimes());
+      busy = await neighbour.p50(RUNS);
       await flood.answered(3, 60_000); // paced, never stopped
     } finally {
       report = await flood.stop();
