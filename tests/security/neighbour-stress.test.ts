@@ -45,11 +45,10 @@ async function underStress(what: string, tool: 'run.python' | 'run.shell', code:
 }
 
 // Not held yet (issue 20's closing note): these run, print their ratio, and are reported as TODO
-// rather than failing the suite. The worker serves every session's calls and output on one event
-// loop with no fairness between sessions: a session making 16 calls at once took 4.6–5.4× a
-// neighbour's time, a session printing as fast as it can 2.1–2.3×; a fork bomb at its pids limit
-// 2.5× with no CPU limit, 1.5–1.8× at the default one (WORKER_DEFAULT_CPU_PERCENT), too near 2× to
-// hold every run.
+// rather than failing the suite. The attacker's session holds a whole core (the default CPU
+// limit on 2 cores) and the worker serves every session's calls on one event loop with no
+// fairness between sessions: over runs here, 16 calls at once took a neighbour 3.3–5.7× its idle
+// time, an output flood 2.1–3.0×, a fork bomb at its pids limit 1.5–1.9× (2.5× with no CPU limit).
 const NOT_YET = { todo: 'not held yet on this 2-core machine (issue 20)' };
 
 test(`descriptors: a session holding all the descriptors it may leaves a neighbour's run.python within ${BOUND}× its idle p50`, async () => {

@@ -36,14 +36,19 @@ async function pump(
       truncated = true;
     }
     pending += decoder.write(chunk);
-    let newline: number;
-    while ((newline = pending.indexOf('\n')) !== -1) {
-      const line = pending.slice(0, newline);
-      await lines.add(source, line.endsWith('\r') ? line.slice(0, -1) : line);
-      pending = pending.slice(newline + 1);
+    // The chunk's whole lines at once, awaiting only when the coalescer is full: a task printing
+    // short lines as fast as it can would otherwise cost a turn of the event loop per line.
+    const last = pending.lastIndexOf('\n');
+    if (last !== -1) {
+      for (const line of pending.slice(0, last).split('\n')) {
+        const full = lines.add(source, line.endsWith('\r') ? line.slice(0, -1) : line);
+        if (full) await full;
+      }
+      pending = pending.slice(last + 1);
     }
     while (pending.length >= MAX_LINE_CHARS) {
-      await lines.add(source, pending.slice(0, MAX_LINE_CHARS));
+      const full = lines.add(source, pending.slice(0, MAX_LINE_CHARS));
+      if (full) await full;
       pending = pending.slice(MAX_LINE_CHARS);
     }
   }
