@@ -3,13 +3,14 @@ import { BulkIntake, LARGE_REQUEST_BYTES, type Admission, type InteractiveCall }
 
 /**
  * A patch of grpc-js (1.14), in this one file, like joinedAsTheyCome.ts: each call's request is
- * taken in, and its large replies sent, as bulkIntake.ts decides. After grpc-js has handled a piece of a request
- * (handleDataFrame), the call's decoder says whether a large message is being read: if it may
- * not be taken in yet (too many at once) or not so fast (the pace), the call's HTTP/2 stream is
- * paused, so Node stops giving the client window to send more on that stream (other streams of
- * the same connection go on), and resumed when it may. Calls whose requests are small are the
- * interactive ones the pace protects. tests/unit/pacedIntake.test.ts drives grpc-js's own server
- * through it; tests/security/neighbour-flood.test.ts measures the effect.
+ * taken in, and its large replies sent, as bulkIntake.ts decides. After grpc-js has handled a
+ * piece of a request (handleDataFrame), the call's decoder says whether a large message is being
+ * read: if it may not be taken in yet (too many at once) or not so fast (the pace), the call's
+ * HTTP/2 stream is paused, so Node stops giving the client window to send more on that stream
+ * (other streams of the same connection go on), and resumed when it may. A large reply waits for
+ * the pace before it is written (paceReplies). Calls whose requests are small are the interactive
+ * ones the pace protects. tests/unit/pacedIntake.test.ts drives grpc-js's own server through it;
+ * tests/security/neighbour-flood.test.ts measures the effect.
  */
 
 const READING_SIZE = 1;

@@ -463,12 +463,6 @@ export class SandboxHost implements SandboxContext {
 }
 
 /**
- * The sessions' networks and pkg.install's narrow path to its sources, where the worker can
- * make them (root, bubblewrap, nftables). Where it cannot, a default of none leaves the worker
- * serving sessions without networks (the log says why); a wider default stops it.
- */
-
-/**
  * What the sandbox needs of the host, independent of each other: made at once, while the
  * languages are still being resolved. On any failure what was made is given back and the first
  * failure (in this order) is thrown.
@@ -495,6 +489,11 @@ async function hostResources(start: SandboxHostStart, resolving: Promise<readonl
   return { languages: languages.value, cgroups: cgroups.value, diskImageProblem: diskImageProblem.value, caBundle: caBundle.value, network: network.value };
 }
 
+/**
+ * The sessions' networks and pkg.install's narrow path to its sources, where the worker can
+ * make them (root, bubblewrap, nftables). Where it cannot, a default of none leaves the worker
+ * serving sessions without networks (the log says why); a wider default stops it.
+ */
 async function startNetworks(options: SandboxHostStart, uids: UidRange | undefined): Promise<{ host?: NetworkHost; problem?: string }> {
   const settings = options.network;
   const problem = options.mode !== 'bwrap' ? 'WORKER_SANDBOX=none runs code on the host' : uids === undefined ? 'it needs a worker running as root' : undefined;
