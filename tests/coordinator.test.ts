@@ -92,7 +92,8 @@ test('a coordinator that goes away and comes back: the worker keeps serving and 
     await waitFor(() => coordinator.registers.length === 1);
     const port = coordinator.port;
     await coordinator.stop();
-    await new Promise((r) => setTimeout(r, 2500));
+    // Gone for two heartbeats: the worker has noticed, and serves on.
+    await waitFor(() => worker.logs.some((l) => l.message === 'heartbeat failed' && Number(l.consecutive_failures) >= 2), 10_000);
     assert.equal(await statusOf(worker.sessions.getCapacity({})), Status.OK, 'the worker keeps serving');
     const back = new FakeCoordinator();
     await back.start(port);

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { Status } from 'nice-grpc';
-import { runTaskWithin } from '../helpers/tasks.js';
+import { runTaskWithin, waitFor } from '../helpers/tasks.js';
 import { startWorker, stopHard, type RunningWorker } from '../helpers/worker.js';
 
 // Every line the zygote writes is parsed on the worker's event loop. Well-formed lines that mean
@@ -71,10 +71,11 @@ test('a zygote flooding the worker with meaningless events is stopped', async (t
   const ticks0 = cpuTicks(worker.process.pid!);
   const t0 = Date.now();
   const flooded = await timeReads(victim, 50);
-  await new Promise((r) => setTimeout(r, 3000));
+  const stoppedMessage = 'warm interpreter broke its protocol; it is stopped';
+  await waitFor(() => worker.logs.some((l) => l.message === stoppedMessage), 10_000).catch(() => undefined); // asserted below
   const cpu = (100 * (cpuTicks(worker.process.pid!) - ticks0)) / 100 / ((Date.now() - t0) / 1000);
   t.diagnostic(`victim fs.read: ${baseline.toFixed(1)} ms before, ${flooded.toFixed(1)} ms during; worker CPU during: ${cpu.toFixed(0)}%`);
-  const stopped = worker.logs.find((l) => l.message === 'warm interpreter broke its protocol; it is stopped');
+  const stopped = worker.logs.find((l) => l.message === stoppedMessage);
   assert.ok(stopped, `the flooding zygote was not stopped (worker CPU ${cpu.toFixed(0)}%)`);
   assert.equal(worker.process.exitCode, null, 'the worker still runs');
   const again = await runTaskWithin(worker.tasks, { sessionId: victim, toolName: 'run.python', arguments: { code: 'print(6*7)' } }, 30_000);
