@@ -13,9 +13,9 @@
  *   fails RESOURCE_EXHAUSTED): a client that announces a large request and stops sending cannot
  *   hold everyone else's uploads.
  * - **Pace**: while an interactive call (any call whose request is small) is in flight (one began
- *   less than `BUSY_YOUNG_MS` ago), or one ended less than `BUSY_LINGER_MS` ago, large requests and large replies (a 32 MB fs.read) together
- *   are taken in and sent at most `bytesPerSecondWhileBusy`; a lone upload or download is never
- *   slowed.
+ *   less than `BUSY_YOUNG_MS` ago), or one ended less than `BUSY_LINGER_MS` ago, large requests
+ *   and large replies (a 32 MB fs.read) together are taken in and sent at most
+ *   `bytesPerSecondWhileBusy`; a lone upload or download is never slowed.
  */
 
 /** Requests announced at this size or more are large, and replies of it. */
@@ -155,7 +155,10 @@ export class BulkIntake {
     return { end: () => stop(true), turnedBulk: () => stop(false) };
   }
 
-  /** Whether interactive calls are being served (large transfers are paced then): calls are in flight and the last began less than BUSY_YOUNG_MS ago, or one ended less than BUSY_LINGER_MS ago. */
+  /**
+   * Whether interactive calls are being served (large transfers are paced then): calls are in
+   * flight and the last began less than BUSY_YOUNG_MS ago, or one ended less than BUSY_LINGER_MS ago.
+   */
   busy(): boolean {
     const now = this.now();
     return (this.interactive > 0 && now - this.lastInteractiveStart < BUSY_YOUNG_MS) || now - this.lastInteractive < BUSY_LINGER_MS;

@@ -19,7 +19,7 @@ export interface SessionPoolOptions {
   /** Memory limit of sessions that set none, in MB (0: none). */
   defaultMemoryMb: number;
   /** CPU limit of sessions that set none, in percent of one core (0: none). */
-  defaultCpuPercent?: number;
+  defaultCpuPercent: number;
   /** Disk limit of sessions that set none, in MB (0: none). */
   defaultDiskMb: number;
   /** The largest disk limit a session may ask for (WORKER_MAX_DISK_MB). */
@@ -291,7 +291,7 @@ export class SessionPool {
     const limits = config.limits;
     return {
       maxMemoryMb: limits.maxMemoryMb || this.options.defaultMemoryMb,
-      maxCpuPercent: limits.maxCpuPercent || (this.options.defaultCpuPercent ?? 0),
+      maxCpuPercent: limits.maxCpuPercent || this.options.defaultCpuPercent,
       maxDiskMb: this.diskMbOf(limits.maxDiskMb),
     };
   }
