@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -124,9 +124,12 @@ export class LocalArtifactStore implements ArtifactStore {
     const temporary = join(this.dir, '.incoming', `${grant.artifactId}.${randomBytes(6).toString('hex')}`);
     const counter = new HashingStream(grant.maxBytes);
     try {
+      // Opened before any of the body is taken: a write stream opening its file as it starts
+      // could make it after a refusal of the first bytes had removed it, and leave it behind.
+      const file = await open(temporary, 'wx', 0o600);
       // The body is not destroyed when the upload is refused part way: the answer then reads the
       // rest so the client sees it (http/httpServer.ts reply).
-      await pipeline(body.iterator({ destroyOnReturn: false }), counter, createWriteStream(temporary, { flags: 'wx', mode: 0o600 }));
+      await pipeline(body.iterator({ destroyOnReturn: false }), counter, file.createWriteStream());
       if (declaredLength !== undefined && counter.size !== declaredLength) throw new Error('upload ended early');
       if ((body as { complete?: boolean }).complete === false) throw new Error('upload ended early');
       await writeJsonAtomically(this.path(grant.artifactId, '.upload.json'), { sizeBytes: counter.size, sha256: counter.sha256(), sessionId: grant.sessionId });
