@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The unit tier (`make test-unit`, and the first tier of `make test`): node --test over
-# dist/tests/unit, two files at a time.
+# dist/tests/unit, in as many processes as cores (at least two), each importing a group of the
+# files. A process per file spent more time starting (node, its test runner, the modules) than
+# its tests took; files sharing a process must leave process-wide state (environment, working
+# directory, patched modules) as they found it.
 #
 # Run by root, it proves the tier needs neither root nor Python: it runs as nobody with node
 # alone on PATH. nobody must reach the checkout by a path, and the checkout may live where
@@ -14,14 +17,35 @@ cd "$(dirname "$0")/.."
 # Arguments: the files to run (default: every one).
 if [ $# -gt 0 ]; then files=("$@"); else mapfile -t files < <(find dist/tests/unit -name '*.test.js' | sort); fi
 [ ${#files[@]} -gt 0 ] || { echo "unit tier: no tests in dist/tests/unit (build first)" >&2; exit 1; }
-as_caller() { exec node --test --test-concurrency=2 "${files[@]}"; }
-[ "$(id -u)" = 0 ] || as_caller
+cores=$(nproc)
+groups=$((cores > 2 ? cores : 2))
+# write_groups DIR CHECKOUT: DIR/group-N.mjs import the files, dealt in turn, as CHECKOUT/<file>.
+write_groups() {
+  local i=0 file
+  for file in "${files[@]}"; do
+    printf "import '%s/%s';\n" "$2" "$(realpath --relative-to=. "$file")" >>"$1/group-$((i % groups)).mjs"
+    i=$((i + 1))
+  done
+  chmod 644 "$1"/group-*.mjs
+}
+own='' view=''
+# Never rm -r: the binds live in the namespace alone, but this must not reach a checkout if not.
+clean_up() {
+  [ -z "$own" ] || { rm -f "$own"/group-*.mjs && rmdir "$own"; }
+  [ -z "$view" ] || { rm -f "$view/bin/node" "$view/groups"/group-*.mjs && rmdir "$view/bin" "$view/checkout" "$view/groups" "$view"; }
+}
+trap clean_up EXIT
+as_caller() {
+  own=$(mktemp -d)
+  write_groups "$own" "$PWD"
+  node --test --test-concurrency="$groups" "$own"/group-*.mjs
+}
+[ "$(id -u)" = 0 ] || { as_caller; exit; }
 
 node=$(readlink -f "$(command -v node)")
 view=$(mktemp -d)
-# Never rm -r: the binds live in the namespace alone, but this must not reach a checkout if not.
-trap 'rm -f "$view/bin/node"; rmdir "$view/bin" "$view/checkout" "$view"' EXIT
-chmod 755 "$view" && mkdir -m 755 "$view/checkout" "$view/bin" && : >"$view/bin/node"
+chmod 755 "$view" && mkdir -m 755 "$view/checkout" "$view/bin" "$view/groups" && : >"$view/bin/node"
+write_groups "$view/groups" "$view/checkout"
 
 # Inside the namespace: bind, check that nobody can read the tier through the view, then run.
 # Its exit codes: 0/1 from node --test; 97 when nobody cannot read what it needs.
@@ -31,10 +55,10 @@ cd "$view/checkout"
 nobody="setpriv --reuid=nobody --regid=nogroup --clear-groups"
 $nobody test -r dist/tests/unit -a -x "$view/bin/node" -a -r package.json || exit 97
 echo "unit tier: as nobody, node alone on PATH (the checkout bound at $view/checkout)"
-exec $nobody env PATH="$view/bin" node --test --test-concurrency=2 "$@"'
+exec $nobody env PATH="$view/bin" node --test --test-concurrency="$#" "$@"'
 if unshare --mount --propagation private true 2>/dev/null; then
   set +e
-  unshare --mount --propagation private sh -c "$inside" unit-tier "$PWD" "$view" "$node" "${files[@]}"
+  unshare --mount --propagation private sh -c "$inside" unit-tier "$PWD" "$view" "$node" "$view/groups"/group-*.mjs
   status=$?
   set -e
   case $status in
