@@ -9,7 +9,7 @@ import { runTask, runTool } from '../helpers/tasks.js';
 import { startWorker, stopHard, type RunningWorker } from '../helpers/worker.js';
 
 // The package caches filling the host's disk for everyone: the data directory on a small
-// filesystem of its own (1 GB), sessions' disks reserved against it (WORKER_DISK_OVERCOMMIT=1).
+// filesystem of its own (640 MB), sessions' disks reserved against it (WORKER_DISK_OVERCOMMIT=1).
 // One session installs large packages, one after another (its disk holds them all), which the
 // worker keeps in its caches (the pip cache, the wheel store); another
 // session meanwhile writes what its disk limit promised it. Unbounded, the caches take the room
@@ -18,12 +18,13 @@ import { startWorker, stopHard, type RunningWorker } from '../helpers/worker.js'
 // read-only, each install succeeds (pruning the caches when they are full) or fails alone with
 // RESOURCE_EXHAUSTED naming the cache limit, and the worker starts again on the full disk.
 
-const disk = makeDataDisk('codegen-cache-fill-', '1G');
+const disk = makeDataDisk('codegen-cache-fill-', '640M');
 const ROUNDS = 6;
-const WHEEL_MB = 40;
-const NEIGHBOUR_MB = 360;
-const WRITTEN_MB = 340;
-const env = { WORKER_DISK_OVERCOMMIT: '1', WORKER_SPARE_SESSIONS: '0', WORKER_DEFAULT_DISK_MB: '400', WORKER_CACHE_DISK_MB: '46' };
+const WHEEL_MB = 20;
+const NEIGHBOUR_MB = 180;
+const WRITTEN_MB = 170;
+const STEP_MB = 10;
+const env = { WORKER_DISK_OVERCOMMIT: '1', WORKER_SPARE_SESSIONS: '0', WORKER_DEFAULT_DISK_MB: '200', WORKER_CACHE_DISK_MB: '25' };
 let index: PackageIndex;
 let worker: RunningWorker | undefined;
 
@@ -76,7 +77,7 @@ test('the package caches cannot take the disk promised to other sessions: instal
   const filler = await w.sessions.createSession({ workspaceId: 'filler' });
   const neighbour = await w.sessions.createSession({ workspaceId: 'neighbour', config: { limits: { maxDiskMb: NEIGHBOUR_MB } } });
 
-  // The neighbour keeps writing (20 MB at a time) while the rounds of installs run, up to what it was promised.
+  // The neighbour keeps writing (STEP_MB at a time) while the rounds of installs run, up to what it was promised.
   let written = 0;
   let installing = true;
   const outcomes: string[] = [];
@@ -88,9 +89,9 @@ test('the package caches cannot take the disk promised to other sessions: instal
     }
   })();
   const writes = (async () => {
-    while (installing && written < WRITTEN_MB - 20) {
-      await write(w, neighbour.sessionId, `part${written}`, 20);
-      written += 20;
+    while (installing && written < WRITTEN_MB - STEP_MB) {
+      await write(w, neighbour.sessionId, `part${written}`, STEP_MB);
+      written += STEP_MB;
     }
   })();
   await Promise.all([installs, writes]);
