@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Status } from 'nice-grpc';
 import S3rver from 's3rver';
-import { statusOf } from './helpers/tasks.js';
+import { statusOf, waitFor } from './helpers/tasks.js';
 import { startWorker, type RunningWorker } from './helpers/worker.js';
 
 let worker: RunningWorker;
@@ -117,7 +117,8 @@ test('a tampered URL (each signed field) and an expired one are 403; nothing is 
   try {
     const s = await expiring.sessions.createSession({ workspaceId: 'e' });
     const u = await expiring.artifacts.getUploadURL({ sessionId: s.sessionId, artifactName: 'x', contentType: 'text/plain', sizeBytes: 100 });
-    await new Promise((r) => setTimeout(r, 1200));
+    const expires = Number(new URL(u.uploadUrl).searchParams.get('expires'));
+    await waitFor(() => Date.now() > expires, 2_000);
     assert.equal(await put(u.uploadUrl, bytes, 'text/plain'), 403);
   } finally {
     await expiring.stop();
@@ -132,27 +133,24 @@ test('an oversize body is 413 and a truncated upload leaves nothing behind', asy
   const before = storedFiles().length;
   const upload = await worker.artifacts.getUploadURL({ sessionId, artifactName: 'x', contentType: 'text/plain', sizeBytes: 1000 });
   assert.equal(await put(upload.uploadUrl, Buffer.alloc(1001), 'text/plain'), 413);
-  // Declared 1000 bytes, sent 500, then the connection dropped.
-  await new Promise<void>((resolve) => {
-    const url = new URL(upload.uploadUrl);
-    const req = request({
-      host: url.hostname,
-      port: url.port,
-      path: url.pathname + url.search,
-      method: 'PUT',
-      headers: { 'content-type': 'text/plain', 'content-length': '1000' },
-    });
-    req.on('error', () => resolve());
-    req.on('response', () => resolve());
-    req.write(Buffer.alloc(500));
-    setTimeout(() => {
-      req.destroy();
-      resolve();
-    }, 200);
+  // Declared 1000 bytes, sent 500 (the worker has claimed the URL for them), then the connection dropped.
+  const claim = join(worker.dataDir, 'artifacts', `${upload.artifactId}.claim`);
+  const url = new URL(upload.uploadUrl);
+  const req = request({
+    host: url.hostname,
+    port: url.port,
+    path: url.pathname + url.search,
+    method: 'PUT',
+    headers: { 'content-type': 'text/plain', 'content-length': '1000' },
   });
-  await new Promise((r) => setTimeout(r, 200));
-  assert.equal(storedFiles().length, before);
+  req.on('error', () => undefined);
+  req.write(Buffer.alloc(500));
+  await waitFor(() => existsSync(claim));
+  req.destroy();
+  // The worker gives the claim back once it sees the upload broken off.
+  await waitFor(() => !existsSync(claim));
   assert.deepEqual(readdirSync(join(worker.dataDir, 'artifacts', '.incoming')), []);
+  assert.equal(storedFiles().length, before);
   // The URL still takes its one whole upload.
   assert.equal(await put(upload.uploadUrl, Buffer.alloc(1000), 'text/plain'), 200);
 });

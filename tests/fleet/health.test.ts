@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { get } from 'node:http';
 import { test } from 'node:test';
 import { Client, credentials, Metadata } from '@grpc/grpc-js';
-import { runTaskWithin } from '../helpers/tasks.js';
+import { runTaskWithin, waitFor } from '../helpers/tasks.js';
 import { startWorker } from '../helpers/worker.js';
 
 // grpc.health.v1 and the HTTP probes: SERVING / ready once started; from the first SIGTERM
@@ -52,7 +52,7 @@ test('SERVING and ready after start; NOT_SERVING and 503 within 100 ms of SIGTER
       { sessionId, toolName: 'run.python', arguments: { code: 'import time\ntime.sleep(2)\nprint("drained")' } },
       30_000,
     );
-    await new Promise((r) => setTimeout(r, 500));
+    await waitFor(async () => watched.length > 0 && (await worker.sessions.getSessionStatus({ sessionId })).activeTasks === 1);
     assert.deepEqual(
       watched.map((w) => w.status),
       [SERVING],

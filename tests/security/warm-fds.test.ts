@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { TaskStatus } from '../../gen/codegen/v1/common.js';
-import { runTask } from '../helpers/tasks.js';
+import { Status } from 'nice-grpc';
+import { runTask, waitFor } from '../helpers/tasks.js';
 import { startWorker, type RunningWorker } from '../helpers/worker.js';
 
 // A call's code must hold nothing of the zygote's plumbing: not its control pipes, and not the
@@ -35,8 +36,10 @@ print(" ".join(fds))
 test("a call's code holds only its own standard streams, also while another call of the session runs", async () => {
   const { sessionId } = await worker.sessions.createSession({ workspaceId: 'fds' });
   await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'pass' } });
-  const sleeping = runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'import time; time.sleep(3)' } });
-  await new Promise((r) => setTimeout(r, 500));
+  // Another call runs throughout: it says it has begun, and ends when told.
+  const WAIT = 'import os, time\nopen("began", "w").close()\nwhile not os.path.exists("end"):\n    time.sleep(0.01)';
+  const running = runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: WAIT } });
+  await waitFor(async () => (await runTask(worker.tasks, { sessionId, toolName: 'fs.read', arguments: { path: 'began' } })).code === Status.OK);
   for (let i = 0; i < 3; i++) {
     const listed = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: LIST_FDS } });
     assert.equal(listed.result?.status, TaskStatus.STATUS_SUCCESS, JSON.stringify(listed.result));
@@ -45,5 +48,6 @@ test("a call's code holds only its own standard streams, also while another call
     const others = fds.filter((fd) => !/^[012]:/.test(fd) && !/:\/proc\/\d+\/fd$/.test(fd));
     assert.deepEqual(others, [], `descriptors a call inherited: ${fds.join(' ')}`);
   }
-  assert.equal((await sleeping).result?.status, TaskStatus.STATUS_SUCCESS);
+  await runTask(worker.tasks, { sessionId, toolName: 'fs.write', arguments: { path: 'end', contents: '' } });
+  assert.equal((await running).result?.status, TaskStatus.STATUS_SUCCESS);
 });

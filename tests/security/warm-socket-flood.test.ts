@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { Status } from 'nice-grpc';
-import { runTaskWithin, statusOf } from '../helpers/tasks.js';
+import { callTool, runTaskWithin, statusOf, waitFor } from '../helpers/tasks.js';
 import { startWorker, stopHard, type RunningWorker } from '../helpers/worker.js';
 
 // The warm interpreter's output socket (/run/codegen/io.sock in the zygote's sandbox) is open to
@@ -28,10 +28,12 @@ def _hold():
             try:
                 while len(held) < 9000:
                     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    s.settimeout(1)  # a full backlog blocks connect(): that ends the flood too
                     s.connect("/run/codegen/io.sock")
                     held.append(s)
             except OSError:
                 pass
+            open("/workspace/.holding-%d" % os.getpid(), "w").write(str(len(held)))
             time.sleep(100000)
             os._exit(0)
 if sys.argv[:1] == ["-c"]:
@@ -74,9 +76,16 @@ test("one session's zygote cannot exhaust the worker's file descriptors", async 
   const first = await runTaskWithin(worker.tasks, { sessionId: attacker, toolName: 'run.python', arguments: { code: 'print("hello")' } }, 30_000);
   t.diagnostic(`attacker run.python: ${Status[first.code]} ${first.result?.outputs.stdout ?? ''}`);
   const before = fdsOf(worker.process.pid!);
-  await new Promise((r) => setTimeout(r, 8_000));
+  // Each of the three holders names a file, holding how many connections it made, once it can make no more.
+  const holders = async () =>
+    ((await callTool(worker.tasks, attacker, 'fs.list', { path: '.' })).result?.outputs.entries ?? '').split(',').filter((n) => n.startsWith('.holding-'));
+  await waitFor(async () => (await holders()).length === 3, 30_000);
   const fds = fdsOf(worker.process.pid!);
-  t.diagnostic(`worker fds before ${before}, after 8 s: ${fds}; worker alive: ${worker.process.exitCode === null && worker.process.signalCode === null}`);
+  for (const name of await holders())
+    t.diagnostic(`${name}: ${(await callTool(worker.tasks, attacker, 'fs.read', { path: name })).result?.outputs.contents} connections`);
+  t.diagnostic(
+    `worker fds before ${before}, with the connections held: ${fds}; worker alive: ${worker.process.exitCode === null && worker.process.signalCode === null}`,
+  );
 
   const read = await runTaskWithin(worker.tasks, { sessionId: victim, toolName: 'fs.read', arguments: { path: 'keep.txt' } }, 10_000).catch((e: Error) => ({
     code: Status.UNAVAILABLE,
