@@ -112,8 +112,9 @@ function childrenOf(parent: number): number[] {
   return (procFile(`/proc/${parent}/task/${parent}/children`) ?? '').trim().split(/\s+/).filter(Boolean).map(Number);
 }
 
+/** Newest first: the kernel lists children in the order they were made, and the one sought was usually made last. */
 function childByNamespacePid(parent: number, nsPid: number): number | undefined {
-  for (const pid of childrenOf(parent)) {
+  for (const pid of childrenOf(parent).reverse()) {
     const status = procStatus(pid);
     if (status?.nspid[status.nspid.length - 1] === nsPid) return pid;
   }
