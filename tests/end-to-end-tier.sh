@@ -14,8 +14,21 @@ for file in $all; do
   source="tests/${file#dist/tests/}"
   if grep -q '^// end-to-end: alone' "${source%.js}.ts"; then exclusive+=("$file"); else shared+=("$file"); fi
 done
-# Both phases run whatever the first's outcome, so one run shows every failure.
+# Both phases run whatever the first's outcome, so one run shows every failure. BESIDE_SHARED
+# (make test: lint) runs beside the shared phase, never beside the files alone; its output is
+# shown once the shared phase ends.
 status=0
+beside=''
+if [ -n "${BESIDE_SHARED:-}" ]; then
+  log=$(mktemp)
+  trap 'rm -f "$log"' EXIT
+  bash -c "$BESIDE_SHARED" >"$log" 2>&1 &
+  beside=$!
+fi
 node --test --test-concurrency=3 "${shared[@]}" || status=1
+if [ -n "$beside" ]; then
+  wait "$beside" || { status=1; echo "end-to-end tier: '$BESIDE_SHARED' failed:"; }
+  cat "$log"
+fi
 node --test --test-concurrency=1 "${exclusive[@]}" || status=1
 exit $status
