@@ -6,7 +6,7 @@ import { defineTool, type Tool, type ToolContext, type ToolOutcome } from './too
 export const PROCESS_OUTPUTS = [...CAPTURED_OUTPUTS, 'exit_code'] as const;
 
 /** A process tool's outcome from its process: ok when it exited 0 and no limit stopped it. */
-export async function processOutcome(ctx: ToolContext, what: string, result: SandboxedResult): Promise<ToolOutcome> {
+export async function processOutcome(ctx: Pick<ToolContext, 'emit'>, what: string, result: SandboxedResult): Promise<ToolOutcome> {
   const ok = result.exitCode === 0 && result.killedBy === undefined;
   const ending = result.killedBy
     ? `${what} was stopped by its ${result.killedBy} limit (exit code ${result.exitCode})`

@@ -9,7 +9,6 @@ import { TaskRequest } from '../../gen/codegen/v1/task_execution.js';
 import { decodeTaskRequest, LARGE_ARGUMENT_BYTES } from '../../src/grpc/taskRequestDecoding.js';
 import { setTextBytes, textBytesOf } from '../../src/tools/textBytes.js';
 import { processOutcome } from '../../src/tools/runCode.js';
-import type { ToolContext } from '../../src/tools/tool.js';
 import type { SandboxedResult } from '../../src/sandbox/process/processSpec.js';
 
 // What each tool accepts, checked by parse() before anything runs (for a python session).
@@ -131,7 +130,7 @@ test('run.python needs code; pkg.install needs requirements and refuses pip opti
 });
 
 test("a run tool's result carries exactly the outputs it declares when every one applies (capped streams, a limit)", async () => {
-  const ctx = { emit: async () => undefined } as unknown as ToolContext;
+  const ctx = { emit: async () => undefined };
   const stopped: SandboxedResult = {
     exitCode: 137,
     stdout: { text: 'o', truncated: true },
