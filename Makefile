@@ -23,9 +23,10 @@ run: system-deps dist/.built ## start the worker (flags: make run ARGS='--grpc-a
 
 # Lint and the check of gen/ run beside the end-to-end tier's shared phase, whose files measure
 # no time and leave CPU idle; their output comes, and their failure fails the suite, after it.
+# They take dist/ as built (-o): an edit made meanwhile must not rebuild it under running tests.
 test: system-deps dist/.built client/.built lint-deps ## the whole suite: the unit tier, then end to end, with lint (needs root)
 	tests/unit-tier.sh
-	BESIDE_SHARED='$(MAKE) --no-print-directory lint check-generated' tests/end-to-end-tier.sh
+	BESIDE_SHARED='$(MAKE) --no-print-directory -o dist/.built -o node_modules/.installed lint check-generated' tests/end-to-end-tier.sh
 
 # The fast tier: pure logic, no root, no bubblewrap, no Python. Run by root, it runs as nobody
 # with node alone on PATH, wherever the checkout lives (tests/unit-tier.sh says how).
