@@ -1,13 +1,12 @@
-import { setPriority } from 'node:os';
-import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter, setMaxListeners } from 'node:events';
 import { createWorkerClient } from '../../src/client/index.js';
 import { runTask } from './tasks.js';
+import { forkTenant } from './tenantProcess.js';
 
 /**
- * One session flooding the worker with large fs calls, from a process of its own (another
- * tenant's client: its decoding of 32 MB replies must not stall the measuring client's event
- * loop, though it still takes its share of the machine's cores). `read`: `concurrency` fs.read
+ * One session flooding the worker with large fs calls, from another tenant's client process
+ * (tests/helpers/tenantProcess.ts: its decoding of 32 MB replies must not stall the measuring
+ * client's event loop, though it still takes its share of the machine's cores). `read`: `concurrency` fs.read
  * calls of `path` at a time, each reply compared with the file's known contents; `write`:
  * `concurrency` fs.write calls of `mb` MB at a time to distinct paths. Runs until told to stop.
  */
@@ -34,23 +33,17 @@ const MAIN = new URL(import.meta.url).pathname;
 
 /** Starts a flood in a child process against `address` (the file to read, `path`, holds `mb` MB of 'x'). */
 export function startFlood(address: string, sessionId: string, kind: FloodKind, options: { concurrency: number; mb: number; path?: string }): Flood {
-  const child: ChildProcess = fork(MAIN, [address, sessionId, kind, String(options.concurrency), String(options.mb), options.path ?? 'big.txt'], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  // The flooding tenant's client would run on a machine of its own: here it gets this one's CPU
-  // only when the worker and the neighbour leave it some (decoding 32 MB replies is its own cost).
-  if (child.pid !== undefined) setPriority(child.pid, 19);
+  const tenant = forkTenant(MAIN, [address, sessionId, kind, String(options.concurrency), String(options.mb), options.path ?? 'big.txt']);
   let report: FloodReport | undefined;
   let answered = 0;
   const progress = new EventEmitter();
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const started = new Promise<void>((resolve, reject) => {
-    child.on('message', (m: { started?: true; answered?: number; report?: FloodReport }) => {
+    tenant.child.on('message', (m: { started?: true; answered?: number; report?: FloodReport }) => {
       if (m.started) resolve();
       if (m.answered !== undefined) progress.emit('answered', (answered = m.answered));
       if (m.report) report = m.report;
     });
-    void exited.then(() => reject(new Error('the flood ended before its first call answered')));
+    void tenant.exited.then(() => reject(new Error('the flood ended before its first call answered')));
   });
   started.catch(() => undefined);
   return {
@@ -63,8 +56,7 @@ export function startFlood(address: string, sessionId: string, kind: FloodKind, 
         progress.on('answered', check);
       }),
     async stop() {
-      child.send('stop');
-      await exited;
+      await tenant.stop();
       if (!report) throw new Error('the flood process sent no report');
       return report;
     },

@@ -1,12 +1,10 @@
-import { fork, type ChildProcess } from 'node:child_process';
-import { setPriority } from 'node:os';
+import { setMaxListeners } from 'node:events';
 import { createWorkerClient, runTask } from '../../src/client/index.js';
+import { forkTenant } from './tenantProcess.js';
 
 /**
- * A session's code run again and again (a run the worker ends starts over), from a client process
- * of its own at the lowest CPU priority, as another tenant's client would be: what it costs to
- * receive the calls' output is its own, not the measuring test's (tests/helpers/flood.ts does the
- * same for fs floods).
+ * A session's code run again and again (a run the worker ends starts over), from another
+ * tenant's client process (tests/helpers/tenantProcess.ts).
  */
 export interface Stress {
   /** Resolves once a run has printed a line holding `ready`. */
@@ -18,21 +16,13 @@ const MAIN = new URL(import.meta.url).pathname;
 
 /** Starts `copies` loops of `tool` (run.python: `code`; run.shell: `command`) in `sessionId`. */
 export function startStress(address: string, sessionId: string, tool: 'run.python' | 'run.shell', code: string, copies = 1): Stress {
-  const child: ChildProcess = fork(MAIN, [address, sessionId, tool, code, String(copies)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  if (child.pid !== undefined) setPriority(child.pid, 19);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const tenant = forkTenant(MAIN, [address, sessionId, tool, code, String(copies)]);
   const ready = new Promise<void>((resolve, reject) => {
-    child.on('message', (m: { ready?: true }) => m.ready && resolve());
-    void exited.then(() => reject(new Error('the stress ended before it was ready')));
+    tenant.child.on('message', (m: { ready?: true }) => m.ready && resolve());
+    void tenant.exited.then(() => reject(new Error('the stress ended before it was ready')));
   });
   ready.catch(() => undefined);
-  return {
-    ready,
-    async stop() {
-      child.send('stop');
-      await exited;
-    },
-  };
+  return { ready, stop: () => tenant.stop() };
 }
 
 async function stressMain([address, sessionId, tool, code, copies]: string[]): Promise<void> {
@@ -40,6 +30,7 @@ async function stressMain([address, sessionId, tool, code, copies]: string[]): P
     throw new Error('usage: stress.js address session-id tool code copies');
   const client = createWorkerClient(address);
   const stop = new AbortController();
+  setMaxListeners(0, stop.signal); // one listener per call in flight
   process.on('message', () => stop.abort());
   let announced = false;
   const loop = async () => {
