@@ -3,11 +3,13 @@ import { runTask } from '../tests/helpers/tasks.js';
 import type { RunningWorker } from '../tests/helpers/worker.js';
 import { timed } from './timing.js';
 import { startFlood, type Flood } from '../tests/helpers/flood.js';
+import { startStress, type Stress } from '../tests/helpers/stress.js';
 
 /**
  * What one session pushing a shared resource past its bound costs another: a neighbour's
  * run.python print(1), idle and while the other session floods output, bursts concurrent calls
- * at its process limit, reads large files concurrently, and fills its disk. Each attack is
+ * at its process limit, makes calls at once again and again, forks at its process limit, reads
+ * and writes large files concurrently, and fills its disk. Each attack is
  * bounded in time (its own timeout) and stopped after the measurement.
  */
 
@@ -41,6 +43,23 @@ const ATTACKS: { attack: string; start: (worker: RunningWorker, sessionId: strin
       ),
   },
   {
+    attack: 'makes 16 run.shell calls at once, again and again',
+    start: (w, sessionId, signal) => stressing(startStress(w.address, sessionId, 'run.shell', 'echo ready', 16), signal),
+  },
+  {
+    attack: 'forks as fast as it can, at its process limit',
+    start: (w, sessionId, signal) =>
+      stressing(
+        startStress(
+          w.address,
+          sessionId,
+          'run.python',
+          ['import os', "print('ready', flush=True)", 'while True:', '    try:', '        os.fork()', '    except OSError:', '        pass'].join('\n'),
+        ),
+        signal,
+      ),
+  },
+  {
     attack: 'reads a 32 MB file 16 at a time, again and again',
     start: (w, sessionId, signal) => flooding(startFlood(w.address, sessionId, 'read', { concurrency: 16, mb: 32 }), signal),
   },
@@ -66,7 +85,13 @@ const ATTACKS: { attack: string; start: (worker: RunningWorker, sessionId: strin
   },
 ];
 
-/** Every attack, or those whose name includes `only`. */
+/** Runs a stress (calls again and again from a client process of its own) until `signal`. */
+async function stressing(stress: Stress, signal: AbortSignal): Promise<void> {
+  await stress.ready;
+  await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+  await stress.stop();
+}
+
 /** Runs a flood (from a client process of its own, as another tenant's would be) until `signal`; fails if a call answered wrongly. */
 async function flooding(flood: Flood, signal: AbortSignal): Promise<void> {
   await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
