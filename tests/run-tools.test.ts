@@ -98,8 +98,8 @@ for (const lang of LANGUAGE_CASES) {
       const { sessionId, marked } = await sessionOf(lang.language);
       await runTool(worker.tasks, sessionId, tool, tool === 'run.shell' ? { command: 'true' } : { code: lang.hello });
       // The warm interpreter the session keeps between calls: the marked processes whose parent is
-      // not marked. Its spare child, forked ahead of the next call, is the next call's process and
-      // is counted as soon as it runs that call (before naming itself codegen-spare it looked
+      // not marked. Its forked-ahead child is the next call's process and
+      // is counted as soon as it runs that call (before naming itself codegen-ahead it looked
       // resident, and a tree of 2 was never 3: a CI failure).
       const now = marked();
       const resident = new Set(now.filter((pid) => !now.includes(parentOf(pid))));

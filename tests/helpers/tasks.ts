@@ -84,8 +84,8 @@ export function processesMarked(name: string, value: string): number[] {
     .map(Number)
     .filter((pid) => {
       try {
-        // A warm interpreter's spare child (forked ahead of the next call) belongs to no task.
-        if (readFileSync(`/proc/${pid}/comm`, 'latin1').trim() === 'codegen-spare') return false;
+        // A warm interpreter's forked-ahead child (the next call's process) belongs to no task.
+        if (readFileSync(`/proc/${pid}/comm`, 'latin1').trim() === 'codegen-ahead') return false;
         return readFileSync(`/proc/${pid}/environ`, 'latin1').includes(needle) && isAlive(pid);
       } catch {
         return false;

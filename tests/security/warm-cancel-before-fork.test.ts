@@ -8,7 +8,7 @@ import { startWorker, stopHard, type RunningWorker } from '../helpers/worker.js'
 // "Cancelled before it was forked": a warm call aborted (cancel, timeout) before the zygote has
 // said `forked` makes the worker send {op:"kill"}, and the zygote kills the child's process
 // group. When the zygote reads `run` and `kill` together (it was busy, throttled, or stopped),
-// it hands the call to a child that has not called setsid() yet (the spare it forked ahead, or
+// it hands the call to a child that has not called setsid() yet (the child it forked ahead, or
 // a fresh one) and kills at once: there is no such group yet, the kill misses, and the child
 // stays, blocked on its gate in the session's cgroup (outside every task group), for as long as
 // the warm interpreter lives. Nothing of a task may outlive it.
@@ -18,12 +18,12 @@ import { startWorker, stopHard, type RunningWorker } from '../helpers/worker.js'
 // each time a file appears. A stopped zygote (SIGSTOP) would be replaced at once
 // (warm-stopped.test.ts); a busy one is given 5 s.
 //
-// Each spare (the child the zygote forks ahead when a call goes) is slow to start here, as on a
+// Each forked-ahead child (the zygote forks one when a call goes) is slow to start here, as on a
 // loaded host: it sleeps 4 s before its setsid(). So from the second round on, the held call is
-// handed a spare with no group of its own yet (the listing before made it), and the listing's
-// own new spare is listed before it has named itself codegen-spare. Counting every zygote child
+// handed a forked-ahead child with no group of its own yet (the listing before made it), and the
+// listing's own forked-ahead child is listed before it has named itself codegen-ahead. Counting every zygote child
 // named python once failed this file beside another one ("round 1: 1 left": pid 7, the
-// listing's spare); what counts is the zygote's children older than the listing.
+// listing's forked-ahead child); what counts is the zygote's children older than the listing.
 const HOLD = [
   'import ctypes, os, sys, threading, time',
   'if sys.argv[:1] == ["-c"]:',
@@ -37,7 +37,7 @@ const HOLD = [
   '    _setsid = os.setsid',
   '    def _late_setsid():',
   '        caller = sys._getframe(1)',
-  '        while caller is not None and caller.f_code.co_name != "ensure_spare":',
+  '        while caller is not None and caller.f_code.co_name != "ensure_ahead":',
   '            caller = caller.f_back',
   '        if caller is not None:',
   '            time.sleep(4)',
@@ -62,7 +62,7 @@ test('a warm call cancelled before the zygote forked leaves no child behind', as
 
   // The zygote's children (ppid 2) left over, whatever their name: those older than the shell
   // asking ($$: pid 2 forked it after every earlier call's child), but for a zombie (dead, its
-  // reaping due). The spare forked when the shell went is younger. Rows: pid, $$, state, ppid, name.
+  // reaping due). The child forked ahead when the shell went is younger. Rows: pid, $$, state, ppid, name.
   const leftovers = async (): Promise<string[]> => {
     const ps = await callTool(w.tasks, sessionId, 'run.shell', {
       command: 'for p in /proc/[0-9]*; do echo "${p#/proc/} $$ $(cut -d" " -f3,4 $p/stat) $(cat $p/comm)"; done',

@@ -9,7 +9,7 @@ import { startWorker, type RunningWorker } from '../helpers/worker.js';
 // A call's code must hold nothing of the zygote's plumbing: not its control pipes, and not the
 // gate or the "connected" pipe of another call in flight (opening another call's gate early would
 // run that call's code before the worker placed it in its task's cgroup). Calls' children are
-// forked ahead of time (a spare waits for each next call), so what one inherits is checked while
+// forked ahead of time (a forked-ahead child waits for each next call), so what one inherits is checked while
 // another runs.
 
 let worker: RunningWorker;

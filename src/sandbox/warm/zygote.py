@@ -60,7 +60,7 @@ def connect(token, stream):
     return s
 
 def rename(name):
-    # Only a process's name (comm): a spare waiting for its call is told apart from a call's processes.
+    # Only a process's name (comm): a child forked ahead, waiting for its call, is told apart from a call's processes.
     try:
         libc.prctl(15, ctypes.c_char_p(name), 0, 0, 0)  # PR_SET_NAME
     except Exception:
@@ -75,7 +75,7 @@ def read_request(fd):
         chunks.append(chunk)
     os.close(fd)
     if not chunks:
-        os._exit(1)  # the zygote went away before giving this spare a call
+        os._exit(1)  # the zygote went away before giving this child a call
     return json.loads(b"".join(chunks))
 
 def child(requests, gate, told):
@@ -86,9 +86,9 @@ def child(requests, gate, told):
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         # Nothing of the zygote's or of other calls' plumbing stays open here: a call's code
         # must not open another call's gate or read its streams' state.
-        for fd in [ctl_in, ctl_out, wake_r, wake_w, selector.fileno()] + list(gates.values()) + list(connected.values()) + spare_fds():
+        for fd in [ctl_in, ctl_out, wake_r, wake_w, selector.fileno()] + list(gates.values()) + list(connected.values()) + ahead_fds():
             os.close(fd)
-        rename(b"codegen-spare")
+        rename(b"codegen-ahead")
         request = read_request(requests)
         rename(own_name.value)
         # The streams connect while the worker places this child in the task's cgroup; no code
@@ -166,10 +166,10 @@ def child(requests, gate, told):
 
 # One child is forked ahead of its call, waiting for the call on a pipe: forking (and the child's
 # first page faults) then happen between calls, not during one.
-spare = None  # (pid, requests write end, gate write end, told read end)
+ahead = None  # (pid, requests write end, gate write end, told read end)
 
-def spare_fds():
-    return list(spare[1:]) if spare else []
+def ahead_fds():
+    return list(ahead[1:]) if ahead else []
 
 def fork_child():
     requests_r, requests_w = os.pipe()
@@ -190,17 +190,17 @@ def fork_child():
     os.set_blocking(told_r, False)
     return (pid, requests_w, gate_w, told_r)
 
-def ensure_spare():
-    global spare
-    if spare is None:
+def ensure_ahead():
+    global ahead
+    if ahead is None:
         try:
-            spare = fork_child()
+            ahead = fork_child()
         except OSError:
             pass  # the session is at its process limit: the next call forks its own
 
 def take_child():
-    global spare
-    taken, spare = spare, None
+    global ahead
+    taken, ahead = ahead, None
     return taken or fork_child()
 
 def give(requests_w, request):
@@ -239,7 +239,7 @@ def handle(request):
                 pass
             os.close(gate)
             send({"ev": "went", "id": request["id"]})
-        ensure_spare()
+        ensure_ahead()
     elif op == "kill":
         pid = pids.get(request["id"])
         if pid is not None:
@@ -252,7 +252,7 @@ def handle(request):
                     pass
 
 def reap():
-    global spare
+    global ahead
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -260,10 +260,10 @@ def reap():
             return
         if pid == 0:
             return
-        if spare and pid == spare[0]:
-            for fd in spare[1:]:
+        if ahead and pid == ahead[0]:
+            for fd in ahead[1:]:
                 os.close(fd)
-            spare = None  # killed while waiting (by the session's own code): made again later
+            ahead = None  # killed while waiting (by the session's own code): forked again later
             continue
         task = children.pop(pid, None)
         if task is None:
@@ -287,7 +287,7 @@ selector = selectors.DefaultSelector()
 selector.register(ctl_in, selectors.EVENT_READ, "ctl")
 selector.register(wake_r, selectors.EVENT_READ, "wake")
 buffered = b""
-ensure_spare()
+ensure_ahead()
 send({"ev": "ready"})
 while True:
     for key, _ in selector.select():
@@ -300,7 +300,7 @@ while True:
             continue
         chunk = os.read(ctl_in, 1 << 20)
         if not chunk:
-            for pid in list(children) + ([spare[0]] if spare else []):
+            for pid in list(children) + ([ahead[0]] if ahead else []):
                 try:
                     os.killpg(pid, signal.SIGKILL)
                 except OSError:
