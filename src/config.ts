@@ -324,7 +324,12 @@ const SETTINGS = {
   ),
   shutdownGraceSeconds: setting('WORKER_SHUTDOWN_GRACE_SECONDS', 'on SIGTERM/SIGINT, how long running tasks may finish', integer(0, 3600), () => 30),
   spareSessions: setting('WORKER_SPARE_SESSIONS', 'sessions kept made ahead, so CreateSession is quick (0: none)', integer(0, 1000), () => 8),
-  warmInterpreter: setting('WORKER_WARM_INTERPRETER', 'fork run.python and run.shell calls from a warm process kept in each session', bool, () => true),
+  warmInterpreter: setting(
+    'WORKER_WARM_INTERPRETER',
+    'fork every run call (run.python, run.node, run.go, run.shell) from a warm process kept in each session',
+    bool,
+    () => true,
+  ),
   uidBase: setting<number | undefined>(
     'WORKER_UID_BASE',
     "first host uid of this worker's range of 100000 (a multiple of 100000; unset: claim a free range)",

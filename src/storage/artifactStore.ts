@@ -81,7 +81,7 @@ export type UploadOutcome = 'stored' | 'exists' | 'too_large' | 'incomplete';
 /**
  * `<data dir>/artifacts/<id>.bin` (the bytes), `<id>.upload.json` (size, sha256 and session of
  * what was uploaded) and `<id>.json` (the record). Uploads arrive through the worker's HTTP
- * endpoint (http/artifactHttpServer.ts) at URLs this store signs.
+ * endpoint (http/artifactRequests.ts) at URLs this store signs.
  */
 export class LocalArtifactStore implements ArtifactStore {
   constructor(

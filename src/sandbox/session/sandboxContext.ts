@@ -2,12 +2,12 @@ import type { Logger } from '../../logger.js';
 import type { CgroupSupport } from '../confine/cgroups.js';
 import type { HostTools } from '../confine/launcher.js';
 import type { Language } from '../languages/language.js';
-
-export type SandboxMode = 'bwrap' | 'none';
 import type { DiskBudget } from '../../storage/diskBudget.js';
 import type { NetworkSettings } from '../network/networkPolicy.js';
 import type { CaBundle } from '../network/caBundle.js';
 import type { CacheDisk } from '../caches/cacheDisk.js';
+
+export type SandboxMode = 'bwrap' | 'none';
 
 export interface SandboxHostOptions {
   mode: SandboxMode;
@@ -27,7 +27,7 @@ export interface SandboxHostOptions {
   maxProcesses: number;
   /** Output (both streams) a task may print before it is killed. */
   maxTaskOutputBytes: number;
-  /** Keep a warm process per session (its language's interpreter, or a plain zygote) and fork run.python and run.shell calls from it. */
+  /** Keep a warm process per session (its language's interpreter, or a plain zygote) and fork every run call (run.python, run.node, run.go, run.shell) from it. */
   warmInterpreter: boolean;
   /** First uid of this worker's range (WORKER_UID_BASE); undefined: claim a free one. */
   uidBase: number | undefined;

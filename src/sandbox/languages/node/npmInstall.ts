@@ -18,7 +18,6 @@ export interface NpmInstallSetup {
   cache: string;
 }
 
-/** Where the steps' directories are inside a sandbox. */
 /** Where npm's shared cache is inside the fetching step's sandbox. */
 export const NPM_CACHE_INSIDE = '/npm-cache';
 const INSIDE = { cache: NPM_CACHE_INSIDE, fetched: '/fetched' };
