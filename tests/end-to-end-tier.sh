@@ -6,15 +6,15 @@
 # their time is spent waiting: two at a time left a third of the CPU idle).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Largest first: the longest files start early rather than last, when nothing runs beside them
-# (a file's size stands in for its time).
-all=$(find dist/tests -name '*.test.js' -not -path 'dist/tests/unit/*' -printf '%s %p\n' | sort -k1,1nr -k2 | cut -d' ' -f2)
+# Not tests/unit (the unit tier) nor tests/static (make lint). Largest first: the longest files
+# start early rather than last, when nothing runs beside them (a file's size stands in for its time).
+all=$(find dist/tests -name '*.test.js' -not -path 'dist/tests/unit/*' -not -path 'dist/tests/static/*' -printf '%s %p\n' | sort -k1,1nr -k2 | cut -d' ' -f2)
 [ -n "$all" ] || { echo "end-to-end tier: no tests in dist/tests (build first)"; exit 1; }
 exclusive=()
 shared=()
 for file in $all; do
   source="tests/${file#dist/tests/}"
-  if grep -q '^// end-to-end: alone' "${source%.js}.ts"; then exclusive+=("$file"); else shared+=("$file"); fi
+  if head -n 1 "${source%.js}.ts" | grep -q '^// end-to-end: alone'; then exclusive+=("$file"); else shared+=("$file"); fi
 done
 # Both phases run whatever the first's outcome, so one run shows every failure. BESIDE_SHARED
 # (make test: lint) runs beside the shared phase, never beside the files alone; its output is
