@@ -7,6 +7,7 @@ import { createServer, type Server } from 'node:net';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { makeFakeInternet, type FakeInternet } from './helpers/fakeInternet.js';
+import { waitFor } from './helpers/tasks.js';
 
 // The fake internet the network tests (issue 22) run the worker against: its DNS, HTTP, TLS and
 // raw TCP servers answer from inside the worker namespace, and that namespace reaches nothing
@@ -175,7 +176,8 @@ test('close() removes both namespaces and kills what ran in them; a dead run’s
   const second = await makeFakeInternet({ names: { 'api.test': API } });
   assert.ok(!existsSync(`/run/netns/${stale}`), 'the stale namespace is gone');
   const sleeper = second.spawnInWorkerNamespace(['sleep', '600'], { stdio: 'ignore' });
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  // In the worker namespace once the namespace lists a process.
+  await waitFor(async () => (await run('ip', ['netns', 'pids', second.workerNamespace])).stdout.trim() !== '');
   const namespaces = [second.workerNamespace, second.worldNamespace];
   const listed = (await run('ip', ['netns', 'list'])).stdout;
   for (const name of namespaces) assert.match(listed, new RegExp(`^${name}\\b`, 'm'));

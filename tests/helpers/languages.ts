@@ -112,5 +112,9 @@ func main() {
 /** Every language the worker has; tests start their worker with WORKER_LANGUAGES naming all of these. */
 export const LANGUAGE_CASES: readonly LanguageCase[] = [PYTHON_CASE, NODE_CASE, GO_CASE];
 
-/** A run.shell command that starts the same kind of tree as LanguageCase.spawner. */
-export const SHELL_SPAWNER = 'sleep 60 & setsid sh -c "sleep 60" & sleep 0.2; echo "tree started"; wait';
+/**
+ * A run.shell command that starts the same kind of tree as LanguageCase.spawner: it says so once
+ * the process that left its session group has done so (it names a file after its setsid).
+ */
+export const SHELL_SPAWNER =
+  'rm -f .escaped; sleep 60 & setsid sh -c "touch .escaped; exec sleep 60" & while [ ! -e .escaped ]; do sleep 0.01; done; echo "tree started"; wait';

@@ -4,7 +4,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { Status } from 'nice-grpc';
-import { callTool, describeCall, runTaskWithin, type TaskRun } from '../helpers/tasks.js';
+import { callTool, describeCall, runTaskWithin, waitFor, type TaskRun } from '../helpers/tasks.js';
 import { startWorker, stopHard, type RunningWorker } from '../helpers/worker.js';
 
 // "run.shell's cwd is checked, then entered by root": the worker checks `cwd` in the workspace
@@ -77,7 +77,11 @@ async function attack(t: import('node:test').TestContext, env: Record<string, st
     { sessionId, taskId: 'racer', toolName: 'run.shell', arguments: { command: 'exec python racer.py 40' }, constraints: { timeoutSeconds: 60 } },
     70_000,
   );
-  await new Promise((r) => setTimeout(r, 1500));
+  // The racer has begun once its link is there (it makes it just before it starts swapping).
+  await waitFor(
+    async () => ((await callTool(worker.tasks, sessionId, 'fs.list', { path: '.' })).result?.outputs.entries ?? '').split(',').includes('L'),
+    30_000,
+  );
   const relative = secretFile.slice(1); // from the host's root
   const leaks: string[] = [];
   // Calls that passed the check and then met the link where the directory had been: before the

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Status } from 'nice-grpc';
-import { callTool, describeCall, runTaskWithin } from '../helpers/tasks.js';
+import { callTool, describeCall, runTaskWithin, waitFor } from '../helpers/tasks.js';
 import { startWorker, stopHard, type RunningWorker } from '../helpers/worker.js';
 
 // "workers share uids and data directories": two workers on one host must never hand the same
@@ -159,10 +159,14 @@ test('uid ranges are whole blocks: a configured base off the grid, or one anothe
     // A task running in A while others try to start on the same uids.
     const long = runTaskWithin(
       a.tasks,
-      { sessionId, toolName: 'run.python', arguments: { code: 'import time, os\ntime.sleep(6)\nprint("survived", os.getuid())' } },
+      {
+        sessionId,
+        toolName: 'run.python',
+        arguments: { code: 'import time, os\nwhile not os.path.exists("end"):\n    time.sleep(0.01)\nprint("survived", os.getuid())' },
+      },
       60_000,
     );
-    await new Promise((r) => setTimeout(r, 1000));
+    await waitFor(async () => (await a!.sessions.getSessionStatus({ sessionId })).activeTasks === 1);
 
     const offGrid = await runSecondWorker(join(scratch, 'b'), '127.0.0.1:0', { WORKER_UID_BASE: '3000001' });
     assert.notEqual(offGrid.code, 0, `a base off the grid must be refused: ${offGrid.stderr}`);
@@ -171,6 +175,7 @@ test('uid ranges are whole blocks: a configured base off the grid, or one anothe
     assert.notEqual(taken.code, 0, `a base in use must be refused: ${taken.stderr}`);
     assert.match(taken.stderr, new RegExp(`WORKER_UID_BASE 3000000: the uids 3000000-3099999 are in use by another worker \\(pid ${a.process.pid}\\)`));
 
+    assert.equal((await callTool(a.tasks, sessionId, 'fs.write', { path: 'end', contents: '' })).code, Status.OK);
     const survived = await long;
     assert.match(survived.result?.outputs.stdout ?? '', /^survived 300000\d\n$/, `A's task: ${JSON.stringify(survived.result)}`);
   } finally {
