@@ -1,6 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HostLock, type LockHolder } from './hostLock.js';
+import { statusNumbers } from '../process/procfs.js';
 
 /** Where workers on one host claim their uid ranges (a tmpfs: claims need not survive a reboot). */
 export const UID_LOCK_DIR = '/run/codegen-mcp-worker';
@@ -82,7 +83,7 @@ async function killProcessesOfUids(first: number, last: number): Promise<void> {
   for (const name of await readdir('/proc').catch(() => [] as string[])) {
     if (!/^\d+$/.test(name)) continue;
     const status = await readFile(`/proc/${name}/status`, 'latin1').catch(() => '');
-    const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? -1);
+    const uid = statusNumbers(status, 'Uid')[0] ?? -1;
     if (uid >= first && uid <= last) {
       try {
         process.kill(Number(name), 'SIGKILL');

@@ -1,4 +1,5 @@
 import { readdir, readFile } from 'node:fs/promises';
+import { statFields } from './procfs.js';
 
 /**
  * Finding and ending every process a task started. A task's processes are its root's
@@ -23,9 +24,7 @@ interface ProcStat {
 
 async function readStat(pid: number): Promise<ProcStat | undefined> {
   try {
-    const raw = await readFile(`/proc/${pid}/stat`, 'latin1');
-    // The command name (field 2) may hold spaces and parentheses: parse after the last ')'.
-    const fields = raw.slice(raw.lastIndexOf(')') + 2).split(' ');
+    const fields = statFields(await readFile(`/proc/${pid}/stat`, 'latin1'));
     const [state] = fields;
     if (state === undefined || fields.length < 22) return undefined; // no stat line as the kernel writes it
     return {

@@ -1,6 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { chown, mkdir, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,6 +10,7 @@ import type { Cgroup } from '../confine/cgroups.js';
 import { captureOutput } from '../process/outputCapture.js';
 import { MAX_TASK_GROUPS } from '../confine/taskGroups.js';
 import { startProcess } from '../process/runProcess.js';
+import { childByNamespacePid, childrenOf, processState, procStatus, zombieWaitStatus } from '../process/procfs.js';
 import type { ProcessResult, ProcessSpec, RunOptions } from '../process/processSpec.js';
 import { LineSplitter, parseZygoteEvent, ZygoteProtocolError, type ZygoteEvent } from './zygoteProtocol.js';
 import type { Owner } from '../../storage/owner.js';
@@ -64,61 +64,14 @@ const ANSWER_CHECK_MS = 100;
 /** How long a running zygote may take to take a call, or to report a child that has exited. */
 const ANSWER_MS = 5000;
 
-interface ProcStatus {
-  uid: number;
-  ppid: number;
-  nspid: number[];
-}
-
-// procfs answers from memory: read synchronously, as these reads sit on every warm call's path.
-function procFile(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
-
-function procStatus(pid: number): ProcStatus | undefined {
-  const text = procFile(`/proc/${pid}/status`);
-  if (text === undefined) return undefined;
-  const field = (name: string) => new RegExp(`^${name}:\\s+(.*)$`, 'm').exec(text)?.[1]?.trim().split(/\s+/).map(Number) ?? [];
-  return { uid: field('Uid')[0] ?? -1, ppid: field('PPid')[0] ?? -1, nspid: field('NSpid') };
-}
-
-/** A process's state letter (R, S, D, T, t, Z, …) from /proc/<pid>/stat; undefined when it is gone. */
-function processState(pid: number): string | undefined {
-  const stat = procFile(`/proc/${pid}/stat`);
-  return stat?.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-}
-
 const isStopped = (pid: number) => ['T', 't'].includes(processState(pid) ?? '');
 
-/**
- * How an exited, unreaped child (a zombie) ended: its wait status is field 52 of its stat
- * (readable by root). Undefined when the child is gone or still running.
- */
+/** How an exited, unreaped child (a zombie) ended; undefined when it is gone or still running. */
 function zombieExit(pid: number): ExitInfo | undefined {
-  const stat = procFile(`/proc/${pid}/stat`);
-  const fields = stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const status = Number(fields?.[49]);
-  if (fields?.[0] !== 'Z' || !Number.isInteger(status)) return undefined;
+  const status = zombieWaitStatus(pid);
+  if (status === undefined) return undefined;
   const signal = status & 0x7f;
   return signal === 0 ? { code: (status >> 8) & 0xff, signal: null, connected: false } : { code: null, signal, connected: false };
-}
-
-/** A process's children (its main thread's: the zygote and bwrap are single-threaded). */
-function childrenOf(parent: number): number[] {
-  return (procFile(`/proc/${parent}/task/${parent}/children`) ?? '').trim().split(/\s+/).filter(Boolean).map(Number);
-}
-
-/** Newest first: the kernel lists children in the order they were made, and the one sought was usually made last. */
-function childByNamespacePid(parent: number, nsPid: number): number | undefined {
-  for (const pid of childrenOf(parent).reverse()) {
-    const status = procStatus(pid);
-    if (status?.nspid[status.nspid.length - 1] === nsPid) return pid;
-  }
-  return undefined;
 }
 
 /** The host pid of a process that is `nsPid` in its own pid namespace, searched below `ancestor`. */
