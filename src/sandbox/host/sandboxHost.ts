@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { chown, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { chown, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { removeTree } from '../../storage/removeTree.js';
-import { sessionLayout, type SessionDirectories } from '../../storage/workspaceStore.js';
+import type { SessionDirectories } from '../../storage/workspaceStore.js';
 import { setUpCgroups, type Cgroup, type CgroupSupport } from '../confine/cgroups.js';
 import { imageBytes, makeDiskImage, mountDiskImage, probeDiskImages, unmountDiskImage, usedBytes } from '../confine/diskImage.js';
 import { findOnPath } from '../process/hostTools.js';
@@ -19,6 +19,7 @@ import { metrics } from '../../telemetry/metrics.js';
 import { NetworkHost, type SessionNamespace } from '../network/networkHost.js';
 import { installerEndpoints } from '../network/installerEndpoints.js';
 import { CaBundleError, prepareCaBundle, type CaBundle } from '../network/caBundle.js';
+import { SandboxUnavailableError, SelfChecks } from './selfChecks.js';
 import { NETWORK_MODES, type NetworkModeName, type SessionNetworkPolicy } from '../network/networkPolicy.js';
 
 /** A sandbox made ahead of its session (see SandboxHost.prepare). */
@@ -36,9 +37,7 @@ export interface PreparedSandbox {
   network: SessionNamespace | undefined;
 }
 
-export class SandboxUnavailableError extends Error {
-  override name = 'SandboxUnavailableError';
-}
+export { SandboxUnavailableError };
 
 /** What SandboxHost.create takes: its options, with the languages possibly still being resolved. */
 export type SandboxHostStart = Omit<SandboxHostOptions, 'languages'> & { languages: readonly Language[] | Promise<readonly Language[]> };
@@ -49,8 +48,7 @@ export type SandboxHostStart = Omit<SandboxHostOptions, 'languages'> & { languag
  */
 export class SandboxHost implements SandboxContext {
   private readonly usedSlots = new Set<number>();
-  /** Self-checks of the languages but the default, run after start-up: each one's sessions wait for theirs. */
-  private readonly laterChecks = new Map<Language, Promise<Error | undefined>>();
+  private readonly checks: SelfChecks;
   private lastSlot = 0;
 
   private constructor(
@@ -68,7 +66,16 @@ export class SandboxHost implements SandboxContext {
     private readonly networkHost: NetworkHost | undefined,
     private readonly networkProblem: string | undefined,
     readonly caBundle: CaBundle | undefined,
-  ) {}
+  ) {
+    const none = { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0 };
+    this.checks = new SelfChecks({
+      languages: options.languages,
+      mode: options.mode,
+      scratch: options.dirs.scratch,
+      logger: options.logger,
+      makeSandbox: (id, dirs, language) => this.createSession(id, dirs, {}, none, language, { mode: 'none', allow: [] }),
+    });
+  }
 
   static async create(start: SandboxHostStart): Promise<SandboxHost> {
     // Awaited after the steps that do not need them; a failure meanwhile must not leave it unhandled.
@@ -93,7 +100,7 @@ export class SandboxHost implements SandboxContext {
       try {
         for (const language of options.languages) await language.prepareHost(uids ? { uid: uids.base, gid: uids.base } : undefined);
         const host = new SandboxHost(options, cgroups, isRoot, tools, sandboxSeccompProgram(), uids, diskImageProblem, network.host, network.problem, caBundle);
-        await host.selfCheck();
+        await host.checks.checkDefault();
         return host;
       } catch (err) {
         await network.host?.close();
@@ -360,7 +367,7 @@ export class SandboxHost implements SandboxContext {
 
   /** Removes the worker's cgroup subtree and gives its uids back (at shutdown, after every session is gone). */
   async close(): Promise<void> {
-    await Promise.all(this.laterChecks.values());
+    await this.checks.settled();
     await this.cgroups?.root.destroy().catch(() => undefined);
     await this.networkHost?.close();
     this.uids?.lock.release();
@@ -395,70 +402,14 @@ export class SandboxHost implements SandboxContext {
     throw new Error(`no free session uid: all ${size - 1} of this worker's are in use`);
   }
 
-  /**
-   * Proves the sandbox runs the default language's code (and, isolating, hides the host) before
-   * any session is made. The other languages' checks (a go build takes a second) wait until the
-   * worker serves (checkOtherLanguages), or the first session of one (languageReady), so they
-   * never slow start-up or the adoption of sessions.
-   */
-  private async selfCheck(): Promise<void> {
-    await this.selfCheckOf(this.defaultLanguage);
-  }
-
-  /** Starts the self-checks of the languages but the default (once the worker serves). */
+  /** Starts the self-checks of the languages but the default (once the worker serves: host/selfChecks.ts). */
   checkOtherLanguages(): void {
-    for (const language of this.options.languages.slice(1)) void this.laterCheck(language);
+    this.checks.checkOthers();
   }
 
   /** Resolves once `language`'s self-check passed (the default's passed at start-up); throws its failure. */
   async languageReady(language: Language): Promise<void> {
-    if (language === this.options.languages[0]) return;
-    const failed = await this.laterCheck(language);
-    if (failed) throw failed;
-  }
-
-  private laterCheck(language: Language): Promise<Error | undefined> {
-    let check = this.laterChecks.get(language);
-    if (!check) {
-      check = this.selfCheckOf(language).then(
-        () => undefined,
-        (err: Error) => {
-          this.options.logger.error(`${language.name} sessions are unavailable: the sandbox self-check failed`, { error: err.message });
-          return err;
-        },
-      );
-      this.laterChecks.set(language, check);
-    }
-    return check;
-  }
-
-  private async selfCheckOf(language: Language): Promise<void> {
-    const scratch = await mkdtemp(join(this.options.dirs.scratch, 'self-check-'));
-    try {
-      const dirs = sessionLayout(scratch);
-      await mkdir(dirs.disk);
-      const sandbox = await this.createSession(`self-check-${language.name}`, dirs, {}, { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0 }, language, {
-        mode: 'none',
-        allow: [],
-      });
-      try {
-        const check = language.selfCheck;
-        const result = await sandbox.runCode(check.code, { signal: AbortSignal.timeout(30_000), maxCaptureBytes: 4096, onOutput: () => undefined }, {});
-        const expected = this.options.mode === 'bwrap' ? check.isolated : check.plain;
-        if (result.exitCode !== 0 || !result.stdout.text.startsWith(expected)) {
-          throw new SandboxUnavailableError(
-            `the ${this.options.mode} sandbox does not work on this host (${language.name}: exit ${result.exitCode}: ${(result.stderr.text || result.stdout.text).trim()}). ` +
-              (this.options.mode === 'bwrap'
-                ? 'Install bubblewrap (`make run` does) or, knowing that code then runs unisolated, set WORKER_SANDBOX=none.'
-                : ''),
-          );
-        }
-      } finally {
-        await sandbox.dispose();
-      }
-    } finally {
-      await removeTree(scratch);
-    }
+    await this.checks.ready(language);
   }
 }
 
