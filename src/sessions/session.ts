@@ -68,7 +68,10 @@ const BASELINE_TREE = 'baseline-tree-v2.json';
  * when it changes: at once for what a client was told (created, checkpointed, recorded), within
  * PERSIST_DELAY_MS for task bookkeeping.
  */
-export class Session {
+/** What a session itself uses of its sandbox: SessionSandbox is one; the state tests give a small fake. */
+export type SessionSandboxParts = Pick<SessionSandbox, 'owner' | 'diskMb' | 'diskBaselineBytes' | 'usage' | 'diskUsedBytes' | 'dispose'>;
+
+export class Session<S extends SessionSandboxParts = SessionSandbox> {
   readonly id: string;
   readonly workspaceId: string;
   readonly userId: string;
@@ -85,7 +88,7 @@ export class Session {
   private previousCheckpoint: { id: string; tree: Tree | undefined; chainLength: number } | undefined;
   /** The files as created or restored: what modified_files of a full checkpoint is measured from. */
   private baseline: Tree = new Map();
-  private sandboxRef: SessionSandbox | undefined;
+  private sandboxRef: S | undefined;
   private readonly store: WorkspaceStore;
   private persistTimer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
@@ -131,13 +134,13 @@ export class Session {
     this.settled = to;
   }
 
-  get sandbox(): SessionSandbox {
+  get sandbox(): S {
     if (!this.sandboxRef) throw new Error(`session ${this.id} has no sandbox yet`);
     return this.sandboxRef;
   }
 
   /** CREATING → READY: the session's sandbox is made (or, adopted, made again). */
-  ready(sandbox: SessionSandbox): void {
+  ready(sandbox: S): void {
     this.move([CREATING], READY, 'become ready');
     this.sandboxRef = sandbox;
   }

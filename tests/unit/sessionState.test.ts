@@ -4,8 +4,7 @@ import { Status } from 'nice-grpc';
 import winston from 'winston';
 import { SessionState } from '../../gen/codegen/v1/common.js';
 import { WorkerError } from '../../src/errors.js';
-import { Session } from '../../src/sessions/session.js';
-import type { SessionSandbox } from '../../src/sandbox/session/sessionSandbox.js';
+import { Session, type SessionSandboxParts } from '../../src/sessions/session.js';
 import type { WorkspaceStore } from '../../src/storage/workspaceStore.js';
 
 /** A store that keeps records in memory: the session's bookkeeping without a disk. */
@@ -31,9 +30,16 @@ function memoryStore(): WorkspaceStore & { records: unknown[] } {
 }
 
 const silent = winston.createLogger({ silent: true });
-const sandbox = { owner: undefined, diskMb: 0, diskBaselineBytes: 0 } as unknown as SessionSandbox;
+const sandbox: SessionSandboxParts = {
+  owner: undefined,
+  diskMb: 0,
+  diskBaselineBytes: 0,
+  usage: async () => ({ memoryBytes: 0, cpuPercent: 0 }),
+  diskUsedBytes: async () => 0,
+  dispose: async () => undefined,
+};
 
-function newSession(store = memoryStore()): Session {
+function newSession(store = memoryStore()): Session<SessionSandboxParts> {
   return new Session({
     id: 'session-t',
     workspaceId: 'w',
