@@ -8,6 +8,7 @@ SOURCES := $(shell find src gen tests bench -name '*.ts' 2>/dev/null)
 # time, from the checkout (dist/ holds no copy; the image has src/).
 PYTHON_SOURCES := $(shell find src -name '*.py' 2>/dev/null)
 SHELL_SOURCES := $(shell find src -name '*.sh' 2>/dev/null)
+GO_SOURCES := $(shell find src -name '*.go' 2>/dev/null)
 # The interpreter sessions are based on compiles the .py files.
 PYTHON := $(or $(WORKER_PYTHON),python3)
 ARGS ?=
@@ -81,11 +82,13 @@ system-deps:
 	@command -v cc >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq gcc libc6-dev; }
 	@case ",$$(echo "$${WORKER_LANGUAGES:-go}" | tr -d ' ')," in *,go,*) command -v go >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq golang-go; } ;; esac
 
-# What `make lint` needs beyond node_modules: pyflakes (Debian's, for Debian's python3) and
-# shellcheck. Not in system-deps: the worker (and its image) runs without them.
+# What `make lint` needs beyond node_modules: pyflakes (Debian's, for Debian's python3),
+# shellcheck and gofmt (golang-go, which Go sessions need anyway). pyflakes and shellcheck are
+# not in system-deps: the worker (and its image) runs without them.
 lint-deps:
 	@command -v pyflakes3 >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq pyflakes3; }
 	@command -v shellcheck >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq shellcheck; }
+	@command -v gofmt >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq golang-go; }
 
 # The TypeScript of the protos, and the protos as a FileDescriptorSet for server reflection.
 generate: node_modules/.installed ## regenerate gen/ from proto/ (commit the result)
@@ -93,10 +96,10 @@ generate: node_modules/.installed ## regenerate gen/ from proto/ (commit the res
 	$(BIN)/buf build -o gen/codegen.binpb --as-file-descriptor-set
 
 # Protos (buf), formatting (Prettier, the whole tree formatted once), TypeScript and JavaScript
-# (typescript-eslint), the Python (compiled without writing bytecode beside it, and pyflakes) and
-# shell (shellcheck, in the dialect each file names) the worker runs, and the static checks of
-# tests/static/ (README snippets compile, code shape, layering).
-lint: node_modules/.installed dist/.built lint-deps ## buf lint, prettier --check, eslint, py_compile + pyflakes, shellcheck, the static checks
+# (typescript-eslint), the Python (compiled without writing bytecode beside it, and pyflakes),
+# shell (shellcheck, in the dialect each file names) and Go (gofmt) the worker runs, and the static
+# checks of tests/static/ (README snippets compile, code shape, layering).
+lint: node_modules/.installed dist/.built lint-deps ## buf lint, prettier --check, eslint, py_compile + pyflakes, shellcheck, gofmt, the static checks
 	$(BIN)/buf lint
 	$(BIN)/prettier --check --log-level warn .
 	$(BIN)/eslint --max-warnings 0 src tests bench
@@ -105,6 +108,7 @@ lint: node_modules/.installed dist/.built lint-deps ## buf lint, prettier --chec
 	@# python -c decodes its program by the locale: ASCII reads the same under every one.
 	@! grep -nP '[^\x00-\x7F]' $(PYTHON_SOURCES) || { echo "the .py files above must be ASCII (they are passed to python -c)"; exit 1; }
 	shellcheck $(SHELL_SOURCES)
+	@unformatted=$$(gofmt -l $(GO_SOURCES)) && [ -z "$$unformatted" ] || { echo "not gofmt-formatted: $$unformatted"; exit 1; }
 	node --test --test-reporter=dot dist/tests/static/*.test.js
 
 format: node_modules/.installed ## prettier --write and eslint --fix

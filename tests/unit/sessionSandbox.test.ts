@@ -35,6 +35,7 @@ function fakeLanguage(options: { warm: boolean; install?: (requirements: string[
     toolchainPath: [],
     prepareHost: () => Promise.resolve(),
     selfCheck: { code: '', isolated: '', plain: '' },
+    outOfMemory: /\bMemoryError\b/,
     createEnvironment: () => Promise.resolve(),
     checkEnvironment: () => Promise.resolve(),
     runCommand: (environment): CodeCommand => ({ command: [`${environment}/bin/fake`, '-'], env: { FAKE: '1' } }),

@@ -101,6 +101,8 @@ export interface Language {
    * and what its output starts with when the host is hidden (isolated) and when it is not.
    */
   readonly selfCheck: { code: string; isolated: string; plain: string };
+  /** What its programs print on stderr when an allocation fails: killed_by memory where no cgroup counts OOM kills. */
+  readonly outOfMemory: RegExp;
   /** Lays out a new, empty environment at `root` (a host path the worker controls). */
   createEnvironment(root: string): Promise<void>;
   /** Throws (FAILED_PRECONDITION) when the environment at `root` can no longer run code. */

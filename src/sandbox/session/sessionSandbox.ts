@@ -472,7 +472,7 @@ export class SessionSandbox {
     if (result.outputLimitExceeded) return 'output';
     if (result.exitCode === 0) return undefined;
     if (group && (await group.oomKills()) > 0) return 'memory';
-    if (!group && /\bMemoryError\b/.test(result.stderr.text)) return 'memory';
+    if (!group && this.parts.language.outOfMemory.test(result.stderr.text)) return 'memory';
     if (result.forkRefused || (group && (await group.forkRefusals()) > 0)) return 'pids';
     if (result.exitCode === 128 + 24) return 'cpu'; // SIGXCPU
     if (this.parts.disk) {

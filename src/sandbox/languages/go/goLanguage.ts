@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { errors } from '../../../errors.js';
 import { readSmallFileNoFollow } from '../../../storage/beneath.js';
@@ -24,18 +25,8 @@ export interface GoLanguageOptions {
 /** Where the install steps' directories are inside a sandbox. */
 const INSIDE = { goCache: '/go-cache', fetch: '/go-fetch', addCache: '/go-add-cache' };
 
-const SELF_CHECK = `package main
-
-import (
-	"fmt"
-	"os"
-)
-
-func main() {
-	_, err := os.Stat("/etc/shadow")
-	fmt.Println(6*7, err == nil, os.Getuid())
-}
-`;
+/** The program run.go runs to prove the sandbox works for Go sessions (selfCheck.go). */
+const SELF_CHECK = readFileSync(new URL('../../../../../src/sandbox/languages/go/selfCheck.go', import.meta.url), 'utf8');
 
 /**
  * Go sessions: the host's toolchain (resolved once), a module per session in its environment
@@ -47,6 +38,7 @@ export class GoLanguage implements Language {
   readonly installer = GO_INSTALLER;
   readonly machineSpecific = [GO_ENV.buildCache];
   readonly writablePaths = [GO_ENV.buildCache];
+  readonly outOfMemory = /^fatal error: (?:runtime: )?out of memory/m;
   readonly selfCheck = { code: SELF_CHECK, isolated: '42 false', plain: '42' };
   readonly installerCacheInside = INSIDE.goCache;
   readonly systemMounts: Mount[];

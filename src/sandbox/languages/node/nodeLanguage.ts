@@ -39,6 +39,7 @@ export class NodeLanguage implements Language {
   readonly writablePaths = [];
   readonly installer = NPM_INSTALLER;
   readonly installerCacheInside = NPM_CACHE_INSIDE;
+  readonly outOfMemory = /JavaScript heap out of memory|\bRangeError: Array buffer allocation failed/;
   readonly selfCheck = {
     code: 'console.log(6 * 7, require("node:fs").existsSync("/etc/shadow"), process.getuid())',
     isolated: '42 false',

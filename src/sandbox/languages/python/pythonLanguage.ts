@@ -42,6 +42,7 @@ export class PythonLanguage implements Language {
   readonly writablePaths = [];
   readonly installer = PIP_INSTALLER;
   readonly installerCacheInside = INSIDE.pipCache;
+  readonly outOfMemory = /\bMemoryError\b/;
   readonly selfCheck = { code: 'import os\nprint(6 * 7, os.path.exists("/etc/shadow"), os.getuid())', isolated: '42 False', plain: '42' };
   readonly systemMounts: Mount[];
   readonly toolchainPath: string[];
