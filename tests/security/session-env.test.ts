@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ClientError, Status } from 'nice-grpc';
-import { callTool, describeCall, type ToolCall } from '../helpers/tasks.js';
+import { callTool, describeCall, statusOf, type ToolCall } from '../helpers/tasks.js';
 import { startWorker, stopHard, type RunningWorker } from '../helpers/worker.js';
 
 // "root runs with the session-chosen environment": a session's config.env must reach only the
@@ -137,7 +137,9 @@ test('LD_DEBUG_OUTPUT from config.env makes no root process write a file', async
       // Where ld.so cannot open LD_DEBUG_OUTPUT it writes to stdout instead, interleaved with
       // what the code prints: the task's stdout carries that, but the worker must survive it.
       if (run.call.code !== Status.OK || !/42/.test(run.stdout)) problems.push(`${where}: run.python print(6*7): ${describeCall(run.call).slice(0, 400)}`);
-      await new Promise((r) => setTimeout(r, 300));
+      // A round trip through the worker: anything the run set off on it has run by its answer.
+      const capacity = await statusOf(w.sessions.getCapacity({}));
+      if (capacity !== Status.OK) problems.push(`${where}: GetCapacity after the run: ${Status[capacity]}`);
       if (w.process.exitCode !== null) problems.push(`${where}: the worker exited (${w.process.exitCode})`);
     } finally {
       await stopHard(w);
@@ -159,7 +161,8 @@ test('LD_DEBUG in config.env does not bring the worker down', async () => {
     // Whatever the task's own result, the worker must not die of it.
     const help = await createSession(w, { LD_DEBUG: 'help' });
     const helpRun = await python(w, help, 'print(6*7)');
-    await new Promise((r) => setTimeout(r, 500));
+    // A round trip through the worker: anything the run set off on it has run by its answer.
+    await statusOf(w.sessions.getCapacity({}));
     assert.equal(
       w.process.exitCode,
       null,
