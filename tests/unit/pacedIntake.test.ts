@@ -3,7 +3,8 @@ import { createHash } from 'node:crypto';
 import { after, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { connect } from 'node:http2';
-import { BulkIntake, BUSY_LINGER_MS, type Admission } from '../../src/grpc/bulkIntake.js';
+import { BulkIntake, type Admission } from '../../src/grpc/bulkIntake.js';
+import { waitFor } from '../helpers/tasks.js';
 import { applyPacedIntake } from '../../src/grpc/pacedIntake.js';
 
 // grpc-js itself, in this process, with a service of raw bytes: the patch pauses and resumes real
@@ -152,7 +153,7 @@ test('while an interactive call is served, large requests come no faster than th
   assert.ok(took >= least, `4 MB at 8 MB/s took ${took.toFixed(0)} ms (at least ${least.toFixed(0)})`);
   assert.ok(intake.waits > 0);
   await release();
-  await new Promise((r) => setTimeout(r, BUSY_LINGER_MS + 20));
+  await waitFor(() => !intake.busy()); // the linger after the interactive call
   intake.waits = 0;
   const alone = request(0, 8 * MB);
   assert.deepEqual(await digest(alone).reply, sha(alone));
@@ -174,7 +175,7 @@ test('while an interactive call is served, large replies go no faster than the p
   assert.ok(took >= least, `4 MB of replies at 8 MB/s took ${took.toFixed(0)} ms (at least ${least.toFixed(0)})`);
   assert.ok(intake.waits > 0);
   await release();
-  await new Promise((r) => setTimeout(r, BUSY_LINGER_MS + 20));
+  await waitFor(() => !intake.busy()); // the linger after the interactive call
   intake.waits = 0;
   assert.deepEqual(await blob(4, 8 * MB), request(4, 8 * MB));
   assert.deepEqual(await blob(5, 8 * MB), request(5, 8 * MB));

@@ -135,8 +135,8 @@ test('recentTaskIds: running tasks newest first, then finished ones newest first
   const tasks = new TaskRegistry('s', 10);
   tasks.finish(tasks.start('f1', 'echo'), STATUS_SUCCESS);
   tasks.finish(tasks.start('f2', 'echo'), STATUS_SUCCESS);
-  tasks.start('r1', 'run.python');
-  await new Promise((r) => setTimeout(r, 5)); // a later start time
+  const r1 = tasks.start('r1', 'run.python');
+  while (Date.now() <= r1.startTimeMs) await new Promise((r) => setImmediate(r)); // a later start time
   tasks.start('r2', 'run.python');
   assert.deepEqual(tasks.recentTaskIds(), ['r2', 'r1', 'f2', 'f1']);
 });
