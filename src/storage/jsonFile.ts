@@ -1,4 +1,4 @@
-import { open, readFile, rename } from 'node:fs/promises';
+import { open, readFile, rename, rm } from 'node:fs/promises';
 
 /**
  * Writes a JSON file atomically: temporary name, then rename, so a reader (or a restart) sees
@@ -9,12 +9,18 @@ export async function writeJsonAtomically(file: string, value: unknown, durable 
   const temporary = `${file}.tmp-${process.pid}-${(temporaryCount = (temporaryCount + 1) % 1_000_000)}`;
   const handle = await open(temporary, 'w', 0o600);
   try {
-    await handle.writeFile(JSON.stringify(value));
-    if (durable) await handle.sync();
-  } finally {
-    await handle.close();
+    try {
+      await handle.writeFile(JSON.stringify(value));
+      if (durable) await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temporary, file);
+  } catch (err) {
+    // A write refused (ENOSPC, EIO) must not leave its temporary behind: nothing would remove it.
+    await rm(temporary, { force: true });
+    throw err;
   }
-  await rename(temporary, file);
 }
 
 let temporaryCount = 0;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -43,6 +43,14 @@ test('writeJsonAtomically writes the value readable only by the worker and leave
   assert.deepEqual(JSON.parse(await readFile(file, 'utf8')), { id: 'b', size: 2, tags: [], on: false });
   assert.equal((await stat(file)).mode & 0o777, 0o600);
   assert.deepEqual(await readdir(dir), ['record.json']);
+});
+
+test('writeJsonAtomically that fails (a value that is not JSON, a rename refused) leaves no temporary file', async () => {
+  const own = await mkdtemp(join(dir, 'failing-'));
+  await assert.rejects(writeJsonAtomically(join(own, 'big.json'), { n: 1n }), TypeError);
+  await mkdir(join(own, 'taken.json'));
+  await assert.rejects(writeJsonAtomically(join(own, 'taken.json'), { id: 't' }), { code: 'EISDIR' });
+  assert.deepEqual(await readdir(own), ['taken.json']);
 });
 
 test('readJsonFile: undefined for no file, the value for a good one, DamagedRecordError for a bad one', async () => {
