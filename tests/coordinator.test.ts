@@ -58,7 +58,7 @@ async function withCoordinator(env: Record<string, string>, fn: (coordinator: Fa
 }
 
 // Each test has a worker and a coordinator of its own, and spends its time waiting on heartbeats
-// and grace times: they run at once.
+// and grace times: they run at once (but the one that takes a port back).
 describe('a worker and its coordinator', { concurrency: true }, () => {
   test('RegisterWorker carries the worker id, capacity, metadata and address; heartbeats 1 s apart carry the live session ids', async () => {
     await withCoordinator({ WORKER_MAX_SESSIONS: '7', WORKER_LANGUAGES: 'python' }, async (coordinator, worker) => {
@@ -87,26 +87,6 @@ describe('a worker and its coordinator', { concurrency: true }, () => {
       );
       await worker.sessions.destroySession({ sessionId });
       await waitFor(() => coordinator.heartbeats.at(-1)!.sessionIds.length === 0, 3000);
-    });
-  });
-
-  test('a coordinator that goes away and comes back: the worker keeps serving and registers again within two intervals', async () => {
-    await withCoordinator({}, async (coordinator, worker) => {
-      await waitFor(() => coordinator.registers.length === 1);
-      const port = coordinator.port;
-      await coordinator.stop();
-      // Gone for two heartbeats: the worker has noticed, and serves on.
-      await waitFor(() => worker.logs.some((l) => l.message === 'heartbeat failed' && Number(l.consecutive_failures) >= 2), 10_000);
-      assert.equal(await statusOf(worker.sessions.getCapacity({})), Status.OK, 'the worker keeps serving');
-      const back = new FakeCoordinator();
-      await back.start(port);
-      const restartedAt = Date.now();
-      try {
-        await waitFor(() => back.registers.length >= 1, 5000);
-        assert.ok(back.registers[0]!.at - restartedAt <= 2500, `registered ${back.registers[0]!.at - restartedAt} ms after the coordinator came back`);
-      } finally {
-        await back.stop();
-      }
     });
   });
 
@@ -153,5 +133,27 @@ describe('a worker and its coordinator', { concurrency: true }, () => {
       assert.ok(Date.now() - signalledAt < 8000);
       assert.equal(coordinator.deregisters.length, 1);
     });
+  });
+});
+
+// Alone, after the others: it listens again on the port it gave up, which another test's
+// connection could meanwhile hold.
+test('a coordinator that goes away and comes back: the worker keeps serving and registers again within two intervals', async () => {
+  await withCoordinator({}, async (coordinator, worker) => {
+    await waitFor(() => coordinator.registers.length === 1);
+    const port = coordinator.port;
+    await coordinator.stop();
+    // Gone for two heartbeats: the worker has noticed, and serves on.
+    await waitFor(() => worker.logs.some((l) => l.message === 'heartbeat failed' && Number(l.consecutive_failures) >= 2), 10_000);
+    assert.equal(await statusOf(worker.sessions.getCapacity({})), Status.OK, 'the worker keeps serving');
+    const back = new FakeCoordinator();
+    await back.start(port);
+    const restartedAt = Date.now();
+    try {
+      await waitFor(() => back.registers.length >= 1, 5000);
+      assert.ok(back.registers[0]!.at - restartedAt <= 2500, `registered ${back.registers[0]!.at - restartedAt} ms after the coordinator came back`);
+    } finally {
+      await back.stop();
+    }
   });
 });

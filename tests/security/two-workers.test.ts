@@ -162,11 +162,14 @@ test('uid ranges are whole blocks: a configured base off the grid, or one anothe
       {
         sessionId,
         toolName: 'run.python',
-        arguments: { code: 'import time, os\nwhile not os.path.exists("end"):\n    time.sleep(0.01)\nprint("survived", os.getuid())' },
+        arguments: {
+          code: 'import time, os\nopen("began", "w").close()\nwhile not os.path.exists("end"):\n    time.sleep(0.01)\nprint("survived", os.getuid())',
+        },
       },
       60_000,
     );
-    await waitFor(async () => (await a!.sessions.getSessionStatus({ sessionId })).activeTasks === 1);
+    // Its process runs with one of A's uids (a refused start must not kill it) once it says so.
+    await waitFor(async () => (await callTool(a!.tasks, sessionId, 'fs.read', { path: 'began' })).code === Status.OK, 30_000);
 
     const offGrid = await runSecondWorker(join(scratch, 'b'), '127.0.0.1:0', { WORKER_UID_BASE: '3000001' });
     assert.notEqual(offGrid.code, 0, `a base off the grid must be refused: ${offGrid.stderr}`);
