@@ -38,7 +38,8 @@ export class GoLanguage implements Language {
   readonly installer = GO_INSTALLER;
   readonly machineSpecific = [GO_ENV.buildCache];
   readonly writablePaths = [GO_ENV.buildCache];
-  readonly outOfMemory = /^fatal error: (?:runtime: )?out of memory/m;
+  // The runtime's allocation failing, or its reservations at start under a small address-space limit.
+  readonly outOfMemory = /^fatal error: (?:runtime: )?out of memory|^fatal error: failed to reserve|^runtime: out of memory/m;
   readonly selfCheck = { code: SELF_CHECK, isolated: '42 false', plain: '42' };
   readonly installerCacheInside = INSIDE.goCache;
   readonly systemMounts: Mount[];

@@ -39,7 +39,9 @@ export class NodeLanguage implements Language {
   readonly writablePaths = [];
   readonly installer = NPM_INSTALLER;
   readonly installerCacheInside = NPM_CACHE_INSIDE;
-  readonly outOfMemory = /JavaScript heap out of memory|\bRangeError: Array buffer allocation failed/;
+  // V8's heap limit, a reservation refused (a small address-space limit: before any code runs),
+  // C++'s bad_alloc, a buffer refused. A plain SIGSEGV under the limit says nothing.
+  readonly outOfMemory = /JavaScript heap out of memory|# Fatal process OOM|std::bad_alloc|RangeError: Array buffer allocation failed/;
   readonly selfCheck = {
     code: 'console.log(6 * 7, require("node:fs").existsSync("/etc/shadow"), process.getuid())',
     isolated: '42 false',
