@@ -3,7 +3,8 @@
 # dist/tests/unit, in as many processes as cores (at least two), each importing a group of the
 # files. A process per file spent more time starting (node, its test runner, the modules) than
 # its tests took; files sharing a process must leave process-wide state (environment, working
-# directory, patched modules) as they found it.
+# directory) as they found it, and one that patches a module for the whole process says so on
+# its first line ('// unit: own process') and gets a process of its own.
 #
 # Run by root, it proves the tier needs neither root nor Python: it runs as nobody with node
 # alone on PATH. nobody must reach the checkout by a path, and the checkout may live where
@@ -14,17 +15,26 @@
 # as the caller. Run by anyone else, it runs as the caller.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Arguments: the files to run (default: every one).
-if [ $# -gt 0 ]; then files=("$@"); else mapfile -t files < <(find dist/tests/unit -name '*.test.js' | sort); fi
+# Arguments: the files (or directories of them) to run (default: every one).
+if [ $# -gt 0 ]; then mapfile -t files < <(find "$@" -name '*.test.js' | sort); else mapfile -t files < <(find dist/tests/unit -name '*.test.js' | sort); fi
 [ ${#files[@]} -gt 0 ] || { echo "unit tier: no tests in dist/tests/unit (build first)" >&2; exit 1; }
 cores=$(nproc)
 groups=$((cores > 2 ? cores : 2))
-# write_groups DIR CHECKOUT: DIR/group-N.mjs import the files, dealt in turn, as CHECKOUT/<file>.
+# write_groups DIR CHECKOUT: DIR/group-N.mjs import the files, dealt in turn, as CHECKOUT/<file>;
+# a file whose source's first line is '// unit: own process' (it patches a module for the whole
+# process) gets a group of its own, so what it changes is the same on every machine.
 write_groups() {
-  local i=0 file
+  local i=0 alone=0 file relative source
   for file in "${files[@]}"; do
-    printf "import '%s/%s';\n" "$2" "$(realpath --relative-to=. "$file")" >>"$1/group-$((i % groups)).mjs"
-    i=$((i + 1))
+    relative=$(realpath --relative-to=. "$file")
+    source="tests/${relative#dist/tests/}"
+    if head -n 1 "${source%.js}.ts" 2>/dev/null | grep -q '^// unit: own process'; then
+      printf "import '%s/%s';\n" "$2" "$relative" >"$1/group-own-$alone.mjs"
+      alone=$((alone + 1))
+    else
+      printf "import '%s/%s';\n" "$2" "$relative" >>"$1/group-$((i % groups)).mjs"
+      i=$((i + 1))
+    fi
   done
   chmod 644 "$1"/group-*.mjs
 }
@@ -49,16 +59,16 @@ write_groups "$view/groups" "$view/checkout"
 
 # Inside the namespace: bind, check that nobody can read the tier through the view, then run.
 # Its exit codes: 0/1 from node --test; 97 when nobody cannot read what it needs.
-inside='checkout=$1 view=$2 node=$3; shift 3
+inside='checkout=$1 view=$2 node=$3 groups=$4; shift 4
 mount --bind "$checkout" "$view/checkout" && mount --bind "$node" "$view/bin/node" || exit 96
 cd "$view/checkout"
 nobody="setpriv --reuid=nobody --regid=nogroup --clear-groups"
 $nobody test -r dist/tests/unit -a -x "$view/bin/node" -a -r package.json || exit 97
 echo "unit tier: as nobody, node alone on PATH (the checkout bound at $view/checkout)"
-exec $nobody env PATH="$view/bin" node --test --test-concurrency="$#" "$@"'
+exec $nobody env PATH="$view/bin" node --test --test-concurrency="$groups" "$@"'
 if unshare --mount --propagation private true 2>/dev/null; then
   set +e
-  unshare --mount --propagation private sh -c "$inside" unit-tier "$PWD" "$view" "$node" "$view/groups"/group-*.mjs
+  unshare --mount --propagation private sh -c "$inside" unit-tier "$PWD" "$view" "$node" "$groups" "$view/groups"/group-*.mjs
   status=$?
   set -e
   case $status in

@@ -1,3 +1,4 @@
+// unit: own process (it patches grpc-js for the whole process: tests/unit-tier.sh)
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, test } from 'node:test';

@@ -1,3 +1,4 @@
+// unit: own process (it patches grpc-js for the whole process: tests/unit-tier.sh)
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { applyServerStreamBackpressure, patchedStream } from '../../src/grpc/serverStreamBackpressure.js';

@@ -1,3 +1,4 @@
+// unit: own process (it patches grpc-js for the whole process: tests/unit-tier.sh)
 import assert from 'node:assert/strict';
 import { isUtf8 } from 'node:buffer';
 import { test } from 'node:test';
