@@ -7,7 +7,8 @@ import { test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { SessionState, TaskStatus } from '../gen/codegen/v1/common.js';
 import { servePackageIndex } from './helpers/packageIndex.js';
-import { callTool, runTaskWithin, statusOf, waitFor } from './helpers/tasks.js';
+import { runTask as runClientTask } from '../src/client/index.js';
+import { callTool, statusOf } from './helpers/tasks.js';
 import { startWorker, stopHard, type RunningWorker } from './helpers/worker.js';
 
 // Nothing lost on restart: a worker killed (SIGKILL) or stopped (SIGTERM) and started again on
@@ -46,12 +47,22 @@ async function prepare(worker: RunningWorker): Promise<Prepared> {
   const install = await callTool(worker.tasks, capped, 'pkg.install', { requirements: 'tinydep==1.2.0' }, 60_000);
   assert.equal(install.code, Status.OK, install.text.slice(-500));
   const checkpointId = (await worker.sessions.checkpointSession({ sessionId: plain }, CALL)).checkpointId;
-  // A task still running when the worker goes.
+  // A task still running when the worker goes: its code has run, so it is on disk (a task that
+  // starts a process is recorded before its code runs). Counted RUNNING, it may not be yet.
   const cutTask = 'task-cut-off';
-  void runTaskWithin(worker.tasks, { sessionId: plain, taskId: cutTask, toolName: 'run.python', arguments: { code: 'import time\ntime.sleep(60)' } }, 90_000);
-  await waitFor(
-    async () => (await worker.tasks.getTaskStatus({ sessionId: plain, taskId: cutTask }, CALL).catch(() => undefined))?.status === TaskStatus.STATUS_RUNNING,
-  );
+  await new Promise<void>((resolve, reject) => {
+    const code = 'import time\nprint("started", flush=True)\ntime.sleep(60)';
+    runClientTask(
+      worker.tasks,
+      { sessionId: plain, taskId: cutTask, toolName: 'run.python', arguments: { code } },
+      {
+        onLog: (log) => log.message.includes('started') && resolve(),
+      },
+    ).then(
+      () => reject(new Error('the cut-off task ended before the worker went')),
+      () => undefined,
+    );
+  });
   return { plain, capped, cutTask, checkpointId };
 }
 
