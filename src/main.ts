@@ -5,7 +5,7 @@ import { ConfigError, HelpRequested, loadConfig, type WorkerConfig } from './con
 import { describeThrown, faultOf, messageOf } from './errors.js';
 import { createLogger } from './logger.js';
 import { LanguageUnavailableError } from './sandbox/languages/languages.js';
-import { SandboxUnavailableError } from './sandbox/host/sandboxHost.js';
+import { SandboxUnavailableError } from './sandbox/host/selfChecks.js';
 import { UidRangeError } from './sandbox/confine/uidRange.js';
 import { StartupRefused } from './startupChecks.js';
 import { WORKER_VERSION } from './version.js';

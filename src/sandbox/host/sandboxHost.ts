@@ -37,8 +37,6 @@ export interface PreparedSandbox {
   network: SessionNamespace | undefined;
 }
 
-export { SandboxUnavailableError };
-
 /** What SandboxHost.create takes: its options, with the languages possibly still being resolved. */
 export type SandboxHostStart = Omit<SandboxHostOptions, 'languages'> & { languages: readonly Language[] | Promise<readonly Language[]> };
 
