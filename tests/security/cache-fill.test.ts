@@ -1,4 +1,3 @@
-// end-to-end: alone (it measures time or looks at the whole host: tests/end-to-end-tier.sh)
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Status } from 'nice-grpc';
