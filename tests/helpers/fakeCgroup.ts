@@ -9,6 +9,9 @@ export class FakeCgroup implements Cgroup {
   readonly procsFiles: string[];
   limits: CgroupLimits[] = [];
   kills = 0;
+  renewals = 0;
+  /** Whether killProcesses empties it. */
+  empties = true;
   destroyed = false;
   oom = 0;
   refusals = 0;
@@ -37,9 +40,12 @@ export class FakeCgroup implements Cgroup {
   cpuUsageNs = () => Promise.resolve(0);
   memoryBytes = () => Promise.resolve(0);
   addProcess = () => Promise.resolve();
-  killProcesses(): Promise<void> {
+  killProcesses(): Promise<boolean> {
     this.kills++;
-    return Promise.resolve();
+    return Promise.resolve(this.empties);
+  }
+  renew(): void {
+    this.renewals++;
   }
   destroy(): Promise<void> {
     this.destroyed = true;

@@ -34,6 +34,10 @@ test('max_memory_mb 128 and code allocating 512 MB: killed, killed_by memory, wo
   assert.equal(run.result?.status, TaskStatus.STATUS_FAILURE);
   assert.equal(run.result?.outputs.killed_by, 'memory');
   assert.doesNotMatch(run.result?.outputs.stdout ?? '', /allocated/);
+  // Task groups are kept for later calls: the next failure is not blamed on the memory limit.
+  const after = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code: 'import sys\nsys.exit(3)' } });
+  assert.equal(after.result?.exitCode, 3);
+  assert.equal(after.result?.outputs.killed_by, undefined, 'a call after an OOM kill is not killed_by memory');
   // A task may narrow it further.
   const big = await session({ maxMemoryMb: 512 });
   const narrowed = await runTask(worker.tasks, {
@@ -94,6 +98,10 @@ test('a fork bomb is contained by the process limit and ended by the timeout', a
   assert.equal(run.result?.outputs.killed_by, 'timeout');
   await workerUnaffected();
   assert.equal((await runTool(worker.tasks, sessionId, 'run.python', { code: 'print("recovered")' })).stdout, 'recovered\n');
+  // Its task group, kept for later calls, counts refused forks from zero again.
+  const after = await runTask(worker.tasks, { sessionId, toolName: 'run.shell', arguments: { command: 'exit 3' } });
+  assert.equal(after.result?.exitCode, 3);
+  assert.equal(after.result?.outputs.killed_by, undefined, 'a call after refused forks is not killed_by pids');
 });
 
 test('max_disk_mb: writes past it fail (killed_by disk) and fs.write is refused RESOURCE_EXHAUSTED', async () => {

@@ -4,7 +4,7 @@ import { confine, type Confinement } from '../../src/sandbox/confine/launcher.js
 import { ROOT_ENV } from '../../src/sandbox/process/hostTools.js';
 
 const tools = { bwrap: '/usr/bin/bwrap', setpriv: '/usr/bin/setpriv', prlimit: '/usr/bin/prlimit', env: '/usr/bin/env', nsenter: '/usr/bin/nsenter' };
-const cgroup: Confinement['cgroup'] = { procsFiles: ['/sys/fs/cgroup/memory/x/cgroup.procs'], killProcesses: () => Promise.resolve() };
+const cgroup: Confinement['cgroup'] = { procsFiles: ['/sys/fs/cgroup/memory/x/cgroup.procs'], killProcesses: () => Promise.resolve(true) };
 const confinement: Confinement = {
   tools,
   isolate: true,
@@ -191,7 +191,7 @@ test('a seccomp filter is loaded by bwrap from descriptor 3 and handed over with
 test('with a cgroup, /bin/sh joins each cgroup.procs file as root, then execs the rest of the chain', () => {
   const withCgroup: Confinement['cgroup'] = {
     procsFiles: ['/sys/fs/cgroup/memory/a/cgroup.procs', '/sys/fs/cgroup/pids/a/cgroup.procs'],
-    killProcesses: () => Promise.resolve(),
+    killProcesses: () => Promise.resolve(true),
   };
   const spec = confine(['python3'], '/workspace', {}, isolated({ cgroup: withCgroup }));
   assert.equal(spec.executable, '/bin/sh');

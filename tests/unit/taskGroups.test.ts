@@ -12,21 +12,61 @@ function fakeSession(): { session: Cgroup; alive: Set<string> } {
 
 const settled = () => new Promise((resolve) => setImmediate(resolve));
 
-test('concurrent takes keep at most one group made ahead, and given back every group is removed', async () => {
+test('groups given back are kept and renewed for later calls: rounds of concurrent takes make no more, and no two calls share one', async () => {
   const { session, alive } = fakeSession();
   const groups = new TaskGroups(session, 8);
   const signal = new AbortController().signal;
   for (let round = 0; round < 3; round++) {
     const taken = await Promise.all(Array.from({ length: 8 }, () => groups.take({}, signal)));
     assert.equal(new Set(taken.map((g) => g.name)).size, 8, 'no two calls share a group');
+    if (round > 0)
+      assert.ok(
+        taken.every((g) => (g as FakeCgroup).renewals === round),
+        'every group was renewed before it was used again',
+      );
     for (const group of taken) groups.giveBack(group);
     await settled();
-    assert.equal(alive.size, 1, `left: ${[...alive].join(', ')} (only the one made ahead)`);
+    assert.ok(alive.size <= 9, `at most the bound and one made ahead exist: ${alive.size}`);
   }
+  assert.equal(alive.size, 9, 'the 8 kept, and the one made ahead during the first round');
+});
+
+test('a group that does not empty is removed, not kept', async () => {
+  const { session, alive } = fakeSession();
+  const groups = new TaskGroups(session, 4);
+  const signal = new AbortController().signal;
+  const stuck = (await groups.take({}, signal)) as FakeCgroup;
+  stuck.empties = false;
+  groups.giveBack(stuck);
+  await settled();
+  assert.equal(stuck.destroyed, true);
+  assert.equal(stuck.renewals, 0);
+  const next = await groups.take({}, signal);
+  assert.notEqual(next.name, stuck.name);
+  assert.ok(!alive.has(stuck.name));
+});
+
+test('a call narrowing its memory gets a group no call has used; with every place kept, the oldest kept one makes way', async () => {
+  const { session, alive } = fakeSession();
+  const groups = new TaskGroups(session, 2);
+  const signal = new AbortController().signal;
+  const [a, b] = await Promise.all([groups.take({}, signal), groups.take({}, signal)]);
+  groups.giveBack(a);
+  groups.giveBack(b);
+  await settled();
+  const used = new Set([a!.name, b!.name]);
+  const narrowed = (await groups.take({ memoryBytes: 64 << 20 }, signal)) as FakeCgroup;
+  assert.ok(!used.has(narrowed.name), 'a new group');
+  assert.deepEqual(narrowed.limits.at(-1), { memoryBytes: 64 << 20 });
+  assert.equal((a as FakeCgroup).destroyed, true, 'the least recently given back made way');
+  assert.equal((b as FakeCgroup).destroyed, false);
+  assert.ok([...alive].filter((n) => n !== narrowed.name && n !== b!.name).length <= 1, `the bound holds (plus one made ahead): ${[...alive].join(', ')}`);
+  const plain = await groups.take({}, signal);
+  assert.equal(plain.name, b!.name, 'a call not narrowing memory gets the kept one');
 });
 
 test('past the bound a take waits for a group to be given back, and a cancel ends the wait', async () => {
-  const { session, alive } = fakeSession();
+  const { session } = fakeSession();
   const groups = new TaskGroups(session, 2);
   const signal = new AbortController().signal;
   const [a, b] = await Promise.all([groups.take({}, signal), groups.take({}, signal)]);
@@ -40,9 +80,7 @@ test('past the bound a take waits for a group to be given back, and a cancel end
   await assert.rejects(cancelled, /cancelled/);
   groups.giveBack(a);
   await waiting;
-  assert.ok(third, 'the place given back went to the waiting call, not the cancelled one');
+  assert.equal((third as Cgroup | undefined)?.name, a!.name, 'the group given back went to the waiting call, not the cancelled one');
   groups.giveBack(b);
   groups.giveBack(third);
-  await settled();
-  assert.equal(alive.size, 1);
 });

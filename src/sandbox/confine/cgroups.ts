@@ -42,8 +42,14 @@ export interface Cgroup {
   memoryBytes(): Promise<number>;
   /** Moves a (host) process into the group. */
   addProcess(pid: number): Promise<void>;
-  /** Kills every process in the group, keeping the group. */
-  killProcesses(): Promise<void>;
+  /** Kills every process in the group, keeping the group; resolves whether it is empty now. */
+  killProcesses(): Promise<boolean>;
+  /**
+   * Makes an emptied group as good as new for its next user: no limits of its own, and OOM
+   * kills and refused forks counted from now on. Synchronous cgroupfs writes; throws if the
+   * group is gone.
+   */
+  renew(): void;
   /** Kills every process in the group and removes it. */
   destroy(): Promise<void>;
 }
@@ -81,14 +87,15 @@ function readKeyed(path: string, key: string): number {
   return line ? Number(line.split(' ')[1]) : 0;
 }
 
-async function killProcsIn(procsFiles: string[]): Promise<void> {
+/** Kills the processes listed in `procsFiles` until none is left (then true) or it gives up. */
+async function killProcsIn(procsFiles: string[]): Promise<boolean> {
   for (let round = 0; round < 50; round++) {
     const pids = procsFiles
       .map(readText)
       .flatMap((t) => t.split('\n'))
       .filter((l) => l !== '')
       .map(Number);
-    if (pids.length === 0) return;
+    if (pids.length === 0) return true;
     for (const pid of pids) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -98,6 +105,7 @@ async function killProcsIn(procsFiles: string[]): Promise<void> {
     }
     await delay(10);
   }
+  return false;
 }
 
 async function removeDir(dir: string): Promise<void> {
@@ -116,6 +124,11 @@ async function removeDir(dir: string): Promise<void> {
 }
 
 class CgroupV1 implements Cgroup {
+  /** Counters' values when the group was last renewed. */
+  private counted = { oomKills: 0, forkRefusals: 0 };
+  /** The limits of its own the group has been given since it was made or renewed. */
+  private readonly limited = new Set<keyof CgroupLimits>();
+
   constructor(
     readonly name: string,
     private readonly dirs: Partial<Record<V1Controller, string>>,
@@ -123,6 +136,14 @@ class CgroupV1 implements Cgroup {
 
   get procsFiles(): string[] {
     return Object.values(this.dirs).map((d) => join(d, 'cgroup.procs'));
+  }
+
+  /**
+   * The first of procsFiles: a process is written to each in turn and a fork joins them all,
+   * so one in any of this group's hierarchies is in this one.
+   */
+  private get firstProcsFile(): string[] {
+    return this.procsFiles.slice(0, 1);
   }
 
   async child(name: string, limits: CgroupLimits): Promise<Cgroup> {
@@ -136,6 +157,7 @@ class CgroupV1 implements Cgroup {
 
   setLimits(limits: CgroupLimits): Promise<void> {
     const dirs = this.dirs;
+    for (const [name, value] of Object.entries(limits)) if (value) this.limited.add(name as keyof CgroupLimits);
     if (dirs.memory && limits.memoryBytes) {
       writeFileSync(join(dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
       const swap = join(dirs.memory, 'memory.memsw.limit_in_bytes');
@@ -164,17 +186,39 @@ class CgroupV1 implements Cgroup {
     for (const file of this.procsFiles) await writeFile(file, String(pid));
   }
 
-  async killProcesses(): Promise<void> {
-    await killProcsIn(this.procsFiles);
+  killProcesses(): Promise<boolean> {
+    return killProcsIn(this.firstProcsFile);
+  }
+
+  renew(): void {
+    const dirs = this.dirs;
+    // Unlimited again: the swap limit first, as the memory limit may not exceed it.
+    if (dirs.memory && this.limited.has('memoryBytes')) {
+      const swap = join(dirs.memory, 'memory.memsw.limit_in_bytes');
+      if (existsSync(swap)) writeFileSync(swap, '-1');
+      writeFileSync(join(dirs.memory, 'memory.limit_in_bytes'), '-1');
+    }
+    if (dirs.cpu && this.limited.has('cpuPercent')) writeFileSync(join(dirs.cpu, 'cpu.cfs_quota_us'), '-1');
+    if (dirs.pids && this.limited.has('maxProcesses')) writeFileSync(join(dirs.pids, 'pids.max'), 'max');
+    this.limited.clear();
+    this.counted = { oomKills: this.oomKillsTotal(), forkRefusals: this.forkRefusalsTotal() };
   }
 
   oomKills(): Promise<number> {
-    return Promise.resolve(this.dirs.memory ? readKeyed(join(this.dirs.memory, 'memory.oom_control'), 'oom_kill') : 0);
+    return Promise.resolve(this.oomKillsTotal() - this.counted.oomKills);
   }
 
   forkRefusals(): Promise<number> {
+    return Promise.resolve(this.forkRefusalsTotal() - this.counted.forkRefusals);
+  }
+
+  private oomKillsTotal(): number {
+    return this.dirs.memory ? readKeyed(join(this.dirs.memory, 'memory.oom_control'), 'oom_kill') : 0;
+  }
+
+  private forkRefusalsTotal(): number {
     // v1 counts a refused fork in the forking process's own group, whichever ancestor's limit refused it.
-    return Promise.resolve(this.dirs.pids ? readKeyed(join(this.dirs.pids, 'pids.events'), 'max') : 0);
+    return this.dirs.pids ? readKeyed(join(this.dirs.pids, 'pids.events'), 'max') : 0;
   }
 
   cpuUsageNs(): Promise<number> {
@@ -186,12 +230,17 @@ class CgroupV1 implements Cgroup {
   }
 
   async destroy(): Promise<void> {
-    await killProcsIn(this.procsFiles);
+    await killProcsIn(this.firstProcsFile);
     await Promise.all(Object.values(this.dirs).map((dir) => destroyTree(dir)));
   }
 }
 
 class CgroupV2 implements Cgroup {
+  /** OOM kills counted when the group was last renewed. */
+  private countedOomKills = 0;
+  /** The limits of its own the group has been given since it was made or renewed. */
+  private readonly limited = new Set<keyof CgroupLimits>();
+
   constructor(
     readonly name: string,
     private readonly dir: string,
@@ -217,6 +266,7 @@ class CgroupV2 implements Cgroup {
 
   setLimits(limits: CgroupLimits): Promise<void> {
     const dir = this.dir;
+    for (const [name, value] of Object.entries(limits)) if (value) this.limited.add(name as keyof CgroupLimits);
     if (limits.memoryBytes) {
       writeFileSync(join(dir, 'memory.max'), String(limits.memoryBytes));
       if (existsSync(join(dir, 'memory.swap.max'))) writeFileSync(join(dir, 'memory.swap.max'), '0');
@@ -236,13 +286,22 @@ class CgroupV2 implements Cgroup {
     await writeFile(join(this.dir, 'cgroup.procs'), String(pid)); // asynchronous: see CgroupV1.addProcess
   }
 
-  async killProcesses(): Promise<void> {
+  async killProcesses(): Promise<boolean> {
+    if (readText(join(this.dir, 'cgroup.procs')) === '') return true;
     await writeFile(join(this.dir, 'cgroup.kill'), '1').catch(() => undefined);
-    await killProcsIn(this.procsFiles);
+    return killProcsIn(this.procsFiles);
+  }
+
+  renew(): void {
+    if (this.limited.has('memoryBytes')) writeFileSync(join(this.dir, 'memory.max'), 'max');
+    if (this.limited.has('cpuPercent')) writeFileSync(join(this.dir, 'cpu.max'), `max ${CPU_PERIOD_US}`);
+    if (this.limited.has('maxProcesses')) writeFileSync(join(this.dir, 'pids.max'), 'max');
+    this.limited.clear();
+    this.countedOomKills = readKeyed(join(this.dir, 'memory.events'), 'oom_kill');
   }
 
   oomKills(): Promise<number> {
-    return Promise.resolve(readKeyed(join(this.dir, 'memory.events'), 'oom_kill'));
+    return Promise.resolve(readKeyed(join(this.dir, 'memory.events'), 'oom_kill') - this.countedOomKills);
   }
 
   forkRefusals(): Promise<number> {

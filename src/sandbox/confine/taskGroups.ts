@@ -12,15 +12,23 @@ import type { Cgroup, CgroupLimits } from './cgroups.js';
 export const MAX_TASK_GROUPS = 32;
 
 /**
- * A session's task cgroups: one per call, under the session's group, and one empty group made
- * ahead so that making one is not on the next call's path. At most `max` are in calls' hands
- * (the calls beyond wait for one to be removed: a burst is served as a queue, each waiting call
- * still under its own timeout and cancel), plus at most the one made ahead. Nothing else is kept:
- * a group is removed when its call gives it back.
+ * A session's task cgroups: one per call, under the session's group. A group its call gives
+ * back is emptied, renewed (Cgroup.renew) and kept for a later call: making and removing a
+ * group takes the kernel's cgroup locks and leaves it work to do after, the larger part of a
+ * short call's cost. One that will not empty is removed. With none kept, one empty group is
+ * made ahead so that making one is not on the next call's path. At most `max` exist, in calls'
+ * hands or kept (the calls beyond wait for one: a burst is served as a queue, each waiting call
+ * still under its own timeout and cancel), plus at most the one made ahead.
+ *
+ * A call that narrows its memory limit gets a group no call has used: a kept group may still be
+ * charged with memory an earlier call left (files in a tmpfs), which would count against it.
  */
 export class TaskGroups {
   private counter = 0;
-  private inUse = 0;
+  /** Groups that exist but the one made ahead: in calls' hands, kept, or being removed. */
+  private existing = 0;
+  /** Groups given back emptied and renewed, the most recently used last. */
+  private readonly kept: Cgroup[] = [];
   private readonly waiting: Deferred<void>[] = [];
   private ahead: Promise<Cgroup> | undefined;
   private disposed = false;
@@ -32,19 +40,27 @@ export class TaskGroups {
 
   /** A group for one call, narrowed by `limits`; waits (until `signal` aborts) while the session holds its maximum. */
   async take(limits: CgroupLimits, signal: AbortSignal): Promise<Cgroup> {
-    await this.slot(signal);
-    let group: Cgroup | undefined;
+    const claim = await this.claim(signal, limits.memoryBytes !== undefined);
+    let group = claim.kept;
     try {
-      const ahead = this.ahead; // taken before any await: concurrent calls never share one
-      this.ahead = undefined;
-      group = (await ahead?.catch(() => undefined)) ?? (await this.make());
+      if (!group) {
+        try {
+          await claim.makingWay?.destroy();
+          const ahead = this.ahead; // taken before any await: concurrent calls never share one
+          this.ahead = undefined;
+          group = (await ahead?.catch(() => undefined)) ?? (await this.make());
+        } catch (err) {
+          this.release();
+          throw err;
+        }
+      }
       await group.setLimits(limits);
     } catch (err) {
-      this.giveBack(group);
+      if (group) this.giveBack(group);
       throw err;
     }
     // Only where none is waiting already: every call refilling it would orphan the one before.
-    if (this.ahead === undefined && !this.disposed) {
+    if (this.ahead === undefined && this.kept.length === 0 && !this.disposed) {
       this.ahead = this.make();
       this.ahead.catch(() => undefined);
     }
@@ -52,23 +68,35 @@ export class TaskGroups {
   }
 
   /**
-   * Removes a call's group (its processes killed already, or killed now) and then frees its
-   * place: the bound counts groups that exist, not calls that run.
+   * Takes back a call's group (its processes killed already, or killed now): kept for a later
+   * call once empty and renewed, else removed, its place freed only then (the bound counts
+   * groups that exist, not calls that run).
    */
   giveBack(group: Cgroup | undefined): void {
     if (!group) {
-      this.free();
+      this.release();
       return;
     }
     void group
-      .destroy()
-      .catch(() => undefined)
-      .finally(() => this.free());
+      .killProcesses()
+      .then((empty) => {
+        if (!empty || this.disposed) throw new Error('not kept');
+        group.renew();
+        this.kept.push(group);
+        this.waiting.shift()?.resolve();
+      })
+      .catch(() =>
+        group
+          .destroy()
+          .catch(() => undefined)
+          .finally(() => this.release()),
+      );
   }
 
-  /** No more groups made ahead; the one there is settled (the session's group is removed with everything under it). */
+  /** No more groups made ahead or kept; the one made ahead is settled (the session's group is removed with everything under it). */
   async dispose(): Promise<void> {
     this.disposed = true;
+    this.kept.length = 0;
     await this.ahead?.catch(() => undefined);
   }
 
@@ -76,8 +104,18 @@ export class TaskGroups {
     return this.session.child(`task-${++this.counter}`, {});
   }
 
-  private async slot(signal: AbortSignal): Promise<void> {
-    while (this.inUse >= this.max) {
+  /** Whether a call may have a group now: a kept one, or a place for one more. */
+  private get available(): boolean {
+    return this.kept.length > 0 || this.existing < this.max;
+  }
+
+  /**
+   * Waits for a group and claims it, in the same turn as it is seen free: a kept group, or a
+   * place for a new one (`unused`: a call that must have a new one), or, all places taken,
+   * a kept group that must make way for it (its place passes to the new one).
+   */
+  private async claim(signal: AbortSignal, unused: boolean): Promise<{ kept?: Cgroup; makingWay?: Cgroup }> {
+    while (!this.available) {
       signal.throwIfAborted();
       const turn = deferred();
       this.waiting.push(turn);
@@ -90,15 +128,21 @@ export class TaskGroups {
         const index = this.waiting.indexOf(turn);
         if (index !== -1) this.waiting.splice(index, 1);
       }
-      // Woken for a place and aborted at once: the place goes to the next in line.
-      if (signal.aborted && this.inUse < this.max) this.waiting.shift()?.resolve();
+      // Woken for a group and aborted at once: the group goes to the next in line.
+      if (signal.aborted && this.available) this.waiting.shift()?.resolve();
     }
     signal.throwIfAborted();
-    this.inUse++;
+    if (!unused && this.kept.length > 0) return { kept: this.kept.pop()! };
+    if (this.existing < this.max) {
+      this.existing++;
+      return {};
+    }
+    return { makingWay: this.kept.shift()! };
   }
 
-  private free(): void {
-    this.inUse--;
+  /** A group is gone (or was never made): its place goes to the next in line. */
+  private release(): void {
+    this.existing--;
     this.waiting.shift()?.resolve();
   }
 }

@@ -6,8 +6,8 @@ import type { PhaseClock } from '../../telemetry/taskPhases.js';
 export interface ProcessGroup {
   /** The cgroup.procs files a process writes its pid to, to join the group. */
   readonly procsFiles: string[];
-  /** Kills every process in the group, keeping the group. */
-  killProcesses(): Promise<void>;
+  /** Kills every process in the group, keeping the group; resolves whether it is empty now. */
+  killProcesses(): Promise<boolean>;
 }
 
 export interface ProcessSpec {
