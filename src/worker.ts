@@ -44,6 +44,7 @@ import { parseS3Url, type S3Location } from './storage/s3Location.js';
 import { UrlSigner } from './storage/urlSigner.js';
 import { LocalWorkspaceStore } from './storage/workspaceStore.js';
 import { DISK_FLOOR_BYTES, DiskBudget } from './storage/diskBudget.js';
+import { CallTurns } from './tasks/callTurns.js';
 import { PayloadBudget } from './sessions/payloadBudget.js';
 
 /** fs requests' and replies' bytes the worker holds at once, all sessions together (sessions/payloadBudget.ts). */
@@ -488,6 +489,7 @@ async function startServing(
       limits: { maxOutputBytes: config.maxOutputBytes, maxMessageBytes: config.maxMessageBytes },
       maxTimeoutSeconds: config.maxTaskTimeoutSeconds,
       payloads: new PayloadBudget(WORKER_PAYLOAD_BYTES),
+      turns: new CallTurns(),
     },
     logger,
   }).catch((err: unknown) => refused(listenRefused('WORKER_GRPC_ADDR', config.grpcAddr, err)));

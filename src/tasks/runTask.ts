@@ -10,6 +10,7 @@ import { taskOutcome, unfinishedStatus, type TaskConclusion } from './taskOutcom
 import { ToolRun } from './toolRun.js';
 import type { TaskSessions } from './taskSessions.js';
 import type { PayloadBudget } from '../sessions/payloadBudget.js';
+import type { CallTurns } from './callTurns.js';
 
 export type { TaskInput } from './prepareTask.js';
 
@@ -19,6 +20,8 @@ export interface TaskRunnerDeps {
   maxTimeoutSeconds: number;
   /** Request and reply bytes all sessions' calls hold at once. */
   payloads: PayloadBudget;
+  /** Turns at starting process calls, shared between sessions. */
+  turns: CallTurns;
 }
 
 /** Task ids the worker makes for requests without one: unguessable, URL-safe. */
@@ -40,7 +43,7 @@ export async function* runTask<M>(
 ): AsyncGenerator<M, void, undefined> {
   const task = prepareTask(deps.pool, deps.maxTimeoutSeconds, input);
   const record = startTask(task);
-  const run = new ToolRun(task, record, callSignal, deps.limits, deps.payloads);
+  const run = new ToolRun(task, record, callSignal, deps.limits, deps.payloads, deps.turns);
   let conclusion: TaskConclusion | undefined;
   try {
     for await (const event of run.events()) yield encode(event);

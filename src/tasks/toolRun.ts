@@ -6,6 +6,7 @@ import type { ToolLimits, ToolOutcome } from '../tools/tool.js';
 import { EventQueue } from './eventQueue.js';
 import type { PayloadBudget } from '../sessions/payloadBudget.js';
 import type { PreparedTask } from './prepareTask.js';
+import type { CallTurns } from './callTurns.js';
 import type { TaskEnding } from './taskOutcome.js';
 
 const NO_EVENTS: AsyncIterable<TaskEvent> = { [Symbol.asyncIterator]: async function* () {} };
@@ -33,6 +34,7 @@ export class ToolRun {
     private readonly callSignal: AbortSignal,
     limits: ToolLimits,
     private readonly payloads: PayloadBudget,
+    private readonly turns: CallTurns,
   ) {
     this.phases = new PhaseClock(task.tool.name);
     if (callSignal.aborted) this.onCallEnd();
@@ -56,6 +58,7 @@ export class ToolRun {
         this.releases.push(await this.payloads.acquire(bytes, this.callSignal));
       };
       if (tool.kind === 'instant') return await tool.run(args, { session, limits, constraints, holdPayload });
+      this.releases.push(await this.turns.take(session.id, this.record.controller.signal));
       // A task that starts a process is on disk before its code runs: a worker killed meanwhile
       // is followed by one that reports it FAILURE, not unknown. The process is prepared while
       // the record is written (RunOptions.recorded).

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { CallTurns } from '../../src/tasks/callTurns.js';
 import { PayloadBudget } from '../../src/sessions/payloadBudget.js';
 import { test } from 'node:test';
 import { Status } from 'nice-grpc';
@@ -57,6 +58,7 @@ function harness(
   const deps: TaskRunnerDeps = {
     pool,
     limits: { maxOutputBytes: 1024, maxMessageBytes: 1 << 20 },
+    turns: new CallTurns({ perSession: 1, holdMs: 50, recentMs: 100 }),
     maxTimeoutSeconds: over.maxTimeout ?? 300,
     payloads: new PayloadBudget(1 << 30),
   };

@@ -1,4 +1,4 @@
-import { deferred, type Deferred } from '../../deferred.js';
+import { WaitingLine } from '../../waitingLine.js';
 import type { Cgroup, CgroupLimits } from './cgroups.js';
 
 /**
@@ -29,7 +29,7 @@ export class TaskGroups {
   private existing = 0;
   /** Groups given back emptied and renewed, the most recently used last. */
   private readonly kept: Cgroup[] = [];
-  private readonly waiting: Deferred<void>[] = [];
+  private readonly waiting = new WaitingLine();
   private ahead: Promise<Cgroup> | undefined;
   private disposed = false;
 
@@ -83,7 +83,7 @@ export class TaskGroups {
         if (!empty || this.disposed) throw new Error('not kept');
         group.renew();
         this.kept.push(group);
-        this.waiting.shift()?.resolve();
+        this.waiting.wakeFirst();
       })
       .catch(() =>
         group
@@ -115,22 +115,8 @@ export class TaskGroups {
    * a kept group that must make way for it (its place passes to the new one).
    */
   private async claim(signal: AbortSignal, unused: boolean): Promise<{ kept?: Cgroup; makingWay?: Cgroup }> {
-    while (!this.available) {
-      signal.throwIfAborted();
-      const turn = deferred();
-      this.waiting.push(turn);
-      const onAbort = () => turn.resolve();
-      signal.addEventListener('abort', onAbort, { once: true });
-      try {
-        await turn.promise;
-      } finally {
-        signal.removeEventListener('abort', onAbort);
-        const index = this.waiting.indexOf(turn);
-        if (index !== -1) this.waiting.splice(index, 1);
-      }
-      // Woken for a group and aborted at once: the group goes to the next in line.
-      if (signal.aborted && this.available) this.waiting.shift()?.resolve();
-    }
+    // Woken and none free after all (another call took it first), a call keeps its place first in line.
+    for (let woken = false; !this.available; woken = true) await this.waiting.wait(signal, woken);
     signal.throwIfAborted();
     if (!unused && this.kept.length > 0) return { kept: this.kept.pop()! };
     if (this.existing < this.max) {
@@ -143,6 +129,6 @@ export class TaskGroups {
   /** A group is gone (or was never made): its place goes to the next in line. */
   private release(): void {
     this.existing--;
-    this.waiting.shift()?.resolve();
+    this.waiting.wakeFirst();
   }
 }
