@@ -11,6 +11,8 @@ export interface WorkerConfig {
   workerId: string;
   grpcAddr: string;
   httpAddr: string;
+  /** WORKER_HTTP_MAX_CONNECTIONS: each one a descriptor of the worker's, so no client can take them all. */
+  httpMaxConnections: number;
   publicUrl: string | undefined;
   advertiseAddr: string | undefined;
   dataDir: string;
@@ -199,6 +201,12 @@ const SETTINGS = {
     () => '127.0.0.1:50052',
   ),
   httpAddr: setting('WORKER_HTTP_ADDR', 'HTTP listen address (artifacts, health, metrics)', hostPort, () => '127.0.0.1:50053'),
+  httpMaxConnections: setting(
+    'WORKER_HTTP_MAX_CONNECTIONS',
+    'HTTP connections open at once; those past it are closed as they come',
+    integer(1, 1_000_000),
+    () => 1024,
+  ),
   publicUrl: setting<string | undefined>('WORKER_PUBLIC_URL', 'base of the upload URLs handed out', url(['http:', 'https:']), none),
   advertiseAddr: setting<string | undefined>('WORKER_ADVERTISE_ADDR', 'address sent to the coordinator', hostPort, none),
   dataDir: setting(

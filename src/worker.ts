@@ -465,8 +465,9 @@ async function startServing(
       return { contentType: registry.contentType, body: await registry.metrics() };
     },
   };
-  const http = await startHttpServer(config.httpAddr, [artifactRoutes(stores.localArtifacts, stores.signer, diskBudget), ...opsRoutes(ops)], tls, logger).catch(
-    (err: unknown) => refused(listenRefused('WORKER_HTTP_ADDR', config.httpAddr, err)),
+  const routes = [artifactRoutes(stores.localArtifacts, stores.signer, diskBudget), ...opsRoutes(ops)];
+  const http = await startHttpServer(config.httpAddr, routes, { tls, maxConnections: config.httpMaxConnections }, logger).catch((err: unknown) =>
+    refused(listenRefused('WORKER_HTTP_ADDR', config.httpAddr, err)),
   );
   undo.push(() => http.close());
   stores.publicUrl.value ??= `${tls ? 'https' : 'http'}://127.0.0.1:${http.port}`;

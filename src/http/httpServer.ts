@@ -62,15 +62,30 @@ export function reply(res: ServerResponse, status: number, message: string): voi
   req.resume();
 }
 
+export interface HttpServerOptions {
+  /** Certificate files: TLS when given. */
+  tls: TlsFiles | undefined;
+  /** Connections open at once; those past it are closed as they come. */
+  maxConnections: number;
+}
+
+/** How often, at most, connections closed at the limit are logged (with their count). */
+const DROPS_LOGGED_EVERY_MS = 60_000;
+
 /**
  * The worker's HTTP endpoint (artifacts, health, metrics), over TLS when given certificate
  * files, which are re-read when they change (rotation without a restart). A request no route
  * takes is 404; a handler that fails is 500 with nothing of the failure in the answer.
+ *
+ * Anyone who reaches the port can open connections, and each holds one of the worker's
+ * descriptors, which its sessions need too: past `maxConnections` a new one is closed at once.
+ * Node closes one that sends no complete request head within headersTimeout (60 s), or no
+ * complete request within requestTimeout (300 s).
  */
 export async function startHttpServer(
   address: string,
   routes: Route[],
-  tls: TlsFiles | undefined,
+  { tls, maxConnections }: HttpServerOptions,
   logger: Logger,
 ): Promise<{ server: Server; port: number; close(): Promise<void> }> {
   const dispatch = (req: IncomingMessage, res: ServerResponse) => {
@@ -85,6 +100,15 @@ export async function startHttpServer(
   const read = (files: TlsFiles) => ({ cert: readFileSync(files.cert), key: readFileSync(files.key) });
   const secure = tls ? createHttpsServer(read(tls), dispatch) : undefined;
   const server: Server = secure ?? createHttpServer(dispatch);
+  server.maxConnections = maxConnections;
+  let dropped = 0;
+  let droppedLoggedAt = -Infinity;
+  server.on('drop', () => {
+    dropped++;
+    if (performance.now() - droppedLoggedAt < DROPS_LOGGED_EVERY_MS) return;
+    droppedLoggedAt = performance.now();
+    logger.warn('HTTP connections closed at WORKER_HTTP_MAX_CONNECTIONS', { max_connections: maxConnections, closed_since_start: dropped });
+  });
   // Routes answer `Expect: 100-continue` themselves (acceptBody): a refused upload is refused before its body is sent.
   server.on('checkContinue', dispatch);
   if (tls && secure) {

@@ -19,7 +19,9 @@ const dir = await mkdtemp(join(tmpdir(), 'unit-artifacts-'));
 const signer = new UrlSigner(Buffer.alloc(32, 3));
 let port = 0;
 const store = new LocalArtifactStore(dir, signer, () => `http://127.0.0.1:${port}`, 60_000);
-const server = await startHttpServer('127.0.0.1:0', [artifactRoutes(store, signer)], undefined, { error: () => undefined } as unknown as Logger);
+const server = await startHttpServer('127.0.0.1:0', [artifactRoutes(store, signer)], { tls: undefined, maxConnections: 1024 }, {
+  error: () => undefined,
+} as unknown as Logger);
 port = server.port;
 after(async () => {
   await server.close();

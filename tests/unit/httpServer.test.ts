@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { after, test } from 'node:test';
 import type { Logger } from '../../src/logger.js';
+import { waitFor } from '../helpers/tasks.js';
 import { reply, startHttpServer, type Route } from '../../src/http/httpServer.js';
 
 // A real server on 127.0.0.1, any free port: routing, the JSON error answers and the 500 path.
@@ -10,7 +12,7 @@ const logged: { message: string; meta: Record<string, unknown> }[] = [];
 const logger = {
   error: (message: string, meta: Record<string, unknown>) => void logged.push({ message, meta }),
   info: () => undefined,
-  warn: () => undefined,
+  warn: (message: string, meta: Record<string, unknown>) => void logged.push({ message, meta }),
 } as unknown as Logger;
 
 const routes: Route[] = [
@@ -27,7 +29,7 @@ const routes: Route[] = [
   },
 ];
 
-const server = await startHttpServer('127.0.0.1:0', routes, undefined, logger);
+const server = await startHttpServer('127.0.0.1:0', routes, { tls: undefined, maxConnections: 1024 }, logger);
 after(() => server.close());
 
 function get(path: string, method = 'GET'): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
@@ -76,4 +78,41 @@ test('a handler that fails is a 500 saying nothing of the failure; the log has i
 
 test('a handler failing after its headers were sent has its connection cut rather than a second answer', async () => {
   await assert.rejects(get('/late-boom'), /aborted|socket hang up|ECONNRESET/);
+});
+
+test('past maxConnections a new connection is closed at once; the ones held stay, and once they go the server serves again', async () => {
+  const small = await startHttpServer('127.0.0.1:0', routes, { tls: undefined, maxConnections: 3 }, logger);
+  try {
+    // Connections that never send a byte, each told apart by whether the server closed it.
+    const open = (): Promise<{ socket: Socket; closed: () => boolean }> =>
+      new Promise((resolve, reject) => {
+        let closed = false;
+        const socket = connect(small.port, '127.0.0.1', () => resolve({ socket, closed: () => closed }));
+        socket.once('close', () => (closed = true));
+        socket.once('error', reject);
+        socket.resume();
+      });
+    const held = await Promise.all(Array.from({ length: 3 }, open));
+    const connections = () => new Promise<number>((resolve) => small.server.getConnections((_err, n) => resolve(n)));
+    await waitFor(async () => (await connections()) === 3);
+    const past = await Promise.all(Array.from({ length: 5 }, open));
+    await waitFor(() => past.every((c) => c.closed()), 5_000).catch(() => undefined); // the assertion below says what was left
+    assert.deepEqual(
+      past.map((c) => c.closed()),
+      past.map(() => true),
+      'the server closed every connection past its limit',
+    );
+    assert.ok(logged.some((l) => l.message === 'HTTP connections closed at WORKER_HTTP_MAX_CONNECTIONS'));
+    assert.ok(!held.some((c) => c.closed()), 'the connections within the limit are kept');
+    for (const c of held) c.socket.destroy();
+    await waitFor(async () => (await connections()) === 0);
+    const answer = await new Promise<number>((resolve, reject) =>
+      request({ host: '127.0.0.1', port: small.port, path: '/exact' }, (res) => (res.resume(), resolve(res.statusCode!)))
+        .on('error', reject)
+        .end(),
+    );
+    assert.equal(answer, 200);
+  } finally {
+    await small.close();
+  }
 });

@@ -8,7 +8,7 @@ import { opsRoutes } from '../../src/http/opsRequests.js';
 let ready = false;
 const state = { ready: () => ready, metrics: async () => ({ contentType: 'text/plain; version=0.0.4', body: 'codegen_up 1\n' }) };
 const logger = { error: () => undefined } as unknown as Logger;
-const server = await startHttpServer('127.0.0.1:0', opsRoutes(state), undefined, logger);
+const server = await startHttpServer('127.0.0.1:0', opsRoutes(state), { tls: undefined, maxConnections: 1024 }, logger);
 after(() => server.close());
 
 function call(path: string, method = 'GET'): Promise<{ status: number; type: string | undefined; body: string }> {
