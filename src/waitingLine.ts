@@ -1,12 +1,11 @@
-import { deferred, type Deferred } from './deferred.js';
-
 /**
  * Calls waiting in line for something others give back (a place, a turn). Each waits until it
  * is woken or its signal aborts; a call woken and aborted at once passes the wake to the next,
  * so a wake is never spent on a call that has gone.
  */
 export class WaitingLine {
-  private readonly line: Deferred<boolean>[] = [];
+  /** Each waiting call's wake: true when woken, false when its signal aborted (the first to come counts). */
+  private readonly line: ((woken: boolean) => void)[] = [];
 
   get length(): number {
     return this.line.length;
@@ -18,13 +17,14 @@ export class WaitingLine {
    */
   async wait(signal: AbortSignal, front = false): Promise<void> {
     signal.throwIfAborted();
-    const turn = deferred<boolean>();
+    let turn!: (woken: boolean) => void;
+    const woken = new Promise<boolean>((resolve) => (turn = resolve));
     if (front) this.line.unshift(turn);
     else this.line.push(turn);
-    const onAbort = () => turn.resolve(false);
+    const onAbort = () => turn(false);
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      if ((await turn.promise) && signal.aborted) this.wakeFirst();
+      if ((await woken) && signal.aborted) this.wakeFirst();
     } finally {
       signal.removeEventListener('abort', onAbort);
       const at = this.line.indexOf(turn);
@@ -35,6 +35,6 @@ export class WaitingLine {
 
   /** Wakes the call first in line, if any (it leaves the line). */
   wakeFirst(): void {
-    this.line.shift()?.resolve(true);
+    this.line.shift()?.(true);
   }
 }
