@@ -92,6 +92,8 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
   private readonly store: WorkspaceStore;
   private persistTimer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
+  /** The write that has not started yet, if one waits. */
+  private queuedWrite: { durable: boolean; done: Promise<void> } | undefined;
 
   constructor(options: SessionOptions) {
     this.id = options.id;
@@ -279,13 +281,23 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
     this.persistTimer.unref();
   }
 
-  /** Writes one after another, so an older record never lands after a newer one. */
+  /**
+   * Writes one after another, so an older record never lands after a newer one. A write waiting
+   * its turn takes the record when it starts, so a later one asked for meanwhile (as durable or
+   * less) joins it: calls starting at once in a session make one write, not one each.
+   */
   private write(durable: boolean): Promise<void> {
-    const record = this.record();
-    this.writing = this.writing
-      .then(() => this.store.writeRecord(this.id, record, durable))
+    if (this.queuedWrite && (this.queuedWrite.durable || !durable)) return this.queuedWrite.done;
+    const queued: { durable: boolean; done: Promise<void> } = { durable, done: Promise.resolve() };
+    queued.done = this.writing
+      .then(() => {
+        if (this.queuedWrite === queued) this.queuedWrite = undefined;
+        return this.store.writeRecord(this.id, this.record(), durable);
+      })
       .catch((err: Error) => void this.logger.warn('could not persist the session record', { error: err.message }));
-    return this.writing;
+    this.queuedWrite = queued;
+    this.writing = queued.done;
+    return queued.done;
   }
 }
 

@@ -130,3 +130,35 @@ test('the record says TERMINATING once a destroy began, so a restart finishes it
   session.beginTermination();
   assert.equal(session.record().state, 'TERMINATING');
 });
+
+test('writes asked for while one is on its way join the next: each lands after what it asked to keep, and no older record lands last', async () => {
+  const store = memoryStore();
+  const landed: (() => void)[] = [];
+  store.writeRecord = (_id, record) =>
+    new Promise<void>((resolve) =>
+      landed.push(() => {
+        store.records.push(record);
+        resolve();
+      }),
+    );
+  const session = newSession(store);
+  session.ready(sandbox);
+  const first = session.recordArtifact('a-1');
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(landed.length, 1, 'the first write is on its way');
+  const done: string[] = [];
+  const later = ['a-2', 'a-3', 'a-4'].map((id) => session.recordArtifact(id).then(() => done.push(id)));
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(landed.length, 1, 'the others wait for it');
+  landed[0]!();
+  await first;
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(done, [], 'the later ones wait for the write that holds them');
+  assert.equal(landed.length, 2, 'the three later ones make one write');
+  landed[1]!();
+  await Promise.all(later);
+  assert.deepEqual(
+    store.records.map((r) => (r as { artifacts: string[] }).artifacts),
+    [['a-1'], ['a-1', 'a-2', 'a-3', 'a-4']],
+  );
+});
