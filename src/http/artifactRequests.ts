@@ -3,7 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import type { UrlSigner } from '../storage/urlSigner.js';
 import type { DiskBudget, Reservation } from '../storage/diskBudget.js';
 import { WorkerError } from '../errors.js';
-import { acceptBody, reply, type Route } from './httpServer.js';
+import { acceptBody, answerTurn, reply, type Route } from './httpServer.js';
 import { ARTIFACT_ID, downloadFields, uploadFields, type LocalArtifactStore, type UploadGrant } from '../storage/artifactStore.js';
 
 /**
@@ -47,6 +47,8 @@ export function artifactRoutes(store: LocalArtifactStore, signer: UrlSigner, dis
     if (req.method === 'GET') {
       if (!signer.verify(downloadFields(artifactId, expires), param('signature'))) return reply(res, 403, 'bad signature');
       if (!(expires > Date.now())) return reply(res, 403, 'expired');
+      // A pipelined request's file is opened when its answer is sent, not while earlier ones wait to be read.
+      if (!(await answerTurn(req, res))) return;
       const opened = await store.open(artifactId);
       if (!opened) return reply(res, 404, 'no such artifact');
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': opened.size, 'x-checksum-sha256': opened.record.checksumSha256 });

@@ -1,7 +1,7 @@
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from '../logger.js';
 import { splitHostPort } from '../address.js';
 import { messageOf } from '../errors.js';
@@ -73,14 +73,50 @@ export interface HttpServerOptions {
 const DROPS_LOGGED_EVERY_MS = 60_000;
 
 /**
+ * Requests one connection may have waiting for their answers (HTTP/1.1 pipelining): each is a
+ * handler run and an answer kept until the ones before it are read, so a client sending
+ * thousands and reading none must not have them all.
+ */
+const MAX_PIPELINED = 8;
+
+/** A connection that neither sends nor takes a byte this long is closed (a download nobody reads). */
+const IDLE_MS = 60_000;
+
+const answersWaiting = new WeakMap<Socket, number>();
+
+/**
+ * Resolves true once `res` is the answer its connection is sending (a pipelined request's waits
+ * behind the ones before it), false if the connection closes first: a handler opens nothing (a
+ * file to send) before then.
+ */
+export function answerTurn(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+  if (res.socket) return Promise.resolve(true);
+  const socket = req.socket;
+  if (socket.destroyed) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onTurn = () => {
+      socket.off('close', onClose);
+      resolve(true);
+    };
+    const onClose = () => {
+      res.off('socket', onTurn);
+      resolve(false);
+    };
+    res.once('socket', onTurn);
+    socket.once('close', onClose);
+  });
+}
+
+/**
  * The worker's HTTP endpoint (artifacts, health, metrics), over TLS when given certificate
  * files, which are re-read when they change (rotation without a restart). A request no route
  * takes is 404; a handler that fails is 500 with nothing of the failure in the answer.
  *
  * Anyone who reaches the port can open connections, and each holds one of the worker's
- * descriptors, which its sessions need too: past `maxConnections` a new one is closed at once.
- * Node closes one that sends no complete request head within headersTimeout (60 s), or no
- * complete request within requestTimeout (300 s).
+ * descriptors (two while it downloads a file), which its sessions need too: past
+ * `maxConnections` a new one is closed at once, and one with more than MAX_PIPELINED requests
+ * waiting is closed. Node closes one that sends no complete request head within headersTimeout
+ * (60 s), no complete request within requestTimeout (300 s), or nothing either way for IDLE_MS.
  */
 export async function startHttpServer(
   address: string,
@@ -89,6 +125,11 @@ export async function startHttpServer(
   logger: Logger,
 ): Promise<{ server: Server; port: number; close(): Promise<void> }> {
   const dispatch = (req: IncomingMessage, res: ServerResponse) => {
+    const socket = req.socket;
+    const waiting = (answersWaiting.get(socket) ?? 0) + 1;
+    if (waiting > MAX_PIPELINED) return void socket.destroy();
+    answersWaiting.set(socket, waiting);
+    res.once('close', () => answersWaiting.set(socket, (answersWaiting.get(socket) ?? 1) - 1));
     const url = new URL(req.url ?? '/', 'http://worker');
     const route = routes.find((r) => url.pathname === r.prefix || url.pathname.startsWith(r.prefix.endsWith('/') ? r.prefix : `${r.prefix}/`));
     if (!route) return reply(res, 404, 'no such path');
@@ -101,6 +142,7 @@ export async function startHttpServer(
   const secure = tls ? createHttpsServer(read(tls), dispatch) : undefined;
   const server: Server = secure ?? createHttpServer(dispatch);
   server.maxConnections = maxConnections;
+  server.timeout = IDLE_MS;
   let dropped = 0;
   let droppedLoggedAt = -Infinity;
   server.on('drop', () => {

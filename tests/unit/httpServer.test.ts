@@ -4,7 +4,7 @@ import { connect, type Socket } from 'node:net';
 import { after, test } from 'node:test';
 import type { Logger } from '../../src/logger.js';
 import { waitFor } from '../helpers/tasks.js';
-import { reply, startHttpServer, type Route } from '../../src/http/httpServer.js';
+import { answerTurn, reply, startHttpServer, type Route } from '../../src/http/httpServer.js';
 
 // A real server on 127.0.0.1, any free port: routing, the JSON error answers and the 500 path.
 
@@ -114,5 +114,49 @@ test('past maxConnections a new connection is closed at once; the ones held stay
     assert.equal(answer, 200);
   } finally {
     await small.close();
+  }
+});
+
+test('pipelined requests: a handler waiting for its answer’s turn gets it in order; more than 8 waiting close the connection', async () => {
+  const order: number[] = [];
+  const turned = await startHttpServer(
+    '127.0.0.1:0',
+    [
+      {
+        prefix: '/n',
+        handle: async (req, res, url) => {
+          if (!(await answerTurn(req, res))) return;
+          order.push(Number(url.searchParams.get('i')));
+          res.end(`answer ${url.searchParams.get('i')}\n`);
+        },
+      },
+    ],
+    { tls: undefined, maxConnections: 16 },
+    logger,
+  );
+  const send = (count: number) =>
+    new Promise<{ got: string; reset: boolean }>((resolve) => {
+      const socket = connect(turned.port, '127.0.0.1');
+      let got = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => (got += chunk));
+      socket.on('error', () => undefined);
+      socket.on('close', (reset) => resolve({ got, reset }));
+      socket.write(
+        Array.from({ length: count }, (_, i) => `GET /n?i=${i} HTTP/1.1\r\nHost: t\r\n${i === count - 1 ? 'Connection: close\r\n' : ''}\r\n`).join(''),
+      );
+    });
+  try {
+    const few = await send(5);
+    assert.deepEqual(order, [0, 1, 2, 3, 4]);
+    assert.deepEqual(
+      [...few.got.matchAll(/answer (\d)/g)].map((m) => Number(m[1])),
+      [0, 1, 2, 3, 4],
+    );
+    order.length = 0;
+    const many = await send(50);
+    assert.ok(!many.got.includes('answer 9'), `the connection was cut before the ninth answer: ${JSON.stringify(many.got.slice(-80))}`);
+  } finally {
+    await turned.close();
   }
 });
