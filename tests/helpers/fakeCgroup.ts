@@ -12,6 +12,8 @@ export class FakeCgroup implements Cgroup {
   renewals = 0;
   /** Whether killProcesses empties it. */
   empties = true;
+  /** How many more times destroy fails (EBUSY: a process that will not die yet). */
+  destroyFailures = 0;
   destroyed = false;
   oom = 0;
   refusals = 0;
@@ -48,6 +50,10 @@ export class FakeCgroup implements Cgroup {
     this.renewals++;
   }
   destroy(): Promise<void> {
+    if (this.destroyFailures > 0) {
+      this.destroyFailures--;
+      return Promise.reject(Object.assign(new Error('EBUSY: rmdir'), { code: 'EBUSY' }));
+    }
     this.destroyed = true;
     this.alive.delete(this.name);
     return Promise.resolve();

@@ -1,18 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CallTurns } from '../../src/tasks/callTurns.js';
+import { keepingAlive } from '../helpers/keepingAlive.js';
 
 const settled = () => new Promise((resolve) => setImmediate(resolve));
 
-/** Keeps the event loop alive while `body` awaits the turns' own timers (unref'd, as a worker's are). */
-async function keepingAlive(body: () => Promise<void>): Promise<void> {
-  const alive = setInterval(() => undefined, 60_000);
-  try {
-    await body();
-  } finally {
-    clearInterval(alive);
-  }
-}
 const never = new AbortController().signal;
 
 /** Takes that resolve are counted as they do. */

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import type { Cgroup } from '../../src/sandbox/confine/cgroups.js';
 import { TaskGroups } from '../../src/sandbox/confine/taskGroups.js';
 import { FakeCgroup } from '../helpers/fakeCgroup.js';
+import { keepingAlive } from '../helpers/keepingAlive.js';
 
 /** A session group whose children are names in a set: made by child(), gone by destroy(). */
 function fakeSession(): { session: Cgroup; alive: Set<string> } {
@@ -45,6 +46,27 @@ test('a group that does not empty is removed, not kept', async () => {
   assert.notEqual(next.name, stuck.name);
   assert.ok(!alive.has(stuck.name));
 });
+
+test('a group that cannot be removed yet keeps its place until it is: the bound holds', () =>
+  keepingAlive(async () => {
+    const { session, alive } = fakeSession();
+    const groups = new TaskGroups(session, 2, 5);
+    const signal = new AbortController().signal;
+    const [stuck, other] = (await Promise.all([groups.take({}, signal), groups.take({}, signal)])) as FakeCgroup[];
+    stuck!.empties = false;
+    stuck!.destroyFailures = 2;
+    groups.giveBack(stuck);
+    let third: Cgroup | undefined;
+    const waiting = groups.take({}, signal).then((g) => (third = g));
+    await settled();
+    assert.equal(third, undefined, 'no place while the stuck group still exists');
+    assert.ok(alive.has(stuck!.name));
+    await waiting; // the place comes back once a later try removes it
+    assert.equal(stuck!.destroyed, true);
+    assert.ok(!alive.has(stuck!.name));
+    groups.giveBack(other);
+    groups.giveBack(third);
+  }));
 
 test('a call narrowing its memory gets a group no call has used; with every place kept, the oldest kept one makes way', async () => {
   const { session, alive } = fakeSession();

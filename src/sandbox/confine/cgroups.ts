@@ -108,19 +108,32 @@ async function killProcsIn(procsFiles: string[]): Promise<boolean> {
   return false;
 }
 
+/** Removes an emptied group's directory; EBUSY (a process will not die yet) once it has waited a moment. */
 async function removeDir(dir: string): Promise<void> {
   // A group can only be removed once empty; its processes may take a moment to be reaped.
-  for (let attempt = 0; attempt < 50; attempt++) {
+  for (let attempt = 0; ; attempt++) {
     try {
       await rmdir(dir);
       return;
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') return;
-      if (code !== 'EBUSY') throw err;
+      if (code !== 'EBUSY' || attempt >= 50) throw err;
       await delay(20);
     }
   }
+}
+
+/**
+ * Removes a group whose processes will not die yet (in uninterruptible sleep: a sync(2) behind
+ * a long write-back, a hung read), trying again less and less often until it is gone; then
+ * `removed`. Whoever counts groups keeps counting it until then.
+ */
+export function destroyWhenItCan(group: Cgroup, removed: () => void = () => undefined, waitMs = 1000): void {
+  const timer = setTimeout(() => {
+    group.destroy().then(removed, () => destroyWhenItCan(group, removed, Math.min(waitMs * 2, 60_000)));
+  }, waitMs);
+  timer.unref();
 }
 
 class CgroupV1 implements Cgroup {

@@ -1,5 +1,5 @@
 import { WaitingLine } from '../../waitingLine.js';
-import type { Cgroup, CgroupLimits } from './cgroups.js';
+import { destroyWhenItCan, type Cgroup, type CgroupLimits } from './cgroups.js';
 
 /**
  * Task groups one session may hold at once (each call holds one from before its process starts
@@ -15,7 +15,8 @@ export const MAX_TASK_GROUPS = 32;
  * A session's task cgroups: one per call, under the session's group. A group its call gives
  * back is emptied, renewed (Cgroup.renew) and kept for a later call: making and removing a
  * group takes the kernel's cgroup locks and leaves it work to do after, the larger part of a
- * short call's cost. One that will not empty is removed. With none kept, one empty group is
+ * short call's cost. One that will not empty is removed, and counted until it is gone (a
+ * process in uninterruptible sleep can hold it for minutes). With none kept, one empty group is
  * made ahead so that making one is not on the next call's path. At most `max` exist, in calls'
  * hands or kept (the calls beyond wait for one: a burst is served as a queue, each waiting call
  * still under its own timeout and cancel), plus at most the one made ahead.
@@ -36,6 +37,8 @@ export class TaskGroups {
   constructor(
     private readonly session: Cgroup,
     private readonly max = MAX_TASK_GROUPS,
+    /** How long a group that could not be removed waits before it is tried again (then longer each time). */
+    private readonly retryMs = 1000,
   ) {}
 
   /** A group for one call, narrowed by `limits`; waits (until `signal` aborts) while the session holds its maximum. */
@@ -86,10 +89,11 @@ export class TaskGroups {
         this.waiting.wakeFirst();
       })
       .catch(() =>
-        group
-          .destroy()
-          .catch(() => undefined)
-          .finally(() => this.release()),
+        group.destroy().then(
+          () => this.release(),
+          // Its processes will not die yet: its place stays taken until it is gone.
+          () => destroyWhenItCan(group, () => this.release(), this.retryMs),
+        ),
       );
   }
 

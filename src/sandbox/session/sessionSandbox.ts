@@ -6,7 +6,7 @@ import { deferred } from '../../deferred.js';
 import { errors } from '../../errors.js';
 import { smallestPositive } from '../../limits.js';
 import type { Owner } from '../../storage/owner.js';
-import type { Cgroup } from '../confine/cgroups.js';
+import { destroyWhenItCan, type Cgroup } from '../confine/cgroups.js';
 import { unmountDiskImage, usedBytes } from '../confine/diskImage.js';
 import { sandboxSeccompProgram } from '../confine/seccomp.js';
 import { SYSTEM_PATH, type CodeCommand, type InstallResult, type Language, type LanguageSandbox, type RunAs } from '../languages/language.js';
@@ -374,7 +374,9 @@ export class SessionSandbox {
   async dispose(): Promise<void> {
     await this.taskGroups?.dispose();
     await this.stopWarm();
-    await this.parts.cgroup?.destroy().catch(() => undefined);
+    const group = this.parts.cgroup;
+    // A process in uninterruptible sleep keeps the group a while: it is removed once it can be.
+    await group?.destroy().catch(() => destroyWhenItCan(group));
     if (this.parts.disk) await unmountDiskImage(this.parts.disk.mountPoint);
     await this.release();
   }
