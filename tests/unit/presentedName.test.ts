@@ -29,10 +29,29 @@ test('TLS without SNI (an IP literal) presents no name', async () => {
   assert.deepEqual(presentedName(await clientHello(undefined)), { kind: 'tls', name: undefined });
 });
 
-test('TLS: a lying record (lengths past its end) presents no name, never throws', () => {
+test('TLS: a lying record (lengths past its end) waits for more, then is unreadable; never throws', () => {
   const bogus = Buffer.from([0x16, 0x03, 0x01, 0x00, 0x08, 0x01, 0x00, 0x00, 0xff, 0x03, 0x03, 0x00, 0x00]);
-  assert.deepEqual(presentedName(bogus), { kind: 'tls', name: undefined });
-  assert.deepEqual(presentedName(Buffer.alloc(MAX_PEEK_BYTES, 0x16).fill(0x03, 1, 2)), { kind: 'tls', name: undefined });
+  assert.deepEqual(presentedName(bogus), { kind: 'more' });
+  assert.equal(presentedName(Buffer.alloc(MAX_PEEK_BYTES, 0x16).fill(0x03, 1, 2)).kind, 'unreadable');
+  const garbled = Buffer.from([0x16, 0x03, 0x01, 0x00, 0x06, 0x01, 0x00, 0x00, 0x02, 0x03, 0x03]);
+  assert.equal(presentedName(garbled).kind, 'unreadable', 'a whole hello that does not parse');
+});
+
+/** `hello` (one record) as two records, its handshake message cut after `cut` bytes. */
+function inTwoRecords(hello: Buffer, cut: number, second = 0x16): Buffer {
+  const body = hello.subarray(5);
+  const record = (type: number, part: Buffer) => Buffer.concat([Buffer.from([type, 0x03, 0x01, part.length >> 8, part.length & 0xff]), part]);
+  return Buffer.concat([record(0x16, body.subarray(0, cut)), record(second, body.subarray(cut))]);
+}
+
+test('TLS: a ClientHello split across records is read whole; one split by another kind of record is unreadable', async () => {
+  const hello = await clientHello('api.test');
+  for (const cut of [1, 3, 4, 60, hello.length - 6]) {
+    const split = inTwoRecords(hello, cut);
+    assert.deepEqual(presentedName(split), { kind: 'tls', name: 'api.test' }, `cut at ${cut}`);
+    assert.deepEqual(presentedName(split.subarray(0, split.length - 1)), { kind: 'more' }, `cut at ${cut}, its last byte not yet come`);
+  }
+  assert.equal(presentedName(inTwoRecords(hello, 60, 0x17)).kind, 'unreadable');
 });
 
 test("HTTP: the request's one Host header, port dropped; two Host headers name nothing", () => {

@@ -69,6 +69,10 @@ export class EgressProxy {
       head = read.head;
       name = read.name;
       if (client.destroyed) return;
+      if (read.unreadable) {
+        this.logger.debug('egress refused', { session_id: session.sessionId, port: destination.port, reason: read.unreadable });
+        return void client.resetAndDestroy();
+      }
       // Plain HTTP let through by its name: every later request on it must name an allowed host too.
       if (read.http) framer = new HttpRequestFramer((next) => session.verdict(destination.address, destination.port, next).allowed);
     }
@@ -149,17 +153,18 @@ function relayRequests(client: Socket, upstream: Socket, head: Buffer, framer: H
 }
 
 /** The first bytes of `client` until they say its name, or say there is none; the socket stays paused after. */
-async function readName(client: Socket): Promise<{ head: Buffer; name: string | undefined; http: boolean }> {
+async function readName(client: Socket): Promise<{ head: Buffer; name: string | undefined; http: boolean; unreadable?: string }> {
   return new Promise((resolve) => {
     let head: Buffer = Buffer.alloc(0);
     let http = false;
+    let unreadable: string | undefined;
     const finish = (name: string | undefined) => {
       clearTimeout(silent);
       clearTimeout(overall);
       client.off('data', onData);
       client.off('end', onEnd);
       client.pause();
-      resolve({ head, name, http });
+      resolve({ head, name, http, unreadable });
     };
     const onData = (chunk: Buffer) => {
       clearTimeout(silent);
@@ -167,11 +172,16 @@ async function readName(client: Socket): Promise<{ head: Buffer; name: string | 
       const presented = presentedName(head);
       if (presented.kind === 'more' && head.length < MAX_PEEK_BYTES) return;
       http = presented.kind === 'http';
+      if (presented.kind === 'unreadable') unreadable = presented.why;
       finish(presented.kind === 'tls' || presented.kind === 'http' ? presented.name : undefined);
     };
     const onEnd = () => finish(undefined);
     const silent = setTimeout(() => head.length === 0 && finish(undefined), SILENT_CLIENT_MS);
-    const overall = setTimeout(() => finish(undefined), NAME_WAIT_MS);
+    const overall = setTimeout(() => {
+      // Begun and not finished: what it would name later is unknown, so it is not taken for none.
+      if (head.length > 0) unreadable = 'its name (TLS SNI or HTTP Host) did not come whole in time';
+      finish(undefined);
+    }, NAME_WAIT_MS);
     client.on('data', onData);
     client.once('end', onEnd);
     client.resume();

@@ -7,6 +7,9 @@ export type Presented =
   | { kind: 'more' } // not enough bytes yet to say
   | { kind: 'tls'; name: string | undefined }
   | { kind: 'http'; name: string | undefined }
+  // TLS whose ClientHello cannot be read (malformed, or longer than MAX_PEEK_BYTES): it may
+  // carry any name, so it is refused, never taken for a connection that presents none.
+  | { kind: 'unreadable'; why: string }
   | { kind: 'other' };
 
 /** The most a connection's first bytes are read for its name: one TLS record, or an HTTP head. */
@@ -30,16 +33,34 @@ function httpHost(head: Buffer): Presented {
   return { kind: 'http', name: 'malformed' in parsed ? undefined : parsed.name };
 }
 
+/**
+ * The ClientHello's SNI. The hello is one handshake message, which may be split across several
+ * TLS records (RFC 8446 5.1: a client with a large hello does): their bodies are joined until
+ * the whole message is there.
+ */
 function tlsName(head: Buffer): Presented {
   if (head.length < 5) return { kind: 'more' };
   if (head[1] !== 0x03) return { kind: 'other' };
-  const recordLength = head.readUInt16BE(3);
-  if (head.length < 5 + recordLength) return head.length >= MAX_PEEK_BYTES ? { kind: 'tls', name: undefined } : { kind: 'more' };
-  const body = head.subarray(5, 5 + recordLength);
-  try {
-    return { kind: 'tls', name: serverName(body) };
-  } catch {
-    return { kind: 'tls', name: undefined };
+  const more: Presented = head.length >= MAX_PEEK_BYTES ? { kind: 'unreadable', why: 'a ClientHello longer than the proxy reads' } : { kind: 'more' };
+  const parts: Buffer[] = [];
+  let joined = 0;
+  for (let at = 0; ;) {
+    if (head.length < at + 5) return more;
+    if (head[at] !== 0x16 || head[at + 1] !== 0x03) return { kind: 'unreadable', why: 'a ClientHello split by a record that is not a handshake' };
+    const length = head.readUInt16BE(at + 3);
+    if (head.length < at + 5 + length) return more;
+    parts.push(head.subarray(at + 5, at + 5 + length));
+    joined += length;
+    at += 5 + length;
+    if (joined < 4) continue;
+    const hello = Buffer.concat(parts);
+    const messageLength = 4 + hello.readUIntBE(1, 3);
+    if (joined < messageLength) continue;
+    try {
+      return { kind: 'tls', name: serverName(hello.subarray(0, messageLength)) };
+    } catch {
+      return { kind: 'unreadable', why: 'a malformed ClientHello' };
+    }
   }
 }
 
