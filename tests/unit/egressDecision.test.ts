@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { egressVerdict, nameAllowed, type EgressRequest } from '../../src/sandbox/network/egressDecision.js';
 import { ipv4Number } from '../../src/sandbox/network/ipv4.js';
 import { parseAllowEntry, type NetworkModeName } from '../../src/sandbox/network/networkPolicy.js';
-import { MAX_CONNECTIONS, SessionEgress } from '../../src/sandbox/network/sessionEgress.js';
+import { MAX_CONNECTIONS, MAX_NAMES_PER_ADDRESS, SessionEgress } from '../../src/sandbox/network/sessionEgress.js';
 
 const host = ipv4Number('192.0.2.10')!;
 const subject = (mode: NetworkModeName, allow: string[]) => ({ mode, rules: allow.map(parseAllowEntry), hostAddresses: (a: number) => a === host });
@@ -84,4 +84,21 @@ test('a session holds at most MAX_CONNECTIONS through the proxy at once; past it
   assert.deepEqual(refused, ['connect']);
   egress.closeConnection();
   assert.equal(egress.openConnection(), true);
+});
+
+test(`an admitted address keeps its ${MAX_NAMES_PER_ADDRESS} most recently answered names: endless subdomains to one address hold no more`, async () => {
+  const egress = new SessionEgress(
+    's',
+    { mode: 'allow_list', allow: ['*.wild.test', 'db.wild.test:5432'] },
+    () => false,
+    () => undefined,
+  );
+  const address = '203.0.113.7';
+  await egress.admit('db.wild.test', address);
+  assert.equal(egress.verdict(address, 5432, undefined).allowed, true, 'a nameless connection on the named port');
+  for (let i = 0; i < 50_000; i++) await egress.admit(`n${i}.wild.test`, address);
+  assert.equal(egress.verdict(address, 5432, undefined).allowed, false, 'db.wild.test was answered least recently: dropped');
+  assert.equal(egress.verdict(address, 443, 'n49999.wild.test').allowed, true);
+  await egress.admit('db.wild.test', address);
+  assert.equal(egress.verdict(address, 5432, undefined).allowed, true, 'answered again, admitted again');
 });

@@ -7,6 +7,12 @@ import { parseAllowEntry, type AllowRule, type SessionNetworkPolicy } from './ne
 
 /** Addresses a session's DNS answers may admit; the oldest go first past it. */
 export const MAX_ADMITTED_ADDRESSES = 4096;
+/**
+ * Names kept for one admitted address; the least recently answered go first past it. Without a
+ * bound, a session resolving endless subdomains of an allowed wildcard to one address grew the
+ * worker's memory until it died; a name dropped is admitted again by its next answer.
+ */
+export const MAX_NAMES_PER_ADDRESS = 16;
 /** Connections a session may have through the proxy at once (each holds two of the worker's descriptors). */
 export const MAX_CONNECTIONS = 256;
 
@@ -53,7 +59,10 @@ export class SessionEgress {
     if (n === undefined) return;
     await this.onAdmit?.(address, name);
     const names = this.admitted.get(n) ?? new Set<string>();
-    names.add(name.toLowerCase().replace(/\.$/, ''));
+    const lower = name.toLowerCase().replace(/\.$/, '');
+    names.delete(lower); // answered again: the most recent
+    names.add(lower);
+    if (names.size > MAX_NAMES_PER_ADDRESS) names.delete(names.values().next().value!);
     this.admitted.delete(n);
     this.admitted.set(n, names);
     if (this.admitted.size > MAX_ADMITTED_ADDRESSES) this.admitted.delete(this.admitted.keys().next().value!);
