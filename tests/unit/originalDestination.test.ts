@@ -27,4 +27,10 @@ test("the worker's table: sessions' TCP to the proxy, DNS to the gate, nothing e
   assert.match(rules, /chain input \{[\s\S]*?iifname "cg2n\*" drop\n/);
   assert.match(rules, /iifname != "lo" tcp dport \{ 15001, 15002 \} drop\n\s*iifname != "lo" udp dport 15002 drop/, 'the proxy and the gate serve nobody else');
   assert.match(rules, /chain forward \{[^}]*iifname "cg2n\*" drop\n\s*oifname "cg2n\*" drop/);
+  assert.match(rules, /chain limits \{\n\s*type filter hook prerouting priority -150;/, 'limits apply before the redirects (dstnat, -100)');
+  assert.match(rules, /iifname "cg2n\*" ct state new add @session_flows \{ ip saddr ct count over 2048 \} drop/);
+  assert.match(
+    rules,
+    /iifname "cg2n\*" meta l4proto \{ tcp, udp \} th dport 53 update @session_dns \{ ip saddr limit rate over 2000\/second burst 4000 packets \} drop/,
+  );
 });

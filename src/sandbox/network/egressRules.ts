@@ -16,6 +16,17 @@ export interface InstallerRules {
 /** The set the DNS gate adds the installer's resolved endpoints to (nft add element, with a timeout). */
 export const INSTALLER_SET = 'installer_endpoints';
 
+/**
+ * Connections (TCP, and UDP flows: a DNS question from a new port or to a new address is one)
+ * one session may have tracked by the kernel at once. The table is the host's, and the proxy
+ * reads all of it to learn where a connection was going: one session filled 64,000 entries with
+ * DNS questions to random addresses and made every session's connections 50-300x slower.
+ */
+export const MAX_TRACKED_FLOWS = 2048;
+
+/** DNS questions per second one session may send (a burst of twice that first): each costs the gate's event loop. */
+export const MAX_DNS_PER_SECOND = 2000;
+
 /** The table's name for the worker whose session interfaces are `${prefix}*`. */
 export function egressTableName(prefix: string): string {
   return `codegen_${prefix}`;
@@ -29,6 +40,18 @@ export function egressRuleset(prefix: string, ports: EgressPorts, installer?: In
     `table inet ${table}`,
     `delete table inet ${table}`,
     `table inet ${table} {`,
+    // Per session (its address): flows it holds, and DNS questions a second.
+    '  set session_flows {',
+    '    type ipv4_addr; size 65535; flags dynamic;',
+    '  }',
+    '  set session_dns {',
+    '    type ipv4_addr; size 65535; flags dynamic,timeout; timeout 10s;',
+    '  }',
+    '  chain limits {',
+    '    type filter hook prerouting priority -150; policy accept;',
+    `    ${sessions} ct state new add @session_flows { ip saddr ct count over ${MAX_TRACKED_FLOWS} } drop`,
+    `    ${sessions} meta l4proto { tcp, udp } th dport 53 update @session_dns { ip saddr limit rate over ${MAX_DNS_PER_SECOND}/second burst ${2 * MAX_DNS_PER_SECOND} packets } drop`,
+    '  }',
     '  chain prerouting {',
     '    type nat hook prerouting priority dstnat; policy accept;',
     `    ${sessions} udp dport 53 redirect to :${ports.dns}`,

@@ -189,13 +189,18 @@ export class NetworkHost {
     return cidrContains(this.subnet, address) || hostAddresses().has(address);
   }
 
+  /**
+   * A session's index (so its address): one never used first, then the longest free. What the
+   * kernel tracks per address outlives a session a while (its flows, counted against the
+   * per-session limit of egressRules.ts), and must not be the next session's.
+   */
   private takeIndex(): number {
-    const reused = this.free.shift();
-    if (reused !== undefined) return reused;
     while (this.nextIndex <= MAX_INDEX) {
       const index = this.nextIndex++;
       if ((index & 255) !== 0 && (index & 255) !== 255) return index;
     }
+    const reused = this.free.shift();
+    if (reused !== undefined) return reused;
     throw new Error('no free session network: every address of the worker’s /16 is in use');
   }
 
