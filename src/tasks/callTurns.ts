@@ -43,11 +43,12 @@ export class CallTurns {
 
   /** Waits for a turn of `sessionId`'s (until `signal` aborts); resolves the function that ends it. */
   async take(sessionId: string, signal: AbortSignal): Promise<() => void> {
-    const turns = this.of(sessionId);
+    let turns = this.of(sessionId);
     // Woken and still not free to go, a call keeps its place first in line.
     for (let woken = false; !this.mayTake(sessionId, turns); woken = true) {
       this.scheduleRecheck();
       await turns.waiting.wait(signal, woken);
+      turns = this.of(sessionId); // forgotten meanwhile (none held, none waiting): counted again
     }
     signal.throwIfAborted();
     turns.held++;

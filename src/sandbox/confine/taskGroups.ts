@@ -47,8 +47,13 @@ export class TaskGroups {
     let group = claim.kept;
     try {
       if (!group) {
+        const makingWay = claim.makingWay;
+        // Not removed, it keeps its place until it is (and this call fails).
+        await makingWay?.destroy().catch((err: unknown) => {
+          destroyWhenItCan(makingWay, () => this.release(), this.retryMs);
+          throw err;
+        });
         try {
-          await claim.makingWay?.destroy();
           const ahead = this.ahead; // taken before any await: concurrent calls never share one
           this.ahead = undefined;
           group = (await ahead?.catch(() => undefined)) ?? (await this.make());
