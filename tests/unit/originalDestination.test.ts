@@ -31,6 +31,6 @@ test("the worker's table: sessions' TCP to the proxy, DNS to the gate, nothing e
   assert.match(rules, /iifname "cg2n\*" ct state new add @session_flows \{ ip saddr ct count over 2048 \} drop/);
   assert.match(
     rules,
-    /iifname "cg2n\*" meta l4proto \{ tcp, udp \} th dport 53 update @session_dns \{ ip saddr limit rate over 2000\/second burst 4000 packets \} drop/,
+    /iifname "cg2n\*" meta l4proto \{ tcp, udp \} th dport 53 update @session_dns \{ ip saddr limit rate over 500\/second burst 1000 packets \} drop/,
   );
 });

@@ -24,8 +24,12 @@ export const INSTALLER_SET = 'installer_endpoints';
  */
 export const MAX_TRACKED_FLOWS = 2048;
 
-/** DNS questions per second one session may send (a burst of twice that first): each costs the gate's event loop. */
-export const MAX_DNS_PER_SECOND = 2000;
+/**
+ * DNS questions per second one session may send (a burst of twice that first). Each costs the
+ * gate's event loop, and each one the gate forwards is asked from a fresh port (spoofed answers
+ * must guess it): a flow the worker's host tracks for 30 s, so this also bounds those.
+ */
+export const MAX_DNS_PER_SECOND = 500;
 
 /** The table's name for the worker whose session interfaces are `${prefix}*`. */
 export function egressTableName(prefix: string): string {
