@@ -21,6 +21,8 @@ const PRIVATE = '10.99.0.5';
 
 let net: FakeInternet;
 let worker: RunningWorker;
+/** A worker killed and followed by another on its data directory: its stop() removes that directory, once the other has stopped. */
+let killed: RunningWorker | undefined;
 
 before(async () => {
   net = await makeFakeInternet({
@@ -31,6 +33,7 @@ before(async () => {
 });
 after(async () => {
   await worker?.stop();
+  await killed?.stop();
   await net?.close();
 });
 
@@ -292,6 +295,7 @@ test('the policy survives a kill -9 of the worker, and a checkpoint and restore'
   const id = await session(NetworkMode.NETWORK_MODE_ALLOW_LIST, ['api.test']);
   const { checkpointId } = await worker.sessions.checkpointSession({ sessionId: id });
   const dataDir = worker.dataDir;
+  killed = worker;
   worker.process.kill('SIGKILL');
   await new Promise((resolve) => worker.process.once('exit', resolve));
   const again = await start(dataDir);
