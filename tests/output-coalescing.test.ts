@@ -73,3 +73,35 @@ test('a line printed right after a burst, then a pause, reaches the client while
   assert.ok(textOf(logs) === expected, 'every line once, in order');
   assert.ok(logs.length < 1000, `${logs.length} messages for 50,002 lines`);
 });
+
+test('while another session makes calls (its reads paced), a task printing short lines on both streams loses, repeats and reorders none', async () => {
+  const { sessionId: other } = await worker.sessions.createSession({ workspaceId: 'coalescing-neighbour' });
+  let flooding = true;
+  const neighbour = (async () => {
+    let calls = 0;
+    while (flooding || calls === 0) {
+      await runTool(worker.tasks, other, 'run.shell', { command: 'true' });
+      calls++;
+    }
+    return calls;
+  })();
+  try {
+    const lines = 100_000;
+    const code = `import sys\no, e = sys.stdout.write, sys.stderr.write\nfor i in range(${lines}):\n    (o if i % 3 else e)(f"{i}\\n")`;
+    const run = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code }, constraints: { timeoutSeconds: 120 } });
+    assert.equal(run.result?.status, TaskStatus.STATUS_SUCCESS);
+    const of = (keep: (i: number) => boolean) =>
+      Array.from({ length: lines }, (_, i) => i)
+        .filter(keep)
+        .map((i) => `${i}\n`)
+        .join('');
+    assert.ok(run.result?.outputs.stdout === of((i) => i % 3 !== 0), 'stdout whole and in order');
+    assert.ok(run.result?.outputs.stderr === of((i) => i % 3 === 0), 'stderr whole and in order');
+    assert.ok(textOf(run.logs.filter((l) => l.source === 'stdout')) === of((i) => i % 3 !== 0), "stdout's messages whole and in order");
+    assert.ok(textOf(run.logs.filter((l) => l.source === 'stderr')) === of((i) => i % 3 === 0), "stderr's messages whole and in order");
+  } finally {
+    flooding = false;
+    assert.ok((await neighbour) > 0);
+    await worker.sessions.destroySession({ sessionId: other });
+  }
+});

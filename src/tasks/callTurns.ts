@@ -68,6 +68,12 @@ export class CallTurns {
     return end;
   }
 
+  /** Whether a session other than `sessionId` wants turns now (holds, waits for or lately took one). */
+  othersWant(sessionId: string): boolean {
+    for (const [id, other] of this.sessions) if (id !== sessionId && this.wants(other)) return true;
+    return false;
+  }
+
   private of(sessionId: string): SessionTurns {
     let turns = this.sessions.get(sessionId);
     if (!turns) {

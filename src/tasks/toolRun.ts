@@ -74,6 +74,7 @@ export class ToolRun {
           phases: this.phases,
           recorded,
           emit: (event) => queue.push(event),
+          othersBusy: () => this.turns.othersWant(session.id),
         });
       } finally {
         await recorded;

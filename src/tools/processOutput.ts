@@ -14,6 +14,7 @@ export function streamingRunOptions(ctx: ToolContext, source?: string, observe?:
     phases: ctx.phases,
     recorded: ctx.recorded,
     maxCaptureBytes: ctx.limits.maxOutputBytes,
+    pacedReads: ctx.othersBusy,
     onOutput: async (stream, text) => {
       await ctx.emit({
         kind: 'log',

@@ -47,6 +47,8 @@ export interface ToolContext extends InstantToolContext {
   recorded?: Promise<void>;
   /** Sends a progress or log event to the client; resolves when the stream has room. */
   emit(event: Exclude<TaskEvent, { kind: 'result' }>): Promise<void>;
+  /** Whether other sessions want the worker now: a process's output is then read at a pace (RunOptions.pacedReads). */
+  othersBusy?: () => boolean;
 }
 
 /** How a tool ended in its own terms. */

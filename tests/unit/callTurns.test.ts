@@ -91,3 +91,16 @@ test('a call cancelled while it waits takes no turn, and the next in line still 
   held();
   await waiting;
 });
+
+test('othersWant: whether a session other than this one holds, waits for or lately took a turn', async () => {
+  let now = 0;
+  const turns = new CallTurns({ perSession: 1, holdMs: 60_000, recentMs: 5 }, () => now);
+  assert.equal(turns.othersWant('a'), false, 'no one at all');
+  const a = await turns.take('a', never);
+  assert.equal(turns.othersWant('a'), false, 'only itself');
+  assert.equal(turns.othersWant('b'), true, 'a holds one');
+  a();
+  assert.equal(turns.othersWant('b'), true, 'a took one lately');
+  now += 10;
+  assert.equal(turns.othersWant('b'), false, 'a took its last one too long ago');
+});

@@ -2,6 +2,7 @@ import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { OutputCoalescer } from './outputCoalescer.js';
+import { pacedReads } from './pacedReads.js';
 import type { CapturedOutput, OutputSource, RunOptions } from './processSpec.js';
 
 /** Longest line passed on; longer runs without a newline are passed in pieces. */
@@ -25,7 +26,7 @@ async function pump(
   let keptBytes = 0;
   let truncated = false;
   let pending = '';
-  for await (const chunk of endAtClose(stream)) {
+  for await (const chunk of endAtClose(stream, options.pacedReads ?? notPaced)) {
     counted(chunk.length);
     if (keptBytes < options.maxCaptureBytes) {
       const room = options.maxCaptureBytes - keptBytes;
@@ -57,10 +58,12 @@ async function pump(
   return { text: Buffer.concat(kept).toString('utf8'), truncated };
 }
 
-/** The stream's chunks; a stream cut off (destroyed, reset) ends there instead of failing. */
-async function* endAtClose(stream: Readable): AsyncGenerator<Buffer> {
+const notPaced = () => false;
+
+/** The stream's chunks (pacedReads.ts); a stream cut off (destroyed, reset) ends there instead of failing. */
+async function* endAtClose(stream: Readable, paced: () => boolean): AsyncGenerator<Buffer> {
   try {
-    yield* stream as AsyncIterable<Buffer>;
+    yield* pacedReads(stream, paced);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'ERR_STREAM_PREMATURE_CLOSE' && code !== 'ECONNRESET' && code !== 'EPIPE') throw err;

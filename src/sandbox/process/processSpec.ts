@@ -54,6 +54,8 @@ export interface RunOptions {
   onOutput: (source: OutputSource, text: string) => void | Promise<void>;
   /** Called once the process runs, with what identifies its processes (for usage sampling). */
   onStart?: (running: RunningProcess) => void;
+  /** Whether reading the output of a process printing small pieces fast is paced now (pacedReads.ts); never when absent. */
+  pacedReads?: (() => boolean) | undefined;
 }
 
 export interface RunningProcess {
