@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { NetworkMode } from '../../gen/codegen/v1/common.js';
 import { MAX_DNS_PER_SECOND, MAX_TRACKED_FLOWS } from '../../src/sandbox/network/egressRules.js';
+import { UPSTREAM_SOCKETS } from '../../src/sandbox/network/upstreamSockets.js';
 import { makeFakeInternet, type FakeInternet } from '../helpers/fakeInternet.js';
 import { runTool } from '../helpers/tasks.js';
 import { startWorker, type RunningWorker } from '../helpers/worker.js';
@@ -33,10 +34,12 @@ def question(i, name):
     return struct.pack('>HHHHHH', i & 0xffff, 0x0100, 1, 0, 0, 0) + labels + struct.pack('>HH', 1, 1)
 `;
 
-const tracked = () =>
+/** Entries of the worker's namespace's connection tracking table that `match`. */
+const trackedWhere = (match: (entry: string) => boolean) =>
   execFileSync('ip', ['netns', 'exec', net.workerNamespace, 'cat', '/proc/net/nf_conntrack'], { encoding: 'latin1', maxBuffer: 64 << 20 })
     .split('\n')
-    .filter((l) => l.includes(' src=10.')).length;
+    .filter(match).length;
+const tracked = () => trackedWhere((l) => l.includes(' src=10.'));
 
 async function session(): Promise<string> {
   const { sessionId } = await worker.sessions.createSession({
@@ -99,5 +102,33 @@ print(answered, time.monotonic() - started - 1.0)`;
   // Once the flood stops, the session resolves as before.
   const resolved = await runTool(worker.tasks, asker, 'run.python', { code: "import socket\nprint(socket.gethostbyname('api.test'))" });
   assert.equal(resolved.stdout, '203.0.113.10\n', resolved.stderr);
+  await worker.sessions.destroySession({ sessionId: asker });
+});
+
+test(`the DNS gate's own questions upstream hold at most ${UPSTREAM_SOCKETS} flows, however many questions sessions ask`, async () => {
+  const asker = await session();
+  const upstreamFlows = () => trackedWhere((l) => l.includes(' udp ') && l.includes(` dst=${net.dnsServer} `) && l.includes(' dport=53 '));
+  const before = upstreamFlows();
+  // Allowed questions (the gate forwards each), 1,500 of them, paced under the session's rate.
+  const code = `${QUESTION}
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5.0)
+s.connect(('198.51.100.53', 53))
+answered = 0
+for burst in range(30):
+    for i in range(50):
+        s.send(question(burst * 50 + i, 'api.test'))
+    for i in range(50):
+        try:
+            s.recv(4096)
+            answered += 1
+        except socket.timeout:
+            break
+print(answered)`;
+  const answered = Number((await runTool(worker.tasks, asker, 'run.python', { code })).stdout);
+  assert.ok(answered >= 1000, `${answered} of 1,500 answered`);
+  const flows = upstreamFlows() - before;
+  assert.ok(flows <= UPSTREAM_SOCKETS, `${flows} flows to the upstream resolver after ${answered} questions forwarded`);
   await worker.sessions.destroySession({ sessionId: asker });
 });

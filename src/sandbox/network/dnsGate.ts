@@ -9,6 +9,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import * as dnsPacket from 'dns-packet';
 import type { Logger } from '../../logger.js';
 import type { SessionEgress } from './sessionEgress.js';
+import { UpstreamSockets } from './upstreamSockets.js';
 
 const NXDOMAIN = 3;
 const SERVFAIL = 2;
@@ -71,6 +72,7 @@ async function listenOnOnePort(): Promise<{ udp: UdpSocket; tcp: Server }> {
 
 export class DnsGate {
   private readonly pending = new Map<string, number>();
+  private readonly upstreamSockets = new UpstreamSockets();
 
   private constructor(
     private readonly udp: UdpSocket,
@@ -153,14 +155,13 @@ export class DnsGate {
     this.pending.set(session.sessionId, waiting + 1);
     try {
       // The gate's own question, never the session's bytes (their other sections, flags, options).
+      const asked: dnsPacket.Packet = { type: 'query', id: 0, flags: dnsPacket.RECURSION_DESIRED, questions: [question] };
       const upstream = await this.ask(
         dnsPacket.encode({
-          type: 'query',
-          id: query.id,
-          flags: dnsPacket.RECURSION_DESIRED,
-          questions: [question],
+          ...asked,
           additionals: [{ type: 'OPT', name: '.', udpPayloadSize: EDNS_PAYLOAD, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] }],
         }),
+        dnsPacket.encode(asked).length - 12,
       );
       if (!upstream) return reply(SERVFAIL);
       const answer = dnsPacket.decode(upstream);
@@ -177,27 +178,17 @@ export class DnsGate {
     }
   }
 
-  /** The first upstream's answer to `message` (each tried in turn), over UDP from a fresh port. */
-  private async ask(message: Buffer): Promise<Buffer | undefined> {
+  /** The first upstream's answer to `message` (each tried in turn; upstreamSockets.ts). */
+  private async ask(message: Buffer, questionBytes: number): Promise<Buffer | undefined> {
     for (const upstream of this.upstreams) {
-      const answer = await new Promise<Buffer | undefined>((resolve) => {
-        const socket = createSocket(upstream.address.includes(':') ? 'udp6' : 'udp4');
-        const done = (value: Buffer | undefined) => {
-          clearTimeout(timer);
-          socket.close();
-          resolve(value);
-        };
-        const timer = setTimeout(() => done(undefined), UPSTREAM_TIMEOUT_MS);
-        socket.on('error', () => done(undefined));
-        socket.on('message', (reply) => done(reply));
-        socket.send(message, upstream.port, upstream.address);
-      });
+      const answer = await this.upstreamSockets.ask(message, questionBytes, upstream, UPSTREAM_TIMEOUT_MS);
       if (answer) return answer;
     }
     return undefined;
   }
 
   async close(): Promise<void> {
+    this.upstreamSockets.close();
     this.udp.close();
     await new Promise<void>((resolve) => this.tcp.close(() => resolve()));
   }
