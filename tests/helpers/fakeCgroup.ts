@@ -41,7 +41,13 @@ export class FakeCgroup implements Cgroup {
   forkRefusals = () => Promise.resolve(this.refusals);
   cpuUsageNs = () => Promise.resolve(0);
   memoryBytes = () => Promise.resolve(0);
-  addProcess = () => Promise.resolve();
+  /** Pids added, as the group's cgroup.procs would list them. */
+  readonly pids = new Set<number>();
+  addProcess = (pid: number) => {
+    this.pids.add(pid);
+    return Promise.resolve();
+  };
+  holds = (pid: number) => this.pids.has(pid);
   killProcesses(): Promise<boolean> {
     this.kills++;
     return Promise.resolve(this.empties);

@@ -97,6 +97,7 @@ class FakeStarters implements SessionStarters {
       return Promise.resolve(group);
     },
     giveBack: (group: Cgroup | undefined) => void this.given.push(group as FakeCgroup | undefined),
+    reserve: () => undefined,
     dispose: () => Promise.resolve(),
   });
   freeBytes = () => Promise.resolve(this.free);
@@ -108,9 +109,19 @@ class FakeWarm implements WarmProcess {
   programs: WarmProgram[] = [];
   closed = false;
   next: () => Promise<ProcessResult> = () => Promise.resolve(exited(0));
-  run(program: WarmProgram): Promise<ProcessResult> {
+  /** The group its child forked ahead waits in, given to the next call that claims it. */
+  ahead: FakeCgroup | undefined;
+  /** The group each run was given. */
+  groups: Cgroup[] = [];
+  run(program: WarmProgram, _options: RunOptions, group: Cgroup): Promise<ProcessResult> {
     this.programs.push(program);
+    this.groups.push(group);
     return this.next();
+  }
+  claimAhead(): Promise<Cgroup | undefined> {
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    return Promise.resolve(ahead);
   }
   close(): Promise<void> {
     this.closed = true;
@@ -322,4 +333,22 @@ test('installs into one environment run one at a time, and each ends the warm pr
   assert.deepEqual(order, ['start a', 'end a', 'start b', 'end b']);
   await sandbox.runCode('2', options(), noTaskLimits);
   assert.equal(starters.warmStarts, 2, 'a new warm process after the installs');
+});
+
+test("a call that narrows no limit runs in the group the warm process's child forked ahead waits in; one that narrows takes its own", async () => {
+  const { sandbox, starters } = sandboxWith();
+  await sandbox.runCode('print(0)', options(), noTaskLimits); // starts the warm process
+  const warm = starters.warms[0]!;
+  const taken = starters.groups.length;
+  warm.ahead = new FakeCgroup('ahead-1');
+  await sandbox.runCode('print(1)', options(), noTaskLimits);
+  assert.equal(warm.groups.at(-1), warm.ahead ?? starters.given.at(-1), 'the claimed group');
+  assert.equal(starters.given.at(-1)?.name, 'ahead-1', 'given back as any call group is');
+  assert.equal(starters.groups.length, taken, 'no group taken');
+
+  warm.ahead = new FakeCgroup('ahead-2');
+  await sandbox.runCode('print(2)', options(), { maxMemoryMb: 64, maxCpuPercent: 0 });
+  assert.equal(starters.groups.length, taken + 1, 'a narrowing call takes a group of its own');
+  assert.equal((warm.groups.at(-1) as FakeCgroup).name, starters.groups.at(-1)!.name);
+  assert.equal(warm.ahead?.name, 'ahead-2', 'and leaves the one forked ahead unclaimed');
 });

@@ -106,3 +106,21 @@ test('past the bound a take waits for a group to be given back, and a cancel end
   groups.giveBack(b);
   groups.giveBack(third);
 });
+
+test('reserve: a group for a child forked ahead only while one is free now; never waiting, never once disposed', async () => {
+  const { session } = fakeSession();
+  const groups = new TaskGroups(session, 2);
+  const signal = new AbortController().signal;
+  const reserved = await groups.reserve();
+  assert.ok(reserved, 'one free: reserved');
+  const call = await groups.take({}, signal);
+  assert.equal(groups.reserve(), undefined, 'both places taken: none, at once');
+  groups.giveBack(reserved);
+  await settled();
+  const again = await groups.reserve();
+  assert.equal(again, reserved, 'the one given back, kept and renewed');
+  groups.giveBack(call);
+  groups.giveBack(again);
+  await groups.dispose();
+  assert.equal(groups.reserve(), undefined, 'none once disposed');
+});

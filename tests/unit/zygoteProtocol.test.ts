@@ -6,6 +6,7 @@ test('the zygote events the worker expects parse to themselves', () => {
   assert.deepEqual(parseZygoteEvent('{"ev":"ready"}'), { ev: 'ready' });
   assert.deepEqual(parseZygoteEvent('{"ev":"forked","id":3,"pid":17}'), { ev: 'forked', id: 3, pid: 17 });
   assert.deepEqual(parseZygoteEvent('{"ev":"refused","id":4}'), { ev: 'refused', id: 4 });
+  assert.deepEqual(parseZygoteEvent('{"ev":"ahead","pid":18}'), { ev: 'ahead', pid: 18 });
   assert.deepEqual(parseZygoteEvent('{"ev":"went","id":3}'), { ev: 'went', id: 3 });
   assert.deepEqual(parseZygoteEvent('{"ev":"exit","id":3,"code":0,"signal":null,"connected":true}'), {
     ev: 'exit',
@@ -38,6 +39,9 @@ test('anything else from the zygote is a protocol error, never a crash', () => {
     '{"ev":"forked","id":1,"pid":1.5}',
     '{"ev":"forked","id":0,"pid":2}',
     '{"ev":"refused"}',
+    '{"ev":"ahead"}',
+    '{"ev":"ahead","pid":0}',
+    '{"ev":"ahead","pid":"7"}',
     '{"ev":"refused","id":-1}',
     '{"ev":"went"}',
     '{"ev":"went","id":-3}',

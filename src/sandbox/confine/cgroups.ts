@@ -42,6 +42,8 @@ export interface Cgroup {
   memoryBytes(): Promise<number>;
   /** Moves a (host) process into the group. */
   addProcess(pid: number): Promise<void>;
+  /** Whether a (host) process is in the group now. */
+  holds(pid: number): boolean;
   /** Kills every process in the group, keeping the group; resolves whether it is empty now. */
   killProcesses(): Promise<boolean>;
   /**
@@ -106,6 +108,11 @@ async function killProcsIn(procsFiles: string[]): Promise<boolean> {
     await delay(10);
   }
   return false;
+}
+
+/** Whether a cgroup.procs file lists `pid`. */
+function listsPid(procsFile: string | undefined, pid: number): boolean {
+  return procsFile !== undefined && readText(procsFile).split('\n').includes(String(pid));
 }
 
 /** Removes an emptied group's directory; EBUSY (a process will not die yet) once it has waited a moment. */
@@ -203,6 +210,10 @@ class CgroupV1 implements Cgroup {
     return killProcsIn(this.firstProcsFile);
   }
 
+  holds(pid: number): boolean {
+    return listsPid(this.firstProcsFile[0], pid);
+  }
+
   renew(): void {
     const dirs = this.dirs;
     // Unlimited again: the swap limit first, as the memory limit may not exceed it.
@@ -297,6 +308,10 @@ class CgroupV2 implements Cgroup {
 
   async addProcess(pid: number): Promise<void> {
     await writeFile(join(this.dir, 'cgroup.procs'), String(pid)); // asynchronous: see CgroupV1.addProcess
+  }
+
+  holds(pid: number): boolean {
+    return listsPid(join(this.dir, 'cgroup.procs'), pid);
   }
 
   async killProcesses(): Promise<boolean> {

@@ -11,6 +11,8 @@ import { destroyWhenItCan, type Cgroup, type CgroupLimits } from './cgroups.js';
  */
 export const MAX_TASK_GROUPS = 32;
 
+const NEVER = new AbortController().signal;
+
 /**
  * A session's task cgroups: one per call, under the session's group. A group its call gives
  * back is emptied, renewed (Cgroup.renew) and kept for a later call: making and removing a
@@ -73,6 +75,16 @@ export class TaskGroups {
       this.ahead.catch(() => undefined);
     }
     return group;
+  }
+
+  /**
+   * A group for a process waiting for its call (a warm interpreter's child forked ahead),
+   * taken as a call takes one, only if one is free now (never waiting, never in a call's way);
+   * undefined otherwise. Given back as a call's is.
+   */
+  reserve(): Promise<Cgroup> | undefined {
+    if (!this.available || this.disposed) return undefined;
+    return this.take({}, NEVER);
   }
 
   /**

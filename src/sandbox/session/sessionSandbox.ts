@@ -198,7 +198,12 @@ export class SessionSandbox {
     const warm = await this.warmInterpreter(launch.command, this.inside.workspace, this.codeEnv(this.languageRun.env), this.codeMounts());
     if (!warm) return undefined;
     try {
-      return await this.inTaskGroup(taskLimits, options, (group, opts) => warm.run(program(launch.runsCode), opts, group!));
+      return await this.inTaskGroup(
+        taskLimits,
+        options,
+        (group, opts) => warm.run(program(launch.runsCode), opts, group!),
+        () => warm.claimAhead(),
+      );
     } catch (err) {
       if (!(err instanceof WarmUnavailableError)) throw err;
       return undefined;
@@ -256,7 +261,7 @@ export class SessionSandbox {
       rlimits: { openFiles: SANDBOX_OPEN_FILES },
       seccomp: this.host.seccomp,
     });
-    return this.starters.warm(socket.host, this.parts.owner, launch, this.host.options.logger);
+    return this.starters.warm(socket.host, this.parts.owner, launch, this.host.options.logger, this.taskGroups);
   }
 
   private async stopWarm(): Promise<void> {
@@ -422,12 +427,14 @@ export class SessionSandbox {
    * Runs one call in its own cgroup (a child of the session's, narrowed by the task's limits),
    * tracked for usage, and says which limit ended it, if one did. While the session holds its
    * most task groups the call waits for one (TaskGroups). Whatever is left in the group is gone
-   * when this returns; the empty group is removed just after.
+   * when this returns; the empty group is removed just after. A call that narrows no limit runs
+   * in the group `claimAhead` gives, if it gives one (a warm child placed there ahead of it).
    */
   private async inTaskGroup(
     taskLimits: TaskLimits,
     options: RunOptions,
     start: (group: Cgroup | undefined, options: RunOptions, memoryMb: number | undefined) => Promise<ProcessResult>,
+    claimAhead?: () => Promise<Cgroup | undefined>,
   ): Promise<SandboxedResult> {
     const memoryMb = smallestPositive(taskLimits.maxMemoryMb, this.parts.limits.maxMemoryMb);
     const cpuPercent = smallestPositive(taskLimits.maxCpuPercent, this.parts.limits.maxCpuPercent);
@@ -435,13 +442,12 @@ export class SessionSandbox {
     // group gets limits only where the task narrows them.
     const session = this.parts.limits;
     options.phases?.mark('setup');
-    const group = await this.taskGroups?.take(
-      {
-        memoryBytes: memoryMb && memoryMb !== session.maxMemoryMb ? memoryMb * 1024 * 1024 : undefined,
-        cpuPercent: cpuPercent !== session.maxCpuPercent ? cpuPercent : undefined,
-      },
-      options.signal,
-    );
+    const narrowed = {
+      memoryBytes: memoryMb && memoryMb !== session.maxMemoryMb ? memoryMb * 1024 * 1024 : undefined,
+      cpuPercent: cpuPercent !== session.maxCpuPercent ? cpuPercent : undefined,
+    };
+    const narrows = narrowed.memoryBytes !== undefined || narrowed.cpuPercent !== undefined;
+    const group = (narrows ? undefined : await claimAhead?.()) ?? (await this.taskGroups?.take(narrowed, options.signal));
     options.phases?.mark('cgroup');
     let running: RunningProcess | undefined;
     try {

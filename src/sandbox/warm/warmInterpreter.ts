@@ -34,6 +34,26 @@ interface PendingRun {
   connected: Set<string>;
 }
 
+/**
+ * Where the warm interpreter places the child its zygote forks ahead of a call: moving a process
+ * between cgroups waits for the kernel (an RCU grace period on cgroup v1, milliseconds), which
+ * a call whose child is already in its group does not. A session's TaskGroups.
+ */
+export interface AheadGroups {
+  /** A group if one is free now (never waiting); undefined otherwise (the call then moves its child). */
+  reserve(): Promise<Cgroup> | undefined;
+  /** Takes back a group no call claimed (its processes are killed). */
+  giveBack(group: Cgroup | undefined): void;
+}
+
+/** A child the zygote forked ahead of its call, and the group it is placed in. */
+interface AheadChild {
+  nsPid: number;
+  group: Promise<Cgroup | undefined>;
+  /** Whether the child got into the group. */
+  placed: Promise<boolean>;
+}
+
 /** The warm interpreter could not take the call (it is not running); nothing of the call ran. */
 export class WarmUnavailableError extends Error {
   override name = 'WarmUnavailableError';
@@ -104,7 +124,9 @@ function emptyStream(): Readable {
  * A session's warm interpreter: a zygote (zygote.py) running in the session's sandbox, asked over
  * its stdin to fork one fresh child per call. Each child joins the task's cgroup before it runs
  * anything, so limits, usage and killing work as for a cold process; its output arrives over a
- * Unix socket the worker listens on, one connection per stream.
+ * Unix socket the worker listens on, one connection per stream. The child the zygote forks
+ * ahead of the next call is placed in a task group when it is forked (AheadGroups), and a call
+ * that narrows no limit runs in that group (claimAhead), its child already there.
  *
  * The zygote is the session's (its uid, its imports): nothing it says is believed unchecked
  * (zygoteProtocol.ts), a pid it names is used only if it is its own child running as the
@@ -120,6 +142,14 @@ export class WarmInterpreter {
   started = false;
   /** Events about runs no longer waiting (late but legitimate after a kill), bounded. */
   private strayEvents = 0;
+  /** The child forked ahead, placed (or being placed) in a group no call has claimed. */
+  private ahead: AheadChild | undefined;
+  /** Children forked ahead whose groups calls claimed, by group, until the call runs. */
+  private readonly claimedAhead = new Map<Cgroup, AheadChild>();
+  /** A child forked ahead reported before the zygote's host pid was known. */
+  private unplacedAhead: number | undefined;
+  /** Children forked ahead reported: one at the start and at most one per call after. */
+  private aheadEvents = 0;
 
   private constructor(
     private readonly process: ChildProcess,
@@ -128,6 +158,7 @@ export class WarmInterpreter {
     private readonly owner: Owner | undefined,
     private readonly logger: Logger,
     private zygoteHostPid: number,
+    private readonly groups: AheadGroups | undefined,
   ) {}
 
   get alive(): boolean {
@@ -138,7 +169,7 @@ export class WarmInterpreter {
    * Starts the zygote. `launch` is the confined command for `python -u -c <zygote> <socket>`,
    * given the socket path as the zygote will see it.
    */
-  static async start(socketPath: string, owner: Owner | undefined, launch: ProcessSpec, logger: Logger): Promise<WarmInterpreter> {
+  static async start(socketPath: string, owner: Owner | undefined, launch: ProcessSpec, logger: Logger, groups?: AheadGroups): Promise<WarmInterpreter> {
     await mkdir(dirname(socketPath), { recursive: true, mode: 0o755 });
     await rm(socketPath, { force: true });
     let instance: WarmInterpreter | undefined;
@@ -151,7 +182,7 @@ export class WarmInterpreter {
     if (owner) await chown(socketPath, owner.uid, owner.gid);
 
     const child = startProcess(launch);
-    instance = new WarmInterpreter(child, server, socketPath, owner, logger, 0);
+    instance = new WarmInterpreter(child, server, socketPath, owner, logger, 0, groups);
     const ready = deferred<void>();
     const lines = new LineSplitter();
     child.stdout!.setEncoding('utf8');
@@ -195,6 +226,7 @@ export class WarmInterpreter {
     }
     // In a pid namespace the zygote is bwrap's grandchild; without one it is the process itself.
     instance.zygoteHostPid = (await hostPidBelow(child.pid!, 2, 3)) ?? child.pid!;
+    if (instance.unplacedAhead !== undefined) instance.placeAhead(instance.unplacedAhead);
     return instance;
   }
 
@@ -203,6 +235,8 @@ export class WarmInterpreter {
    * joins `group` first; resolves when it has exited.
    */
   async run(program: WarmProgram, options: RunOptions, group: Cgroup): Promise<ProcessResult> {
+    const ahead = this.claimedAhead.get(group);
+    this.claimedAhead.delete(group);
     if (this.dead) throw new WarmUnavailableError('the warm interpreter is not running');
     const id = this.nextId++;
     const token = randomBytes(16).toString('hex');
@@ -235,7 +269,10 @@ export class WarmInterpreter {
       if (forked!.pid === undefined) return FORK_REFUSED;
       const hostPid = this.ownChild(forked!.pid);
       watching.push(this.watchExit(run, hostPid));
-      await this.place(group, hostPid);
+      // The child forked ahead into this group is there already (the zygote may have given it
+      // to another call, or forked this one afresh: then it moves).
+      const inPlace = ahead?.nsPid === forked!.pid && (await ahead.placed) && group.holds(hostPid);
+      if (!inPlace) await this.place(group, hostPid);
       options.onStart?.({ pid: forked!.pid, marker: '' });
       // From here on, an abort ends the child whatever the zygote does (or does not) say.
       const killed = onAbort(options.signal, async () => {
@@ -305,9 +342,8 @@ export class WarmInterpreter {
    * microseconds apart; a pid reused in between would need the whole pid space cycled.
    */
   private ownChild(nsPid: number): number {
-    const hostPid = childByNamespacePid(this.zygoteHostPid, nsPid);
-    const status = hostPid === undefined ? undefined : procStatus(hostPid);
-    if (hostPid === undefined || !status || status.ppid !== this.zygoteHostPid || (this.owner && status.uid !== this.owner.uid)) {
+    const hostPid = this.childOfOwn(nsPid);
+    if (hostPid === undefined) {
       const broken = new ZygoteProtocolError(`it named pid ${nsPid}, which is not a child of its own`);
       this.breakOff(broken);
       throw new WarmUnavailableError(broken.message);
@@ -315,8 +351,55 @@ export class WarmInterpreter {
     return hostPid;
   }
 
+  /** The host pid of the zygote's child `nsPid` running as the session's uid; undefined when there is none. */
+  private childOfOwn(nsPid: number): number | undefined {
+    const hostPid = childByNamespacePid(this.zygoteHostPid, nsPid);
+    const status = hostPid === undefined ? undefined : procStatus(hostPid);
+    if (hostPid === undefined || !status || status.ppid !== this.zygoteHostPid || (this.owner && status.uid !== this.owner.uid)) return undefined;
+    return hostPid;
+  }
+
+  /**
+   * Places a child the zygote forked ahead in a task group, off any call's path: the group an
+   * earlier one no call claimed was placed in, else one free now. One not the zygote's own
+   * (gone already: the session's code killed it) is not placed; its call moves its child.
+   */
+  private placeAhead(nsPid: number): void {
+    if (!this.groups || this.dead) return;
+    if (!this.zygoteHostPid) {
+      this.unplacedAhead = nsPid;
+      return;
+    }
+    this.unplacedAhead = undefined;
+    const hostPid = this.childOfOwn(nsPid);
+    const previous = this.ahead;
+    const group = previous?.group ?? this.groups.reserve()?.catch(() => undefined) ?? Promise.resolve(undefined);
+    const placed = (previous?.placed ?? Promise.resolve(false))
+      .then(() => group)
+      .then((g) => (g && hostPid !== undefined && !this.dead ? g.addProcess(hostPid).then(() => true) : false))
+      .catch(() => false);
+    this.ahead = { nsPid, group, placed };
+  }
+
+  async claimAhead(): Promise<Cgroup | undefined> {
+    const ahead = this.ahead;
+    if (!ahead || this.dead) return undefined;
+    this.ahead = undefined;
+    const group = await ahead.group;
+    if (group) this.claimedAhead.set(group, ahead);
+    return group;
+  }
+
+  /** Gives back the group of a child forked ahead that no call claimed. */
+  private releaseAhead(): void {
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    if (ahead && this.groups) void ahead.placed.then(() => ahead.group).then((group) => group && this.groups!.giveBack(group));
+  }
+
   async close(): Promise<void> {
     this.dead = true;
+    this.releaseAhead();
     this.process.stdin?.end();
     try {
       if (this.process.pid !== undefined && this.process.exitCode === null) process.kill(-this.process.pid, 'SIGKILL');
@@ -340,6 +423,11 @@ export class WarmInterpreter {
   }
 
   private onEvent(event: Exclude<ZygoteEvent, { ev: 'ready' }>): void {
+    if (event.ev === 'ahead') {
+      if (++this.aheadEvents > this.nextId) throw new ZygoteProtocolError('it reported more children forked ahead than calls');
+      this.placeAhead(event.pid);
+      return;
+    }
     const run = this.pending.get(event.id);
     if (!run) {
       // A run the worker gave up on may still be reported, at most thrice (forked or refused, went, exit):
@@ -452,6 +540,7 @@ export class WarmInterpreter {
 
   private fail(err: Error): void {
     this.dead = true;
+    this.releaseAhead();
     for (const run of this.pending.values()) {
       run.forked.reject(err);
       run.exit.resolve(KILLED);

@@ -196,7 +196,9 @@ def ensure_ahead():
         try:
             ahead = fork_child()
         except OSError:
-            pass  # the session is at its process limit: the next call forks its own
+            return  # the session is at its process limit: the next call forks its own
+        # The worker places it in a task group now, not when its call comes.
+        send({"ev": "ahead", "pid": ahead[0]})
 
 def take_child():
     global ahead

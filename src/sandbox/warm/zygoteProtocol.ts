@@ -8,6 +8,7 @@
 export type ZygoteEvent =
   | { ev: 'ready' }
   | { ev: 'forked'; id: number; pid: number }
+  | { ev: 'ahead'; pid: number }
   | { ev: 'refused'; id: number }
   | { ev: 'went'; id: number }
   | { ev: 'exit'; id: number; code: number | null; signal: number | null; connected: boolean };
@@ -39,6 +40,9 @@ export function parseZygoteEvent(line: string): ZygoteEvent {
     case 'forked':
       if (isId(event.id) && isId(event.pid)) return { ev: 'forked', id: event.id, pid: event.pid };
       throw new ZygoteProtocolError('a forked event without a valid id and pid');
+    case 'ahead':
+      if (isId(event.pid)) return { ev: 'ahead', pid: event.pid };
+      throw new ZygoteProtocolError('an ahead event without a valid pid');
     case 'refused':
       if (isId(event.id)) return { ev: 'refused', id: event.id };
       throw new ZygoteProtocolError('a refused event without a valid id');
