@@ -46,6 +46,8 @@ export interface WorkerConfig {
   caBundle: string | undefined;
   maxProcesses: number;
   maxTaskOutputBytes: number;
+  maxBackground: number;
+  processOutputBytes: number;
   defaultMemoryMb: number;
   defaultCpuPercent: number;
   warmInterpreter: boolean;
@@ -297,6 +299,13 @@ const SETTINGS = {
     (raw, name) => integer(1, 100_000)(raw, name) * 1024 * 1024,
     () => 64 * 1024 * 1024,
   ),
+  maxBackground: setting('WORKER_MAX_BACKGROUND', 'background processes (run.shell background) one session may run at once', integer(0, 1000), () => 8),
+  processOutputBytes: setting(
+    'WORKER_PROCESS_OUTPUT_KB',
+    'output kept per background process for proc.output, in KB (the oldest goes first)',
+    (raw, name) => integer(1, 1_000_000)(raw, name) * 1024,
+    () => 256 * 1024,
+  ),
   checkpointStore: setting<string | undefined>('WORKER_CHECKPOINT_STORE', 's3://bucket/prefix for checkpoints (unset: the data directory)', url(['s3:']), none),
   s3Endpoint: setting<string | undefined>(
     'WORKER_S3_ENDPOINT',
@@ -407,11 +416,11 @@ export function flagName(envName: string): string {
   return name.toLowerCase().replace(/_/g, '-');
 }
 
-/** A setting's default as its flag takes it (sizes in the flag's unit: MB for `_MB`), or "unset". */
+/** A setting's default as its flag takes it (sizes in the flag's unit: MB for `_MB`, KB for `_KB`), or "unset". */
 function shownDefault(s: Setting<unknown>): string {
   const value = s.fallback();
   if (value === undefined) return 'unset';
-  const candidates: unknown[] = typeof value === 'number' ? [value, value / (1024 * 1024)] : [value];
+  const candidates: unknown[] = typeof value === 'number' ? [value, value / (1024 * 1024), value / 1024] : [value];
   const given = (candidate: unknown) => {
     try {
       return s.parse(String(candidate), s.env) === value;

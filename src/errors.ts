@@ -112,6 +112,13 @@ export const errors = {
   networkUnavailable: (mode: string, why: string) =>
     new WorkerError(Status.FAILED_PRECONDITION, `network mode ${mode.toUpperCase()} is not available on this worker: ${why}`),
 
+  // Background processes (docs/api.md "Background processes")
+  processNotFound: (processId: string) =>
+    new WorkerError(Status.NOT_FOUND, `process not found: no background process ${quoted(processId)} in this session (unknown, or an exited one forgotten)`),
+  processNotRunning: (processId: string, state: string, operation: string) =>
+    new WorkerError(Status.FAILED_PRECONDITION, `cannot ${operation}: background process ${quoted(processId)} is ${state}`),
+  backgroundUnavailable: (why: string) => new WorkerError(Status.FAILED_PRECONDITION, `background processes are not available on this worker: ${why}`),
+
   // Checkpoint errors
   checkpointNotFound: (checkpointId: string) =>
     new WorkerError(

@@ -210,6 +210,7 @@ async function startSandbox(
     dirs,
     maxProcesses: config.maxProcesses,
     maxTaskOutputBytes: config.maxTaskOutputBytes,
+    background: { maxRunning: config.maxBackground, outputBytes: config.processOutputBytes },
     warmInterpreter: config.warmInterpreter,
     uidBase: config.uidBase,
     diskBudget: disks.diskBudget,

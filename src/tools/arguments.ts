@@ -29,3 +29,18 @@ export function parseEncoding(tool: string, value: string | undefined): Encoding
   if (value === 'base64') return 'base64';
   throw errors.invalidArgument(`${tool} encoding must be 'utf-8' or 'base64', got '${value}'`);
 }
+
+/** A yes/no argument: "true" or "false" (absent or empty: `otherwise`). */
+export function parseFlag(tool: string, name: string, value: string | undefined, otherwise = false): boolean {
+  if (value === undefined || value === '') return otherwise;
+  if (value === 'true') return true;
+  if (value === 'false') return false;
+  throw errors.invalidArgument(`${tool} ${name} must be 'true' or 'false', got '${value.slice(0, 40)}'`);
+}
+
+/** A whole number argument from 0 up (absent or empty: `otherwise`). */
+export function parseCount(tool: string, name: string, value: string | undefined, otherwise = 0): number {
+  if (value === undefined || value === '') return otherwise;
+  if (!/^\d{1,15}$/.test(value)) throw errors.invalidArgument(`${tool} ${name} must be a whole number from 0 up, got '${value.slice(0, 40)}'`);
+  return Number(value);
+}

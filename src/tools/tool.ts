@@ -13,7 +13,7 @@ export interface ToolLimits {
 }
 
 /** What a tool uses of its session's sandbox (SessionSandbox is one). */
-export type ToolSandbox = Pick<SessionSandbox, 'workspace' | 'owner' | 'runCode' | 'runShell' | 'install'> & {
+export type ToolSandbox = Pick<SessionSandbox, 'workspace' | 'owner' | 'runCode' | 'runShell' | 'install' | 'startBackground' | 'background'> & {
   readonly language: Pick<Language, 'installer'>;
 };
 

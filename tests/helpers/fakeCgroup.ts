@@ -42,12 +42,13 @@ export class FakeCgroup implements Cgroup {
   cpuUsageNs = () => Promise.resolve(0);
   memoryBytes = () => Promise.resolve(0);
   /** Pids added, as the group's cgroup.procs would list them. */
-  readonly pids = new Set<number>();
+  readonly added = new Set<number>();
   addProcess = (pid: number) => {
-    this.pids.add(pid);
+    this.added.add(pid);
     return Promise.resolve();
   };
-  holds = (pid: number) => this.pids.has(pid);
+  holds = (pid: number) => this.added.has(pid);
+  pids = () => [...this.added];
   killProcesses(): Promise<boolean> {
     this.kills++;
     return Promise.resolve(this.empties);

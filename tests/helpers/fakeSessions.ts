@@ -22,6 +22,10 @@ export function fakeSandbox(over: Partial<ToolSandbox> = {}): ToolSandbox {
     runCode: unset('runCode'),
     runShell: unset('runShell'),
     install: unset('install'),
+    startBackground: unset('startBackground'),
+    get background(): ToolSandbox['background'] {
+      throw new Error('the fake sandbox was not given background processes');
+    },
     ...over,
   };
 }

@@ -58,7 +58,21 @@ const TOOLS = everyTool();
 test('every language has its run tool among the tools the tables are checked against', () => {
   assert.deepEqual(
     TOOLS.map((t) => t.name),
-    ['echo', 'fs.write', 'fs.read', 'fs.list', 'run.python', 'run.shell', 'pkg.install', 'run.node', 'run.go'],
+    [
+      'echo',
+      'fs.write',
+      'fs.read',
+      'fs.list',
+      'run.python',
+      'run.shell',
+      'pkg.install',
+      'proc.list',
+      'proc.output',
+      'proc.stdin',
+      'proc.signal',
+      'run.node',
+      'run.go',
+    ],
   );
 });
 

@@ -20,11 +20,14 @@ const tool = (name: string) => {
 };
 const invalid = (pattern: RegExp) => (err: unknown) => err instanceof WorkerError && err.code === Status.INVALID_ARGUMENT && pattern.test(err.details);
 
-test('a python session offers exactly the documented tools; only run.python, run.shell and pkg.install stream', () => {
-  assert.deepEqual([...TOOLS.keys()], ['echo', 'fs.write', 'fs.read', 'fs.list', 'run.python', 'run.shell', 'pkg.install']);
+test('a python session offers exactly the documented tools; only run.python, run.shell, pkg.install and proc.output stream', () => {
+  assert.deepEqual(
+    [...TOOLS.keys()],
+    ['echo', 'fs.write', 'fs.read', 'fs.list', 'run.python', 'run.shell', 'pkg.install', 'proc.list', 'proc.output', 'proc.stdin', 'proc.signal'],
+  );
   assert.deepEqual(
     [...TOOLS.values()].filter((t) => t.kind === 'process').map((t) => t.name),
-    ['run.python', 'run.shell', 'pkg.install'],
+    ['run.python', 'run.shell', 'pkg.install', 'proc.output'],
   );
   assert.deepEqual(toolNames(['python']), [...TOOLS.keys()]);
   assert.deepEqual(languagesOfTool('run.python'), ['python']);
@@ -32,12 +35,14 @@ test('a python session offers exactly the documented tools; only run.python, run
 });
 
 test('run.shell needs a command (not empty, no NUL, at most 64 KiB) and takes a cwd inside the workspace', () => {
-  assert.deepEqual(tool('run.shell').parse({ command: 'ls -la' }), { command: 'ls -la', cwd: '', segments: [] });
-  assert.deepEqual(tool('run.shell').parse({ command: 'go test ./...', cwd: 'pkg/sub' }), {
+  assert.deepEqual(tool('run.shell').parse({ command: 'ls -la' }), { command: 'ls -la', cwd: '', segments: [], background: false });
+  assert.deepEqual(tool('run.shell').parse({ command: 'go test ./...', cwd: 'pkg/sub', background: 'true' }), {
     command: 'go test ./...',
     cwd: 'pkg/sub',
     segments: ['pkg', 'sub'],
+    background: true,
   });
+  assert.throws(() => tool('run.shell').parse({ command: 'true', background: 'yes' }), invalid(/background must be 'true' or 'false'/));
   assert.deepEqual((tool('run.shell').parse({ command: 'true', cwd: '.' }) as { segments: string[] }).segments, []);
   assert.throws(() => tool('run.shell').parse({}), invalid(/run\.shell requires 'command'/));
   assert.throws(() => tool('run.shell').parse({ command: '  ' }), invalid(/command is empty/));
@@ -139,5 +144,7 @@ test("a run tool's result carries exactly the outputs it declares when every one
     killedBy: 'memory',
   };
   const { outputs } = await processOutcome(ctx, 'python', stopped);
-  for (const name of ['run.python', 'run.shell']) assert.deepEqual(Object.keys(outputs).sort(), [...TOOLS.get(name)!.outputs].sort(), name);
+  assert.deepEqual(Object.keys(outputs).sort(), [...TOOLS.get('run.python')!.outputs].sort(), 'run.python');
+  // run.shell declares a background start's outputs besides.
+  assert.deepEqual([...Object.keys(outputs), 'process_id', 'pid'].sort(), [...TOOLS.get('run.shell')!.outputs].sort(), 'run.shell');
 });

@@ -44,6 +44,8 @@ export interface Cgroup {
   addProcess(pid: number): Promise<void>;
   /** Whether a (host) process is in the group now. */
   holds(pid: number): boolean;
+  /** The (host) processes in the group now. */
+  pids(): number[];
   /** Kills every process in the group, keeping the group; resolves whether it is empty now. */
   killProcesses(): Promise<boolean>;
   /**
@@ -110,9 +112,19 @@ async function killProcsIn(procsFiles: string[]): Promise<boolean> {
   return false;
 }
 
+/** The pids a cgroup.procs file lists. */
+function pidsIn(procsFile: string | undefined): number[] {
+  return procsFile === undefined
+    ? []
+    : readText(procsFile)
+        .split('\n')
+        .filter((l) => l !== '')
+        .map(Number);
+}
+
 /** Whether a cgroup.procs file lists `pid`. */
 function listsPid(procsFile: string | undefined, pid: number): boolean {
-  return procsFile !== undefined && readText(procsFile).split('\n').includes(String(pid));
+  return pidsIn(procsFile).includes(pid);
 }
 
 /** Removes an emptied group's directory; EBUSY (a process will not die yet) once it has waited a moment. */
@@ -214,6 +226,10 @@ class CgroupV1 implements Cgroup {
     return listsPid(this.firstProcsFile[0], pid);
   }
 
+  pids(): number[] {
+    return pidsIn(this.firstProcsFile[0]);
+  }
+
   renew(): void {
     const dirs = this.dirs;
     // Unlimited again: the swap limit first, as the memory limit may not exceed it.
@@ -312,6 +328,10 @@ class CgroupV2 implements Cgroup {
 
   holds(pid: number): boolean {
     return listsPid(join(this.dir, 'cgroup.procs'), pid);
+  }
+
+  pids(): number[] {
+    return pidsIn(join(this.dir, 'cgroup.procs'));
   }
 
   async killProcesses(): Promise<boolean> {

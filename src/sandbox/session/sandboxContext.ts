@@ -27,6 +27,8 @@ export interface SandboxHostOptions {
   maxProcesses: number;
   /** Output (both streams) a task may print before it is killed. */
   maxTaskOutputBytes: number;
+  /** Background processes (run.shell background): running at once per session, output kept per process. */
+  background?: { maxRunning: number; outputBytes: number } | undefined;
   /** Keep a warm process per session (its language's interpreter, or a plain zygote) and fork every run call (run.python, run.node, run.go, run.shell) from it. */
   warmInterpreter: boolean;
   /** First uid of this worker's range (WORKER_UID_BASE); undefined: claim a free one. */

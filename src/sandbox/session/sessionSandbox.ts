@@ -15,6 +15,7 @@ import type { KilledBy, ProcessResult, RunOptions, RunningProcess, SandboxedResu
 import { measureProcessTrees, TASK_MARKER_VARIABLE, type ProcessUsage } from '../process/processTree.js';
 import { newTaskMarker } from '../process/runProcess.js';
 import type { SandboxContext } from './sandboxContext.js';
+import { BackgroundProcesses, type BackgroundInfo } from './backgroundProcesses.js';
 import { userCache, userCacheKey } from '../caches/sharedCache.js';
 import { installWithCacheRoom } from '../caches/cacheDisk.js';
 import { WarmUnavailableError, type WarmProgram } from '../warm/warmInterpreter.js';
@@ -48,6 +49,8 @@ const INSIDE = { workspace: '/workspace', env: '/env', control: '/run/codegen' }
 const SANDBOX_OPEN_FILES = 4096;
 /** A warm process that failed to start is not tried again for this long (its calls run cold). */
 const WARM_RETRY_MS = 60_000;
+/** Background processes where the worker's settings give none (tests' sandboxes). */
+const DEFAULT_BACKGROUND = { maxRunning: 8, outputBytes: 256 * 1024 };
 /** Unix socket paths longer than this do not fit in sockaddr_un. */
 const MAX_SOCKET_PATH = 100;
 
@@ -66,6 +69,7 @@ export class SessionSandbox {
   private installQueue: Promise<void> = Promise.resolve();
   private socket: { host: string; inside: string } | undefined;
   private codeCommand: CodeCommand | undefined;
+  private backgroundProcesses: BackgroundProcesses | undefined;
 
   constructor(
     private readonly host: SandboxContext,
@@ -127,14 +131,48 @@ export class SessionSandbox {
    * Forked from the warm interpreter when the session has one (a shell costs no sandbox start).
    */
   async runShell(command: string, cwd: string[], options: RunOptions, taskLimits: TaskLimits): Promise<SandboxedResult> {
-    const run = this.languageRun;
-    const path = [...(run.env.PATH ?? SYSTEM_PATH).split(':'), ...this.languages.flatMap((l) => l.toolchainPath)];
-    const env = this.codeEnv({ ...run.env, PATH: [...new Set(path)].join(':') });
-    const dir = [this.inside.workspace, ...cwd].join('/');
-    const argv = ['/bin/sh', '-c', command];
+    const { argv, dir, env } = this.shell(command, cwd);
     const warm = await this.runWarm(() => ({ exec: { argv, cwd: dir, env } }), options, taskLimits);
     if (warm) return warm;
     return this.run(argv, dir, env, this.codeMounts(), this.parts.network, this.parts.owner, taskLimits, { ...options, stdin: '' });
+  }
+
+  /** `command` for /bin/sh -c in `cwd` (path segments in the workspace), with run.shell's PATH. */
+  private shell(command: string, cwd: string[]): { argv: string[]; dir: string; env: Record<string, string> } {
+    const run = this.languageRun;
+    const path = [...(run.env.PATH ?? SYSTEM_PATH).split(':'), ...this.languages.flatMap((l) => l.toolchainPath)];
+    const env = this.codeEnv({ ...run.env, PATH: [...new Set(path)].join(':') });
+    return { argv: ['/bin/sh', '-c', command], dir: [this.inside.workspace, ...cwd].join('/'), env };
+  }
+
+  /**
+   * Starts `command` as run.shell would, as a background process of the session's: in a sandbox
+   * of its own, in a cgroup below the session's, running after the task that started it.
+   */
+  async startBackground(command: string, cwd: string[]): Promise<BackgroundInfo> {
+    const { argv, dir, env } = this.shell(command, cwd);
+    return this.background.start(command, (group) =>
+      confine(argv, dir, env, {
+        tools: this.host.tools,
+        isolate: this.isolate,
+        network: this.parts.network,
+        mounts: this.codeMounts(),
+        owner: this.parts.owner,
+        cgroup: group,
+        rlimits: { openFiles: SANDBOX_OPEN_FILES },
+        seccomp: this.host.seccomp,
+      }),
+    );
+  }
+
+  /** The session's background processes (FAILED_PRECONDITION where the session has no cgroup to count them in). */
+  get background(): BackgroundProcesses {
+    const group = this.parts.cgroup;
+    const controllers = this.host.cgroups?.controllers ?? [];
+    if (!group || !controllers.includes('memory') || !controllers.includes('pids'))
+      throw errors.backgroundUnavailable("they need cgroups with the memory and pids controllers, to count them against the session's limits");
+    this.backgroundProcesses ??= new BackgroundProcesses(this.host.options.background ?? DEFAULT_BACKGROUND, group, this.parts.owner?.uid);
+    return this.backgroundProcesses;
   }
 
   /** The session's language first, then every other the worker offers (their toolchains are on a shell's PATH). */
@@ -377,6 +415,7 @@ export class SessionSandbox {
 
   /** Ends every process of the session and gives back what the sandbox holds (cgroup, mount, uid). */
   async dispose(): Promise<void> {
+    await this.backgroundProcesses?.dispose();
     await this.taskGroups?.dispose();
     await this.stopWarm();
     const group = this.parts.cgroup;

@@ -1,0 +1,222 @@
+import type { ChildProcess } from 'node:child_process';
+import { constants } from 'node:os';
+import { errors } from '../../errors.js';
+import type { Cgroup } from '../confine/cgroups.js';
+import { exitCodeOf } from '../process/outputCapture.js';
+import { OutputRing } from '../process/outputRing.js';
+import { childrenOf, procStatus } from '../process/procfs.js';
+import type { OutputSource, ProcessSpec } from '../process/processSpec.js';
+import { startProcess } from '../process/runProcess.js';
+
+/**
+ * A session's background processes: commands started by one task that go on running after it
+ * (run.shell with background), each in a sandbox of its own made as a cold call's is, in a
+ * cgroup of its own below the session's (so the session's limits count it and destroying the
+ * session ends it), its stdin open and its output kept in a bounded ring. They end with the
+ * worker (a restart starts none again): the registry is in memory.
+ */
+
+export interface BackgroundOptions {
+  /** Running at once per session; past it a start is RESOURCE_EXHAUSTED. */
+  maxRunning: number;
+  /** Output kept per process (both streams), the oldest bytes first to go. */
+  outputBytes: number;
+}
+
+/** What proc.list says of one process. */
+export interface BackgroundInfo {
+  processId: string;
+  command: string;
+  /** Its pid as the session's processes see it; 0 while not yet known. */
+  pid: number;
+  startedAtMs: number;
+  running: boolean;
+  exitCode: number | undefined;
+  /** The limit that ended it (memory, pids), or `signal` when proc.signal did. */
+  killedBy: string | undefined;
+}
+
+/** Bytes written to a process's stdin and not yet taken by it, past which a write is refused. */
+const MAX_PENDING_STDIN = 1024 * 1024;
+/** How long a start waits to learn the command's pid (its sandbox starting). */
+const PID_WAIT_MS = 2000;
+
+interface Background {
+  info: BackgroundInfo;
+  child: ChildProcess;
+  group: Cgroup;
+  output: OutputRing;
+  exited: Promise<void>;
+  signalled: boolean;
+}
+
+const SIGNALS = new Set(['HUP', 'INT', 'QUIT', 'KILL', 'USR1', 'USR2', 'TERM', 'CONT', 'STOP', 'TSTP', 'WINCH']);
+
+export class BackgroundProcesses {
+  private readonly processes = new Map<string, Background>();
+  private counter = 0;
+  private disposed = false;
+
+  constructor(
+    private readonly options: BackgroundOptions,
+    /** The session's cgroup: each process gets a group below it. */
+    private readonly session: Cgroup,
+    /** The session's uid: signals go to its processes only, never to the sandbox's own (root) ones. */
+    private readonly uid: number | undefined,
+  ) {}
+
+  /** The signal names proc.signal takes. */
+  static readonly signals: ReadonlySet<string> = SIGNALS;
+
+  /**
+   * Starts `command` from the spec `launch` makes for its group; resolves once it runs (its pid
+   * known, or PID_WAIT_MS passed).
+   */
+  async start(command: string, launch: (group: Cgroup) => ProcessSpec): Promise<BackgroundInfo> {
+    if (this.disposed) throw errors.invalidArgument('the session is being destroyed');
+    const running = [...this.processes.values()].filter((p) => p.info.running).length;
+    if (running >= this.options.maxRunning)
+      throw errors.tooLarge(
+        `this session already runs its maximum of ${this.options.maxRunning} background processes (WORKER_MAX_BACKGROUND); end one with proc.signal first`,
+      );
+    const processId = `p${++this.counter}`;
+    const group = await this.session.child(`bg-${this.counter}`, {});
+    let child: ChildProcess;
+    try {
+      child = startProcess(launch(group));
+    } catch (err) {
+      await group.destroy().catch(() => undefined);
+      throw err;
+    }
+    const output = new OutputRing(this.options.outputBytes);
+    const info: BackgroundInfo = { processId, command, pid: 0, startedAtMs: Date.now(), running: true, exitCode: undefined, killedBy: undefined };
+    const record: Background = { info, child, group, output, exited: Promise.resolve(), signalled: false };
+    const read = (source: OutputSource) => (chunk: Buffer) => output.append(source, chunk);
+    child.stdout?.on('data', read('stdout'));
+    child.stderr?.on('data', read('stderr'));
+    child.stdin?.on('error', () => undefined);
+    record.exited = new Promise<void>((resolve) => {
+      child.once('error', () => resolve());
+      child.once('exit', (code, signal) => {
+        void this.ended(record, exitCodeOf(code, signal)).finally(resolve);
+      });
+    });
+    this.processes.set(processId, record);
+    this.forgetExited();
+    info.pid = await this.sessionPid(child.pid, record.exited);
+    return { ...info };
+  }
+
+  list(): BackgroundInfo[] {
+    return [...this.processes.values()].map((p) => ({ ...p.info }));
+  }
+
+  /** The process's output ring (NOT_FOUND for an unknown id). */
+  output(processId: string): { info: BackgroundInfo; output: OutputRing } {
+    const p = this.find(processId);
+    return { info: { ...p.info }, output: p.output };
+  }
+
+  /** Writes to its stdin (and ends it with `eof`); resolves once the bytes are taken or buffered within bounds. */
+  async write(processId: string, data: Buffer, eof: boolean): Promise<void> {
+    const p = this.find(processId);
+    const stdin = p.child.stdin;
+    if (!p.info.running || !stdin || stdin.writableEnded || stdin.destroyed)
+      throw errors.processNotRunning(processId, p.info.running ? 'past the end of its input (eof was sent)' : 'no longer running', 'write to its stdin');
+    if (stdin.writableLength + data.length > MAX_PENDING_STDIN)
+      throw errors.tooLarge(`process ${processId} has not read the ${stdin.writableLength} bytes written to it before; write less, or once it reads`);
+    await new Promise<void>((resolve) => {
+      if (data.length > 0) stdin.write(data);
+      if (eof) stdin.end(resolve);
+      else resolve();
+    });
+  }
+
+  /** Sends `signal` (a name of SIGNALS) to every process of its group that runs as the session's uid. */
+  signal(processId: string, signal: string): void {
+    const p = this.find(processId);
+    if (!p.info.running) throw errors.processNotRunning(processId, 'no longer running', `send it ${signal}`);
+    const number = (constants.signals as Record<string, number | undefined>)[`SIG${signal}`];
+    if (number === undefined || !SIGNALS.has(signal)) throw errors.invalidArgument(`unknown signal ${signal}`);
+    p.signalled = true;
+    if (signal === 'KILL') {
+      void p.group.killProcesses();
+      return;
+    }
+    for (const pid of this.sessionPids(p)) {
+      try {
+        process.kill(pid, number);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+
+  /** Ends every process (the session's group is removed after, with theirs below it). */
+  async dispose(): Promise<void> {
+    this.disposed = true;
+    await Promise.all(
+      [...this.processes.values()].map(async (p) => {
+        await p.group.killProcesses().catch(() => undefined);
+        p.child.stdin?.destroy();
+        await p.exited;
+      }),
+    );
+  }
+
+  private find(processId: string): Background {
+    const p = this.processes.get(processId);
+    if (!p) throw errors.processNotFound(processId);
+    return p;
+  }
+
+  private async ended(p: Background, exitCode: number): Promise<void> {
+    // What the command left (its children) ends with it; its group goes.
+    await p.group.killProcesses().catch(() => undefined);
+    const [oom, refused] = await Promise.all([p.group.oomKills().catch(() => 0), p.group.forkRefusals().catch(() => 0)]);
+    p.info.killedBy = oom > 0 ? 'memory' : refused > 0 && exitCode !== 0 ? 'pids' : p.signalled && exitCode > 128 ? 'signal' : undefined;
+    p.info.exitCode = exitCode;
+    p.info.running = false;
+    p.output.close();
+    await p.group.destroy().catch(() => undefined);
+    this.forgetExited();
+  }
+
+  /** Keeps at most as many exited processes (and their output) as may run at once, the oldest forgotten first. */
+  private forgetExited(): void {
+    const exited = [...this.processes.values()].filter((p) => !p.info.running);
+    for (const p of exited.slice(0, Math.max(0, exited.length - this.options.maxRunning))) this.processes.delete(p.info.processId);
+  }
+
+  /** Processes of its group that run as the session's uid (every one, without a uid). */
+  private sessionPids(p: Background): number[] {
+    const pids = p.group.pids();
+    return this.uid === undefined ? pids : pids.filter((pid) => procStatus(pid)?.uid === this.uid);
+  }
+
+  /** The command's pid in its sandbox: the first process below `hostPid` that runs as the session's uid. */
+  private async sessionPid(hostPid: number | undefined, exited: Promise<void>): Promise<number> {
+    if (hostPid === undefined) return 0;
+    let gone = false;
+    void exited.then(() => (gone = true));
+    const deadline = Date.now() + PID_WAIT_MS;
+    while (!gone && Date.now() < deadline) {
+      const found = this.firstOwnBelow(hostPid, 4);
+      if (found !== undefined) return found;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    return 0;
+  }
+
+  private firstOwnBelow(pid: number, depth: number): number | undefined {
+    for (const child of childrenOf(pid)) {
+      const status = procStatus(child);
+      if (status && (this.uid === undefined || status.uid === this.uid)) return status.nspid[status.nspid.length - 1] ?? child;
+      if (depth > 1) {
+        const below = this.firstOwnBelow(child, depth - 1);
+        if (below !== undefined) return below;
+      }
+    }
+    return undefined;
+  }
+}

@@ -1,0 +1,180 @@
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+import { Status } from 'nice-grpc';
+import { TaskStatus } from '../gen/codegen/v1/common.js';
+import { isAlive, runTask, runTool, waitFor } from './helpers/tasks.js';
+import { startWorker, type RunningWorker } from './helpers/worker.js';
+
+// Processes that outlive the task that started them (run.shell background), and the tools that
+// reach them: proc.list, proc.output, proc.stdin, proc.signal.
+
+let worker: RunningWorker;
+
+before(async () => {
+  worker = await startWorker({ env: { WORKER_MAX_BACKGROUND: '3', WORKER_PROCESS_OUTPUT_KB: '4' } });
+});
+after(async () => worker?.stop());
+
+const session = async (config = {}) => (await worker.sessions.createSession({ workspaceId: 'background', config })).sessionId;
+
+const start = async (sessionId: string, command: string) => runTool(worker.tasks, sessionId, 'run.shell', { command, background: 'true' });
+
+interface Listed {
+  process_id: string;
+  command: string;
+  pid: number;
+  started_at_ms: number;
+  running: boolean;
+  exit_code: number | null;
+  killed_by: string | null;
+}
+
+const list = async (sessionId: string): Promise<Listed[]> => JSON.parse((await runTool(worker.tasks, sessionId, 'proc.list', {})).processes_json!) as Listed[];
+
+const outputOf = async (sessionId: string, processId: string, since = 0) =>
+  runTool(worker.tasks, sessionId, 'proc.output', { process_id: processId, since: String(since) });
+
+/** Waits until the process's output holds `text`; resolves its outputs then. */
+async function printed(sessionId: string, processId: string, text: string): Promise<Record<string, string>> {
+  let last: Record<string, string> = {};
+  await waitFor(async () => (last = await outputOf(sessionId, processId)).output!.includes(text), 20_000).catch(() => {
+    throw new Error(`process ${processId} never printed ${JSON.stringify(text)}; it printed ${JSON.stringify(last.output)}`);
+  });
+  return last;
+}
+
+test('a background process runs on after its task, as the session, is listed, read, and ended by a signal', async () => {
+  const sessionId = await session();
+  const started = await start(sessionId, 'id -u; echo ready; exec sleep 1000');
+  assert.match(started.process_id!, /^p\d+$/);
+  assert.ok(Number(started.pid) > 0, `a pid: ${started.pid}`);
+  const out = await printed(sessionId, started.process_id!, 'ready');
+  const uid = out.output!.split('\n')[0];
+  const own = (await runTool(worker.tasks, sessionId, 'run.shell', { command: 'id -u' })).stdout!.trim();
+  assert.equal(uid, own, "runs as the session's own uid (a task's), never root or the installer");
+  assert.notEqual(uid, '0');
+  assert.equal(out.running, 'true');
+
+  const [listed] = await list(sessionId);
+  assert.equal(listed?.process_id, started.process_id);
+  assert.equal(listed?.command, 'id -u; echo ready; exec sleep 1000');
+  assert.equal(listed?.running, true);
+  assert.equal(listed?.exit_code, null);
+
+  // Another task meanwhile: the background process is unaffected.
+  assert.equal((await runTool(worker.tasks, sessionId, 'run.shell', { command: 'echo other' })).stdout, 'other\n');
+  assert.equal((await list(sessionId))[0]?.running, true);
+
+  assert.equal((await runTool(worker.tasks, sessionId, 'proc.signal', { process_id: started.process_id!, signal: 'TERM' })).signal, 'TERM');
+  await waitFor(async () => !(await list(sessionId))[0]?.running, 10_000);
+  const ended = (await list(sessionId))[0]!;
+  assert.equal(ended.exit_code, 128 + 15);
+  assert.equal(ended.killed_by, 'signal');
+  await worker.sessions.destroySession({ sessionId });
+});
+
+test('proc.output reads from an offset, keeps the last WORKER_PROCESS_OUTPUT_KB, and follows live until the process exits', async () => {
+  const sessionId = await session();
+  // 10 KB, then a line the test waits for, then more after a pause.
+  const { process_id } = await start(
+    sessionId,
+    'i=0; while [ $i -lt 1000 ]; do echo 123456789; i=$((i+1)); done; echo middle; sleep 1; echo late >&2; echo last',
+  );
+  const out = await printed(sessionId, process_id!, 'middle');
+  assert.equal(Number(out.next) - Number(out.oldest), 4096, 'the ring keeps 4 KB');
+  assert.ok(Number(out.oldest) > 0, 'the oldest bytes went');
+  assert.equal(out.output!.length, 4096);
+  assert.ok(out.output!.endsWith('middle\n'));
+  const from = Number(out.next);
+
+  const followed = await runTask(worker.tasks, {
+    sessionId,
+    toolName: 'proc.output',
+    arguments: { process_id: process_id!, since: String(from), follow: 'true' },
+  });
+  assert.equal(followed.result?.status, TaskStatus.STATUS_SUCCESS);
+  assert.deepEqual(
+    followed.logs.map((l) => [l.source, l.message]),
+    [
+      ['stderr', 'late'],
+      ['stdout', 'last'],
+    ],
+  );
+  assert.equal(followed.result?.outputs.running, 'false');
+  assert.equal(followed.result?.outputs.exit_code, '0');
+  assert.equal(Number(followed.result?.outputs.next), from + 'late\nlast\n'.length);
+  await worker.sessions.destroySession({ sessionId });
+});
+
+test('proc.stdin feeds an interactive program line by line; eof ends its input', async () => {
+  const sessionId = await session();
+  const { process_id } = await start(sessionId, 'while read line; do echo "got $line"; done; echo bye');
+  await runTool(worker.tasks, sessionId, 'proc.stdin', { process_id: process_id!, data: 'one\n' });
+  await printed(sessionId, process_id!, 'got one');
+  await runTool(worker.tasks, sessionId, 'proc.stdin', {
+    process_id: process_id!,
+    data: Buffer.from('two\n').toString('base64'),
+    encoding: 'base64',
+    eof: 'true',
+  });
+  const out = await printed(sessionId, process_id!, 'bye');
+  assert.equal(out.output, 'got one\ngot two\nbye\n');
+  await waitFor(async () => !(await list(sessionId))[0]?.running, 10_000);
+  assert.equal((await list(sessionId))[0]?.exit_code, 0);
+  const late = await runTask(worker.tasks, { sessionId, toolName: 'proc.stdin', arguments: { process_id: process_id!, data: 'x' } });
+  assert.equal(late.code, Status.FAILED_PRECONDITION, 'an exited process takes no input');
+  await worker.sessions.destroySession({ sessionId });
+});
+
+test('WORKER_MAX_BACKGROUND bounds a session; unknown ids and bad arguments are clear errors', async () => {
+  const sessionId = await session();
+  for (let i = 0; i < 3; i++) await start(sessionId, 'exec sleep 1000');
+  const fourth = await runTask(worker.tasks, { sessionId, toolName: 'run.shell', arguments: { command: 'sleep 1', background: 'true' } });
+  assert.equal(fourth.code, Status.RESOURCE_EXHAUSTED);
+  assert.match(fourth.error!.details, /WORKER_MAX_BACKGROUND/);
+  const other = await session();
+  await start(other, 'exec sleep 1000'); // another session's own count
+  const codeOf = async (toolName: string, args: Record<string, string>) => (await runTask(worker.tasks, { sessionId, toolName, arguments: args })).code;
+  assert.equal(await codeOf('proc.output', { process_id: 'p99' }), Status.NOT_FOUND);
+  assert.equal(await codeOf('proc.signal', { process_id: 'p1', signal: 'BOOM' }), Status.INVALID_ARGUMENT);
+  assert.equal(await codeOf('proc.stdin', { process_id: 'p1', data: '%%', encoding: 'base64' }), Status.INVALID_ARGUMENT);
+  assert.equal(await codeOf('proc.output', { process_id: 'p1', since: '-1' }), Status.INVALID_ARGUMENT);
+  assert.equal(await codeOf('run.shell', { command: 'true', background: 'yes' }), Status.INVALID_ARGUMENT);
+  assert.equal(
+    (await runTask(worker.tasks, { sessionId: other, toolName: 'proc.output', arguments: { process_id: 'p2' } })).code,
+    Status.NOT_FOUND,
+    "another session's ids are not this one's",
+  );
+  await worker.sessions.destroySession({ sessionId });
+  await worker.sessions.destroySession({ sessionId: other });
+});
+
+test("a background memory hog or fork bomb is stopped by the session's limits; DestroySession leaves no process or cgroup", async () => {
+  const sessionId = await session({ limits: { maxMemoryMb: 64, maxCpuPercent: 0, maxDiskMb: 0, timeoutSeconds: 0 } });
+  const hog = await start(sessionId, 'python3 -c "b = bytearray(0)\nwhile True: b += bytearray(8 << 20)"');
+  await waitFor(async () => (await list(sessionId)).find((p) => p.process_id === hog.process_id)?.running === false, 30_000);
+  assert.equal((await list(sessionId)).find((p) => p.process_id === hog.process_id)?.killed_by, 'memory');
+
+  // Started first: at its pids limit the session cannot start another sandbox (its own doing).
+  const sleeper = await start(sessionId, 'echo up; exec sleep 1000');
+  await printed(sessionId, sleeper.process_id!, 'up');
+  const bomb = await start(sessionId, 'python3 -c "import os\nwhile True:\n  try: os.fork()\n  except OSError: pass"');
+  // The neighbour session is served meanwhile.
+  const neighbour = await session();
+  assert.equal((await runTool(worker.tasks, neighbour, 'run.python', { code: 'print(6*7)' })).stdout, '42\n');
+
+  const running = (await list(sessionId)).filter((p) => p.running).map((p) => p.process_id);
+  assert.deepEqual(running.sort(), [bomb.process_id, sleeper.process_id].sort());
+  const groups = () => readdirSync('/sys/fs/cgroup/pids', { recursive: true, encoding: 'utf8' }).filter((d) => d.includes(sessionId) && /\/bg-\d+$/.test(d));
+  const hostPids = groups().flatMap((g) => readFileSync(`/sys/fs/cgroup/pids/${g}/cgroup.procs`, 'utf8').split('\n').filter(Boolean).map(Number));
+  assert.ok(hostPids.length > 2, `the bomb's processes and the sleeper: ${hostPids.length}`);
+  await worker.sessions.destroySession({ sessionId });
+  await worker.sessions.destroySession({ sessionId: neighbour });
+  assert.deepEqual(groups(), [], 'no background cgroup left');
+  assert.deepEqual(
+    hostPids.filter((pid) => isAlive(pid)),
+    [],
+    'no background process left',
+  );
+});
