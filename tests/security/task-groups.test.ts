@@ -48,12 +48,26 @@ function taskGroups(sessionId: string): Record<string, number> {
 
 const most = (counts: Record<string, number>) => Math.max(...Object.values(counts));
 
-/** The processes in the session's task groups, in every controller, as `group: pids`. */
+/** Whether a process is the warm interpreter's child waiting for its call (placed in a group ahead of it). */
+function waitingForItsCall(pid: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'codegen-ahead';
+  } catch {
+    return false;
+  }
+}
+
+/** The processes in the session's task groups (but a child waiting for its call), in every controller, as `group: pids`. */
 function processesInTaskGroups(sessionId: string): string[] {
   return sessionGroupDirs(sessionId).flatMap((dir) =>
     readdirSync(dir, { withFileTypes: true })
       .filter((e) => e.isDirectory())
-      .map((e) => `${dir}/${e.name}: ${readFileSync(`${dir}/${e.name}/cgroup.procs`, 'utf8').trim()}`)
+      .map((e) => {
+        const pids = readFileSync(`${dir}/${e.name}/cgroup.procs`, 'utf8')
+          .split('\n')
+          .filter((p) => p !== '' && !waitingForItsCall(p));
+        return `${dir}/${e.name}: ${pids.join(' ')}`;
+      })
       .filter((line) => !line.endsWith(': ')),
   );
 }

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { Status } from 'nice-grpc';
-import { runTaskWithin, waitFor } from '../helpers/tasks.js';
+import { processesMarked, runTaskWithin, waitFor } from '../helpers/tasks.js';
 import { startWorker, stopHard, type RunningWorker } from '../helpers/worker.js';
 
 // The zygote says which child it forked ahead of a call ({"ev":"ahead","pid":N}), and the worker
@@ -71,5 +72,51 @@ if sys.argv[:1] == ["-c"]:
   assert.equal(await run(sessionId, 'print(6*7)'), '42\n');
   await waitFor(() => worker.logs.filter((l) => l.message === stoppedMessage).length > before, 10_000);
   assert.equal(await run(sessionId, 'print(6*7)'), '42\n', 'and the session goes on');
+  await worker.sessions.destroySession({ sessionId });
+});
+
+// Found by an attack (a helper session): every ahead event named the call's own running child
+// (the zygote's `pids`), and the worker moved it out of its call's group into a reserved one.
+const NAMES_RUNNING_CHILD = String.raw`
+import json, sys
+if sys.argv[:1] == ["-c"]:
+    _dumps = json.dumps
+    def _lie(obj, *a, **k):
+        if isinstance(obj, dict) and obj.get("ev") == "ahead":
+            running = list(getattr(sys.modules.get("__main__"), "pids", {}).values())
+            if running:
+                obj = dict(obj, pid=running[-1])
+        return _dumps(obj, *a, **k)
+    json.dumps = _lie
+`;
+
+test("a zygote naming a call's running child as forked ahead cannot move it out of the call's group", async () => {
+  const sessionId = await sessionWith(NAMES_RUNNING_CHILD);
+  await run(sessionId, 'print(1)'); // the lying zygote is up
+  const code = [
+    'import time',
+    'before = open("/proc/self/cgroup").read()',
+    'time.sleep(1.5)  # the worker reads the lying ahead event meanwhile',
+    'print("moved" if open("/proc/self/cgroup").read() != before else "stayed", flush=True)',
+    'x = b"x" * (300 * 1024 * 1024)',
+    'print("allocated 300 MB", flush=True)',
+  ].join('\n');
+  const narrowed = await runTaskWithin(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code }, constraints: { maxMemoryMb: 100 } }, 30_000);
+  assert.equal(narrowed.result?.outputs.stdout, 'stayed\n', 'never moved');
+  assert.equal(narrowed.result?.outputs.killed_by, 'memory', "the call's 100 MB held");
+
+  // What a call leaves running dies at its end, wherever the zygote says its child is.
+  const left = await runTaskWithin(
+    worker.tasks,
+    {
+      sessionId,
+      toolName: 'run.python',
+      arguments: { code: 'import subprocess, time\ntime.sleep(1.5)\nsubprocess.Popen(["sleep", "300"], start_new_session=True)\nprint("left")' },
+    },
+    30_000,
+  );
+  assert.equal(left.result?.outputs.stdout, 'left\n');
+  const sleepers = processesMarked('CODEGEN_TEST_MARK', MARK).filter((pid) => readFileSync(`/proc/${pid}/cmdline`, 'latin1').startsWith('sleep'));
+  assert.deepEqual(sleepers, [], "the call's leftovers were killed at its end");
   await worker.sessions.destroySession({ sessionId });
 });

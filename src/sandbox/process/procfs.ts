@@ -42,6 +42,11 @@ export function procStatus(pid: number): ProcStatus | undefined {
   return { uid: statusNumbers(text, 'Uid')[0] ?? -1, ppid: statusNumbers(text, 'PPid')[0] ?? -1, nspid: statusNumbers(text, 'NSpid') };
 }
 
+/** A process's cgroups, as /proc/<pid>/cgroup lists them; undefined when it is gone. */
+export function cgroupsOf(pid: number): string | undefined {
+  return readProcFile(`/proc/${pid}/cgroup`);
+}
+
 /** A process's state letter (R, S, D, T, t, Z, …); undefined when it is gone. */
 export function processState(pid: number): string | undefined {
   const stat = readProcFile(`/proc/${pid}/stat`);

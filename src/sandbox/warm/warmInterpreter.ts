@@ -10,7 +10,7 @@ import type { Cgroup } from '../confine/cgroups.js';
 import { captureOutput } from '../process/outputCapture.js';
 import { MAX_TASK_GROUPS } from '../confine/taskGroups.js';
 import { startProcess } from '../process/runProcess.js';
-import { childByNamespacePid, childrenOf, processState, procStatus, zombieWaitStatus } from '../process/procfs.js';
+import { cgroupsOf, childByNamespacePid, childrenOf, processState, procStatus, zombieWaitStatus } from '../process/procfs.js';
 import type { ProcessResult, ProcessSpec, RunOptions } from '../process/processSpec.js';
 import { LineSplitter, parseZygoteEvent, ZygoteProtocolError, type ZygoteEvent } from './zygoteProtocol.js';
 import type { Owner } from '../../storage/owner.js';
@@ -32,6 +32,8 @@ interface PendingRun {
   streams: { stdout: Deferred<Socket>; stderr: Deferred<Socket> };
   /** Streams already connected (a second connection for one is refused). */
   connected: Set<string>;
+  /** The pid the zygote named as its child. */
+  named?: number;
 }
 
 /**
@@ -146,6 +148,10 @@ export class WarmInterpreter {
   private ahead: AheadChild | undefined;
   /** Children forked ahead whose groups calls claimed, by group, until the call runs. */
   private readonly claimedAhead = new Map<Cgroup, AheadChild>();
+  /** Placements of children forked ahead under way, by the child's pid in the sandbox. */
+  private readonly aheadPlacing = new Map<number, Promise<boolean>>();
+  /** Pids (in the sandbox) the zygote named as calls' children, for calls still running. */
+  private readonly namedByRuns = new Set<number>();
   /** A child forked ahead reported before the zygote's host pid was known. */
   private unplacedAhead: number | undefined;
   /** Children forked ahead reported: one at the start and at most one per call after. */
@@ -270,7 +276,8 @@ export class WarmInterpreter {
       const hostPid = this.ownChild(forked!.pid);
       watching.push(this.watchExit(run, hostPid));
       // The child forked ahead into this group is there already (the zygote may have given it
-      // to another call, or forked this one afresh: then it moves).
+      // to another call, or forked this one afresh: then it moves, once a placement of it is over).
+      await this.aheadPlacing.get(forked!.pid);
       const inPlace = ahead?.nsPid === forked!.pid && (await ahead.placed) && group.holds(hostPid);
       if (!inPlace) await this.place(group, hostPid);
       options.onStart?.({ pid: forked!.pid, marker: '' });
@@ -315,6 +322,7 @@ export class WarmInterpreter {
       }
     } finally {
       for (const stop of watching) stop();
+      if (run.named !== undefined) this.namedByRuns.delete(run.named);
       this.pending.delete(id);
       this.byToken.delete(token);
       for (const socket of sockets) socket.destroy();
@@ -361,8 +369,10 @@ export class WarmInterpreter {
 
   /**
    * Places a child the zygote forked ahead in a task group, off any call's path: the group an
-   * earlier one no call claimed was placed in, else one free now. One not the zygote's own
-   * (gone already: the session's code killed it) is not placed; its call moves its child.
+   * earlier one no call claimed was placed in, else one free now. Only a waiting child is
+   * placed (waitingChild): the zygote is the session's, and naming a call's running child would
+   * move it out of that call's group. A call given this child waits for its placement to end
+   * before it moves it (run).
    */
   private placeAhead(nsPid: number): void {
     if (!this.groups || this.dead) return;
@@ -371,14 +381,32 @@ export class WarmInterpreter {
       return;
     }
     this.unplacedAhead = undefined;
-    const hostPid = this.childOfOwn(nsPid);
+    if (this.waitingChild(nsPid) === undefined) return;
     const previous = this.ahead;
     const group = previous?.group ?? this.groups.reserve()?.catch(() => undefined) ?? Promise.resolve(undefined);
     const placed = (previous?.placed ?? Promise.resolve(false))
       .then(() => group)
-      .then((g) => (g && hostPid !== undefined && !this.dead ? g.addProcess(hostPid).then(() => true) : false))
+      .then((g) => {
+        // Looked at again just before the move: a call may have been given it meanwhile.
+        const hostPid = this.waitingChild(nsPid);
+        return g && hostPid !== undefined && !this.dead ? g.addProcess(hostPid).then(() => true) : false;
+      })
       .catch(() => false);
+    this.aheadPlacing.set(nsPid, placed);
+    void placed.then(() => this.aheadPlacing.get(nsPid) === placed && this.aheadPlacing.delete(nsPid));
     this.ahead = { nsPid, group, placed };
+  }
+
+  /**
+   * The host pid of `nsPid` if it is a child waiting for its call: the zygote's own, as the
+   * session's uid, named by no run, and still in the zygote's own cgroup (no call's group).
+   */
+  private waitingChild(nsPid: number): number | undefined {
+    if (this.namedByRuns.has(nsPid)) return undefined;
+    const hostPid = this.childOfOwn(nsPid);
+    if (hostPid === undefined) return undefined;
+    const own = cgroupsOf(this.zygoteHostPid);
+    return own !== undefined && cgroupsOf(hostPid) === own ? hostPid : undefined;
   }
 
   async claimAhead(): Promise<Cgroup | undefined> {
@@ -435,8 +463,11 @@ export class WarmInterpreter {
       if (event.id >= this.nextId || ++this.strayEvents > 3 * (this.nextId - 1)) throw new ZygoteProtocolError('it reported runs it was not asked for');
       return;
     }
-    if (event.ev === 'forked') run.forked.resolve(event.pid);
-    else if (event.ev === 'refused') run.forked.resolve(undefined);
+    if (event.ev === 'forked') {
+      this.namedByRuns.add(event.pid);
+      run.named = event.pid;
+      run.forked.resolve(event.pid);
+    } else if (event.ev === 'refused') run.forked.resolve(undefined);
     else if (event.ev === 'went') run.went.resolve();
     else run.exit.resolve({ code: event.code, signal: event.signal, connected: event.connected });
   }
