@@ -30,6 +30,15 @@ const ATTACKS: { attack: string; start: (worker: RunningWorker, sessionId: strin
       ),
   },
   {
+    // Found by an attack: reads of 16 KiB or more were never paced, and the worker's cost is per line.
+    attack: 'prints empty lines 16 KiB at a write as fast as it can',
+    start: (w, sessionId, signal) =>
+      stressing(
+        startStress(w.address, sessionId, 'run.python', "import os\nprint('ready', flush=True)\nb = b'\\n' * 16384\nwhile True:\n    os.write(1, b)"),
+        signal,
+      ),
+  },
+  {
     attack: 'runs 200 calls at once (past its process limit)',
     start: (w, sessionId, signal) =>
       Promise.all(

@@ -3,9 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { after, test } from 'node:test';
-import { BIG_READ_BYTES, pacedReads, READ_BURST, readOnlyWhenAsked } from '../../src/sandbox/process/pacedReads.js';
+import { READ_BURST, READ_GAP_MS, READ_LINES, ReadPacer, readOnlyWhenAsked } from '../../src/sandbox/process/pacedReads.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'paced-reads-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -90,8 +89,8 @@ test('without the hold a socket reads ahead (what the test above would see unpat
   }
 });
 
-/** A stream of the given chunks, paced by a clock whose time passes only in its pauses, which it counts. */
-function pacedOver(chunks: Buffer[], paced: () => boolean) {
+/** A pacer on a clock whose time passes only in its pauses, which it counts. */
+function pacerWith(paced: () => boolean) {
   const pauses: number[] = [];
   let now = 0;
   const clock = {
@@ -102,31 +101,31 @@ function pacedOver(chunks: Buffer[], paced: () => boolean) {
       return Promise.resolve();
     },
   };
-  return { reads: pacedReads(Readable.from(chunks, { objectMode: true }), paced, clock), pauses };
+  return { pacer: new ReadPacer(paced, clock), pauses, wait: (ms: number) => (now += ms) };
 }
 
-async function all(reads: AsyncGenerator<Buffer>): Promise<Buffer[]> {
-  const out: Buffer[] = [];
-  for await (const chunk of reads) out.push(chunk);
-  return out;
-}
-
-test('small reads come at once up to the burst, then one per pause, all of them in order', async () => {
-  const chunks = Array.from({ length: READ_BURST + 10 }, (_, i) => Buffer.from(`${i}\n`));
-  const { reads, pauses } = pacedOver(chunks, () => true);
-  assert.deepEqual(await all(reads), chunks);
-  // The burst at once; then a pause after each read (the last one's included): a pause earns no read.
+test('while paced, reads go at once up to the burst, then one per READ_GAP_MS', async () => {
+  const { pacer, pauses } = pacerWith(() => true);
+  for (let i = 0; i < READ_BURST + 10; i++) await pacer.after(1);
   assert.equal(pauses.length, 10);
+  assert.ok(pauses.every((ms) => ms === READ_GAP_MS));
 });
 
-test('never paced while no one else needs the worker, or for big reads', async () => {
-  const small = Array.from({ length: READ_BURST * 4 }, () => Buffer.from('x\n'));
-  const quiet = pacedOver(small, () => false);
-  assert.deepEqual(await all(quiet.reads), small);
+test('a read of many lines costs one read per READ_LINES of them: printing in big batches of short lines is paced too', async () => {
+  const { pacer, pauses } = pacerWith(() => true);
+  await pacer.after(READ_LINES * 100); // 101 reads' worth at once
+  assert.equal(pauses.length, 1);
+  assert.equal(pauses[0], (101 - READ_BURST) * READ_GAP_MS);
+});
+
+test('never paced while no one else needs the worker; time passing refills the burst', async () => {
+  const quiet = pacerWith(() => false);
+  for (let i = 0; i < READ_BURST * 4; i++) assert.equal(quiet.pacer.after(READ_LINES * 10), undefined);
   assert.equal(quiet.pauses.length, 0);
 
-  const big = Array.from({ length: READ_BURST * 4 }, () => Buffer.alloc(BIG_READ_BYTES, 'x'));
-  const busy = pacedOver(big, () => true);
-  assert.deepEqual(await all(busy.reads), big);
-  assert.equal(busy.pauses.length, 0);
+  const busy = pacerWith(() => true);
+  for (let i = 0; i < READ_BURST; i++) assert.equal(busy.pacer.after(1), undefined);
+  busy.wait(READ_GAP_MS * 3);
+  for (let i = 0; i < 3; i++) assert.equal(busy.pacer.after(1), undefined, 'three reads earned by waiting');
+  assert.notEqual(busy.pacer.after(1), undefined);
 });

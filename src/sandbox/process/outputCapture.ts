@@ -2,7 +2,7 @@ import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { OutputCoalescer } from './outputCoalescer.js';
-import { pacedReads } from './pacedReads.js';
+import { ReadPacer, readOnlyWhenAsked } from './pacedReads.js';
 import type { CapturedOutput, OutputSource, RunOptions } from './processSpec.js';
 
 /** Longest line passed on; longer runs without a newline are passed in pieces. */
@@ -26,7 +26,10 @@ async function pump(
   let keptBytes = 0;
   let truncated = false;
   let pending = '';
-  for await (const chunk of endAtClose(stream, options.pacedReads ?? notPaced)) {
+  readOnlyWhenAsked(stream);
+  const pacer = new ReadPacer(options.pacedReads ?? notPaced);
+  for await (const chunk of endAtClose(stream)) {
+    let lineCount = 0;
     counted(chunk.length);
     if (keptBytes < options.maxCaptureBytes) {
       const room = options.maxCaptureBytes - keptBytes;
@@ -41,7 +44,9 @@ async function pump(
     // short lines as fast as it can would otherwise cost a turn of the event loop per line.
     const last = pending.lastIndexOf('\n');
     if (last !== -1) {
-      for (const line of pending.slice(0, last).split('\n')) {
+      const whole = pending.slice(0, last).split('\n');
+      lineCount += whole.length;
+      for (const line of whole) {
         const full = lines.add(source, line.endsWith('\r') ? line.slice(0, -1) : line);
         if (full) await full;
       }
@@ -51,7 +56,10 @@ async function pump(
       const full = lines.add(source, pending.slice(0, MAX_LINE_CHARS));
       if (full) await full;
       pending = pending.slice(MAX_LINE_CHARS);
+      lineCount++;
     }
+    const paced = pacer.after(lineCount);
+    if (paced) await paced;
   }
   pending += decoder.end();
   if (pending.length > 0) await lines.add(source, pending);
@@ -60,10 +68,10 @@ async function pump(
 
 const notPaced = () => false;
 
-/** The stream's chunks (pacedReads.ts); a stream cut off (destroyed, reset) ends there instead of failing. */
-async function* endAtClose(stream: Readable, paced: () => boolean): AsyncGenerator<Buffer> {
+/** The stream's chunks; a stream cut off (destroyed, reset) ends there instead of failing. */
+async function* endAtClose(stream: Readable): AsyncGenerator<Buffer> {
   try {
-    yield* pacedReads(stream, paced);
+    yield* stream as AsyncIterable<Buffer>;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'ERR_STREAM_PREMATURE_CLOSE' && code !== 'ECONNRESET' && code !== 'EPIPE') throw err;
