@@ -6,16 +6,16 @@ import * as dnsPacket from 'dns-packet';
 import { UPSTREAM_SOCKETS, UpstreamSockets } from '../../src/sandbox/network/upstreamSockets.js';
 
 /** A resolver on loopback that passes each question it receives to `reply` (which may answer, or not). */
-async function resolver(reply: (query: Buffer, from: RemoteInfo, send: (answer: Buffer) => void) => void) {
-  const socket = createSocket('udp4');
+async function resolver(reply: (query: Buffer, from: RemoteInfo, send: (answer: Buffer) => void) => void, address = '127.0.0.1') {
+  const socket = createSocket(address.includes(':') ? 'udp6' : 'udp4');
   const ports = new Set<number>();
   socket.on('message', (query, from) => {
     ports.add(from.port);
     reply(query, from, (answer) => socket.send(answer, from.port, from.address));
   });
-  socket.bind(0, '127.0.0.1');
+  socket.bind(0, address);
   await once(socket, 'listening');
-  return { socket, ports, upstream: { address: '127.0.0.1', port: socket.address().port } };
+  return { socket, ports, upstream: { address, port: socket.address().port } };
 }
 
 const questionOf = (name: string) => dnsPacket.encode({ type: 'query', id: 0, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] });
@@ -98,4 +98,18 @@ test('a question no one answers resolves undefined after its timeout, and its id
   });
   const q = questionOf('silent.test');
   assert.equal(await sockets.ask(q, q.length - 12, upstream, 20), undefined);
+});
+
+test('an upstream written in another spelling of its address is heard (IPv6 zeros written out, upper case)', async (t) => {
+  const { socket, upstream } = await resolver((query, _from, send) => send(answerTo(query)), '::1');
+  const sockets = new UpstreamSockets();
+  t.after(() => {
+    sockets.close();
+    socket.close();
+  });
+  for (const address of ['::1', '0:0:0:0:0:0:0:1', '0000:0000::0001']) {
+    const q = questionOf('api.test');
+    const answer = await sockets.ask(q, q.length - 12, { address, port: upstream.port }, 5000);
+    assert.ok(answer, `answered when written ${address}`);
+  }
 });

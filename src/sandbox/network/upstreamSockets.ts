@@ -7,6 +7,7 @@
 
 import { randomInt } from 'node:crypto';
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
+import { isIPv6 } from 'node:net';
 
 /** Sockets per address family. */
 export const UPSTREAM_SOCKETS = 32;
@@ -30,6 +31,29 @@ interface PooledSocket {
 }
 
 const HEADER_BYTES = 12;
+
+const spelled = new Map<string, string>();
+/**
+ * An address as the kernel reports a datagram's sender (IPv6 lower case, zeros compressed):
+ * an upstream configured as [0:0:0:0:0:0:0:1] answers from ::1. Found by an attack (a helper
+ * session): compared as written, every answer of such an upstream was dropped as forged.
+ */
+function canonical(address: string): string {
+  let found = spelled.get(address);
+  if (found === undefined) {
+    found = address;
+    if (isIPv6(address) && !address.includes('%')) {
+      try {
+        found = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+      } catch {
+        // kept as written
+      }
+    }
+    if (spelled.size > 64) spelled.clear();
+    spelled.set(address, found);
+  }
+  return found;
+}
 
 export class UpstreamSockets {
   private readonly pools = new Map<'udp4' | 'udp6', (PooledSocket | undefined)[]>();
@@ -87,7 +111,7 @@ export class UpstreamSockets {
   private receive(pooled: PooledSocket, answer: Buffer, from: RemoteInfo): void {
     if (answer.length < HEADER_BYTES) return;
     const waiting = pooled.waiting.get(answer.readUInt16BE(0));
-    if (!waiting || from.address !== waiting.upstream.address || from.port !== waiting.upstream.port) return;
+    if (!waiting || from.address !== canonical(waiting.upstream.address) || from.port !== waiting.upstream.port) return;
     const question = answer.subarray(HEADER_BYTES, HEADER_BYTES + waiting.question.length);
     if (!question.equals(waiting.question)) return;
     waiting.done(answer);
