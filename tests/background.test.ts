@@ -178,3 +178,16 @@ test("a background memory hog or fork bomb is stopped by the session's limits; D
     'no background process left',
   );
 });
+
+test("a server started in the background is reached on localhost by the session's later tasks, and by no other session", async () => {
+  const sessionId = await session();
+  const { process_id } = await start(sessionId, 'exec python3 -m http.server 8000 --bind 127.0.0.1');
+  await printed(sessionId, process_id!, 'Serving HTTP');
+  const fetch =
+    "import urllib.request\ntry:\n    print(urllib.request.urlopen('http://127.0.0.1:8000/', timeout=5).status)\nexcept OSError as e:\n    print(type(e).__name__)";
+  assert.equal((await runTool(worker.tasks, sessionId, 'run.python', { code: fetch })).stdout, '200\n', 'a warm call');
+  const other = await session();
+  assert.equal((await runTool(worker.tasks, other, 'run.python', { code: fetch })).stdout, 'URLError\n', "another session's localhost is its own");
+  await worker.sessions.destroySession({ sessionId });
+  await worker.sessions.destroySession({ sessionId: other });
+});

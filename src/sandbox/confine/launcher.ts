@@ -22,11 +22,12 @@ export interface HostTools {
 }
 
 /**
- * What a confined process's network is: none (a namespace of its own with only loopback), the
- * session's namespace (network/networkHost.ts: out only through the worker's egress proxy), or
- * the host's (pkg.install's fetching step, as the installer uid).
+ * What a confined process's network is: none (a namespace of its own with only loopback), a
+ * session's namespace (network/networkHost.ts: out only through the worker's egress proxy, with
+ * the resolv.conf that says so; or, with no network, loopback alone and no resolv.conf), or the
+ * host's (pkg.install's fetching step, as the installer uid).
  */
-export type NetworkAccess = 'none' | 'host' | { namespace: string; resolvConf: string };
+export type NetworkAccess = 'none' | 'host' | { namespace: string; resolvConf?: string | undefined };
 
 export interface Confinement {
   tools: HostTools;
@@ -130,7 +131,7 @@ export function confine(command: string[], cwd: string, env: Record<string, stri
     chain.push('--die-with-parent', '--new-session', '--hostname', 'sandbox');
     chain.push(...systemMountArgs, '--proc', '/proc', '--dev', '/dev', '--perms', '1777', '--size', String(TMP_BYTES), '--tmpfs', '/tmp');
     if (network === 'host') chain.push('--ro-bind-try', '/etc/resolv.conf', '/etc/resolv.conf');
-    if (typeof network === 'object') chain.push('--ro-bind', network.resolvConf, '/etc/resolv.conf');
+    if (typeof network === 'object' && network.resolvConf) chain.push('--ro-bind', network.resolvConf, '/etc/resolv.conf');
     for (const m of confinement.mounts) {
       // As for /etc above: parents made traversable first (else 0700, unreachable by the session's uid).
       const parents = m.inside

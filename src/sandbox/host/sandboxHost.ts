@@ -33,8 +33,10 @@ export interface PreparedSandbox {
   /** The size of its disk image, MB (0: none), and what the empty filesystem uses itself. */
   diskMb: number;
   diskBaselineBytes: number;
-  /** Its network namespace, made ahead where the worker gives sessions networks. */
+  /** Its network namespace, made ahead where the worker gives sessions networks (loopback alone where it gives none). */
   network: SessionNamespace | undefined;
+  /** Settles once a namespace made with a way out has lost it (a session with no network): its processes wait for it. */
+  isolated?: Promise<void> | undefined;
 }
 
 /** What SandboxHost.create takes: its options, with the languages possibly still being resolved. */
@@ -167,7 +169,9 @@ export class SandboxHost implements SandboxContext {
       const [, cgroup, network] = await Promise.all([
         this.layOut(dirs, owner, language),
         this.cgroups?.root.child(`spare-${randomBytes(6).toString('hex')}`, { maxProcesses: this.options.maxProcesses }),
-        this.options.network.maxMode !== 'none' ? this.networkHost?.prepare().then((space) => (prepared.network = space)) : undefined,
+        (this.options.network.maxMode !== 'none' ? this.networkHost?.prepare() : this.networkHost?.prepareLoopback())?.then(
+          (space) => (prepared.network = space),
+        ),
       ]);
       prepared.cgroup = cgroup;
       prepared.network = network;
@@ -277,7 +281,11 @@ export class SandboxHost implements SandboxContext {
       disk: prepared.diskMb > 0 ? { mountPoint: dirs.disk, mb: prepared.diskMb, baselineBytes: prepared.diskBaselineBytes } : undefined,
       scratch: dirs.scratch,
       controlDir: join(dirs.root, 'ctl'),
-      network: prepared.network && this.networkHost ? { namespace: prepared.network.path, resolvConf: this.networkHost.resolvConf } : ('none' as const),
+      network:
+        prepared.network && !prepared.network.loopbackOnly && this.networkHost
+          ? { namespace: prepared.network.path, resolvConf: this.networkHost.resolvConf }
+          : ('none' as const),
+      loopback: prepared.network?.loopbackOnly ? { namespace: prepared.network.path, ready: prepared.isolated ?? Promise.resolve() } : undefined,
     };
     return new SessionSandbox(this, parts, async () => {
       this.usedSlots.delete(prepared.slot);
@@ -286,18 +294,29 @@ export class SandboxHost implements SandboxContext {
   }
 
   /**
-   * The session's policy on its namespace (one made now if the spare had none); a session with
-   * no network keeps none: its processes get a namespace of their own with only loopback.
+   * The session's policy on its namespace (one made now if the spare had none, or had loopback
+   * alone). A session with no network keeps loopback alone, shared by its processes: a spare's
+   * namespace loses its way out (its processes wait for that, not the claim), or one is made;
+   * where the worker makes no namespaces, each of its processes gets one of its own.
    */
   private async attachNetwork(prepared: PreparedSandbox, sessionId: string, policy: SessionNetworkPolicy): Promise<void> {
+    const host = this.networkHost;
     if (policy.mode === 'none') {
-      if (prepared.network) await this.networkHost?.release(prepared.network);
-      prepared.network = undefined;
+      if (!host) return;
+      if (!prepared.network) prepared.network = await host.prepareLoopback();
+      else if (!prepared.network.loopbackOnly) {
+        prepared.isolated = host.isolate(prepared.network);
+        prepared.isolated.catch(() => undefined); // awaited by the session's processes
+      }
       return;
     }
-    if (!this.networkHost) throw errors.networkUnavailable(policy.mode, this.networkProblem ?? 'it gives sessions no network');
-    prepared.network ??= await this.networkHost.prepare();
-    this.networkHost.attach(prepared.network, sessionId, policy);
+    if (!host) throw errors.networkUnavailable(policy.mode, this.networkProblem ?? 'it gives sessions no network');
+    if (prepared.network?.loopbackOnly) {
+      await host.release(prepared.network);
+      prepared.network = undefined;
+    }
+    prepared.network ??= await host.prepare();
+    host.attach(prepared.network, sessionId, policy);
   }
 
   /** The session's disk: an image of `mb` mounted on dirs.disk (nothing for 0). */

@@ -28,6 +28,8 @@ export interface SessionNamespace {
   path: string;
   name: string;
   address: string;
+  /** Loopback alone (a session with no network): no veth pair, no way out. */
+  loopbackOnly?: boolean;
 }
 
 export interface NetworkHostOptions {
@@ -163,6 +165,32 @@ export class NetworkHost {
       await this.release(space);
       throw err;
     }
+  }
+
+  /**
+   * A namespace with loopback alone, for a session with no network: its processes share it (a
+   * server one starts is reached on localhost by the next, and by port URLs), and nothing leaves it.
+   */
+  async prepareLoopback(): Promise<SessionNamespace> {
+    const index = this.takeIndex();
+    const name = `codegen-${this.options.block}-${index}`;
+    const space = { index, name, path: `/run/netns/${name}`, address: ipv4Text(this.subnet.base + index), loopbackOnly: true };
+    try {
+      await runHostTool('ip', ['netns', 'del', name]).catch(() => undefined);
+      await runHostTool('ip', ['netns', 'add', name]);
+      await runHostTool('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+      return space;
+    } catch (err) {
+      await this.release(space);
+      throw err;
+    }
+  }
+
+  /** Takes a prepared namespace's way out (its veth pair): loopback alone stays (prepareLoopback's). */
+  async isolate(space: SessionNamespace): Promise<void> {
+    space.loopbackOnly = true;
+    this.attached.delete(space.address);
+    await runHostTool('ip', ['link', 'del', `${this.prefix}${space.index}`]);
   }
 
   /** The session's policy takes effect on its namespace: its DNS questions and connections are its own. */

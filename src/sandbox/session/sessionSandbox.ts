@@ -41,6 +41,11 @@ export interface SessionSandboxParts {
   controlDir: string;
   /** The session's own network: none, or its namespace (its policy lives with the worker's egress gateway). */
   network: Exclude<NetworkAccess, 'host'>;
+  /**
+   * With no network: the namespace with loopback alone its processes share, once `ready`;
+   * undefined where the worker makes none (each process then gets one of its own).
+   */
+  loopback?: { namespace: string; ready: Promise<void> } | undefined;
 }
 
 /** Where things are inside an isolating sandbox. */
@@ -112,6 +117,7 @@ export class SessionSandbox {
   /** Runs `code` (given on stdin) in a fresh interpreter of the session's language, cwd = workspace. */
   async runCode(code: string, options: RunOptions, taskLimits: TaskLimits): Promise<SandboxedResult> {
     await this.parts.language.checkEnvironment(this.parts.environment);
+    await this.parts.loopback?.ready;
     const { command, env } = this.languageRun;
     const allEnv = this.codeEnv(env);
     // A warm interpreter of the language runs the code itself; a plain zygote execs the command, the code on its stdin.
@@ -119,7 +125,7 @@ export class SessionSandbox {
       runsCode ? { code } : { exec: { argv: command, cwd: this.inside.workspace, env: allEnv, stdin: code } };
     const warm = await this.runWarm(program, options, taskLimits);
     if (warm) return warm;
-    return this.run(command, this.inside.workspace, allEnv, this.codeMounts(), this.parts.network, this.parts.owner, taskLimits, {
+    return this.run(command, this.inside.workspace, allEnv, this.codeMounts(), this.codeNetwork, this.parts.owner, taskLimits, {
       ...options,
       stdin: code,
     });
@@ -132,9 +138,10 @@ export class SessionSandbox {
    */
   async runShell(command: string, cwd: string[], options: RunOptions, taskLimits: TaskLimits): Promise<SandboxedResult> {
     const { argv, dir, env } = this.shell(command, cwd);
+    await this.parts.loopback?.ready;
     const warm = await this.runWarm(() => ({ exec: { argv, cwd: dir, env } }), options, taskLimits);
     if (warm) return warm;
-    return this.run(argv, dir, env, this.codeMounts(), this.parts.network, this.parts.owner, taskLimits, { ...options, stdin: '' });
+    return this.run(argv, dir, env, this.codeMounts(), this.codeNetwork, this.parts.owner, taskLimits, { ...options, stdin: '' });
   }
 
   /** `command` for /bin/sh -c in `cwd` (path segments in the workspace), with run.shell's PATH. */
@@ -151,11 +158,13 @@ export class SessionSandbox {
    */
   async startBackground(command: string, cwd: string[]): Promise<BackgroundInfo> {
     const { argv, dir, env } = this.shell(command, cwd);
-    return this.background.start(command, (group) =>
+    const background = this.background;
+    await this.parts.loopback?.ready;
+    return background.start(command, (group) =>
       confine(argv, dir, env, {
         tools: this.host.tools,
         isolate: this.isolate,
-        network: this.parts.network,
+        network: this.codeNetwork,
         mounts: this.codeMounts(),
         owner: this.parts.owner,
         cgroup: group,
@@ -173,6 +182,12 @@ export class SessionSandbox {
       throw errors.backgroundUnavailable("they need cgroups with the memory and pids controllers, to count them against the session's limits");
     this.backgroundProcesses ??= new BackgroundProcesses(this.host.options.background ?? DEFAULT_BACKGROUND, group, this.parts.owner?.uid);
     return this.backgroundProcesses;
+  }
+
+  /** Where the session's code runs: its own network, or with none the loopback its processes share. */
+  private get codeNetwork(): Exclude<NetworkAccess, 'host'> {
+    const loopback = this.parts.loopback;
+    return this.parts.network === 'none' && loopback ? { namespace: loopback.namespace } : this.parts.network;
   }
 
   /** The session's language first, then every other the worker offers (their toolchains are on a shell's PATH). */
@@ -289,10 +304,11 @@ export class SessionSandbox {
 
   private async startWarm(command: string[], cwd: string, env: Record<string, string>, mounts: Mount[]): Promise<WarmProcess> {
     const socket = this.warmSocket();
+    await this.parts.loopback?.ready;
     const launch = confine(command, cwd, env, {
       tools: this.host.tools,
       isolate: this.isolate,
-      network: this.parts.network,
+      network: this.codeNetwork,
       mounts: [...mounts, { host: dirname(socket.host), inside: INSIDE.control, writable: false }],
       owner: this.parts.owner,
       cgroup: this.parts.cgroup,
