@@ -117,6 +117,7 @@ export const errors = {
     new WorkerError(Status.NOT_FOUND, `process not found: no background process ${quoted(processId)} in this session (unknown, or an exited one forgotten)`),
   processNotRunning: (processId: string, state: string, operation: string) =>
     new WorkerError(Status.FAILED_PRECONDITION, `cannot ${operation}: background process ${quoted(processId)} is ${state}`),
+  portsUnavailable: (why: string) => new WorkerError(Status.FAILED_PRECONDITION, `port URLs are not available for this session: ${why}`),
   backgroundUnavailable: (why: string) => new WorkerError(Status.FAILED_PRECONDITION, `background processes are not available on this worker: ${why}`),
 
   // Checkpoint errors

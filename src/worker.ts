@@ -15,6 +15,7 @@ import { startGrpcServer, type GrpcServer } from './grpc/server.js';
 import { artifactRoutes } from './http/artifactRequests.js';
 import { startHttpServer } from './http/httpServer.js';
 import { opsRoutes } from './http/opsRequests.js';
+import { portLinks, portRoutes, type PortSessions } from './http/portRequests.js';
 import type { Logger } from './logger.js';
 import { HostLock } from './sandbox/confine/hostLock.js';
 import { closeInheritedDescriptors } from './sandbox/process/inheritedDescriptors.js';
@@ -39,7 +40,8 @@ import { LocalCheckpointStore, type CheckpointStore } from './storage/checkpoint
 import { dataDirectory, legacyCaches, unfinishedWrites, type DataDirectory } from './storage/dataDirectory.js';
 import { removeTree } from './storage/removeTree.js';
 import { CacheDisk, emptyDirectory } from './sandbox/caches/cacheDisk.js';
-import { WorkerError } from './errors.js';
+import { errors, WorkerError } from './errors.js';
+import { SessionState } from '../gen/codegen/v1/common.js';
 import { parseS3Url, type S3Location } from './storage/s3Location.js';
 import { UrlSigner } from './storage/urlSigner.js';
 import { LocalWorkspaceStore } from './storage/workspaceStore.js';
@@ -466,7 +468,14 @@ async function startServing(
       return { contentType: registry.contentType, body: await registry.metrics() };
     },
   };
-  const routes = [artifactRoutes(stores.localArtifacts, stores.signer, diskBudget), ...opsRoutes(ops)];
+  const ports: PortSessions = {
+    connect: (sessionId, port) => {
+      const session = pool.get(sessionId);
+      if (session.state !== SessionState.SESSION_STATE_READY) throw errors.invalidSessionState(sessionId, SessionState[session.state], 'reach its ports');
+      return session.sandbox.connectPort(port);
+    },
+  };
+  const routes = [artifactRoutes(stores.localArtifacts, stores.signer, diskBudget), portRoutes(stores.signer, ports, logger), ...opsRoutes(ops)];
   const http = await startHttpServer(config.httpAddr, routes, { tls, maxConnections: config.httpMaxConnections }, logger).catch((err: unknown) =>
     refused(listenRefused('WORKER_HTTP_ADDR', config.httpAddr, err)),
   );
@@ -492,6 +501,7 @@ async function startServing(
       maxTimeoutSeconds: config.maxTaskTimeoutSeconds,
       payloads: new PayloadBudget(WORKER_PAYLOAD_BYTES),
       turns: new CallTurns(),
+      portLinks: portLinks(stores.signer, () => stores.publicUrl.value!),
     },
     logger,
   }).catch((err: unknown) => refused(listenRefused('WORKER_GRPC_ADDR', config.grpcAddr, err)));

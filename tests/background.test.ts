@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import { readdirSync, readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { Status } from 'nice-grpc';
@@ -188,6 +190,101 @@ test("a server started in the background is reached on localhost by the session'
   assert.equal((await runTool(worker.tasks, sessionId, 'run.python', { code: fetch })).stdout, '200\n', 'a warm call');
   const other = await session();
   assert.equal((await runTool(worker.tasks, other, 'run.python', { code: fetch })).stdout, 'URLError\n', "another session's localhost is its own");
+  await worker.sessions.destroySession({ sessionId });
+  await worker.sessions.destroySession({ sessionId: other });
+});
+
+/** A WebSocket echo server in Python's standard library (one client, text frames up to 125 bytes). */
+const WS_ECHO = String.raw`
+import base64, hashlib, socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 8765))
+s.listen()
+print("listening", flush=True)
+while True:
+    c, _ = s.accept()
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += c.recv(1024)
+    key = [l.split(b": ", 1)[1] for l in head.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key")][0]
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    frame = c.recv(2 + 4 + 125)
+    n = frame[1] & 0x7f
+    mask, data = frame[2:6], frame[6:6 + n]
+    text = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    c.sendall(bytes([0x81, len(text)]) + text)
+    c.close()
+`;
+
+/** Opens a WebSocket at `url`, sends `text`, resolves the first text frame back. */
+function webSocketEcho(url: string, text: string): Promise<string> {
+  const target = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(target.port), target.hostname, () => {
+      socket.write(
+        `GET ${target.pathname} HTTP/1.1\r\nHost: ${target.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+      );
+    });
+    let buffered = Buffer.alloc(0);
+    let upgraded = false;
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      if (!upgraded) {
+        const end = buffered.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        const status = buffered.subarray(0, buffered.indexOf('\r\n')).toString();
+        if (!status.includes(' 101 ')) return reject(new Error(`no upgrade: ${status}`));
+        upgraded = true;
+        buffered = buffered.subarray(end + 4);
+        const mask = randomBytes(4);
+        const data = Buffer.from(text);
+        socket.write(Buffer.concat([Buffer.from([0x81, 0x80 | data.length]), mask, Buffer.from(data.map((b, i) => b ^ mask[i % 4]!))]));
+      }
+      if (upgraded && buffered.length >= 2 && buffered.length >= 2 + (buffered[1]! & 0x7f)) {
+        resolve(buffered.subarray(2, 2 + (buffered[1]! & 0x7f)).toString());
+        socket.destroy();
+      }
+    });
+    socket.on('error', reject);
+  });
+}
+
+test('port.url reaches a background server from outside, HTTP and WebSocket; a changed, expired or other session’s URL reaches nothing', async () => {
+  const sessionId = await session();
+  await runTool(worker.tasks, sessionId, 'fs.write', { path: 'hello.txt', contents: 'hello from the session\n' });
+  const web = await start(sessionId, 'exec python3 -m http.server 8000 --bind 127.0.0.1');
+  await printed(sessionId, web.process_id!, 'Serving HTTP');
+  const { url } = await runTool(worker.tasks, sessionId, 'port.url', { port: '8000' });
+  const page = await fetch(`${url}hello.txt`);
+  assert.equal(page.status, 200);
+  assert.equal(await page.text(), 'hello from the session\n');
+
+  await runTool(worker.tasks, sessionId, 'fs.write', { path: 'echo.py', contents: WS_ECHO });
+  const ws = await start(sessionId, 'exec python3 echo.py');
+  await printed(sessionId, ws.process_id!, 'listening');
+  const { url: wsUrl } = await runTool(worker.tasks, sessionId, 'port.url', { port: '8765' });
+  assert.equal(await webSocketEcho(wsUrl!, 'ping through the worker'), 'ping through the worker');
+
+  // Nothing listens there: 502, the session goes on.
+  const { url: closed } = await runTool(worker.tasks, sessionId, 'port.url', { port: '9' });
+  assert.equal((await fetch(closed!)).status, 502);
+
+  // Changed: another port, another session, another signature. Expired.
+  const other = await session();
+  const parts = new URL(url!).pathname.split('/'); // ['', 'ports', session, port, expiry, signature, '']
+  const changed = (i: number, value: string) => {
+    const p = [...parts];
+    p[i] = value;
+    return new URL(p.join('/'), url).href;
+  };
+  for (const bad of [changed(3, '8765'), changed(2, other), changed(5, '0'.repeat(64)), changed(4, String(Date.now() + 3_600_000_000))])
+    assert.equal((await fetch(`${bad}hello.txt`)).status, 403, bad);
+  const { url: brief } = await runTool(worker.tasks, sessionId, 'port.url', { port: '8000', expires_seconds: '1' });
+  await waitFor(async () => (await fetch(`${brief}hello.txt`)).status === 403, 5_000);
+  const badArgs = await runTask(worker.tasks, { sessionId, toolName: 'port.url', arguments: { port: '70000' } });
+  assert.equal(badArgs.code, Status.INVALID_ARGUMENT);
   await worker.sessions.destroySession({ sessionId });
   await worker.sessions.destroySession({ sessionId: other });
 });

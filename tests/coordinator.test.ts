@@ -71,7 +71,10 @@ describe('a worker and its coordinator', { concurrency: true }, () => {
       assert.equal(registration.metadata.version, '0.1.0');
       assert.equal(registration.metadata.languages, 'python');
       assert.match(registration.metadata.python_version ?? '', /^3\.\d+\.\d+$/);
-      assert.equal(registration.metadata.tools, 'echo,fs.write,fs.read,fs.list,run.python,run.shell,pkg.install,proc.list,proc.output,proc.stdin,proc.signal');
+      assert.equal(
+        registration.metadata.tools,
+        'echo,fs.write,fs.read,fs.list,run.python,run.shell,pkg.install,proc.list,proc.output,proc.stdin,proc.signal,port.url',
+      );
       assert.equal(registration.metadata.network_modes, 'none,allow_list,open');
       assert.ok(registration.metadata.hostname);
 

@@ -2,16 +2,18 @@ import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from '../logger.js';
 import { splitHostPort } from '../address.js';
 import { messageOf } from '../errors.js';
 
 export type Handler = (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void> | void;
 
-/** One route: requests whose path starts with `prefix` go to `handle`. */
+/** One route: requests whose path starts with `prefix` go to `handle`; upgrades (WebSocket) to `upgrade`, if it takes them. */
 export interface Route {
   prefix: string;
   handle: Handler;
+  upgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer, url: URL) => Promise<void> | void;
 }
 
 export interface TlsFiles {
@@ -153,6 +155,16 @@ export async function startHttpServer(
   });
   // Routes answer `Expect: 100-continue` themselves (acceptBody): a refused upload is refused before its body is sent.
   server.on('checkContinue', dispatch);
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => undefined);
+    const url = new URL(req.url ?? '/', 'http://worker');
+    const route = routes.find((r) => r.upgrade && url.pathname.startsWith(r.prefix.endsWith('/') ? r.prefix : `${r.prefix}/`));
+    if (!route?.upgrade) return void socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    Promise.resolve(route.upgrade(req, socket, head, url)).catch((err: Error) => {
+      logger.error('HTTP upgrade failed', { path: url.pathname, error: err.stack ?? String(err) });
+      socket.destroy();
+    });
+  });
   if (tls && secure) {
     const reload = () => {
       try {

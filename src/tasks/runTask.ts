@@ -4,7 +4,7 @@ import { asCallError } from '../errors.js';
 import type { TaskRecord } from '../sessions/taskRegistry.js';
 import { metrics } from '../telemetry/metrics.js';
 import type { TaskEvent } from '../tools/taskEvents.js';
-import type { ToolLimits } from '../tools/tool.js';
+import type { PortLinks, ToolLimits } from '../tools/tool.js';
 import { prepareTask, type PreparedTask, type TaskInput } from './prepareTask.js';
 import { taskOutcome, unfinishedStatus, type TaskConclusion } from './taskOutcome.js';
 import { ToolRun } from './toolRun.js';
@@ -22,6 +22,8 @@ export interface TaskRunnerDeps {
   payloads: PayloadBudget;
   /** Turns at starting process calls, shared between sessions. */
   turns: CallTurns;
+  /** Port URLs (port.url), where the worker hands them out. */
+  portLinks?: PortLinks | undefined;
 }
 
 /** Task ids the worker makes for requests without one: unguessable, URL-safe. */
@@ -43,7 +45,7 @@ export async function* runTask<M>(
 ): AsyncGenerator<M, void, undefined> {
   const task = prepareTask(deps.pool, deps.maxTimeoutSeconds, input);
   const record = startTask(task);
-  const run = new ToolRun(task, record, callSignal, deps.limits, deps.payloads, deps.turns);
+  const run = new ToolRun(task, record, callSignal, deps.limits, deps.payloads, deps.turns, deps.portLinks);
   let conclusion: TaskConclusion | undefined;
   try {
     for await (const event of run.events()) yield encode(event);

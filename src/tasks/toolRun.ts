@@ -2,7 +2,7 @@ import { PhaseClock } from '../telemetry/taskPhases.js';
 import { TaskAbort } from '../sessions/taskAbort.js';
 import type { TaskRecord } from '../sessions/taskRegistry.js';
 import type { TaskEvent } from '../tools/taskEvents.js';
-import type { ToolLimits, ToolOutcome } from '../tools/tool.js';
+import type { PortLinks, ToolLimits, ToolOutcome } from '../tools/tool.js';
 import { EventQueue } from './eventQueue.js';
 import type { PayloadBudget } from '../sessions/payloadBudget.js';
 import type { PreparedTask } from './prepareTask.js';
@@ -35,6 +35,7 @@ export class ToolRun {
     limits: ToolLimits,
     private readonly payloads: PayloadBudget,
     private readonly turns: CallTurns,
+    private readonly portLinks?: PortLinks,
   ) {
     this.phases = new PhaseClock(task.tool.name);
     if (callSignal.aborted) this.onCallEnd();
@@ -57,7 +58,7 @@ export class ToolRun {
         this.releases.push(await session.payloads.acquire(bytes, this.callSignal));
         this.releases.push(await this.payloads.acquire(bytes, this.callSignal));
       };
-      if (tool.kind === 'instant') return await tool.run(args, { session, limits, constraints, holdPayload });
+      if (tool.kind === 'instant') return await tool.run(args, { session, limits, constraints, holdPayload, portLinks: this.portLinks });
       this.releases.push(await this.turns.take(session.id, this.record.controller.signal));
       // A task that starts a process is on disk before its code runs: a worker killed meanwhile
       // is followed by one that reports it FAILURE, not unknown. The process is prepared while
@@ -70,6 +71,7 @@ export class ToolRun {
           limits,
           constraints,
           holdPayload,
+          portLinks: this.portLinks,
           signal: this.record.controller.signal,
           phases: this.phases,
           recorded,

@@ -13,18 +13,30 @@ export interface ToolLimits {
 }
 
 /** What a tool uses of its session's sandbox (SessionSandbox is one). */
-export type ToolSandbox = Pick<SessionSandbox, 'workspace' | 'owner' | 'runCode' | 'runShell' | 'install' | 'startBackground' | 'background'> & {
+export type ToolSandbox = Pick<
+  SessionSandbox,
+  'workspace' | 'owner' | 'runCode' | 'runShell' | 'install' | 'startBackground' | 'background' | 'canConnectPorts'
+> & {
   readonly language: Pick<Language, 'installer'>;
 };
 
 /** What a tool uses of its session (sessions/session.ts's Session is one). */
 export interface ToolSession {
+  readonly id: string;
   readonly userId: string;
   readonly sandbox: ToolSandbox;
 }
 
+/** Signed URLs on the worker's HTTP endpoint that reach a port of a session's (http/portRequests.ts). */
+export interface PortLinks {
+  url(sessionId: string, port: number, expiresSeconds: number): string;
+  maxExpiresSeconds: number;
+}
+
 /** What every tool gets while it runs. */
 export interface InstantToolContext {
+  /** Port URLs, where the worker hands them out. */
+  portLinks?: PortLinks | undefined;
   session: ToolSession;
   limits: ToolLimits;
   /** The task's own narrowing of the session's limits (0: the session's). */

@@ -23,6 +23,9 @@ export function fakeSandbox(over: Partial<ToolSandbox> = {}): ToolSandbox {
     runShell: unset('runShell'),
     install: unset('install'),
     startBackground: unset('startBackground'),
+    canConnectPorts: () => {
+      throw new Error('the fake sandbox was not given ports');
+    },
     get background(): ToolSandbox['background'] {
       throw new Error('the fake sandbox was not given background processes');
     },

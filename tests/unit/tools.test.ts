@@ -13,7 +13,7 @@ import type { SandboxedResult } from '../../src/sandbox/process/processSpec.js';
 
 // What each tool accepts, checked by parse() before anything runs (for a python session).
 const TOOLS = toolsFor('python');
-const pythonSession = { userId: 'user-1', sandbox: fakeSandbox() };
+const pythonSession = { id: 'session-1', userId: 'user-1', sandbox: fakeSandbox() };
 const tool = (name: string) => {
   const found = TOOLS.get(name)!;
   return { parse: (args: Record<string, string>) => found.parse(args, pythonSession) };
@@ -23,7 +23,7 @@ const invalid = (pattern: RegExp) => (err: unknown) => err instanceof WorkerErro
 test('a python session offers exactly the documented tools; only run.python, run.shell, pkg.install and proc.output stream', () => {
   assert.deepEqual(
     [...TOOLS.keys()],
-    ['echo', 'fs.write', 'fs.read', 'fs.list', 'run.python', 'run.shell', 'pkg.install', 'proc.list', 'proc.output', 'proc.stdin', 'proc.signal'],
+    ['echo', 'fs.write', 'fs.read', 'fs.list', 'run.python', 'run.shell', 'pkg.install', 'proc.list', 'proc.output', 'proc.stdin', 'proc.signal', 'port.url'],
   );
   assert.deepEqual(
     [...TOOLS.values()].filter((t) => t.kind === 'process').map((t) => t.name),

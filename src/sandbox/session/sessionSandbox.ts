@@ -13,7 +13,10 @@ import { SYSTEM_PATH, type CodeCommand, type InstallResult, type Language, type 
 import { confine, type Mount, type NetworkAccess } from '../confine/launcher.js';
 import type { KilledBy, ProcessResult, RunOptions, RunningProcess, SandboxedResult, SessionLimits, TaskLimits } from '../process/processSpec.js';
 import { measureProcessTrees, TASK_MARKER_VARIABLE, type ProcessUsage } from '../process/processTree.js';
-import { newTaskMarker } from '../process/runProcess.js';
+import { newTaskMarker, startProcess } from '../process/runProcess.js';
+import { ROOT_ENV } from '../process/hostTools.js';
+import { PORT_RELAY_SOURCE } from './portRelay.js';
+import { Duplex } from 'node:stream';
 import type { SandboxContext } from './sandboxContext.js';
 import { BackgroundProcesses, type BackgroundInfo } from './backgroundProcesses.js';
 import { userCache, userCacheKey } from '../caches/sharedCache.js';
@@ -54,6 +57,7 @@ const INSIDE = { workspace: '/workspace', env: '/env', control: '/run/codegen' }
 const SANDBOX_OPEN_FILES = 4096;
 /** A warm process that failed to start is not tried again for this long (its calls run cold). */
 const WARM_RETRY_MS = 60_000;
+const PORTS_NEED = 'they need a worker running as root, which gives each session a network namespace of its own to reach';
 /** Background processes where the worker's settings give none (tests' sandboxes). */
 const DEFAULT_BACKGROUND = { maxRunning: 8, outputBytes: 256 * 1024 };
 /** Unix socket paths longer than this do not fit in sockaddr_un. */
@@ -182,6 +186,60 @@ export class SessionSandbox {
       throw errors.backgroundUnavailable("they need cgroups with the memory and pids controllers, to count them against the session's limits");
     this.backgroundProcesses ??= new BackgroundProcesses(this.host.options.background ?? DEFAULT_BACKGROUND, group, this.parts.owner?.uid);
     return this.backgroundProcesses;
+  }
+
+  /**
+   * A connection to `port` on the loopback of the session's network namespace (a port URL's):
+   * a relay (portRelay.py) joined to the namespace, as the session's uid, copies the bytes.
+   * The stream ends with the connection; destroying it ends the relay. FAILED_PRECONDITION where
+   * the session's processes have no namespace the worker can join (a worker not running as root).
+   */
+  async connectPort(port: number): Promise<Duplex> {
+    const network = this.codeNetwork;
+    const python = this.languages.map((l) => l.zygoteCommand?.('')[0]).find((p) => p !== undefined);
+    if (typeof network !== 'object' || !this.parts.owner || !python) throw errors.portsUnavailable(PORTS_NEED);
+    await this.parts.loopback?.ready;
+    const owner = this.parts.owner;
+    const child = startProcess({
+      executable: this.host.tools.nsenter,
+      args: [
+        `--net=${network.namespace}`,
+        '--',
+        this.host.tools.setpriv,
+        `--reuid=${owner.uid}`,
+        `--regid=${owner.gid}`,
+        '--clear-groups',
+        '--inh-caps=-all',
+        '--bounding-set=-all',
+        '--no-new-privs',
+        '--',
+        python,
+        '-I',
+        '-S',
+        '-c',
+        PORT_RELAY_SOURCE,
+        String(port),
+      ],
+      cwd: '/',
+      env: { ...ROOT_ENV },
+    });
+    child.stderr?.resume();
+    child.stdin?.on('error', () => undefined);
+    const stream = Duplex.from({ readable: child.stdout!, writable: child.stdin! });
+    const end = () => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    };
+    stream.once('close', end);
+    return stream;
+  }
+
+  /** Whether connectPort can reach the session's ports (FAILED_PRECONDITION saying why, when not). */
+  canConnectPorts(): void {
+    if (typeof this.codeNetwork !== 'object' || !this.parts.owner) throw errors.portsUnavailable(PORTS_NEED);
   }
 
   /** Where the session's code runs: its own network, or with none the loopback its processes share. */
