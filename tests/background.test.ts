@@ -288,3 +288,33 @@ test('port.url reaches a background server from outside, HTTP and WebSocket; a c
   await worker.sessions.destroySession({ sessionId });
   await worker.sessions.destroySession({ sessionId: other });
 });
+
+test('a background process with pty runs on a terminal: tty names it, stty size follows proc.resize, proc.stdin types into it', async () => {
+  const sessionId = await session();
+  const { process_id } = await runTool(worker.tasks, sessionId, 'run.shell', {
+    command: 'tty; stty size; while read line; do [ "$line" = size ] && stty size; [ "$line" = quit ] && exit 3; done',
+    background: 'true',
+    pty: 'true',
+    rows: '30',
+    cols: '100',
+  });
+  const first = await printed(sessionId, process_id!, '30 100');
+  assert.match(first.output!, /^\/dev\/pts\/\d+\r?\n30 100\r?\n/);
+  assert.equal((await runTool(worker.tasks, sessionId, 'proc.resize', { process_id: process_id!, rows: '50', cols: '132' })).rows, '50');
+  await runTool(worker.tasks, sessionId, 'proc.stdin', { process_id: process_id!, data: 'size\n' });
+  await printed(sessionId, process_id!, '50 132');
+  await runTool(worker.tasks, sessionId, 'proc.stdin', { process_id: process_id!, data: 'quit\n' });
+  await waitFor(async () => !(await list(sessionId))[0]?.running, 10_000);
+  const ended = (await list(sessionId))[0]!;
+  assert.equal(ended.exit_code, 3);
+  assert.equal((ended as Listed & { pty: boolean }).pty, true);
+  const notTerminal = await start(sessionId, 'exec sleep 100');
+  const refused = await runTask(worker.tasks, { sessionId, toolName: 'proc.resize', arguments: { process_id: notTerminal.process_id!, rows: '5', cols: '5' } });
+  assert.equal(refused.code, Status.FAILED_PRECONDITION);
+  assert.equal(
+    (await runTask(worker.tasks, { sessionId, toolName: 'run.shell', arguments: { command: 'tty', pty: 'true' } })).code,
+    Status.INVALID_ARGUMENT,
+    'pty needs background',
+  );
+  await worker.sessions.destroySession({ sessionId });
+});

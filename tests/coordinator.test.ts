@@ -73,7 +73,7 @@ describe('a worker and its coordinator', { concurrency: true }, () => {
       assert.match(registration.metadata.python_version ?? '', /^3\.\d+\.\d+$/);
       assert.equal(
         registration.metadata.tools,
-        'echo,fs.write,fs.read,fs.list,run.python,run.shell,pkg.install,proc.list,proc.output,proc.stdin,proc.signal,port.url',
+        'echo,fs.write,fs.read,fs.list,run.python,run.shell,pkg.install,proc.list,proc.output,proc.stdin,proc.signal,proc.resize,port.url',
       );
       assert.equal(registration.metadata.network_modes, 'none,allow_list,open');
       assert.ok(registration.metadata.hostname);

@@ -66,7 +66,7 @@ for (const lang of LANGUAGE_CASES) {
       assert.match(
         refused.details,
         new RegExp(
-          `this ${lang.language} session offers echo, fs\\.write, fs\\.read, fs\\.list, ${lang.runTool.replace('.', '\\.')}, run\\.shell, pkg\\.install, proc\\.list, proc\\.output, proc\\.stdin, proc\\.signal, port\\.url$`,
+          `this ${lang.language} session offers echo, fs\\.write, fs\\.read, fs\\.list, ${lang.runTool.replace('.', '\\.')}, run\\.shell, pkg\\.install, proc\\.list, proc\\.output, proc\\.stdin, proc\\.signal, proc\\.resize, port\\.url$`,
         ),
       );
     }

@@ -44,3 +44,10 @@ export function parseCount(tool: string, name: string, value: string | undefined
   if (!/^\d{1,15}$/.test(value)) throw errors.invalidArgument(`${tool} ${name} must be a whole number from 0 up, got '${value.slice(0, 40)}'`);
   return Number(value);
 }
+
+/** A terminal's size from `rows` and `cols` (each 1 to 9999; absent: 24 by 80). */
+export function terminalSize(tool: string, rows: string | undefined, cols: string | undefined): { rows: number; cols: number } {
+  const size = { rows: parseCount(tool, 'rows', rows, 24), cols: parseCount(tool, 'cols', cols, 80) };
+  if (size.rows < 1 || size.rows > 9999 || size.cols < 1 || size.cols > 9999) throw errors.invalidArgument(`${tool} rows and cols must be from 1 to 9999`);
+  return size;
+}

@@ -9,6 +9,7 @@ import { runPython } from './runPython.js';
 import { runShell } from './runShell.js';
 import { portUrl } from './portUrl.js';
 import { procList } from './procList.js';
+import { procResize } from './procResize.js';
 import { procOutput } from './procOutput.js';
 import { procSignal } from './procSignal.js';
 import { procStdin } from './procStdin.js';
@@ -16,7 +17,7 @@ import type { Tool } from './tool.js';
 
 /** The tools of every session, its language's runner put after the fs tools. */
 const FILES: readonly Tool[] = [echo, fsWrite, fsRead, fsList];
-const COMMANDS: readonly Tool[] = [runShell, pkgInstall, procList, procOutput, procStdin, procSignal, portUrl];
+const COMMANDS: readonly Tool[] = [runShell, pkgInstall, procList, procOutput, procStdin, procSignal, procResize, portUrl];
 const COMMON: readonly Tool[] = [...FILES, ...COMMANDS];
 
 /** Each language's own tool: the one that runs its code. */

@@ -16,6 +16,7 @@ export const procList = defineTool({
       running: p.running,
       exit_code: p.exitCode ?? null,
       killed_by: p.killedBy ?? null,
+      pty: p.pty,
     }));
     return { ok: true, exitCode: 0, outputs: { processes_json: JSON.stringify(processes) } };
   },

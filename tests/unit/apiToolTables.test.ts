@@ -70,6 +70,7 @@ test('every language has its run tool among the tools the tables are checked aga
       'proc.output',
       'proc.stdin',
       'proc.signal',
+      'proc.resize',
       'port.url',
       'run.node',
       'run.go',

@@ -23,7 +23,21 @@ const invalid = (pattern: RegExp) => (err: unknown) => err instanceof WorkerErro
 test('a python session offers exactly the documented tools; only run.python, run.shell, pkg.install and proc.output stream', () => {
   assert.deepEqual(
     [...TOOLS.keys()],
-    ['echo', 'fs.write', 'fs.read', 'fs.list', 'run.python', 'run.shell', 'pkg.install', 'proc.list', 'proc.output', 'proc.stdin', 'proc.signal', 'port.url'],
+    [
+      'echo',
+      'fs.write',
+      'fs.read',
+      'fs.list',
+      'run.python',
+      'run.shell',
+      'pkg.install',
+      'proc.list',
+      'proc.output',
+      'proc.stdin',
+      'proc.signal',
+      'proc.resize',
+      'port.url',
+    ],
   );
   assert.deepEqual(
     [...TOOLS.values()].filter((t) => t.kind === 'process').map((t) => t.name),

@@ -22,6 +22,8 @@ export interface ProcessSpec {
   stdin?: string;
   /** Bytes the process reads on descriptor 3 (a seccomp filter for bubblewrap). */
   filter?: Buffer | undefined;
+  /** A pipe the process reads on descriptor 4, kept open (a background process's terminal's resizes). */
+  control?: boolean | undefined;
   /**
    * The task's cgroup, which the process joins before anything of the task runs: every process
    * the task starts is in it and none can leave (cgroup.procs is root's), so the task ends by

@@ -15,9 +15,12 @@ export function startProcess(spec: ProcessSpec): ChildProcess {
   return child;
 }
 
-/** spawn's stdio for a spec: descriptor 3 added when the spec has a filter to hand over. */
+/** spawn's stdio for a spec: descriptor 3 when the spec has a filter to hand over, 4 when it has a control pipe. */
 function stdioOf(spec: ProcessSpec): ('pipe' | 'ignore')[] {
-  return spec.filter ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'];
+  const stdio: ('pipe' | 'ignore')[] = ['pipe', 'pipe', 'pipe'];
+  if (spec.filter || spec.control) stdio.push(spec.filter ? 'pipe' : 'ignore');
+  if (spec.control) stdio.push('pipe');
+  return stdio;
 }
 
 /** Writes the spec's filter to descriptor 3 of the started child, and closes it. */

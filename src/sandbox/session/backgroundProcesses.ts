@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { constants } from 'node:os';
+import type { Writable } from 'node:stream';
 import { errors } from '../../errors.js';
 import type { Cgroup } from '../confine/cgroups.js';
 import { exitCodeOf } from '../process/outputCapture.js';
@@ -34,6 +35,8 @@ export interface BackgroundInfo {
   exitCode: number | undefined;
   /** The limit that ended it (memory, pids), or `signal` when proc.signal did. */
   killedBy: string | undefined;
+  /** Whether it runs on a terminal (ptyHelper.py). */
+  pty: boolean;
 }
 
 /** Bytes written to a process's stdin and not yet taken by it, past which a write is refused. */
@@ -72,7 +75,7 @@ export class BackgroundProcesses {
    * Starts `command` from the spec `launch` makes for its group; resolves once it runs (its pid
    * known, or PID_WAIT_MS passed).
    */
-  async start(command: string, launch: (group: Cgroup) => ProcessSpec): Promise<BackgroundInfo> {
+  async start(command: string, launch: (group: Cgroup) => ProcessSpec, pty = false): Promise<BackgroundInfo> {
     if (this.disposed) throw errors.invalidArgument('the session is being destroyed');
     const running = [...this.processes.values()].filter((p) => p.info.running).length;
     if (running >= this.options.maxRunning)
@@ -89,12 +92,13 @@ export class BackgroundProcesses {
       throw err;
     }
     const output = new OutputRing(this.options.outputBytes);
-    const info: BackgroundInfo = { processId, command, pid: 0, startedAtMs: Date.now(), running: true, exitCode: undefined, killedBy: undefined };
+    const info: BackgroundInfo = { processId, command, pid: 0, startedAtMs: Date.now(), running: true, exitCode: undefined, killedBy: undefined, pty };
     const record: Background = { info, child, group, output, exited: Promise.resolve(), signalled: false };
     const read = (source: OutputSource) => (chunk: Buffer) => output.append(source, chunk);
     child.stdout?.on('data', read('stdout'));
     child.stderr?.on('data', read('stderr'));
     child.stdin?.on('error', () => undefined);
+    (child.stdio[4] as Writable | null | undefined)?.on('error', () => undefined);
     record.exited = new Promise<void>((resolve) => {
       child.once('error', () => resolve());
       child.once('exit', (code, signal) => {
@@ -130,6 +134,15 @@ export class BackgroundProcesses {
       if (eof) stdin.end(resolve);
       else resolve();
     });
+  }
+
+  /** Resizes its terminal (FAILED_PRECONDITION for one without, or no longer running). */
+  resize(processId: string, rows: number, cols: number): void {
+    const p = this.find(processId);
+    if (!p.info.pty) throw errors.processNotRunning(processId, 'not on a terminal (start it with pty)', 'resize its terminal');
+    if (!p.info.running) throw errors.processNotRunning(processId, 'no longer running', 'resize its terminal');
+    const control = p.child.stdio[4] as Writable | null | undefined;
+    control?.write(`${rows} ${cols}\n`);
   }
 
   /** Sends `signal` (a name of SIGNALS) to every process of its group that runs as the session's uid. */

@@ -16,6 +16,7 @@ import { measureProcessTrees, TASK_MARKER_VARIABLE, type ProcessUsage } from '..
 import { newTaskMarker, startProcess } from '../process/runProcess.js';
 import { ROOT_ENV } from '../process/hostTools.js';
 import { PORT_RELAY_SOURCE } from './portRelay.js';
+import { PTY_HELPER_SOURCE } from './ptyHelper.js';
 import { Duplex } from 'node:stream';
 import type { SandboxContext } from './sandboxContext.js';
 import { BackgroundProcesses, type BackgroundInfo } from './backgroundProcesses.js';
@@ -160,12 +161,18 @@ export class SessionSandbox {
    * Starts `command` as run.shell would, as a background process of the session's: in a sandbox
    * of its own, in a cgroup below the session's, running after the task that started it.
    */
-  async startBackground(command: string, cwd: string[]): Promise<BackgroundInfo> {
-    const { argv, dir, env } = this.shell(command, cwd);
+  async startBackground(command: string, cwd: string[], terminal?: { rows: number; cols: number }): Promise<BackgroundInfo> {
+    const shell = this.shell(command, cwd);
     const background = this.background;
+    const python = this.hostPython;
+    if (terminal && !python) throw errors.backgroundUnavailable('a terminal needs the Python the worker runs its helpers with');
+    // On a terminal: ptyHelper.py (the host's Python, as the plain zygote runs) holds it and runs the shell on it.
+    const argv = terminal ? [python!, '-I', '-S', '-c', PTY_HELPER_SOURCE, String(terminal.rows), String(terminal.cols), ...shell.argv] : shell.argv;
+    const env = terminal ? { ...shell.env, TERM: shell.env.TERM ?? 'xterm-256color' } : shell.env;
+    const dir = shell.dir;
     await this.parts.loopback?.ready;
-    return background.start(command, (group) =>
-      confine(argv, dir, env, {
+    const launch = (group: Cgroup) => ({
+      ...confine(argv, dir, env, {
         tools: this.host.tools,
         isolate: this.isolate,
         network: this.codeNetwork,
@@ -175,7 +182,14 @@ export class SessionSandbox {
         rlimits: { openFiles: SANDBOX_OPEN_FILES },
         seccomp: this.host.seccomp,
       }),
-    );
+      control: terminal !== undefined,
+    });
+    return background.start(command, launch, terminal !== undefined);
+  }
+
+  /** The host's Python the worker runs its helpers with (the plain zygote's): visible in every session's sandbox. */
+  private get hostPython(): string | undefined {
+    return this.languages.map((l) => l.zygoteCommand?.('')[0]).find((p) => p !== undefined);
   }
 
   /** The session's background processes (FAILED_PRECONDITION where the session has no cgroup to count them in). */
@@ -196,7 +210,7 @@ export class SessionSandbox {
    */
   async connectPort(port: number): Promise<Duplex> {
     const network = this.codeNetwork;
-    const python = this.languages.map((l) => l.zygoteCommand?.('')[0]).find((p) => p !== undefined);
+    const python = this.hostPython;
     if (typeof network !== 'object' || !this.parts.owner || !python) throw errors.portsUnavailable(PORTS_NEED);
     await this.parts.loopback?.ready;
     const owner = this.parts.owner;
