@@ -55,27 +55,10 @@ function differences(table: string, documented: string[], declared: string[]): s
 
 const TOOLS = everyTool();
 
-test('every language has its run tool among the tools the tables are checked against', () => {
-  assert.deepEqual(
-    TOOLS.map((t) => t.name),
-    [
-      'echo',
-      'fs.write',
-      'fs.read',
-      'fs.list',
-      'run.python',
-      'run.shell',
-      'pkg.install',
-      'proc.list',
-      'proc.output',
-      'proc.stdin',
-      'proc.signal',
-      'proc.resize',
-      'port.url',
-      'run.node',
-      'run.go',
-    ],
-  );
+test('every language has its run tool among the tools the tables are checked against, each once', () => {
+  const names = TOOLS.map((t) => t.name);
+  for (const runner of ['run.python', 'run.node', 'run.go']) assert.ok(names.includes(runner), runner);
+  assert.equal(new Set(names).size, names.length);
 });
 
 test("docs/api.md's tool argument table is each tool's declared arguments: one row each, required as declared", () => {
