@@ -13,6 +13,7 @@ import { withBenchResults } from './readmeTable.js';
 import { checkpointBench } from './checkpointBench.js';
 import { neighbourBench } from './neighbourBench.js';
 import { networkBench } from './networkBench.js';
+import { processesBench } from './processesBench.js';
 import { spawnOnce, timed } from './timing.js';
 import { servePackageIndex } from '../tests/helpers/packageIndex.js';
 import { runTask } from '../tests/helpers/tasks.js';
@@ -537,6 +538,28 @@ async function main(): Promise<void> {
         met: median(m.underAttackMs) <= 2 * median(m.idleMs),
       });
     }
+
+    process.stderr.write('background processes: a port URL, proc.stdin\n');
+    const p = await processesBench(worker, python);
+    record({
+      scenario: 'GET 1 KiB from a background http.server through its port URL',
+      unit: 'ms',
+      ours: p.portUrlMs,
+      base: p.directMs,
+      baseline: "the same server run on the host's loopback, fetched directly",
+      // The hop through the session's relay (portRelay.py) and the worker's HTTP proxying.
+      target: 'reported',
+      met: null,
+    });
+    record({
+      scenario: 'proc.stdin to a background cat, until a proc.output follower sees the line',
+      unit: 'ms',
+      ours: p.stdinEchoMs,
+      base: p.echoTaskMs,
+      baseline: 'an echo task over gRPC',
+      target: 'reported',
+      met: null,
+    });
 
     process.stderr.write("a session's connections through the egress proxy; session create with a network\n");
     const n = await networkBench(python);

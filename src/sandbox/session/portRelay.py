@@ -1,39 +1,58 @@
-# The worker's way into a session's network namespace for a port URL (one connection): started
-# by the worker joined to the session's namespace, as the session's uid, it connects to
-# 127.0.0.1:<port> there and copies bytes both ways between that connection and its own stdin
-# and stdout. A half-close is passed on; it exits when both ways are done. It interprets nothing.
-import os, socket, sys, threading
+# The worker's way into a session's network namespace for port URLs: one per session, started by
+# the worker joined to the session's namespace, as the session's uid, in its cgroup. It listens on
+# a Unix socket (argv[1]) the worker connects to; each connection first says "<port>\n", and the
+# relay connects to 127.0.0.1:<port> in the namespace and copies bytes both ways, passing each
+# half-close on. Nothing listening there: the connection is closed. It interprets nothing else.
+import socket, sys, threading
 
-port = int(sys.argv[1])
-try:
-    conn = socket.create_connection(("127.0.0.1", port), timeout=10)
-except OSError:
-    sys.exit(3)  # nothing listens there: the worker answers 502
-conn.settimeout(None)
+MAX_THREADS = 2 * 256 + 8
 
-def inward():
+def pipe(src, dst):
     try:
         while True:
-            data = os.read(0, 65536)
+            data = src.recv(65536)
             if not data:
                 break
-            conn.sendall(data)
+            dst.sendall(data)
     except OSError:
         pass
     try:
-        conn.shutdown(socket.SHUT_WR)
+        dst.shutdown(socket.SHUT_WR)
     except OSError:
         pass
 
-threading.Thread(target=inward, daemon=True).start()
-try:
-    while True:
-        data = conn.recv(65536)
-        if not data:
-            break
-        view = memoryview(data)
-        while view:
-            view = view[os.write(1, view):]
-except OSError:
-    pass
-os._exit(0)
+def serve(conn):
+    target = None
+    try:
+        head = b""
+        while b"\n" not in head:
+            data = conn.recv(8)
+            if not data or len(head) > 8:
+                return
+            head += data
+        line, rest = head.split(b"\n", 1)
+        target = socket.create_connection(("127.0.0.1", int(line)), timeout=10)
+        target.settimeout(None)
+        if rest:
+            target.sendall(rest)
+        inward = threading.Thread(target=pipe, args=(conn, target), daemon=True)
+        inward.start()
+        pipe(target, conn)
+        inward.join()
+    except (OSError, ValueError):
+        pass
+    finally:
+        for s in (conn, target):
+            if s is not None:
+                s.close()
+
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind(sys.argv[1])
+server.listen(128)
+print("ready", flush=True)
+while True:
+    conn, _ = server.accept()
+    if threading.active_count() > MAX_THREADS:
+        conn.close()
+        continue
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()

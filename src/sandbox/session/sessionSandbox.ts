@@ -13,9 +13,8 @@ import { SYSTEM_PATH, type CodeCommand, type InstallResult, type Language, type 
 import { confine, type Mount, type NetworkAccess } from '../confine/launcher.js';
 import type { KilledBy, ProcessResult, RunOptions, RunningProcess, SandboxedResult, SessionLimits, TaskLimits } from '../process/processSpec.js';
 import { measureProcessTrees, TASK_MARKER_VARIABLE, type ProcessUsage } from '../process/processTree.js';
-import { newTaskMarker, startProcess } from '../process/runProcess.js';
-import { ROOT_ENV } from '../process/hostTools.js';
-import { PORT_RELAY_SOURCE } from './portRelay.js';
+import { newTaskMarker } from '../process/runProcess.js';
+import { PortRelay } from './portRelay.js';
 import { PTY_HELPER_SOURCE } from './ptyHelper.js';
 import { Duplex } from 'node:stream';
 import type { SandboxContext } from './sandboxContext.js';
@@ -80,6 +79,7 @@ export class SessionSandbox {
   private socket: { host: string; inside: string } | undefined;
   private codeCommand: CodeCommand | undefined;
   private backgroundProcesses: BackgroundProcesses | undefined;
+  private portRelay: PortRelay | undefined;
 
   constructor(
     private readonly host: SandboxContext,
@@ -203,52 +203,22 @@ export class SessionSandbox {
   }
 
   /**
-   * A connection to `port` on the loopback of the session's network namespace (a port URL's):
-   * a relay (portRelay.py) joined to the namespace, as the session's uid, copies the bytes.
-   * The stream ends with the connection; destroying it ends the relay. FAILED_PRECONDITION where
-   * the session's processes have no namespace the worker can join (a worker not running as root).
+   * A connection to `port` on the loopback of the session's network namespace (a port URL's),
+   * through the session's port relay (portRelay.ts). FAILED_PRECONDITION where the session's
+   * processes have no namespace the worker can join (a worker not running as root).
    */
   async connectPort(port: number): Promise<Duplex> {
     const network = this.codeNetwork;
     const python = this.hostPython;
     if (typeof network !== 'object' || !this.parts.owner || !python) throw errors.portsUnavailable(PORTS_NEED);
     await this.parts.loopback?.ready;
-    const owner = this.parts.owner;
-    const child = startProcess({
-      executable: this.host.tools.nsenter,
-      args: [
-        `--net=${network.namespace}`,
-        '--',
-        this.host.tools.setpriv,
-        `--reuid=${owner.uid}`,
-        `--regid=${owner.gid}`,
-        '--clear-groups',
-        '--inh-caps=-all',
-        '--bounding-set=-all',
-        '--no-new-privs',
-        '--',
-        python,
-        '-I',
-        '-S',
-        '-c',
-        PORT_RELAY_SOURCE,
-        String(port),
-      ],
-      cwd: '/',
-      env: { ...ROOT_ENV },
-    });
-    child.stderr?.resume();
-    child.stdin?.on('error', () => undefined);
-    const stream = Duplex.from({ readable: child.stdout!, writable: child.stdin! });
-    const end = () => {
-      try {
-        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // gone already
-      }
-    };
-    stream.once('close', end);
-    return stream;
+    this.portRelay ??= new PortRelay(
+      { nsenter: this.host.tools.nsenter, setpriv: this.host.tools.setpriv, python },
+      network.namespace,
+      this.parts.owner,
+      this.parts.cgroup,
+    );
+    return this.portRelay.connect(port);
   }
 
   /** Whether connectPort can reach the session's ports (FAILED_PRECONDITION saying why, when not). */
@@ -504,6 +474,7 @@ export class SessionSandbox {
   /** Ends every process of the session and gives back what the sandbox holds (cgroup, mount, uid). */
   async dispose(): Promise<void> {
     await this.backgroundProcesses?.dispose();
+    await this.portRelay?.dispose();
     await this.taskGroups?.dispose();
     await this.stopWarm();
     const group = this.parts.cgroup;
