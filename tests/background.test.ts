@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { TaskStatus } from '../gen/codegen/v1/common.js';
 import { isAlive, runTask, runTool, waitFor } from './helpers/tasks.js';
-import { startWorker, type RunningWorker } from './helpers/worker.js';
+import { startWorker, stopHard, type RunningWorker } from './helpers/worker.js';
 
 // Processes that outlive the task that started them (run.shell background), and the tools that
 // reach them: proc.list, proc.output, proc.stdin, proc.signal.
@@ -317,4 +319,30 @@ test('a background process with pty runs on a terminal: tty names it, stty size 
     'pty needs background',
   );
   await worker.sessions.destroySession({ sessionId });
+});
+
+test('a worker restart ends background processes; the session comes back without them', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'codegen-background-restart-'));
+  let first: RunningWorker | undefined;
+  let second: RunningWorker | undefined;
+  try {
+    first = await startWorker({ dataDir, env: { WORKER_SPARE_SESSIONS: '0' } });
+    const { sessionId } = await first.sessions.createSession({ workspaceId: 'restart' });
+    const started = await runTool(first.tasks, sessionId, 'run.shell', { command: 'echo up; exec sleep 1000', background: 'true' });
+    await waitFor(async () => (await runTool(first!.tasks, sessionId, 'proc.output', { process_id: started.process_id! })).output === 'up\n', 20_000);
+    const groups = readdirSync('/sys/fs/cgroup/pids', { recursive: true, encoding: 'utf8' }).filter((d) => d.includes(sessionId) && /\/bg-\d+$/.test(d));
+    const hostPids = groups.flatMap((g) => readFileSync(`/sys/fs/cgroup/pids/${g}/cgroup.procs`, 'utf8').split('\n').filter(Boolean).map(Number));
+    assert.ok(hostPids.length > 0);
+    await stopHard(first);
+    first = undefined;
+    await waitFor(() => hostPids.every((pid) => !isAlive(pid)), 10_000);
+
+    second = await startWorker({ dataDir, env: { WORKER_SPARE_SESSIONS: '0' } });
+    assert.equal((await runTool(second.tasks, sessionId, 'proc.list', {})).processes_json, '[]');
+    assert.equal((await runTool(second.tasks, sessionId, 'run.shell', { command: 'echo still here' })).stdout, 'still here\n');
+  } finally {
+    await stopHard(first);
+    await stopHard(second);
+    rmSync(dataDir, { recursive: true, force: true });
+  }
 });
