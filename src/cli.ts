@@ -95,53 +95,101 @@ program
   .option('-f, --file <path>', 'for run.python, run.node, run.go: a local file holding the code')
   .option('--command <line>', 'for run.shell: the command line')
   .option('--cwd <path>', 'for run.shell: a workspace directory to run it in')
+  .option('--background', 'for run.shell: start it as a background process and print its id (see attach)')
+  .option('--pty', 'with --background: on a terminal of its own, sized as this one')
   .option('--timeout <seconds>', 'task timeout', Number)
-  .action(async (sessionId: string, tool: string, opts: { arg?: string[]; code?: string; file?: string; command?: string; cwd?: string; timeout?: number }) =>
-    withClient(async ({ tasks }) => {
-      const args = pairs(opts.arg);
-      if (opts.command !== undefined) args.command = opts.command;
-      if (opts.cwd !== undefined) args.cwd = opts.cwd;
-      if (opts.code !== undefined) args.code = opts.code;
-      if (opts.file !== undefined) args.code = await readFile(opts.file, 'utf8');
-      const asJson = globals().json;
-      const bar = !asJson && process.stderr.isTTY;
-      let result;
-      try {
-        result = await runTask(
-          tasks,
-          { sessionId, toolName: tool, arguments: args, constraints: { timeoutSeconds: opts.timeout ?? 0, maxMemoryMb: 0, maxCpuPercent: 0 } },
-          {
-            onLog: (log) => {
-              if (asJson) process.stdout.write(json({ log }));
-              else (log.source === 'stderr' ? process.stderr : process.stdout).write(`${log.message}\n`);
+  .action(
+    async (
+      sessionId: string,
+      tool: string,
+      opts: { arg?: string[]; code?: string; file?: string; command?: string; cwd?: string; timeout?: number; background?: boolean; pty?: boolean },
+    ) =>
+      withClient(async ({ tasks }) => {
+        const args = pairs(opts.arg);
+        if (opts.command !== undefined) args.command = opts.command;
+        if (opts.cwd !== undefined) args.cwd = opts.cwd;
+        if (opts.background) args.background = 'true';
+        if (opts.pty) Object.assign(args, { pty: 'true', rows: String(process.stdout.rows || 24), cols: String(process.stdout.columns || 80) });
+        if (opts.code !== undefined) args.code = opts.code;
+        if (opts.file !== undefined) args.code = await readFile(opts.file, 'utf8');
+        const asJson = globals().json;
+        const bar = !asJson && process.stderr.isTTY;
+        let result;
+        try {
+          result = await runTask(
+            tasks,
+            { sessionId, toolName: tool, arguments: args, constraints: { timeoutSeconds: opts.timeout ?? 0, maxMemoryMb: 0, maxCpuPercent: 0 } },
+            {
+              onLog: (log) => {
+                if (asJson) process.stdout.write(json({ log }));
+                else (log.source === 'stderr' ? process.stderr : process.stdout).write(`${log.message}\n`);
+              },
+              onProgress: (progress) => {
+                if (asJson) process.stdout.write(json({ progress }));
+                else if (bar) {
+                  const filled = Math.round(progress.percentComplete / 5);
+                  process.stderr.write(
+                    `\r[${'#'.repeat(filled)}${' '.repeat(20 - filled)}] ${String(progress.percentComplete).padStart(3)}% ${progress.stage}\x1b[K${progress.percentComplete >= 100 ? '\n' : ''}`,
+                  );
+                }
+              },
             },
-            onProgress: (progress) => {
-              if (asJson) process.stdout.write(json({ progress }));
-              else if (bar) {
-                const filled = Math.round(progress.percentComplete / 5);
-                process.stderr.write(
-                  `\r[${'#'.repeat(filled)}${' '.repeat(20 - filled)}] ${String(progress.percentComplete).padStart(3)}% ${progress.stage}\x1b[K${progress.percentComplete >= 100 ? '\n' : ''}`,
-                );
-              }
-            },
-          },
-        );
-      } catch (err) {
-        if (err instanceof ClientError) {
-          process.stderr.write(`${Status[err.code]}: ${err.details}\n`);
-          process.exitCode = 1;
-          return;
+          );
+        } catch (err) {
+          if (err instanceof ClientError) {
+            process.stderr.write(`${Status[err.code]}: ${err.details}\n`);
+            process.exitCode = 1;
+            return;
+          }
+          throw err;
         }
-        throw err;
-      }
-      // A task that timed out or was cancelled still has its result: what it printed before.
-      if (asJson) process.stdout.write(json({ result }));
-      // Run tools' output was streamed as it came; other tools' outputs are shown now.
-      else if (!tool.startsWith('run.')) for (const [key, value] of Object.entries(result.outputs)) process.stdout.write(`${key}: ${value}\n`);
-      if (result.status !== TaskStatus.STATUS_SUCCESS) {
-        if (!asJson) process.stderr.write(`${TaskStatus[result.status]}${result.error ? `: ${result.error}` : ''}\n`);
-        // 124 on timeout, as timeout(1) does; otherwise the task's exit code.
-        process.exitCode = result.ended === 'timeout' ? 124 : result.exitCode > 0 && result.exitCode < 256 ? result.exitCode : 1;
+        // A task that timed out or was cancelled still has its result: what it printed before.
+        if (asJson) process.stdout.write(json({ result }));
+        // A background start: its id alone, for `attach <session> $(codegen-worker run … --background)`.
+        else if (opts.background && result.outputs.process_id) process.stdout.write(`${result.outputs.process_id}\n`);
+        // Run tools' output was streamed as it came; other tools' outputs are shown now.
+        else if (!tool.startsWith('run.')) for (const [key, value] of Object.entries(result.outputs)) process.stdout.write(`${key}: ${value}\n`);
+        if (result.status !== TaskStatus.STATUS_SUCCESS) {
+          if (!asJson) process.stderr.write(`${TaskStatus[result.status]}${result.error ? `: ${result.error}` : ''}\n`);
+          // 124 on timeout, as timeout(1) does; otherwise the task's exit code.
+          process.exitCode = result.ended === 'timeout' ? 124 : result.exitCode > 0 && result.exitCode < 256 ? result.exitCode : 1;
+        }
+      }),
+  );
+
+program
+  .command('attach')
+  .description("a background process's output live, this terminal's keys to its input (Ctrl-] leaves it running)")
+  .argument('<session>', 'session id')
+  .argument('<process>', 'process id (p1, …)')
+  .action(async (sessionId: string, processId: string) =>
+    withClient(async ({ tasks }) => {
+      const tool = (toolName: string, args: Record<string, string>) => runTask(tasks, { sessionId, toolName, arguments: { process_id: processId, ...args } });
+      const stdin = process.stdin;
+      const follow = new AbortController();
+      const onKeys = (chunk: Buffer) => {
+        if (chunk.includes(0x1d)) return follow.abort(); // Ctrl-]
+        void tool('proc.stdin', { data: chunk.toString('base64'), encoding: 'base64' }).catch(() => undefined);
+      };
+      const onResize = () => void tool('proc.resize', { rows: String(process.stdout.rows), cols: String(process.stdout.columns) }).catch(() => undefined);
+      if (stdin.isTTY) stdin.setRawMode(true);
+      stdin.on('data', onKeys);
+      process.stdout.on('resize', onResize);
+      try {
+        const result = await runTask(
+          tasks,
+          { sessionId, toolName: 'proc.output', arguments: { process_id: processId, follow: 'true' } },
+          { signal: follow.signal, onLog: (log) => void (log.source === 'stderr' ? process.stderr : process.stdout).write(log.message) },
+        ).catch((err: unknown) => {
+          if (follow.signal.aborted) return undefined;
+          throw err;
+        });
+        if (result?.outputs.exit_code !== undefined) process.exitCode = Number(result.outputs.exit_code) || 0;
+      } finally {
+        if (stdin.isTTY) stdin.setRawMode(false);
+        stdin.off('data', onKeys);
+        stdin.pause();
+        process.stdout.off('resize', onResize);
       }
     }),
   );

@@ -101,8 +101,8 @@ test('proc.output reads from an offset, keeps the last WORKER_PROCESS_OUTPUT_KB,
   assert.deepEqual(
     followed.logs.map((l) => [l.source, l.message]),
     [
-      ['stderr', 'late'],
-      ['stdout', 'last'],
+      ['stderr', 'late\n'],
+      ['stdout', 'last\n'],
     ],
   );
   assert.equal(followed.result?.outputs.running, 'false');
@@ -345,4 +345,25 @@ test('a worker restart ends background processes; the session comes back without
     await stopHard(second);
     rmSync(dataDir, { recursive: true, force: true });
   }
+});
+
+test('proc.output follow sends a prompt that ends no line, as a terminal shows it', async () => {
+  const sessionId = await session();
+  const { process_id } = await start(sessionId, 'printf "name? "; read name; echo "hello $name"');
+  const follow = new AbortController();
+  const seen: string[] = [];
+  const following = (async () => {
+    for await (const message of worker.tasks.executeTask(
+      { sessionId, toolName: 'proc.output', arguments: { process_id: process_id!, follow: 'true' } },
+      { signal: follow.signal },
+    )) {
+      if (message.payload?.$case === 'log') seen.push(message.payload.value.message);
+    }
+  })().catch(() => undefined);
+  await waitFor(() => seen.join('') === 'name? ', 10_000);
+  await runTool(worker.tasks, sessionId, 'proc.stdin', { process_id: process_id!, data: 'ada\n' });
+  await following;
+  assert.equal(seen.join(''), 'name? hello ada\n');
+  follow.abort();
+  await worker.sessions.destroySession({ sessionId });
 });

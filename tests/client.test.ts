@@ -199,3 +199,17 @@ test('the CLI prints ids alone, so its commands chain; --json prints enums by na
   assert.equal(timedOutJson.ended, 'timeout');
   assert.equal(timedOutJson.outputs.stdout, 'started\n');
 });
+
+test('the CLI starts a background process (--background prints its id) and attach streams it and types into it', async () => {
+  const cli = (input: string | undefined, ...args: string[]) =>
+    spawnSync(process.execPath, [CLI, '--address', worker.address, ...args], { encoding: 'utf8', timeout: 30_000, input });
+  const sessionId = cli(undefined, 'create', '--workspace', 'cli-background').stdout.trim();
+  const started = cli(undefined, 'run', sessionId, 'run.shell', '--command', 'printf "name? "; read name; echo "hello $name"; exit 5', '--background');
+  assert.equal(started.status, 0, started.stderr);
+  const processId = started.stdout.trim();
+  assert.match(processId, /^p\d+$/);
+  const attached = cli('ada\n', 'attach', sessionId, processId);
+  assert.equal(attached.stdout, 'name? hello ada\n');
+  assert.equal(attached.status, 5, "attach ends with the process's exit code");
+  assert.equal(cli(undefined, 'destroy', sessionId).status, 0);
+});

@@ -1,14 +1,11 @@
 import { StringDecoder } from 'node:string_decoder';
 import { LogLevel } from '../../gen/codegen/v1/common.js';
-import { OutputCoalescer } from '../sandbox/process/outputCoalescer.js';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { OutputRing } from '../sandbox/process/outputRing.js';
 import type { OutputSource } from '../sandbox/process/processSpec.js';
 import type { BackgroundInfo } from '../sandbox/session/backgroundProcesses.js';
 import { parseCount, parseEncoding, parseFlag, type Encoding } from './arguments.js';
 import { defineTool, type ToolContext } from './tool.js';
-
-/** Longest line passed on as one log message; longer runs come in pieces. */
-const MAX_LINE_CHARS = 64 * 1024;
 
 /**
  * What a background process printed from byte offset `since` (both streams, as they came), and
@@ -51,50 +48,54 @@ function outputsOf(info: BackgroundInfo, bytes: Buffer, encoding: Encoding, sinc
   };
 }
 
-/** Streams the ring's output from `from` as log messages until it ends or the task's signal aborts; resolves the offset reached. */
+/** How often a follower sends what came meanwhile, at most (the run tools' pace). */
+const FOLLOW_INTERVAL_MS = 20;
+/** Characters one follow message holds at most. */
+const FOLLOW_MAX_CHARS = 64 * 1024;
+
+/**
+ * Streams the ring's output from `from` as log messages until it ends or the task's signal
+ * aborts; resolves the offset reached. Unlike the run tools' line messages, each message is a
+ * piece of one stream exactly as printed (line endings included, a prompt without one too):
+ * what a terminal shows, and the messages joined are the output.
+ */
 async function followOutput(output: OutputRing, from: number, ctx: ToolContext): Promise<number> {
-  const lines = new OutputCoalescer((source, text) =>
+  const decoders: Record<OutputSource, StringDecoder> = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+  const send = (source: OutputSource, text: string) =>
     ctx.emit({
       kind: 'log',
       timestampMs: Date.now(),
       level: source === 'stderr' ? LogLevel.LOG_LEVEL_ERROR : LogLevel.LOG_LEVEL_INFO,
       message: text,
       source,
-    }),
-  );
-  const partial: Record<OutputSource, { decoder: StringDecoder; text: string }> = {
-    stdout: { decoder: new StringDecoder('utf8'), text: '' },
-    stderr: { decoder: new StringDecoder('utf8'), text: '' },
-  };
+    });
   let cursor = from;
-  try {
-    while (!ctx.signal.aborted) {
-      const pieces = output.read(cursor);
-      // Bytes the ring dropped meanwhile (the process printed faster than the client read) are skipped.
-      for (const piece of pieces) {
-        const part = partial[piece.source];
-        part.text += part.decoder.write(piece.bytes);
-        const last = part.text.lastIndexOf('\n');
-        if (last !== -1) {
-          for (const line of part.text.slice(0, last).split('\n')) await lines.add(piece.source, line.endsWith('\r') ? line.slice(0, -1) : line);
-          part.text = part.text.slice(last + 1);
-        }
-        while (part.text.length >= MAX_LINE_CHARS) {
-          await lines.add(piece.source, part.text.slice(0, MAX_LINE_CHARS));
-          part.text = part.text.slice(MAX_LINE_CHARS);
-        }
-        cursor = piece.offset + piece.bytes.length;
+  let sentAt = -Infinity;
+  while (!ctx.signal.aborted) {
+    // Consecutive pieces of one stream go together; bytes the ring dropped meanwhile are skipped.
+    let pending: { source: OutputSource; text: string } | undefined;
+    for (const piece of output.read(cursor)) {
+      const text = decoders[piece.source].write(piece.bytes);
+      cursor = piece.offset + piece.bytes.length;
+      if (pending && (pending.source !== piece.source || pending.text.length + text.length > FOLLOW_MAX_CHARS)) {
+        await send(pending.source, pending.text);
+        pending = undefined;
       }
-      if (output.closed && cursor >= output.next) break;
-      await output.waitPast(cursor, ctx.signal);
+      if (text.length > 0) pending = pending ? { source: pending.source, text: pending.text + text } : { source: piece.source, text };
     }
-    for (const source of ['stdout', 'stderr'] as const) {
-      const rest = partial[source].text + partial[source].decoder.end();
-      if (rest.length > 0) await lines.add(source, rest);
+    if (pending) {
+      await send(pending.source, pending.text);
+      sentAt = performance.now();
     }
-    await lines.flush();
-    return cursor;
-  } finally {
-    lines.close();
+    if (output.closed && cursor >= output.next) break;
+    await output.waitPast(cursor, ctx.signal);
+    // Output after a quiet moment goes at once; within the interval of the last message, at its end.
+    const wait = sentAt + FOLLOW_INTERVAL_MS - performance.now();
+    if (wait > 0 && !ctx.signal.aborted && !output.closed) await delay(wait);
   }
+  for (const source of ['stdout', 'stderr'] as const) {
+    const rest = decoders[source].end();
+    if (rest.length > 0) await send(source, rest);
+  }
+  return cursor;
 }
