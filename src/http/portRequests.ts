@@ -15,6 +15,8 @@ import { reply, type Route } from './httpServer.js';
  */
 
 const PREFIX = '/ports';
+/** How long a forwarded request waits without a byte from the session's server. */
+const ANSWER_IDLE_MS = 60_000;
 /** The longest a port URL may live. */
 export const MAX_PORT_URL_SECONDS = 7 * 24 * 3600;
 
@@ -88,16 +90,33 @@ export function portRoutes(signer: UrlSigner, sessions: PortSessions, logger: Lo
         headers: forwardedHeaders(req, target.port),
         createConnection: () => stream,
       });
-      forwarded.on('response', (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.statusMessage, answer.headers);
-        answer.pipe(res);
-      });
-      forwarded.on('error', (err) => {
-        logger.debug('port URL: no answer from the port', { session_id: target.sessionId, port: target.port, error: err.message });
-        if (!res.headersSent) reply(res, 502, `nothing answered on port ${target.port} of the session`);
+      // The session's server is the session's: whatever it answers is checked before it is passed on.
+      const refuse = (why: string) => {
+        logger.debug('port URL: no usable answer from the port', { session_id: target.sessionId, port: target.port, error: why });
+        if (!res.headersSent) reply(res, 502, `no usable answer on port ${target.port} of the session (${why})`);
         else res.destroy();
         stream.destroy();
+      };
+      forwarded.on('response', (answer) => {
+        const status = answer.statusCode ?? 0;
+        if (status < 200 || status > 599) return refuse(`status ${status}`);
+        try {
+          // Its reason phrase is not passed on: Node's parser takes phrases writeHead refuses.
+          res.writeHead(status, answer.headers);
+        } catch (err) {
+          answer.destroy();
+          return refuse(messageOf(err));
+        }
+        answer.on('error', () => res.destroy());
+        answer.pipe(res);
       });
+      // An upgrade nobody asked for (101 to a plain request): refused, as any answer it cannot be.
+      forwarded.on('upgrade', (_answer, socket) => {
+        socket.destroy();
+        refuse('an upgrade to a plain request');
+      });
+      forwarded.setTimeout(ANSWER_IDLE_MS, () => forwarded.destroy(new Error(`nothing for ${ANSWER_IDLE_MS / 1000} s`)));
+      forwarded.on('error', (err) => refuse(err.message));
       res.once('close', () => stream.destroy());
       req.pipe(forwarded);
     },
