@@ -367,3 +367,49 @@ test('proc.output follow sends a prompt that ends no line, as a terminal shows i
   follow.abort();
   await worker.sessions.destroySession({ sessionId });
 });
+
+/** This worker process's relay socket directories in /tmp, and the processes running a relay on them. */
+const relayDirectories = (workerPid: number) => readdirSync(tmpdir()).filter((n) => n.startsWith(`codegen-ports-${workerPid}-`));
+function relayProcesses(directories: string[]): number[] {
+  return readdirSync('/proc')
+    .filter((n) => /^\d+$/.test(n))
+    .filter((pid) => {
+      try {
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        return directories.some((d) => cmdline.includes(d));
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+// Found by an attack (a helper session): the relay outlived a killed worker, and its socket directory in /tmp stayed.
+test('a killed worker leaves no port relay; the next start sweeps its socket directory', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'codegen-relay-restart-'));
+  let first: RunningWorker | undefined;
+  let second: RunningWorker | undefined;
+  try {
+    first = await startWorker({ dataDir, env: { WORKER_SPARE_SESSIONS: '0' } });
+    const firstPid = first.process.pid!;
+    const { sessionId } = await first.sessions.createSession({ workspaceId: 'relay-restart' });
+    const { url } = await runTool(first.tasks, sessionId, 'port.url', { port: '8000' });
+    assert.equal((await fetch(url!)).status, 502, 'nothing listens: the relay started, and answered');
+    const directories = relayDirectories(firstPid);
+    const relays = relayProcesses(directories);
+    assert.equal(directories.length, 1);
+    assert.equal(relays.length, 1);
+    first.process.kill('SIGKILL');
+    await new Promise((resolve) => first!.process.once('exit', resolve));
+    first = undefined;
+    await waitFor(() => relays.every((pid) => !isAlive(pid)), 10_000);
+    second = await startWorker({ dataDir, env: { WORKER_SPARE_SESSIONS: '0' } });
+    assert.deepEqual(relayDirectories(firstPid), [], 'swept at the next start');
+    const { url: again } = await runTool(second.tasks, sessionId, 'port.url', { port: '8000' });
+    assert.equal((await fetch(again!)).status, 502, 'the adopted session gets a relay of its own');
+  } finally {
+    await stopHard(first);
+    await stopHard(second);
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});

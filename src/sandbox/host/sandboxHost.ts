@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { sweepRelayDirectories } from '../session/portRelay.js';
 import { chown, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { removeTree } from '../../storage/removeTree.js';
@@ -89,6 +90,7 @@ export class SandboxHost implements SandboxContext {
       );
     }
     const [setpriv, prlimit, env, nsenter, flock] = await Promise.all(['setpriv', 'prlimit', 'env', 'nsenter', 'flock'].map(findOnPath));
+    await sweepRelayDirectories();
     const tools = { bwrap, setpriv: setpriv ?? 'setpriv', prlimit: prlimit ?? 'prlimit', env: env ?? '/usr/bin/env', nsenter: nsenter ?? 'nsenter' };
     const uids = isRoot && start.mode === 'bwrap' ? await claimUidRange(flock ?? 'flock', start.uidBase) : undefined;
     try {

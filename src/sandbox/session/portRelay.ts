@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { chown, mkdtemp, rm } from 'node:fs/promises';
+import { chown, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,25 @@ import { startProcess } from '../process/runProcess.js';
 
 /** portRelay.py's program, read once from the checkout (the compiled module runs from dist/src/sandbox/session/). */
 const PORT_RELAY_SOURCE = readFileSync(new URL('../../../../src/sandbox/session/portRelay.py', import.meta.url), 'utf8');
+
+const DIRECTORY_PREFIX = 'codegen-ports-';
+
+/** Removes the socket directories of relays whose worker process is gone (killed: its relays died with it). */
+export async function sweepRelayDirectories(): Promise<void> {
+  for (const name of await readdir(tmpdir()).catch(() => [])) {
+    const pid = new RegExp(`^${DIRECTORY_PREFIX}(\\d+)-`).exec(name)?.[1];
+    if (
+      pid === undefined ||
+      Number(pid) === process.pid ||
+      (await readdir(`/proc/${pid}`).then(
+        () => true,
+        () => false,
+      ))
+    )
+      continue;
+    await rm(join(tmpdir(), name), { recursive: true, force: true }).catch(() => undefined);
+  }
+}
 
 /** How long the relay may take to start listening. */
 const READY_MS = 10_000;
@@ -105,6 +124,9 @@ export class PortRelay {
       '--inh-caps=-all',
       '--bounding-set=-all',
       '--no-new-privs',
+      // It ends with the worker: a relay outliving it would hold the session's namespace and a socket.
+      '--pdeathsig',
+      'KILL',
       '--',
       python,
       '-I',
@@ -117,8 +139,9 @@ export class PortRelay {
   }
 
   private async start(): Promise<{ child: ChildProcess; socket: string; dir: string }> {
-    // A directory of the session's uid for the socket (a short path: Unix socket paths are short).
-    const dir = await mkdtemp(join(tmpdir(), 'codegen-ports-'));
+    // A directory of the session's uid for the socket (the session's own are not its uid's to
+    // reach), named for this worker process: what a killed worker left is swept at the next start.
+    const dir = await mkdtemp(join(tmpdir(), `${DIRECTORY_PREFIX}${process.pid}-`));
     await chown(dir, this.owner.uid, this.owner.gid);
     const socket = join(dir, 'relay.sock');
     const child = startProcess({ executable: this.tools.nsenter, args: this.arguments(socket), cwd: '/', env: { ...ROOT_ENV } });
