@@ -1,4 +1,4 @@
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -72,6 +72,45 @@ function forwardedHeaders(req: IncomingMessage, port: number): Record<string, st
   return headers;
 }
 
+/** Passes one HTTP request to the session's server over `stream`, and its answer back, checked. */
+function forward(req: IncomingMessage, res: ServerResponse, target: Target, stream: Duplex, logger: Logger): void {
+  const forwarded = httpRequest({
+    method: req.method,
+    path: target.path,
+    headers: forwardedHeaders(req, target.port),
+    createConnection: () => stream,
+  });
+  // The session's server is the session's: whatever it answers is checked before it is passed on.
+  const refuse = (why: string) => {
+    logger.debug('port URL: no usable answer from the port', { session_id: target.sessionId, port: target.port, error: why });
+    if (!res.headersSent) reply(res, 502, `no usable answer on port ${target.port} of the session (${why})`);
+    else res.destroy();
+    stream.destroy();
+  };
+  forwarded.on('response', (answer) => {
+    const status = answer.statusCode ?? 0;
+    if (status < 200 || status > 599) return refuse(`status ${status}`);
+    try {
+      // Its reason phrase is not passed on: Node's parser takes phrases writeHead refuses.
+      res.writeHead(status, answer.headers);
+    } catch (err) {
+      answer.destroy();
+      return refuse(messageOf(err));
+    }
+    answer.on('error', () => res.destroy());
+    answer.pipe(res);
+  });
+  // An upgrade nobody asked for (101 to a plain request): refused, as any answer it cannot be.
+  forwarded.on('upgrade', (_answer, socket) => {
+    socket.destroy();
+    refuse('an upgrade to a plain request');
+  });
+  forwarded.setTimeout(ANSWER_IDLE_MS, () => forwarded.destroy(new Error(`nothing for ${ANSWER_IDLE_MS / 1000} s`)));
+  forwarded.on('error', (err) => refuse(err.message));
+  res.once('close', () => stream.destroy());
+  req.pipe(forwarded);
+}
+
 export function portRoutes(signer: UrlSigner, sessions: PortSessions, logger: Logger): Route {
   return {
     prefix: PREFIX,
@@ -84,41 +123,7 @@ export function portRoutes(signer: UrlSigner, sessions: PortSessions, logger: Lo
       } catch (err) {
         return reply(res, 404, messageOf(err));
       }
-      const forwarded = httpRequest({
-        method: req.method,
-        path: target.path,
-        headers: forwardedHeaders(req, target.port),
-        createConnection: () => stream,
-      });
-      // The session's server is the session's: whatever it answers is checked before it is passed on.
-      const refuse = (why: string) => {
-        logger.debug('port URL: no usable answer from the port', { session_id: target.sessionId, port: target.port, error: why });
-        if (!res.headersSent) reply(res, 502, `no usable answer on port ${target.port} of the session (${why})`);
-        else res.destroy();
-        stream.destroy();
-      };
-      forwarded.on('response', (answer) => {
-        const status = answer.statusCode ?? 0;
-        if (status < 200 || status > 599) return refuse(`status ${status}`);
-        try {
-          // Its reason phrase is not passed on: Node's parser takes phrases writeHead refuses.
-          res.writeHead(status, answer.headers);
-        } catch (err) {
-          answer.destroy();
-          return refuse(messageOf(err));
-        }
-        answer.on('error', () => res.destroy());
-        answer.pipe(res);
-      });
-      // An upgrade nobody asked for (101 to a plain request): refused, as any answer it cannot be.
-      forwarded.on('upgrade', (_answer, socket) => {
-        socket.destroy();
-        refuse('an upgrade to a plain request');
-      });
-      forwarded.setTimeout(ANSWER_IDLE_MS, () => forwarded.destroy(new Error(`nothing for ${ANSWER_IDLE_MS / 1000} s`)));
-      forwarded.on('error', (err) => refuse(err.message));
-      res.once('close', () => stream.destroy());
-      req.pipe(forwarded);
+      forward(req, res, target, stream, logger);
     },
     async upgrade(req, socket, head, url) {
       socket.on('error', () => undefined);
