@@ -27,14 +27,43 @@ export const procOutput = defineTool({
   },
   async run({ processId, since, follow, encoding }, ctx) {
     const { output } = ctx.session.sandbox.background.output(processId);
-    const from = Math.max(since, output.oldest);
-    const next = follow ? await followOutput(output, from, ctx) : output.next;
-    // What it printed from `from` to `next` (all of it when not following, bounded by the ring).
-    const bytes = follow ? Buffer.alloc(0) : Buffer.concat(output.read(from).map((p) => p.bytes));
+    let from = Math.max(since, output.oldest);
+    if (follow) {
+      const next = await followOutput(output, from, ctx);
+      const { info } = ctx.session.sandbox.background.output(processId);
+      return { ok: true, exitCode: 0, outputs: outputsOf(info, Buffer.alloc(0), encoding, from, next, output.oldest) };
+    }
+    // What it printed from `from` on, bounded by the ring; as text, whole characters only: one
+    // cut by `since` (or by the ring) is skipped, one not yet printed whole is left for next time.
+    let bytes = Buffer.concat(output.read(from).map((p) => p.bytes));
+    if (encoding === 'utf-8') {
+      const start = leadingContinuations(bytes);
+      const end = output.closed ? bytes.length : completeUpTo(bytes);
+      from += start;
+      bytes = bytes.subarray(start, end);
+    }
     const { info } = ctx.session.sandbox.background.output(processId);
-    return { ok: true, exitCode: 0, outputs: outputsOf(info, bytes, encoding, from, next, output.oldest) };
+    return { ok: true, exitCode: 0, outputs: outputsOf(info, bytes, encoding, from, from + bytes.length, output.oldest) };
   },
 });
+
+/** UTF-8 continuation bytes at the start (at most 3: the rest of a character cut off before). */
+function leadingContinuations(bytes: Buffer): number {
+  let n = 0;
+  while (n < 3 && n < bytes.length && (bytes[n]! & 0xc0) === 0x80) n++;
+  return n;
+}
+
+/** The length of `bytes` without a last UTF-8 character it holds only the start of. */
+function completeUpTo(bytes: Buffer): number {
+  for (let back = 1; back <= 4 && back <= bytes.length; back++) {
+    const byte = bytes[bytes.length - back]!;
+    if ((byte & 0xc0) === 0x80) continue; // a continuation: look further back for its lead
+    const length = byte < 0x80 ? 1 : byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1;
+    return length > back ? bytes.length - back : bytes.length;
+  }
+  return bytes.length;
+}
 
 function outputsOf(info: BackgroundInfo, bytes: Buffer, encoding: Encoding, since: number, next: number, oldest: number): Record<string, string> {
   return {
