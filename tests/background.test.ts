@@ -413,3 +413,16 @@ test('a killed worker leaves no port relay; the next start sweeps its socket dir
     rmSync(dataDir, { recursive: true, force: true });
   }
 });
+
+// Found by an attack (a helper session): a character split between two reads came back as two U+FFFD.
+test('proc.output read again and again from its next offset gives whole characters, one split across writes too', async () => {
+  const sessionId = await session();
+  const { process_id } = await start(sessionId, "printf 'caf\\303'; read go; printf '\\251\\n'");
+  const first = await printed(sessionId, process_id!, 'caf');
+  assert.equal(first.output, 'caf', 'the half character is left for later');
+  await runTool(worker.tasks, sessionId, 'proc.stdin', { process_id: process_id!, data: 'go\n' });
+  await waitFor(async () => (await outputOf(sessionId, process_id!, Number(first.next))).output === 'é\n', 10_000);
+  // From an offset in the middle of a character: the rest of it is skipped, not garbled.
+  assert.equal((await outputOf(sessionId, process_id!, 4)).output, '\n');
+  await worker.sessions.destroySession({ sessionId });
+});

@@ -49,3 +49,11 @@ test('a reader waiting past the end wakes for new output and for the end, and a 
   ring.append('stdout', Buffer.from('b'));
   assert.equal(ring.next, 1);
 });
+
+test('a process writing a byte at a time costs the ring few pieces, not one per byte', () => {
+  const ring = new OutputRing(64 * 1024);
+  for (let i = 0; i < 100_000; i++) ring.append('stdout', Buffer.from('x'));
+  const pieces = ring.read(0);
+  assert.ok(pieces.length <= 20, `${pieces.length} pieces hold the last 64 KiB`);
+  assert.equal(Buffer.concat(pieces.map((p) => p.bytes)).length, 64 * 1024);
+});

@@ -1,5 +1,8 @@
 import type { OutputSource } from './processSpec.js';
 
+/** Pieces of one stream that come one after the other join up to this size. */
+const MERGED_BYTES = 4096;
+
 /** A piece of what a process printed, at its byte offset in everything it printed. */
 export interface OutputPiece {
   offset: number;
@@ -41,7 +44,14 @@ export class OutputRing {
     if (bytes.length === 0 || this.ended) return;
     // A piece larger than the whole ring keeps its last bytes only.
     const kept = bytes.length > this.maxBytes ? bytes.subarray(bytes.length - this.maxBytes) : bytes;
-    this.pieces.push({ offset: this.end + bytes.length - kept.length, source, bytes: kept });
+    const last = this.pieces.at(-1);
+    // Small pieces of one stream join the one before: a process writing a byte at a time would
+    // otherwise cost a piece (an object and a buffer, hundreds of bytes) per byte it keeps.
+    if (last && last.source === source && kept === bytes && last.bytes.length + bytes.length <= MERGED_BYTES) {
+      last.bytes = Buffer.concat([last.bytes, bytes]);
+    } else {
+      this.pieces.push({ offset: this.end + bytes.length - kept.length, source, bytes: kept });
+    }
     this.end += bytes.length;
     this.keptBytes += kept.length;
     while (this.keptBytes > this.maxBytes) {

@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { constants } from 'node:os';
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
+import { ReadPacer, readOnlyWhenAsked } from '../process/pacedReads.js';
 import { errors } from '../../errors.js';
 import type { Cgroup } from '../confine/cgroups.js';
 import { exitCodeOf } from '../process/outputCapture.js';
@@ -51,6 +52,31 @@ interface Background {
   output: OutputRing;
   exited: Promise<void>;
   signalled: boolean;
+  /** Settles once both its streams have been read to their end. */
+  drained: Promise<unknown>;
+}
+
+/** How long a background process's streams may take to end after it and its group are gone. */
+const DRAIN_MS = 2000;
+
+/**
+ * Reads a stream into the ring, paced (pacedReads.ts) whoever else is busy: a process writing a
+ * byte at a time is read at most once per READ_GAP_MS after a burst, each read taking what
+ * gathered meanwhile, so it costs the worker's event loop little and the ring few pieces.
+ */
+async function keep(stream: Readable | null, source: OutputSource, output: OutputRing): Promise<void> {
+  if (!stream) return;
+  readOnlyWhenAsked(stream);
+  const pacer = new ReadPacer(() => true);
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      output.append(source, chunk);
+      const paced = pacer.after(1);
+      if (paced) await paced;
+    }
+  } catch {
+    // cut off (destroyed): what was read is kept
+  }
 }
 
 const SIGNALS = new Set(['HUP', 'INT', 'QUIT', 'KILL', 'USR1', 'USR2', 'TERM', 'CONT', 'STOP', 'TSTP', 'WINCH']);
@@ -93,10 +119,8 @@ export class BackgroundProcesses {
     }
     const output = new OutputRing(this.options.outputBytes);
     const info: BackgroundInfo = { processId, command, pid: 0, startedAtMs: Date.now(), running: true, exitCode: undefined, killedBy: undefined, pty };
-    const record: Background = { info, child, group, output, exited: Promise.resolve(), signalled: false };
-    const read = (source: OutputSource) => (chunk: Buffer) => output.append(source, chunk);
-    child.stdout?.on('data', read('stdout'));
-    child.stderr?.on('data', read('stderr'));
+    const drained = Promise.all([keep(child.stdout, 'stdout', output), keep(child.stderr, 'stderr', output)]);
+    const record: Background = { info, child, group, output, exited: Promise.resolve(), signalled: false, drained };
     child.stdin?.on('error', () => undefined);
     (child.stdio[4] as Writable | null | undefined)?.on('error', () => undefined);
     record.exited = new Promise<void>((resolve) => {
@@ -184,8 +208,15 @@ export class BackgroundProcesses {
   }
 
   private async ended(p: Background, exitCode: number): Promise<void> {
-    // What the command left (its children) ends with it; its group goes.
+    // What the command left (its children) ends with it, which closes the streams they held; what
+    // it printed last is read before the output ends. Its group goes.
     await p.group.killProcesses().catch(() => undefined);
+    const cut = setTimeout(() => {
+      p.child.stdout?.destroy();
+      p.child.stderr?.destroy();
+    }, DRAIN_MS);
+    await p.drained;
+    clearTimeout(cut);
     const [oom, refused] = await Promise.all([p.group.oomKills().catch(() => 0), p.group.forkRefusals().catch(() => 0)]);
     p.info.killedBy = oom > 0 ? 'memory' : refused > 0 && exitCode !== 0 ? 'pids' : p.signalled && exitCode > 128 ? 'signal' : undefined;
     p.info.exitCode = exitCode;
