@@ -5,7 +5,10 @@
 # half-close on. Nothing listening there: the connection is closed. It interprets nothing else.
 import socket, sys, threading
 
-MAX_THREADS = 2 * 256 + 8
+# Connections at once (two threads each, in the session's cgroup: anyone holding a port URL can
+# open them, and they count against the session's process limit). Past it, new ones are closed.
+MAX_CONNECTIONS = 32
+MAX_THREADS = 2 * MAX_CONNECTIONS + 2
 
 def pipe(src, dst):
     try:
