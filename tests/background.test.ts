@@ -48,6 +48,28 @@ async function printed(sessionId: string, processId: string, text: string): Prom
   return last;
 }
 
+/** The directories of the session's background cgroups (pids hierarchy, relative), and the host pids in them. */
+const backgroundGroups = (sessionId: string) =>
+  readdirSync('/sys/fs/cgroup/pids', { recursive: true, encoding: 'utf8' }).filter((d) => d.includes(sessionId) && /\/bg-\d+$/.test(d));
+const backgroundHostPids = (sessionId: string) =>
+  backgroundGroups(sessionId).flatMap((g) => readFileSync(`/sys/fs/cgroup/pids/${g}/cgroup.procs`, 'utf8').split('\n').filter(Boolean).map(Number));
+
+/** Runs `body` with workers it starts on one data directory of its own (a restart's), all stopped and the directory removed after. */
+async function onOneDataDirectory(body: (startOne: () => Promise<RunningWorker>) => Promise<void>): Promise<void> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'codegen-background-restart-'));
+  const started: RunningWorker[] = [];
+  try {
+    await body(async () => {
+      const w = await startWorker({ dataDir, env: { WORKER_SPARE_SESSIONS: '0' } });
+      started.push(w);
+      return w;
+    });
+  } finally {
+    for (const w of started) await stopHard(w);
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
 test('a background process runs on after its task, as the session, is listed, read, and ended by a signal', async () => {
   const sessionId = await session();
   const started = await start(sessionId, 'id -u; echo ready; exec sleep 1000');
@@ -170,12 +192,11 @@ test("a background memory hog or fork bomb is stopped by the session's limits; D
 
   const running = (await list(sessionId)).filter((p) => p.running).map((p) => p.process_id);
   assert.deepEqual(running.sort(), [bomb.process_id, sleeper.process_id].sort());
-  const groups = () => readdirSync('/sys/fs/cgroup/pids', { recursive: true, encoding: 'utf8' }).filter((d) => d.includes(sessionId) && /\/bg-\d+$/.test(d));
-  const hostPids = groups().flatMap((g) => readFileSync(`/sys/fs/cgroup/pids/${g}/cgroup.procs`, 'utf8').split('\n').filter(Boolean).map(Number));
+  const hostPids = backgroundHostPids(sessionId);
   assert.ok(hostPids.length > 2, `the bomb's processes and the sleeper: ${hostPids.length}`);
   await worker.sessions.destroySession({ sessionId });
   await worker.sessions.destroySession({ sessionId: neighbour });
-  assert.deepEqual(groups(), [], 'no background cgroup left');
+  assert.deepEqual(backgroundGroups(sessionId), [], 'no background cgroup left');
   assert.deepEqual(
     hostPids.filter((pid) => isAlive(pid)),
     [],
@@ -321,31 +342,21 @@ test('a background process with pty runs on a terminal: tty names it, stty size 
   await worker.sessions.destroySession({ sessionId });
 });
 
-test('a worker restart ends background processes; the session comes back without them', async () => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'codegen-background-restart-'));
-  let first: RunningWorker | undefined;
-  let second: RunningWorker | undefined;
-  try {
-    first = await startWorker({ dataDir, env: { WORKER_SPARE_SESSIONS: '0' } });
+test('a worker restart ends background processes; the session comes back without them', () =>
+  onOneDataDirectory(async (startOne) => {
+    const first = await startOne();
     const { sessionId } = await first.sessions.createSession({ workspaceId: 'restart' });
     const started = await runTool(first.tasks, sessionId, 'run.shell', { command: 'echo up; exec sleep 1000', background: 'true' });
-    await waitFor(async () => (await runTool(first!.tasks, sessionId, 'proc.output', { process_id: started.process_id! })).output === 'up\n', 20_000);
-    const groups = readdirSync('/sys/fs/cgroup/pids', { recursive: true, encoding: 'utf8' }).filter((d) => d.includes(sessionId) && /\/bg-\d+$/.test(d));
-    const hostPids = groups.flatMap((g) => readFileSync(`/sys/fs/cgroup/pids/${g}/cgroup.procs`, 'utf8').split('\n').filter(Boolean).map(Number));
+    await waitFor(async () => (await runTool(first.tasks, sessionId, 'proc.output', { process_id: started.process_id! })).output === 'up\n', 20_000);
+    const hostPids = backgroundHostPids(sessionId);
     assert.ok(hostPids.length > 0);
     await stopHard(first);
-    first = undefined;
     await waitFor(() => hostPids.every((pid) => !isAlive(pid)), 10_000);
 
-    second = await startWorker({ dataDir, env: { WORKER_SPARE_SESSIONS: '0' } });
+    const second = await startOne();
     assert.equal((await runTool(second.tasks, sessionId, 'proc.list', {})).processes_json, '[]');
     assert.equal((await runTool(second.tasks, sessionId, 'run.shell', { command: 'echo still here' })).stdout, 'still here\n');
-  } finally {
-    await stopHard(first);
-    await stopHard(second);
-    rmSync(dataDir, { recursive: true, force: true });
-  }
-});
+  }));
 
 test('proc.output follow sends a prompt that ends no line, as a terminal shows it', async () => {
   const sessionId = await session();
@@ -385,12 +396,9 @@ function relayProcesses(directories: string[]): number[] {
 }
 
 // Found by an attack (a helper session): the relay outlived a killed worker, and its socket directory in /tmp stayed.
-test('a killed worker leaves no port relay; the next start sweeps its socket directory', async () => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'codegen-relay-restart-'));
-  let first: RunningWorker | undefined;
-  let second: RunningWorker | undefined;
-  try {
-    first = await startWorker({ dataDir, env: { WORKER_SPARE_SESSIONS: '0' } });
+test('a killed worker leaves no port relay; the next start sweeps its socket directory', () =>
+  onOneDataDirectory(async (startOne) => {
+    const first = await startOne();
     const firstPid = first.process.pid!;
     const { sessionId } = await first.sessions.createSession({ workspaceId: 'relay-restart' });
     const { url } = await runTool(first.tasks, sessionId, 'port.url', { port: '8000' });
@@ -400,19 +408,13 @@ test('a killed worker leaves no port relay; the next start sweeps its socket dir
     assert.equal(directories.length, 1);
     assert.equal(relays.length, 1);
     first.process.kill('SIGKILL');
-    await new Promise((resolve) => first!.process.once('exit', resolve));
-    first = undefined;
+    await new Promise((resolve) => first.process.once('exit', resolve));
     await waitFor(() => relays.every((pid) => !isAlive(pid)), 10_000);
-    second = await startWorker({ dataDir, env: { WORKER_SPARE_SESSIONS: '0' } });
+    const second = await startOne();
     assert.deepEqual(relayDirectories(firstPid), [], 'swept at the next start');
     const { url: again } = await runTool(second.tasks, sessionId, 'port.url', { port: '8000' });
     assert.equal((await fetch(again!)).status, 502, 'the adopted session gets a relay of its own');
-  } finally {
-    await stopHard(first);
-    await stopHard(second);
-    rmSync(dataDir, { recursive: true, force: true });
-  }
-});
+  }));
 
 // Found by an attack (a helper session): a character split between two reads came back as two U+FFFD.
 test('proc.output read again and again from its next offset gives whole characters, one split across writes too', async () => {
