@@ -49,10 +49,30 @@ async function printed(sessionId: string, processId: string, text: string): Prom
 }
 
 /** The directories of the session's background cgroups (pids hierarchy, relative), and the host pids in them. */
-const backgroundGroups = (sessionId: string) =>
-  readdirSync('/sys/fs/cgroup/pids', { recursive: true, encoding: 'utf8' }).filter((d) => d.includes(sessionId) && /\/bg-\d+$/.test(d));
-const backgroundHostPids = (sessionId: string) =>
-  backgroundGroups(sessionId).flatMap((g) => readFileSync(`/sys/fs/cgroup/pids/${g}/cgroup.procs`, 'utf8').split('\n').filter(Boolean).map(Number));
+const backgroundGroups = (w: RunningWorker, sessionId: string) => {
+  // The known path (worker's own group, its subtree, the session), not a recursive walk: other
+  // tests' task groups vanish mid-walk.
+  const pid = w.process.pid!;
+  const own = /^\d+:pids:(.*)$/m.exec(readFileSync(`/proc/${pid}/cgroup`, 'utf8'))![1]!;
+  const sessionGroup = join(own, `codegen-${pid}`, sessionId).slice(1);
+  return childrenOf(sessionGroup)
+    .filter((d) => /^bg-\d+$/.test(d))
+    .map((d) => `${sessionGroup}/${d}`);
+};
+const childrenOf = (group: string) => unlessGone(() => readdirSync(`/sys/fs/cgroup/pids/${group}`));
+const backgroundHostPids = (w: RunningWorker, sessionId: string) =>
+  backgroundGroups(w, sessionId).flatMap((g) =>
+    unlessGone(() => readFileSync(`/sys/fs/cgroup/pids/${g}/cgroup.procs`, 'utf8').split('\n').filter(Boolean).map(Number)),
+  );
+/** What `read` gives, or nothing when its cgroup went away meanwhile. */
+function unlessGone<T>(read: () => T[]): T[] {
+  try {
+    return read();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+}
 
 /** Runs `body` with workers it starts on one data directory of its own (a restart's), all stopped and the directory removed after. */
 async function onOneDataDirectory(body: (startOne: () => Promise<RunningWorker>) => Promise<void>): Promise<void> {
@@ -192,11 +212,11 @@ test("a background memory hog or fork bomb is stopped by the session's limits; D
 
   const running = (await list(sessionId)).filter((p) => p.running).map((p) => p.process_id);
   assert.deepEqual(running.sort(), [bomb.process_id, sleeper.process_id].sort());
-  const hostPids = backgroundHostPids(sessionId);
+  const hostPids = backgroundHostPids(worker, sessionId);
   assert.ok(hostPids.length > 2, `the bomb's processes and the sleeper: ${hostPids.length}`);
   await worker.sessions.destroySession({ sessionId });
   await worker.sessions.destroySession({ sessionId: neighbour });
-  assert.deepEqual(backgroundGroups(sessionId), [], 'no background cgroup left');
+  assert.deepEqual(backgroundGroups(worker, sessionId), [], 'no background cgroup left');
   assert.deepEqual(
     hostPids.filter((pid) => isAlive(pid)),
     [],
@@ -348,7 +368,7 @@ test('a worker restart ends background processes; the session comes back without
     const { sessionId } = await first.sessions.createSession({ workspaceId: 'restart' });
     const started = await runTool(first.tasks, sessionId, 'run.shell', { command: 'echo up; exec sleep 1000', background: 'true' });
     await waitFor(async () => (await runTool(first.tasks, sessionId, 'proc.output', { process_id: started.process_id! })).output === 'up\n', 20_000);
-    const hostPids = backgroundHostPids(sessionId);
+    const hostPids = backgroundHostPids(first, sessionId);
     assert.ok(hostPids.length > 0);
     await stopHard(first);
     await waitFor(() => hostPids.every((pid) => !isAlive(pid)), 10_000);
