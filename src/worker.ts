@@ -56,6 +56,9 @@ import { startTracing, stopTracing, tracingEnabled } from './telemetry/tracing.j
 import { toolNames } from './tools/index.js';
 import { WORKER_VERSION } from './version.js';
 
+/** Session states in which port URLs reach the session's servers (not while it is made or ended). */
+const PORTS_REACHABLE = new Set([SessionState.SESSION_STATE_READY, SessionState.SESSION_STATE_ACTIVE, SessionState.SESSION_STATE_CHECKPOINTING]);
+
 /** Time past the grace period a shutdown may take (destroying sessions, closing servers). */
 const SHUTDOWN_SLACK_SECONDS = 10;
 
@@ -471,7 +474,8 @@ async function startServing(
   const ports: PortSessions = {
     connect: (sessionId, port) => {
       const session = pool.get(sessionId);
-      if (session.state !== SessionState.SESSION_STATE_READY) throw errors.invalidSessionState(sessionId, SessionState[session.state], 'reach its ports');
+      // Its tasks running or a checkpoint being taken, its servers are up all the same.
+      if (!PORTS_REACHABLE.has(session.state)) throw errors.invalidSessionState(sessionId, SessionState[session.state], 'reach its ports');
       return session.sandbox.connectPort(port);
     },
   };

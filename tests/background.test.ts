@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Status } from 'nice-grpc';
-import { TaskStatus } from '../gen/codegen/v1/common.js';
+import { SessionState, TaskStatus } from '../gen/codegen/v1/common.js';
 import { isAlive, runTask, runTool, waitFor } from './helpers/tasks.js';
 import { startWorker, stopHard, type RunningWorker } from './helpers/worker.js';
 
@@ -446,5 +446,84 @@ test('proc.output read again and again from its next offset gives whole characte
   await waitFor(async () => (await outputOf(sessionId, process_id!, Number(first.next))).output === 'é\n', 10_000);
   // From an offset in the middle of a character: the rest of it is skipped, not garbled.
   assert.equal((await outputOf(sessionId, process_id!, 4)).output, '\n');
+  await worker.sessions.destroySession({ sessionId });
+});
+
+// A server that holds connections asking /hold open (printing `held` for each) and answers others.
+const HOLDING_SERVER = String.raw`
+import socket, threading
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 8100))
+s.listen(128)
+print("listening", flush=True)
+def serve(c):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        d = c.recv(4096)
+        if not d:
+            c.close()
+            return
+        data += d
+    if data.startswith(b"GET /hold"):
+        print("held", flush=True)
+        while c.recv(4096):
+            pass
+    else:
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+`;
+
+/** Sends a GET for `path` below a port URL on a connection of its own; resolves the socket and, once it closes, its answer's status line (empty when none came). */
+function rawGet(url: string, path: string, giveUpMs = 0): { socket: ReturnType<typeof connect>; status: Promise<string> } {
+  const { hostname, port, pathname } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  if (giveUpMs > 0) socket.setTimeout(giveUpMs, () => socket.destroy());
+  socket.write(`GET ${pathname}${path} HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`);
+  const status = new Promise<string>((resolve) => {
+    let got = '';
+    socket.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    socket.on('close', () => resolve(got.split('\r\n')[0]!));
+    socket.on('error', () => undefined);
+  });
+  return { socket, status };
+}
+
+test("a session's port URLs carry at most 32 connections at once; the 33rd is 502, and a freed slot serves again", async () => {
+  const sessionId = await session();
+  await runTool(worker.tasks, sessionId, 'fs.write', { path: 'hold.py', contents: HOLDING_SERVER });
+  const server = await start(sessionId, 'exec python3 hold.py');
+  await printed(sessionId, server.process_id!, 'listening');
+  const { url } = await runTool(worker.tasks, sessionId, 'port.url', { port: '8100' });
+  const held = Array.from({ length: 32 }, () => rawGet(url!, 'hold'));
+  const heldCount = async () => (await outputOf(sessionId, server.process_id!)).output!.split('held').length - 1;
+  const answered: string[] = [];
+  for (const h of held) void h.status.then((line) => answered.push(line));
+  // Counted by proc.output calls: the session is ACTIVE now and then, and its ports are reached all the same.
+  await waitFor(async () => (await heldCount()) === 32 || answered.length > 0, 20_000);
+  assert.deepEqual(answered, [], 'each of the 32 reached the server and waits there');
+  // Past the cap: refused at once, not queued. Many at once: each closed by the relay as the worker
+  // writes to it (a race that once crashed the worker with an unheard EPIPE).
+  const extras = await Promise.all(Array.from({ length: 24 }, () => rawGet(url!, 'hold', 10_000).status));
+  assert.deepEqual(
+    extras.filter((line) => !/ 502 /.test(line)),
+    [],
+    'every one past the cap is 502',
+  );
+  assert.equal(await heldCount(), 32);
+  held[0]!.socket.destroy();
+  await waitFor(async () => (await fetch(`${url}ok`)).status === 200, 10_000);
+
+  // While a task runs (the session ACTIVE), its servers are reached.
+  for await (const message of worker.tasks.executeTask({ sessionId, toolName: 'run.shell', arguments: { command: 'echo started; sleep 1' } })) {
+    if (message.payload?.$case !== 'log') continue;
+    assert.equal((await worker.sessions.getSessionStatus({ sessionId })).state, SessionState.SESSION_STATE_ACTIVE);
+    const during = await fetch(`${url}ok`);
+    assert.equal(`${during.status} ${await during.text()}`, '200 ok');
+  }
+  for (const h of held) h.socket.destroy();
   await worker.sessions.destroySession({ sessionId });
 });

@@ -3,12 +3,12 @@
 # a Unix socket (argv[1]) the worker connects to; each connection first says "<port>\n", and the
 # relay connects to 127.0.0.1:<port> in the namespace and copies bytes both ways, passing each
 # half-close on. Nothing listening there: the connection is closed. It interprets nothing else.
-import socket, sys, threading
+import socket, sys, threading, time
 
 # Connections at once (two threads each, in the session's cgroup: anyone holding a port URL can
 # open them, and they count against the session's process limit). Past it, new ones are closed.
 MAX_CONNECTIONS = 32
-MAX_THREADS = 2 * MAX_CONNECTIONS + 2
+slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
 
 def pipe(src, dst):
     try:
@@ -42,20 +42,29 @@ def serve(conn):
         inward.start()
         pipe(target, conn)
         inward.join()
-    except (OSError, ValueError):
+    except (OSError, ValueError, RuntimeError):
         pass
     finally:
         for s in (conn, target):
             if s is not None:
                 s.close()
+        slots.release()
 
 server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 server.bind(sys.argv[1])
 server.listen(128)
 print("ready", flush=True)
 while True:
-    conn, _ = server.accept()
-    if threading.active_count() > MAX_THREADS:
+    try:
+        conn, _ = server.accept()
+    except OSError:  # out of descriptors: the session's own doing; try again shortly
+        time.sleep(0.05)
+        continue
+    if not slots.acquire(blocking=False):
         conn.close()
         continue
-    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    try:
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    except RuntimeError:  # no thread to be had (the session at its process limit): this one is refused
+        conn.close()
+        slots.release()

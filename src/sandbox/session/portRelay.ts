@@ -64,6 +64,9 @@ export class PortRelay {
       try {
         return await new Promise<Duplex>((resolve, reject) => {
           const socket = connect(relay.socket);
+          // Always heard: the relay may close it at once (at its cap), so the write below can fail
+          // before whoever uses the socket listens; they see the close, and their own write's error.
+          socket.on('error', () => undefined);
           socket.once('error', reject);
           socket.once('connect', () => {
             socket.off('error', reject);
