@@ -1,7 +1,17 @@
 #!/usr/bin/env node
 import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
-import { ChannelCredentials, ClientError, createWorkerClient, runTask, SessionState, Status, TaskStatus, type WorkerClient } from './client/index.js';
+import {
+  ChannelCredentials,
+  ClientError,
+  createWorkerClient,
+  Processes,
+  runTask,
+  SessionState,
+  Status,
+  TaskStatus,
+  type WorkerClient,
+} from './client/index.js';
 import { enumNames } from './client/enumNames.js';
 import { WORKER_VERSION } from './version.js';
 
@@ -164,27 +174,24 @@ program
   .argument('<process>', 'process id (p1, …)')
   .action(async (sessionId: string, processId: string) =>
     withClient(async ({ tasks }) => {
-      const tool = (toolName: string, args: Record<string, string>) => runTask(tasks, { sessionId, toolName, arguments: { process_id: processId, ...args } });
+      const attached = new Processes(tasks, sessionId).get(processId);
       const stdin = process.stdin;
       const follow = new AbortController();
       const onKeys = (chunk: Buffer) => {
         if (chunk.includes(0x1d)) return follow.abort(); // Ctrl-]
-        void tool('proc.stdin', { data: chunk.toString('base64'), encoding: 'base64' }).catch(() => undefined);
+        void attached.sendStdin(chunk).catch(() => undefined);
       };
-      const onResize = () => void tool('proc.resize', { rows: String(process.stdout.rows), cols: String(process.stdout.columns) }).catch(() => undefined);
+      const onResize = () => void attached.resize(process.stdout.rows, process.stdout.columns).catch(() => undefined);
       if (stdin.isTTY) stdin.setRawMode(true);
       stdin.on('data', onKeys);
       process.stdout.on('resize', onResize);
       try {
-        const result = await runTask(
-          tasks,
-          { sessionId, toolName: 'proc.output', arguments: { process_id: processId, follow: 'true' } },
-          { signal: follow.signal, onLog: (log) => void (log.source === 'stderr' ? process.stderr : process.stdout).write(log.message) },
-        ).catch((err: unknown) => {
-          if (follow.signal.aborted) return undefined;
-          throw err;
+        const exit = await attached.follow({
+          signal: follow.signal,
+          onStdout: (text) => process.stdout.write(text),
+          onStderr: (text) => process.stderr.write(text),
         });
-        if (result?.outputs.exit_code !== undefined) process.exitCode = Number(result.outputs.exit_code) || 0;
+        if (exit) process.exitCode = exit.exitCode;
       } finally {
         if (stdin.isTTY) stdin.setRawMode(false);
         stdin.off('data', onKeys);

@@ -3,8 +3,9 @@ import { spawnSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { ClientError, Status } from 'nice-grpc';
-import { createWorkerClient, runTask, TaskStatus } from '../src/client/index.js';
+import { createWorkerClient, Processes, runTask, TaskStatus } from '../src/client/index.js';
 import { startWorker, type RunningWorker } from './helpers/worker.js';
+import { waitFor } from './helpers/tasks.js';
 
 let worker: RunningWorker;
 
@@ -212,4 +213,60 @@ test('the CLI starts a background process (--background prints its id) and attac
   assert.equal(attached.stdout, 'name? hello ada\n');
   assert.equal(attached.status, 5, "attach ends with the process's exit code");
   assert.equal(cli(undefined, 'destroy', sessionId).status, 0);
+});
+
+test('Processes: start with live output, type into it, list, read from an offset, a terminal, signal, and refusals with their codes', async () => {
+  const client = createWorkerClient(worker.address);
+  try {
+    const { sessionId } = await client.sessions.createSession({ workspaceId: 'client-processes' });
+    const processes = new Processes(client.tasks, sessionId);
+    const seen: string[] = [];
+    const errors: string[] = [];
+    const echo = await processes.start('printf "ready\\n"; while read line; do echo "got $line"; echo "err $line" >&2; done; exit 3', {
+      onStdout: (text) => seen.push(text),
+      onStderr: (text) => errors.push(text),
+    });
+    assert.match(echo.processId, /^p\d+$/);
+    assert.ok(echo.pid > 0);
+    await echo.sendStdin('one\n');
+    await echo.sendStdin(new TextEncoder().encode('two\n'), { eof: true });
+    assert.deepEqual(await echo.wait(), { exitCode: 3 });
+    assert.equal(seen.join(''), 'ready\ngot one\ngot two\n', 'the pieces joined are the output, in order, before wait resolves');
+    assert.equal(errors.join(''), 'err one\nerr two\n');
+    const read = await echo.output(6);
+    assert.deepEqual([read.since, read.output.slice(0, 8), read.running, read.exit], [6, 'got one\n', false, { exitCode: 3 }]);
+
+    const terminal = await processes.start('stty size; read x; stty size', { pty: { rows: 30, cols: 100 } });
+    await waitFor(async () => (await terminal.output()).output.includes('30 100'), 20_000);
+    await terminal.resize(40, 120);
+    await terminal.sendStdin('\n');
+    assert.deepEqual(await terminal.wait(), { exitCode: 0 });
+    assert.match((await terminal.output()).output, /40 120/);
+
+    const sleeper = await processes.start('exec sleep 1000');
+    const listed = await processes.list();
+    assert.deepEqual(
+      listed.map((p) => [p.processId, p.running, p.pty]),
+      [
+        [echo.processId, false, false],
+        [terminal.processId, false, true],
+        [sleeper.processId, true, false],
+      ],
+    );
+    assert.equal(listed[0]!.exitCode, 3);
+    await sleeper.signal('TERM');
+    assert.deepEqual(await sleeper.wait(), { exitCode: 143, killedBy: 'signal' });
+
+    const code = (call: Promise<unknown>) =>
+      call.then(
+        () => Status.OK,
+        (e: unknown) => (e as ClientError).code,
+      );
+    assert.equal(await code(sleeper.sendStdin('x')), Status.FAILED_PRECONDITION, 'an exited process takes no input');
+    assert.equal(await code(processes.get('p99').output()), Status.NOT_FOUND);
+    assert.equal(await code(echo.signal('BOOM')), Status.INVALID_ARGUMENT);
+    await client.sessions.destroySession({ sessionId });
+  } finally {
+    client.close();
+  }
 });
