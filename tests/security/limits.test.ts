@@ -51,19 +51,28 @@ test('max_memory_mb 128 and code allocating 512 MB: killed, killed_by memory, wo
   await workerUnaffected();
 });
 
-/** The session's cgroup CPU counter, read on the host (v1 cpuacct or v2 cpu.stat). */
-function sessionCpuNs(sessionId: string): number {
+/** A file of the session's cgroup in the hierarchy holding `controller` (v1), or in the one tree (v2). */
+function sessionCgroupFile(sessionId: string, controller: 'cpu' | 'cpuacct', file: string): string {
   const pid = worker.process.pid!;
   const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
-  const v1 = lines.find((l) => /^\d+:([^:]*,)?cpuacct(,[^:]*)?:/.test(l));
+  const v1 = lines.find((l) => new RegExp(`^\\d+:([^:]*,)?${controller}(,[^:]*)?:`).test(l));
   if (v1) {
     const controllers = v1.split(':')[1];
-    const base = existsSync(`/sys/fs/cgroup/${controllers}`) ? controllers : 'cpuacct';
-    return Number(readFileSync(`/sys/fs/cgroup/${base}${v1.split(':')[2]!.replace(/\/$/, '')}/codegen-${pid}/${sessionId}/cpuacct.usage`, 'utf8'));
+    const base = existsSync(`/sys/fs/cgroup/${controllers}`) ? controllers : controller;
+    return readFileSync(`/sys/fs/cgroup/${base}${v1.split(':')[2]!.replace(/\/$/, '')}/codegen-${pid}/${sessionId}/${file}`, 'utf8');
   }
-  const stat = readFileSync(`/sys/fs/cgroup/codegen-${pid}/${sessionId}/cpu.stat`, 'utf8');
-  return Number(/usage_usec (\d+)/.exec(stat)![1]) * 1000;
+  return readFileSync(`/sys/fs/cgroup/codegen-${pid}/${sessionId}/${file}`, 'utf8');
 }
+
+/** The session's cgroup CPU counter, read on the host (v1 cpuacct or v2 cpu.stat). */
+function sessionCpuNs(sessionId: string): number {
+  const v1 = existsSync('/sys/fs/cgroup/cpuacct') || existsSync('/sys/fs/cgroup/cpu,cpuacct');
+  if (v1) return Number(sessionCgroupFile(sessionId, 'cpuacct', 'cpuacct.usage'));
+  return Number(/usage_usec (\d+)/.exec(sessionCgroupFile(sessionId, 'cpu', 'cpu.stat'))![1]) * 1000;
+}
+
+/** Periods in which the kernel held the session's processes back at its CPU quota. */
+const throttledPeriods = (sessionId: string) => Number(/nr_throttled (\d+)/.exec(sessionCgroupFile(sessionId, 'cpu', 'cpu.stat'))![1]);
 
 test('max_cpu_percent 20: a 2 s busy loop uses at most 30% of one CPU, measured from the cgroup', async () => {
   const sessionId = await session({ maxCpuPercent: 20 });
@@ -76,12 +85,10 @@ test('max_cpu_percent 20: a 2 s busy loop uses at most 30% of one CPU, measured 
   assert.equal(run.result?.status, TaskStatus.STATUS_SUCCESS);
   const used = (sessionCpuNs(sessionId) - before) / 1e9;
   assert.ok(used <= 0.3 * 2, `used ${used.toFixed(2)} s of CPU in 2 s`);
-  assert.ok(used >= 0.2, `the loop ran (${used.toFixed(2)} s)`);
-  // The same loop without a limit uses most of a CPU: the limit is what held it back.
-  const free = await session();
-  const freeBefore = sessionCpuNs(free);
-  await runTool(worker.tasks, free, 'run.python', { code: 'import time\nt = time.time()\nwhile time.time() - t < 2: pass' });
-  assert.ok((sessionCpuNs(free) - freeBefore) / 1e9 > 1.0);
+  assert.ok(used > 0, 'the loop ran');
+  // The quota is what held it back: the kernel throttled it (a count other tests' load on the
+  // host cannot fake, where comparing with an unlimited loop's share could).
+  assert.ok(throttledPeriods(sessionId) > 0, 'throttled at its quota');
   await workerUnaffected();
 });
 
