@@ -65,6 +65,7 @@ export interface WorkerConfig {
   authToken: string | undefined;
   authTokenFile: string | undefined;
   insecure: boolean;
+  allowUnenforcedLimits: boolean;
   tlsCert: string | undefined;
   tlsKey: string | undefined;
   tlsClientCa: string | undefined;
@@ -355,6 +356,12 @@ const SETTINGS = {
   ),
   authToken: setting<string | undefined>('WORKER_AUTH_TOKEN', 'every gRPC call must carry authorization: Bearer <token> (health checks exempt)', text, none),
   authTokenFile: setting<string | undefined>('WORKER_AUTH_TOKEN_FILE', 'a file holding WORKER_AUTH_TOKEN (a mounted secret)', text, none),
+  allowUnenforcedLimits: setting(
+    'WORKER_ALLOW_UNENFORCED_LIMITS',
+    'start even where the memory, CPU or process limits cannot be enforced (no root, a controller not delegated): development only; warns on every start',
+    bool,
+    () => false,
+  ),
   insecure: setting('WORKER_INSECURE', 'allow listening off loopback with neither a token nor mTLS (warns)', bool, () => false),
   tlsCert: setting<string | undefined>('WORKER_TLS_CERT', 'PEM certificate (chain): serve gRPC and HTTP over TLS; re-read when it changes', text, none),
   tlsKey: setting<string | undefined>('WORKER_TLS_KEY', 'PEM private key of WORKER_TLS_CERT', text, none),

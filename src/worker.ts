@@ -218,12 +218,18 @@ async function startSandbox(
     background: { maxRunning: config.maxBackground, outputBytes: config.processOutputBytes },
     warmInterpreter: config.warmInterpreter,
     uidBase: config.uidBase,
+    allowUnenforcedLimits: config.allowUnenforcedLimits,
     diskBudget: disks.diskBudget,
     cacheDisk: disks.cacheDisk,
     cacheScope: config.cacheScope,
     logger,
   });
   logger.info('sandbox ready', sandboxHost.describe());
+  for (const { controller } of sandboxHost.unenforcedLimits) metrics.limitsUnenforced.set({ controller }, 1);
+  if (sandboxHost.unenforcedLimits.length > 0)
+    logger.warn('WORKER_ALLOW_UNENFORCED_LIMITS=true: sessions run WITHOUT some of their limits; use only for development', {
+      unenforced: Object.fromEntries(sandboxHost.unenforcedLimits.map((m) => [m.controller, m.why])),
+    });
   if (config.sandbox === 'none') logger.warn('WORKER_SANDBOX=none: user code runs WITHOUT isolation and can reach this host; use only for trusted code');
   return sandboxHost;
 }

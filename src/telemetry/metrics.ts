@@ -87,6 +87,12 @@ export const metrics = {
     registers: [registry],
   }),
   sessions: new Gauge({ name: 'codegen_sessions', help: 'Sessions by state', labelNames: ['state'] as const, registers: [registry] }),
+  limitsUnenforced: new Gauge({
+    name: 'codegen_limits_unenforced',
+    help: 'Limit controllers (memory, cpu, pids) sessions go without: 1 each, under WORKER_ALLOW_UNENFORCED_LIMITS=true only',
+    labelNames: ['controller'] as const,
+    registers: [registry],
+  }),
   capacity: new Gauge({ name: 'codegen_sessions_capacity', help: 'Sessions this worker takes at most (WORKER_MAX_SESSIONS)', registers: [registry] }),
   diskFree: new Gauge({ name: 'codegen_data_disk_free_bytes', help: "Bytes free on the worker's data disk", registers: [registry] }),
   diskCommitted: new Gauge({

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,5 +54,45 @@ test('WORKER_SANDBOX=none must be chosen explicitly and warns at startup and on 
     assert.ok(!sandboxed.logs.some((l) => l.level === 'warn' && /isolation/.test(String(l.message))));
   } finally {
     await sandboxed.stop();
+  }
+});
+
+/** Runs the worker's command line in a mount namespace of its own where the pids cgroup hierarchy is read-only. */
+const withReadOnlyPids = ['unshare', '-m', 'sh', '-c', 'mount -o remount,bind,ro /sys/fs/cgroup/pids && exec "$@"', 'sh'];
+
+test('limits that cannot be enforced stop startup, naming the controller and the fix; the development switch starts with a warning and a metric', async () => {
+  const refused = spawnSync(
+    withReadOnlyPids[0]!,
+    [...withReadOnlyPids.slice(1), process.execPath, MAIN, '--grpc-addr', '127.0.0.1:0', '--data-dir', join(tmpdir(), 'codegen-startup-test')],
+    {
+      env: { ...process.env, WORKER_PYTHON: PYTHON, WORKER_SPARE_SESSIONS: '0' },
+      encoding: 'utf8',
+      timeout: 20_000,
+    },
+  );
+  assert.equal(refused.status, 1, refused.stderr);
+  const lines = refused.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `one line: ${refused.stderr}`);
+  assert.match(
+    lines[0]!,
+    /session limits cannot be enforced here \(pids\): cannot make the worker's cgroup in \/sys\/fs\/cgroup\/pids.*EROFS.*Fix: .*WORKER_ALLOW_UNENFORCED_LIMITS=true/,
+  );
+
+  const allowed = await startWorker({
+    env: { WORKER_ALLOW_UNENFORCED_LIMITS: 'true', WORKER_SPARE_SESSIONS: '0' },
+    namespace: {
+      spawnInWorkerNamespace: (argv, options) => spawn(withReadOnlyPids[0]!, [...withReadOnlyPids.slice(1), ...argv], options ?? {}),
+      forwardIntoWorkerNamespace: (port) => Promise.resolve(`127.0.0.1:${port}`),
+    },
+  });
+  try {
+    const warning = allowed.logs.find((l) => l.level === 'warn' && /WORKER_ALLOW_UNENFORCED_LIMITS=true/.test(String(l.message)));
+    assert.ok(warning, 'warned at start');
+    assert.deepEqual(Object.keys(warning.unenforced as object), ['pids']);
+    const metrics = await (await fetch(`http://127.0.0.1:${allowed.httpPort}/metrics`)).text();
+    assert.match(metrics, /^codegen_limits_unenforced\{controller="pids"\} 1$/m);
+    assert.doesNotMatch(metrics, /^codegen_limits_unenforced\{controller="memory"\}/m);
+  } finally {
+    await allowed.stop();
   }
 });

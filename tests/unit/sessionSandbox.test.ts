@@ -10,6 +10,7 @@ import type { SandboxContext } from '../../src/sandbox/session/sandboxContext.js
 import { SessionSandbox, type SessionSandboxParts } from '../../src/sandbox/session/sessionSandbox.js';
 import type { SessionStarters, SessionTaskGroups, WarmProcess } from '../../src/sandbox/session/sessionStarters.js';
 import { WarmUnavailableError, type WarmProgram } from '../../src/sandbox/warm/warmInterpreter.js';
+import type { LimitController } from '../../src/sandbox/confine/cgroupDelegation.js';
 
 // SessionSandbox's decisions, with its host reached only through fakes (sessionStarters.ts):
 // which calls are forked warm and which start cold, the limits a task's group gets, which limit
@@ -134,7 +135,7 @@ interface Setup {
   warmLanguage?: boolean;
   warmInterpreter?: boolean;
   cgroup?: boolean;
-  controllers?: string[];
+  controllers?: LimitController[];
   limits?: { maxMemoryMb: number; maxCpuPercent: number };
   diskMb?: number;
   install?: (requirements: string[]) => Promise<InstallResult>;
@@ -155,7 +156,7 @@ function sandboxWith(setup: Setup = {}): { sandbox: SessionSandbox; starters: Fa
       uidBase: undefined,
       logger,
     },
-    cgroups: { version: 'v1', controllers: setup.controllers ?? ['memory', 'cpu', 'cpuacct', 'pids'], root },
+    cgroups: { version: 'v1', controllers: setup.controllers ?? ['memory', 'cpu', 'pids'], missing: [], root },
     tools: { bwrap: '/usr/bin/bwrap', setpriv: '/usr/bin/setpriv', prlimit: '/usr/bin/prlimit', env: '/usr/bin/env', nsenter: '/usr/bin/nsenter' },
     seccomp: undefined,
     caBundle: undefined,

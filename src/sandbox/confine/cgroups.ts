@@ -3,6 +3,8 @@ import { mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { pathExists } from '../../storage/pathExists.js';
+import { messageOf } from '../../errors.js';
+import { delegateCgroups, hostCgroupFs, LIMIT_CONTROLLERS, type LimitController, type MissingController, type V1_HIERARCHIES } from './cgroupDelegation.js';
 
 /**
  * Control groups for sessions and their tasks: memory, CPU quota and process-count limits the
@@ -61,17 +63,24 @@ export interface Cgroup {
 export interface CgroupSupport {
   version: 'v1' | 'v2';
   /** What is limited: memory, cpu, pids. */
-  controllers: string[];
-  root: Cgroup;
+  controllers: LimitController[];
+  /** Limit controllers sessions do not get here, and why. */
+  missing: MissingController[];
+  /** The worker's own subtree; undefined when no hierarchy could hold it. */
+  root: Cgroup | undefined;
+  /** v2: the leaf the worker's processes moved into so its group could pass controllers on. */
+  movedInto?: string | undefined;
 }
+
+/** Cgroups the worker has a subtree in. */
+export type UsableCgroups = CgroupSupport & { root: Cgroup };
 
 const CPU_PERIOD_US = 100_000;
 
 function cpuQuotaUs(percent: number): number {
   return Math.max(1000, Math.round((percent * CPU_PERIOD_US) / 100));
 }
-const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids'] as const;
-type V1Controller = (typeof V1_CONTROLLERS)[number];
+type V1Controller = (typeof V1_HIERARCHIES)[number];
 
 function readText(path: string): string {
   try {
@@ -381,17 +390,6 @@ async function destroyTree(dir: string): Promise<void> {
   await removeDir(dir);
 }
 
-/** This process's own cgroup paths, by controller ("" for v2's unified entry). */
-async function ownCgroups(): Promise<Map<string, string>> {
-  const map = new Map<string, string>();
-  for (const line of (await readFile('/proc/self/cgroup', 'utf8')).split('\n')) {
-    const [, controllers, path] = line.split(':');
-    if (controllers === undefined || path === undefined) continue;
-    for (const c of controllers.split(',')) map.set(c, path);
-  }
-  return map;
-}
-
 /** Removes subtrees that earlier worker processes left (their pid no longer runs). */
 async function removeStaleSubtrees(parent: string): Promise<void> {
   const entries = await readdir(parent, { withFileTypes: true }).catch(() => []);
@@ -404,36 +402,41 @@ async function removeStaleSubtrees(parent: string): Promise<void> {
 }
 
 /**
- * Finds cgroups this worker may write and makes its subtree. Resolves undefined when there are
- * none (not root, read-only cgroupfs): limits then fall back to rlimits.
+ * Finds where this worker's cgroups go (cgroupDelegation.ts), makes its subtree there, and says
+ * which limit controllers it has and why any is missing. Undefined when there is no cgroupfs.
  */
 export async function setUpCgroups(): Promise<CgroupSupport | undefined> {
-  const own = await ownCgroups();
   const name = `codegen-${process.pid}`;
-  const base = '/sys/fs/cgroup';
-  try {
-    if (await pathExists(join(base, 'cgroup.controllers'))) {
-      // v2: processes may only sit in leaf groups, so the subtree hangs off the root group.
-      const controllers = (await readFile(join(base, 'cgroup.controllers'), 'utf8')).trim().split(/\s+/);
-      const wanted = ['memory', 'cpu', 'pids'].filter((c) => controllers.includes(c));
-      await writeFile(join(base, 'cgroup.subtree_control'), wanted.map((c) => `+${c}`).join(' '));
-      await removeStaleSubtrees(base);
-      const root = await new CgroupV2('', base).child(name, {});
-      return { version: 'v2', controllers: wanted, root };
-    }
-    const dirs: Partial<Record<V1Controller, string>> = {};
-    for (const controller of V1_CONTROLLERS) {
-      const mount = join(base, controller);
-      if (!(await pathExists(join(mount, 'cgroup.procs')))) continue;
-      const parent = join(mount, own.get(controller) ?? '/');
+  const placement = delegateCgroups(hostCgroupFs, await readFile('/proc/self/cgroup', 'utf8'));
+  if (!placement) return undefined;
+  const missing = [...placement.missing];
+  const lose = (controllers: readonly string[], why: string) => {
+    for (const controller of LIMIT_CONTROLLERS)
+      if (controllers.includes(controller) && !missing.some((m) => m.controller === controller)) missing.push({ controller, why });
+  };
+  if (placement.version === 'v2') {
+    const parent = placement.parents.unified!;
+    try {
       await removeStaleSubtrees(parent);
-      dirs[controller] = join(parent, name);
-      mkdirSync(dirs[controller], { recursive: true });
+      const root = await new CgroupV2('', parent).child(name, {});
+      return { version: 'v2', controllers: placement.controllers, missing, root, movedInto: placement.movedInto };
+    } catch (err) {
+      lose(LIMIT_CONTROLLERS, `cannot make the worker's cgroup in ${parent} (${messageOf(err)})`);
+      return { version: 'v2', controllers: [], missing, root: undefined };
     }
-    if (Object.keys(dirs).length === 0) return undefined;
-    const controllers = ['memory', 'cpu', 'pids'].filter((c) => c in dirs);
-    return { version: 'v1', controllers, root: new CgroupV1(name, dirs) };
-  } catch {
-    return undefined;
   }
+  const dirs: Partial<Record<V1Controller, string>> = {};
+  for (const [hierarchy, parent] of Object.entries(placement.parents) as [V1Controller, string][]) {
+    try {
+      await removeStaleSubtrees(parent);
+      // Not recursive: the parent exists, and a read-only cgroupfs then says EROFS, not ENOENT.
+      // One of this pid's may exist (a worker restarted in its container with the same pid).
+      if (!existsSync(join(parent, name))) mkdirSync(join(parent, name));
+      dirs[hierarchy] = join(parent, name);
+    } catch (err) {
+      lose([hierarchy], `cannot make the worker's cgroup in ${parent} (${messageOf(err)})`);
+    }
+  }
+  const controllers = LIMIT_CONTROLLERS.filter((c) => c in dirs);
+  return { version: 'v1', controllers, missing, root: Object.keys(dirs).length > 0 ? new CgroupV1(name, dirs) : undefined };
 }

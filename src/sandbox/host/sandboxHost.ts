@@ -4,7 +4,8 @@ import { chown, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { removeTree } from '../../storage/removeTree.js';
 import type { SessionDirectories } from '../../storage/workspaceStore.js';
-import { setUpCgroups, type Cgroup, type CgroupSupport } from '../confine/cgroups.js';
+import { setUpCgroups, type Cgroup, type UsableCgroups } from '../confine/cgroups.js';
+import { unenforcedLimits, unenforcedLimitsMessage, type MissingController } from '../confine/cgroupDelegation.js';
 import { imageBytes, makeDiskImage, mountDiskImage, probeDiskImages, unmountDiskImage, usedBytes } from '../confine/diskImage.js';
 import { findOnPath } from '../process/hostTools.js';
 import type { Language } from '../languages/language.js';
@@ -54,7 +55,9 @@ export class SandboxHost implements SandboxContext {
 
   private constructor(
     readonly options: SandboxHostOptions,
-    readonly cgroups: CgroupSupport | undefined,
+    readonly cgroups: UsableCgroups | undefined,
+    /** Limit controllers sessions go without here (WORKER_ALLOW_UNENFORCED_LIMITS let the worker start), and why. */
+    readonly unenforcedLimits: MissingController[],
     readonly isRoot: boolean,
     readonly tools: HostTools,
     /** The seccomp filter every sandboxed process gets (undefined on an architecture without one). */
@@ -99,13 +102,29 @@ export class SandboxHost implements SandboxContext {
       await mkdir(start.dirs.scratch, { recursive: true });
       const { languages, cgroups, diskImageProblem, caBundle, network } = await hostResources(start, resolving, uids, isRoot);
       const options: SandboxHostOptions = { ...start, languages };
+      const unenforced = unenforcedLimits(cgroups, isRoot ? 'no cgroupfs is mounted at /sys/fs/cgroup' : 'the worker is not running as root');
       try {
+        if (unenforced.length > 0 && !start.allowUnenforcedLimits) throw new SandboxUnavailableError(unenforcedLimitsMessage(unenforced));
         for (const language of options.languages) await language.prepareHost(uids ? { uid: uids.base, gid: uids.base } : undefined);
-        const host = new SandboxHost(options, cgroups, isRoot, tools, sandboxSeccompProgram(), uids, diskImageProblem, network.host, network.problem, caBundle);
+        const usable = cgroups?.root ? { ...cgroups, root: cgroups.root } : undefined;
+        const host = new SandboxHost(
+          options,
+          usable,
+          unenforced,
+          isRoot,
+          tools,
+          sandboxSeccompProgram(),
+          uids,
+          diskImageProblem,
+          network.host,
+          network.problem,
+          caBundle,
+        );
         await host.checks.checkDefault();
         return host;
       } catch (err) {
         await network.host?.close();
+        await cgroups?.root?.destroy().catch(() => undefined);
         throw err;
       }
     } catch (err) {
@@ -131,7 +150,9 @@ export class SandboxHost implements SandboxContext {
           ? "none for any session (WORKER_NETWORK_MAX=none); pkg.install's fetching step reaches its sources only"
           : `${this.networkHost.describe()}; pkg.install's fetching step reaches its sources only`,
       network_modes: `default ${this.options.network.defaultMode}, at most ${this.networkHost ? this.options.network.maxMode : 'none'}`,
-      cgroups: this.cgroups ? `${this.cgroups.version} (${controllers.join(', ')})` : 'none',
+      cgroups: this.cgroups
+        ? `${this.cgroups.version} (${controllers.join(', ')})${this.cgroups.movedInto ? `; the worker moved into the leaf ${this.cgroups.movedInto} to pass them on` : ''}`
+        : 'none',
       memory_limit: controllers.includes('memory') ? 'cgroup' : 'RLIMIT_AS',
       cpu_limit: controllers.includes('cpu') ? 'cgroup cpu quota' : 'NOT ENFORCED (no writable cpu cgroup)',
       process_limit: controllers.includes('pids') ? 'cgroup pids' : this.isRoot ? 'RLIMIT_NPROC (per-session uid)' : 'NOT ENFORCED',

@@ -1,5 +1,5 @@
 import type { Logger } from '../../logger.js';
-import type { CgroupSupport } from '../confine/cgroups.js';
+import type { UsableCgroups } from '../confine/cgroups.js';
 import type { HostTools } from '../confine/launcher.js';
 import type { Language } from '../languages/language.js';
 import type { DiskBudget } from '../../storage/diskBudget.js';
@@ -31,6 +31,8 @@ export interface SandboxHostOptions {
   background?: { maxRunning: number; outputBytes: number } | undefined;
   /** Keep a warm process per session (its language's interpreter, or a plain zygote) and fork every run call (run.python, run.node, run.go, run.shell) from it. */
   warmInterpreter: boolean;
+  /** WORKER_ALLOW_UNENFORCED_LIMITS: start even where memory, CPU or process limits cannot be enforced (development). */
+  allowUnenforcedLimits?: boolean | undefined;
   /** First uid of this worker's range (WORKER_UID_BASE); undefined: claim a free one. */
   uidBase: number | undefined;
   /** WORKER_CACHE_SCOPE: installers' caches and the wheel store shared by all sessions, or each user's own. */
@@ -48,7 +50,7 @@ export interface SandboxHostOptions {
  */
 export interface SandboxContext {
   readonly options: SandboxHostOptions;
-  readonly cgroups: CgroupSupport | undefined;
+  readonly cgroups: UsableCgroups | undefined;
   readonly tools: HostTools;
   /** The seccomp filter every sandboxed process gets (undefined on an architecture without one). */
   readonly seccomp: Buffer | undefined;
