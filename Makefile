@@ -13,7 +13,7 @@ GO_SOURCES := $(shell find src -name '*.go' 2>/dev/null)
 PYTHON := $(or $(WORKER_PYTHON),python3)
 ARGS ?=
 
-.PHONY: help run test test-unit bench build client-package generate lint format check-generated system-deps lint-deps clean
+.PHONY: help run test test-unit bench build client-package generate lint format check-generated system-deps test-deps lint-deps clean
 .DEFAULT_GOAL := help
 
 help: ## this list
@@ -25,7 +25,7 @@ run: system-deps dist/.built ## start the worker (flags: make run ARGS='--grpc-a
 # Lint and the check of gen/ run beside the end-to-end tier's shared phase, whose files measure
 # no time and leave CPU idle; their output comes, and their failure fails the suite, after it.
 # They take dist/ as built (-o): an edit made meanwhile must not rebuild it under running tests.
-test: system-deps dist/.built client/.built lint-deps ## the whole suite: the unit tier, then end to end, with lint (needs root)
+test: system-deps test-deps dist/.built client/.built lint-deps ## the whole suite: the unit tier, then end to end, with lint (needs root)
 	tests/unit-tier.sh
 	BESIDE_SHARED='$(MAKE) --no-print-directory -o dist/.built -o node_modules/.installed lint check-generated' tests/end-to-end-tier.sh
 
@@ -68,9 +68,9 @@ client/.built: node_modules/.installed tsconfig.json client/tsconfig.json client
 # What the worker needs from the machine: a Python 3 with pip (pkg.install drives the host's
 # pip), PyPA's installer (python3-installer: a list installed before is laid out again without
 # pip; without it pip does that too, slower) and bubblewrap (the sandbox); setpriv, prlimit, flock
-# and nsenter come with util-linux; sessions' networks need ip (iproute2) and nft (nftables). The
-# security tests build a small shared library with cc. Go sessions (offered unless WORKER_LANGUAGES
-# leaves go out) build with Debian's golang-go.
+# and nsenter come with util-linux; sessions' networks need ip (iproute2) and nft (nftables). Go
+# sessions (offered unless WORKER_LANGUAGES leaves go out) build with Debian's golang-go.
+# deploy/Dockerfile's runtime stage installs these same packages (tests/unit/deploy.test.ts).
 system-deps:
 	@command -v python3 >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3; }
 	@python3 -m pip --version >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-pip; }
@@ -79,8 +79,11 @@ system-deps:
 	@command -v flock >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1 && command -v nsenter >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq util-linux; }
 	@command -v ip >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq iproute2; }
 	@command -v nft >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nftables; }
-	@command -v cc >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq gcc libc6-dev; }
 	@case ",$$(echo "$${WORKER_LANGUAGES:-go}" | tr -d ' ')," in *,go,*) command -v go >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq golang-go; } ;; esac
+
+# What the tests need beyond the worker's own: a C compiler (a test builds an LD_PRELOAD library).
+test-deps:
+	@command -v cc >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq gcc libc6-dev; }
 
 # What `make lint` needs beyond node_modules: pyflakes (Debian's, for Debian's python3),
 # shellcheck and gofmt (golang-go, which Go sessions need anyway). pyflakes and shellcheck are
