@@ -145,7 +145,25 @@ export async function makeFakeInternet(options: FakeInternetOptions): Promise<Fa
     const control = await serverControl(server);
 
     const spawnInWorkerNamespace = (argv: string[], spawnOptions: SpawnOptions = {}): ChildProcess => {
-      const child = spawn('ip', ['netns', 'exec', worker, ...argv], spawnOptions);
+      // As `ip netns exec` (the namespace's network, its /etc/netns files over /etc's, in a mount
+      // namespace of its own), but keeping the host's /sys: `ip netns exec` mounts a sysfs of its
+      // own there, without the cgroup hierarchies, and the worker would have no limits to set.
+      const child = spawn(
+        'nsenter',
+        [
+          `--net=/run/netns/${worker}`,
+          '--',
+          'unshare',
+          '-m',
+          '--',
+          'sh',
+          '-c',
+          `mount --bind /etc/netns/${worker}/resolv.conf /etc/resolv.conf && exec "$@"`,
+          'sh',
+          ...argv,
+        ],
+        spawnOptions,
+      );
       processes.add(child);
       child.once('exit', () => processes.delete(child));
       return child;
