@@ -63,6 +63,7 @@ client/.built: node_modules/.installed tsconfig.json client/tsconfig.json client
 	@[ "$$(node -p 'require("./package.json").version')" = "$$(node -p 'require("./client/package.json").version')" ] || { echo "client/package.json's version differs from package.json's: make them the same"; exit 1; }
 	rm -rf client/dist
 	$(BIN)/tsc -p client/tsconfig.json
+	cp LICENSE client/LICENSE
 	@touch $@
 
 # What the worker needs from the machine: a Python 3 with pip (pkg.install drives the host's

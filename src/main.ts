@@ -28,7 +28,7 @@ async function main(): Promise<void> {
       process.exit(0);
     }
     if (err instanceof ConfigError) {
-      process.stderr.write(`codegen-worker: ${err.message}\n`);
+      process.stderr.write(`codegen-mcp-worker: ${err.message}\n`);
       process.exit(2);
     }
     throw err;
@@ -38,7 +38,7 @@ async function main(): Promise<void> {
   setLogger({ error: (...args: unknown[]) => logger.debug('grpc-js', { message: args.map(String).join(' ') }) });
   const refuse = (message: string) => {
     logger.error(message);
-    process.stderr.write(`codegen-worker: ${message.split('\n')[0]}\n`);
+    process.stderr.write(`codegen-mcp-worker: ${message.split('\n')[0]}\n`);
     process.exit(1);
   };
   // Whatever a broken host does (a hung filesystem, a stuck interpreter), startup ends.

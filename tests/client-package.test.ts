@@ -127,10 +127,10 @@ test("the packed client installs offline into a clean project, without the worke
   for (const file of files)
     assert.match(
       file,
-      /^(package\.json|README\.md|dist\/src\/client\/[^/]+\.(js|d\.ts)|dist\/src\/(cli|version)\.(js|d\.ts)|dist\/gen\/codegen\/v1\/[^/]+\.(js|d\.ts))$/,
+      /^(package\.json|README\.md|LICENSE|dist\/src\/client\/[^/]+\.(js|d\.ts)|dist\/src\/(cli|version)\.(js|d\.ts)|dist\/gen\/codegen\/v1\/[^/]+\.(js|d\.ts))$/,
       `${file}: only the client, the CLI and generated code are packed`,
     );
-  for (const needed of ['dist/src/client/index.js', 'dist/src/client/index.d.ts', 'dist/src/cli.js', 'dist/gen/codegen/v1/task_execution.js'])
+  for (const needed of ['LICENSE', 'dist/src/client/index.js', 'dist/src/client/index.d.ts', 'dist/src/cli.js', 'dist/gen/codegen/v1/task_execution.js'])
     assert.ok(files.includes(needed), `${needed} is packed`);
 
   // A clean project outside the repository, and the tarball installed into it from the npm cache.

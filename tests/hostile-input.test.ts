@@ -298,22 +298,22 @@ test('start-up errors: one line naming the setting and the cause, exit non-zero,
       [
         'busy gRPC port',
         ['--grpc-addr', `127.0.0.1:${port}`, '--http-addr', '127.0.0.1:0', '--data-dir', dataDir],
-        new RegExp(`^codegen-worker: WORKER_GRPC_ADDR 127\\.0\\.0\\.1:${port} is already in use`),
+        new RegExp(`^codegen-mcp-worker: WORKER_GRPC_ADDR 127\\.0\\.0\\.1:${port} is already in use`),
       ],
       [
         'busy HTTP port',
         ['--grpc-addr', '127.0.0.1:0', '--http-addr', `127.0.0.1:${port}`, '--data-dir', dataDir],
-        new RegExp(`^codegen-worker: WORKER_HTTP_ADDR 127\\.0\\.0\\.1:${port} is already in use`),
+        new RegExp(`^codegen-mcp-worker: WORKER_HTTP_ADDR 127\\.0\\.0\\.1:${port} is already in use`),
       ],
       [
         'read-only data dir',
         ['--grpc-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--data-dir', join(readOnly, 'data')],
-        /^codegen-worker: WORKER_DATA_DIR .* is on a read-only filesystem/,
+        /^codegen-mcp-worker: WORKER_DATA_DIR .* is on a read-only filesystem/,
       ],
       [
         'data dir under /proc',
         ['--grpc-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--data-dir', '/proc/nope'],
-        /^codegen-worker: WORKER_DATA_DIR \/proc\/nope cannot be created/,
+        /^codegen-mcp-worker: WORKER_DATA_DIR \/proc\/nope cannot be created/,
       ],
     ];
     for (const [what, args, pattern] of cases) {
