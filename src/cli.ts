@@ -102,20 +102,41 @@ program
   .argument('<tool>', "echo, fs.write, fs.read, fs.list, run.shell, pkg.install or the session language's run tool (run.python, run.node, run.go)")
   .option('--arg <key=value>', 'tool argument (repeatable)', collect)
   .option('-c, --code <source>', 'for run.python, run.node, run.go: the code')
-  .option('-f, --file <path>', 'for run.python, run.node, run.go: a local file holding the code')
+  .option(
+    '-f, --file <path>',
+    'for run.python, run.node, run.go: a local file holding the code; for fs.write: a local file to write (- for stdin), binary-safe',
+  )
   .option('--command <line>', 'for run.shell: the command line')
   .option('--cwd <path>', 'for run.shell: a workspace directory to run it in')
   .option('--background', 'for run.shell: start it as a background process and print its id (see attach)')
   .option('--pty', 'with --background: on a terminal of its own, sized as this one')
   .option('--timeout <seconds>', 'task timeout', Number)
+  .option('--raw', "for fs.read: the file's contents alone on stdout, byte for byte")
   .action(
     async (
       sessionId: string,
       tool: string,
-      opts: { arg?: string[]; code?: string; file?: string; command?: string; cwd?: string; timeout?: number; background?: boolean; pty?: boolean },
+      opts: {
+        arg?: string[];
+        code?: string;
+        file?: string;
+        command?: string;
+        cwd?: string;
+        timeout?: number;
+        background?: boolean;
+        pty?: boolean;
+        raw?: boolean;
+      },
     ) =>
       withClient(async ({ tasks }) => {
         const args = pairs(opts.arg);
+        if (tool === 'fs.write' && opts.file !== undefined) {
+          // The file's bytes, whatever they are (`-`: stdin), as base64: binary-safe, and no argument list to overflow.
+          args.contents = (opts.file === '-' ? await readAll(process.stdin) : await readFile(opts.file)).toString('base64');
+          args.encoding = 'base64';
+          opts.file = undefined;
+        }
+        if (tool === 'fs.read' && opts.raw) args.encoding = 'base64';
         if (opts.command !== undefined) args.command = opts.command;
         if (opts.cwd !== undefined) args.cwd = opts.cwd;
         if (opts.background) args.background = 'true';
@@ -125,12 +146,14 @@ program
         const asJson = globals().json;
         const bar = !asJson && process.stderr.isTTY;
         let result;
+        let streamed = false;
         try {
           result = await runTask(
             tasks,
             { sessionId, toolName: tool, arguments: args, constraints: { timeoutSeconds: opts.timeout ?? 0, maxMemoryMb: 0, maxCpuPercent: 0 } },
             {
               onLog: (log) => {
+                streamed = true;
                 if (asJson) process.stdout.write(json({ log }));
                 else (log.source === 'stderr' ? process.stderr : process.stdout).write(`${log.message}\n`);
               },
@@ -147,7 +170,7 @@ program
           );
         } catch (err) {
           if (err instanceof ClientError) {
-            process.stderr.write(`${Status[err.code]}: ${err.details}\n`);
+            process.stderr.write(`${explained(err)}\n`);
             process.exitCode = 1;
             return;
           }
@@ -157,8 +180,16 @@ program
         if (asJson) process.stdout.write(json({ result }));
         // A background start: its id alone, for `attach <session> $(codegen-worker run … --background)`.
         else if (opts.background && result.outputs.process_id) process.stdout.write(`${result.outputs.process_id}\n`);
-        // Run tools' output was streamed as it came; other tools' outputs are shown now.
-        else if (!tool.startsWith('run.')) for (const [key, value] of Object.entries(result.outputs)) process.stdout.write(`${key}: ${value}\n`);
+        else if (opts.raw && tool === 'fs.read') {
+          if (result.status === TaskStatus.STATUS_SUCCESS) process.stdout.write(Buffer.from(result.outputs.contents ?? '', 'base64'));
+        }
+        // Run tools' output was streamed as it came; other tools' outputs are shown now, but for
+        // what streamed as logs already (pkg.install's installer output).
+        else if (!tool.startsWith('run.'))
+          for (const [key, value] of Object.entries(result.outputs)) {
+            if (streamed && (key === 'stdout' || key === 'stderr')) continue;
+            process.stdout.write(`${key}: ${value}\n`);
+          }
         if (result.status !== TaskStatus.STATUS_SUCCESS) {
           if (!asJson) process.stderr.write(`${TaskStatus[result.status]}${result.error ? `: ${result.error}` : ''}\n`);
           // 124 on timeout, as timeout(1) does; otherwise the task's exit code.
@@ -267,9 +298,38 @@ program
     }),
   );
 
+/** All of a stream's bytes. */
+async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+  return Buffer.concat(chunks);
+}
+
+/** A refused call's status and details, and the likely fix when the worker could not be reached or would not listen. */
+function explained(err: ClientError): string {
+  const { address, token, tlsCa } = globals();
+  const said = `${Status[err.code]}: ${err.details.replace(/\.? Resolution note: $/, '')}`;
+  if (err.code === Status.UNAUTHENTICATED)
+    return `${said}\n(the worker wants its token: ${token ? 'the one given is not it' : 'pass --token or set WORKER_AUTH_TOKEN'})`;
+  if (err.code !== Status.UNAVAILABLE) return said;
+  if (/ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|Name resolution failed/.test(err.details))
+    return `${said}\n(no worker answers at ${address}: is it running (make run)? Another address: --address or WORKER_ADDRESS)`;
+  if (!tlsCa && /Connection dropped|Failed to connect|ECONNRESET|Protocol error|protocol/i.test(err.details))
+    return `${said}\n(the worker at ${address} may speak TLS: pass --tls-ca with its CA certificate)`;
+  if (tlsCa && /SSL|TLS|certificate|wrong version/i.test(err.details))
+    return `${said}\n(TLS with the worker at ${address} failed: does it serve TLS, and did --tls-ca sign its certificate?)`;
+  return said;
+}
+
+// A reader that stopped reading (`| head`) is no error: the rest is not wanted.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 try {
   await program.parseAsync();
 } catch (err) {
-  process.stderr.write(`${err instanceof ClientError ? `${Status[err.code]}: ${err.details}` : (err as Error).message}\n`);
+  process.stderr.write(`${err instanceof ClientError ? explained(err) : (err as Error).message}\n`);
   process.exitCode = 1;
 }

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ClientError, Status } from 'nice-grpc';
 import { createWorkerClient, Processes, runTask, TaskStatus } from '../src/client/index.js';
@@ -269,4 +271,41 @@ test('Processes: start with live output, type into it, list, read from an offset
   } finally {
     client.close();
   }
+});
+
+test('the CLI moves bytes: fs.write --file (or - for stdin) and fs.read --raw give back every byte; a closed pipe ends it quietly', async () => {
+  const bytes = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7919) % 256));
+  const file = join(mkdtempSync(join(tmpdir(), 'codegen-cli-bytes-')), 'in.bin');
+  writeFileSync(file, bytes);
+  const cli = (input: Buffer | undefined, ...args: string[]) =>
+    spawnSync(process.execPath, [CLI, '--address', worker.address, ...args], { timeout: 30_000, input, maxBuffer: 16 << 20 });
+  const sessionId = cli(undefined, 'create', '--workspace', 'cli-bytes').stdout.toString().trim();
+  const written = cli(undefined, 'run', sessionId, 'fs.write', '--arg', 'path=a.bin', '--file', file);
+  assert.equal(written.status, 0, written.stderr.toString());
+  assert.match(written.stdout.toString(), /bytes_written: 300000/);
+  const read = cli(undefined, 'run', sessionId, 'fs.read', '--arg', 'path=a.bin', '--raw');
+  assert.equal(read.status, 0, read.stderr.toString());
+  assert.ok(read.stdout.equals(bytes), 'fs.read --raw gives the bytes alone');
+  assert.equal(cli(bytes.subarray(0, 1000), 'run', sessionId, 'fs.write', '--arg', 'path=b.bin', '--file', '-').status, 0);
+  assert.ok(cli(undefined, 'run', sessionId, 'fs.read', '--arg', 'path=b.bin', '--raw').stdout.equals(bytes.subarray(0, 1000)), 'from stdin');
+
+  // | head -1: the CLI's stdout closes early.
+  const piped = spawnSync(
+    'sh',
+    [
+      '-c',
+      `"$0" "$1" --address "$2" run "$3" run.python --code 'for i in range(200000): print(i)' | head -1`,
+      process.execPath,
+      CLI,
+      worker.address,
+      sessionId,
+    ],
+    {
+      encoding: 'utf8',
+      timeout: 30_000,
+    },
+  );
+  assert.equal(piped.stdout, '0\n');
+  assert.equal(piped.stderr, '', 'no EPIPE stack');
+  assert.equal(cli(undefined, 'destroy', sessionId).status, 0);
 });

@@ -105,6 +105,8 @@ test('the CLI takes the token as --token or WORKER_AUTH_TOKEN', () => {
   const without = run(['capacity'], {});
   assert.notEqual(without.status, 0);
   assert.match(without.stderr, /UNAUTHENTICATED|missing or invalid credentials/);
+  assert.match(without.stderr, /pass --token or set WORKER_AUTH_TOKEN/, 'the fix is named');
+  assert.match(run(['capacity'], { WORKER_AUTH_TOKEN: 'wrong' }).stderr, /the one given is not it/);
 });
 
 test('the typed client sends its token; health checks need none', async () => {

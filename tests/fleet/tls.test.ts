@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { copyFileSync } from 'node:fs';
 import { connect } from 'node:tls';
 import { get } from 'node:https';
@@ -102,4 +103,16 @@ test('with WORKER_TLS_CLIENT_CA, a client without a certificate is refused, one 
   } finally {
     await mtls.stop();
   }
+});
+
+test('the CLI says what is wrong: plaintext against TLS names --tls-ca; nothing listening names the address', () => {
+  const cli = new URL('../../src/cli.js', import.meta.url).pathname;
+  const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args, 'capacity'], { encoding: 'utf8', timeout: 30_000 });
+  const plaintext = run('--address', worker.address);
+  assert.equal(plaintext.status, 1);
+  assert.match(plaintext.stderr, /^UNAVAILABLE: .*\n\(the worker at 127\.0\.0\.1:\d+ may speak TLS: pass --tls-ca/);
+  assert.equal(run('--address', worker.address, '--tls-ca', ca.caFile).status, 0);
+  const nobody = run('--address', '127.0.0.1:1');
+  assert.match(nobody.stderr, /\(no worker answers at 127\.0\.0\.1:1: is it running/);
+  assert.doesNotMatch(nobody.stderr, /Resolution note/);
 });
