@@ -10,6 +10,7 @@ import {
   SessionState,
   Status,
   TaskStatus,
+  type RunTaskResult,
   type WorkerClient,
 } from './client/index.js';
 import { enumNames } from './client/enumNames.js';
@@ -112,91 +113,98 @@ program
   .option('--pty', 'with --background: on a terminal of its own, sized as this one')
   .option('--timeout <seconds>', 'task timeout', Number)
   .option('--raw', "for fs.read: the file's contents alone on stdout, byte for byte")
-  .action(
-    async (
-      sessionId: string,
-      tool: string,
-      opts: {
-        arg?: string[];
-        code?: string;
-        file?: string;
-        command?: string;
-        cwd?: string;
-        timeout?: number;
-        background?: boolean;
-        pty?: boolean;
-        raw?: boolean;
-      },
-    ) =>
-      withClient(async ({ tasks }) => {
-        const args = pairs(opts.arg);
-        if (tool === 'fs.write' && opts.file !== undefined) {
-          // The file's bytes, whatever they are (`-`: stdin), as base64: binary-safe, and no argument list to overflow.
-          args.contents = (opts.file === '-' ? await readAll(process.stdin) : await readFile(opts.file)).toString('base64');
-          args.encoding = 'base64';
-          opts.file = undefined;
-        }
-        if (tool === 'fs.read' && opts.raw) args.encoding = 'base64';
-        if (opts.command !== undefined) args.command = opts.command;
-        if (opts.cwd !== undefined) args.cwd = opts.cwd;
-        if (opts.background) args.background = 'true';
-        if (opts.pty) Object.assign(args, { pty: 'true', rows: String(process.stdout.rows || 24), cols: String(process.stdout.columns || 80) });
-        if (opts.code !== undefined) args.code = opts.code;
-        if (opts.file !== undefined) args.code = await readFile(opts.file, 'utf8');
-        const asJson = globals().json;
-        const bar = !asJson && process.stderr.isTTY;
-        let result;
-        let streamed = false;
-        try {
-          result = await runTask(
-            tasks,
-            { sessionId, toolName: tool, arguments: args, constraints: { timeoutSeconds: opts.timeout ?? 0, maxMemoryMb: 0, maxCpuPercent: 0 } },
-            {
-              onLog: (log) => {
-                streamed = true;
-                if (asJson) process.stdout.write(json({ log }));
-                else (log.source === 'stderr' ? process.stderr : process.stdout).write(`${log.message}\n`);
-              },
-              onProgress: (progress) => {
-                if (asJson) process.stdout.write(json({ progress }));
-                else if (bar) {
-                  const filled = Math.round(progress.percentComplete / 5);
-                  process.stderr.write(
-                    `\r[${'#'.repeat(filled)}${' '.repeat(20 - filled)}] ${String(progress.percentComplete).padStart(3)}% ${progress.stage}\x1b[K${progress.percentComplete >= 100 ? '\n' : ''}`,
-                  );
-                }
-              },
+  .action(async (sessionId: string, tool: string, opts: RunOptions) =>
+    withClient(async ({ tasks }) => {
+      const args = await toolArguments(tool, opts);
+      const asJson = globals().json;
+      const bar = !asJson && process.stderr.isTTY;
+      let result;
+      let streamed = false;
+      try {
+        result = await runTask(
+          tasks,
+          { sessionId, toolName: tool, arguments: args, constraints: { timeoutSeconds: opts.timeout ?? 0, maxMemoryMb: 0, maxCpuPercent: 0 } },
+          {
+            onLog: (log) => {
+              streamed = true;
+              if (asJson) process.stdout.write(json({ log }));
+              else (log.source === 'stderr' ? process.stderr : process.stdout).write(`${log.message}\n`);
             },
-          );
-        } catch (err) {
-          if (err instanceof ClientError) {
-            process.stderr.write(`${explained(err)}\n`);
-            process.exitCode = 1;
-            return;
-          }
-          throw err;
+            onProgress: (progress) => {
+              if (asJson) process.stdout.write(json({ progress }));
+              else if (bar) {
+                const filled = Math.round(progress.percentComplete / 5);
+                process.stderr.write(
+                  `\r[${'#'.repeat(filled)}${' '.repeat(20 - filled)}] ${String(progress.percentComplete).padStart(3)}% ${progress.stage}\x1b[K${progress.percentComplete >= 100 ? '\n' : ''}`,
+                );
+              }
+            },
+          },
+        );
+      } catch (err) {
+        if (err instanceof ClientError) {
+          process.stderr.write(`${explained(err)}\n`);
+          process.exitCode = 1;
+          return;
         }
-        // A task that timed out or was cancelled still has its result: what it printed before.
-        if (asJson) process.stdout.write(json({ result }));
-        // A background start: its id alone, for `attach <session> $(codegen-worker run … --background)`.
-        else if (opts.background && result.outputs.process_id) process.stdout.write(`${result.outputs.process_id}\n`);
-        else if (opts.raw && tool === 'fs.read') {
-          if (result.status === TaskStatus.STATUS_SUCCESS) process.stdout.write(Buffer.from(result.outputs.contents ?? '', 'base64'));
-        }
-        // Run tools' output was streamed as it came; other tools' outputs are shown now, but for
-        // what streamed as logs already (pkg.install's installer output).
-        else if (!tool.startsWith('run.'))
-          for (const [key, value] of Object.entries(result.outputs)) {
-            if (streamed && (key === 'stdout' || key === 'stderr')) continue;
-            process.stdout.write(`${key}: ${value}\n`);
-          }
-        if (result.status !== TaskStatus.STATUS_SUCCESS) {
-          if (!asJson) process.stderr.write(`${TaskStatus[result.status]}${result.error ? `: ${result.error}` : ''}\n`);
-          // 124 on timeout, as timeout(1) does; otherwise the task's exit code.
-          process.exitCode = result.ended === 'timeout' ? 124 : result.exitCode > 0 && result.exitCode < 256 ? result.exitCode : 1;
-        }
-      }),
+        throw err;
+      }
+      printResult(tool, opts, result, streamed);
+    }),
   );
+
+interface RunOptions {
+  arg?: string[];
+  code?: string;
+  file?: string;
+  command?: string;
+  cwd?: string;
+  timeout?: number;
+  background?: boolean;
+  pty?: boolean;
+  raw?: boolean;
+}
+
+/** The tool's arguments from --arg and the options that stand for arguments. */
+async function toolArguments(tool: string, opts: RunOptions): Promise<Record<string, string>> {
+  const args = pairs(opts.arg);
+  if (tool === 'fs.write' && opts.file !== undefined) {
+    // The file's bytes, whatever they are (`-`: stdin), as base64: binary-safe, and no argument list to overflow.
+    args.contents = (opts.file === '-' ? await readAll(process.stdin) : await readFile(opts.file)).toString('base64');
+    args.encoding = 'base64';
+  } else if (opts.file !== undefined) args.code = await readFile(opts.file, 'utf8');
+  if (tool === 'fs.read' && opts.raw) args.encoding = 'base64';
+  if (opts.command !== undefined) args.command = opts.command;
+  if (opts.cwd !== undefined) args.cwd = opts.cwd;
+  if (opts.background) args.background = 'true';
+  if (opts.pty) Object.assign(args, { pty: 'true', rows: String(process.stdout.rows || 24), cols: String(process.stdout.columns || 80) });
+  if (opts.code !== undefined) args.code = opts.code;
+  return args;
+}
+
+/** What the task ended with, and the exit status that says it. */
+function printResult(tool: string, opts: RunOptions, result: RunTaskResult, streamed: boolean): void {
+  const asJson = globals().json;
+  // A task that timed out or was cancelled still has its result: what it printed before.
+  if (asJson) process.stdout.write(json({ result }));
+  // A background start: its id alone, for `attach <session> $(codegen-worker run … --background)`.
+  else if (opts.background && result.outputs.process_id) process.stdout.write(`${result.outputs.process_id}\n`);
+  else if (opts.raw && tool === 'fs.read') {
+    if (result.status === TaskStatus.STATUS_SUCCESS) process.stdout.write(Buffer.from(result.outputs.contents ?? '', 'base64'));
+  }
+  // Run tools' output was streamed as it came; other tools' outputs are shown now, but for
+  // what streamed as logs already (pkg.install's installer output).
+  else if (!tool.startsWith('run.'))
+    for (const [key, value] of Object.entries(result.outputs)) {
+      if (streamed && (key === 'stdout' || key === 'stderr')) continue;
+      process.stdout.write(`${key}: ${value}\n`);
+    }
+  if (result.status !== TaskStatus.STATUS_SUCCESS) {
+    if (!asJson) process.stderr.write(`${TaskStatus[result.status]}${result.error ? `: ${result.error}` : ''}\n`);
+    // 124 on timeout, as timeout(1) does; otherwise the task's exit code.
+    process.exitCode = result.ended === 'timeout' ? 124 : result.exitCode > 0 && result.exitCode < 256 ? result.exitCode : 1;
+  }
+}
 
 program
   .command('attach')
