@@ -1,4 +1,5 @@
 import type { DeepPartial, TaskExecutionClient, TaskRequest, TaskResult } from '../../gen/codegen/v1/task_execution.js';
+import { ClientError, Status } from 'nice-grpc';
 import type { WorkerCallOptions } from './createWorkerClient.js';
 
 /** A background process as proc.list lists it. */
@@ -103,11 +104,17 @@ export class Processes {
   ): Promise<Record<string, string>> {
     const request: DeepPartial<TaskRequest> = { sessionId: this.sessionId, toolName, arguments: args };
     let result: TaskResult | undefined;
-    // The stream's own error (the worker's status) is what rejects: it carries the code.
-    for await (const message of this.tasks.executeTask(request, { signal: options.signal })) {
-      const payload = message.payload;
-      if (payload?.$case === 'log') options.onLog?.(payload.value.source, payload.value.message);
-      else if (payload?.$case === 'result') result = payload.value;
+    // The stream's own error (the worker's status) is what rejects: it carries the code. A
+    // result sent before it (a task that timed out) rides along as `outputs`.
+    try {
+      for await (const message of this.tasks.executeTask(request, { signal: options.signal })) {
+        const payload = message.payload;
+        if (payload?.$case === 'log') options.onLog?.(payload.value.source, payload.value.message);
+        else if (payload?.$case === 'result') result = payload.value;
+      }
+    } catch (err) {
+      if (result && err instanceof ClientError) Object.assign(err, { outputs: result.outputs });
+      throw err;
     }
     if (!result) throw new Error(`${toolName}: the task stream ended without a result`);
     return result.outputs;
@@ -136,16 +143,41 @@ export class BackgroundProcess {
    * (resolves how) or `signal` aborts (resolves undefined); the process runs on either way.
    */
   follow(options: OutputHandlers & { since?: number; signal?: AbortSignal } = {}): Promise<ProcessExit | undefined> {
-    const onLog = (source: string, message: string) => (source === 'stderr' ? options.onStderr : options.onStdout)?.(message);
-    const followed = this.processes
-      .call('proc.output', { process_id: this.processId, since: String(options.since ?? 0), follow: 'true' }, { signal: options.signal, onLog })
-      .then(exitOf, (err: unknown) => {
-        if (options.signal?.aborted) return undefined;
-        throw err;
-      });
+    const followed = this.followed(options);
     if (!options.signal) this.following ??= followed;
     followed.catch(() => undefined); // wait() or the caller sees it; never an unhandled rejection
     return followed;
+  }
+
+  /**
+   * Follows in as many tasks as it takes: one the worker ends at its timeout (the session's or
+   * WORKER_MAX_TASK_TIMEOUT_SECONDS) is followed by another from where it stopped.
+   */
+  private async followed(options: OutputHandlers & { since?: number; signal?: AbortSignal }): Promise<ProcessExit | undefined> {
+    let since = options.since ?? 0;
+    let got = 0;
+    const onLog = (source: string, message: string) => {
+      got += Buffer.byteLength(message);
+      (source === 'stderr' ? options.onStderr : options.onStdout)?.(message);
+    };
+    for (;;) {
+      got = 0;
+      try {
+        const outputs = await this.processes.call(
+          'proc.output',
+          { process_id: this.processId, since: String(since), follow: 'true' },
+          { signal: options.signal, onLog },
+        );
+        const exit = exitOf(outputs);
+        if (exit || outputs.running === 'false') return exit;
+        since = Number(outputs.next ?? since + got);
+      } catch (err) {
+        if (options.signal?.aborted) return undefined;
+        if (!(err instanceof ClientError) || err.code !== Status.DEADLINE_EXCEEDED) throw err;
+        const outputs = (err as ClientError & { outputs?: Record<string, string> }).outputs;
+        since = outputs?.next !== undefined && outputs.next !== '' ? Number(outputs.next) : since + got;
+      }
+    }
   }
 
   /** Resolves when it exits (with how); the output followed since start, when handlers were given there. */

@@ -58,7 +58,9 @@ function targetOf(signer: UrlSigner, url: URL): Target | { status: number; messa
   }
   const port = Number(portText);
   const expiresMs = Number(expiresText);
-  if (!/^\d{1,5}$/.test(portText) || !/^\d{1,15}$/.test(expiresText) || !signer.verify(fieldsOf(sessionId, port, expiresMs), signature))
+  // Only the very text issued: another spelling of the same fields (08080, %73ession-…) is a changed URL.
+  const canonical = encodeURIComponent(sessionId) === sessionPart && String(port) === portText && String(expiresMs) === expiresText;
+  if (!canonical || !/^\d{1,5}$/.test(portText) || !/^\d{1,15}$/.test(expiresText) || !signer.verify(fieldsOf(sessionId, port, expiresMs), signature))
     return { status: 403, message: 'bad signature: this URL was not issued by this worker, or was changed' };
   if (Date.now() > expiresMs) return { status: 403, message: 'this port URL has expired; ask port.url for a new one' };
   return { sessionId, port, path: `/${rest.join('/')}${url.search}` };
@@ -71,6 +73,9 @@ function forwardedHeaders(req: IncomingMessage, port: number): Record<string, st
   headers.host = `localhost:${port}`;
   return headers;
 }
+
+/** Interim (1xx) answers a session's server may send before its answer. */
+const MAX_INTERIM_ANSWERS = 8;
 
 /** Passes one HTTP request to the session's server over `stream`, and its answer back, checked. */
 function forward(req: IncomingMessage, res: ServerResponse, target: Target, stream: Duplex, logger: Logger): void {
@@ -87,6 +92,12 @@ function forward(req: IncomingMessage, res: ServerResponse, target: Target, stre
     else res.destroy();
     stream.destroy();
   };
+  // Interim answers (1xx) are parsed by Node as fast as they come, whoever reads: a server
+  // sending them without end would take the worker's time from every session. A few are allowed.
+  let interim = 0;
+  forwarded.on('information', () => {
+    if (++interim > MAX_INTERIM_ANSWERS) refuse(`more than ${MAX_INTERIM_ANSWERS} interim (1xx) answers`);
+  });
   forwarded.on('response', (answer) => {
     const status = answer.statusCode ?? 0;
     if (status < 200 || status > 599) return refuse(`status ${status}`);

@@ -91,6 +91,8 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
   private sandboxRef: S | undefined;
   private readonly store: WorkspaceStore;
   private persistTimer: NodeJS.Timeout | undefined;
+  /** Background processes started so far (SessionRecord.processesStarted). */
+  private processesStarted = 0;
   private writing: Promise<void> = Promise.resolve();
   /** The write that has not started yet, if one waits. */
   private queuedWrite: { durable: boolean; done: Promise<void> } | undefined;
@@ -171,9 +173,20 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
   /** What a record of an earlier run says of the session beyond its identity: tasks, artifacts, checkpoints. */
   async resume(record: SessionRecord, tasks: PersistedTask[]): Promise<void> {
     this.tasks.restore(tasks);
+    this.processesStarted = record.processesStarted ?? 0;
     this.artifactIds.push(...record.artifacts);
     if (record.lastCheckpointId) this.previousCheckpoint = { id: record.lastCheckpointId, tree: undefined, chainLength: 0 };
     await this.loadTrees();
+  }
+
+  /**
+   * The number of the next background process (its id p<number>), on disk before it is used: an
+   * id a client kept from before a restart never names another process.
+   */
+  async nextProcessNumber(): Promise<number> {
+    const number = ++this.processesStarted;
+    await this.persist();
+    return number;
   }
 
   /** An artifact recorded for the session (kept once, on disk before the client hears of it). */
@@ -256,6 +269,7 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
       lastCheckpointId: this.lastCheckpointId,
       artifacts: [...this.artifactIds],
       tasks: this.tasks.snapshot(),
+      processesStarted: this.processesStarted,
       state: this.settled === TERMINATING ? 'TERMINATING' : 'READY',
     };
   }

@@ -24,6 +24,8 @@ export interface SessionRecord {
   lastCheckpointId: string;
   artifacts: string[];
   tasks: PersistedTask[];
+  /** Background processes started so far (their ids, p1 …, are never given twice, a restart between). */
+  processesStarted?: number | undefined;
   /** TERMINATING: destroy was under way; a restart finishes it. */
   state: 'READY' | 'TERMINATING';
 }
@@ -69,6 +71,7 @@ function isSessionRecord(value: unknown): boolean {
     r.artifacts.every((a) => typeof a === 'string') &&
     Array.isArray(r.tasks) &&
     r.tasks.every(isTask) &&
+    (r.processesStarted === undefined || (Number.isInteger(r.processesStarted) && r.processesStarted >= 0)) &&
     (r.state === 'READY' || r.state === 'TERMINATING')
   );
 }

@@ -4,6 +4,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { OutputRing } from '../sandbox/process/outputRing.js';
 import type { OutputSource } from '../sandbox/process/processSpec.js';
 import type { BackgroundInfo } from '../sandbox/session/backgroundProcesses.js';
+import { errors } from '../errors.js';
 import { parseCount, parseEncoding, parseFlag, type Encoding } from './arguments.js';
 import { defineTool, type ToolContext } from './tool.js';
 
@@ -27,6 +28,8 @@ export const procOutput = defineTool({
   },
   async run({ processId, since, follow, encoding }, ctx) {
     const { output } = ctx.session.sandbox.background.output(processId);
+    // Past what it printed: an offset of another process's (or a mistake); answering "nothing yet" would hide its output for good.
+    if (since > output.next) throw errors.invalidArgument(`proc.output since ${since} is past the end of process ${processId}'s output (next ${output.next})`);
     let from = Math.max(since, output.oldest);
     if (follow) {
       const next = await followOutput(output, from, ctx);

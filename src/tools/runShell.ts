@@ -46,7 +46,7 @@ export const runShell = defineTool({
       if (ctx.constraints.maxMemoryMb > 0 || ctx.constraints.maxCpuPercent > 0)
         throw errors.invalidArgument("run.shell background processes run under the session's limits; a task's constraints do not apply to them");
       await ctx.recorded;
-      const started = await ctx.session.sandbox.startBackground(command, segments, terminal);
+      const started = await ctx.session.sandbox.startBackground(await ctx.session.nextProcessNumber(), command, segments, terminal);
       return { ok: true, exitCode: 0, outputs: { process_id: started.processId, pid: String(started.pid) } };
     }
     await ctx.emit({ kind: 'progress', percentComplete: 0, stage: 'starting', message: 'starting /bin/sh' });

@@ -25,6 +25,8 @@ export interface ToolSession {
   readonly id: string;
   readonly userId: string;
   readonly sandbox: ToolSandbox;
+  /** The number of the next background process, recorded before it is used (ids never repeat). */
+  nextProcessNumber(): Promise<number>;
 }
 
 /** Signed URLs on the worker's HTTP endpoint that reach a port of a session's (http/portRequests.ts). */

@@ -44,6 +44,10 @@ export function fakeTaskSession(over: Partial<TaskSession> = {}): TaskSession {
     payloads: new PayloadBudget(1 << 30),
     touch: () => undefined,
     persist: () => Promise.resolve(),
+    nextProcessNumber: (() => {
+      let number = 0;
+      return () => Promise.resolve(++number);
+    })(),
     logger: { isDebugEnabled: () => false, isLevelEnabled: () => false, debug: () => undefined, log: () => undefined, error: () => undefined },
     sandbox: fakeSandbox(),
     ...over,

@@ -13,7 +13,7 @@ import type { SandboxedResult } from '../../src/sandbox/process/processSpec.js';
 
 // What each tool accepts, checked by parse() before anything runs (for a python session).
 const TOOLS = toolsFor('python');
-const pythonSession = { id: 'session-1', userId: 'user-1', sandbox: fakeSandbox() };
+const pythonSession = { id: 'session-1', userId: 'user-1', sandbox: fakeSandbox(), nextProcessNumber: () => Promise.resolve(1) };
 const tool = (name: string) => {
   const found = TOOLS.get(name)!;
   return { parse: (args: Record<string, string>) => found.parse(args, pythonSession) };

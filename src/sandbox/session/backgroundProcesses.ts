@@ -83,7 +83,8 @@ const SIGNALS = new Set(['HUP', 'INT', 'QUIT', 'KILL', 'USR1', 'USR2', 'TERM', '
 
 export class BackgroundProcesses {
   private readonly processes = new Map<string, Background>();
-  private counter = 0;
+  /** Starts under way (their slots taken before the first await, so a burst cannot pass the bound). */
+  private starting = 0;
   private disposed = false;
 
   constructor(
@@ -101,21 +102,27 @@ export class BackgroundProcesses {
    * Starts `command` from the spec `launch` makes for its group; resolves once it runs (its pid
    * known, or PID_WAIT_MS passed).
    */
-  async start(command: string, launch: (group: Cgroup) => ProcessSpec, pty = false): Promise<BackgroundInfo> {
+  async start(number: number, command: string, launch: (group: Cgroup) => ProcessSpec, pty = false): Promise<BackgroundInfo> {
     if (this.disposed) throw errors.invalidArgument('the session is being destroyed');
     const running = [...this.processes.values()].filter((p) => p.info.running).length;
-    if (running >= this.options.maxRunning)
+    if (running + this.starting >= this.options.maxRunning)
       throw errors.tooLarge(
         `this session already runs its maximum of ${this.options.maxRunning} background processes (WORKER_MAX_BACKGROUND); end one with proc.signal first`,
       );
-    const processId = `p${++this.counter}`;
-    const group = await this.session.child(`bg-${this.counter}`, {});
+    const processId = `p${number}`;
+    this.starting++;
+    let group: Cgroup;
     let child: ChildProcess;
     try {
-      child = startProcess(launch(group));
-    } catch (err) {
-      await group.destroy().catch(() => undefined);
-      throw err;
+      group = await this.session.child(`bg-${number}`, {});
+      try {
+        child = startProcess(launch(group));
+      } catch (err) {
+        await group.destroy().catch(() => undefined);
+        throw err;
+      }
+    } finally {
+      this.starting--;
     }
     const output = new OutputRing(this.options.outputBytes);
     const info: BackgroundInfo = { processId, command, pid: 0, startedAtMs: Date.now(), running: true, exitCode: undefined, killedBy: undefined, pty };
@@ -145,19 +152,19 @@ export class BackgroundProcesses {
     return { info: { ...p.info }, output: p.output };
   }
 
-  /** Writes to its stdin (and ends it with `eof`); resolves once the bytes are taken or buffered within bounds. */
-  async write(processId: string, data: Buffer, eof: boolean): Promise<void> {
+  /** Writes to its stdin (and ends it with `eof` once they are taken); resolves once the bytes are buffered within bounds. */
+  write(processId: string, data: Buffer, eof: boolean): Promise<void> {
     const p = this.find(processId);
     const stdin = p.child.stdin;
     if (!p.info.running || !stdin || stdin.writableEnded || stdin.destroyed)
       throw errors.processNotRunning(processId, p.info.running ? 'past the end of its input (eof was sent)' : 'no longer running', 'write to its stdin');
     if (stdin.writableLength + data.length > MAX_PENDING_STDIN)
       throw errors.tooLarge(`process ${processId} has not read the ${stdin.writableLength} bytes written to it before; write less, or once it reads`);
-    await new Promise<void>((resolve) => {
-      if (data.length > 0) stdin.write(data);
-      if (eof) stdin.end(resolve);
-      else resolve();
-    });
+    // Buffered within the bound above, never waited on: a process that does not read must not
+    // hold the call (nor, behind it, DestroySession).
+    if (data.length > 0) stdin.write(data);
+    if (eof) stdin.end();
+    return Promise.resolve();
   }
 
   /** Resizes its terminal (FAILED_PRECONDITION for one without, or no longer running). */
@@ -166,6 +173,8 @@ export class BackgroundProcesses {
     if (!p.info.pty) throw errors.processNotRunning(processId, 'not on a terminal (start it with pty)', 'resize its terminal');
     if (!p.info.running) throw errors.processNotRunning(processId, 'no longer running', 'resize its terminal');
     const control = p.child.stdio[4] as Writable | null | undefined;
+    // A helper that stopped reading (the session can stop it) gets no more than a few sizes queued.
+    if (control && control.writableLength > 4096) throw errors.processNotRunning(processId, 'not taking terminal sizes now', 'resize its terminal');
     control?.write(`${rows} ${cols}\n`);
   }
 

@@ -161,7 +161,7 @@ export class SessionSandbox {
    * Starts `command` as run.shell would, as a background process of the session's: in a sandbox
    * of its own, in a cgroup below the session's, running after the task that started it.
    */
-  async startBackground(command: string, cwd: string[], terminal?: { rows: number; cols: number }): Promise<BackgroundInfo> {
+  async startBackground(number: number, command: string, cwd: string[], terminal?: { rows: number; cols: number }): Promise<BackgroundInfo> {
     const shell = this.shell(command, cwd);
     const background = this.background;
     const python = this.hostPython;
@@ -184,7 +184,7 @@ export class SessionSandbox {
       }),
       control: terminal !== undefined,
     });
-    return background.start(command, launch, terminal !== undefined);
+    return background.start(number, command, launch, terminal !== undefined);
   }
 
   /** The host's Python the worker runs its helpers with (the plain zygote's): visible in every session's sandbox. */
