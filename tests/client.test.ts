@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ClientError, Status } from 'nice-grpc';
-import { createWorkerClient, Processes, runTask, TaskStatus } from '../src/client/index.js';
+import { CodegenWorker, createWorkerClient, Processes, runTask, TaskStatus } from '../src/client/index.js';
 import { startWorker, type RunningWorker } from './helpers/worker.js';
 import { waitFor } from './helpers/tasks.js';
 
@@ -308,4 +308,50 @@ test('the CLI moves bytes: fs.write --file (or - for stdin) and fs.read --raw gi
   assert.equal(piped.stdout, '0\n');
   assert.equal(piped.stderr, '', 'no EPIPE stack');
   assert.equal(cli(undefined, 'destroy', sessionId).status, 0);
+});
+
+test('the session object: files as bytes and text, code and commands with live output, typed results, install, checkpoint and restore, disposal', async () => {
+  const codegen = CodegenWorker.connect(worker.address);
+  try {
+    await using session = await codegen.createSession({ language: 'python', workspaceId: 'objects' });
+    assert.deepEqual(await session.files.write('data/a.bin', new Uint8Array([0, 255, 10])), { bytesWritten: 3 });
+    assert.deepEqual([...(await session.files.read('data/a.bin'))], [0, 255, 10]);
+    await session.files.write('main.py', 'import sys\nprint("out")\nprint("err", file=sys.stderr)\nsys.exit(3)\n');
+    assert.equal(await session.files.readText('main.py'), 'import sys\nprint("out")\nprint("err", file=sys.stderr)\nsys.exit(3)\n');
+    const listed = await session.files.list();
+    assert.deepEqual(
+      listed.map((e) => [e.name, e.type]),
+      [
+        ['data', 'directory'],
+        ['main.py', 'file'],
+      ],
+    );
+    assert.equal(typeof listed[1]!.size, 'number');
+
+    const live: string[] = [];
+    const ran = await session.run('print(6 * 7)', { onStdout: (text) => live.push(text) });
+    assert.deepEqual(live, ['42\n'], 'as it printed');
+    assert.deepEqual(ran, { stdout: '42\n', stderr: '', exitCode: 0, ended: 'completed', truncated: { stdout: false, stderr: false } });
+    const failed = await session.commands.run('python3 main.py', { cwd: '.' });
+    assert.deepEqual([failed.stdout, failed.stderr, failed.exitCode, failed.ended], ['out\n', 'err\n', 3, 'completed'], 'a failing process resolves');
+    const slow = await session.run('import time\nprint("started", flush=True)\ntime.sleep(30)', { timeoutMs: 1000 });
+    assert.deepEqual([slow.ended, slow.killedBy, slow.stdout], ['timeout', 'timeout', 'started\n']);
+
+    // Refusals reject with the worker's code.
+    const missing = await session.files.read('nope.txt').catch((e: unknown) => e);
+    assert.ok(missing instanceof ClientError && missing.code === Status.NOT_FOUND, String(missing));
+
+    const install = await session.install(['nothing-here']);
+    assert.equal(install.ok, false, 'an install that failed resolves');
+    assert.match(install.stderr, /./);
+
+    const { checkpointId } = await session.checkpoint();
+    await using restored = await codegen.restore(checkpointId);
+    assert.equal(await restored.files.readText('main.py'), await session.files.readText('main.py'));
+    assert.equal((await restored.run('print("restored")')).stdout, 'restored\n', 'a restored session finds its language');
+    assert.equal((await codegen.session(restored.id).status()).language, 'python');
+  } finally {
+    codegen.close();
+  }
+  assert.equal((await worker.sessions.getCapacity({})).activeSessions, 0, 'both disposed at the end of the scope');
 });

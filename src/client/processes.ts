@@ -1,6 +1,7 @@
-import type { DeepPartial, TaskExecutionClient, TaskRequest, TaskResult } from '../../gen/codegen/v1/task_execution.js';
+import type { TaskExecutionClient } from '../../gen/codegen/v1/task_execution.js';
 import { ClientError, Status } from 'nice-grpc';
 import type { WorkerCallOptions } from './createWorkerClient.js';
+import { callTool, outputsOf, type ToolCallOptions } from './toolCall.js';
 
 /** A background process as proc.list lists it. */
 export interface ProcessInfo {
@@ -96,28 +97,9 @@ export class Processes {
     return new BackgroundProcess(this, processId, pid);
   }
 
-  /** Runs a proc tool to its end: its outputs, its log messages to `onLog`; a refusal rejects with its ClientError. */
-  async call(
-    toolName: string,
-    args: Record<string, string>,
-    options: { signal?: AbortSignal; onLog?: (source: string, message: string) => void } = {},
-  ): Promise<Record<string, string>> {
-    const request: DeepPartial<TaskRequest> = { sessionId: this.sessionId, toolName, arguments: args };
-    let result: TaskResult | undefined;
-    // The stream's own error (the worker's status) is what rejects: it carries the code. A
-    // result sent before it (a task that timed out) rides along as `outputs`.
-    try {
-      for await (const message of this.tasks.executeTask(request, { signal: options.signal })) {
-        const payload = message.payload;
-        if (payload?.$case === 'log') options.onLog?.(payload.value.source, payload.value.message);
-        else if (payload?.$case === 'result') result = payload.value;
-      }
-    } catch (err) {
-      if (result && err instanceof ClientError) Object.assign(err, { outputs: result.outputs });
-      throw err;
-    }
-    if (!result) throw new Error(`${toolName}: the task stream ended without a result`);
-    return result.outputs;
+  /** Runs a proc tool to its end (toolCall.ts): its outputs, its log messages to `onLog`; a refusal rejects with its ClientError. */
+  call(toolName: string, args: Record<string, string>, options: ToolCallOptions = {}): Promise<Record<string, string>> {
+    return callTool(this.tasks, this.sessionId, toolName, args, options);
   }
 }
 
@@ -174,7 +156,7 @@ export class BackgroundProcess {
       } catch (err) {
         if (options.signal?.aborted) return undefined;
         if (!(err instanceof ClientError) || err.code !== Status.DEADLINE_EXCEEDED) throw err;
-        const outputs = (err as ClientError & { outputs?: Record<string, string> }).outputs;
+        const outputs = outputsOf(err);
         since = outputs?.next !== undefined && outputs.next !== '' ? Number(outputs.next) : since + got;
       }
     }

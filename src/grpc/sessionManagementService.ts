@@ -54,6 +54,7 @@ export function sessionManagementService(pool: SessionPool, checkpoints: Checkpo
         lastCheckpointId: session.lastCheckpointId,
         artifacts: [...session.artifacts],
         network: sessionConfigOf(session.config).network,
+        language: session.config.language,
       };
     },
 

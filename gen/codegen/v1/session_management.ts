@@ -75,7 +75,11 @@ export interface SessionStatusResponse {
   lastCheckpointId: string;
   artifacts: string[];
   /** Our addition: the policy the session runs under (its mode resolved) */
-  network: NetworkPolicy | undefined;
+  network:
+    | NetworkPolicy
+    | undefined;
+  /** Our addition: the session's language (python, node, go): which run tool it offers */
+  language: string;
 }
 
 export interface CheckpointRequest {
@@ -643,6 +647,7 @@ function createBaseSessionStatusResponse(): SessionStatusResponse {
     lastCheckpointId: "",
     artifacts: [],
     network: undefined,
+    language: "",
   };
 }
 
@@ -683,6 +688,9 @@ export const SessionStatusResponse: MessageFns<SessionStatusResponse> = {
     }
     if (message.network !== undefined) {
       NetworkPolicy.encode(message.network, writer.uint32(98).fork()).join();
+    }
+    if (message.language !== "") {
+      writer.uint32(106).string(message.language);
     }
     return writer;
   },
@@ -796,6 +804,14 @@ export const SessionStatusResponse: MessageFns<SessionStatusResponse> = {
             message.network = NetworkPolicy.decode(reader, reader.uint32());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.language = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -856,6 +872,7 @@ export const SessionStatusResponse: MessageFns<SessionStatusResponse> = {
         ? object.artifacts.map((e: any) => globalThis.String(e))
         : [],
       network: isSet(object.network) ? NetworkPolicy.fromJSON(object.network) : undefined,
+      language: isSet(object.language) ? globalThis.String(object.language) : "",
     };
   },
 
@@ -897,6 +914,9 @@ export const SessionStatusResponse: MessageFns<SessionStatusResponse> = {
     if (message.network !== undefined) {
       obj.network = NetworkPolicy.toJSON(message.network);
     }
+    if (message.language !== "") {
+      obj.language = message.language;
+    }
     return obj;
   },
 
@@ -921,6 +941,7 @@ export const SessionStatusResponse: MessageFns<SessionStatusResponse> = {
     message.network = (object.network !== undefined && object.network !== null)
       ? NetworkPolicy.fromPartial(object.network)
       : undefined;
+    message.language = object.language ?? "";
     return message;
   },
 };
