@@ -382,6 +382,16 @@ class CgroupV2 implements Cgroup {
   }
 }
 
+/**
+ * A group that exists at `where` (v1: its directory in each hierarchy; v2: its one directory):
+ * how set-up and the unit tests (over a directory tree standing in for cgroupfs) reach the classes.
+ */
+export function existingCgroup(version: 'v1', name: string, where: Partial<Record<V1Controller, string>>): Cgroup;
+export function existingCgroup(version: 'v2', name: string, where: string): Cgroup;
+export function existingCgroup(version: 'v1' | 'v2', name: string, where: Partial<Record<V1Controller, string>> | string): Cgroup {
+  return version === 'v1' ? new CgroupV1(name, where as Partial<Record<V1Controller, string>>) : new CgroupV2(name, where as string);
+}
+
 /** Removes a group and every group below it, deepest first. */
 async function destroyTree(dir: string): Promise<void> {
   const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
