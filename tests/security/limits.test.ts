@@ -74,6 +74,22 @@ function sessionCpuNs(sessionId: string): number {
 /** Periods in which the kernel held the session's processes back at its CPU quota. */
 const throttledPeriods = (sessionId: string) => Number(/nr_throttled (\d+)/.exec(sessionCgroupFile(sessionId, 'cpu', 'cpu.stat'))![1]);
 
+// At 10 MB the kernel's victim was the session's warm process, not the call's child: exit 137, and no killed_by.
+test('a call dying of the memory limit says killed_by memory at every limit size, run.python and run.shell alike', async () => {
+  for (const maxMemoryMb of [10, 24, 64]) {
+    const sessionId = await session({ maxMemoryMb });
+    for (const [toolName, args] of [
+      ['run.python', { code: 'b = bytearray(80 << 20)' }],
+      ['run.shell', { command: 'python3 -c "b = bytearray(80 << 20)"' }],
+    ] as const) {
+      const run = await runTask(worker.tasks, { sessionId, toolName, arguments: args });
+      assert.equal(run.result?.outputs.killed_by, 'memory', `${toolName} at ${maxMemoryMb} MB: ${JSON.stringify(run.result)}`);
+    }
+    // (At 10 MB the warm interpreter alone nearly fills the session: even print(1) may not fit.)
+    if (maxMemoryMb > 10) assert.equal((await runTool(worker.tasks, sessionId, 'run.python', { code: 'print(1)' })).stdout, '1\n', 'the session goes on');
+  }
+});
+
 test('max_cpu_percent 20: a 2 s busy loop uses at most 30% of one CPU, measured from the cgroup', async () => {
   const sessionId = await session({ maxCpuPercent: 20 });
   const before = sessionCpuNs(sessionId);

@@ -546,6 +546,9 @@ export class SessionSandbox {
     };
     const narrows = narrowed.memoryBytes !== undefined || narrowed.cpuPercent !== undefined;
     const group = (narrows ? undefined : await claimAhead?.()) ?? (await this.taskGroups?.take(narrowed, options.signal));
+    // The session's OOM kills so far: at a small limit the kernel's victim may be the session's
+    // warm process, not the call's child, and the call then dies of the session's limit all the same.
+    const sessionOomsBefore = group ? await this.parts.cgroup?.oomKills() : undefined;
     options.phases?.mark('cgroup');
     let running: RunningProcess | undefined;
     try {
@@ -562,7 +565,7 @@ export class SessionSandbox {
         },
         memoryMb,
       );
-      return { ...result, killedBy: await this.killedBy(result, group) };
+      return { ...result, killedBy: await this.killedBy(result, group, sessionOomsBefore) };
     } finally {
       if (running) this.live.delete(running);
       // Nothing of the task may outlive it; removing the empty group can wait.
@@ -574,10 +577,12 @@ export class SessionSandbox {
     }
   }
 
-  private async killedBy(result: ProcessResult, group: Cgroup | undefined): Promise<KilledBy | undefined> {
+  private async killedBy(result: ProcessResult, group: Cgroup | undefined, sessionOomsBefore?: number): Promise<KilledBy | undefined> {
     if (result.outputLimitExceeded) return 'output';
     if (result.exitCode === 0) return undefined;
     if (group && (await group.oomKills()) > 0) return 'memory';
+    const sessionOoms = sessionOomsBefore === undefined ? undefined : await this.parts.cgroup?.oomKills();
+    if (sessionOoms !== undefined && sessionOoms > sessionOomsBefore! && result.exitCode === 128 + 9) return 'memory';
     if (!group && this.parts.language.outOfMemory.test(result.stderr.text)) return 'memory';
     if (result.forkRefused || (group && (await group.forkRefusals()) > 0)) return 'pids';
     if (result.exitCode === 128 + 24) return 'cpu'; // SIGXCPU
