@@ -258,3 +258,34 @@ describe('tool errors', () => {
     });
   });
 });
+
+test("a client's mistakes are logged at info, without stacks; nothing of them at warn or error", async () => {
+  const from = worker.logs.length;
+  const { sessionId } = await worker.sessions.createSession({ workspaceId: 'mistakes' });
+  const grant = await worker.artifacts.getUploadURL({ sessionId, artifactName: 'a', contentType: 'text/plain', sizeBytes: 2 });
+  const put = (url: string) => fetch(url, { method: 'PUT', body: 'hi', headers: { 'content-type': 'text/plain' } });
+  assert.equal((await put(grant.uploadUrl.replace(/signature=[0-9a-f]{4}/, 'signature=0000'))).status, 403);
+  assert.equal((await put(grant.uploadUrl)).status, 200);
+  assert.equal((await put(grant.uploadUrl)).status, 409);
+  assert.equal((await runTask(worker.tasks, { sessionId, toolName: 'fs.read', arguments: { path: 'nope' } })).code, Status.NOT_FOUND);
+  assert.equal((await runTask(worker.tasks, { sessionId: 'session-nope', toolName: 'echo', arguments: { message: 'x' } })).code, Status.NOT_FOUND);
+  assert.equal((await runTask(worker.tasks, { sessionId, toolName: 'nope', arguments: {} })).code, Status.INVALID_ARGUMENT);
+  const cancel = new AbortController();
+  const cancelled = runTask(worker.tasks, { sessionId, toolName: 'run.shell', arguments: { command: 'echo started; sleep 5' } }, cancel.signal).catch(
+    () => undefined,
+  );
+  await waitFor(async () => (await worker.sessions.getSessionStatus({ sessionId })).activeTasks === 1);
+  cancel.abort();
+  await cancelled;
+  await statusOf(worker.artifacts.recordArtifact({ sessionId, artifactId: 'nope', artifactName: 'x' }));
+  await worker.sessions.destroySession({ sessionId });
+  const logged = worker.logs.slice(from);
+  const loud = logged.filter((l) => l.level === 'warn' || l.level === 'error' || /\n\s+at /.test(JSON.stringify(l)));
+  assert.deepEqual(loud, []);
+  const refused = logged.filter((l) => l.message === 'rpc' && l.code !== 'OK');
+  assert.deepEqual(
+    refused.map((l) => l.level),
+    refused.map(() => 'info'),
+  );
+  assert.ok(refused.length >= 4, `the refusals are logged: ${JSON.stringify(refused.map((l) => l.code))}`);
+});
