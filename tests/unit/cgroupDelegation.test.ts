@@ -86,7 +86,7 @@ test('v2 read-only (an unprivileged container): every controller missing, saying
     placed.missing.map((m) => m.controller),
     ['memory', 'cpu', 'pids'],
   );
-  assert.match(placed.missing[0]!.why, /EROFS; is the cgroupfs mounted read-only/);
+  assert.match(placed.missing[0]!.why, /EROFS: the cgroupfs is mounted read-only/);
 });
 
 test('v1: each hierarchy under its own group; one not mounted is named', () => {

@@ -131,6 +131,8 @@ test('the Service, Secret, budget, policy, scaling and monitoring all point at t
   const labels = set.spec!.template.metadata!.labels;
   const ports = new Map(set.spec!.template.spec!.containers[0]!.ports!.map((p) => [p.name, p.containerPort]));
   assert.equal(service.spec!.clusterIP, 'None');
+  assert.equal(service.spec!.publishNotReadyAddresses, true, 'a draining or starting pod keeps its name');
+  assert.equal(set.spec!.template.metadata!.annotations?.['prometheus.io/scrape'], undefined, 'scraped once, by the ServiceMonitor');
   assert.deepEqual(service.spec!.selector, labels);
   for (const p of service.spec!.ports!) assert.equal(ports.get(p.name), p.port, `the Service's ${p.name} port`);
   for (const key of Object.keys(secret.stringData!)) assert.ok(JSON.stringify(set).includes(key), `the StatefulSet uses ${key}`);
@@ -175,6 +177,9 @@ test('the image: three stages, runtime npm packages alone, a supported Node LTS,
   assert.match(modules, /^RUN npm ci --omit=dev\b/m);
   assert.match(runtime, /^COPY --from=modules \/build\/node_modules node_modules$/m);
   assert.doesNotMatch(runtime, /npm (install|ci)|\bmake\b|gcc/, 'nothing is built in the runtime stage');
+  // What the worker reads at run time: the descriptors it serves by reflection, the programs it hands to Python, sh and Go.
+  assert.match(runtime, /^COPY gen\/codegen\.binpb gen\/codegen\.binpb$/m);
+  assert.match(runtime, /^COPY src src$/m);
   assert.match(runtime, /^ENTRYPOINT \["\/usr\/bin\/tini", "--", "node", "dist\/src\/main\.js"\]$/m);
   // The runtime's Debian packages are system-deps' (Go's only when WORKER_LANGUAGES names go).
   const installed = (text: string) =>

@@ -132,7 +132,7 @@ function delegateV2(fs: CgroupFs, ownPath: string, base: string): CgroupPlacemen
       missing: LIMIT_CONTROLLERS.map((controller) => ({
         controller,
         why: available.includes(controller)
-          ? `cannot enable controllers in ${join(group, 'cgroup.subtree_control')} (${errnoOf(err)}; is the cgroupfs mounted read-only?)`
+          ? `cannot enable controllers in ${join(group, 'cgroup.subtree_control')} (${errnoOf(err)}${ENABLE_HINTS[errnoOf(err)] ?? ''})`
           : missing.find((m) => m.controller === controller)!.why,
       })),
     };
@@ -155,6 +155,15 @@ function missingFrom(available: readonly string[], group: string, base: string):
     why: `the ${controller} controller is not delegated to the worker's cgroup /${relative(base, group)} (its parent's cgroup.subtree_control lacks +${controller})`,
   }));
 }
+
+/** What an enabling refused with an errno most likely means. */
+const ENABLE_HINTS: Record<string, string> = {
+  EROFS: ': the cgroupfs is mounted read-only (an unprivileged container)',
+  EACCES: ': the group is not writable by the worker',
+  EPERM: ': the group is not writable by the worker',
+  EOPNOTSUPP: ': the group is threaded (cgroup.type), where domain controllers cannot be enabled',
+  EBUSY: ': processes kept joining the group while its own moved into the leaf',
+};
 
 /** The leaf a v2 group's processes move into so it may pass domain controllers on. */
 const LEAF = 'worker';

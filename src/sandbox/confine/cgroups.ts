@@ -293,6 +293,8 @@ class CgroupV2 implements Cgroup {
   constructor(
     readonly name: string,
     private readonly dir: string,
+    /** The controllers passed on to children: those set-up enabled (one not delegated would make the kernel refuse them all). */
+    private readonly controllers: readonly string[] = LIMIT_CONTROLLERS,
   ) {}
 
   get procsFiles(): string[] {
@@ -304,11 +306,11 @@ class CgroupV2 implements Cgroup {
     await mkdir(dir, { recursive: true });
     // Children get the controllers only when a group's subtree_control lists them.
     try {
-      writeFileSync(join(dir, 'cgroup.subtree_control'), '+memory +cpu +pids');
+      writeFileSync(join(dir, 'cgroup.subtree_control'), this.controllers.map((c) => `+${c}`).join(' '));
     } catch {
       // a leaf that cannot pass them on: its own limits still hold
     }
-    const group = new CgroupV2(name, dir);
+    const group = new CgroupV2(name, dir, this.controllers);
     await group.setLimits(limits);
     return group;
   }
@@ -328,7 +330,7 @@ class CgroupV2 implements Cgroup {
   rename(name: string): Promise<Cgroup> {
     const dir = join(dirname(this.dir), name);
     renameSync(this.dir, dir);
-    return Promise.resolve(new CgroupV2(name, dir));
+    return Promise.resolve(new CgroupV2(name, dir, this.controllers));
   }
 
   async addProcess(pid: number): Promise<void> {
@@ -428,7 +430,7 @@ export async function setUpCgroups(): Promise<CgroupSupport | undefined> {
     const parent = placement.parents.unified!;
     try {
       await removeStaleSubtrees(parent);
-      const root = await new CgroupV2('', parent).child(name, {});
+      const root = await new CgroupV2('', parent, placement.controllers).child(name, {});
       return { version: 'v2', controllers: placement.controllers, missing, root, movedInto: placement.movedInto };
     } catch (err) {
       lose(LIMIT_CONTROLLERS, `cannot make the worker's cgroup in ${parent} (${messageOf(err)})`);
