@@ -82,8 +82,11 @@ class FakeStarters implements SessionStarters {
     this.colds.push(spec);
     return Promise.resolve(this.coldResult);
   };
-  warm = (): Promise<WarmProcess> => {
+  /** The process specs warm processes were started with. */
+  warmLaunches: ProcessSpec[] = [];
+  warm = (_socket: string, _owner: unknown, launch: ProcessSpec): Promise<WarmProcess> => {
     this.warmStarts++;
+    this.warmLaunches.push(launch);
     if (this.warmStartFails) return Promise.reject(new Error('no zygote today'));
     const warm = new FakeWarm();
     this.warms.push(warm);
@@ -132,6 +135,7 @@ class FakeWarm implements WarmProcess {
 }
 
 interface Setup {
+  version?: 'v1' | 'v2';
   warmLanguage?: boolean;
   warmInterpreter?: boolean;
   cgroup?: boolean;
@@ -139,6 +143,7 @@ interface Setup {
   limits?: { maxMemoryMb: number; maxCpuPercent: number };
   diskMb?: number;
   install?: (requirements: string[]) => Promise<InstallResult>;
+  sessionGroup?: FakeCgroup;
 }
 
 function sandboxWith(setup: Setup = {}): { sandbox: SessionSandbox; starters: FakeStarters } {
@@ -156,7 +161,7 @@ function sandboxWith(setup: Setup = {}): { sandbox: SessionSandbox; starters: Fa
       uidBase: undefined,
       logger,
     },
-    cgroups: { version: 'v1', controllers: setup.controllers ?? ['memory', 'cpu', 'pids'], missing: [], root },
+    cgroups: { version: setup.version ?? 'v1', controllers: setup.controllers ?? ['memory', 'cpu', 'pids'], missing: [], root },
     tools: { bwrap: '/usr/bin/bwrap', setpriv: '/usr/bin/setpriv', prlimit: '/usr/bin/prlimit', env: '/usr/bin/env', nsenter: '/usr/bin/nsenter' },
     seccomp: undefined,
     caBundle: undefined,
@@ -168,7 +173,7 @@ function sandboxWith(setup: Setup = {}): { sandbox: SessionSandbox; starters: Fa
     env: { SESSION: 'yes' },
     owner: { uid: 200_001, gid: 200_001 },
     installer: { uid: 200_000, gid: 200_000 },
-    cgroup: setup.cgroup === false ? undefined : new FakeCgroup('session'),
+    cgroup: setup.cgroup === false ? undefined : (setup.sessionGroup ?? new FakeCgroup('session')),
     limits: { maxMemoryMb: 512, maxCpuPercent: 100, maxDiskMb: setup.diskMb ?? 0, ...setup.limits },
     disk: setup.diskMb ? { mountPoint: '/fake/disk', mb: setup.diskMb, baselineBytes: 0 } : undefined,
     scratch: '/fake/scratch',
@@ -352,4 +357,21 @@ test("a call that narrows no limit runs in the group the warm process's child fo
   assert.equal(starters.groups.length, taken + 1, 'a narrowing call takes a group of its own');
   assert.equal((warm.groups.at(-1) as FakeCgroup).name, starters.groups.at(-1)!.name);
   assert.equal(warm.ahead?.name, 'ahead-2', 'and leaves the one forked ahead unclaimed');
+});
+
+test("on cgroup v2 the warm interpreter joins a leaf of the session's group (a group passing controllers on may hold no process); on v1 the group itself", async () => {
+  for (const version of ['v1', 'v2'] as const) {
+    const sessionGroup = new FakeCgroup('session');
+    const { sandbox, starters } = sandboxWith({ version, sessionGroup });
+    await sandbox.runCode('print(1)', options(), noTaskLimits);
+    const joined = starters.warmLaunches[0]!.env.CODEGEN_CGROUP_PROCS ?? '';
+    if (version === 'v2') {
+      assert.ok(sessionGroup.alive.has('main'), 'the leaf is made');
+      assert.match(joined, /\/fake\/main\/cgroup\.procs/);
+      assert.doesNotMatch(joined, /\/fake\/session\/cgroup\.procs/);
+    } else {
+      assert.ok(!sessionGroup.alive.has('main'));
+      assert.match(joined, /\/fake\/session\/cgroup\.procs/);
+    }
+  }
 });

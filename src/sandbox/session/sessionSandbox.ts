@@ -79,6 +79,7 @@ export class SessionSandbox {
   private socket: { host: string; inside: string } | undefined;
   private codeCommand: CodeCommand | undefined;
   private backgroundProcesses: BackgroundProcesses | undefined;
+  private processesGroup: Promise<Cgroup | undefined> | undefined;
   private portRelay: PortRelay | undefined;
 
   constructor(
@@ -212,11 +213,12 @@ export class SessionSandbox {
     const python = this.hostPython;
     if (typeof network !== 'object' || !this.parts.owner || !python) throw errors.portsUnavailable(PORTS_NEED);
     await this.parts.loopback?.ready;
+    const ownGroup = await this.ownProcessesGroup();
     this.portRelay ??= new PortRelay(
       { nsenter: this.host.tools.nsenter, setpriv: this.host.tools.setpriv, python },
       network.namespace,
       this.parts.owner,
-      this.parts.cgroup,
+      ownGroup,
     );
     return this.portRelay.connect(port);
   }
@@ -344,16 +346,29 @@ export class SessionSandbox {
     return this.socket;
   }
 
+  /**
+   * Where the session's own processes (the warm interpreter, the port relay) join its cgroup: on
+   * v2 a leaf, `main`, of the session's group, as a group passing controllers on to its task
+   * groups may hold no process itself (the kernel's no-internal-processes rule: EBUSY); on v1
+   * the session's group.
+   */
+  private ownProcessesGroup(): Promise<Cgroup | undefined> {
+    const session = this.parts.cgroup;
+    this.processesGroup ??= session && this.host.cgroups?.version === 'v2' ? session.child('main', {}) : Promise.resolve(session);
+    return this.processesGroup;
+  }
+
   private async startWarm(command: string[], cwd: string, env: Record<string, string>, mounts: Mount[]): Promise<WarmProcess> {
     const socket = this.warmSocket();
     await this.parts.loopback?.ready;
+    const ownGroup = await this.ownProcessesGroup();
     const launch = confine(command, cwd, env, {
       tools: this.host.tools,
       isolate: this.isolate,
       network: this.codeNetwork,
       mounts: [...mounts, { host: dirname(socket.host), inside: INSIDE.control, writable: false }],
       owner: this.parts.owner,
-      cgroup: this.parts.cgroup,
+      cgroup: ownGroup,
       rlimits: { openFiles: SANDBOX_OPEN_FILES },
       seccomp: this.host.seccomp,
     });
