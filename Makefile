@@ -19,8 +19,12 @@ ARGS ?=
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
 
+# On a cgroup v2 host run by systemd the worker gets a scope of its own, its cgroup delegated to
+# it (Delegate=yes): a login session's group is not its to manage (README: What a node needs).
+DELEGATE := $(shell [ -f /sys/fs/cgroup/cgroup.controllers ] && [ -d /run/systemd/system ] && [ "$$(cat /proc/self/cgroup)" != "0::/" ] && command -v systemd-run >/dev/null && echo 'systemd-run --scope --quiet --collect -p Delegate=yes')
+
 run: system-deps dist/.built ## start the worker (flags: make run ARGS='--grpc-addr 127.0.0.1:0')
-	node dist/src/main.js $(ARGS)
+	$(DELEGATE) node dist/src/main.js $(ARGS)
 
 # Lint and the check of gen/ run beside the end-to-end tier's shared phase, whose files measure
 # no time and leave CPU idle; their output comes, and their failure fails the suite, after it.

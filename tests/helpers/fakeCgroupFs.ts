@@ -13,6 +13,8 @@ import type { CgroupFs } from '../../src/sandbox/confine/cgroupDelegation.js';
 export class FakeCgroupV2Fs implements CgroupFs {
   private readonly groups = new Map<string, { subtree: Set<string>; procs: Set<number> }>();
   readOnly = false;
+  /** Groups systemd delegated (their delegate xattr set). */
+  readonly delegatedGroups = new Set<string>();
   /** Called before each subtree_control write (a process joining meanwhile, as an exec would). */
   beforeEnable: (group: string) => void = () => undefined;
 
@@ -99,6 +101,10 @@ export class FakeCgroupV2Fs implements CgroupFs {
     }
   }
 
+  delegated(path: string): boolean {
+    return this.delegatedGroups.has(path);
+  }
+
   mkdir(path: string): void {
     if (this.readOnly) throw errno('EROFS', path);
     if (!this.groups.has(dirname(path))) throw errno('ENOENT', path);
@@ -126,6 +132,7 @@ export function fakeV1Fs(base: string, mounted: string[]): CgroupFs {
       throw errno('EACCES', path);
     },
     mkdir: () => undefined,
+    delegated: () => false,
   };
 }
 

@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
+import { runHostTool } from '../process/hostTools.js';
 
 /**
  * Where the worker's cgroup subtree goes, and which of the limit controllers it gets: the part
@@ -26,14 +27,48 @@ export interface CgroupFs {
   read(path: string): string;
   write(path: string, text: string): void;
   mkdir(path: string): void;
+  /** Whether systemd delegated the group (the trusted.delegate or user.delegate extended attribute is 1). */
+  delegated(path: string): boolean;
 }
 
-export const hostCgroupFs: CgroupFs = {
-  exists: (path) => existsSync(path),
-  read: (path) => readFileSync(path, 'utf8'),
-  write: (path, text) => writeFileSync(path, text),
-  mkdir: (path) => mkdirSync(path, { recursive: true }),
-};
+/** The host's cgroupfs; `delegated`: the groups systemd delegated, read ahead (delegatedGroups). */
+export function hostCgroupFs(delegated: ReadonlySet<string> = new Set()): CgroupFs {
+  return {
+    exists: (path) => existsSync(path),
+    read: (path) => readFileSync(path, 'utf8'),
+    write: (path, text) => writeFileSync(path, text),
+    mkdir: (path) => mkdirSync(path, { recursive: true }),
+    delegated: (path) => delegated.has(path),
+  };
+}
+
+/**
+ * Which of `groups` systemd delegated (trusted.delegate or user.delegate is 1). Node reads no
+ * extended attributes; Python does, asked once at start-up, on a host only.
+ */
+export async function delegatedGroups(groups: string[]): Promise<Set<string>> {
+  if (groups.length === 0) return new Set();
+  const answer = await runHostTool('python3', ['-I', '-S', '-c', DELEGATED_PY, ...groups], '', 10_000).catch(() => '');
+  return new Set(answer.split('\n').filter((line) => line !== '' && groups.includes(line)));
+}
+
+const DELEGATED_PY = `import os, sys
+def get(path, name):
+    try:
+        return os.getxattr(path, name)
+    except OSError:
+        return b""
+for path in sys.argv[1:]:
+    if b"1" in (get(path, "trusted.delegate"), get(path, "user.delegate")):
+        print(path)`;
+
+/** The v2 group the worker is in, and its parent: where delegation is asked about (none on v1). */
+export function ownV2Groups(procSelfCgroup: string, mountinfo: string, base = '/sys/fs/cgroup'): string[] {
+  const own = ownCgroupPaths(procSelfCgroup).get('');
+  if (own === undefined) return [];
+  const group = underBase(base, withinMount(own, cgroupMountRoots(mountinfo, base).get('')));
+  return group === base ? [] : [group, dirname(group)];
+}
 
 /** A controller that cannot limit sessions here, and why. */
 export interface MissingController {
@@ -71,10 +106,39 @@ export function ownCgroupPaths(procSelfCgroup: string): Map<string, string> {
  * enables the controllers for children, moving the group's processes into a leaf if needed).
  * Undefined when there is no cgroupfs at all.
  */
-export function delegateCgroups(fs: CgroupFs, procSelfCgroup: string, base = '/sys/fs/cgroup'): CgroupPlacement | undefined {
+export function delegateCgroups(fs: CgroupFs, procSelfCgroup: string, mountinfo: string, base = '/sys/fs/cgroup'): CgroupPlacement | undefined {
   const own = ownCgroupPaths(procSelfCgroup);
-  if (fs.exists(join(base, 'cgroup.controllers'))) return delegateV2(fs, own.get('') ?? '/', base);
+  const roots = cgroupMountRoots(mountinfo, base);
+  if (fs.exists(join(base, 'cgroup.controllers'))) return delegateV2(fs, withinMount(own.get('') ?? '/', roots.get('')), base);
+  for (const [hierarchy, root] of roots) if (own.has(hierarchy)) own.set(hierarchy, withinMount(own.get(hierarchy)!, root));
   return placeV1(fs, own, base);
+}
+
+/**
+ * The group each cgroup mount under `base` shows as its top ("" for v2's), from
+ * /proc/self/mountinfo: a container without a cgroup namespace has its own group mounted there,
+ * while /proc/self/cgroup names the group from the hierarchy's top.
+ */
+export function cgroupMountRoots(mountinfo: string, base: string): Map<string, string> {
+  const roots = new Map<string, string>();
+  for (const line of mountinfo.split('\n')) {
+    const [fields, after] = line.split(' - ');
+    const parts = fields?.split(' ') ?? [];
+    const type = after?.split(' ')[0];
+    const root = parts[3];
+    const point = parts[4];
+    if (root === undefined || point === undefined || (type !== 'cgroup' && type !== 'cgroup2')) continue;
+    if (type === 'cgroup2' && point === base) roots.set('', root);
+    if (type === 'cgroup' && dirname(point) === base) for (const h of basename(point).split(',')) roots.set(h, root);
+  }
+  return roots;
+}
+
+/** A group as /proc/self/cgroup names it, as seen below a mount whose top is `root`. */
+function withinMount(path: string, root: string | undefined): string {
+  if (!root || root === '/') return path;
+  if (path === root) return '/';
+  return path.startsWith(`${root}/`) ? path.slice(root.length) : path;
 }
 
 /** `path` (a group as /proc/self/cgroup names it) under the mount `base`; `/` is the base itself. */
@@ -95,24 +159,26 @@ function errnoOf(err: unknown): string {
 }
 
 function delegateV2(fs: CgroupFs, ownPath: string, base: string): CgroupPlacement {
-  let group = underBase(base, ownPath);
+  const group = underBase(base, ownPath);
+  // Ours to manage: the top of what we see (a container's private cgroup namespace, or the real
+  // root), or a group systemd delegated. Not a group someone else manages (a login scope, a unit
+  // without Delegate=yes): its processes are not ours to move, nor hanging our groups off the
+  // real root instead (outside the unit's or the pod's limits, left behind when it ends).
+  const ours = (g: string) => g === base || fs.delegated(g);
   // Already in the leaf an earlier start moved it into (the worker restarted in its container):
   // its parent passes the controllers on, and the subtree goes beside the leaf again.
-  if (basename(group) === LEAF && group !== base) {
+  if (basename(group) === LEAF && group !== base && ours(dirname(group))) {
     const parent = dirname(group);
     const passed = subtreeOf(fs, parent);
     const wanted = LIMIT_CONTROLLERS.filter((c) => controllersOf(fs, parent).includes(c));
     if (wanted.length > 0 && wanted.every((c) => passed.includes(c)))
       return { version: 'v2', parents: { unified: parent }, controllers: wanted, missing: missingFrom(wanted, parent, base), movedInto: group };
   }
-  let available = controllersOf(fs, group);
-  // The real root has no cgroup.type; a namespace's root (a container's) has.
-  const seesRealRoot = !fs.exists(join(base, 'cgroup.type'));
-  const rootHasAll = LIMIT_CONTROLLERS.every((c) => controllersOf(fs, base).includes(c));
-  if (group !== base && seesRealRoot && rootHasAll && !LIMIT_CONTROLLERS.every((c) => available.includes(c))) {
-    group = base;
-    available = controllersOf(fs, base);
+  if (!ours(group)) {
+    const why = `the worker's cgroup ${ownPath} is not delegated to it (a systemd unit or scope needs Delegate=yes: \`systemd-run --scope -p Delegate=yes …\`, as make run does; a container, a private cgroup namespace)`;
+    return { version: 'v2', parents: { unified: group }, controllers: [], missing: LIMIT_CONTROLLERS.map((controller) => ({ controller, why })) };
   }
+  const available = controllersOf(fs, group);
   const missing = missingFrom(available, group, base);
   const wanted = LIMIT_CONTROLLERS.filter((c) => available.includes(c));
   const placement: CgroupPlacement = { version: 'v2', parents: { unified: group }, controllers: wanted, missing };

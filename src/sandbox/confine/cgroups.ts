@@ -4,7 +4,16 @@ import { dirname, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { pathExists } from '../../storage/pathExists.js';
 import { messageOf } from '../../errors.js';
-import { delegateCgroups, hostCgroupFs, LIMIT_CONTROLLERS, type LimitController, type MissingController, type V1_HIERARCHIES } from './cgroupDelegation.js';
+import {
+  delegateCgroups,
+  delegatedGroups,
+  hostCgroupFs,
+  ownV2Groups,
+  LIMIT_CONTROLLERS,
+  type LimitController,
+  type MissingController,
+  type V1_HIERARCHIES,
+} from './cgroupDelegation.js';
 
 /**
  * Control groups for sessions and their tasks: memory, CPU quota and process-count limits the
@@ -419,7 +428,9 @@ async function removeStaleSubtrees(parent: string): Promise<void> {
  */
 export async function setUpCgroups(): Promise<CgroupSupport | undefined> {
   const name = `codegen-${process.pid}`;
-  const placement = delegateCgroups(hostCgroupFs, await readFile('/proc/self/cgroup', 'utf8'));
+  const [self, mountinfo] = await Promise.all([readFile('/proc/self/cgroup', 'utf8'), readFile('/proc/self/mountinfo', 'utf8')]);
+  const delegated = existsSync('/sys/fs/cgroup/cgroup.controllers') ? await delegatedGroups(ownV2Groups(self, mountinfo)) : new Set<string>();
+  const placement = delegateCgroups(hostCgroupFs(delegated), self, mountinfo);
   if (!placement) return undefined;
   const missing = [...placement.missing];
   const lose = (controllers: readonly string[], why: string) => {
