@@ -7,6 +7,7 @@ import {
   createWorkerClient,
   Processes,
   runTask,
+  SessionFiles,
   SessionState,
   Status,
   TaskStatus,
@@ -239,6 +240,32 @@ program
       }
     }),
   );
+
+program
+  .command('cp')
+  .description('copy files and directories between here and a session: cp ./local <session>:path, or cp <session>:path ./local')
+  .argument('<from>', 'a local path, or <session>:<path in the workspace>')
+  .argument('<to>', 'a local path, or <session>:<path in the workspace>')
+  .action(async (from: string, to: string) =>
+    withClient(async (client) => {
+      const [remoteFrom, remoteTo] = [sessionPath(from), sessionPath(to)];
+      if ((remoteFrom === undefined) === (remoteTo === undefined)) throw new Error('cp: exactly one side must be <session>:<path>');
+      const bar = process.stderr.isTTY && !globals().json;
+      const onProgress = ({ path, bytes, totalBytes }: { path: string; bytes: number; totalBytes: number }) => {
+        if (bar) process.stderr.write(`\r${path} ${bytes}/${totalBytes} bytes\x1b[K`);
+      };
+      const files = remoteFrom ? new SessionFiles(client, remoteFrom.sessionId) : new SessionFiles(client, remoteTo!.sessionId);
+      const copied = remoteFrom ? await files.download(remoteFrom.path, to, { onProgress }) : await files.upload(from, remoteTo!.path, { onProgress });
+      if (bar) process.stderr.write('\n');
+      print(copied, `${copied.files} file${copied.files === 1 ? '' : 's'}, ${copied.bytes} bytes`);
+    }),
+  );
+
+/** `<session>:<path>` (a session id, as the worker makes them), or undefined for a local path. */
+function sessionPath(arg: string): { sessionId: string; path: string } | undefined {
+  const match = /^(session-[A-Za-z0-9_-]+):(.*)$/.exec(arg);
+  return match ? { sessionId: match[1]!, path: match[2] || '.' } : undefined;
+}
 
 program
   .command('status')

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -311,6 +312,7 @@ test('the CLI moves bytes: fs.write --file (or - for stdin) and fs.read --raw gi
 });
 
 test('the session object: files as bytes and text, code and commands with live output, typed results, install, checkpoint and restore, disposal', async () => {
+  const sessionsBefore = (await worker.sessions.getCapacity({})).activeSessions;
   const codegen = CodegenWorker.connect(worker.address);
   try {
     await using session = await codegen.createSession({ language: 'python', workspaceId: 'objects' });
@@ -353,5 +355,43 @@ test('the session object: files as bytes and text, code and commands with live o
   } finally {
     codegen.close();
   }
-  assert.equal((await worker.sessions.getCapacity({})).activeSessions, 0, 'both disposed at the end of the scope');
+  assert.equal((await worker.sessions.getCapacity({})).activeSessions, sessionsBefore, 'both disposed at the end of the scope');
+});
+
+test('cp copies files and directories both ways, byte for byte, a file larger than a part in parts', async () => {
+  const here = mkdtempSync(join(tmpdir(), 'codegen-cli-cp-'));
+  try {
+    const big = randomBytes(9 * 1024 * 1024 + 7); // two parts of 8 MiB
+    mkdirSync(join(here, 'tree/sub/deeper'), { recursive: true });
+    writeFileSync(join(here, 'tree/big.bin'), big);
+    writeFileSync(join(here, 'tree/sub/a.txt'), 'a\n');
+    writeFileSync(join(here, 'tree/sub/deeper/empty'), '');
+    writeFileSync(join(here, 'one.bin'), big.subarray(0, 1000));
+    const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, '--address', worker.address, ...args], { encoding: 'utf8', timeout: 60_000 });
+    const sessionId = cli('create', '--workspace', 'cli-cp').stdout.trim();
+    const up = cli('cp', join(here, 'tree'), `${sessionId}:copied`);
+    assert.equal(up.status, 0, up.stderr);
+    assert.equal(up.stdout, `3 files, ${big.length + 2} bytes\n`);
+    assert.equal(cli('cp', join(here, 'one.bin'), `${sessionId}:one.bin`).status, 0);
+    // The session sees what was sent.
+    const sums = cli('run', sessionId, 'run.shell', '--command', 'sha256sum copied/big.bin one.bin && cat copied/sub/a.txt && wc -c < copied/sub/deeper/empty');
+    assert.match(sums.stdout, new RegExp(`^${createHash('sha256').update(big).digest('hex')}  copied/big.bin\\n`));
+    assert.match(sums.stdout, /\na\n0\n$/);
+    const down = cli('cp', `${sessionId}:copied`, join(here, 'back'));
+    assert.equal(down.status, 0, down.stderr);
+    assert.ok(readFileSync(join(here, 'back/big.bin')).equals(big));
+    assert.equal(readFileSync(join(here, 'back/sub/a.txt'), 'utf8'), 'a\n');
+    assert.equal(readFileSync(join(here, 'back/sub/deeper/empty'), 'utf8'), '');
+    assert.equal(cli('cp', `${sessionId}:one.bin`, join(here, 'one-back.bin')).status, 0);
+    assert.ok(readFileSync(join(here, 'one-back.bin')).equals(big.subarray(0, 1000)));
+    const neither = cli('cp', join(here, 'one.bin'), join(here, 'x'));
+    assert.equal(neither.status, 1);
+    assert.match(neither.stderr, /exactly one side must be <session>:<path>/);
+    const missing = cli('cp', `${sessionId}:nope.txt`, join(here, 'nope'));
+    assert.equal(missing.status, 1);
+    assert.match(missing.stderr, /^NOT_FOUND/);
+    assert.equal(cli('destroy', sessionId).status, 0);
+  } finally {
+    rmSync(here, { recursive: true, force: true });
+  }
 });

@@ -7,6 +7,7 @@ export {
   SessionFiles,
   type CommandOptions,
   type Execution,
+  type CopyOptions,
   type FileEntry,
   type Install,
   type KilledBy,

@@ -1,3 +1,5 @@
+import { mkdir, open, readdir, rename, stat } from 'node:fs/promises';
+import { dirname, join, posix, relative, sep } from 'node:path';
 import { ClientError, Status } from 'nice-grpc';
 import { TaskStatus } from '../../gen/codegen/v1/common.js';
 import type { NetworkPolicy } from '../../gen/codegen/v1/common.js';
@@ -45,6 +47,14 @@ export interface CommandOptions extends RunOptions {
   /** A workspace directory to run in (default: the workspace root). */
   cwd?: string;
 }
+
+/** A part copied: `bytes` of `totalBytes` of `path` so far. */
+export interface CopyOptions {
+  onProgress?: (progress: { path: string; bytes: number; totalBytes: number }) => void;
+}
+
+/** Bytes a part of a copy carries (base64 on the wire: a third more), well inside a message. */
+const PART_BYTES = 8 * 1024 * 1024;
 
 export interface FileEntry {
   name: string;
@@ -220,12 +230,98 @@ export class SessionFiles {
     private readonly sessionId: string,
   ) {}
 
-  /** Writes a file (text as UTF-8, bytes as they are), making its directories. */
-  async write(path: string, data: string | Uint8Array): Promise<{ bytesWritten: number }> {
+  /** Writes a file (text as UTF-8, bytes as they are), making its directories; `append` adds to its end. */
+  async write(path: string, data: string | Uint8Array, options: { append?: boolean } = {}): Promise<{ bytesWritten: number }> {
     const args: Record<string, string> =
       typeof data === 'string' ? { path, contents: data } : { path, contents: Buffer.from(data).toString('base64'), encoding: 'base64' };
+    if (options.append) args.append = 'true';
     const o = await callTool(this.client.tasks, this.sessionId, 'fs.write', args);
     return { bytesWritten: Number(o.bytes_written) };
+  }
+
+  /** Bytes of a file from `offset`, at most `length` of them, and the whole file's size. */
+  async readPart(path: string, offset: number, length: number): Promise<{ bytes: Buffer; fileSize: number }> {
+    const o = await callTool(this.client.tasks, this.sessionId, 'fs.read', { path, encoding: 'base64', offset: String(offset), length: String(length) });
+    return { bytes: Buffer.from(o.contents ?? '', 'base64'), fileSize: Number(o.file_size) };
+  }
+
+  /** Copies a local file or directory (its files, recursively) into the workspace at `path`, in parts of PART_BYTES. */
+  async upload(local: string, path: string, options: CopyOptions = {}): Promise<{ files: number; bytes: number }> {
+    const done = { files: 0, bytes: 0 };
+    const files = (await stat(local)).isDirectory()
+      ? (await readdir(local, { recursive: true, withFileTypes: true }))
+          .filter((e) => e.isFile())
+          .map((e) => relative(local, join(e.parentPath ?? e.path, e.name)))
+      : [''];
+    for (const file of files) {
+      const from = file === '' ? local : join(local, file);
+      const to = file === '' ? path : posix.join(path, ...file.split(sep));
+      const handle = await open(from);
+      try {
+        const size = (await handle.stat()).size;
+        let offset = 0;
+        do {
+          const part = Buffer.alloc(Math.min(PART_BYTES, size - offset));
+          const { bytesRead } = await handle.read(part, 0, part.length, offset);
+          await this.write(to, part.subarray(0, bytesRead), { append: offset > 0 });
+          offset += bytesRead;
+          options.onProgress?.({ path: to, bytes: offset, totalBytes: size });
+          if (bytesRead === 0) break;
+        } while (offset < size);
+        done.files++;
+        done.bytes += offset;
+      } finally {
+        await handle.close();
+      }
+    }
+    return done;
+  }
+
+  /** Copies a workspace file or directory (its files, recursively) to `local`, in parts of PART_BYTES. */
+  async download(path: string, local: string, options: CopyOptions = {}): Promise<{ files: number; bytes: number }> {
+    const done = { files: 0, bytes: 0 };
+    const files = (await this.isDirectory(path)) ? await this.filesUnder(path) : [''];
+    for (const file of files) {
+      const from = file === '' ? path : posix.join(path, file);
+      const to = file === '' ? local : join(local, ...file.split('/'));
+      await mkdir(dirname(to), { recursive: true });
+      const partial = `${to}.part-${process.pid}`;
+      const handle = await open(partial, 'w');
+      try {
+        let offset = 0;
+        for (;;) {
+          const { bytes, fileSize } = await this.readPart(from, offset, PART_BYTES);
+          await handle.write(bytes, 0, bytes.length, offset);
+          offset += bytes.length;
+          options.onProgress?.({ path: from, bytes: offset, totalBytes: fileSize });
+          if (bytes.length === 0 || offset >= fileSize) break;
+        }
+        done.files++;
+        done.bytes += offset;
+      } finally {
+        await handle.close();
+      }
+      await rename(partial, to);
+    }
+    return done;
+  }
+
+  private async isDirectory(path: string): Promise<boolean> {
+    if (path === '' || path === '.') return true;
+    const slash = path.replace(/\/+$/, '').lastIndexOf('/');
+    const [parent, name] = slash < 0 ? ['.', path.replace(/\/+$/, '')] : [path.slice(0, slash), path.slice(slash + 1).replace(/\/+$/, '')];
+    return (await this.list(parent)).some((e) => e.name === name && e.type === 'directory');
+  }
+
+  /** The files below a workspace directory, as paths relative to it. */
+  private async filesUnder(path: string, prefix = ''): Promise<string[]> {
+    const found: string[] = [];
+    for (const entry of await this.list(prefix === '' ? path : posix.join(path, prefix))) {
+      const rel = prefix === '' ? entry.name : `${prefix}/${entry.name}`;
+      if (entry.type === 'file') found.push(rel);
+      else if (entry.type === 'directory') found.push(...(await this.filesUnder(path, rel)));
+    }
+    return found;
   }
 
   /** A file's bytes. */

@@ -89,7 +89,10 @@ test('fs.write takes text or strict padded base64, and refuses the workspace roo
     segments: ['a', 'b.txt'],
     bytes: Buffer.from('héllo'),
     held: 'héllo'.length + Buffer.byteLength('héllo'),
+    append: false,
   });
+  assert.equal((tool('fs.write').parse({ path: 'a', contents: 'x', append: 'true' }) as { append: boolean }).append, true);
+  assert.throws(() => tool('fs.write').parse({ path: 'a', contents: 'x', append: 'yes' }), invalid(/append/));
   assert.deepEqual(
     (tool('fs.write').parse({ path: 'x.bin', contents: 'AAEC/w==', encoding: 'base64' }) as { bytes: Buffer }).bytes,
     Buffer.from([0, 1, 2, 255]),
@@ -135,7 +138,21 @@ test('fs.write takes large contents as the request bytes, undecoded, holding the
 });
 
 test('fs.read and fs.list take a workspace path; fs.list takes the root', () => {
-  assert.deepEqual(tool('fs.read').parse({ path: 'd/f', encoding: 'base64' }), { path: 'd/f', segments: ['d', 'f'], encoding: 'base64' });
+  assert.deepEqual(tool('fs.read').parse({ path: 'd/f', encoding: 'base64' }), {
+    path: 'd/f',
+    segments: ['d', 'f'],
+    encoding: 'base64',
+    offset: 0,
+    length: Infinity,
+  });
+  assert.deepEqual(tool('fs.read').parse({ path: 'f', offset: '8', length: '16' }) as { offset: number; length: number }, {
+    path: 'f',
+    segments: ['f'],
+    encoding: 'utf-8',
+    offset: 8,
+    length: 16,
+  });
+  assert.throws(() => tool('fs.read').parse({ path: 'f', offset: '-1' }), invalid(/offset must be a whole number/));
   assert.deepEqual(tool('fs.list').parse({ path: '' }), { path: '', segments: [] });
   assert.throws(() => tool('fs.read').parse({ path: '/etc/passwd' }), invalid(/absolute paths are not allowed/));
   assert.throws(() => tool('fs.list').parse({ path: 'a', recursive: 'true' }), invalid(/fs\.list does not take 'recursive'/));
