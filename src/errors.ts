@@ -93,6 +93,11 @@ export const errors = {
       `the session's disk is read-only (the kernel remounted it after write errors); ${what} cannot be written. What is there still reads: checkpoint the session and restore it into a new one`,
     ),
   pythonNotFound: (detail: string) => new WorkerError(Status.FAILED_PRECONDITION, `python not found: ${detail}`),
+  sourceUnreachable: (url: string, why: string, setting: string) =>
+    new WorkerError(
+      Status.UNAVAILABLE,
+      `pkg.install cannot reach the package source ${url}: ${why}; ${setting} names it (is it up, and reachable from this worker?)`,
+    ),
   environmentBroken: (language: string, detail: string) => new WorkerError(Status.FAILED_PRECONDITION, `${language} environment broken: ${detail}`),
   packageInstallFailed: (detail: string) => new WorkerError(Status.INTERNAL, `package install failed: ${detail}`),
   tooLarge: (what: string) => new WorkerError(Status.RESOURCE_EXHAUSTED, what),

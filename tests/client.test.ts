@@ -4,6 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { after, before, test } from 'node:test';
 import { ClientError, Status } from 'nice-grpc';
 import { CodegenWorker, createWorkerClient, Processes, runTask, TaskStatus } from '../src/client/index.js';
@@ -12,12 +13,17 @@ import { waitFor } from './helpers/tasks.js';
 
 let worker: RunningWorker;
 
+// An empty index: pkg.install fails at once, the packages not in it (for the failing-task cases below).
+const emptyIndex = mkdtempSync(join(tmpdir(), 'codegen-empty-index-'));
+
 before(async () => {
-  // An index that does not exist: pkg.install fails at once (for the failing-task case below).
-  worker = await startWorker({ env: { WORKER_PIP_INDEX_URL: 'file:///nonexistent-package-index' } });
+  worker = await startWorker({ env: { WORKER_PIP_INDEX_URL: pathToFileURL(emptyIndex).href } });
 });
 
-after(async () => worker?.stop());
+after(async () => {
+  await worker?.stop();
+  rmSync(emptyIndex, { recursive: true, force: true });
+});
 
 const CLI = new URL('../src/cli.js', import.meta.url).pathname;
 

@@ -14,6 +14,7 @@ import { createGoEnvironment, GO_ENV, goVariables } from './goEnvironment.js';
 import { GO_INSTALLER, goModRequires, MAX_GO_MOD_BYTES, moduleOf, splitRequirement, type ModuleRequirement } from './goRequirements.js';
 import { GO_RUN_SCRIPT } from './goRun.js';
 import { resolveGoToolchain, type GoToolchain } from './goToolchain.js';
+import { requireReachable } from '../../network/sourceReachable.js';
 
 export interface GoLanguageOptions {
   /** WORKER_GOPROXY: the proxies modules are fetched from (GOPROXY syntax, no `direct`). */
@@ -121,6 +122,9 @@ export class GoLanguage implements Language {
    * is the operator's trust root, and go.sum then pins each module's hash for the session.
    */
   async install(sandbox: LanguageSandbox, requirements: string[], options: RunOptions): Promise<InstallResult> {
+    // The first proxy of the list: go tries the next only after an answer that says "not here".
+    const firstProxy = this.options.goProxy.split(/[,|]/)[0] ?? '';
+    await requireReachable(firstProxy, 'WORKER_GOPROXY');
     const fetchDir = await sandbox.scratchDirectory('go-fetch-', 'installer');
     const goCache = await sandbox.installerCache(this.options.goCache);
     try {

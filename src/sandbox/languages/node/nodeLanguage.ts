@@ -9,6 +9,7 @@ import { createNodeEnvironment, installedInEnvironment } from './nodeEnvironment
 import { resolveNodeToolchain, type NodeToolchain } from './nodeToolchain.js';
 import { NPM_CACHE_INSIDE, npmInstall } from './npmInstall.js';
 import { NPM_INSTALLER } from './npmRequirements.js';
+import { requireReachable } from '../../network/sourceReachable.js';
 
 export interface NodeLanguageOptions {
   /** WORKER_NPM_REGISTRY: the only registry npm uses. */
@@ -99,6 +100,7 @@ export class NodeLanguage implements Language {
   }
 
   async install(sandbox: LanguageSandbox, requirements: string[], options: RunOptions): Promise<InstallResult> {
+    await requireReachable(this.options.npmRegistry, 'WORKER_NPM_REGISTRY');
     return npmInstall(sandbox, requirements, options, {
       toolchain: this.toolchain,
       systemMounts: this.systemMounts,

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 
 /** pip's index when WORKER_PIP_INDEX_URL is not set. */
-const DEFAULT_INDEX = 'https://pypi.org/simple/';
+export const DEFAULT_INDEX = 'https://pypi.org/simple/';
 const PAGE_TIMEOUT_MS = 5000;
 const MAX_PAGE_BYTES = 32 * 1024 * 1024;
 

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
+import { requireReachable } from '../../network/sourceReachable.js';
 import { errors } from '../../../errors.js';
 import { namesIn } from '../../../storage/fileTree.js';
 import type { Owner } from '../../../storage/owner.js';
@@ -15,7 +16,7 @@ import { createPythonEnvironment, pythonEnvironmentAt } from './pythonEnvironmen
 import { resolvePythonInterpreter, type PythonInterpreter } from './pythonInterpreter.js';
 import { canonicalName, isIndexRequirement, PIP_INSTALLER } from './requirements.js';
 import { PYPA_INSTALLER, WHEEL_INSTALLER_SOURCE } from './wheelInstaller.js';
-import { indexPageDigest } from './indexPages.js';
+import { DEFAULT_INDEX, indexPageDigest } from './indexPages.js';
 import { WheelStore, type StoredWheel } from './wheelStore.js';
 import { ZYGOTE_SOURCE } from '../../warm/zygote.js';
 
@@ -132,6 +133,7 @@ export class PythonLanguage implements Language {
     }
     const [wheels, reports] = made.map((m) => (m as PromiseFulfilledResult<string>).value) as [string, string];
     try {
+      if (fromIndex.length > 0) await requireReachable(this.options.pipIndexUrl ?? DEFAULT_INDEX, 'WORKER_PIP_INDEX_URL');
       const fetched = fromIndex.length > 0 ? await this.fetch(sandbox, fromIndex, wheels, options) : undefined;
       if (fetched && fetched.exitCode !== 0 && !sandbox.allowNetwork) {
         const hint =
