@@ -1,4 +1,4 @@
-import { mkdir, open, readdir, rename, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, posix, relative, sep } from 'node:path';
 import { ClientError, Status } from 'nice-grpc';
 import { TaskStatus } from '../../gen/codegen/v1/common.js';
@@ -277,20 +277,34 @@ export class SessionFiles {
     return done;
   }
 
-  /** Copies a workspace file or directory (its files, recursively) to `local`, in parts of PART_BYTES. */
+  /**
+   * Copies a workspace file or directory (its files, recursively) to `local` (into it, when it is
+   * a directory there), in parts of PART_BYTES. A file that changes size between parts (session
+   * code writing it) is refused, ABORTED, rather than copied torn; nothing partial is left.
+   */
   async download(path: string, local: string, options: CopyOptions = {}): Promise<{ files: number; bytes: number }> {
     const done = { files: 0, bytes: 0 };
-    const files = (await this.isDirectory(path)) ? await this.filesUnder(path) : [''];
+    const directory = await this.isDirectory(path);
+    const target = (await stat(local).catch(() => undefined))?.isDirectory() ? join(local, posix.basename(path.replace(/\/+$/, '')) || 'workspace') : local;
+    const files = directory ? await this.filesUnder(path) : [''];
     for (const file of files) {
       const from = file === '' ? path : posix.join(path, file);
-      const to = file === '' ? local : join(local, ...file.split('/'));
+      const to = file === '' ? target : join(target, ...file.split('/'));
       await mkdir(dirname(to), { recursive: true });
       const partial = `${to}.part-${process.pid}`;
       const handle = await open(partial, 'w');
       try {
         let offset = 0;
+        let size: number | undefined;
         for (;;) {
           const { bytes, fileSize } = await this.readPart(from, offset, PART_BYTES);
+          if (size !== undefined && fileSize !== size)
+            throw new ClientError(
+              '/codegen.v1.TaskExecution/ExecuteTask',
+              Status.ABORTED,
+              `${from} changed size while being copied (${size} → ${fileSize} bytes); copy it again`,
+            );
+          size = fileSize;
           await handle.write(bytes, 0, bytes.length, offset);
           offset += bytes.length;
           options.onProgress?.({ path: from, bytes: offset, totalBytes: fileSize });
@@ -298,19 +312,29 @@ export class SessionFiles {
         }
         done.files++;
         done.bytes += offset;
-      } finally {
+      } catch (err) {
         await handle.close();
+        await rm(partial, { force: true });
+        throw err;
       }
+      await handle.close();
       await rename(partial, to);
     }
     return done;
   }
 
+  /** Whether `path` is a workspace directory (or a link the fs tools follow to one). */
   private async isDirectory(path: string): Promise<boolean> {
     if (path === '' || path === '.') return true;
-    const slash = path.replace(/\/+$/, '').lastIndexOf('/');
-    const [parent, name] = slash < 0 ? ['.', path.replace(/\/+$/, '')] : [path.slice(0, slash), path.slice(slash + 1).replace(/\/+$/, '')];
-    return (await this.list(parent)).some((e) => e.name === name && e.type === 'directory');
+    const trimmed = path.replace(/\/+$/, '');
+    const slash = trimmed.lastIndexOf('/');
+    const [parent, name] = slash < 0 ? ['.', trimmed] : [trimmed.slice(0, slash) || '/', trimmed.slice(slash + 1)];
+    const entry = (await this.list(parent)).find((e) => e.name === name);
+    if (entry?.type !== 'symlink') return entry?.type === 'directory';
+    return this.list(trimmed).then(
+      () => true,
+      () => false,
+    );
   }
 
   /** The files below a workspace directory, as paths relative to it. */

@@ -135,17 +135,27 @@ async function replace(tree: TreeResolver, { path, segments }: WriteArgs, bytes:
 }
 
 /**
- * The bytes added at the file's end (made, as the session's, if absent): a large file sent in
- * parts. Not atomic as a replacement is: code reading meanwhile sees the parts so far.
+ * The bytes added at the file's end: a large file sent in parts. Not atomic as a replacement is:
+ * code reading meanwhile sees the parts so far. A file not there (or gone meanwhile: the session
+ * may unlink it) is made as a replacement makes it, the session's; one there is opened without
+ * creating, and its owner and mode are checked on what was opened.
  */
-async function appendTo(tree: TreeResolver, { path, segments }: WriteArgs, bytes: Buffer, context: InstantToolContext): Promise<void> {
+async function appendTo(tree: TreeResolver, args: WriteArgs, bytes: Buffer, context: InstantToolContext): Promise<void> {
+  const { path, segments } = args;
   const owner = context.session.sandbox.owner;
   const { dir, name, stat: existing } = await writableEntry(tree, path, segments, owner);
-  const file = await open(at(dir, name), constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o644);
+  if (!existing) return replace(tree, args, bytes, context);
+  let file;
   try {
-    // Checked again on what was opened: the entry may have changed since it was looked up.
-    requireRegularFile(path, await file.stat());
-    if (!existing && owner) await file.chown(owner.uid, owner.gid);
+    file = await open(at(dir, name), constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return replace(tree, args, bytes, context);
+    throw err;
+  }
+  try {
+    const opened = await file.stat();
+    requireRegularFile(path, opened);
+    requireMode(path, opened.mode, 0o200);
     await file.writeFile(bytes);
   } finally {
     await file.close();

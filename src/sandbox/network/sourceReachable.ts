@@ -31,13 +31,21 @@ export async function unreachable(sourceUrl: string, env: NodeJS.ProcessEnv = pr
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return undefined;
   if (['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'http_proxy', 'https_proxy', 'all_proxy'].some((name) => env[name])) return undefined;
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-  let address: string;
-  try {
-    address = (await lookup(host)).address;
-  } catch (err) {
-    return `its name does not resolve (${(err as NodeJS.ErrnoException).code ?? 'lookup failed'})`;
-  }
   const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+  let addresses: string[];
+  try {
+    // Bounded as the connection is: a resolver that does not answer is not waited on longer.
+    addresses = (await withTimeout(lookup(host, { all: true }), CONNECT_MS, 'no answer from the resolver')).map((a) => a.address);
+  } catch (err) {
+    return `its name does not resolve (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
+  }
+  // Reached if any of its addresses takes a connection, as the installers try each in turn.
+  const whys = await Promise.all(addresses.map((address) => connectsTo(address, port)));
+  return whys.every((why) => why !== undefined) ? whys.join('; ') : undefined;
+}
+
+/** Why nothing took a connection at address:port within CONNECT_MS, or undefined when it did. */
+function connectsTo(address: string, port: number): Promise<string | undefined> {
   return new Promise((resolve) => {
     const socket = connect({ host: address, port, timeout: CONNECT_MS });
     const done = (why: string | undefined) => {
@@ -50,4 +58,12 @@ export async function unreachable(sourceUrl: string, env: NodeJS.ProcessEnv = pr
       done(err.code === 'ECONNREFUSED' ? `connection refused at ${address}:${port}` : `${err.code ?? err.message} at ${address}:${port}`),
     );
   });
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

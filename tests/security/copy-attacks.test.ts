@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { SessionFiles, Status, type WorkerClient } from '../../src/client/index.js';
+import { callTool, runTool } from '../helpers/tasks.js';
+import { startWorker, type RunningWorker } from '../helpers/worker.js';
+
+// Found by an attack on cp, fs.write append and the package-source probe (a helper session with
+// fresh eyes): each test failed on the code before its fix.
+
+let worker: RunningWorker;
+let sessionId: string;
+const here = mkdtempSync(join(tmpdir(), 'codegen-copy-attacks-'));
+before(async () => {
+  worker = await startWorker();
+  sessionId = (await worker.sessions.createSession({ workspaceId: 'copy-attacks' })).sessionId;
+});
+after(async () => {
+  await worker?.stop();
+  rmSync(here, { recursive: true, force: true });
+});
+const sh = (command: string) => runTool(worker.tasks, sessionId, 'run.shell', { command });
+const client = (tasks: WorkerClient['tasks'] = worker.tasks) => ({ ...worker, tasks }) as unknown as WorkerClient;
+
+/** The worker's task client, with `before` run ahead of each fs.read of a later part (session code acting between parts). */
+function betweenParts(before: () => Promise<unknown>): WorkerClient['tasks'] {
+  let done = false;
+  return {
+    ...worker.tasks,
+    executeTask: async function* (request: Parameters<WorkerClient['tasks']['executeTask']>[0], options?: Parameters<WorkerClient['tasks']['executeTask']>[1]) {
+      if (request.toolName === 'fs.read' && request.arguments?.offset !== '0' && !done) {
+        done = true;
+        await before();
+      }
+      yield* worker.tasks.executeTask(request, options);
+    },
+  } as WorkerClient['tasks'];
+}
+
+test('a file the session shrinks between parts is not copied torn: ABORTED, and nothing partial is left', async () => {
+  writeFileSync(join(here, 'big.bin'), randomBytes(20 * 1024 * 1024));
+  await new SessionFiles(client(), sessionId).upload(join(here, 'big.bin'), 'big.bin');
+  const dest = mkdtempSync(join(here, 'torn-'));
+  const files = new SessionFiles(client(betweenParts(() => sh('truncate -s 4M big.bin'))), sessionId);
+  const got = await files.download('big.bin', join(dest, 'big.bin')).catch((e: unknown) => e);
+  assert.equal((got as { code?: Status }).code, Status.ABORTED, String(got));
+  assert.deepEqual(readdirSync(dest), [], 'no partial file');
+});
+
+test('a download that fails leaves no partial file behind', async () => {
+  await sh('mkdir -p e && head -c 10000000 /dev/urandom > e/big');
+  const dest = mkdtempSync(join(here, 'gone-'));
+  const files = new SessionFiles(client(betweenParts(() => sh('rm e/big'))), sessionId);
+  const got = await files.download('e', join(dest, 'e')).catch((e: unknown) => e);
+  assert.equal((got as { code?: Status }).code, Status.NOT_FOUND, String(got));
+  assert.deepEqual(readdirSync(join(dest, 'e')), []);
+});
+
+test('a link to a workspace directory is copied as the directory the fs tools follow it to; into an existing local directory, as cp does', async () => {
+  await sh('mkdir -p real && printf hi > real/f && ln -sfn real linkdir && printf hello > one.txt');
+  const files = new SessionFiles(client(), sessionId);
+  await files.download('linkdir', join(here, 'linkdir'));
+  assert.equal(readFileSync(join(here, 'linkdir/f'), 'utf8'), 'hi');
+  const dest = mkdtempSync(join(here, 'exists-'));
+  await files.download('one.txt', dest);
+  assert.equal(readFileSync(join(dest, 'one.txt'), 'utf8'), 'hello');
+  assert.ok(statSync(dest).isDirectory());
+});
+
+// The file gone between the lookup and open(O_CREAT): root made it, and the chown was skipped.
+test('fs.write append makes what it makes as the session, even while the session remakes the file', async () => {
+  await sh('touch f');
+  await runTool(worker.tasks, sessionId, 'run.shell', {
+    background: 'true',
+    command: `exec python3 -c "
+import os, time
+end = time.time() + 8
+while time.time() < end:
+    try:
+        if os.stat('f').st_uid == 0: open('ROOT', 'w').write('root-owned f seen')
+        os.unlink('f')
+    except FileNotFoundError: pass
+    time.sleep(0.0005)
+    try: os.close(os.open('f', os.O_CREAT|os.O_WRONLY|os.O_EXCL, 0o644))
+    except FileExistsError: pass
+"`,
+  });
+  for (let i = 0; i < 600; i++) await callTool(worker.tasks, sessionId, 'fs.write', { path: 'f', contents: 'x', append: 'true' });
+  assert.equal((await sh('cat ROOT 2>/dev/null; true')).stdout, '', 'fs.write append left a root-owned file in the workspace');
+});
+
+// The probe took the name's first address only: a dual-stack name serving on IPv4 alone was refused.
+test('a package source whose name resolves to an address that does not answer first is not refused', () => {
+  const dir = mkdtempSync(join(here, 'hosts-'));
+  writeFileSync(join(dir, 'hosts'), '::1 dualindex\n127.0.0.1 dualindex\n127.0.0.1 localhost\n');
+  const module = new URL('../../src/sandbox/network/sourceReachable.js', import.meta.url).pathname;
+  const script = `
+    import { createServer } from 'node:http';
+    import { unreachable } from '${module}';
+    const server = createServer((_, res) => res.end('ok')).listen(0, '127.0.0.1', async () => {
+      const port = server.address().port;
+      console.log(JSON.stringify({ why: await unreachable('http://dualindex:' + port + '/simple', {}) ?? null }));
+      server.close();
+    });`;
+  // Its own /etc/hosts, in a mount namespace of its own: the host's is untouched.
+  const run = spawnSync(
+    'unshare',
+    ['-m', 'sh', '-c', `mount --bind ${dir}/hosts /etc/hosts && exec "${process.execPath}" --input-type=module -e "$0"`, script],
+    {
+      encoding: 'utf8',
+      timeout: 20_000,
+    },
+  );
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim()), { why: null });
+  assert.ok(existsSync(dir));
+});
