@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import fc from 'fast-check';
 import { SessionFiles, Status, type WorkerClient } from '../../src/client/index.js';
 import { callTool, runTool } from '../helpers/tasks.js';
 import { startWorker, type RunningWorker } from '../helpers/worker.js';
@@ -118,4 +119,34 @@ test('a package source whose name resolves to an address that does not answer fi
   assert.equal(run.status, 0, run.stderr);
   assert.deepEqual(JSON.parse(run.stdout.trim()), { why: null });
   assert.ok(existsSync(dir));
+});
+
+// Round trip: what is sent in appended parts comes back whole, and read back in parts of any
+// size (offset and length) the bytes are the same, every byte once.
+test('fs.write append and fs.read offset/length: generated parts come back byte for byte', async () => {
+  const files = new SessionFiles(client(), sessionId);
+  let run = 0;
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.uint8Array({ maxLength: 3000 }), { minLength: 1, maxLength: 6 }),
+      fc.array(fc.integer({ min: 1, max: 4000 }), { minLength: 1, maxLength: 8 }),
+      async (parts, readSizes) => {
+        const path = `rt/${run++}.bin`;
+        for (const [i, part] of parts.entries()) await files.write(path, part, { append: i > 0 });
+        const sent = Buffer.concat(parts);
+        const back: Buffer[] = [];
+        let offset = 0;
+        for (let i = 0; offset < sent.length || i === 0; i++) {
+          const { bytes, fileSize } = await files.readPart(path, offset, readSizes[i % readSizes.length]!);
+          assert.equal(fileSize, sent.length);
+          back.push(bytes);
+          offset += bytes.length;
+          if (bytes.length === 0) break;
+        }
+        assert.ok(Buffer.concat(back).equals(sent));
+        assert.equal((await files.readPart(path, sent.length + 5, 10)).bytes.length, 0, 'past the end: nothing');
+      },
+    ),
+    { numRuns: 40 },
+  );
 });
