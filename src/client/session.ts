@@ -16,7 +16,9 @@ import { callTool } from './toolCall.js';
  *   kept (`err.code === Status.NOT_FOUND`);
  * - a call the worker carried out resolves, whatever came of the code it ran: a run or a
  *   command that exited non-zero, was killed by a limit, timed out or was cancelled resolves
- *   with `exitCode`, `killedBy` and `ended`; an install that failed resolves with `ok: false`.
+ *   with `exitCode`, `killedBy` and `ended`; an install that failed resolves with `ok: false`;
+ * - a call the client itself gives up on (its `signal` aborted) rejects with an AbortError; the
+ *   task is cancelled on the worker (`ended: 'cancelled'` is for a CancelTask from elsewhere).
  */
 
 export type KilledBy = 'memory' | 'cpu' | 'disk' | 'pids' | 'output' | 'timeout';
@@ -35,7 +37,7 @@ export interface Execution {
 }
 
 export interface RunOptions {
-  /** Each piece of output as it is printed (whole lines). */
+  /** Each line of output as it is printed, with a newline (the run tools stream whole lines). */
   onStdout?: (text: string) => void;
   onStderr?: (text: string) => void;
   /** The task's timeout (whole seconds, at least 1; the session's and the worker's still bound it). */
