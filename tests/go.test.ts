@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { rename } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { Status } from 'nice-grpc';
@@ -28,7 +30,7 @@ before(async () => {
       },
     },
   ]);
-  worker = await startWorker({ env: { WORKER_LANGUAGES: 'go', WORKER_GOPROXY: proxy.url, WORKER_SPARE_SESSIONS: '1' } });
+  worker = await startWorker({ env: { WORKER_LANGUAGES: 'go,python', WORKER_GOPROXY: proxy.url, WORKER_SPARE_SESSIONS: '1' } });
 });
 
 after(async () => {
@@ -103,7 +105,7 @@ test('a go session: modules installed from the proxy, code importing them run (i
   assert.deepEqual(checkpoint.metadata?.installedPackages, ['example.com/dep@v1.1.0', 'example.com/greet@v1.2.0']);
   const names = archiveNames(checkpoint.storageUrl);
   assert.ok(names.includes('env/gopath/pkg/mod/example.com/greet@v1.2.0/greet.go'), 'the module cache is carried');
-  assert.ok(names.includes('env/go.sum'));
+  assert.ok(names.includes('workspace/go.sum'), "the module is the workspace's");
   assert.deepEqual(
     names.filter((n) => n.startsWith('env/gocache')),
     [],
@@ -122,4 +124,67 @@ test('a go session: modules installed from the proxy, code importing them run (i
   await worker.sessions.destroySession({ sessionId: restored.sessionId });
   await worker.sessions.destroySession({ sessionId });
   await proxy.start();
+});
+
+const UTIL = (word: string) => `package util\n\nimport "example.com/greet"\n\nfunc Message() string { return greet.Hello("${word}") }\n`;
+const UTIL_TEST =
+  'package util\n\nimport "testing"\n\nfunc TestMessage(t *testing.T) {\n\tif got := Message(); got != "hello ws from the world" {\n\t\tt.Fatalf("got %q", got)\n\t}\n}\n';
+const USE_UTIL = 'package main\n\nimport (\n\t"fmt"\n\n\t"session/util"\n)\n\nfunc main() { fmt.Println(util.Message()) }\n';
+
+async function shell(sessionId: string, command: string): Promise<string> {
+  const call = await callTool(worker.tasks, sessionId, 'run.shell', { command }, 120_000);
+  assert.equal(call.result?.status, TaskStatus.STATUS_SUCCESS, `${command}: ${call.text.slice(-2000)}`);
+  return call.result?.outputs.stdout ?? '';
+}
+
+test("the session's module is its workspace's: go test, vet and build work there as created; run.go builds with its packages; pkg.install adds there", async () => {
+  const { sessionId } = await worker.sessions.createSession({ workspaceId: 'ws-go-module', config: { language: 'go' } });
+  assert.match(await shell(sessionId, 'ls -A; cat go.mod'), /^go\.mod\nmodule session\n\ngo \d+\.\d+\n$/);
+  await runTool(worker.tasks, sessionId, 'pkg.install', { requirements: 'example.com/greet@v1.2.0' });
+  assert.match(await shell(sessionId, 'cat go.mod; ls -A'), /^\texample\.com\/greet v1\.2\.0\b[\s\S]*^go\.sum$/m);
+  await runTool(worker.tasks, sessionId, 'fs.write', { path: 'util/util.go', contents: UTIL('ws') });
+  await runTool(worker.tasks, sessionId, 'fs.write', { path: 'util/util_test.go', contents: UTIL_TEST });
+  assert.match(await shell(sessionId, 'go test ./... && go vet ./... && go build ./... && echo all-ok'), /^ok\s+session\/util\b[\s\S]*^all-ok$/m);
+
+  // run.go's code imports the workspace's own package, and sees it change (no stale program).
+  assert.equal((await runTool(worker.tasks, sessionId, 'run.go', { code: USE_UTIL })).stdout, 'hello ws from the world\n');
+  await runTool(worker.tasks, sessionId, 'fs.write', { path: 'util/util.go', contents: UTIL('again') });
+  assert.equal((await runTool(worker.tasks, sessionId, 'run.go', { code: USE_UTIL })).stdout, 'hello again from the world\n');
+  const checkpoint = await worker.sessions.checkpointSession({ sessionId });
+  assert.deepEqual(checkpoint.metadata?.installedPackages, ['example.com/dep@v1.0.0', 'example.com/greet@v1.2.0']);
+
+  // A session of another language, made from a spare of Go's, starts with an empty workspace.
+  const python = await worker.sessions.createSession({ workspaceId: 'ws-python', config: { language: 'python' } });
+  assert.equal(await shell(python.sessionId, 'ls -A'), '');
+  await worker.sessions.destroySession({ sessionId: python.sessionId });
+
+  // Removed, the module stays removed through a checkpoint; run.go builds without one; pkg.install makes one.
+  await shell(sessionId, 'rm go.mod go.sum');
+  assert.equal((await runTool(worker.tasks, sessionId, 'run.go', { code: 'package main\n\nfunc main() { println("no module") }\n' })).stderr, 'no module\n');
+  const bare = await worker.sessions.checkpointSession({ sessionId });
+  const restored = await worker.sessions.restoreSession({ checkpointId: bare.checkpointId });
+  assert.equal(await shell(restored.sessionId, 'ls -A'), 'util\n');
+  await runTool(worker.tasks, restored.sessionId, 'pkg.install', { requirements: 'example.com/dep@v1.1.0' });
+  assert.match(await shell(restored.sessionId, 'cat go.mod'), /^module session$[\s\S]*^require example\.com\/dep v1\.1\.0\b/m);
+  for (const id of [sessionId, restored.sessionId]) await worker.sessions.destroySession({ sessionId: id });
+});
+
+test('a session made when its module was in its environment keeps it until pkg.install moves it to the workspace', async () => {
+  const { sessionId } = await worker.sessions.createSession({ workspaceId: 'ws-go-legacy', config: { language: 'go' } });
+  await runTool(worker.tasks, sessionId, 'fs.write', { path: 'name.txt', contents: 'legacy' });
+  await runTool(worker.tasks, sessionId, 'pkg.install', { requirements: 'example.com/greet@v1.2.0' });
+  const disk = join(worker.dataDir, 'sessions', sessionId, 'disk');
+  for (const name of ['go.mod', 'go.sum']) await rename(join(disk, 'workspace', name), join(disk, 'env', name));
+
+  assert.equal((await runTool(worker.tasks, sessionId, 'run.go', { code: GREET })).stdout, 'hello legacy from the world\n');
+  assert.deepEqual((await worker.sessions.checkpointSession({ sessionId })).metadata?.installedPackages, [
+    'example.com/dep@v1.0.0',
+    'example.com/greet@v1.2.0',
+  ]);
+  await runTool(worker.tasks, sessionId, 'pkg.install', { requirements: 'example.com/dep@v1.1.0' });
+  const moved = await shell(sessionId, 'ls /env; cat go.mod');
+  assert.match(moved, /^gocache\ngopath\nmodule session\n/, 'the environment holds no module now');
+  assert.match(moved, /^\s*example\.com\/dep v1\.1\.0\b[\s\S]*^\s*example\.com\/greet v1\.2\.0\b/m);
+  assert.equal((await runTool(worker.tasks, sessionId, 'run.go', { code: GREET })).stdout, 'hello legacy from the planet\n');
+  await worker.sessions.destroySession({ sessionId });
 });

@@ -127,6 +127,15 @@ for (const lang of LANGUAGE_CASES) {
   }
 }
 
+test("a new session's workspace holds what its language starts one with: Go's go.mod, nothing for the others (their spares are the default language's)", async () => {
+  for (const lang of LANGUAGE_CASES) {
+    const { sessionId } = await sessionOf(lang.language);
+    const listed = await runTool(worker.tasks, sessionId, 'run.shell', { command: 'ls -A' });
+    assert.equal(listed.stdout, lang.language === 'go' ? 'go.mod\n' : '', lang.language);
+    await worker.sessions.destroySession({ sessionId });
+  }
+});
+
 test("run.shell: the command's exit code is the result's; a failing command is a FAILURE result, not a call error", async () => {
   const { sessionId } = await sessionOf('python');
   const failed = await callTool(worker.tasks, sessionId, 'run.shell', { command: 'echo out; echo err >&2; exit 3' });

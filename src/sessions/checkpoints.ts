@@ -11,6 +11,7 @@ import { ZipFormatError } from '../storage/zipReader.js';
 import { MissingArchiveError, type CheckpointRecord, type CheckpointStore, type FetchedArchive } from '../storage/checkpointStore.js';
 import { DamagedRecordError } from '../storage/jsonFile.js';
 import { diffTrees, linkStaysWithin, scanTree, type Tree, type TreeEntry } from '../storage/fileTree.js';
+import { emptyTree } from '../storage/removeTree.js';
 import type { Session } from './session.js';
 import { sessionConfigOf, storedSessionConfig, type EffectiveSessionConfig } from './sessionConfig.js';
 
@@ -171,6 +172,8 @@ export class Checkpoints {
       try {
         const roots = { workspace: session.sandbox.workspace, env: session.sandbox.environment };
         const owners = { workspace: session.sandbox.owner, env: session.sandbox.owner };
+        // What a new session's workspace starts with (Go's go.mod) is not the checkpoint's.
+        await emptyTree(roots.workspace);
         for (const { checkpointId: id, archive } of archives) {
           await extractArchive(archive, roots, owners, signal).catch((err: unknown) => {
             if (err instanceof ZipFormatError) throw errors.checkpointDamaged(Status.DATA_LOSS, id, `its archive is damaged (${err.message})`);

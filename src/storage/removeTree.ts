@@ -29,6 +29,16 @@ export async function removeTree(path: string): Promise<void> {
   }
 }
 
+/** Removes everything in the directory `path`, which stays (empty), as removeTree would. */
+export async function emptyTree(path: string): Promise<void> {
+  const dir = await openTrustedDirectory(path);
+  try {
+    await emptyDirectory(dir, (await dir.stat()).dev);
+  } finally {
+    await dir.close();
+  }
+}
+
 /** Removes the entry `name` of `dir` (a file, a link, or a whole directory); names below it are read as bytes, whatever they are. */
 export async function removeEntry(dir: FileHandle, name: string | Buffer): Promise<void> {
   const st = await lstat(at(dir, name)).catch(() => undefined);

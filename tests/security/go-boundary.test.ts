@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -118,7 +119,7 @@ func main() {
 		c.Close()
 	}
 	fmt.Println("network-blocked", err != nil)
-	fmt.Println("gomod-readonly", os.WriteFile("/env/go.mod", []byte("module evil\\n"), 0o644) != nil)
+	fmt.Println("env-readonly", os.WriteFile("/env/go.mod", []byte("module evil\\n"), 0o644) != nil)
 	fmt.Println("modcache-readonly", os.WriteFile("/env/gopath/pkg/mod/planted", []byte("x"), 0o644) != nil)
 	fmt.Println("buildcache-writable", os.WriteFile("/env/gocache/mine", []byte("x"), 0o644) == nil)
 }
@@ -135,7 +136,7 @@ func main() {
       'hidden /var/lib true',
       'victim-files 0',
       'network-blocked true',
-      'gomod-readonly true',
+      'env-readonly true',
       'modcache-readonly true',
       'buildcache-writable true',
       '',
@@ -179,8 +180,8 @@ test("a session's variables change nothing of pkg.install: modules come from WOR
   const installed = await runTool(worker.tasks, sessionId, 'pkg.install', { requirements: 'example.com/safe@v1.0.0' });
   assert.equal(installed.installed, 'example.com/safe@v1.0.0');
   assert.ok(proxy.requests.slice(before).includes('/example.com/safe/@v/v1.0.0.zip'), 'fetched from the configured proxy');
-  const left = await runTool(worker.tasks, sessionId, 'run.shell', { command: 'ls -a /workspace; grep -c example.com/safe /env/go.mod' });
-  assert.deepEqual(left.stdout!.trim().split('\n'), ['.', '..', 'evil.env', 'evil.sh', 'go.work', '1']);
+  const left = await runTool(worker.tasks, sessionId, 'run.shell', { command: 'ls -a /workspace; grep -c example.com/safe /workspace/go.mod' });
+  assert.deepEqual(left.stdout!.trim().split('\n'), ['.', '..', 'evil.env', 'evil.sh', 'go.mod', 'go.sum', 'go.work', '1']);
   assert.equal(existsSync(join(worker.dataDir, 'caches', 'go-cache', 'ran-as-0')), false);
   await worker.sessions.destroySession({ sessionId });
 });
@@ -200,7 +201,7 @@ test('zips with paths out of their module or links out of it are refused, and wr
   assert.equal(links.stdout, '0\n');
   const cache = join(worker.dataDir, 'caches', 'go-cache');
   for (const poison of ['poison-slip', 'poison-link', 'evil.example/poison-slip']) assert.equal(existsSync(join(cache, poison)), false, poison);
-  const env = await runTool(worker.tasks, sessionId, 'run.shell', { command: 'find /env /workspace -name "poison-*" | wc -l; cat /env/go.mod' });
+  const env = await runTool(worker.tasks, sessionId, 'run.shell', { command: 'find /env /workspace -name "poison-*" | wc -l; cat /workspace/go.mod' });
   assert.match(env.stdout!, /^0\n/);
   assert.doesNotMatch(env.stdout!, /evil\.example\/(slip|link) /);
   await worker.sessions.destroySession({ sessionId });
@@ -227,7 +228,7 @@ test('a module needing cgo installs (nothing is built) but does not build: no C 
     [],
     'no toolchain was asked of the proxy',
   );
-  const goMod = await runTool(worker.tasks, sessionId, 'run.shell', { command: 'cat /env/go.mod' });
+  const goMod = await runTool(worker.tasks, sessionId, 'run.shell', { command: 'cat /workspace/go.mod' });
   assert.doesNotMatch(goMod.stdout!, /^toolchain/m);
   await worker.sessions.destroySession({ sessionId });
 });
@@ -245,4 +246,41 @@ test("what the session's code planted in its build cache does not steer pkg.inst
   const look = await callTool(worker.tasks, planter, 'run.shell', { command: 'ls /env' });
   assert.doesNotMatch(look.result?.outputs.stdout ?? '', /planted/, 'go get wrote through a planted link');
   await worker.sessions.destroySession({ sessionId: planter });
+});
+
+/** Every entry under `dir` with its bytes' (or link's) hash: what changed shows as a difference. */
+function treeState(dir: string): string[] {
+  return (readdirSync(dir, { recursive: true }) as string[]).sort().map((name) => {
+    const path = join(dir, name);
+    const st = lstatSync(path);
+    const data = st.isSymbolicLink() ? readlinkSync(path) : st.isFile() ? readFileSync(path) : '';
+    return `${name} ${st.mode} ${createHash('sha256').update(data).digest('hex')}`;
+  });
+}
+
+test("the workspace's go.mod is the session's to write: linked into the shared cache or replacing into it, pkg.install changes nothing outside the session", async () => {
+  const first = await session('cache-filler');
+  await runTool(worker.tasks, first, 'pkg.install', { requirements: 'example.com/safe@v1.0.0\nevil.example/cgo@v1.0.0' });
+  const cache = join(worker.dataDir, 'caches', 'go-cache');
+  const before = treeState(cache);
+
+  const attacker = await session('gomod-attacker');
+  // Where pkg.install's second step shows the shared cache (read-only): go get writes go.mod through the link.
+  await runTool(worker.tasks, attacker, 'run.shell', { command: 'rm go.mod && ln -s /go-cache/cache/download/example.com/safe/@v/v1.0.0.mod go.mod' });
+  const linked = await callTool(worker.tasks, attacker, 'pkg.install', { requirements: 'evil.example/cgo@v1.0.0' }, 60_000);
+  assert.equal(linked.result?.status, TaskStatus.STATUS_FAILURE, describeCall(linked));
+  assert.match(linked.details, /package install failed: go: .*(read-only file system|go\.mod)/, describeCall(linked));
+
+  const replacing = 'module session\n\ngo 1.19\n\nrequire example.com/safe v1.0.0\n\nreplace example.com/safe => /go-cache/example.com/safe@v1.0.0\n';
+  await runTool(worker.tasks, attacker, 'run.shell', {
+    command: `rm go.mod && printf '%s' '${replacing}' > go.mod && mkdir -p p && printf 'package p\\n\\nimport _ "example.com/safe"\\n' > p/p.go`,
+  });
+  const replaced = await callTool(worker.tasks, attacker, 'pkg.install', { requirements: 'example.com/safe@v1.0.0' }, 60_000);
+  assert.ok(replaced.result, describeCall(replaced));
+  assert.deepEqual(treeState(cache), before, 'the shared cache is as it was');
+
+  // The worker and its other sessions are unharmed.
+  const other = await session('after-attack');
+  assert.equal((await runTool(worker.tasks, other, 'pkg.install', { requirements: 'example.com/safe@v1.0.0' })).installed, 'example.com/safe@v1.0.0');
+  for (const id of [first, attacker, other]) await worker.sessions.destroySession({ sessionId: id });
 });

@@ -371,17 +371,24 @@ export class SandboxHost implements SandboxContext {
     prepared.language = language;
   }
 
-  /** A spare made for another language: its environment made again for this one (the rest fits any). */
+  /** A spare made for another language: its environment and workspace made again for this one (the rest fits any). */
   private async relayEnvironment(prepared: PreparedSandbox, dirs: SessionDirectories, language: Language): Promise<void> {
-    await removeTree(dirs.environment);
-    await this.makeEnvironment(dirs, prepared.owner, language);
+    await Promise.all([removeTree(dirs.environment), removeTree(dirs.workspace)]);
+    await mkdir(dirs.workspace);
+    await Promise.all([this.makeWorkspace(dirs, prepared.owner, language), this.makeEnvironment(dirs, prepared.owner, language)]);
     prepared.language = language;
   }
 
   /** workspace/ (the session's), .scratch/ and the language's environment (the session's) on its disk. */
   private async layOut(dirs: SessionDirectories, owner: Owner | undefined, language: Language): Promise<void> {
     await Promise.all([mkdir(dirs.workspace), mkdir(dirs.scratch, { mode: 0o755 })]);
-    await Promise.all([owner ? chown(dirs.workspace, owner.uid, owner.gid) : undefined, this.makeEnvironment(dirs, owner, language)]);
+    await Promise.all([this.makeWorkspace(dirs, owner, language), this.makeEnvironment(dirs, owner, language)]);
+  }
+
+  /** The workspace (made, empty) with what the language starts one with, all the session's. */
+  private async makeWorkspace(dirs: SessionDirectories, owner: Owner | undefined, language: Language): Promise<void> {
+    await language.seedWorkspace?.(dirs.workspace);
+    if (owner) await chownTree(dirs.workspace, owner.uid, owner.gid);
   }
 
   private async makeEnvironment(dirs: SessionDirectories, owner: Owner | undefined, language: Language): Promise<void> {

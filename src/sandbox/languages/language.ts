@@ -46,6 +46,12 @@ export interface LanguageSandbox {
   scratchDirectory(prefix: string, as: RunAs): Promise<string>;
 }
 
+/** A session's workspace and environment, as host paths. */
+export interface SessionRoots {
+  workspace: string;
+  environment: string;
+}
+
 export interface InstalledPackage {
   name: string;
   version: string | undefined;
@@ -105,6 +111,8 @@ export interface Language {
   readonly outOfMemory: RegExp;
   /** Lays out a new, empty environment at `root` (a host path the worker controls). */
   createEnvironment(root: string): Promise<void>;
+  /** Writes what a new session's workspace starts with (Go's module), when the language has any; the caller hands it to the session. */
+  seedWorkspace?(workspace: string): Promise<void>;
   /** Throws (FAILED_PRECONDITION) when the environment at `root` can no longer run code. */
   checkEnvironment(root: string): Promise<void>;
   /** Running code from stdin with the environment at `environment` (as processes see it; `isolated`: in a sandbox). */
@@ -122,8 +130,8 @@ export interface Language {
   readonly installerCacheInside: string;
   /** Installs `requirements` (lines installer.parse made) into the session's environment; the caller runs one at a time. */
   install(sandbox: LanguageSandbox, requirements: string[], options: RunOptions): Promise<InstallResult>;
-  /** The packages in an environment as `name==version`, sorted (for checkpoint records). */
-  installedPackages(root: string): Promise<string[]>;
+  /** The packages a session has installed as `name==version`, sorted (for checkpoint records). */
+  installedPackages(roots: SessionRoots): Promise<string[]>;
   /** Paths in the environment a checkpoint leaves out: remade for the restoring worker's interpreter (or its caches). */
   readonly machineSpecific: readonly string[];
   /**

@@ -410,7 +410,7 @@ export class SessionSandbox {
 
   /** The packages in the session's environment, as its language names them (for checkpoint records). */
   installedPackages(): Promise<string[]> {
-    return this.parts.language.installedPackages(this.parts.environment);
+    return this.parts.language.installedPackages({ workspace: this.parts.workspace, environment: this.parts.environment });
   }
 
   /** What the session's language may do in its sandbox: confined runs as the session or the installer. */

@@ -5,12 +5,20 @@ import { readSmallFileNoFollow } from '../../../storage/beneath.js';
 import { namesIn } from '../../../storage/fileTree.js';
 import type { Owner } from '../../../storage/owner.js';
 import { removeTree } from '../../../storage/removeTree.js';
-import { SYSTEM_PATH, type CodeCommand, type InstallResult, type InstalledPackage, type Language, type LanguageSandbox } from '../language.js';
+import {
+  SYSTEM_PATH,
+  type SessionRoots,
+  type CodeCommand,
+  type InstallResult,
+  type InstalledPackage,
+  type Language,
+  type LanguageSandbox,
+} from '../language.js';
 import type { Mount } from '../../confine/launcher.js';
 import type { RunOptions, SandboxedResult } from '../../process/processSpec.js';
 import { proxyVariables } from '../proxyVariables.js';
 import { prepareSharedCache } from '../../caches/sharedCache.js';
-import { createGoEnvironment, GO_ENV, goVariables } from './goEnvironment.js';
+import { createGoEnvironment, GO_ENV, GO_MODULE, goVariables, newGoMod, seedGoWorkspace } from './goEnvironment.js';
 import { GO_INSTALLER, goModRequires, MAX_GO_MOD_BYTES, moduleOf, splitRequirement, type ModuleRequirement } from './goRequirements.js';
 import { GO_RUN_SCRIPT } from './goRun.js';
 import { resolveGoToolchain, type GoToolchain } from './goToolchain.js';
@@ -30,9 +38,9 @@ const INSIDE = { goCache: '/go-cache', fetch: '/go-fetch', addCache: '/go-add-ca
 const SELF_CHECK = readFileSync(new URL('../../../../../src/sandbox/languages/go/selfCheck.go', import.meta.url), 'utf8');
 
 /**
- * Go sessions: the host's toolchain (resolved once), a module per session in its environment
+ * Go sessions: the host's toolchain (resolved once), a module per session in its workspace
  * (goEnvironment.ts) that pkg.install adds modules to in two steps, and run.go building `code`
- * inside that module, its linked program cached (goRun.sh).
+ * as part of that module, its linked program cached (goRun.sh).
  */
 export class GoLanguage implements Language {
   readonly name = 'go';
@@ -70,24 +78,28 @@ export class GoLanguage implements Language {
   }
 
   createEnvironment(root: string): Promise<void> {
-    return createGoEnvironment(root, this.toolchain.languageVersion);
+    return createGoEnvironment(root);
   }
 
-  /** The environment's go.mod is there (looked at without following anything the session made). */
+  seedWorkspace(workspace: string): Promise<void> {
+    return seedGoWorkspace(workspace, this.toolchain.languageVersion);
+  }
+
+  /** The environment's module cache is there (looked at without following anything the session made). */
   async checkEnvironment(root: string): Promise<void> {
-    if (!(await namesIn(root, [])).includes(GO_ENV.goMod))
-      throw errors.environmentBroken('go', "the session's module (go.mod of its environment) is missing; create a new session");
+    if (!(await namesIn(root, [])).includes(GO_ENV.gopath))
+      throw errors.environmentBroken('go', "the session's module cache (gopath/ of its environment) is missing; create a new session");
   }
 
   /**
    * The launcher of goRun.sh, with the session's go variables: modules only from its own module
    * cache (what pkg.install put there, so a module in the workspace can require them offline),
-   * go.mod updated as imports need (`-mod=mod`: the launcher's copy, or a workspace module's).
+   * go.mod updated as imports need (`-mod=mod`).
    */
   runCommand(environment: string): CodeCommand {
-    const { executable, version, goroot } = this.toolchain;
+    const { executable, version, goroot, languageVersion } = this.toolchain;
     return {
-      command: ['/bin/sh', '-c', GO_RUN_SCRIPT, 'run.go', executable, `${version} ${goroot}`, environment],
+      command: ['/bin/sh', '-c', GO_RUN_SCRIPT, 'run.go', executable, `${version} ${goroot}`, environment, languageVersion],
       env: {
         PATH: `${dirname(executable)}:${SYSTEM_PATH}`,
         ...goVariables(environment),
@@ -102,8 +114,8 @@ export class GoLanguage implements Language {
   }
 
   /** The modules the session's go.mod requires, as `module@version`, sorted (for checkpoint records). */
-  async installedPackages(root: string): Promise<string[]> {
-    return (await readRequires(root)).map((m) => `${m.path}@${m.version}`).sort();
+  async installedPackages(dirs: SessionRoots): Promise<string[]> {
+    return (await readRequires(await moduleDirectory(dirs))).map((m) => `${m.path}@${m.version}`).sort();
   }
 
   /**
@@ -114,8 +126,9 @@ export class GoLanguage implements Language {
    *    requested modules and what they need come from WORKER_GOPROXY only (no `direct`, no
    *    version control), and go get runs no module code (no build, no cgo, no go generate).
    * 2. add: the session's own uid, with the session's network policy, runs `go get` in the
-   *    session's module with the shared cache (read-only) as its only proxy: go.mod, go.sum and
-   *    the session's module cache get what step 1 fetched, each zip checked against go.sum.
+   *    session's module (the workspace's) with the shared cache (read-only) as its only proxy:
+   *    go.mod, go.sum and the session's module cache get what step 1 fetched, each zip checked
+   *    against go.sum.
    *
    * Neither step reads the session's variables; `@latest` and version prefixes are pinned by
    * step 1, so step 2 adds exactly what was fetched. There is no checksum database: the proxy
@@ -137,7 +150,8 @@ export class GoLanguage implements Language {
         return module && module.path === path && version !== module.version ? `${path}@${module.version}` : line;
       });
       const added = await this.add(sandbox, pinned, goCache, options);
-      return { ...added, installed: added.exitCode === 0 ? await installedModules(sandbox.environment.host, requirements) : undefined };
+      const installed = added.exitCode === 0 ? await installedModules(sandbox.workspace.host, requirements) : undefined;
+      return { ...added, installed };
     } finally {
       await removeTree(fetchDir);
     }
@@ -173,10 +187,13 @@ export class GoLanguage implements Language {
   /**
    * Step 2 of install: the session's module gets them from the shared cache, as the session. Its
    * build cache is a fresh one, not the environment's gocache/ (which the session's code writes:
-   * what it planted there must not steer go get while the whole environment is writable).
+   * what it planted there must not steer go get while the whole environment is writable). The
+   * module is the workspace's go.mod: made anew where the session removed it, or moved there
+   * from the environment for a session made before the module lived in the workspace.
    */
   private async add(sandbox: LanguageSandbox, requirements: string[], goCache: string, options: RunOptions): Promise<SandboxedResult> {
     const envDir = sandbox.isolate ? sandbox.environment.inside : sandbox.environment.host;
+    const workDir = sandbox.isolate ? sandbox.workspace.inside : sandbox.workspace.host;
     const cache = sandbox.isolate ? INSIDE.goCache : goCache;
     const buildCache = await sandbox.scratchDirectory('go-add-cache-', 'session');
     try {
@@ -189,11 +206,12 @@ export class GoLanguage implements Language {
       const mounts: Mount[] = [
         ...this.systemMounts,
         { host: sandbox.environment.host, inside: sandbox.environment.inside, writable: true },
+        { host: sandbox.workspace.host, inside: sandbox.workspace.inside, writable: true },
         { host: goCache, inside: INSIDE.goCache, writable: false },
         { host: buildCache, inside: INSIDE.addCache, writable: true },
       ];
-      const command = [this.toolchain.executable, 'get', ...requirements];
-      return await sandbox.run({ command, cwd: envDir, env, mounts, network: sandbox.allowNetwork, as: 'session' }, options);
+      const command = ['/bin/sh', '-c', ADD_SCRIPT, this.toolchain.executable, envDir, newGoMod(this.toolchain.languageVersion), ...requirements];
+      return await sandbox.run({ command, cwd: workDir, env, mounts, network: sandbox.allowNetwork, as: 'session' }, options);
     } finally {
       await removeTree(buildCache);
     }
@@ -222,9 +240,29 @@ export class GoLanguage implements Language {
   }
 }
 
+/**
+ * Install's step 2 in the workspace (arguments: go, the environment, a new go.mod, the
+ * requirements): the module there, else a legacy session's moved from the environment, else a
+ * new one; then go get.
+ */
+const ADD_SCRIPT = [
+  'if [ ! -e go.mod ] && [ ! -L go.mod ]; then',
+  '  if [ -f "$1/go.mod" ]; then cp "$1/go.mod" . && { [ ! -f "$1/go.sum" ] || cp "$1/go.sum" .; } && rm -f "$1/go.mod" "$1/go.sum" || exit 125',
+  '  else printf %s "$2" > go.mod || exit 125; fi',
+  'fi',
+  'go=$0; shift 2; exec "$go" get "$@"',
+].join('\n');
+
+/** Where a session's module is: its workspace, or a legacy session's environment while its workspace has none. */
+async function moduleDirectory(dirs: SessionRoots): Promise<string> {
+  const inWorkspace = (await namesIn(dirs.workspace, [])).includes(GO_MODULE.goMod);
+  const legacy = !inWorkspace && (await namesIn(dirs.environment, [])).includes(GO_MODULE.goMod);
+  return legacy ? dirs.environment : dirs.workspace;
+}
+
 /** The requirements of the go.mod in `dir` (bounded, no link followed); [] when it cannot be read. */
 async function readRequires(dir: string): Promise<ModuleRequirement[]> {
-  const text = await readSmallFileNoFollow(dir, [GO_ENV.goMod], MAX_GO_MOD_BYTES);
+  const text = await readSmallFileNoFollow(dir, [GO_MODULE.goMod], MAX_GO_MOD_BYTES);
   return text === undefined ? [] : goModRequires(text);
 }
 

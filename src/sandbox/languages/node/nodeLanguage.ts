@@ -1,7 +1,7 @@
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Owner } from '../../../storage/owner.js';
-import { SYSTEM_PATH, type CodeCommand, type InstallResult, type Language, type LanguageSandbox } from '../language.js';
+import { SYSTEM_PATH, type CodeCommand, type SessionRoots, type InstallResult, type Language, type LanguageSandbox } from '../language.js';
 import type { Mount } from '../../confine/launcher.js';
 import type { RunOptions } from '../../process/processSpec.js';
 import { prepareSharedCache } from '../../caches/sharedCache.js';
@@ -109,8 +109,8 @@ export class NodeLanguage implements Language {
     });
   }
 
-  installedPackages(root: string): Promise<string[]> {
-    return installedInEnvironment(root);
+  installedPackages(roots: SessionRoots): Promise<string[]> {
+    return installedInEnvironment(roots.environment);
   }
 }
 

@@ -6,7 +6,15 @@ import { namesIn } from '../../../storage/fileTree.js';
 import type { Owner } from '../../../storage/owner.js';
 import { removeTree } from '../../../storage/removeTree.js';
 import { readUntrustedJson } from '../../../storage/untrustedJson.js';
-import { SYSTEM_PATH, type CodeCommand, type InstallResult, type InstalledPackage, type Language, type LanguageSandbox } from '../language.js';
+import {
+  SYSTEM_PATH,
+  type CodeCommand,
+  type SessionRoots,
+  type InstallResult,
+  type InstalledPackage,
+  type Language,
+  type LanguageSandbox,
+} from '../language.js';
 import type { Mount } from '../../confine/launcher.js';
 import type { RunOptions, SandboxedResult } from '../../process/processSpec.js';
 import { installerEnv } from '../installerEnv.js';
@@ -99,8 +107,8 @@ export class PythonLanguage implements Language {
     return [this.interpreter.executable, '-I', '-u', '-c', ZYGOTE_SOURCE, socket];
   }
 
-  async installedPackages(root: string): Promise<string[]> {
-    return (await this.sitePackagesNames(root))
+  async installedPackages(roots: SessionRoots): Promise<string[]> {
+    return (await this.sitePackagesNames(roots.environment))
       .map((n) => /^(.+)-([^-]+)\.dist-info$/.exec(n))
       .filter((m): m is RegExpExecArray => m !== null)
       .map((m) => `${m[1]}==${m[2]}`)
