@@ -257,7 +257,11 @@ program
       const files = remoteFrom ? new SessionFiles(client, remoteFrom.sessionId) : new SessionFiles(client, remoteTo!.sessionId);
       const copied = remoteFrom ? await files.download(remoteFrom.path, to, { onProgress }) : await files.upload(from, remoteTo!.path, { onProgress });
       if (bar) process.stderr.write('\n');
-      print(copied, `${copied.files} file${copied.files === 1 ? '' : 's'}, ${copied.bytes} bytes`);
+      for (const { path, reason } of copied.skipped) process.stderr.write(`cp: skipped ${JSON.stringify(path)}: ${reason}\n`);
+      const made = copied.directories > 0 ? `, ${copied.directories} empty director${copied.directories === 1 ? 'y' : 'ies'}` : '';
+      print(copied, `${copied.files} file${copied.files === 1 ? '' : 's'}, ${copied.bytes} bytes${made}`);
+      // As cp(1): what could not be copied makes the exit status 1, after the rest was.
+      if (copied.skipped.length > 0) process.exitCode = 1;
     }),
   );
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -393,6 +393,12 @@ test('cp copies files and directories both ways, byte for byte, a file larger th
     const neither = cli('cp', join(here, 'one.bin'), join(here, 'x'));
     assert.equal(neither.status, 1);
     assert.match(neither.stderr, /exactly one side must be <session>:<path>/);
+    // What cp cannot copy is named, and makes the exit status 1, after the rest was copied.
+    symlinkSync('a.txt', join(here, 'tree/sub/link'));
+    const linked = cli('cp', join(here, 'tree/sub'), `${sessionId}:with-link`);
+    assert.equal(linked.status, 1);
+    assert.equal(linked.stdout, '2 files, 2 bytes\n');
+    assert.match(linked.stderr, /^cp: skipped ".*\/tree\/sub\/link": a symbolic link/m);
     const missing = cli('cp', `${sessionId}:nope.txt`, join(here, 'nope'));
     assert.equal(missing.status, 1);
     assert.match(missing.stderr, /^NOT_FOUND/);

@@ -1,5 +1,6 @@
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
-import { dirname, join, posix, relative, sep } from 'node:path';
+import { isUtf8 } from 'node:buffer';
+import { lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join, posix, sep } from 'node:path';
 import { ClientError, Status } from 'nice-grpc';
 import { TaskStatus } from '../../gen/codegen/v1/common.js';
 import type { NetworkPolicy } from '../../gen/codegen/v1/common.js';
@@ -55,14 +56,33 @@ export interface CopyOptions {
   onProgress?: (progress: { path: string; bytes: number; totalBytes: number }) => void;
 }
 
+/** What a copy did: files and bytes copied, directories made for empty ones, and what it left out (never silently). */
+export interface CopyResult {
+  files: number;
+  bytes: number;
+  /** Empty directories made (others come with their files). */
+  directories: number;
+  /** Entries not copied (local paths for an upload, workspace paths for a download), each with why: links, special files, names that are not UTF-8. */
+  skipped: { path: string; reason: string }[];
+}
+
+const SKIPPED = {
+  symlink: 'a symbolic link (cp copies files and directories; make the link with run.shell)',
+  other: 'not a regular file or directory',
+  notUtf8: 'its name is not UTF-8, and workspace paths are UTF-8 text',
+};
+
 /** Bytes a part of a copy carries (base64 on the wire: a third more), well inside a message. */
 const PART_BYTES = 8 * 1024 * 1024;
 
 export interface FileEntry {
+  /** The name (a name that is not UTF-8: with U+FFFD for its other bytes, and nameBytes). */
   name: string;
   type: 'file' | 'directory' | 'symlink' | 'other';
   size: number;
   modifiedMs: number;
+  /** The name's bytes, only for a name that is not UTF-8 (no workspace path can name such an entry). */
+  nameBytes?: Uint8Array;
 }
 
 export interface Install {
@@ -247,18 +267,19 @@ export class SessionFiles {
     return { bytes: Buffer.from(o.contents ?? '', 'base64'), fileSize: Number(o.file_size) };
   }
 
-  /** Copies a local file or directory (its files, recursively) into the workspace at `path`, in parts of PART_BYTES. */
-  async upload(local: string, path: string, options: CopyOptions = {}): Promise<{ files: number; bytes: number }> {
-    const done = { files: 0, bytes: 0 };
-    const files = (await stat(local)).isDirectory()
-      ? (await readdir(local, { recursive: true, withFileTypes: true }))
-          .filter((e) => e.isFile())
-          .map((e) => relative(local, join(e.parentPath ?? e.path, e.name)))
-      : [''];
-    for (const file of files) {
-      const from = file === '' ? local : join(local, file);
-      const to = file === '' ? path : posix.join(path, ...file.split(sep));
-      const handle = await open(from);
+  /**
+   * Copies a local file or directory (its files and directories, recursively) into the workspace
+   * at `path`, in parts of PART_BYTES. Links, special files and names that are not UTF-8 are
+   * listed in `skipped`, and left out; all of them are known before anything is written.
+   */
+  async upload(local: string, path: string, options: CopyOptions = {}): Promise<CopyResult> {
+    const done: CopyResult = { files: 0, bytes: 0, directories: 0, skipped: [] };
+    const tree = (await stat(local)).isDirectory() ? await localTree(local, done.skipped) : { files: [''], emptyDirectories: [] };
+    await this.makeDirectories(tree.emptyDirectories.map((dir) => inside(path, dir)));
+    done.directories = tree.emptyDirectories.length;
+    for (const file of tree.files) {
+      const to = inside(path, file);
+      const handle = await open(file === '' ? local : join(local, ...file.split('/')));
       try {
         const size = (await handle.stat()).size;
         let offset = 0;
@@ -279,18 +300,39 @@ export class SessionFiles {
     return done;
   }
 
+  /** Makes workspace directories (with their parents) as the session, a batch of names per run.shell call. */
+  private async makeDirectories(paths: string[]): Promise<void> {
+    const outside = paths.find((p) => p.startsWith('/') || p.split('/').includes('..'));
+    if (outside !== undefined)
+      throw new ClientError('/codegen.v1.TaskExecution/ExecuteTask', Status.INVALID_ARGUMENT, `${JSON.stringify(outside)} is not a path in the workspace`);
+    for (let i = 0; i < paths.length; i += 256) {
+      const command = `mkdir -p -- ${paths
+        .slice(i, i + 256)
+        .map(shellQuoted)
+        .join(' ')}`;
+      const o = await callTool(this.client.tasks, this.sessionId, 'run.shell', { command });
+      if (o.exit_code !== '0')
+        throw new ClientError('/codegen.v1.TaskExecution/ExecuteTask', Status.FAILED_PRECONDITION, `cannot make directories: ${(o.stderr ?? '').trim()}`);
+    }
+  }
+
   /**
    * Copies a workspace file or directory (its files, recursively) to `local` (into it, when it is
    * a directory there), in parts of PART_BYTES. A file that changes size between parts (session
-   * code writing it) is refused, ABORTED, rather than copied torn; nothing partial is left.
+   * code writing it) is refused, ABORTED, rather than copied torn; nothing partial is left. Empty
+   * directories are made; links, special files and names that are not UTF-8 are listed in
+   * `skipped`, and left out.
    */
-  async download(path: string, local: string, options: CopyOptions = {}): Promise<{ files: number; bytes: number }> {
-    const done = { files: 0, bytes: 0 };
+  async download(path: string, local: string, options: CopyOptions = {}): Promise<CopyResult> {
+    const done: CopyResult = { files: 0, bytes: 0, directories: 0, skipped: [] };
     const directory = await this.isDirectory(path);
     const target = (await stat(local).catch(() => undefined))?.isDirectory() ? join(local, posix.basename(path.replace(/\/+$/, '')) || 'workspace') : local;
-    const files = directory ? await this.filesUnder(path) : [''];
-    for (const file of files) {
-      const from = file === '' ? path : posix.join(path, file);
+    const tree: WorkspaceTree = directory ? await this.treeUnder(path, '', done.skipped) : { files: [''], emptyDirectories: [] };
+    for (const dir of tree.emptyDirectories) await mkdir(join(target, ...dir.split('/')), { recursive: true });
+    done.directories = tree.emptyDirectories.length;
+    if (directory) await mkdir(target, { recursive: true });
+    for (const file of tree.files) {
+      const from = inside(path, file);
       const to = file === '' ? target : join(target, ...file.split('/'));
       await mkdir(dirname(to), { recursive: true });
       const partial = `${to}.part-${process.pid}`;
@@ -339,15 +381,22 @@ export class SessionFiles {
     );
   }
 
-  /** The files below a workspace directory, as paths relative to it. */
-  private async filesUnder(path: string, prefix = ''): Promise<string[]> {
-    const found: string[] = [];
-    for (const entry of await this.list(prefix === '' ? path : posix.join(path, prefix))) {
+  /** The files and empty directories below a workspace directory (paths relative to it); what cannot be copied goes to `skipped`. */
+  private async treeUnder(path: string, prefix: string, skipped: CopyResult['skipped']): Promise<WorkspaceTree> {
+    const tree: WorkspaceTree = { files: [], emptyDirectories: [] };
+    const entries = await this.list(inside(path, prefix));
+    for (const entry of entries) {
       const rel = prefix === '' ? entry.name : `${prefix}/${entry.name}`;
-      if (entry.type === 'file') found.push(rel);
-      else if (entry.type === 'directory') found.push(...(await this.filesUnder(path, rel)));
+      if (entry.nameBytes) skipped.push({ path: inside(path, rel), reason: SKIPPED.notUtf8 });
+      else if (entry.type === 'file') tree.files.push(rel);
+      else if (entry.type === 'directory') {
+        const below = await this.treeUnder(path, rel, skipped);
+        tree.files.push(...below.files);
+        tree.emptyDirectories.push(...below.emptyDirectories);
+      } else skipped.push({ path: inside(path, rel), reason: SKIPPED[entry.type] });
     }
-    return found;
+    if (entries.length === 0 && prefix !== '') tree.emptyDirectories.push(prefix);
+    return tree;
   }
 
   /** A file's bytes. */
@@ -364,13 +413,57 @@ export class SessionFiles {
   /** A directory's entries, sorted by name ('' or '.': the workspace root). */
   async list(path = '.'): Promise<FileEntry[]> {
     const o = await callTool(this.client.tasks, this.sessionId, 'fs.list', { path });
-    return (JSON.parse(o.entries_json ?? '[]') as { name: string; type: FileEntry['type']; size: number; modified_ms: number }[]).map((e) => ({
+    type Listed = { name: string; type: FileEntry['type']; size: number; modified_ms: number; name_base64?: string };
+    return (JSON.parse(o.entries_json ?? '[]') as Listed[]).map((e) => ({
       name: e.name,
       type: e.type,
       size: e.size,
       modifiedMs: e.modified_ms,
+      ...(e.name_base64 === undefined ? {} : { nameBytes: Buffer.from(e.name_base64, 'base64') }),
     }));
   }
+}
+
+/** Files and empty directories of a tree, as `/`-separated paths relative to its top. */
+interface WorkspaceTree {
+  files: string[];
+  emptyDirectories: string[];
+}
+
+/** `rel` (`/`-separated, '' for `path` itself) below a workspace path, as given: nothing folded (`a/../b` stays for the worker to refuse). */
+function inside(path: string, rel: string): string {
+  if (rel === '') return path;
+  const base = path.replace(/\/+$/, '');
+  return base === '' || base === '.' ? rel : `${base}/${rel}`;
+}
+
+/**
+ * A local directory's files and empty directories (paths relative to it, `/`-separated); links,
+ * special files and names that are not UTF-8 (read as bytes, so they are seen) go to `skipped`.
+ */
+async function localTree(top: string, skipped: CopyResult['skipped']): Promise<WorkspaceTree> {
+  const tree: WorkspaceTree = { files: [], emptyDirectories: [] };
+  const visit = async (rel: Buffer[]): Promise<void> => {
+    const dir = Buffer.concat([Buffer.from(top), ...rel.flatMap((name) => [Buffer.from(sep), name])]);
+    const names = await readdir(dir, { encoding: 'buffer' });
+    if (names.length === 0) tree.emptyDirectories.push(rel.map(String).join('/')); // '' for an empty top: made too
+    for (const name of names.sort((a, b) => Buffer.compare(a, b))) {
+      const path = [...rel, name];
+      const text = path.map(String).join('/');
+      const st = await lstat(Buffer.concat([dir, Buffer.from(sep), name]));
+      if (!path.every((n) => isUtf8(n))) skipped.push({ path: join(top, text), reason: SKIPPED.notUtf8 });
+      else if (st.isFile()) tree.files.push(text);
+      else if (st.isDirectory()) await visit(path);
+      else skipped.push({ path: join(top, text), reason: st.isSymbolicLink() ? SKIPPED.symlink : SKIPPED.other });
+    }
+  };
+  await visit([]);
+  return tree;
+}
+
+/** `text` as one word for /bin/sh, whatever it holds. */
+function shellQuoted(text: string): string {
+  return `'${text.replace(/'/g, "'\\''")}'`;
 }
 
 /** A task's constraints from a timeout in milliseconds (whole seconds, at least 1). */

@@ -3,7 +3,7 @@ import { lstat, readdir, type FileHandle } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { errors } from '../errors.js';
 import { at, inDirectoryNoFollow, openChildDirectorySync, openTrustedDirectory } from './beneath.js';
-import { pathArg, textOf, type ByteString } from './byteNames.js';
+import { byteString, pathArg, textOf, type ByteString } from './byteNames.js';
 import { MAX_NAME_BYTES } from './zipWriter.js';
 import { letOthersRun } from './letOthersRun.js';
 
@@ -44,12 +44,18 @@ export const MAX_TREE_DEPTH = 256;
 /** lstat calls one walk keeps in flight: a huge directory must not fill the libuv threadpool's queue ahead of other requests. */
 const LSTAT_BATCH = 32;
 
-/** The entries of an open directory with their lstat; entries gone meanwhile are left out. */
-export async function listDirectory(dir: FileHandle): Promise<{ name: string; st: Stats }[]> {
-  const names = (await readdir(`/proc/self/fd/${dir.fd}`).catch(() => [] as string[])).sort();
-  const entries: { name: string; st: Stats }[] = [];
+/**
+ * The entries of an open directory with their lstat, every name as its bytes (byte strings,
+ * storage/byteNames.ts: a name that is not UTF-8 is listed too), sorted by those bytes; entries
+ * gone meanwhile are left out.
+ */
+export async function listDirectory(dir: FileHandle): Promise<{ name: ByteString; st: Stats }[]> {
+  const names = (await readdir(`/proc/self/fd/${dir.fd}`, { encoding: 'buffer' }).catch(() => [] as Buffer[])).map(byteString).sort();
+  const entries: { name: ByteString; st: Stats }[] = [];
   for (let i = 0; i < names.length; i += LSTAT_BATCH) {
-    const batch = await Promise.all(names.slice(i, i + LSTAT_BATCH).map(async (name) => ({ name, st: await lstat(at(dir, name)).catch(() => undefined) })));
+    const batch = await Promise.all(
+      names.slice(i, i + LSTAT_BATCH).map(async (name) => ({ name, st: await lstat(at(dir, pathArg(name))).catch(() => undefined) })),
+    );
     for (const entry of batch) if (entry.st) entries.push({ name: entry.name, st: entry.st });
   }
   return entries;

@@ -1,4 +1,6 @@
+import { isUtf8 } from 'node:buffer';
 import { errors, quoted } from '../errors.js';
+import { bytesOf, textOf } from '../storage/byteNames.js';
 import { errnoOf } from '../storage/beneath.js';
 import { listDirectory } from '../storage/fileTree.js';
 import { inWorkspace, workspaceSegments } from '../storage/workspacePath.js';
@@ -10,6 +12,8 @@ interface ListedEntry {
   type: 'file' | 'directory' | 'symlink' | 'other';
   size: number;
   modified_ms: number;
+  /** The name's bytes, for a name that is not UTF-8 (`name` then has U+FFFD for them; no path names it). */
+  name_base64?: string;
 }
 
 /** Lists a workspace directory, sorted by name, directories with a trailing `/`. */
@@ -33,7 +37,10 @@ export const fsList = defineTool({
         // The descriptor's own listing, and each entry looked up in it: never a path the session could redirect.
         return (await listDirectory(dir)).map(({ name, st }): ListedEntry => {
           const type = st.isDirectory() ? 'directory' : st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : 'other';
-          return { name, type, size: st.size, modified_ms: Math.floor(st.mtimeMs) };
+          const entry: ListedEntry = { name: textOf(name), type, size: st.size, modified_ms: Math.floor(st.mtimeMs) };
+          const bytes = bytesOf(name);
+          if (!isUtf8(bytes)) entry.name_base64 = bytes.toString('base64');
+          return entry;
         });
       });
     } catch (err) {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { isUtf8 } from 'node:buffer';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -148,5 +149,105 @@ test('fs.write append and fs.read offset/length: generated parts come back byte 
       },
     ),
     { numRuns: 40 },
+  );
+});
+
+/** A local tree as `path → contents` (files), `path/` (directories) and `path -> target` (links); names as bytes, in hex where they are not UTF-8. */
+function localState(top: string, rel: Buffer[] = []): string[] {
+  const dir = Buffer.concat([Buffer.from(top), ...rel.flatMap((n) => [Buffer.from('/'), n])]);
+  return readdirSync(dir, { encoding: 'buffer' }).flatMap((name) => {
+    const path = [...rel, name];
+    const full = Buffer.concat([dir, Buffer.from('/'), name]);
+    const shown = path.map((n) => (isUtf8(n) ? n.toString() : `<${n.toString('hex')}>`)).join('/');
+    const st = lstatSync(full);
+    if (st.isDirectory()) return [`${shown}/`, ...localState(top, path)];
+    if (st.isSymbolicLink()) return [`${shown} -> ${readlinkSync(full, 'utf8')}`];
+    if (st.isFile()) return [`${shown} = ${createHash('sha256').update(readFileSync(full)).digest('hex')}`];
+    return [`${shown} (other)`];
+  });
+}
+
+test('cp leaves nothing out silently: empty directories are made both ways; links, special files and names that are not UTF-8 are named as skipped', async () => {
+  const top = mkdtempSync(join(here, 'mixed-'));
+  mkdirSync(join(top, 'empty/inner'), { recursive: true });
+  mkdirSync(join(top, "it's here\nand there"));
+  writeFileSync(join(top, 'file'), 'data');
+  symlinkSync('file', join(top, 'link'));
+  spawnSync('mkfifo', [join(top, 'fifo')]);
+  writeFileSync(Buffer.concat([Buffer.from(`${top}/`), Buffer.from([0x66, 0xff, 0x2e, 0x74])]), 'latin');
+  const files = new SessionFiles(client(), sessionId);
+  const up = await files.upload(top, 'mixed');
+  assert.equal(up.files, 1);
+  assert.equal(up.directories, 2);
+  assert.deepEqual(
+    up.skipped.map((s) => s.path),
+    ['fifo', 'f\uFFFD.t', 'link'].map((n) => join(top, n)),
+  );
+  assert.match(up.skipped[2]!.reason, /symbolic link/);
+  assert.equal(
+    (await sh("cd mixed && find . | LC_ALL=C sort | tr '\\n' '|'")).stdout,
+    "./|./empty|./empty/inner|./file|./it's here|and there|".replace('./|', '.|'),
+  );
+
+  // Back: the same directories; the session's own link, fifo and a name of Latin-1 bytes are named, not dropped.
+  await sh('cd mixed && ln -s file back-link && mkfifo back-fifo && touch "$(printf \'caf\\351\')"');
+  // fs.list lists that name, with its bytes.
+  const latin = (await files.list('mixed')).find((e) => e.nameBytes !== undefined);
+  assert.deepEqual([latin?.name, Buffer.from(latin?.nameBytes ?? []).toString('hex')], ['caf\uFFFD', '636166e9']);
+  const back = mkdtempSync(join(here, 'back-'));
+  const down = await files.download('mixed', join(back, 'mixed'));
+  assert.deepEqual(
+    down.skipped.map((s) => s.path),
+    ['mixed/back-fifo', 'mixed/back-link', 'mixed/caf\uFFFD'],
+  );
+  assert.deepEqual(localState(join(back, 'mixed')), [
+    'empty/',
+    'empty/inner/',
+    `file = ${createHash('sha256').update('data').digest('hex')}`,
+    "it's here\nand there/",
+  ]);
+});
+
+test('a destination with .. is given to the worker as written (refused), not folded into another path', async () => {
+  const top = mkdtempSync(join(here, 'dots-'));
+  writeFileSync(join(top, 'f'), 'x');
+  const got = await new SessionFiles(client(), sessionId).upload(join(top, 'f'), 'a/../f').catch((e: unknown) => e);
+  assert.equal((got as { code?: Status }).code, Status.INVALID_ARGUMENT, String(got));
+  const emptyOnly = mkdtempSync(join(here, 'dots-dir-'));
+  mkdirSync(join(emptyOnly, 'e'));
+  const dirGot = await new SessionFiles(client(), sessionId).upload(emptyOnly, '../out').catch((e: unknown) => e);
+  assert.equal((dirGot as { code?: Status }).code, Status.INVALID_ARGUMENT, String(dirGot));
+});
+
+// Round trip: generated trees (names with quotes, spaces, newlines and any Unicode; empty
+// directories; files of any bytes) sent and fetched back are the same tree.
+test('cp round trip: generated trees come back as they were sent', async () => {
+  const files = new SessionFiles(client(), sessionId);
+  const name = fc
+    .string({ unit: 'grapheme', minLength: 1, maxLength: 12 })
+    .filter((n) => !n.includes('/') && !n.includes('\0') && n !== '.' && n !== '..' && Buffer.byteLength(n) <= 200);
+  const tree: fc.Memo<Record<string, unknown>> = fc.memo((depth) =>
+    fc.dictionary(name, depth <= 1 ? fc.uint8Array({ maxLength: 2000 }) : fc.oneof(fc.uint8Array({ maxLength: 2000 }), tree(depth - 1)), { maxKeys: 4 }),
+  );
+  const write = (dir: string, t: Record<string, unknown>) => {
+    mkdirSync(dir, { recursive: true });
+    for (const [n, v] of Object.entries(t)) {
+      if (v instanceof Uint8Array) writeFileSync(join(dir, n), v);
+      else write(join(dir, n), v as Record<string, unknown>);
+    }
+  };
+  let run = 0;
+  await fc.assert(
+    fc.asyncProperty(tree(3), async (t) => {
+      const sent = join(here, `rt-sent-${run}`);
+      const got = join(here, `rt-got-${run}`);
+      write(sent, t);
+      const up = await files.upload(sent, `rt-tree-${run}`);
+      const down = await files.download(`rt-tree-${run}`, got);
+      run++;
+      assert.deepEqual([up.skipped, down.skipped], [[], []]);
+      assert.deepEqual(localState(got), localState(sent));
+    }),
+    { numRuns: 8 },
   );
 });
