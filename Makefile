@@ -39,7 +39,7 @@ test-unit: dist/.built ## the fast tier only: no root, no Python, seconds (UNIT_
 	tests/unit-tier.sh $(UNIT_TESTS)
 
 # Hot paths against same-run baselines; writes bench/results.json and bench/results.md.
-bench: system-deps dist/.built ## hot paths as ratios to same-run baselines (bench/results.md)
+bench: system-deps test-deps dist/.built ## hot paths as ratios to same-run baselines (bench/results.md)
 	@command -v zip >/dev/null 2>&1 && command -v unzip >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq zip unzip; }
 	node dist/bench/run.js
 
@@ -86,9 +86,11 @@ system-deps:
 	@command -v nft >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nftables; }
 	@case ",$$(echo "$${WORKER_LANGUAGES:-go}" | tr -d ' ')," in *,go,*) command -v go >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq golang-go; } ;; esac
 
-# What the tests need beyond the worker's own: a C compiler (a test builds an LD_PRELOAD library).
+# What the tests need beyond the worker's own: a C compiler (a test builds an LD_PRELOAD library),
+# mkfs.xfs (fork tests and the bench make a data directory whose files can be cloned).
 test-deps:
 	@command -v cc >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq gcc libc6-dev; }
+	@command -v mkfs.xfs >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq xfsprogs; }
 
 # What `make lint` needs beyond node_modules: pyflakes (Debian's, for Debian's python3),
 # shellcheck and gofmt (golang-go, which Go sessions need anyway). pyflakes and shellcheck are

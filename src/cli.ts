@@ -315,6 +315,19 @@ program
   );
 
 program
+  .command('fork')
+  .description("new sessions holding a session's files, packages and settings as they are now (prints their ids, one per line)")
+  .argument('<session>', 'session id')
+  .option('-n, --count <n>', 'how many (1 to 16)', (v: string) => Number(v), 1)
+  .option('-w, --workspace <id>', "the forks' workspace id (default: the source's)")
+  .action(async (sessionId: string, opts: { count: number; workspace?: string }) =>
+    withClient(async ({ sessions }) => {
+      const forked = await sessions.forkSession({ sessionId, count: opts.count, workspaceId: opts.workspace ?? '' });
+      print(forked, forked.sessionIds.join('\n'));
+    }),
+  );
+
+program
   .command('restore')
   .description('restore a checkpoint into a new session')
   .argument('<checkpoint>', 'checkpoint id')

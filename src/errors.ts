@@ -69,6 +69,12 @@ export const errors = {
   invalidSessionState: (sessionId: string, state: string, operation: string) =>
     new WorkerError(Status.FAILED_PRECONDITION, `invalid session state: cannot ${operation} while session ${quoted(sessionId)} is ${state}`),
   initializationFailed: (detail: string) => new WorkerError(Status.INTERNAL, `session initialization failed: ${detail}`),
+  forkUnavailable: (sessionId: string, why: string) => new WorkerError(Status.FAILED_PRECONDITION, `cannot fork session ${quoted(sessionId)}: ${why}`),
+  forksPastCapacity: (count: number, free: number, max: number) =>
+    new WorkerError(
+      Status.RESOURCE_EXHAUSTED,
+      `capacity exceeded: ${count} forks asked for, room for ${free} more session${free === 1 ? '' : 's'} (this worker runs at most ${max}); ask for fewer or destroy sessions`,
+    ),
 
   // Task errors
   taskNotFound: (taskId: string, sessionId: string) =>

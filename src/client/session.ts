@@ -200,6 +200,12 @@ export class Session {
     return { checkpointId: made.checkpointId, sizeBytes: made.sizeBytes };
   }
 
+  /** `count` new sessions holding this one's files, packages and settings as they are now (ForkSession); processes are not copied. */
+  async fork(options: { count?: number; workspaceId?: string } = {}): Promise<Session[]> {
+    const reply = await this.client.sessions.forkSession({ sessionId: this.id, count: options.count ?? 1, workspaceId: options.workspaceId ?? '' });
+    return reply.sessionIds.map((id) => new Session(this.client, id));
+  }
+
   /** A signed URL reaching `port` on the session's loopback (HTTP and WebSocket). */
   async portUrl(port: number, options: { expiresSeconds?: number } = {}): Promise<string> {
     const args: Record<string, string> = { port: String(port) };

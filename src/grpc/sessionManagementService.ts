@@ -38,6 +38,12 @@ export function sessionManagementService(pool: SessionPool, checkpoints: Checkpo
       return { success: true, checkpointId: checkpoint?.checkpointId ?? '' };
     },
 
+    async forkSession(request) {
+      checkRequest(request, { sessionId: 'id', workspaceId: 'name' });
+      const forked = await pool.fork(request.sessionId, request.count || 1, request.workspaceId);
+      return { sessionIds: forked.sessions.map((s) => s.id), workerId, copyMethod: forked.copyMethod, pausedMs: forked.pausedMs };
+    },
+
     async getSessionStatus(request) {
       checkRequest(request, { sessionId: 'id' });
       const session = pool.get(request.sessionId);

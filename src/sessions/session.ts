@@ -180,6 +180,16 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
   }
 
   /**
+   * A fork's history: its source's checkpoint (the parent of the fork's next incremental one, its
+   * tree written beside the fork's record too) and baseline, as they were at the fork.
+   */
+  async inherit(source: Session<SessionSandboxParts>): Promise<void> {
+    this.previousCheckpoint = source.previousCheckpoint && { ...source.previousCheckpoint };
+    this.baseline = source.baseline;
+    await this.store.copyExtras(source.id, this.id, [CHECKPOINT_TREE, BASELINE_TREE]);
+  }
+
+  /**
    * The number of the next background process (its id p<number>), on disk before it is used: an
    * id a client kept from before a restart never names another process.
    */

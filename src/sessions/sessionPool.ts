@@ -1,14 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { SessionConfig } from '../../gen/codegen/v1/common.js';
+import { SessionState, type SessionConfig } from '../../gen/codegen/v1/common.js';
 import { describeThrown, errors, faultOf, messageOf, WorkerError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { unmountDiskImage } from '../sandbox/confine/diskImage.js';
 import type { SandboxHost } from '../sandbox/host/sandboxHost.js';
+import type { CopyMethod } from '../sandbox/confine/diskFork.js';
 import type { SessionLimits } from '../sandbox/process/processSpec.js';
 import { NETWORK_MODES, type SessionNetworkPolicy } from '../sandbox/network/networkPolicy.js';
 import type { WorkspaceStore } from '../storage/workspaceStore.js';
-import { Session } from './session.js';
+import { Session, stateName } from './session.js';
 import { effectiveSessionConfig, type EffectiveSessionConfig } from './sessionConfig.js';
 import { cutOff, parseSessionRecord, type SessionRecord } from './sessionRecord.js';
 import { SpareSessions } from './spareSessions.js';
@@ -37,6 +38,17 @@ export interface CreateSessionInput {
   config: SessionConfig | undefined;
 }
 
+/** What a fork made. */
+export interface Forked {
+  sessions: Session[];
+  /** How the source's disk was copied, and how long its filesystem was frozen for it. */
+  copyMethod: CopyMethod;
+  pausedMs: number;
+}
+
+/** Forks one ForkSession may ask for. */
+export const MAX_FORKS = 16;
+
 export interface Capacity {
   total: number;
   active: number;
@@ -63,6 +75,8 @@ export class SessionPool {
   private readonly sessions = new Map<string, Session>();
   private accepting = true;
   private readonly spares: SpareSessions;
+  /** Forks being made, by source: its destruction waits for them (its disk is being copied). */
+  private readonly forking = new Map<string, Promise<unknown>>();
 
   constructor(private readonly options: SessionPoolOptions) {
     this.spares = new SpareSessions(options.store, options.sandboxHost, options.spareSessions, this.diskMbOf(0), options.logger);
@@ -134,11 +148,80 @@ export class SessionPool {
     return { total: this.options.maxSessions, active, available: Math.max(this.options.maxSessions - active, 0) };
   }
 
+  /**
+   * `count` new sessions holding the source's files, environment, config, limits and network
+   * policy at one instant (its disk copied frozen: SandboxHost.copyDisk), each with a uid,
+   * cgroup and network of its own, READY, independent from then on. Its processes are not
+   * copied; its checkpoint history is (the fork's next incremental checkpoint builds on it).
+   */
+  async fork(sourceId: string, count: number, workspaceId: string): Promise<Forked> {
+    if (!this.accepting) throw errors.shuttingDown();
+    if (!Number.isInteger(count) || count < 1 || count > MAX_FORKS) throw errors.invalidArgument(`count must be 1 to ${MAX_FORKS}, got ${count}`);
+    const source = this.get(sourceId);
+    const state = source.state;
+    if (state !== SessionState.SESSION_STATE_READY && state !== SessionState.SESSION_STATE_ACTIVE && state !== SessionState.SESSION_STATE_CHECKPOINTING)
+      throw errors.invalidSessionState(sourceId, stateName(state), 'fork the session');
+    if (source.sandbox.diskMb <= 0)
+      throw errors.forkUnavailable(
+        sourceId,
+        'it has no disk of its own (max_disk_mb 0, or this worker gives sessions none), and only a session disk can be copied at one instant',
+      );
+    const free = this.options.maxSessions - this.sessions.size;
+    if (count > free) throw errors.forksPastCapacity(count, free, this.options.maxSessions);
+    const forks = Array.from({ length: count }, () => this.newSession(newSessionId(), workspaceId || source.workspaceId, source.userId, source.config));
+    for (const fork of forks) this.sessions.set(fork.id, fork); // their capacity slots, while CREATING
+    const made = this.makeForks(source, forks);
+    this.forking.set(sourceId, made);
+    try {
+      return await made;
+    } finally {
+      if (this.forking.get(sourceId) === made) this.forking.delete(sourceId);
+    }
+  }
+
+  private async makeForks(source: Session, forks: Session[]): Promise<Forked> {
+    const sandboxHost = this.options.sandboxHost;
+    const store = this.options.store;
+    const started = process.hrtime.bigint();
+    try {
+      const dirs = await Promise.all(forks.map((fork) => store.create(fork.id)));
+      const { pausedMs } = await sandboxHost.copyDisk(store.directories(source.id), source.sandbox.diskMb, dirs);
+      const limits = { ...this.limitsOf(source.config), maxDiskMb: source.sandbox.diskMb };
+      const language = source.sandbox.language;
+      const persisted = { uid: source.sandbox.owner?.uid, diskBaselineBytes: source.sandbox.diskBaselineBytes, copied: true };
+      await Promise.all(
+        forks.map(async (fork, i) => {
+          await fork.inherit(source);
+          fork.ready(await sandboxHost.adopt(fork.id, dirs[i]!, source.config.env, limits, language, persisted, source.config.network));
+          await fork.persist();
+        }),
+      );
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      for (const fork of forks)
+        fork.logger.info('session forked', { source: source.id, copy_method: sandboxHost.copyMethod, paused_ms: pausedMs, ms: Math.round(ms) });
+      return { sessions: forks, copyMethod: sandboxHost.copyMethod, pausedMs };
+    } catch (err) {
+      await Promise.all(
+        forks.map(async (fork) => {
+          if (fork.state === SessionState.SESSION_STATE_CREATING) fork.fail();
+          this.sessions.delete(fork.id);
+          await fork.disposeSandbox().catch(() => undefined);
+          await unmountDiskImage(store.directories(fork.id).disk).catch(() => undefined);
+          await store.remove(fork.id).catch(() => undefined);
+        }),
+      );
+      source.logger.error('fork failed', { error: describeThrown(err) });
+      if (err instanceof WorkerError) throw err;
+      throw errors.initializationFailed(`could not fork session ${source.id} (${faultOf(err)})`);
+    }
+  }
+
   /** Cancels the session's running tasks, waits for them to end, then removes its files. */
   async destroy(sessionId: string, reason = 'destroyed by DestroySession'): Promise<void> {
     const session = this.get(sessionId);
     session.beginTermination();
     try {
+      await this.forking.get(sessionId)?.catch(() => undefined);
       // A restart in the middle finishes the destruction rather than bringing the session back.
       await session.persist();
       await session.tasks.abortAll('session_destroyed', `session ${reason}`);
@@ -178,6 +261,7 @@ export class SessionPool {
     await this.spares.drain();
     await Promise.all(
       this.list().map(async (session) => {
+        await this.forking.get(session.id)?.catch(() => undefined);
         await session.tasks.abortAll('shutdown', reason);
         await session.persist();
         await session.disposeSandbox();

@@ -1,4 +1,5 @@
 import { readdirSync, statfsSync, statSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errors } from '../errors.js';
 
@@ -104,12 +105,26 @@ export class DiskBudget {
   }
 }
 
-/** What the image at `file` may still grow by (0: none there, or not an image). */
+/**
+ * What the image at `file` may still grow by (0: none there, or not an image). A clone (a fork's
+ * disk, marked by markShared) shares its blocks with its source until either writes them, so
+ * the blocks it holds are not its own: it may take its whole size. (Its source's and its own
+ * counts then add up to what both may take, each writing all it has.)
+ */
 function growthOf(file: string): number {
   try {
     const st = statSync(file, { throwIfNoEntry: false });
-    return st?.isFile() ? Math.max(0, st.size - st.blocks * 512) : 0;
+    if (!st?.isFile()) return 0;
+    return statSync(`${file}${SHARED_MARK}`, { throwIfNoEntry: false }) ? st.size : Math.max(0, st.size - st.blocks * 512);
   } catch {
     return 0; // not a session's directory
   }
+}
+
+/** Beside an image that shares blocks with another (a reflinked copy). */
+const SHARED_MARK = '.shared';
+
+/** Marks the image at `file` as sharing its blocks (see growthOf). */
+export async function markShared(file: string): Promise<void> {
+  await writeFile(`${file}${SHARED_MARK}`, '');
 }

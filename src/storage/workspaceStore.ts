@@ -1,4 +1,5 @@
-import { mkdir, readdir, readFile, rename as fsRename } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { copyFile, mkdir, readdir, readFile, rename as fsRename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { treeSize } from './fileTree.js';
 import { parseRecord, writeJsonAtomically } from './jsonFile.js';
@@ -43,6 +44,8 @@ export interface WorkspaceStore {
   readExtra<T>(sessionId: string, name: string, isValid: (value: unknown) => boolean): Promise<T | undefined>;
   /** Written atomically; fsynced too unless `durable` is false. */
   writeExtra(sessionId: string, name: string, value: unknown, durable?: boolean): Promise<void>;
+  /** Copies the files `names` kept beside one session's record (those it has) to another's. */
+  copyExtras(from: string, to: string, names: string[]): Promise<void>;
 }
 
 /** The layout of one session's directory (see WorkspaceStore). */
@@ -109,5 +112,16 @@ export class LocalWorkspaceStore implements WorkspaceStore {
 
   async writeExtra(sessionId: string, name: string, value: unknown, durable = true): Promise<void> {
     await writeJsonAtomically(join(this.directories(sessionId).root, name), value, durable);
+  }
+
+  async copyExtras(from: string, to: string, names: string[]): Promise<void> {
+    const [source, target] = [this.directories(from).root, this.directories(to).root];
+    await Promise.all(
+      names.map((name) =>
+        copyFile(join(source, name), join(target, name), constants.COPYFILE_FICLONE).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+        }),
+      ),
+    );
   }
 }

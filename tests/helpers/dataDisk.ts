@@ -12,15 +12,19 @@ export interface DataDisk {
   remove(): void;
 }
 
-/** Makes a data disk of `size` (as truncate(1) says it: `1G`), mounted in a fresh directory. */
-export function makeDataDisk(prefix: string, size: string): DataDisk {
+/**
+ * Makes a data disk of `size` (as truncate(1) says it: `1G`), mounted in a fresh directory: ext4,
+ * or XFS with reflinks (a data directory whose files can be cloned: session forks).
+ */
+export function makeDataDisk(prefix: string, size: string, type: 'ext4' | 'xfs' = 'ext4'): DataDisk {
   const top = mkdtempSync(join(tmpdir(), prefix));
   const image = join(top, 'data.img');
   const mountPoint = join(top, 'mnt');
   const dataDir = join(mountPoint, 'data');
   mkdirSync(mountPoint);
   execFileSync('truncate', ['-s', size, image]);
-  execFileSync('mkfs.ext4', ['-q', '-F', '-m', '0', image]);
+  if (type === 'xfs') execFileSync('mkfs.xfs', ['-q', '-f', '-m', 'reflink=1', image]);
+  else execFileSync('mkfs.ext4', ['-q', '-F', '-m', '0', image]);
   execFileSync('mount', ['-o', 'loop', image, mountPoint]);
   mkdirSync(dataDir);
   const mountsBelow = (dir: string) =>

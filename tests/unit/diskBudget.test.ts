@@ -6,7 +6,7 @@ import { after, test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { WorkerError } from '../../src/errors.js';
 import { legacyCaches } from '../../src/storage/dataDirectory.js';
-import { DiskBudget } from '../../src/storage/diskBudget.js';
+import { DiskBudget, markShared } from '../../src/storage/diskBudget.js';
 
 const MB = 1024 * 1024;
 const root = mkdtempSync(join(tmpdir(), 'unit-disk-budget-'));
@@ -69,4 +69,21 @@ test("the package caches' image counts as a session's does; the caches earlier v
     legacyCaches(['pip-cache', 'npm-cache', 'go-cache', 'wheel-store', 'wheel-store.old-12-34', 'caches', 'caches.img', 'sessions', 'pip-cache2']),
     ['pip-cache', 'npm-cache', 'go-cache', 'wheel-store', 'wheel-store.old-12-34'],
   );
+});
+
+test("a fork's cloned image counts its whole size (its blocks are shared until written); its source, what it may still grow by", async () => {
+  const dir = join(root, 'forks');
+  mkdirSync(dir);
+  const at = (session: string, sizeMb: number, writtenMb: number) => {
+    mkdirSync(join(dir, session));
+    const fd = openSync(join(dir, session, 'disk.img'), 'w');
+    ftruncateSync(fd, sizeMb * MB);
+    if (writtenMb) writeSync(fd, Buffer.alloc(writtenMb * MB, 1), 0, writtenMb * MB, 0);
+    closeSync(fd);
+  };
+  at('source', 100, 10);
+  at('fork', 100, 10);
+  await markShared(join(dir, 'fork', 'disk.img'));
+  const budget = new DiskBudget({ path: root, imageDirs: [dir], image: 'disk.img', overcommit: 1, floorBytes: 64 * MB });
+  assert.ok(Math.abs(budget.space().committedBytes - 190 * MB) < 1 * MB, `90 + 100 MB: ${budget.space().committedBytes / MB}`);
 });

@@ -26,6 +26,7 @@ function memoryStore(): WorkspaceStore & { records: unknown[] } {
     writeRecord: async (_id, record) => void records.push(record),
     readExtra: async () => undefined,
     writeExtra: async () => undefined,
+    copyExtras: unused,
   };
 }
 

@@ -138,6 +138,28 @@ export interface SessionInfo {
   activeTasks: number;
 }
 
+export interface ForkRequest {
+  /** Session to fork */
+  sessionId: string;
+  /** How many forks (0: one) */
+  count: number;
+  /** The forks' workspace id (empty: the source's) */
+  workspaceId: string;
+}
+
+export interface ForkResponse {
+  /** The new sessions, READY */
+  sessionIds: string[];
+  workerId: string;
+  /**
+   * How the source's disk was copied: "reflink" (copy-on-write clones: the time does not grow
+   * with the workspace) or "copy" (the data directory's filesystem cannot clone files)
+   */
+  copyMethod: string;
+  /** How long the source's filesystem was frozen for the copy */
+  pausedMs: number;
+}
+
 function createBaseCreateSessionRequest(): CreateSessionRequest {
   return { workspaceId: "", userId: "", config: undefined };
 }
@@ -1720,6 +1742,248 @@ export const SessionInfo: MessageFns<SessionInfo> = {
   },
 };
 
+function createBaseForkRequest(): ForkRequest {
+  return { sessionId: "", count: 0, workspaceId: "" };
+}
+
+export const ForkRequest: MessageFns<ForkRequest> = {
+  encode(message: ForkRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.count !== 0) {
+      writer.uint32(16).int32(message.count);
+    }
+    if (message.workspaceId !== "") {
+      writer.uint32(26).string(message.workspaceId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForkRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForkRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.count = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.workspaceId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForkRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+      workspaceId: isSet(object.workspaceId)
+        ? globalThis.String(object.workspaceId)
+        : isSet(object.workspace_id)
+        ? globalThis.String(object.workspace_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ForkRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.count !== 0) {
+      obj.count = Math.round(message.count);
+    }
+    if (message.workspaceId !== "") {
+      obj.workspaceId = message.workspaceId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ForkRequest>): ForkRequest {
+    return ForkRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ForkRequest>): ForkRequest {
+    const message = createBaseForkRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.count = object.count ?? 0;
+    message.workspaceId = object.workspaceId ?? "";
+    return message;
+  },
+};
+
+function createBaseForkResponse(): ForkResponse {
+  return { sessionIds: [], workerId: "", copyMethod: "", pausedMs: 0 };
+}
+
+export const ForkResponse: MessageFns<ForkResponse> = {
+  encode(message: ForkResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.sessionIds) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.workerId !== "") {
+      writer.uint32(18).string(message.workerId);
+    }
+    if (message.copyMethod !== "") {
+      writer.uint32(26).string(message.copyMethod);
+    }
+    if (message.pausedMs !== 0) {
+      writer.uint32(32).int64(message.pausedMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForkResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForkResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionIds.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.workerId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.copyMethod = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.pausedMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForkResponse {
+    return {
+      sessionIds: globalThis.Array.isArray(object?.sessionIds)
+        ? object.sessionIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.session_ids)
+        ? object.session_ids.map((e: any) => globalThis.String(e))
+        : [],
+      workerId: isSet(object.workerId)
+        ? globalThis.String(object.workerId)
+        : isSet(object.worker_id)
+        ? globalThis.String(object.worker_id)
+        : "",
+      copyMethod: isSet(object.copyMethod)
+        ? globalThis.String(object.copyMethod)
+        : isSet(object.copy_method)
+        ? globalThis.String(object.copy_method)
+        : "",
+      pausedMs: isSet(object.pausedMs)
+        ? globalThis.Number(object.pausedMs)
+        : isSet(object.paused_ms)
+        ? globalThis.Number(object.paused_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: ForkResponse): unknown {
+    const obj: any = {};
+    if (message.sessionIds?.length) {
+      obj.sessionIds = message.sessionIds;
+    }
+    if (message.workerId !== "") {
+      obj.workerId = message.workerId;
+    }
+    if (message.copyMethod !== "") {
+      obj.copyMethod = message.copyMethod;
+    }
+    if (message.pausedMs !== 0) {
+      obj.pausedMs = Math.round(message.pausedMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ForkResponse>): ForkResponse {
+    return ForkResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ForkResponse>): ForkResponse {
+    const message = createBaseForkResponse();
+    message.sessionIds = object.sessionIds?.map((e) => e) || [];
+    message.workerId = object.workerId ?? "";
+    message.copyMethod = object.copyMethod ?? "";
+    message.pausedMs = object.pausedMs ?? 0;
+    return message;
+  },
+};
+
 /** Session lifecycle, capacity and checkpointing. */
 export type SessionManagementDefinition = typeof SessionManagementDefinition;
 export const SessionManagementDefinition = {
@@ -1774,6 +2038,18 @@ export const SessionManagementDefinition = {
       responseStream: false,
       options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
     },
+    /**
+     * Our addition: new sessions holding a session's files, environment, config, limits and
+     * network policy as they were at one instant, independent from then on. Processes are not copied.
+     */
+    forkSession: {
+      name: "ForkSession",
+      requestType: ForkRequest as typeof ForkRequest,
+      requestStream: false,
+      responseType: ForkResponse as typeof ForkResponse,
+      responseStream: false,
+      options: {},
+    },
   },
 } as const;
 
@@ -1796,6 +2072,11 @@ export interface SessionManagementServiceImplementation<CallContextExt = {}> {
   ): Promise<DeepPartial<CheckpointResponse>>;
   restoreSession(request: RestoreRequest, context: CallContext & CallContextExt): Promise<DeepPartial<RestoreResponse>>;
   getCapacity(request: CapacityRequest, context: CallContext & CallContextExt): Promise<DeepPartial<SessionCapacity>>;
+  /**
+   * Our addition: new sessions holding a session's files, environment, config, limits and
+   * network policy as they were at one instant, independent from then on. Processes are not copied.
+   */
+  forkSession(request: ForkRequest, context: CallContext & CallContextExt): Promise<DeepPartial<ForkResponse>>;
 }
 
 export interface SessionManagementClient<CallOptionsExt = {}> {
@@ -1820,6 +2101,11 @@ export interface SessionManagementClient<CallOptionsExt = {}> {
     options?: CallOptions & CallOptionsExt,
   ): Promise<RestoreResponse>;
   getCapacity(request: DeepPartial<CapacityRequest>, options?: CallOptions & CallOptionsExt): Promise<SessionCapacity>;
+  /**
+   * Our addition: new sessions holding a session's files, environment, config, limits and
+   * network policy as they were at one instant, independent from then on. Processes are not copied.
+   */
+  forkSession(request: DeepPartial<ForkRequest>, options?: CallOptions & CallOptionsExt): Promise<ForkResponse>;
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;

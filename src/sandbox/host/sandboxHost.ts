@@ -7,7 +7,9 @@ import type { SessionDirectories } from '../../storage/workspaceStore.js';
 import { setUpCgroups, type Cgroup, type UsableCgroups } from '../confine/cgroups.js';
 import { unenforcedLimits, unenforcedLimitsMessage, type MissingController } from '../confine/cgroupDelegation.js';
 import { imageBytes, makeDiskImage, mountDiskImage, probeDiskImages, unmountDiskImage, usedBytes } from '../confine/diskImage.js';
-import { findOnPath } from '../process/hostTools.js';
+import { copyMountedImage, probeCopyMethod, thawDisk, type CopyMethod } from '../confine/diskFork.js';
+import { markShared, type Reservation } from '../../storage/diskBudget.js';
+import { findOnPath, runHostTool } from '../process/hostTools.js';
 import type { Language } from '../languages/language.js';
 import type { HostTools } from '../confine/launcher.js';
 import type { SandboxContext, SandboxHostOptions } from '../session/sandboxContext.js';
@@ -70,6 +72,8 @@ export class SandboxHost implements SandboxContext {
     private readonly networkHost: NetworkHost | undefined,
     private readonly networkProblem: string | undefined,
     readonly caBundle: CaBundle | undefined,
+    /** How session disks are copied for forks on this data directory. */
+    readonly copyMethod: CopyMethod,
   ) {
     const none = { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0 };
     this.checks = new SelfChecks({
@@ -100,7 +104,7 @@ export class SandboxHost implements SandboxContext {
       // Scratch space of pkg.install steps; what an earlier run left there is dropped.
       await removeTree(start.dirs.scratch);
       await mkdir(start.dirs.scratch, { recursive: true });
-      const { languages, cgroups, diskImageProblem, caBundle, network } = await hostResources(start, resolving, uids, isRoot);
+      const { languages, cgroups, diskImageProblem, caBundle, network, copyMethod } = await hostResources(start, resolving, uids, isRoot);
       const options: SandboxHostOptions = { ...start, languages };
       const unenforced = unenforcedLimits(cgroups, isRoot ? 'no cgroupfs is mounted at /sys/fs/cgroup' : 'the worker is not running as root');
       try {
@@ -119,6 +123,7 @@ export class SandboxHost implements SandboxContext {
           network.host,
           network.problem,
           caBundle,
+          copyMethod,
         );
         await host.checks.checkDefault();
         return host;
@@ -156,6 +161,12 @@ export class SandboxHost implements SandboxContext {
       memory_limit: controllers.includes('memory') ? 'cgroup' : 'RLIMIT_AS',
       cpu_limit: controllers.includes('cpu') ? 'cgroup cpu quota' : 'NOT ENFORCED (no writable cpu cgroup)',
       process_limit: controllers.includes('pids') ? 'cgroup pids' : this.isRoot ? 'RLIMIT_NPROC (per-session uid)' : 'NOT ENFORCED',
+      session_forks:
+        this.diskImageProblem !== undefined
+          ? 'NONE (they copy session disks)'
+          : this.copyMethod === 'reflink'
+            ? 'reflink clones of the session disk (copy-on-write)'
+            : "full copies of the session disk (the data directory's filesystem cannot clone files: XFS with reflink or btrfs can)",
       disk_limit:
         this.diskImageProblem === undefined
           ? 'an ext4 image per session on the data directory, loop-mounted (workspace and environment)'
@@ -240,7 +251,7 @@ export class SandboxHost implements SandboxContext {
     env: Record<string, string>,
     limits: SessionLimits,
     language: Language,
-    persisted: { uid: number | undefined; diskBaselineBytes: number },
+    persisted: { uid: number | undefined; diskBaselineBytes: number; copied?: boolean },
     policy: SessionNetworkPolicy,
   ): Promise<SessionSandbox> {
     const uids = this.uids;
@@ -265,10 +276,15 @@ export class SandboxHost implements SandboxContext {
           reason: this.networkProblem,
         });
       } else await this.attachNetwork(prepared, sessionId, policy);
-      if (limits.maxDiskMb > 0) await mountDiskImage(dirs.diskImage, dirs.disk);
+      if (limits.maxDiskMb > 0) {
+        await mountDiskImage(dirs.diskImage, dirs.disk);
+        // A worker stopped in the middle of a fork leaves the disk frozen: every write would wait.
+        if (!persisted.copied) await thawDisk(dirs.disk);
+      }
       if (owner && owner.uid !== persisted.uid) {
-        this.options.logger.info('session files given a new uid (this run has another uid block)', { session_id: sessionId, uid: owner.uid });
-        await Promise.all([chownTree(dirs.workspace, owner.uid, owner.gid), chownTree(dirs.environment, owner.uid, owner.gid)]);
+        if (!persisted.copied)
+          this.options.logger.info('session files given a new uid (this run has another uid block)', { session_id: sessionId, uid: owner.uid });
+        await runHostTool('chown', ['-R', '-P', '-h', `${owner.uid}:${owner.gid}`, '--', dirs.workspace, dirs.environment]);
       }
       prepared.cgroup = await this.cgroups?.root.child(sessionId, {
         maxProcesses: this.options.maxProcesses,
@@ -396,6 +412,32 @@ export class SandboxHost implements SandboxContext {
     if (owner) await chownTree(dirs.environment, owner.uid, owner.gid);
   }
 
+  /**
+   * Copies of a session's disk (mounted at `source`) for its forks, at one instant
+   * (confine/diskFork.ts), each reserved against the data disk first: a clone takes no space
+   * until written, then may take its whole size. Clones are marked so the budget counts them so.
+   */
+  async copyDisk(source: SessionDirectories, diskMb: number, targets: SessionDirectories[]): Promise<{ pausedMs: number }> {
+    if (this.diskImageProblem !== undefined || diskMb <= 0) throw new Error('the session has no disk of its own to copy');
+    const reservations: Reservation[] = [];
+    try {
+      for (const _ of targets) {
+        const held = this.options.diskBudget?.reserve(imageBytes(diskMb), `a fork's disk of ${diskMb} MB`);
+        if (held) reservations.push(held);
+      }
+      const copied = await copyMountedImage(
+        source.disk,
+        source.diskImage,
+        targets.map((t) => t.diskImage),
+        this.copyMethod,
+      );
+      if (this.copyMethod === 'reflink') await Promise.all(targets.map((t) => markShared(t.diskImage)));
+      return copied;
+    } finally {
+      for (const held of reservations) held.release();
+    }
+  }
+
   /** The languages the worker offers; the first is the default. */
   get languages(): readonly Language[] {
     return this.options.languages;
@@ -472,19 +514,28 @@ async function hostResources(start: SandboxHostStart, resolving: Promise<readonl
     isRoot ? probeDiskImages(start.dirs.scratch) : Promise.resolve('it needs a worker running as root'),
     trustedCas(start),
     startNetworks(start, uids),
+    probeCopyMethod(start.dirs.scratch),
   ] as const);
-  const [languages, cgroups, diskImageProblem, caBundle, network] = steps;
+  const [languages, cgroups, diskImageProblem, caBundle, network, copyMethod] = steps;
   if (
     languages.status === 'rejected' ||
     cgroups.status === 'rejected' ||
     diskImageProblem.status === 'rejected' ||
     caBundle.status === 'rejected' ||
-    network.status === 'rejected'
+    network.status === 'rejected' ||
+    copyMethod.status === 'rejected'
   ) {
     if (network.status === 'fulfilled') await network.value.host?.close();
     throw steps.find((step): step is PromiseRejectedResult => step.status === 'rejected')!.reason;
   }
-  return { languages: languages.value, cgroups: cgroups.value, diskImageProblem: diskImageProblem.value, caBundle: caBundle.value, network: network.value };
+  return {
+    languages: languages.value,
+    cgroups: cgroups.value,
+    diskImageProblem: diskImageProblem.value,
+    caBundle: caBundle.value,
+    network: network.value,
+    copyMethod: copyMethod.value,
+  };
 }
 
 /**
