@@ -137,7 +137,7 @@ async function shell(sessionId: string, command: string): Promise<string> {
   return call.result?.outputs.stdout ?? '';
 }
 
-test("the session's module is its workspace's: go test, vet and build work there as created; run.go builds with its packages; pkg.install adds there", async () => {
+test("the session's module is its workspace's: go test, vet, build and run work there as created; run.go builds with its requirements; pkg.install adds there", async () => {
   const { sessionId } = await worker.sessions.createSession({ workspaceId: 'ws-go-module', config: { language: 'go' } });
   assert.match(await shell(sessionId, 'ls -A; cat go.mod'), /^go\.mod\nmodule session\n\ngo \d+\.\d+\n$/);
   await runTool(worker.tasks, sessionId, 'pkg.install', { requirements: 'example.com/greet@v1.2.0' });
@@ -146,10 +146,14 @@ test("the session's module is its workspace's: go test, vet and build work there
   await runTool(worker.tasks, sessionId, 'fs.write', { path: 'util/util_test.go', contents: UTIL_TEST });
   assert.match(await shell(sessionId, 'go test ./... && go vet ./... && go build ./... && echo all-ok'), /^ok\s+session\/util\b[\s\S]*^all-ok$/m);
 
-  // run.go's code imports the workspace's own package, and sees it change (no stale program).
-  assert.equal((await runTool(worker.tasks, sessionId, 'run.go', { code: USE_UTIL })).stdout, 'hello ws from the world\n');
+  // go run of the workspace's own main package, which imports its util package, sees it change.
+  await runTool(worker.tasks, sessionId, 'fs.write', { path: 'cmd/hello/main.go', contents: USE_UTIL });
+  assert.equal(await shell(sessionId, 'go run ./cmd/hello'), 'hello ws from the world\n');
   await runTool(worker.tasks, sessionId, 'fs.write', { path: 'util/util.go', contents: UTIL('again') });
-  assert.equal((await runTool(worker.tasks, sessionId, 'run.go', { code: USE_UTIL })).stdout, 'hello again from the world\n');
+  assert.equal(await shell(sessionId, 'go run ./cmd/hello'), 'hello again from the world\n');
+  // run.go builds with the module's requirements (the installed module, now required directly).
+  const code = 'package main\n\nimport (\n\t"fmt"\n\n\t"example.com/greet"\n)\n\nfunc main() { fmt.Println(greet.Hello("run.go")) }\n';
+  assert.equal((await runTool(worker.tasks, sessionId, 'run.go', { code })).stdout, 'hello run.go from the world\n');
   const checkpoint = await worker.sessions.checkpointSession({ sessionId });
   assert.deepEqual(checkpoint.metadata?.installedPackages, ['example.com/dep@v1.0.0', 'example.com/greet@v1.2.0']);
 
@@ -163,7 +167,7 @@ test("the session's module is its workspace's: go test, vet and build work there
   assert.equal((await runTool(worker.tasks, sessionId, 'run.go', { code: 'package main\n\nfunc main() { println("no module") }\n' })).stderr, 'no module\n');
   const bare = await worker.sessions.checkpointSession({ sessionId });
   const restored = await worker.sessions.restoreSession({ checkpointId: bare.checkpointId });
-  assert.equal(await shell(restored.sessionId, 'ls -A'), 'util\n');
+  assert.equal(await shell(restored.sessionId, 'ls -A'), 'cmd\nutil\n');
   await runTool(worker.tasks, restored.sessionId, 'pkg.install', { requirements: 'example.com/dep@v1.1.0' });
   assert.match(await shell(restored.sessionId, 'cat go.mod'), /^module session$[\s\S]*^require example\.com\/dep v1\.1\.0\b/m);
   for (const id of [sessionId, restored.sessionId]) await worker.sessions.destroySession({ sessionId: id });

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { lstat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { errors } from '../../../errors.js';
 import { readSmallFileNoFollow } from '../../../storage/beneath.js';
 import { namesIn } from '../../../storage/fileTree.js';
@@ -115,7 +116,13 @@ export class GoLanguage implements Language {
 
   /** The modules the session's go.mod requires, as `module@version`, sorted (for checkpoint records). */
   async installedPackages(dirs: SessionRoots): Promise<string[]> {
-    return (await readRequires(await moduleDirectory(dirs))).map((m) => `${m.path}@${m.version}`).sort();
+    // The workspace's go.mod is the session's to write: only what its environment holds counts.
+    const required = await readRequires(await moduleDirectory(dirs));
+    const held = await Promise.all(required.map((m) => inModuleCache(dirs.environment, m)));
+    return required
+      .filter((_, i) => held[i])
+      .map((m) => `${m.path}@${m.version}`)
+      .sort();
   }
 
   /**
@@ -258,6 +265,14 @@ async function moduleDirectory(dirs: SessionRoots): Promise<string> {
   const inWorkspace = (await namesIn(dirs.workspace, [])).includes(GO_MODULE.goMod);
   const legacy = !inWorkspace && (await namesIn(dirs.environment, [])).includes(GO_MODULE.goMod);
   return legacy ? dirs.environment : dirs.workspace;
+}
+
+/** Whether the session's module cache holds `module` (its zip, where go puts a download: path letters escaped). */
+async function inModuleCache(environment: string, module: ModuleRequirement): Promise<boolean> {
+  const escape = (text: string) => text.replace(/[A-Z]/g, (c) => `!${c.toLowerCase()}`);
+  const segments = [...GO_ENV.modCache.split('/'), 'cache', 'download', ...escape(module.path).split('/'), '@v', `${escape(module.version)}.zip`];
+  if (segments.some((s) => s === '' || s === '.' || s === '..')) return false;
+  return (await lstat(join(environment, ...segments)).catch(() => undefined))?.isFile() ?? false;
 }
 
 /** The requirements of the go.mod in `dir` (bounded, no link followed); [] when it cannot be read. */

@@ -2,20 +2,21 @@
 # command, the toolchain's identity, the environment as the sandbox shows it), `code` on stdin,
 # the workspace as its cwd.
 #
-# It builds `code` as a main.go of its own (in a fresh temporary directory) as part of the
-# session's module: the workspace's go.mod, so imports of installed modules and of the
-# workspace's own packages resolve as `go build` there would. Without one (the session removed
-# it) a fresh module with no requirements stands in; a legacy session's module in the
-# environment (go.mod there, before the module moved to the workspace) is used as a copy.
-# Nothing of the environment but its build cache is written. The program runs in the workspace.
+# It builds `code` as main.go of a copy of the session's module (the workspace's go.mod and
+# go.sum; a legacy session's in the environment, from before the module moved to the workspace;
+# else a fresh module requiring nothing) in a fresh temporary directory, so imports of installed
+# modules resolve and nothing of the workspace or the environment but its build cache is
+# written, then runs the program in the workspace.
 #
 # Linked programs are cached in the build cache (gocache/codegen-run/<key>), keyed by a hash of
-# the code, go.mod, go.sum, the toolchain and every variable that changes a build (GO*, CGO_*,
-# CC, ...): running the same code again skips compiling and linking (the go command's own cache
-# skips only the compiling). When the program may depend on more than those (the code imports
-# the workspace module's own packages, go.mod replaces a module, or a go.work is there) the key
-# is a fresh one: built every time. The newest 16 programs are kept. A build goes to a
-# temporary name renamed into place, so concurrent runs never see half a program. Exit codes:
+# everything a build reads: the code, go.mod, go.sum, the go env file, the toolchain and every
+# variable that changes a build (GO*, CGO_*, CC, ...): running the same code again skips
+# compiling and linking (the go command's own cache skips only the compiling). A build's key is
+# computed again from the copies it built (the session may change its files meanwhile), so a
+# program is only ever found under what it was built from. Flags naming files of their own
+# (-overlay, -modfile, a GOWORK file) make the key a fresh one: built every time. The newest 16
+# programs are kept. A build goes to a temporary name renamed into place, so concurrent runs
+# never see half a program. Exit codes:
 # the build's when it fails (a compile error: 2, as the go command's, the compiler's message on
 # stderr), else the program's; 125 when the launcher itself cannot work (no space for the build).
 #
@@ -28,43 +29,46 @@ go=$1 toolchain=$2 env=$3 language=$4
 program_path=$PATH
 PATH=/usr/bin:/bin
 code=$(cat)
-if [ -f go.mod ]; then
-  module=workspace
-  path=$(sed -n 's/^module[[:space:]]*"\{0,1\}\([^"[:space:]]*\).*/\1/p' go.mod | head -n 1)
-  fresh=
-  if [ -e go.work ] || grep -q '=>' go.mod; then fresh=$$.$(date +%s%N); fi
-  case $code in *\""$path"\"* | *\""$path"/*) fresh=$$.$(date +%s%N) ;; esac
-  sums=$( { cat go.mod; printf '\n--\n'; cat go.sum 2>/dev/null; printf '%s\n' "$fresh"; } | sha256sum)
-elif [ -f "$env/go.mod" ]; then
-  module=environment
-  sums=$(cat "$env/go.mod" "$env/go.sum" 2>/dev/null | sha256sum)
-else
-  module=none
-  sums=none
-fi
-key=$( { printf '%s\n%s\n%s\n' "$toolchain" "$module" "$sums"; env | grep -E '^(GO[A-Z0-9_]*|CGO_[A-Z0-9_]*|CC|CXX|AR|PKG_CONFIG)=' | LC_ALL=C sort; printf '%s\n' "$code" | sha256sum; } | sha256sum)
-# shellcheck disable=SC2086 # split on purpose: $1 is the hash (sha256sum prints "<hash>  -")
-set -- $key
+if [ -f go.mod ]; then dir=.; elif [ -f "$env/go.mod" ]; then dir=$env; else dir=; fi
+goenv=${GOENV-}
+[ -n "$goenv" ] || goenv=${XDG_CONFIG_HOME:-${HOME:-/nonexistent}/.config}/go/env
+nonce=
+case " ${GOFLAGS-} " in *-overlay* | *-modfile*) nonce=$$.$(date +%s%N) ;; esac
+case ${GOWORK-} in '' | off) ;; *) nonce=$$.$(date +%s%N) ;; esac
+if [ "$goenv" != off ] && [ -f "$goenv" ] && grep -q -e -overlay -e -modfile -e GOWORK "$goenv"; then nonce=$$.$(date +%s%N); fi
+# The key of a build from module files $1 (go.mod) and $2 (go.sum) and go env file $3.
+key_of() {
+  { printf '%s\n%s\n' "$toolchain" "$nonce"; env | grep -E '^(GO[A-Z0-9_]*|CGO_[A-Z0-9_]*|CC|CXX|AR|PKG_CONFIG)=' | LC_ALL=C sort; printf '%s\n' "$code" | sha256sum
+    for f in "$1" "$2" "$3"; do if [ -f "$f" ]; then sha256sum < "$f"; else echo none; fi; done; } | sha256sum | cut -c1-64
+}
+if [ "$goenv" = off ]; then goenv_file=/nonexistent; else goenv_file=$goenv; fi
+key=$(key_of "${dir:-/nonexistent}/go.mod" "${dir:-/nonexistent}/go.sum" "$goenv_file")
 programs=$env/gocache/codegen-run
-program=$programs/$1
-if [ -x "$program" ]; then
-  touch -c "$program" 2>/dev/null
-else
+if [ ! -x "$programs/$key" ]; then
   src=$(mktemp -d) || exit 125
   if ! { printf '%s\n' "$code" > "$src/main.go" && mkdir -p "$programs"; }; then rm -rf "$src"; exit 125; fi
-  case $module in
-    workspace) "$go" build -o "$src/program" "$src/main.go" ;;
-    environment) cp "$env/go.mod" "$src/" && { [ ! -f "$env/go.sum" ] || cp "$env/go.sum" "$src/"; } && (cd "$src" && exec "$go" build -o program main.go) ;;
-    *) printf 'module session\n\ngo %s\n' "$language" > "$src/go.mod" && (cd "$src" && exec "$go" build -o program main.go) ;;
-  esac
+  if [ -n "$dir" ]; then
+    cp "$dir/go.mod" "$src/go.mod" && { [ ! -f "$dir/go.sum" ] || cp "$dir/go.sum" "$src/go.sum"; }
+  else
+    printf 'module session\n\ngo %s\n' "$language" > "$src/go.mod"
+  fi || { rm -rf "$src"; exit 125; }
+  built_env=off
+  if [ -f "$goenv_file" ]; then
+    if ! cp "$goenv_file" "$src/.goenv"; then rm -rf "$src"; exit 125; fi
+    built_env=$src/.goenv
+  fi
+  key=$(key_of "$src/go.mod" "$src/go.sum" "$src/.goenv")
+  (cd "$src" && GOENV=$built_env exec "$go" build -o program main.go)
   status=$?
   if [ "$status" -ne 0 ]; then rm -rf "$src"; exit "$status"; fi
-  new=$(mktemp "$programs/.new-XXXXXX") && cp "$src/program" "$new" && chmod 755 "$new" && mv -f "$new" "$program"
+  new=$(mktemp "$programs/.new-XXXXXX") && cp "$src/program" "$new" && chmod 755 "$new" && mv -f "$new" "$programs/$key"
   status=$?
   rm -rf "$src"
   if [ "$status" -ne 0 ]; then rm -f "$new"; exit 125; fi
   # shellcheck disable=SC2012 # for ls -t (newest first); the names are hashes, no odd characters
   ls -t "$programs" | tail -n +17 | while IFS= read -r old; do rm -f "$programs/$old"; done
+else
+  touch -c "$programs/$key" 2>/dev/null
 fi
 PATH=$program_path
-exec "$program"
+exec "$programs/$key"
