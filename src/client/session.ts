@@ -280,7 +280,10 @@ export class SessionFiles {
    */
   async upload(local: string, path: string, options: CopyOptions = {}): Promise<CopyResult> {
     const done: CopyResult = { files: 0, bytes: 0, directories: 0, skipped: [] };
-    const tree = (await stat(local)).isDirectory() ? await localTree(local, done.skipped) : { files: [''], emptyDirectories: [] };
+    const top = await stat(local);
+    // Named alone, a FIFO or a device would be waited on or read as empty: refused before anything is sent.
+    if (!top.isFile() && !top.isDirectory()) throw new Error(`${local} is not a regular file or directory; nothing was copied`);
+    const tree = top.isDirectory() ? await localTree(local, done.skipped) : { files: [''], emptyDirectories: [] };
     await this.makeDirectories(tree.emptyDirectories.map((dir) => inside(path, dir)));
     done.directories = tree.emptyDirectories.length;
     for (const file of tree.files) {
@@ -308,15 +311,13 @@ export class SessionFiles {
 
   /** Makes workspace directories (with their parents) as the session, a batch of names per run.shell call. */
   private async makeDirectories(paths: string[]): Promise<void> {
-    const outside = paths.find((p) => p.startsWith('/') || p.split('/').includes('..'));
+    const wanted = paths.filter((p) => p !== '' && p !== '.'); // the workspace root is there
+    const outside = wanted.find((p) => p.startsWith('/') || p.split('/').includes('..'));
     if (outside !== undefined)
       throw new ClientError('/codegen.v1.TaskExecution/ExecuteTask', Status.INVALID_ARGUMENT, `${JSON.stringify(outside)} is not a path in the workspace`);
-    for (let i = 0; i < paths.length; i += 256) {
-      const command = `mkdir -p -- ${paths
-        .slice(i, i + 256)
-        .map(shellQuoted)
-        .join(' ')}`;
-      const o = await callTool(this.client.tasks, this.sessionId, 'run.shell', { command });
+    for (const batch of commandBatches(wanted.map(shellQuoted))) {
+      const o = await callTool(this.client.tasks, this.sessionId, 'run.shell', { command: `sh -c ${shellQuoted(MAKE_DIRECTORIES)} sh ${batch}` });
+      if (o.exit_code === '3') throw new ClientError('/codegen.v1.TaskExecution/ExecuteTask', Status.INVALID_ARGUMENT, (o.stderr ?? '').trim());
       if (o.exit_code !== '0')
         throw new ClientError('/codegen.v1.TaskExecution/ExecuteTask', Status.FAILED_PRECONDITION, `cannot make directories: ${(o.stderr ?? '').trim()}`);
     }
@@ -390,7 +391,13 @@ export class SessionFiles {
   /** The files and empty directories below a workspace directory (paths relative to it); what cannot be copied goes to `skipped`. */
   private async treeUnder(path: string, prefix: string, skipped: CopyResult['skipped']): Promise<WorkspaceTree> {
     const tree: WorkspaceTree = { files: [], emptyDirectories: [] };
-    const entries = await this.list(inside(path, prefix));
+    const entries = await this.list(inside(path, prefix)).catch((err: unknown) => {
+      // A directory the worker will not list (a path past its length limit) is named, and the rest copied.
+      if (prefix === '' || !(err instanceof ClientError) || err.code !== Status.INVALID_ARGUMENT) throw err;
+      skipped.push({ path: inside(path, prefix), reason: err.details });
+      return undefined;
+    });
+    if (!entries) return tree;
     for (const entry of entries) {
       const rel = prefix === '' ? entry.name : `${prefix}/${entry.name}`;
       if (entry.nameBytes) skipped.push({ path: inside(path, rel), reason: SKIPPED.notUtf8 });
@@ -465,6 +472,37 @@ async function localTree(top: string, skipped: CopyResult['skipped']): Promise<W
   };
   await visit([]);
   return tree;
+}
+
+/**
+ * mkdir -p of its arguments (workspace paths, relative to the workspace, its cwd), refusing
+ * (exit 3) any a link would lead out of the workspace: what the fs tools refuse, run.shell
+ * would otherwise do.
+ */
+const MAKE_DIRECTORIES = [
+  'root=$(pwd -P) || exit 1',
+  'for d; do',
+  '  case $(realpath -m -- "$d") in "$root" | "$root"/*) ;; *) printf "%s is not a directory in the workspace (a link leads out of it)\\n" "$d" >&2; exit 3 ;; esac',
+  'done',
+  'exec mkdir -p -- "$@"',
+].join('\n');
+
+/** Bytes of one run.shell command (it takes 64 KiB), with room for the script around the words. */
+const COMMAND_BYTES = 56 * 1024;
+
+/** Shell words joined into commands of at most COMMAND_BYTES each. */
+function commandBatches(words: string[]): string[] {
+  const batches: string[] = [];
+  let current = '';
+  for (const word of words) {
+    if (current !== '' && Buffer.byteLength(current) + 1 + Buffer.byteLength(word) > COMMAND_BYTES) {
+      batches.push(current);
+      current = '';
+    }
+    current = current === '' ? word : `${current} ${word}`;
+  }
+  if (current !== '') batches.push(current);
+  return batches;
 }
 
 /** `text` as one word for /bin/sh, whatever it holds. */

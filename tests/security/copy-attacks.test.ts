@@ -251,3 +251,58 @@ test('cp round trip: generated trees come back as they were sent', async () => {
     { numRuns: 8 },
   );
 });
+
+// A second attack on cp (a helper session with fresh eyes): trees valid on both sides that were
+// not copied, directories reported made that were not in the workspace, and a special file
+// neither copied nor named. Each failed before its fix.
+
+test('many empty directories with long names or names of quotes upload: the mkdir batches stay within what run.shell takes', async () => {
+  const wide = mkdtempSync(join(here, 'wide-'));
+  for (let i = 0; i < 256; i++) mkdirSync(join(wide, `${String(i).padStart(3, '0')}${'d'.repeat(252)}`));
+  const quotes = mkdtempSync(join(here, 'quotes-'));
+  for (let i = 1; i <= 70; i++) mkdirSync(join(quotes, `${i}${"'".repeat(250)}`));
+  const files = new SessionFiles(client(), sessionId);
+  assert.equal((await files.upload(wide, 'wide')).directories, 256);
+  assert.equal((await files.upload(quotes, 'quotes')).directories, 70);
+  assert.equal((await sh('ls wide | wc -l; ls quotes | wc -l')).stdout, '256\n70\n');
+});
+
+test('an empty local directory uploads to the workspace root ("" or ".", as cp SESSION: gives it)', async () => {
+  const empty = mkdtempSync(join(here, 'empty-top-'));
+  const files = new SessionFiles(client(), sessionId);
+  for (const root of ['', '.']) assert.deepEqual(await files.upload(empty, root), { files: 0, bytes: 0, directories: 1, skipped: [] });
+});
+
+test('a download naming a directory the worker will not list (a path past its length limit) names it and copies the rest', async () => {
+  const long = 'n'.repeat(250);
+  // Relative mkdir and chdir (the shell keeps the whole path and gives up past PATH_MAX).
+  await sh(
+    `mkdir deep && echo kept > deep/kept.txt && python3 -c "import os; os.chdir('deep')\nfor _ in range(20): os.mkdir('${long}'); os.chdir('${long}')\nopen('f', 'w').write('x')"`,
+  );
+  const dest = join(mkdtempSync(join(here, 'deep-')), 'deep');
+  const got = await new SessionFiles(client(), sessionId).download('deep', dest);
+  assert.equal(readFileSync(join(dest, 'kept.txt'), 'utf8'), 'kept\n');
+  assert.equal(got.skipped.length, 1);
+  assert.match(got.skipped[0]!.reason, /too long|longer/);
+});
+
+test('directories an upload makes are in the workspace: a link the session made out of it is refused, nothing made through it', async () => {
+  await sh('ln -s /tmp out');
+  const top = mkdtempSync(join(here, 'via-link-'));
+  mkdirSync(join(top, 'empty'));
+  const got = await new SessionFiles(client(), sessionId).upload(top, 'out').catch((e: unknown) => e);
+  assert.equal((got as { code?: Status }).code, Status.INVALID_ARGUMENT, String(got));
+  assert.match(String(got), /not a directory in the workspace/);
+  assert.equal((await sh('ls /tmp/empty 2>&1 | grep -c "No such"')).stdout, '1\n');
+});
+
+test('a FIFO or a device named as the local source is refused at once, nothing sent', async () => {
+  const fifo = join(here, 'fifo-source');
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+  const files = new SessionFiles(client(), sessionId);
+  for (const source of [fifo, '/dev/urandom']) {
+    const got = await files.upload(source, 'special').catch((e: unknown) => e);
+    assert.match(String(got), /is not a regular file or directory; nothing was copied/);
+  }
+  assert.equal((await sh('ls special 2>&1 | grep -c "No such"')).stdout, '1\n');
+});
