@@ -30,10 +30,10 @@ const MIXED_100MB =
   'import os, random\nrandom.seed(7)\nfor i in range(500):\n    os.makedirs(f"bin/{i % 20}", exist_ok=True)\n    open(f"bin/{i % 20}/{i}.dat", "wb").write(os.urandom(100_000))\nwords = [f"word{i}" for i in range(5000)]\nfor i in range(2000):\n    os.makedirs(f"src/{i % 50}", exist_ok=True)\n    open(f"src/{i % 50}/{i}.py", "w").write(" ".join(random.choices(words, k=3600))[:25_000])';
 
 /** About 1 GB: 20,000 small text files (100 MB, a source tree and its dependencies) and 90 binaries of 10 MB. */
-const MIXED_1GB =
+export const MIXED_1GB =
   'import os\nblock = os.urandom(1 << 20)\nfor i in range(90):\n    os.makedirs(f"data/{i % 9}", exist_ok=True)\n    with open(f"data/{i % 9}/{i}.bin", "wb") as f:\n        for j in range(10):\n            f.write(bytes([i, j]) + block[2:])\ntext = ("def f(x):\\n    return x * 2\\n" * 200)[:5000]\nfor i in range(20000):\n    d = f"deps/{i % 200}/{(i // 200) % 10}"\n    os.makedirs(d, exist_ok=True)\n    open(f"{d}/{i}.py", "w").write(text)';
 
-async function fill(worker: RunningWorker, sessionId: string, code: string): Promise<void> {
+export async function fill(worker: RunningWorker, sessionId: string, code: string): Promise<void> {
   const filled = await runTask(worker.tasks, { sessionId, toolName: 'run.python', arguments: { code }, constraints: { timeoutSeconds: 600 } });
   if (filled.result?.status !== TaskStatus.STATUS_SUCCESS) throw new Error(`could not fill the workspace: ${JSON.stringify(filled.result)}`);
 }

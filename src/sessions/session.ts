@@ -69,7 +69,7 @@ const BASELINE_TREE = 'baseline-tree-v2.json';
  * PERSIST_DELAY_MS for task bookkeeping.
  */
 /** What a session itself uses of its sandbox: SessionSandbox is one; the state tests give a small fake. */
-export type SessionSandboxParts = Pick<SessionSandbox, 'owner' | 'diskMb' | 'diskBaselineBytes' | 'usage' | 'diskUsedBytes' | 'dispose'>;
+export type SessionSandboxParts = Pick<SessionSandbox, 'owner' | 'diskUid' | 'diskMb' | 'diskBaselineBytes' | 'usage' | 'diskUsedBytes' | 'dispose'>;
 
 export class Session<S extends SessionSandboxParts = SessionSandbox> {
   readonly id: string;
@@ -274,6 +274,7 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
       createdAtMs: this.createdAtMs,
       lastActivityMs: this.lastActivityMs,
       uid: this.sandboxRef?.owner?.uid,
+      diskUid: this.sandboxRef?.diskUid,
       diskMb: this.sandboxRef?.diskMb ?? 0,
       diskBaselineBytes: this.sandboxRef?.diskBaselineBytes ?? 0,
       lastCheckpointId: this.lastCheckpointId,

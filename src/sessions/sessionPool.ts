@@ -188,7 +188,7 @@ export class SessionPool {
       const { pausedMs } = await sandboxHost.copyDisk(store.directories(source.id), source.sandbox.diskMb, dirs);
       const limits = { ...this.limitsOf(source.config), maxDiskMb: source.sandbox.diskMb };
       const language = source.sandbox.language;
-      const persisted = { uid: source.sandbox.owner?.uid, diskBaselineBytes: source.sandbox.diskBaselineBytes, copied: true };
+      const persisted = { uid: source.sandbox.owner?.uid, diskUid: source.sandbox.diskUid, diskBaselineBytes: source.sandbox.diskBaselineBytes, copied: true };
       await Promise.all(
         forks.map(async (fork, i) => {
           await fork.inherit(source);
@@ -320,7 +320,7 @@ export class SessionPool {
     const limits = { ...this.limitsOf(record.config), maxDiskMb: record.diskMb };
     const language = this.options.sandboxHost.language(record.config.language);
     if (!language) throw new Error(`its language ${record.config.language} is not among this worker's (WORKER_LANGUAGES)`);
-    const persisted = { uid: record.uid, diskBaselineBytes: record.diskBaselineBytes };
+    const persisted = { uid: record.uid, diskUid: record.diskUid, diskBaselineBytes: record.diskBaselineBytes };
     session.ready(await this.options.sandboxHost.adopt(record.id, dirs, record.config.env, limits, language, persisted, config.network));
     this.sessions.set(record.id, session);
     await session.persist();

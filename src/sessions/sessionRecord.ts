@@ -18,6 +18,8 @@ export interface SessionRecord {
   lastActivityMs: number;
   /** Host uid of the session's files (undefined: the worker's own). */
   uid: number | undefined;
+  /** The uid its files have on its disk itself, where an idmapped mount shows them as `uid`'s (a fork's, an adopted session's). */
+  diskUid?: number | undefined;
   /** The size of the session's disk image, MB (0: none), and what its empty filesystem used. */
   diskMb: number;
   diskBaselineBytes: number;
@@ -64,6 +66,7 @@ function isSessionRecord(value: unknown): boolean {
     typeof r.createdAtMs === 'number' &&
     typeof r.lastActivityMs === 'number' &&
     (r.uid === undefined || Number.isInteger(r.uid)) &&
+    (r.diskUid === undefined || Number.isInteger(r.diskUid)) &&
     typeof r.diskMb === 'number' &&
     typeof r.diskBaselineBytes === 'number' &&
     typeof r.lastCheckpointId === 'string' &&

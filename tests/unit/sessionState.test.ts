@@ -33,6 +33,7 @@ function memoryStore(): WorkspaceStore & { records: unknown[] } {
 const silent = winston.createLogger({ silent: true });
 const sandbox: SessionSandboxParts = {
   owner: undefined,
+  diskUid: undefined,
   diskMb: 0,
   diskBaselineBytes: 0,
   usage: async () => ({ memoryBytes: 0, cpuPercent: 0 }),

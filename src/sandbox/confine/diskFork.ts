@@ -17,8 +17,10 @@ export type CopyMethod = 'reflink' | 'copy';
 /** Freeze, copy to every target, thaw: one script, so one process does it and the thaw always runs. */
 const FREEZE_AND_COPY = [
   'mount=$1 image=$2 mode=$3; shift 3',
-  'fsfreeze -f "$mount" || exit 1',
+  // Written out first, writers still going: the freeze (which writes out what is left, writers waiting) is then short.
+  'sync -f "$mount" || exit 1',
   'start=$(date +%s%N) status=0',
+  'fsfreeze -f "$mount" || exit 1',
   'for target; do',
   '  if [ "$mode" = reflink ]; then cp --reflink=always "$image" "$target" || { status=1; break; }',
   '  else cp --sparse=always "$image" "$target" || { status=1; break; }; fi',
@@ -31,7 +33,8 @@ const FREEZE_AND_COPY = [
 
 /**
  * Copies `image` (mounted on `mountPoint`) to each of `targets` at one instant; the milliseconds
- * the filesystem was frozen. The targets must not exist. Thawed whatever happens.
+ * the filesystem's writers waited (the freeze, the copies, the thaw). The targets must not
+ * exist. Thawed whatever happens.
  */
 export async function copyMountedImage(mountPoint: string, image: string, targets: string[], method: CopyMethod): Promise<{ pausedMs: number }> {
   try {

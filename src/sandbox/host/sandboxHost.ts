@@ -8,6 +8,7 @@ import { setUpCgroups, type Cgroup, type UsableCgroups } from '../confine/cgroup
 import { unenforcedLimits, unenforcedLimitsMessage, type MissingController } from '../confine/cgroupDelegation.js';
 import { imageBytes, makeDiskImage, mountDiskImage, probeDiskImages, unmountDiskImage, usedBytes } from '../confine/diskImage.js';
 import { copyMountedImage, probeCopyMethod, thawDisk, type CopyMethod } from '../confine/diskFork.js';
+import { idmapDisk } from '../confine/idmappedMount.js';
 import { markShared, type Reservation } from '../../storage/diskBudget.js';
 import { findOnPath, runHostTool } from '../process/hostTools.js';
 import type { Language } from '../languages/language.js';
@@ -37,6 +38,8 @@ export interface PreparedSandbox {
   /** The size of its disk image, MB (0: none), and what the empty filesystem uses itself. */
   diskMb: number;
   diskBaselineBytes: number;
+  /** Whose its files are on the disk itself, when an idmapped mount shows them as the owner's. */
+  ownerOnDisk?: number | undefined;
   /** Its network namespace, made ahead where the worker gives sessions networks (loopback alone where it gives none). */
   network: SessionNamespace | undefined;
   /** Settles once a namespace made with a way out has lost it (a session with no network): its processes wait for it. */
@@ -54,6 +57,8 @@ export class SandboxHost implements SandboxContext {
   private readonly usedSlots = new Set<number>();
   private readonly checks: SelfChecks;
   private lastSlot = 0;
+  /** Whether idmapped mounts work here: known after the first try (undefined before). */
+  private idmaps: boolean | undefined;
 
   private constructor(
     readonly options: SandboxHostOptions,
@@ -251,7 +256,7 @@ export class SandboxHost implements SandboxContext {
     env: Record<string, string>,
     limits: SessionLimits,
     language: Language,
-    persisted: { uid: number | undefined; diskBaselineBytes: number; copied?: boolean },
+    persisted: { uid: number | undefined; diskUid?: number | undefined; diskBaselineBytes: number; copied?: boolean },
     policy: SessionNetworkPolicy,
   ): Promise<SessionSandbox> {
     const uids = this.uids;
@@ -281,11 +286,7 @@ export class SandboxHost implements SandboxContext {
         // A worker stopped in the middle of a fork leaves the disk frozen: every write would wait.
         if (!persisted.copied) await thawDisk(dirs.disk);
       }
-      if (owner && owner.uid !== persisted.uid) {
-        if (!persisted.copied)
-          this.options.logger.info('session files given a new uid (this run has another uid block)', { session_id: sessionId, uid: owner.uid });
-        await runHostTool('chown', ['-R', '-P', '-h', `${owner.uid}:${owner.gid}`, '--', dirs.workspace, dirs.environment]);
-      }
+      await this.giveFiles(prepared, dirs, persisted.diskUid ?? persisted.uid);
       prepared.cgroup = await this.cgroups?.root.child(sessionId, {
         maxProcesses: this.options.maxProcesses,
         memoryBytes: limits.maxMemoryMb * 1024 * 1024,
@@ -317,7 +318,10 @@ export class SandboxHost implements SandboxContext {
       installer: prepared.installer,
       cgroup: prepared.cgroup,
       limits,
-      disk: prepared.diskMb > 0 ? { mountPoint: dirs.disk, mb: prepared.diskMb, baselineBytes: prepared.diskBaselineBytes } : undefined,
+      disk:
+        prepared.diskMb > 0
+          ? { mountPoint: dirs.disk, mb: prepared.diskMb, baselineBytes: prepared.diskBaselineBytes, ownerOnDisk: prepared.ownerOnDisk }
+          : undefined,
       scratch: dirs.scratch,
       controlDir: join(dirs.root, 'ctl'),
       network:
@@ -436,6 +440,29 @@ export class SandboxHost implements SandboxContext {
     } finally {
       for (const held of reservations) held.release();
     }
+  }
+
+  /**
+   * An adopted or forked session's files made its owner's, where they belong on disk to another
+   * uid (`onDisk`): an idmapped mount of its disk where the kernel has them (no file touched),
+   * else a chown of every file.
+   */
+  private async giveFiles(prepared: PreparedSandbox, dirs: SessionDirectories, onDisk: number | undefined): Promise<void> {
+    const owner = prepared.owner;
+    if (!owner || onDisk === undefined || owner.uid === onDisk) return;
+    if (prepared.diskMb > 0 && this.idmaps !== false) {
+      try {
+        await idmapDisk(dirs.disk, onDisk, owner.uid, [0, ...(prepared.installer ? [prepared.installer.uid] : [])]);
+        prepared.ownerOnDisk = onDisk;
+        this.idmaps = true;
+        return;
+      } catch (err) {
+        if (this.idmaps === undefined)
+          this.options.logger.warn('idmapped mounts are not available: session files are given new uids by chown', { reason: messageOf(err) });
+        this.idmaps = false;
+      }
+    }
+    await runHostTool('chown', ['-R', '-P', '-h', `${owner.uid}:${owner.gid}`, '--', dirs.workspace, dirs.environment]);
   }
 
   /** The languages the worker offers; the first is the default. */

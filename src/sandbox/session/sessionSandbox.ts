@@ -37,7 +37,8 @@ export interface SessionSandboxParts {
   cgroup: Cgroup | undefined;
   limits: SessionLimits;
   /** The session's own disk (a mounted image of diskMb), when it has a disk limit. */
-  disk: { mountPoint: string; mb: number; baselineBytes: number } | undefined;
+  /** `ownerOnDisk`: whose the files are on the disk itself, when an idmapped mount shows them as the owner's (confine/idmappedMount.ts). */
+  disk: { mountPoint: string; mb: number; baselineBytes: number; ownerOnDisk?: number | undefined } | undefined;
   /** Where pkg.install's steps keep their scratch directories (on the session's disk). */
   scratch: string;
   /** Where the warm interpreter's socket lives (host path). */
@@ -473,6 +474,11 @@ export class SessionSandbox {
   /** The session's disk limit in MB (0: none). */
   get diskMb(): number {
     return this.parts.disk?.mb ?? 0;
+  }
+
+  /** The uid the session's files have on its disk itself (its own, unless its disk is idmapped: a fork's, an adopted one's). */
+  get diskUid(): number | undefined {
+    return this.parts.disk?.ownerOnDisk ?? this.parts.owner?.uid;
   }
 
   /** What the session's empty filesystem uses itself (not the session's bytes). */
