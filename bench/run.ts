@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +15,7 @@ import { checkpointBench } from './checkpointBench.js';
 import { neighbourBench } from './neighbourBench.js';
 import { networkBench } from './networkBench.js';
 import { processesBench } from './processesBench.js';
+import { forkBench } from './forkBench.js';
 import { spawnOnce, timed } from './timing.js';
 import { servePackageIndex } from '../tests/helpers/packageIndex.js';
 import { runTask } from '../tests/helpers/tasks.js';
@@ -58,6 +60,12 @@ function record(row: Omit<Row, 'median' | 'p95' | 'baselineMedian' | 'ratio'> & 
   process.stderr.write(
     `  ${r.scenario}: ${r.median.toFixed(2)} ${r.unit} (p95 ${r.p95.toFixed(2)}), baseline ${r.baselineMedian.toFixed(2)}, ratio ${r.ratio.toFixed(3)}\n`,
   );
+}
+
+/** The time of `call` made after `gapMs` of nothing (one sample). */
+async function afterIdle(gapMs: number, call: () => Promise<unknown>): Promise<number[]> {
+  await new Promise((resolve) => setTimeout(resolve, gapMs));
+  return timed(1, call);
 }
 
 async function realPython(): Promise<string> {
@@ -276,6 +284,60 @@ async function main(): Promise<void> {
     for (let round = 0; round < 7; round++) {
       bareRates.push(await echoThroughput(bareClient, sessionId, 64, 40));
       oursRates.push(await echoThroughput(worker.tasks, sessionId, 64, 40));
+    }
+    process.stderr.write('echo, run.python and run.shell after idle gaps (as agents call: after seconds of thinking)\n');
+    const fork = await forkFloorMs(python);
+    const bareEcho = () => runTask(bareClient, { sessionId, toolName: 'echo', arguments: { message: '1' } });
+    const ourEcho = () => runTask(worker.tasks, { sessionId, toolName: 'echo', arguments: { message: '1' } });
+    for (const gapMs of [200, 1000]) {
+      const idle = { ours: [] as number[], bare: [] as number[], python: [] as number[], shell: [] as number[] };
+      for (let i = 0; i < 15; i++) {
+        idle.bare.push(...(await afterIdle(gapMs, bareEcho)));
+        idle.ours.push(...(await afterIdle(gapMs, ourEcho)));
+        idle.python.push(...(await afterIdle(gapMs, runPrint)));
+        idle.shell.push(...(await afterIdle(gapMs, runTrue)));
+      }
+      const gap = `${gapMs / 1000} s idle before each call`;
+      record({
+        scenario: `echo, ${gap}`,
+        unit: 'ms',
+        ours: idle.ours,
+        base: idle.bare,
+        baseline: 'bare @grpc/grpc-js echo, the same idle gaps',
+        ratio: median(idle.bare) / median(idle.ours),
+        target: '≥ 0.95× bare (rate)',
+        met: median(idle.bare) / median(idle.ours) >= 0.95,
+      });
+      const floor = idle.bare.map((ms) => ms + fork);
+      for (const [tool, samples] of [
+        ['run.python print(1)', idle.python],
+        ['run.shell true', idle.shell],
+      ] as const) {
+        record({
+          scenario: `${tool}, ${gap}`,
+          unit: 'ms',
+          ours: samples,
+          base: floor,
+          baseline: 'floor: bare echo after the same gap + a warm Python forking a child',
+          target: '≤ 2× floor',
+          met: median(samples) / median(floor) <= 2,
+        });
+      }
+    }
+    const backToBackFloor = echoTrips.map((ms) => ms + fork);
+    for (const [tool, samples] of [
+      ['run.python print(1), back to back', roundTrip],
+      ['run.shell true, back to back', shellTrips],
+    ] as const) {
+      record({
+        scenario: tool,
+        unit: 'ms',
+        ours: samples,
+        base: backToBackFloor,
+        baseline: 'floor: an echo task over gRPC + a warm Python forking a child',
+        target: '≤ 2× floor',
+        met: median(samples) / median(backToBackFloor) <= 2,
+      });
     }
     bareWorkerClient.close();
     bare.stop();
@@ -627,11 +689,26 @@ async function main(): Promise<void> {
     await rm(scratch, { recursive: true, force: true });
   }
 
+  process.stderr.write('ForkSession of a 10 MB and a 1 GB workspace, on an XFS data directory made for it\n');
+  for (const m of await forkBench()) {
+    record({
+      scenario: `ForkSession, one fork of a ${m.workspace} workspace (${m.copyMethod})`,
+      unit: 'ms',
+      ours: m.forkMs,
+      base: m.floorMs,
+      baseline: "floor: the source's disk synced, its image cloned by cp --reflink",
+      target: 'p50 ≤ 50 ms',
+      met: median(m.forkMs) <= 50,
+    });
+  }
+
   const machine = {
     cpus: cpus().length,
     cpu_model: cpus()[0]?.model ?? '',
     memory_gb: Math.round(totalmem() / 1024 ** 3),
     kernel: release(),
+    cgroups: existsSync('/sys/fs/cgroup/cgroup.controllers') ? 'v2' : 'v1',
+    data_filesystem: (await exec('stat', ['-f', '-c', '%T', tmpdir()])).stdout.trim(),
     node: process.version,
     python: (await exec(python, ['--version'])).stdout.trim(),
   };
@@ -644,7 +721,7 @@ async function main(): Promise<void> {
         `| ${r.scenario} | ${fmt(r.median)} ${r.unit} | ${fmt(r.p95)} ${r.unit} | ${r.baseline} | ${fmt(r.baselineMedian)} ${r.unit} | ${Number.isNaN(r.ratio) ? 'n/a' : r.ratio.toFixed(3)} | ${r.target} | ${r.met === null ? '–' : r.met ? 'yes' : 'no'} |`,
     ),
   ].join('\n');
-  const machineLine = `${machine.cpus} × ${machine.cpu_model}, ${machine.memory_gb} GB, Linux ${machine.kernel}, Node ${machine.node}, ${machine.python}`;
+  const machineLine = `${machine.cpus} × ${machine.cpu_model}, ${machine.memory_gb} GB, Linux ${machine.kernel}, cgroup ${machine.cgroups}, data directory on ${machine.data_filesystem} (the fork rows: xfs), Node ${machine.node}, ${machine.python}`;
   process.stdout.write(`\n${table}\n\n${breakdown}\n\nMachine: ${machineLine}\n`);
   await writeFile(new URL('../../bench/results.json', import.meta.url), `${JSON.stringify({ date: new Date().toISOString(), machine, rows }, null, 2)}\n`);
   const results = `${table}\n\n${breakdown}\n\nMachine: ${machineLine}\n`;

@@ -41,7 +41,7 @@ export interface CreateSessionInput {
 /** What a fork made. */
 export interface Forked {
   sessions: Session[];
-  /** How the source's disk was copied, and how long its filesystem was frozen for it. */
+  /** How the source's disk was copied, and how long its writers waited for it (0 for clones). */
   copyMethod: CopyMethod;
   pausedMs: number;
 }
@@ -150,7 +150,7 @@ export class SessionPool {
 
   /**
    * `count` new sessions holding the source's files, environment, config, limits and network
-   * policy at one instant (its disk copied frozen: SandboxHost.copyDisk), each with a uid,
+   * policy at one instant (its disk copied at once: SandboxHost.copyDisk), each with a uid,
    * cgroup and network of its own, READY, independent from then on. Its processes are not
    * copied; its checkpoint history is (the fork's next incremental checkpoint builds on it).
    */

@@ -3,28 +3,29 @@ import { join } from 'node:path';
 import { runHostTool } from '../process/hostTools.js';
 
 /**
- * Copies of a mounted session disk (diskImage.ts) at one instant, for ForkSession: the disk's
- * filesystem is frozen (fsfreeze: dirty data and the journal written out, writers blocked) while
- * its image file is copied to each target, then thawed. On a data directory that clones files
- * (XFS with reflink, btrfs) each copy is a reflink: blocks shared until either side writes them,
- * made in a time that does not grow with what the disk holds. Elsewhere the copy is a full sparse
- * one, and the source's writers wait for it.
+ * Copies of a mounted session disk (diskImage.ts) at one instant, for ForkSession. On a data
+ * directory that clones files (XFS with reflink, btrfs) the disk's filesystem is synced (all it
+ * was given is on its image) and the image cloned: a reflink is made under the image's lock, so
+ * each clone is the image at one instant, as a crash would leave it after that sync (ext4
+ * replays its journal when the clone is mounted); writers never wait, and the time does not grow
+ * with what the disk holds. Elsewhere a copy takes as long as the data, so the filesystem is
+ * frozen for it (fsfreeze: writers wait), and thawed.
  */
 
 /** How copies are made on this data directory. */
 export type CopyMethod = 'reflink' | 'copy';
 
-/** Freeze, copy to every target, thaw: one script, so one process does it and the thaw always runs. */
-const FREEZE_AND_COPY = [
+/** Sync and clone, or freeze, copy and thaw: one script, so one process does it and a thaw always runs. */
+const COPY_SCRIPT = [
   'mount=$1 image=$2 mode=$3; shift 3',
-  // Written out first, writers still going: the freeze (which writes out what is left, writers waiting) is then short.
   'sync -f "$mount" || exit 1',
+  'if [ "$mode" = reflink ]; then',
+  '  for target; do cp --reflink=always "$image" "$target" || exit 1; done',
+  '  echo 0; exit 0',
+  'fi',
   'start=$(date +%s%N) status=0',
   'fsfreeze -f "$mount" || exit 1',
-  'for target; do',
-  '  if [ "$mode" = reflink ]; then cp --reflink=always "$image" "$target" || { status=1; break; }',
-  '  else cp --sparse=always "$image" "$target" || { status=1; break; }; fi',
-  'done',
+  'for target; do cp --sparse=always "$image" "$target" || { status=1; break; }; done',
   'end=$(date +%s%N)',
   'fsfreeze -u "$mount" || status=2',
   'echo $(( (end - start) / 1000000 ))',
@@ -33,12 +34,12 @@ const FREEZE_AND_COPY = [
 
 /**
  * Copies `image` (mounted on `mountPoint`) to each of `targets` at one instant; the milliseconds
- * the filesystem's writers waited (the freeze, the copies, the thaw). The targets must not
- * exist. Thawed whatever happens.
+ * the filesystem's writers waited (0 for clones). The targets must not exist. Thawed whatever
+ * happens.
  */
 export async function copyMountedImage(mountPoint: string, image: string, targets: string[], method: CopyMethod): Promise<{ pausedMs: number }> {
   try {
-    const out = await runHostTool('/bin/sh', ['-c', FREEZE_AND_COPY, 'fork', mountPoint, image, method, ...targets]);
+    const out = await runHostTool('/bin/sh', ['-c', COPY_SCRIPT, 'fork', mountPoint, image, method, ...targets]);
     return { pausedMs: Number(out.trim()) || 0 };
   } catch (err) {
     await thawDisk(mountPoint);

@@ -275,23 +275,33 @@ export class SandboxHost implements SandboxContext {
       network: undefined,
     };
     try {
-      if (policy.mode !== 'none' && !this.networkHost) {
-        this.options.logger.warn('session adopted without its network: this worker gives sessions none', {
-          session_id: sessionId,
-          reason: this.networkProblem,
+      // Its network, its disk and its cgroup are independent of each other: made side by side.
+      const network = async () => {
+        if (policy.mode !== 'none' && !this.networkHost) {
+          this.options.logger.warn('session adopted without its network: this worker gives sessions none', {
+            session_id: sessionId,
+            reason: this.networkProblem,
+          });
+        } else await this.attachNetwork(prepared, sessionId, policy);
+      };
+      const disk = async () => {
+        if (limits.maxDiskMb > 0) {
+          await mountDiskImage(dirs.diskImage, dirs.disk);
+          // A worker stopped in the middle of a fork's copy leaves the disk frozen: every write would wait.
+          if (!persisted.copied) await thawDisk(dirs.disk);
+        }
+        await this.giveFiles(prepared, dirs, persisted.diskUid ?? persisted.uid);
+      };
+      const cgroup = async () => {
+        prepared.cgroup = await this.cgroups?.root.child(sessionId, {
+          maxProcesses: this.options.maxProcesses,
+          memoryBytes: limits.maxMemoryMb * 1024 * 1024,
+          cpuPercent: limits.maxCpuPercent,
         });
-      } else await this.attachNetwork(prepared, sessionId, policy);
-      if (limits.maxDiskMb > 0) {
-        await mountDiskImage(dirs.diskImage, dirs.disk);
-        // A worker stopped in the middle of a fork leaves the disk frozen: every write would wait.
-        if (!persisted.copied) await thawDisk(dirs.disk);
-      }
-      await this.giveFiles(prepared, dirs, persisted.diskUid ?? persisted.uid);
-      prepared.cgroup = await this.cgroups?.root.child(sessionId, {
-        maxProcesses: this.options.maxProcesses,
-        memoryBytes: limits.maxMemoryMb * 1024 * 1024,
-        cpuPercent: limits.maxCpuPercent,
-      });
+      };
+      const steps = await Promise.allSettled([network(), disk(), cgroup()]);
+      const failed = steps.find((step): step is PromiseRejectedResult => step.status === 'rejected');
+      if (failed) throw failed.reason;
       return this.sandboxOf(prepared, dirs, env, limits);
     } catch (err) {
       await this.discard(prepared, dirs);
