@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { Status } from 'nice-grpc';
@@ -225,4 +226,27 @@ test('on a data directory that cannot clone files, a fork is a full copy, said i
   } finally {
     await plain.stop();
   }
+});
+
+test('the disk helper killed between forks is started again: the next fork works', async () => {
+  const { sessionId } = await worker.sessions.createSession({ workspaceId: 'ws-helper' });
+  await sh(sessionId, 'echo before > f');
+  const first = await fork(sessionId);
+  const helpers = readdirSync('/proc')
+    .filter((pid) => /^\d+$/.test(pid))
+    .filter((pid) => {
+      try {
+        // This worker's (other test files' workers run theirs meanwhile).
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+        return parent === worker.process.pid && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes("The worker's disk helper");
+      } catch {
+        return false;
+      }
+    });
+  assert.ok(helpers.length >= 1, 'the helper runs');
+  for (const pid of helpers) process.kill(Number(pid), 'SIGKILL');
+  const [again] = await fork(sessionId);
+  assert.equal(await sh(again!, 'cat f'), 'before\n');
+  for (const id of [sessionId, ...first, again!]) await worker.sessions.destroySession({ sessionId: id });
 });

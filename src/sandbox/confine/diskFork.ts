@@ -3,26 +3,19 @@ import { join } from 'node:path';
 import { runHostTool } from '../process/hostTools.js';
 
 /**
- * Copies of a mounted session disk (diskImage.ts) at one instant, for ForkSession. On a data
- * directory that clones files (XFS with reflink, btrfs) the disk's filesystem is synced (all it
- * was given is on its image) and the image cloned: a reflink is made under the image's lock, so
- * each clone is the image at one instant, as a crash would leave it after that sync (ext4
- * replays its journal when the clone is mounted); writers never wait, and the time does not grow
- * with what the disk holds. Elsewhere a copy takes as long as the data, so the filesystem is
- * frozen for it (fsfreeze: writers wait), and thawed.
+ * Copies of a mounted session disk (diskImage.ts) at one instant, for ForkSession, where the data
+ * directory cannot clone files (reflinks are diskHelper.ts's): a copy takes as long as the data,
+ * so the disk's filesystem is frozen for it (fsfreeze: what was written is on the image, writers
+ * wait), then thawed.
  */
 
-/** How copies are made on this data directory. */
+/** How copies are made on this data directory: reflinks (diskHelper.ts), or full copies (here). */
 export type CopyMethod = 'reflink' | 'copy';
 
-/** Sync and clone, or freeze, copy and thaw: one script, so one process does it and a thaw always runs. */
-const COPY_SCRIPT = [
-  'mount=$1 image=$2 mode=$3; shift 3',
+/** Freeze, copy to every target, thaw: one script, so one process does it and the thaw always runs. */
+const FROZEN_COPY = [
+  'mount=$1 image=$2; shift 2',
   'sync -f "$mount" || exit 1',
-  'if [ "$mode" = reflink ]; then',
-  '  for target; do cp --reflink=always "$image" "$target" || exit 1; done',
-  '  echo 0; exit 0',
-  'fi',
   'start=$(date +%s%N) status=0',
   'fsfreeze -f "$mount" || exit 1',
   'for target; do cp --sparse=always "$image" "$target" || { status=1; break; }; done',
@@ -33,13 +26,12 @@ const COPY_SCRIPT = [
 ].join('\n');
 
 /**
- * Copies `image` (mounted on `mountPoint`) to each of `targets` at one instant; the milliseconds
- * the filesystem's writers waited (0 for clones). The targets must not exist. Thawed whatever
- * happens.
+ * Copies `image` (mounted on `mountPoint`) to each of `targets`, frozen; the milliseconds the
+ * filesystem's writers waited. The targets must not exist. Thawed whatever happens.
  */
-export async function copyMountedImage(mountPoint: string, image: string, targets: string[], method: CopyMethod): Promise<{ pausedMs: number }> {
+export async function copyFrozen(mountPoint: string, image: string, targets: string[]): Promise<{ pausedMs: number }> {
   try {
-    const out = await runHostTool('/bin/sh', ['-c', COPY_SCRIPT, 'fork', mountPoint, image, method, ...targets]);
+    const out = await runHostTool('/bin/sh', ['-c', FROZEN_COPY, 'fork', mountPoint, image, ...targets]);
     return { pausedMs: Number(out.trim()) || 0 };
   } catch (err) {
     await thawDisk(mountPoint);

@@ -7,8 +7,8 @@ import type { SessionDirectories } from '../../storage/workspaceStore.js';
 import { setUpCgroups, type Cgroup, type UsableCgroups } from '../confine/cgroups.js';
 import { unenforcedLimits, unenforcedLimitsMessage, type MissingController } from '../confine/cgroupDelegation.js';
 import { imageBytes, makeDiskImage, mountDiskImage, probeDiskImages, unmountDiskImage, usedBytes } from '../confine/diskImage.js';
-import { copyMountedImage, probeCopyMethod, thawDisk, type CopyMethod } from '../confine/diskFork.js';
-import { idmapDisk } from '../confine/idmappedMount.js';
+import { copyFrozen, probeCopyMethod, thawDisk, type CopyMethod } from '../confine/diskFork.js';
+import { DiskHelper } from '../confine/diskHelper.js';
 import { markShared, type Reservation } from '../../storage/diskBudget.js';
 import { findOnPath, runHostTool } from '../process/hostTools.js';
 import type { Language } from '../languages/language.js';
@@ -57,6 +57,8 @@ export class SandboxHost implements SandboxContext {
   private readonly usedSlots = new Set<number>();
   private readonly checks: SelfChecks;
   private lastSlot = 0;
+  /** Reflinks and idmapped mounts (confine/diskHelper.ts). */
+  private readonly disks = new DiskHelper();
   /** Whether idmapped mounts work here: known after the first try (undefined before). */
   private idmaps: boolean | undefined;
 
@@ -439,14 +441,11 @@ export class SandboxHost implements SandboxContext {
         const held = this.options.diskBudget?.reserve(imageBytes(diskMb), `a fork's disk of ${diskMb} MB`);
         if (held) reservations.push(held);
       }
-      const copied = await copyMountedImage(
-        source.disk,
-        source.diskImage,
-        targets.map((t) => t.diskImage),
-        this.copyMethod,
-      );
-      if (this.copyMethod === 'reflink') await Promise.all(targets.map((t) => markShared(t.diskImage)));
-      return copied;
+      const images = targets.map((t) => t.diskImage);
+      if (this.copyMethod === 'copy') return await copyFrozen(source.disk, source.diskImage, images);
+      await this.disks.clone(source.disk, source.diskImage, images);
+      await Promise.all(images.map((image) => markShared(image)));
+      return { pausedMs: 0 };
     } finally {
       for (const held of reservations) held.release();
     }
@@ -462,7 +461,7 @@ export class SandboxHost implements SandboxContext {
     if (!owner || onDisk === undefined || owner.uid === onDisk) return;
     if (prepared.diskMb > 0 && this.idmaps !== false) {
       try {
-        await idmapDisk(dirs.disk, onDisk, owner.uid, [0, ...(prepared.installer ? [prepared.installer.uid] : [])]);
+        await this.disks.idmap(dirs.disk, onDisk, owner.uid, [0, ...(prepared.installer ? [prepared.installer.uid] : [])]);
         prepared.ownerOnDisk = onDisk;
         this.idmaps = true;
         return;
@@ -496,6 +495,7 @@ export class SandboxHost implements SandboxContext {
     await this.checks.settled();
     await this.cgroups?.root.destroy().catch(() => undefined);
     await this.networkHost?.close();
+    this.disks.close();
     this.uids?.lock.release();
   }
 
