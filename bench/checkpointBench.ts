@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { makeDiskImage, unmountDiskImage } from '../src/sandbox/confine/diskImage.js';
 import { TaskStatus } from '../gen/codegen/v1/common.js';
 import { runTask } from '../tests/helpers/tasks.js';
 import type { RunningWorker } from '../tests/helpers/worker.js';
@@ -49,7 +50,16 @@ export async function checkpointBench(worker: RunningWorker, scratch: string, ro
     const checkpointMs = await timed(rounds, async () => checkpointIds.push((await worker.sessions.checkpointSession({ sessionId: big })).checkpointId));
     const zipMs = await timed(rounds, (i) => spawnOnce('zip', ['-r', '-q', join(scratch, `w${i}.zip`), '.'], workspace));
     const restoreMs = await timed(rounds, async (i) => sessions.push((await worker.sessions.restoreSession({ checkpointId: checkpointIds[i] })).sessionId));
-    const unzipMs = await timed(rounds, (i) => spawnOnce('unzip', ['-q', join(scratch, `w${i}.zip`), '-d', join(scratch, `u${i}`)]));
+    // Into the same kind of disk a restore writes to: an ext4 image, loop-mounted (the session's disk).
+    const image = join(scratch, 'unzip.img');
+    const disk = join(scratch, 'unzip-disk');
+    await makeDiskImage(image, disk, 1024, join(scratch, 'templates'));
+    let unzipMs: number[];
+    try {
+      unzipMs = await timed(rounds, (i) => spawnOnce('unzip', ['-q', join(scratch, `w${i}.zip`), '-d', join(disk, `u${i}`)]));
+    } finally {
+      await unmountDiskImage(disk);
+    }
 
     const large = (await worker.sessions.createSession({ workspaceId: 'bench-checkpoint-1g' })).sessionId;
     sessions.push(large);
