@@ -239,15 +239,18 @@ export class Checkpoints {
     }
   }
 
-  /** Keeps the session's newest checkpoints and every parent they need; removes the rest. */
+  /** Keeps the session's newest checkpoints and every parent they need, and any other stored checkpoint needs; removes the rest. */
   private async applyRetention(sessionId: string): Promise<void> {
     const all = await this.options.store.list();
     const byId = new Map(all.map((r) => [r.checkpointId, r]));
     const mine = all.filter((r) => r.sessionId === sessionId).sort((a, b) => b.createdAtMs - a.createdAtMs);
     const keep = new Set<string>();
-    for (const record of mine.slice(0, this.options.keepPerSession)) {
-      for (let r: CheckpointRecord | undefined = record; r && !keep.has(r.checkpointId); r = byId.get(r.parentCheckpointId)) keep.add(r.checkpointId);
-    }
+    const keepChain = (from: CheckpointRecord | undefined) => {
+      for (let r = from; r && !keep.has(r.checkpointId); r = byId.get(r.parentCheckpointId)) keep.add(r.checkpointId);
+    };
+    for (const record of mine.slice(0, this.options.keepPerSession)) keepChain(record);
+    // Another session's checkpoints may build on this one's (a fork's, a restored session's): their parents stay.
+    for (const record of all) if (record.sessionId !== sessionId) keepChain(byId.get(record.parentCheckpointId));
     for (const record of mine) if (!keep.has(record.checkpointId)) await this.options.store.remove(record.checkpointId);
   }
 }

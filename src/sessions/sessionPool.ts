@@ -75,8 +75,8 @@ export class SessionPool {
   private readonly sessions = new Map<string, Session>();
   private accepting = true;
   private readonly spares: SpareSessions;
-  /** Forks being made, by source: its destruction waits for them (its disk is being copied). */
-  private readonly forking = new Map<string, Promise<unknown>>();
+  /** Forks being made, by source: its destruction waits for them (its disk is being copied), and a shutdown for all. */
+  private readonly forking = new Map<string, Set<Promise<unknown>>>();
 
   constructor(private readonly options: SessionPoolOptions) {
     this.spares = new SpareSessions(options.store, options.sandboxHost, options.spareSessions, this.diskMbOf(0), options.logger);
@@ -171,12 +171,20 @@ export class SessionPool {
     const forks = Array.from({ length: count }, () => this.newSession(newSessionId(), workspaceId || source.workspaceId, source.userId, source.config));
     for (const fork of forks) this.sessions.set(fork.id, fork); // their capacity slots, while CREATING
     const made = this.makeForks(source, forks);
-    this.forking.set(sourceId, made);
+    const ofSource = this.forking.get(sourceId) ?? new Set();
+    this.forking.set(sourceId, ofSource.add(made));
     try {
       return await made;
     } finally {
-      if (this.forking.get(sourceId) === made) this.forking.delete(sourceId);
+      ofSource.delete(made);
+      if (ofSource.size === 0 && this.forking.get(sourceId) === ofSource) this.forking.delete(sourceId);
     }
+  }
+
+  /** Resolves once the forks being made (of `sourceId`, or of any session) are made or given up. */
+  private async forksSettled(sourceId?: string): Promise<void> {
+    const sets = sourceId === undefined ? [...this.forking.values()] : [this.forking.get(sourceId) ?? new Set()];
+    await Promise.allSettled(sets.flatMap((set) => [...set]));
   }
 
   private async makeForks(source: Session, forks: Session[]): Promise<Forked> {
@@ -189,13 +197,16 @@ export class SessionPool {
       const limits = { ...this.limitsOf(source.config), maxDiskMb: source.sandbox.diskMb };
       const language = source.sandbox.language;
       const persisted = { uid: source.sandbox.owner?.uid, diskUid: source.sandbox.diskUid, diskBaselineBytes: source.sandbox.diskBaselineBytes, copied: true };
-      await Promise.all(
+      // Every fork settles before any failure is handled: none is left made but unowned.
+      const opened = await Promise.allSettled(
         forks.map(async (fork, i) => {
           await fork.inherit(source);
           fork.ready(await sandboxHost.adopt(fork.id, dirs[i]!, source.config.env, limits, language, persisted, source.config.network));
           await fork.persist();
         }),
       );
+      const failed = opened.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+      if (failed) throw failed.reason;
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       for (const fork of forks)
         fork.logger.info('session forked', { source: source.id, copy_method: sandboxHost.copyMethod, paused_ms: pausedMs, ms: Math.round(ms) });
@@ -221,7 +232,7 @@ export class SessionPool {
     const session = this.get(sessionId);
     session.beginTermination();
     try {
-      await this.forking.get(sessionId)?.catch(() => undefined);
+      await this.forksSettled(sessionId);
       // A restart in the middle finishes the destruction rather than bringing the session back.
       await session.persist();
       await session.tasks.abortAll('session_destroyed', `session ${reason}`);
@@ -259,9 +270,10 @@ export class SessionPool {
    */
   async suspendAll(reason: string): Promise<void> {
     await this.spares.drain();
+    // Forks being made become sessions first (or are given up): none is left mounted but unowned.
+    await this.forksSettled();
     await Promise.all(
       this.list().map(async (session) => {
-        await this.forking.get(session.id)?.catch(() => undefined);
         await session.tasks.abortAll('shutdown', reason);
         await session.persist();
         await session.disposeSandbox();
@@ -273,6 +285,7 @@ export class SessionPool {
   /** Destroys every session and the spares (a second signal: nothing is kept). */
   async destroyAll(reason: string): Promise<void> {
     await this.spares.drain();
+    await this.forksSettled();
     await Promise.all(
       this.list().map((s) =>
         this.destroy(s.id, reason).catch((err: unknown) => {

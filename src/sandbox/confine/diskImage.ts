@@ -148,11 +148,26 @@ export async function isMountPoint(path: string): Promise<boolean> {
   return (await mountPoints()).includes(real);
 }
 
+/** Whether the mount at `path` (the last one there) is idmapped: a disk a worker killed while it was mounted left so. */
+export async function isIdmappedMount(path: string): Promise<boolean> {
+  const real = await realpath(path).catch(() => path);
+  const options = (await mountEntries()).filter((m) => m.point === real).at(-1)?.options ?? '';
+  return options.split(',').includes('idmapped');
+}
+
 async function mountPoints(): Promise<string[]> {
+  return (await mountEntries()).map((m) => m.point);
+}
+
+async function mountEntries(): Promise<{ point: string; options: string }[]> {
   const mountinfo = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
-  // Field 5 is the mount point, with space, tab, newline and backslash escaped as octal.
+  // Field 5 is the mount point, with space, tab, newline and backslash escaped as octal; field 6 the mount's options.
   return mountinfo
     .split('\n')
-    .map((line) => (line.split(' ')[4] ?? '').replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))))
-    .filter(Boolean);
+    .map((line) => line.split(' '))
+    .map((fields) => ({
+      point: (fields[4] ?? '').replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))),
+      options: fields[5] ?? '',
+    }))
+    .filter((m) => m.point !== '');
 }

@@ -6,7 +6,7 @@ import { removeTree } from '../../storage/removeTree.js';
 import type { SessionDirectories } from '../../storage/workspaceStore.js';
 import { setUpCgroups, type Cgroup, type UsableCgroups } from '../confine/cgroups.js';
 import { unenforcedLimits, unenforcedLimitsMessage, type MissingController } from '../confine/cgroupDelegation.js';
-import { imageBytes, makeDiskImage, mountDiskImage, probeDiskImages, unmountDiskImage, usedBytes } from '../confine/diskImage.js';
+import { imageBytes, isIdmappedMount, makeDiskImage, mountDiskImage, probeDiskImages, unmountDiskImage, usedBytes } from '../confine/diskImage.js';
 import { copyFrozen, probeCopyMethod, thawDisk, type CopyMethod } from '../confine/diskFork.js';
 import { DiskHelper } from '../confine/diskHelper.js';
 import { markShared, type Reservation } from '../../storage/diskBudget.js';
@@ -292,7 +292,7 @@ export class SandboxHost implements SandboxContext {
           // A worker stopped in the middle of a fork's copy leaves the disk frozen: every write would wait.
           if (!persisted.copied) await thawDisk(dirs.disk);
         }
-        await this.giveFiles(prepared, dirs, persisted.diskUid ?? persisted.uid);
+        await this.giveFiles(prepared, dirs, persisted.diskUid ?? persisted.uid, persisted.copied ? undefined : persisted.uid);
       };
       const cgroup = async () => {
         prepared.cgroup = await this.cgroups?.root.child(sessionId, {
@@ -454,11 +454,19 @@ export class SandboxHost implements SandboxContext {
   /**
    * An adopted or forked session's files made its owner's, where they belong on disk to another
    * uid (`onDisk`): an idmapped mount of its disk where the kernel has them (no file touched),
-   * else a chown of every file.
+   * else a chown of every file. A disk a worker killed while it was mounted is still mounted,
+   * idmapped for the uid the session had then (`lastOwner`): kept when that is its uid now.
    */
-  private async giveFiles(prepared: PreparedSandbox, dirs: SessionDirectories, onDisk: number | undefined): Promise<void> {
+  private async giveFiles(prepared: PreparedSandbox, dirs: SessionDirectories, onDisk: number | undefined, lastOwner: number | undefined): Promise<void> {
     const owner = prepared.owner;
-    if (!owner || onDisk === undefined || owner.uid === onDisk) return;
+    if (!owner || onDisk === undefined) return;
+    if (prepared.diskMb > 0 && (await isIdmappedMount(dirs.disk))) {
+      if (lastOwner !== owner.uid)
+        throw new Error(`its disk is still mounted idmapped for uid ${lastOwner} (a worker stopped with it mounted): unmount ${dirs.disk}`);
+      prepared.ownerOnDisk = onDisk;
+      return;
+    }
+    if (owner.uid === onDisk) return;
     if (prepared.diskMb > 0 && this.idmaps !== false) {
       try {
         await this.disks.idmap(dirs.disk, onDisk, owner.uid, [0, ...(prepared.installer ? [prepared.installer.uid] : [])]);
@@ -466,8 +474,9 @@ export class SandboxHost implements SandboxContext {
         this.idmaps = true;
         return;
       } catch (err) {
-        if (this.idmaps === undefined)
-          this.options.logger.warn('idmapped mounts are not available: session files are given new uids by chown', { reason: messageOf(err) });
+        // Having worked here, it failing is this session's fault, not the kernel's.
+        if (this.idmaps === true) throw err;
+        this.options.logger.warn('idmapped mounts are not available: session files are given new uids by chown', { reason: messageOf(err) });
         this.idmaps = false;
       }
     }
