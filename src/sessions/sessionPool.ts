@@ -221,8 +221,12 @@ export class SessionPool {
           await store.remove(fork.id).catch(() => undefined);
         }),
       );
+      // Refused (no room on the data disk, …): the client's to handle, said at info; else the worker's fault.
+      if (err instanceof WorkerError) {
+        source.logger.info('fork refused', { reason: err.details });
+        throw err;
+      }
       source.logger.error('fork failed', { error: describeThrown(err) });
-      if (err instanceof WorkerError) throw err;
       throw errors.initializationFailed(`could not fork session ${source.id} (${faultOf(err)})`);
     }
   }
