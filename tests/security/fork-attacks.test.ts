@@ -11,14 +11,14 @@ import { startWorker, type RunningWorker } from '../helpers/worker.js';
 
 const sh = async (worker: RunningWorker, id: string, command: string) => (await runTool(worker.tasks, id, 'run.shell', { command })).stdout ?? '';
 
-test('a SIGTERM during a fork of 16 leaves no session disk mounted, and the next start adopts every fork, idmapped', async () => {
+test('a SIGTERM during a fork of 8 leaves no session disk mounted, and the next start adopts every fork, idmapped', async () => {
   const disk = makeDataDisk('codegen-fork-stop-', '8G', 'xfs');
-  const env = { WORKER_SPARE_SESSIONS: '0', WORKER_MAX_SESSIONS: '20' };
+  const env = { WORKER_SPARE_SESSIONS: '0', WORKER_MAX_SESSIONS: '12' };
   let worker: RunningWorker | undefined = await startWorker({ dataDir: disk.dataDir, env });
   try {
     const { sessionId: source } = await worker.sessions.createSession({ workspaceId: 'ws-stop' });
     await sh(worker, source, 'echo kept > kept.txt');
-    const forking = worker.sessions.forkSession({ sessionId: source, count: 16, workspaceId: '' }).catch((err: Error) => err);
+    const forking = worker.sessions.forkSession({ sessionId: source, count: 8, workspaceId: '' }).catch((err: Error) => err);
     // The forks hold their slots (CREATING) as soon as the call is in: stop then.
     for (let i = 0; i < 2000 && (await worker.sessions.getCapacity({})).activeSessions <= 1; i++) await new Promise((r) => setImmediate(r));
     const exited = new Promise((resolve) => worker!.process.once('exit', resolve));

@@ -48,16 +48,16 @@ const VARIANTS: { name: string; goMod?: string; spec: string }[] = [
 ];
 
 test("code naming the workspace's own packages (however spelled) never runs a program built from their old text", async () => {
+  const sessionId = await session('stale-spellings');
   for (const variant of VARIANTS) {
-    const sessionId = await session(`stale-${VARIANTS.indexOf(variant)}`);
-    if (variant.goMod) await write(sessionId, 'go.mod', variant.goMod);
+    await write(sessionId, 'go.mod', variant.goMod ?? 'module session\n\ngo 1.19\n');
     await write(sessionId, 'util/util.go', utilGo('one'));
     const first = await runGo(sessionId, importing(variant.spec));
     await write(sessionId, 'util/util.go', utilGo('two'));
     const second = await runGo(sessionId, importing(variant.spec));
     assert.notEqual(second, 'one\n', `${variant.name}: the program of the old util package ran (first: ${first})`);
-    await worker.sessions.destroySession({ sessionId });
   }
+  await worker.sessions.destroySession({ sessionId });
 });
 
 test('with GOFLAGS=-mod=vendor (config.env may set GOFLAGS), a changed vendor/ never runs as the old program', async () => {
