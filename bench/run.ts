@@ -125,6 +125,7 @@ async function main(): Promise<void> {
       WORKER_PIP_INDEX_URL: index.url,
       WORKER_SESSION_IDLE_SECONDS: '0',
       WORKER_LANGUAGES: undefined,
+      WORKER_SPARE_SESSIONS: undefined,
     },
   });
   try {
