@@ -1,5 +1,6 @@
 import { copyFile, constants, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pathExists } from '../../storage/pathExists.js';
 import { runHostTool } from '../process/hostTools.js';
 
 /**
@@ -30,6 +31,8 @@ const FROZEN_COPY = [
  * filesystem's writers waited. The targets must not exist. Thawed whatever happens.
  */
 export async function copyFrozen(mountPoint: string, image: string, targets: string[]): Promise<{ pausedMs: number }> {
+  // Marked first: a worker stopped while the disk is frozen leaves the mark for the next start (thawIfLeftFrozen).
+  await writeFile(`${image}${FREEZING}`, '');
   try {
     const out = await runHostTool('/bin/sh', ['-c', FROZEN_COPY, 'fork', mountPoint, image, ...targets]);
     return { pausedMs: Number(out.trim()) || 0 };
@@ -37,11 +40,22 @@ export async function copyFrozen(mountPoint: string, image: string, targets: str
     await thawDisk(mountPoint);
     await Promise.all(targets.map((t) => rm(t, { force: true })));
     throw err;
+  } finally {
+    await rm(`${image}${FREEZING}`, { force: true });
   }
 }
 
-/** Thaws a disk a fork left frozen (the worker stopped in the middle); nothing when it is not frozen. */
-export async function thawDisk(mountPoint: string): Promise<void> {
+/** Beside a disk image while its filesystem is frozen for a copy. */
+const FREEZING = '.freezing';
+
+/** Thaws a disk a copy left frozen (the worker stopped in the middle of it): only one marked so, no process for the others. */
+export async function thawIfLeftFrozen(mountPoint: string, image: string): Promise<void> {
+  if (!(await pathExists(`${image}${FREEZING}`))) return;
+  await thawDisk(mountPoint);
+  await rm(`${image}${FREEZING}`, { force: true });
+}
+
+async function thawDisk(mountPoint: string): Promise<void> {
   await runHostTool('fsfreeze', ['-u', mountPoint]).catch(() => undefined);
 }
 

@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { sweepRelayDirectories } from '../session/portRelay.js';
 import { chown, mkdir, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { removeTree } from '../../storage/removeTree.js';
 import type { SessionDirectories } from '../../storage/workspaceStore.js';
 import { setUpCgroups, type Cgroup, type UsableCgroups } from '../confine/cgroups.js';
 import { unenforcedLimits, unenforcedLimitsMessage, type MissingController } from '../confine/cgroupDelegation.js';
 import { imageBytes, isIdmappedMount, makeDiskImage, mountDiskImage, probeDiskImages, unmountDiskImage, usedBytes } from '../confine/diskImage.js';
-import { copyFrozen, probeCopyMethod, thawDisk, type CopyMethod } from '../confine/diskFork.js';
+import { copyFrozen, probeCopyMethod, thawIfLeftFrozen, type CopyMethod } from '../confine/diskFork.js';
 import { DiskHelper } from '../confine/diskHelper.js';
 import { markShared, type Reservation } from '../../storage/diskBudget.js';
 import { findOnPath, runHostTool } from '../process/hostTools.js';
@@ -290,7 +290,7 @@ export class SandboxHost implements SandboxContext {
         if (limits.maxDiskMb > 0) {
           await mountDiskImage(dirs.diskImage, dirs.disk);
           // A worker stopped in the middle of a fork's copy leaves the disk frozen: every write would wait.
-          if (!persisted.copied) await thawDisk(dirs.disk);
+          if (!persisted.copied) await thawIfLeftFrozen(dirs.disk, dirs.diskImage);
         }
         await this.giveFiles(prepared, dirs, persisted.diskUid ?? persisted.uid, persisted.copied ? undefined : persisted.uid);
       };
@@ -467,6 +467,8 @@ export class SandboxHost implements SandboxContext {
       return;
     }
     if (owner.uid === onDisk) return;
+    if (lastOwner !== undefined && lastOwner !== owner.uid)
+      this.options.logger.info('session files given a new uid (this run has another uid block)', { session_id: basename(dirs.root), uid: owner.uid });
     if (prepared.diskMb > 0 && this.idmaps !== false) {
       try {
         await this.disks.idmap(dirs.disk, onDisk, owner.uid, [0, ...(prepared.installer ? [prepared.installer.uid] : [])]);
