@@ -202,7 +202,7 @@ async function roundTrip(top: Node & { kind: 'dir' }, edits: Edit[], oldScan: bo
   }
 }
 
-test('checkpoint → edits → incremental → restore gives back every generated tree exactly (500 trees)', async () => {
+test('checkpoint → edits → incremental → restore gives back every generated tree exactly (300 trees)', async () => {
   const seed = Number(process.env.ROUNDTRIP_SEED ?? Date.now() % 2 ** 31);
   console.log(`# checkpoint round trip: seed ${seed} (ROUNDTRIP_SEED=${seed} repeats it)`);
   await fc
@@ -210,7 +210,7 @@ test('checkpoint → edits → incremental → restore gives back every generate
       fc.asyncProperty(tree.dir, fc.array(edit, { maxLength: 6 }), fc.boolean(), (top, edits, oldScan) =>
         roundTrip(top as Node & { kind: 'dir' }, edits, oldScan),
       ),
-      { numRuns: 500, seed },
+      { numRuns: 300, seed },
     )
     .catch((err: Error) => {
       const cause = err.cause instanceof Error ? err.cause.message : String(err.cause);

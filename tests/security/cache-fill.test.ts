@@ -8,7 +8,7 @@ import { runTask, runTool } from '../helpers/tasks.js';
 import { startWorker, stopHard, type RunningWorker } from '../helpers/worker.js';
 
 // The package caches filling the host's disk for everyone: the data directory on a small
-// filesystem of its own (640 MB), sessions' disks reserved against it (WORKER_DISK_OVERCOMMIT=1).
+// filesystem of its own (320 MB), sessions' disks reserved against it (WORKER_DISK_OVERCOMMIT=1).
 // One session installs large packages, one after another (its disk holds them all), which the
 // worker keeps in its caches (the pip cache, the wheel store); another
 // session meanwhile writes what its disk limit promised it. Unbounded, the caches take the room
@@ -17,13 +17,13 @@ import { startWorker, stopHard, type RunningWorker } from '../helpers/worker.js'
 // read-only, each install succeeds (pruning the caches when they are full) or fails alone with
 // RESOURCE_EXHAUSTED naming the cache limit, and the worker starts again on the full disk.
 
-const disk = makeDataDisk('codegen-cache-fill-', '640M');
+const disk = makeDataDisk('codegen-cache-fill-', '320M');
 const ROUNDS = 6;
-const WHEEL_MB = 20;
-const NEIGHBOUR_MB = 180;
-const WRITTEN_MB = 170;
-const STEP_MB = 10;
-const env = { WORKER_DISK_OVERCOMMIT: '1', WORKER_SPARE_SESSIONS: '0', WORKER_DEFAULT_DISK_MB: '200', WORKER_CACHE_DISK_MB: '25' };
+const WHEEL_MB = 10;
+const NEIGHBOUR_MB = 90;
+const WRITTEN_MB = 85;
+const STEP_MB = 5;
+const env = { WORKER_DISK_OVERCOMMIT: '1', WORKER_SPARE_SESSIONS: '0', WORKER_DEFAULT_DISK_MB: '100', WORKER_CACHE_DISK_MB: '13' };
 let index: PackageIndex;
 let worker: RunningWorker | undefined;
 
@@ -112,7 +112,7 @@ test('the package caches cannot take the disk promised to other sessions: instal
   worker = await startWorker({ dataDir: disk.dataDir, env: { ...env, WORKER_PIP_INDEX_URL: index.url } });
   assert.equal((await runTool(worker.tasks, neighbour.sessionId, 'fs.read', { path: 'after.txt' })).contents, 'still writable');
   await worker.sessions.destroySession({ sessionId: filler.sessionId });
-  const again = await worker.sessions.createSession({ workspaceId: 'again', config: { limits: { maxDiskMb: 100 } } });
+  const again = await worker.sessions.createSession({ workspaceId: 'again', config: { limits: { maxDiskMb: 50 } } });
   assert.equal(await installRound(worker, again.sessionId, ROUNDS), 'installed');
   for (const options of disk.mountOptionsBelow()) assert.match(options, /^rw\b/, 'no disk went read-only');
 });
