@@ -1,6 +1,7 @@
 // end-to-end: alone (it measures time or looks at the whole host: tests/end-to-end-tier.sh)
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync, readdirSync, existsSync, rmSync, mkdtempSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -133,25 +134,43 @@ for (const how of ['SIGKILL', 'SIGTERM'] as const) {
   });
 }
 
-test('a session whose record is damaged is moved aside; the others are adopted', async () => {
+test('a session whose record or disk is damaged is moved aside, its disk neither mounted nor on a loop device; the others are adopted', async () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'codegen-quarantine-'));
   let worker: RunningWorker | undefined;
   try {
     worker = await startWorker({ dataDir, env: { WORKER_SPARE_SESSIONS: '0' } });
     const good = (await worker.sessions.createSession({ workspaceId: 'good' }, CALL)).sessionId;
     const bad = (await worker.sessions.createSession({ workspaceId: 'bad' }, CALL)).sessionId;
+    const broken = (await worker.sessions.createSession({ workspaceId: 'broken' }, CALL)).sessionId;
     await callTool(worker.tasks, good, 'fs.write', { path: 'f', contents: 'good' });
     await worker.stop();
     writeFileSync(join(dataDir, 'sessions', bad, 'session.json'), '{"version":1, "id": truncated');
+    // Its filesystem's superblock (and group descriptors) overwritten: it mounts no more.
+    const image = openSync(join(dataDir, 'sessions', broken, 'disk.img'), 'r+');
+    writeSync(image, randomBytes(256 * 1024), 0, 256 * 1024, 0);
+    closeSync(image);
     worker = await startWorker({ dataDir, env: { WORKER_SPARE_SESSIONS: '0' } });
     assert.equal((await callTool(worker.tasks, good, 'fs.read', { path: 'f' })).result?.outputs.contents, 'good');
     assert.equal(await statusOf(worker.sessions.getSessionStatus({ sessionId: bad }, CALL)), Status.NOT_FOUND);
-    const aside = readdirSync(join(dataDir, 'quarantine'));
-    assert.equal(aside.length, 1);
-    assert.ok(aside[0]!.startsWith(bad));
-    assert.ok(existsSync(join(dataDir, 'quarantine', aside[0]!, 'disk.img')), 'kept for a person to look at');
-    const logged = worker.logs.find((l) => l.message === 'session could not be adopted; moved aside');
-    assert.match(String(logged?.reason), /not valid JSON/);
+    assert.equal(await statusOf(worker.sessions.getSessionStatus({ sessionId: broken }, CALL)), Status.NOT_FOUND);
+    const aside = readdirSync(join(dataDir, 'quarantine')).sort((a, b) => (a.startsWith(bad) ? -1 : b.startsWith(bad) ? 1 : 0));
+    assert.equal(aside.length, 2);
+    assert.ok(aside[0]!.startsWith(bad) && aside[1]!.startsWith(broken), aside.join(', '));
+    for (const name of aside) assert.ok(existsSync(join(dataDir, 'quarantine', name, 'disk.img')), 'kept for a person to look at');
+    const reasons = worker.logs.filter((l) => l.message === 'session could not be adopted; moved aside').map((l) => String(l.reason));
+    assert.ok(
+      reasons.some((r) => /not valid JSON/.test(r)),
+      reasons.join('; '),
+    );
+    assert.ok(
+      reasons.some((r) => /mount .*disk\.img as ext4/.test(r)),
+      reasons.join('; '),
+    );
+    const looped = readdirSync('/sys/block')
+      .filter((name) => name.startsWith('loop'))
+      .map((name) => (existsSync(`/sys/block/${name}/loop`) ? readFileSync(`/sys/block/${name}/loop/backing_file`, 'utf8').trim() : ''))
+      .filter((file) => file.includes(broken));
+    assert.deepEqual(looped, [], 'no loop device holds its disk');
     assert.deepEqual(
       readFileSync('/proc/self/mountinfo', 'utf8')
         .split('\n')

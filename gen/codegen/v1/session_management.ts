@@ -156,7 +156,7 @@ export interface ForkResponse {
    * with the workspace) or "copy" (the data directory's filesystem cannot clone files)
    */
   copyMethod: string;
-  /** How long the source's writers waited for the copy (0 for reflink) */
+  /** How long the source's writers waited for the copy (a journal checkpoint for reflink) */
   pausedMs: number;
 }
 

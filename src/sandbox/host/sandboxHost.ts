@@ -57,8 +57,8 @@ export class SandboxHost implements SandboxContext {
   private readonly usedSlots = new Set<number>();
   private readonly checks: SelfChecks;
   private lastSlot = 0;
-  /** Reflinks and idmapped mounts (confine/diskHelper.ts). */
-  private readonly disks = new DiskHelper();
+  /** Session disks mounted by the disk helper: mount(8) took a process and tens of milliseconds. */
+  private readonly mountImage = (file: string, mountPoint: string) => this.disks.mount(file, mountPoint);
   /** Whether idmapped mounts work here: known after the first try (undefined before). */
   private idmaps: boolean | undefined;
 
@@ -81,6 +81,8 @@ export class SandboxHost implements SandboxContext {
     readonly caBundle: CaBundle | undefined,
     /** How session disks are copied for forks on this data directory. */
     readonly copyMethod: CopyMethod,
+    /** Disk mounts, reflinks and idmapped mounts (confine/diskHelper.ts). */
+    private readonly disks: DiskHelper,
   ) {
     const none = { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0 };
     this.checks = new SelfChecks({
@@ -107,11 +109,12 @@ export class SandboxHost implements SandboxContext {
     await sweepRelayDirectories();
     const tools = { bwrap, setpriv: setpriv ?? 'setpriv', prlimit: prlimit ?? 'prlimit', env: env ?? '/usr/bin/env', nsenter: nsenter ?? 'nsenter' };
     const uids = isRoot && start.mode === 'bwrap' ? await claimUidRange(flock ?? 'flock', start.uidBase) : undefined;
+    const disks = new DiskHelper();
     try {
       // Scratch space of pkg.install steps; what an earlier run left there is dropped.
       await removeTree(start.dirs.scratch);
       await mkdir(start.dirs.scratch, { recursive: true });
-      const { languages, cgroups, diskImageProblem, caBundle, network, copyMethod } = await hostResources(start, resolving, uids, isRoot);
+      const { languages, cgroups, diskImageProblem, caBundle, network, copyMethod } = await hostResources(start, resolving, uids, isRoot, disks);
       const options: SandboxHostOptions = { ...start, languages };
       const unenforced = unenforcedLimits(cgroups, isRoot ? 'no cgroupfs is mounted at /sys/fs/cgroup' : 'the worker is not running as root');
       try {
@@ -131,6 +134,7 @@ export class SandboxHost implements SandboxContext {
           network.problem,
           caBundle,
           copyMethod,
+          disks,
         );
         await host.checks.checkDefault();
         return host;
@@ -140,6 +144,7 @@ export class SandboxHost implements SandboxContext {
         throw err;
       }
     } catch (err) {
+      disks.close();
       uids?.lock.release();
       throw err;
     }
@@ -288,7 +293,7 @@ export class SandboxHost implements SandboxContext {
       };
       const disk = async () => {
         if (limits.maxDiskMb > 0) {
-          await mountDiskImage(dirs.diskImage, dirs.disk);
+          await mountDiskImage(dirs.diskImage, dirs.disk, this.mountImage);
           // A worker stopped in the middle of a fork's copy leaves the disk frozen: every write would wait.
           if (!persisted.copied) await thawIfLeftFrozen(dirs.disk, dirs.diskImage);
         }
@@ -381,7 +386,7 @@ export class SandboxHost implements SandboxContext {
     // Held until the image exists: from then on it counts by itself (storage/diskBudget.ts).
     const reservation = this.options.diskBudget?.reserve(imageBytes(mb), `a session disk of ${mb} MB`);
     try {
-      await makeDiskImage(dirs.diskImage, dirs.disk, mb, this.options.dirs.diskTemplates);
+      await makeDiskImage(dirs.diskImage, dirs.disk, mb, this.options.dirs.diskTemplates, this.mountImage);
     } finally {
       reservation?.release();
     }
@@ -443,9 +448,9 @@ export class SandboxHost implements SandboxContext {
       }
       const images = targets.map((t) => t.diskImage);
       if (this.copyMethod === 'copy') return await copyFrozen(source.disk, source.diskImage, images);
-      await this.disks.clone(source.disk, source.diskImage, images);
+      const cloned = await this.disks.clone(source.disk, source.diskImage, images);
       await Promise.all(images.map((image) => markShared(image)));
-      return { pausedMs: 0 };
+      return cloned;
     } finally {
       for (const held of reservations) held.release();
     }
@@ -555,11 +560,11 @@ export class SandboxHost implements SandboxContext {
  * languages are still being resolved. On any failure what was made is given back and the first
  * failure (in this order) is thrown.
  */
-async function hostResources(start: SandboxHostStart, resolving: Promise<readonly Language[]>, uids: UidRange | undefined, isRoot: boolean) {
+async function hostResources(start: SandboxHostStart, resolving: Promise<readonly Language[]>, uids: UidRange | undefined, isRoot: boolean, disks: DiskHelper) {
   const steps = await Promise.allSettled([
     resolving,
     isRoot ? setUpCgroups() : Promise.resolve(undefined),
-    isRoot ? probeDiskImages(start.dirs.scratch) : Promise.resolve('it needs a worker running as root'),
+    isRoot ? probeDiskImages(start.dirs.scratch, (file, mountPoint) => disks.mount(file, mountPoint)) : Promise.resolve('it needs a worker running as root'),
     trustedCas(start),
     startNetworks(start, uids),
     probeCopyMethod(start.dirs.scratch),

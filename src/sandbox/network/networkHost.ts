@@ -20,6 +20,7 @@ import type { SessionNetworkPolicy } from './networkPolicy.js';
 import { CONNTRACK_TABLE } from './originalDestination.js';
 import { SessionEgress } from './sessionEgress.js';
 import { access } from 'node:fs/promises';
+import { pathExists } from '../../storage/pathExists.js';
 
 /** A session's namespace, made ahead (spares) and attached to a session's policy when it is one. */
 export interface SessionNamespace {
@@ -132,8 +133,7 @@ export class NetworkHost {
     const address = ipv4Text(this.subnet.base + index);
     const space = { index, name, path: `/run/netns/${name}`, address };
     try {
-      await runHostTool('ip', ['link', 'del', hostEnd]).catch(() => undefined);
-      await runHostTool('ip', ['netns', 'del', name]).catch(() => undefined);
+      await removeLeftovers(name, hostEnd);
       await runHostTool(
         'ip',
         ['-batch', '-'],
@@ -176,7 +176,7 @@ export class NetworkHost {
     const name = `codegen-${this.options.block}-${index}`;
     const space = { index, name, path: `/run/netns/${name}`, address: ipv4Text(this.subnet.base + index), loopbackOnly: true };
     try {
-      await runHostTool('ip', ['netns', 'del', name]).catch(() => undefined);
+      await removeLeftovers(name);
       await runHostTool('ip', ['netns', 'add', name]);
       await runHostTool('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
       return space;
@@ -290,4 +290,13 @@ async function clearLeftovers(block: number, prefix: string): Promise<void> {
     .filter((name): name is string => name !== undefined && name.startsWith(prefix) && /^\d+$/.test(name.slice(prefix.length)));
   const batch = [...spaces.map((name) => `netns del ${name}`), ...links.map((name) => `link del ${name}`)];
   if (batch.length > 0) await runHostTool('ip', ['-force', '-batch', '-'], batch.join('\n') + '\n').catch(() => undefined);
+}
+
+/**
+ * A namespace and veth end of these names an earlier run left (killed), deleted; looked for first,
+ * as there almost never are any: an `ip` process each cost a session's network milliseconds.
+ */
+async function removeLeftovers(namespace: string, hostEnd?: string): Promise<void> {
+  if (hostEnd !== undefined && (await pathExists(`/sys/class/net/${hostEnd}`))) await runHostTool('ip', ['link', 'del', hostEnd]).catch(() => undefined);
+  if (await pathExists(`/run/netns/${namespace}`)) await runHostTool('ip', ['netns', 'del', namespace]).catch(() => undefined);
 }
