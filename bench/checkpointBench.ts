@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { makeDiskImage, mountWithTool, unmountDiskImage } from '../src/sandbox/confine/diskImage.js';
+import { makeDiskImage, imageTools, unmountDiskImage } from '../src/sandbox/confine/diskImage.js';
 import { TaskStatus } from '../gen/codegen/v1/common.js';
 import { runTask } from '../tests/helpers/tasks.js';
 import type { RunningWorker } from '../tests/helpers/worker.js';
@@ -53,7 +53,7 @@ export async function checkpointBench(worker: RunningWorker, scratch: string, ro
     // Into the same kind of disk a restore writes to: an ext4 image, loop-mounted (the session's disk).
     const image = join(scratch, 'unzip.img');
     const disk = join(scratch, 'unzip-disk');
-    await makeDiskImage(image, disk, 1024, join(scratch, 'templates'), mountWithTool);
+    await makeDiskImage(image, disk, 1024, join(scratch, 'templates'), imageTools);
     let unzipMs: number[];
     try {
       unzipMs = await timed(rounds, (i) => spawnOnce('unzip', ['-q', join(scratch, `w${i}.zip`), '-d', join(disk, `u${i}`)]));

@@ -4,7 +4,7 @@ import { errors, messageOf, WorkerError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { DiskBudget } from '../../storage/diskBudget.js';
 import { removeTree } from '../../storage/removeTree.js';
-import { formatDiskImage, imageBytes, isMountPoint, mountDiskImage, mountWithTool, unmountDiskImage } from '../confine/diskImage.js';
+import { formatDiskImage, imageBytes, isMountPoint, mountDiskImage, imageTools, unmountDiskImage } from '../confine/diskImage.js';
 import { forgetUserCaches } from './sharedCache.js';
 
 /**
@@ -239,7 +239,7 @@ async function attach(options: CacheDiskOptions): Promise<void> {
   const found = await stat(image).catch(() => undefined);
   if (found?.isFile() && found.size === bytes) {
     try {
-      await mountDiskImage(image, mountPoint, mountWithTool);
+      await mountDiskImage(image, mountPoint, imageTools);
       return;
     } catch (err) {
       options.logger.warn('the package caches disk does not mount: made anew', { error: messageOf(err) });
@@ -255,7 +255,7 @@ async function attach(options: CacheDiskOptions): Promise<void> {
   } finally {
     reservation?.release();
   }
-  await mountDiskImage(image, mountPoint, mountWithTool);
+  await mountDiskImage(image, mountPoint, imageTools);
 }
 
 /** Removes everything in `dir`, keeping `dir` itself (its owner and mode). */

@@ -31,18 +31,31 @@ async function runTool(command: string, args: string[]): Promise<void> {
   await runHostTool(command, args);
 }
 
-/** Attaches an image to a loop device and mounts it (nosuid, nodev): mount -o loop, or diskHelper.ts without a process. */
-export type ImageMounter = (file: string, mountPoint: string) => Promise<void>;
+/**
+ * How images are copied and mounted: by diskHelper.ts's system calls (session disks), or by
+ * cp and mount(8) (imageTools: for images made once in a worker's life, the caches' disk).
+ */
+export interface ImageTools {
+  /** Makes `file` (it must not exist; mode 0600) a sparse copy of `template`. */
+  copy(template: string, file: string): Promise<void>;
+  /** Attaches the image `file` to a loop device and mounts it on `mountPoint` (nosuid, nodev). */
+  mount(file: string, mountPoint: string): Promise<void>;
+}
 
-/** mount(8) -o loop: for images mounted once in a worker's life (the caches' disk). */
-export const mountWithTool: ImageMounter = (file, mountPoint) => runTool('mount', ['-o', 'loop,nosuid,nodev', file, mountPoint]);
+export const imageTools: ImageTools = {
+  async copy(template, file) {
+    await runTool('cp', ['--sparse=always', '--no-preserve=all', template, file]);
+    await chmod(file, 0o600);
+  },
+  mount: (file, mountPoint) => runTool('mount', ['-o', 'loop,nosuid,nodev', file, mountPoint]),
+};
 
 /**
  * Makes a sparse image of `megabytes` usable space at `file` and mounts it on `mountPoint`. The
  * first image of a size is formatted into `templates` (mkfs: ~35 ms); later ones are sparse copies
  * of it (~7 ms), which keeps spare sessions coming as fast as they are taken.
  */
-export async function makeDiskImage(file: string, mountPoint: string, megabytes: number, templates: string, mount: ImageMounter): Promise<void> {
+export async function makeDiskImage(file: string, mountPoint: string, megabytes: number, templates: string, tools: ImageTools): Promise<void> {
   const template = join(templates, `ext4-${megabytes}mb.img`);
   const now = new Date();
   const cached = await utimes(template, now, now).then(
@@ -53,9 +66,8 @@ export async function makeDiskImage(file: string, mountPoint: string, megabytes:
     await formatDiskImage(template, megabytes);
     await pruneTemplates(templates, MAX_TEMPLATES);
   }
-  await runTool('cp', ['--sparse=always', '--no-preserve=all', template, file]);
-  await chmod(file, 0o600);
-  await mountDiskImage(file, mountPoint, mount);
+  await tools.copy(template, file);
+  await mountDiskImage(file, mountPoint, tools);
 }
 
 /** Templates kept: sizes are the client's choice, so the cache must not grow with every size asked for. */
@@ -103,10 +115,10 @@ export async function formatDiskImage(template: string, megabytes: number): Prom
 }
 
 /** Mounts an image made by makeDiskImage, unless it is mounted there already (a worker killed with it mounted). */
-export async function mountDiskImage(file: string, mountPoint: string, mount: ImageMounter): Promise<void> {
+export async function mountDiskImage(file: string, mountPoint: string, tools: ImageTools): Promise<void> {
   if (await isMountPoint(mountPoint)) return;
   await mkdir(mountPoint, { recursive: true });
-  await mount(file, mountPoint);
+  await tools.mount(file, mountPoint);
 }
 
 /** Unmounts it (lazily: nothing of the session runs any more); its loop device goes with it. */
@@ -125,11 +137,11 @@ export async function usedBytes(mountPoint: string): Promise<number> {
  * Whether this host can give sessions disk images (root, mkfs.ext4, loop devices), tried once
  * in `scratch` at start-up.
  */
-export async function probeDiskImages(scratch: string, mount: ImageMounter): Promise<string | undefined> {
+export async function probeDiskImages(scratch: string, tools: ImageTools): Promise<string | undefined> {
   const file = join(scratch, 'probe.img');
   const mountPoint = join(scratch, 'probe');
   try {
-    await makeDiskImage(file, mountPoint, 8, join(scratch, 'probe-templates'), mount);
+    await makeDiskImage(file, mountPoint, 8, join(scratch, 'probe-templates'), tools);
     await unmountDiskImage(mountPoint);
     return undefined;
   } catch (err) {

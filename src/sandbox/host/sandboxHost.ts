@@ -57,8 +57,6 @@ export class SandboxHost implements SandboxContext {
   private readonly usedSlots = new Set<number>();
   private readonly checks: SelfChecks;
   private lastSlot = 0;
-  /** Session disks mounted by the disk helper: mount(8) took a process and tens of milliseconds. */
-  private readonly mountImage = (file: string, mountPoint: string) => this.disks.mount(file, mountPoint);
   /** Whether idmapped mounts work here: known after the first try (undefined before). */
   private idmaps: boolean | undefined;
 
@@ -81,7 +79,7 @@ export class SandboxHost implements SandboxContext {
     readonly caBundle: CaBundle | undefined,
     /** How session disks are copied for forks on this data directory. */
     readonly copyMethod: CopyMethod,
-    /** Disk mounts, reflinks and idmapped mounts (confine/diskHelper.ts). */
+    /** Disk images copied and mounted, reflinks and idmapped mounts (confine/diskHelper.ts): cp and mount(8) cost tens of milliseconds a session. */
     private readonly disks: DiskHelper,
   ) {
     const none = { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0 };
@@ -293,7 +291,7 @@ export class SandboxHost implements SandboxContext {
       };
       const disk = async () => {
         if (limits.maxDiskMb > 0) {
-          await mountDiskImage(dirs.diskImage, dirs.disk, this.mountImage);
+          await mountDiskImage(dirs.diskImage, dirs.disk, this.disks);
           // A worker stopped in the middle of a fork's copy leaves the disk frozen: every write would wait.
           if (!persisted.copied) await thawIfLeftFrozen(dirs.disk, dirs.diskImage);
         }
@@ -386,7 +384,7 @@ export class SandboxHost implements SandboxContext {
     // Held until the image exists: from then on it counts by itself (storage/diskBudget.ts).
     const reservation = this.options.diskBudget?.reserve(imageBytes(mb), `a session disk of ${mb} MB`);
     try {
-      await makeDiskImage(dirs.diskImage, dirs.disk, mb, this.options.dirs.diskTemplates, this.mountImage);
+      await makeDiskImage(dirs.diskImage, dirs.disk, mb, this.options.dirs.diskTemplates, this.disks);
     } finally {
       reservation?.release();
     }
@@ -564,7 +562,7 @@ async function hostResources(start: SandboxHostStart, resolving: Promise<readonl
   const steps = await Promise.allSettled([
     resolving,
     isRoot ? setUpCgroups() : Promise.resolve(undefined),
-    isRoot ? probeDiskImages(start.dirs.scratch, (file, mountPoint) => disks.mount(file, mountPoint)) : Promise.resolve('it needs a worker running as root'),
+    isRoot ? probeDiskImages(start.dirs.scratch, disks) : Promise.resolve('it needs a worker running as root'),
     trustedCas(start),
     startNetworks(start, uids),
     probeCopyMethod(start.dirs.scratch),
