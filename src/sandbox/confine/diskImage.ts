@@ -63,12 +63,22 @@ export async function makeDiskImage(file: string, mountPoint: string, megabytes:
     () => false,
   );
   if (!cached) {
-    await formatDiskImage(template, megabytes);
-    await pruneTemplates(templates, MAX_TEMPLATES);
+    // One format per template: spares being made and a session made beside them all found it missing at start-up.
+    let formatting = templatesFormatting.get(template);
+    if (!formatting) {
+      formatting = formatDiskImage(template, megabytes)
+        .then(() => pruneTemplates(templates, MAX_TEMPLATES))
+        .finally(() => templatesFormatting.delete(template));
+      templatesFormatting.set(template, formatting);
+    }
+    await formatting;
   }
   await tools.copy(template, file);
   await mountDiskImage(file, mountPoint, tools);
 }
+
+/** Templates being formatted, by path. */
+const templatesFormatting = new Map<string, Promise<void>>();
 
 /** Templates kept: sizes are the client's choice, so the cache must not grow with every size asked for. */
 export const MAX_TEMPLATES = 8;

@@ -3,6 +3,7 @@ import { promisify } from 'node:util';
 import { constants } from 'node:fs';
 import { pathExists } from '../../storage/pathExists.js';
 import { delimiter, join } from 'node:path';
+import { ToolRunner } from './toolRunner.js';
 
 /**
  * The whole environment of what the worker runs as root: host tools, and the privileged part of a
@@ -25,6 +26,19 @@ export async function findOnPath(name: string): Promise<string | undefined> {
  * failure says the tool, its first argument and what it printed on stderr.
  */
 export async function runHostTool(command: string, args: string[], input = '', timeoutMs = 60_000): Promise<string> {
+  const outcome = await tools.run([command, ...args], input, timeoutMs).catch((err: Error) => {
+    throw new Error(`${command} ${args[0] ?? ''} failed: ${err.message}`, { cause: err });
+  });
+  if (!outcome) return spawnHostTool(command, args, input, timeoutMs);
+  if (outcome.code === 0) return outcome.stdout;
+  throw new Error(`${command} ${args[0] ?? ''} failed (${outcome.signal ?? `exit ${outcome.code}`}): ${outcome.stderr.trim().slice(0, 2000)}`);
+}
+
+/** Host tools are started by the tool runner (toolRunner.ts): a fork of the worker held its event loop. */
+const tools = new ToolRunner(ROOT_ENV);
+
+/** runHostTool where there is no tool runner: a child of the worker's own. */
+function spawnHostTool(command: string, args: string[], input: string, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { env: { ...ROOT_ENV }, stdio: ['pipe', 'pipe', 'pipe'], timeout: timeoutMs });
     let stdout = '';
