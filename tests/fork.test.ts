@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { Status } from 'nice-grpc';
@@ -9,7 +9,7 @@ import { makeDataDisk, type DataDisk } from './helpers/dataDisk.js';
 import { serveGoProxy, type GoProxy } from './helpers/goProxy.js';
 import { serveNpmRegistry, type NpmRegistry } from './helpers/npmRegistry.js';
 import { servePackageIndex, type PackageIndex } from './helpers/packageIndex.js';
-import { callTool, describeCall, runTool } from './helpers/tasks.js';
+import { callTool, describeCall, runTool, waitFor } from './helpers/tasks.js';
 import { startWorker, type RunningWorker } from './helpers/worker.js';
 
 // ForkSession over real gRPC, on a data directory whose files can be cloned (XFS with
@@ -246,6 +246,8 @@ test('the disk helper killed between forks is started again: the next fork works
     });
   assert.ok(helpers.length >= 1, 'the helper runs');
   for (const pid of helpers) process.kill(Number(pid), 'SIGKILL');
+  // Gone once the worker reaped it, which is when it hears of it: a fork asked before then is asked of the dead one.
+  await waitFor(() => helpers.every((pid) => !existsSync(`/proc/${pid}`)));
   const [again] = await fork(sessionId);
   assert.equal(await sh(again!, 'cat f'), 'before\n');
   for (const id of [sessionId, ...first, again!]) await worker.sessions.destroySession({ sessionId: id });
