@@ -12,9 +12,13 @@ import {
   Status,
   TaskStatus,
   type RunTaskResult,
+  CodegenWorker,
   type WorkerClient,
+  type WorkerClientOptions,
 } from './client/index.js';
 import { enumNames } from './client/enumNames.js';
+import { serveHttp, serveStdio } from './client/mcpServer.js';
+import type { OnClose } from './client/mcpTools.js';
 import { WORKER_VERSION } from './version.js';
 
 /**
@@ -63,11 +67,16 @@ function print(value: unknown, text: string): void {
   process.stdout.write(globals().json ? json(value) : `${text}\n`);
 }
 
-async function withClient<T>(fn: (client: WorkerClient) => Promise<T>): Promise<T> {
-  const { address, token, tlsCa, tlsCert, tlsKey } = globals();
+/** The token and TLS the global options give. */
+async function connectOptions(): Promise<WorkerClientOptions> {
+  const { token, tlsCa, tlsCert, tlsKey } = globals();
   const read = async (file: string | undefined) => (file ? readFile(file) : null);
   const tls = tlsCa || tlsCert ? ChannelCredentials.createSsl(await read(tlsCa), await read(tlsKey), await read(tlsCert)) : undefined;
-  const client = createWorkerClient(address, { token, credentials: tls });
+  return { token, credentials: tls };
+}
+
+async function withClient<T>(fn: (client: WorkerClient) => Promise<T>): Promise<T> {
+  const client = createWorkerClient(globals().address, await connectOptions());
   try {
     return await fn(client);
   } finally {
@@ -349,6 +358,33 @@ program
       print(destroyed, opts.checkpoint ? destroyed.checkpointId : 'destroyed');
     }),
   );
+
+program
+  .command('mcp')
+  .description("serve the worker's sessions as an MCP server: on stdin and stdout (an MCP client starts this command), or over Streamable HTTP with --http")
+  .option('--http <host:port>', 'serve MCP over Streamable HTTP at http://host:port/mcp instead (port 0: any free one; the URL is printed on stderr)')
+  .addOption(
+    new Option('--on-close <what>', 'what becomes of the sessions a connection made when it closes (checkpoint: each checkpoint id is printed on stderr)')
+      .choices(['destroy', 'checkpoint', 'keep'])
+      .default('destroy'),
+  )
+  .action(async (opts: { http?: string; onClose: OnClose }) => {
+    const worker = CodegenWorker.connect(globals().address, await connectOptions());
+    const log = (line: string) => process.stderr.write(`${line}\n`);
+    try {
+      if (opts.http === undefined) return await serveStdio({ worker, onClose: opts.onClose, log });
+      const at = /^(\[[0-9a-fA-F:.]+\]|[^:]+):(\d{1,5})$/.exec(opts.http);
+      if (!at) throw new Error(`--http: expected host:port (127.0.0.1:8080), got '${opts.http}'`);
+      const stop = new AbortController();
+      for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort());
+      const host = at[1]!.replace(/^\[(.*)\]$/, '$1');
+      const served = await serveHttp(host, Number(at[2]), { worker, onClose: opts.onClose, log }, stop.signal);
+      log(`MCP over Streamable HTTP at http://${host.includes(':') ? `[${host}]` : host}:${served.port}/mcp`);
+      await served.closed;
+    } finally {
+      worker.close();
+    }
+  });
 
 /** All of a stream's bytes. */
 async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {

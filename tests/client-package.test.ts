@@ -166,7 +166,8 @@ test("the packed client installs offline into a clean project, without the worke
   t.diagnostic(
     `tarball ${pack.filename}: ${pack.size} bytes packed, ${pack.unpackedSize} unpacked, ${files.length} files; installed node_modules: ${installedPackages.size} packages, ${(bytes / 1024 / 1024).toFixed(1)} MiB`,
   );
-  assert.ok(bytes < 25 * 1024 * 1024, `the installed client stays small (${bytes} bytes)`);
+  // About 12 MiB of gRPC and protobuf, and 15 of the MCP SDK (`codegen-worker mcp`: express, hono, zod, ajv).
+  assert.ok(bytes < 35 * 1024 * 1024, `the installed client stays small (${bytes} bytes)`);
 
   // The package declares exactly what its code imports.
   const packageDir = join(installed, clientPackage.name);
