@@ -368,17 +368,24 @@ program
       .choices(['destroy', 'checkpoint', 'keep'])
       .default('destroy'),
   )
-  .action(async (opts: { http?: string; onClose: OnClose }) => {
+  .option('--idle-timeout <seconds>', 'with --http: close an MCP session whose client has had no request or stream open this long (it is gone)', '900')
+  .action(async (opts: { http?: string; onClose: OnClose; idleTimeout: string }) => {
     const worker = CodegenWorker.connect(globals().address, await connectOptions());
     const log = (line: string) => process.stderr.write(`${line}\n`);
     try {
-      if (opts.http === undefined) return await serveStdio({ worker, onClose: opts.onClose, log });
+      if (opts.http === undefined) {
+        // Our stdout is the protocol's: a client gone (EPIPE) ends the connection, whose sessions are still to close.
+        process.stdout.off('error', exitOnEpipe);
+        return await serveStdio({ worker, onClose: opts.onClose, log });
+      }
+      const idleSeconds = Number(opts.idleTimeout);
+      if (!Number.isInteger(idleSeconds) || idleSeconds < 1) throw new Error(`--idle-timeout: expected whole seconds, at least 1, got '${opts.idleTimeout}'`);
       const at = /^(\[[0-9a-fA-F:.]+\]|[^:]+):(\d{1,5})$/.exec(opts.http);
       if (!at) throw new Error(`--http: expected host:port (127.0.0.1:8080), got '${opts.http}'`);
       const stop = new AbortController();
       for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort());
       const host = at[1]!.replace(/^\[(.*)\]$/, '$1');
-      const served = await serveHttp(host, Number(at[2]), { worker, onClose: opts.onClose, log }, stop.signal);
+      const served = await serveHttp(host, Number(at[2]), { worker, onClose: opts.onClose, log, idleSeconds }, stop.signal);
       log(`MCP over Streamable HTTP at http://${host.includes(':') ? `[${host}]` : host}:${served.port}/mcp`);
       await served.closed;
     } finally {
@@ -410,10 +417,11 @@ function explained(err: ClientError): string {
 }
 
 // A reader that stopped reading (`| head`) is no error: the rest is not wanted.
-process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+function exitOnEpipe(err: NodeJS.ErrnoException): void {
   if (err.code === 'EPIPE') process.exit(0);
   throw err;
-});
+}
+process.stdout.on('error', exitOnEpipe);
 
 try {
   await program.parseAsync();

@@ -20,6 +20,8 @@ export interface McpServeOptions {
   onClose: OnClose;
   /** Where the server says what it does (stderr: stdout is the protocol's under stdio). */
   log: (line: string) => void;
+  /** HTTP: an MCP session with no request in flight and no stream open this long is closed (its client is gone). */
+  idleSeconds?: number;
 }
 
 function newServer(connection: McpConnection): McpServer {
@@ -41,15 +43,22 @@ export async function serveStdio(options: McpServeOptions): Promise<void> {
   const connection = new McpConnection(options.worker, options.log);
   const server = newServer(connection);
   // Ended by the client closing our stdin, or stopped (SIGTERM: the SDK's client sends one when we are slow to go).
+  // Or by our stdout failing (EPIPE: the client's reading end is gone), or by the SDK's transport
+  // closing itself (a message larger than its read buffer): it reads stdin no more, so 'end' would never come.
+  let end = () => {};
   const ended = new Promise<void>((resolve) => {
+    end = resolve;
     process.stdin.once('end', resolve);
     process.stdin.once('close', resolve);
+    process.stdout.on('error', () => resolve());
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, resolve);
   });
+  server.server.onclose = () => end();
   await server.connect(new StdioServerTransport());
   await ended;
   await connection.close(options.onClose);
   await server.close();
+  process.stdin.destroy();
 }
 
 /**
@@ -63,20 +72,41 @@ export async function serveHttp(host: string, port: number, options: McpServeOpt
     throw new Error(
       `--http: ${host} is not a loopback address; the MCP server has no authentication of its own, so it listens on loopback only (127.0.0.1, ::1, localhost)`,
     );
-  const connections = new Map<string, { transport: StreamableHTTPServerTransport; connection: McpConnection }>();
+  const connections = new Map<string, { transport: StreamableHTTPServerTransport; connection: McpConnection; active: number; idle?: NodeJS.Timeout }>();
+  const idleMs = (options.idleSeconds ?? 900) * 1000;
   let listening = port;
   const closeSession = async (id: string) => {
     const open = connections.get(id);
     if (!open) return;
     connections.delete(id);
+    clearTimeout(open.idle);
     await open.connection.close(options.onClose);
+    await open.transport.close().catch(() => undefined);
+  };
+  // A client that simply goes away sends no DELETE: its session ends after idleMs with nothing in
+  // flight (an SDK client holds a GET stream open while it lives, so only a gone one is idle).
+  const track = (id: string, res: ServerResponse) => {
+    const open = connections.get(id);
+    if (!open) return;
+    open.active++;
+    clearTimeout(open.idle);
+    res.once('close', () => {
+      if (--open.active > 0 || connections.get(id) !== open) return;
+      open.idle = setTimeout(() => {
+        options.log(`mcp http: session ${id} idle for ${idleMs / 1000} s: closed`);
+        void closeSession(id);
+      }, idleMs);
+    });
   };
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     if (path !== '/mcp') return reply(res, 404, 'not found: the MCP endpoint is /mcp');
     const id = req.headers['mcp-session-id'];
     const open = typeof id === 'string' ? connections.get(id) : undefined;
-    if (open) return open.transport.handleRequest(req, res);
+    if (open) {
+      track(id as string, res);
+      return open.transport.handleRequest(req, res);
+    }
     if (req.method !== 'POST')
       return reply(res, typeof id === 'string' ? 404 : 400, typeof id === 'string' ? 'no such MCP session' : 'no MCP session: initialize first');
     const body = await readJson(req).catch(() => undefined);
@@ -89,7 +119,10 @@ export async function serveHttp(host: string, port: number, options: McpServeOpt
       enableDnsRebindingProtection: true,
       allowedHosts: hosts,
       allowedOrigins: hosts.map((h) => `http://${h}`),
-      onsessioninitialized: (sessionId) => void connections.set(sessionId, { transport, connection }),
+      onsessioninitialized: (sessionId) => {
+        connections.set(sessionId, { transport, connection, active: 0 });
+        track(sessionId, res);
+      },
       onsessionclosed: (sessionId) => closeSession(sessionId),
     });
     transport.onclose = () => {

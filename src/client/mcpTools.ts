@@ -24,7 +24,15 @@ type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 export type OnClose = 'destroy' | 'checkpoint' | 'keep';
 
 const sessionId = z.string().optional().describe("the session to act on (default: this connection's own session, made on first use)");
-const timeoutSeconds = z.number().int().min(1).optional().describe("stop it after this many seconds (the session's and the worker's limits still apply)");
+/** The proto's fields are int32: a larger number would wrap. */
+const INT32 = 2 ** 31 - 1;
+const timeoutSeconds = z
+  .number()
+  .int()
+  .min(1)
+  .max(INT32)
+  .optional()
+  .describe("stop it after this many seconds (the session's and the worker's limits still apply)");
 
 const executionShape = {
   stdout: z.string(),
@@ -39,6 +47,12 @@ export class McpConnection {
   private defaultSession: Promise<Session> | undefined;
   /** Sessions this connection made and has not destroyed. */
   private readonly owned = new Set<string>();
+  /** The default session's id, once made. */
+  private defaultId: string | undefined;
+  /** Sessions being made (the default, create_session, restore, fork_session): close waits for them. */
+  private readonly making = new Set<Promise<unknown>>();
+  /** Set when close begins: nothing is made after that. */
+  private closing = false;
 
   constructor(
     private readonly worker: CodegenWorker,
@@ -56,10 +70,10 @@ export class McpConnection {
           "Tools given no session_id use this connection's default session instead; pass the id returned here to use this one.",
         inputSchema: {
           language: z.enum(['python', 'node', 'go']).optional().describe("the language run_code runs (default: the worker's, python)"),
-          memory_mb: z.number().int().min(1).optional().describe('memory limit in MB'),
-          cpu_percent: z.number().int().min(1).optional().describe('CPU limit, percent of one core'),
-          disk_mb: z.number().int().min(1).optional().describe('disk limit in MB'),
-          timeout_seconds: z.number().int().min(1).optional().describe("each task's timeout"),
+          memory_mb: z.number().int().min(1).max(INT32).optional().describe('memory limit in MB'),
+          cpu_percent: z.number().int().min(1).max(INT32).optional().describe('CPU limit, percent of one core'),
+          disk_mb: z.number().int().min(1).max(INT32).optional().describe('disk limit in MB'),
+          timeout_seconds: z.number().int().min(1).max(INT32).optional().describe("each task's timeout"),
           network: z
             .enum(['none', 'allow_list', 'open'])
             .optional()
@@ -74,14 +88,15 @@ export class McpConnection {
       },
       safe(async (args) => {
         const network = args.network && { mode: NETWORK_MODES[args.network], allow: args.allow ?? [] };
-        const session = await this.worker.createSession({
-          language: args.language,
-          workspaceId: 'mcp',
-          env: args.env,
-          limits: { memoryMb: args.memory_mb, cpuPercent: args.cpu_percent, diskMb: args.disk_mb, timeoutSeconds: args.timeout_seconds },
-          ...(network ? { network } : {}),
-        });
-        this.owned.add(session.id);
+        const session = await this.own(() =>
+          this.worker.createSession({
+            language: args.language,
+            workspaceId: 'mcp',
+            env: args.env,
+            limits: { memoryMb: args.memory_mb, cpuPercent: args.cpu_percent, diskMb: args.disk_mb, timeoutSeconds: args.timeout_seconds },
+            ...(network ? { network } : {}),
+          }),
+        );
         const language = (await session.status()).language;
         return result(`session ${session.id} (${language})`, { session_id: session.id, language });
       }),
@@ -249,8 +264,7 @@ export class McpConnection {
         outputSchema: { session_id: z.string() },
       },
       safe(async (args) => {
-        const session = await this.worker.restore(args.checkpoint_id);
-        this.owned.add(session.id);
+        const session = await this.own(() => this.worker.restore(args.checkpoint_id));
         return result(`session ${session.id}`, { session_id: session.id });
       }),
     );
@@ -266,8 +280,7 @@ export class McpConnection {
       },
       safe(async (args) => {
         const session = await this.session(args.session_id);
-        const forks = await session.fork({ count: args.count ?? 1, workspaceId: 'mcp' });
-        for (const fork of forks) this.owned.add(fork.id);
+        const forks = await this.own(() => session.fork({ count: args.count ?? 1, workspaceId: 'mcp' }));
         return result(forks.map((f) => f.id).join('\n'), { session_ids: forks.map((f) => f.id) });
       }),
     );
@@ -284,7 +297,11 @@ export class McpConnection {
       safe(async (args) => {
         const session = args.session_id !== undefined ? this.worker.session(args.session_id) : await this.defaultSession;
         if (!session) return result('this connection has no default session yet', { session_id: '' });
-        if (args.session_id === undefined) this.defaultSession = undefined;
+        // By its id or not, the default session destroyed is no longer the default: the next call makes one.
+        if (args.session_id === undefined || session.id === this.defaultId) {
+          this.defaultSession = undefined;
+          this.defaultId = undefined;
+        }
         await session.destroy();
         this.owned.delete(session.id);
         return result(`destroyed ${session.id}`, { session_id: session.id });
@@ -360,6 +377,9 @@ export class McpConnection {
    * (each checkpoint id said in the log), or kept.
    */
   async close(onClose: OnClose): Promise<void> {
+    // Sessions still being made are the connection's too: waited for, then gone with the rest.
+    this.closing = true;
+    await Promise.allSettled([...this.making]);
     if (onClose === 'keep') {
       for (const id of this.owned) this.log(`session ${id} kept`);
       return;
@@ -380,9 +400,9 @@ export class McpConnection {
   /** The session `id` names, or the connection's default (made now if it has none). */
   private async session(id: string | undefined): Promise<Session> {
     if (id !== undefined) return this.worker.session(id);
-    this.defaultSession ??= this.worker.createSession({ workspaceId: 'mcp' }).then(
+    this.defaultSession ??= this.own(() => this.worker.createSession({ workspaceId: 'mcp' })).then(
       (session) => {
-        this.owned.add(session.id);
+        this.defaultId = session.id;
         return session;
       },
       (err: unknown) => {
@@ -391,6 +411,21 @@ export class McpConnection {
       },
     );
     return this.defaultSession;
+  }
+
+  /** Makes a session (or several) that is the connection's; none once the connection is closing. */
+  private async own<T extends Session | Session[]>(make: () => Promise<T>): Promise<T> {
+    if (this.closing) throw new Error('this MCP connection is closed');
+    const made = make().then((sessions) => {
+      for (const session of ([] as Session[]).concat(sessions)) this.owned.add(session.id);
+      return sessions;
+    });
+    this.making.add(made);
+    try {
+      return await made;
+    } finally {
+      this.making.delete(made);
+    }
   }
 
   private async tool(session: Session, name: string, args: Record<string, string>): Promise<Record<string, string>> {
