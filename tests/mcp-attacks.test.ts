@@ -156,6 +156,32 @@ test("destroying the connection's default session by its id: the next plain run_
   await waitFor(noMcpSessions, 20_000);
 });
 
+test("the connection's own session ended elsewhere (the worker's idle reaper, another client): said once, then a new one", async (t) => {
+  sweep(t);
+  const transport = new StdioClientTransport({ command: process.execPath, args: [CLI, '--address', worker.address, 'mcp'], stderr: 'pipe' });
+  const client = new Client({ name: 'mcp-attack', version: '1.0.0' });
+  await client.connect(transport);
+  t.after(() => client.close());
+  const call = async (name: string, args: Record<string, unknown>) => (await client.callTool({ name, arguments: args })) as CallToolResult;
+  const own = ((await call('run_code', { code: 'print(1)' })).structuredContent as { session_id: string }).session_id;
+  await worker.sessions.destroySession({ sessionId: own });
+  const gone = await call('run_code', { code: 'print(2)' });
+  assert.equal(gone.isError, true);
+  assert.match((gone.content as { text: string }[])[0]!.text, /^NOT_FOUND: .*own session is gone: the next call makes a new one\)$/);
+  // A missing file of a live default session is no such thing.
+  const next = await call('run_code', { code: 'print(3)' });
+  assert.equal((next.structuredContent as { stdout: string }).stdout, '3\n');
+  assert.notEqual((next.structuredContent as { session_id: string }).session_id, own);
+  const missing = await call('read_file', { path: 'missing.txt' });
+  assert.doesNotMatch((missing.content as { text: string }[])[0]!.text, /gone/);
+  assert.equal(
+    ((await call('run_code', { code: 'print(4)' })).structuredContent as { session_id: string }).session_id,
+    (next.structuredContent as { session_id: string }).session_id,
+  );
+  await client.close();
+  await waitFor(noMcpSessions, 20_000);
+});
+
 test('over HTTP: a client that simply vanishes (no DELETE) has its sessions destroyed', async (t) => {
   sweep(t);
   const server = spawn(process.execPath, [CLI, '--address', worker.address, 'mcp', '--http', '127.0.0.1:0', '--idle-timeout', '2'], {

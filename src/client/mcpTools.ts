@@ -86,7 +86,7 @@ export class McpConnection {
         },
         outputSchema: { session_id: z.string(), language: z.string() },
       },
-      safe(async (args) => {
+      this.guard(async (args) => {
         const network = args.network && { mode: NETWORK_MODES[args.network], allow: args.allow ?? [] };
         const session = await this.own(() =>
           this.worker.createSession({
@@ -112,7 +112,7 @@ export class McpConnection {
         inputSchema: { code: z.string().describe('the program'), session_id: sessionId, timeout_seconds: timeoutSeconds },
         outputSchema: executionShape,
       },
-      safe(async (args, extra) => {
+      this.guard(async (args, extra) => {
         const session = await this.session(args.session_id);
         const run = await session.run(args.code, { ...this.live(extra), timeoutMs: ms(args.timeout_seconds) });
         return executionResult(session.id, run);
@@ -133,7 +133,7 @@ export class McpConnection {
         },
         outputSchema: executionShape,
       },
-      safe(async (args, extra) => {
+      this.guard(async (args, extra) => {
         const session = await this.session(args.session_id);
         const run = await session.commands.run(args.command, { ...this.live(extra), cwd: args.cwd, timeoutMs: ms(args.timeout_seconds) });
         return executionResult(session.id, run);
@@ -154,7 +154,7 @@ export class McpConnection {
         },
         outputSchema: { path: z.string(), bytes_written: z.number().int() },
       },
-      safe(async (args) => {
+      this.guard(async (args) => {
         const session = await this.session(args.session_id);
         const outputs = await this.tool(session, 'fs.write', {
           path: args.path,
@@ -179,7 +179,7 @@ export class McpConnection {
         },
         outputSchema: { path: z.string(), contents: z.string(), size: z.number().int(), encoding: z.string() },
       },
-      safe(async (args) => {
+      this.guard(async (args) => {
         const session = await this.session(args.session_id);
         const outputs = await this.tool(session, 'fs.read', { path: args.path, ...(args.encoding ? { encoding: args.encoding } : {}) });
         const read = { path: args.path, contents: outputs.contents ?? '', size: Number(outputs.size), encoding: outputs.encoding ?? args.encoding ?? 'utf-8' };
@@ -198,7 +198,7 @@ export class McpConnection {
           entries: z.array(z.object({ name: z.string(), type: z.string(), size: z.number(), modified_ms: z.number() })),
         },
       },
-      safe(async (args) => {
+      this.guard(async (args) => {
         const session = await this.session(args.session_id);
         const entries = (await session.files.list(args.path ?? '.')).map((e) => ({ name: e.name, type: e.type, size: e.size, modified_ms: e.modifiedMs }));
         const text = entries.map((e) => `${e.type === 'directory' ? `${e.name}/` : e.name}\t${e.size}`).join('\n') || '(empty)';
@@ -220,7 +220,7 @@ export class McpConnection {
         },
         outputSchema: { ok: z.boolean(), installed: z.array(z.string()), stdout: z.string(), stderr: z.string(), killed_by: z.string().optional() },
       },
-      safe(async (args, extra) => {
+      this.guard(async (args, extra) => {
         const session = await this.session(args.session_id);
         const notify = this.live(extra).onStdout;
         const install = await session.install(args.packages, {
@@ -248,7 +248,7 @@ export class McpConnection {
         inputSchema: { session_id: sessionId, incremental: z.boolean().optional().describe('only what changed since its last checkpoint') },
         outputSchema: { checkpoint_id: z.string(), size_bytes: z.number(), session_id: z.string() },
       },
-      safe(async (args) => {
+      this.guard(async (args) => {
         const session = await this.session(args.session_id);
         const made = await session.checkpoint({ incremental: args.incremental });
         return result(`checkpoint ${made.checkpointId}`, { checkpoint_id: made.checkpointId, size_bytes: made.sizeBytes, session_id: session.id });
@@ -263,7 +263,7 @@ export class McpConnection {
         inputSchema: { checkpoint_id: z.string().describe('what checkpoint returned') },
         outputSchema: { session_id: z.string() },
       },
-      safe(async (args) => {
+      this.guard(async (args) => {
         const session = await this.own(() => this.worker.restore(args.checkpoint_id));
         return result(`session ${session.id}`, { session_id: session.id });
       }),
@@ -278,7 +278,7 @@ export class McpConnection {
         inputSchema: { session_id: sessionId, count: z.number().int().min(1).max(16).optional().describe('how many (default 1)') },
         outputSchema: { session_ids: z.array(z.string()) },
       },
-      safe(async (args) => {
+      this.guard(async (args) => {
         const session = await this.session(args.session_id);
         const forks = await this.own(() => session.fork({ count: args.count ?? 1, workspaceId: 'mcp' }));
         return result(forks.map((f) => f.id).join('\n'), { session_ids: forks.map((f) => f.id) });
@@ -294,7 +294,7 @@ export class McpConnection {
         inputSchema: { session_id: sessionId },
         outputSchema: { session_id: z.string() },
       },
-      safe(async (args) => {
+      this.guard(async (args) => {
         const session = args.session_id !== undefined ? this.worker.session(args.session_id) : await this.defaultSession;
         if (!session) return result('this connection has no default session yet', { session_id: '' });
         // By its id or not, the default session destroyed is no longer the default: the next call makes one.
@@ -317,7 +317,7 @@ export class McpConnection {
         inputSchema: { command: z.string(), cwd: z.string().optional(), session_id: sessionId },
         outputSchema: { process_id: z.string(), pid: z.number(), session_id: z.string() },
       },
-      safe(async (args) => {
+      this.guard(async (args) => {
         const session = await this.session(args.session_id);
         const started = await session.processes.start(args.command, { cwd: args.cwd });
         return result(`process ${started.processId} (pid ${started.pid})`, { process_id: started.processId, pid: started.pid, session_id: session.id });
@@ -333,7 +333,7 @@ export class McpConnection {
         inputSchema: { process_id: z.string(), since: z.number().int().min(0).optional(), session_id: sessionId },
         outputSchema: { output: z.string(), next: z.number(), running: z.boolean(), exit_code: z.number().optional() },
       },
-      safe(async (args) => {
+      this.guard(async (args) => {
         const session = await this.session(args.session_id);
         const read = await session.processes.get(args.process_id).output(args.since ?? 0);
         const structured = { output: read.output, next: read.next, running: read.running, ...(read.exit ? { exit_code: read.exit.exitCode } : {}) };
@@ -349,7 +349,7 @@ export class McpConnection {
         inputSchema: { process_id: z.string(), signal: z.enum(['TERM', 'KILL', 'INT', 'HUP']).optional(), session_id: sessionId },
         outputSchema: { process_id: z.string() },
       },
-      safe(async (args) => {
+      this.guard(async (args) => {
         const session = await this.session(args.session_id);
         await session.processes.call('proc.signal', { process_id: args.process_id, signal: args.signal ?? 'TERM' });
         return result(`sent ${args.signal ?? 'TERM'} to ${args.process_id}`, { process_id: args.process_id });
@@ -364,7 +364,7 @@ export class McpConnection {
         inputSchema: { port: z.number().int().min(1).max(65535), session_id: sessionId },
         outputSchema: { url: z.string() },
       },
-      safe(async (args) => {
+      this.guard(async (args) => {
         const session = await this.session(args.session_id);
         const url = await session.portUrl(args.port);
         return result(url, { url });
@@ -395,6 +395,31 @@ export class McpConnection {
         this.owned.delete(id);
       }),
     );
+  }
+
+  /**
+   * A handler whose failure is a tool error saying the worker's code and message (not the gRPC
+   * method's path). The connection's own session found gone (the worker ended it for idleness,
+   * or another client did) stops being the default: the next call makes a new one, and the error
+   * says so.
+   */
+  private guard<A extends unknown[]>(handler: (...args: A) => Promise<CallToolResult>): (...args: A) => Promise<CallToolResult> {
+    return async (...args) => {
+      try {
+        return await handler(...args);
+      } catch (err) {
+        let text = workerMessage(err);
+        const given = (args[0] as { session_id?: unknown } | undefined)?.session_id;
+        const gone = this.defaultId;
+        if (err instanceof ClientError && err.code === Status.NOT_FOUND && given === undefined && gone !== undefined && err.details.includes(gone)) {
+          this.defaultSession = undefined;
+          this.defaultId = undefined;
+          this.owned.delete(gone);
+          text += " (this connection's own session is gone: the next call makes a new one)";
+        }
+        return { content: [{ type: 'text', text }], isError: true };
+      }
+    };
   }
 
   /** The session `id` names, or the connection's default (made now if it has none). */
@@ -452,17 +477,6 @@ export class McpConnection {
 const NETWORK_MODES = { none: NetworkMode.NETWORK_MODE_NONE, allow_list: NetworkMode.NETWORK_MODE_ALLOW_LIST, open: NetworkMode.NETWORK_MODE_OPEN };
 
 const ms = (seconds: number | undefined) => (seconds === undefined ? undefined : seconds * 1000);
-
-/** A handler whose failure is a tool error saying the worker's code and message (not the gRPC method's path). */
-function safe<A extends unknown[]>(handler: (...args: A) => Promise<CallToolResult>): (...args: A) => Promise<CallToolResult> {
-  return async (...args) => {
-    try {
-      return await handler(...args);
-    } catch (err) {
-      return { content: [{ type: 'text', text: workerMessage(err) }], isError: true };
-    }
-  };
-}
 
 function result(text: string, structured: Record<string, unknown>): CallToolResult {
   return { content: [{ type: 'text', text }], structuredContent: structured };
