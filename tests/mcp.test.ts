@@ -8,6 +8,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import fc from 'fast-check';
 import { Status } from 'nice-grpc';
 import { servePackageIndex, type PackageIndex } from './helpers/packageIndex.js';
 import { statusOf, waitFor } from './helpers/tasks.js';
@@ -173,6 +174,28 @@ test('over stdio: tools listed with schemas; a default session made on first use
   await client.close();
   for (const id of [own, restored.session_id as string])
     await waitFor(async () => (await statusOf(worker.sessions.getSessionStatus({ sessionId: id }))) === Status.NOT_FOUND);
+});
+
+test('write_file then read_file through MCP gives back what went in: generated text (any Unicode) and bytes, replaced and appended', async (t) => {
+  const { client } = await stdioClient(t);
+  const seed = Number(process.env.MCP_ROUNDTRIP_SEED ?? Date.now() % 2 ** 31);
+  t.diagnostic(`seed ${seed} (MCP_ROUNDTRIP_SEED=${seed} repeats it)`);
+  // Text as JSON can carry it: any code point but lone surrogates (JSON text is Unicode).
+  const text = fc.string({ unit: 'grapheme', maxLength: 200 });
+  await fc.assert(
+    fc.asyncProperty(text, text, fc.uint8Array({ maxLength: 3000 }), async (first, second, bytes) => {
+      ok(await call(client, 'write_file', { path: 'round/t.txt', contents: first }));
+      assert.equal(ok(await call(client, 'read_file', { path: 'round/t.txt' })).contents, first);
+      ok(await call(client, 'write_file', { path: 'round/t.txt', contents: second, append: true }));
+      const both = ok(await call(client, 'read_file', { path: 'round/t.txt' }));
+      assert.equal(both.contents, first + second);
+      assert.equal(both.size, Buffer.byteLength(first + second));
+      ok(await call(client, 'write_file', { path: 'round/b.bin', contents: Buffer.from(bytes).toString('base64'), encoding: 'base64' }));
+      const back = ok(await call(client, 'read_file', { path: 'round/b.bin', encoding: 'base64' }));
+      assert.deepEqual(Buffer.from(back.contents as string, 'base64'), Buffer.from(bytes));
+    }),
+    { numRuns: 40, seed },
+  );
 });
 
 test('a cancelled run_code cancels its task on the worker', async (t) => {
