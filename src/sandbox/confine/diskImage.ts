@@ -52,8 +52,8 @@ export const imageTools: ImageTools = {
 
 /**
  * Makes a sparse image of `megabytes` usable space at `file` and mounts it on `mountPoint`. The
- * first image of a size is formatted into `templates` (mkfs: ~35 ms); later ones are sparse copies
- * of it (~7 ms), which keeps spare sessions coming as fast as they are taken.
+ * first image of a size is formatted into `templates` (mkfs takes tens of milliseconds); later
+ * ones are sparse copies of it, a fraction of that.
  */
 export async function makeDiskImage(file: string, mountPoint: string, megabytes: number, templates: string, tools: ImageTools): Promise<void> {
   const template = join(templates, `ext4-${megabytes}mb.img`);
