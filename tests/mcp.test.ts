@@ -44,6 +44,21 @@ async function stdioClient(t: TestContext, extra: string[] = []): Promise<{ clie
   return { client, stderr: () => stderr };
 }
 
+/** `codegen-worker mcp --http` on a free loopback port: its /mcp URL. */
+async function httpServer(): Promise<{ url: URL; stop: () => void }> {
+  const server = spawn(process.execPath, [CLI, '--address', worker.address, 'mcp', '--http', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  server.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const stop = () => void server.kill('SIGTERM');
+  try {
+    await waitFor(() => /at (http:\S+)/.test(stderr));
+  } catch (err) {
+    stop();
+    throw err;
+  }
+  return { url: new URL(/at (http:\S+)/.exec(stderr)![1]!), stop };
+}
+
 type Structured = Record<string, unknown>;
 const call = async (client: Client, name: string, args: Record<string, unknown>, options?: Parameters<Client['callTool']>[2]) =>
   (await client.callTool({ name, arguments: args }, undefined, options)) as CallToolResult;
@@ -56,8 +71,12 @@ const errorText = (result: CallToolResult): string => {
   return (result.content as { type: string; text: string }[]).map((c) => c.text).join('\n');
 };
 
-test('over stdio: tools listed with schemas; a default session made on first use; files, runs with live output, install, checkpoint, restore, errors; gone on close', async (t) => {
-  const { client } = await stdioClient(t);
+/**
+ * Everything a connection does, on `client`: tools listed with schemas; a default session made
+ * on first use; files, runs with live output, an install, checkpoint and restore, errors; and
+ * its sessions gone once `close` ends the connection its transport's way.
+ */
+async function wholeFlow(client: Client, close: () => Promise<void>): Promise<void> {
   const tools = (await client.listTools()).tools;
   const names = tools.map((t) => t.name).sort();
   for (const name of [
@@ -171,9 +190,27 @@ test('over stdio: tools listed with schemas; a default session made on first use
   const extra = ok(await call(client, 'create_session', { language: 'python', memory_mb: 256 }));
   ok(await call(client, 'destroy_session', { session_id: extra.session_id }));
   assert.equal(await statusOf(worker.sessions.getSessionStatus({ sessionId: extra.session_id as string })), Status.NOT_FOUND);
-  await client.close();
+  await close();
   for (const id of [own, restored.session_id as string])
     await waitFor(async () => (await statusOf(worker.sessions.getSessionStatus({ sessionId: id }))) === Status.NOT_FOUND);
+}
+
+test('over stdio: tools listed with schemas; a default session made on first use; files, runs with live output, install, checkpoint, restore, errors; gone on close', async (t) => {
+  const { client } = await stdioClient(t);
+  await wholeFlow(client, () => client.close());
+});
+
+test('over Streamable HTTP, the same; the sessions gone when the client ends its MCP session', async (t) => {
+  const { url, stop } = await httpServer();
+  t.after(stop);
+  const client = new Client({ name: 'mcp-test-http', version: '1.0.0' });
+  const transport = new StreamableHTTPClientTransport(url);
+  await client.connect(transport);
+  t.after(() => client.close());
+  await wholeFlow(client, async () => {
+    await transport.terminateSession();
+    await client.close();
+  });
 });
 
 test('write_file then read_file through MCP gives back what went in: generated text (any Unicode) and bytes, replaced and appended', async (t) => {
@@ -198,9 +235,10 @@ test('write_file then read_file through MCP gives back what went in: generated t
   );
 });
 
-test('a cancelled run_code cancels its task on the worker', async (t) => {
-  const { client } = await stdioClient(t);
+/** A run_code cancelled by the client once its first line arrived: the task is cancelled on the worker, the session serves on. */
+async function cancelFlow(client: Client): Promise<void> {
   const abort = new AbortController();
+  const cancelledBefore = worker.logs.filter((l) => l.message === 'task finished' && l.tool === 'run.python' && l.status === 'STATUS_CANCELLED').length;
   const running = call(
     client,
     'run_code',
@@ -208,10 +246,24 @@ test('a cancelled run_code cancels its task on the worker', async (t) => {
     { signal: abort.signal, onprogress: (p) => p.message === 'started\n' && abort.abort() },
   );
   await assert.rejects(running, /abort|cancel/i);
-  await waitFor(() => worker.logs.some((l) => l.message === 'task finished' && l.tool === 'run.python' && l.status === 'STATUS_CANCELLED'));
-  // The session serves the next call at once.
+  await waitFor(
+    () => worker.logs.filter((l) => l.message === 'task finished' && l.tool === 'run.python' && l.status === 'STATUS_CANCELLED').length > cancelledBefore,
+  );
   assert.equal(ok(await call(client, 'run_code', { code: 'print(2)' })).stdout, '2\n');
+}
+
+test('a cancelled run_code cancels its task on the worker, over stdio and over HTTP', async (t) => {
+  const { client } = await stdioClient(t);
+  await cancelFlow(client);
   await client.close();
+  const { url, stop } = await httpServer();
+  t.after(stop);
+  const overHttp = new Client({ name: 'mcp-test-http', version: '1.0.0' });
+  const transport = new StreamableHTTPClientTransport(url);
+  await overHttp.connect(transport);
+  t.after(() => overHttp.close());
+  await cancelFlow(overHttp);
+  await transport.terminateSession();
 });
 
 test('with --on-close checkpoint the sessions are checkpointed when the connection closes, and the ids said', async (t) => {
@@ -233,12 +285,8 @@ test('--http listens on loopback only: the MCP server has no authentication of i
 });
 
 test('over Streamable HTTP: tools, a run with live output, a foreign Host refused, the session gone when the client ends it', async () => {
-  const server = spawn(process.execPath, [CLI, '--address', worker.address, 'mcp', '--http', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const { url, stop } = await httpServer();
   try {
-    let stderr = '';
-    server.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    await waitFor(() => /at (http:\S+)/.test(stderr));
-    const url = new URL(/at (http:\S+)/.exec(stderr)![1]!);
     const client = new Client({ name: 'mcp-test-http', version: '1.0.0' });
     const transport = new StreamableHTTPClientTransport(url);
     await client.connect(transport);
@@ -284,6 +332,6 @@ test('over Streamable HTTP: tools, a run with live output, a foreign Host refuse
     await client.close();
     await waitFor(async () => (await statusOf(worker.sessions.getSessionStatus({ sessionId: own }))) === Status.NOT_FOUND);
   } finally {
-    server.kill('SIGTERM');
+    stop();
   }
 });
