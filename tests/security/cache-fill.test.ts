@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Status } from 'nice-grpc';
+import { Status, type ClientError } from 'nice-grpc';
 import { TaskStatus } from '../../gen/codegen/v1/common.js';
 import { makeDataDisk } from '../helpers/dataDisk.js';
 import { servePackageIndex, type PackageIndex } from '../helpers/packageIndex.js';
-import { runTask, runTool } from '../helpers/tasks.js';
+import { runTask, runTool, waitFor } from '../helpers/tasks.js';
 import { startWorker, stopHard, type RunningWorker } from '../helpers/worker.js';
 
 // The package caches filling the host's disk for everyone: the data directory on a small
@@ -112,7 +112,17 @@ test('the package caches cannot take the disk promised to other sessions: instal
   worker = await startWorker({ dataDir: disk.dataDir, env: { ...env, WORKER_PIP_INDEX_URL: index.url } });
   assert.equal((await runTool(worker.tasks, neighbour.sessionId, 'fs.read', { path: 'after.txt' })).contents, 'still writable');
   await worker.sessions.destroySession({ sessionId: filler.sessionId });
-  const again = await worker.sessions.createSession({ workspaceId: 'again', config: { limits: { maxDiskMb: 50 } } });
-  assert.equal(await installRound(worker, again.sessionId, ROUNDS), 'installed');
+  // The filler's blocks come back once its lazily unmounted disk lets go of its image: until then
+  // a new session may not fit (the 64 MB floor is a fifth of this small disk).
+  const w2 = worker;
+  let again: { sessionId: string } | undefined;
+  await waitFor(async () => {
+    again = await w2.sessions.createSession({ workspaceId: 'again', config: { limits: { maxDiskMb: 50 } } }).catch((err: ClientError) => {
+      if (err.code === Status.RESOURCE_EXHAUSTED) return undefined;
+      throw err;
+    });
+    return again !== undefined;
+  }, 30_000);
+  assert.equal(await installRound(worker, again!.sessionId, ROUNDS), 'installed');
   for (const options of disk.mountOptionsBelow()) assert.match(options, /^rw\b/, 'no disk went read-only');
 });
