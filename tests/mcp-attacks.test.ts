@@ -64,9 +64,8 @@ function rawStdio(t: TestContext, extra: string[] = []) {
   return { child, messages, send, initialize, stderr: () => stderr, exited: () => exited };
 }
 
-test('stdio: a client killed while a run streams its output leaves no session behind', async (t) => {
-  sweep(t);
-  const raw = rawStdio(t);
+/** The connection initialized, a run_code printing forever, its output seen: one session of the connection's. */
+async function streaming(raw: ReturnType<typeof rawStdio>): Promise<void> {
   await raw.initialize();
   raw.send({
     id: 1,
@@ -75,34 +74,35 @@ test('stdio: a client killed while a run streams its output leaves no session be
   });
   await waitFor(() => raw.messages.some((m) => m.method === 'notifications/message'));
   assert.equal((await mcpSessions()).length, 1);
+}
+
+/** The server gone, and no session of the connection's left. */
+async function noneLeft(raw: ReturnType<typeof rawStdio>): Promise<void> {
+  await waitFor(() => raw.exited() !== undefined, 20_000);
+  await waitFor(noMcpSessions, 20_000).catch(async () =>
+    assert.fail(`sessions left behind: ${(await mcpSessions()).join(', ')} (mcp exited ${raw.exited()}, stderr: ${raw.stderr()})`),
+  );
+}
+
+test('stdio: a client killed while a run streams its output leaves no session behind', async (t) => {
+  sweep(t);
+  const raw = rawStdio(t);
+  await streaming(raw);
   // The client dies: both ends of its pipes close at once.
   raw.child.stdin.destroy();
   raw.child.stdout.destroy();
-  await waitFor(() => raw.exited() !== undefined, 20_000);
-  await waitFor(noMcpSessions, 20_000).catch(async () =>
-    assert.fail(`sessions left behind: ${(await mcpSessions()).join(', ')} (mcp stderr: ${raw.stderr()})`),
-  );
+  await noneLeft(raw);
 });
 
 test('stdio: a client whose reading end closes first (EPIPE on our stdout) leaves no session behind', async (t) => {
   sweep(t);
   const raw = rawStdio(t);
-  await raw.initialize();
-  raw.send({
-    id: 1,
-    method: 'tools/call',
-    params: { name: 'run_code', arguments: { code: 'import time\nwhile True:\n    print("tick", flush=True)\n    time.sleep(0.005)' } },
-  });
-  await waitFor(() => raw.messages.some((m) => m.method === 'notifications/message'));
-  assert.equal((await mcpSessions()).length, 1);
+  await streaming(raw);
   // The client's reader is gone (killed halfway, or a crash of its reading side); its stdin follows later.
   raw.child.stdout.destroy();
   await waitFor(() => raw.exited() !== undefined, 5_000).catch(() => undefined);
   raw.child.stdin.end();
-  await waitFor(() => raw.exited() !== undefined, 20_000);
-  await waitFor(noMcpSessions, 20_000).catch(async () =>
-    assert.fail(`sessions left behind: ${(await mcpSessions()).join(', ')} (mcp exited ${raw.exited()}, stderr: ${raw.stderr()})`),
-  );
+  await noneLeft(raw);
 });
 
 test('stdio: the connection closing while its default session is being made leaves no session behind', async (t) => {
@@ -115,12 +115,9 @@ test('stdio: the connection closing while its default session is being made leav
   raw.send({ id: 2, method: 'tools/call', params: { name: 'run_code', arguments: { code: 'print(1)' } } });
   // Gone at once: the default session is still being made when stdin ends.
   raw.child.stdin.end();
-  await waitFor(() => raw.exited() !== undefined, 20_000);
   // The worker has made the session the call asked for (or refused it): none of them may be left.
   await waitFor(() => worker.logs.filter((l) => l.message === 'session created').length > 0, 20_000);
-  await waitFor(noMcpSessions, 20_000).catch(async () =>
-    assert.fail(`sessions left behind: ${(await mcpSessions()).join(', ')} (mcp stderr: ${raw.stderr()})`),
-  );
+  await noneLeft(raw);
 });
 
 test('stdio: a message larger than the transport takes, then the client goes: no hang, no session left', async (t) => {
@@ -137,13 +134,19 @@ test('stdio: a message larger than the transport takes, then the client goes: no
   await waitFor(noMcpSessions, 20_000);
 });
 
-test("destroying the connection's default session by its id: the next plain run_code makes a new one", async (t) => {
-  sweep(t);
+/** The SDK's client of `codegen-worker mcp` on stdio, closed when the test ends, and a tools/call of it. */
+async function sdkClient(t: TestContext) {
   const transport = new StdioClientTransport({ command: process.execPath, args: [CLI, '--address', worker.address, 'mcp'], stderr: 'pipe' });
   const client = new Client({ name: 'mcp-attack', version: '1.0.0' });
   await client.connect(transport);
   t.after(() => client.close());
   const call = async (name: string, args: Record<string, unknown>) => (await client.callTool({ name, arguments: args })) as CallToolResult;
+  return { client, call };
+}
+
+test("destroying the connection's default session by its id: the next plain run_code makes a new one", async (t) => {
+  sweep(t);
+  const { client, call } = await sdkClient(t);
   const first = await call('run_code', { code: 'print(1)' });
   assert.ok(!first.isError);
   const own = (first.structuredContent as { session_id: string }).session_id;
@@ -158,11 +161,7 @@ test("destroying the connection's default session by its id: the next plain run_
 
 test("the connection's own session ended elsewhere (the worker's idle reaper, another client): said once, then a new one", async (t) => {
   sweep(t);
-  const transport = new StdioClientTransport({ command: process.execPath, args: [CLI, '--address', worker.address, 'mcp'], stderr: 'pipe' });
-  const client = new Client({ name: 'mcp-attack', version: '1.0.0' });
-  await client.connect(transport);
-  t.after(() => client.close());
-  const call = async (name: string, args: Record<string, unknown>) => (await client.callTool({ name, arguments: args })) as CallToolResult;
+  const { client, call } = await sdkClient(t);
   const own = ((await call('run_code', { code: 'print(1)' })).structuredContent as { session_id: string }).session_id;
   await worker.sessions.destroySession({ sessionId: own });
   const gone = await call('run_code', { code: 'print(2)' });

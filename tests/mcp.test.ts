@@ -59,6 +59,17 @@ async function httpServer(): Promise<{ url: URL; stop: () => void }> {
   return { url: new URL(/at (http:\S+)/.exec(stderr)![1]!), stop };
 }
 
+/** A client of `codegen-worker mcp --http` (started for it), both gone when the test ends. */
+async function httpClient(t: TestContext): Promise<{ client: Client; transport: StreamableHTTPClientTransport; url: URL }> {
+  const { url, stop } = await httpServer();
+  t.after(stop);
+  const client = new Client({ name: 'mcp-test-http', version: '1.0.0' });
+  const transport = new StreamableHTTPClientTransport(url);
+  await client.connect(transport);
+  t.after(() => client.close());
+  return { client, transport, url };
+}
+
 type Structured = Record<string, unknown>;
 const call = async (client: Client, name: string, args: Record<string, unknown>, options?: Parameters<Client['callTool']>[2]) =>
   (await client.callTool({ name, arguments: args }, undefined, options)) as CallToolResult;
@@ -201,12 +212,7 @@ test('over stdio: tools listed with schemas; a default session made on first use
 });
 
 test('over Streamable HTTP, the same; the sessions gone when the client ends its MCP session', async (t) => {
-  const { url, stop } = await httpServer();
-  t.after(stop);
-  const client = new Client({ name: 'mcp-test-http', version: '1.0.0' });
-  const transport = new StreamableHTTPClientTransport(url);
-  await client.connect(transport);
-  t.after(() => client.close());
+  const { client, transport } = await httpClient(t);
   await wholeFlow(client, async () => {
     await transport.terminateSession();
     await client.close();
@@ -256,12 +262,7 @@ test('a cancelled run_code cancels its task on the worker, over stdio and over H
   const { client } = await stdioClient(t);
   await cancelFlow(client);
   await client.close();
-  const { url, stop } = await httpServer();
-  t.after(stop);
-  const overHttp = new Client({ name: 'mcp-test-http', version: '1.0.0' });
-  const transport = new StreamableHTTPClientTransport(url);
-  await overHttp.connect(transport);
-  t.after(() => overHttp.close());
+  const { client: overHttp, transport } = await httpClient(t);
   await cancelFlow(overHttp);
   await transport.terminateSession();
 });
