@@ -123,7 +123,6 @@ export class SessionSandbox {
 
   /** Runs `code` (given on stdin) in a fresh interpreter of the session's language, cwd = workspace. */
   async runCode(code: string, options: RunOptions, taskLimits: TaskLimits): Promise<SandboxedResult> {
-    await this.parts.language.checkEnvironment(this.parts.environment);
     await this.parts.loopback?.ready;
     const { command, env } = this.languageRun;
     const allEnv = this.codeEnv(env);
@@ -132,6 +131,9 @@ export class SessionSandbox {
       runsCode ? { code } : { exec: { argv: command, cwd: this.inside.workspace, env: allEnv, stdin: code } };
     const warm = await this.runWarm(program, options, taskLimits);
     if (warm) return warm;
+    // Only a cold start needs the interpreter's file: a running warm interpreter has it loaded
+    // (and, without it, does not start: the call comes here).
+    await this.parts.language.checkEnvironment(this.parts.environment);
     return this.run(command, this.inside.workspace, allEnv, this.codeMounts(), this.codeNetwork, this.parts.owner, taskLimits, {
       ...options,
       stdin: code,

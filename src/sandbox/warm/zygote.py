@@ -25,6 +25,9 @@ AT_START = set(sys.modules)  # what python - has loaded before the code runs
 import atexit, builtins, ctypes, json, os, selectors, signal, socket, threading, types
 # Not used here: loaded so every call starts with it (and linecache, tokenize) imported.
 __import__("traceback")
+# compile() sets up the ast module's types on its first use (milliseconds): done once here, not
+# in every call's child.
+compile("", "<warm>", "exec")
 
 SOCKET = sys.argv[1]
 ctl_in, ctl_out = os.dup(0), os.dup(1)
@@ -128,10 +131,9 @@ def child(requests, gate, told):
         if WORKSPACE_FIRST:
             sys.path.insert(0, "")
             # A workspace module named like one the zygote loaded wins, as it would in python -.
-            for name in [n for n in sys.modules if n not in AT_START and "." not in n]:
-                if os.path.isfile(name + ".py") or os.path.isfile(os.path.join(name, "__init__.py")):
-                    for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
-                        del sys.modules[loaded]
+            for name in shadowed_modules():
+                for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+                    del sys.modules[loaded]
         main = types.ModuleType("__main__")
         main.__builtins__ = builtins
         sys.modules["__main__"] = main
@@ -163,6 +165,28 @@ def child(requests, gate, told):
             except Exception:
                 pass
         os._exit(code)
+
+# What the zygote loaded beyond python -'s own start: the names a workspace module could shadow.
+LOADED = [n for n in sys.modules if n not in AT_START and "." not in n]
+# A workspace directory this large (bytes of entries) is not listed: each name is looked up.
+LIST_AT_MOST = 32 * 1024
+
+def shadowed_modules():
+    """The loaded modules a file or package in the workspace (the cwd) is named like."""
+    try:
+        if os.stat(".").st_size > LIST_AT_MOST:
+            raise OSError
+        entries = set(os.listdir("."))
+    except OSError:
+        entries = None
+    shadowed = []
+    for name in LOADED:
+        # One listing instead of two lookups per name (dozens of names); a name listed is looked up.
+        if entries is not None and name + ".py" not in entries and name not in entries:
+            continue
+        if os.path.isfile(name + ".py") or os.path.isfile(os.path.join(name, "__init__.py")):
+            shadowed.append(name)
+    return shadowed
 
 # One child is forked ahead of its call, waiting for the call on a pipe: forking (and the child's
 # first page faults) then happen between calls, not during one.
@@ -241,7 +265,6 @@ def handle(request):
                 pass
             os.close(gate)
             send({"ev": "went", "id": request["id"]})
-        ensure_ahead()
     elif op == "kill":
         pid = pids.get(request["id"])
         if pid is not None:
@@ -284,6 +307,9 @@ def reap():
             send({"ev": "exit", "id": task, "code": None, "signal": os.WTERMSIG(status), "connected": streams})
         else:
             send({"ev": "exit", "id": task, "code": os.WEXITSTATUS(status), "signal": None, "connected": streams})
+        # The next call's child is forked once this call is over, not while it runs: the fork,
+        # and the worker moving the new child into a task group, would compete with it.
+        ensure_ahead()
 
 selector = selectors.DefaultSelector()
 selector.register(ctl_in, selectors.EVENT_READ, "ctl")
