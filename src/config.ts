@@ -51,6 +51,7 @@ export interface WorkerConfig {
   defaultMemoryMb: number;
   defaultCpuPercent: number;
   warmInterpreter: boolean;
+  quickCgroupMoves: boolean;
   spareSessions: number;
   checkpointStore: string | undefined;
   s3Endpoint: string | undefined;
@@ -345,6 +346,12 @@ const SETTINGS = {
   warmInterpreter: setting(
     'WORKER_WARM_INTERPRETER',
     'fork every run call (run.python, run.node, run.go, run.shell) from a warm process kept in each session',
+    bool,
+    () => true,
+  ),
+  quickCgroupMoves: setting(
+    'WORKER_QUICK_CGROUP_MOVES',
+    'mount a cgroup hierarchy of no controllers with favordynmods (a host-wide kernel mode: moving a process into a cgroup is quick, forks and exits a little slower)',
     bool,
     () => true,
   ),

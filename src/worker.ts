@@ -217,6 +217,7 @@ async function startSandbox(
     maxTaskOutputBytes: config.maxTaskOutputBytes,
     background: { maxRunning: config.maxBackground, outputBytes: config.processOutputBytes },
     warmInterpreter: config.warmInterpreter,
+    quickCgroupMoves: config.quickCgroupMoves,
     uidBase: config.uidBase,
     allowUnenforcedLimits: config.allowUnenforcedLimits,
     diskBudget: disks.diskBudget,

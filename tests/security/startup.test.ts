@@ -3,7 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { after, test } from 'node:test';
 import { waitFor } from '../helpers/tasks.js';
 import { startWorker } from '../helpers/worker.js';
@@ -51,6 +51,9 @@ test('WORKER_SANDBOX=none must be chosen explicitly and warns at startup and on 
   try {
     const ready = sandboxed.logs.find((l) => l.message === 'sandbox ready')!;
     assert.equal(ready.sandbox, 'bwrap');
+    // Moving a warm call's child into its task group is quick (favorDynmods.ts): the kernel shows the option.
+    assert.match(String(ready.cgroups), /moves quick/);
+    assert.match(readFileSync('/proc/self/mounts', 'utf8'), /^cgroup2? \S+ cgroup2? \S*\bfavordynmods\b/m);
     assert.ok(!sandboxed.logs.some((l) => l.level === 'warn' && /isolation/.test(String(l.message))));
   } finally {
     await sandboxed.stop();

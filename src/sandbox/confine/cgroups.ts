@@ -24,8 +24,9 @@ import {
  *
  * Setting limits and reading usage use synchronous calls: cgroupfs answers them from memory in
  * tens of microseconds, far less than a round trip through libuv's thread pool. Making a group
- * and moving a process into one stay asynchronous: they take the kernel's cgroup locks and wait
- * for an RCU grace period, milliseconds on a busy host, which must not stall the event loop.
+ * stays asynchronous. So does moving a process into one, unless moves are quick
+ * (favorDynmods.ts): by default each waits for an RCU grace period, milliseconds on a busy host,
+ * which must not stall the event loop.
  */
 
 export interface CgroupLimits {
@@ -79,6 +80,8 @@ export interface CgroupSupport {
   root: Cgroup | undefined;
   /** v2: the leaf the worker's processes moved into so its group could pass controllers on. */
   movedInto?: string | undefined;
+  /** How processes are moved into groups, and why (for the start-up log). */
+  moves?: string | undefined;
 }
 
 /** Cgroups the worker has a subtree in. */
@@ -173,6 +176,17 @@ export function destroyWhenItCan(group: Cgroup, removed: () => void = () => unde
   timer.unref();
 }
 
+/** How a process is moved into a group: `quick` synchronously (favorDynmods.ts), else through the thread pool. */
+export type CgroupMoves = 'quick' | 'slow';
+
+/** Writes `pid` to each cgroup.procs file in turn. */
+async function moveInto(procsFiles: string[], pid: number, moves: CgroupMoves): Promise<void> {
+  for (const file of procsFiles) {
+    if (moves === 'quick') writeFileSync(file, String(pid));
+    else await writeFile(file, String(pid));
+  }
+}
+
 class CgroupV1 implements Cgroup {
   /** Counters' values when the group was last renewed. */
   private counted = { oomKills: 0, forkRefusals: 0 };
@@ -182,6 +196,7 @@ class CgroupV1 implements Cgroup {
   constructor(
     readonly name: string,
     private readonly dirs: Partial<Record<V1Controller, string>>,
+    private readonly moves: CgroupMoves = 'slow',
   ) {}
 
   get procsFiles(): string[] {
@@ -200,7 +215,7 @@ class CgroupV1 implements Cgroup {
     const dirs: Partial<Record<V1Controller, string>> = {};
     for (const [controller, dir] of Object.entries(this.dirs) as [V1Controller, string][]) dirs[controller] = join(dir, name);
     await Promise.all(Object.values(dirs).map((dir) => mkdir(dir, { recursive: true })));
-    const group = new CgroupV1(name, dirs);
+    const group = new CgroupV1(name, dirs, this.moves);
     await group.setLimits(limits);
     return group;
   }
@@ -227,13 +242,11 @@ class CgroupV1 implements Cgroup {
       dirs[controller] = join(dirname(dir), name);
       renameSync(dir, dirs[controller]);
     }
-    return Promise.resolve(new CgroupV1(name, dirs));
+    return Promise.resolve(new CgroupV1(name, dirs, this.moves));
   }
 
-  async addProcess(pid: number): Promise<void> {
-    // Asynchronous: moving a process between groups waits for an RCU grace period, milliseconds
-    // on a busy host, which must not stall the event loop.
-    for (const file of this.procsFiles) await writeFile(file, String(pid));
+  addProcess(pid: number): Promise<void> {
+    return moveInto(this.procsFiles, pid, this.moves);
   }
 
   killProcesses(): Promise<boolean> {
@@ -304,6 +317,7 @@ class CgroupV2 implements Cgroup {
     private readonly dir: string,
     /** The controllers passed on to children: those set-up enabled (one not delegated would make the kernel refuse them all). */
     private readonly controllers: readonly string[] = LIMIT_CONTROLLERS,
+    private readonly moves: CgroupMoves = 'slow',
   ) {}
 
   get procsFiles(): string[] {
@@ -319,7 +333,7 @@ class CgroupV2 implements Cgroup {
     } catch {
       // a leaf that cannot pass them on: its own limits still hold
     }
-    const group = new CgroupV2(name, dir, this.controllers);
+    const group = new CgroupV2(name, dir, this.controllers, this.moves);
     await group.setLimits(limits);
     return group;
   }
@@ -339,11 +353,11 @@ class CgroupV2 implements Cgroup {
   rename(name: string): Promise<Cgroup> {
     const dir = join(dirname(this.dir), name);
     renameSync(this.dir, dir);
-    return Promise.resolve(new CgroupV2(name, dir, this.controllers));
+    return Promise.resolve(new CgroupV2(name, dir, this.controllers, this.moves));
   }
 
-  async addProcess(pid: number): Promise<void> {
-    await writeFile(join(this.dir, 'cgroup.procs'), String(pid)); // asynchronous: see CgroupV1.addProcess
+  addProcess(pid: number): Promise<void> {
+    return moveInto(this.procsFiles, pid, this.moves);
   }
 
   holds(pid: number): boolean {
@@ -426,7 +440,7 @@ async function removeStaleSubtrees(parent: string): Promise<void> {
  * Finds where this worker's cgroups go (cgroupDelegation.ts), makes its subtree there, and says
  * which limit controllers it has and why any is missing. Undefined when there is no cgroupfs.
  */
-export async function setUpCgroups(): Promise<CgroupSupport | undefined> {
+export async function setUpCgroups(moves: CgroupMoves = 'slow'): Promise<CgroupSupport | undefined> {
   const name = `codegen-${process.pid}`;
   const [self, mountinfo] = await Promise.all([readFile('/proc/self/cgroup', 'utf8'), readFile('/proc/self/mountinfo', 'utf8')]);
   const delegated = existsSync('/sys/fs/cgroup/cgroup.controllers') ? await delegatedGroups(ownV2Groups(self, mountinfo)) : new Set<string>();
@@ -441,7 +455,7 @@ export async function setUpCgroups(): Promise<CgroupSupport | undefined> {
     const parent = placement.parents.unified!;
     try {
       await removeStaleSubtrees(parent);
-      const root = await new CgroupV2('', parent, placement.controllers).child(name, {});
+      const root = await new CgroupV2('', parent, placement.controllers, moves).child(name, {});
       return { version: 'v2', controllers: placement.controllers, missing, root, movedInto: placement.movedInto };
     } catch (err) {
       lose(LIMIT_CONTROLLERS, `cannot make the worker's cgroup in ${parent} (${messageOf(err)})`);
@@ -461,5 +475,5 @@ export async function setUpCgroups(): Promise<CgroupSupport | undefined> {
     }
   }
   const controllers = LIMIT_CONTROLLERS.filter((c) => c in dirs);
-  return { version: 'v1', controllers, missing, root: Object.keys(dirs).length > 0 ? new CgroupV1(name, dirs) : undefined };
+  return { version: 'v1', controllers, missing, root: Object.keys(dirs).length > 0 ? new CgroupV1(name, dirs, moves) : undefined };
 }

@@ -4,7 +4,8 @@ import { chown, mkdir, readdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { removeTree } from '../../storage/removeTree.js';
 import type { SessionDirectories } from '../../storage/workspaceStore.js';
-import { setUpCgroups, type Cgroup, type UsableCgroups } from '../confine/cgroups.js';
+import { setUpCgroups, type Cgroup, type CgroupSupport, type UsableCgroups } from '../confine/cgroups.js';
+import { favorDynamicModifications, type DynmodsOutcome } from '../confine/favorDynmods.js';
 import { unenforcedLimits, unenforcedLimitsMessage, type MissingController } from '../confine/cgroupDelegation.js';
 import { imageBytes, isIdmappedMount, makeDiskImage, mountDiskImage, probeDiskImages, unmountDiskImage, usedBytes } from '../confine/diskImage.js';
 import { copyFrozen, probeCopyMethod, thawIfLeftFrozen, type CopyMethod } from '../confine/diskFork.js';
@@ -17,7 +18,7 @@ import type { SandboxContext, SandboxHostOptions } from '../session/sandboxConte
 import type { SessionLimits } from '../process/processSpec.js';
 import { SessionSandbox } from '../session/sessionSandbox.js';
 import { sandboxSeccompProgram } from '../confine/seccomp.js';
-import { claimUidRange, type UidRange } from '../confine/uidRange.js';
+import { claimUidRange, UID_LOCK_DIR, type UidRange } from '../confine/uidRange.js';
 import type { Owner } from '../../storage/owner.js';
 import { errors, messageOf } from '../../errors.js';
 import { metrics } from '../../telemetry/metrics.js';
@@ -166,7 +167,7 @@ export class SandboxHost implements SandboxContext {
           : `${this.networkHost.describe()}; pkg.install's fetching step reaches its sources only`,
       network_modes: `default ${this.options.network.defaultMode}, at most ${this.networkHost ? this.options.network.maxMode : 'none'}`,
       cgroups: this.cgroups
-        ? `${this.cgroups.version} (${controllers.join(', ')})${this.cgroups.movedInto ? `; the worker moved into the leaf ${this.cgroups.movedInto} to pass them on` : ''}`
+        ? `${this.cgroups.version} (${controllers.join(', ')})${this.cgroups.movedInto ? `; the worker moved into the leaf ${this.cgroups.movedInto} to pass them on` : ''}; moves ${this.cgroups.moves ?? 'slow'}`
         : 'none',
       memory_limit: controllers.includes('memory') ? 'cgroup' : 'RLIMIT_AS',
       cpu_limit: controllers.includes('cpu') ? 'cgroup cpu quota' : 'NOT ENFORCED (no writable cpu cgroup)',
@@ -561,7 +562,7 @@ export class SandboxHost implements SandboxContext {
 async function hostResources(start: SandboxHostStart, resolving: Promise<readonly Language[]>, uids: UidRange | undefined, isRoot: boolean, disks: DiskHelper) {
   const steps = await Promise.allSettled([
     resolving,
-    isRoot ? setUpCgroups() : Promise.resolve(undefined),
+    isRoot ? cgroupsWithMoves(start) : Promise.resolve(undefined),
     isRoot ? probeDiskImages(start.dirs.scratch, disks) : Promise.resolve('it needs a worker running as root'),
     trustedCas(start),
     startNetworks(start, uids),
@@ -587,6 +588,16 @@ async function hostResources(start: SandboxHostStart, resolving: Promise<readonl
     network: network.value,
     copyMethod: copyMethod.value,
   };
+}
+
+/** The worker's cgroups, moves into them made quick first where the host lets the worker (favorDynmods.ts). */
+async function cgroupsWithMoves(start: SandboxHostStart): Promise<CgroupSupport | undefined> {
+  const outcome: DynmodsOutcome =
+    start.quickCgroupMoves === false
+      ? { quick: false, why: 'WORKER_QUICK_CGROUP_MOVES=false' }
+      : await favorDynamicModifications(join(UID_LOCK_DIR, 'cgroup-dynmods'), (args) => runHostTool('mount', args));
+  const cgroups = await setUpCgroups(outcome.quick ? 'quick' : 'slow');
+  return cgroups && { ...cgroups, moves: outcome.quick ? `quick (${outcome.how})` : `each waits for an RCU grace period (${outcome.why})` };
 }
 
 /**

@@ -31,6 +31,8 @@ export interface SandboxHostOptions {
   background?: { maxRunning: number; outputBytes: number } | undefined;
   /** Keep a warm process per session (its language's interpreter, or a plain zygote) and fork every run call (run.python, run.node, run.go, run.shell) from it. */
   warmInterpreter: boolean;
+  /** WORKER_QUICK_CGROUP_MOVES: make moving a process into a cgroup quick, host-wide (confine/favorDynmods.ts). */
+  quickCgroupMoves?: boolean | undefined;
   /** WORKER_ALLOW_UNENFORCED_LIMITS: start even where memory, CPU or process limits cannot be enforced (development). */
   allowUnenforcedLimits?: boolean | undefined;
   /** First uid of this worker's range (WORKER_UID_BASE); undefined: claim a free one. */
