@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 BIN := node_modules/.bin
 SOURCES := $(shell find src gen tests bench -name '*.ts' 2>/dev/null)
-# Foreign code: what the worker hands to Python and /bin/sh (the compression threads' .cjs is
+# Foreign code: what the worker hands to Python and /bin/sh (the threads' .cjs files are
 # JavaScript, linted with the rest), each in its own file beside the module that reads it at run
 # time, from the checkout (dist/ holds no copy; the image has src/).
 PYTHON_SOURCES := $(shell find src -name '*.py' 2>/dev/null)

@@ -1,4 +1,5 @@
 import { open, readFile, rename, rm } from 'node:fs/promises';
+import { writeThroughThread, WriteThreadUnavailableError } from './fileWriteThread.js';
 
 /**
  * Writes a JSON file atomically: temporary name, then rename, so a reader (or a restart) sees
@@ -7,10 +8,16 @@ import { open, readFile, rename, rm } from 'node:fs/promises';
  */
 export async function writeJsonAtomically(file: string, value: unknown, durable = true): Promise<void> {
   const temporary = `${file}.tmp-${process.pid}-${(temporaryCount = (temporaryCount + 1) % 1_000_000)}`;
+  const text = JSON.stringify(value);
+  try {
+    return await writeThroughThread(file, temporary, text, durable);
+  } catch (err) {
+    if (!(err instanceof WriteThreadUnavailableError)) throw err;
+  }
   const handle = await open(temporary, 'w', 0o600);
   try {
     try {
-      await handle.writeFile(JSON.stringify(value));
+      await handle.writeFile(text);
       if (durable) await handle.sync();
     } finally {
       await handle.close();

@@ -53,6 +53,14 @@ test('writeJsonAtomically that fails (a value that is not JSON, a rename refused
   assert.deepEqual(await readdir(own), ['taken.json']);
 });
 
+test('writeJsonAtomically: many writes at once (on the writing thread), each file holding its own last value', async () => {
+  const own = await mkdtemp(join(dir, 'many-'));
+  const values = Array.from({ length: 40 }, (_, i) => ({ id: `v${i}`, size: i, tags: ['é', '\u0000', '😀'.repeat(i)], on: i % 2 === 0 }));
+  await Promise.all(values.map((v, i) => writeJsonAtomically(join(own, `r${i % 10}.json`), v, i % 3 === 0)));
+  for (let f = 0; f < 10; f++) assert.deepEqual(JSON.parse(await readFile(join(own, `r${f}.json`), 'utf8')), values[30 + f]);
+  assert.equal((await readdir(own)).length, 10);
+});
+
 test('readJsonFile: undefined for no file, the value for a good one, DamagedRecordError for a bad one', async () => {
   assert.equal(await readJsonFile(join(dir, 'missing.json'), isRecord), undefined);
   const good = join(dir, 'good.json');
