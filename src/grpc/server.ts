@@ -18,7 +18,7 @@ import type { Checkpoints } from '../sessions/checkpoints.js';
 import type { TaskRunnerDeps } from '../tasks/runTask.js';
 import type { SessionPool } from '../sessions/sessionPool.js';
 import { artifactService } from './artifactService.js';
-import { authenticate } from './authenticate.js';
+import { authenticate, tokenCheck } from './authenticate.js';
 import { withMappedErrors } from './mapErrors.js';
 import { observeCalls } from './observeCalls.js';
 import { sessionManagementService } from './sessionManagementService.js';
@@ -87,7 +87,8 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   server.with(watches.middleware).add(HealthDefinition, HealthServiceImpl(health));
 
   // Middleware only where configured: none on the echo path when neither is.
-  const middleware = [...(options.observe ? [observeCalls(logger)] : []), ...(options.authToken ? [authenticate(options.authToken)] : [])];
+  const check = options.authToken ? tokenCheck(options.authToken) : undefined;
+  const middleware = options.observe ? [observeCalls(logger, check)] : check ? [authenticate(check)] : [];
   const guarded = middleware.reduce<{ add: Server['add'] }>((builder, m) => (builder as Server).with(m), server);
   guarded.add(
     tolerantDefinition(SessionManagementDefinition),
