@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { Status } from 'nice-grpc';
@@ -181,6 +182,34 @@ test("a fork of a full disk is full too: its writes fail alone, and each side's 
   assert.equal(await sh(copy!, 'head -c 1000000 /dev/zero > room && echo ok'), 'ok\n');
   const still = await callTool(worker.tasks, source, 'run.shell', { command: 'echo more >> fill-2' });
   assert.equal(still.result?.outputs.killed_by, 'disk', "the source's disk is still full");
+  for (const id of [source, copy!]) await worker.sessions.destroySession({ sessionId: id });
+});
+
+test('an fs.write under way when the fork is taken leaves nothing half-made in the fork: no temporary, the file whole or absent', async () => {
+  const { sessionId: source } = await worker.sessions.createSession({ workspaceId: 'ws-write-race' });
+  const sourceDisk = join(worker.dataDir, 'sessions', source, 'disk');
+  const tempIn = (dir: string) => (existsSync(dir) ? readdirSync(dir).some((name) => name.startsWith('.fs-write-')) : false);
+  const contents = Buffer.alloc(32 * 1024 * 1024, 0x61);
+  const writing = callTool(worker.tasks, source, 'fs.write', { path: 'big.bin', contents: contents.toString('base64'), encoding: 'base64' });
+  // The fork is asked for once the write's temporary file exists (wherever the worker keeps it).
+  const deadline = Date.now() + 20_000;
+  while (!tempIn(join(sourceDisk, 'workspace')) && !tempIn(join(sourceDisk, '.scratch'))) {
+    assert.ok(Date.now() < deadline, 'the write made no temporary file in time');
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  const [copy] = await fork(source);
+  assert.equal((await writing).code, Status.OK);
+  const copyDisk = join(worker.dataDir, 'sessions', copy!, 'disk');
+  assert.deepEqual(
+    readdirSync(join(copyDisk, 'workspace')).filter((name) => name.startsWith('.fs-write-')),
+    [],
+    "the fork's workspace holds no temporary",
+  );
+  assert.deepEqual(readdirSync(join(copyDisk, '.scratch')), [], "the fork's scratch directory is empty");
+  const size = await sh(copy!, 'if [ -e big.bin ]; then stat -c %s big.bin; else echo absent; fi');
+  assert.ok(size === 'absent\n' || size === `${contents.length}\n`, `big.bin in the fork: ${size}`);
+  if (size !== 'absent\n') assert.equal(await sh(copy!, 'tr -d a < big.bin | wc -c'), '0\n');
+  assert.equal(await sh(source, 'stat -c %s big.bin'), `${contents.length}\n`);
   for (const id of [source, copy!]) await worker.sessions.destroySession({ sessionId: id });
 });
 

@@ -6,6 +6,7 @@ import type { SessionSandbox } from '../sandbox/session/sessionSandbox.js';
 import type { Tree, TreeEntry } from '../storage/fileTree.js';
 import type { WorkspaceStore } from '../storage/workspaceStore.js';
 import { TaskRegistry } from './taskRegistry.js';
+import { WriteGate } from './writeGate.js';
 import type { EffectiveSessionConfig } from './sessionConfig.js';
 import type { PersistedTask, SessionRecord } from './sessionRecord.js';
 
@@ -82,6 +83,8 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
   readonly tasks: TaskRegistry;
   /** Bytes of this session's fs requests and replies held at once (sessions/payloadBudget.ts). */
   readonly payloads = new PayloadBudget(SESSION_PAYLOAD_BYTES);
+  /** The worker's writes into the session's files against copies of its disk (forks). */
+  readonly writes = new WriteGate();
   private settled: SettledState = CREATING;
   private readonly artifactIds: string[] = [];
   /** The session's previous checkpoint; its tree (the parent of an incremental one) when known. */

@@ -193,7 +193,8 @@ export class SessionPool {
     const started = process.hrtime.bigint();
     try {
       const dirs = await Promise.all(forks.map((fork) => store.create(fork.id)));
-      const { pausedMs } = await sandboxHost.copyDisk(store.directories(source.id), source.sandbox.diskMb, dirs);
+      // The worker's own writes into the source (fs.write) are whole in the copy or not in it.
+      const { pausedMs } = await source.writes.copy(() => sandboxHost.copyDisk(store.directories(source.id), source.sandbox.diskMb, dirs));
       const limits = { ...this.limitsOf(source.config), maxDiskMb: source.sandbox.diskMb };
       const language = source.sandbox.language;
       const persisted = { uid: source.sandbox.owner?.uid, diskUid: source.sandbox.diskUid, diskBaselineBytes: source.sandbox.diskBaselineBytes, copied: true };

@@ -1,8 +1,8 @@
-import { constants } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { errors, quoted } from '../errors.js';
-import { at, type TreeResolver } from '../storage/beneath.js';
+import { at, openTrustedDirectory, type TreeResolver } from '../storage/beneath.js';
 import type { Owner } from '../storage/owner.js';
 import { inWorkspace, workspaceSegments } from '../storage/workspacePath.js';
 import { parseEncoding, parseFlag } from './arguments.js';
@@ -32,9 +32,11 @@ function notBase64(): never {
 
 /**
  * Writes a file in the workspace, creating parent directories. The bytes go to a temporary file
- * beside the target that is then renamed over it, so code running in the session never sees a
- * half-written file; an existing file keeps its mode and owner. Every step works on the
- * descriptor of the target's directory (storage/beneath.ts): the session cannot redirect it.
+ * in the session's scratch directory (on the same disk, outside the workspace) that is then
+ * renamed over the target, so code running in the session never sees a half-written file, nor
+ * does a fork or checkpoint taken meanwhile; an existing file keeps its mode and owner. Every
+ * step in the workspace works on the descriptor of the target's directory (storage/beneath.ts):
+ * the session cannot redirect it.
  */
 export const fsWrite = defineTool({
   name: 'fs.write',
@@ -51,8 +53,8 @@ export const fsWrite = defineTool({
   async run(args: WriteArgs, context) {
     const bytes = await bytesOf(args, context);
     try {
-      await inWorkspace(context.session.sandbox.workspace, (tree) =>
-        args.append ? appendTo(tree, args, bytes, context) : replace(tree, args, bytes, context),
+      await context.session.writes.write(() =>
+        inWorkspace(context.session.sandbox.workspace, (tree) => (args.append ? appendTo(tree, args, bytes, context) : replace(tree, args, bytes, context))),
       );
     } catch (err) {
       throw toFileError(args.path, err);
@@ -112,14 +114,39 @@ async function writableEntry(tree: TreeResolver, path: string, segments: string[
   return found;
 }
 
-/** The file replaced whole: written beside it, then renamed over it. */
+/** The file replaced whole: written in the session's scratch directory, then renamed over it. */
 async function replace(tree: TreeResolver, { path, segments }: WriteArgs, bytes: Buffer, context: InstantToolContext): Promise<void> {
   // What fs.write creates belongs to the session's uid, so its code can change it.
   const owner = context.session.sandbox.owner;
   const { dir, name, stat: existing } = await writableEntry(tree, path, segments, owner);
+  const scratch = await openTrustedDirectory(context.session.sandbox.scratch).catch(() => undefined);
+  try {
+    const written = scratch && (await writeAndRename(scratch, dir, name, bytes, existing, owner).catch(notAcrossDisks));
+    // No scratch directory (or another filesystem): beside the target, as a last resort.
+    if (!written) await writeAndRename(dir, dir, name, bytes, existing, owner);
+  } finally {
+    await scratch?.close();
+  }
+}
+
+/** A rename refused because its two ends are on different filesystems: false (the write is done again elsewhere). */
+function notAcrossDisks(err: unknown): false {
+  if ((err as NodeJS.ErrnoException).code === 'EXDEV') return false;
+  throw err;
+}
+
+/** `bytes` written to a new temporary in `staging`, given `existing`'s mode and owner, and renamed to `name` in `dir`. */
+async function writeAndRename(
+  staging: FileHandle,
+  dir: FileHandle,
+  name: string,
+  bytes: Buffer,
+  existing: Stats | undefined,
+  owner: Owner | undefined,
+): Promise<true> {
   const temporary = `.fs-write-${randomBytes(6).toString('hex')}`;
   try {
-    const file = await open(at(dir, temporary), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+    const file = await open(at(staging, temporary), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
     try {
       await file.writeFile(bytes);
       if (existing) await file.chmod(existing.mode & 0o7777);
@@ -127,9 +154,10 @@ async function replace(tree: TreeResolver, { path, segments }: WriteArgs, bytes:
     } finally {
       await file.close();
     }
-    await rename(at(dir, temporary), at(dir, name));
+    await rename(at(staging, temporary), at(dir, name));
+    return true;
   } catch (err) {
-    await unlink(at(dir, temporary)).catch(() => undefined);
+    await unlink(at(staging, temporary)).catch(() => undefined);
     throw err;
   }
 }

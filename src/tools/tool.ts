@@ -1,6 +1,7 @@
 import type { WorkerError } from '../errors.js';
 import type { Language } from '../sandbox/languages/language.js';
 import type { SessionSandbox } from '../sandbox/session/sessionSandbox.js';
+import type { WriteGate } from '../sessions/writeGate.js';
 import type { PhaseClock } from '../telemetry/taskPhases.js';
 import { checkArguments } from './arguments.js';
 import type { TaskEvent } from './taskEvents.js';
@@ -15,7 +16,7 @@ export interface ToolLimits {
 /** What a tool uses of its session's sandbox (SessionSandbox is one). */
 export type ToolSandbox = Pick<
   SessionSandbox,
-  'workspace' | 'owner' | 'runCode' | 'runShell' | 'install' | 'startBackground' | 'background' | 'canConnectPorts'
+  'workspace' | 'scratch' | 'owner' | 'runCode' | 'runShell' | 'install' | 'startBackground' | 'background' | 'canConnectPorts'
 > & {
   readonly language: Pick<Language, 'installer'>;
 };
@@ -25,6 +26,8 @@ export interface ToolSession {
   readonly id: string;
   readonly userId: string;
   readonly sandbox: ToolSandbox;
+  /** Where a tool's writes into the session's files go through (sessions/writeGate.ts). */
+  readonly writes: Pick<WriteGate, 'write'>;
   /** The number of the next background process, recorded before it is used (ids never repeat). */
   nextProcessNumber(): Promise<number>;
 }

@@ -3,6 +3,7 @@ import { errors } from '../../src/errors.js';
 import { PIP_INSTALLER } from '../../src/sandbox/languages/python/requirements.js';
 import { PayloadBudget } from '../../src/sessions/payloadBudget.js';
 import { TaskRegistry } from '../../src/sessions/taskRegistry.js';
+import { WriteGate } from '../../src/sessions/writeGate.js';
 import type { TaskSession, TaskSessions } from '../../src/tasks/taskSessions.js';
 import type { ToolSandbox } from '../../src/tools/tool.js';
 
@@ -17,6 +18,7 @@ const unset = (what: string) => () => Promise.reject(new Error(`the fake sandbox
 export function fakeSandbox(over: Partial<ToolSandbox> = {}): ToolSandbox {
   return {
     workspace: '/fake/workspace',
+    scratch: '/fake/scratch',
     owner: undefined,
     language: { installer: PIP_INSTALLER },
     runCode: unset('runCode'),
@@ -42,6 +44,7 @@ export function fakeTaskSession(over: Partial<TaskSession> = {}): TaskSession {
     config: { language: 'python', limits: { timeoutSeconds: 0 } },
     tasks: new TaskRegistry('session-1', 10),
     payloads: new PayloadBudget(1 << 30),
+    writes: new WriteGate(),
     touch: () => undefined,
     persist: () => Promise.resolve(),
     nextProcessNumber: (() => {

@@ -10,10 +10,11 @@ import { decodeTaskRequest, LARGE_ARGUMENT_BYTES } from '../../src/grpc/taskRequ
 import { setTextBytes, textBytesOf } from '../../src/tools/textBytes.js';
 import { processOutcome } from '../../src/tools/runCode.js';
 import type { SandboxedResult } from '../../src/sandbox/process/processSpec.js';
+import { WriteGate } from '../../src/sessions/writeGate.js';
 
 // What each tool accepts, checked by parse() before anything runs (for a python session).
 const TOOLS = toolsFor('python');
-const pythonSession = { id: 'session-1', userId: 'user-1', sandbox: fakeSandbox(), nextProcessNumber: () => Promise.resolve(1) };
+const pythonSession = { id: 'session-1', userId: 'user-1', sandbox: fakeSandbox(), writes: new WriteGate(), nextProcessNumber: () => Promise.resolve(1) };
 const tool = (name: string) => {
   const found = TOOLS.get(name)!;
   return { parse: (args: Record<string, string>) => found.parse(args, pythonSession) };

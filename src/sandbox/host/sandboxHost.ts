@@ -296,6 +296,10 @@ export class SandboxHost implements SandboxContext {
           // A worker stopped in the middle of a fork's copy leaves the disk frozen: every write would wait.
           if (!persisted.copied) await thawIfLeftFrozen(dirs.disk, dirs.diskImage);
         }
+        // What the worker was writing there when it stopped, or when the source was copied (an
+        // fs.write's temporary, an install's downloads), is no one's now.
+        await removeTree(dirs.scratch);
+        await mkdir(dirs.scratch, { mode: 0o755 });
         await this.giveFiles(prepared, dirs, persisted.diskUid ?? persisted.uid, persisted.copied ? undefined : persisted.uid);
       };
       const cgroup = async () => {

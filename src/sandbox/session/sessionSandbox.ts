@@ -96,6 +96,14 @@ export class SessionSandbox {
     return this.parts.workspace;
   }
 
+  /**
+   * The worker's scratch directory on the session's disk (host path): beside the workspace on
+   * the same filesystem, never in the sandbox. Emptied when the session is adopted or forked.
+   */
+  get scratch(): string {
+    return this.parts.scratch;
+  }
+
   /** The session's environment (host path): what its language installs into. */
   get environment(): string {
     return this.parts.environment;
