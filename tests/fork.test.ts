@@ -1,12 +1,17 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { Status } from 'nice-grpc';
 import { TaskStatus } from '../gen/codegen/v1/common.js';
+import fc from 'fast-check';
+import { bytesOf } from '../src/storage/byteNames.js';
+import { scanTree } from '../src/storage/fileTree.js';
 import { makeDataDisk, type DataDisk } from './helpers/dataDisk.js';
+import { make, tree, type Node } from './helpers/generatedTrees.js';
+import { assertSameTree } from './helpers/sameTree.js';
 import { serveGoProxy, type GoProxy } from './helpers/goProxy.js';
 import { serveNpmRegistry, type NpmRegistry } from './helpers/npmRegistry.js';
 import { servePackageIndex, type PackageIndex } from './helpers/packageIndex.js';
@@ -211,6 +216,41 @@ test('an fs.write under way when the fork is taken leaves nothing half-made in t
   if (size !== 'absent\n') assert.equal(await sh(copy!, 'tr -d a < big.bin | wc -c'), '0\n');
   assert.equal(await sh(source, 'stat -c %s big.bin'), `${contents.length}\n`);
   for (const id of [source, copy!]) await worker.sessions.destroySession({ sessionId: id });
+});
+
+test('generated workspaces round-trip through a fork byte for byte, and what either side writes after is its own (15 trees)', async () => {
+  const { sessionId: source } = await worker.sessions.createSession({ workspaceId: 'ws-generated' });
+  const workspaceOf = (id: string) => join(worker.dataDir, 'sessions', id, 'disk', 'workspace');
+  const seed = Number(process.env.ROUNDTRIP_SEED ?? Date.now() % 2 ** 31);
+  console.log(`# fork round trip: seed ${seed} (ROUNDTRIP_SEED=${seed} repeats it)`);
+  let run = 0;
+  await fc.assert(
+    fc.asyncProperty(tree.dir, async (top) => {
+      // Made as the session's code would make it, on its disk: names of any bytes, links anywhere, modes and times.
+      const made = Buffer.from(`${workspaceOf(source)}/gen-${run++}`);
+      make(made, { ...(top as Node & { kind: 'dir' }), mode: 0o755 });
+      const before = await scanTree(workspaceOf(source), 'workspace/');
+      const [copy] = await fork(source);
+      try {
+        const copied = await scanTree(workspaceOf(copy!), 'workspace/');
+        assertSameTree(copied, before, 'the fork');
+        for (const [rel, entry] of before) {
+          if (entry.type !== 'file') continue;
+          const bytes = (id: string) => readFileSync(Buffer.concat([Buffer.from(`${workspaceOf(id)}/`), bytesOf(rel.slice('workspace/'.length))]));
+          assert.ok(bytes(copy!).equals(bytes(source)), `the bytes of ${JSON.stringify(rel)}`);
+        }
+        // Each side's writes after the fork are its own.
+        writeFileSync(`${workspaceOf(copy!)}/only-in-the-fork`, 'f');
+        rmSync(made, { recursive: true, force: true });
+        assert.equal(existsSync(`${workspaceOf(source)}/only-in-the-fork`), false);
+        assertSameTree(await scanTree(workspaceOf(copy!), 'workspace/', ['only-in-the-fork']), before, 'the fork after the source changed');
+      } finally {
+        await worker.sessions.destroySession({ sessionId: copy! });
+      }
+    }),
+    { numRuns: 15, seed },
+  );
+  await worker.sessions.destroySession({ sessionId: source });
 });
 
 test("a fork checkpoints on its source's last checkpoint; forks and a session adopted after a restart fork and run on", async () => {
