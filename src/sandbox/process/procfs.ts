@@ -74,9 +74,14 @@ export function childrenOf(parent: number): number[] {
  * children in the order they were made, and the one sought was usually made last.
  */
 export function childByNamespacePid(parent: number, nsPid: number): number | undefined {
+  return namespaceChild(parent, nsPid)?.pid;
+}
+
+/** childByNamespacePid with the status it read of that child (no second read for its uid and parent). */
+export function namespaceChild(parent: number, nsPid: number): { pid: number; status: ProcStatus } | undefined {
   for (const pid of childrenOf(parent).reverse()) {
     const status = procStatus(pid);
-    if (status?.nspid[status.nspid.length - 1] === nsPid) return pid;
+    if (status?.nspid[status.nspid.length - 1] === nsPid) return { pid, status };
   }
   return undefined;
 }

@@ -10,7 +10,7 @@ import type { Cgroup } from '../confine/cgroups.js';
 import { captureOutput } from '../process/outputCapture.js';
 import { MAX_TASK_GROUPS } from '../confine/taskGroups.js';
 import { startProcess } from '../process/runProcess.js';
-import { cgroupsOf, childByNamespacePid, childrenOf, processState, procStatus, zombieWaitStatus } from '../process/procfs.js';
+import { cgroupsOf, childByNamespacePid, childrenOf, namespaceChild, processState, zombieWaitStatus } from '../process/procfs.js';
 import type { ProcessResult, ProcessSpec, RunOptions } from '../process/processSpec.js';
 import { LineSplitter, parseZygoteEvent, ZygoteProtocolError, type ZygoteEvent } from './zygoteProtocol.js';
 import type { Owner } from '../../storage/owner.js';
@@ -54,6 +54,8 @@ interface AheadChild {
   group: Promise<Cgroup | undefined>;
   /** Whether the child got into the group. */
   placed: Promise<boolean>;
+  /** Its host pid, once it is in the group. */
+  hostPid?: number;
 }
 
 /** The warm interpreter could not take the call (it is not running); nothing of the call ran. */
@@ -156,6 +158,8 @@ export class WarmInterpreter {
   private unplacedAhead: number | undefined;
   /** Children forked ahead reported: one at the start and at most one per call after. */
   private aheadEvents = 0;
+  /** The zygote's /proc/<pid>/cgroup, read on first need. */
+  private zygoteGroups: string | undefined;
 
   private constructor(
     private readonly process: ChildProcess,
@@ -273,13 +277,14 @@ export class WarmInterpreter {
         options.signal.throwIfAborted();
       }
       if (forked!.pid === undefined) return FORK_REFUSED;
-      const hostPid = this.ownChild(forked!.pid);
-      watching.push(this.watchExit(run, hostPid));
-      // The child forked ahead into this group is there already (the zygote may have given it
-      // to another call, or forked this one afresh: then it moves, once a placement of it is over).
+      // The child forked ahead into this group is there already, checked as the zygote's own
+      // when it was placed (the zygote may have given it to another call, or forked this one
+      // afresh: then it is checked now, and moves once a placement of it is over).
       await this.aheadPlacing.get(forked!.pid);
-      const inPlace = ahead?.nsPid === forked!.pid && (await ahead.placed) && group.holds(hostPid);
-      if (!inPlace) await this.place(group, hostPid);
+      const placed = ahead?.nsPid === forked!.pid && (await ahead.placed) && ahead.hostPid !== undefined && group.holds(ahead.hostPid);
+      const hostPid = placed ? ahead.hostPid! : this.ownChild(forked!.pid);
+      watching.push(this.watchExit(run, hostPid));
+      if (!placed) await this.place(group, hostPid);
       options.onStart?.({ pid: forked!.pid, marker: '' });
       // From here on, an abort ends the child whatever the zygote does (or does not) say.
       const killed = onAbort(options.signal, async () => {
@@ -361,10 +366,9 @@ export class WarmInterpreter {
 
   /** The host pid of the zygote's child `nsPid` running as the session's uid; undefined when there is none. */
   private childOfOwn(nsPid: number): number | undefined {
-    const hostPid = childByNamespacePid(this.zygoteHostPid, nsPid);
-    const status = hostPid === undefined ? undefined : procStatus(hostPid);
-    if (hostPid === undefined || !status || status.ppid !== this.zygoteHostPid || (this.owner && status.uid !== this.owner.uid)) return undefined;
-    return hostPid;
+    const child = namespaceChild(this.zygoteHostPid, nsPid);
+    if (!child || child.status.ppid !== this.zygoteHostPid || (this.owner && child.status.uid !== this.owner.uid)) return undefined;
+    return child.pid;
   }
 
   /**
@@ -384,17 +388,22 @@ export class WarmInterpreter {
     if (this.waitingChild(nsPid) === undefined) return;
     const previous = this.ahead;
     const group = previous?.group ?? this.groups.reserve()?.catch(() => undefined) ?? Promise.resolve(undefined);
+    const child: AheadChild = { nsPid, group, placed: Promise.resolve(false) };
     const placed = (previous?.placed ?? Promise.resolve(false))
       .then(() => group)
-      .then((g) => {
+      .then(async (g) => {
         // Looked at again just before the move: a call may have been given it meanwhile.
         const hostPid = this.waitingChild(nsPid);
-        return g && hostPid !== undefined && !this.dead ? g.addProcess(hostPid).then(() => true) : false;
+        if (!g || hostPid === undefined || this.dead) return false;
+        await g.addProcess(hostPid);
+        child.hostPid = hostPid;
+        return true;
       })
       .catch(() => false);
+    child.placed = placed;
     this.aheadPlacing.set(nsPid, placed);
     void placed.then(() => this.aheadPlacing.get(nsPid) === placed && this.aheadPlacing.delete(nsPid));
-    this.ahead = { nsPid, group, placed };
+    this.ahead = child;
   }
 
   /**
@@ -405,8 +414,9 @@ export class WarmInterpreter {
     if (this.namedByRuns.has(nsPid)) return undefined;
     const hostPid = this.childOfOwn(nsPid);
     if (hostPid === undefined) return undefined;
-    const own = cgroupsOf(this.zygoteHostPid);
-    return own !== undefined && cgroupsOf(hostPid) === own ? hostPid : undefined;
+    // The zygote's own groups, read once: only the worker moves processes, and it never moves the zygote.
+    this.zygoteGroups ??= cgroupsOf(this.zygoteHostPid);
+    return this.zygoteGroups !== undefined && cgroupsOf(hostPid) === this.zygoteGroups ? hostPid : undefined;
   }
 
   async claimAhead(): Promise<Cgroup | undefined> {
