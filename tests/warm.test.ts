@@ -1,5 +1,6 @@
 // end-to-end: alone (it measures time or looks at the whole host: tests/end-to-end-tier.sh)
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { TaskStatus } from '../gen/codegen/v1/common.js';
 import { runTask, runTool } from './helpers/tasks.js';
@@ -70,6 +71,30 @@ test('concurrent calls in one session each get their own process and output', as
     pids.add(pid!);
   });
   assert.equal(pids.size, 10);
+});
+
+test("while a call runs long, the next call's child is forked ahead and placed meanwhile, not only once it ends", async () => {
+  await runTool(worker.tasks, sessionId, 'run.python', { code: 'pass' });
+  /** The session's children waiting for their call, by pid, with their cgroups. */
+  const waiting = () =>
+    readdirSync('/proc')
+      .filter((pid) => /^\d+$/.test(pid))
+      .flatMap((pid) => {
+        try {
+          const groups = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+          return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'codegen-ahead' && groups.includes(`/${sessionId}/`) ? [{ pid, groups }] : [];
+        } catch {
+          return []; // gone meanwhile
+        }
+      });
+  const before = new Set(waiting().map((w) => w.pid));
+  const long = runTool(worker.tasks, sessionId, 'run.python', { code: 'import time\ntime.sleep(3)' });
+  const deadline = Date.now() + 2000;
+  while (!waiting().some((w) => !before.has(w.pid) && w.groups.includes('/task-'))) {
+    assert.ok(Date.now() < deadline, 'no child forked ahead and placed while the call ran');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  await long;
 });
 
 test("workspace modules named like the zygote's own (json, socket) shadow them for the code, as in python -, and the calls stay warm", async () => {

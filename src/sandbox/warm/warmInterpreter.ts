@@ -156,7 +156,7 @@ export class WarmInterpreter {
   private readonly namedByRuns = new Set<number>();
   /** A child forked ahead reported before the zygote's host pid was known. */
   private unplacedAhead: number | undefined;
-  /** Children forked ahead reported: one at the start and at most one per call after. */
+  /** Children forked ahead reported: one at the start and at most two per call after. */
   private aheadEvents = 0;
   /** The zygote's /proc/<pid>/cgroup, read on first need. */
   private zygoteGroups: string | undefined;
@@ -462,7 +462,9 @@ export class WarmInterpreter {
 
   private onEvent(event: Exclude<ZygoteEvent, { ev: 'ready' }>): void {
     if (event.ev === 'ahead') {
-      if (++this.aheadEvents > this.nextId) throw new ZygoteProtocolError('it reported more children forked ahead than calls');
+      // One at the start, and per call at most two: one forked while it runs long, and one after
+      // its exit (if the session's code killed the first).
+      if (++this.aheadEvents > 2 * this.nextId) throw new ZygoteProtocolError('it reported more children forked ahead than calls');
       this.placeAhead(event.pid);
       return;
     }

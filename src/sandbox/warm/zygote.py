@@ -22,7 +22,7 @@ WORKSPACE_FIRST = sys.path[:1] == [""]
 if WORKSPACE_FIRST:
     del sys.path[0]
 AT_START = set(sys.modules)  # what python - has loaded before the code runs
-import atexit, builtins, ctypes, json, os, selectors, signal, socket, threading, types
+import atexit, builtins, ctypes, json, os, selectors, signal, socket, threading, time, types
 # Not used here: loaded so every call starts with it (and linecache, tokenize) imported.
 __import__("traceback")
 # compile() sets up the ast module's types on its first use (milliseconds): done once here, not
@@ -189,8 +189,12 @@ def shadowed_modules():
     return shadowed
 
 # One child is forked ahead of its call, waiting for the call on a pipe: forking (and the child's
-# first page faults) then happen between calls, not during one.
+# first page faults) then happen between calls, not during one. The next one is forked when a
+# call's child exits, or AHEAD_AFTER_S after its go if it still runs (a long call, and others
+# may come meanwhile).
 ahead = None  # (pid, requests write end, gate write end, told read end)
+AHEAD_AFTER_S = 0.05
+ahead_due = None  # when the next child is forked ahead if no exit comes first (time.monotonic())
 
 def ahead_fds():
     return list(ahead[1:]) if ahead else []
@@ -239,6 +243,7 @@ def give(requests_w, request):
     os.close(requests_w)
 
 def handle(request):
+    global ahead_due
     op = request["op"]
     if op == "run":
         try:
@@ -265,6 +270,8 @@ def handle(request):
                 pass
             os.close(gate)
             send({"ev": "went", "id": request["id"]})
+        if ahead is None and ahead_due is None:
+            ahead_due = time.monotonic() + AHEAD_AFTER_S
     elif op == "kill":
         pid = pids.get(request["id"])
         if pid is not None:
@@ -277,7 +284,7 @@ def handle(request):
                     pass
 
 def reap():
-    global ahead
+    global ahead, ahead_due
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -310,6 +317,8 @@ def reap():
         # The next call's child is forked once this call is over, not while it runs: the fork,
         # and the worker moving the new child into a task group, would compete with it.
         ensure_ahead()
+        if ahead is not None:
+            ahead_due = None
 
 selector = selectors.DefaultSelector()
 selector.register(ctl_in, selectors.EVENT_READ, "ctl")
@@ -318,7 +327,10 @@ buffered = b""
 ensure_ahead()
 send({"ev": "ready"})
 while True:
-    for key, _ in selector.select():
+    if ahead_due is not None and time.monotonic() >= ahead_due:
+        ahead_due = None
+        ensure_ahead()
+    for key, _ in selector.select(None if ahead_due is None else max(0, ahead_due - time.monotonic())):
         if key.data == "wake":
             try:
                 os.read(wake_r, 4096)
