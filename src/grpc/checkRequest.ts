@@ -44,7 +44,8 @@ export function checkRequest<T extends object>(request: T, fields: Partial<Recor
   if (why !== undefined) throw errors.invalidArgument(`the request does not decode (${quoted(typeof why === 'string' ? why : 'malformed', 120)})`);
   for (const [field, kind] of Object.entries(fields) as [string, FieldKind][]) {
     const value = (request as Record<string, unknown>)[field];
-    if (typeof value === 'string') checkLength(snake(field), value, LIMIT_OF[kind]);
+    // The field's proto name only for a message: this runs on every call.
+    if (typeof value === 'string' && value.length > LIMIT_OF[kind]) checkLength(snake(field), value, LIMIT_OF[kind]);
   }
   return request;
 }
