@@ -1,5 +1,5 @@
 // The code the file-writing thread runs (fileWriteThread.ts): per message, a file written
-// atomically (its text into a new temporary beside it, fsynced when durable, renamed over it),
+// atomically (its text into a temporary beside it, fsynced when durable, renamed over it),
 // answered under the message's id with nothing, or the error's message and code (the temporary
 // removed).
 //
@@ -10,7 +10,9 @@ const { parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
 parentPort.on('message', ({ id, file, temporary, text, durable }) => {
   try {
-    const fd = fs.openSync(temporary, 'wx', 0o600);
+    // Not exclusive: a worker killed between this open and its rename leaves the temporary, and
+    // a restart with the same pid (a container's pid 1) names its writes the same way again.
+    const fd = fs.openSync(temporary, 'w', 0o600);
     try {
       fs.writeFileSync(fd, text);
       if (durable) fs.fsyncSync(fd);

@@ -63,7 +63,7 @@ class FileWriteThread {
 let thread: FileWriteThread | undefined;
 
 /**
- * Writes `text` to `temporary` (a new file, mode 0600), fsynced when `durable`, and renames it
+ * Writes `text` to `temporary` (made mode 0600, or emptied if a stopped worker left it), fsynced when `durable`, and renames it
  * over `file`. Rejects with the system call's error (its code kept); WriteThreadUnavailableError
  * when the thread is gone (a new one serves the next write) or never started (none is tried again).
  */

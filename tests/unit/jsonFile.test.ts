@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { DamagedRecordError, hasFields, parseRecord, readJsonFile, writeJsonAtomically } from '../../src/storage/jsonFile.js';
+import { writeThroughThread } from '../../src/storage/fileWriteThread.js';
 
 const isRecord = hasFields({ id: 'string', size: 'number', tags: 'object', on: 'boolean' });
 
@@ -59,6 +60,18 @@ test('writeJsonAtomically: many writes at once (on the writing thread), each fil
   await Promise.all(values.map((v, i) => writeJsonAtomically(join(own, `r${i % 10}.json`), v, i % 3 === 0)));
   for (let f = 0; f < 10; f++) assert.deepEqual(JSON.parse(await readFile(join(own, `r${f}.json`), 'utf8')), values[30 + f]);
   assert.equal((await readdir(own)).length, 10);
+});
+
+// Found by an attack (a helper session): a worker killed between the temporary's open and its
+// rename left it, and a restart with the same pid (a container's pid 1) names writes alike.
+test('a temporary a stopped worker left under the name a write uses is written over, not refused', async () => {
+  const own = await mkdtemp(join(dir, 'leftover-'));
+  const file = join(own, 'session.json');
+  const temporary = `${file}.tmp-1-1`;
+  await writeFile(temporary, '{"half":');
+  await writeThroughThread(file, temporary, '{"whole":true}', false);
+  assert.deepEqual(JSON.parse(await readFile(file, 'utf8')), { whole: true });
+  assert.deepEqual(await readdir(own), ['session.json']);
 });
 
 test('readJsonFile: undefined for no file, the value for a good one, DamagedRecordError for a bad one', async () => {
