@@ -10,10 +10,10 @@ import { createLogger } from '../../src/logger.js';
 /** Whether the last call reached the service behind the middleware. */
 let reached = false;
 
-async function callWith(middleware: ServerMiddleware, authorization: string | undefined): Promise<{ reached: boolean; result: unknown }> {
+async function callWith(middleware: ServerMiddleware, authorization: string | string[] | undefined): Promise<{ reached: boolean; result: unknown }> {
   reached = false;
   const metadata = Metadata();
-  if (authorization !== undefined) metadata.set('authorization', authorization);
+  for (const value of authorization === undefined ? [] : [authorization].flat()) metadata.append('authorization', value);
   const call = {
     method: { path: '/codegen.v1.SessionManagement/GetCapacity', requestStream: false, responseStream: false, options: {} },
     requestStream: false,
@@ -44,7 +44,23 @@ for (const { name, middleware: guard } of variants) {
 
   test(`${name}: a missing, wrong, differently spelt or prefix-matching token is UNAUTHENTICATED and never reaches the service`, async () => {
     const middleware = guard('s3cret');
-    for (const header of [undefined, '', 's3cret', 'Bearer s3cre', 'Bearer s3cret ', 'Bearer s3cretX', 'bearer s3cret', 'Basic s3cret', 'Bearer  s3cret']) {
+    const repeated = [
+      ['Bearer s3cret', 'Bearer s3cret'],
+      ['Bearer s3cret', 'Bearer other'],
+      ['Bearer other', 'Bearer s3cret'],
+    ];
+    for (const header of [
+      undefined,
+      '',
+      's3cret',
+      'Bearer s3cre',
+      'Bearer s3cret ',
+      'Bearer s3cretX',
+      'bearer s3cret',
+      'Basic s3cret',
+      'Bearer  s3cret',
+      ...repeated,
+    ]) {
       await assert.rejects(callWith(middleware, header), unauthenticated, JSON.stringify(header));
       assert.equal(reached, false, 'the service was not called');
     }
