@@ -44,6 +44,7 @@ import { errors, WorkerError } from './errors.js';
 import { SessionState } from '../gen/codegen/v1/common.js';
 import { parseS3Url, type S3Location } from './storage/s3Location.js';
 import { UrlSigner } from './storage/urlSigner.js';
+import { startWriteThread } from './storage/fileWriteThread.js';
 import { LocalWorkspaceStore } from './storage/workspaceStore.js';
 import { DISK_FLOOR_BYTES, DiskBudget } from './storage/diskBudget.js';
 import { CallTurns } from './tasks/callTurns.js';
@@ -419,12 +420,16 @@ function stopOnSignals(worker: RunningWorker): void {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void shutdown(signal));
 }
 
+/** Longest start-up waits for its first spare session before it serves. */
+const FIRST_SPARE_WAIT_MS = 2000;
+
 /** Starts the worker: the data directory locked, the sandbox checked, sessions adopted, then serving. */
 export async function startWorker(config: WorkerConfig, logger: Logger): Promise<void> {
   const inherited = closeInheritedDescriptors();
   if (inherited.length > 0) logger.info('closed descriptors the worker inherited, so no sandbox inherits them', { descriptors: inherited });
   const dirs = dataDirectory(config.dataDir);
   const dataLock = await lockDataDirectory(dirs);
+  startWriteThread(); // ready by the first record written
   await startTracing('codegen-mcp-worker', { 'service.instance.id': config.workerId, 'service.version': WORKER_VERSION });
   // What sessions' disks, the caches' disk and checkpoints may take of the data disk (storage/diskBudget.ts).
   const diskBudget = new DiskBudget({
@@ -495,6 +500,9 @@ async function startServing(
   const artifacts = new Artifacts({ store: stores.artifactStore, pool, maxBytes: config.maxArtifactBytes, uploadTtlMs: config.uploadUrlTtlSeconds * 1000 });
   sweepArtifactsHourly(stores.artifactStore, config.artifactRetentionHours, logger);
   const stopReaper = startIdleReaper(pool, config.sessionIdleSeconds, logger);
+  // The first CreateSession takes a spare: made on the spot beside the first spares being made, it
+  // took 110 to 250 ms. Start-up goes on meanwhile; the wait is bounded.
+  await Promise.race([pool.firstSpareReady(), delay(FIRST_SPARE_WAIT_MS, undefined, { ref: false })]);
   const grpc = await startGrpcServer({
     address: config.grpcAddr,
     credentials: serverCredentials(tls ? { ...tls, clientCa: config.tlsClientCa } : undefined),

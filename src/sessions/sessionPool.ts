@@ -87,6 +87,11 @@ export class SessionPool {
     this.spares.refill();
   }
 
+  /** Resolves once the first spare is ready, or none will be (none wanted, or making one failed). */
+  firstSpareReady(): Promise<void> {
+    return this.spares.firstReady();
+  }
+
   async create(input: CreateSessionInput): Promise<Session> {
     if (!this.accepting) throw errors.shuttingDown();
     if (!input.workspaceId) throw errors.invalidArgument('workspace_id is required');

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from '../logger.js';
 import type { PreparedSandbox, SandboxHost } from '../sandbox/host/sandboxHost.js';
 import type { SessionDirectories, WorkspaceStore } from '../storage/workspaceStore.js';
+import { deferred } from '../deferred.js';
 
 interface Spare {
   name: string;
@@ -18,10 +19,12 @@ export class SpareSessions {
   private readonly spares: Spare[] = [];
   private refilling: Promise<void> | undefined;
   private stopped = false;
+  /** Settles once a spare is ready, or making them stopped or failed. */
+  private readonly firstMade = deferred();
 
   constructor(
-    private readonly store: WorkspaceStore,
-    private readonly sandboxHost: SandboxHost,
+    private readonly store: Pick<WorkspaceStore, 'create' | 'rename' | 'remove' | 'directories'>,
+    private readonly sandboxHost: Pick<SandboxHost, 'prepare' | 'discard'>,
     private readonly size: number,
     private diskMb: number,
     private readonly logger: Logger,
@@ -66,6 +69,7 @@ export class SpareSessions {
         making++;
         try {
           this.spares.push(await this.make(this.diskMb));
+          this.firstMade.resolve();
         } finally {
           making--;
         }
@@ -76,7 +80,16 @@ export class SpareSessions {
       .catch((err: Error) => {
         this.logger.warn('could not prepare a spare session', { error: err.message });
       })
-      .finally(() => (this.refilling = undefined));
+      .finally(() => {
+        this.refilling = undefined;
+        this.firstMade.resolve();
+      });
+  }
+
+  /** Resolves once the first spare is ready (or none will be: none wanted, or making one failed). */
+  firstReady(): Promise<void> {
+    if (this.size === 0 || this.stopped) return Promise.resolve();
+    return this.firstMade.promise;
   }
 
   /** Stops refilling and removes the spares (shutdown). */

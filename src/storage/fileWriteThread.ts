@@ -62,6 +62,11 @@ class FileWriteThread {
 
 let thread: FileWriteThread | undefined;
 
+/** Starts the thread now (tens of milliseconds), so the first write does not wait for it: start-up calls this. */
+export function startWriteThread(): void {
+  thread ??= new FileWriteThread();
+}
+
 /**
  * Writes `text` to `temporary` (made mode 0600, or emptied if a stopped worker left it), fsynced when `durable`, and renames it
  * over `file`. Rejects with the system call's error (its code kept); WriteThreadUnavailableError
