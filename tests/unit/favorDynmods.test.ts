@@ -42,6 +42,20 @@ test('the worker mounts a named hierarchy of no controllers; moves are quick onc
   assert.equal(outcome.quick, true);
 });
 
+test('a mount refused because another worker mounted the hierarchy first: moves are quick', async () => {
+  const dir = join(await mkdtemp(join(tmpdir(), 'dynmods-')), 'cgroup-dynmods');
+  let table = V1;
+  const outcome = await favorDynamicModifications(
+    dir,
+    async () => {
+      table += `cgroup ${dir} cgroup rw,relatime,favordynmods,name=${DYNMODS_HIERARCHY} 0 0\n`; // the other worker's
+      throw new Error('mount: cgroup already mounted');
+    },
+    async () => table,
+  );
+  assert.equal(outcome.quick, true);
+});
+
 test('a mount refused, or an option the kernel drops, leaves moves slow and says why; nothing throws', async () => {
   const dir = join(await mkdtemp(join(tmpdir(), 'dynmods-')), 'cgroup-dynmods');
   const refused = await favorDynamicModifications(

@@ -44,6 +44,8 @@ export async function favorDynamicModifications(
     await mkdir(dir, { recursive: true, mode: 0o755 });
     await mount(['-t', 'cgroup', '-o', `none,name=${DYNMODS_HIERARCHY},favordynmods`, 'cgroup', dir]);
   } catch (err) {
+    // Another worker starting beside this one may have mounted it first.
+    if (await mounted()) return { quick: true, how: 'a cgroup hierarchy has favordynmods' };
     return { quick: false, why: `no cgroup hierarchy with favordynmods could be mounted (${messageOf(err).slice(0, 200)})` };
   }
   return (await mounted()) ? { quick: true, how: `mounted a hierarchy with favordynmods at ${dir}` } : { quick: false, why: 'the kernel ignored favordynmods' };
