@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import { ThreadCalls } from './threadCalls.js';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 
 /**
@@ -19,43 +19,22 @@ const THREADS = Math.max(1, Math.min(4, availableParallelism()));
 /** What each thread runs: compressionThread.cjs, read once from the checkout (this module runs from dist/). */
 const SOURCE = readFileSync(new URL('../../../src/storage/compressionThread.cjs', import.meta.url), 'utf8');
 
-interface Pending {
-  resolve(data: Buffer): void;
-  reject(err: Error): void;
-}
-
+/** A compression thread: raw deflate or inflate of one buffer per message (compressionThread.cjs). */
 class CompressionThread {
-  private readonly worker = new Worker(SOURCE, { eval: true });
-  readonly pending = new Map<number, Pending>();
-  private nextId = 0;
-  dead = false;
+  private readonly calls = new ThreadCalls(SOURCE, { eval: true }, (why) => new Error(`the compression thread stopped: ${why}`));
 
-  constructor() {
-    this.worker.on('message', ({ id, data, error }: { id: number; data?: Uint8Array; error?: string }) => {
-      const waiting = this.pending.get(id);
-      this.pending.delete(id);
-      if (this.pending.size === 0) this.worker.unref();
-      if (error !== undefined || !data) waiting?.reject(new Error(error ?? 'no output'));
-      else waiting?.resolve(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
-    });
-    const fail = (err: Error) => {
-      this.dead = true;
-      for (const waiting of this.pending.values()) waiting.reject(err);
-      this.pending.clear();
-    };
-    this.worker.on('error', fail);
-    this.worker.on('exit', () => fail(new Error('the compression thread stopped')));
-    // Referenced only while it has work (adding a listener refs it again): an idle thread never holds the worker's exit.
-    this.worker.unref();
+  get dead(): boolean {
+    return this.calls.dead;
   }
 
-  run(op: 'deflate' | 'inflate', data: Buffer, size: number): Promise<Buffer> {
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      if (this.pending.size === 0) this.worker.ref();
-      this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ id, op, data, size });
-    });
+  get waiting(): number {
+    return this.calls.waiting;
+  }
+
+  async run(op: 'deflate' | 'inflate', data: Buffer, size: number): Promise<Buffer> {
+    const { data: out, error } = (await this.calls.call({ op, data, size })) as { data?: Uint8Array; error?: string };
+    if (error !== undefined || !out) throw new Error(error ?? 'no output');
+    return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
   }
 }
 
@@ -64,14 +43,14 @@ const threads: CompressionThread[] = [];
 /** The least busy thread, a new one while there are fewer than THREADS (a dead one is replaced). */
 function thread(): CompressionThread {
   threads.splice(0, threads.length, ...threads.filter((t) => !t.dead));
-  const idle = threads.find((t) => t.pending.size === 0);
+  const idle = threads.find((t) => t.waiting === 0);
   if (idle) return idle;
   if (threads.length < THREADS) {
     const fresh = new CompressionThread();
     threads.push(fresh);
     return fresh;
   }
-  return threads.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+  return threads.reduce((a, b) => (b.waiting < a.waiting ? b : a));
 }
 
 /** Raw deflate at level 1 (speed over the last few percent: checkpoints are made while the session waits). */
