@@ -2,9 +2,10 @@ import { runTask } from '../tests/helpers/tasks.js';
 import { startWorker } from '../tests/helpers/worker.js';
 import { phaseBreakdown, phaseMeans } from './phases.js';
 
-// Scratch profiler: node dist/bench/profileRun.js [tool] [n]
+// Scratch profiler: node dist/bench/profileRun.js [tool] [n] [idle ms before each call]
 const tool = process.argv[2] ?? 'run.python';
 const n = Number(process.argv[3] ?? 50);
+const idleMs = Number(process.argv[4] ?? 0);
 const args: Record<string, Record<string, string>> = { echo: { message: 'hi' }, 'run.python': { code: 'print(1)' }, 'run.shell': { command: 'true' } };
 const worker = await startWorker({ env: { WORKER_LOG_LEVEL: 'info' } });
 try {
@@ -13,6 +14,7 @@ try {
   const before = await phaseMeans(worker.httpPort, tool);
   const times: number[] = [];
   for (let i = 0; i < n; i++) {
+    if (idleMs) await new Promise((resolve) => setTimeout(resolve, idleMs));
     const t = performance.now();
     await runTask(worker.tasks, { sessionId, toolName: tool, arguments: args[tool] });
     times.push(performance.now() - t);

@@ -209,17 +209,21 @@ export class SandboxHost implements SandboxContext {
     const installer = uids ? { uid: uids.base, gid: uids.base } : undefined;
     const prepared: PreparedSandbox = { slot, owner, installer, cgroup: undefined, language, diskMb: 0, diskBaselineBytes: 0, network: undefined };
     try {
-      // The disk first (it holds the rest); then the environment, the cgroup and the network side by side.
-      await this.makeDisk(prepared, dirs, diskMb);
-      const [, cgroup, network] = await Promise.all([
-        this.layOut(dirs, owner, language),
-        this.cgroups?.root.child(`spare-${randomBytes(6).toString('hex')}`, { maxProcesses: this.options.maxProcesses }),
+      // The disk, then the environment on it; the cgroup and the network beside them. All are
+      // settled before a failure discards what was made (a cgroup made beside a failed step
+      // is destroyed with the rest).
+      const reservation = this.reserveDisk(diskMb);
+      const steps = await Promise.allSettled([
+        this.makeDisk(prepared, dirs, diskMb, reservation).then(() => this.layOut(dirs, owner, language)),
+        this.cgroups?.root
+          .child(`spare-${randomBytes(6).toString('hex')}`, { maxProcesses: this.options.maxProcesses })
+          .then((group) => (prepared.cgroup = group)),
         (this.options.network.maxMode !== 'none' ? this.networkHost?.prepare() : this.networkHost?.prepareLoopback())?.then(
           (space) => (prepared.network = space),
         ),
       ]);
-      prepared.cgroup = cgroup;
-      prepared.network = network;
+      const failed = steps.find((step): step is PromiseRejectedResult => step.status === 'rejected');
+      if (failed) throw failed.reason;
       return prepared;
     } catch (err) {
       await this.discard(prepared, dirs);
@@ -383,11 +387,8 @@ export class SandboxHost implements SandboxContext {
   }
 
   /** The session's disk: an image of `mb` mounted on dirs.disk (nothing for 0). */
-  private async makeDisk(prepared: PreparedSandbox, dirs: SessionDirectories, mb: number): Promise<void> {
+  private async makeDisk(prepared: PreparedSandbox, dirs: SessionDirectories, mb: number, reservation = this.reserveDisk(mb)): Promise<void> {
     if (mb <= 0) return;
-    if (this.diskImageProblem !== undefined) throw new Error(`this worker cannot give sessions a disk limit (${this.diskImageProblem})`);
-    // Held until the image exists: from then on it counts by itself (storage/diskBudget.ts).
-    const reservation = this.options.diskBudget?.reserve(imageBytes(mb), `a session disk of ${mb} MB`);
     try {
       await makeDiskImage(dirs.diskImage, dirs.disk, mb, this.options.dirs.diskTemplates, this.disks);
     } finally {
@@ -395,6 +396,16 @@ export class SandboxHost implements SandboxContext {
     }
     prepared.diskMb = mb;
     prepared.diskBaselineBytes = await usedBytes(dirs.disk);
+  }
+
+  /**
+   * The data disk's room for a session disk of `mb`, held until the image exists: from then on it
+   * counts by itself (storage/diskBudget.ts). Throws (nothing made) when there is none.
+   */
+  private reserveDisk(mb: number): Reservation | undefined {
+    if (mb <= 0) return undefined;
+    if (this.diskImageProblem !== undefined) throw new Error(`this worker cannot give sessions a disk limit (${this.diskImageProblem})`);
+    return this.options.diskBudget?.reserve(imageBytes(mb), `a session disk of ${mb} MB`);
   }
 
   /** A spare made with another disk size: its disk made again at the size asked for. */
