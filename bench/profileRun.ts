@@ -10,7 +10,7 @@ const args: Record<string, Record<string, string>> = { echo: { message: 'hi' }, 
 const worker = await startWorker({ env: { WORKER_LOG_LEVEL: 'info' } });
 try {
   const { sessionId } = await worker.sessions.createSession({ workspaceId: 'p' });
-  for (let i = 0; i < 5; i++) await runTask(worker.tasks, { sessionId, toolName: tool, arguments: args[tool] });
+  for (let i = 0; i < Number(process.env.WARM ?? 5); i++) await runTask(worker.tasks, { sessionId, toolName: tool, arguments: args[tool] });
   const before = await phaseMeans(worker.httpPort, tool);
   const times: number[] = [];
   for (let i = 0; i < n; i++) {
