@@ -5,14 +5,22 @@ import { promisify } from 'node:util';
 import { crc32, createDeflateRaw, type DeflateRaw } from 'node:zlib';
 import { errors, quoted } from '../errors.js';
 import { at, errnoOf, inDirectoryNoFollow, openChildDirectory, openChildDirectorySync, openTrustedDirectory } from './beneath.js';
-import { deflateLevel1 } from './compressionThreads.js';
+import { deflateLevel1, EntryFormatError, extractFiles, type ExtractedFile } from './compressionThreads.js';
 import { DirectoryCursor } from './directoryCursor.js';
 import type { Owner } from './owner.js';
 import { bytesOf, byteStringOfText, isUtf8Name, pathArg, textOf, type ByteString } from './byteNames.js';
 import type { Tree, TreeEntry } from './fileTree.js';
 import { removeEntry } from './removeTree.js';
 import { hashOf } from './hashingStream.js';
-import { readZipDirectory, readZipEntry, WHOLE_ENTRY_BYTES, zipEntryChunks, type ZipDirectoryEntry, type ZipDirectoryLimits } from './zipReader.js';
+import {
+  readZipDirectory,
+  readZipEntry,
+  WHOLE_ENTRY_BYTES,
+  zipEntryChunks,
+  ZipFormatError,
+  type ZipDirectoryEntry,
+  type ZipDirectoryLimits,
+} from './zipReader.js';
 import { MAX_CHECKPOINT_ENTRIES } from './fileTree.js';
 import { letOthersRun } from './letOthersRun.js';
 import { METHOD_DEFLATE, METHOD_STORE, ZipWriter, type ZipEntry, type ZipEntryHeader } from './zipWriter.js';
@@ -456,9 +464,8 @@ async function writeAll(fd: number, bytes: Buffer, position: number): Promise<vo
   for (let done = 0; done < bytes.length;) done += (await writeAsync(fd, bytes, done, bytes.length - done, position + done)).bytesWritten;
 }
 
-/** An entry's bytes into the open file `fd`: whole when small, else chunk by chunk. */
+/** A large entry's bytes into the open file `fd`, chunk by chunk (smaller ones: extractFiles). */
 async function writeEntry(source: number, entry: ZipDirectoryEntry, fd: number): Promise<void> {
-  if (entry.size <= WHOLE_ENTRY_BYTES && entry.compressedSize <= WHOLE_ENTRY_BYTES) return writeAll(fd, await readZipEntry(source, entry), 0);
   let position = 0;
   for await (const chunk of zipEntryChunks(source, entry)) {
     await writeAll(fd, chunk, position);
@@ -469,8 +476,8 @@ async function writeEntry(source: number, entry: ZipDirectoryEntry, fd: number):
 /**
  * Extraction. The usual case, an entry whose directory exists and whose name is free, is made
  * with synchronous calls from the directory's descriptor (DirectoryCursor: tree order keeps it
- * open across a directory's entries); files' bytes are read, inflated and written several at a
- * time on the thread pool. Anything else (a name taken by an earlier archive of the chain, a
+ * open across a directory's entries); files' bytes are read, inflated and written on the
+ * compression threads, a batch of files at a time (extractFiles). Anything else (a name taken by an earlier archive of the chain, a
  * missing parent) takes the general path: the parent reached or made with inDirectoryNoFollow,
  * whatever is there removed, the entry made. Neither follows a link.
  */
@@ -570,25 +577,60 @@ async function extractInto(archive: OpenedArchive, source: number, roots: OpenRo
       if (i % 1024 === 1023) signal?.throwIfAborted();
       if (entry.kind === 'directory') await makeDirectory(entry);
     }
+    // Files that fit in memory whole go to the compression threads in batches, made here (their
+    // paths are the cursors') and read, inflated, checked and written there; larger ones are
+    // streamed here, a few at a time.
     const files = archive.entries.filter((e) => e.kind === 'file');
-    let next = 0;
+    const whole = (e: ArchiveEntry) => e.zip.size <= WHOLE_ENTRY_BYTES && e.zip.compressedSize <= WHOLE_ENTRY_BYTES;
+    const batches = batchesOf(files.filter(whole));
+    const large = files.filter((e) => !whole(e));
     let failed = false;
+    const extractBatch = async (batch: ArchiveEntry[]) => {
+      const handed: ExtractedFile[] = [];
+      try {
+        for (const entry of batch) {
+          const { localOffset, compressedSize, size, method, crc } = entry.zip;
+          const mtime = entry.mtimeNs === undefined ? undefined : utimesSeconds(entry.mtimeNs);
+          handed.push({
+            name: JSON.stringify(entry.zip.name.slice(0, 200)),
+            localOffset,
+            compressedSize,
+            size,
+            method,
+            crc,
+            fd: await createFile(entry),
+            mtime,
+          });
+        }
+      } catch (err) {
+        for (const file of handed) closeSync(file.fd);
+        throw err;
+      }
+      await extractFiles(source, handed).catch((err: unknown) => {
+        throw err instanceof EntryFormatError ? new ZipFormatError(err.message) : err;
+      });
+    };
+    const extractLarge = async (entry: ArchiveEntry) => {
+      const fd = await createFile(entry);
+      try {
+        await writeEntry(source, entry.zip, fd);
+        if (entry.mtimeNs !== undefined) futimesSync(fd, utimesSeconds(entry.mtimeNs), utimesSeconds(entry.mtimeNs));
+      } finally {
+        closeSync(fd);
+      }
+    };
+    const work: (() => Promise<void>)[] = [...batches.map((batch) => () => extractBatch(batch)), ...large.map((entry) => () => extractLarge(entry))];
+    let next = 0;
     const results = await Promise.allSettled(
       Array.from({ length: EXTRACT_CONCURRENCY }, async () => {
         while (!failed) {
-          const entry = files[next++];
-          if (entry === undefined) return;
+          const step = work[next++];
+          if (step === undefined) return;
           signal?.throwIfAborted();
-          const fd = await createFile(entry);
-          try {
-            await writeEntry(source, entry.zip, fd);
-            if (entry.mtimeNs !== undefined) futimesSync(fd, utimesSeconds(entry.mtimeNs), utimesSeconds(entry.mtimeNs));
-          } catch (err) {
+          await step().catch((err: unknown) => {
             failed = true;
             throw err;
-          } finally {
-            closeSync(fd);
-          }
+          });
         }
       }),
     );
@@ -631,5 +673,27 @@ export async function restoreDirectoryTimes(archives: OpenedArchive[], roots: Ar
   }
 }
 
-/** Files extracted at once: enough to keep the thread pool's four threads reading, inflating and writing. */
+/** Batches (or large files) extracted at once: enough to keep every compression thread busy while the next batch's files are made. */
 const EXTRACT_CONCURRENCY = 6;
+/** A batch for a compression thread: this many files, or this many bytes, whichever comes first. */
+const BATCH_FILES = 64;
+const BATCH_BYTES = 4 << 20;
+
+/** Entries in batches of at most BATCH_FILES files and (past the first file) BATCH_BYTES bytes. */
+function batchesOf(entries: ArchiveEntry[]): ArchiveEntry[][] {
+  const batches: ArchiveEntry[][] = [];
+  let batch: ArchiveEntry[] = [];
+  let bytes = 0;
+  for (const entry of entries) {
+    const size = entry.zip.size + entry.zip.compressedSize;
+    if (batch.length > 0 && (batch.length >= BATCH_FILES || bytes + size > BATCH_BYTES)) {
+      batches.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(entry);
+    bytes += size;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
+}

@@ -31,6 +31,14 @@ class CompressionThread {
     return this.calls.waiting;
   }
 
+  /** Extracts `files` from the archive open as `source` (compressionThread.cjs says how); their descriptors are closed. */
+  async extract(source: number, files: ExtractedFile[]): Promise<void> {
+    const answer = (await this.calls.call({ op: 'extract', source, files })) as { error?: string; code?: string; format?: boolean };
+    if (answer.error === undefined) return;
+    if (answer.format) throw new EntryFormatError(answer.error);
+    throw Object.assign(new Error(answer.error), answer.code === undefined ? {} : { code: answer.code });
+  }
+
   async run(op: 'deflate' | 'inflate', data: Buffer, size: number): Promise<Buffer> {
     const { data: out, error } = (await this.calls.call({ op, data, size })) as { data?: Uint8Array; error?: string };
     if (error !== undefined || !out) throw new Error(error ?? 'no output');
@@ -51,6 +59,38 @@ function thread(): CompressionThread {
     return fresh;
   }
   return threads.reduce((a, b) => (b.waiting < a.waiting ? b : a));
+}
+
+/** An entry extracted by extractFiles is not what its archive says (zipReader's ZipFormatError, to its caller). */
+export class EntryFormatError extends Error {
+  override name = 'EntryFormatError';
+}
+
+/** An archive entry to extract into a file the worker made: where its bytes are, what they must be, where they go. */
+export interface ExtractedFile {
+  /** The entry's name, quoted, for errors. */
+  name: string;
+  localOffset: number;
+  compressedSize: number;
+  size: number;
+  method: number;
+  crc: number;
+  /** The file, open for writing: handed over (closed by the thread, whatever happens). */
+  fd: number;
+  /** Its modification time as futimes seconds, when the entry has one. */
+  mtime?: string | undefined;
+}
+
+/**
+ * Entries read, inflated, checked and written into their files on a compression thread, with
+ * synchronous calls: per file, no trip through the event loop (each read, inflate and write was
+ * one, and the event loop, not the CPU, bounded a restore). Rejects with an EntryFormatError when an
+ * entry is not what the archive says, with the system call's error otherwise. The descriptors
+ * are the thread's from the call on, closed by it in any case; if the thread itself dies, those
+ * not yet closed stay open (closing them here could close another's descriptor of that number).
+ */
+export function extractFiles(source: number, files: ExtractedFile[]): Promise<void> {
+  return thread().extract(source, files);
 }
 
 /** Raw deflate at level 1 (speed over the last few percent: checkpoints are made while the session waits). */

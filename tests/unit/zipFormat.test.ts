@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { readdirSync } from 'node:fs';
+import { mkdir, mkdtemp, open, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -74,4 +75,49 @@ test('an entry whose bytes do not match its CRC is refused', async () => {
   } finally {
     await handle.close();
   }
+});
+
+// Files that fit in memory are extracted on the compression threads, in batches whose
+// descriptors the thread closes: many files come back with their bytes and times, and a damaged
+// entry among them is a ZipFormatError that leaves no descriptor open.
+test('files extracted in batches on the compression threads: bytes and times kept; a damaged one is a ZipFormatError, no descriptor left open', async () => {
+  const source = { workspace: join(scratch, 'many', 'workspace'), env: join(scratch, 'many', 'env') };
+  await mkdir(source.workspace, { recursive: true });
+  await mkdir(source.env, { recursive: true });
+  const contents = new Map<string, Buffer>();
+  for (let i = 0; i < 300; i++) {
+    const bytes = i % 3 === 0 ? randomBytes(i * 37) : Buffer.from(`file ${i}\n`.repeat(i));
+    contents.set(`f${i}`, bytes);
+    await writeFile(join(source.workspace, `f${i}`), bytes);
+    await utimes(join(source.workspace, `f${i}`), 1_000_000 + i, 1_000_000 + i);
+  }
+  const tree = await scanTree(source.workspace, 'workspace/');
+  const file = join(scratch, 'many.zip');
+  await writeArchive(file, source, tree, [...tree.keys()], [], { checkpointId: 'c' });
+  const fresh = async (name: string) => {
+    const target = { workspace: join(scratch, name, 'workspace'), env: join(scratch, name, 'env') };
+    await mkdir(target.workspace, { recursive: true });
+    await mkdir(target.env, { recursive: true });
+    return target;
+  };
+  const intact = await fresh('many-out');
+  await extractArchive(await openArchive(file), intact, { workspace: undefined, env: undefined });
+  for (const [name, bytes] of contents) {
+    assert.ok((await readFile(join(intact.workspace, name))).equals(bytes), name);
+    assert.equal((await stat(join(intact.workspace, name))).mtimeMs, (1_000_000 + Number(name.slice(1))) * 1000, name);
+  }
+
+  // One byte of a text entry's data flipped, half way through the archive.
+  const handle = await open(file, 'r+');
+  const [entry] = (await readZipDirectory(handle.fd, (await handle.stat()).size, { entries: 1000, bytes: 1 << 20 })).filter((e) => e.name === 'workspace/f151');
+  const header = Buffer.alloc(30);
+  await handle.read(header, 0, 30, entry!.localOffset);
+  const data = entry!.localOffset + 30 + header.readUInt16LE(26) + header.readUInt16LE(28);
+  const byte = Buffer.alloc(1);
+  await handle.read(byte, 0, 1, data + 2);
+  await handle.write(Buffer.from([byte[0]! ^ 0xff]), 0, 1, data + 2);
+  await handle.close();
+  const descriptors = readdirSync('/proc/self/fd').length;
+  await assert.rejects(extractArchive(await openArchive(file), await fresh('many-damaged'), { workspace: undefined, env: undefined }), ZipFormatError);
+  assert.equal(readdirSync('/proc/self/fd').length, descriptors, 'every descriptor handed to a thread was closed');
 });
