@@ -21,7 +21,7 @@ import {
   type ZipDirectoryEntry,
   type ZipDirectoryLimits,
 } from './zipReader.js';
-import { MAX_CHECKPOINT_ENTRIES } from './fileTree.js';
+import { MAX_CHECKPOINT_ENTRIES, MAX_PATH_BYTES } from './fileTree.js';
 import { letOthersRun } from './letOthersRun.js';
 import { METHOD_DEFLATE, METHOD_STORE, ZipWriter, type ZipEntry, type ZipEntryHeader } from './zipWriter.js';
 
@@ -370,6 +370,10 @@ export function checkPath(path: ByteString): ByteString {
   if (!(parts[0] === 'workspace' || parts[0] === 'env') || parts.length < 2) {
     throw errors.invalidArgument(`checkpoint archive entry ${quoted(textOf(path), 200)} is not under workspace/ or env/`);
   }
+  if (clean.length + 1 > MAX_PATH_BYTES)
+    throw errors.invalidArgument(
+      `checkpoint archive entry ${quoted(textOf(clean.slice(0, 300)), 200)} is ${clean.length} bytes long, more than a checkpoint path holds (${MAX_PATH_BYTES - 1})`,
+    );
   return clean;
 }
 

@@ -4,7 +4,6 @@ import { posix } from 'node:path';
 import { errors } from '../errors.js';
 import { at, inDirectoryNoFollow, openChildDirectorySync, openTrustedDirectory } from './beneath.js';
 import { byteString, pathArg, textOf, type ByteString } from './byteNames.js';
-import { MAX_NAME_BYTES } from './zipWriter.js';
 import { letOthersRun } from './letOthersRun.js';
 
 /**
@@ -37,6 +36,17 @@ const CLOCK_SLACK_MS = 50;
 
 /** Entries one checkpoint may hold: each costs the worker memory while it is written. */
 export const MAX_CHECKPOINT_ENTRIES = 500_000;
+
+/**
+ * Longest path of a checkpoint entry, its workspace/ or env/ and a directory's '/' included. V8
+ * hashes a longer string by its length alone: paths of one length past it (a deep directory's
+ * files) would all fall in one bucket of every Map keyed by them, each lookup comparing tens of
+ * kilobytes with every other: minutes of the worker's event loop for a few thousand files.
+ */
+export const MAX_PATH_BYTES = 16_383;
+
+/** The paths of one checkpoint's entries, all together: what its tree holds in the worker's memory, and its archive's directory. */
+export const MAX_CHECKPOINT_PATH_BYTES = 64 << 20;
 
 /** Directory levels the worker descends in a session's tree; deeper levels only the session uses. */
 export const MAX_TREE_DEPTH = 256;
@@ -130,6 +140,7 @@ export async function walkTree(
 /** The tree under `root` for a checkpoint, but for `skip` (relative paths, not entered); refuses trees nested deeper than MAX_TREE_DEPTH. */
 export async function scanTree(root: string, prefix = '', skip: readonly string[] = []): Promise<Tree> {
   const tree: Tree = new Map();
+  let pathBytes = 0;
   const racyAfter = Date.now() - CLOCK_SLACK_MS;
   const entry = (type: TreeEntry['type'], st: Stats, size: number): TreeEntry => {
     const it: TreeEntry = { type, size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, mode: st.mode & 0o7777 };
@@ -141,11 +152,17 @@ export async function scanTree(root: string, prefix = '', skip: readonly string[
     (relPath, st, dir, name) => {
       if (tree.size >= MAX_CHECKPOINT_ENTRIES)
         throw errors.tooLarge(`the session holds more than ${MAX_CHECKPOINT_ENTRIES} files and directories, more than a checkpoint holds`);
-      // Its name in the archive (a directory's with a '/' after it) is a 16-bit length of bytes.
-      if (prefix.length + relPath.length + 1 > MAX_NAME_BYTES)
+      // Lengths only: a path past the limits is never made a string of its own (nor hashed).
+      const length = prefix.length + relPath.length;
+      if (length + 1 > MAX_PATH_BYTES)
         throw errors.cannotArchive(
-          textOf(`${prefix}${relPath}`),
-          `its path is ${prefix.length + relPath.length} bytes long, more than an archive entry's name holds (${MAX_NAME_BYTES - 1}); shorten it and checkpoint again`,
+          textOf(`${prefix}${relPath.slice(0, 300)}`),
+          `its path is ${length} bytes long, more than a checkpoint holds (${MAX_PATH_BYTES - 1}); shorten it and checkpoint again`,
+        );
+      pathBytes += length;
+      if (pathBytes > MAX_CHECKPOINT_PATH_BYTES)
+        throw errors.tooLarge(
+          `the paths of the session's files and directories come to more than ${MAX_CHECKPOINT_PATH_BYTES >> 20} MiB, more than a checkpoint holds`,
         );
       if (st.isSymbolicLink()) {
         let target: string | undefined;

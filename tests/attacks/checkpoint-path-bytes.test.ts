@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Status, type ClientError } from 'nice-grpc';
+import { startWorker, type RunningWorker } from '../helpers/worker.js';
+import { runTool } from '../helpers/tasks.js';
+
+// Promise A (what we report saved is saved) and the worker's own CPU and memory. A checkpoint
+// holds every entry's full path: keys of the worker's Maps while it is made, and its archive's
+// directory (which a restore reads whole, within a bound), and its reply lists them. Session code
+// names them: deep directories make a few thousand empty files tens or hundreds of MB of paths.
+// - Paths past 16,383 bytes: V8 hashes such strings by length alone, so a deep directory's files
+//   all collide in every Map; 4,200 files of 64 KB paths took 280 s of the worker's CPU, and the
+//   checkpoint was saved while its reply could not be sent.
+// - Paths under that, but 16 KB each: 64 MB of them for 4,300 files.
+// Each must be refused when the checkpoint is made, with a clear code.
+let worker: RunningWorker;
+before(async () => {
+  worker = await startWorker({ env: { WORKER_SPARE_SESSIONS: '0' } });
+});
+after(async () => worker?.stop());
+
+/** Python making `levels` nested directories of 255-byte names under /workspace, then `files` empty files in the deepest. */
+const deepFiles = (levels: number, files: number) => String.raw`
+import os
+fd = os.open('/workspace', os.O_RDONLY | os.O_DIRECTORY)
+for i in range(${levels}):
+    n = '%03d' % i + 'd' * 252
+    os.mkdir(n, dir_fd=fd)
+    nfd = os.open(n, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+    os.close(fd)
+    fd = nfd
+for i in range(${files}):
+    os.close(os.open('f%05d' % i, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+print('made')
+`;
+
+async function refusal(levels: number, files: number): Promise<ClientError> {
+  const { sessionId } = await worker.sessions.createSession({ workspaceId: `deep-${levels}` });
+  assert.equal((await runTool(worker.tasks, sessionId, 'run.python', { code: deepFiles(levels, files) })).stdout, 'made\n');
+  const outcome = await worker.sessions.checkpointSession({ sessionId, incremental: false }).catch((err: unknown) => err as ClientError);
+  assert.ok('details' in outcome, `a checkpoint of ${files} files ${levels * 256} bytes deep was reported saved`);
+  await worker.sessions.destroySession({ sessionId });
+  return outcome;
+}
+
+test('paths longer than 16,383 bytes are refused naming one, before any Map holds them', async () => {
+  const { code, details } = await refusal(70, 500);
+  assert.equal(code, Status.FAILED_PRECONDITION, `${Status[code]}: ${details}`);
+  assert.match(details, /^cannot checkpoint "workspace\/000d+.*: its path is 1\d{4} bytes long, more than a checkpoint holds \(16382\)/);
+});
+
+test('more than 64 MiB of paths in all is refused up front, not saved past what its reply can say', async () => {
+  const { code, details } = await refusal(63, 4300);
+  assert.equal(code, Status.RESOURCE_EXHAUSTED, `${Status[code]}: ${details}`);
+  assert.match(details, /the paths of the session's files and directories come to more than 64 MiB, more than a checkpoint holds/);
+});
