@@ -50,6 +50,8 @@ import { DISK_FLOOR_BYTES, DiskBudget } from './storage/diskBudget.js';
 import { CallTurns } from './tasks/callTurns.js';
 import { PayloadBudget } from './sessions/payloadBudget.js';
 
+/** Bytes of paths a checkpoint's modified_files lists at most. */
+const MODIFIED_FILES_BYTES = 8 * 1024 * 1024;
 /** fs requests' and replies' bytes the worker holds at once, all sessions together (sessions/payloadBudget.ts). */
 const WORKER_PAYLOAD_BYTES = 1024 * 1024 * 1024;
 import { metrics, registry } from './telemetry/metrics.js';
@@ -275,7 +277,15 @@ async function openStores(config: WorkerConfig, dirs: DataDirectory, pool: Sessi
   for (const unfinished of unfinishedWrites(dirs)) await rm(unfinished, { recursive: true, force: true });
   const remote = s3 ? await openS3Stores(s3, dirs) : undefined;
   const checkpointStore = remote?.checkpoints ?? new LocalCheckpointStore(dirs.checkpoints);
-  const checkpoints = new Checkpoints({ store: checkpointStore, pool, keepPerSession: config.checkpointsPerSession, diskBudget, logger });
+  const checkpoints = new Checkpoints({
+    store: checkpointStore,
+    pool,
+    keepPerSession: config.checkpointsPerSession,
+    // A quarter of a message at most: a reply carries other fields, and a restore's reply the metadata too.
+    modifiedFilesBytes: Math.min(MODIFIED_FILES_BYTES, Math.floor(config.maxMessageBytes / 4)),
+    diskBudget,
+    logger,
+  });
   const signer = await UrlSigner.load(config.urlSecret, dirs.urlSecret);
   const publicUrl = { value: config.publicUrl };
   const localArtifacts = new LocalArtifactStore(dirs.artifacts, signer, () => publicUrl.value!, config.downloadUrlTtlSeconds * 1000);

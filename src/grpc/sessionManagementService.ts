@@ -13,6 +13,7 @@ function metadataOf(record: CheckpointRecord) {
     checksumSha256: record.checksumSha256,
     installedPackages: record.installedPackages,
     modifiedFiles: record.modifiedFiles,
+    modifiedFilesTruncated: record.modifiedFilesTruncated ?? false,
   };
 }
 

@@ -25,6 +25,8 @@ export interface CheckpointsOptions {
   pool: SessionPool;
   /** Newest checkpoints kept per session (plus the parents they need). */
   keepPerSession: number;
+  /** Bytes of paths modified_files lists at most (the reply must fit in a message); past them it is cut short. */
+  modifiedFilesBytes: number;
   /** What an archive may take of the data disk is reserved while it is written; undefined: nothing reserved. */
   diskBudget?: DiskBudget | undefined;
   logger: Logger;
@@ -65,6 +67,20 @@ export const MAX_INCREMENTAL_CHAIN = 100;
 const workspacePaths = (paths: string[]) => paths.filter((p) => p.startsWith('workspace/')).map((p) => textOf(p.slice('workspace/'.length)));
 
 /**
+ * The first of `paths` (sorted) that fit in `maxBytes` as they go on the wire (UTF-8, a tag and
+ * a length each), and whether any were left out: 64 MiB of paths, a not-UTF-8 byte becoming
+ * three, would not fit in a reply.
+ */
+export function listedPaths(paths: string[], maxBytes: number): { modifiedFiles: string[]; modifiedFilesTruncated: boolean } {
+  let bytes = 0;
+  for (const [i, path] of paths.entries()) {
+    bytes += Buffer.byteLength(path) + 4;
+    if (bytes > maxBytes) return { modifiedFiles: paths.slice(0, i), modifiedFilesTruncated: true };
+  }
+  return { modifiedFiles: paths, modifiedFilesTruncated: false };
+}
+
+/**
  * Checkpoints and restores: a zip of the session's workspace and environment in the checkpoint
  * store, full or incremental (what changed since the session's previous checkpoint, naming it as
  * parent), checked against its checksum and every entry before a restore extracts anything.
@@ -93,7 +109,10 @@ export class Checkpoints {
         createdAtMs: Date.now(),
         checksumSha256: '',
         installedPackages: await session.sandbox.installedPackages(),
-        modifiedFiles: workspacePaths([...sinceBaseline.changed.filter((p) => !sinceBaseline.unsure.has(p)), ...sinceBaseline.deleted]).sort(),
+        ...listedPaths(
+          workspacePaths([...sinceBaseline.changed.filter((p) => !sinceBaseline.unsure.has(p)), ...sinceBaseline.deleted]).sort(),
+          this.options.modifiedFilesBytes,
+        ),
         workspaceId: session.workspaceId,
         userId: session.userId,
         config: session.config,

@@ -15,6 +15,8 @@ export interface CheckpointRecord<Config = unknown> {
   checksumSha256: string;
   installedPackages: string[];
   modifiedFiles: string[];
+  /** modifiedFiles lists only the first paths (records before this field: never cut). */
+  modifiedFilesTruncated?: boolean;
   workspaceId: string;
   userId: string;
   config: Config;

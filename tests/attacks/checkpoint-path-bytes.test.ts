@@ -19,12 +19,15 @@ before(async () => {
 });
 after(async () => worker?.stop());
 
-/** Python making `levels` nested directories of 255-byte names under /workspace, then `files` empty files in the deepest. */
-const deepFiles = (levels: number, files: number) => String.raw`
+/**
+ * Python making `levels` nested directories of 255-byte names under /workspace (`000ddd…`, or
+ * 255 bytes 0xff: not UTF-8, each byte U+FFFD in modified_files), then `files` empty files in the deepest.
+ */
+const deepFiles = (levels: number, files: number, notUtf8 = false) => String.raw`
 import os
 fd = os.open('/workspace', os.O_RDONLY | os.O_DIRECTORY)
 for i in range(${levels}):
-    n = '%03d' % i + 'd' * 252
+    n = ${notUtf8 ? 'bytes([255]) * 255' : "'%03d' % i + 'd' * 252"}
     os.mkdir(n, dir_fd=fd)
     nfd = os.open(n, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
     os.close(fd)
@@ -33,6 +36,27 @@ for i in range(${files}):
     os.close(os.open('f%05d' % i, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
 print('made')
 `;
+
+test('modified_files too long for a reply is cut short and says so; the checkpoint holds every file', async () => {
+  // 2,300 paths of 10 KB not-UTF-8 bytes: 23 MB of paths, 70 MB of modified_files as UTF-8.
+  const files = 2300;
+  const { sessionId } = await worker.sessions.createSession({ workspaceId: 'not-utf8' });
+  assert.equal((await runTool(worker.tasks, sessionId, 'run.python', { code: deepFiles(40, files, true) })).stdout, 'made\n');
+  const { checkpointId, metadata } = await worker.sessions.checkpointSession({ sessionId, incremental: false });
+  assert.equal(metadata?.modifiedFilesTruncated, true);
+  const listed = metadata!.modifiedFiles;
+  assert.ok(listed.length > 0 && listed.length < files, `${listed.length} paths listed`);
+  assert.ok(Buffer.byteLength(listed.join('')) <= 8 << 20, 'within 8 MiB');
+  assert.deepEqual(listed, [...listed].sort(), 'in order');
+  const restored = await worker.sessions.restoreSession({ checkpointId });
+  assert.equal(restored.checkpointMetadata?.modifiedFilesTruncated, true);
+  const count = await runTool(worker.tasks, restored.sessionId, 'run.python', {
+    code: "import os\nn = 0\nfor _, _, names, _ in os.fwalk(b'/workspace'): n += len(names)\nprint(n)",
+  });
+  assert.equal(count.stdout, `${files}\n`, 'every file restored');
+  await worker.sessions.destroySession({ sessionId });
+  await worker.sessions.destroySession({ sessionId: restored.sessionId });
+});
 
 async function refusal(levels: number, files: number): Promise<ClientError> {
   const { sessionId } = await worker.sessions.createSession({ workspaceId: `deep-${levels}` });

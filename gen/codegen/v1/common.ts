@@ -297,6 +297,11 @@ export interface CheckpointMetadata {
   checksumSha256: string;
   installedPackages: string[];
   modifiedFiles: string[];
+  /**
+   * modified_files was cut short: it lists paths up to a bound of bytes (a reply must fit in a
+   * message), in order; the checkpoint itself holds every change.
+   */
+  modifiedFilesTruncated: boolean;
 }
 
 function createBaseResourceMetrics(): ResourceMetrics {
@@ -867,7 +872,14 @@ export const NetworkPolicy: MessageFns<NetworkPolicy> = {
 };
 
 function createBaseCheckpointMetadata(): CheckpointMetadata {
-  return { sessionId: "", createdAtMs: 0, checksumSha256: "", installedPackages: [], modifiedFiles: [] };
+  return {
+    sessionId: "",
+    createdAtMs: 0,
+    checksumSha256: "",
+    installedPackages: [],
+    modifiedFiles: [],
+    modifiedFilesTruncated: false,
+  };
 }
 
 export const CheckpointMetadata: MessageFns<CheckpointMetadata> = {
@@ -886,6 +898,9 @@ export const CheckpointMetadata: MessageFns<CheckpointMetadata> = {
     }
     for (const v of message.modifiedFiles) {
       writer.uint32(42).string(v!);
+    }
+    if (message.modifiedFilesTruncated !== false) {
+      writer.uint32(48).bool(message.modifiedFilesTruncated);
     }
     return writer;
   },
@@ -943,6 +958,14 @@ export const CheckpointMetadata: MessageFns<CheckpointMetadata> = {
             message.modifiedFiles.push(reader.string());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.modifiedFilesTruncated = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -982,6 +1005,11 @@ export const CheckpointMetadata: MessageFns<CheckpointMetadata> = {
         : globalThis.Array.isArray(object?.modified_files)
         ? object.modified_files.map((e: any) => globalThis.String(e))
         : [],
+      modifiedFilesTruncated: isSet(object.modifiedFilesTruncated)
+        ? globalThis.Boolean(object.modifiedFilesTruncated)
+        : isSet(object.modified_files_truncated)
+        ? globalThis.Boolean(object.modified_files_truncated)
+        : false,
     };
   },
 
@@ -1002,6 +1030,9 @@ export const CheckpointMetadata: MessageFns<CheckpointMetadata> = {
     if (message.modifiedFiles?.length) {
       obj.modifiedFiles = message.modifiedFiles;
     }
+    if (message.modifiedFilesTruncated !== false) {
+      obj.modifiedFilesTruncated = message.modifiedFilesTruncated;
+    }
     return obj;
   },
 
@@ -1015,6 +1046,7 @@ export const CheckpointMetadata: MessageFns<CheckpointMetadata> = {
     message.checksumSha256 = object.checksumSha256 ?? "";
     message.installedPackages = object.installedPackages?.map((e) => e) || [];
     message.modifiedFiles = object.modifiedFiles?.map((e) => e) || [];
+    message.modifiedFilesTruncated = object.modifiedFilesTruncated ?? false;
     return message;
   },
 };
