@@ -47,7 +47,10 @@ async function prepare(worker: RunningWorker): Promise<Prepared> {
   assert.equal((await callTool(worker.tasks, capped, 'fs.write', { path: 'data.txt', contents: 'capped and kept' })).code, Status.OK);
   const install = await callTool(worker.tasks, capped, 'pkg.install', { requirements: 'tinydep==1.2.0' }, 60_000);
   assert.equal(install.code, Status.OK, install.text.slice(-500));
-  const checkpointId = (await worker.sessions.checkpointSession({ sessionId: plain }, CALL)).checkpointId;
+  await worker.sessions.checkpointSession({ sessionId: plain }, CALL);
+  // Then an incremental one: its tree is kept as changes since the full one's (rememberedTree.ts).
+  assert.equal((await callTool(worker.tasks, plain, 'fs.write', { path: 'notes/b.txt', contents: 'since the full one' })).code, Status.OK);
+  const checkpointId = (await worker.sessions.checkpointSession({ sessionId: plain, incremental: true }, CALL)).checkpointId;
   // A task still running when the worker goes: its code has run, so it is on disk (a task that
   // starts a process is recorded before its code runs). Counted RUNNING, it may not be yet.
   const cutTask = 'task-cut-off';

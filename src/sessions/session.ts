@@ -1,3 +1,4 @@
+import { CHECKPOINT_TREE_FILES, RememberedTree } from './rememberedTree.js';
 import { SessionState } from '../../gen/codegen/v1/common.js';
 import { PayloadBudget } from './payloadBudget.js';
 import { errors } from '../errors.js';
@@ -56,9 +57,6 @@ export interface SessionOptions {
 
 /** How long task bookkeeping may wait before it is written (a burst of tasks is one write). */
 const PERSIST_DELAY_MS = 200;
-// v2: names as byte strings, entries with ctime and inode (storage/fileTree.ts). A v1 tree is
-// not read: the next incremental checkpoint after an upgrade is a full one.
-const CHECKPOINT_TREE = 'checkpoint-tree-v2.json';
 /** One session's share of the worker's payload bytes: a session cannot take them all. */
 const SESSION_PAYLOAD_BYTES = 64 * 1024 * 1024;
 const BASELINE_TREE = 'baseline-tree-v2.json';
@@ -89,6 +87,8 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
   private readonly artifactIds: string[] = [];
   /** The session's previous checkpoint; its tree (the parent of an incremental one) when known. */
   private previousCheckpoint: { id: string; tree: Tree | undefined; chainLength: number } | undefined;
+  /** The previous checkpoint's tree as kept on disk. */
+  private readonly rememberedTree: RememberedTree;
   /** The files as created or restored: what modified_files of a full checkpoint is measured from. */
   private baseline: Tree = new Map();
   private sandboxRef: S | undefined;
@@ -107,6 +107,7 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
     this.config = options.config;
     this.logger = options.logger;
     this.store = options.store;
+    this.rememberedTree = new RememberedTree(options.store, options.id);
     this.createdAtMs = options.createdAtMs ?? Date.now();
     this.lastActivityMs = options.lastActivityMs ?? this.createdAtMs;
     this.tasks = new TaskRegistry(this.id, options.taskHistory);
@@ -189,7 +190,8 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
   async inherit(source: Session<SessionSandboxParts>): Promise<void> {
     this.previousCheckpoint = source.previousCheckpoint && { ...source.previousCheckpoint };
     this.baseline = source.baseline;
-    await this.store.copyExtras(source.id, this.id, [CHECKPOINT_TREE, BASELINE_TREE]);
+    this.rememberedTree.inherit(source.rememberedTree);
+    await this.store.copyExtras(source.id, this.id, [...CHECKPOINT_TREE_FILES, BASELINE_TREE]);
   }
 
   /**
@@ -233,11 +235,9 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
 
   /** A checkpoint made or restored: remembered, on disk too, as the parent of the next incremental one. */
   async rememberCheckpoint(id: string, tree: Tree, chainLength: number): Promise<void> {
+    const previous = this.previousCheckpoint?.tree;
     this.previousCheckpoint = { id, tree, chainLength };
-    // Not fsynced (megabytes for a large workspace, on every checkpoint): a tree a crash loses or
-    // leaves stale does not match the record's checkpoint id, and the next incremental checkpoint
-    // is then a full one (loadTrees).
-    await this.store.writeExtra(this.id, CHECKPOINT_TREE, { id, chainLength, entries: [...tree] }, false);
+    await this.rememberedTree.save(id, chainLength, tree, previous);
     await this.persist();
   }
 
@@ -250,18 +250,8 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
   /** The checkpoint trees an earlier run wrote (for an adopted session). */
   private async loadTrees(): Promise<void> {
     const isEntries = (v: unknown) => Array.isArray(v) && v.every((e) => Array.isArray(e) && typeof e[0] === 'string' && typeof e[1] === 'object');
-    const checkpoint = await this.store
-      .readExtra<{ id: string; chainLength: number; entries: [string, TreeEntry][] }>(
-        this.id,
-        CHECKPOINT_TREE,
-        (v) =>
-          typeof (v as { id?: unknown })?.id === 'string' &&
-          Number.isSafeInteger((v as { chainLength?: unknown }).chainLength) &&
-          isEntries((v as { entries?: unknown }).entries),
-      )
-      .catch(() => undefined);
-    if (checkpoint && checkpoint.id === this.lastCheckpointId)
-      this.previousCheckpoint = { id: checkpoint.id, tree: new Map(checkpoint.entries), chainLength: checkpoint.chainLength };
+    const checkpoint = await this.rememberedTree.load();
+    if (checkpoint && checkpoint.id === this.lastCheckpointId) this.previousCheckpoint = checkpoint;
     const baseline = await this.store.readExtra<[string, TreeEntry][]>(this.id, BASELINE_TREE, isEntries).catch(() => undefined);
     if (baseline) this.baseline = new Map(baseline);
   }
