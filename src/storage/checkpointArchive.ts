@@ -23,6 +23,7 @@ import {
 } from './zipReader.js';
 import { MAX_CHECKPOINT_ENTRIES, MAX_PATH_BYTES } from './fileTree.js';
 import { letOthersRun } from './letOthersRun.js';
+import { OpenFilesBudget } from './openFilesBudget.js';
 import { METHOD_DEFLATE, METHOD_STORE, ZipWriter, type ZipEntry, type ZipEntryHeader } from './zipWriter.js';
 
 /**
@@ -590,6 +591,7 @@ async function extractInto(archive: OpenedArchive, source: number, roots: OpenRo
     const large = files.filter((e) => !whole(e));
     let failed = false;
     const extractBatch = async (batch: ArchiveEntry[]) => {
+      await extractingFiles.hold(batch.length, signal);
       const handed: ExtractedFile[] = [];
       try {
         for (const entry of batch) {
@@ -608,11 +610,14 @@ async function extractInto(archive: OpenedArchive, source: number, roots: OpenRo
         }
       } catch (err) {
         for (const file of handed) closeSync(file.fd);
+        extractingFiles.release(batch.length);
         throw err;
       }
-      await extractFiles(source, handed).catch((err: unknown) => {
-        throw err instanceof EntryFormatError ? new ZipFormatError(err.message) : err;
-      });
+      await extractFiles(source, handed)
+        .catch((err: unknown) => {
+          throw err instanceof EntryFormatError ? new ZipFormatError(err.message) : err;
+        })
+        .finally(() => extractingFiles.release(batch.length));
     };
     const extractLarge = async (entry: ArchiveEntry) => {
       const fd = await createFile(entry);
@@ -679,6 +684,12 @@ export async function restoreDirectoryTimes(archives: OpenedArchive[], roots: Ar
 
 /** Batches (or large files) extracted at once: enough to keep every compression thread busy while the next batch's files are made. */
 const EXTRACT_CONCURRENCY = 6;
+/**
+ * Files being extracted, open, all restores together: a batch holds its files' descriptors until
+ * the thread is done with them, and restores side by side must not take the worker's last ones.
+ */
+export const extractingFiles = new OpenFilesBudget(512);
+
 /** A batch for a compression thread: this many files, or this many bytes, whichever comes first. */
 const BATCH_FILES = 64;
 const BATCH_BYTES = 4 << 20;

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { crc32 } from 'node:zlib';
-import { extractArchive, openArchive, sha256Of, worthDeflating, writeArchive } from '../../src/storage/checkpointArchive.js';
+import { extractArchive, extractingFiles, openArchive, sha256Of, worthDeflating, writeArchive } from '../../src/storage/checkpointArchive.js';
 import { scanTree } from '../../src/storage/fileTree.js';
 import { readZipDirectory, readZipEntry, ZipFormatError } from '../../src/storage/zipReader.js';
 import { METHOD_STORE, ZipWriter } from '../../src/storage/zipWriter.js';
@@ -120,4 +120,32 @@ test('files extracted in batches on the compression threads: bytes and times kep
   const descriptors = readdirSync('/proc/self/fd').length;
   await assert.rejects(extractArchive(await openArchive(file), await fresh('many-damaged'), { workspace: undefined, env: undefined }), ZipFormatError);
   assert.equal(readdirSync('/proc/self/fd').length, descriptors, 'every descriptor handed to a thread was closed');
+});
+
+// Each batch holds its files open until its thread is done: restores side by side share a bound
+// of open files (512), so six restores of 150 files at once cannot take the worker's last
+// descriptors (unbounded, they would hold up to 900).
+test('restores side by side hold at most 512 files open for extraction between them', async () => {
+  const source = { workspace: join(scratch, 'side', 'workspace'), env: join(scratch, 'side', 'env') };
+  await mkdir(source.workspace, { recursive: true });
+  await mkdir(source.env, { recursive: true });
+  for (let i = 0; i < 150; i++) await writeFile(join(source.workspace, `f${i}`), `file ${i}\n`.repeat(50));
+  const tree = await scanTree(source.workspace, 'workspace/');
+  const file = join(scratch, 'side.zip');
+  await writeArchive(file, source, tree, [...tree.keys()], [], { checkpointId: 'c' });
+  const targets = await Promise.all(
+    Array.from({ length: 6 }, async (_, i) => {
+      const target = { workspace: join(scratch, `side-${i}`, 'workspace'), env: join(scratch, `side-${i}`, 'env') };
+      await mkdir(target.workspace, { recursive: true });
+      await mkdir(target.env, { recursive: true });
+      return { target, archive: await openArchive(file) };
+    }),
+  );
+  const descriptors = readdirSync('/proc/self/fd').length;
+  extractingFiles.peak = 0;
+  await Promise.all(targets.map(({ target, archive }) => extractArchive(archive, target, { workspace: undefined, env: undefined })));
+  for (const { target } of targets) assert.equal(readdirSync(target.workspace).length, 150);
+  assert.ok(extractingFiles.peak > 150, `the restores ran side by side (${extractingFiles.peak} files open at most)`);
+  assert.ok(extractingFiles.peak <= 512, `${extractingFiles.peak} files open at most`);
+  assert.equal(readdirSync('/proc/self/fd').length, descriptors, 'every one closed');
 });
