@@ -39,9 +39,10 @@ function isDiskFull(err: unknown): boolean {
 
 /** What a session's checkpoint covers: its workspace, and its environment minus what ties it to this host. */
 async function sessionTree(session: Session): Promise<Tree> {
-  const workspace = await scanTree(session.sandbox.workspace, 'workspace/');
+  const paths = { bytes: 0 };
+  const workspace = await scanTree(session.sandbox.workspace, 'workspace/', [], paths);
   // Left out (not even walked): remade for the restoring worker (a Python environment's pyvenv.cfg, Go's build cache).
-  const env = await scanTree(session.sandbox.environment, 'env/', session.sandbox.machineSpecific);
+  const env = await scanTree(session.sandbox.environment, 'env/', session.sandbox.machineSpecific, paths);
   const tree: Tree = new Map();
   // Every link of the workspace is kept as it is (a link is data, whatever it points at). The
   // environment's links that leave it (its interpreter's) belong to this host: the restoring

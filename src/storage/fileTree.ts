@@ -137,10 +137,13 @@ export async function walkTree(
   }
 }
 
-/** The tree under `root` for a checkpoint, but for `skip` (relative paths, not entered); refuses trees nested deeper than MAX_TREE_DEPTH. */
-export async function scanTree(root: string, prefix = '', skip: readonly string[] = []): Promise<Tree> {
+/**
+ * The tree under `root` for a checkpoint, but for `skip` (relative paths, not entered); refuses
+ * trees nested deeper than MAX_TREE_DEPTH. `paths` counts the bytes of the paths met against
+ * MAX_CHECKPOINT_PATH_BYTES: one count for every tree of a checkpoint.
+ */
+export async function scanTree(root: string, prefix = '', skip: readonly string[] = [], paths = { bytes: 0 }): Promise<Tree> {
   const tree: Tree = new Map();
-  let pathBytes = 0;
   const racyAfter = Date.now() - CLOCK_SLACK_MS;
   const entry = (type: TreeEntry['type'], st: Stats, size: number): TreeEntry => {
     const it: TreeEntry = { type, size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, mode: st.mode & 0o7777 };
@@ -159,8 +162,8 @@ export async function scanTree(root: string, prefix = '', skip: readonly string[
           textOf(`${prefix}${relPath.slice(0, 300)}`),
           `its path is ${length} bytes long, more than a checkpoint holds (${MAX_PATH_BYTES - 1}); shorten it and checkpoint again`,
         );
-      pathBytes += length;
-      if (pathBytes > MAX_CHECKPOINT_PATH_BYTES)
+      paths.bytes += length;
+      if (paths.bytes > MAX_CHECKPOINT_PATH_BYTES)
         throw errors.tooLarge(
           `the paths of the session's files and directories come to more than ${MAX_CHECKPOINT_PATH_BYTES >> 20} MiB, more than a checkpoint holds`,
         );
