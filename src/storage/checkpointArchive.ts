@@ -482,9 +482,10 @@ async function writeEntry(source: number, entry: ZipDirectoryEntry, fd: number):
  * Extraction. The usual case, an entry whose directory exists and whose name is free, is made
  * with synchronous calls from the directory's descriptor (DirectoryCursor: tree order keeps it
  * open across a directory's entries); files' bytes are read, inflated and written on the
- * compression threads, a batch of files at a time (extractFiles). Anything else (a name taken by an earlier archive of the chain, a
- * missing parent) takes the general path: the parent reached or made with inDirectoryNoFollow,
- * whatever is there removed, the entry made. Neither follows a link.
+ * compression threads, a batch of files at a time (extractFiles). Anything else (a name taken
+ * by an earlier archive of the chain, a missing parent) takes the general path: the parent
+ * reached or made with inDirectoryNoFollow, whatever is there removed, the entry made. Neither
+ * follows a link.
  */
 async function extractInto(archive: OpenedArchive, source: number, roots: OpenRoots, owners: Owners, signal: AbortSignal | undefined): Promise<void> {
   const ownerOf = (path: string) => (path.startsWith('workspace/') ? owners.workspace : owners.env);
