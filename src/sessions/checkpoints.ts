@@ -10,7 +10,7 @@ import type { DiskBudget, Reservation } from '../storage/diskBudget.js';
 import { ZipFormatError } from '../storage/zipReader.js';
 import { MissingArchiveError, type CheckpointRecord, type CheckpointStore, type FetchedArchive } from '../storage/checkpointStore.js';
 import { DamagedRecordError } from '../storage/jsonFile.js';
-import { diffTrees, linkStaysWithin, scanTree, type Tree, type TreeEntry } from '../storage/fileTree.js';
+import { diffTrees, linkStaysWithin, MAX_LONG_PATHS_RESTORED, scanTree, type Tree, type TreeEntry } from '../storage/fileTree.js';
 import { emptyTree } from '../storage/removeTree.js';
 import type { Session } from './session.js';
 import { sessionConfigOf, storedSessionConfig, type EffectiveSessionConfig } from './sessionConfig.js';
@@ -37,9 +37,12 @@ function isDiskFull(err: unknown): boolean {
   return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
-/** What a session's checkpoint covers: its workspace, and its environment minus what ties it to this host. */
-async function sessionTree(session: Session): Promise<Tree> {
-  const paths = { bytes: 0 };
+/**
+ * What a session's checkpoint covers: its workspace, and its environment minus what ties it to
+ * this host. `longAllowed`: paths past MAX_PATH_BYTES it may hold (a restore's, made before the bound).
+ */
+async function sessionTree(session: Session, longAllowed = 0): Promise<Tree> {
+  const paths = { bytes: 0, longAllowed };
   const workspace = await scanTree(session.sandbox.workspace, 'workspace/', [], paths);
   // Left out (not even walked): remade for the restoring worker (a Python environment's pyvenv.cfg, Go's build cache).
   const env = await scanTree(session.sandbox.environment, 'env/', session.sandbox.machineSpecific, paths);
@@ -167,26 +170,7 @@ export class Checkpoints {
     const { record, chain } = await this.chainOf(checkpointId);
     const fetched: FetchedArchive[] = [];
     try {
-      // Everything is checked before anything is extracted.
-      const archives: { checkpointId: string; archive: OpenedArchive }[] = [];
-      for (const link of chain) {
-        signal?.throwIfAborted();
-        const archive = await this.options.store.fetch(link.checkpointId).catch((err: unknown) => {
-          if (err instanceof MissingArchiveError)
-            throw errors.checkpointDamaged(Status.NOT_FOUND, link.checkpointId, 'its archive is missing from the checkpoint store');
-          throw errors.archiveFailed(`the archive of checkpoint ${quoted(link.checkpointId)} cannot be fetched (${faultOf(err)})`);
-        });
-        fetched.push(archive);
-        if ((await sha256Of(archive.path)) !== link.checksumSha256) throw errors.checkpointCorrupted(link.checkpointId);
-        archives.push({
-          checkpointId: link.checkpointId,
-          archive: await openArchive(archive.path, signal).catch((err: unknown) => {
-            if (err instanceof ZipFormatError)
-              throw errors.checkpointDamaged(Status.DATA_LOSS, link.checkpointId, `its archive cannot be read (${err.message})`);
-            throw err;
-          }),
-        });
-      }
+      const archives = await this.openChain(chain, fetched, signal);
       signal?.throwIfAborted();
       const session = await this.options.pool.create({ workspaceId: record.workspaceId, userId: record.userId, config: sessionConfigOf(record.config) });
       try {
@@ -202,9 +186,11 @@ export class Checkpoints {
         }
         const opened = archives.map(({ archive }) => archive);
         await restoreDirectoryTimes(opened, roots);
-        const tree = await sessionTree(session);
+        const tree = await sessionTree(session, MAX_LONG_PATHS_RESTORED);
         await session.rememberBaseline(tree);
         await session.rememberCheckpoint(record.checkpointId, tree, chain.length);
+        // Its client gone by now (cancelled, or past its deadline) would never hear of the session: it goes.
+        signal?.throwIfAborted();
       } catch (err) {
         await this.options.pool.destroy(session.id, signal?.aborted ? 'restore cancelled' : 'restore failed').catch(() => undefined);
         if (err instanceof WorkerError || signal?.aborted) throw err;
@@ -221,6 +207,36 @@ export class Checkpoints {
     } finally {
       for (const archive of fetched) await archive.release();
     }
+  }
+
+  /**
+   * Each archive of `chain` fetched (added to `fetched`, for the caller to release), checked
+   * against its checksum and opened (every entry checked): all before anything is extracted.
+   */
+  private async openChain(
+    chain: SessionCheckpoint[],
+    fetched: FetchedArchive[],
+    signal: AbortSignal | undefined,
+  ): Promise<{ checkpointId: string; archive: OpenedArchive }[]> {
+    const archives: { checkpointId: string; archive: OpenedArchive }[] = [];
+    for (const link of chain) {
+      signal?.throwIfAborted();
+      const archive = await this.options.store.fetch(link.checkpointId).catch((err: unknown) => {
+        if (err instanceof MissingArchiveError)
+          throw errors.checkpointDamaged(Status.NOT_FOUND, link.checkpointId, 'its archive is missing from the checkpoint store');
+        throw errors.archiveFailed(`the archive of checkpoint ${quoted(link.checkpointId)} cannot be fetched (${faultOf(err)})`);
+      });
+      fetched.push(archive);
+      if ((await sha256Of(archive.path)) !== link.checksumSha256) throw errors.checkpointCorrupted(link.checkpointId);
+      archives.push({
+        checkpointId: link.checkpointId,
+        archive: await openArchive(archive.path, signal).catch((err: unknown) => {
+          if (err instanceof ZipFormatError) throw errors.checkpointDamaged(Status.DATA_LOSS, link.checkpointId, `its archive cannot be read (${err.message})`);
+          throw err;
+        }),
+      });
+    }
+    return archives;
   }
 
   /**

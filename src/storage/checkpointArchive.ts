@@ -21,7 +21,7 @@ import {
   type ZipDirectoryEntry,
   type ZipDirectoryLimits,
 } from './zipReader.js';
-import { MAX_CHECKPOINT_ENTRIES, MAX_PATH_BYTES } from './fileTree.js';
+import { MAX_CHECKPOINT_ENTRIES, MAX_LONG_PATHS_RESTORED, MAX_PATH_BYTES } from './fileTree.js';
 import { letOthersRun } from './letOthersRun.js';
 import { OpenFilesBudget } from './openFilesBudget.js';
 import { METHOD_DEFLATE, METHOD_STORE, ZipWriter, type ZipEntry, type ZipEntryHeader } from './zipWriter.js';
@@ -371,10 +371,6 @@ export function checkPath(path: ByteString): ByteString {
   if (!(parts[0] === 'workspace' || parts[0] === 'env') || parts.length < 2) {
     throw errors.invalidArgument(`checkpoint archive entry ${quoted(textOf(path), 200)} is not under workspace/ or env/`);
   }
-  if (clean.length + 1 > MAX_PATH_BYTES)
-    throw errors.invalidArgument(
-      `checkpoint archive entry ${quoted(textOf(clean.slice(0, 300)), 200)} is ${clean.length} bytes long, more than a checkpoint path holds (${MAX_PATH_BYTES - 1})`,
-    );
   return clean;
 }
 
@@ -406,6 +402,7 @@ export async function openArchive(file: string, signal?: AbortSignal): Promise<O
     const readWhole = (entry: ZipDirectoryEntry) => readZipEntry(handle.fd, entry);
     const entries: ArchiveEntry[] = [];
     let deleted: string[] = [];
+    let longPaths = 0;
     for (const [i, zip] of directory.entries()) {
       if (i % 4096 === 4095) await letOthersRun(signal);
       if (zip.name === METADATA) continue;
@@ -422,6 +419,10 @@ export async function openArchive(file: string, signal?: AbortSignal): Promise<O
         continue;
       }
       const path = checkPath(zip.name);
+      if (path.length + 1 > MAX_PATH_BYTES && ++longPaths > MAX_LONG_PATHS_RESTORED)
+        throw errors.tooLarge(
+          `the checkpoint holds more than ${MAX_LONG_PATHS_RESTORED} paths longer than ${MAX_PATH_BYTES - 1} bytes (made before checkpoints refused them), more than a restore makes`,
+        );
       const unixMode = zip.externalAttributes >>> 16;
       const kind = zip.name.endsWith('/') ? 'directory' : (unixMode & S_IFMT) === S_IFLNK ? 'symlink' : 'file';
       const target = kind === 'symlink' ? (await readWhole(zip)).toString('latin1') : undefined;

@@ -45,6 +45,14 @@ export const MAX_CHECKPOINT_ENTRIES = 500_000;
  */
 export const MAX_PATH_BYTES = 16_383;
 
+/**
+ * Paths past MAX_PATH_BYTES a restored session may hold: a release before it checkpointed
+ * paths up to a zip name's 65,535 bytes, and what it reported saved must restore. So few that
+ * even all of one length (one hash bucket) cost the worker little; its next checkpoint names
+ * the first of them until they are shortened.
+ */
+export const MAX_LONG_PATHS_RESTORED = 256;
+
 /** The paths of one checkpoint's entries, all together: what its tree holds in the worker's memory, and its archive's directory. */
 export const MAX_CHECKPOINT_PATH_BYTES = 64 << 20;
 
@@ -140,9 +148,10 @@ export async function walkTree(
 /**
  * The tree under `root` for a checkpoint, but for `skip` (relative paths, not entered); refuses
  * trees nested deeper than MAX_TREE_DEPTH. `paths` counts the bytes of the paths met against
- * MAX_CHECKPOINT_PATH_BYTES: one count for every tree of a checkpoint.
+ * MAX_CHECKPOINT_PATH_BYTES (one count for every tree of a checkpoint), and the paths past
+ * MAX_PATH_BYTES against `paths.longAllowed` (none for a checkpoint).
  */
-export async function scanTree(root: string, prefix = '', skip: readonly string[] = [], paths = { bytes: 0 }): Promise<Tree> {
+export async function scanTree(root: string, prefix = '', skip: readonly string[] = [], paths = { bytes: 0, longAllowed: 0 }): Promise<Tree> {
   const tree: Tree = new Map();
   const racyAfter = Date.now() - CLOCK_SLACK_MS;
   const entry = (type: TreeEntry['type'], st: Stats, size: number): TreeEntry => {
@@ -157,7 +166,7 @@ export async function scanTree(root: string, prefix = '', skip: readonly string[
         throw errors.tooLarge(`the session holds more than ${MAX_CHECKPOINT_ENTRIES} files and directories, more than a checkpoint holds`);
       // Lengths only: a path past the limits is never made a string of its own (nor hashed).
       const length = prefix.length + relPath.length;
-      if (length + 1 > MAX_PATH_BYTES)
+      if (length + 1 > MAX_PATH_BYTES && paths.longAllowed-- <= 0)
         throw errors.cannotArchive(
           textOf(`${prefix}${relPath.slice(0, 300)}`),
           `its path is ${length} bytes long, more than a checkpoint holds (${MAX_PATH_BYTES - 1}); shorten it and checkpoint again`,

@@ -3,6 +3,8 @@ import { after, before, test } from 'node:test';
 import { Status, type ClientError } from 'nice-grpc';
 import { startWorker, type RunningWorker } from '../helpers/worker.js';
 import { runTool } from '../helpers/tasks.js';
+import { plantCheckpoint, zipOfEmptyFiles } from '../helpers/plantCheckpoint.js';
+import { join } from 'node:path';
 
 // Promise A (what we report saved is saved) and the worker's own CPU and memory. A checkpoint
 // holds every entry's full path: keys of the worker's Maps while it is made, and its archive's
@@ -77,4 +79,33 @@ test('more than 64 MiB of paths in all is refused up front, not saved past what 
   const { code, details } = await refusal(63, 4300);
   assert.equal(code, Status.RESOURCE_EXHAUSTED, `${Status[code]}: ${details}`);
   assert.match(details, /the paths of the session's files and directories come to more than 64 MiB, more than a checkpoint holds/);
+});
+
+// A release before the bound checkpointed paths up to a zip name's 65,535 bytes: what it reported
+// saved still restores (up to MAX_LONG_PATHS_RESTORED such paths, so few that one hash bucket of
+// them costs little); the restored session's next checkpoint names the path to shorten.
+const DEEP = Array.from({ length: 78 }, (_, level) => `${String(level).padStart(3, '0')}${'d'.repeat(252)}`).join('/');
+const longName = (i: number) => `workspace/${DEEP}/f${String(i).padStart(3, '0')}`;
+
+test('a checkpoint of paths past 16,382 bytes made before the bound restores; more than 256 of them are refused, leaving nothing', async () => {
+  const dir = join(worker.dataDir, 'checkpoints');
+  plantCheckpoint(dir, 'checkpoint-longpaths1', zipOfEmptyFiles(3, 3, longName));
+  const restored = await worker.sessions.restoreSession({ checkpointId: 'checkpoint-longpaths1' });
+  const count = await runTool(worker.tasks, restored.sessionId, 'run.python', {
+    code: "import os\nn = 0\nfor _, _, names, _ in os.fwalk('/workspace'): n += len(names)\nprint(n)",
+  });
+  assert.equal(count.stdout, '3\n', 'every file restored');
+  const again = await worker.sessions.checkpointSession({ sessionId: restored.sessionId, incremental: false }).catch((err: unknown) => err as ClientError);
+  assert.ok('details' in again, 'checkpointed again past the bound');
+  assert.equal(again.code, Status.FAILED_PRECONDITION, again.details);
+  assert.match(again.details, /^cannot checkpoint "workspace\/000d+.*: its path is \d{5} bytes long, more than a checkpoint holds/);
+  await worker.sessions.destroySession({ sessionId: restored.sessionId });
+
+  const sessions = (await worker.sessions.getCapacity({})).activeSessions;
+  plantCheckpoint(dir, 'checkpoint-longpaths2', zipOfEmptyFiles(300, 300, longName));
+  const refused = await worker.sessions.restoreSession({ checkpointId: 'checkpoint-longpaths2' }).catch((err: unknown) => err as ClientError);
+  assert.ok('details' in refused, 'restored 300 paths past the bound');
+  assert.equal(refused.code, Status.RESOURCE_EXHAUSTED, refused.details);
+  assert.match(refused.details, /more than 256 paths longer than 16382 bytes/);
+  assert.equal((await worker.sessions.getCapacity({})).activeSessions, sessions, 'no session left');
 });

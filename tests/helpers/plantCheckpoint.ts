@@ -23,16 +23,16 @@ export function plantCheckpoint(dir: string, id: string, zip: Buffer, parent = '
 }
 
 /**
- * A zip of `count` empty files `workspace/f<i>`, stored, laid out directly (no library makes
- * hundreds of thousands of entries in reasonable time); with `claimedCount`, its end record
- * says that many entries instead (zip64 when over 65,535).
+ * A zip of `count` empty files (`workspace/f<i>`, or as `nameOf` names them), stored, laid out
+ * directly (no library makes hundreds of thousands of entries in reasonable time); with
+ * `claimedCount`, its end record says that many entries instead (zip64 when over 65,535).
  */
-export function zipOfEmptyFiles(count: number, claimedCount = count): Buffer {
+export function zipOfEmptyFiles(count: number, claimedCount = count, nameOf = (i: number) => `workspace/f${i}`): Buffer {
   const locals: Buffer[] = [];
   const centrals: Buffer[] = [];
   let offset = 0;
   for (let i = 0; i < count; i++) {
-    const name = Buffer.from(`workspace/f${i}`);
+    const name = Buffer.from(nameOf(i));
     const local = Buffer.alloc(30 + name.length);
     local.writeUInt32LE(0x04034b50, 0);
     local.writeUInt16LE(20, 4);
