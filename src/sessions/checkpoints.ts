@@ -219,6 +219,8 @@ export class Checkpoints {
     signal: AbortSignal | undefined,
   ): Promise<{ checkpointId: string; archive: OpenedArchive }[]> {
     const archives: { checkpointId: string; archive: OpenedArchive }[] = [];
+    // Paths past MAX_PATH_BYTES (made before checkpoints refused them) are counted over the whole chain.
+    const longPaths = { left: MAX_LONG_PATHS_RESTORED };
     for (const link of chain) {
       signal?.throwIfAborted();
       const archive = await this.options.store.fetch(link.checkpointId).catch((err: unknown) => {
@@ -230,7 +232,7 @@ export class Checkpoints {
       if ((await sha256Of(archive.path)) !== link.checksumSha256) throw errors.checkpointCorrupted(link.checkpointId);
       archives.push({
         checkpointId: link.checkpointId,
-        archive: await openArchive(archive.path, signal).catch((err: unknown) => {
+        archive: await openArchive(archive.path, signal, longPaths).catch((err: unknown) => {
           if (err instanceof ZipFormatError) throw errors.checkpointDamaged(Status.DATA_LOSS, link.checkpointId, `its archive cannot be read (${err.message})`);
           throw err;
         }),

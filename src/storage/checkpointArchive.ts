@@ -392,9 +392,10 @@ function deletedPathOf(item: unknown): ByteString {
 /**
  * Reads an archive's directory and checks every entry before anything is extracted: a name
  * that is absolute or has `..` refuses the whole archive. A symlink may point anywhere: it is
- * made as a link and nothing the worker does follows it (extractArchive).
+ * made as a link and nothing the worker does follows it (extractArchive). `longPaths`: the paths
+ * past MAX_PATH_BYTES still allowed, shared by every archive of a restore's chain.
  */
-export async function openArchive(file: string, signal?: AbortSignal): Promise<OpenedArchive> {
+export async function openArchive(file: string, signal?: AbortSignal, longPaths = { left: MAX_LONG_PATHS_RESTORED }): Promise<OpenedArchive> {
   const handle = await openFile(file, 'r');
   try {
     // Not a zip, damaged, or larger than any checkpoint: a ZipFormatError, which the caller names with the checkpoint.
@@ -402,7 +403,6 @@ export async function openArchive(file: string, signal?: AbortSignal): Promise<O
     const readWhole = (entry: ZipDirectoryEntry) => readZipEntry(handle.fd, entry);
     const entries: ArchiveEntry[] = [];
     let deleted: string[] = [];
-    let longPaths = 0;
     for (const [i, zip] of directory.entries()) {
       if (i % 4096 === 4095) await letOthersRun(signal);
       if (zip.name === METADATA) continue;
@@ -419,7 +419,7 @@ export async function openArchive(file: string, signal?: AbortSignal): Promise<O
         continue;
       }
       const path = checkPath(zip.name);
-      if (path.length + 1 > MAX_PATH_BYTES && ++longPaths > MAX_LONG_PATHS_RESTORED)
+      if (path.length + 1 > MAX_PATH_BYTES && --longPaths.left < 0)
         throw errors.tooLarge(
           `the checkpoint holds more than ${MAX_LONG_PATHS_RESTORED} paths longer than ${MAX_PATH_BYTES - 1} bytes (made before checkpoints refused them), more than a restore makes`,
         );

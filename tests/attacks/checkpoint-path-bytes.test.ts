@@ -109,3 +109,21 @@ test('a checkpoint of paths past 16,382 bytes made before the bound restores; mo
   assert.match(refused.details, /more than 256 paths longer than 16382 bytes/);
   assert.equal((await worker.sessions.getCapacity({})).activeSessions, sessions, 'no session left');
 });
+
+test('the 256 long paths a restore allows are counted over its whole chain, not per archive', async () => {
+  const dir = join(worker.dataDir, 'checkpoints');
+  // Two archives of 200 long paths each (an incremental after a full one): 400 in the restore.
+  plantCheckpoint(dir, 'checkpoint-longchain1', zipOfEmptyFiles(200, 200, longName));
+  plantCheckpoint(
+    dir,
+    'checkpoint-longchain2',
+    zipOfEmptyFiles(200, 200, (i) => longName(i + 500)),
+    'checkpoint-longchain1',
+  );
+  const sessions = (await worker.sessions.getCapacity({})).activeSessions;
+  const refused = await worker.sessions.restoreSession({ checkpointId: 'checkpoint-longchain2' }).catch((err: unknown) => err as ClientError);
+  assert.ok('details' in refused, 'restored 400 paths past the bound in a chain of two');
+  assert.equal(refused.code, Status.RESOURCE_EXHAUSTED, refused.details);
+  assert.match(refused.details, /more than 256 paths longer than 16382 bytes/);
+  assert.equal((await worker.sessions.getCapacity({})).activeSessions, sessions, 'no session left');
+});
