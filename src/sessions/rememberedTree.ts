@@ -38,7 +38,9 @@ export interface RememberedCheckpoint {
   tree: Tree;
 }
 
-const isEntries = (v: unknown) => Array.isArray(v) && v.every((e) => Array.isArray(e) && typeof e[0] === 'string' && typeof e[1] === 'object' && e[1] !== null);
+/** Whether a stored value is a tree's entries, [path, entry] pairs (the baseline tree is stored so too). */
+export const isEntries = (v: unknown) =>
+  Array.isArray(v) && v.every((e) => Array.isArray(e) && typeof e[0] === 'string' && typeof e[1] === 'object' && e[1] !== null);
 const isHeader = (v: unknown) => typeof (v as { id?: unknown })?.id === 'string' && Number.isSafeInteger((v as { chainLength?: unknown }).chainLength);
 const isBase = (v: unknown) => isHeader(v) && isEntries((v as { entries?: unknown }).entries);
 const isChanges = (v: unknown) => {

@@ -1,4 +1,4 @@
-import { CHECKPOINT_TREE_FILES, RememberedTree } from './rememberedTree.js';
+import { CHECKPOINT_TREE_FILES, isEntries, RememberedTree } from './rememberedTree.js';
 import { SessionState } from '../../gen/codegen/v1/common.js';
 import { PayloadBudget } from './payloadBudget.js';
 import { errors } from '../errors.js';
@@ -249,7 +249,6 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
 
   /** The checkpoint trees an earlier run wrote (for an adopted session). */
   private async loadTrees(): Promise<void> {
-    const isEntries = (v: unknown) => Array.isArray(v) && v.every((e) => Array.isArray(e) && typeof e[0] === 'string' && typeof e[1] === 'object');
     const checkpoint = await this.rememberedTree.load();
     if (checkpoint && checkpoint.id === this.lastCheckpointId) this.previousCheckpoint = checkpoint;
     const baseline = await this.store.readExtra<[string, TreeEntry][]>(this.id, BASELINE_TREE, isEntries).catch(() => undefined);
