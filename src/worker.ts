@@ -33,6 +33,7 @@ import { SandboxHost } from './sandbox/host/sandboxHost.js';
 import { Checkpoints } from './sessions/checkpoints.js';
 import { startIdleReaper } from './sessions/idleReaper.js';
 import { stateName } from './sessions/session.js';
+import { TreeMemory } from './sessions/treeMemory.js';
 import { SessionPool } from './sessions/sessionPool.js';
 import { listenRefused, prepareDataDirectory, StartupRefused } from './startupChecks.js';
 import { LocalArtifactStore, type ArtifactStore } from './storage/artifactStore.js';
@@ -241,6 +242,7 @@ async function startSandbox(
 /** The session pool, with the sessions an earlier run left adopted and spares being made. */
 async function startSessions(config: WorkerConfig, dirs: DataDirectory, sandboxHost: SandboxHost, logger: Logger): Promise<SessionPool> {
   await mkdir(dirs.sessions, { recursive: true });
+  const treeMemory = new TreeMemory();
   const pool = new SessionPool({
     maxSessions: config.maxSessions,
     taskHistory: config.taskHistory,
@@ -251,6 +253,7 @@ async function startSessions(config: WorkerConfig, dirs: DataDirectory, sandboxH
     spareSessions: config.spareSessions,
     sandboxHost,
     store: new LocalWorkspaceStore(dirs.sessions, dirs.quarantine),
+    treeMemory,
     logger,
   });
   const adoption = await pool.adoptAll();
@@ -284,6 +287,7 @@ async function openStores(config: WorkerConfig, dirs: DataDirectory, pool: Sessi
     // A quarter of a message at most: a reply carries other fields, and a restore's reply the metadata too.
     modifiedFilesBytes: Math.min(MODIFIED_FILES_BYTES, Math.floor(config.maxMessageBytes / 4)),
     diskBudget,
+    treeMemory: pool.treeMemory,
     logger,
   });
   const signer = await UrlSigner.load(config.urlSecret, dirs.urlSecret);

@@ -10,7 +10,7 @@ import type { DiskBudget, Reservation } from '../storage/diskBudget.js';
 import { ZipFormatError } from '../storage/zipReader.js';
 import { MissingArchiveError, type CheckpointRecord, type CheckpointStore, type FetchedArchive } from '../storage/checkpointStore.js';
 import { DamagedRecordError } from '../storage/jsonFile.js';
-import { diffTrees, linkStaysWithin, MAX_LONG_PATHS_RESTORED, scanTree, type Tree, type TreeEntry } from '../storage/fileTree.js';
+import { diffTrees, linkStaysWithin, MAX_CHECKPOINT_ENTRIES, MAX_LONG_PATHS_RESTORED, scanTree, type Tree, type TreeEntry } from '../storage/fileTree.js';
 import { emptyTree } from '../storage/removeTree.js';
 import type { Session } from './session.js';
 import { sessionConfigOf, storedSessionConfig, type EffectiveSessionConfig } from './sessionConfig.js';
@@ -19,6 +19,7 @@ import { sessionConfigOf, storedSessionConfig, type EffectiveSessionConfig } fro
 export type SessionCheckpoint = CheckpointRecord<EffectiveSessionConfig>;
 import { metrics, secondsSince } from '../telemetry/metrics.js';
 import type { SessionPool } from './sessionPool.js';
+import { WORKING_BYTES_PER_ENTRY, type TreeMemory } from './treeMemory.js';
 
 export interface CheckpointsOptions {
   store: CheckpointStore;
@@ -27,6 +28,8 @@ export interface CheckpointsOptions {
   keepPerSession: number;
   /** Bytes of paths modified_files lists at most (the reply must fit in a message); past them it is cut short. */
   modifiedFilesBytes: number;
+  /** The worker's heap for file trees: a checkpoint or restore holds its share while it runs. */
+  treeMemory: TreeMemory;
   /** What an archive may take of the data disk is reserved while it is written; undefined: nothing reserved. */
   diskBudget?: DiskBudget | undefined;
   logger: Logger;
@@ -53,6 +56,15 @@ async function sessionTree(session: Session, longAllowed = 0): Promise<Tree> {
   for (const [path, entry] of workspace) tree.set(path, entry);
   for (const [path, entry] of env) if (entry.type !== 'symlink' || linkStaysWithin(path, entry.target!)) tree.set(path, entry);
   return tree;
+}
+
+/**
+ * The most entries a walk of the session's files finds: the files in use on its own disk (which
+ * holds both its workspace and its environment); without one, a tenth of what a checkpoint may hold.
+ */
+async function entriesAtMost(session: Session): Promise<number> {
+  const used = await session.sandbox.diskFilesUsed().catch(() => undefined);
+  return Math.min(used ?? MAX_CHECKPOINT_ENTRIES / 10, MAX_CHECKPOINT_ENTRIES);
 }
 
 /** The most an archive of `paths` (all of `tree` when undefined) can take: each file's bytes and a header of its name. */
@@ -92,6 +104,11 @@ export function listedPaths(paths: string[], maxBytes: number): { modifiedFiles:
 export class Checkpoints {
   constructor(private readonly options: CheckpointsOptions) {}
 
+  /**
+   * A checkpoint of the session: a walk of its files (once the worker's heap has room for their
+   * tree), an archive of what changed since its parent (of everything, for a full one), the
+   * archive and record saved in the store, then its tree remembered as the next one's parent.
+   */
   async checkpoint(sessionId: string, incremental: boolean): Promise<SessionCheckpoint> {
     const session = this.options.pool.get(sessionId);
     session.beginCheckpoint();
@@ -100,13 +117,15 @@ export class Checkpoints {
     const checkpointId = `checkpoint-${randomBytes(12).toString('base64url')}`;
     const temporary = join(scratch, `${checkpointId}.zip.partial`);
     let reservation: Reservation | undefined;
+    let releaseMemory: (() => void) | undefined;
     try {
+      releaseMemory = await this.options.treeMemory.hold(WORKING_BYTES_PER_ENTRY * (await entriesAtMost(session)));
       const tree = await sessionTree(session);
-      const last = session.lastCheckpoint;
-      const parent = incremental && last && last.chainLength < MAX_INCREMENTAL_CHAIN ? last : undefined;
+      const last = incremental ? await session.trees.lastCheckpoint() : undefined;
+      const parent = last && last.chainLength < MAX_INCREMENTAL_CHAIN ? last : undefined;
       const { changed, deleted, unsure } = diffTrees(parent?.tree ?? new Map<string, TreeEntry>(), tree);
       // modified_files: since the parent, or (a full checkpoint) since what the session started from.
-      const sinceBaseline = parent ? { changed, deleted, unsure } : diffTrees(session.baselineTree, tree);
+      const sinceBaseline = parent ? { changed, deleted, unsure } : diffTrees(await session.trees.baselineTree(), tree);
       const record: SessionCheckpoint = {
         checkpointId,
         sessionId: session.id,
@@ -148,6 +167,7 @@ export class Checkpoints {
       throw errors.archiveFailed(`could not write the checkpoint (${faultOf(err)}); nothing was kept`);
     } finally {
       reservation?.release();
+      releaseMemory?.();
       session.endCheckpoint();
     }
   }
@@ -169,8 +189,12 @@ export class Checkpoints {
     const started = performance.now();
     const { record, chain } = await this.chainOf(checkpointId);
     const fetched: FetchedArchive[] = [];
+    let releaseMemory: (() => void) | undefined;
     try {
       const archives = await this.openChain(chain, fetched, signal);
+      // The restored tree holds at most what the chain's archives name, and no more than a checkpoint may.
+      const named = archives.reduce((count, { archive }) => count + archive.entries.length, 0);
+      releaseMemory = await this.options.treeMemory.hold(WORKING_BYTES_PER_ENTRY * Math.min(named, MAX_CHECKPOINT_ENTRIES), signal);
       signal?.throwIfAborted();
       const session = await this.options.pool.create({ workspaceId: record.workspaceId, userId: record.userId, config: sessionConfigOf(record.config) });
       try {
@@ -187,7 +211,7 @@ export class Checkpoints {
         const opened = archives.map(({ archive }) => archive);
         await restoreDirectoryTimes(opened, roots);
         const tree = await sessionTree(session, MAX_LONG_PATHS_RESTORED);
-        await session.rememberBaseline(tree);
+        await session.trees.rememberBaseline(tree);
         await session.rememberCheckpoint(record.checkpointId, tree, chain.length);
         // Its client gone by now (cancelled, or past its deadline) would never hear of the session: it goes.
         signal?.throwIfAborted();
@@ -205,6 +229,7 @@ export class Checkpoints {
       );
       return { session, record };
     } finally {
+      releaseMemory?.();
       for (const archive of fetched) await archive.release();
     }
   }

@@ -1,12 +1,13 @@
-import { CHECKPOINT_TREE_FILES, isEntries, RememberedTree } from './rememberedTree.js';
 import { SessionState } from '../../gen/codegen/v1/common.js';
 import { PayloadBudget } from './payloadBudget.js';
 import { errors } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { SessionSandbox } from '../sandbox/session/sessionSandbox.js';
-import type { Tree, TreeEntry } from '../storage/fileTree.js';
+import type { Tree } from '../storage/fileTree.js';
 import type { WorkspaceStore } from '../storage/workspaceStore.js';
+import { SessionTrees } from './sessionTrees.js';
 import { TaskRegistry } from './taskRegistry.js';
+import type { TreeMemory } from './treeMemory.js';
 import { WriteGate } from './writeGate.js';
 import type { EffectiveSessionConfig } from './sessionConfig.js';
 import type { PersistedTask, SessionRecord } from './sessionRecord.js';
@@ -50,6 +51,8 @@ export interface SessionOptions {
   logger: Logger;
   taskHistory: number;
   store: WorkspaceStore;
+  /** The worker's heap for file trees (sessionTrees.ts). */
+  treeMemory: TreeMemory;
   /** Set when the session is adopted from an earlier run of the worker. */
   createdAtMs?: number;
   lastActivityMs?: number;
@@ -59,7 +62,6 @@ export interface SessionOptions {
 const PERSIST_DELAY_MS = 200;
 /** One session's share of the worker's payload bytes: a session cannot take them all. */
 const SESSION_PAYLOAD_BYTES = 64 * 1024 * 1024;
-const BASELINE_TREE = 'baseline-tree-v2.json';
 
 /**
  * One session: identity, configuration, state, its tasks, and the sandbox its code runs in.
@@ -85,12 +87,8 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
   readonly writes = new WriteGate();
   private settled: SettledState = CREATING;
   private readonly artifactIds: string[] = [];
-  /** The session's previous checkpoint; its tree (the parent of an incremental one) when known. */
-  private previousCheckpoint: { id: string; tree: Tree | undefined; chainLength: number } | undefined;
-  /** The previous checkpoint's tree as kept on disk. */
-  private readonly rememberedTree: RememberedTree;
-  /** The files as created or restored: what modified_files of a full checkpoint is measured from. */
-  private baseline: Tree = new Map();
+  /** Its last checkpoint's tree and its baseline: what its next checkpoint is measured against. */
+  readonly trees: SessionTrees;
   private sandboxRef: S | undefined;
   private readonly store: WorkspaceStore;
   private persistTimer: NodeJS.Timeout | undefined;
@@ -107,7 +105,7 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
     this.config = options.config;
     this.logger = options.logger;
     this.store = options.store;
-    this.rememberedTree = new RememberedTree(options.store, options.id);
+    this.trees = new SessionTrees(options.store, options.id, options.treeMemory);
     this.createdAtMs = options.createdAtMs ?? Date.now();
     this.lastActivityMs = options.lastActivityMs ?? this.createdAtMs;
     this.tasks = new TaskRegistry(this.id, options.taskHistory);
@@ -124,17 +122,7 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
   }
 
   get lastCheckpointId(): string {
-    return this.previousCheckpoint?.id ?? '';
-  }
-
-  /** The previous checkpoint with its tree and its chain's length (1: a full one): what an incremental checkpoint is made against. */
-  get lastCheckpoint(): { id: string; tree: Tree; chainLength: number } | undefined {
-    const previous = this.previousCheckpoint;
-    return previous?.tree ? { id: previous.id, tree: previous.tree, chainLength: previous.chainLength } : undefined;
-  }
-
-  get baselineTree(): Tree {
-    return this.baseline;
+    return this.trees.lastCheckpointId;
   }
 
   private move(from: readonly SettledState[], to: SettledState, doing: string): void {
@@ -175,12 +163,11 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
   }
 
   /** What a record of an earlier run says of the session beyond its identity: tasks, artifacts, checkpoints. */
-  async resume(record: SessionRecord, tasks: PersistedTask[]): Promise<void> {
+  resume(record: SessionRecord, tasks: PersistedTask[]): void {
     this.tasks.restore(tasks);
     this.processesStarted = record.processesStarted ?? 0;
     this.artifactIds.push(...record.artifacts);
-    if (record.lastCheckpointId) this.previousCheckpoint = { id: record.lastCheckpointId, tree: undefined, chainLength: 0 };
-    await this.loadTrees();
+    this.trees.adopt(record.lastCheckpointId);
   }
 
   /**
@@ -188,10 +175,7 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
    * tree written beside the fork's record too) and baseline, as they were at the fork.
    */
   async inherit(source: Session<SessionSandboxParts>): Promise<void> {
-    this.previousCheckpoint = source.previousCheckpoint && { ...source.previousCheckpoint };
-    this.baseline = source.baseline;
-    this.rememberedTree.inherit(source.rememberedTree);
-    await this.store.copyExtras(source.id, this.id, [...CHECKPOINT_TREE_FILES, BASELINE_TREE]);
+    await this.trees.inherit(source.trees);
   }
 
   /**
@@ -235,24 +219,8 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
 
   /** A checkpoint made or restored: remembered, on disk too, as the parent of the next incremental one. */
   async rememberCheckpoint(id: string, tree: Tree, chainLength: number): Promise<void> {
-    const previous = this.previousCheckpoint?.tree;
-    this.previousCheckpoint = { id, tree, chainLength };
-    await this.rememberedTree.save(id, chainLength, tree, previous);
+    await this.trees.rememberCheckpoint(id, tree, chainLength);
     await this.persist();
-  }
-
-  /** The files a restore made: what modified_files is measured from. */
-  async rememberBaseline(tree: Tree): Promise<void> {
-    this.baseline = tree;
-    await this.store.writeExtra(this.id, BASELINE_TREE, [...tree]);
-  }
-
-  /** The checkpoint trees an earlier run wrote (for an adopted session). */
-  private async loadTrees(): Promise<void> {
-    const checkpoint = await this.rememberedTree.load();
-    if (checkpoint && checkpoint.id === this.lastCheckpointId) this.previousCheckpoint = checkpoint;
-    const baseline = await this.store.readExtra<[string, TreeEntry][]>(this.id, BASELINE_TREE, isEntries).catch(() => undefined);
-    if (baseline) this.baseline = new Map(baseline);
   }
 
   /** What is kept on disk of the session. */

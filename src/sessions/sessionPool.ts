@@ -1,3 +1,4 @@
+import type { TreeMemory } from './treeMemory.js';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { SessionState, type SessionConfig } from '../../gen/codegen/v1/common.js';
@@ -27,6 +28,8 @@ export interface SessionPoolOptions {
   maxDiskMb: number;
   sandboxHost: SandboxHost;
   store: WorkspaceStore;
+  /** The worker's heap for file trees, all sessions together. */
+  treeMemory: TreeMemory;
   /** Sessions kept made ahead (0: none). */
   spareSessions: number;
   logger: Logger;
@@ -82,6 +85,11 @@ export class SessionPool {
     this.spares = new SpareSessions(options.store, options.sandboxHost, options.spareSessions, this.diskMbOf(0), options.logger);
   }
 
+  /** The worker's heap for file trees, all sessions together (a checkpoint holds its share too). */
+  get treeMemory(): TreeMemory {
+    return this.options.treeMemory;
+  }
+
   /** Starts making spare sessions (after adoption, so they do not take adopted sessions' uids). */
   startSpares(): void {
     this.spares.refill();
@@ -125,7 +133,7 @@ export class SessionPool {
       await session.persist(false);
     } catch (err) {
       session.fail();
-      this.sessions.delete(id);
+      this.remove(session);
       await session.disposeSandbox().catch(() => undefined);
       await this.options.store.remove(id).catch(() => undefined);
       session.logger.error('session initialization failed', { error: describeThrown(err) });
@@ -221,7 +229,7 @@ export class SessionPool {
       await Promise.all(
         forks.map(async (fork) => {
           if (fork.state === SessionState.SESSION_STATE_CREATING) fork.fail();
-          this.sessions.delete(fork.id);
+          this.remove(fork);
           await fork.disposeSandbox().catch(() => undefined);
           await unmountDiskImage(store.directories(fork.id).disk).catch(() => undefined);
           await store.remove(fork.id).catch(() => undefined);
@@ -249,7 +257,7 @@ export class SessionPool {
       await session.disposeSandbox();
       await this.options.store.remove(sessionId);
     } finally {
-      this.sessions.delete(sessionId);
+      this.remove(session);
     }
     session.logger.info('session destroyed', { reason });
   }
@@ -287,7 +295,7 @@ export class SessionPool {
         await session.tasks.abortAll('shutdown', reason);
         await session.persist();
         await session.disposeSandbox();
-        this.sessions.delete(session.id);
+        this.remove(session);
       }),
     );
   }
@@ -338,7 +346,7 @@ export class SessionPool {
     const tasks = record.tasks.map((t) => cutOff(t, now));
     const cut = tasks.filter((t, i) => t !== record.tasks[i]);
     for (const task of cut) session.logger.warn('task cut off: the worker restarted during the task', { task_id: task.taskId, tool: task.toolName });
-    await session.resume(record, tasks);
+    session.resume(record, tasks);
     const dirs = this.options.store.directories(record.id);
     const limits = { ...this.limitsOf(record.config), maxDiskMb: record.diskMb };
     const language = this.options.sandboxHost.language(record.config.language);
@@ -371,6 +379,12 @@ export class SessionPool {
       .catch((err: Error) => this.options.logger.warn('could not remove what an earlier run left', { name, error: err.message }));
   }
 
+  /** Takes a session out of the pool (its capacity slot and its trees' memory). */
+  private remove(session: Session): void {
+    if (this.sessions.get(session.id) === session) this.sessions.delete(session.id);
+    session.trees.forget();
+  }
+
   private newSession(id: string, workspaceId: string, userId: string, config: EffectiveSessionConfig, persisted?: SessionRecord): Session {
     return new Session({
       id,
@@ -380,6 +394,7 @@ export class SessionPool {
       logger: this.options.logger.child({ session_id: id }),
       taskHistory: this.options.taskHistory,
       store: this.options.store,
+      treeMemory: this.options.treeMemory,
       createdAtMs: persisted?.createdAtMs,
       lastActivityMs: persisted?.lastActivityMs,
     });

@@ -23,7 +23,7 @@ import {
 } from './zipReader.js';
 import { MAX_CHECKPOINT_ENTRIES, MAX_LONG_PATHS_RESTORED, MAX_PATH_BYTES } from './fileTree.js';
 import { letOthersRun } from './letOthersRun.js';
-import { OpenFilesBudget } from './openFilesBudget.js';
+import { SharedBudget } from '../sharedBudget.js';
 import { METHOD_DEFLATE, METHOD_STORE, ZipWriter, type ZipEntry, type ZipEntryHeader } from './zipWriter.js';
 
 /**
@@ -690,7 +690,7 @@ const EXTRACT_CONCURRENCY = 6;
  * Files being extracted, open, all restores together: a batch holds its files' descriptors until
  * the thread is done with them, and restores side by side must not take the worker's last ones.
  */
-export const extractingFiles = new OpenFilesBudget(512);
+export const extractingFiles = new SharedBudget(512);
 
 /** A batch for a compression thread: this many files, or this many bytes, whichever comes first. */
 const BATCH_FILES = 64;

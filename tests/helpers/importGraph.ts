@@ -7,6 +7,7 @@ import { sourceFiles } from './codeShape.js';
 /** Layers, lowest first: a module may import from a layer below it, or from its own directory. */
 export const LAYERS: string[][] = [
   ['errors.ts', 'logger.ts', 'version.ts', 'address.ts', 'limits.ts', 'deferred.ts', 'waitingLine.ts'],
+  ['sharedBudget.ts'],
   ['telemetry'],
   ['storage'],
   ['sandbox'],

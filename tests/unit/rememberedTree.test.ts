@@ -3,31 +3,11 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { RememberedTree } from '../../src/sessions/rememberedTree.js';
 import type { Tree, TreeEntry } from '../../src/storage/fileTree.js';
+import { fakeExtrasStore as fakeStore } from '../helpers/fakeExtrasStore.js';
 
 // A checkpoint's tree is kept on disk as a base written whole and the changes since it: what a
 // restarted worker reads back must be the tree remembered last, entry for entry, whatever
 // sequence of checkpoints led there (and a fork's saves are its own).
-
-/** An in-memory store of extras, the JSON round trip included; counts each file's writes. */
-function fakeStore() {
-  const files = new Map<string, string>();
-  const writes: string[] = [];
-  return {
-    files,
-    writes,
-    async readExtra<T>(sessionId: string, name: string, isValid: (v: unknown) => boolean): Promise<T | undefined> {
-      const raw = files.get(`${sessionId}/${name}`);
-      if (raw === undefined) return undefined;
-      const value = JSON.parse(raw) as unknown;
-      if (!isValid(value)) throw new Error('damaged');
-      return value as T;
-    },
-    async writeExtra(sessionId: string, name: string, value: unknown): Promise<void> {
-      files.set(`${sessionId}/${name}`, JSON.stringify(value));
-      writes.push(name);
-    },
-  };
-}
 
 const entry = (size: number, extra: Partial<TreeEntry> = {}): TreeEntry => ({
   type: 'file',

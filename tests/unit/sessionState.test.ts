@@ -1,3 +1,4 @@
+import { TreeMemory } from '../../src/sessions/treeMemory.js';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Status } from 'nice-grpc';
@@ -53,6 +54,7 @@ function newSession(store = memoryStore()): Session<SessionSandboxParts> {
       network: { mode: 'none', allow: [] },
     },
     logger: silent,
+    treeMemory: new TreeMemory(),
     taskHistory: 10,
     store,
   });

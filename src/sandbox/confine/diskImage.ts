@@ -137,6 +137,12 @@ export async function unmountDiskImage(mountPoint: string): Promise<void> {
   await runTool('umount', ['-l', mountPoint]).catch(() => undefined);
 }
 
+/** Files (inodes) in use on the mounted filesystem: at most the entries a walk of it finds. */
+export async function filesUsed(mountPoint: string): Promise<number> {
+  const fs = await statfs(mountPoint);
+  return fs.files - fs.ffree;
+}
+
 /** Bytes in use on the mounted filesystem. */
 export async function usedBytes(mountPoint: string): Promise<number> {
   const fs = await statfs(mountPoint);

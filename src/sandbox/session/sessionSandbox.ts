@@ -7,7 +7,7 @@ import { errors } from '../../errors.js';
 import { smallestPositive } from '../../limits.js';
 import type { Owner } from '../../storage/owner.js';
 import { destroyWhenItCan, type Cgroup } from '../confine/cgroups.js';
-import { unmountDiskImage, usedBytes } from '../confine/diskImage.js';
+import { filesUsed, unmountDiskImage, usedBytes } from '../confine/diskImage.js';
 import { sandboxSeccompProgram } from '../confine/seccomp.js';
 import { SYSTEM_PATH, type CodeCommand, type InstallResult, type Language, type LanguageSandbox, type RunAs } from '../languages/language.js';
 import { confine, type Mount, type NetworkAccess } from '../confine/launcher.js';
@@ -500,6 +500,11 @@ export class SessionSandbox {
   async diskUsedBytes(): Promise<number | undefined> {
     if (!this.parts.disk) return undefined;
     return Math.max((await usedBytes(this.parts.disk.mountPoint)) - this.parts.disk.baselineBytes, 0);
+  }
+
+  /** Files and directories on the session's own disk (its filesystem says); undefined without one. */
+  async diskFilesUsed(): Promise<number | undefined> {
+    return this.parts.disk && filesUsed(this.parts.disk.mountPoint);
   }
 
   /** Ends every process of the session and gives back what the sandbox holds (cgroup, mount, uid). */

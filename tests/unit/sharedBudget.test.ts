@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { OpenFilesBudget } from '../../src/storage/openFilesBudget.js';
+import { SharedBudget } from '../../src/sharedBudget.js';
 
-// Files held open for one kind of work, all sessions together: what does not fit waits in line,
+// An amount held for one kind of work, all sessions together: what does not fit waits in line,
 // a release lets in as many as then fit, and an aborted wait gives up its place.
 
 const settled = async (promise: Promise<unknown>) =>
@@ -15,7 +15,7 @@ const settled = async (promise: Promise<unknown>) =>
   ])) as boolean;
 
 test('what fits is counted at once; what does not waits for releases, in line', async () => {
-  const budget = new OpenFilesBudget(100);
+  const budget = new SharedBudget(100);
   await budget.hold(60);
   const second = budget.hold(60);
   const third = budget.hold(30);
@@ -28,7 +28,7 @@ test('what fits is counted at once; what does not waits for releases, in line', 
 });
 
 test('an aborted wait rejects and passes its turn on; a count past the limit goes when nothing is held', async () => {
-  const budget = new OpenFilesBudget(10);
+  const budget = new SharedBudget(10);
   await budget.hold(10);
   const stop = new AbortController();
   const aborted = budget.hold(5, stop.signal);

@@ -1,19 +1,25 @@
-import { WaitingLine } from '../waitingLine.js';
+import { WaitingLine } from './waitingLine.js';
 
 const NEVER = new AbortController().signal;
 
 /**
- * A bound on files the worker holds open for one kind of work, all sessions together: each
- * holder takes a count before it opens that many, and gives it back once they are closed; a
- * holder that does not fit waits its turn (in line, so a large count is not passed over for ever).
+ * A bound on how much of one resource the worker's work holds at once, all sessions together
+ * (files open to extract, heap for file trees): each holder takes an amount before it uses it,
+ * and gives it back once done; a holder that does not fit waits its turn (in line, so a large
+ * amount is not passed over for ever). One larger than the bound goes when nothing is held.
  */
-export class OpenFilesBudget {
+export class SharedBudget {
   private open = 0;
   /** The most held at once so far (what the bound is for: seen by tests and benches). */
   peak = 0;
   private readonly line = new WaitingLine();
 
   constructor(readonly limit: number) {}
+
+  /** What is held now. */
+  get held(): number {
+    return this.open;
+  }
 
   /** Waits until `count` more fit (or `signal` aborts: it rejects with its reason), then counts them. */
   async hold(count: number, signal: AbortSignal = NEVER): Promise<void> {

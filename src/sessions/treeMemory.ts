@@ -1,0 +1,100 @@
+import { getHeapStatistics } from 'node:v8';
+import { SharedBudget } from '../sharedBudget.js';
+import type { Tree } from '../storage/fileTree.js';
+
+/** Heap a kept tree takes per entry besides its path: a Map slot and an entry object (measured: about 300 bytes). */
+const KEPT_BYTES_PER_ENTRY = 300;
+/**
+ * Heap a checkpoint or a restore takes per entry while it runs: the new tree, its parent, their
+ * diff, the archive's list and the tree's JSON (measured: about 2 KB at the peak, 60-byte paths).
+ */
+export const WORKING_BYTES_PER_ENTRY = 2048;
+
+/** The heap a tree takes, kept: its entries and their paths. */
+export function keptBytes(tree: Tree): number {
+  let bytes = tree.size * KEPT_BYTES_PER_ENTRY;
+  for (const path of tree.keys()) bytes += path.length;
+  return bytes;
+}
+
+/** The part of the worker's heap file trees may take, all sessions together: half of it. */
+export const defaultTreeMemoryBytes = () => Math.floor(getHeapStatistics().heap_size_limit / 2);
+
+/**
+ * The worker's heap for file trees, all sessions together. A checkpoint holds a tree of every
+ * file of its session while it runs (up to MAX_CHECKPOINT_ENTRIES), and a session keeps its
+ * last checkpoint's tree and its baseline afterwards, for its next incremental checkpoint: ten
+ * sessions of half a million files each, checkpointing side by side, took more than V8 gives a
+ * process, and the worker died with every session in it.
+ *
+ * Checkpoints and restores hold what they will take before they build a tree, in line (one
+ * larger than the whole goes alone); kept trees are dropped, least recently used first, to make
+ * room, and their sessions read them back from their files when next needed.
+ */
+export class TreeMemory {
+  private readonly working: SharedBudget;
+  /** Kept trees by owner, least recently used first, and what each drops them. */
+  private readonly kept = new Map<object, { bytes: number; drop: () => void }>();
+  private keptTotal = 0;
+
+  constructor(readonly limitBytes: number = defaultTreeMemoryBytes()) {
+    this.working = new SharedBudget(limitBytes);
+  }
+
+  /** Bytes held by work in progress and by kept trees (seen by tests). */
+  get usage(): { working: number; kept: number } {
+    return { working: this.working.held, kept: this.keptTotal };
+  }
+
+  /**
+   * Waits until `bytes` more fit beside the work in progress (kept trees are dropped for them),
+   * then holds them; resolves with the function that gives them back (once).
+   */
+  async hold(bytes: number, signal?: AbortSignal): Promise<() => void> {
+    this.makeRoom(bytes);
+    await this.working.hold(bytes, signal);
+    this.makeRoom(0);
+    let held = true;
+    return () => {
+      if (held) this.working.release(bytes);
+      held = false;
+    };
+  }
+
+  /**
+   * Keeps `owner`'s trees, `bytes` of them (what it kept before is replaced); past the limit the
+   * least recently used are dropped, this one last. `drop` lets go of them.
+   */
+  keep(owner: object, bytes: number, drop: () => void): void {
+    this.forget(owner);
+    this.kept.set(owner, { bytes, drop });
+    this.keptTotal += bytes;
+    this.makeRoom(0);
+  }
+
+  /** `owner`'s trees were used: they are dropped last. */
+  touch(owner: object): void {
+    const kept = this.kept.get(owner);
+    if (!kept) return;
+    this.kept.delete(owner);
+    this.kept.set(owner, kept);
+  }
+
+  /** `owner` keeps nothing any more (its session is gone). */
+  forget(owner: object): void {
+    const kept = this.kept.get(owner);
+    if (!kept) return;
+    this.kept.delete(owner);
+    this.keptTotal -= kept.bytes;
+  }
+
+  /** Drops kept trees, least recently used first, until they fit beside the work in progress and `extra`. */
+  private makeRoom(extra: number): void {
+    for (const [owner, kept] of this.kept) {
+      if (this.keptTotal + this.working.held + extra <= this.limitBytes) return;
+      this.kept.delete(owner);
+      this.keptTotal -= kept.bytes;
+      kept.drop();
+    }
+  }
+}
