@@ -4,14 +4,33 @@ import { join } from 'node:path';
 import { Status } from 'nice-grpc';
 import { describeThrown, errors, faultOf, quoted, WorkerError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { extractArchive, openArchive, restoreDirectoryTimes, sha256Of, writeArchive, type OpenedArchive } from '../storage/checkpointArchive.js';
+import {
+  archiveDirectory,
+  extractArchive,
+  openArchive,
+  restoreDirectoryTimes,
+  sha256Of,
+  writeArchive,
+  type OpenedArchive,
+} from '../storage/checkpointArchive.js';
 import { textOf } from '../storage/byteNames.js';
 import type { DiskBudget, Reservation } from '../storage/diskBudget.js';
 import { ZipFormatError } from '../storage/zipReader.js';
 import { MissingArchiveError, type CheckpointRecord, type CheckpointStore, type FetchedArchive } from '../storage/checkpointStore.js';
 import { DamagedRecordError } from '../storage/jsonFile.js';
-import { diffTrees, linkStaysWithin, MAX_CHECKPOINT_ENTRIES, MAX_LONG_PATHS_RESTORED, scanTree, type Tree, type TreeEntry } from '../storage/fileTree.js';
+import {
+  diffTrees,
+  linkStaysWithin,
+  MAX_CHECKPOINT_ENTRIES,
+  MAX_CHECKPOINT_PATH_BYTES,
+  MAX_LONG_PATHS_RESTORED,
+  MAX_PATH_BYTES,
+  scanTree,
+  type Tree,
+  type TreeEntry,
+} from '../storage/fileTree.js';
 import { emptyTree } from '../storage/removeTree.js';
+import type { ChainSize, RememberedCheckpoint } from './rememberedTree.js';
 import type { Session } from './session.js';
 import { sessionConfigOf, storedSessionConfig, type EffectiveSessionConfig } from './sessionConfig.js';
 
@@ -19,7 +38,7 @@ import { sessionConfigOf, storedSessionConfig, type EffectiveSessionConfig } fro
 export type SessionCheckpoint = CheckpointRecord<EffectiveSessionConfig>;
 import { metrics, secondsSince } from '../telemetry/metrics.js';
 import type { SessionPool } from './sessionPool.js';
-import { WORKING_BYTES_PER_ENTRY, type TreeMemory } from './treeMemory.js';
+import { openedBytes, workingBytes, type TreeMemory } from './treeMemory.js';
 
 export interface CheckpointsOptions {
   store: CheckpointStore;
@@ -74,10 +93,58 @@ function archiveBound(tree: Tree, paths: string[] | undefined): number {
   return bytes;
 }
 
+/** Entries the archives of `chain` (as `fetched`) name in all, and the bytes of their central directories, from their end records alone. */
+async function directoriesOf(chain: SessionCheckpoint[], fetched: FetchedArchive[]): Promise<{ named: number; directoryBytes: number }> {
+  const total = { named: 0, directoryBytes: 0 };
+  for (const [i, link] of chain.entries()) {
+    const end = await archiveDirectory(fetched[i]!.path).catch((err: unknown) => {
+      if (err instanceof ZipFormatError) throw errors.checkpointDamaged(Status.DATA_LOSS, link.checkpointId, `its archive cannot be read (${err.message})`);
+      throw err;
+    });
+    total.named += end.count;
+    total.directoryBytes += end.directorySize;
+  }
+  return total;
+}
+
 /** Archives (a full one and its incrementals) one restore applies at most: chains written before the bound below. */
 const MAX_CHAIN = 1000;
 /** Past a chain this long, the next checkpoint asked to be incremental is a full one. */
 export const MAX_INCREMENTAL_CHAIN = 100;
+/**
+ * Nor is a chain continued past this many entries, or bytes of paths, in all its archives: a
+ * restore holds every entry of a chain at once, and a session rewriting all its files between
+ * checkpoints would make a hundred archives of half a million entries (or 64 MiB of paths) each.
+ */
+export const MAX_CHAIN_SIZE: ChainSize = { entries: 2 * MAX_CHECKPOINT_ENTRIES, pathBytes: 2 * MAX_CHECKPOINT_PATH_BYTES };
+/** A central directory's bytes for an entry besides its name, at most (zip64 and NTFS time extras included). */
+const DIRECTORY_BYTES_PER_ENTRY = 128;
+
+/** `size` with `paths` added. */
+function grown(size: ChainSize, paths: string[]): ChainSize {
+  let pathBytes = size.pathBytes;
+  for (const path of paths) pathBytes += path.length;
+  return { entries: size.entries + paths.length, pathBytes };
+}
+
+/**
+ * What a checkpoint is made against and what changed since: the session's previous checkpoint
+ * when it is asked to be incremental and that chain may grow by this one; else nothing (a full one).
+ */
+export async function sinceParent(
+  session: Pick<Session, 'trees'>,
+  tree: Tree,
+  incremental: boolean,
+): Promise<ReturnType<typeof diffTrees> & { parent?: RememberedCheckpoint; chainSize: ChainSize }> {
+  const last = incremental ? await session.trees.lastCheckpoint() : undefined;
+  if (last && last.chainLength < MAX_INCREMENTAL_CHAIN) {
+    const diff = diffTrees(last.tree, tree);
+    const chainSize = grown(last.chainSize, diff.changed);
+    if (chainSize.entries <= MAX_CHAIN_SIZE.entries && chainSize.pathBytes <= MAX_CHAIN_SIZE.pathBytes) return { parent: last, chainSize, ...diff };
+  }
+  const diff = diffTrees(new Map<string, TreeEntry>(), tree);
+  return { ...diff, chainSize: grown({ entries: 0, pathBytes: 0 }, diff.changed) };
+}
 
 /** modified_files: workspace paths as text (a name that is not UTF-8 cannot be said exactly in a proto string). */
 const workspacePaths = (paths: string[]) => paths.filter((p) => p.startsWith('workspace/')).map((p) => textOf(p.slice('workspace/'.length)));
@@ -119,11 +186,10 @@ export class Checkpoints {
     let reservation: Reservation | undefined;
     let releaseMemory: (() => void) | undefined;
     try {
-      releaseMemory = await this.options.treeMemory.hold(WORKING_BYTES_PER_ENTRY * (await entriesAtMost(session)));
+      const entries = await entriesAtMost(session);
+      releaseMemory = await this.options.treeMemory.hold(workingBytes(entries, Math.min(MAX_CHECKPOINT_PATH_BYTES, entries * MAX_PATH_BYTES)));
       const tree = await sessionTree(session);
-      const last = incremental ? await session.trees.lastCheckpoint() : undefined;
-      const parent = last && last.chainLength < MAX_INCREMENTAL_CHAIN ? last : undefined;
-      const { changed, deleted, unsure } = diffTrees(parent?.tree ?? new Map<string, TreeEntry>(), tree);
+      const { parent, changed, deleted, unsure, chainSize } = await sinceParent(session, tree, incremental);
       // modified_files: since the parent, or (a full checkpoint) since what the session started from.
       const sinceBaseline = parent ? { changed, deleted, unsure } : diffTrees(await session.trees.baselineTree(), tree);
       const record: SessionCheckpoint = {
@@ -153,7 +219,12 @@ export class Checkpoints {
       record.checksumSha256 = written.sha256;
       record.sizeBytes = written.size;
       await this.options.store.save(record, temporary);
-      await session.rememberCheckpoint(checkpointId, tree, parent ? parent.chainLength + 1 : 1);
+      await session.rememberCheckpoint({
+        id: checkpointId,
+        tree,
+        chainLength: (parent?.chainLength ?? 0) + 1,
+        chainSize,
+      });
       session.logger.info('checkpoint created', { checkpoint_id: checkpointId, size_bytes: written.size, incremental: parent !== undefined });
       metrics.checkpointSeconds.observe({ operation: 'checkpoint' }, secondsSince(started));
       metrics.checkpointBytes.inc({ operation: 'checkpoint' }, written.size);
@@ -191,10 +262,10 @@ export class Checkpoints {
     const fetched: FetchedArchive[] = [];
     let releaseMemory: (() => void) | undefined;
     try {
+      await this.fetchChain(chain, fetched, signal);
+      const { named, directoryBytes } = await directoriesOf(chain, fetched);
+      releaseMemory = await this.holdForRestore(checkpointId, named, directoryBytes, signal);
       const archives = await this.openChain(chain, fetched, signal);
-      // The restored tree holds at most what the chain's archives name, and no more than a checkpoint may.
-      const named = archives.reduce((count, { archive }) => count + archive.entries.length, 0);
-      releaseMemory = await this.options.treeMemory.hold(WORKING_BYTES_PER_ENTRY * Math.min(named, MAX_CHECKPOINT_ENTRIES), signal);
       signal?.throwIfAborted();
       const session = await this.options.pool.create({ workspaceId: record.workspaceId, userId: record.userId, config: sessionConfigOf(record.config) });
       try {
@@ -212,7 +283,12 @@ export class Checkpoints {
         await restoreDirectoryTimes(opened, roots);
         const tree = await sessionTree(session, MAX_LONG_PATHS_RESTORED);
         await session.trees.rememberBaseline(tree);
-        await session.rememberCheckpoint(record.checkpointId, tree, chain.length);
+        await session.rememberCheckpoint({
+          id: record.checkpointId,
+          tree,
+          chainLength: chain.length,
+          chainSize: { entries: named, pathBytes: directoryBytes },
+        });
         // Its client gone by now (cancelled, or past its deadline) would never hear of the session: it goes.
         signal?.throwIfAborted();
       } catch (err) {
@@ -234,18 +310,8 @@ export class Checkpoints {
     }
   }
 
-  /**
-   * Each archive of `chain` fetched (added to `fetched`, for the caller to release), checked
-   * against its checksum and opened (every entry checked): all before anything is extracted.
-   */
-  private async openChain(
-    chain: SessionCheckpoint[],
-    fetched: FetchedArchive[],
-    signal: AbortSignal | undefined,
-  ): Promise<{ checkpointId: string; archive: OpenedArchive }[]> {
-    const archives: { checkpointId: string; archive: OpenedArchive }[] = [];
-    // Paths past MAX_PATH_BYTES (made before checkpoints refused them) are counted over the whole chain.
-    const longPaths = { left: MAX_LONG_PATHS_RESTORED };
+  /** Each archive of `chain` fetched (added to `fetched`, for the caller to release) and checked against its checksum. */
+  private async fetchChain(chain: SessionCheckpoint[], fetched: FetchedArchive[], signal: AbortSignal | undefined): Promise<void> {
     for (const link of chain) {
       signal?.throwIfAborted();
       const archive = await this.options.store.fetch(link.checkpointId).catch((err: unknown) => {
@@ -255,9 +321,44 @@ export class Checkpoints {
       });
       fetched.push(archive);
       if ((await sha256Of(archive.path)) !== link.checksumSha256) throw errors.checkpointCorrupted(link.checkpointId);
+    }
+  }
+
+  /**
+   * The worker's heap a restore of `named` entries takes (the chain's directories, then the
+   * restored tree), held. A chain larger than checkpoints make now (made before MAX_CHAIN_SIZE
+   * bounded chains) is refused when that is more than the worker's whole heap (trees may take
+   * half of it, but one restore goes alone); any other is restored, alone if it must.
+   */
+  private async holdForRestore(checkpointId: string, named: number, directoryBytes: number, signal: AbortSignal | undefined): Promise<() => void> {
+    const restored = workingBytes(Math.min(named, MAX_CHECKPOINT_ENTRIES), Math.min(directoryBytes, MAX_CHECKPOINT_PATH_BYTES));
+    const bytes = openedBytes(named, directoryBytes) + restored;
+    // Every archive holds two files of its own besides the session's entries.
+    const madeNow = named <= MAX_CHAIN_SIZE.entries + 2 * MAX_CHAIN && directoryBytes <= MAX_CHAIN_SIZE.pathBytes + named * DIRECTORY_BYTES_PER_ENTRY;
+    if (!madeNow && bytes > 2 * this.options.treeMemory.limitBytes)
+      throw errors.tooLarge(
+        `checkpoint ${quoted(checkpointId)} and its parents name ${named} entries in all, more than this worker can hold at once to restore them`,
+      );
+    return this.options.treeMemory.hold(bytes, signal);
+  }
+
+  /**
+   * The archives of `chain` (as `fetched`) opened, every entry checked: all before anything is
+   * extracted.
+   */
+  private async openChain(
+    chain: SessionCheckpoint[],
+    fetched: FetchedArchive[],
+    signal: AbortSignal | undefined,
+  ): Promise<{ checkpointId: string; archive: OpenedArchive }[]> {
+    const archives: { checkpointId: string; archive: OpenedArchive }[] = [];
+    // Paths past MAX_PATH_BYTES (made before checkpoints refused them) are counted over the whole chain.
+    const longPaths = { left: MAX_LONG_PATHS_RESTORED };
+    for (const [i, link] of chain.entries()) {
+      signal?.throwIfAborted();
       archives.push({
         checkpointId: link.checkpointId,
-        archive: await openArchive(archive.path, signal, longPaths).catch((err: unknown) => {
+        archive: await openArchive(fetched[i]!.path, signal, longPaths).catch((err: unknown) => {
           if (err instanceof ZipFormatError) throw errors.checkpointDamaged(Status.DATA_LOSS, link.checkpointId, `its archive cannot be read (${err.message})`);
           throw err;
         }),

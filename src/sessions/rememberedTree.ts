@@ -19,6 +19,8 @@ interface Changes {
 interface BaseFile {
   id: string;
   chainLength: number;
+  /** What the chain's archives name in all (absent in files of earlier releases). */
+  chainSize?: ChainSize;
   entries: [string, TreeEntry][];
 }
 
@@ -27,16 +29,31 @@ interface ChangesFile {
   base: string;
   id: string;
   chainLength: number;
+  chainSize?: ChainSize;
   changed: [string, TreeEntry][];
   deleted: string[];
 }
 
-/** A checkpoint's tree as remembered: its id, its chain's length (1: a full one) and its entries. */
+/** What a chain's archives name in all: entries, and bytes of their paths. */
+export interface ChainSize {
+  entries: number;
+  pathBytes: number;
+}
+
+/**
+ * A checkpoint's tree as remembered: its id, its chain's length (1: a full one) and size
+ * (unknown, for files of earlier releases: past any bound) and its tree.
+ */
 export interface RememberedCheckpoint {
   id: string;
   chainLength: number;
+  chainSize: ChainSize;
   tree: Tree;
 }
+
+const UNKNOWN_SIZE: ChainSize = { entries: Number.MAX_SAFE_INTEGER, pathBytes: Number.MAX_SAFE_INTEGER };
+const chainSizeOf = ({ chainSize: size }: { chainSize?: Partial<ChainSize> }): ChainSize =>
+  Number.isSafeInteger(size?.entries) && Number.isSafeInteger(size?.pathBytes) ? { entries: size!.entries!, pathBytes: size!.pathBytes! } : UNKNOWN_SIZE;
 
 /** Whether a stored value is a tree's entries, [path, entry] pairs (the baseline tree is stored so too). */
 export const isEntries = (v: unknown) =>
@@ -81,10 +98,10 @@ export class RememberedTree {
   ) {}
 
   /**
-   * Remembers `tree` as checkpoint `id`'s. `previous`: the tree remembered last, if the session
+   * Remembers `tree` as checkpoint `id`'s (its chain's length and entries with it). `previous`: the tree remembered last, if the session
    * knows it; only then is it written as changes since the base.
    */
-  async save(id: string, chainLength: number, tree: Tree, previous: Tree | undefined): Promise<void> {
+  async save(id: string, chainLength: number, chainSize: ChainSize, tree: Tree, previous: Tree | undefined): Promise<void> {
     const base = this.base;
     if (previous && base) {
       const { changed, deleted } = base.changes;
@@ -104,14 +121,14 @@ export class RememberedTree {
         count++;
       }
       if (count <= limit) {
-        const file: ChangesFile = { base: base.id, id, chainLength, changed: [...changed], deleted: [...deleted] };
+        const file: ChangesFile = { base: base.id, id, chainLength, chainSize, changed: [...changed], deleted: [...deleted] };
         await this.store.writeExtra(this.sessionId, CHANGES, file, false);
         return;
       }
     }
     this.base = { id, changes: { changed: new Map(), deleted: new Set() } };
     // The changes file left names the old base: a restarted worker passes over it.
-    const file: BaseFile = { id, chainLength, entries: [...tree] };
+    const file: BaseFile = { id, chainLength, chainSize, entries: [...tree] };
     await this.store.writeExtra(this.sessionId, BASE, file, false);
   }
 
@@ -123,10 +140,10 @@ export class RememberedTree {
     const changes = await this.store.readExtra<ChangesFile>(this.sessionId, CHANGES, isChanges).catch(() => undefined);
     const applied = changes?.base === base.id ? changes : undefined;
     this.base = { id: base.id, changes: { changed: new Map(applied?.changed), deleted: new Set(applied?.deleted) } };
-    if (!applied) return { id: base.id, chainLength: base.chainLength, tree };
+    if (!applied) return { id: base.id, chainLength: base.chainLength, chainSize: chainSizeOf(base), tree };
     for (const path of applied.deleted) tree.delete(path);
     for (const [path, entry] of applied.changed) tree.set(path, entry);
-    return { id: applied.id, chainLength: applied.chainLength, tree };
+    return { id: applied.id, chainLength: applied.chainLength, chainSize: chainSizeOf(applied), tree };
   }
 
   /** Takes what `source` knows of its files (a fork's, whose files are copies of the source's). */

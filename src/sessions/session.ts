@@ -3,8 +3,8 @@ import { PayloadBudget } from './payloadBudget.js';
 import { errors } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { SessionSandbox } from '../sandbox/session/sessionSandbox.js';
-import type { Tree } from '../storage/fileTree.js';
 import type { WorkspaceStore } from '../storage/workspaceStore.js';
+import type { RememberedCheckpoint } from './rememberedTree.js';
 import { SessionTrees } from './sessionTrees.js';
 import { TaskRegistry } from './taskRegistry.js';
 import type { TreeMemory } from './treeMemory.js';
@@ -218,8 +218,8 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
   }
 
   /** A checkpoint made or restored: remembered, on disk too, as the parent of the next incremental one. */
-  async rememberCheckpoint(id: string, tree: Tree, chainLength: number): Promise<void> {
-    await this.trees.rememberCheckpoint(id, tree, chainLength);
+  async rememberCheckpoint(checkpoint: RememberedCheckpoint): Promise<void> {
+    await this.trees.rememberCheckpoint(checkpoint);
     await this.persist();
   }
 

@@ -16,7 +16,7 @@ const TREE_FILES = [...CHECKPOINT_TREE_FILES, BASELINE_TREE];
  */
 export class SessionTrees {
   /** The previous checkpoint; its tree when in memory. */
-  private previous: { id: string; tree: Tree | undefined; chainLength: number } | undefined;
+  private previous: (Omit<RememberedCheckpoint, 'tree'> & { tree: Tree | undefined }) | undefined;
   /** The baseline; undefined once dropped (its file holds it). A new session's is empty. */
   private baseline: Tree | undefined = new Map();
   private readonly remembered: RememberedTree;
@@ -35,26 +35,25 @@ export class SessionTrees {
 
   /** An adopted session's last checkpoint, as its record names it: its tree is read when needed. */
   adopt(lastCheckpointId: string): void {
-    this.previous = lastCheckpointId ? { id: lastCheckpointId, tree: undefined, chainLength: 0 } : undefined;
+    this.previous = lastCheckpointId ? { id: lastCheckpointId, tree: undefined, chainLength: 0, chainSize: { entries: 0, pathBytes: 0 } } : undefined;
     this.baseline = undefined;
   }
 
   /**
-   * The previous checkpoint with its tree and its chain's length (1: a full one): what an
-   * incremental checkpoint is made against; undefined when none, or its tree is lost.
+   * The previous checkpoint with its tree and its chain's length (1: a full one) and entries:
+   * what an incremental checkpoint is made against; undefined when none, or its tree is lost.
    */
   async lastCheckpoint(): Promise<RememberedCheckpoint | undefined> {
     const previous = this.previous;
     if (!previous) return undefined;
     if (previous.tree) {
       this.memory.touch(this);
-      return { id: previous.id, chainLength: previous.chainLength, tree: previous.tree };
+      return { ...previous, tree: previous.tree };
     }
     const read = await this.remembered.load();
     // A tree naming another checkpoint (one a crash kept from being written): the next one is full.
     if (!read || read.id !== previous.id || this.previous !== previous) return undefined;
-    previous.tree = read.tree;
-    previous.chainLength = read.chainLength;
+    Object.assign(previous, read);
     this.keep();
     return read;
   }
@@ -72,11 +71,11 @@ export class SessionTrees {
   }
 
   /** A checkpoint made or restored: remembered, on disk too, as the parent of the next incremental one. */
-  async rememberCheckpoint(id: string, tree: Tree, chainLength: number): Promise<void> {
+  async rememberCheckpoint(checkpoint: RememberedCheckpoint): Promise<void> {
     const previous = this.previous?.tree;
-    this.previous = { id, tree, chainLength };
+    this.previous = { ...checkpoint };
     this.keep();
-    await this.remembered.save(id, chainLength, tree, previous);
+    await this.remembered.save(checkpoint.id, checkpoint.chainLength, checkpoint.chainSize, checkpoint.tree, previous);
   }
 
   /** The files a restore made: what modified_files is measured from. */

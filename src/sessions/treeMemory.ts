@@ -5,10 +5,24 @@ import type { Tree } from '../storage/fileTree.js';
 /** Heap a kept tree takes per entry besides its path: a Map slot and an entry object (measured: about 300 bytes). */
 const KEPT_BYTES_PER_ENTRY = 300;
 /**
- * Heap a checkpoint or a restore takes per entry while it runs: the new tree, its parent, their
- * diff, the archive's list and the tree's JSON (measured: about 2 KB at the peak, 60-byte paths).
+ * Heap a checkpoint or a restore takes per entry while it runs, besides its path: the new tree,
+ * its parent, their diff, the archive's list and the tree's JSON (measured: about 2 KB at the peak).
  */
-export const WORKING_BYTES_PER_ENTRY = 2048;
+const WORKING_BYTES_PER_ENTRY = 2048;
+/** Copies of each path a checkpoint holds at its peak (measured: 700-byte paths added 1.4 KB an entry). */
+const PATH_COPIES = 3;
+/** Heap an archive's entry takes once opened for a restore, besides its name: its directory entry and what extraction needs of it. */
+const OPENED_BYTES_PER_ENTRY = 512;
+
+/** The heap a checkpoint of `entries` entries and `pathBytes` of paths takes at most while it runs. */
+export function workingBytes(entries: number, pathBytes: number): number {
+  return entries * WORKING_BYTES_PER_ENTRY + pathBytes * PATH_COPIES;
+}
+
+/** The heap archives of `entries` entries in all, `directoryBytes` of central directories, take once opened for a restore. */
+export function openedBytes(entries: number, directoryBytes: number): number {
+  return entries * OPENED_BYTES_PER_ENTRY + directoryBytes * 2;
+}
 
 /** The heap a tree takes, kept: its entries and their paths. */
 export function keptBytes(tree: Tree): number {

@@ -15,11 +15,13 @@ import { hashOf } from './hashingStream.js';
 import {
   readZipDirectory,
   readZipEntry,
+  readZipEnd,
   WHOLE_ENTRY_BYTES,
   zipEntryChunks,
   ZipFormatError,
   type ZipDirectoryEntry,
   type ZipDirectoryLimits,
+  type ZipEnd,
 } from './zipReader.js';
 import { MAX_CHECKPOINT_ENTRIES, MAX_LONG_PATHS_RESTORED, MAX_PATH_BYTES } from './fileTree.js';
 import { letOthersRun } from './letOthersRun.js';
@@ -387,6 +389,16 @@ function deletedPathOf(item: unknown): ByteString {
   const bytes = (item as { bytes?: unknown } | null)?.bytes;
   if (typeof bytes === 'string' && /^[A-Za-z0-9+/]*={0,2}$/.test(bytes)) return Buffer.from(bytes, 'base64').toString('latin1');
   throw errors.invalidArgument('checkpoint deletion list is malformed');
+}
+
+/** How many entries the archive `file` holds and its central directory's size, from its end records alone (a ZipFormatError when it has none). */
+export async function archiveDirectory(file: string): Promise<ZipEnd> {
+  const handle = await openFile(file, 'r');
+  try {
+    return await readZipEnd(handle.fd, (await handle.stat()).size);
+  } finally {
+    await handle.close();
+  }
 }
 
 /**

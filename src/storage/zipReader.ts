@@ -56,12 +56,15 @@ async function readAt(fd: number, length: number, position: number): Promise<Buf
   return buffer;
 }
 
-/**
- * Every entry of the zip open as `fd` (`fileSize` bytes long), in the order of its central
- * directory: its size and count checked against `limits` before it is read, parsed in slices
- * with other work let run between them, given up when `signal` aborts.
- */
-export async function readZipDirectory(fd: number, fileSize: number, limits: ZipDirectoryLimits, signal?: AbortSignal): Promise<ZipDirectoryEntry[]> {
+/** Where a zip's central directory is and how many entries it holds, from its end records. */
+export interface ZipEnd {
+  count: number;
+  directorySize: number;
+  directoryOffset: number;
+}
+
+/** The end records of the zip open as `fd` (`fileSize` bytes long): what its central directory holds, before it is read. */
+export async function readZipEnd(fd: number, fileSize: number): Promise<ZipEnd> {
   const tailLength = Math.min(fileSize, 22 + MAX16);
   if (tailLength < 22) throw new ZipFormatError('too short for a zip');
   const tail = await readAt(fd, tailLength, fileSize - tailLength);
@@ -72,17 +75,27 @@ export async function readZipDirectory(fd: number, fileSize: number, limits: Zip
       break;
     }
   if (end < 0) throw new ZipFormatError('no end of central directory');
-  let count = tail.readUInt16LE(end + 10);
-  let directorySize = tail.readUInt32LE(end + 12);
-  let directoryOffset = tail.readUInt32LE(end + 16);
-  if (count === MAX16 || directorySize === MAX32 || directoryOffset === MAX32) {
-    if (end < 20 || tail.readUInt32LE(end - 20) !== 0x07064b50) throw new ZipFormatError('no zip64 end locator');
-    const record = await readAt(fd, 56, safeNumber(tail.readBigUInt64LE(end - 12)));
-    if (record.readUInt32LE(0) !== 0x06064b50) throw new ZipFormatError('no zip64 end record');
-    count = safeNumber(record.readBigUInt64LE(32));
-    directorySize = safeNumber(record.readBigUInt64LE(40));
-    directoryOffset = safeNumber(record.readBigUInt64LE(48));
-  }
+  const count = tail.readUInt16LE(end + 10);
+  const directorySize = tail.readUInt32LE(end + 12);
+  const directoryOffset = tail.readUInt32LE(end + 16);
+  if (count !== MAX16 && directorySize !== MAX32 && directoryOffset !== MAX32) return { count, directorySize, directoryOffset };
+  if (end < 20 || tail.readUInt32LE(end - 20) !== 0x07064b50) throw new ZipFormatError('no zip64 end locator');
+  const record = await readAt(fd, 56, safeNumber(tail.readBigUInt64LE(end - 12)));
+  if (record.readUInt32LE(0) !== 0x06064b50) throw new ZipFormatError('no zip64 end record');
+  return {
+    count: safeNumber(record.readBigUInt64LE(32)),
+    directorySize: safeNumber(record.readBigUInt64LE(40)),
+    directoryOffset: safeNumber(record.readBigUInt64LE(48)),
+  };
+}
+
+/**
+ * Every entry of the zip open as `fd` (`fileSize` bytes long), in the order of its central
+ * directory: its size and count checked against `limits` before it is read, parsed in slices
+ * with other work let run between them, given up when `signal` aborts.
+ */
+export async function readZipDirectory(fd: number, fileSize: number, limits: ZipDirectoryLimits, signal?: AbortSignal): Promise<ZipDirectoryEntry[]> {
+  const { count, directorySize, directoryOffset } = await readZipEnd(fd, fileSize);
   if (count > limits.entries) throw new ZipFormatError(`${count} entries, more than ${limits.entries}`);
   if (directorySize > limits.bytes) throw new ZipFormatError(`a central directory of ${directorySize} bytes, more than ${limits.bytes}`);
   if (directoryOffset + directorySize > fileSize) throw new ZipFormatError('a central directory out of bounds');

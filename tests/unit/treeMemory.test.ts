@@ -62,20 +62,20 @@ test("a session's trees dropped for another's are read back the same; an adopted
   const first = new SessionTrees(store, 's1', memory);
   const restored = tree(100, 7);
   await first.rememberBaseline(restored);
-  await first.rememberCheckpoint('c1', one, 1);
+  await first.rememberCheckpoint({ id: 'c1', tree: one, chainLength: 1, chainSize: { entries: 100, pathBytes: 7 } });
   assert.equal(memory.usage.kept, keptBytes(restored) + keptBytes(one));
 
   const second = new SessionTrees(store, 's2', memory);
-  await second.rememberCheckpoint('c9', tree(150, 3), 1);
+  await second.rememberCheckpoint({ id: 'c9', tree: tree(150, 3), chainLength: 1, chainSize: { entries: 150, pathBytes: 7 } });
   assert.equal(memory.usage.kept, keptBytes(tree(150, 3)), "the first session's trees were dropped for the second's");
-  assert.deepEqual(await first.lastCheckpoint(), { id: 'c1', chainLength: 1, tree: one }, 'read back from its file');
+  assert.deepEqual(await first.lastCheckpoint(), { id: 'c1', chainLength: 1, chainSize: { entries: 100, pathBytes: 7 }, tree: one }, 'read back from its file');
   assert.deepEqual(await first.baselineTree(), restored);
 
   // A fork takes its source's trees (their files copied), dropped or not.
   const fork = new SessionTrees(store, 's3', memory);
   await fork.inherit(first);
-  await new SessionTrees(store, 's4', memory).rememberCheckpoint('c10', tree(200), 1);
-  assert.deepEqual(await fork.lastCheckpoint(), { id: 'c1', chainLength: 1, tree: one });
+  await new SessionTrees(store, 's4', memory).rememberCheckpoint({ id: 'c10', tree: tree(200), chainLength: 1, chainSize: { entries: 200, pathBytes: 7 } });
+  assert.deepEqual(await fork.lastCheckpoint(), { id: 'c1', chainLength: 1, chainSize: { entries: 100, pathBytes: 7 }, tree: one });
 
   // Adopted: nothing read until asked; a tree file naming another checkpoint is no parent.
   const adopted = new SessionTrees(store, 's1', memory);
