@@ -391,11 +391,14 @@ function deletedPathOf(item: unknown): ByteString {
   throw errors.invalidArgument('checkpoint deletion list is malformed');
 }
 
-/** How many entries the archive `file` holds and its central directory's size, from its end records alone (a ZipFormatError when it has none). */
+/**
+ * How many entries the archive `file` holds and its central directory's size, from its end
+ * records alone (a ZipFormatError when it has none, or they say more than any checkpoint holds).
+ */
 export async function archiveDirectory(file: string): Promise<ZipEnd> {
   const handle = await openFile(file, 'r');
   try {
-    return await readZipEnd(handle.fd, (await handle.stat()).size);
+    return await readZipEnd(handle.fd, (await handle.stat()).size, ARCHIVE_LIMITS);
   } finally {
     await handle.close();
   }

@@ -63,8 +63,19 @@ export interface ZipEnd {
   directoryOffset: number;
 }
 
-/** The end records of the zip open as `fd` (`fileSize` bytes long): what its central directory holds, before it is read. */
-export async function readZipEnd(fd: number, fileSize: number): Promise<ZipEnd> {
+/**
+ * The end records of the zip open as `fd` (`fileSize` bytes long): what its central directory
+ * holds, checked against `limits` before it is read.
+ */
+export async function readZipEnd(fd: number, fileSize: number, limits: ZipDirectoryLimits): Promise<ZipEnd> {
+  const end = await endRecords(fd, fileSize);
+  if (end.count > limits.entries) throw new ZipFormatError(`${end.count} entries, more than ${limits.entries}`);
+  if (end.directorySize > limits.bytes) throw new ZipFormatError(`a central directory of ${end.directorySize} bytes, more than ${limits.bytes}`);
+  if (end.directoryOffset + end.directorySize > fileSize) throw new ZipFormatError('a central directory out of bounds');
+  return end;
+}
+
+async function endRecords(fd: number, fileSize: number): Promise<ZipEnd> {
   const tailLength = Math.min(fileSize, 22 + MAX16);
   if (tailLength < 22) throw new ZipFormatError('too short for a zip');
   const tail = await readAt(fd, tailLength, fileSize - tailLength);
@@ -95,10 +106,7 @@ export async function readZipEnd(fd: number, fileSize: number): Promise<ZipEnd> 
  * with other work let run between them, given up when `signal` aborts.
  */
 export async function readZipDirectory(fd: number, fileSize: number, limits: ZipDirectoryLimits, signal?: AbortSignal): Promise<ZipDirectoryEntry[]> {
-  const { count, directorySize, directoryOffset } = await readZipEnd(fd, fileSize);
-  if (count > limits.entries) throw new ZipFormatError(`${count} entries, more than ${limits.entries}`);
-  if (directorySize > limits.bytes) throw new ZipFormatError(`a central directory of ${directorySize} bytes, more than ${limits.bytes}`);
-  if (directoryOffset + directorySize > fileSize) throw new ZipFormatError('a central directory out of bounds');
+  const { count, directorySize, directoryOffset } = await readZipEnd(fd, fileSize, limits);
   const directory = await readAt(fd, directorySize, directoryOffset);
   const entries: ZipDirectoryEntry[] = [];
   let at = 0;
