@@ -119,6 +119,8 @@ export const MAX_INCREMENTAL_CHAIN = 100;
 export const MAX_CHAIN_SIZE: ChainSize = { entries: 2 * MAX_CHECKPOINT_ENTRIES, pathBytes: 2 * MAX_CHECKPOINT_PATH_BYTES };
 /** A central directory's bytes for an entry besides its name, at most (zip64 and NTFS time extras included). */
 const DIRECTORY_BYTES_PER_ENTRY = 128;
+/** ...and at least: the fixed part of a central directory header. */
+const ZIP_DIRECTORY_HEADER_BYTES = 46;
 
 /** `size` with `paths` added. */
 function grown(size: ChainSize, paths: string[]): ChainSize {
@@ -287,7 +289,8 @@ export class Checkpoints {
           id: record.checkpointId,
           tree,
           chainLength: chain.length,
-          chainSize: { entries: named, pathBytes: directoryBytes },
+          // Its paths: at most its directories' bytes less the fixed part of each entry's header.
+          chainSize: { entries: named, pathBytes: Math.max(0, directoryBytes - named * ZIP_DIRECTORY_HEADER_BYTES) },
         });
         // Its client gone by now (cancelled, or past its deadline) would never hear of the session: it goes.
         signal?.throwIfAborted();
