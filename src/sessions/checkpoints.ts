@@ -19,6 +19,7 @@ import { ZipFormatError } from '../storage/zipReader.js';
 import { MissingArchiveError, type CheckpointRecord, type CheckpointStore, type FetchedArchive } from '../storage/checkpointStore.js';
 import { DamagedRecordError } from '../storage/jsonFile.js';
 import {
+  BeyondHeldError,
   diffTrees,
   linkStaysWithin,
   MAX_CHECKPOINT_ENTRIES,
@@ -28,6 +29,7 @@ import {
   scanTree,
   type Tree,
   type TreeEntry,
+  type WalkCounts,
 } from '../storage/fileTree.js';
 import { emptyTree } from '../storage/removeTree.js';
 import type { ChainSize, RememberedCheckpoint } from './rememberedTree.js';
@@ -61,10 +63,11 @@ function isDiskFull(err: unknown): boolean {
 
 /**
  * What a session's checkpoint covers: its workspace, and its environment minus what ties it to
- * this host. `longAllowed`: paths past MAX_PATH_BYTES it may hold (a restore's, made before the bound).
+ * this host. `longAllowed`: paths past MAX_PATH_BYTES it may hold (a restore's, made before the
+ * bound); `entriesHeld`: entries met past which the walk stops with a BeyondHeldError.
  */
-async function sessionTree(session: Session, longAllowed = 0): Promise<Tree> {
-  const paths = { bytes: 0, longAllowed };
+async function sessionTree(session: Session, longAllowed = 0, entriesHeld = Infinity): Promise<Tree> {
+  const paths: WalkCounts = { bytes: 0, longAllowed, entriesHeld };
   const workspace = await scanTree(session.sandbox.workspace, 'workspace/', [], paths);
   // Left out (not even walked): remade for the restoring worker (a Python environment's pyvenv.cfg, Go's build cache).
   const env = await scanTree(session.sandbox.environment, 'env/', session.sandbox.machineSpecific, paths);
@@ -77,13 +80,29 @@ async function sessionTree(session: Session, longAllowed = 0): Promise<Tree> {
   return tree;
 }
 
+/** The heap a checkpoint of `entries` entries takes at most, with the longest paths it could have. */
+const checkpointBytes = (entries: number) => workingBytes(entries, Math.min(MAX_CHECKPOINT_PATH_BYTES, entries * MAX_PATH_BYTES));
+
 /**
- * The most entries a walk of the session's files finds: the files in use on its own disk (which
- * holds both its workspace and its environment); without one, a tenth of what a checkpoint may hold.
+ * The session's tree (sessionTree), walked once its share of the worker's heap is held; resolves
+ * with the function that gives the share back. The share is first for the files in use on the
+ * session's own disk (which holds its workspace and its environment; without one, a tenth of what
+ * a checkpoint may hold). A walk meeting more names than that (hard links: one file, many names)
+ * stops, gives its share back, and walks again holding what the largest checkpoint takes.
  */
-async function entriesAtMost(session: Session): Promise<number> {
+async function heldTree(session: Session, memory: TreeMemory): Promise<{ tree: Tree; release: () => void }> {
   const used = await session.sandbox.diskFilesUsed().catch(() => undefined);
-  return Math.min(used ?? MAX_CHECKPOINT_ENTRIES / 10, MAX_CHECKPOINT_ENTRIES);
+  const expected = Math.min(used ?? MAX_CHECKPOINT_ENTRIES / 10, MAX_CHECKPOINT_ENTRIES);
+  for (const entriesHeld of [expected, Infinity]) {
+    const release = await memory.hold(checkpointBytes(Math.min(entriesHeld, MAX_CHECKPOINT_ENTRIES)));
+    try {
+      return { tree: await sessionTree(session, 0, entriesHeld), release };
+    } catch (err) {
+      release();
+      if (!(err instanceof BeyondHeldError)) throw err;
+    }
+  }
+  throw new Error('a walk held for every entry a checkpoint may hold met more');
 }
 
 /** The most an archive of `paths` (all of `tree` when undefined) can take: each file's bytes and a header of its name. */
@@ -188,9 +207,9 @@ export class Checkpoints {
     let reservation: Reservation | undefined;
     let releaseMemory: (() => void) | undefined;
     try {
-      const entries = await entriesAtMost(session);
-      releaseMemory = await this.options.treeMemory.hold(workingBytes(entries, Math.min(MAX_CHECKPOINT_PATH_BYTES, entries * MAX_PATH_BYTES)));
-      const tree = await sessionTree(session);
+      const held = await heldTree(session, this.options.treeMemory);
+      releaseMemory = held.release;
+      const tree = held.tree;
       const { parent, changed, deleted, unsure, chainSize } = await sinceParent(session, tree, incremental);
       // modified_files: since the parent, or (a full checkpoint) since what the session started from.
       const sinceBaseline = parent ? { changed, deleted, unsure } : diffTrees(await session.trees.baselineTree(), tree);

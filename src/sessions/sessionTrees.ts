@@ -65,9 +65,11 @@ export class SessionTrees {
       return this.baseline;
     }
     const entries = await this.store.readExtra<[string, TreeEntry][]>(this.sessionId, BASELINE_TREE, isEntries).catch(() => undefined);
-    this.baseline ??= new Map(entries);
+    // Returned whether kept or not: a tree that does not fit beside the work in progress is dropped at once.
+    const baseline = this.baseline ?? new Map(entries);
+    this.baseline = baseline;
     this.keep();
-    return this.baseline;
+    return baseline;
   }
 
   /** A checkpoint made or restored: remembered, on disk too, as the parent of the next incremental one. */

@@ -145,13 +145,29 @@ export async function walkTree(
   }
 }
 
+/** What the walks of one checkpoint met, counted across its trees, and the bounds they are held to. */
+export interface WalkCounts {
+  /** Bytes of the paths met, against MAX_CHECKPOINT_PATH_BYTES. */
+  bytes: number;
+  /** Paths past MAX_PATH_BYTES still allowed (none for a checkpoint; a restore's made before the bound). */
+  longAllowed: number;
+  /** Entries met, against `entriesHeld`. */
+  entries?: number;
+  /** Entries the walks were expected to meet at most: past them, a BeyondHeldError. */
+  entriesHeld?: number;
+}
+
+/** A walk met more entries than were held for it (a checkpoint's share of the worker's heap: sessions/treeMemory.ts). */
+export class BeyondHeldError extends Error {
+  override name = 'BeyondHeldError';
+}
+
 /**
  * The tree under `root` for a checkpoint, but for `skip` (relative paths, not entered); refuses
- * trees nested deeper than MAX_TREE_DEPTH. `paths` counts the bytes of the paths met against
- * MAX_CHECKPOINT_PATH_BYTES (one count for every tree of a checkpoint), and the paths past
- * MAX_PATH_BYTES against `paths.longAllowed` (none for a checkpoint).
+ * trees nested deeper than MAX_TREE_DEPTH. `paths` counts what the walks of one checkpoint met
+ * (WalkCounts).
  */
-export async function scanTree(root: string, prefix = '', skip: readonly string[] = [], paths = { bytes: 0, longAllowed: 0 }): Promise<Tree> {
+export async function scanTree(root: string, prefix = '', skip: readonly string[] = [], paths: WalkCounts = { bytes: 0, longAllowed: 0 }): Promise<Tree> {
   const tree: Tree = new Map();
   const racyAfter = Date.now() - CLOCK_SLACK_MS;
   const entry = (type: TreeEntry['type'], st: Stats, size: number): TreeEntry => {
@@ -164,6 +180,8 @@ export async function scanTree(root: string, prefix = '', skip: readonly string[
     (relPath, st, dir, name) => {
       if (tree.size >= MAX_CHECKPOINT_ENTRIES)
         throw errors.tooLarge(`the session holds more than ${MAX_CHECKPOINT_ENTRIES} files and directories, more than a checkpoint holds`);
+      paths.entries = (paths.entries ?? 0) + 1;
+      if (paths.entries > (paths.entriesHeld ?? Infinity)) throw new BeyondHeldError(`more than the ${paths.entriesHeld} entries held`);
       // Lengths only: a path past the limits is never made a string of its own (nor hashed).
       const length = prefix.length + relPath.length;
       if (length + 1 > MAX_PATH_BYTES && paths.longAllowed-- <= 0)

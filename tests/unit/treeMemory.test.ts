@@ -89,3 +89,18 @@ test("a session's trees dropped for another's are read back the same; an adopted
   assert.equal(stale.lastCheckpointId, 'c2');
   assert.deepEqual(await new SessionTrees(store, 's5', memory).baselineTree(), new Map(), 'a new session: empty');
 });
+
+test('a tree read back that does not fit beside the work in progress is still given to its caller', async () => {
+  const store = fakeStore();
+  const restored = tree(100, 7);
+  const memory = new TreeMemory(keptBytes(restored) * 2);
+  const trees = new SessionTrees(store, 's', memory);
+  await trees.rememberBaseline(restored);
+  await trees.rememberCheckpoint({ id: 'c1', tree: tree(50), chainLength: 1, chainSize: { entries: 50, pathBytes: 7 } });
+  const release = await memory.hold(memory.limitBytes); // a checkpoint going alone: every kept tree dropped
+  assert.equal(memory.usage.kept, 0);
+  assert.deepEqual(await trees.baselineTree(), restored, 'the baseline (a full checkpoint diffs against it)');
+  assert.deepEqual((await trees.lastCheckpoint())?.tree, tree(50));
+  assert.equal(memory.usage.kept, 0, 'neither kept');
+  release();
+});
