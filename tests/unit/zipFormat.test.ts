@@ -149,3 +149,15 @@ test('restores side by side hold at most 512 files open for extraction between t
   assert.ok(extractingFiles.peak <= 512, `${extractingFiles.peak} files open at most`);
   assert.equal(readdirSync('/proc/self/fd').length, descriptors, 'every one closed');
 });
+
+test('a deletion list past what is read whole (70,000 paths of 130 bytes: 10 MB) reads back whole', async () => {
+  const roots = { workspace: join(scratch, 'del', 'workspace'), env: join(scratch, 'del', 'env') };
+  await mkdir(roots.workspace, { recursive: true });
+  await mkdir(roots.env, { recursive: true });
+  const deleted = Array.from({ length: 70_000 }, (_, i) => `workspace/node_modules/${String(i).padStart(6, '0')}/${'x'.repeat(100)}`);
+  deleted.push(`workspace/${Buffer.from([0xff, 0xfe]).toString('latin1')}`); // not UTF-8: base64 in the list
+  const file = join(scratch, 'deletions.zip');
+  await writeArchive(file, roots, new Map(), [], deleted, { checkpointId: 'c' });
+  const opened = await openArchive(file);
+  assert.deepEqual(opened.deleted, deleted);
+});
