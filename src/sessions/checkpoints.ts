@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Status } from 'nice-grpc';
+import { SessionState } from '../../gen/codegen/v1/common.js';
 import { describeThrown, errors, faultOf, quoted, WorkerError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import {
@@ -67,7 +68,7 @@ function isDiskFull(err: unknown): boolean {
  * bound); `entriesHeld`: entries met past which the walk stops with a BeyondHeldError.
  */
 async function sessionTree(session: Session, longAllowed = 0, entriesHeld = Infinity): Promise<Tree> {
-  const paths: WalkCounts = { bytes: 0, longAllowed, entriesHeld };
+  const paths: WalkCounts = { bytes: 0, longAllowed, entriesHeld, targetsCounted: longAllowed === 0 };
   const workspace = await scanTree(session.sandbox.workspace, 'workspace/', [], paths);
   // Left out (not even walked): remade for the restoring worker (a Python environment's pyvenv.cfg, Go's build cache).
   const env = await scanTree(session.sandbox.environment, 'env/', session.sandbox.machineSpecific, paths);
@@ -240,12 +241,13 @@ export class Checkpoints {
       record.checksumSha256 = written.sha256;
       record.sizeBytes = written.size;
       await this.options.store.save(record, temporary);
-      await session.rememberCheckpoint({
-        id: checkpointId,
-        tree,
-        chainLength: (parent?.chainLength ?? 0) + 1,
-        chainSize,
-      });
+      // Saved: what follows cannot undo it. A tree not written beside the record (a full disk)
+      // costs a restarted worker the next incremental checkpoint's parent: it is a full one.
+      await session
+        .rememberCheckpoint({ id: checkpointId, tree, chainLength: (parent?.chainLength ?? 0) + 1, chainSize })
+        .catch((err: unknown) =>
+          session.logger.error('checkpoint saved, but its tree was not written', { checkpoint_id: checkpointId, error: describeThrown(err) }),
+        );
       session.logger.info('checkpoint created', { checkpoint_id: checkpointId, size_bytes: written.size, incremental: parent !== undefined });
       metrics.checkpointSeconds.observe({ operation: 'checkpoint' }, secondsSince(started));
       metrics.checkpointBytes.inc({ operation: 'checkpoint' }, written.size);
@@ -254,6 +256,8 @@ export class Checkpoints {
     } catch (err) {
       await rm(temporary, { force: true });
       if (err instanceof WorkerError) throw err;
+      // Destroyed meanwhile (while it waited in line, or its files went from under the walk).
+      if (session.state === SessionState.SESSION_STATE_TERMINATING) throw errors.invalidSessionState(sessionId, 'TERMINATING', 'checkpoint');
       if (isDiskFull(err)) throw errors.tooLarge(`disk full: no space left to write checkpoint of session ${quoted(sessionId)}; nothing was kept`);
       session.logger.error('checkpoint failed', { error: describeThrown(err) });
       throw errors.archiveFailed(`could not write the checkpoint (${faultOf(err)}); nothing was kept`);

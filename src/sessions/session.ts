@@ -219,8 +219,11 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
 
   /** A checkpoint made or restored: remembered, on disk too, as the parent of the next incremental one. */
   async rememberCheckpoint(checkpoint: RememberedCheckpoint): Promise<void> {
-    await this.trees.rememberCheckpoint(checkpoint);
-    await this.persist();
+    try {
+      await this.trees.rememberCheckpoint(checkpoint);
+    } finally {
+      await this.persist();
+    }
   }
 
   /** What is kept on disk of the session. */

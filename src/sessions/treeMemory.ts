@@ -24,10 +24,10 @@ export function openedBytes(entries: number, directoryBytes: number): number {
   return entries * OPENED_BYTES_PER_ENTRY + directoryBytes * 2;
 }
 
-/** The heap a tree takes, kept: its entries and their paths. */
+/** The heap a tree takes, kept: its entries, their paths and links' targets. */
 export function keptBytes(tree: Tree): number {
   let bytes = tree.size * KEPT_BYTES_PER_ENTRY;
-  for (const path of tree.keys()) bytes += path.length;
+  for (const [path, entry] of tree) bytes += path.length + (entry.target?.length ?? 0);
   return bytes;
 }
 

@@ -147,8 +147,10 @@ export async function walkTree(
 
 /** What the walks of one checkpoint met, counted across its trees, and the bounds they are held to. */
 export interface WalkCounts {
-  /** Bytes of the paths met, against MAX_CHECKPOINT_PATH_BYTES. */
+  /** Bytes of the paths met (and of links' targets, with `targetsCounted`), against MAX_CHECKPOINT_PATH_BYTES. */
   bytes: number;
+  /** Whether links' targets count in `bytes` (a checkpoint's; a restore's walk takes what was saved before they did). */
+  targetsCounted?: boolean;
   /** Paths past MAX_PATH_BYTES still allowed (none for a checkpoint; a restore's made before the bound). */
   longAllowed: number;
   /** Entries met, against `entriesHeld`. */
@@ -189,10 +191,11 @@ export async function scanTree(root: string, prefix = '', skip: readonly string[
           textOf(`${prefix}${relPath.slice(0, 300)}`),
           `its path is ${length} bytes long, more than a checkpoint holds (${MAX_PATH_BYTES - 1}); shorten it and checkpoint again`,
         );
-      paths.bytes += length;
+      // A link's target is held beside its path (lstat gives its length).
+      paths.bytes += length + (paths.targetsCounted && st.isSymbolicLink() ? st.size : 0);
       if (paths.bytes > MAX_CHECKPOINT_PATH_BYTES)
         throw errors.tooLarge(
-          `the paths of the session's files and directories come to more than ${MAX_CHECKPOINT_PATH_BYTES >> 20} MiB, more than a checkpoint holds`,
+          `the paths of the session's files and directories, and its links' targets, come to more than ${MAX_CHECKPOINT_PATH_BYTES >> 20} MiB, more than a checkpoint holds`,
         );
       if (st.isSymbolicLink()) {
         let target: string | undefined;

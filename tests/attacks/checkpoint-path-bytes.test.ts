@@ -78,7 +78,7 @@ test('paths longer than 16,383 bytes are refused naming one, before any Map hold
 test('more than 64 MiB of paths in all is refused up front, not saved past what its reply can say', async () => {
   const { code, details } = await refusal(63, 4300);
   assert.equal(code, Status.RESOURCE_EXHAUSTED, `${Status[code]}: ${details}`);
-  assert.match(details, /the paths of the session's files and directories come to more than 64 MiB, more than a checkpoint holds/);
+  assert.match(details, /the paths of the session's files and directories, and its links' targets, come to more than 64 MiB, more than a checkpoint holds/);
 });
 
 // A release before the bound checkpointed paths up to a zip name's 65,535 bytes: what it reported

@@ -129,3 +129,21 @@ test('scanTree leaves out the skipped paths (a file, or a directory and all unde
   const scanned = await scanTree(root, 'env/', ['gocache', 'pyvenv.cfg']);
   assert.deepEqual([...scanned.keys()], ['env/go.mod', 'env/gopath', 'env/gopath/gocache'], 'the same name deeper down is kept');
 });
+
+test("a checkpoint's walk counts links' targets with its paths (against 64 MiB); a restore's does not", async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'unit-targets-'));
+  try {
+    const target = 't'.repeat(4000);
+    await Promise.all(Array.from({ length: 100 }, (_, i) => symlink(target, join(dir, `l${String(i).padStart(2, '0')}`))));
+    const paths = 100 * 'workspace/l00'.length;
+    const counted = { bytes: 0, longAllowed: 0, targetsCounted: true };
+    assert.equal((await scanTree(dir, 'workspace/', [], counted)).size, 100);
+    assert.equal(counted.bytes, paths + 100 * 4000);
+    const restoring = { bytes: 0, longAllowed: 0 };
+    await scanTree(dir, 'workspace/', [], restoring);
+    assert.equal(restoring.bytes, paths, "a restore's walk takes what was saved before targets counted");
+    await assert.rejects(scanTree(dir, 'workspace/', [], { ...counted, bytes: (64 << 20) - 300_000 }), /links' targets, come to more than 64 MiB/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
