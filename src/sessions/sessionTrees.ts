@@ -40,7 +40,7 @@ export class SessionTrees {
   }
 
   /**
-   * The previous checkpoint with its tree and its chain's length (1: a full one) and entries:
+   * The previous checkpoint with its tree, its chain's length (1: a full one) and size:
    * what an incremental checkpoint is made against; undefined when none, or its tree is lost.
    */
   async lastCheckpoint(): Promise<RememberedCheckpoint | undefined> {
