@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The end-to-end tier: real workers over gRPC, as root. Files that measure time, race the
 # warm interpreter's timing, or look at the whole host (processes, mounts, links, namespaces,
-# load) run one at a time, alone, after the others; the others run six files at a time (their
+# load) run one at a time, alone, after the others; the others run five files at a time (their
 # workers claim their own uid blocks, data directories, loop devices and namespaces, and much of
-# their time is spent waiting: two at a time left a third of the CPU idle, three some too, with
-# four a whole make test used 13 of its 20 core-minutes, and with five 12 of 19.6).
+# their time is spent waiting: two at a time left a third of the CPU idle, three some too, and
+# with four a whole make test used 13 of its 20 core-minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Not tests/unit (the unit tier) nor tests/static (make lint). node --test runs files in name
@@ -28,7 +28,7 @@ if [ -n "${BESIDE_SHARED:-}" ]; then
   bash -c "$BESIDE_SHARED" >"$log" 2>&1 &
   beside=$!
 fi
-node --test --test-concurrency=6 "${shared[@]}" || status=1
+node --test --test-concurrency=5 "${shared[@]}" || status=1
 if [ -n "$beside" ]; then
   wait "$beside" || { status=1; echo "end-to-end tier: '$BESIDE_SHARED' failed:"; }
   cat "$log"
