@@ -29,7 +29,9 @@ run: system-deps dist/.built ## start the worker (flags: make run ARGS='--grpc-a
 # Lint and the check of gen/ run beside the end-to-end tier's shared phase, whose files measure
 # no time and leave CPU idle; their output comes, and their failure fails the suite, after it.
 # They take dist/ as built (-o): an edit made meanwhile must not rebuild it under running tests.
-test: system-deps test-deps dist/.built client/.built lint-deps ## the whole suite: the unit tier, then end to end, with lint (needs root)
+# The two compilations share nothing but node_modules: side by side they take the 2 cores together.
+test: system-deps test-deps node_modules/.installed lint-deps ## the whole suite: the unit tier, then end to end, with lint (needs root)
+	$(MAKE) --no-print-directory -j2 dist/.built client/.built
 	tests/unit-tier.sh
 	BESIDE_SHARED='$(MAKE) --no-print-directory -o dist/.built -o node_modules/.installed lint check-generated' tests/end-to-end-tier.sh
 
