@@ -24,10 +24,16 @@ export function openedBytes(entries: number, directoryBytes: number): number {
   return entries * OPENED_BYTES_PER_ENTRY + directoryBytes * 2;
 }
 
+/** Trees counted so far: a remembered tree is not changed, and a session counts its trees at every checkpoint. */
+const counted = new WeakMap<Tree, number>();
+
 /** The heap a tree takes, kept: its entries, their paths and links' targets. */
 export function keptBytes(tree: Tree): number {
-  let bytes = tree.size * KEPT_BYTES_PER_ENTRY;
+  let bytes = counted.get(tree);
+  if (bytes !== undefined) return bytes;
+  bytes = tree.size * KEPT_BYTES_PER_ENTRY;
   for (const [path, entry] of tree) bytes += path.length + (entry.target?.length ?? 0);
+  counted.set(tree, bytes);
   return bytes;
 }
 
