@@ -17,7 +17,6 @@ import {
   type WorkerClientOptions,
 } from './client/index.js';
 import { enumNames } from './client/enumNames.js';
-import { serveHttp, serveStdio } from './client/mcpServer.js';
 import type { OnClose } from './client/mcpTools.js';
 import { WORKER_VERSION } from './version.js';
 
@@ -370,6 +369,8 @@ program
   )
   .option('--idle-timeout <seconds>', 'with --http: close an MCP session whose client has had no request or stream open this long (it is gone)', '900')
   .action(async (opts: { http?: string; onClose: OnClose; idleTimeout: string }) => {
+    // Loaded here: the MCP SDK (express, hono, zod, ajv) would double every other command's start-up.
+    const { serveHttp, serveStdio } = await import('./client/mcpServer.js');
     const worker = CodegenWorker.connect(globals().address, await connectOptions());
     const log = (line: string) => process.stderr.write(`${line}\n`);
     try {

@@ -255,7 +255,9 @@ async function cancelFlow(client: Client): Promise<void> {
   await waitFor(
     () => worker.logs.filter((l) => l.message === 'task finished' && l.tool === 'run.python' && l.status === 'STATUS_CANCELLED').length > cancelledBefore,
   );
-  assert.equal(ok(await call(client, 'run_code', { code: 'print(2)' })).stdout, '2\n');
+  const next = ok(await call(client, 'run_code', { code: 'print(2)' }));
+  const told = () => JSON.stringify({ next, logs: worker.logs.slice(-30) });
+  assert.deepEqual([next.stdout, next.ended, next.exit_code], ['2\n', 'completed', 0], told());
 }
 
 test('a cancelled run_code cancels its task on the worker, over stdio and over HTTP', async (t) => {
