@@ -33,7 +33,7 @@ run: system-deps dist/.built ## start the worker (flags: make run ARGS='--grpc-a
 test: system-deps test-deps node_modules/.installed lint-deps ## the whole suite: the unit tier, then end to end, with lint (needs root)
 	$(MAKE) --no-print-directory -j2 dist/.built client/.built
 	tests/unit-tier.sh
-	BESIDE_SHARED='$(MAKE) --no-print-directory -o dist/.built -o node_modules/.installed lint check-generated' tests/end-to-end-tier.sh
+	BESIDE='$(MAKE) --no-print-directory -o dist/.built -o node_modules/.installed lint check-generated' tests/end-to-end-tier.sh
 
 # The fast tier: pure logic, no root, no bubblewrap, no Python. Run by root, it runs as nobody
 # with node alone on PATH, wherever the checkout lives (tests/unit-tier.sh says how).
