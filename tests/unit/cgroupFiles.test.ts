@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,3 +73,32 @@ test('v1: a child in each hierarchy, limits in each controller’s files (swap t
   writeFileSync(at('memory', 'memory.stat'), 'cache 10\nrss 20\ntotal_cache 30\ntotal_rss 40\n');
   assert.equal(await task.memoryBytes(), 40, 'the group and its children, without the cache');
 });
+
+for (const version of ['v1', 'v2'] as const) {
+  test(`${version}: a kill under way is joined, never left behind to kill the group's next processes`, async (t) => {
+    // A call cancelled kills its group twice at once (its abort, and the end of its run). Two
+    // loops end apart: the group went back to the pool, a child forked ahead of the next call
+    // was placed in it, and the loop still under way read it there and killed it.
+    const dir = join(root, `${version}-kill`);
+    mkdirSync(dir, { recursive: true });
+    const group = version === 'v1' ? existingCgroup('v1', 'task', { memory: dir }) : existingCgroup('v2', 'task', dir);
+    const procs = join(dir, 'cgroup.procs');
+    const sleeper = () => {
+      const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)'], { stdio: 'ignore' });
+      t.after(() => child.kill('SIGKILL'));
+      return child;
+    };
+    const first = sleeper();
+    const firstExited = new Promise((resolve) => first.once('exit', resolve));
+    writeFileSync(procs, `${first.pid}\n`);
+    const abortKill = group.killProcesses();
+    await firstExited;
+    writeFileSync(procs, ''); // the kernel's answer once the process is reaped
+    assert.equal(await group.killProcesses(), true, 'the group is empty');
+    // The group's next user, before the first loop is awaited: it ended with the second.
+    const next = sleeper();
+    writeFileSync(procs, `${next.pid}\n`);
+    assert.equal(await abortKill, true, 'the first kill ended when the group was seen empty');
+    assert.equal(next.exitCode ?? next.signalCode, null, "the next user's process lives");
+  });
+}

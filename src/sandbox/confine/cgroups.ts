@@ -133,6 +133,25 @@ async function killProcsIn(procsFiles: string[]): Promise<boolean> {
   return false;
 }
 
+/**
+ * One kill of a group's processes at a time: a caller while one is under way joins it. Two at
+ * once end apart: a cancelled call kills its group twice (its abort, and its end), the group
+ * went to its next user when one loop saw it empty, and the other, still reading it, killed what
+ * was placed there meanwhile (the child forked ahead of the next call).
+ */
+class OneKillAtATime {
+  private underWay: Promise<boolean> | undefined;
+
+  run(kill: () => Promise<boolean>): Promise<boolean> {
+    if (this.underWay) return this.underWay;
+    const underWay = kill().finally(() => {
+      if (this.underWay === underWay) this.underWay = undefined;
+    });
+    this.underWay = underWay;
+    return underWay;
+  }
+}
+
 /** The pids a cgroup.procs file lists. */
 function pidsIn(procsFile: string | undefined): number[] {
   return procsFile === undefined
@@ -188,6 +207,7 @@ async function moveInto(procsFiles: string[], pid: number, moves: CgroupMoves): 
 }
 
 class CgroupV1 implements Cgroup {
+  private readonly kills = new OneKillAtATime();
   /** Counters' values when the group was last renewed. */
   private counted = { oomKills: 0, forkRefusals: 0 };
   /** The limits of its own the group has been given since it was made or renewed. */
@@ -250,7 +270,7 @@ class CgroupV1 implements Cgroup {
   }
 
   killProcesses(): Promise<boolean> {
-    return killProcsIn(this.firstProcsFile);
+    return this.kills.run(() => killProcsIn(this.firstProcsFile));
   }
 
   holds(pid: number): boolean {
@@ -307,6 +327,7 @@ class CgroupV1 implements Cgroup {
 }
 
 class CgroupV2 implements Cgroup {
+  private readonly kills = new OneKillAtATime();
   /** OOM kills counted when the group was last renewed. */
   private countedOomKills = 0;
   /** The limits of its own the group has been given since it was made or renewed. */
@@ -368,10 +389,12 @@ class CgroupV2 implements Cgroup {
     return pidsIn(join(this.dir, 'cgroup.procs'));
   }
 
-  async killProcesses(): Promise<boolean> {
-    if (readText(join(this.dir, 'cgroup.procs')) === '') return true;
-    await writeFile(join(this.dir, 'cgroup.kill'), '1').catch(() => undefined);
-    return killProcsIn(this.procsFiles);
+  killProcesses(): Promise<boolean> {
+    return this.kills.run(async () => {
+      if (readText(join(this.dir, 'cgroup.procs')) === '') return true;
+      await writeFile(join(this.dir, 'cgroup.kill'), '1').catch(() => undefined);
+      return killProcsIn(this.procsFiles);
+    });
   }
 
   renew(): void {
