@@ -109,12 +109,18 @@ async function hostPidBelow(ancestor: number, nsPid: number, depth: number): Pro
   return undefined;
 }
 
-/** Resolves with `value` once `signal` aborts (never, if it does not). */
-function onAbort<T>(signal: AbortSignal, value: () => Promise<T>): Promise<T> {
+/**
+ * Resolves with `value` once `signal` aborts (never, if it does not) until the function it adds
+ * to `stops` is called. A task's signal outlives its run: the task is running until its client
+ * takes its result, and a cancel or timeout meanwhile must not reach the task group its run gave
+ * back (the group's next call would be killed).
+ */
+function onAbort<T>(signal: AbortSignal, value: () => Promise<T>, stops: (() => void)[]): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const fire = () => void value().then(resolve, reject);
-    if (signal.aborted) fire();
-    else signal.addEventListener('abort', fire, { once: true });
+    if (signal.aborted) return fire();
+    signal.addEventListener('abort', fire, { once: true });
+    stops.push(() => signal.removeEventListener('abort', fire));
   });
 }
 
@@ -269,9 +275,11 @@ export class WarmInterpreter {
       this.send({ op: 'run', id, token, ...program });
       watching.push(this.watchTaking(run.forked.promise));
       // Aborted before the child is placed: nothing of the code ran; the abort is the outcome.
-      const forked = await Promise.race([run.forked.promise.then((pid) => ({ pid })), onAbort(options.signal, async () => undefined)]).catch((err: Error) => {
-        throw new WarmUnavailableError(err.message);
-      });
+      const forked = await Promise.race([run.forked.promise.then((pid) => ({ pid })), onAbort(options.signal, async () => undefined, watching)]).catch(
+        (err: Error) => {
+          throw new WarmUnavailableError(err.message);
+        },
+      );
       if (!forked) {
         this.send({ op: 'kill', id });
         options.signal.throwIfAborted();
@@ -287,11 +295,15 @@ export class WarmInterpreter {
       if (!placed) await this.place(group, hostPid);
       options.onStart?.({ pid: forked!.pid, marker: '' });
       // From here on, an abort ends the child whatever the zygote does (or does not) say.
-      const killed = onAbort(options.signal, async () => {
-        kill();
-        await group.killProcesses();
-        return KILLED;
-      });
+      const killed = onAbort(
+        options.signal,
+        async () => {
+          kill();
+          await group.killProcesses();
+          return KILLED;
+        },
+        watching,
+      );
       await options.recorded;
       this.send({ op: 'go', id });
       watching.push(this.watchTaking(run.went.promise));
