@@ -1,3 +1,7 @@
+// end-to-end: alone (it measures time or looks at the whole host: tests/end-to-end-tier.sh)
+// Alone for now, though it looks only at its own data directories: run with the shared files
+// (make test at 8d390f7), the SIGTERM restart once read notes/a.txt back empty. Not reproduced
+// since (three loaded runs beside the heaviest files); the assertions now say what they find.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
@@ -76,7 +80,15 @@ async function assertAdopted(worker: RunningWorker, p: Prepared, cutOff: TaskSta
     assert.equal((await worker.sessions.getSessionStatus({ sessionId }, CALL)).state, SessionState.SESSION_STATE_READY, sessionId);
   const status = await worker.sessions.getSessionStatus({ sessionId: p.plain }, CALL);
   assert.deepEqual([status.workspaceId, status.userId, status.lastCheckpointId], ['plain', 'u1', p.checkpointId]);
-  assert.equal((await callTool(worker.tasks, p.plain, 'fs.read', { path: 'notes/a.txt' })).result?.outputs.contents, 'kept');
+  const kept = await callTool(worker.tasks, p.plain, 'fs.read', { path: 'notes/a.txt' });
+  if (kept.result?.outputs.contents !== 'kept') {
+    // Once, in the shared phase, this came back empty after SIGTERM: all that might say why.
+    const listed = await callTool(worker.tasks, p.plain, 'run.shell', {
+      command: 'ls -la --full-time notes; stat notes/a.txt; cat /proc/self/mountinfo | grep -i workspace',
+    });
+    const logs = worker.logs.filter((l) => l.level !== 'debug' || /adopt|mount|disk|journal/i.test(String(l.message)));
+    assert.fail(`notes/a.txt read back ${JSON.stringify(kept.result?.outputs)}; ${listed.text.slice(-1500)}; logs ${JSON.stringify(logs).slice(-4000)}`);
+  }
   assert.equal((await worker.tasks.getTaskStatus({ sessionId: p.plain, taskId: p.cutTask }, CALL)).status, cutOff);
   const env = await callTool(worker.tasks, p.plain, 'run.python', { code: 'import os\nprint(os.environ["GREETING"])' });
   assert.equal(env.result?.outputs.stdout, 'hi\n', 'the session env came back');
@@ -123,7 +135,10 @@ for (const how of ['SIGKILL', 'SIGTERM'] as const) {
       const adopted = second.logs.find((l) => l.message === 'sessions of an earlier run adopted');
       assert.equal(adopted?.adopted, 2, JSON.stringify(adopted));
       // SIGTERM cancels the running task after the grace time (CANCELLED); SIGKILL cuts it off (FAILURE).
-      await assertAdopted(second, prepared, how === 'SIGKILL' ? TaskStatus.STATUS_FAILURE : TaskStatus.STATUS_CANCELLED);
+      await assertAdopted(second, prepared, how === 'SIGKILL' ? TaskStatus.STATUS_FAILURE : TaskStatus.STATUS_CANCELLED).catch((err: Error) => {
+        const stopping = first!.logs.filter((l) => l.level !== 'debug' || /shut|stop|unmount|disk|dispos/i.test(String(l.message)));
+        throw new Error(`${err.message}\nthe first worker's last logs: ${JSON.stringify(stopping.slice(-40)).slice(-4000)}`);
+      });
       assert.equal((await second.sessions.getCapacity({}, CALL)).activeSessions, 2);
       // New sessions still come, and do not take an adopted session's uid.
       const fresh = (await second.sessions.createSession({ workspaceId: 'fresh' }, CALL)).sessionId;
