@@ -1,7 +1,3 @@
-// end-to-end: alone (it measures time or looks at the whole host: tests/end-to-end-tier.sh)
-// Alone for now, though it looks only at its own data directories: run with the shared files
-// (make test at 8d390f7), the SIGTERM restart once read notes/a.txt back empty. Not reproduced
-// since (three loaded runs beside the heaviest files); the assertions now say what they find.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
@@ -17,8 +13,11 @@ import { startWorker, stopHard, type RunningWorker } from './helpers/worker.js';
 
 // Nothing lost on restart: a worker killed (SIGKILL) or stopped (SIGTERM) and started again on
 // the same data directory adopts its sessions: same ids, files, packages, limits, checkpoint
-// chain; a task cut off by the stop is FAILURE. What it cannot adopt it moves aside. (Disk
-// limits being disk, not RAM, is measured on the whole host: tests/durability.test.ts.)
+// chain; a task cut off by the stop is FAILURE. What it cannot adopt it moves aside. Run beside
+// other files on a busy host, the SIGTERM restart read files written before the stop back empty
+// (0 bytes, no blocks): the disk, unmounted lazily, had not written its data to its image when
+// the next start mounted that image again. (Disk limits being disk, not RAM, is measured on the
+// whole host: tests/durability.test.ts.)
 
 const CALL = { deadline: 30_000 };
 
@@ -82,7 +81,8 @@ async function assertAdopted(worker: RunningWorker, p: Prepared, cutOff: TaskSta
   assert.deepEqual([status.workspaceId, status.userId, status.lastCheckpointId], ['plain', 'u1', p.checkpointId]);
   const kept = await callTool(worker.tasks, p.plain, 'fs.read', { path: 'notes/a.txt' });
   if (kept.result?.outputs.contents !== 'kept') {
-    // Once, in the shared phase, this came back empty after SIGTERM: all that might say why.
+    // In the shared phase, before each kept disk was synced at shutdown, this came back empty
+    // after SIGTERM (tests/adoption.test.ts's header): what it finds is said.
     const listed = await callTool(worker.tasks, p.plain, 'run.shell', {
       command: 'ls -la --full-time notes; stat notes/a.txt; cat /proc/self/mountinfo | grep -i workspace',
     });

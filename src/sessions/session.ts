@@ -195,10 +195,13 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
     await this.persist();
   }
 
-  /** Ends every process of the session and releases its sandbox (its files stay). */
-  async disposeSandbox(): Promise<void> {
+  /**
+   * Ends every process of the session and releases its sandbox (its files stay). `kept`: for
+   * the next start to adopt (shutdown), so its disk is synced first.
+   */
+  async disposeSandbox(kept = false): Promise<void> {
     clearTimeout(this.persistTimer);
-    await this.sandboxRef?.dispose();
+    await this.sandboxRef?.dispose(kept);
   }
 
   touch(): void {

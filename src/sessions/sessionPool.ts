@@ -294,7 +294,7 @@ export class SessionPool {
       this.list().map(async (session) => {
         await session.tasks.abortAll('shutdown', reason);
         await session.persist();
-        await session.disposeSandbox();
+        await session.disposeSandbox(true);
         this.remove(session);
       }),
     );

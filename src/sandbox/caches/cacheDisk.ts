@@ -4,7 +4,7 @@ import { errors, messageOf, WorkerError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { DiskBudget } from '../../storage/diskBudget.js';
 import { removeTree } from '../../storage/removeTree.js';
-import { formatDiskImage, imageBytes, isMountPoint, mountDiskImage, imageTools, unmountDiskImage } from '../confine/diskImage.js';
+import { formatDiskImage, imageBytes, isMountPoint, mountDiskImage, imageTools, syncDiskImage, unmountDiskImage } from '../confine/diskImage.js';
 import { forgetUserCaches } from './sharedCache.js';
 
 /**
@@ -226,9 +226,11 @@ export class CacheDisk implements CacheRoom {
     return this.unbounded === undefined ? this.lock.shared(use) : use();
   }
 
-  /** Unmounts the caches' disk (at shutdown; the next start mounts it again). */
+  /** Unmounts the caches' disk (at shutdown; the next start mounts it again, so synced first). */
   async close(): Promise<void> {
-    if (this.unbounded === undefined) await unmountDiskImage(this.options.mountPoint);
+    if (this.unbounded !== undefined) return;
+    await syncDiskImage(this.options.mountPoint).catch(() => undefined);
+    await unmountDiskImage(this.options.mountPoint);
   }
 }
 

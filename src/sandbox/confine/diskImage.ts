@@ -131,6 +131,17 @@ export async function mountDiskImage(file: string, mountPoint: string, tools: Im
   await tools.mount(file, mountPoint);
 }
 
+/**
+ * Writes what the mounted filesystem holds in memory to its image (syncfs), before a lazy
+ * unmount of a disk the next start mounts again. Lazily unmounted, a filesystem lives on while
+ * anything still refers to it (a killed sandbox's mount namespace, torn down late on a busy
+ * host); the next start's mount of the image read files written before the stop as empty.
+ */
+export async function syncDiskImage(mountPoint: string): Promise<void> {
+  if (!(await isMountPoint(mountPoint))) return;
+  await runTool('sync', ['--file-system', mountPoint]);
+}
+
 /** Unmounts it (lazily: nothing of the session runs any more); its loop device goes with it. */
 export async function unmountDiskImage(mountPoint: string): Promise<void> {
   if (!(await isMountPoint(mountPoint))) return;

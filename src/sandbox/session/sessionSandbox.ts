@@ -7,7 +7,7 @@ import { errors } from '../../errors.js';
 import { smallestPositive } from '../../limits.js';
 import type { Owner } from '../../storage/owner.js';
 import { destroyWhenItCan, type Cgroup } from '../confine/cgroups.js';
-import { filesUsed, unmountDiskImage, usedBytes } from '../confine/diskImage.js';
+import { filesUsed, syncDiskImage, unmountDiskImage, usedBytes } from '../confine/diskImage.js';
 import { sandboxSeccompProgram } from '../confine/seccomp.js';
 import { SYSTEM_PATH, type CodeCommand, type InstallResult, type Language, type LanguageSandbox, type RunAs } from '../languages/language.js';
 import { confine, type Mount, type NetworkAccess } from '../confine/launcher.js';
@@ -507,8 +507,11 @@ export class SessionSandbox {
     return this.parts.disk && filesUsed(this.parts.disk.mountPoint);
   }
 
-  /** Ends every process of the session and gives back what the sandbox holds (cgroup, mount, uid). */
-  async dispose(): Promise<void> {
+  /**
+   * Ends every process of the session and gives back what the sandbox holds (cgroup, mount,
+   * uid). `kept`: its files stay for the next start to adopt, so its disk is synced first.
+   */
+  async dispose(kept = false): Promise<void> {
     await this.backgroundProcesses?.dispose();
     await this.portRelay?.dispose();
     await this.taskGroups?.dispose();
@@ -516,7 +519,13 @@ export class SessionSandbox {
     const group = this.parts.cgroup;
     // A process in uninterruptible sleep keeps the group a while: it is removed once it can be.
     await group?.destroy().catch(() => destroyWhenItCan(group));
-    if (this.parts.disk) await unmountDiskImage(this.parts.disk.mountPoint);
+    if (this.parts.disk) {
+      if (kept)
+        await syncDiskImage(this.parts.disk.mountPoint).catch((err: Error) =>
+          this.host.options.logger.warn('could not sync the session disk before unmounting it', { mount: this.parts.disk?.mountPoint, error: err.message }),
+        );
+      await unmountDiskImage(this.parts.disk.mountPoint);
+    }
     await this.release();
   }
 
