@@ -229,7 +229,9 @@ export class CacheDisk implements CacheRoom {
   /** Unmounts the caches' disk (at shutdown; the next start mounts it again, so synced first). */
   async close(): Promise<void> {
     if (this.unbounded !== undefined) return;
-    await syncDiskImage(this.options.mountPoint).catch(() => undefined);
+    await syncDiskImage(this.options.mountPoint).catch((err: unknown) =>
+      this.options.logger.warn('could not sync the package caches disk before unmounting it', { error: messageOf(err) }),
+    );
     await unmountDiskImage(this.options.mountPoint);
   }
 }
