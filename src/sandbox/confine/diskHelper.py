@@ -15,7 +15,8 @@
 #       copied in the kernel, its holes left holes.
 #   {"mount": {"image": I, "point": M}}
 #       the ext4 image I attached to a free loop device (released when the mount goes) and mounted
-#       on the directory M, nosuid and nodev: what mount -o loop does, without its process.
+#       on the directory M, nosuid and nodev: what mount -o loop does, without its process. A loop
+#       device still holding I (its filesystem lazily unmounted, alive elsewhere) is mounted instead.
 #   {"idmap": {"mount": M, "lines": ["inside outside count", ...]}}
 #       the mount at M made an idmapped one: a user namespace with those lines as its uid and gid
 #       maps (a child holds it while they are written), a clone of the mount given its mapping,
@@ -45,8 +46,8 @@ MOUNT_ATTR_IDMAP = 0x00100000
 CLONE_NEWUSER = 0x10000000
 MNT_DETACH = 2
 MS_NOSUID, MS_NODEV = 2, 4
-LOOP_CTL_GET_FREE, LOOP_CONFIGURE, LOOP_SET_FD, LOOP_CLR_FD, LOOP_SET_STATUS64 = 0x4C82, 0x4C0A, 0x4C00, 0x4C01, 0x4C04
-LO_FLAGS_AUTOCLEAR = 4
+LOOP_CTL_GET_FREE, LOOP_CONFIGURE, LOOP_SET_FD, LOOP_CLR_FD, LOOP_SET_STATUS64, LOOP_GET_STATUS64 = 0x4C82, 0x4C0A, 0x4C00, 0x4C01, 0x4C04, 0x4C05
+LO_FLAGS_READ_ONLY, LO_FLAGS_AUTOCLEAR = 1, 4
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
@@ -136,6 +137,44 @@ def loop_info(image):
     return struct.pack("5Q4I64s64s32s2Q", 0, 0, 0, 0, 0, 0, 0, 0, LO_FLAGS_AUTOCLEAR, name, b"", b"", 0, 0)
 
 
+def kernel_dev(dev):
+    """A device number as loop_info64 gives it (the kernel's new_encode_dev)."""
+    major, minor = os.major(dev), os.minor(dev)
+    return (minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12)
+
+
+def held_loop(image):
+    """The loop device that still holds `image` (its path and a descriptor), or None. A disk
+    unmounted lazily lives on while a mount namespace holds a copy of its mount (a sandbox's,
+    torn down late); a second loop device would mount a second ext4 instance of the image beside
+    it, both writing their journal and superblock to it. Mounting this one shares the live
+    filesystem, as mount -o loop does. Held open, it stays bound to the image until mounted."""
+    st = os.stat(image)
+    real = os.path.realpath(image)
+    for name in os.listdir("/sys/block"):
+        try:
+            with open(f"/sys/block/{name}/loop/backing_file") as f:
+                if f.read().rstrip("\n") != real:
+                    continue
+        except OSError:  # not a loop device, or not bound
+            continue
+        device = f"/dev/{name}"
+        try:
+            loop = os.open(device, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            # Checked on the open device: the name may have been bound to another file since.
+            info = fcntl.ioctl(loop, LOOP_GET_STATUS64, loop_info(""))
+            dev, ino, _, offset, size_limit, _, _, _, flags = struct.unpack_from("5Q4I", info)
+            if (dev, ino, offset, size_limit) == (kernel_dev(st.st_dev), st.st_ino, 0, 0) and not flags & LO_FLAGS_READ_ONLY:
+                return device, loop
+        except OSError:  # unbound meanwhile
+            pass
+        os.close(loop)
+    return None
+
+
 def attach_loop(image):
     """A loop device holding `image` (its path and a descriptor): a free one taken, again if another took it first."""
     backing = os.open(image, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
@@ -177,7 +216,7 @@ def attach_loop(image):
 
 def mount(image, point):
     try:
-        device, loop = attach_loop(image)
+        device, loop = held_loop(image) or attach_loop(image)
     except OSError as err:
         raise Failed(f"loop device for {image}: {err.strerror}")
     try:
