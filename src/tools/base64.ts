@@ -1,6 +1,6 @@
 import { isAscii } from 'node:buffer';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { SLICE_BYTES } from './textBytes.js';
+import { SLICE_BYTES, STRING_PIECE } from './textBytes.js';
 
 /**
  * Standard padded base64 (A–Z a–z 0–9 + /, `=` only as the last one or two characters) decoded,
@@ -25,9 +25,10 @@ export function decodeStrictBase64(text: string): Buffer | undefined {
 /**
  * decodeStrictBase64 of a request's bytes (grpc/taskRequestDecoding.ts keeps large contents so),
  * a slice of whole 4-character groups at a time with the event loop free between slices, never
- * the whole text as a string. The same answer for the same bytes read as UTF-8: non-ASCII is
- * refused either way. Each slice must decode to exactly its groups' bytes (less the padding, in
- * the last): a character Node's decoder skips or stops at costs its slice at least one.
+ * the whole text as a string (pieces of STRING_PIECE characters). The same answer for the same
+ * bytes read as UTF-8: non-ASCII is refused either way. Each piece must decode to exactly its
+ * groups' bytes (less the padding, in the last): a character Node's decoder skips or stops at
+ * costs its piece at least one.
  */
 export async function decodeStrictBase64Bytes(text: Uint8Array, sliceChars = SLICE_BYTES): Promise<Buffer | undefined> {
   const chars = Buffer.from(text.buffer, text.byteOffset, text.byteLength);
@@ -35,15 +36,21 @@ export async function decodeStrictBase64Bytes(text: Uint8Array, sliceChars = SLI
   const padding = chars.length > 0 && chars[chars.length - 1] === 0x3d ? (chars[chars.length - 2] === 0x3d ? 2 : 1) : 0;
   const out = Buffer.allocUnsafe((chars.length / 4) * 3 - padding);
   const step = Math.max(4, sliceChars - (sliceChars % 4));
+  const piece = Math.min(step, STRING_PIECE);
   let written = 0;
-  for (let from = 0; from < chars.length; from += step) {
-    const slice = chars.subarray(from, Math.min(chars.length, from + step));
-    const last = from + step >= chars.length;
+  let sinceTurn = 0;
+  for (let from = 0; from < chars.length; from += piece) {
+    const slice = chars.subarray(from, Math.min(chars.length, from + piece));
+    const last = from + piece >= chars.length;
     const expected = (slice.length / 4) * 3 - (last ? padding : 0);
-    // latin1 of ASCII is the characters themselves: one short string per slice.
+    // latin1 of ASCII is the characters themselves: one short string per piece.
     if (out.write(slice.toString('latin1'), written, 'base64') !== expected) return undefined;
     written += expected;
-    if (!last) await nextTurn();
+    sinceTurn += slice.length;
+    if (sinceTurn >= step && !last) {
+      sinceTurn = 0;
+      await nextTurn();
+    }
   }
   return out;
 }

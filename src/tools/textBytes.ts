@@ -76,17 +76,31 @@ export async function isUtf8InSlices(bytes: Uint8Array, sliceBytes = SLICE_BYTES
 }
 
 /**
+ * Characters of the strings a conversion makes at a time, at most: below V8's large-object size
+ * (128 KiB), a string is allocated young and freed by the next scavenge. One of a megabyte is an
+ * old-generation object: fs.write and fs.read of 1 MB each made such strings, and a mark-compact
+ * of the worker's whole heap followed every few calls.
+ */
+export const STRING_PIECE = 64 * 1024;
+
+/**
  * `bytes` in standard padded base64, written as ASCII into `out` at `at`, a slice at a time with
  * the event loop free between slices (slices are whole 3-byte groups, so they join exactly).
  * Returns the characters written.
  */
 export async function writeBase64InSlices(bytes: Uint8Array, out: Buffer, at: number, sliceBytes = SLICE_BYTES): Promise<number> {
   const step = Math.max(3, sliceBytes - (sliceBytes % 3));
+  const piece = Math.min(step, (STRING_PIECE / 4) * 3);
   let written = 0;
-  for (let from = 0; from < bytes.length; from += step) {
-    const chunk = Buffer.from(bytes.buffer, bytes.byteOffset + from, Math.min(step, bytes.length - from));
+  let sinceTurn = 0;
+  for (let from = 0; from < bytes.length; from += piece) {
+    const chunk = Buffer.from(bytes.buffer, bytes.byteOffset + from, Math.min(piece, bytes.length - from));
     written += out.write(chunk.toString('base64'), at + written, 'latin1');
-    if (from + step < bytes.length) await nextTurn();
+    sinceTurn += chunk.length;
+    if (sinceTurn >= step && from + piece < bytes.length) {
+      sinceTurn = 0;
+      await nextTurn();
+    }
   }
   return written;
 }

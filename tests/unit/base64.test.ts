@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { decodeStrictBase64, decodeStrictBase64Bytes } from '../../src/tools/base64.js';
+import { SLICE_BYTES, STRING_PIECE } from '../../src/tools/textBytes.js';
 
 /** The definition, one character at a time: what decodeStrictBase64 must agree with. */
 function isStrictBase64(text: string): boolean {
@@ -65,4 +67,20 @@ test('decodeStrictBase64Bytes gives what decodeStrictBase64 gives for the same b
   );
   const invalidUtf8 = Buffer.from([0x41, 0x41, 0xc3, 0x41]);
   assert.equal(await decodeStrictBase64Bytes(invalidUtf8), undefined);
+});
+
+test('decodeStrictBase64Bytes of text longer than a string piece: whole when valid, refused for a bad character in any piece', async () => {
+  const bytes = randomBytes(3 * STRING_PIECE);
+  const text = Buffer.from(bytes.toString('base64'));
+  for (const slice of [SLICE_BYTES, STRING_PIECE + 4, 3 * STRING_PIECE]) {
+    assert.ok((await decodeStrictBase64Bytes(text, slice))?.equals(bytes), `slices of ${slice}`);
+    for (const at of [0, STRING_PIECE - 1, STRING_PIECE, 3 * STRING_PIECE + 7, text.length - 1])
+      for (const bad of at === text.length - 1 ? ['-', ' '] : ['=', '-', ' ']) {
+        const spoiled = Buffer.from(text);
+        spoiled[at] = bad.charCodeAt(0);
+        assert.equal(await decodeStrictBase64Bytes(spoiled, slice), undefined, `${JSON.stringify(bad)} at ${at} in slices of ${slice}`);
+      }
+  }
+  const padded = Buffer.from(randomBytes(2 * STRING_PIECE + 1).toString('base64'));
+  assert.equal((await decodeStrictBase64Bytes(padded))?.length, 2 * STRING_PIECE + 1, 'its padding in the last piece');
 });

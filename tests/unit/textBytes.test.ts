@@ -7,7 +7,16 @@ import { TaskExecutionDefinition, TaskResponse, type TaskResult } from '../../ge
 import { applyFramedReplies, framedRepliesApplied, messageOf, patchedCall } from '../../src/grpc/framedReplies.js';
 import { unCopiedReplies } from '../../src/grpc/unCopiedReplies.js';
 import { encodeLargeResultReply, encodeResultReply } from '../../src/grpc/resultReplyEncoding.js';
-import { carriesTextBytes, isUtf8InSlices, setTextBytes, TextBytes, textBytesOf, writeBase64InSlices } from '../../src/tools/textBytes.js';
+import {
+  carriesTextBytes,
+  isUtf8InSlices,
+  setTextBytes,
+  SLICE_BYTES,
+  STRING_PIECE,
+  TextBytes,
+  textBytesOf,
+  writeBase64InSlices,
+} from '../../src/tools/textBytes.js';
 
 const require = createRequire(import.meta.url);
 let seed = 11;
@@ -42,6 +51,18 @@ test('writeBase64InSlices writes what toString(base64) gives, for every length a
       assert.equal(out.subarray(2, 2 + written).toString('latin1'), bytes.toString('base64'), `${length} bytes in slices of ${slice}`);
     }
   }
+});
+
+test('writeBase64InSlices of more than a string piece writes it whole, each length around the pieces', async () => {
+  // Lengths a byte either side of whole pieces (STRING_PIECE characters are 48 KiB of bytes), in one slice and across slices.
+  const piece = (STRING_PIECE / 4) * 3;
+  for (const length of [piece - 1, piece, piece + 1, 5 * piece + 2])
+    for (const slice of [SLICE_BYTES, 2 * piece, piece + 3]) {
+      const bytes = Buffer.from(Array.from({ length }, () => random(256)));
+      const out = Buffer.alloc(Math.ceil(length / 3) * 4);
+      const written = await writeBase64InSlices(bytes, out, 0, slice);
+      assert.ok(out.subarray(0, written).equals(Buffer.from(bytes.toString('base64'))), `${length} bytes in slices of ${slice}`);
+    }
 });
 
 test('an output carried as bytes reads as its text, keeps its place, and gives its bytes to those who ask', () => {
