@@ -13,7 +13,7 @@ import { runTask as runClientTask } from '../src/client/index.js';
 import { bytesOf, textOf } from '../src/storage/byteNames.js';
 import { scanTree } from '../src/storage/fileTree.js';
 import { make, tree } from './helpers/generatedTrees.js';
-import { callTool, statusOf, waitFor } from './helpers/tasks.js';
+import { callTool, runTask, statusOf, waitFor } from './helpers/tasks.js';
 import { startWorker, stopHard, type RunningWorker } from './helpers/worker.js';
 
 // Nothing lost on restart: a worker killed (SIGKILL) or stopped (SIGTERM) and started again on
@@ -156,6 +156,51 @@ for (const how of ['SIGKILL', 'SIGTERM'] as const) {
     }
   });
 }
+
+test('after a SIGKILL right after calls, each keeps how it ended, and the one whose code had just started is FAILURE', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'codegen-killed-at-once-'));
+  let worker: RunningWorker | undefined;
+  try {
+    worker = await startWorker({ dataDir, env: { WORKER_SPARE_SESSIONS: '0' } });
+    const { sessionId } = await worker.sessions.createSession({ workspaceId: 'killed-at-once' }, CALL);
+    const ran = await runTask(worker.tasks, { sessionId, taskId: 'ran', toolName: 'run.python', arguments: { code: 'print(1)' } });
+    const failed = await runTask(worker.tasks, { sessionId, taskId: 'failed', toolName: 'run.shell', arguments: { command: 'exit 3' } });
+    const wrote = await runTask(worker.tasks, { sessionId, taskId: 'wrote', toolName: 'fs.write', arguments: { path: 'f', contents: 'x' } });
+    assert.deepEqual(
+      [ran, failed, wrote].map((r) => r.result?.status),
+      [TaskStatus.STATUS_SUCCESS, TaskStatus.STATUS_FAILURE, TaskStatus.STATUS_SUCCESS],
+    );
+    // Killed within milliseconds of those ending (the record's own write waits for a burst to
+    // end) and of the last one's code starting.
+    const exited = new Promise((resolve) => worker!.process.once('exit', resolve));
+    await new Promise<void>((resolve) => {
+      void runClientTask(
+        worker!.tasks,
+        { sessionId, taskId: 'cut', toolName: 'run.python', arguments: { code: 'import time\nprint("started", flush=True)\ntime.sleep(60)' } },
+        {
+          onLog: () => {
+            worker!.process.kill('SIGKILL');
+            resolve();
+          },
+        },
+      ).catch(() => undefined);
+    });
+    await exited;
+    worker = await startWorker({ dataDir, env: { WORKER_SPARE_SESSIONS: '0' } });
+    const statuses: Record<string, TaskStatus> = {};
+    for (const taskId of ['ran', 'failed', 'wrote', 'cut']) statuses[taskId] = (await worker.tasks.getTaskStatus({ sessionId, taskId }, CALL)).status;
+    assert.deepEqual(statuses, {
+      ran: TaskStatus.STATUS_SUCCESS,
+      failed: TaskStatus.STATUS_FAILURE,
+      wrote: TaskStatus.STATUS_SUCCESS,
+      cut: TaskStatus.STATUS_FAILURE,
+    });
+    assert.equal((await runTask(worker.tasks, { sessionId, toolName: 'fs.read', arguments: { path: 'f' } })).result?.outputs.contents, 'x');
+  } finally {
+    await stopHard(worker);
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
 
 test('generated workspaces come back byte for byte, untouched, after a SIGTERM restart with their disks held elsewhere and after a SIGKILL', async () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'codegen-restart-roundtrip-'));

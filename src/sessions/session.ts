@@ -1,12 +1,12 @@
 import { SessionState } from '../../gen/codegen/v1/common.js';
 import { PayloadBudget } from './payloadBudget.js';
-import { errors } from '../errors.js';
+import { errors, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { SessionSandbox } from '../sandbox/session/sessionSandbox.js';
-import type { WorkspaceStore } from '../storage/workspaceStore.js';
+import type { SessionJournal, WorkspaceStore } from '../storage/workspaceStore.js';
 import type { RememberedCheckpoint } from './rememberedTree.js';
 import { SessionTrees } from './sessionTrees.js';
-import { TaskRegistry } from './taskRegistry.js';
+import { TaskRegistry, type TaskRecord } from './taskRegistry.js';
 import type { TreeMemory } from './treeMemory.js';
 import { WriteGate } from './writeGate.js';
 import type { EffectiveSessionConfig } from './sessionConfig.js';
@@ -95,6 +95,8 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
   /** Background processes started so far (SessionRecord.processesStarted). */
   private processesStarted = 0;
   private writing: Promise<void> = Promise.resolve();
+  /** Task changes since the record was written (storage/taskJournal.ts). */
+  private readonly journal: SessionJournal;
   /** The write that has not started yet, if one waits. */
   private queuedWrite: { durable: boolean; done: Promise<void> } | undefined;
 
@@ -109,7 +111,12 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
     this.createdAtMs = options.createdAtMs ?? Date.now();
     this.lastActivityMs = options.lastActivityMs ?? this.createdAtMs;
     this.tasks = new TaskRegistry(this.id, options.taskHistory);
-    this.tasks.onChange = () => this.schedulePersist();
+    this.tasks.onChange = (task) => {
+      // How a task ended is on disk as it ends: a restart right after reports it so, not cut off.
+      if (task.endTimeMs > 0) this.journalTask(task);
+      this.schedulePersist();
+    };
+    this.journal = options.store.taskJournal(options.id);
   }
 
   get state(): SessionState {
@@ -164,6 +171,7 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
 
   /** What a record of an earlier run says of the session beyond its identity: tasks, artifacts, checkpoints. */
   resume(record: SessionRecord, tasks: PersistedTask[]): void {
+    this.journal.resumeAt(record.journal ?? 0);
     this.tasks.restore(tasks);
     this.processesStarted = record.processesStarted ?? 0;
     this.artifactIds.push(...record.artifacts);
@@ -201,6 +209,7 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
    */
   async disposeSandbox(kept = false): Promise<void> {
     clearTimeout(this.persistTimer);
+    this.journal.close();
     await this.sandboxRef?.dispose(kept);
   }
 
@@ -262,6 +271,27 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
     await this.write(durable);
   }
 
+  /**
+   * Puts `task` on disk as it is now, before the code of the process it starts runs: a worker
+   * killed meanwhile is followed by one that reports it FAILURE, not unknown. A line of the task
+   * journal (a few µs, on the call's path); the whole record if that cannot be written.
+   */
+  async recordTask(task: TaskRecord): Promise<void> {
+    if (!this.journalTask(task)) await this.persist(false);
+  }
+
+  /** Appends `task` as it is now to the task journal; false (logged) if that could not be written. */
+  private journalTask(task: TaskRecord): boolean {
+    const { taskId, toolName, status, startTimeMs, endTimeMs } = task;
+    try {
+      this.journal.append({ taskId, toolName, status, startTimeMs, endTimeMs });
+      return true;
+    } catch (err) {
+      this.logger.warn('could not append to the task journal; the whole record is written instead', { error: messageOf(err) });
+      return false;
+    }
+  }
+
   /** Writes the record soon (task bookkeeping: atomic, not fsynced, one write per burst). */
   schedulePersist(): void {
     if (this.persistTimer || this.settled === CREATING) return;
@@ -281,9 +311,12 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
     if (this.queuedWrite && (this.queuedWrite.durable || !durable)) return this.queuedWrite.done;
     const queued: { durable: boolean; done: Promise<void> } = { durable, done: Promise.resolve() };
     queued.done = this.writing
-      .then(() => {
+      .then(async () => {
         if (this.queuedWrite === queued) this.queuedWrite = undefined;
-        return this.store.writeRecord(this.id, this.record(), durable);
+        // The record holds every task change so far; the journal goes on in a new generation.
+        const journal = this.journal.nextGeneration();
+        await this.store.writeRecord(this.id, { ...this.record(), journal }, durable);
+        await this.journal.settled(journal).catch((err: Error) => void this.logger.warn('could not remove old task journal files', { error: err.message }));
       })
       .catch((err: Error) => void this.logger.warn('could not persist the session record', { error: err.message }));
     this.queuedWrite = queued;

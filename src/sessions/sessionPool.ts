@@ -12,7 +12,7 @@ import { NETWORK_MODES, type SessionNetworkPolicy } from '../sandbox/network/net
 import type { WorkspaceStore } from '../storage/workspaceStore.js';
 import { Session, stateName } from './session.js';
 import { effectiveSessionConfig, type EffectiveSessionConfig } from './sessionConfig.js';
-import { cutOff, parseSessionRecord, type SessionRecord } from './sessionRecord.js';
+import { cutOff, parseSessionRecord, withJournal, type SessionRecord } from './sessionRecord.js';
 import { SpareSessions } from './spareSessions.js';
 
 export interface SessionPoolOptions {
@@ -327,6 +327,7 @@ export class SessionPool {
         if (name.startsWith('.')) return this.removeLeft(name);
         try {
           const record = parseSessionRecord((await this.options.store.readRecord(name)) ?? '', name);
+          record.tasks = withJournal(record.tasks, await this.options.store.readTaskJournal(name, record.journal ?? 0));
           if (record.state === 'TERMINATING') return await this.removeLeft(name);
           found.tasksCutOff += await this.adopt(record);
           found.adopted++;

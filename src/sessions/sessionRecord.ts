@@ -30,6 +30,12 @@ export interface SessionRecord {
   processesStarted?: number | undefined;
   /** TERMINATING: destroy was under way; a restart finishes it. */
   state: 'READY' | 'TERMINATING';
+  /**
+   * The first generation of the task journal (storage/taskJournal.ts) this record does not hold:
+   * the lines of it and later ones are applied to `tasks` (withJournal). Absent: none (a record
+   * written before the journal).
+   */
+  journal?: number | undefined;
 }
 
 export interface PersistedTask {
@@ -75,6 +81,7 @@ function isSessionRecord(value: unknown): boolean {
     Array.isArray(r.tasks) &&
     r.tasks.every(isTask) &&
     (r.processesStarted === undefined || (Number.isInteger(r.processesStarted) && r.processesStarted >= 0)) &&
+    (r.journal === undefined || (Number.isInteger(r.journal) && r.journal >= 0)) &&
     (r.state === 'READY' || r.state === 'TERMINATING')
   );
 }
@@ -91,6 +98,23 @@ export function parseSessionRecord(raw: string, expectedId: string): SessionReco
     throw new DamagedRecordError(`its config is damaged: ${err instanceof WorkerError ? err.details : messageOf(err)}`);
   }
   return record;
+}
+
+/**
+ * `tasks` with the task journal's lines after them applied in order: each line a task as it was
+ * then, which takes the place of an earlier one with its id (at the end: the newest). Lines of
+ * another shape are left out.
+ */
+export function withJournal(tasks: PersistedTask[], lines: unknown[]): PersistedTask[] {
+  if (lines.length === 0) return tasks;
+  const byId = new Map(tasks.map((t) => [t.taskId, t]));
+  for (const line of lines) {
+    if (!isTask(line)) continue;
+    const { taskId, toolName, status, startTimeMs, endTimeMs } = line;
+    byId.delete(taskId);
+    byId.set(taskId, { taskId, toolName, status, startTimeMs, endTimeMs });
+  }
+  return [...byId.values()];
 }
 
 /** A task that was running when the worker went away: it ended then, failed. */

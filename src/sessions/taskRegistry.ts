@@ -61,8 +61,8 @@ export class TaskRegistry {
   private readonly running = new Map<string, LiveTask>();
   private readonly finished = new Map<string, TaskRecord>();
   private idleWaiters: Deferred<void> | undefined;
-  /** Called after every start and finish (the session persists its record). */
-  onChange: () => void = () => undefined;
+  /** Called after every start and finish, with the task (the session persists its record). */
+  onChange: (task: TaskRecord) => void = () => undefined;
 
   constructor(
     private readonly sessionId: string,
@@ -73,7 +73,7 @@ export class TaskRegistry {
     if (this.running.has(taskId)) throw errors.taskAlreadyRunning(taskId, this.sessionId);
     const record = new LiveTask(taskId, toolName);
     this.running.set(taskId, record);
-    this.onChange();
+    this.onChange(record);
     return record;
   }
 
@@ -108,7 +108,7 @@ export class TaskRegistry {
       this.idleWaiters?.resolve();
       this.idleWaiters = undefined;
     }
-    this.onChange();
+    this.onChange(record);
   }
 
   get(taskId: string): TaskRecord | undefined {

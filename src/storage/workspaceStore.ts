@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { treeSize } from './fileTree.js';
 import { parseRecord, writeJsonAtomically } from './jsonFile.js';
 import { removeTree } from './removeTree.js';
+import { readTaskJournal, TaskJournal } from './taskJournal.js';
 
 /** Where one session lives on disk. */
 export interface SessionDirectories {
@@ -20,7 +21,8 @@ export interface SessionDirectories {
 
 /**
  * Session directories on disk; the one place that lays them out and removes them:
- * `<data dir>/sessions/<id>/` holds `session.json` (the record), `disk.img` and `disk/` (the
+ * `<data dir>/sessions/<id>/` holds `session.json` (the record) and `tasks.<n>.log` (its task
+ * journal: storage/taskJournal.ts), `disk.img` and `disk/` (the
  * session's disk, with `workspace/`, `env/` and `.scratch/`), and `ctl/` (the warm
  * interpreter's socket). Names starting with `.` are spares being made or kept.
  */
@@ -46,7 +48,14 @@ export interface WorkspaceStore {
   writeExtra(sessionId: string, name: string, value: unknown, durable?: boolean): Promise<void>;
   /** Copies the files `names` kept beside one session's record (those it has) to another's. */
   copyExtras(from: string, to: string, names: string[]): Promise<void>;
+  /** The session's task journal (storage/taskJournal.ts), for its record's writer. */
+  taskJournal(sessionId: string): SessionJournal;
+  /** The lines of the session's task journal from generation `from` on (its record's SessionRecord.journal). */
+  readTaskJournal(sessionId: string, from: number): Promise<unknown[]>;
 }
+
+/** What a session's record writer uses of its task journal. */
+export type SessionJournal = Pick<TaskJournal, 'append' | 'resumeAt' | 'nextGeneration' | 'settled' | 'close'>;
 
 /** The layout of one session's directory (see WorkspaceStore). */
 export function sessionLayout(root: string): SessionDirectories {
@@ -103,6 +112,14 @@ export class LocalWorkspaceStore implements WorkspaceStore {
 
   async writeRecord(sessionId: string, record: unknown, durable: boolean): Promise<void> {
     await writeJsonAtomically(join(this.directories(sessionId).root, 'session.json'), record, durable);
+  }
+
+  taskJournal(sessionId: string): SessionJournal {
+    return new TaskJournal(() => this.directories(sessionId).root);
+  }
+
+  readTaskJournal(sessionId: string, from: number): Promise<unknown[]> {
+    return readTaskJournal(this.directories(sessionId).root, from);
   }
 
   async readExtra<T>(sessionId: string, name: string, isValid: (value: unknown) => boolean): Promise<T | undefined> {

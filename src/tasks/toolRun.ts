@@ -60,10 +60,9 @@ export class ToolRun {
       };
       if (tool.kind === 'instant') return await tool.run(args, { session, limits, constraints, holdPayload, portLinks: this.portLinks });
       this.releases.push(await this.turns.take(session.id, this.record.controller.signal));
-      // A task that starts a process is on disk before its code runs: a worker killed meanwhile
-      // is followed by one that reports it FAILURE, not unknown. The process is prepared while
-      // the record is written (RunOptions.recorded).
-      const recorded = session.persist(false);
+      // A task that starts a process is on disk before its code runs (Session.recordTask). The
+      // process is prepared while it is written (RunOptions.recorded).
+      const recorded = session.recordTask(this.record);
       const queue = this.queue!;
       try {
         return await tool.run(args, {

@@ -46,7 +46,7 @@ export function fakeTaskSession(over: Partial<TaskSession> = {}): TaskSession {
     payloads: new PayloadBudget(1 << 30),
     writes: new WriteGate(),
     touch: () => undefined,
-    persist: () => Promise.resolve(),
+    recordTask: () => Promise.resolve(),
     nextProcessNumber: (() => {
       let number = 0;
       return () => Promise.resolve(++number);

@@ -39,7 +39,7 @@ function harness(
     config: { language: 'python', limits: { timeoutSeconds: over.sessionTimeout ?? 0 } },
     tasks,
     touch: () => void calls.push('touch'),
-    persist: async () => void calls.push('persist'),
+    recordTask: async () => void calls.push('recordTask'),
     logger: {
       isDebugEnabled: () => false,
       isLevelEnabled: () => false,
@@ -85,7 +85,7 @@ test('echo ends in one SUCCESS result carrying its outputs; the task is recorded
   assert.deepEqual(events, [{ kind: 'result', status: TaskStatus.STATUS_SUCCESS, outputs: { message: 'hi' }, exitCode: 0, error: '' }]);
   assert.equal(tasks.get('t1')?.status, TaskStatus.STATUS_SUCCESS);
   assert.ok(calls.includes('touch'));
-  assert.ok(!calls.includes('persist'), 'a tool that starts no process is not persisted before it runs');
+  assert.ok(!calls.includes('recordTask'), 'a tool that starts no process is not persisted before it runs');
 });
 
 test('requests that cannot run are refused before any task is recorded', async () => {
@@ -160,7 +160,7 @@ test('run.python streams progress, each output line as a log (stderr at ERROR) a
   assert.equal(final.status, TaskStatus.STATUS_SUCCESS);
   assert.equal(final.outputs.stdout, 'one\n');
   assert.equal(final.outputs.exit_code, '0');
-  assert.ok(calls.indexOf('persist') >= 0 && calls.indexOf('persist') < calls.indexOf('runPython'), calls.join(','));
+  assert.ok(calls.indexOf('recordTask') >= 0 && calls.indexOf('recordTask') < calls.indexOf('runPython'), calls.join(','));
 });
 
 test('code that exits non-zero, or is stopped by a limit, is a FAILURE result that says why (the call itself succeeds)', async () => {

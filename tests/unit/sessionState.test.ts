@@ -28,6 +28,14 @@ function memoryStore(): WorkspaceStore & { records: unknown[] } {
     readExtra: async () => undefined,
     writeExtra: async () => undefined,
     copyExtras: unused,
+    taskJournal: () => ({
+      append: () => undefined,
+      resumeAt: () => undefined,
+      nextGeneration: () => 1,
+      settled: async () => undefined,
+      close: () => undefined,
+    }),
+    readTaskJournal: async () => [],
   };
 }
 
