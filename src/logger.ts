@@ -8,6 +8,10 @@ export type Logger = winston.Logger;
  * task_id rides on child loggers.
  */
 export function createLogger(level: string): Logger {
+  // A log reader that goes away (stdout a closed pipe: EPIPE) must not take the worker with it:
+  // an unhandled stream error ended the process, its sessions' tasks cut off and their disks
+  // left mounted. Lines written after are lost; the worker goes on.
+  for (const stream of [process.stdout, process.stderr]) if (stream.listenerCount('error') === 0) stream.on('error', () => undefined);
   const human = winston.format.combine(
     winston.format.colorize(),
     winston.format.timestamp({ format: 'HH:mm:ss.SSS' }),

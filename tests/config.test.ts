@@ -3,7 +3,8 @@ import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { after, test } from 'node:test';
 import { Status } from 'nice-grpc';
-import { statusOf, waitFor } from './helpers/tasks.js';
+import { mountsBelow } from '../src/sandbox/confine/diskImage.js';
+import { runTool, statusOf, waitFor } from './helpers/tasks.js';
 import { startWorker } from './helpers/worker.js';
 
 const MAIN = new URL('../src/main.js', import.meta.url).pathname;
@@ -63,6 +64,22 @@ test('logs are JSON lines carrying session_id and task_id', async () => {
     assert.equal(finished.task_id, 'logged');
     assert.equal(finished.status, 'STATUS_SUCCESS');
     assert.ok(typeof finished.timestamp === 'string');
+  } finally {
+    await worker.stop();
+  }
+});
+
+test('a worker whose log reader goes away (its stdout a closed pipe) keeps serving, and stops cleanly', async () => {
+  const worker = await startWorker({ env: { WORKER_SPARE_SESSIONS: '0' } });
+  try {
+    // The reading end closed: every log line written from here on fails with EPIPE.
+    worker.process.stdout!.destroy();
+    const { sessionId } = await worker.sessions.createSession({ workspaceId: 'no-reader' });
+    assert.equal((await runTool(worker.tasks, sessionId, 'run.python', { code: 'print(6 * 7)' })).stdout, '42\n');
+    const exited = new Promise<number | null>((resolve) => worker.process.once('exit', (code) => resolve(code)));
+    worker.process.kill('SIGTERM');
+    assert.equal(await exited, 0, 'a clean stop');
+    assert.deepEqual(await mountsBelow(worker.dataDir), [], 'its disks unmounted');
   } finally {
     await worker.stop();
   }
