@@ -143,28 +143,35 @@ def kernel_dev(dev):
     return (minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12)
 
 
+def bound_loops():
+    """The loop devices bound to a file: /proc/partitions lists those (an unbound one has no size),
+    in one read where a walk of /sys/block took milliseconds on a host with hundreds of them."""
+    try:
+        with open("/proc/partitions") as f:
+            rows = [line.split() for line in f.read().splitlines()[2:]]
+        return [row[3] for row in rows if len(row) == 4 and row[3].startswith("loop") and row[3][4:].isdigit() and row[2] != "0"]
+    except OSError:
+        return [name for name in os.listdir("/sys/block") if name.startswith("loop") and os.path.exists(f"/sys/block/{name}/loop/backing_file")]
+
+
 def held_loop(image):
     """The loop device that still holds `image` (its path and a descriptor), or None. A disk
     unmounted lazily lives on while a mount namespace holds a copy of its mount (a sandbox's,
     torn down late); a second loop device would mount a second ext4 instance of the image beside
     it, both writing their journal and superblock to it. Mounting this one shares the live
-    filesystem, as mount -o loop does. Held open, it stays bound to the image until mounted."""
+    filesystem, as mount -o loop does. Held open, it stays bound to the image until mounted.
+    Known by the file's device and inode alone: the path a loop device shows is the one it was
+    opened by, another for a data directory reached through a bind mount or mounted again."""
     st = os.stat(image)
-    real = os.path.realpath(image)
-    for name in os.listdir("/sys/block"):
-        try:
-            with open(f"/sys/block/{name}/loop/backing_file") as f:
-                if f.read().rstrip("\n") != real:
-                    continue
-        except OSError:  # not a loop device, or not bound
-            continue
+    for name in bound_loops():
         device = f"/dev/{name}"
         try:
-            loop = os.open(device, os.O_RDWR | os.O_CLOEXEC)
+            # Read-only: a device closed after being opened for writing is probed again by udev.
+            loop = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             continue
         try:
-            # Checked on the open device: the name may have been bound to another file since.
+            # Checked on the open device: it may have been bound to another file since it was listed.
             info = fcntl.ioctl(loop, LOOP_GET_STATUS64, loop_info(""))
             dev, ino, _, offset, size_limit, _, _, _, flags = struct.unpack_from("5Q4I", info)
             if (dev, ino, offset, size_limit) == (kernel_dev(st.st_dev), st.st_ino, 0, 0) and not flags & LO_FLAGS_READ_ONLY:
