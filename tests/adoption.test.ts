@@ -202,6 +202,48 @@ test('after a SIGKILL right after calls, each keeps how it ended, and the one wh
   }
 });
 
+test('a task cut off by a SIGKILL reads FAILURE after the restart, whatever finished after it started, its id reused or not', async () => {
+  // helper-30's attack: the record landed with the task running, then quick tasks ended (a line
+  // each in the journal). Applied after the record, they pushed the cut-off task out of a full
+  // history (WORKER_TASK_HISTORY) and it read NOT_FOUND; so did a reused id's second run.
+  const dataDir = mkdtempSync(join(tmpdir(), 'codegen-cut-history-'));
+  const env = { WORKER_SPARE_SESSIONS: '0', WORKER_TASK_HISTORY: '3' };
+  let worker: RunningWorker | undefined;
+  try {
+    worker = await startWorker({ dataDir, env });
+    const fresh = (await worker.sessions.createSession({ workspaceId: 'cut-fresh' }, CALL)).sessionId;
+    const reused = (await worker.sessions.createSession({ workspaceId: 'cut-reused' }, CALL)).sessionId;
+    const echo = async (sessionId: string, taskId: string) =>
+      assert.equal((await runTask(worker!.tasks, { sessionId, taskId, toolName: 'echo', arguments: { message: taskId } })).code, Status.OK);
+    for (const taskId of ['x', 'a', 'b']) await echo(reused, taskId);
+    const sleeper = (sessionId: string, taskId: string) =>
+      new Promise<void>((resolve) => {
+        void runClientTask(
+          worker!.tasks,
+          { sessionId, taskId, toolName: 'run.python', arguments: { code: 'import time\nprint("started", flush=True)\ntime.sleep(60)' } },
+          { onLog: () => resolve() },
+        ).catch(() => undefined);
+      });
+    await sleeper(fresh, 'long');
+    await sleeper(reused, 'x');
+    // Both records written with the task running in them.
+    const record = (id: string) => readFileSync(join(dataDir, 'sessions', id, 'session.json'), 'utf8');
+    await waitFor(() => record(fresh).includes('"long"') && (record(reused).match(/"taskId":"x"/g) ?? []).length === 2);
+    for (const taskId of ['q1', 'q2', 'q3']) await echo(fresh, taskId);
+    await echo(reused, 'w');
+    const exited = new Promise((resolve) => worker!.process.once('exit', resolve));
+    worker.process.kill('SIGKILL');
+    await exited;
+    worker = await startWorker({ dataDir, env });
+    assert.equal((await worker.tasks.getTaskStatus({ sessionId: fresh, taskId: 'long' }, CALL)).status, TaskStatus.STATUS_FAILURE);
+    assert.equal((await worker.tasks.getTaskStatus({ sessionId: reused, taskId: 'x' }, CALL)).status, TaskStatus.STATUS_FAILURE);
+    assert.equal((await worker.tasks.getTaskStatus({ sessionId: fresh, taskId: 'q3' }, CALL)).status, TaskStatus.STATUS_SUCCESS);
+  } finally {
+    await stopHard(worker);
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
 test('generated workspaces come back byte for byte, untouched, after a SIGTERM restart with their disks held elsewhere and after a SIGKILL', async () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'codegen-restart-roundtrip-'));
   const env = { WORKER_SPARE_SESSIONS: '0', WORKER_SHUTDOWN_GRACE_SECONDS: '1' };

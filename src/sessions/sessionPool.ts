@@ -347,7 +347,9 @@ export class SessionPool {
     const tasks = record.tasks.map((t) => cutOff(t, now));
     const cut = tasks.filter((t, i) => t !== record.tasks[i]);
     for (const task of cut) session.logger.warn('task cut off: the worker restarted during the task', { task_id: task.taskId, tool: task.toolName });
-    session.resume(record, tasks);
+    // Those cut off ended last (now), and running they did not count against the history: the
+    // newest, kept whatever finished after they started.
+    session.resume(record, [...tasks.filter((t, i) => t === record.tasks[i]), ...cut]);
     const dirs = this.options.store.directories(record.id);
     const limits = { ...this.limitsOf(record.config), maxDiskMb: record.diskMb };
     const language = this.options.sandboxHost.language(record.config.language);

@@ -102,17 +102,21 @@ export function parseSessionRecord(raw: string, expectedId: string): SessionReco
 
 /**
  * `tasks` with the task journal's lines after them applied in order: each line a task as it was
- * then, which takes the place of an earlier one with its id (at the end: the newest). Lines of
- * another shape are left out.
+ * then, which takes the place of an earlier one with its id (at the end: the newest). A record
+ * lists a reused id twice (finished, and running again): its last entry wins, in its own place.
+ * Lines of another shape are left out.
  */
 export function withJournal(tasks: PersistedTask[], lines: unknown[]): PersistedTask[] {
-  if (lines.length === 0) return tasks;
-  const byId = new Map(tasks.map((t) => [t.taskId, t]));
+  const byId = new Map<string, PersistedTask>();
+  const place = (task: PersistedTask) => {
+    byId.delete(task.taskId);
+    byId.set(task.taskId, task);
+  };
+  for (const task of tasks) place(task);
   for (const line of lines) {
     if (!isTask(line)) continue;
     const { taskId, toolName, status, startTimeMs, endTimeMs } = line;
-    byId.delete(taskId);
-    byId.set(taskId, { taskId, toolName, status, startTimeMs, endTimeMs });
+    place({ taskId, toolName, status, startTimeMs, endTimeMs });
   }
   return [...byId.values()];
 }

@@ -25,10 +25,16 @@ export class TaskJournal {
   /** `directory`: where the session's record is (asked at each use: a spare's directory is renamed). */
   constructor(private readonly directory: () => string) {}
 
-  /** Appends `value` as a line of the current generation; throws what the system call threw. */
+  /**
+   * Appends `value` as a line of the current generation; throws what the system call threw, or
+   * if it took only part of the line (a full disk). Each line starts with its newline, so one cut
+   * short ends where the next begins and only itself is lost.
+   */
   append(value: unknown): void {
     this.fd ??= openSync(this.file(this.current()), 'a', 0o600);
-    writeSync(this.fd, `${JSON.stringify(value)}\n`);
+    const line = Buffer.from(`\n${JSON.stringify(value)}`);
+    const written = writeSync(this.fd, line);
+    if (written !== line.length) throw new Error(`the task journal took ${written} of a line's ${line.length} bytes`);
   }
 
   /**

@@ -82,21 +82,29 @@ test('the record last landed and the journal from its generation on give every t
   );
 });
 
-test('a journal line cut short by a stop, or of another shape, is left out; the lines around it are read', async () => {
+test('a journal line cut short (a stop, a full disk) is left out, and so is one of another shape; the lines around them are read', async () => {
   const dir = freshDirectory();
   const journal = new TaskJournal(() => dir);
   journal.append(taskOf(1, TaskStatus.STATUS_RUNNING, 1));
   journal.append({ taskId: 'not a task' });
+  // What a write cut short leaves: part of a line, no end. The next line still begins on its own.
+  appendFileSync(join(dir, 'tasks.1.log'), '\n{"taskId":"task-2","toolName":"run.py');
+  journal.append(taskOf(4, TaskStatus.STATUS_SUCCESS, 4));
   journal.close();
-  appendFileSync(join(dir, 'tasks.1.log'), '{"taskId":"task-2","toolName":"run.py');
-  appendFileSync(join(dir, 'tasks.2.log'), `${JSON.stringify(taskOf(3, TaskStatus.STATUS_RUNNING, 3))}\n`);
+  appendFileSync(join(dir, 'tasks.2.log'), `\n${JSON.stringify(taskOf(3, TaskStatus.STATUS_RUNNING, 3))}`);
   const lines = await readTaskJournal(dir, 1);
-  assert.equal(lines.length, 3);
+  assert.equal(lines.length, 4);
   assert.deepEqual(
     withJournal([taskOf(0, TaskStatus.STATUS_SUCCESS, 0)], lines).map((t) => t.taskId),
-    ['task-0', 'task-1', 'task-3'],
+    ['task-0', 'task-1', 'task-4', 'task-3'],
   );
   assert.deepEqual(await readTaskJournal(dir, 2), [taskOf(3, TaskStatus.STATUS_RUNNING, 3)], 'only generations from the one asked');
+});
+
+test("a record listing a reused id twice (finished, then running again) keeps its last entry, in that entry's place", () => {
+  const first = taskOf(1, TaskStatus.STATUS_SUCCESS, 1);
+  const again = taskOf(1, TaskStatus.STATUS_RUNNING, 9);
+  assert.deepEqual(withJournal([first, taskOf(2, TaskStatus.STATUS_SUCCESS, 2), again], []), [taskOf(2, TaskStatus.STATUS_SUCCESS, 2), again]);
 });
 
 test('a journal in a directory that does not exist yet starts at generation 1', () => {
