@@ -202,10 +202,11 @@ test('after a SIGKILL right after calls, each keeps how it ended, and the one wh
   }
 });
 
-test('a task cut off by a SIGKILL reads FAILURE after the restart, whatever finished after it started, its id reused or not', async () => {
+test('tasks cut off by a SIGKILL read FAILURE after the restart, listed as before, whatever finished after they started, however many', async () => {
   // helper-30's attack: the record landed with the task running, then quick tasks ended (a line
   // each in the journal). Applied after the record, they pushed the cut-off task out of a full
-  // history (WORKER_TASK_HISTORY) and it read NOT_FOUND; so did a reused id's second run.
+  // history (WORKER_TASK_HISTORY) and it read NOT_FOUND; so did a reused id's second run, and
+  // (helper-31) tasks cut off past the history's bound. Their order came back changed.
   const dataDir = mkdtempSync(join(tmpdir(), 'codegen-cut-history-'));
   const env = { WORKER_SPARE_SESSIONS: '0', WORKER_TASK_HISTORY: '3' };
   let worker: RunningWorker | undefined;
@@ -226,6 +227,11 @@ test('a task cut off by a SIGKILL reads FAILURE after the restart, whatever fini
       });
     await sleeper(fresh, 'long');
     await sleeper(reused, 'x');
+    // More tasks running than the history holds, started at once (some in the same millisecond).
+    const many = (await worker.sessions.createSession({ workspaceId: 'cut-many' }, CALL)).sessionId;
+    const manyIds = ['m0', 'm1', 'm2', 'm3', 'm4'];
+    await Promise.all(manyIds.map((taskId) => sleeper(many, taskId)));
+    const manyBefore = (await worker.sessions.getSessionStatus({ sessionId: many }, CALL)).recentTasks;
     // Both records written with the task running in them.
     const record = (id: string) => readFileSync(join(dataDir, 'sessions', id, 'session.json'), 'utf8');
     await waitFor(() => record(fresh).includes('"long"') && (record(reused).match(/"taskId":"x"/g) ?? []).length === 2);
@@ -238,6 +244,8 @@ test('a task cut off by a SIGKILL reads FAILURE after the restart, whatever fini
     assert.equal((await worker.tasks.getTaskStatus({ sessionId: fresh, taskId: 'long' }, CALL)).status, TaskStatus.STATUS_FAILURE);
     assert.equal((await worker.tasks.getTaskStatus({ sessionId: reused, taskId: 'x' }, CALL)).status, TaskStatus.STATUS_FAILURE);
     assert.equal((await worker.tasks.getTaskStatus({ sessionId: fresh, taskId: 'q3' }, CALL)).status, TaskStatus.STATUS_SUCCESS);
+    for (const taskId of manyIds) assert.equal((await worker.tasks.getTaskStatus({ sessionId: many, taskId }, CALL)).status, TaskStatus.STATUS_FAILURE, taskId);
+    assert.deepEqual((await worker.sessions.getSessionStatus({ sessionId: many }, CALL)).recentTasks, manyBefore, 'listed as before the restart');
   } finally {
     await stopHard(worker);
     rmSync(dataDir, { recursive: true, force: true });

@@ -169,10 +169,13 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
     this.move([READY, CHECKPOINTING], TERMINATING, 'destroy the session');
   }
 
-  /** What a record of an earlier run says of the session beyond its identity: tasks, artifacts, checkpoints. */
-  resume(record: SessionRecord, tasks: PersistedTask[]): void {
+  /**
+   * What a record of an earlier run says of the session beyond its identity: tasks (`cutOff`:
+   * those it cut off, TaskRegistry.restore), artifacts, checkpoints.
+   */
+  resume(record: SessionRecord, tasks: PersistedTask[], cutOff: PersistedTask[] = []): void {
     this.journal.resumeAt(record.journal ?? 0);
-    this.tasks.restore(tasks);
+    this.tasks.restore(tasks, cutOff);
     this.processesStarted = record.processesStarted ?? 0;
     this.artifactIds.push(...record.artifacts);
     this.trees.adopt(record.lastCheckpointId);

@@ -345,11 +345,16 @@ export class SessionPool {
     const session = this.newSession(record.id, record.workspaceId, record.userId, config, record);
     const now = Date.now();
     const tasks = record.tasks.map((t) => cutOff(t, now));
-    const cut = tasks.filter((t, i) => t !== record.tasks[i]);
+    const kept = tasks.filter((t, i) => t === record.tasks[i]);
+    // Listed as the worker listed them running: by start, newest first; a tie in the order they
+    // came (the record's and journal's order stands for it). Finished, the newest go last.
+    const cut = tasks
+      .map((task, i) => ({ task, i }))
+      .filter(({ task, i }) => task !== record.tasks[i])
+      .sort((a, b) => a.task.startTimeMs - b.task.startTimeMs || b.i - a.i)
+      .map(({ task }) => task);
     for (const task of cut) session.logger.warn('task cut off: the worker restarted during the task', { task_id: task.taskId, tool: task.toolName });
-    // Those cut off ended last (now), and running they did not count against the history: the
-    // newest, kept whatever finished after they started.
-    session.resume(record, [...tasks.filter((t, i) => t === record.tasks[i]), ...cut]);
+    session.resume(record, kept, cut);
     const dirs = this.options.store.directories(record.id);
     const limits = { ...this.limitsOf(record.config), maxDiskMb: record.diskMb };
     const language = this.options.sandboxHost.language(record.config.language);

@@ -88,9 +88,14 @@ export class TaskRegistry {
     }));
   }
 
-  /** Tasks of an earlier run of the worker, all finished (see sessionRecord.cutOff). */
-  restore(tasks: PersistedTask[]): void {
-    for (const task of tasks.slice(-this.historyLimit))
+  /**
+   * Tasks of an earlier run of the worker, all finished, oldest first. `cutOff`, those it cut off
+   * (sessionRecord.cutOff), are the newest and all kept: running, they did not count against the
+   * history, and a client asks after each. Of the others, the newest the history has room for.
+   */
+  restore(tasks: PersistedTask[], cutOff: PersistedTask[] = []): void {
+    const room = Math.max(0, this.historyLimit - cutOff.length);
+    for (const task of [...(room > 0 ? tasks.slice(-room) : []), ...cutOff])
       this.finished.set(task.taskId, { ...task, controller: new AbortController(), abortReason: undefined, ended: Promise.resolve() });
   }
 

@@ -22,9 +22,9 @@ export interface SessionDirectories {
 /**
  * Session directories on disk; the one place that lays them out and removes them:
  * `<data dir>/sessions/<id>/` holds `session.json` (the record) and `tasks.<n>.log` (its task
- * journal: storage/taskJournal.ts), `disk.img` and `disk/` (the
- * session's disk, with `workspace/`, `env/` and `.scratch/`), and `ctl/` (the warm
- * interpreter's socket). Names starting with `.` are spares being made or kept.
+ * journal: storage/taskJournal.ts), `disk.img` and `disk/` (the session's disk, with
+ * `workspace/`, `env/` and `.scratch/`), and `ctl/` (the warm interpreter's socket). Names
+ * starting with `.` are spares being made or kept.
  */
 export interface WorkspaceStore {
   directories(sessionId: string): SessionDirectories;

@@ -131,6 +131,19 @@ test('snapshot lists finished then running tasks as persisted; restore keeps the
   assert.deepEqual(restored.snapshot(), persisted.slice(1));
 });
 
+test('restore keeps every task cut off, the newest, past the history limit; the others as room allows', () => {
+  const task = (taskId: string, i: number) => ({ taskId, toolName: 'run.python', status: STATUS_FAILURE, startTimeMs: i, endTimeMs: 100 });
+  const restored = new TaskRegistry('s', 2);
+  restored.restore([task('old1', 0), task('old2', 1)], [task('cut1', 2), task('cut2', 3), task('cut3', 4)]);
+  assert.deepEqual(restored.recentTaskIds(), ['cut3', 'cut2', 'cut1']);
+  const some = new TaskRegistry('s', 3);
+  some.restore([task('old1', 0), task('old2', 1)], [task('cut1', 2)]);
+  assert.deepEqual(some.recentTaskIds(), ['cut1', 'old2', 'old1']);
+  // Later tasks take their places as the history's bound has it.
+  restored.finish(restored.start('next', 'echo'), STATUS_SUCCESS);
+  assert.deepEqual(restored.recentTaskIds(), ['next', 'cut3']);
+});
+
 test('recentTaskIds: running tasks newest first, then finished ones newest first', async () => {
   const tasks = new TaskRegistry('s', 10);
   tasks.finish(tasks.start('f1', 'echo'), STATUS_SUCCESS);
