@@ -26,6 +26,24 @@ import { startWorker, stopHard, type RunningWorker } from './helpers/worker.js';
 
 const CALL = { deadline: 30_000 };
 
+/** Starts a run.python that prints, then sleeps a minute; resolves once its code runs: a task for a stop to cut off. */
+function startSleeper(worker: RunningWorker, sessionId: string, taskId: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const code = 'import time\nprint("started", flush=True)\ntime.sleep(60)';
+    runClientTask(worker.tasks, { sessionId, taskId, toolName: 'run.python', arguments: { code } }, { onLog: () => resolve() }).then(
+      () => reject(new Error(`${taskId} ended before the worker went`)),
+      () => undefined,
+    );
+  });
+}
+
+/** SIGKILLs the worker; resolves once it is gone. */
+async function killHard(worker: RunningWorker): Promise<void> {
+  const exited = new Promise((resolve) => worker.process.once('exit', resolve));
+  worker.process.kill('SIGKILL');
+  await exited;
+}
+
 interface Prepared {
   plain: string;
   capped: string;
@@ -62,19 +80,7 @@ async function prepare(worker: RunningWorker): Promise<Prepared> {
   // A task still running when the worker goes: its code has run, so it is on disk (a task that
   // starts a process is recorded before its code runs). Counted RUNNING, it may not be yet.
   const cutTask = 'task-cut-off';
-  await new Promise<void>((resolve, reject) => {
-    const code = 'import time\nprint("started", flush=True)\ntime.sleep(60)';
-    runClientTask(
-      worker.tasks,
-      { sessionId: plain, taskId: cutTask, toolName: 'run.python', arguments: { code } },
-      {
-        onLog: (log) => log.message.includes('started') && resolve(),
-      },
-    ).then(
-      () => reject(new Error('the cut-off task ended before the worker went')),
-      () => undefined,
-    );
-  });
+  await startSleeper(worker, plain, cutTask);
   return { plain, capped, cutTask, checkpointId };
 }
 
@@ -172,20 +178,8 @@ test('after a SIGKILL right after calls, each keeps how it ended, and the one wh
     );
     // Killed within milliseconds of those ending (the record's own write waits for a burst to
     // end) and of the last one's code starting.
-    const exited = new Promise((resolve) => worker!.process.once('exit', resolve));
-    await new Promise<void>((resolve) => {
-      void runClientTask(
-        worker!.tasks,
-        { sessionId, taskId: 'cut', toolName: 'run.python', arguments: { code: 'import time\nprint("started", flush=True)\ntime.sleep(60)' } },
-        {
-          onLog: () => {
-            worker!.process.kill('SIGKILL');
-            resolve();
-          },
-        },
-      ).catch(() => undefined);
-    });
-    await exited;
+    await startSleeper(worker, sessionId, 'cut');
+    await killHard(worker);
     worker = await startWorker({ dataDir, env: { WORKER_SPARE_SESSIONS: '0' } });
     const statuses: Record<string, TaskStatus> = {};
     for (const taskId of ['ran', 'failed', 'wrote', 'cut']) statuses[taskId] = (await worker.tasks.getTaskStatus({ sessionId, taskId }, CALL)).status;
@@ -217,29 +211,19 @@ test('tasks cut off by a SIGKILL read FAILURE after the restart, listed as befor
     const echo = async (sessionId: string, taskId: string) =>
       assert.equal((await runTask(worker!.tasks, { sessionId, taskId, toolName: 'echo', arguments: { message: taskId } })).code, Status.OK);
     for (const taskId of ['x', 'a', 'b']) await echo(reused, taskId);
-    const sleeper = (sessionId: string, taskId: string) =>
-      new Promise<void>((resolve) => {
-        void runClientTask(
-          worker!.tasks,
-          { sessionId, taskId, toolName: 'run.python', arguments: { code: 'import time\nprint("started", flush=True)\ntime.sleep(60)' } },
-          { onLog: () => resolve() },
-        ).catch(() => undefined);
-      });
-    await sleeper(fresh, 'long');
-    await sleeper(reused, 'x');
+    await startSleeper(worker, fresh, 'long');
+    await startSleeper(worker, reused, 'x');
     // More tasks running than the history holds, started at once (some in the same millisecond).
     const many = (await worker.sessions.createSession({ workspaceId: 'cut-many' }, CALL)).sessionId;
     const manyIds = ['m0', 'm1', 'm2', 'm3', 'm4'];
-    await Promise.all(manyIds.map((taskId) => sleeper(many, taskId)));
+    await Promise.all(manyIds.map((taskId) => startSleeper(worker!, many, taskId)));
     const manyBefore = (await worker.sessions.getSessionStatus({ sessionId: many }, CALL)).recentTasks;
     // Both records written with the task running in them.
     const record = (id: string) => readFileSync(join(dataDir, 'sessions', id, 'session.json'), 'utf8');
     await waitFor(() => record(fresh).includes('"long"') && (record(reused).match(/"taskId":"x"/g) ?? []).length === 2);
     for (const taskId of ['q1', 'q2', 'q3']) await echo(fresh, taskId);
     await echo(reused, 'w');
-    const exited = new Promise((resolve) => worker!.process.once('exit', resolve));
-    worker.process.kill('SIGKILL');
-    await exited;
+    await killHard(worker);
     worker = await startWorker({ dataDir, env });
     assert.equal((await worker.tasks.getTaskStatus({ sessionId: fresh, taskId: 'long' }, CALL)).status, TaskStatus.STATUS_FAILURE);
     assert.equal((await worker.tasks.getTaskStatus({ sessionId: reused, taskId: 'x' }, CALL)).status, TaskStatus.STATUS_FAILURE);
@@ -300,9 +284,7 @@ test('generated workspaces come back byte for byte, untouched, after a SIGTERM r
     worker = await startWorker({ dataDir, env });
     await same('a SIGTERM restart');
     lingering.stdin!.end();
-    const exited = new Promise((resolve) => worker!.process.once('exit', resolve));
-    worker.process.kill('SIGKILL');
-    await exited;
+    await killHard(worker);
     worker = await startWorker({ dataDir, env });
     await same('a SIGKILL restart');
     for (const sessionId of sessions) assert.equal((await callTool(worker.tasks, sessionId, 'run.shell', { command: 'ls gen-* > /dev/null' })).code, Status.OK);
