@@ -238,7 +238,7 @@ test('tasks cut off by a SIGKILL read FAILURE after the restart, listed as befor
 
 test('generated workspaces come back byte for byte, untouched, after a SIGTERM restart with their disks held elsewhere and after a SIGKILL', async () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'codegen-restart-roundtrip-'));
-  const env = { WORKER_SPARE_SESSIONS: '0', WORKER_SHUTDOWN_GRACE_SECONDS: '1' };
+  const env = { WORKER_SPARE_SESSIONS: '0', WORKER_SHUTDOWN_GRACE_SECONDS: '1', WORKER_UID_BASE: '7000000' };
   const seed = Number(process.env.ROUNDTRIP_SEED ?? Date.now() % 2 ** 31);
   console.log(`# restart round trip: seed ${seed} (ROUNDTRIP_SEED=${seed} repeats it)`);
   const trees = fc.sample(tree.dir, { numRuns: 8, seed });
@@ -281,11 +281,15 @@ test('generated workspaces come back byte for byte, untouched, after a SIGTERM r
       () => readlinkSync(`/proc/${pid}/ns/mnt`) !== readlinkSync('/proc/self/ns/mnt') && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'cat',
     );
     await worker.stop();
-    worker = await startWorker({ dataDir, env });
+    // Each restart on another uid block (other workers took the last one meanwhile, as on a busy
+    // host): the sessions' files are given the new uids by an idmapped mount of their disks.
+    worker = await startWorker({ dataDir, env: { ...env, WORKER_UID_BASE: '7100000' } });
     await same('a SIGTERM restart');
     lingering.stdin!.end();
     await killHard(worker);
-    worker = await startWorker({ dataDir, env });
+    // The disks are still mounted, idmapped for the uids the killed worker gave: given the new
+    // ones, not moved aside.
+    worker = await startWorker({ dataDir, env: { ...env, WORKER_UID_BASE: '7200000' } });
     await same('a SIGKILL restart');
     for (const sessionId of sessions) assert.equal((await callTool(worker.tasks, sessionId, 'run.shell', { command: 'ls gen-* > /dev/null' })).code, Status.OK);
   } finally {

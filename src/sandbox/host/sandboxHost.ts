@@ -474,16 +474,23 @@ export class SandboxHost implements SandboxContext {
    * An adopted or forked session's files made its owner's, where they belong on disk to another
    * uid (`onDisk`): an idmapped mount of its disk where the kernel has them (no file touched),
    * else a chown of every file. A disk a worker killed while it was mounted is still mounted,
-   * idmapped for the uid the session had then (`lastOwner`): kept when that is its uid now.
+   * idmapped for the uid the session had then (`lastOwner`): kept when that is its uid now,
+   * else mounted again.
    */
   private async giveFiles(prepared: PreparedSandbox, dirs: SessionDirectories, onDisk: number | undefined, lastOwner: number | undefined): Promise<void> {
     const owner = prepared.owner;
     if (!owner || onDisk === undefined) return;
     if (prepared.diskMb > 0 && (await isIdmappedMount(dirs.disk))) {
-      if (lastOwner !== owner.uid)
-        throw new Error(`its disk is still mounted idmapped for uid ${lastOwner} (a worker stopped with it mounted): unmount ${dirs.disk}`);
-      prepared.ownerOnDisk = onDisk;
-      return;
+      if (lastOwner === owner.uid) {
+        prepared.ownerOnDisk = onDisk;
+        return;
+      }
+      // Idmapped for the uid the killed worker gave, and this run has another uid block: the
+      // idmapped mount goes and the image is mounted again (the filesystem still live, if
+      // anything holds it: diskHelper.py's held_loop), to be idmapped for the new uid below.
+      // Moving the session aside instead lost it for its client on any busy host.
+      await unmountDiskImage(dirs.disk);
+      await mountDiskImage(dirs.diskImage, dirs.disk, this.disks);
     }
     if (owner.uid === onDisk) return;
     if (lastOwner !== undefined && lastOwner !== owner.uid)
