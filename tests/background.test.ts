@@ -210,10 +210,14 @@ test("a background memory hog or fork bomb is stopped by the session's limits; D
   const neighbour = await session();
   assert.equal((await runTool(worker.tasks, neighbour, 'run.python', { code: 'print(6*7)' })).stdout, '42\n');
 
-  const running = (await list(sessionId)).filter((p) => p.running).map((p) => p.process_id);
-  assert.deepEqual(running.sort(), [bomb.process_id, sleeper.process_id].sort());
+  const listed = await list(sessionId);
+  assert.equal(listed.find((p) => p.process_id === sleeper.process_id)?.running, true, 'the sleeper runs on');
+  // The bomb is held by the session's pids limit, running on; on a busy host its forks' memory
+  // can reach the session's 64 MB first, and that limit ends it (make test saw it once).
+  const state = listed.find((p) => p.process_id === bomb.process_id);
+  assert.ok(state?.running === true || state?.killed_by === 'memory', JSON.stringify(state));
   const hostPids = backgroundHostPids(worker, sessionId);
-  assert.ok(hostPids.length > 2, `the bomb's processes and the sleeper: ${hostPids.length}`);
+  if (state?.running) assert.ok(hostPids.length > 2, `the bomb's processes and the sleeper: ${hostPids.length}`);
   await worker.sessions.destroySession({ sessionId });
   await worker.sessions.destroySession({ sessionId: neighbour });
   assert.deepEqual(backgroundGroups(worker, sessionId), [], 'no background cgroup left');
