@@ -83,7 +83,10 @@ for (const how of ['the same path', 'a bind mount of its data directory'] as con
       assert.equal(await runTool(worker.tasks, sessionId, 'fs.read', { path: 'before.txt' }).then((r) => r.contents), 'before the stop');
       await worker.stop();
       worker = undefined;
-      assert.deepEqual(loopsHolding(image), [], 'nothing holds the image once both have gone');
+      // A loop device is let go asynchronously (autoclear), after the last sandbox namespace holding the disk is torn down.
+      await waitFor(() => loopsHolding(image).length === 0, 20_000).catch(() =>
+        assert.deepEqual(loopsHolding(image), [], 'nothing holds the image once both have gone'),
+      );
       execFileSync('e2fsck', ['-fn', image], { stdio: 'pipe' });
       worker = await startWorker({ dataDir, env });
       for (const [file, contents] of [
