@@ -21,6 +21,8 @@ export class TaskJournal {
   private generation: number | undefined;
   /** Generations before the current one whose files may still exist. */
   private readonly older = new Set<number>();
+  /** Whether the current generation has a file (a line was appended to it). */
+  private written = false;
 
   /** `directory`: where the session's record is (asked at each use: a spare's directory is renamed). */
   constructor(private readonly directory: () => string) {}
@@ -32,6 +34,7 @@ export class TaskJournal {
    */
   append(value: unknown): void {
     this.fd ??= openSync(this.file(this.current()), 'a', 0o600);
+    this.written = true;
     const line = Buffer.from(`\n${JSON.stringify(value)}`);
     const written = writeSync(this.fd, line);
     if (written !== line.length) throw new Error(`the task journal took ${written} of a line's ${line.length} bytes`);
@@ -44,6 +47,8 @@ export class TaskJournal {
   resumeAt(generation: number): void {
     if (this.current() < generation) {
       this.closeFile();
+      if (this.written) this.older.add(this.generation!);
+      this.written = false;
       this.generation = generation;
     }
   }
@@ -52,7 +57,9 @@ export class TaskJournal {
   nextGeneration(): number {
     const previous = this.current();
     this.closeFile();
-    this.older.add(previous);
+    // Only a generation that had lines has a file to remove: a record written with none costs no rm.
+    if (this.written) this.older.add(previous);
+    this.written = false;
     this.generation = previous + 1;
     return this.generation;
   }
