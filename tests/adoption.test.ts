@@ -176,11 +176,15 @@ test('after a SIGKILL right after calls, each keeps how it ended, and the one wh
       [ran, failed, wrote].map((r) => r.result?.status),
       [TaskStatus.STATUS_SUCCESS, TaskStatus.STATUS_FAILURE, TaskStatus.STATUS_SUCCESS],
     );
-    // Killed within milliseconds of those ending (the record's own write waits for a burst to
-    // end) and of the last one's code starting.
+    // Killed within milliseconds of those ending and of the last one's code starting (task
+    // bookkeeping is in the task journal alone: the record was written at the create).
+    const cutStartedAfter = Date.now();
     await startSleeper(worker, sessionId, 'cut');
     await killHard(worker);
     worker = await startWorker({ dataDir, env: { WORKER_SPARE_SESSIONS: '0' } });
+    // The idle clock goes on from the last task's start, not from the record's older time.
+    const { lastActivityMs } = await worker.sessions.getSessionStatus({ sessionId }, CALL);
+    assert.ok(lastActivityMs >= cutStartedAfter && lastActivityMs <= Date.now(), `last activity ${lastActivityMs} ≥ ${cutStartedAfter}`);
     const statuses: Record<string, TaskStatus> = {};
     for (const taskId of ['ran', 'failed', 'wrote', 'cut']) statuses[taskId] = (await worker.tasks.getTaskStatus({ sessionId, taskId }, CALL)).status;
     assert.deepEqual(statuses, {
@@ -218,9 +222,12 @@ test('tasks cut off by a SIGKILL read FAILURE after the restart, listed as befor
     const manyIds = ['m0', 'm1', 'm2', 'm3', 'm4'];
     await Promise.all(manyIds.map((taskId) => startSleeper(worker!, many, taskId)));
     const manyBefore = (await worker.sessions.getSessionStatus({ sessionId: many }, CALL)).recentTasks;
-    // Both records written with the task running in them.
+    // Both records written with the task running in them: a background process's number is
+    // written to its session's record before it starts (task bookkeeping alone goes to the journal).
+    for (const sessionId of [fresh, reused])
+      assert.equal((await runTask(worker.tasks, { sessionId, toolName: 'run.shell', arguments: { command: 'true', background: 'true' } })).code, Status.OK);
     const record = (id: string) => readFileSync(join(dataDir, 'sessions', id, 'session.json'), 'utf8');
-    await waitFor(() => record(fresh).includes('"long"') && (record(reused).match(/"taskId":"x"/g) ?? []).length === 2);
+    assert.ok(record(fresh).includes('"long"') && (record(reused).match(/"taskId":"x"/g) ?? []).length === 2, 'the records list the running tasks');
     for (const taskId of ['q1', 'q2', 'q3']) await echo(fresh, taskId);
     await echo(reused, 'w');
     await killHard(worker);

@@ -60,14 +60,22 @@ export interface SessionOptions {
 
 /** How long task bookkeeping may wait before it is written (a burst of tasks is one write). */
 const PERSIST_DELAY_MS = 200;
+/**
+ * Journal lines after which the record is written again (folding them in): the journal, read at
+ * every start, stays small, and the record (a rename that starts ext4's writeback, a millisecond
+ * of the file thread) is written once per this many task changes, not after every call.
+ */
+const JOURNAL_LINES_PER_RECORD = 256;
 /** One session's share of the worker's payload bytes: a session cannot take them all. */
 const SESSION_PAYLOAD_BYTES = 64 * 1024 * 1024;
 
 /**
  * One session: identity, configuration, state, its tasks, and the sandbox its code runs in.
  * Everything that must outlive the worker process is written to its record (sessionRecord.ts)
- * when it changes: at once for what a client was told (created, checkpointed, recorded), within
- * PERSIST_DELAY_MS for task bookkeeping.
+ * when it changes: at once for what a client was told (created, checkpointed, recorded). Task
+ * bookkeeping goes to the task journal: every end as it happens, a start before its process runs
+ * (or within PERSIST_DELAY_MS for a task that starts none); the last activity is the newest of
+ * those times.
  */
 /** What a session itself uses of its sandbox: SessionSandbox is one; the state tests give a small fake. */
 export type SessionSandboxParts = Pick<SessionSandbox, 'owner' | 'diskUid' | 'diskMb' | 'diskBaselineBytes' | 'usage' | 'diskUsedBytes' | 'dispose'>;
@@ -92,6 +100,10 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
   private sandboxRef: S | undefined;
   private readonly store: WorkspaceStore;
   private persistTimer: NodeJS.Timeout | undefined;
+  /** Set while a task started and not yet journaled may be running (journalRunning). */
+  private runningTimer: NodeJS.Timeout | undefined;
+  /** Running tasks whose start is in the journal. */
+  private readonly journaledStarts = new WeakSet<TaskRecord>();
   /** Background processes started so far (SessionRecord.processesStarted). */
   private processesStarted = 0;
   private writing: Promise<void> = Promise.resolve();
@@ -113,8 +125,12 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
     this.tasks = new TaskRegistry(this.id, options.taskHistory);
     this.tasks.onChange = (task) => {
       // How a task ended is on disk as it ends: a restart right after reports it so, not cut off.
-      if (task.endTimeMs > 0) this.journalTask(task);
-      this.schedulePersist();
+      if (task.endTimeMs > 0) {
+        if (!this.journalTask(task)) this.schedulePersist();
+      } else if (!this.runningTimer && this.settled !== CREATING) {
+        this.runningTimer = setTimeout(() => this.journalRunning(), PERSIST_DELAY_MS);
+        this.runningTimer.unref();
+      }
     };
     this.journal = options.store.taskJournal(options.id);
   }
@@ -212,13 +228,14 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
    */
   async disposeSandbox(kept = false): Promise<void> {
     clearTimeout(this.persistTimer);
+    clearTimeout(this.runningTimer);
     this.journal.close();
     await this.sandboxRef?.dispose(kept);
   }
 
+  /** A task started or ended now (after a restart, the journal's task times say so: sessionRecord.lastActivity). */
   touch(): void {
     this.lastActivityMs = Date.now();
-    this.schedulePersist();
   }
 
   async usage(): Promise<SessionUsage> {
@@ -283,19 +300,37 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
     if (!this.journalTask(task)) await this.persist(false);
   }
 
-  /** Appends `task` as it is now to the task journal; false (logged) if that could not be written. */
+  /**
+   * Appends `task` as it is now to the task journal; false (logged) if that could not be written.
+   * Enough lines, and the record is written again to fold them in.
+   */
   private journalTask(task: TaskRecord): boolean {
     const { taskId, toolName, status, startTimeMs, endTimeMs } = task;
     try {
       this.journal.append({ taskId, toolName, status, startTimeMs, endTimeMs });
-      return true;
     } catch (err) {
       this.logger.warn('could not append to the task journal; the whole record is written instead', { error: messageOf(err) });
       return false;
     }
+    if (endTimeMs === 0) this.journaledStarts.add(task);
+    if (this.journal.lines >= JOURNAL_LINES_PER_RECORD) this.schedulePersist();
+    return true;
   }
 
-  /** Writes the record soon (task bookkeeping: atomic, not fsynced, one write per burst). */
+  /**
+   * Tasks running PERSIST_DELAY_MS after a start whose start is not on disk (tools that start no
+   * process: a large fs.write) are journaled now: a restart reports them cut off, not unknown.
+   */
+  private journalRunning(): void {
+    this.runningTimer = undefined;
+    for (const task of this.tasks.runningTasks())
+      if (!this.journaledStarts.has(task) && !this.journalTask(task)) {
+        void this.persist(false);
+        return;
+      }
+  }
+
+  /** Writes the record soon (task bookkeeping: the journal folded in, or in its place; atomic, not fsynced, one write per burst). */
   schedulePersist(): void {
     if (this.persistTimer || this.settled === CREATING) return;
     this.persistTimer = setTimeout(() => {

@@ -121,6 +121,17 @@ export function withJournal(tasks: PersistedTask[], lines: unknown[]): Persisted
   return [...byId.values()];
 }
 
+/**
+ * A session's last activity from its record and its tasks (with the journal's lines): a task's
+ * start and end are its activity, and the journal has them where the record was not written
+ * since. Never later than `now` (a clock set back meanwhile).
+ */
+export function lastActivity(recorded: number, tasks: PersistedTask[], now: number): number {
+  let last = recorded;
+  for (const task of tasks) last = Math.max(last, task.startTimeMs, task.endTimeMs);
+  return Math.min(last, Math.max(now, recorded));
+}
+
 /** A task that was running when the worker went away: it ended then, failed. */
 export function cutOff(task: PersistedTask, at: number): PersistedTask {
   return task.status === TaskStatus.STATUS_RUNNING ? { ...task, status: TaskStatus.STATUS_FAILURE, endTimeMs: Math.max(at, task.startTimeMs) } : task;

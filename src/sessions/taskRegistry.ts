@@ -133,6 +133,11 @@ export class TaskRegistry {
     return this.running.size;
   }
 
+  /** The tasks running now. */
+  runningTasks(): TaskRecord[] {
+    return [...this.running.values()];
+  }
+
   /** Task ids, most recent first: running ones, then finished ones. */
   recentTaskIds(): string[] {
     const byStart = (a: TaskRecord, b: TaskRecord) => b.startTimeMs - a.startTimeMs;

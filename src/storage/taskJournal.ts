@@ -21,8 +21,8 @@ export class TaskJournal {
   private generation: number | undefined;
   /** Generations before the current one whose files may still exist. */
   private readonly older = new Set<number>();
-  /** Whether the current generation has a file (a line was appended to it). */
-  private written = false;
+  /** Lines appended to the current generation by this run (none: it has no file of this run's). */
+  private appended = 0;
 
   /** `directory`: where the session's record is (asked at each use: a spare's directory is renamed). */
   constructor(private readonly directory: () => string) {}
@@ -34,10 +34,15 @@ export class TaskJournal {
    */
   append(value: unknown): void {
     this.fd ??= openSync(this.file(this.current()), 'a', 0o600);
-    this.written = true;
+    this.appended++;
     const line = Buffer.from(`\n${JSON.stringify(value)}`);
     const written = writeSync(this.fd, line);
     if (written !== line.length) throw new Error(`the task journal took ${written} of a line's ${line.length} bytes`);
+  }
+
+  /** Lines appended since the current generation began (in this run): what a record written now folds in. */
+  get lines(): number {
+    return this.appended;
   }
 
   /**
@@ -47,8 +52,8 @@ export class TaskJournal {
   resumeAt(generation: number): void {
     if (this.current() < generation) {
       this.closeFile();
-      if (this.written) this.older.add(this.generation!);
-      this.written = false;
+      if (this.appended > 0) this.older.add(this.generation!);
+      this.appended = 0;
       this.generation = generation;
     }
   }
@@ -58,8 +63,8 @@ export class TaskJournal {
     const previous = this.current();
     this.closeFile();
     // Only a generation that had lines has a file to remove: a record written with none costs no rm.
-    if (this.written) this.older.add(previous);
-    this.written = false;
+    if (this.appended > 0) this.older.add(previous);
+    this.appended = 0;
     this.generation = previous + 1;
     return this.generation;
   }

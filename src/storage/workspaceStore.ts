@@ -55,7 +55,7 @@ export interface WorkspaceStore {
 }
 
 /** What a session's record writer uses of its task journal. */
-export type SessionJournal = Pick<TaskJournal, 'append' | 'resumeAt' | 'nextGeneration' | 'settled' | 'close'>;
+export type SessionJournal = Pick<TaskJournal, 'append' | 'lines' | 'resumeAt' | 'nextGeneration' | 'settled' | 'close'>;
 
 /** The layout of one session's directory (see WorkspaceStore). */
 export function sessionLayout(root: string): SessionDirectories {

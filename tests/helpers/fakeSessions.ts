@@ -1,7 +1,11 @@
+import winston from 'winston';
 import { SessionState } from '../../gen/codegen/v1/common.js';
 import { errors } from '../../src/errors.js';
 import { PIP_INSTALLER } from '../../src/sandbox/languages/python/requirements.js';
 import { PayloadBudget } from '../../src/sessions/payloadBudget.js';
+import { Session, type SessionSandboxParts } from '../../src/sessions/session.js';
+import { TreeMemory } from '../../src/sessions/treeMemory.js';
+import type { WorkspaceStore } from '../../src/storage/workspaceStore.js';
 import { TaskRegistry } from '../../src/sessions/taskRegistry.js';
 import { WriteGate } from '../../src/sessions/writeGate.js';
 import type { TaskSession, TaskSessions } from '../../src/tasks/taskSessions.js';
@@ -13,6 +17,36 @@ import type { ToolSandbox } from '../../src/tools/tool.js';
 // member the code starts to use.
 
 const unset = (what: string) => () => Promise.reject(new Error(`the fake sandbox was not given ${what}`));
+
+/** What a Session itself uses of a sandbox, doing nothing: for tests of a session's own bookkeeping. */
+export const idleSessionSandbox: SessionSandboxParts = {
+  owner: undefined,
+  diskUid: undefined,
+  diskMb: 0,
+  diskBaselineBytes: 0,
+  usage: async () => ({ memoryBytes: 0, cpuPercent: 0 }),
+  diskUsedBytes: async () => 0,
+  dispose: async () => undefined,
+};
+
+/** A python session (CREATING, no limits, silent) keeping its record and journal in `store`. */
+export function bookkeepingSession(store: WorkspaceStore): Session<SessionSandboxParts> {
+  return new Session<SessionSandboxParts>({
+    id: 'session-t',
+    workspaceId: 'w',
+    userId: 'u',
+    config: {
+      language: 'python',
+      limits: { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0, timeoutSeconds: 0 },
+      env: {},
+      network: { mode: 'none', allow: [] },
+    },
+    logger: winston.createLogger({ silent: true }),
+    treeMemory: new TreeMemory(),
+    taskHistory: 10,
+    store,
+  });
+}
 
 /** A python session's sandbox starting no process: `over` gives what a test needs. */
 export function fakeSandbox(over: Partial<ToolSandbox> = {}): ToolSandbox {

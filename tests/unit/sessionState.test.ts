@@ -1,11 +1,10 @@
-import { TreeMemory } from '../../src/sessions/treeMemory.js';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Status } from 'nice-grpc';
-import winston from 'winston';
 import { SessionState } from '../../gen/codegen/v1/common.js';
 import { WorkerError } from '../../src/errors.js';
 import { Session, type SessionSandboxParts } from '../../src/sessions/session.js';
+import { bookkeepingSession, idleSessionSandbox } from '../helpers/fakeSessions.js';
 import type { WorkspaceStore } from '../../src/storage/workspaceStore.js';
 
 /** A store that keeps records in memory: the session's bookkeeping without a disk. */
@@ -30,6 +29,7 @@ function memoryStore(): WorkspaceStore & { records: unknown[] } {
     copyExtras: unused,
     taskJournal: () => ({
       append: () => undefined,
+      lines: 0,
       resumeAt: () => undefined,
       nextGeneration: () => 1,
       settled: async () => undefined,
@@ -39,33 +39,10 @@ function memoryStore(): WorkspaceStore & { records: unknown[] } {
   };
 }
 
-const silent = winston.createLogger({ silent: true });
-const sandbox: SessionSandboxParts = {
-  owner: undefined,
-  diskUid: undefined,
-  diskMb: 0,
-  diskBaselineBytes: 0,
-  usage: async () => ({ memoryBytes: 0, cpuPercent: 0 }),
-  diskUsedBytes: async () => 0,
-  dispose: async () => undefined,
-};
+const sandbox = idleSessionSandbox;
 
 function newSession(store = memoryStore()): Session<SessionSandboxParts> {
-  return new Session({
-    id: 'session-t',
-    workspaceId: 'w',
-    userId: 'u',
-    config: {
-      language: 'python',
-      limits: { maxMemoryMb: 0, maxCpuPercent: 0, maxDiskMb: 0, timeoutSeconds: 0 },
-      env: {},
-      network: { mode: 'none', allow: [] },
-    },
-    logger: silent,
-    treeMemory: new TreeMemory(),
-    taskHistory: 10,
-    store,
-  });
+  return bookkeepingSession(store);
 }
 
 function refusedAs(doing: string, from: string) {
