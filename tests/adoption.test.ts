@@ -236,7 +236,16 @@ test('tasks cut off by a SIGKILL read FAILURE after the restart, listed as befor
     assert.equal((await worker.tasks.getTaskStatus({ sessionId: reused, taskId: 'x' }, CALL)).status, TaskStatus.STATUS_FAILURE);
     assert.equal((await worker.tasks.getTaskStatus({ sessionId: fresh, taskId: 'q3' }, CALL)).status, TaskStatus.STATUS_SUCCESS);
     for (const taskId of manyIds) assert.equal((await worker.tasks.getTaskStatus({ sessionId: many, taskId }, CALL)).status, TaskStatus.STATUS_FAILURE, taskId);
-    assert.deepEqual((await worker.sessions.getSessionStatus({ sessionId: many }, CALL)).recentTasks, manyBefore, 'listed as before the restart');
+    const manyAdopted = await worker.sessions.getSessionStatus({ sessionId: many }, CALL);
+    assert.deepEqual(manyAdopted.recentTasks, manyBefore, 'listed as before the restart');
+    // helper-32: killed again with nothing run between, the next start lost the tasks cut off past
+    // the history's bound (NOT_FOUND), and dated the last activity to the first restart.
+    await killHard(worker);
+    worker = await startWorker({ dataDir, env });
+    for (const taskId of manyIds) assert.equal((await worker.tasks.getTaskStatus({ sessionId: many, taskId }, CALL)).status, TaskStatus.STATUS_FAILURE, taskId);
+    const manyAgain = await worker.sessions.getSessionStatus({ sessionId: many }, CALL);
+    assert.deepEqual(manyAgain.recentTasks, manyBefore, 'listed as before either restart');
+    assert.equal(manyAgain.lastActivityMs, manyAdopted.lastActivityMs, 'a restart is no activity');
   } finally {
     await stopHard(worker);
     rmSync(dataDir, { recursive: true, force: true });

@@ -12,7 +12,7 @@ import { NETWORK_MODES, type SessionNetworkPolicy } from '../sandbox/network/net
 import type { WorkspaceStore } from '../storage/workspaceStore.js';
 import { Session, stateName } from './session.js';
 import { effectiveSessionConfig, type EffectiveSessionConfig } from './sessionConfig.js';
-import { cutOff, lastActivity, parseSessionRecord, withJournal, type SessionRecord } from './sessionRecord.js';
+import { cutOff, journalTasks, lastActivity, parseSessionRecord, withJournal, type SessionRecord } from './sessionRecord.js';
 import { SpareSessions } from './spareSessions.js';
 
 export interface SessionPoolOptions {
@@ -327,8 +327,9 @@ export class SessionPool {
         if (name.startsWith('.')) return this.removeLeft(name);
         try {
           const record = parseSessionRecord((await this.options.store.readRecord(name)) ?? '', name);
-          record.tasks = withJournal(record.tasks, await this.options.store.readTaskJournal(name, record.journal ?? 0));
-          record.lastActivityMs = lastActivity(record.lastActivityMs, record.tasks, Date.now());
+          const journaled = journalTasks(await this.options.store.readTaskJournal(name, record.journal ?? 0));
+          record.tasks = withJournal(record.tasks, journaled, this.options.taskHistory);
+          record.lastActivityMs = lastActivity(record.lastActivityMs, journaled, Date.now());
           if (record.state === 'TERMINATING') return await this.removeLeft(name);
           found.tasksCutOff += await this.adopt(record);
           found.adopted++;

@@ -100,31 +100,46 @@ export function parseSessionRecord(raw: string, expectedId: string): SessionReco
   return record;
 }
 
-/**
- * `tasks` with the task journal's lines after them applied in order: each line a task as it was
- * then, which takes the place of an earlier one with its id (at the end: the newest). A record
- * lists a reused id twice (finished, and running again): its last entry wins, in its own place.
- * Lines of another shape are left out.
- */
-export function withJournal(tasks: PersistedTask[], lines: unknown[]): PersistedTask[] {
-  const byId = new Map<string, PersistedTask>();
-  const place = (task: PersistedTask) => {
-    byId.delete(task.taskId);
-    byId.set(task.taskId, task);
-  };
-  for (const task of tasks) place(task);
-  for (const line of lines) {
-    if (!isTask(line)) continue;
-    const { taskId, toolName, status, startTimeMs, endTimeMs } = line;
-    place({ taskId, toolName, status, startTimeMs, endTimeMs });
-  }
-  return [...byId.values()];
+/** The tasks of the task journal's lines, in order (each a task as it was then); lines of another shape are left out. */
+export function journalTasks(lines: unknown[]): PersistedTask[] {
+  return lines.filter(isTask).map(({ taskId, toolName, status, startTimeMs, endTimeMs }) => ({ taskId, toolName, status, startTimeMs, endTimeMs }));
 }
 
 /**
- * A session's last activity from its record and its tasks (with the journal's lines): a task's
+ * `tasks` (a record's: the live worker's registry as it was written, all kept) with the journal's
+ * tasks after them applied in order, as that registry applied them: a task running goes to the
+ * running ones; a task ending leaves them for the newest place among the finished, which drop
+ * their oldest past `historyLimit`. Finished ones first, then running ones, as a record lists
+ * them; an id reused lists its finish and its run again.
+ */
+export function withJournal(tasks: PersistedTask[], journaled: PersistedTask[], historyLimit: number): PersistedTask[] {
+  const finished = new Map<string, PersistedTask>();
+  const running = new Map<string, PersistedTask>();
+  const newest = (map: Map<string, PersistedTask>, task: PersistedTask) => {
+    map.delete(task.taskId);
+    map.set(task.taskId, task);
+  };
+  for (const task of tasks) newest(task.status === TaskStatus.STATUS_RUNNING ? running : finished, task);
+  for (const task of journaled) {
+    if (task.status === TaskStatus.STATUS_RUNNING) {
+      newest(running, task);
+      continue;
+    }
+    running.delete(task.taskId);
+    newest(finished, task);
+    for (const id of finished.keys()) {
+      if (finished.size <= historyLimit) break;
+      finished.delete(id);
+    }
+  }
+  return [...finished.values(), ...running.values()];
+}
+
+/**
+ * A session's last activity from its record's and its journal's tasks (journalTasks): a task's
  * start and end are its activity, and the journal has them where the record was not written
- * since. Never later than `now` (a clock set back meanwhile).
+ * since (the record's own tasks are not counted: a task an earlier restart cut off ended at that
+ * restart, which was no activity). Never later than `now` (a clock set back meanwhile).
  */
 export function lastActivity(recorded: number, tasks: PersistedTask[], now: number): number {
   let last = recorded;

@@ -89,14 +89,17 @@ export class TaskRegistry {
   }
 
   /**
-   * Tasks of an earlier run of the worker, all finished, oldest first. `cutOff`, those it cut off
-   * (sessionRecord.cutOff), are the newest and all kept: running, they did not count against the
-   * history, and a client asks after each. Of the others, the newest the history has room for.
+   * Tasks of an earlier run of the worker, all finished, oldest first, all kept: what its
+   * registry held (sessionRecord.withJournal bounds them as it did). `cutOff`, those it cut off
+   * (sessionRecord.cutOff), are the newest and all kept too: running, they did not count against
+   * the history, and a client asks after each. The next task to finish trims the history.
    */
   restore(tasks: PersistedTask[], cutOff: PersistedTask[] = []): void {
-    const room = Math.max(0, this.historyLimit - cutOff.length);
-    for (const task of [...(room > 0 ? tasks.slice(-room) : []), ...cutOff])
+    for (const task of [...tasks, ...cutOff]) {
+      // An id finished and then cut off running again: the cut-off run, the newest, is what it names.
+      this.finished.delete(task.taskId);
       this.finished.set(task.taskId, { ...task, controller: new AbortController(), abortReason: undefined, ended: Promise.resolve() });
+    }
   }
 
   finish(record: TaskRecord, status: TaskStatus): void {

@@ -21,7 +21,7 @@ export class TaskJournal {
   private generation: number | undefined;
   /** Generations before the current one whose files may still exist. */
   private readonly older = new Set<number>();
-  /** Lines appended to the current generation by this run (none: it has no file of this run's). */
+  /** Lines this run wrote whole to the current generation. */
   private appended = 0;
 
   /** `directory`: where the session's record is (asked at each use: a spare's directory is renamed). */
@@ -34,13 +34,13 @@ export class TaskJournal {
    */
   append(value: unknown): void {
     this.fd ??= openSync(this.file(this.current()), 'a', 0o600);
-    this.appended++;
     const line = Buffer.from(`\n${JSON.stringify(value)}`);
     const written = writeSync(this.fd, line);
     if (written !== line.length) throw new Error(`the task journal took ${written} of a line's ${line.length} bytes`);
+    this.appended++;
   }
 
-  /** Lines appended since the current generation began (in this run): what a record written now folds in. */
+  /** Lines written whole since the current generation began (in this run): what a record written now folds in. */
   get lines(): number {
     return this.appended;
   }
@@ -58,12 +58,17 @@ export class TaskJournal {
     }
   }
 
-  /** Lines appended from now on go to a new generation; its number, for the record being written now. */
+  /**
+   * Lines appended from now on go to a new generation; its number, for the record being written
+   * now. Where no line was written whole since the current one began, it goes on instead: the
+   * record holds everything before it (a line cut short is left out wherever it is read), and a
+   * full disk failing every line and every record must not leave a new file at each attempt.
+   */
   nextGeneration(): number {
     const previous = this.current();
+    if (this.appended === 0) return previous;
     this.closeFile();
-    // Only a generation that had lines has a file to remove: a record written with none costs no rm.
-    if (this.appended > 0) this.older.add(previous);
+    this.older.add(previous);
     this.appended = 0;
     this.generation = previous + 1;
     return this.generation;

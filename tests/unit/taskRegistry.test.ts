@@ -123,19 +123,22 @@ test('snapshot lists finished then running tasks as persisted; restore keeps the
 
   const restored = new TaskRegistry('s', 2);
   const persisted = ['p1', 'p2', 'p3'].map((taskId, i) => ({ taskId, toolName: 'echo', status: STATUS_FAILURE, startTimeMs: i, endTimeMs: i + 1 }));
+  // All kept, past the limit too: what the earlier run held (sessionRecord.withJournal bounds it as that run did).
   restored.restore(persisted);
-  assert.equal(restored.get('p1'), undefined, 'beyond the history limit');
   assert.equal(restored.get('p3')?.status, STATUS_FAILURE);
   assert.equal(restored.activeCount, 0);
   assert.equal(restored.cancel('p2'), 'already_finished');
-  assert.deepEqual(restored.snapshot(), persisted.slice(1));
+  assert.deepEqual(restored.snapshot(), persisted);
+  restored.finish(restored.start('next', 'echo'), STATUS_SUCCESS);
+  assert.equal(restored.get('p1'), undefined, 'the next task to finish trims the history to its limit');
+  assert.deepEqual(restored.recentTaskIds(), ['next', 'p3']);
 });
 
-test('restore keeps every task cut off, the newest, past the history limit; the others as room allows', () => {
+test('restore keeps every task cut off, the newest, past the history limit, and the others it is given', () => {
   const task = (taskId: string, i: number) => ({ taskId, toolName: 'run.python', status: STATUS_FAILURE, startTimeMs: i, endTimeMs: 100 });
   const restored = new TaskRegistry('s', 2);
   restored.restore([task('old1', 0), task('old2', 1)], [task('cut1', 2), task('cut2', 3), task('cut3', 4)]);
-  assert.deepEqual(restored.recentTaskIds(), ['cut3', 'cut2', 'cut1']);
+  assert.deepEqual(restored.recentTaskIds(), ['cut3', 'cut2', 'cut1', 'old2', 'old1']);
   const some = new TaskRegistry('s', 3);
   some.restore([task('old1', 0), task('old2', 1)], [task('cut1', 2)]);
   assert.deepEqual(some.recentTaskIds(), ['cut1', 'old2', 'old1']);
