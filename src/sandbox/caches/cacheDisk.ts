@@ -1,4 +1,5 @@
-import { mkdir, readdir, rm, stat, statfs } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir, readdir, rm, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errors, messageOf, WorkerError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
@@ -14,7 +15,8 @@ import { forgetUserCaches } from './sharedCache.js';
  * DiskBudget before any session or spare, so what installs leave in the caches can never take
  * the room promised to sessions' disks. It outlives the worker as sessions' disks do: a
  * restarted worker mounts it again (or finds it still mounted after a kill); one of another size
- * (the setting changed) or one that no longer mounts is made anew: it is only a cache.
+ * (the setting changed), one that no longer mounts and one an error left read-only are made
+ * anew: it is only a cache.
  *
  * When the caches are nearly full, the next install empties them first, under an exclusive hold
  * no install shares (go's step 2 reads what its step 1 put in the module cache; pip's wheel store
@@ -244,9 +246,12 @@ async function attach(options: CacheDiskOptions): Promise<void> {
   if (found?.isFile() && found.size === bytes) {
     try {
       await mountDiskImage(image, mountPoint, imageTools);
+      // One an error left read-only (ext4 remounts so when its image could not be written: a data
+      // disk filled by sessions under WORKER_DISK_OVERCOMMIT), found still mounted after a kill.
+      await access(mountPoint, constants.W_OK);
       return;
     } catch (err) {
-      options.logger.warn('the package caches disk does not mount: made anew', { error: messageOf(err) });
+      options.logger.warn('the package caches disk does not mount, or only read-only: made anew', { error: messageOf(err) });
     }
   }
   await unmountDiskImage(mountPoint).catch(() => undefined);
