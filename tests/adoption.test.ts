@@ -252,6 +252,27 @@ test('tasks cut off by a SIGKILL read FAILURE after the restart, listed as befor
   }
 });
 
+test('a SIGTERM cancels the running task, and neither its cancel nor the restart counts as activity', async () => {
+  // helper-33: the shutdown's cancel touched the session, and the next start dated its last
+  // activity to the shutdown (idle reaping late by the grace).
+  const dataDir = mkdtempSync(join(tmpdir(), 'codegen-term-activity-'));
+  const env = { WORKER_SPARE_SESSIONS: '0', WORKER_SHUTDOWN_GRACE_SECONDS: '1' };
+  let worker: RunningWorker | undefined;
+  try {
+    worker = await startWorker({ dataDir, env });
+    const { sessionId } = await worker.sessions.createSession({ workspaceId: 'term-activity' }, CALL);
+    await startSleeper(worker, sessionId, 'slept');
+    const live = await worker.sessions.getSessionStatus({ sessionId }, CALL);
+    await worker.stop();
+    worker = await startWorker({ dataDir, env });
+    assert.equal((await worker.tasks.getTaskStatus({ sessionId, taskId: 'slept' }, CALL)).status, TaskStatus.STATUS_CANCELLED);
+    assert.equal((await worker.sessions.getSessionStatus({ sessionId }, CALL)).lastActivityMs, live.lastActivityMs);
+  } finally {
+    await stopHard(worker);
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
 test('generated workspaces come back byte for byte, untouched, after a SIGTERM restart with their disks held elsewhere and after a SIGKILL', async () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'codegen-restart-roundtrip-'));
   const env = { WORKER_SPARE_SESSIONS: '0', WORKER_SHUTDOWN_GRACE_SECONDS: '1', WORKER_UID_BASE: '7000000' };

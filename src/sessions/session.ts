@@ -73,8 +73,8 @@ const SESSION_PAYLOAD_BYTES = 64 * 1024 * 1024;
  * One session: identity, configuration, state, its tasks, and the sandbox its code runs in.
  * Everything that must outlive the worker process is written to its record (sessionRecord.ts)
  * when it changes: at once for what a client was told (created, checkpointed, recorded). Task
- * bookkeeping goes to the task journal: every end as it happens, a start before its process runs
- * (or within PERSIST_DELAY_MS for a task that starts none); the last activity is the newest of
+ * bookkeeping goes to the task journal: every start and end as it happens (the whole record
+ * within PERSIST_DELAY_MS where a line cannot be written); the last activity is the newest of
  * those times.
  */
 /** What a session itself uses of its sandbox: SessionSandbox is one; the state tests give a small fake. */
@@ -100,8 +100,6 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
   private sandboxRef: S | undefined;
   private readonly store: WorkspaceStore;
   private persistTimer: NodeJS.Timeout | undefined;
-  /** Set while a task started and not yet journaled may be running (journalRunning). */
-  private runningTimer: NodeJS.Timeout | undefined;
   /** Running tasks whose start is in the journal. */
   private readonly journaledStarts = new WeakSet<TaskRecord>();
   /** Background processes started so far (SessionRecord.processesStarted). */
@@ -123,14 +121,10 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
     this.createdAtMs = options.createdAtMs ?? Date.now();
     this.lastActivityMs = options.lastActivityMs ?? this.createdAtMs;
     this.tasks = new TaskRegistry(this.id, options.taskHistory);
+    // Each start and end on disk as it happens: a restart right after reports a task running
+    // then cut off (FAILURE), one ended as it ended, and starts in the order they came.
     this.tasks.onChange = (task) => {
-      // How a task ended is on disk as it ends: a restart right after reports it so, not cut off.
-      if (task.endTimeMs > 0) {
-        if (!this.journalTask(task)) this.schedulePersist();
-      } else if (!this.runningTimer && this.settled !== CREATING) {
-        this.runningTimer = setTimeout(() => this.journalRunning(), PERSIST_DELAY_MS);
-        this.runningTimer.unref();
-      }
+      if (!this.journalTask(task)) this.schedulePersist();
     };
     this.journal = options.store.taskJournal(options.id);
   }
@@ -228,7 +222,6 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
    */
   async disposeSandbox(kept = false): Promise<void> {
     clearTimeout(this.persistTimer);
-    clearTimeout(this.runningTimer);
     this.journal.close();
     await this.sandboxRef?.dispose(kept);
   }
@@ -293,11 +286,11 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
 
   /**
    * Puts `task` on disk as it is now, before the code of the process it starts runs: a worker
-   * killed meanwhile is followed by one that reports it FAILURE, not unknown. A line of the task
-   * journal (a few µs, on the call's path); the whole record if that cannot be written.
+   * killed meanwhile is followed by one that reports it FAILURE, not unknown. Its start's line of
+   * the task journal is (appended as it started); where that could not be written, the record.
    */
   async recordTask(task: TaskRecord): Promise<void> {
-    if (!this.journalTask(task)) await this.persist(false);
+    if (!this.journaledStarts.has(task)) await this.persist(false);
   }
 
   /**
@@ -315,19 +308,6 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
     if (endTimeMs === 0) this.journaledStarts.add(task);
     if (this.journal.lines >= JOURNAL_LINES_PER_RECORD) this.schedulePersist();
     return true;
-  }
-
-  /**
-   * Tasks running PERSIST_DELAY_MS after a start whose start is not on disk (tools that start no
-   * process: a large fs.write) are journaled now: a restart reports them cut off, not unknown.
-   */
-  private journalRunning(): void {
-    this.runningTimer = undefined;
-    for (const task of this.tasks.runningTasks())
-      if (!this.journaledStarts.has(task) && !this.journalTask(task)) {
-        void this.persist(false);
-        return;
-      }
   }
 
   /** Writes the record soon (task bookkeeping: the journal folded in, or in its place; atomic, not fsynced, one write per burst). */

@@ -141,10 +141,14 @@ export class TaskRegistry {
     return [...this.running.values()];
   }
 
-  /** Task ids, most recent first: running ones, then finished ones. */
+  /**
+   * Task ids, most recent first: running ones, then finished ones. An id running again is listed
+   * once, as running (GetTaskStatus answers for that run; a restart keeps only it).
+   */
   recentTaskIds(): string[] {
     const byStart = (a: TaskRecord, b: TaskRecord) => b.startTimeMs - a.startTimeMs;
-    return [...[...this.running.values()].sort(byStart), ...[...this.finished.values()].reverse()].map((r) => r.taskId);
+    const finished = [...this.finished.values()].reverse().filter((r) => !this.running.has(r.taskId));
+    return [...[...this.running.values()].sort(byStart), ...finished].map((r) => r.taskId);
   }
 
   /** Resolves once no task runs (at once when none does). */

@@ -78,7 +78,8 @@ function taskCallError(err: unknown, task: PreparedTask): unknown {
 function finishTask({ session, tool, taskId }: PreparedTask, record: TaskRecord, conclusion: TaskConclusion | undefined): void {
   const status = conclusion?.result.status ?? unfinishedStatus(record.abortReason);
   session.tasks.finish(record, status);
-  session.touch();
+  // A task the worker's shutdown cancelled is no activity of the session's (nor is the restart).
+  if (record.abortReason?.kind !== 'shutdown') session.touch();
   const seconds = (Date.now() - record.startTimeMs) / 1000;
   metrics.tasks.inc({ tool: tool.name, status: TaskStatus[status] ?? String(status) });
   metrics.taskSeconds.observe({ tool: tool.name }, seconds);

@@ -157,6 +157,15 @@ test('recentTaskIds: running tasks newest first, then finished ones newest first
   assert.deepEqual(tasks.recentTaskIds(), ['r2', 'r1', 'f2', 'f1']);
 });
 
+test('recentTaskIds lists an id running again once, as running (as a restart lists it: helper-33)', () => {
+  const tasks = new TaskRegistry('s', 10);
+  tasks.finish(tasks.start('x', 'echo'), STATUS_SUCCESS);
+  tasks.finish(tasks.start('a', 'echo'), STATUS_SUCCESS);
+  tasks.start('x', 'run.python');
+  assert.deepEqual(tasks.recentTaskIds(), ['x', 'a']);
+  assert.equal(tasks.get('x')?.status, STATUS_RUNNING);
+});
+
 test('onChange is called after every start and every finish, not on cancel', () => {
   const tasks = new TaskRegistry('s', 10);
   const calls: number[] = [];
