@@ -286,8 +286,9 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
 
   /**
    * Puts `task` on disk as it is now, before the code of the process it starts runs: a worker
-   * killed meanwhile is followed by one that reports it FAILURE, not unknown. Its start's line of
-   * the task journal is (appended as it started); where that could not be written, the record.
+   * killed meanwhile is followed by one that reports it FAILURE, not unknown. Its start's line is
+   * in the task journal already (appended as it started); where it could not be written, the
+   * record is written now.
    */
   async recordTask(task: TaskRecord): Promise<void> {
     if (!this.journaledStarts.has(task)) await this.persist(false);

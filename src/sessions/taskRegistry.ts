@@ -136,11 +136,6 @@ export class TaskRegistry {
     return this.running.size;
   }
 
-  /** The tasks running now. */
-  runningTasks(): TaskRecord[] {
-    return [...this.running.values()];
-  }
-
   /**
    * Task ids, most recent first: running ones, then finished ones. An id running again is listed
    * once, as running (GetTaskStatus answers for that run; a restart keeps only it).
