@@ -1,4 +1,4 @@
-import { SessionState } from '../../gen/codegen/v1/common.js';
+import { SessionState, TaskStatus } from '../../gen/codegen/v1/common.js';
 import { PayloadBudget } from './payloadBudget.js';
 import { errors, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -102,6 +102,8 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
   private persistTimer: NodeJS.Timeout | undefined;
   /** Running tasks whose start is in the journal. */
   private readonly journaledStarts = new WeakSet<TaskRecord>();
+  /** How running tasks ended, by id, as their clients are told before the registry's finish: a record written between lists them so. */
+  private readonly outcomes = new Map<string, PersistedTask>();
   /** Background processes started so far (SessionRecord.processesStarted). */
   private processesStarted = 0;
   private writing: Promise<void> = Promise.resolve();
@@ -124,6 +126,7 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
     // Each start and end on disk as it happens: a restart right after reports a task running
     // then cut off (FAILURE), one ended as it ended, and starts in the order they came.
     this.tasks.onChange = (task) => {
+      if (task.endTimeMs > 0) this.outcomes.delete(task.taskId);
       if (!this.journalTask(task)) this.schedulePersist();
     };
     this.journal = options.store.taskJournal(options.id);
@@ -267,7 +270,7 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
       diskBaselineBytes: this.sandboxRef?.diskBaselineBytes ?? 0,
       lastCheckpointId: this.lastCheckpointId,
       artifacts: [...this.artifactIds],
-      tasks: this.tasks.snapshot(),
+      tasks: this.tasks.snapshot().map((t) => (t.status === TaskStatus.STATUS_RUNNING ? (this.outcomes.get(t.taskId) ?? t) : t)),
       processesStarted: this.processesStarted,
       state: this.settled === TERMINATING ? 'TERMINATING' : 'READY',
     };
@@ -295,18 +298,34 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
   }
 
   /**
-   * Appends `task` as it is now to the task journal; false (logged) if that could not be written.
-   * Enough lines, and the record is written again to fold them in.
+   * Puts how `task` ended on disk before its result is sent: a worker killed between the two is
+   * followed by one that reports what the client was told, not a task cut off. The registry's
+   * finish (journaled too) follows once the task's run is wound up. Where the line cannot be
+   * written, the record (which lists the outcome) is, within PERSIST_DELAY_MS.
    */
+  recordOutcome(task: TaskRecord, status: TaskStatus): void {
+    const { taskId, toolName, startTimeMs } = task;
+    const outcome = { taskId, toolName, status, startTimeMs, endTimeMs: Math.max(Date.now(), startTimeMs) };
+    this.outcomes.set(taskId, outcome);
+    if (!this.appendLine(outcome)) this.schedulePersist();
+  }
+
+  /** Appends `task` as it is now to the task journal; false (logged) if that could not be written. */
   private journalTask(task: TaskRecord): boolean {
     const { taskId, toolName, status, startTimeMs, endTimeMs } = task;
+    if (!this.appendLine({ taskId, toolName, status, startTimeMs, endTimeMs })) return false;
+    if (endTimeMs === 0) this.journaledStarts.add(task);
+    return true;
+  }
+
+  /** One line of the task journal; false (logged) if it could not be written. Enough lines, and the record is written again to fold them in. */
+  private appendLine(task: PersistedTask): boolean {
     try {
-      this.journal.append({ taskId, toolName, status, startTimeMs, endTimeMs });
+      this.journal.append(task);
     } catch (err) {
       this.logger.warn('could not append to the task journal; the whole record is written instead', { error: messageOf(err) });
       return false;
     }
-    if (endTimeMs === 0) this.journaledStarts.add(task);
     if (this.journal.lines >= JOURNAL_LINES_PER_RECORD) this.schedulePersist();
     return true;
   }

@@ -50,6 +50,8 @@ export async function* runTask<M>(
   try {
     for await (const event of run.events()) yield encode(event);
     conclusion = taskOutcome(await run.ending(), task.timeoutSeconds);
+    // On disk before the client hears it: a restart right after reports what it was told.
+    task.session.recordOutcome(record, conclusion.result.status);
     yield encode(conclusion.result);
     if (conclusion.callError) throw conclusion.callError;
   } catch (err) {

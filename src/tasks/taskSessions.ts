@@ -13,7 +13,7 @@ export interface TaskLogger {
 
 /** What running a task uses of its session (sessions/session.ts's Session is one). */
 export type TaskSession = ToolSession &
-  Pick<Session, 'id' | 'state' | 'tasks' | 'payloads' | 'touch' | 'recordTask'> & {
+  Pick<Session, 'id' | 'state' | 'tasks' | 'payloads' | 'touch' | 'recordTask' | 'recordOutcome'> & {
     readonly config: { readonly language: LanguageName; readonly limits: { readonly timeoutSeconds: number } };
     readonly logger: TaskLogger;
   };

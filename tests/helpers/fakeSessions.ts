@@ -81,6 +81,7 @@ export function fakeTaskSession(over: Partial<TaskSession> = {}): TaskSession {
     writes: new WriteGate(),
     touch: () => undefined,
     recordTask: () => Promise.resolve(),
+    recordOutcome: () => undefined,
     nextProcessNumber: (() => {
       let number = 0;
       return () => Promise.resolve(++number);

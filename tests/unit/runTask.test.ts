@@ -40,6 +40,7 @@ function harness(
     tasks,
     touch: () => void calls.push('touch'),
     recordTask: async () => void calls.push('recordTask'),
+    recordOutcome: (_task, status) => void calls.push(`recordOutcome ${TaskStatus[status]}`),
     logger: {
       isDebugEnabled: () => false,
       isLevelEnabled: () => false,
@@ -86,6 +87,25 @@ test('echo ends in one SUCCESS result carrying its outputs; the task is recorded
   assert.equal(tasks.get('t1')?.status, TaskStatus.STATUS_SUCCESS);
   assert.ok(calls.includes('touch'));
   assert.ok(!calls.includes('recordTask'), 'a tool that starts no process is not persisted before it runs');
+});
+
+test('how a task ended is on disk before its result is yielded, for a success and a failure alike', async () => {
+  for (const [exitCode, status] of [
+    [0, 'STATUS_SUCCESS'],
+    [3, 'STATUS_FAILURE'],
+  ] as const) {
+    const { deps, calls } = harness(async () => result(exitCode));
+    const seen: string[][] = [];
+    for await (const event of runTask(
+      deps,
+      { taskId: 't1', sessionId: 'session-1', toolName: 'run.python', arguments: { code: 'x' } },
+      new AbortController().signal,
+      (e) => e,
+    ))
+      if (event.kind === 'result') seen.push([...calls]);
+    assert.equal(seen.length, 1);
+    assert.ok(seen[0]!.includes(`recordOutcome ${status}`), `recorded before the result: ${seen[0]!.join(',')}`);
+  }
 });
 
 test('requests that cannot run are refused before any task is recorded', async () => {

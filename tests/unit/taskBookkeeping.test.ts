@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { mock, test } from 'node:test';
 import { TaskStatus } from '../../gen/codegen/v1/common.js';
-import { lastActivity } from '../../src/sessions/sessionRecord.js';
+import { lastActivity, withJournal, type PersistedTask } from '../../src/sessions/sessionRecord.js';
 import { Session, type SessionSandboxParts } from '../../src/sessions/session.js';
 import { bookkeepingSession, idleSessionSandbox } from '../helpers/fakeSessions.js';
 import type { SessionJournal, WorkspaceStore } from '../../src/storage/workspaceStore.js';
@@ -150,4 +150,40 @@ test('the last activity after a restart is the newest task time of record and jo
   assert.equal(lastActivity(100, [task(200, 450)], 1000), 450);
   assert.equal(lastActivity(100, [task(200, 5000)], 1000), 1000, 'a time past now (the clock set back) counts as now');
   assert.equal(lastActivity(2000, [], 1000), 2000, 'the record alone stands');
+});
+
+test("a task's outcome is a journal line before its finish: replayed alone (a kill between the two), it is what the client was told", () => {
+  const { store, lines } = fakes();
+  const session = readySession(store);
+  const task = session.tasks.start('t', 'run.python');
+  session.recordOutcome(task, TaskStatus.STATUS_SUCCESS);
+  const beforeFinish = withJournal([], lines as PersistedTask[], 10);
+  assert.deepEqual(
+    beforeFinish.map((t) => [t.taskId, t.status]),
+    [['t', TaskStatus.STATUS_SUCCESS]],
+  );
+  session.tasks.finish(task, TaskStatus.STATUS_SUCCESS);
+  assert.deepEqual(
+    withJournal([], lines as PersistedTask[], 10).map((t) => [t.taskId, t.status]),
+    [['t', TaskStatus.STATUS_SUCCESS]],
+  );
+});
+
+test("a record written between a task's outcome and its finish lists the outcome, not the task running", async () => {
+  const { store, records } = fakes();
+  const session = readySession(store);
+  const task = session.tasks.start('t', 'run.python');
+  session.recordOutcome(task, TaskStatus.STATUS_FAILURE);
+  await session.persist(false);
+  const listed = (records.at(-1) as { tasks: PersistedTask[] }).tasks;
+  assert.deepEqual(
+    listed.map((t) => [t.taskId, t.status]),
+    [['t', TaskStatus.STATUS_FAILURE]],
+  );
+  session.tasks.finish(task, TaskStatus.STATUS_FAILURE);
+  await session.persist(false);
+  assert.deepEqual(
+    (records.at(-1) as { tasks: PersistedTask[] }).tasks.map((t) => [t.taskId, t.status]),
+    [['t', TaskStatus.STATUS_FAILURE]],
+  );
 });
