@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -14,7 +14,7 @@ import { bytesOf, textOf } from '../src/storage/byteNames.js';
 import { scanTree } from '../src/storage/fileTree.js';
 import { make, tree } from './helpers/generatedTrees.js';
 import { callTool, runTask, statusOf, waitFor } from './helpers/tasks.js';
-import { startWorker, stopHard, type RunningWorker } from './helpers/worker.js';
+import { removeDataDir, startWorker, stopHard, type RunningWorker } from './helpers/worker.js';
 
 // Nothing lost on restart: a worker killed (SIGKILL) or stopped (SIGTERM) and started again on
 // the same data directory adopts its sessions: same ids, files, packages, limits, checkpoint
@@ -158,7 +158,7 @@ for (const how of ['SIGKILL', 'SIGTERM'] as const) {
     } finally {
       await stopHard(first);
       await stopHard(second);
-      rmSync(dataDir, { recursive: true, force: true });
+      await removeDataDir(dataDir);
     }
   });
 }
@@ -196,7 +196,7 @@ test('after a SIGKILL right after calls, each keeps how it ended, and the one wh
     assert.equal((await runTask(worker.tasks, { sessionId, toolName: 'fs.read', arguments: { path: 'f' } })).result?.outputs.contents, 'x');
   } finally {
     await stopHard(worker);
-    rmSync(dataDir, { recursive: true, force: true });
+    await removeDataDir(dataDir);
   }
 });
 
@@ -248,7 +248,7 @@ test('tasks cut off by a SIGKILL read FAILURE after the restart, listed as befor
     assert.equal(manyAgain.lastActivityMs, manyAdopted.lastActivityMs, 'a restart is no activity');
   } finally {
     await stopHard(worker);
-    rmSync(dataDir, { recursive: true, force: true });
+    await removeDataDir(dataDir);
   }
 });
 
@@ -269,7 +269,7 @@ test('a SIGTERM cancels the running task, and neither its cancel nor the restart
     assert.equal((await worker.sessions.getSessionStatus({ sessionId }, CALL)).lastActivityMs, live.lastActivityMs);
   } finally {
     await stopHard(worker);
-    rmSync(dataDir, { recursive: true, force: true });
+    await removeDataDir(dataDir);
   }
 });
 
@@ -332,7 +332,7 @@ test('generated workspaces come back byte for byte, untouched, after a SIGTERM r
   } finally {
     lingering?.stdin!.end();
     await stopHard(worker);
-    rmSync(dataDir, { recursive: true, force: true });
+    await removeDataDir(dataDir);
   }
 });
 
@@ -382,7 +382,7 @@ test('a session whose record or disk is damaged is moved aside, its disk neither
     );
   } finally {
     await stopHard(worker);
-    rmSync(dataDir, { recursive: true, force: true });
+    await removeDataDir(dataDir);
   }
 });
 

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isMountPoint } from '../../src/sandbox/confine/diskImage.js';
-import { startWorker, stopHard, type RunningWorker } from '../helpers/worker.js';
+import { removeDataDir, startWorker, stopHard, type RunningWorker } from '../helpers/worker.js';
 
 // helper-32: sessions filled the data disk (WORKER_DISK_OVERCOMMIT above 1 lets them), the caches'
 // disk image could not be written, and ext4 remounted the caches read-only. The worker was killed
@@ -37,6 +37,6 @@ test('a caches disk left mounted read-only by a killed worker is made anew at th
     assert.ok(sessionId);
   } finally {
     await stopHard(worker);
-    rmSync(dataDir, { recursive: true, force: true });
+    await removeDataDir(dataDir);
   }
 });

@@ -38,6 +38,16 @@ export interface StartOptions {
   namespace?: Pick<FakeInternet, 'spawnInWorkerNamespace' | 'forwardIntoWorkerNamespace'>;
 }
 
+/**
+ * Removes a data directory: what a worker killed left mounted below it (the package caches',
+ * sessions' disks) is unmounted first, so a test failing mid-restart neither leaks mounts nor has
+ * its own error hidden by the removal's EBUSY.
+ */
+export async function removeDataDir(dataDir: string): Promise<void> {
+  for (const point of (await mountsBelow(dataDir)).reverse()) await unmountDiskImage(point);
+  await rm(dataDir, { recursive: true, force: true });
+}
+
 /** Starts a real worker process on a free loopback port with its own data directory. */
 export async function startWorker(options: StartOptions = {}): Promise<RunningWorker> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'codegen-worker-test-')));
@@ -114,11 +124,7 @@ export async function startWorker(options: StartOptions = {}): Promise<RunningWo
         child.kill('SIGTERM');
         await exited;
       }
-      if (!options.dataDir) {
-        // A worker killed leaves its disks mounted (the package caches', sessions'): unmounted before the removal.
-        for (const point of (await mountsBelow(dataDir)).reverse()) await unmountDiskImage(point);
-        await rm(dataDir, { recursive: true, force: true });
-      }
+      if (!options.dataDir) await removeDataDir(dataDir);
     },
   };
 }
