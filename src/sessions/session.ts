@@ -102,8 +102,12 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
   private persistTimer: NodeJS.Timeout | undefined;
   /** Running tasks whose start is in the journal. */
   private readonly journaledStarts = new WeakSet<TaskRecord>();
-  /** How running tasks ended, by id, as their clients are told before the registry's finish: a record written between lists them so. */
-  private readonly outcomes = new Map<string, PersistedTask>();
+  /**
+   * How running tasks ended, by id, as their clients are told before the registry's finish: a
+   * record written between lists them so. `journaled`: its line is on disk, so the finish's
+   * (the same) is not written again.
+   */
+  private readonly outcomes = new Map<string, { task: PersistedTask; journaled: boolean }>();
   /** Background processes started so far (SessionRecord.processesStarted). */
   private processesStarted = 0;
   private writing: Promise<void> = Promise.resolve();
@@ -126,7 +130,9 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
     // Each start and end on disk as it happens: a restart right after reports a task running
     // then cut off (FAILURE), one ended as it ended, and starts in the order they came.
     this.tasks.onChange = (task) => {
-      if (task.endTimeMs > 0) this.outcomes.delete(task.taskId);
+      const told = task.endTimeMs > 0 ? this.outcomes.get(task.taskId) : undefined;
+      if (told) this.outcomes.delete(task.taskId);
+      if (told?.journaled && told.task.status === task.status) return;
       if (!this.journalTask(task)) this.schedulePersist();
     };
     this.journal = options.store.taskJournal(options.id);
@@ -270,7 +276,7 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
       diskBaselineBytes: this.sandboxRef?.diskBaselineBytes ?? 0,
       lastCheckpointId: this.lastCheckpointId,
       artifacts: [...this.artifactIds],
-      tasks: this.tasks.snapshot().map((t) => (t.status === TaskStatus.STATUS_RUNNING ? (this.outcomes.get(t.taskId) ?? t) : t)),
+      tasks: this.tasks.snapshot().map((t) => (t.status === TaskStatus.STATUS_RUNNING ? (this.outcomes.get(t.taskId)?.task ?? t) : t)),
       processesStarted: this.processesStarted,
       state: this.settled === TERMINATING ? 'TERMINATING' : 'READY',
     };
@@ -300,14 +306,16 @@ export class Session<S extends SessionSandboxParts = SessionSandbox> {
   /**
    * Puts how `task` ended on disk before its result is sent: a worker killed between the two is
    * followed by one that reports what the client was told, not a task cut off. The registry's
-   * finish (journaled too) follows once the task's run is wound up. Where the line cannot be
-   * written, the record (which lists the outcome) is, within PERSIST_DELAY_MS.
+   * finish follows once the task's run is wound up (journaled only where this line was not).
+   * Where the line cannot be written, the record (which lists the outcome) is, within
+   * PERSIST_DELAY_MS.
    */
   recordOutcome(task: TaskRecord, status: TaskStatus): void {
     const { taskId, toolName, startTimeMs } = task;
     const outcome = { taskId, toolName, status, startTimeMs, endTimeMs: Math.max(Date.now(), startTimeMs) };
-    this.outcomes.set(taskId, outcome);
-    if (!this.appendLine(outcome)) this.schedulePersist();
+    const journaled = this.appendLine(outcome);
+    this.outcomes.set(taskId, { task: outcome, journaled });
+    if (!journaled) this.schedulePersist();
   }
 
   /** Appends `task` as it is now to the task journal; false (logged) if that could not be written. */
